@@ -1,0 +1,112 @@
+/**
+ * @parlor/client — a typed client for the Parlor API.
+ *
+ * The request and response types come from `./schema.js` (the `schema.d.ts` beside this file),
+ * which openapi-typescript generates from `api/openapi.yaml`: run `npm run generate:ts` at the
+ * repository root and never edit it by hand. This file only adds a thin wrapper around
+ * openapi-fetch.
+ */
+import createClient from "openapi-fetch";
+import type { Client, ClientOptions, Middleware } from "openapi-fetch";
+import type { components, paths } from "./schema.js";
+
+export type { components, operations, paths } from "./schema.js";
+export type { Middleware } from "openapi-fetch";
+
+/** Problem is an RFC 9457 `application/problem+json` error body; branch on `code`. */
+export type Problem = components["schemas"]["Problem"];
+/** FieldError is one invalid field of a request, inside `Problem.errors`. */
+export type FieldError = components["schemas"]["FieldError"];
+/** User is an account as the API shows it. */
+export type User = components["schemas"]["User"];
+/** AuthSession is what register, login and refresh return: tokens and their user. */
+export type AuthSession = components["schemas"]["AuthSession"];
+/** RegisterRequest is the body of `POST /v1/auth/register`. */
+export type RegisterRequest = components["schemas"]["RegisterRequest"];
+/** LoginRequest is the body of `POST /v1/auth/login`. */
+export type LoginRequest = components["schemas"]["LoginRequest"];
+/** RefreshRequest is the body of `POST /v1/auth/refresh`. */
+export type RefreshRequest = components["schemas"]["RefreshRequest"];
+
+/** ParlorClient is an openapi-fetch client typed by the Parlor contract. */
+export type ParlorClient = Client<paths>;
+
+/** AccessTokenSource returns the current access token, or undefined when signed out. */
+export type AccessTokenSource = () => string | undefined | Promise<string | undefined>;
+
+/** ParlorClientOptions configures {@link createParlorClient}. */
+export interface ParlorClientOptions {
+  /**
+   * The server's origin, e.g. `https://parlor.example.com`. Paths such as `/v1/me` are
+   * appended to it. In a browser page served by Parlor itself, `window.location.origin`.
+   */
+  baseUrl: string;
+  /**
+   * Called before every request. When it returns a token, the request is sent with
+   * `Authorization: Bearer <token>` (unless the call set its own `Authorization` header).
+   */
+  getAccessToken?: AccessTokenSource;
+  /** A fetch implementation to use instead of `globalThis.fetch` (tests, proxies, retries). */
+  fetch?: ClientOptions["fetch"];
+}
+
+/**
+ * bearerAuth returns openapi-fetch middleware that adds `Authorization: Bearer <token>` to
+ * each request for which `getAccessToken` yields a token. A request that already carries an
+ * `Authorization` header is left as it is.
+ */
+export function bearerAuth(getAccessToken: AccessTokenSource): Middleware {
+  return {
+    async onRequest({ request }) {
+      if (request.headers.has("Authorization")) {
+        return undefined;
+      }
+      const token = await getAccessToken();
+      if (token) {
+        request.headers.set("Authorization", `Bearer ${token}`);
+      }
+      return request;
+    },
+  };
+}
+
+/**
+ * createParlorClient returns a typed client for the Parlor API.
+ *
+ * ```ts
+ * const parlor = createParlorClient({ baseUrl: "https://parlor.example.com", getAccessToken: () => token });
+ * const { data, error } = await parlor.GET("/v1/me");
+ * ```
+ *
+ * Every call resolves to `{ data, response }` on success or `{ error, response }` otherwise;
+ * the error of a documented failure is a {@link Problem}. Network failures reject.
+ */
+export function createParlorClient(options: ParlorClientOptions): ParlorClient {
+  const clientOptions: ClientOptions = { baseUrl: options.baseUrl };
+  if (options.fetch !== undefined) {
+    clientOptions.fetch = options.fetch;
+  }
+  const client = createClient<paths>(clientOptions);
+  if (options.getAccessToken !== undefined) {
+    client.use(bearerAuth(options.getAccessToken));
+  }
+  return client;
+}
+
+/**
+ * isProblem reports whether `x` looks like a Parlor problem body: an object with a string
+ * `type`, `title` and `code` and a numeric `status`. Use it on values whose type the compiler
+ * does not know, such as a caught exception or a body parsed by hand.
+ */
+export function isProblem(x: unknown): x is Problem {
+  if (typeof x !== "object" || x === null) {
+    return false;
+  }
+  const p = x as Record<string, unknown>;
+  return (
+    typeof p["type"] === "string" &&
+    typeof p["title"] === "string" &&
+    typeof p["status"] === "number" &&
+    typeof p["code"] === "string"
+  );
+}
