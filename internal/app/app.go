@@ -1,0 +1,177 @@
+// Package app assembles a Parlor process from its configuration: connections, services and
+// the HTTP server. main and the end-to-end tests build Parlor the same way, through New.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parlor-dev/parlor/internal/auth"
+	"github.com/parlor-dev/parlor/internal/config"
+	"github.com/parlor-dev/parlor/internal/httpapi"
+	"github.com/parlor-dev/parlor/internal/postgres"
+	"github.com/parlor-dev/parlor/internal/ratelimit"
+)
+
+// App is one running Parlor: its connections and its HTTP handler.
+type App struct {
+	Config config.Config
+	Logger *slog.Logger
+	Pool   *pgxpool.Pool
+	Redis  redis.UniversalClient
+	Keys   *auth.KeyRing
+	Echo   *echo.Echo
+}
+
+// New connects to PostgreSQL (and Redis when configured), applies migrations when told to,
+// and builds the HTTP server.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App, err error) {
+	a := &App{Config: cfg, Logger: logger}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+
+	a.Keys, err = keyRing(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	a.Pool, err = postgres.Connect(ctx, cfg.DBURL, cfg.DBMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MigrateOnStart() {
+		if err := migrate(ctx, a.Pool, logger); err != nil {
+			return nil, err
+		}
+	}
+
+	var limiter ratelimit.Limiter = ratelimit.NewMemory()
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+		}
+		a.Redis = redis.NewClient(opts)
+		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := a.Redis.Ping(pingCtx).Err(); err != nil {
+			return nil, fmt.Errorf("reach Redis: %w", err)
+		}
+		limiter = ratelimit.NewRedis(a.Redis, cfg.RedisKeyPrefix)
+	}
+
+	passwords, err := auth.NewPasswords(cfg.PasswordHashConcurrency)
+	if err != nil {
+		return nil, err
+	}
+	authSvc := auth.NewService(a.Pool, passwords,
+		auth.NewAccessTokens(a.Keys, cfg.PublicURL, cfg.AccessTokenTTL),
+		limiter, auth.Limits{
+			LoginPerIP:      cfg.LoginRateIP,
+			LoginPerIPEmail: cfg.LoginRateIPEmail,
+			RegisterPerIP:   cfg.RegisterRateIP,
+		}, cfg.RefreshTokenTTL)
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		postgres.NewPoolCollector(a.Pool),
+	)
+	a.Echo, err = httpapi.New(httpapi.Deps{
+		Config: cfg, Logger: logger, Pool: a.Pool, Redis: a.Redis,
+		Auth: authSvc, Keys: a.Keys, Registry: registry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// keyRing parses APP_JWT_KEYS, or in development makes a throwaway key: tokens then die
+// with the process, which is fine on a laptop and refused in production by config.Validate.
+func keyRing(cfg config.Config, logger *slog.Logger) (*auth.KeyRing, error) {
+	if cfg.JWTKeys != "" {
+		return auth.ParseKeyRing(cfg.JWTKeys)
+	}
+	if cfg.IsProduction() {
+		return nil, errors.New("APP_JWT_KEYS is required in production")
+	}
+	key, _, err := auth.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	logger.Warn("APP_JWT_KEYS is not set: signing access tokens with a key generated for this process only; sessions end when it stops (run `parlor keygen` to make a lasting key)", "kid", key.ID)
+	return auth.NewKeyRing(key)
+}
+
+func migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
+	m, err := postgres.NewMigrator(pool)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return m.Up(ctx, slogWriter{logger})
+}
+
+// slogWriter turns the migrator's progress lines into log records.
+type slogWriter struct{ logger *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.logger.Info(string(trimNewline(p)))
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+// Serve serves HTTP on ln until ctx is done, then shuts down gracefully: the listener
+// closes, in-flight requests get up to ShutdownTimeout to finish.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := httpapi.NewHTTPServer(a.Echo)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.Logger.Info("shutting down: finishing in-flight requests", "timeout", a.Config.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close releases the connections.
+func (a *App) Close() {
+	if a.Redis != nil {
+		_ = a.Redis.Close()
+	}
+	if a.Pool != nil {
+		a.Pool.Close()
+	}
+}

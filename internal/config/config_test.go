@@ -1,0 +1,60 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestRate(t *testing.T) {
+	var r Rate
+	require.NoError(t, r.UnmarshalText([]byte("10/15m")))
+	require.Equal(t, Rate{N: 10, Window: 15 * time.Minute}, r)
+	for _, bad := range []string{"10", "x/1m", "0/1m", "-1/1m", "5/forever", "5/0s"} {
+		require.Error(t, new(Rate).UnmarshalText([]byte(bad)), bad)
+	}
+}
+
+func TestDefaultsAndProductionSafeguards(t *testing.T) {
+	t.Setenv("APP_ENV", "")
+	cfg, err := Load()
+	require.NoError(t, err)
+	require.Equal(t, Development, cfg.Env)
+	require.True(t, cfg.MigrateOnStart(), "development migrates on start by default")
+	require.Equal(t, 15*time.Minute, cfg.AccessTokenTTL)
+	require.Equal(t, Rate{N: 10, Window: 15 * time.Minute}, cfg.LoginRateIPEmail)
+
+	t.Setenv("APP_ENV", "production")
+	t.Setenv("APP_PUBLIC_URL", "http://parlor.example")
+	_, err = Load()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "APP_JWT_KEYS is required in production")
+	require.Contains(t, err.Error(), "APP_PUBLIC_URL must be https")
+
+	t.Setenv("APP_JWT_KEYS", "k1:AAAA")
+	t.Setenv("APP_PUBLIC_URL", "https://parlor.example")
+	cfg, err = Load()
+	require.NoError(t, err)
+	require.False(t, cfg.MigrateOnStart(), "production does not migrate on start unless told")
+	t.Setenv("DB_MIGRATE_ON_START", "true")
+	cfg, err = Load()
+	require.NoError(t, err)
+	require.True(t, cfg.MigrateOnStart())
+
+	t.Setenv("APP_ENV", "staging")
+	_, err = Load()
+	require.ErrorContains(t, err, `APP_ENV must be "development" or "production"`)
+
+	t.Setenv("APP_ENV", "development")
+	t.Setenv("APP_ACCESS_TOKEN_TTL", "1h")
+	_, err = Load()
+	require.ErrorContains(t, err, "APP_ACCESS_TOKEN_TTL must be in (0, 15m]")
+
+	t.Setenv("APP_ACCESS_TOKEN_TTL", "5m")
+	t.Setenv("APP_TRUSTED_PROXIES", "10.0.0.0/8,not-a-cidr")
+	_, err = Load()
+	require.Error(t, err)
+	require.True(t, strings.Contains(err.Error(), "not-a-cidr"), err.Error())
+}

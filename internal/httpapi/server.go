@@ -1,0 +1,206 @@
+// Package httpapi is Parlor's HTTP edge: it implements the generated strict server interface
+// with thin handlers (convert, call one service method, convert back), wires the middleware
+// and renders every error as a problem in one place. It holds no SQL and no business rule.
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	echomiddleware "github.com/oapi-codegen/echo-middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	parlor "github.com/parlor-dev/parlor"
+	"github.com/parlor-dev/parlor/gen/api"
+	"github.com/parlor-dev/parlor/internal/apperr"
+	"github.com/parlor-dev/parlor/internal/auth"
+	"github.com/parlor-dev/parlor/internal/config"
+)
+
+// Deps is what the HTTP layer needs from the rest of the process.
+type Deps struct {
+	Config   config.Config
+	Logger   *slog.Logger
+	Pool     *pgxpool.Pool
+	Redis    redis.UniversalClient // nil when REDIS_URL is empty
+	Auth     *auth.Service
+	Keys     *auth.KeyRing
+	Registry *prometheus.Registry
+}
+
+// Server implements api.StrictServerInterface by composing one handler set per OpenAPI tag.
+type Server struct {
+	authHandlers
+	opsHandlers
+}
+
+var _ api.StrictServerInterface = (*Server)(nil)
+
+// New builds the echo instance that serves Parlor's HTTP API, docs and probes.
+func New(d Deps) (*echo.Echo, error) {
+	spec, err := api.GetSpec()
+	if err != nil {
+		return nil, fmt.Errorf("load embedded spec: %w", err)
+	}
+	specJSON, err := spec.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("render spec as JSON: %w", err)
+	}
+	// The validator matches paths only, never the Host header.
+	spec.Servers = nil
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(d.Logger)
+	e.IPExtractor = ipExtractor(d.Config.TrustedProxies)
+
+	metrics := newHTTPMetrics(d.Registry)
+	e.Use(
+		requestID(),
+		clientInfo(),
+		accessLog(d.Logger, metrics),
+		middleware.RecoverWithConfig(middleware.RecoverConfig{
+			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+				d.Logger.ErrorContext(c.Request().Context(), "panic", "error", err.Error(), "stack", string(stack))
+				return err
+			},
+		}),
+		securityHeaders(d.Config.IsProduction()),
+	)
+	if len(d.Config.AllowedOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:     d.Config.AllowedOrigins,
+			AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType, echo.HeaderXRequestID, "Idempotency-Key"},
+			ExposeHeaders:    []string{echo.HeaderXRequestID, echo.HeaderRetryAfter, echo.HeaderWWWAuthenticate},
+			AllowCredentials: false,
+			MaxAge:           600,
+		}))
+	}
+	e.Use(middleware.BodyLimit(d.Config.BodyLimit))
+
+	// Everything the contract describes goes through the request validator; the rest
+	// (metrics, the contract itself, docs, the demo client) is plain HTTP.
+	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens())), api.NewStrictHandler(&Server{
+		authHandlers: authHandlers{svc: d.Auth},
+		opsHandlers:  opsHandlers{pool: d.Pool, redis: d.Redis, keys: d.Keys},
+	}, nil))
+
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
+	e.GET("/openapi.yaml", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, "application/yaml", parlor.OpenAPIYAML)
+	})
+	e.GET("/openapi.json", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, specJSON)
+	})
+	if err := serveStatic(e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func serveStatic(e *echo.Echo) error {
+	docs, err := fs.Sub(parlor.Static, "static/docs")
+	if err != nil {
+		return fmt.Errorf("docs assets: %w", err)
+	}
+	e.GET("/docs", func(c echo.Context) error { return c.Redirect(http.StatusMovedPermanently, "/docs/") })
+	e.GET("/docs/*", echo.WrapHandler(http.StripPrefix("/docs/", http.FileServerFS(docs))))
+	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/docs/") })
+	return nil
+}
+
+// NewHTTPServer returns the http.Server for handler with every timeout set: Go's zero
+// values mean "wait forever", which lets slow clients hold connections open.
+func NewHTTPServer(handler http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Long enough for a 30 s long-poll; WebSockets clear it on upgrade.
+		WriteTimeout:   60 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 32 << 10,
+	}
+}
+
+// validator returns the OpenAPI request validator: it authenticates bearer tokens (401,
+// never 403, on failure), rejects unknown fields and out-of-range values, and hands any
+// failure to the error handler as a problem.
+func validator(spec *openapi3.T, tokens *auth.AccessTokens) echo.MiddlewareFunc {
+	return echomiddleware.OapiRequestValidatorWithOptions(spec, &echomiddleware.Options{
+		SilenceServersWarning: true,
+		Options: openapi3filter.Options{
+			MultiError:         true,
+			KeepValidatedValue: true,
+			AuthenticationFunc: func(ctx context.Context, in *openapi3filter.AuthenticationInput) error {
+				c := echomiddleware.GetEchoContext(ctx)
+				header := c.Request().Header.Get(echo.HeaderAuthorization)
+				scheme, token, ok := strings.Cut(header, " ")
+				if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+					return apperr.New(apperr.Unauthorized, "an Authorization: Bearer access token is required")
+				}
+				p, err := tokens.Verify(strings.TrimSpace(token))
+				if err != nil {
+					return err
+				}
+				c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+				return nil
+			},
+		},
+		// Field-level details for every validation failure, authentication first.
+		MultiErrorHandler: func(me openapi3.MultiError) *echo.HTTPError {
+			return &echo.HTTPError{Code: http.StatusBadRequest, Message: "invalid request", Internal: me}
+		},
+	})
+}
+
+// ipExtractor trusts X-Forwarded-For only from the configured proxies; without any, the
+// client IP is the TCP peer's.
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		_, ipNet, err := net.ParseCIDR(p.String())
+		if err == nil {
+			opts = append(opts, echo.TrustIPRange(ipNet))
+		}
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+type clientKey struct{}
+
+// clientInfo puts who is calling (IP as the extractor decides, user agent) on the request
+// context, for throttling and session records below the HTTP layer.
+func clientInfo() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			ip, _ := netip.ParseAddr(c.RealIP())
+			client := auth.Client{IP: ip.Unmap(), UserAgent: c.Request().UserAgent()}
+			c.SetRequest(c.Request().WithContext(context.WithValue(c.Request().Context(), clientKey{}, client)))
+			return next(c)
+		}
+	}
+}
+
+// clientOf returns the caller recorded by clientInfo.
+func clientOf(ctx context.Context) auth.Client {
+	client, _ := ctx.Value(clientKey{}).(auth.Client)
+	return client
+}
