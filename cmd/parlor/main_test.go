@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/parlor-dev/parlor/internal/postgres/pgtest"
+	"github.com/parlor-dev/parlor/migrations"
 )
 
 var (
@@ -139,12 +142,23 @@ func TestMigrateCommands(t *testing.T) {
 		require.NoError(t, err, string(out))
 		return string(out)
 	}
-	require.Contains(t, run("migrate", "status"), "pending")
-	require.Contains(t, run("migrate", "up"), "migrated up   00001_accounts.sql")
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	sort.Strings(files)
+
+	require.Equal(t, len(files), strings.Count(run("migrate", "status"), "pending"))
+	up := run("migrate", "up")
+	for _, f := range files {
+		require.Contains(t, up, "migrated up   "+f)
+	}
 	require.Contains(t, run("migrate", "up"), "nothing pending")
-	require.Contains(t, run("migrate", "status"), "applied")
-	require.Contains(t, run("migrate", "down"), "migrated down 00001_accounts.sql")
-	require.Contains(t, run("migrate", "status"), "pending")
+	require.Equal(t, len(files), strings.Count(run("migrate", "status"), "applied"))
+	// Every migration rolls back, newest first, down to an empty schema.
+	for i := len(files) - 1; i >= 0; i-- {
+		require.Contains(t, run("migrate", "down"), "migrated down "+files[i])
+	}
+	require.Equal(t, len(files), strings.Count(run("migrate", "status"), "pending"))
 }
 
 func TestKeygenPrintsAUsableKey(t *testing.T) {

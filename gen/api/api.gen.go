@@ -37,6 +37,63 @@ func (e AuthSessionTokenType) Valid() bool {
 	}
 }
 
+// Defines values for EventType.
+const (
+	MemberBanned    EventType = "member.banned"
+	MemberInvited   EventType = "member.invited"
+	MemberJoined    EventType = "member.joined"
+	MemberKicked    EventType = "member.kicked"
+	MemberLeft      EventType = "member.left"
+	MemberUnbanned  EventType = "member.unbanned"
+	MemberUpdated   EventType = "member.updated"
+	MessageCreated  EventType = "message.created"
+	MessageDeleted  EventType = "message.deleted"
+	MessageEdited   EventType = "message.edited"
+	ReactionAdded   EventType = "reaction.added"
+	ReactionRemoved EventType = "reaction.removed"
+	ReadUpdated     EventType = "read.updated"
+	RoomDeleted     EventType = "room.deleted"
+	RoomUpdated     EventType = "room.updated"
+)
+
+// Valid indicates whether the value is a known member of the EventType enum.
+func (e EventType) Valid() bool {
+	switch e {
+	case MemberBanned:
+		return true
+	case MemberInvited:
+		return true
+	case MemberJoined:
+		return true
+	case MemberKicked:
+		return true
+	case MemberLeft:
+		return true
+	case MemberUnbanned:
+		return true
+	case MemberUpdated:
+		return true
+	case MessageCreated:
+		return true
+	case MessageDeleted:
+		return true
+	case MessageEdited:
+		return true
+	case ReactionAdded:
+		return true
+	case ReactionRemoved:
+		return true
+	case ReadUpdated:
+		return true
+	case RoomDeleted:
+		return true
+	case RoomUpdated:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for HealthStatus.
 const (
 	HealthStatusOk HealthStatus = "ok"
@@ -145,6 +202,84 @@ func (e ReadinessStatus) Valid() bool {
 	}
 }
 
+// Defines values for Role.
+const (
+	RoleMember    Role = "member"
+	RoleModerator Role = "moderator"
+	RoleOwner     Role = "owner"
+)
+
+// Valid indicates whether the value is a known member of the Role enum.
+func (e Role) Valid() bool {
+	switch e {
+	case RoleMember:
+		return true
+	case RoleModerator:
+		return true
+	case RoleOwner:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for UpdateMemberRequestRole.
+const (
+	UpdateMemberRequestRoleMember    UpdateMemberRequestRole = "member"
+	UpdateMemberRequestRoleModerator UpdateMemberRequestRole = "moderator"
+)
+
+// Valid indicates whether the value is a known member of the UpdateMemberRequestRole enum.
+func (e UpdateMemberRequestRole) Valid() bool {
+	switch e {
+	case UpdateMemberRequestRoleMember:
+		return true
+	case UpdateMemberRequestRoleModerator:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Visibility.
+const (
+	VisibilityPrivate Visibility = "private"
+	VisibilityPublic  Visibility = "public"
+)
+
+// Valid indicates whether the value is a known member of the Visibility enum.
+func (e Visibility) Valid() bool {
+	switch e {
+	case VisibilityPrivate:
+		return true
+	case VisibilityPublic:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListRoomsParamsScope.
+const (
+	ListRoomsParamsScopeInvited ListRoomsParamsScope = "invited"
+	ListRoomsParamsScopeJoined  ListRoomsParamsScope = "joined"
+	ListRoomsParamsScopePublic  ListRoomsParamsScope = "public"
+)
+
+// Valid indicates whether the value is a known member of the ListRoomsParamsScope enum.
+func (e ListRoomsParamsScope) Valid() bool {
+	switch e {
+	case ListRoomsParamsScopeInvited:
+		return true
+	case ListRoomsParamsScopeJoined:
+		return true
+	case ListRoomsParamsScopePublic:
+		return true
+	default:
+		return false
+	}
+}
+
 // AuthSession Tokens for a session, and who they belong to.
 type AuthSession struct {
 	// AccessToken A JWT for the `Authorization` header.
@@ -169,6 +304,42 @@ type AuthSession struct {
 // AuthSessionTokenType defines model for AuthSession.TokenType.
 type AuthSessionTokenType string
 
+// Ban defines model for Ban.
+type Ban struct {
+	BannedBy  openapi_types.UUID `json:"banned_by"`
+	CreatedAt time.Time          `json:"created_at"`
+	Reason    *string            `json:"reason,omitempty"`
+	RoomId    openapi_types.UUID `json:"room_id"`
+	Until     *time.Time         `json:"until,omitempty"`
+	UserId    openapi_types.UUID `json:"user_id"`
+}
+
+// BanRequest defines model for BanRequest.
+type BanRequest struct {
+	Reason *string `json:"reason,omitempty"`
+
+	// Until When the ban ends; absent = until lifted.
+	Until  *time.Time         `json:"until,omitempty"`
+	UserId openapi_types.UUID `json:"user_id"`
+}
+
+// CreateRoomRequest defines model for CreateRoomRequest.
+type CreateRoomRequest struct {
+	EntryPrice      *int64      `json:"entry_price,omitempty"`
+	Name            string      `json:"name"`
+	SlowModeSeconds *int        `json:"slow_mode_seconds,omitempty"`
+	Topic           *string     `json:"topic,omitempty"`
+	Visibility      *Visibility `json:"visibility,omitempty"`
+}
+
+// EditMessageRequest defines model for EditMessageRequest.
+type EditMessageRequest struct {
+	Body string `json:"body"`
+}
+
+// EventType defines model for EventType.
+type EventType string
+
 // FieldError defines model for FieldError.
 type FieldError struct {
 	// Field Where the problem is, e.g. `body.email` or `query.limit`.
@@ -183,6 +354,19 @@ type Health struct {
 
 // HealthStatus defines model for Health.Status.
 type HealthStatus string
+
+// Invite defines model for Invite.
+type Invite struct {
+	CreatedAt time.Time          `json:"created_at"`
+	InvitedBy openapi_types.UUID `json:"invited_by"`
+	RoomId    openapi_types.UUID `json:"room_id"`
+	UserId    openapi_types.UUID `json:"user_id"`
+}
+
+// InviteRequest defines model for InviteRequest.
+type InviteRequest struct {
+	UserId openapi_types.UUID `json:"user_id"`
+}
 
 // JWK defines model for JWK.
 type JWK struct {
@@ -219,10 +403,59 @@ type LoginRequest struct {
 	Password string `json:"password"`
 }
 
+// Member defines model for Member.
+type Member struct {
+	DisplayName string             `json:"display_name"`
+	JoinedAt    time.Time          `json:"joined_at"`
+	MutedUntil  *time.Time         `json:"muted_until,omitempty"`
+	Role        Role               `json:"role"`
+	UserId      openapi_types.UUID `json:"user_id"`
+}
+
+// MemberPage defines model for MemberPage.
+type MemberPage struct {
+	Items      []Member `json:"items"`
+	NextCursor *string  `json:"next_cursor,omitempty"`
+}
+
+// Membership The caller's membership of a room.
+type Membership struct {
+	JoinedAt   time.Time  `json:"joined_at"`
+	MutedUntil *time.Time `json:"muted_until,omitempty"`
+	ReadSeq    int64      `json:"read_seq"`
+	Role       Role       `json:"role"`
+
+	// UnreadCount Messages by others after `read_seq`, not deleted.
+	UnreadCount int64 `json:"unread_count"`
+}
+
+// Message defines model for Message.
+type Message struct {
+	AuthorId openapi_types.UUID `json:"author_id"`
+
+	// Body `null` once deleted.
+	Body        *string             `json:"body"`
+	ClientMsgId openapi_types.UUID  `json:"client_msg_id"`
+	CreatedAt   time.Time           `json:"created_at"`
+	Deleted     bool                `json:"deleted"`
+	EditedAt    *time.Time          `json:"edited_at,omitempty"`
+	Id          openapi_types.UUID  `json:"id"`
+	Reactions   []ReactionCount     `json:"reactions"`
+	ReplyTo     *openapi_types.UUID `json:"reply_to"`
+	RoomId      openapi_types.UUID  `json:"room_id"`
+	Seq         int64               `json:"seq"`
+}
+
+// MessagePage defines model for MessagePage.
+type MessagePage struct {
+	HasMore bool      `json:"has_more"`
+	Items   []Message `json:"items"`
+}
+
 // Problem An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Problem struct {
 	// Code Stable machine-readable problem code.
@@ -256,6 +489,33 @@ type Problem struct {
 	//
 	// Example: about:blank
 	Type string `json:"type"`
+}
+
+// Reaction defines model for Reaction.
+type Reaction struct {
+	Emoji     string             `json:"emoji"`
+	MessageId openapi_types.UUID `json:"message_id"`
+}
+
+// ReactionCount defines model for ReactionCount.
+type ReactionCount struct {
+	Count int    `json:"count"`
+	Emoji string `json:"emoji"`
+
+	// Me Whether the caller reacted with it.
+	Me bool `json:"me"`
+}
+
+// ReadRequest defines model for ReadRequest.
+type ReadRequest struct {
+	Seq int64 `json:"seq"`
+}
+
+// ReadState defines model for ReadState.
+type ReadState struct {
+	ReadSeq     int64              `json:"read_seq"`
+	RoomId      openapi_types.UUID `json:"room_id"`
+	UnreadCount int64              `json:"unread_count"`
 }
 
 // Readiness defines model for Readiness.
@@ -292,6 +552,102 @@ type RegisterRequest struct {
 	Password string `json:"password"`
 }
 
+// Role defines model for Role.
+type Role string
+
+// Room defines model for Room.
+type Room struct {
+	// Archived An archived room is read-only.
+	Archived  bool      `json:"archived"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// EntryPrice Credits to join; 0 = free.
+	EntryPrice int64              `json:"entry_price"`
+	Id         openapi_types.UUID `json:"id"`
+
+	// LastSeq The seq of the room's latest event.
+	LastSeq     int64 `json:"last_seq"`
+	MemberCount int   `json:"member_count"`
+
+	// Membership The caller's membership of a room.
+	Membership *Membership        `json:"membership,omitempty"`
+	Name       string             `json:"name"`
+	OwnerId    openapi_types.UUID `json:"owner_id"`
+
+	// SlowModeSeconds Seconds a member must wait between messages; 0 = off.
+	SlowModeSeconds int        `json:"slow_mode_seconds"`
+	Topic           string     `json:"topic"`
+	Visibility      Visibility `json:"visibility"`
+}
+
+// RoomEvent One change in a room. `message` is the message's current state (a deleted message is a
+// tombstone, whichever event refers to it); `user_id` is whom a membership or read event
+// is about; `member` carries a role or mute change; `room` a room change; `reaction` a
+// reaction change.
+type RoomEvent struct {
+	ActorId   openapi_types.UUID  `json:"actor_id"`
+	CreatedAt time.Time           `json:"created_at"`
+	Member    *Member             `json:"member,omitempty"`
+	Message   *Message            `json:"message,omitempty"`
+	Reaction  *Reaction           `json:"reaction,omitempty"`
+	ReadSeq   *int64              `json:"read_seq,omitempty"`
+	Room      *Room               `json:"room,omitempty"`
+	RoomId    openapi_types.UUID  `json:"room_id"`
+	Seq       int64               `json:"seq"`
+	Type      EventType           `json:"type"`
+	UserId    *openapi_types.UUID `json:"user_id,omitempty"`
+}
+
+// RoomPage defines model for RoomPage.
+type RoomPage struct {
+	Items []Room `json:"items"`
+
+	// NextCursor Absent on the last page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// SendMessageRequest defines model for SendMessageRequest.
+type SendMessageRequest struct {
+	// Body 1–4,000 characters (at most 16,000 bytes of UTF-8).
+	Body string `json:"body"`
+
+	// ClientMsgId Chosen by the client, unique per message; reuse it to retry safely.
+	ClientMsgId openapi_types.UUID `json:"client_msg_id"`
+
+	// ReplyTo A message of the same room.
+	ReplyTo *openapi_types.UUID `json:"reply_to,omitempty"`
+}
+
+// SyncPage defines model for SyncPage.
+type SyncPage struct {
+	Events []RoomEvent `json:"events"`
+
+	// HasMore More events are ready; ask again at once with `next_token`.
+	HasMore   bool   `json:"has_more"`
+	NextToken string `json:"next_token"`
+
+	// Rooms Only without `since`: the caller's rooms, with their membership.
+	Rooms *[]Room `json:"rooms,omitempty"`
+}
+
+// UpdateMemberRequest defines model for UpdateMemberRequest.
+type UpdateMemberRequest struct {
+	// MutedUntil Mute until then; a time in the past unmutes.
+	MutedUntil *time.Time               `json:"muted_until,omitempty"`
+	Role       *UpdateMemberRequestRole `json:"role,omitempty"`
+}
+
+// UpdateMemberRequestRole defines model for UpdateMemberRequest.Role.
+type UpdateMemberRequestRole string
+
+// UpdateRoomRequest defines model for UpdateRoomRequest.
+type UpdateRoomRequest struct {
+	Archived        *bool   `json:"archived,omitempty"`
+	Name            *string `json:"name,omitempty"`
+	SlowModeSeconds *int    `json:"slow_mode_seconds,omitempty"`
+	Topic           *string `json:"topic,omitempty"`
+}
+
 // User defines model for User.
 type User struct {
 	CreatedAt   time.Time `json:"created_at"`
@@ -302,75 +658,146 @@ type User struct {
 	Id    openapi_types.UUID `json:"id"`
 }
 
+// Visibility defines model for Visibility.
+type Visibility string
+
+// Cursor defines model for Cursor.
+type Cursor = string
+
+// Limit defines model for Limit.
+type Limit = int
+
+// MessageId defines model for MessageId.
+type MessageId = openapi_types.UUID
+
+// RoomId defines model for RoomId.
+type RoomId = openapi_types.UUID
+
+// UserId defines model for UserId.
+type UserId = openapi_types.UUID
+
 // BadRequest An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type BadRequest = Problem
 
 // Conflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Conflict = Problem
 
 // Forbidden An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Forbidden = Problem
 
 // InternalError An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type InternalError = Problem
 
 // NotFound An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type NotFound = Problem
 
 // PayloadTooLarge An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type PayloadTooLarge = Problem
+
+// PaymentRequired An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
+// `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
+// `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `not_ready`, `unavailable`, `internal`.
+type PaymentRequired = Problem
 
 // ServiceUnavailable An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type ServiceUnavailable = Problem
 
 // TooManyRequests An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type TooManyRequests = Problem
 
 // Unauthorized An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Unauthorized = Problem
 
 // UnsupportedMediaType An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
+
+// ListRoomsParams defines parameters for ListRooms.
+type ListRoomsParams struct {
+	Scope *ListRoomsParamsScope `form:"scope,omitempty" json:"scope,omitempty"`
+
+	// Q Name prefix (only with `scope=public`).
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+
+	// Limit Page size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ListRoomsParamsScope defines parameters for ListRooms.
+type ListRoomsParamsScope string
+
+// ListMembersParams defines parameters for ListMembers.
+type ListMembersParams struct {
+	// Limit Page size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ListMessagesParams defines parameters for ListMessages.
+type ListMessagesParams struct {
+	BeforeSeq *int64 `form:"before_seq,omitempty" json:"before_seq,omitempty"`
+	AfterSeq  *int64 `form:"after_seq,omitempty" json:"after_seq,omitempty"`
+
+	// Limit Page size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// SyncParams defines parameters for Sync.
+type SyncParams struct {
+	Since *string `form:"since,omitempty" json:"since,omitempty"`
+
+	// Limit At most this many events (default 100).
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// TimeoutMs Wait up to this long for an event when there is none (long-poll).
+	TimeoutMs *int `form:"timeout_ms,omitempty" json:"timeout_ms,omitempty"`
+}
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
 type LoginJSONRequestBody = LoginRequest
@@ -380,6 +807,30 @@ type RefreshJSONRequestBody = RefreshRequest
 
 // RegisterJSONRequestBody defines body for Register for application/json ContentType.
 type RegisterJSONRequestBody = RegisterRequest
+
+// CreateRoomJSONRequestBody defines body for CreateRoom for application/json ContentType.
+type CreateRoomJSONRequestBody = CreateRoomRequest
+
+// UpdateRoomJSONRequestBody defines body for UpdateRoom for application/json ContentType.
+type UpdateRoomJSONRequestBody = UpdateRoomRequest
+
+// BanMemberJSONRequestBody defines body for BanMember for application/json ContentType.
+type BanMemberJSONRequestBody = BanRequest
+
+// InviteMemberJSONRequestBody defines body for InviteMember for application/json ContentType.
+type InviteMemberJSONRequestBody = InviteRequest
+
+// UpdateMemberJSONRequestBody defines body for UpdateMember for application/json ContentType.
+type UpdateMemberJSONRequestBody = UpdateMemberRequest
+
+// SendMessageJSONRequestBody defines body for SendMessage for application/json ContentType.
+type SendMessageJSONRequestBody = SendMessageRequest
+
+// EditMessageJSONRequestBody defines body for EditMessage for application/json ContentType.
+type EditMessageJSONRequestBody = EditMessageRequest
+
+// MarkReadJSONRequestBody defines body for MarkRead for application/json ContentType.
+type MarkReadJSONRequestBody = ReadRequest
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -407,6 +858,69 @@ type ServerInterface interface {
 	// GetMe The signed-in user
 	// (GET /v1/me)
 	GetMe(ctx echo.Context) error
+	// ListRooms List rooms
+	// (GET /v1/rooms)
+	ListRooms(ctx echo.Context, params ListRoomsParams) error
+	// CreateRoom Create a room
+	// (POST /v1/rooms)
+	CreateRoom(ctx echo.Context) error
+	// DeleteRoom Delete a room (owner)
+	// (DELETE /v1/rooms/{room_id})
+	DeleteRoom(ctx echo.Context, roomId RoomId) error
+	// GetRoom Get a room
+	// (GET /v1/rooms/{room_id})
+	GetRoom(ctx echo.Context, roomId RoomId) error
+	// UpdateRoom Change a room
+	// (PATCH /v1/rooms/{room_id})
+	UpdateRoom(ctx echo.Context, roomId RoomId) error
+	// BanMember Ban a user
+	// (POST /v1/rooms/{room_id}/bans)
+	BanMember(ctx echo.Context, roomId RoomId) error
+	// UnbanMember Lift a ban
+	// (DELETE /v1/rooms/{room_id}/bans/{user_id})
+	UnbanMember(ctx echo.Context, roomId RoomId, userId UserId) error
+	// InviteMember Invite a user to a private room
+	// (POST /v1/rooms/{room_id}/invites)
+	InviteMember(ctx echo.Context, roomId RoomId) error
+	// JoinRoom Join a room
+	// (POST /v1/rooms/{room_id}/join)
+	JoinRoom(ctx echo.Context, roomId RoomId) error
+	// LeaveRoom Leave a room
+	// (POST /v1/rooms/{room_id}/leave)
+	LeaveRoom(ctx echo.Context, roomId RoomId) error
+	// ListMembers List members
+	// (GET /v1/rooms/{room_id}/members)
+	ListMembers(ctx echo.Context, roomId RoomId, params ListMembersParams) error
+	// KickMember Remove a member (kick)
+	// (DELETE /v1/rooms/{room_id}/members/{user_id})
+	KickMember(ctx echo.Context, roomId RoomId, userId UserId) error
+	// UpdateMember Change a member's role or mute
+	// (PUT /v1/rooms/{room_id}/members/{user_id})
+	UpdateMember(ctx echo.Context, roomId RoomId, userId UserId) error
+	// ListMessages Page through a room's messages by seq
+	// (GET /v1/rooms/{room_id}/messages)
+	ListMessages(ctx echo.Context, roomId RoomId, params ListMessagesParams) error
+	// SendMessage Send a message
+	// (POST /v1/rooms/{room_id}/messages)
+	SendMessage(ctx echo.Context, roomId RoomId) error
+	// DeleteMessage Delete a message (author or moderator)
+	// (DELETE /v1/rooms/{room_id}/messages/{message_id})
+	DeleteMessage(ctx echo.Context, roomId RoomId, messageId MessageId) error
+	// EditMessage Edit a message (author only)
+	// (PATCH /v1/rooms/{room_id}/messages/{message_id})
+	EditMessage(ctx echo.Context, roomId RoomId, messageId MessageId) error
+	// RemoveReaction Take a reaction back
+	// (DELETE /v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji})
+	RemoveReaction(ctx echo.Context, roomId RoomId, messageId MessageId, emoji string) error
+	// AddReaction React to a message
+	// (PUT /v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji})
+	AddReaction(ctx echo.Context, roomId RoomId, messageId MessageId, emoji string) error
+	// MarkRead Move the read marker
+	// (POST /v1/rooms/{room_id}/read)
+	MarkRead(ctx echo.Context, roomId RoomId) error
+	// Sync Catch up on everything in the caller's rooms
+	// (GET /v1/sync)
+	Sync(ctx echo.Context, params SyncParams) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
@@ -486,6 +1000,485 @@ func (w *ServerInterfaceWrapper) GetMe(ctx echo.Context) error {
 	return err
 }
 
+// ListRooms converts echo context to params.
+func (w *ServerInterfaceWrapper) ListRooms(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListRoomsParams
+	// ------------- Optional query parameter "scope" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "scope", ctx.QueryParams(), &params.Scope, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter scope: %s", err))
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", ctx.QueryParams(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter q: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListRooms(ctx, params)
+	return err
+}
+
+// CreateRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateRoom(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateRoom(ctx)
+	return err
+}
+
+// DeleteRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteRoom(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteRoom(ctx, roomId)
+	return err
+}
+
+// GetRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoom(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoom(ctx, roomId)
+	return err
+}
+
+// UpdateRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateRoom(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateRoom(ctx, roomId)
+	return err
+}
+
+// BanMember converts echo context to params.
+func (w *ServerInterfaceWrapper) BanMember(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.BanMember(ctx, roomId)
+	return err
+}
+
+// UnbanMember converts echo context to params.
+func (w *ServerInterfaceWrapper) UnbanMember(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// ------------- Path parameter "user_id" -------------
+	var userId UserId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "user_id", ctx.Param("user_id"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter user_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UnbanMember(ctx, roomId, userId)
+	return err
+}
+
+// InviteMember converts echo context to params.
+func (w *ServerInterfaceWrapper) InviteMember(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.InviteMember(ctx, roomId)
+	return err
+}
+
+// JoinRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) JoinRoom(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.JoinRoom(ctx, roomId)
+	return err
+}
+
+// LeaveRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) LeaveRoom(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.LeaveRoom(ctx, roomId)
+	return err
+}
+
+// ListMembers converts echo context to params.
+func (w *ServerInterfaceWrapper) ListMembers(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListMembersParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListMembers(ctx, roomId, params)
+	return err
+}
+
+// KickMember converts echo context to params.
+func (w *ServerInterfaceWrapper) KickMember(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// ------------- Path parameter "user_id" -------------
+	var userId UserId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "user_id", ctx.Param("user_id"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter user_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.KickMember(ctx, roomId, userId)
+	return err
+}
+
+// UpdateMember converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateMember(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// ------------- Path parameter "user_id" -------------
+	var userId UserId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "user_id", ctx.Param("user_id"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter user_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateMember(ctx, roomId, userId)
+	return err
+}
+
+// ListMessages converts echo context to params.
+func (w *ServerInterfaceWrapper) ListMessages(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListMessagesParams
+	// ------------- Optional query parameter "before_seq" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "before_seq", ctx.QueryParams(), &params.BeforeSeq, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter before_seq: %s", err))
+	}
+
+	// ------------- Optional query parameter "after_seq" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after_seq", ctx.QueryParams(), &params.AfterSeq, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter after_seq: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListMessages(ctx, roomId, params)
+	return err
+}
+
+// SendMessage converts echo context to params.
+func (w *ServerInterfaceWrapper) SendMessage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SendMessage(ctx, roomId)
+	return err
+}
+
+// DeleteMessage converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteMessage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// ------------- Path parameter "message_id" -------------
+	var messageId MessageId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "message_id", ctx.Param("message_id"), &messageId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter message_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteMessage(ctx, roomId, messageId)
+	return err
+}
+
+// EditMessage converts echo context to params.
+func (w *ServerInterfaceWrapper) EditMessage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// ------------- Path parameter "message_id" -------------
+	var messageId MessageId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "message_id", ctx.Param("message_id"), &messageId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter message_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.EditMessage(ctx, roomId, messageId)
+	return err
+}
+
+// RemoveReaction converts echo context to params.
+func (w *ServerInterfaceWrapper) RemoveReaction(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// ------------- Path parameter "message_id" -------------
+	var messageId MessageId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "message_id", ctx.Param("message_id"), &messageId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter message_id: %s", err))
+	}
+
+	// ------------- Path parameter "emoji" -------------
+	var emoji string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "emoji", ctx.Param("emoji"), &emoji, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter emoji: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RemoveReaction(ctx, roomId, messageId, emoji)
+	return err
+}
+
+// AddReaction converts echo context to params.
+func (w *ServerInterfaceWrapper) AddReaction(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// ------------- Path parameter "message_id" -------------
+	var messageId MessageId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "message_id", ctx.Param("message_id"), &messageId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter message_id: %s", err))
+	}
+
+	// ------------- Path parameter "emoji" -------------
+	var emoji string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "emoji", ctx.Param("emoji"), &emoji, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter emoji: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AddReaction(ctx, roomId, messageId, emoji)
+	return err
+}
+
+// MarkRead converts echo context to params.
+func (w *ServerInterfaceWrapper) MarkRead(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.MarkRead(ctx, roomId)
+	return err
+}
+
+// Sync converts echo context to params.
+func (w *ServerInterfaceWrapper) Sync(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params SyncParams
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", ctx.QueryParams(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "timeout_ms" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "timeout_ms", ctx.QueryParams(), &params.TimeoutMs, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter timeout_ms: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Sync(ctx, params)
+	return err
+}
+
 // This is a simple interface which specifies echo.Route addition functions which
 // are present on both echo.Echo and echo.Group, since we want to allow using
 // either of them for path registration
@@ -538,6 +1531,27 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/v1/auth/refresh", wrapper.Refresh, options.OperationMiddlewares["refresh"]...)
 	router.POST(options.BaseURL+"/v1/auth/logout", wrapper.Logout, options.OperationMiddlewares["logout"]...)
 	router.GET(options.BaseURL+"/v1/me", wrapper.GetMe, options.OperationMiddlewares["getMe"]...)
+	router.GET(options.BaseURL+"/v1/rooms", wrapper.ListRooms, options.OperationMiddlewares["listRooms"]...)
+	router.POST(options.BaseURL+"/v1/rooms", wrapper.CreateRoom, options.OperationMiddlewares["createRoom"]...)
+	router.DELETE(options.BaseURL+"/v1/rooms/:room_id", wrapper.DeleteRoom, options.OperationMiddlewares["deleteRoom"]...)
+	router.GET(options.BaseURL+"/v1/rooms/:room_id", wrapper.GetRoom, options.OperationMiddlewares["getRoom"]...)
+	router.PATCH(options.BaseURL+"/v1/rooms/:room_id", wrapper.UpdateRoom, options.OperationMiddlewares["updateRoom"]...)
+	router.POST(options.BaseURL+"/v1/rooms/:room_id/join", wrapper.JoinRoom, options.OperationMiddlewares["joinRoom"]...)
+	router.POST(options.BaseURL+"/v1/rooms/:room_id/leave", wrapper.LeaveRoom, options.OperationMiddlewares["leaveRoom"]...)
+	router.GET(options.BaseURL+"/v1/rooms/:room_id/members", wrapper.ListMembers, options.OperationMiddlewares["listMembers"]...)
+	router.DELETE(options.BaseURL+"/v1/rooms/:room_id/members/:user_id", wrapper.KickMember, options.OperationMiddlewares["kickMember"]...)
+	router.PUT(options.BaseURL+"/v1/rooms/:room_id/members/:user_id", wrapper.UpdateMember, options.OperationMiddlewares["updateMember"]...)
+	router.POST(options.BaseURL+"/v1/rooms/:room_id/invites", wrapper.InviteMember, options.OperationMiddlewares["inviteMember"]...)
+	router.POST(options.BaseURL+"/v1/rooms/:room_id/bans", wrapper.BanMember, options.OperationMiddlewares["banMember"]...)
+	router.DELETE(options.BaseURL+"/v1/rooms/:room_id/bans/:user_id", wrapper.UnbanMember, options.OperationMiddlewares["unbanMember"]...)
+	router.GET(options.BaseURL+"/v1/rooms/:room_id/messages", wrapper.ListMessages, options.OperationMiddlewares["listMessages"]...)
+	router.POST(options.BaseURL+"/v1/rooms/:room_id/messages", wrapper.SendMessage, options.OperationMiddlewares["sendMessage"]...)
+	router.DELETE(options.BaseURL+"/v1/rooms/:room_id/messages/:message_id", wrapper.DeleteMessage, options.OperationMiddlewares["deleteMessage"]...)
+	router.PATCH(options.BaseURL+"/v1/rooms/:room_id/messages/:message_id", wrapper.EditMessage, options.OperationMiddlewares["editMessage"]...)
+	router.DELETE(options.BaseURL+"/v1/rooms/:room_id/messages/:message_id/reactions/:emoji", wrapper.RemoveReaction, options.OperationMiddlewares["removeReaction"]...)
+	router.PUT(options.BaseURL+"/v1/rooms/:room_id/messages/:message_id/reactions/:emoji", wrapper.AddReaction, options.OperationMiddlewares["addReaction"]...)
+	router.POST(options.BaseURL+"/v1/rooms/:room_id/read", wrapper.MarkRead, options.OperationMiddlewares["markRead"]...)
+	router.GET(options.BaseURL+"/v1/sync", wrapper.Sync, options.OperationMiddlewares["sync"]...)
 	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS, options.OperationMiddlewares["getJWKS"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
@@ -555,6 +1569,8 @@ type InternalErrorApplicationProblemPlusJSONResponse Problem
 type NotFoundApplicationProblemPlusJSONResponse Problem
 
 type PayloadTooLargeApplicationProblemPlusJSONResponse Problem
+
+type PaymentRequiredApplicationProblemPlusJSONResponse Problem
 
 type ServiceUnavailableResponseHeaders struct {
 	RetryAfter *int
@@ -1133,6 +2149,2492 @@ func (response GetMe500ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w 
 	return err
 }
 
+type ListRoomsRequestObject struct {
+	Params ListRoomsParams
+}
+
+type ListRoomsResponseObject interface {
+	VisitListRoomsResponse(w http.ResponseWriter) error
+}
+
+type ListRooms200JSONResponse RoomPage
+
+func (response ListRooms200JSONResponse) VisitListRoomsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRooms400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListRooms400ApplicationProblemPlusJSONResponse) VisitListRoomsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRooms401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListRooms401ApplicationProblemPlusJSONResponse) VisitListRoomsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRooms500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListRooms500ApplicationProblemPlusJSONResponse) VisitListRoomsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRoomRequestObject struct {
+	Body *CreateRoomJSONRequestBody
+}
+
+type CreateRoomResponseObject interface {
+	VisitCreateRoomResponse(w http.ResponseWriter) error
+}
+
+type CreateRoom201JSONResponse Room
+
+func (response CreateRoom201JSONResponse) VisitCreateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRoom400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRoom400ApplicationProblemPlusJSONResponse) VisitCreateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRoom401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRoom401ApplicationProblemPlusJSONResponse) VisitCreateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRoom413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRoom413ApplicationProblemPlusJSONResponse) VisitCreateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRoom415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRoom415ApplicationProblemPlusJSONResponse) VisitCreateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRoom500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRoom500ApplicationProblemPlusJSONResponse) VisitCreateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+}
+
+type DeleteRoomResponseObject interface {
+	VisitDeleteRoomResponse(w http.ResponseWriter) error
+}
+
+type DeleteRoom204Response struct {
+}
+
+func (response DeleteRoom204Response) VisitDeleteRoomResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteRoom400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRoom400ApplicationProblemPlusJSONResponse) VisitDeleteRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoom401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRoom401ApplicationProblemPlusJSONResponse) VisitDeleteRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoom403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRoom403ApplicationProblemPlusJSONResponse) VisitDeleteRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoom404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRoom404ApplicationProblemPlusJSONResponse) VisitDeleteRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoom500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRoom500ApplicationProblemPlusJSONResponse) VisitDeleteRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+}
+
+type GetRoomResponseObject interface {
+	VisitGetRoomResponse(w http.ResponseWriter) error
+}
+
+type GetRoom200JSONResponse Room
+
+func (response GetRoom200JSONResponse) VisitGetRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoom400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRoom400ApplicationProblemPlusJSONResponse) VisitGetRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoom401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetRoom401ApplicationProblemPlusJSONResponse) VisitGetRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoom404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetRoom404ApplicationProblemPlusJSONResponse) VisitGetRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoom500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetRoom500ApplicationProblemPlusJSONResponse) VisitGetRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateRoomRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	Body   *UpdateRoomJSONRequestBody
+}
+
+type UpdateRoomResponseObject interface {
+	VisitUpdateRoomResponse(w http.ResponseWriter) error
+}
+
+type UpdateRoom200JSONResponse Room
+
+func (response UpdateRoom200JSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateRoom400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom400ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateRoom401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom401ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateRoom403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom403ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateRoom404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom404ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateRoom409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom409ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateRoom413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom413ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateRoom415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom415ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateRoom500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom500ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type BanMemberRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	Body   *BanMemberJSONRequestBody
+}
+
+type BanMemberResponseObject interface {
+	VisitBanMemberResponse(w http.ResponseWriter) error
+}
+
+type BanMember201JSONResponse Ban
+
+func (response BanMember201JSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type BanMember400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember400ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type BanMember401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember401ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type BanMember403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember403ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type BanMember404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember404ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type BanMember409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember409ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type BanMember413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember413ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type BanMember415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember415ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type BanMember500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember500ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UnbanMemberRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	UserId UserId `json:"user_id"`
+}
+
+type UnbanMemberResponseObject interface {
+	VisitUnbanMemberResponse(w http.ResponseWriter) error
+}
+
+type UnbanMember204Response struct {
+}
+
+func (response UnbanMember204Response) VisitUnbanMemberResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type UnbanMember400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response UnbanMember400ApplicationProblemPlusJSONResponse) VisitUnbanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UnbanMember401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UnbanMember401ApplicationProblemPlusJSONResponse) VisitUnbanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UnbanMember403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UnbanMember403ApplicationProblemPlusJSONResponse) VisitUnbanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UnbanMember404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UnbanMember404ApplicationProblemPlusJSONResponse) VisitUnbanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UnbanMember500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response UnbanMember500ApplicationProblemPlusJSONResponse) VisitUnbanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type InviteMemberRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	Body   *InviteMemberJSONRequestBody
+}
+
+type InviteMemberResponseObject interface {
+	VisitInviteMemberResponse(w http.ResponseWriter) error
+}
+
+type InviteMember201JSONResponse Invite
+
+func (response InviteMember201JSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type InviteMember400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember400ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type InviteMember401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember401ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type InviteMember403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember403ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type InviteMember404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember404ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type InviteMember409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember409ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type InviteMember413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember413ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type InviteMember415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember415ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type InviteMember500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember500ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type JoinRoomRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+}
+
+type JoinRoomResponseObject interface {
+	VisitJoinRoomResponse(w http.ResponseWriter) error
+}
+
+type JoinRoom200JSONResponse Room
+
+func (response JoinRoom200JSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type JoinRoom400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom400ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type JoinRoom401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom401ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type JoinRoom402ApplicationProblemPlusJSONResponse struct {
+	PaymentRequiredApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom402ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(402)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type JoinRoom403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom403ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type JoinRoom404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom404ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type JoinRoom409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom409ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type JoinRoom500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom500ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type LeaveRoomRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+}
+
+type LeaveRoomResponseObject interface {
+	VisitLeaveRoomResponse(w http.ResponseWriter) error
+}
+
+type LeaveRoom204Response struct {
+}
+
+func (response LeaveRoom204Response) VisitLeaveRoomResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type LeaveRoom400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response LeaveRoom400ApplicationProblemPlusJSONResponse) VisitLeaveRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type LeaveRoom401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response LeaveRoom401ApplicationProblemPlusJSONResponse) VisitLeaveRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type LeaveRoom404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response LeaveRoom404ApplicationProblemPlusJSONResponse) VisitLeaveRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type LeaveRoom409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response LeaveRoom409ApplicationProblemPlusJSONResponse) VisitLeaveRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type LeaveRoom500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response LeaveRoom500ApplicationProblemPlusJSONResponse) VisitLeaveRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMembersRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	Params ListMembersParams
+}
+
+type ListMembersResponseObject interface {
+	VisitListMembersResponse(w http.ResponseWriter) error
+}
+
+type ListMembers200JSONResponse MemberPage
+
+func (response ListMembers200JSONResponse) VisitListMembersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMembers400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListMembers400ApplicationProblemPlusJSONResponse) VisitListMembersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMembers401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListMembers401ApplicationProblemPlusJSONResponse) VisitListMembersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMembers404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ListMembers404ApplicationProblemPlusJSONResponse) VisitListMembersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMembers500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListMembers500ApplicationProblemPlusJSONResponse) VisitListMembersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type KickMemberRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	UserId UserId `json:"user_id"`
+}
+
+type KickMemberResponseObject interface {
+	VisitKickMemberResponse(w http.ResponseWriter) error
+}
+
+type KickMember204Response struct {
+}
+
+func (response KickMember204Response) VisitKickMemberResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type KickMember400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response KickMember400ApplicationProblemPlusJSONResponse) VisitKickMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type KickMember401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response KickMember401ApplicationProblemPlusJSONResponse) VisitKickMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type KickMember403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response KickMember403ApplicationProblemPlusJSONResponse) VisitKickMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type KickMember404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response KickMember404ApplicationProblemPlusJSONResponse) VisitKickMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type KickMember409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response KickMember409ApplicationProblemPlusJSONResponse) VisitKickMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type KickMember500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response KickMember500ApplicationProblemPlusJSONResponse) VisitKickMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMemberRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	UserId UserId `json:"user_id"`
+	Body   *UpdateMemberJSONRequestBody
+}
+
+type UpdateMemberResponseObject interface {
+	VisitUpdateMemberResponse(w http.ResponseWriter) error
+}
+
+type UpdateMember200JSONResponse Member
+
+func (response UpdateMember200JSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMember400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember400ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMember401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember401ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMember403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember403ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMember404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember404ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMember409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember409ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMember413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember413ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMember415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember415ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMember500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember500ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMessagesRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	Params ListMessagesParams
+}
+
+type ListMessagesResponseObject interface {
+	VisitListMessagesResponse(w http.ResponseWriter) error
+}
+
+type ListMessages200JSONResponse MessagePage
+
+func (response ListMessages200JSONResponse) VisitListMessagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMessages400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListMessages400ApplicationProblemPlusJSONResponse) VisitListMessagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMessages401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListMessages401ApplicationProblemPlusJSONResponse) VisitListMessagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMessages404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ListMessages404ApplicationProblemPlusJSONResponse) VisitListMessagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMessages500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListMessages500ApplicationProblemPlusJSONResponse) VisitListMessagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessageRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	Body   *SendMessageJSONRequestBody
+}
+
+type SendMessageResponseObject interface {
+	VisitSendMessageResponse(w http.ResponseWriter) error
+}
+
+type SendMessage200JSONResponse Message
+
+func (response SendMessage200JSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage201JSONResponse Message
+
+func (response SendMessage201JSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage400ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage401ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage403ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage404ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage409ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage413ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage415ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage429ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendMessage500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage500ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteMessageRequestObject struct {
+	RoomId    RoomId    `json:"room_id"`
+	MessageId MessageId `json:"message_id"`
+}
+
+type DeleteMessageResponseObject interface {
+	VisitDeleteMessageResponse(w http.ResponseWriter) error
+}
+
+type DeleteMessage204Response struct {
+}
+
+func (response DeleteMessage204Response) VisitDeleteMessageResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteMessage400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteMessage400ApplicationProblemPlusJSONResponse) VisitDeleteMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteMessage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteMessage401ApplicationProblemPlusJSONResponse) VisitDeleteMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteMessage403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteMessage403ApplicationProblemPlusJSONResponse) VisitDeleteMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteMessage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteMessage404ApplicationProblemPlusJSONResponse) VisitDeleteMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteMessage409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteMessage409ApplicationProblemPlusJSONResponse) VisitDeleteMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteMessage500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteMessage500ApplicationProblemPlusJSONResponse) VisitDeleteMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type EditMessageRequestObject struct {
+	RoomId    RoomId    `json:"room_id"`
+	MessageId MessageId `json:"message_id"`
+	Body      *EditMessageJSONRequestBody
+}
+
+type EditMessageResponseObject interface {
+	VisitEditMessageResponse(w http.ResponseWriter) error
+}
+
+type EditMessage200JSONResponse Message
+
+func (response EditMessage200JSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type EditMessage400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage400ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type EditMessage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage401ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type EditMessage403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage403ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type EditMessage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage404ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type EditMessage409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage409ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type EditMessage413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage413ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type EditMessage415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage415ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type EditMessage500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage500ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RemoveReactionRequestObject struct {
+	RoomId    RoomId    `json:"room_id"`
+	MessageId MessageId `json:"message_id"`
+	Emoji     string    `json:"emoji"`
+}
+
+type RemoveReactionResponseObject interface {
+	VisitRemoveReactionResponse(w http.ResponseWriter) error
+}
+
+type RemoveReaction204Response struct {
+}
+
+func (response RemoveReaction204Response) VisitRemoveReactionResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type RemoveReaction400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response RemoveReaction400ApplicationProblemPlusJSONResponse) VisitRemoveReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RemoveReaction401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RemoveReaction401ApplicationProblemPlusJSONResponse) VisitRemoveReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RemoveReaction403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RemoveReaction403ApplicationProblemPlusJSONResponse) VisitRemoveReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RemoveReaction404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RemoveReaction404ApplicationProblemPlusJSONResponse) VisitRemoveReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RemoveReaction500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response RemoveReaction500ApplicationProblemPlusJSONResponse) VisitRemoveReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AddReactionRequestObject struct {
+	RoomId    RoomId    `json:"room_id"`
+	MessageId MessageId `json:"message_id"`
+	Emoji     string    `json:"emoji"`
+}
+
+type AddReactionResponseObject interface {
+	VisitAddReactionResponse(w http.ResponseWriter) error
+}
+
+type AddReaction204Response struct {
+}
+
+func (response AddReaction204Response) VisitAddReactionResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type AddReaction400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response AddReaction400ApplicationProblemPlusJSONResponse) VisitAddReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AddReaction401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response AddReaction401ApplicationProblemPlusJSONResponse) VisitAddReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AddReaction403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response AddReaction403ApplicationProblemPlusJSONResponse) VisitAddReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AddReaction404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response AddReaction404ApplicationProblemPlusJSONResponse) VisitAddReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AddReaction409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response AddReaction409ApplicationProblemPlusJSONResponse) VisitAddReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AddReaction500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response AddReaction500ApplicationProblemPlusJSONResponse) VisitAddReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type MarkReadRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	Body   *MarkReadJSONRequestBody
+}
+
+type MarkReadResponseObject interface {
+	VisitMarkReadResponse(w http.ResponseWriter) error
+}
+
+type MarkRead200JSONResponse ReadState
+
+func (response MarkRead200JSONResponse) VisitMarkReadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type MarkRead400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response MarkRead400ApplicationProblemPlusJSONResponse) VisitMarkReadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type MarkRead401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response MarkRead401ApplicationProblemPlusJSONResponse) VisitMarkReadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type MarkRead404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response MarkRead404ApplicationProblemPlusJSONResponse) VisitMarkReadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type MarkRead413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response MarkRead413ApplicationProblemPlusJSONResponse) VisitMarkReadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type MarkRead415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response MarkRead415ApplicationProblemPlusJSONResponse) VisitMarkReadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type MarkRead500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response MarkRead500ApplicationProblemPlusJSONResponse) VisitMarkReadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRequestObject struct {
+	Params SyncParams
+}
+
+type SyncResponseObject interface {
+	VisitSyncResponse(w http.ResponseWriter) error
+}
+
+type Sync200JSONResponse SyncPage
+
+func (response Sync200JSONResponse) VisitSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Sync400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response Sync400ApplicationProblemPlusJSONResponse) VisitSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Sync401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response Sync401ApplicationProblemPlusJSONResponse) VisitSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Sync500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response Sync500ApplicationProblemPlusJSONResponse) VisitSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
 	// GetJWKS Public keys that verify access tokens
@@ -1159,6 +4661,69 @@ type StrictServerInterface interface {
 	// GetMe The signed-in user
 	// (GET /v1/me)
 	GetMe(ctx context.Context, request GetMeRequestObject) (GetMeResponseObject, error)
+	// ListRooms List rooms
+	// (GET /v1/rooms)
+	ListRooms(ctx context.Context, request ListRoomsRequestObject) (ListRoomsResponseObject, error)
+	// CreateRoom Create a room
+	// (POST /v1/rooms)
+	CreateRoom(ctx context.Context, request CreateRoomRequestObject) (CreateRoomResponseObject, error)
+	// DeleteRoom Delete a room (owner)
+	// (DELETE /v1/rooms/{room_id})
+	DeleteRoom(ctx context.Context, request DeleteRoomRequestObject) (DeleteRoomResponseObject, error)
+	// GetRoom Get a room
+	// (GET /v1/rooms/{room_id})
+	GetRoom(ctx context.Context, request GetRoomRequestObject) (GetRoomResponseObject, error)
+	// UpdateRoom Change a room
+	// (PATCH /v1/rooms/{room_id})
+	UpdateRoom(ctx context.Context, request UpdateRoomRequestObject) (UpdateRoomResponseObject, error)
+	// BanMember Ban a user
+	// (POST /v1/rooms/{room_id}/bans)
+	BanMember(ctx context.Context, request BanMemberRequestObject) (BanMemberResponseObject, error)
+	// UnbanMember Lift a ban
+	// (DELETE /v1/rooms/{room_id}/bans/{user_id})
+	UnbanMember(ctx context.Context, request UnbanMemberRequestObject) (UnbanMemberResponseObject, error)
+	// InviteMember Invite a user to a private room
+	// (POST /v1/rooms/{room_id}/invites)
+	InviteMember(ctx context.Context, request InviteMemberRequestObject) (InviteMemberResponseObject, error)
+	// JoinRoom Join a room
+	// (POST /v1/rooms/{room_id}/join)
+	JoinRoom(ctx context.Context, request JoinRoomRequestObject) (JoinRoomResponseObject, error)
+	// LeaveRoom Leave a room
+	// (POST /v1/rooms/{room_id}/leave)
+	LeaveRoom(ctx context.Context, request LeaveRoomRequestObject) (LeaveRoomResponseObject, error)
+	// ListMembers List members
+	// (GET /v1/rooms/{room_id}/members)
+	ListMembers(ctx context.Context, request ListMembersRequestObject) (ListMembersResponseObject, error)
+	// KickMember Remove a member (kick)
+	// (DELETE /v1/rooms/{room_id}/members/{user_id})
+	KickMember(ctx context.Context, request KickMemberRequestObject) (KickMemberResponseObject, error)
+	// UpdateMember Change a member's role or mute
+	// (PUT /v1/rooms/{room_id}/members/{user_id})
+	UpdateMember(ctx context.Context, request UpdateMemberRequestObject) (UpdateMemberResponseObject, error)
+	// ListMessages Page through a room's messages by seq
+	// (GET /v1/rooms/{room_id}/messages)
+	ListMessages(ctx context.Context, request ListMessagesRequestObject) (ListMessagesResponseObject, error)
+	// SendMessage Send a message
+	// (POST /v1/rooms/{room_id}/messages)
+	SendMessage(ctx context.Context, request SendMessageRequestObject) (SendMessageResponseObject, error)
+	// DeleteMessage Delete a message (author or moderator)
+	// (DELETE /v1/rooms/{room_id}/messages/{message_id})
+	DeleteMessage(ctx context.Context, request DeleteMessageRequestObject) (DeleteMessageResponseObject, error)
+	// EditMessage Edit a message (author only)
+	// (PATCH /v1/rooms/{room_id}/messages/{message_id})
+	EditMessage(ctx context.Context, request EditMessageRequestObject) (EditMessageResponseObject, error)
+	// RemoveReaction Take a reaction back
+	// (DELETE /v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji})
+	RemoveReaction(ctx context.Context, request RemoveReactionRequestObject) (RemoveReactionResponseObject, error)
+	// AddReaction React to a message
+	// (PUT /v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji})
+	AddReaction(ctx context.Context, request AddReactionRequestObject) (AddReactionResponseObject, error)
+	// MarkRead Move the read marker
+	// (POST /v1/rooms/{room_id}/read)
+	MarkRead(ctx context.Context, request MarkReadRequestObject) (MarkReadResponseObject, error)
+	// Sync Catch up on everything in the caller's rooms
+	// (GET /v1/sync)
+	Sync(ctx context.Context, request SyncRequestObject) (SyncResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx echo.Context, request any) (any, error)
@@ -1426,78 +4991,875 @@ func (sh *strictHandler) GetMe(ctx echo.Context) error {
 	return nil
 }
 
+// ListRooms operation middleware
+func (sh *strictHandler) ListRooms(ctx echo.Context, params ListRoomsParams) error {
+	var request ListRoomsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListRooms(ctx.Request().Context(), request.(ListRoomsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListRooms")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListRoomsResponseObject); ok {
+		return validResponse.VisitListRoomsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// CreateRoom operation middleware
+func (sh *strictHandler) CreateRoom(ctx echo.Context) error {
+	var request CreateRoomRequestObject
+
+	var body CreateRoomJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateRoom(ctx.Request().Context(), request.(CreateRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CreateRoomResponseObject); ok {
+		return validResponse.VisitCreateRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteRoom operation middleware
+func (sh *strictHandler) DeleteRoom(ctx echo.Context, roomId RoomId) error {
+	var request DeleteRoomRequestObject
+
+	request.RoomId = roomId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRoom(ctx.Request().Context(), request.(DeleteRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteRoomResponseObject); ok {
+		return validResponse.VisitDeleteRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoom operation middleware
+func (sh *strictHandler) GetRoom(ctx echo.Context, roomId RoomId) error {
+	var request GetRoomRequestObject
+
+	request.RoomId = roomId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoom(ctx.Request().Context(), request.(GetRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomResponseObject); ok {
+		return validResponse.VisitGetRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UpdateRoom operation middleware
+func (sh *strictHandler) UpdateRoom(ctx echo.Context, roomId RoomId) error {
+	var request UpdateRoomRequestObject
+
+	request.RoomId = roomId
+
+	var body UpdateRoomJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateRoom(ctx.Request().Context(), request.(UpdateRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UpdateRoomResponseObject); ok {
+		return validResponse.VisitUpdateRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// BanMember operation middleware
+func (sh *strictHandler) BanMember(ctx echo.Context, roomId RoomId) error {
+	var request BanMemberRequestObject
+
+	request.RoomId = roomId
+
+	var body BanMemberJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.BanMember(ctx.Request().Context(), request.(BanMemberRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "BanMember")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(BanMemberResponseObject); ok {
+		return validResponse.VisitBanMemberResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UnbanMember operation middleware
+func (sh *strictHandler) UnbanMember(ctx echo.Context, roomId RoomId, userId UserId) error {
+	var request UnbanMemberRequestObject
+
+	request.RoomId = roomId
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UnbanMember(ctx.Request().Context(), request.(UnbanMemberRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UnbanMember")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UnbanMemberResponseObject); ok {
+		return validResponse.VisitUnbanMemberResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// InviteMember operation middleware
+func (sh *strictHandler) InviteMember(ctx echo.Context, roomId RoomId) error {
+	var request InviteMemberRequestObject
+
+	request.RoomId = roomId
+
+	var body InviteMemberJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.InviteMember(ctx.Request().Context(), request.(InviteMemberRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "InviteMember")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(InviteMemberResponseObject); ok {
+		return validResponse.VisitInviteMemberResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// JoinRoom operation middleware
+func (sh *strictHandler) JoinRoom(ctx echo.Context, roomId RoomId) error {
+	var request JoinRoomRequestObject
+
+	request.RoomId = roomId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.JoinRoom(ctx.Request().Context(), request.(JoinRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "JoinRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(JoinRoomResponseObject); ok {
+		return validResponse.VisitJoinRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// LeaveRoom operation middleware
+func (sh *strictHandler) LeaveRoom(ctx echo.Context, roomId RoomId) error {
+	var request LeaveRoomRequestObject
+
+	request.RoomId = roomId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.LeaveRoom(ctx.Request().Context(), request.(LeaveRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "LeaveRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(LeaveRoomResponseObject); ok {
+		return validResponse.VisitLeaveRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListMembers operation middleware
+func (sh *strictHandler) ListMembers(ctx echo.Context, roomId RoomId, params ListMembersParams) error {
+	var request ListMembersRequestObject
+
+	request.RoomId = roomId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListMembers(ctx.Request().Context(), request.(ListMembersRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListMembers")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListMembersResponseObject); ok {
+		return validResponse.VisitListMembersResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// KickMember operation middleware
+func (sh *strictHandler) KickMember(ctx echo.Context, roomId RoomId, userId UserId) error {
+	var request KickMemberRequestObject
+
+	request.RoomId = roomId
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.KickMember(ctx.Request().Context(), request.(KickMemberRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "KickMember")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(KickMemberResponseObject); ok {
+		return validResponse.VisitKickMemberResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UpdateMember operation middleware
+func (sh *strictHandler) UpdateMember(ctx echo.Context, roomId RoomId, userId UserId) error {
+	var request UpdateMemberRequestObject
+
+	request.RoomId = roomId
+	request.UserId = userId
+
+	var body UpdateMemberJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateMember(ctx.Request().Context(), request.(UpdateMemberRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateMember")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UpdateMemberResponseObject); ok {
+		return validResponse.VisitUpdateMemberResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListMessages operation middleware
+func (sh *strictHandler) ListMessages(ctx echo.Context, roomId RoomId, params ListMessagesParams) error {
+	var request ListMessagesRequestObject
+
+	request.RoomId = roomId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListMessages(ctx.Request().Context(), request.(ListMessagesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListMessages")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListMessagesResponseObject); ok {
+		return validResponse.VisitListMessagesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SendMessage operation middleware
+func (sh *strictHandler) SendMessage(ctx echo.Context, roomId RoomId) error {
+	var request SendMessageRequestObject
+
+	request.RoomId = roomId
+
+	var body SendMessageJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SendMessage(ctx.Request().Context(), request.(SendMessageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SendMessage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SendMessageResponseObject); ok {
+		return validResponse.VisitSendMessageResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteMessage operation middleware
+func (sh *strictHandler) DeleteMessage(ctx echo.Context, roomId RoomId, messageId MessageId) error {
+	var request DeleteMessageRequestObject
+
+	request.RoomId = roomId
+	request.MessageId = messageId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteMessage(ctx.Request().Context(), request.(DeleteMessageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteMessage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteMessageResponseObject); ok {
+		return validResponse.VisitDeleteMessageResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// EditMessage operation middleware
+func (sh *strictHandler) EditMessage(ctx echo.Context, roomId RoomId, messageId MessageId) error {
+	var request EditMessageRequestObject
+
+	request.RoomId = roomId
+	request.MessageId = messageId
+
+	var body EditMessageJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.EditMessage(ctx.Request().Context(), request.(EditMessageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "EditMessage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(EditMessageResponseObject); ok {
+		return validResponse.VisitEditMessageResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RemoveReaction operation middleware
+func (sh *strictHandler) RemoveReaction(ctx echo.Context, roomId RoomId, messageId MessageId, emoji string) error {
+	var request RemoveReactionRequestObject
+
+	request.RoomId = roomId
+	request.MessageId = messageId
+	request.Emoji = emoji
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RemoveReaction(ctx.Request().Context(), request.(RemoveReactionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RemoveReaction")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RemoveReactionResponseObject); ok {
+		return validResponse.VisitRemoveReactionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AddReaction operation middleware
+func (sh *strictHandler) AddReaction(ctx echo.Context, roomId RoomId, messageId MessageId, emoji string) error {
+	var request AddReactionRequestObject
+
+	request.RoomId = roomId
+	request.MessageId = messageId
+	request.Emoji = emoji
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AddReaction(ctx.Request().Context(), request.(AddReactionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AddReaction")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AddReactionResponseObject); ok {
+		return validResponse.VisitAddReactionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// MarkRead operation middleware
+func (sh *strictHandler) MarkRead(ctx echo.Context, roomId RoomId) error {
+	var request MarkReadRequestObject
+
+	request.RoomId = roomId
+
+	var body MarkReadJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.MarkRead(ctx.Request().Context(), request.(MarkReadRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "MarkRead")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(MarkReadResponseObject); ok {
+		return validResponse.VisitMarkReadResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Sync operation middleware
+func (sh *strictHandler) Sync(ctx echo.Context, params SyncParams) error {
+	var request SyncRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Sync(ctx.Request().Context(), request.(SyncRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Sync")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SyncResponseObject); ok {
+		return validResponse.VisitSyncResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"5FvdctvGkn6VLmSrjuSFqB9LSUzdHMXHOZHj2FpJLm1V6BKGQJOYEJiBZwakmZSq9nav9xX2yc6TbHXP",
-	"gARISP7Z2N7ac5GKSM709PTv193jP6JUl5VWqJyNhn9EOYoMDf95ic4s984mDg19zNCmRlZOahUNoytM",
-	"tcosOA0LIR2McaINgjNLqaYgpkKqQRRHNs2xFLS9lEqWdRkND+PILSuMhpFUDqdooru7uzgyaCutLPLR",
-	"P4jsEt/WaB19SrVyqPhPUVWFTAUxsV8ZPS6w/NffLHH0R+usfzE4iYbRN/vru+37X+3+hd/lD+3e6TpH",
-	"MP5YkBZKUUy0KTEbglRzUcgMnl+9ehmDgFJaS/fUBmo1U3qhYCKxyOi3uShqBF070JORMkJNEXaSQOE2",
-	"0E92ByMV3cXRU60mhUy/2j3TcL6FhXQ54DtpHd3MOuEwBhxMB+ByBCyFLEgqTsxQwU7SbEx2B3SPH7UZ",
-	"yyxD9SUvcla7HJUj+pjFMK4dKO1AFIVeYEa2mWlwubSwk0waBgPD58qhUaJ4Zow2X5LpK12iy0nGEyEL",
-	"zEArlrBFM0fDpuI5S3YHQKoa62wJCunHXBeZhQydkIU9hbe1dsibV2ab8eVeavejrlX2Je/1UoOt0xwM",
-	"Wl2bFGPyDsmeREqZSyvHBZJSiOFUFAXfVml3OyFeg14uxLLQIrvW+oUwU/xafsFClxYKYsKAy4WCb4/h",
-	"Z/kD7CSV5/HWaX3LCwLvV2jmMsXXSsyFLMS4+KLsn0GGFaoMVcqsZxSWvIANimyZkEKSes0ccR0/EPH7",
-	"+Air99tLmZdrrX8RahnCtv2ietMaSqGWIJzDsnL21OekpMVkAjZkrJ3ECIe3hSylw+xPlcFrJWqXayN/",
-	"xy/tej4/pQYzCoiisMN1morXqSwGfFdJQ1HHgMG5nnGcnKEaqR2yjRX/yW4MC6PVNIR+baAS1i60yVrp",
-	"rHUgbdAGBBicGLR5Q7YyaFE5OmchU8qFYcEtL7g1WFvWw0h1NXFzc7PXjvDbIIQcVqxXSK2ApcVRprbY",
-	"RSABdVhnpJqSGFljtq4qbRxmv2AmxTWv+bohh6Jl0j6VTkuA1LNi9rYkbm/pShx77pqLsuRIaldorfRc",
-	"bnrLDJWFCevK+lUxCJXBIufYvIQxFqR4p0mAldEVGic9MhNpitZ61W3TPoPnN9dMmmJ8chasia+RgNct",
-	"0dxQRRx5q7S3Ut0PNWvlZMGEPRPewIJBWyKL70RZUdB9cnCwjTIJY3rD+7jTOvbcHAdyArUiy+0cfHTy",
-	"5Ojg4cPvE50CXYm3NcZAPlvgXm0xnEkCTS5eXV3D/vxwnyx+P1BLeqXpHcsFW0ZFsPvX6AcUBk30pmdD",
-	"be+Pdo0Vv7Yc5ugib2sKIUSzYw6bd+ww0tFxryoCG2v+9Pg3TB2jSwLXK6TWtUgG3tvyvMnReGwUnBak",
-	"DXg2IU8bcFjzOfFtjWY54IzQL9ASrRUejGxGka48moV9l/gJReHy7QsQ1K5tW1N61qOljZPCrr6Dnt/8",
-	"vH2KKKbtI55lf7s667WF1My7C49OTg6f9C6dyaxHJHE0c8s2iVc/X9xnde1lVk57l73rD/xVPS5kCjNc",
-	"xjAWFr89rk3BVQzVXpXIMqmmPdrckCPx6i9NJ/k7xSwtz+A9Ar7alvAMl/x/6bC07/Mm0tHdirQwRiy3",
-	"WSOCfee/0FOpWgUy3ZUkI4qLFkcTUVjcjN9s9VyPi3cvUE3JII9OjmOqz5vPhz1KaHI/e5w2pXDRcP1l",
-	"3CZ3ePT9e8ht3NPz1Dqj785NEu0LnJc/PoUnxyffNa4+gCTVGSaUTa0jqBvym3CQFpIUATbXdZHB2AiV",
-	"5qDVKSROugITWjpSiS+yEhAGOf7mdSmUZTqlWEKaU2E/gKc6QzuErfo+hi6aikeqFzTF0A+HYmhVrDG0",
-	"yqQY1rU3Ud0uRvjsXqgQQ0LFp85uiV6ok5mHNiQmquuqIe7WDDGsC1QP2boGRoLvyapeC6VIc6lwjyjz",
-	"F01spl2dRBptCLQvKnsV9YV+4WCBygUAy50NbgMEYnFLo/1whFKN3aZ8rjI5l1ktioZz21Bf4bi/WN8L",
-	"sjEsclTA7SE65YPiQivT3bFXnftdJwebwSKOpLJOqPQeYNzAykq4vPeSYcGtzB4mILMYhAXp2xTJv++F",
-	"yLN3nj2I6dZ5bZv2T9fXF+AXbOv+uB9AsXv2YU6ba+O8OsHWZSnMEvSkk/uJWte+zkNL7wH7agDU5nmv",
-	"L89BiVISRN444xQSMda1G44LoWaJtwCtimUTkUqqUU0XrUatLe/NVwFMeWGshBx7v+sLnJcoMqnQ2u2M",
-	"leaYzuz9GaSDSOIok5acNuvN0l0hPRNp3m5HUNiUzvq2Ysta1mz+r1BQ3FylXwAcXz8tX26h9k7e/Pbj",
-	"El2XWD+vU2kdmk9jNpO2KsTyVomyLwbneqGoMtYuR0P1sbEDeMHmMWUNOSNkwd3fSqRoOfcZLPV8o8qJ",
-	"zpTq5vxv348gVshjK337BoPIMoPWnoJ12iAxI8sSM2aM8pTZS8VmuRUJpf4aPg1SXXaZ2sQ1j9+Da7qM",
-	"ff+P//ivw6PvKdMbkZLTws5rJcnPOGRBpaVydvcUlAaO5Jb1BKYufDn6kTjp+4/GSXFX430G9TpUdhuO",
-	"b1AQNBCug+cy4XDPyRJ7s+2GcX2ogl8S9YJAEOwEncYthe725g7ZBZp1zaj8YfHwkkZGHW7j9oW3pUTR",
-	"B9PaSLe84vYRy2jM5fJZ7Us2/+nHhqHnN9dRvG3JncbExOiS0J33aAJOBeF2X3K263ffs4qG4ZD1RXPn",
-	"Kt81kmqim76U8NMir4foQphCG0A1lQqxPxqHNdKCgLFIZ6gyRkAGRcH6BqN1aYdk6w70HA3c4PhKpzN0",
-	"MeA7kTrQk0khFYJdqtRD5EosS8IuA7jOud2c1vSZh0Q5+Yhy5DhD/vR3HQYccfPRA3Efd3IcqetlhVfM",
-	"9OongzBFhQROMy9O6QYjNVLffANPtZoTiNbK0jeP4NGjs04rcPDoETybo1n6YUutMjSQ7M8PE1CImd1o",
-	"Tw3B90dgVB8cPE7bjQ3+BpORAqhVwQrOEcifQs9RLK0PqgtpcQBnLSvwQZSr7T0rpwozeH5zTRSEg0LO",
-	"EYSDUltH1A9PoJSqdmhP6QhpWkWuJ8SfbU5h0UGyP1hgUewxwtz/bTGzA24VDuCy3bKyRJo2+/4SS3zd",
-	"YhoCkpBWXS6DrjbENihcgFboe4Ohi+szBegio5+Y8FRIFVrJXjCLXBfYdBYHXjWMaO2jR8xHcl9LNYGd",
-	"X5ta7s0OWb8d7u8vFouBmaR7mEmnzUCb6b6ZpPQfrdvdJS4YhItQ7MXbdUZAXzsWfU8oCeVk4hvGYrex",
-	"w/YkzbP+uj3gpStIxU3uVtPW50kKJph5VpLjgwPYrAkDwUvhELjWYoEouyDDPD56Ap0qrLlTd4rh8Tbx",
-	"EOYZDdEV23Zl+NDM1CEVxki0G+D9FCxFgqWuDfCs6B//+d9AKS/M6kiwZ1dPz89bOXCXAESqjcGCr6Gn",
-	"ltv+Bbr2FDPNtbZINhL4+4HkZOXvSNxdroVHXHHACcM1L8oJ1cCNJA8fw3aN60vPQqaofBepCYdGV0ai",
-	"E2bZqhmaCHh2cR7F0RyNb41Hh4ODwQGt0xUqUcloGD0eHAwec5J1OeeBfiejX6bo+qub51evXlIEhZ9x",
-	"CVdIwTN42QwJC3fzBLcTamNQuWIJY4QQJ+j6I7VDDvHdyeF3pxBacRwNYkhEMU0g4dCS7A7gQqYzVgGd",
-	"MV7yn3zAXywkM7mu1Ubqb7VhR+alRjsfxrz6XBgyj3Uoa8nXG+egkDDDpRf+KgCeZ9Ew+js6bottvOQ4",
-	"Ojh4YJ7ycXMUpn/PEIVuYtFtDPOeijTHvaeUiXQPNPlJL8BPOsLVSRVjcpc090jzoelRCzZEw1/fxFGo",
-	"PcncWmGbI/0cjZwsO3qnqsWJqeU2OqGMN0RxP+cu8e/32tcZxwsLRwcHsMhlsepxM2Vpoa4GcO7AF0Sg",
-	"tE9/WPhx2JbSQlf6M6otnHCP4rqcRw9J9YWcIxWyXHFjS3y6skF63LL6UOGhggtt3dTg1b+9gB0y8kvM",
-	"ZNO4SbWayGltMNttojS5JId/H3xjD4RODh5De8ze6g1MQkHVKoVbQOGFFhmMRSFUSlyFlqTRtcMRgafJ",
-	"RKa+e+A0MHFoej72Hh+kan/5ObW5bif0KJRPJ2Y5DfCbiJODx/eRXPG43/Nw4iFDWPHwgCU0gzLG3FwB",
-	"aet6G5PGNWgnYBbYWQ2x9wKUF6UslrsDOFOrB1+halUZiNBnbOqykZo22VCUSFjgEPp6vyAop68XLrSZ",
-	"DeAsPGLgVOhyo50rMIMKzUgFYHx+4TEZGthZfRV7jnZPQbS2hScRMEVnGWQEXNFBFX22xDOGaNUlpPz9",
-	"p9lQZ35x163jnKnx7jPab3s23vc6y+deqdh4j/3BDxtv67Eibzl8/5bOQxHadPgBTrL5Mor3nXzIYT1v",
-	"HGjz0ZP3b9581sMe/QFC6T6ve8iZSeKEZ/37w5VTtZocPVmy5d26dve792WrLmm8e+sFgX/uQJ+G3KTs",
-	"DPwtWKcr9k3GTG6ktEp7qzxubnJ9SBfwk+3wuk96hB3yx7rOG4zUCz2d8lvS2oUXMuENiFDAc4h7vJPu",
-	"veUnx/2AtLk6j0D40c/gk231U9W/UvizACYD5m2Ye1jRQScPaJpgbNB0R4G+/6AVwvolEoENqjDqKgTw",
-	"UOt6AVEBvMLf/re2vQzgolUMbzwPYbS3EBZE4RM2n7NVHo/UKtf4wsDv5qmFcFwB7Enlq1IRQAvnkd5h",
-	"IXcLuKE7UmVt/X6uU/kdNryagKVjREGgppF7IIVhhEXXb564iJRKEfrG1mmKmPXCjdBl+ExJYqNt/38r",
-	"TbzERfD804C/G9PqmgO7MtcYaPwbvf//eeVPzg/P3vlZ+5arTbRh33yomlqHD9+FvT9+POUOsQ3Vua5D",
-	"a9I2+LDpZ/GT7PVr+NaQgu4pDGYjlQqLe1JZVFY6OcdiGYPVkJwp9ddn62kFPzWAZGOGkQTgF0BhYGYw",
-	"UhchI/pk0zOeYDfuHUb0Om+QyOfy3u4g64Pc9/BLue91vhIsB+swHjgN2SN0zXwjhBDBRBq7SlSf7sEf",
-	"gLdW/x7knxwVenfc8kaf1+71dT+ZCqX/Vm38C37Owji8j+y1NUrND+HOr4jGGB5y0bMnFTPaI92uorqz",
-	"sV/f3JHmuO9r+dc+/MldYY9t6G/r3+M0M6MojmpTRMNoPyJi4fit7o23BBs3+MjbhPdKnriGJjCzfRdv",
-	"tfu4EcWbTLeD4J9De4PRxoaZc7s506KuKxvdvbn7nwAAAP//",
+	"7H1dbxvHsuBfKfAsEMl3RFGOnJNIOMCVneQcJ07ilezrBUJD05wpkh3NdNPdPaJ5AgN53Yd9WJz7vi+L",
+	"+8PyC/YnLKq654scfki2lOQcBwgskjPd1dX1XdXVP/cSnc+0QuVs7+Tn3hRFiob/PEdnFgdnY4eGPqZo",
+	"EyNnTmrVO+ldYKJVasFpmAvpYIRjbRCcWUg1ATERUvV7Uc8mU8wFvZ5LJfMi750cRT23mGHvpCeVwwma",
+	"3rt376LeTBiRowtzPymM1R3TvpgixArfusuEn4hBj8FNEWYGr6UuLMzEBGlmSY+/KdAselFPiZwm9O+0",
+	"wRJvn6GauGnv5NHRw4jALD/XgFpnpJr0CMxnMpduFa7nYoJg5d/XTp3xe82ZUxyLInO9k0eDiMAI2BkM",
+	"os24inrfobVigk9TGoYnmwk3refK/e+XMu1FPYNvCmkw7Z04U2ATgLE2uXC9k15R8JOriz3XOl87i9E6",
+	"f/8pXlo0a6coLJr3neIdvWxnWllkynos0nN8U6DlXUy0cqj4TzGbZTIRtKGHM6NHGeb/9pOl3f25Md1/",
+	"MzjunfT+dFizzaH/1R4+92/5SVfp1vhpQVrIRUZwY3oCUl2LTKbwzcUP30cgIJfWEgtpA4W6UnquYCwx",
+	"S+m3a5EVCLpwoMdDZYSaIOzFYYTLMH683x+q3ruo90SrcSaT32ydSZjfwly6KeBbaR2tzDrhMALsT/rM",
+	"upgLmRFWnLhCBXtx+WK836d1fK3NSKYpqvtcyFnhpqgcjY9pBKPCgdIORJbpOaYk9lINbiot7MXjEsAA",
+	"8FPl0CiRfWWMl2H3BfSFztFNCcdjITNMQSvGsEVzjYZJxUMW7/eBtmqk0wUopB+nOkstpOiEzOwpvCm0",
+	"Q365ItuUF/e9dl/rQqX3ua7vNdgimYJBqwuTYETcIZmTaFOupZWjDGlTCOBEZBmvVml3OSZYw748F4tM",
+	"i/SF1s+EmeBvxReMdGkhIyAMuKlQ8NkxfCsfw1488zBeOq0v+YEa9hyVO6/k4D3DrnUOU2FBKEDlzAJm",
+	"RiboASbALksJHeC9QHMtE3ypxLWQmRhl94ruM0hxhipFlTCqUxKjniAMinQREwHFRQ0cQR1tMH664AhP",
+	"HzYfZVheaP2dUIugZuy97pXWkAu1AOEc5jNnT715FjeAjMEG420vNsLhJdsmfuc+GA5eKlG4qTby73jf",
+	"osLr08RgSgJcZPakVqtRrXojwLczoliiBYPX+orl+hWqodoj2qjgj/cjmButJkFVaQMzYe1cm7ShfhsT",
+	"0gvagACDY4N2Wg47M2hROZpn7rknPHDJD1waLCzvw1C1d+LVq1cHTY3UbRiL+gmpFTC2WCoWFtvG+IqR",
+	"xDtmi9lMG4fpd5hK8YKf+W1FJEn3uDkrzRYDbU8F7GVO0F7Sklj2vCsXypgjrF2gtdJDucwtV6gsjHmv",
+	"rH8qAqFSmE9ZlyxghBltvNOEwJnRMzROektSJAla67dudewz+ObVCx6adFJ8FqiJlxGD39v+qr0a9TxV",
+	"2kup1ntdhXIy44E9EJ7AAkFbGhbfinxGQvcLciiWnQiyiT3h3Wy2Fj2X04EcQ6GIclsTP3z0xcPB5snX",
+	"oU6Bnok3BUZAPJvhQWExzEkIjZ//cPECDq+PDoniD8NocSc2PWO5QMuoyKv6sfcYhUHTe93xAvkc26iY",
+	"nJae9yxKdfxjmxyW19gCpLXHnVsRwKjh06OfMHEE32PBGGuT4kgohenlaLGDRxT1EoNk1V4K13o8FQ4P",
+	"nMyx6x2DIjD66k/BEdxlaial3WctHcCdXMnmZtTOae1D1khqoWANkhtOokhTSaQpsucNrI9FZnFZJtRo",
+	"agYWGlzQgYo28b+aojfaR2xqpfYUxIi0BvwlMGImx87z2h0jsXyxC0NPGIHnWue3QxQbkZdsRLaCIYPG",
+	"qqRynx332sGR8F8jRtIpYXwAobULZWRlfXgn6tlMzy9zneJlMJGWYatA+fyz4+1QOD2TyU7EwC6MzKRb",
+	"bJM9/1E/ubxfvOiuzfoqlS4EjW63W6SPl9ZxPNiKzyXweJBO8K5RuRdLIjoEsfqBU4kMwjeYyvYXKWbo",
+	"vzEoElpSX6Rp+wuDub4Ob+UjNP2ftFTNzxmOXf1JqutqEv7iSiZXzc9emNSfC7XyzSwNgJMwWv7Ygjmt",
+	"fu3SSF9LzNIqltDeGA4NdQoRgyEuygYXSBsiLjFtQ58NWe8FcaCyzz5AtwoNaO6yG9sbXD7Ytcd/Q5ER",
+	"lSwvwDrhCtvceH3VgYWlmcJbXRM95Z1bneg2Si9Qwa569UaK8ENqtgacW1Wbx8/txMCdaJJvXn27ulsi",
+	"mzRp4qv0y4uzTuZIzHX7wYePHh190fnolYd89XsvdMshfvj2+TrDsPmYlZPOx952+2azYpTJBK5wEcFI",
+	"WPzsuDAZB0Z14WBGm6Am/a2IJFj9omkmv6aIseUBXIPgi1UMX+GC/5UOc7tN6dAevauGFsaIVe3DA3bN",
+	"/0xP5C3NKRZTS4rn4aPjrXq8dM9blFp9GbXMgoef30yNeZgac3St+TvWAatYT6WdZWJxWdonK5B7tXQj",
+	"KZUXxO43tKyN9hG5Tbt+Ts98CAMyaq87zN5c7HocPg+qp43Himp3It+wGysUHPUaqcTt+s3PtR5UO5Wz",
+	"bu73IelPLOTVg6DHIDiuuhpZuDciQJFeWnzTeqO0ujvc9pvQjOLBE12ojnRpMEYtjBag3RSNBTF2aCAu",
+	"QYojDv4EM6nl7KwDcEVRMo1Va1yCaTv1VVbPkmriSM6uer60nNvrj1WRkfmlEmwukb71oXKf5VzVdplE",
+	"5S5zO9l1/tuYPaVtWjPESOsMBWcVvfV9MzNqN1BLW313vj4PbzzhHe1gb4OzbHHpdNf8W5F9E3NuVyZa",
+	"liilP+ClpCfT9iZHDYIL5NRYV71ZTfxtNQIDcXfL1qmwl7k22L3/N5W8nou2GQ9+sKieuwvqMnjcFTA8",
+	"//oJfHH86M+lw9OHONEpxiAtWEf7HOK6woFHsAU71UWWwsgIlUxBq1OInXQZxvToUMU+GRqDMMhxx2mR",
+	"C2V5nFwsIJkKNcE+PNEp2hNYycNH0M4iREPVmSyIoDsNEEEjsxxBI50ZQZ0jp1FXcnARxN4dpb9YNdAf",
+	"wiRTee3/Xs0zMridUXUaA91Up5cEQkiBM9jN7BEBUifYonZ6LYI69+yzG0vemU47khoXfuNykUylwgMa",
+	"mb8onVp6qxVz7i3tQbd0c6I78CYczFG5kOvhogXO8IfBogYRdEfuyUe3qyM/Vam8lmkhshJyW45epTw+",
+	"sb7Mw0Ywn6ICrvzgYqJd2KwRInjH1u1T/9ajwapMlMo6oZI1OaQyAzMTbtrvltL8QBCMG6pc0giEBemD",
+	"mfH/OAgewMHTdGP6ow4IrI79txcvnoN/YHXvj7tzDczRXekZO9XG+e0EW+S5MIu6mMzTF43Wpq+noVpn",
+	"A32VuYbl+V6ePwUlcqkmK3OcQixGunAno0yoq9hTgFbZohRiuXAOTTux02u8stUSD3kHj4wKyZHnuy5Z",
+	"W6rWVfWAuf5JdvoujbqzG7sKrZo1P8UmsJ6UduWyGAlfr9LBJrA7A2hkljbrSVi9Yuo5V7oG8VbaccVT",
+	"pCmjXmlw5mtRnd7OPV5ndWyKSi9H0vDNWqAunOiKpN3Ya7hJeqjtNdzc5q9rErvN/nVrlQqt7SCoKSZX",
+	"dv22tMKW7OaSguqO47Yp7CuRTJtVKmRVSGd9dVyDuGow3ytUGpVL6UYAmx+3TXktJXNbsZrPbhZcaQ/W",
+	"DetEWofmdsAux1+W7I2pnitw2vukUFiSufCMyWPCO+SMkBkXMc5EgpZNw5BaaAvnM6XacabPtketqmjX",
+	"inXr605Emhq09hSs0wYJGJnnmDJgZJOZg0QsZ+F7Qql/D5/6ic7bQC3H0j7dEktrA/b5r7/84+jh52QI",
+	"G5KNxsLeSyVJp7B6hpmWytn9U1Aa2GqxvE9gisxXKdwwNvf5jWNzS5GnToIKUY2KqeYKDcGhUzTCcb24",
+	"D9t0cvW51nlHkCCY2p27Wf7oq+rYwBTpAen7LqVyOx9+Jb/ahOGJIS+ei/d/0lKdwgD+AmODuFOcZWeH",
+	"PhPWlYpi1Ziz+Ka0twgPn1jIhCPLEa9RuR0h8RtzuUHv563Q3PYoIT/ZyCCvrIrpY+e4QHdCuavKRoTg",
+	"IOSFdeWhCjdHVBCMI+s3So/H/d7GdPPdpJd91MQHcP1UrYHbNNfAUxcWoppDGnSytJ9bwxjEe5w8XsXq",
+	"DwqDg04uSAi0kh/LmOSwAFFe+PyJhaQwhpw/1r+wJ8q4XPkIvSGGyul8ZJ1WSH6aTKZcO80UCwbHJAKd",
+	"Bun2TyEO0W+eaz7VebXDPvzLFmXq3x0qGp3s+VOCkR6KIRHGSNIxYHSG9AJ58mFVpxDTkuKwtMa3wUKO",
+	"CdryQxmr6PC8ReJ2j2beRhLlVSpktxB9I928Y2TJNHyVXcKFtwp9eym/OfSt87uKG9Zu5SYI6kKK98na",
+	"BF9xOSxZEcpObPkh0jYlQrckbZb0qy+WCicfSLRUR8Jum925QJV+kPKZNqRHv/7yj+NoMBi0DCjhINfW",
+	"wdFn/NNo4dCSnnz54uuDz7lC+2ZFOB1JgyVjYKotKhgtvLPLD0dQKPmmQJiRPvJLPwWOS4J0JOIMOrMA",
+	"K8borZYdovt1KH45NFKK2GAOWJFjlRm7Ge0ux87X1hxdLFTSTaMskG9GpF4HdVBqM5S+lAHTBr3sL50I",
+	"kS5OQdgrf3gShPPpIQ43+COP7BTF3TZi/cDaGk3bpSWzRVWEEFupEoxPGkGPTyzvg42qeKU0DSW2c3yy",
+	"m5OXy9fqJTQwF5Ub0rWLL7lsyuuOXVkzl6r57dEysy5lUpe2jTRwVQ+tTkEA6b0yzDkjcVMoGsLuXqBp",
+	"ljyQnTyPd2vRcZOizG3IaPoxHUT3Aass76ayshNLtqsy41aJ0m3VHGs8+u9p9Ez+HVPYC0581PDg9/u3",
+	"zqJ2meylU7xUg7FFif9Hy2UoSdOXMbERKa+Fw27CtJgURrrFBZ9A8SqQK+7PCl8D6D99Xa7lm1cvelGH",
+	"n9w82zA2Oifr1kd/4gjiTE+k8jWMzSMA/tgLEaov8q8AnDo38wdPpBrr8miL8Adkw4nj58Jk2gCqiVSI",
+	"3ZG78AxZ7DASyRWqlDNDBkXGpOJl5gmpdQeaHIRXOLrQyRW6CPCtSBz5cJlUCHahEp9tDDk824cXUz6x",
+	"lhT0uXRUCFSyEbx0/qsOZzqj8qNXfD5GNcWhIivwgoGufjIIE1QkWTD16JSuP1RD9ac/wROtSMpKrSx9",
+	"8wAePDhrnSbqP3gAX12jWfjzpYVK0UB8eH0Ug0JM7dIJlxPwRyxgWAwGnybNsxH8DcZDBVCojDd4ikCs",
+	"GI4tiYX1Abi5tNiHswYVeF3J1YAHVk4UpvDNqxc0gnCQyWuEYD7R6EePIJeKRPFp0Fx1EZ4fiD/bKab0",
+	"WnzYn2OWHXDm7fCn+ZXt82mjPpw3T71YGppe9kdUGOP1KZUT0ulmUR2UMegKQ2CDwjmw20gvhINgPqoI",
+	"OkvpJx6Ydb8/jeYRM5+S8xcOJ/X91nCmzz54wHDE605lxbD3Y5kWf71H1G9PDg/n83nfjJMDTKXTpq/N",
+	"5NCME/qfntvfJyhY2YuQN49W868hK7Vn0RcZxyEzH/szZ2K/pMPm4WEP+svmmXZagvfOm+e+vDlEcqjM",
+	"tsTHgwEsp9fDgOfkrnMOmhGi7JwI8/jhF9DKTpdrah+E9HlIgiFoonLQCmxbET6UbQQqx7yd1DwFS5Jg",
+	"oQsDfNz01//5f+Ho4efl8WRC7NnFk6dPG+b+PpnSiTYGM16Gnlg+OZihax7cTqZaWyQaCfA9Jjxxu4kH",
+	"D+C8Rh5BxQInnCf2qBwXtsbk0aewmvv3gYFMJqh8lWspDo2eGYlOmEUjl1pKwLPnT3tR7xqNDQ5Nf9Af",
+	"cIhshkrMZO+k92l/0P+UA7Juynqgm8nolwm67kDhNxc/fE8SFL7FBVwgCc/AZVe4IP5p6QmuzPCxnGwB",
+	"I4QgJ2j5Q7VHDPHnR0d/PoVQKszSIIJYZJMYYhYt8X4fnsvkireA5gi+EU/wiYX4StY57KH6sjDMyPyo",
+	"0c6LMb99LpyrH+mQ7ideL5mDRMIVLjzyKwH4NO2d9P6Kjst2l5pXPBwMNhzJvNlRTB5/zTlMWolFt3Qe",
+	"+IlIpnjwhDSR7rBq/qbn4A9LhqXTVoyIXZKpz0psOoDaMBt6Jz++jnohJ0/k1hDbLOmv0cjxorXvlvS8",
+	"mFg+iUdWxmsa8XDKxw7+vpa+zlheWHg4GMB8KrPq0ASPLC0Usz48deCTZ6C0V3+Y+RO1K5sWjjnc4baF",
+	"GdZsXBvy3iasPpPXqOhZ0hnYQJ+e2YA9dkp3RR4qeK6tmxi8+O/PYI+I/BxTWRa0JFqN5aQwmO6XUppY",
+	"ksW/F76RN4QeDT6F5kn9Rs3EOCTfGmnThqHwTIsURiITKiGoQnWX0YXDIRlP47FMfFUFxy9EuoCyFsau",
+	"4cFzeuoud7NOPXdsKM9OwLIa4LYKjwafrhuygvGwo/fCJkKoYNhACeVZW7a52XnS1nUWbBlXWjvBZoG9",
+	"6hz8QTDlRS6zxX4fzlTV4yZkOFUKItRflTm8oZqU2lDkSLbAEXSV0YUK4urBuTZXfTgLfRBYFbqp0c5l",
+	"mMIMzVAFw/jpc2+ToYG96qvIQ7TPHn71WuiqABN0lo2MYFe0rIouWuIzEL2qeupxCAh+EBpqna9413YB",
+	"nSnw3R3Sb/N4fVdDGq97pWLiPfYTbybeRn8mfuVo+yutXhP00tEOTLLcDIbfe7TLZB1tEujlh19sf3m5",
+	"Mwhz9A5IaXcU2sTMhHGyZ33LpYqpGgnxDi3Z4G5duPXsfd7wS0ruXmlC4Dsm0KcTLmhp9QywYJ2eMW+y",
+	"zeSGSquk08vjRBz7h7QAfzg+hPWlt7CD/qj9vP5QPdOTCbfPKlxoshHaSAgFXJ+5hjtp3St8crwuc+2X",
+	"zpl77hvSvzWt3nb7qw3/KhiTVf4ycOPGjQ57smGnyYwNO93aQB9/0AqhbmZCxgZ5GMUsCPDg63oEkQNc",
+	"2d/+tya99OF5wxle6jDB1t5cWBCZV9g8z4p7PFSVrvGOgX+b0wnCsQdwIJX3SkUwWliPdNZdc7SAi3+G",
+	"inPxNvCU72oIP4zB0jQiI6OmxHsYCkNpLy2/7JIhEnJF6BtbJAli2mluhCjDHSmJpRKv35ea+B7ngfNP",
+	"y2aOgbTa5MCszD4GGt/m559fr3xg/fDV21AVscxqY22YNzd5U7X48FHY9fLDt4ewwTvXRQhN2tI+LONZ",
+	"3IWubgDYKGijdQqD6VAlwuKBVBaVlU5eY7aIwGqIz5T696/qyjY+tQHxUr1bHAy/YBQGYPpD9TxoRK9s",
+	"OkrZmI07C9c6mTdg5K64t130uBP7Ht0X+76YVohlYR0yC6dBe4SomQ+EkEUwlsZWiur2HLyDvVW1wPwX",
+	"two9O65wo9dra3ndJ7WC67/iG3+Hd+kYhxZLnbRGqnmT3fkbWmNsHrLTcyAVA7oWu1VKvjO28gBim+gZ",
+	"/sWfUo1hL7Sh2e/Oz6NIpuXRBFvWkNmpnMWwZ3SGEUc8hgogF+YKTQS+LB6YHLxpFJeFeHEEOkvRumbB",
+	"GnMtx58DZD6bEp9AKm2iySDis1k+WBfAGi1AiRxPIX4Tw1hmLFnDl6Tmx/ItwbS3LOP3mxOF9hbxCYSs",
+	"ox+9eThDWghPgdPVCT3CXae9L607Z/S3+07/+HNn72aGort3c69qI1NmSKsvqlRp2UumK1W6khmu8QJ7",
+	"uqzOWML4/rom02/WtbY+2qFXTzfZ1+g59K2vd3gwNO9+9/ouA2dljVln989ZqCZiOrlXG/G9JQjRpoe7",
+	"ITn859fvojXmVt1jAEaY6By9oo25Bjfuw5kvEvU5MAVxo1KXy1NnQqar8ey6x9cdmTWrTcTu2bDxdUnr",
+	"W97WdU9dLRw+Oh9bqbk0PBibHQTd1IWHP4eS03eewDNc1+iUibk8MDWV1mmzIC0kZjMUhl0ZjgNohafl",
+	"fsEEHQhfNV1234rrswZtyv+Sf68of1tQ6MuyhcN90sMumYC6dTq/cbz9jaq994fYfY+XskR9j6XRfqdY",
+	"67SBwoEMCGUG0vA4pyDUgoMpyMXxDYPjNBgBWL3jZ+ZOruTm1TZCZ/aue8MH9yZuYM9r+6b1Ni/7QdaW",
+	"TnmOYP+eCe6+yeevzLFrJMeK5bbFKAl3WZBRMhMumXaV5IayS1tl6JliG80eICZLK44g5gLEEHJYqWeM",
+	"T0OecYpD5ccIhZTW3+tQfuIU2IbjYB22a13jeUdKebWI9J6DhZu4xG9DGqrD/7nE7R8jovH+JkEVf7yJ",
+	"SXA4Er4x0O25vtNyXsf0EWjvv1swQl1hyvGFOT2QW8yIk/eEWoDS6qA8t8flLsPQCHSfrG7/Z3mwj1mb",
+	"zwqfcuko/8bBjEQopR37q6G6POZ/YthjeeFkNlRli1GvEsoH+OCYReX2+/BYKFVdvwQGZxkfUg7dhLuk",
+	"yWOhwsmruxEmjUbK92zaPxZrY5WEi4+y448oOx4LBWI5rLaD4Dj8OZyG2+harJMFfXgmxyE/ORIhK5lq",
+	"9IllvtfIm2Xx8eA4XrUsXxLjNthslxwzzSNt1ev7o2OxFCQZO78ZH9Ay3B7YCpeVvXu9htS8e3Gfason",
+	"0ILXw0eSWImE7JW/KOHXX/7rkL6M+8DNf7marrM0YoVyfbPgO9UQ7X7E96wkQrPoNXqC0epPP3xUF39E",
+	"deG3N2gMTgy0Mgi76xBinzvg6ueNXEk4U4LKJzA4wkHM6W2+06XUh0JOkzdJFL7Rkqy/oepmbnguZBpe",
+	"D/bmCMGnK2CBDvbi48FDWL3P64S+8wNPsXX7l480VyHSucgydF4kVeHScMa10enDVwGAcN4/jlsN+cuQ",
+	"XIetSuv7rSM0v6eA8ODhTizZujbudype3pvTiTZu7FJmKK7xDti6Rf/cgcA3CGnygLTNRC3fPhF7zvHx",
+	"osChDOJQEWt+QZzoTdfGMMo6FGlnkpNe3TmE/QzH7vcdTrx/omIM3piqgjhYWzrxTFoXItu9m5qqv6sU",
+	"bKM/+8YkbEBIBNIbp/52W+7/+U8dvuZMbl7t9AcLYG+mu/dzdTnsVWbM1gS+vJhik6ossggRpz3vH89M",
+	"UPrkKO+vehXfyuTqBu7wedlf71/cBn9vgvSIrBuN7V3J5Gr/t/Ggo96suIGfy/mUXYjzNJSfc8ssrt4W",
+	"mdVDNcL60Vo58zldq1u5niu0UHXgsFHj76CU9/vwAz1LFh837iJF7YxQdhxqoKZosB8ab1+GOC33BGm0",
+	"DiFmWdc65BTEUI2FORgXrjDon/MDSJXiWCrpMFvsn/KXaYWTYDTwOeSyZ9z6HNKduvVdnVnuOY9UthTr",
+	"tuYDDwhb5pQ++vh/7HSS31CuiKy75d3EbPP8srYis7qzhNSdTVBxU9jY4pu4D69CDyUBI8L/SWg+xv0s",
+	"43C3Gj8E8QjH2iCXWZ54D7j9XJBT0sEeW1AjkVzNhUkbjrYvoJYO80+sh2C/HJ0PQfrBvb/uny3HFiPS",
+	"ANXYY22WhmZ3ZWnkuGzGFHNzjqGah+7YOTex8vHvMiwuDfob9+DLdgNFC6E8R1iouijadeWZJbZ3q9Cs",
+	"cdqqgFzfGPuoq5V099gVRnccetA99G6W/d3a6/WlH1sM9qA6/rntc0IEn+0tJtPg5XE0p76ayG96KUAq",
+	"CfF+xSedIYO41bguDmaIDULGijFWTfdO+OjODIWruZbPtsi0bFRBH4cBv1ULGrZxjJxIJbKq455PEzwc",
+	"DOIylEAEED8cHMURKG5uKiAtPMkh/PrLfw4VGVR1WZIHheyxBPvw3Vp7ZC8+Hnzq7ZV4PwKlOcZRRjql",
+	"GiqxXArDUY/qu3j/lBu1kHAkm6y2Y+dTzXOQXNFgtVaNA9pDtXpCG/YaRp1gGYb5zO13CaNG88c7MpU6",
+	"2kveu6UUeql2SQUmutNO8mEB8SHzMRsAeREapoSpI0gLMrYXoRn6R+vtX+F4U33MHfmgcV4xZoeQ3mLo",
+	"Hf5c3zmyMVbCYUALorZaPDdwsyppYUICjPuplb2/ROrvz/Em0A3yrd5kaoqbf9HS4/sPjlS1yqVq3Av6",
+	"kzyJUlvsf1hzYLtZGEhhuXC1TTWN673vSEV1XCD++1FRfISYbyWs9y6urimMwaLb/6ge/pDOPdFdF0uq",
+	"bLH//kL/sLox8fBnvqtpoxrg6GnZpCK01WeXt4wA8p3rW0W8D8JWreh3rQerpgwK52NJ2PLJW3GFza0Z",
+	"ieTqN5TW0aZNjODo11/+cfTZcrsBXbjyYqG9l+fPDlAlOsV0v7y6///9n//9v3zD2387iqtDoGRq1OGK",
+	"8tKxtmhecy5066VEawP1P6gGTc7CZUn8BwNwCv5GcyD+5dzQVsY4S9P34grmv4920PsniUTifK3Ubaxr",
+	"Mn7vqKTCH1z3J2tIhtoyfHkCwscquWm+aSZ6QnOe8KqP9FdtHIdKqLQVH2ldAtOHl/6I/F9aQaHWfdWu",
+	"gqt9X3VHIOE7Ya7OCTt31SKkQdD3fGCnuitwXeUUYdFfrFOjLRFZ9juvOPlD2kzf6etQIERY98S5kYXt",
+	"QiVrsx6vOi+HCGziG2/4nl9LV6i2+1PAr7/8Zyj7IykdDRXhrDq66yN0v/7yX5WdFkc+STrWGfFy6/6L",
+	"oRoqn+xowtSuM1yaPtF5Lh15CCX9iQA9V6XM0BzQg0PlxQhXp4SeGnX7rgQjmOo5B0VzoRrdQ2FupMNG",
+	"N7Bs0YevGfShasJ+GprMNjIq3PaowGj16o/y2H5dRFkWTvrMTrXG5QpK7pen0lBhKU27yuyw/HQlkytM",
+	"48O6BDPcGd3AsJM56sJd5tYPWzbAVTiPWg2+50I6C8WMNIfvxq7VhE9i+07Hb11501XI66u6N7oCzGdu",
+	"4fMP7Zh2aBH3om4L6Nuun5J6EtlYmxxT0GaoRObQYFr2nRNrmobD3wLNkT3CWzkzhcKUW0qF7oOpDgc7",
+	"ZtJgZ0yYOGa31iFEoeu6cnx+9MXDHdpyLAVkw/1AfDM1k2EgjrJBDBwNBms7hHAasLuVie8RUt7C8ah1",
+	"B8eadNmSqBDSVRQgbU0BtMFcAFkmDUo/SSHs0VMHM51la2GuabAb8CbYnw4G2y4PudMcW3Wt0MYEW3nv",
+	"T6hwCb0ONV/yIFXho4l/rLYlT4RLprT7WvkwqJcTUnWI44Y2Yt3zern7d/u6kB9f05b5Vvie07pacnKj",
+	"fN/ukf62ngbLazR6Ua8wWe+kd8hGZph+hbd8cywblS0jfZss36iML/Qpc8IE2CoHnPtCfpU2a8LhS1Tc",
+	"Qj4QLFmrjVOjIVM1OI7rvhUV7nxWMhoqfJvgjJaG5U20ZSVlqwGCb7tdPtU6M9DVBGG/P1TnOkNfTRUq",
+	"oPz9HHXMs/qC4T0Fpf0tDQlpW1XeTugtb19eUHVo9bIz4Mxv/SrSykx/VHlzHoUN86WJ+sp+WR2J73zk",
+	"wld/CYIPx7dqr9uE2A83OyxfFAl75SyE+lQSRXjLvgll1NjlqHkLo3+oAn6f9VElA4N+G6qg21k3xr4c",
+	"hMQ+WxtSJQaFLTd7ImYHY4MMordlQgUtxH/96gWUVlw8VKVS9bbL+qUv2TUNIwgaNlBrA5lXV7HuG9JX",
+	"W9boJM4OWrjZpazoy1pN2hv7qme29+71u/8fAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

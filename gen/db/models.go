@@ -9,7 +9,28 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
+
+type Message struct {
+	ID          uuid.UUID
+	RoomID      uuid.UUID
+	Seq         int64
+	AuthorID    uuid.UUID
+	ClientMsgID uuid.UUID
+	Body        *string
+	ReplyTo     *uuid.UUID
+	CreatedAt   time.Time
+	EditedAt    *time.Time
+	DeletedAt   *time.Time
+}
+
+type Reaction struct {
+	MessageID uuid.UUID
+	UserID    uuid.UUID
+	Emoji     string
+	CreatedAt time.Time
+}
 
 type RefreshToken struct {
 	TokenHash []byte
@@ -17,6 +38,75 @@ type RefreshToken struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	UsedAt    *time.Time
+}
+
+type Room struct {
+	ID              uuid.UUID
+	Name            string
+	NameKey         *string
+	Topic           string
+	Visibility      string
+	EntryPrice      int64
+	OwnerID         uuid.UUID
+	SlowModeSeconds int32
+	MemberCount     int32
+	LastSeq         int64
+	ArchivedAt      *time.Time
+	DeletedAt       *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+type RoomBan struct {
+	RoomID    uuid.UUID
+	UserID    uuid.UUID
+	BannedBy  uuid.UUID
+	Until     *time.Time
+	Reason    string
+	CreatedAt time.Time
+}
+
+type RoomEvent struct {
+	RoomID    uuid.UUID
+	Seq       int64
+	Xid       pgtype.Uint64
+	Type      string
+	ActorID   uuid.UUID
+	UserID    *uuid.UUID
+	MessageID *uuid.UUID
+	Data      []byte
+	CreatedAt time.Time
+}
+
+type RoomInvite struct {
+	RoomID    uuid.UUID
+	UserID    uuid.UUID
+	InvitedBy uuid.UUID
+	CreatedAt time.Time
+}
+
+type RoomMember struct {
+	RoomID     uuid.UUID
+	UserID     uuid.UUID
+	Role       string
+	JoinedAt   time.Time
+	JoinedSeq  int64
+	ReadSeq    int64
+	MutedUntil *time.Time
+	LastSentAt *time.Time
+}
+
+type RoomMemberPeriod struct {
+	RoomID  uuid.UUID
+	UserID  uuid.UUID
+	FromSeq int64
+	ToSeq   *int64
+}
+
+type ServerSecret struct {
+	Name      string
+	Secret    []byte
+	CreatedAt time.Time
 }
 
 type Session struct {

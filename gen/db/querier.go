@@ -11,18 +11,68 @@ import (
 )
 
 type Querier interface {
+	AddMemberCount(ctx context.Context, arg AddMemberCountParams) error
+	AddReaction(ctx context.Context, arg AddReactionParams) (int64, error)
+	ClosePeriod(ctx context.Context, arg ClosePeriodParams) error
 	CreateRefreshToken(ctx context.Context, arg CreateRefreshTokenParams) error
+	CreateRoom(ctx context.Context, arg CreateRoomParams) (Room, error)
 	CreateSession(ctx context.Context, arg CreateSessionParams) (Session, error)
 	CreateUser(ctx context.Context, arg CreateUserParams) (User, error)
+	CurrentSnapshot(ctx context.Context) (string, error)
+	DeleteBan(ctx context.Context, arg DeleteBanParams) (int64, error)
+	DeleteInvite(ctx context.Context, arg DeleteInviteParams) error
+	DeleteMember(ctx context.Context, arg DeleteMemberParams) error
+	DeleteMessage(ctx context.Context, id uuid.UUID) (Message, error)
+	DeleteRoom(ctx context.Context, id uuid.UUID) error
+	EditMessage(ctx context.Context, arg EditMessageParams) (Message, error)
+	GetActiveBan(ctx context.Context, arg GetActiveBanParams) (RoomBan, error)
+	GetInvite(ctx context.Context, arg GetInviteParams) (RoomInvite, error)
+	GetMember(ctx context.Context, arg GetMemberParams) (RoomMember, error)
+	GetMessage(ctx context.Context, arg GetMessageParams) (Message, error)
+	GetMessageByClientID(ctx context.Context, arg GetMessageByClientIDParams) (Message, error)
+	GetRoom(ctx context.Context, id uuid.UUID) (Room, error)
+	GetSecret(ctx context.Context, name string) ([]byte, error)
 	GetSession(ctx context.Context, id uuid.UUID) (Session, error)
 	GetUser(ctx context.Context, id uuid.UUID) (User, error)
 	GetUserByEmail(ctx context.Context, email string) (User, error)
+	GetUserName(ctx context.Context, id uuid.UUID) (string, error)
+	InsertEvent(ctx context.Context, arg InsertEventParams) (InsertEventRow, error)
+	InsertMember(ctx context.Context, arg InsertMemberParams) (RoomMember, error)
+	InsertMessage(ctx context.Context, arg InsertMessageParams) (Message, error)
+	ListInvitedRooms(ctx context.Context, arg ListInvitedRoomsParams) ([]ListInvitedRoomsRow, error)
+	// The caller's rooms with their membership and unread count, oldest membership first.
+	ListJoinedRooms(ctx context.Context, arg ListJoinedRoomsParams) ([]ListJoinedRoomsRow, error)
+	ListMembers(ctx context.Context, arg ListMembersParams) ([]ListMembersRow, error)
+	ListMessagesAfter(ctx context.Context, arg ListMessagesAfterParams) ([]Message, error)
+	ListMessagesBefore(ctx context.Context, arg ListMessagesBeforeParams) ([]Message, error)
+	ListPublicRooms(ctx context.Context, arg ListPublicRoomsParams) ([]Room, error)
 	// Locks the token row so that concurrent exchanges of one token serialize: the first marks it
 	// used, the others then see used_at set.
 	LockRefreshToken(ctx context.Context, tokenHash []byte) (LockRefreshTokenRow, error)
+	// Takes the room's row lock and the next seq in one step; the lock is held until commit, so
+	// events of one room commit in seq order. Rolled back with the transaction, so no gap.
+	LockRoomForEvent(ctx context.Context, id uuid.UUID) (Room, error)
 	MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error
+	MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error)
+	MessagesByID(ctx context.Context, ids []uuid.UUID) ([]Message, error)
+	OpenPeriod(ctx context.Context, arg OpenPeriodParams) error
+	ReactionCounts(ctx context.Context, arg ReactionCountsParams) ([]ReactionCountsRow, error)
+	RemoveReaction(ctx context.Context, arg RemoveReactionParams) (int64, error)
 	RevokeSession(ctx context.Context, arg RevokeSessionParams) error
+	RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error)
+	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
+	// The caller's events committed after the snapshot `since` and visible in `upto`, within the
+	// stretches of each room's log they were a member for, in (room, seq) order after a cursor.
+	// xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
+	SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error)
+	TouchLastSent(ctx context.Context, arg TouchLastSentParams) error
 	TouchSession(ctx context.Context, id uuid.UUID) error
+	UnreadCount(ctx context.Context, arg UnreadCountParams) (int64, error)
+	UpdateMember(ctx context.Context, arg UpdateMemberParams) (RoomMember, error)
+	UpdateRoom(ctx context.Context, arg UpdateRoomParams) (Room, error)
+	UpsertBan(ctx context.Context, arg UpsertBanParams) (RoomBan, error)
+	UpsertInvite(ctx context.Context, arg UpsertInviteParams) (UpsertInviteRow, error)
+	UserExists(ctx context.Context, id uuid.UUID) (bool, error)
 }
 
 var _ Querier = (*Queries)(nil)

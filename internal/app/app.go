@@ -17,11 +17,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/auth"
+	"github.com/parlor-dev/parlor/internal/chat"
 	"github.com/parlor-dev/parlor/internal/config"
+	"github.com/parlor-dev/parlor/internal/cursor"
+	"github.com/parlor-dev/parlor/internal/events"
 	"github.com/parlor-dev/parlor/internal/httpapi"
 	"github.com/parlor-dev/parlor/internal/postgres"
 	"github.com/parlor-dev/parlor/internal/ratelimit"
+	"github.com/parlor-dev/parlor/internal/rooms"
 )
 
 // App is one running Parlor: its connections and its HTTP handler.
@@ -32,6 +37,7 @@ type App struct {
 	Redis  redis.UniversalClient
 	Keys   *auth.KeyRing
 	Echo   *echo.Echo
+	stop   context.CancelFunc
 }
 
 // New connects to PostgreSQL (and Redis when configured), applies migrations when told to,
@@ -85,6 +91,25 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App, e
 			RegisterPerIP:   cfg.RegisterRateIP,
 		}, cfg.RefreshTokenTTL)
 
+	secret, err := db.New(a.Pool).GetSecret(ctx, "cursor")
+	if err != nil {
+		return nil, fmt.Errorf("load the cursor secret (are migrations applied? run `parlor migrate up`): %w", err)
+	}
+	cursors, err := cursor.NewSigner(secret)
+	if err != nil {
+		return nil, err
+	}
+	var broker events.Broker = events.NewLocalBroker()
+	if a.Redis != nil {
+		broker = events.NewRedisBroker(a.Redis, cfg.RedisKeyPrefix, logger)
+	}
+	// Background work lives as long as the App: Close ends it.
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stop = stop
+	hub := events.NewHub(bg, broker)
+	roomsSvc := rooms.NewService(a.Pool, broker, cursors, logger)
+	chatSvc := chat.NewService(a.Pool, roomsSvc, hub, events.NewTokens(cursors))
+
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -93,7 +118,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App, e
 	)
 	a.Echo, err = httpapi.New(httpapi.Deps{
 		Config: cfg, Logger: logger, Pool: a.Pool, Redis: a.Redis,
-		Auth: authSvc, Keys: a.Keys, Registry: registry,
+		Auth: authSvc, Rooms: roomsSvc, Chat: chatSvc, Keys: a.Keys, Registry: registry,
 	})
 	if err != nil {
 		return nil, err
@@ -168,6 +193,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the connections.
 func (a *App) Close() {
+	if a.stop != nil {
+		a.stop()
+	}
 	if a.Redis != nil {
 		_ = a.Redis.Close()
 	}

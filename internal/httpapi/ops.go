@@ -57,3 +57,5 @@ func (h opsHandlers) GetJWKS(context.Context, api.GetJWKSRequestObject) (api.Get
 	cache := "public, max-age=300"
 	return api.GetJWKS200JSONResponse{Body: api.JWKS{Keys: keys}, Headers: api.GetJWKS200ResponseHeaders{CacheControl: &cache}}, nil
 }
+
+func millis(ms int) time.Duration { return time.Duration(ms) * time.Millisecond }

@@ -28,12 +28,16 @@ import (
 	"github.com/parlor-dev/parlor/gen/api"
 	"github.com/parlor-dev/parlor/internal/apperr"
 	"github.com/parlor-dev/parlor/internal/auth"
+	"github.com/parlor-dev/parlor/internal/chat"
 	"github.com/parlor-dev/parlor/internal/config"
+	"github.com/parlor-dev/parlor/internal/rooms"
 )
 
 // Deps is what the HTTP layer needs from the rest of the process.
 type Deps struct {
 	Config   config.Config
+	Rooms    *rooms.Service
+	Chat     *chat.Service
 	Logger   *slog.Logger
 	Pool     *pgxpool.Pool
 	Redis    redis.UniversalClient // nil when REDIS_URL is empty
@@ -45,6 +49,8 @@ type Deps struct {
 // Server implements api.StrictServerInterface by composing one handler set per OpenAPI tag.
 type Server struct {
 	authHandlers
+	roomHandlers
+	messageHandlers
 	opsHandlers
 }
 
@@ -95,8 +101,10 @@ func New(d Deps) (*echo.Echo, error) {
 	// Everything the contract describes goes through the request validator; the rest
 	// (metrics, the contract itself, docs, the demo client) is plain HTTP.
 	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens())), api.NewStrictHandler(&Server{
-		authHandlers: authHandlers{svc: d.Auth},
-		opsHandlers:  opsHandlers{pool: d.Pool, redis: d.Redis, keys: d.Keys},
+		authHandlers:    authHandlers{svc: d.Auth},
+		roomHandlers:    roomHandlers{svc: d.Rooms},
+		messageHandlers: messageHandlers{svc: d.Chat, rooms: d.Rooms},
+		opsHandlers:     opsHandlers{pool: d.Pool, redis: d.Redis, keys: d.Keys},
 	}, nil))
 
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))

@@ -57,3 +57,11 @@ func IsUniqueViolation(err error, constraint string) bool {
 	}
 	return constraint == "" || pgErr.ConstraintName == constraint
 }
+
+// WithSnapshot runs fn in a read-only REPEATABLE READ transaction: every query in fn sees
+// the same snapshot of the database.
+func WithSnapshot(ctx context.Context, pool *pgxpool.Pool, fn func(q *db.Queries) error) error {
+	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		return fn(db.New(tx))
+	})
+}

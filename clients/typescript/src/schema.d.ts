@@ -110,6 +110,371 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/rooms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List rooms
+         * @description * `scope=joined` (default): the caller's rooms, each with its `membership` (role, read
+         *       marker, unread count) and `last_seq`, oldest membership first.
+         *     * `scope=public`: discoverable public rooms, by name; `q` filters by name prefix
+         *       (case-insensitive).
+         *     * `scope=invited`: private rooms the caller is invited to and may join.
+         */
+        get: operations["listRooms"];
+        put?: never;
+        /**
+         * Create a room
+         * @description The caller becomes its `owner`. A room with an `entry_price` is paid.
+         */
+        post: operations["createRoom"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Get a room
+         * @description Members see their room; anyone sees a public room; invitees see the room they are invited to.
+         */
+        get: operations["getRoom"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a room (owner)
+         * @description The room and its history disappear for everyone; members get a `room.deleted` event.
+         */
+        delete: operations["deleteRoom"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a room
+         * @description Moderators and the owner may change `name`, `topic` and `slow_mode_seconds`; only the
+         *     owner archives or unarchives. An archived room is read-only.
+         */
+        patch: operations["updateRoom"];
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Join a room
+         * @description Public rooms are open to anyone not banned; private rooms need an invitation. Joining
+         *     twice is not an error. Paid rooms cannot be joined yet (`402 payment_required`): paying
+         *     the entry price comes with the wallet. The caller's events of the room start at the
+         *     `member.joined` event.
+         */
+        post: operations["joinRoom"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/leave": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Leave a room
+         * @description The caller's last event of the room is its `member.left`. The owner cannot leave
+         *     (`409`): delete the room instead.
+         */
+        post: operations["leaveRoom"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        /** List members */
+        get: operations["listMembers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/members/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Change a member's role or mute
+         * @description Moderators and the owner only, on members ranked below themselves; a new role must also
+         *     be below the caller's own (so the owner makes moderators, moderators cannot). Ownership
+         *     is not transferable here. `muted_until` mutes until then (a time in the past unmutes; a
+         *     far-future time mutes indefinitely); muted members cannot send messages.
+         */
+        put: operations["updateMember"];
+        post?: never;
+        /**
+         * Remove a member (kick)
+         * @description Moderators and the owner, on members ranked below themselves. The user may join again (a ban prevents that).
+         */
+        delete: operations["kickMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/invites": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Invite a user to a private room
+         * @description Moderators and the owner. The invitee then joins with `POST …/join`. Inviting twice is not an error.
+         */
+        post: operations["inviteMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/bans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ban a user
+         * @description Moderators and the owner, on users ranked below themselves (any non-member may be
+         *     banned). A banned member is removed; a banned user cannot join until `until` (or until
+         *     unbanned when `until` is absent). Banning again replaces the ban.
+         */
+        post: operations["banMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/bans/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Lift a ban
+         * @description Moderators and the owner. Lifting a ban that does not exist is a `404`.
+         */
+        delete: operations["unbanMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Page through a room's messages by seq
+         * @description Messages in ascending `seq`. Without a bound: the latest `limit`. With `before_seq`: the
+         *     latest `limit` below it (page backwards with the first item's `seq`). With `after_seq`:
+         *     the first `limit` above it (page forwards with the last item's `seq`). `has_more` says
+         *     whether more exist in that direction. Deleted messages appear as tombstones.
+         */
+        get: operations["listMessages"];
+        put?: never;
+        /**
+         * Send a message
+         * @description `client_msg_id` makes sending safe to retry: a repeat with the same id by the same
+         *     author returns the original message with `200` instead of `201`, never a duplicate —
+         *     also when the repeats race. Muted members cannot send (`403 muted`), nor can anyone in
+         *     an archived room (`409 archived`); in slow mode a member who sends too soon gets `429`
+         *     with `Retry-After` (moderators are exempt).
+         */
+        post: operations["sendMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/messages/{message_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                message_id: components["parameters"]["MessageId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a message (author or moderator)
+         * @description Leaves a tombstone; the body is gone from every read path. Deleting twice is not an error.
+         */
+        delete: operations["deleteMessage"];
+        options?: never;
+        head?: never;
+        /** Edit a message (author only) */
+        patch: operations["editMessage"];
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                message_id: components["parameters"]["MessageId"];
+                /** @description The reaction, 1–16 characters without spaces (URL-encoded), e.g. `👍` or `+1`. */
+                emoji: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * React to a message
+         * @description One reaction per user per emoji; adding it again is not an error.
+         */
+        put: operations["addReaction"];
+        post?: never;
+        /**
+         * Take a reaction back
+         * @description Removing a reaction that is not there is not an error.
+         */
+        delete: operations["removeReaction"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move the read marker
+         * @description The marker only moves forward: a `seq` at or below the current marker changes nothing
+         *     and returns the current state. Unread = messages by others after the marker, not deleted.
+         */
+        post: operations["markRead"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sync": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Catch up on everything in the caller's rooms
+         * @description Without `since`: the current token and a summary of the caller's rooms — start here,
+         *     load history with `…/messages`, then follow `next_token`.
+         *
+         *     With `since`: the events of the caller's rooms committed after that token, in per-room
+         *     `seq` order, each exactly once, however many instances write concurrently. Follow
+         *     `next_token`; while `has_more` is true, ask again at once. A room's events start at
+         *     the caller's `member.joined` and end at their `member.left`/`member.kicked`/
+         *     `member.banned`.
+         *
+         *     With `timeout_ms` and nothing new, the request waits up to that long for the next event
+         *     and then returns an empty page with the same token. Tokens are opaque; a malformed or
+         *     altered one is a `400 invalid_request`. History is never pruned, so tokens do not expire.
+         */
+        get: operations["sync"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/.well-known/jwks.json": {
         parameters: {
             query?: never;
@@ -182,7 +547,7 @@ export interface components {
          * @description An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
          *     `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
          *     `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-         *     `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+         *     `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
          *     `not_ready`, `unavailable`, `internal`.
          */
         Problem: {
@@ -290,6 +655,236 @@ export interface components {
             /** @enum {string} */
             use: "sig";
         };
+        /** @enum {string} */
+        Role: "owner" | "moderator" | "member";
+        /** @enum {string} */
+        Visibility: "public" | "private";
+        Room: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            topic: string;
+            visibility: components["schemas"]["Visibility"];
+            /**
+             * Format: int64
+             * @description Credits to join; 0 = free.
+             */
+            entry_price: number;
+            /** Format: uuid */
+            owner_id: string;
+            /** @description Seconds a member must wait between messages; 0 = off. */
+            slow_mode_seconds: number;
+            /** @description An archived room is read-only. */
+            archived: boolean;
+            /**
+             * Format: int64
+             * @description The seq of the room's latest event.
+             */
+            last_seq: number;
+            member_count: number;
+            /** Format: date-time */
+            created_at: string;
+            membership?: components["schemas"]["Membership"];
+        };
+        /** @description The caller's membership of a room. */
+        Membership: {
+            role: components["schemas"]["Role"];
+            /** Format: int64 */
+            read_seq: number;
+            /**
+             * Format: int64
+             * @description Messages by others after `read_seq`, not deleted.
+             */
+            unread_count: number;
+            /** Format: date-time */
+            joined_at: string;
+            /** Format: date-time */
+            muted_until?: string;
+        };
+        CreateRoomRequest: {
+            name: string;
+            topic?: string;
+            visibility?: components["schemas"]["Visibility"];
+            /**
+             * Format: int64
+             * @default 0
+             */
+            entry_price: number;
+            /** @default 0 */
+            slow_mode_seconds: number;
+        };
+        UpdateRoomRequest: {
+            name?: string;
+            topic?: string;
+            slow_mode_seconds?: number;
+            archived?: boolean;
+        };
+        RoomPage: {
+            items: components["schemas"]["Room"][];
+            /** @description Absent on the last page. */
+            next_cursor?: string;
+        };
+        Member: {
+            /** Format: uuid */
+            user_id: string;
+            display_name: string;
+            role: components["schemas"]["Role"];
+            /** Format: date-time */
+            joined_at: string;
+            /** Format: date-time */
+            muted_until?: string;
+        };
+        MemberPage: {
+            items: components["schemas"]["Member"][];
+            next_cursor?: string;
+        };
+        UpdateMemberRequest: {
+            /** @enum {string} */
+            role?: "moderator" | "member";
+            /**
+             * Format: date-time
+             * @description Mute until then; a time in the past unmutes.
+             */
+            muted_until?: string;
+        };
+        InviteRequest: {
+            /** Format: uuid */
+            user_id: string;
+        };
+        Invite: {
+            /** Format: uuid */
+            room_id: string;
+            /** Format: uuid */
+            user_id: string;
+            /** Format: uuid */
+            invited_by: string;
+            /** Format: date-time */
+            created_at: string;
+        };
+        BanRequest: {
+            /** Format: uuid */
+            user_id: string;
+            /**
+             * Format: date-time
+             * @description When the ban ends; absent = until lifted.
+             */
+            until?: string;
+            reason?: string;
+        };
+        Ban: {
+            /** Format: uuid */
+            room_id: string;
+            /** Format: uuid */
+            user_id: string;
+            /** Format: uuid */
+            banned_by: string;
+            /** Format: date-time */
+            until?: string;
+            reason?: string;
+            /** Format: date-time */
+            created_at: string;
+        };
+        Message: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            room_id: string;
+            /** Format: int64 */
+            seq: number;
+            /** Format: uuid */
+            client_msg_id: string;
+            /** Format: uuid */
+            author_id: string;
+            /** @description `null` once deleted. */
+            body: string | null;
+            /** Format: uuid */
+            reply_to: string | null;
+            deleted: boolean;
+            reactions: components["schemas"]["ReactionCount"][];
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            edited_at?: string;
+        };
+        ReactionCount: {
+            emoji: string;
+            count: number;
+            /** @description Whether the caller reacted with it. */
+            me: boolean;
+        };
+        SendMessageRequest: {
+            /**
+             * Format: uuid
+             * @description Chosen by the client, unique per message; reuse it to retry safely.
+             */
+            client_msg_id: string;
+            /** @description 1–4,000 characters (at most 16,000 bytes of UTF-8). */
+            body: string;
+            /**
+             * Format: uuid
+             * @description A message of the same room.
+             */
+            reply_to?: string;
+        };
+        EditMessageRequest: {
+            body: string;
+        };
+        MessagePage: {
+            items: components["schemas"]["Message"][];
+            has_more: boolean;
+        };
+        ReadRequest: {
+            /** Format: int64 */
+            seq: number;
+        };
+        ReadState: {
+            /** Format: uuid */
+            room_id: string;
+            /** Format: int64 */
+            read_seq: number;
+            /** Format: int64 */
+            unread_count: number;
+        };
+        /** @enum {string} */
+        EventType: "message.created" | "message.edited" | "message.deleted" | "reaction.added" | "reaction.removed" | "member.joined" | "member.left" | "member.invited" | "member.kicked" | "member.banned" | "member.unbanned" | "member.updated" | "room.updated" | "room.deleted" | "read.updated";
+        /**
+         * @description One change in a room. `message` is the message's current state (a deleted message is a
+         *     tombstone, whichever event refers to it); `user_id` is whom a membership or read event
+         *     is about; `member` carries a role or mute change; `room` a room change; `reaction` a
+         *     reaction change.
+         */
+        RoomEvent: {
+            type: components["schemas"]["EventType"];
+            /** Format: uuid */
+            room_id: string;
+            /** Format: int64 */
+            seq: number;
+            /** Format: uuid */
+            actor_id: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            user_id?: string;
+            message?: components["schemas"]["Message"];
+            member?: components["schemas"]["Member"];
+            room?: components["schemas"]["Room"];
+            reaction?: components["schemas"]["Reaction"];
+            /** Format: int64 */
+            read_seq?: number;
+        };
+        Reaction: {
+            /** Format: uuid */
+            message_id: string;
+            emoji: string;
+        };
+        SyncPage: {
+            next_token: string;
+            /** @description More events are ready; ask again at once with `next_token`. */
+            has_more: boolean;
+            events: components["schemas"]["RoomEvent"][];
+            /** @description Only without `since`: the caller's rooms, with their membership. */
+            rooms?: components["schemas"]["Room"][];
+        };
         Health: {
             /** @enum {string} */
             status: "ok";
@@ -358,6 +953,15 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /** @description The room has an entry price (`payment_required`). */
+        PaymentRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description The request body is larger than 64 KiB (`payload_too_large`). */
         PayloadTooLarge: {
             headers: {
@@ -406,7 +1010,15 @@ export interface components {
             };
         };
     };
-    parameters: never;
+    parameters: {
+        RoomId: string;
+        UserId: string;
+        MessageId: string;
+        /** @description Page size. */
+        Limit: number;
+        /** @description The `next_cursor` of the previous page. */
+        Cursor: string;
+    };
     requestBodies: never;
     headers: {
         /** @description Seconds to wait before trying again. */
@@ -543,6 +1155,647 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    listRooms: {
+        parameters: {
+            query?: {
+                scope?: "joined" | "public" | "invited";
+                /** @description Name prefix (only with `scope=public`). */
+                q?: string;
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of rooms. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoomPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    createRoom: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateRoomRequest"];
+            };
+        };
+        responses: {
+            /** @description The room, with the caller's membership. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Room"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    getRoom: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The room (with `membership` when the caller is a member). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Room"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    deleteRoom: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    updateRoom: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateRoomRequest"];
+            };
+        };
+        responses: {
+            /** @description The changed room. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Room"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    joinRoom: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The room, with the caller's membership. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Room"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            402: components["responses"]["PaymentRequired"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    leaveRoom: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Left. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    listMembers: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of members, in joining order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    updateMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateMemberRequest"];
+            };
+        };
+        responses: {
+            /** @description The member as changed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Member"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    kickMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    inviteMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InviteRequest"];
+            };
+        };
+        responses: {
+            /** @description The invitation. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Invite"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    banMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BanRequest"];
+            };
+        };
+        responses: {
+            /** @description The ban. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Ban"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    unbanMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ban is lifted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    listMessages: {
+        parameters: {
+            query?: {
+                before_seq?: number;
+                after_seq?: number;
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of messages. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessagePage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    sendMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SendMessageRequest"];
+            };
+        };
+        responses: {
+            /** @description A retry; the original message. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description The new message, durably stored. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    deleteMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                message_id: components["parameters"]["MessageId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    editMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                message_id: components["parameters"]["MessageId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EditMessageRequest"];
+            };
+        };
+        responses: {
+            /** @description The edited message (`edited_at` set). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    addReaction: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                message_id: components["parameters"]["MessageId"];
+                /** @description The reaction, 1–16 characters without spaces (URL-encoded), e.g. `👍` or `+1`. */
+                emoji: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The reaction is there. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    removeReaction: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+                message_id: components["parameters"]["MessageId"];
+                /** @description The reaction, 1–16 characters without spaces (URL-encoded), e.g. `👍` or `+1`. */
+                emoji: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The reaction is gone. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    markRead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReadRequest"];
+            };
+        };
+        responses: {
+            /** @description The read state after the call. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadState"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    sync: {
+        parameters: {
+            query?: {
+                since?: string;
+                /** @description At most this many events (default 100). */
+                limit?: number;
+                /** @description Wait up to this long for an event when there is none (long-poll). */
+                timeout_ms?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of events and the token to continue from. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SyncPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             500: components["responses"]["InternalError"];
         };

@@ -1,0 +1,140 @@
+-- name: GetSecret :one
+SELECT secret FROM server_secrets WHERE name = @name;
+
+-- name: CreateRoom :one
+INSERT INTO rooms (name, topic, visibility, entry_price, owner_id, slow_mode_seconds)
+VALUES (@name, @topic, @visibility, @entry_price, @owner_id, @slow_mode_seconds)
+RETURNING *;
+
+-- name: LockRoomForEvent :one
+-- Takes the room's row lock and the next seq in one step; the lock is held until commit, so
+-- events of one room commit in seq order. Rolled back with the transaction, so no gap.
+UPDATE rooms SET last_seq = last_seq + 1
+WHERE id = @id AND deleted_at IS NULL
+RETURNING *;
+
+-- name: GetRoom :one
+SELECT * FROM rooms WHERE id = @id AND deleted_at IS NULL;
+
+-- name: UpdateRoom :one
+UPDATE rooms SET
+    name = coalesce(sqlc.narg('name'), name),
+    topic = coalesce(sqlc.narg('topic'), topic),
+    slow_mode_seconds = coalesce(sqlc.narg('slow_mode_seconds'), slow_mode_seconds),
+    archived_at = CASE WHEN sqlc.narg('archived')::boolean IS NULL THEN archived_at
+                       WHEN sqlc.narg('archived')::boolean THEN coalesce(archived_at, now())
+                       ELSE NULL END,
+    updated_at = now()
+WHERE id = @id
+RETURNING *;
+
+-- name: DeleteRoom :exec
+UPDATE rooms SET deleted_at = now(), updated_at = now() WHERE id = @id;
+
+-- name: AddMemberCount :exec
+UPDATE rooms SET member_count = member_count + @delta::integer WHERE id = @id;
+
+-- name: GetMember :one
+SELECT * FROM room_members WHERE room_id = @room_id AND user_id = @user_id;
+
+-- name: InsertMember :one
+INSERT INTO room_members (room_id, user_id, role, joined_seq)
+VALUES (@room_id, @user_id, @role, @joined_seq)
+RETURNING *;
+
+-- name: DeleteMember :exec
+DELETE FROM room_members WHERE room_id = @room_id AND user_id = @user_id;
+
+-- name: UpdateMember :one
+UPDATE room_members SET
+    role = coalesce(sqlc.narg('role'), role),
+    muted_until = CASE WHEN @set_muted::boolean THEN sqlc.narg('muted_until') ELSE muted_until END
+WHERE room_id = @room_id AND user_id = @user_id
+RETURNING *;
+
+-- name: OpenPeriod :exec
+INSERT INTO room_member_periods (room_id, user_id, from_seq) VALUES (@room_id, @user_id, @from_seq);
+
+-- name: ClosePeriod :exec
+UPDATE room_member_periods SET to_seq = @to_seq
+WHERE room_id = @room_id AND user_id = @user_id AND to_seq IS NULL;
+
+-- name: ListMembers :many
+SELECT m.user_id, m.role, m.joined_at, m.muted_until, u.display_name
+FROM room_members m JOIN users u ON u.id = m.user_id
+WHERE m.room_id = @room_id AND (m.joined_at, m.user_id) > (@after_joined_at::timestamptz, @after_user_id::uuid)
+ORDER BY m.joined_at, m.user_id
+LIMIT @lim;
+
+-- name: GetInvite :one
+SELECT * FROM room_invites WHERE room_id = @room_id AND user_id = @user_id;
+
+-- name: UpsertInvite :one
+INSERT INTO room_invites (room_id, user_id, invited_by) VALUES (@room_id, @user_id, @invited_by)
+ON CONFLICT (room_id, user_id) DO UPDATE SET room_id = EXCLUDED.room_id
+RETURNING *, (xmax = 0)::boolean AS created;
+
+-- name: DeleteInvite :exec
+DELETE FROM room_invites WHERE room_id = @room_id AND user_id = @user_id;
+
+-- name: GetActiveBan :one
+SELECT * FROM room_bans WHERE room_id = @room_id AND user_id = @user_id AND (until IS NULL OR until > now());
+
+-- name: UpsertBan :one
+INSERT INTO room_bans (room_id, user_id, banned_by, until, reason)
+VALUES (@room_id, @user_id, @banned_by, sqlc.narg('until'), @reason)
+ON CONFLICT (room_id, user_id) DO UPDATE
+SET banned_by = EXCLUDED.banned_by, until = EXCLUDED.until, reason = EXCLUDED.reason, created_at = now()
+RETURNING *;
+
+-- name: DeleteBan :execrows
+DELETE FROM room_bans WHERE room_id = @room_id AND user_id = @user_id;
+
+-- name: UserExists :one
+SELECT EXISTS (SELECT 1 FROM users WHERE id = @id);
+
+-- name: GetUserName :one
+SELECT display_name FROM users WHERE id = @id;
+
+-- name: ListJoinedRooms :many
+-- The caller's rooms with their membership and unread count, oldest membership first.
+SELECT sqlc.embed(r), m.role, m.read_seq, m.joined_at, m.muted_until,
+       (SELECT count(*) FROM messages msg
+        WHERE msg.room_id = r.id AND msg.seq > m.read_seq
+          AND msg.author_id <> m.user_id AND msg.deleted_at IS NULL)::bigint AS unread_count
+FROM room_members m JOIN rooms r ON r.id = m.room_id
+WHERE m.user_id = @user_id AND r.deleted_at IS NULL
+  AND (m.joined_at, m.room_id) > (@after_joined_at::timestamptz, @after_room_id::uuid)
+ORDER BY m.joined_at, m.room_id
+LIMIT @lim;
+
+-- name: ListPublicRooms :many
+SELECT * FROM rooms
+WHERE visibility = 'public' AND deleted_at IS NULL
+  AND name_key LIKE @prefix::text
+  AND (name_key, id) > (@after_name::text, @after_id::uuid)
+ORDER BY name_key, id
+LIMIT @lim;
+
+-- name: ListInvitedRooms :many
+SELECT sqlc.embed(r), i.created_at AS invited_at
+FROM room_invites i JOIN rooms r ON r.id = i.room_id
+WHERE i.user_id = @user_id AND r.deleted_at IS NULL
+  AND (i.created_at, i.room_id) > (@after_created_at::timestamptz, @after_room_id::uuid)
+ORDER BY i.created_at, i.room_id
+LIMIT @lim;
+
+-- name: UnreadCount :one
+SELECT count(*)::bigint FROM messages
+WHERE room_id = @room_id AND seq > @read_seq AND author_id <> @user_id AND deleted_at IS NULL;
+
+-- name: SetReadSeq :one
+UPDATE room_members SET read_seq = @read_seq
+WHERE room_id = @room_id AND user_id = @user_id AND read_seq < @read_seq
+RETURNING read_seq;
+
+-- name: TouchLastSent :exec
+UPDATE room_members SET last_sent_at = now() WHERE room_id = @room_id AND user_id = @user_id;
+
+-- name: MemberRoomIDs :many
+SELECT room_id FROM room_members WHERE user_id = @user_id;

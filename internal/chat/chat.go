@@ -1,0 +1,402 @@
+// Package chat holds messages, reactions and the sync that catches a client up on every
+// event of its rooms.
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parlor-dev/parlor/gen/db"
+	"github.com/parlor-dev/parlor/internal/apperr"
+	"github.com/parlor-dev/parlor/internal/events"
+	"github.com/parlor-dev/parlor/internal/postgres"
+	"github.com/parlor-dev/parlor/internal/rooms"
+)
+
+// Message is a message as readers see it: a deleted one is a tombstone without a body.
+type Message struct {
+	ID          uuid.UUID
+	RoomID      uuid.UUID
+	Seq         int64
+	ClientMsgID uuid.UUID
+	AuthorID    uuid.UUID
+	Body        *string
+	ReplyTo     *uuid.UUID
+	Deleted     bool
+	Reactions   []ReactionCount
+	CreatedAt   time.Time
+	EditedAt    *time.Time
+}
+
+// ReactionCount is how many users reacted with an emoji, and whether the viewer did.
+type ReactionCount struct {
+	Emoji string
+	Count int
+	Me    bool
+}
+
+// Limits on message content.
+const (
+	MaxBodyChars  = 4000
+	MaxBodyBytes  = 16000
+	MaxEmojiChars = 16
+	MaxEmojiBytes = 64
+)
+
+// Service implements messages, reactions, read markers and sync.
+type Service struct {
+	pool   *pgxpool.Pool
+	rooms  *rooms.Service
+	hub    *events.Hub
+	tokens events.Tokens
+}
+
+// NewService wires the chat service.
+func NewService(pool *pgxpool.Pool, roomsSvc *rooms.Service, hub *events.Hub, tokens events.Tokens) *Service {
+	return &Service{pool: pool, rooms: roomsSvc, hub: hub, tokens: tokens}
+}
+
+func validBody(body string) (string, error) {
+	if !utf8.ValidString(body) || strings.TrimSpace(body) == "" || utf8.RuneCountInString(body) > MaxBodyChars || len(body) > MaxBodyBytes {
+		return "", &apperr.Error{Code: apperr.Invalid, Message: fmt.Sprintf("the body must be 1 to %d characters (%d bytes), not only spaces", MaxBodyChars, MaxBodyBytes),
+			Fields: []apperr.FieldError{{Field: "body.body", Message: "must be 1 to 4000 characters"}}}
+	}
+	return body, nil
+}
+
+func validEmoji(emoji string) error {
+	if emoji == "" || !utf8.ValidString(emoji) || utf8.RuneCountInString(emoji) > MaxEmojiChars || len(emoji) > MaxEmojiBytes ||
+		strings.IndexFunc(emoji, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return &apperr.Error{Code: apperr.Invalid, Message: fmt.Sprintf("a reaction is 1 to %d characters without spaces", MaxEmojiChars),
+			Fields: []apperr.FieldError{{Field: "path.emoji", Message: "must be 1 to 16 characters without spaces"}}}
+	}
+	return nil
+}
+
+var errNoSuchMessage = apperr.New(apperr.NotFound, "no such message in this room")
+
+// SendInput is a message to send.
+type SendInput struct {
+	ClientMsgID uuid.UUID
+	Body        string
+	ReplyTo     *uuid.UUID
+}
+
+// Send stores a message. A retry with the same client_msg_id returns the original
+// (created=false), also when retries race: the unique index admits one, the others find it.
+func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInput) (msg Message, created bool, err error) {
+	body, err := validBody(in.Body)
+	if err != nil {
+		return Message{}, false, err
+	}
+	q := db.New(s.pool)
+	if existing, err := s.findSent(ctx, q, roomID, author, in.ClientMsgID); err != nil || existing != nil {
+		if existing != nil {
+			return *existing, false, nil
+		}
+		return Message{}, false, err
+	}
+	var row db.Message
+	_, _, err = s.rooms.Write(ctx, roomID, author, func(tx *rooms.Tx) (*events.Event, error) {
+		if err := s.checkSend(ctx, tx); err != nil {
+			return nil, err
+		}
+		if in.ReplyTo != nil {
+			if _, err := tx.Q.GetMessage(ctx, db.GetMessageParams{ID: *in.ReplyTo, RoomID: roomID}); postgres.IsNoRows(err) {
+				return nil, &apperr.Error{Code: apperr.Invalid, Message: "reply_to is not a message of this room",
+					Fields: []apperr.FieldError{{Field: "body.reply_to", Message: "is not a message of this room"}}}
+			} else if err != nil {
+				return nil, err
+			}
+		}
+		var err error
+		row, err = tx.Q.InsertMessage(ctx, db.InsertMessageParams{
+			RoomID: roomID, Seq: tx.Seq, AuthorID: author, ClientMsgID: in.ClientMsgID, Body: &body, ReplyTo: in.ReplyTo,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if tx.Room.SlowModeSeconds > 0 {
+			if err := tx.Q.TouchLastSent(ctx, db.TouchLastSentParams{RoomID: roomID, UserID: author}); err != nil {
+				return nil, err
+			}
+		}
+		return &events.Event{Type: events.MessageCreated, MessageID: &row.ID}, nil
+	})
+	if postgres.IsUniqueViolation(err, "messages_client_msg_id_key") {
+		// A concurrent retry won; its message is the answer.
+		existing, ferr := s.findSent(ctx, q, roomID, author, in.ClientMsgID)
+		if ferr != nil || existing == nil {
+			return Message{}, false, errors.Join(err, ferr)
+		}
+		return *existing, false, nil
+	}
+	if err != nil {
+		return Message{}, false, fmt.Errorf("send message: %w", err)
+	}
+	return fromRow(row, nil), true, nil
+}
+
+func (s *Service) findSent(ctx context.Context, q *db.Queries, roomID, author, clientMsgID uuid.UUID) (*Message, error) {
+	row, err := q.GetMessageByClientID(ctx, db.GetMessageByClientIDParams{RoomID: roomID, AuthorID: author, ClientMsgID: clientMsgID})
+	if postgres.IsNoRows(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The author may have left since; a retry still only answers members.
+	if _, err := s.rooms.RequireMember(ctx, q, roomID, author); err != nil {
+		return nil, err
+	}
+	msgs, err := s.render(ctx, q, author, []db.Message{row})
+	if err != nil {
+		return nil, err
+	}
+	return &msgs[0], nil
+}
+
+// checkSend applies membership, archive, mute and slow mode to a sender.
+func (s *Service) checkSend(ctx context.Context, tx *rooms.Tx) error {
+	if tx.Member == nil {
+		return rooms.ErrRoomNotFound
+	}
+	if err := tx.RequireWritable(); err != nil {
+		return err
+	}
+	now := time.Now()
+	if m := tx.Member.MutedUntil; m != nil && m.After(now) {
+		return apperr.New(apperr.Muted, "you are muted in this room until %s", m.UTC().Format(time.RFC3339))
+	}
+	slow := time.Duration(tx.Room.SlowModeSeconds) * time.Second
+	if slow > 0 && rooms.Rank(tx.Member.Role) < rooms.Rank(rooms.Moderator) && tx.Member.LastSentAt != nil {
+		if wait := tx.Member.LastSentAt.Add(slow).Sub(now); wait > 0 {
+			return apperr.RateLimit(time.Duration(math.Ceil(wait.Seconds()))*time.Second,
+				fmt.Sprintf("slow mode: one message every %d seconds", tx.Room.SlowModeSeconds))
+		}
+	}
+	return nil
+}
+
+// lockedMessage loads a message of the locked room (members only).
+func lockedMessage(ctx context.Context, tx *rooms.Tx, messageID uuid.UUID) (db.RoomMember, db.Message, error) {
+	if tx.Member == nil {
+		return db.RoomMember{}, db.Message{}, rooms.ErrRoomNotFound
+	}
+	msg, err := tx.Q.GetMessage(ctx, db.GetMessageParams{ID: messageID, RoomID: tx.Room.ID})
+	if postgres.IsNoRows(err) {
+		return db.RoomMember{}, db.Message{}, errNoSuchMessage
+	}
+	return *tx.Member, msg, err
+}
+
+// Edit changes the body of the author's own message.
+func (s *Service) Edit(ctx context.Context, roomID, messageID, actor uuid.UUID, body string) (Message, error) {
+	body, err := validBody(body)
+	if err != nil {
+		return Message{}, err
+	}
+	_, _, err = s.rooms.Write(ctx, roomID, actor, func(tx *rooms.Tx) (*events.Event, error) {
+		_, msg, err := lockedMessage(ctx, tx, messageID)
+		if err != nil {
+			return nil, err
+		}
+		if msg.AuthorID != actor {
+			return nil, apperr.New(apperr.Forbidden, "only the author may edit a message")
+		}
+		if err := tx.RequireWritable(); err != nil {
+			return nil, err
+		}
+		if msg.DeletedAt != nil {
+			return nil, apperr.New(apperr.Conflict, "the message was deleted")
+		}
+		if _, err := tx.Q.EditMessage(ctx, db.EditMessageParams{ID: messageID, Body: &body}); err != nil {
+			return nil, err
+		}
+		return &events.Event{Type: events.MessageEdited, MessageID: &messageID}, nil
+	})
+	if err != nil {
+		return Message{}, fmt.Errorf("edit message: %w", err)
+	}
+	return s.message(ctx, messageID, actor)
+}
+
+// Delete tombstones a message (its author, or a moderator). Deleting twice changes nothing.
+func (s *Service) Delete(ctx context.Context, roomID, messageID, actor uuid.UUID) error {
+	_, _, err := s.rooms.Write(ctx, roomID, actor, func(tx *rooms.Tx) (*events.Event, error) {
+		m, msg, err := lockedMessage(ctx, tx, messageID)
+		if err != nil {
+			return nil, err
+		}
+		if msg.AuthorID != actor && rooms.Rank(m.Role) < rooms.Rank(rooms.Moderator) {
+			return nil, apperr.New(apperr.Forbidden, "only the author or a moderator may delete a message")
+		}
+		if err := tx.RequireWritable(); err != nil {
+			return nil, err
+		}
+		if msg.DeletedAt != nil {
+			return nil, nil
+		}
+		if _, err := tx.Q.DeleteMessage(ctx, messageID); err != nil {
+			return nil, err
+		}
+		return &events.Event{Type: events.MessageDeleted, MessageID: &messageID}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete message: %w", err)
+	}
+	return nil
+}
+
+// React adds (add=true) or removes the actor's reaction; repeating either changes nothing.
+func (s *Service) React(ctx context.Context, roomID, messageID, actor uuid.UUID, emoji string, add bool) error {
+	if err := validEmoji(emoji); err != nil {
+		return err
+	}
+	_, _, err := s.rooms.Write(ctx, roomID, actor, func(tx *rooms.Tx) (*events.Event, error) {
+		_, msg, err := lockedMessage(ctx, tx, messageID)
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.RequireWritable(); err != nil {
+			return nil, err
+		}
+		var n int64
+		typ := events.ReactionRemoved
+		if add {
+			if msg.DeletedAt != nil {
+				return nil, apperr.New(apperr.Conflict, "the message was deleted")
+			}
+			typ = events.ReactionAdded
+			n, err = tx.Q.AddReaction(ctx, db.AddReactionParams{MessageID: messageID, UserID: actor, Emoji: emoji})
+		} else {
+			n, err = tx.Q.RemoveReaction(ctx, db.RemoveReactionParams{MessageID: messageID, UserID: actor, Emoji: emoji})
+		}
+		if err != nil || n == 0 {
+			return nil, err
+		}
+		return &events.Event{Type: typ, MessageID: &messageID, Data: events.Data{Emoji: emoji}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("react: %w", err)
+	}
+	return nil
+}
+
+// HistoryPage is a page of messages in ascending seq.
+type HistoryPage struct {
+	Items   []Message
+	HasMore bool
+}
+
+// History pages through a room's messages by seq (members only): the latest `limit` before
+// beforeSeq, or the first `limit` after afterSeq, or the latest `limit` when neither is set.
+func (s *Service) History(ctx context.Context, roomID, caller uuid.UUID, beforeSeq, afterSeq *int64, limit int) (HistoryPage, error) {
+	if beforeSeq != nil && afterSeq != nil {
+		return HistoryPage{}, apperr.New(apperr.Invalid, "give before_seq or after_seq, not both")
+	}
+	q := db.New(s.pool)
+	if _, err := s.rooms.RequireMember(ctx, q, roomID, caller); err != nil {
+		return HistoryPage{}, err
+	}
+	var rows []db.Message
+	var err error
+	if afterSeq != nil {
+		rows, err = q.ListMessagesAfter(ctx, db.ListMessagesAfterParams{RoomID: roomID, AfterSeq: *afterSeq, Lim: int32(limit + 1)})
+	} else {
+		before := int64(math.MaxInt64)
+		if beforeSeq != nil {
+			before = *beforeSeq
+		}
+		rows, err = q.ListMessagesBefore(ctx, db.ListMessagesBeforeParams{RoomID: roomID, BeforeSeq: before, Lim: int32(limit + 1)})
+	}
+	if err != nil {
+		return HistoryPage{}, fmt.Errorf("list messages: %w", err)
+	}
+	page := HistoryPage{HasMore: len(rows) > limit}
+	if page.HasMore {
+		rows = rows[:limit]
+	}
+	if afterSeq == nil {
+		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
+			rows[i], rows[j] = rows[j], rows[i]
+		}
+	}
+	page.Items, err = s.render(ctx, q, caller, rows)
+	return page, err
+}
+
+func (s *Service) message(ctx context.Context, id, viewer uuid.UUID) (Message, error) {
+	q := db.New(s.pool)
+	msgs, err := s.byID(ctx, q, viewer, []uuid.UUID{id})
+	if err != nil {
+		return Message{}, err
+	}
+	m, ok := msgs[id]
+	if !ok {
+		return Message{}, errNoSuchMessage
+	}
+	return m, nil
+}
+
+func (s *Service) byID(ctx context.Context, q *db.Queries, viewer uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]Message, error) {
+	out := make(map[uuid.UUID]Message, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.MessagesByID(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("messages by id: %w", err)
+	}
+	msgs, err := s.render(ctx, q, viewer, rows)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range msgs {
+		out[m.ID] = m
+	}
+	return out, nil
+}
+
+// render converts rows to messages with their reaction counts as viewer sees them.
+func (s *Service) render(ctx context.Context, q *db.Queries, viewer uuid.UUID, rows []db.Message) ([]Message, error) {
+	ids := make([]uuid.UUID, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	counts := map[uuid.UUID][]ReactionCount{}
+	if len(ids) > 0 {
+		rs, err := q.ReactionCounts(ctx, db.ReactionCountsParams{Viewer: viewer, MessageIds: ids})
+		if err != nil {
+			return nil, fmt.Errorf("reaction counts: %w", err)
+		}
+		for _, r := range rs {
+			counts[r.MessageID] = append(counts[r.MessageID], ReactionCount{Emoji: r.Emoji, Count: int(r.Count), Me: r.Me})
+		}
+	}
+	out := make([]Message, len(rows))
+	for i, r := range rows {
+		out[i] = fromRow(r, counts[r.ID])
+	}
+	return out, nil
+}
+
+func fromRow(r db.Message, reactions []ReactionCount) Message {
+	if reactions == nil || r.DeletedAt != nil {
+		reactions = []ReactionCount{}
+	}
+	return Message{
+		ID: r.ID, RoomID: r.RoomID, Seq: r.Seq, ClientMsgID: r.ClientMsgID, AuthorID: r.AuthorID,
+		Body: r.Body, ReplyTo: r.ReplyTo, Deleted: r.DeletedAt != nil, Reactions: reactions,
+		CreatedAt: r.CreatedAt, EditedAt: r.EditedAt,
+	}
+}

@@ -1,0 +1,109 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// Notice says that an event was committed: which room, which seq, and whom it concerns
+// beyond the room's members (a user who was invited, kicked or banned). It carries no
+// content: readers fetch events from PostgreSQL, the source of truth.
+type Notice struct {
+	RoomID uuid.UUID  `json:"r"`
+	Seq    int64      `json:"s"`
+	UserID *uuid.UUID `json:"u,omitempty"`
+}
+
+// Broker carries notices from the instance that committed an event to every instance.
+// Delivery is best effort: a lost notice delays a waiter, it never loses an event.
+type Broker interface {
+	Publish(ctx context.Context, n Notice) error
+	// Subscribe calls fn for every notice until ctx ends.
+	Subscribe(ctx context.Context, fn func(Notice))
+}
+
+// LocalBroker is a Broker within one process, for a single instance without Redis.
+type LocalBroker struct {
+	mu   sync.RWMutex
+	subs map[int]func(Notice)
+	next int
+}
+
+// NewLocalBroker returns an in-process broker.
+func NewLocalBroker() *LocalBroker { return &LocalBroker{subs: map[int]func(Notice){}} }
+
+// Publish implements Broker.
+func (b *LocalBroker) Publish(_ context.Context, n Notice) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, fn := range b.subs {
+		fn(n)
+	}
+	return nil
+}
+
+// Subscribe implements Broker.
+func (b *LocalBroker) Subscribe(ctx context.Context, fn func(Notice)) {
+	b.mu.Lock()
+	id := b.next
+	b.next++
+	b.subs[id] = fn
+	b.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		b.mu.Lock()
+		delete(b.subs, id)
+		b.mu.Unlock()
+	}()
+}
+
+// RedisBroker is a Broker shared by every instance through Redis pub/sub.
+type RedisBroker struct {
+	client  redis.UniversalClient
+	channel string
+	logger  *slog.Logger
+}
+
+// NewRedisBroker returns a broker publishing on prefix+"events".
+func NewRedisBroker(client redis.UniversalClient, prefix string, logger *slog.Logger) *RedisBroker {
+	return &RedisBroker{client: client, channel: prefix + "events", logger: logger}
+}
+
+// Publish implements Broker.
+func (b *RedisBroker) Publish(ctx context.Context, n Notice) error {
+	msg, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	return b.client.Publish(ctx, b.channel, msg).Err()
+}
+
+// Subscribe implements Broker.
+func (b *RedisBroker) Subscribe(ctx context.Context, fn func(Notice)) {
+	sub := b.client.Subscribe(ctx, b.channel)
+	go func() {
+		defer sub.Close()
+		ch := sub.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-ch:
+				if !ok {
+					return
+				}
+				var n Notice
+				if err := json.Unmarshal([]byte(m.Payload), &n); err != nil {
+					b.logger.Warn("ignoring a malformed event notice", "error", err.Error())
+					continue
+				}
+				fn(n)
+			}
+		}
+	}()
+}

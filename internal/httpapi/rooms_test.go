@@ -1,0 +1,157 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/parlor-dev/parlor/gen/apiclient"
+	"github.com/parlor-dev/parlor/internal/parlortest"
+)
+
+
+// createRoom makes a room owned by u and returns it.
+func createRoom(t *testing.T, u *parlortest.User, name string, visibility apiclient.Visibility) apiclient.Room {
+	t.Helper()
+	res, err := u.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: name, Visibility: &visibility})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, res.StatusCode(), string(res.Body))
+	return *res.JSON201
+}
+
+func send(t *testing.T, u *parlortest.User, room uuid.UUID, body string) apiclient.Message {
+	t.Helper()
+	res, err := u.Client.SendMessageWithResponse(ctx, room, apiclient.SendMessageJSONRequestBody{ClientMsgId: uuid.New(), Body: body})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, res.StatusCode(), string(res.Body))
+	return *res.JSON201
+}
+
+func TestRoomLifecycleAndMessages(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	ann, bob := s.Register(t, "ann"), s.Register(t, "bob")
+
+	room := createRoom(t, ann, "  General  ", apiclient.VisibilityPublic)
+	require.Equal(t, "General", room.Name)
+	require.Equal(t, int64(1), room.LastSeq, "the owner's join is the room's first event")
+	require.Equal(t, apiclient.RoleOwner, room.Membership.Role)
+	require.Equal(t, 1, room.MemberCount)
+
+	// Bob sees the public room without being a member, joins it, and both chat.
+	got, err := bob.Client.GetRoomWithResponse(ctx, room.Id)
+	require.NoError(t, err)
+	require.Equal(t, 200, got.StatusCode())
+	require.Nil(t, got.JSON200.Membership)
+	join, err := bob.Client.JoinRoomWithResponse(ctx, room.Id)
+	require.NoError(t, err)
+	require.Equal(t, 200, join.StatusCode(), string(join.Body))
+	require.Equal(t, apiclient.RoleMember, join.JSON200.Membership.Role)
+	require.Equal(t, 2, join.JSON200.MemberCount)
+	again, err := bob.Client.JoinRoomWithResponse(ctx, room.Id)
+	require.NoError(t, err)
+	require.Equal(t, 200, again.StatusCode())
+	require.Equal(t, int64(2), again.JSON200.LastSeq, "joining twice appends nothing")
+
+	m1 := send(t, ann, room.Id, "hello")
+	require.Equal(t, int64(3), m1.Seq)
+	reply, err := bob.Client.SendMessageWithResponse(ctx, room.Id, apiclient.SendMessageJSONRequestBody{ClientMsgId: uuid.New(), Body: "hi ann", ReplyTo: &m1.Id})
+	require.NoError(t, err)
+	require.Equal(t, 201, reply.StatusCode(), string(reply.Body))
+	require.Equal(t, m1.Id, *reply.JSON201.ReplyTo)
+
+	// Reactions are counted per emoji, once per user, with "me" from the viewer's side.
+	for _, u := range []*parlortest.User{ann, bob, bob} {
+		res, err := u.Client.AddReactionWithResponse(ctx, room.Id, m1.Id, "👍")
+		require.NoError(t, err)
+		require.Equal(t, 204, res.StatusCode(), string(res.Body))
+	}
+	hist, err := bob.Client.ListMessagesWithResponse(ctx, room.Id, &apiclient.ListMessagesParams{})
+	require.NoError(t, err)
+	require.Equal(t, 200, hist.StatusCode(), string(hist.Body))
+	require.Len(t, hist.JSON200.Items, 2)
+	require.Equal(t, []apiclient.ReactionCount{{Emoji: "👍", Count: 2, Me: true}}, hist.JSON200.Items[0].Reactions)
+
+	// Edit by the author keeps edited_at; a delete leaves a tombstone without the body.
+	edit, err := ann.Client.EditMessageWithResponse(ctx, room.Id, m1.Id, apiclient.EditMessageJSONRequestBody{Body: "hello, all"})
+	require.NoError(t, err)
+	require.Equal(t, 200, edit.StatusCode(), string(edit.Body))
+	require.Equal(t, "hello, all", *edit.JSON200.Body)
+	require.NotNil(t, edit.JSON200.EditedAt)
+	del, err := bob.Client.DeleteMessageWithResponse(ctx, room.Id, reply.JSON201.Id)
+	require.NoError(t, err)
+	require.Equal(t, 204, del.StatusCode(), string(del.Body))
+	hist, err = ann.Client.ListMessagesWithResponse(ctx, room.Id, &apiclient.ListMessagesParams{})
+	require.NoError(t, err)
+	last := hist.JSON200.Items[1]
+	require.True(t, last.Deleted)
+	require.Nil(t, last.Body)
+	require.NotContains(t, string(hist.Body), "hi ann")
+
+	// Bob leaves; the room is now 404 for his reads and writes... but still visible (public).
+	leave, err := bob.Client.LeaveRoomWithResponse(ctx, room.Id)
+	require.NoError(t, err)
+	require.Equal(t, 204, leave.StatusCode())
+	res, err := bob.Client.ListMessagesWithResponse(ctx, room.Id, &apiclient.ListMessagesParams{})
+	require.NoError(t, err)
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 404, "not_found")
+	// The owner cannot leave.
+	ownerLeave, err := ann.Client.LeaveRoomWithResponse(ctx, room.Id)
+	require.NoError(t, err)
+	parlortest.RequireProblem(t, ownerLeave.HTTPResponse, ownerLeave.Body, 409, "conflict")
+}
+
+func TestIdempotentSendUnderConcurrentRetries(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	ann := s.Register(t, "ann")
+	room := createRoom(t, ann, "retries", apiclient.VisibilityPublic)
+
+	clientID := uuid.New()
+	const n = 20
+	var wg sync.WaitGroup
+	results := make([]*apiclient.SendMessageResponse, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res, err := ann.Client.SendMessageWithResponse(ctx, room.Id, apiclient.SendMessageJSONRequestBody{ClientMsgId: clientID, Body: "once"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results[i] = res
+		}()
+	}
+	close(start)
+	wg.Wait()
+	created := 0
+	var first *apiclient.Message
+	for _, res := range results {
+		require.NotNil(t, res)
+		msg := res.JSON201
+		if res.StatusCode() == 201 {
+			created++
+		} else {
+			require.Equal(t, 200, res.StatusCode(), string(res.Body))
+			msg = res.JSON200
+		}
+		if first == nil {
+			first = msg
+		}
+		require.Equal(t, first.Id, msg.Id)
+		require.Equal(t, first.Seq, msg.Seq)
+	}
+	require.Equal(t, 1, created)
+	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM messages"))
+	// The seq stayed gap-free: the room's log ends at the one message.
+	got, err := ann.Client.GetRoomWithResponse(ctx, room.Id)
+	require.NoError(t, err)
+	require.Equal(t, first.Seq, got.JSON200.LastSeq)
+	require.Equal(t, int(first.Seq), s.Count(t, "SELECT count(*) FROM room_events WHERE room_id = $1", room.Id))
+}
