@@ -12,7 +12,6 @@ import (
 	"github.com/parlor-dev/parlor/internal/parlortest"
 )
 
-
 // createRoom makes a room owned by u and returns it.
 func createRoom(t *testing.T, u *parlortest.User, name string, visibility apiclient.Visibility) apiclient.Room {
 	t.Helper()
