@@ -60,8 +60,16 @@ func IsUniqueViolation(err error, constraint string) bool {
 
 // WithSnapshot runs fn in a read-only REPEATABLE READ transaction: every query in fn sees
 // the same snapshot of the database.
+//
+// Its queries are planned for their actual parameters every time: the sync reads compare
+// transaction ids with a snapshot parameter, and the generic plan PostgreSQL switches to
+// after five executions cannot see that the xid range is tiny, so it scans whole room logs
+// (measured: p99 200 ms instead of 4 ms for a user in 200 rooms).
 func WithSnapshot(ctx context.Context, pool *pgxpool.Pool, fn func(q *db.Queries) error) error {
 	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_custom_plan"); err != nil {
+			return err
+		}
 		return fn(db.New(tx))
 	})
 }
