@@ -10,6 +10,11 @@ import "embed"
 //go:embed api/openapi.yaml
 var OpenAPIYAML []byte
 
+// AsyncAPIYAML describes the WebSocket channel (api/asyncapi.yaml).
+//
+//go:embed api/asyncapi.yaml
+var AsyncAPIYAML []byte
+
 // Static holds static/, served at / and /docs/.
 //
 //go:embed all:static

@@ -38,8 +38,8 @@ UPDATE rooms SET member_count = member_count + @delta::integer WHERE id = @id;
 SELECT * FROM room_members WHERE room_id = @room_id AND user_id = @user_id;
 
 -- name: InsertMember :one
-INSERT INTO room_members (room_id, user_id, role, joined_seq)
-VALUES (@room_id, @user_id, @role, @joined_seq)
+INSERT INTO room_members (room_id, user_id, role, joined_seq, read_seq)
+VALUES (@room_id, @user_id, @role, @joined_seq, @joined_seq)
 RETURNING *;
 
 -- name: DeleteMember :exec

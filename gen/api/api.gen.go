@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -31,6 +32,36 @@ const (
 func (e AuthSessionTokenType) Valid() bool {
 	switch e {
 	case Bearer:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ErrorFrameType.
+const (
+	Error ErrorFrameType = "error"
+)
+
+// Valid indicates whether the value is a known member of the ErrorFrameType enum.
+func (e ErrorFrameType) Valid() bool {
+	switch e {
+	case Error:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for EventFrameType.
+const (
+	Event EventFrameType = "event"
+)
+
+// Valid indicates whether the value is a known member of the EventFrameType enum.
+func (e EventFrameType) Valid() bool {
+	switch e {
+	case Event:
 		return true
 	default:
 		return false
@@ -109,6 +140,21 @@ func (e HealthStatus) Valid() bool {
 	}
 }
 
+// Defines values for HelloFrameType.
+const (
+	Hello HelloFrameType = "hello"
+)
+
+// Valid indicates whether the value is a known member of the HelloFrameType enum.
+func (e HelloFrameType) Valid() bool {
+	switch e {
+	case Hello:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for JWKAlg.
 const (
 	EdDSA JWKAlg = "EdDSA"
@@ -169,6 +215,51 @@ func (e JWKUse) Valid() bool {
 	}
 }
 
+// Defines values for PingFrameType.
+const (
+	Ping PingFrameType = "ping"
+)
+
+// Valid indicates whether the value is a known member of the PingFrameType enum.
+func (e PingFrameType) Valid() bool {
+	switch e {
+	case Ping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PongFrameType.
+const (
+	Pong PongFrameType = "pong"
+)
+
+// Valid indicates whether the value is a known member of the PongFrameType enum.
+func (e PongFrameType) Valid() bool {
+	switch e {
+	case Pong:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PresenceFrameType.
+const (
+	PresenceFrameTypePresence PresenceFrameType = "presence"
+)
+
+// Valid indicates whether the value is a known member of the PresenceFrameType enum.
+func (e PresenceFrameType) Valid() bool {
+	switch e {
+	case PresenceFrameTypePresence:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ReadinessChecks.
 const (
 	ReadinessChecksDisabled ReadinessChecks = "disabled"
@@ -217,6 +308,51 @@ func (e Role) Valid() bool {
 	case RoleModerator:
 		return true
 	case RoleOwner:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TypingFrameType.
+const (
+	Typing TypingFrameType = "typing"
+)
+
+// Valid indicates whether the value is a known member of the TypingFrameType enum.
+func (e TypingFrameType) Valid() bool {
+	switch e {
+	case Typing:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TypingStartFrameType.
+const (
+	TypingStart TypingStartFrameType = "typing.start"
+)
+
+// Valid indicates whether the value is a known member of the TypingStartFrameType enum.
+func (e TypingStartFrameType) Valid() bool {
+	switch e {
+	case TypingStart:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TypingStopFrameType.
+const (
+	TypingStop TypingStopFrameType = "typing.stop"
+)
+
+// Valid indicates whether the value is a known member of the TypingStopFrameType enum.
+func (e TypingStopFrameType) Valid() bool {
+	switch e {
+	case TypingStop:
 		return true
 	default:
 		return false
@@ -323,6 +459,11 @@ type BanRequest struct {
 	UserId openapi_types.UUID `json:"user_id"`
 }
 
+// ClientFrame Every frame a client may send, discriminated by `type`.
+type ClientFrame struct {
+	union json.RawMessage
+}
+
 // CreateRoomRequest defines model for CreateRoomRequest.
 type CreateRoomRequest struct {
 	EntryPrice      *int64      `json:"entry_price,omitempty"`
@@ -336,6 +477,32 @@ type CreateRoomRequest struct {
 type EditMessageRequest struct {
 	Body string `json:"body"`
 }
+
+// ErrorFrame A client frame was refused; the connection stays open.
+type ErrorFrame struct {
+	Code    string         `json:"code"`
+	Message string         `json:"message"`
+	Type    ErrorFrameType `json:"type"`
+}
+
+// ErrorFrameType defines model for ErrorFrame.Type.
+type ErrorFrameType string
+
+// EventFrame A room event, exactly as `GET /v1/sync` returns it (reaction `me` flags are omitted), in per-room `seq` order.
+type EventFrame struct {
+	// Event One change in a room. `message` is the message's current state (a deleted message is a
+	// tombstone, whichever event refers to it); `user_id` is whom a membership or read event
+	// is about; `member` carries a role or mute change; `room` a room change; `reaction` a
+	// reaction change.
+	Event RoomEvent `json:"event"`
+
+	// Token Resume from here (WebSocket `since` or `GET /v1/sync?since=`).
+	Token string         `json:"token"`
+	Type  EventFrameType `json:"type"`
+}
+
+// EventFrameType defines model for EventFrame.Type.
+type EventFrameType string
 
 // EventType defines model for EventType.
 type EventType string
@@ -354,6 +521,22 @@ type Health struct {
 
 // HealthStatus defines model for Health.Status.
 type HealthStatus string
+
+// HelloFrame The first frame of every connection.
+type HelloFrame struct {
+	ConnectionId string `json:"connection_id"`
+
+	// HeartbeatIntervalMs The server pings this often; answer pings (browsers do) or send `ping` frames.
+	HeartbeatIntervalMs int            `json:"heartbeat_interval_ms"`
+	Limits              RealtimeLimits `json:"limits"`
+
+	// Token Resume from here if nothing else arrives.
+	Token string         `json:"token"`
+	Type  HelloFrameType `json:"type"`
+}
+
+// HelloFrameType defines model for HelloFrame.Type.
+type HelloFrameType string
 
 // Invite defines model for Invite.
 type Invite struct {
@@ -452,6 +635,42 @@ type MessagePage struct {
 	Items   []Message `json:"items"`
 }
 
+// PingFrame defines model for PingFrame.
+type PingFrame struct {
+	Id   *string       `json:"id,omitempty"`
+	Type PingFrameType `json:"type"`
+}
+
+// PingFrameType defines model for PingFrame.Type.
+type PingFrameType string
+
+// PongFrame defines model for PongFrame.
+type PongFrame struct {
+	Id   *string       `json:"id,omitempty"`
+	Type PongFrameType `json:"type"`
+}
+
+// PongFrameType defines model for PongFrame.Type.
+type PongFrameType string
+
+// Presence defines model for Presence.
+type Presence struct {
+	// Online User ids of the members online now.
+	Online []openapi_types.UUID `json:"online"`
+	RoomId openapi_types.UUID   `json:"room_id"`
+}
+
+// PresenceFrame A member of one of your rooms came online or went offline. Not durable.
+type PresenceFrame struct {
+	Online bool               `json:"online"`
+	RoomId openapi_types.UUID `json:"room_id"`
+	Type   PresenceFrameType  `json:"type"`
+	UserId openapi_types.UUID `json:"user_id"`
+}
+
+// PresenceFrameType defines model for PresenceFrame.Type.
+type PresenceFrameType string
+
 // Problem An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
@@ -502,8 +721,8 @@ type ReactionCount struct {
 	Count int    `json:"count"`
 	Emoji string `json:"emoji"`
 
-	// Me Whether the caller reacted with it.
-	Me bool `json:"me"`
+	// Me Whether the caller reacted with it (absent in WebSocket event frames, which every member shares).
+	Me *bool `json:"me,omitempty"`
 }
 
 // ReadRequest defines model for ReadRequest.
@@ -530,6 +749,26 @@ type ReadinessChecks string
 
 // ReadinessStatus defines model for Readiness.Status.
 type ReadinessStatus string
+
+// RealtimeLimits defines model for RealtimeLimits.
+type RealtimeLimits struct {
+	MaxConnectionsPerUser int `json:"max_connections_per_user"`
+	MaxFrameBytes         int `json:"max_frame_bytes"`
+	MaxFramesPerSecond    int `json:"max_frames_per_second"`
+
+	// TypingTimeoutMs A typing indicator expires this long after its last `typing.start`.
+	TypingTimeoutMs int `json:"typing_timeout_ms"`
+}
+
+// RealtimeTicket defines model for RealtimeTicket.
+type RealtimeTicket struct {
+	// ExpiresIn Seconds until the ticket expires.
+	ExpiresIn int    `json:"expires_in"`
+	Ticket    string `json:"ticket"`
+
+	// Url The WebSocket URL to connect to (add `&since=…` to resume).
+	Url string `json:"url"`
+}
 
 // RefreshRequest defines model for RefreshRequest.
 type RefreshRequest struct {
@@ -618,6 +857,11 @@ type SendMessageRequest struct {
 	ReplyTo *openapi_types.UUID `json:"reply_to,omitempty"`
 }
 
+// ServerFrame Every frame the server sends, discriminated by `type`.
+type ServerFrame struct {
+	union json.RawMessage
+}
+
 // SyncPage defines model for SyncPage.
 type SyncPage struct {
 	Events []RoomEvent `json:"events"`
@@ -629,6 +873,36 @@ type SyncPage struct {
 	// Rooms Only without `since`: the caller's rooms, with their membership.
 	Rooms *[]Room `json:"rooms,omitempty"`
 }
+
+// TypingFrame Someone in one of your rooms started or stopped typing. Not durable.
+type TypingFrame struct {
+	ExpiresInMs *int               `json:"expires_in_ms,omitempty"`
+	RoomId      openapi_types.UUID `json:"room_id"`
+	Type        TypingFrameType    `json:"type"`
+	Typing      bool               `json:"typing"`
+	UserId      openapi_types.UUID `json:"user_id"`
+}
+
+// TypingFrameType defines model for TypingFrame.Type.
+type TypingFrameType string
+
+// TypingStartFrame defines model for TypingStartFrame.
+type TypingStartFrame struct {
+	RoomId openapi_types.UUID   `json:"room_id"`
+	Type   TypingStartFrameType `json:"type"`
+}
+
+// TypingStartFrameType defines model for TypingStartFrame.Type.
+type TypingStartFrameType string
+
+// TypingStopFrame defines model for TypingStopFrame.
+type TypingStopFrame struct {
+	RoomId openapi_types.UUID  `json:"room_id"`
+	Type   TypingStopFrameType `json:"type"`
+}
+
+// TypingStopFrameType defines model for TypingStopFrame.Type.
+type TypingStopFrameType string
 
 // UpdateMemberRequest defines model for UpdateMemberRequest.
 type UpdateMemberRequest struct {
@@ -832,6 +1106,388 @@ type EditMessageJSONRequestBody = EditMessageRequest
 // MarkReadJSONRequestBody defines body for MarkRead for application/json ContentType.
 type MarkReadJSONRequestBody = ReadRequest
 
+// AsPingFrame returns the union data inside the ClientFrame as a PingFrame
+func (t ClientFrame) AsPingFrame() (PingFrame, error) {
+	var body PingFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPingFrame overwrites any union data inside the ClientFrame as the provided PingFrame
+func (t *ClientFrame) FromPingFrame(v PingFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"ping"}`))
+	t.union = b
+	return err
+}
+
+// MergePingFrame performs a merge with any union data inside the ClientFrame, using the provided PingFrame
+func (t *ClientFrame) MergePingFrame(v PingFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"ping"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsTypingStartFrame returns the union data inside the ClientFrame as a TypingStartFrame
+func (t ClientFrame) AsTypingStartFrame() (TypingStartFrame, error) {
+	var body TypingStartFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromTypingStartFrame overwrites any union data inside the ClientFrame as the provided TypingStartFrame
+func (t *ClientFrame) FromTypingStartFrame(v TypingStartFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing.start"}`))
+	t.union = b
+	return err
+}
+
+// MergeTypingStartFrame performs a merge with any union data inside the ClientFrame, using the provided TypingStartFrame
+func (t *ClientFrame) MergeTypingStartFrame(v TypingStartFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing.start"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsTypingStopFrame returns the union data inside the ClientFrame as a TypingStopFrame
+func (t ClientFrame) AsTypingStopFrame() (TypingStopFrame, error) {
+	var body TypingStopFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromTypingStopFrame overwrites any union data inside the ClientFrame as the provided TypingStopFrame
+func (t *ClientFrame) FromTypingStopFrame(v TypingStopFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing.stop"}`))
+	t.union = b
+	return err
+}
+
+// MergeTypingStopFrame performs a merge with any union data inside the ClientFrame, using the provided TypingStopFrame
+func (t *ClientFrame) MergeTypingStopFrame(v TypingStopFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing.stop"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ClientFrame) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"type"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t ClientFrame) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "ping":
+		return t.AsPingFrame()
+	case "typing.start":
+		return t.AsTypingStartFrame()
+	case "typing.stop":
+		return t.AsTypingStopFrame()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t ClientFrame) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ClientFrame) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsHelloFrame returns the union data inside the ServerFrame as a HelloFrame
+func (t ServerFrame) AsHelloFrame() (HelloFrame, error) {
+	var body HelloFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromHelloFrame overwrites any union data inside the ServerFrame as the provided HelloFrame
+func (t *ServerFrame) FromHelloFrame(v HelloFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"hello"}`))
+	t.union = b
+	return err
+}
+
+// MergeHelloFrame performs a merge with any union data inside the ServerFrame, using the provided HelloFrame
+func (t *ServerFrame) MergeHelloFrame(v HelloFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"hello"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsEventFrame returns the union data inside the ServerFrame as a EventFrame
+func (t ServerFrame) AsEventFrame() (EventFrame, error) {
+	var body EventFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromEventFrame overwrites any union data inside the ServerFrame as the provided EventFrame
+func (t *ServerFrame) FromEventFrame(v EventFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"event"}`))
+	t.union = b
+	return err
+}
+
+// MergeEventFrame performs a merge with any union data inside the ServerFrame, using the provided EventFrame
+func (t *ServerFrame) MergeEventFrame(v EventFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"event"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsTypingFrame returns the union data inside the ServerFrame as a TypingFrame
+func (t ServerFrame) AsTypingFrame() (TypingFrame, error) {
+	var body TypingFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromTypingFrame overwrites any union data inside the ServerFrame as the provided TypingFrame
+func (t *ServerFrame) FromTypingFrame(v TypingFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing"}`))
+	t.union = b
+	return err
+}
+
+// MergeTypingFrame performs a merge with any union data inside the ServerFrame, using the provided TypingFrame
+func (t *ServerFrame) MergeTypingFrame(v TypingFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPresenceFrame returns the union data inside the ServerFrame as a PresenceFrame
+func (t ServerFrame) AsPresenceFrame() (PresenceFrame, error) {
+	var body PresenceFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPresenceFrame overwrites any union data inside the ServerFrame as the provided PresenceFrame
+func (t *ServerFrame) FromPresenceFrame(v PresenceFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"presence"}`))
+	t.union = b
+	return err
+}
+
+// MergePresenceFrame performs a merge with any union data inside the ServerFrame, using the provided PresenceFrame
+func (t *ServerFrame) MergePresenceFrame(v PresenceFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"presence"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPongFrame returns the union data inside the ServerFrame as a PongFrame
+func (t ServerFrame) AsPongFrame() (PongFrame, error) {
+	var body PongFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPongFrame overwrites any union data inside the ServerFrame as the provided PongFrame
+func (t *ServerFrame) FromPongFrame(v PongFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"pong"}`))
+	t.union = b
+	return err
+}
+
+// MergePongFrame performs a merge with any union data inside the ServerFrame, using the provided PongFrame
+func (t *ServerFrame) MergePongFrame(v PongFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"pong"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsErrorFrame returns the union data inside the ServerFrame as a ErrorFrame
+func (t ServerFrame) AsErrorFrame() (ErrorFrame, error) {
+	var body ErrorFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromErrorFrame overwrites any union data inside the ServerFrame as the provided ErrorFrame
+func (t *ServerFrame) FromErrorFrame(v ErrorFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"error"}`))
+	t.union = b
+	return err
+}
+
+// MergeErrorFrame performs a merge with any union data inside the ServerFrame, using the provided ErrorFrame
+func (t *ServerFrame) MergeErrorFrame(v ErrorFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"error"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ServerFrame) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"type"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t ServerFrame) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "error":
+		return t.AsErrorFrame()
+	case "event":
+		return t.AsEventFrame()
+	case "hello":
+		return t.AsHelloFrame()
+	case "pong":
+		return t.AsPongFrame()
+	case "presence":
+		return t.AsPresenceFrame()
+	case "typing":
+		return t.AsTypingFrame()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t ServerFrame) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ServerFrame) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// GetJWKS Public keys that verify access tokens
@@ -858,6 +1514,9 @@ type ServerInterface interface {
 	// GetMe The signed-in user
 	// (GET /v1/me)
 	GetMe(ctx echo.Context) error
+	// CreateRealtimeTicket Get a ticket to open the WebSocket
+	// (POST /v1/realtime/tickets)
+	CreateRealtimeTicket(ctx echo.Context) error
 	// ListRooms List rooms
 	// (GET /v1/rooms)
 	ListRooms(ctx echo.Context, params ListRoomsParams) error
@@ -915,6 +1574,9 @@ type ServerInterface interface {
 	// AddReaction React to a message
 	// (PUT /v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji})
 	AddReaction(ctx echo.Context, roomId RoomId, messageId MessageId, emoji string) error
+	// GetPresence Who in the room is online
+	// (GET /v1/rooms/{room_id}/presence)
+	GetPresence(ctx echo.Context, roomId RoomId) error
 	// MarkRead Move the read marker
 	// (POST /v1/rooms/{room_id}/read)
 	MarkRead(ctx echo.Context, roomId RoomId) error
@@ -997,6 +1659,15 @@ func (w *ServerInterfaceWrapper) GetMe(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetMe(ctx)
+	return err
+}
+
+// CreateRealtimeTicket converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateRealtimeTicket(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateRealtimeTicket(ctx)
 	return err
 }
 
@@ -1431,6 +2102,22 @@ func (w *ServerInterfaceWrapper) AddReaction(ctx echo.Context) error {
 	return err
 }
 
+// GetPresence converts echo context to params.
+func (w *ServerInterfaceWrapper) GetPresence(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetPresence(ctx, roomId)
+	return err
+}
+
 // MarkRead converts echo context to params.
 func (w *ServerInterfaceWrapper) MarkRead(ctx echo.Context) error {
 	var err error
@@ -1552,6 +2239,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/v1/rooms/:room_id/messages/:message_id/reactions/:emoji", wrapper.AddReaction, options.OperationMiddlewares["addReaction"]...)
 	router.POST(options.BaseURL+"/v1/rooms/:room_id/read", wrapper.MarkRead, options.OperationMiddlewares["markRead"]...)
 	router.GET(options.BaseURL+"/v1/sync", wrapper.Sync, options.OperationMiddlewares["sync"]...)
+	router.POST(options.BaseURL+"/v1/realtime/tickets", wrapper.CreateRealtimeTicket, options.OperationMiddlewares["createRealtimeTicket"]...)
+	router.GET(options.BaseURL+"/v1/rooms/:room_id/presence", wrapper.GetPresence, options.OperationMiddlewares["getPresence"]...)
 	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS, options.OperationMiddlewares["getJWKS"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
@@ -2138,6 +2827,81 @@ type GetMe500ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetMe500ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRealtimeTicketRequestObject struct {
+}
+
+type CreateRealtimeTicketResponseObject interface {
+	VisitCreateRealtimeTicketResponse(w http.ResponseWriter) error
+}
+
+type CreateRealtimeTicket201JSONResponse RealtimeTicket
+
+func (response CreateRealtimeTicket201JSONResponse) VisitCreateRealtimeTicketResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRealtimeTicket401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRealtimeTicket401ApplicationProblemPlusJSONResponse) VisitCreateRealtimeTicketResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRealtimeTicket429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRealtimeTicket429ApplicationProblemPlusJSONResponse) VisitCreateRealtimeTicketResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateRealtimeTicket500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRealtimeTicket500ApplicationProblemPlusJSONResponse) VisitCreateRealtimeTicketResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -4307,6 +5071,22 @@ func (response RemoveReaction404ApplicationProblemPlusJSONResponse) VisitRemoveR
 	return err
 }
 
+type RemoveReaction409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response RemoveReaction409ApplicationProblemPlusJSONResponse) VisitRemoveReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RemoveReaction500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -4429,6 +5209,95 @@ type AddReaction500ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response AddReaction500ApplicationProblemPlusJSONResponse) VisitAddReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetPresenceRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+}
+
+type GetPresenceResponseObject interface {
+	VisitGetPresenceResponse(w http.ResponseWriter) error
+}
+
+type GetPresence200JSONResponse Presence
+
+func (response GetPresence200JSONResponse) VisitGetPresenceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetPresence400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetPresence400ApplicationProblemPlusJSONResponse) VisitGetPresenceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetPresence401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetPresence401ApplicationProblemPlusJSONResponse) VisitGetPresenceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetPresence404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetPresence404ApplicationProblemPlusJSONResponse) VisitGetPresenceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetPresence500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetPresence500ApplicationProblemPlusJSONResponse) VisitGetPresenceResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -4661,6 +5530,9 @@ type StrictServerInterface interface {
 	// GetMe The signed-in user
 	// (GET /v1/me)
 	GetMe(ctx context.Context, request GetMeRequestObject) (GetMeResponseObject, error)
+	// CreateRealtimeTicket Get a ticket to open the WebSocket
+	// (POST /v1/realtime/tickets)
+	CreateRealtimeTicket(ctx context.Context, request CreateRealtimeTicketRequestObject) (CreateRealtimeTicketResponseObject, error)
 	// ListRooms List rooms
 	// (GET /v1/rooms)
 	ListRooms(ctx context.Context, request ListRoomsRequestObject) (ListRoomsResponseObject, error)
@@ -4718,6 +5590,9 @@ type StrictServerInterface interface {
 	// AddReaction React to a message
 	// (PUT /v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji})
 	AddReaction(ctx context.Context, request AddReactionRequestObject) (AddReactionResponseObject, error)
+	// GetPresence Who in the room is online
+	// (GET /v1/rooms/{room_id}/presence)
+	GetPresence(ctx context.Context, request GetPresenceRequestObject) (GetPresenceResponseObject, error)
 	// MarkRead Move the read marker
 	// (POST /v1/rooms/{room_id}/read)
 	MarkRead(ctx context.Context, request MarkReadRequestObject) (MarkReadResponseObject, error)
@@ -4985,6 +5860,29 @@ func (sh *strictHandler) GetMe(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(GetMeResponseObject); ok {
 		return validResponse.VisitGetMeResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// CreateRealtimeTicket operation middleware
+func (sh *strictHandler) CreateRealtimeTicket(ctx echo.Context) error {
+	var request CreateRealtimeTicketRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateRealtimeTicket(ctx.Request().Context(), request.(CreateRealtimeTicketRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateRealtimeTicket")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CreateRealtimeTicketResponseObject); ok {
+		return validResponse.VisitCreateRealtimeTicketResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -5636,6 +6534,31 @@ func (sh *strictHandler) AddReaction(ctx echo.Context, roomId RoomId, messageId 
 	return nil
 }
 
+// GetPresence operation middleware
+func (sh *strictHandler) GetPresence(ctx echo.Context, roomId RoomId) error {
+	var request GetPresenceRequestObject
+
+	request.RoomId = roomId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetPresence(ctx.Request().Context(), request.(GetPresenceRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetPresence")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetPresenceResponseObject); ok {
+		return validResponse.VisitGetPresenceResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // MarkRead operation middleware
 func (sh *strictHandler) MarkRead(ctx echo.Context, roomId RoomId) error {
 	var request MarkReadRequestObject
@@ -5714,152 +6637,183 @@ func (sh *strictHandler) Sync(ctx echo.Context, params SyncParams) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1dbxvHsuBfKfAsEMl3RFGOnJNIOMCVneQcJ07ilezrBUJD05wpkh3NdNPdPaJ5AgN53Yd9WJz7vi+L",
-	"+8PyC/YnLKq654scfki2lOQcBwgskjPd1dX1XdXVP/cSnc+0QuVs7+Tn3hRFiob/PEdnFgdnY4eGPqZo",
-	"EyNnTmrVO+ldYKJVasFpmAvpYIRjbRCcWUg1ATERUvV7Uc8mU8wFvZ5LJfMi750cRT23mGHvpCeVwwma",
-	"3rt376LeTBiRowtzPymM1R3TvpgixArfusuEn4hBj8FNEWYGr6UuLMzEBGlmSY+/KdAselFPiZwm9O+0",
-	"wRJvn6GauGnv5NHRw4jALD/XgFpnpJr0CMxnMpduFa7nYoJg5d/XTp3xe82ZUxyLInO9k0eDiMAI2BkM",
-	"os24inrfobVigk9TGoYnmwk3refK/e+XMu1FPYNvCmkw7Z04U2ATgLE2uXC9k15R8JOriz3XOl87i9E6",
-	"f/8pXlo0a6coLJr3neIdvWxnWllkynos0nN8U6DlXUy0cqj4TzGbZTIRtKGHM6NHGeb/9pOl3f25Md1/",
-	"MzjunfT+dFizzaH/1R4+92/5SVfp1vhpQVrIRUZwY3oCUl2LTKbwzcUP30cgIJfWEgtpA4W6UnquYCwx",
-	"S+m3a5EVCLpwoMdDZYSaIOzFYYTLMH683x+q3ruo90SrcSaT32ydSZjfwly6KeBbaR2tzDrhMALsT/rM",
-	"upgLmRFWnLhCBXtx+WK836d1fK3NSKYpqvtcyFnhpqgcjY9pBKPCgdIORJbpOaYk9lINbiot7MXjEsAA",
-	"8FPl0CiRfWWMl2H3BfSFztFNCcdjITNMQSvGsEVzjYZJxUMW7/eBtmqk0wUopB+nOkstpOiEzOwpvCm0",
-	"Q365ItuUF/e9dl/rQqX3ua7vNdgimYJBqwuTYETcIZmTaFOupZWjDGlTCOBEZBmvVml3OSZYw748F4tM",
-	"i/SF1s+EmeBvxReMdGkhIyAMuKlQ8NkxfCsfw1488zBeOq0v+YEa9hyVO6/k4D3DrnUOU2FBKEDlzAJm",
-	"RiboASbALksJHeC9QHMtE3ypxLWQmRhl94ruM0hxhipFlTCqUxKjniAMinQREwHFRQ0cQR1tMH664AhP",
-	"HzYfZVheaP2dUIugZuy97pXWkAu1AOEc5jNnT715FjeAjMEG420vNsLhJdsmfuc+GA5eKlG4qTby73jf",
-	"osLr08RgSgJcZPakVqtRrXojwLczoliiBYPX+orl+hWqodoj2qjgj/cjmButJkFVaQMzYe1cm7ShfhsT",
-	"0gvagACDY4N2Wg47M2hROZpn7rknPHDJD1waLCzvw1C1d+LVq1cHTY3UbRiL+gmpFTC2WCoWFtvG+IqR",
-	"xDtmi9lMG4fpd5hK8YKf+W1FJEn3uDkrzRYDbU8F7GVO0F7Sklj2vCsXypgjrF2gtdJDucwtV6gsjHmv",
-	"rH8qAqFSmE9ZlyxghBltvNOEwJnRMzROektSJAla67dudewz+ObVCx6adFJ8FqiJlxGD39v+qr0a9TxV",
-	"2kup1ntdhXIy44E9EJ7AAkFbGhbfinxGQvcLciiWnQiyiT3h3Wy2Fj2X04EcQ6GIclsTP3z0xcPB5snX",
-	"oU6Bnok3BUZAPJvhQWExzEkIjZ//cPECDq+PDoniD8NocSc2PWO5QMuoyKv6sfcYhUHTe93xAvkc26iY",
-	"nJae9yxKdfxjmxyW19gCpLXHnVsRwKjh06OfMHEE32PBGGuT4kgohenlaLGDRxT1EoNk1V4K13o8FQ4P",
-	"nMyx6x2DIjD66k/BEdxlaial3WctHcCdXMnmZtTOae1D1khqoWANkhtOokhTSaQpsucNrI9FZnFZJtRo",
-	"agYWGlzQgYo28b+aojfaR2xqpfYUxIi0BvwlMGImx87z2h0jsXyxC0NPGIHnWue3QxQbkZdsRLaCIYPG",
-	"qqRynx332sGR8F8jRtIpYXwAobULZWRlfXgn6tlMzy9zneJlMJGWYatA+fyz4+1QOD2TyU7EwC6MzKRb",
-	"bJM9/1E/ubxfvOiuzfoqlS4EjW63W6SPl9ZxPNiKzyXweJBO8K5RuRdLIjoEsfqBU4kMwjeYyvYXKWbo",
-	"vzEoElpSX6Rp+wuDub4Ob+UjNP2ftFTNzxmOXf1JqutqEv7iSiZXzc9emNSfC7XyzSwNgJMwWv7Ygjmt",
-	"fu3SSF9LzNIqltDeGA4NdQoRgyEuygYXSBsiLjFtQ58NWe8FcaCyzz5AtwoNaO6yG9sbXD7Ytcd/Q5ER",
-	"lSwvwDrhCtvceH3VgYWlmcJbXRM95Z1bneg2Si9Qwa569UaK8ENqtgacW1Wbx8/txMCdaJJvXn27ulsi",
-	"mzRp4qv0y4uzTuZIzHX7wYePHh190fnolYd89XsvdMshfvj2+TrDsPmYlZPOx952+2azYpTJBK5wEcFI",
-	"WPzsuDAZB0Z14WBGm6Am/a2IJFj9omkmv6aIseUBXIPgi1UMX+GC/5UOc7tN6dAevauGFsaIVe3DA3bN",
-	"/0xP5C3NKRZTS4rn4aPjrXq8dM9blFp9GbXMgoef30yNeZgac3St+TvWAatYT6WdZWJxWdonK5B7tXQj",
-	"KZUXxO43tKyN9hG5Tbt+Ts98CAMyaq87zN5c7HocPg+qp43Himp3It+wGysUHPUaqcTt+s3PtR5UO5Wz",
-	"bu73IelPLOTVg6DHIDiuuhpZuDciQJFeWnzTeqO0ujvc9pvQjOLBE12ojnRpMEYtjBag3RSNBTF2aCAu",
-	"QYojDv4EM6nl7KwDcEVRMo1Va1yCaTv1VVbPkmriSM6uer60nNvrj1WRkfmlEmwukb71oXKf5VzVdplE",
-	"5S5zO9l1/tuYPaVtWjPESOsMBWcVvfV9MzNqN1BLW313vj4PbzzhHe1gb4OzbHHpdNf8W5F9E3NuVyZa",
-	"liilP+ClpCfT9iZHDYIL5NRYV71ZTfxtNQIDcXfL1qmwl7k22L3/N5W8nou2GQ9+sKieuwvqMnjcFTA8",
-	"//oJfHH86M+lw9OHONEpxiAtWEf7HOK6woFHsAU71UWWwsgIlUxBq1OInXQZxvToUMU+GRqDMMhxx2mR",
-	"C2V5nFwsIJkKNcE+PNEp2hNYycNH0M4iREPVmSyIoDsNEEEjsxxBI50ZQZ0jp1FXcnARxN4dpb9YNdAf",
-	"wiRTee3/Xs0zMridUXUaA91Up5cEQkiBM9jN7BEBUifYonZ6LYI69+yzG0vemU47khoXfuNykUylwgMa",
-	"mb8onVp6qxVz7i3tQbd0c6I78CYczFG5kOvhogXO8IfBogYRdEfuyUe3qyM/Vam8lmkhshJyW45epTw+",
-	"sb7Mw0Ywn6ICrvzgYqJd2KwRInjH1u1T/9ajwapMlMo6oZI1OaQyAzMTbtrvltL8QBCMG6pc0giEBemD",
-	"mfH/OAgewMHTdGP6ow4IrI79txcvnoN/YHXvj7tzDczRXekZO9XG+e0EW+S5MIu6mMzTF43Wpq+noVpn",
-	"A32VuYbl+V6ePwUlcqkmK3OcQixGunAno0yoq9hTgFbZohRiuXAOTTux02u8stUSD3kHj4wKyZHnuy5Z",
-	"W6rWVfWAuf5JdvoujbqzG7sKrZo1P8UmsJ6UduWyGAlfr9LBJrA7A2hkljbrSVi9Yuo5V7oG8VbaccVT",
-	"pCmjXmlw5mtRnd7OPV5ndWyKSi9H0vDNWqAunOiKpN3Ya7hJeqjtNdzc5q9rErvN/nVrlQqt7SCoKSZX",
-	"dv22tMKW7OaSguqO47Yp7CuRTJtVKmRVSGd9dVyDuGow3ytUGpVL6UYAmx+3TXktJXNbsZrPbhZcaQ/W",
-	"DetEWofmdsAux1+W7I2pnitw2vukUFiSufCMyWPCO+SMkBkXMc5EgpZNw5BaaAvnM6XacabPtketqmjX",
-	"inXr605Emhq09hSs0wYJGJnnmDJgZJOZg0QsZ+F7Qql/D5/6ic7bQC3H0j7dEktrA/b5r7/84+jh52QI",
-	"G5KNxsLeSyVJp7B6hpmWytn9U1Aa2GqxvE9gisxXKdwwNvf5jWNzS5GnToIKUY2KqeYKDcGhUzTCcb24",
-	"D9t0cvW51nlHkCCY2p27Wf7oq+rYwBTpAen7LqVyOx9+Jb/ahOGJIS+ei/d/0lKdwgD+AmODuFOcZWeH",
-	"PhPWlYpi1Ziz+Ka0twgPn1jIhCPLEa9RuR0h8RtzuUHv563Q3PYoIT/ZyCCvrIrpY+e4QHdCuavKRoTg",
-	"IOSFdeWhCjdHVBCMI+s3So/H/d7GdPPdpJd91MQHcP1UrYHbNNfAUxcWoppDGnSytJ9bwxjEe5w8XsXq",
-	"DwqDg04uSAi0kh/LmOSwAFFe+PyJhaQwhpw/1r+wJ8q4XPkIvSGGyul8ZJ1WSH6aTKZcO80UCwbHJAKd",
-	"Bun2TyEO0W+eaz7VebXDPvzLFmXq3x0qGp3s+VOCkR6KIRHGSNIxYHSG9AJ58mFVpxDTkuKwtMa3wUKO",
-	"CdryQxmr6PC8ReJ2j2beRhLlVSpktxB9I928Y2TJNHyVXcKFtwp9eym/OfSt87uKG9Zu5SYI6kKK98na",
-	"BF9xOSxZEcpObPkh0jYlQrckbZb0qy+WCicfSLRUR8Jum925QJV+kPKZNqRHv/7yj+NoMBi0DCjhINfW",
-	"wdFn/NNo4dCSnnz54uuDz7lC+2ZFOB1JgyVjYKotKhgtvLPLD0dQKPmmQJiRPvJLPwWOS4J0JOIMOrMA",
-	"K8borZYdovt1KH45NFKK2GAOWJFjlRm7Ge0ux87X1hxdLFTSTaMskG9GpF4HdVBqM5S+lAHTBr3sL50I",
-	"kS5OQdgrf3gShPPpIQ43+COP7BTF3TZi/cDaGk3bpSWzRVWEEFupEoxPGkGPTyzvg42qeKU0DSW2c3yy",
-	"m5OXy9fqJTQwF5Ub0rWLL7lsyuuOXVkzl6r57dEysy5lUpe2jTRwVQ+tTkEA6b0yzDkjcVMoGsLuXqBp",
-	"ljyQnTyPd2vRcZOizG3IaPoxHUT3Aass76ayshNLtqsy41aJ0m3VHGs8+u9p9Ez+HVPYC0581PDg9/u3",
-	"zqJ2meylU7xUg7FFif9Hy2UoSdOXMbERKa+Fw27CtJgURrrFBZ9A8SqQK+7PCl8D6D99Xa7lm1cvelGH",
-	"n9w82zA2Oifr1kd/4gjiTE+k8jWMzSMA/tgLEaov8q8AnDo38wdPpBrr8miL8Adkw4nj58Jk2gCqiVSI",
-	"3ZG78AxZ7DASyRWqlDNDBkXGpOJl5gmpdQeaHIRXOLrQyRW6CPCtSBz5cJlUCHahEp9tDDk824cXUz6x",
-	"lhT0uXRUCFSyEbx0/qsOZzqj8qNXfD5GNcWhIivwgoGufjIIE1QkWTD16JSuP1RD9ac/wROtSMpKrSx9",
-	"8wAePDhrnSbqP3gAX12jWfjzpYVK0UB8eH0Ug0JM7dIJlxPwRyxgWAwGnybNsxH8DcZDBVCojDd4ikCs",
-	"GI4tiYX1Abi5tNiHswYVeF3J1YAHVk4UpvDNqxc0gnCQyWuEYD7R6EePIJeKRPFp0Fx1EZ4fiD/bKab0",
-	"WnzYn2OWHXDm7fCn+ZXt82mjPpw3T71YGppe9kdUGOP1KZUT0ulmUR2UMegKQ2CDwjmw20gvhINgPqoI",
-	"OkvpJx6Ydb8/jeYRM5+S8xcOJ/X91nCmzz54wHDE605lxbD3Y5kWf71H1G9PDg/n83nfjJMDTKXTpq/N",
-	"5NCME/qfntvfJyhY2YuQN49W868hK7Vn0RcZxyEzH/szZ2K/pMPm4WEP+svmmXZagvfOm+e+vDlEcqjM",
-	"tsTHgwEsp9fDgOfkrnMOmhGi7JwI8/jhF9DKTpdrah+E9HlIgiFoonLQCmxbET6UbQQqx7yd1DwFS5Jg",
-	"oQsDfNz01//5f+Ho4efl8WRC7NnFk6dPG+b+PpnSiTYGM16Gnlg+OZihax7cTqZaWyQaCfA9Jjxxu4kH",
-	"D+C8Rh5BxQInnCf2qBwXtsbk0aewmvv3gYFMJqh8lWspDo2eGYlOmEUjl1pKwLPnT3tR7xqNDQ5Nf9Af",
-	"cIhshkrMZO+k92l/0P+UA7Juynqgm8nolwm67kDhNxc/fE8SFL7FBVwgCc/AZVe4IP5p6QmuzPCxnGwB",
-	"I4QgJ2j5Q7VHDPHnR0d/PoVQKszSIIJYZJMYYhYt8X4fnsvkireA5gi+EU/wiYX4StY57KH6sjDMyPyo",
-	"0c6LMb99LpyrH+mQ7ideL5mDRMIVLjzyKwH4NO2d9P6Kjst2l5pXPBwMNhzJvNlRTB5/zTlMWolFt3Qe",
-	"+IlIpnjwhDSR7rBq/qbn4A9LhqXTVoyIXZKpz0psOoDaMBt6Jz++jnohJ0/k1hDbLOmv0cjxorXvlvS8",
-	"mFg+iUdWxmsa8XDKxw7+vpa+zlheWHg4GMB8KrPq0ASPLC0Usz48deCTZ6C0V3+Y+RO1K5sWjjnc4baF",
-	"GdZsXBvy3iasPpPXqOhZ0hnYQJ+e2YA9dkp3RR4qeK6tmxi8+O/PYI+I/BxTWRa0JFqN5aQwmO6XUppY",
-	"ksW/F76RN4QeDT6F5kn9Rs3EOCTfGmnThqHwTIsURiITKiGoQnWX0YXDIRlP47FMfFUFxy9EuoCyFsau",
-	"4cFzeuoud7NOPXdsKM9OwLIa4LYKjwafrhuygvGwo/fCJkKoYNhACeVZW7a52XnS1nUWbBlXWjvBZoG9",
-	"6hz8QTDlRS6zxX4fzlTV4yZkOFUKItRflTm8oZqU2lDkSLbAEXSV0YUK4urBuTZXfTgLfRBYFbqp0c5l",
-	"mMIMzVAFw/jpc2+ToYG96qvIQ7TPHn71WuiqABN0lo2MYFe0rIouWuIzEL2qeupxCAh+EBpqna9413YB",
-	"nSnw3R3Sb/N4fVdDGq97pWLiPfYTbybeRn8mfuVo+yutXhP00tEOTLLcDIbfe7TLZB1tEujlh19sf3m5",
-	"Mwhz9A5IaXcU2sTMhHGyZ33LpYqpGgnxDi3Z4G5duPXsfd7wS0ruXmlC4Dsm0KcTLmhp9QywYJ2eMW+y",
-	"zeSGSquk08vjRBz7h7QAfzg+hPWlt7CD/qj9vP5QPdOTCbfPKlxoshHaSAgFXJ+5hjtp3St8crwuc+2X",
-	"zpl77hvSvzWt3nb7qw3/KhiTVf4ycOPGjQ57smGnyYwNO93aQB9/0AqhbmZCxgZ5GMUsCPDg63oEkQNc",
-	"2d/+tya99OF5wxle6jDB1t5cWBCZV9g8z4p7PFSVrvGOgX+b0wnCsQdwIJX3SkUwWliPdNZdc7SAi3+G",
-	"inPxNvCU72oIP4zB0jQiI6OmxHsYCkNpLy2/7JIhEnJF6BtbJAli2mluhCjDHSmJpRKv35ea+B7ngfNP",
-	"y2aOgbTa5MCszD4GGt/m559fr3xg/fDV21AVscxqY22YNzd5U7X48FHY9fLDt4ewwTvXRQhN2tI+LONZ",
-	"3IWubgDYKGijdQqD6VAlwuKBVBaVlU5eY7aIwGqIz5T696/qyjY+tQHxUr1bHAy/YBQGYPpD9TxoRK9s",
-	"OkrZmI07C9c6mTdg5K64t130uBP7Ht0X+76YVohlYR0yC6dBe4SomQ+EkEUwlsZWiur2HLyDvVW1wPwX",
-	"two9O65wo9dra3ndJ7WC67/iG3+Hd+kYhxZLnbRGqnmT3fkbWmNsHrLTcyAVA7oWu1VKvjO28gBim+gZ",
-	"/sWfUo1hL7Sh2e/Oz6NIpuXRBFvWkNmpnMWwZ3SGEUc8hgogF+YKTQS+LB6YHLxpFJeFeHEEOkvRumbB",
-	"GnMtx58DZD6bEp9AKm2iySDis1k+WBfAGi1AiRxPIX4Tw1hmLFnDl6Tmx/ItwbS3LOP3mxOF9hbxCYSs",
-	"ox+9eThDWghPgdPVCT3CXae9L607Z/S3+07/+HNn72aGort3c69qI1NmSKsvqlRp2UumK1W6khmu8QJ7",
-	"uqzOWML4/rom02/WtbY+2qFXTzfZ1+g59K2vd3gwNO9+9/ouA2dljVln989ZqCZiOrlXG/G9JQjRpoe7",
-	"ITn859fvojXmVt1jAEaY6By9oo25Bjfuw5kvEvU5MAVxo1KXy1NnQqar8ey6x9cdmTWrTcTu2bDxdUnr",
-	"W97WdU9dLRw+Oh9bqbk0PBibHQTd1IWHP4eS03eewDNc1+iUibk8MDWV1mmzIC0kZjMUhl0ZjgNohafl",
-	"fsEEHQhfNV1234rrswZtyv+Sf68of1tQ6MuyhcN90sMumYC6dTq/cbz9jaq994fYfY+XskR9j6XRfqdY",
-	"67SBwoEMCGUG0vA4pyDUgoMpyMXxDYPjNBgBWL3jZ+ZOruTm1TZCZ/aue8MH9yZuYM9r+6b1Ni/7QdaW",
-	"TnmOYP+eCe6+yeevzLFrJMeK5bbFKAl3WZBRMhMumXaV5IayS1tl6JliG80eICZLK44g5gLEEHJYqWeM",
-	"T0OecYpD5ccIhZTW3+tQfuIU2IbjYB22a13jeUdKebWI9J6DhZu4xG9DGqrD/7nE7R8jovH+JkEVf7yJ",
-	"SXA4Er4x0O25vtNyXsf0EWjvv1swQl1hyvGFOT2QW8yIk/eEWoDS6qA8t8flLsPQCHSfrG7/Z3mwj1mb",
-	"zwqfcuko/8bBjEQopR37q6G6POZ/YthjeeFkNlRli1GvEsoH+OCYReX2+/BYKFVdvwQGZxkfUg7dhLuk",
-	"yWOhwsmruxEmjUbK92zaPxZrY5WEi4+y448oOx4LBWI5rLaD4Dj8OZyG2+harJMFfXgmxyE/ORIhK5lq",
-	"9IllvtfIm2Xx8eA4XrUsXxLjNthslxwzzSNt1ev7o2OxFCQZO78ZH9Ay3B7YCpeVvXu9htS8e3Gfason",
-	"0ILXw0eSWImE7JW/KOHXX/7rkL6M+8DNf7marrM0YoVyfbPgO9UQ7X7E96wkQrPoNXqC0epPP3xUF39E",
-	"deG3N2gMTgy0Mgi76xBinzvg6ueNXEk4U4LKJzA4wkHM6W2+06XUh0JOkzdJFL7Rkqy/oepmbnguZBpe",
-	"D/bmCMGnK2CBDvbi48FDWL3P64S+8wNPsXX7l480VyHSucgydF4kVeHScMa10enDVwGAcN4/jlsN+cuQ",
-	"XIetSuv7rSM0v6eA8ODhTizZujbudype3pvTiTZu7FJmKK7xDti6Rf/cgcA3CGnygLTNRC3fPhF7zvHx",
-	"osChDOJQEWt+QZzoTdfGMMo6FGlnkpNe3TmE/QzH7vcdTrx/omIM3piqgjhYWzrxTFoXItu9m5qqv6sU",
-	"bKM/+8YkbEBIBNIbp/52W+7/+U8dvuZMbl7t9AcLYG+mu/dzdTnsVWbM1gS+vJhik6ossggRpz3vH89M",
-	"UPrkKO+vehXfyuTqBu7wedlf71/cBn9vgvSIrBuN7V3J5Gr/t/Ggo96suIGfy/mUXYjzNJSfc8ssrt4W",
-	"mdVDNcL60Vo58zldq1u5niu0UHXgsFHj76CU9/vwAz1LFh837iJF7YxQdhxqoKZosB8ab1+GOC33BGm0",
-	"DiFmWdc65BTEUI2FORgXrjDon/MDSJXiWCrpMFvsn/KXaYWTYDTwOeSyZ9z6HNKduvVdnVnuOY9UthTr",
-	"tuYDDwhb5pQ++vh/7HSS31CuiKy75d3EbPP8srYis7qzhNSdTVBxU9jY4pu4D69CDyUBI8L/SWg+xv0s",
-	"43C3Gj8E8QjH2iCXWZ54D7j9XJBT0sEeW1AjkVzNhUkbjrYvoJYO80+sh2C/HJ0PQfrBvb/uny3HFiPS",
-	"ANXYY22WhmZ3ZWnkuGzGFHNzjqGah+7YOTex8vHvMiwuDfob9+DLdgNFC6E8R1iouijadeWZJbZ3q9Cs",
-	"cdqqgFzfGPuoq5V099gVRnccetA99G6W/d3a6/WlH1sM9qA6/rntc0IEn+0tJtPg5XE0p76ayG96KUAq",
-	"CfF+xSedIYO41bguDmaIDULGijFWTfdO+OjODIWruZbPtsi0bFRBH4cBv1ULGrZxjJxIJbKq455PEzwc",
-	"DOIylEAEED8cHMURKG5uKiAtPMkh/PrLfw4VGVR1WZIHheyxBPvw3Vp7ZC8+Hnzq7ZV4PwKlOcZRRjql",
-	"GiqxXArDUY/qu3j/lBu1kHAkm6y2Y+dTzXOQXNFgtVaNA9pDtXpCG/YaRp1gGYb5zO13CaNG88c7MpU6",
-	"2kveu6UUeql2SQUmutNO8mEB8SHzMRsAeREapoSpI0gLMrYXoRn6R+vtX+F4U33MHfmgcV4xZoeQ3mLo",
-	"Hf5c3zmyMVbCYUALorZaPDdwsyppYUICjPuplb2/ROrvz/Em0A3yrd5kaoqbf9HS4/sPjlS1yqVq3Av6",
-	"kzyJUlvsf1hzYLtZGEhhuXC1TTWN673vSEV1XCD++1FRfISYbyWs9y6urimMwaLb/6ge/pDOPdFdF0uq",
-	"bLH//kL/sLox8fBnvqtpoxrg6GnZpCK01WeXt4wA8p3rW0W8D8JWreh3rQerpgwK52NJ2PLJW3GFza0Z",
-	"ieTqN5TW0aZNjODo11/+cfTZcrsBXbjyYqG9l+fPDlAlOsV0v7y6///9n//9v3zD2387iqtDoGRq1OGK",
-	"8tKxtmhecy5066VEawP1P6gGTc7CZUn8BwNwCv5GcyD+5dzQVsY4S9P34grmv4920PsniUTifK3Ubaxr",
-	"Mn7vqKTCH1z3J2tIhtoyfHkCwscquWm+aSZ6QnOe8KqP9FdtHIdKqLQVH2ldAtOHl/6I/F9aQaHWfdWu",
-	"gqt9X3VHIOE7Ya7OCTt31SKkQdD3fGCnuitwXeUUYdFfrFOjLRFZ9juvOPlD2kzf6etQIERY98S5kYXt",
-	"QiVrsx6vOi+HCGziG2/4nl9LV6i2+1PAr7/8Zyj7IykdDRXhrDq66yN0v/7yX5WdFkc+STrWGfFy6/6L",
-	"oRoqn+xowtSuM1yaPtF5Lh15CCX9iQA9V6XM0BzQg0PlxQhXp4SeGnX7rgQjmOo5B0VzoRrdQ2FupMNG",
-	"N7Bs0YevGfShasJ+GprMNjIq3PaowGj16o/y2H5dRFkWTvrMTrXG5QpK7pen0lBhKU27yuyw/HQlkytM",
-	"48O6BDPcGd3AsJM56sJd5tYPWzbAVTiPWg2+50I6C8WMNIfvxq7VhE9i+07Hb11501XI66u6N7oCzGdu",
-	"4fMP7Zh2aBH3om4L6Nuun5J6EtlYmxxT0GaoRObQYFr2nRNrmobD3wLNkT3CWzkzhcKUW0qF7oOpDgc7",
-	"ZtJgZ0yYOGa31iFEoeu6cnx+9MXDHdpyLAVkw/1AfDM1k2EgjrJBDBwNBms7hHAasLuVie8RUt7C8ah1",
-	"B8eadNmSqBDSVRQgbU0BtMFcAFkmDUo/SSHs0VMHM51la2GuabAb8CbYnw4G2y4PudMcW3Wt0MYEW3nv",
-	"T6hwCb0ONV/yIFXho4l/rLYlT4RLprT7WvkwqJcTUnWI44Y2Yt3zern7d/u6kB9f05b5Vvie07pacnKj",
-	"fN/ukf62ngbLazR6Ua8wWe+kd8hGZph+hbd8cywblS0jfZss36iML/Qpc8IE2CoHnPtCfpU2a8LhS1Tc",
-	"Qj4QLFmrjVOjIVM1OI7rvhUV7nxWMhoqfJvgjJaG5U20ZSVlqwGCb7tdPtU6M9DVBGG/P1TnOkNfTRUq",
-	"oPz9HHXMs/qC4T0Fpf0tDQlpW1XeTugtb19eUHVo9bIz4Mxv/SrSykx/VHlzHoUN86WJ+sp+WR2J73zk",
-	"wld/CYIPx7dqr9uE2A83OyxfFAl75SyE+lQSRXjLvgll1NjlqHkLo3+oAn6f9VElA4N+G6qg21k3xr4c",
-	"hMQ+WxtSJQaFLTd7ImYHY4MMordlQgUtxH/96gWUVlw8VKVS9bbL+qUv2TUNIwgaNlBrA5lXV7HuG9JX",
-	"W9boJM4OWrjZpazoy1pN2hv7qme29+71u/8fAAD//w==",
+	"7H1dcxu3suBf6eLdqpC5I0py5JxEqtS9jvNxnOMkXtm+3qrQpQFnmiSiIUADoGie2FV5vQ/7sHXu+77s",
+	"nh+WX7A/YQvdwHyQww/JlpKck1SlLJKYQQPo7250/9TJ9HSmFSpnO6c/dSYocjT05zk6szx4MHJo/Mcc",
+	"bWbkzEmtOqedp5hplVtwGhZCOhjiSBsEZ5ZSjUGMhVT9TtKx2QSnwj8+lUpO59PO6XHSccsZdk47Ujkc",
+	"o+m8ffs26cyEEVN0Ye6Hc2N1y7TPJgipwtfuIqMRKegRuAnCzOCV1HMLMzFGP7P0w1/N0Sw7SUeJqZ+Q",
+	"n2mCJV4/RjV2k87p/eN7iQczfq4Atc5INe54MB/LqXTrcD0RYwQr/7px6oKeq8+c40jMC9c5vX+UeDDC",
+	"7hwdJdv3Kul8i9aKMT7K/Wtosplwk2quKf9+IfNO0jH4ai4N5p1TZ+ZYB2CkzVS4zmlnPqeR64s913q6",
+	"cRaj9fTdp3hu0WycYm7RvOsUb/3DdqaVRcKsz0V+jq/maOkUM60cKvpTzGaFzIQ/0MOZ0cMCp//6o/Wn",
+	"+1Ntuv9mcNQ57fzLYUU2h/yrPXzCT/Gk63hreFqQFqai8HBjfgpSXYlC5vDN0++/S0DAVFrrSUgbmKtL",
+	"pRcKRhKL3P92JYo5gp470KOBMkKNEbppeMNFeH/a6w9U523SeajVqJDZr7bOLMxvYSHdBPC1tM6vzDrh",
+	"MAHsj/tEujgVsvC74sQlKuim8cG01/fr+EqbocxzVHe5kAdzN0Hl/PsxT2A4d6C0A1EUeoG5Z3u5BjeR",
+	"FrrpKAIYAH6kHBolii+NYR52V0A/1VN0E7/HIyELzEEr2mGL5goNoQpDlvb64I9qqPMlKPQ/TnSRW8jR",
+	"CVnYM3g11w7p4RJtc1rcd9p9pecqv8t1fafBzrMJGLR6bjJMPHVIoiR/KFfSymGB/lA8wJkoClqt0u5i",
+	"5GEN5/JELAst8mdaPxZmjL8WXdCmSwuFB8KAmwgFH5/AX+Tn0E1nDOOF0/qCBlSwT1G585IP3jHsWk9h",
+	"IiwIBaicWcLMyAwZYA/YReTQAd6naK5khs+VuBKyEMPiTrf7AeQ4Q5Wjymirc89GGSEMinyZegRK5xVw",
+	"Hupki/LTBkcYfVgfSrA80/pboZZBzNg7PSutYSrUEoRzOJ05e8bqWVoDMgUblLduaoTDC9JN+OTe2x48",
+	"V2LuJtrIv+JdswqWp5nB3DNwUdjTSqwmlehNAF/PPMZ6XDB4pS+Jr1+iGqiux40S/rSXwMJoNQ6iShuY",
+	"CWsX2uQ18Vub0D+gDQgwODJoJ/G1M4MWlfPzLJh6woALGnBhcG7pHAaqeRIvXrw4qEukdsVYVCOkVkC7",
+	"RVxxbrGpjK8pSXRidj6baeMw/xZzKZ7RmF+XRXruntZn9bOl4I+nBPZi6qG98Esi3vM2LpR2zu/aU7RW",
+	"MpSr1HKJysKIzsryqASEymExIVmyhCEW/uCd9hs4M3qGxknWJEWWobV8dOvvfgDfvHhGr/YyKX0QsImW",
+	"kQKfbX9dX006jJX2QqrNVtdcOVnQixkIRrCA0Na/Fl+L6cwz3U+9QbFqRHidmBHverM18DlOB3IEc+Ux",
+	"tzHxvfuf3jvaPvmmrVOgZ+LVHBPwNFvgwdximNNvaPrk+6fP4PDq+NBj/GF4W9q6m0xYLuAyKm9V/dD5",
+	"HIVB03nZ8oC3OXZhsTdaOmxZRHH8QxMdVtfYAKRxxq1HEcCo4NPDHzFzHr7PBe1YExWHQinML4bLPSyi",
+	"pJMZ9FrthXCN4blweODkFNueMSgCoa//FAzBfaYmVNp/1mgA7mVK1g+jMk4rG7LapMYWbNjkmpEo8lx6",
+	"1BTFk9quj0RhcZUnVNtUdyzUqKBlK5rI/2KCrLQPSdXK7RmIoZca8FkgxEKOHNPaLW9ifLBthx4WEpX7",
+	"ypChvrqGL6/QLGHkfwQBGQ2FqViCRZUnkEs/eCqVPwIYLiEl5u1XVPuJTaepmM08bB7l6d8NckWqMQND",
+	"sEo17lsnjNs0/hmNeeqHrD2mZ7ue0jN+6G15/Mvv2GNB+/Q26WiF3486pz/skIYl1G+T7SPX4N33gRLU",
+	"l/7QCOvPtZ7eDLtJ878gzb/hwTqqoaJU7uOTTtOjFf6rObZaxYIKyFQjnegO2+yTSzq20IuLqc7xIui1",
+	"q7CVoHzy8cluKJyeyWwvCia7UxbSLXcJjP+oRq4SGS26jcK+zKULnr6bnZZXolbWcXK0cz9XwKOXtIJn",
+	"jDYb6P9BpHlmAQthvebgNYQzttC1UpixkurE0oKeoVpXsDKdY6vECQ7O1t9WRT2SE+blrnUGwUxTVhO0",
+	"LvxqM+N7wIYy+iHevhCZK5YgLKRff8kai12qLAWDbm6UBemga1DwVqRTTGFUiLEFYRD0VDqHeS8BqWCG",
+	"5oBenVp85a3XoD2u0OdVUNS34aInf1pDqR6tr+Mc7XyKMDLe6keD0H2Bw6c6u0QHqZUqQ7ag66v6N/r+",
+	"M7Yidx8LQbDvsUQlavWplVN5tjJJOMZ+kPbVwfYxl80vciyQv4nn0Rd53vzC4FRfhaemQzT9H7VU9c8F",
+	"jlz1SaqrchL64lJml/XPrJBUn+dq7ZtZHgD3h7/6sQFzXv7aptV+JbHIS39kE2vIvdyqiBgMsRUy2kDa",
+	"4LVNPVfokzHMeEDBjj75EdrV8M0Uu3Lg2yjvzygKz7RWF2CdcHNbP3h9uRu1wlPtExWF3kDi3kwdSWMj",
+	"c9MjT+5mWWNqbZws/hYUsbUNmqAwbojCXZCP9koUF1PbPnvw5nr5btkFrUcO1RkIZRflD92h0QuLxkKu",
+	"e/6QvO4Fqf8xZdBt7aRq8o9O0e7kIv4s5BQf8+hrsBI58mY9eamxsAjCGHnVAGYz15j4g7kGM6/v+qY9",
+	"Llccl9CGEY+IltdR7yamVOAL+1pr1zKv3qe9VINzp8HE+3MzPeVW7JNvXvxl/bREMa5j05f5F08ftLLL",
+	"zFw1B967f//409ahlxsI+pK1wviK7//yZJO7oT7MynHrsNftrGA2HxYyg0tcJjAUFj8+mZuCwm167mDm",
+	"D0GN+zs30sPKi/Yz8ZoS2i0GcMMGP13f4Utc0r/S4XQnD/FnVBJ5Rxgj1tVjemHb/I/1WN7QSCfBtaIZ",
+	"37t/stPQiE7fBqaWXyYNu+XeJ9fTsxmm2hxta/6WtIL1Xc+lnRVieRENqDXIWVG5Fpeazj25X9NfYzTH",
+	"ebbrnwW+F7dE0lx3mL2+2M17+CQoI819LLF2L/QNp7GGwUmnlqCyW+PhuTaDaidy1k79HOj8wMK0HOjV",
+	"EUFGyLoScmdIgCK/sPiq8UR0C7Q4g6+DM4penum5aknCCdayheEStJt43UeMHBpII0hpQiGFoDg3XGib",
+	"AFwTlIRj5RpXYNqNfaUevCKaKD6wr5yPpn1z/amaF14hVxnWl+i/5QAs586sSzsy1i+mdrzv/DdRe6K1",
+	"UhHEUOsCBeWqsD12PTVqP1Cj9bY/XZ+HJx7SibaQt8FZsbxwum3+nZt9HXVuXyJa5SjRQmQuyWjaPOSk",
+	"hnABnWrrqg6rvn87lcCA3O28dSLsxVQbbD//63JepqJdygO/LKnmboO6csJeT4vgM6zJ/I9P9rBgyIm9",
+	"nwHTCqyuAfte4NHvBg9FtLMWcLQqpGqxn59bNCBzGxM3g+wCHg9KLyiFMqLBThpZI8696WujCRRA37be",
+	"jf4/Xo5fnFbkHFjquSGBbCEjfwGvUxtYoHKgRyP/uQ/febk0N553rIvuajPXSec6DGXt9OPxvXyfxmQw",
+	"v9tsyq1by6kBbeHg868ewqcn9/8UXVF9SDOdYwrSgnV+z0LUXrjgerZgJ3pe5DA0QmUT0OoMUiddgakf",
+	"OlApp7ql5GsdaQOT+VQoS++ZiiVkE6HG2IeHOkd7CmtZlgk0c0SSgWpNBUmgPckjgVreYAK1ZLUEqgxI",
+	"/9a1DKsEUnYU+r9IRfN/CJNN5BX/vZ5FRuC25kz4d6Cb6PzCgxASHAnsem6QB6RKn0qayVMJVJmFnLvS",
+	"7shfSS/gg5uKbCIVHvg30xfR3eifamQUdFbOoF3LcKI9rCocUxxn8lBKKjnPwsuSGhK052UYo02LS+6R",
+	"yuWVzOeiiJDb+PYyoeUDy0m8NoHFBBVQXm+Dz20TdzXn7VuyMh/xU/eP1tmfVNYJlW1wXMb8mplwk367",
+	"tkQDAtlvyWHOExAWJIeq0/9xECzxg0f51uSWylW7/u4/P3v2BHjA+tmftGeSEEW38WE70cbxcYKdT6fC",
+	"LKurAoxf/m1N/HoUcrG34FfkoKvzPT9/BEpMpRqvzXEGqRjquTsdFkJdpowBWhXLyMSmwjk0zbSdTu2R",
+	"fRkub0a5ySGa1cZro4q7LrZxqn+U24JuN5IIjRsJPMU2sB5G+26VjYSv1/FgG9itoQ1vHtazhUnNxZwp",
+	"VzrohqQLqaAKfVH4KTjPPSXLbBKc/0Hs24kwaOsRsFJQr/l7PMBJWNOGzchv5t/aZDZsi3uvBkfw1Uag",
+	"njrR5gq/ttl/nayhptl/faO9uqrSbrdvWqtUaG0LJk4wu7Sbj6URiSI/lZds7aG5ldQZkU3qycteHZHO",
+	"8qWJGl5VYL5T9CuJS9mwAfUYz9ouTMXriyrGYi9maC5i+tz6gfvRRDoXw6XjF2wZxG/jhI72oZyvc+EB",
+	"1HPXGi17ADwIpMplJpw2Zc4iiX5K7WQXkd/jQlhHuUhl+lDa341cq+vatIhk8361LWbbgTyTnh21MO9r",
+	"JXM6yUytShptk69xpnWiNEW7HK/45fPzx+B0jIz6P7sizyEdzI+O7n3M+QK//Pz31P9iKE7Y2x2sCCCt",
+	"JFF6aNq3jHTvm2bzreSpNgIGH1/Pw998WTusY2kdmpsBuxoEWDn+iV4ov8/kGAWPdrYPj4nFjYnLOCNk",
+	"QfezZiJDzkEJGQ9NzeSBUs1gx8e7QydlyGXNtOOUepHnBq09A+u0QQ+MnE4xJ8C8QWIOMrGaYNwRSv17",
+	"+NTP9LQJ1GpA56MdAZ0mYJ/88vPfju994q1A4xUDY6H7XEmvUJFuCjMtlbO9M1Aev6czbemcwMwLpqVr",
+	"Bog+uXaAaCX80YpQwbVeCoaFIm4z1TkayrCMmSatkulc62mLpzrYma2nGX/kPCiyrkR+4JXdNp3oZo7k",
+	"tSzEOgwPDeaelzsNP2qpzuAIPoORQdzL2b+3V9mLiqjstGVovIrGht+HD7xocd5sIgVyT0j4YC62KL3T",
+	"Rnxod6iKRtbyLNdWRfixt3O6Pe2yTeaIqB9P59bF++JugaggWAaWD0qPRhvkUEzKvJ0kTHbdhzxgmqrx",
+	"4ibO1fapbReSikJqeLJynjt96VWW3tqufq8weKe8dRKifZCGnSSfGDtW6fMHFrK5Md5wIR0SuiIGh+IQ",
+	"/4QYKKenQ+u0wmDa0LVQNnkMjjwLdBqk651BGhx6NNdioqflCXMMksypnJ8dKP92b8yeeRj9oBQyYYz0",
+	"MgaMLsgZOp27uKozSP2S0rC02rfBPEw9tGXaZHDUtbidROb2D6ndhBNNy3j8fnHiWhbcnuENUzPU94lZ",
+	"3Sj+ylx+V87obQWvKp/KNgiq/M736plm0iwRZS+yfB+5A3FDd2QOrMhXdkmES91krcRqFzdNMXiKKn8v",
+	"SeZNSI9/+flvJ8nR0VFDgRIOpto6OP6YfiJzycvJ58++OviENP/rpaq3RK5XlIGJtqhguGRPDw1OYK7k",
+	"qznCzMsjXvoZkFMepGNLxJklWDFC1lr2CDFX8eD1eBCz2KAOWDHFMj3jeri7GsDdmJn/lPJD97iaUysN",
+	"YFHl9sY3czjHfhPlVhcFYgL3NhqPIznVc8PIWoJuwiHMTTdsdHUvqAx2bbybWo/tRZt8+wWb93MPqLac",
+	"Xfd6anu03xWg/cY2175ztN73vbXDpxtIT5cqa+efhBnXY6DVLYYVLlrPNVhJEdIGWS+JBq7Il2cg7CXX",
+	"LALhOH+G/MBcaYgM9rTdfqkGbLwaads0uGJZZmmG+xSnNW/0B5YjxkkZSJKmpmDtHThqlzKrF5CqJdR2",
+	"LokH0sZh6pi1rvTrKWpFuul6CJy8anzl3jo9m3lTn/1t2wPgla8nOPrezaG8GgcPpP6yfWjgcuunfxsR",
+	"8jVQVre9dgnwmt6sd96gcKfy5TWXt20t8X7ir7AUPXsvK3lO125Yyd9Xh5pKVf/2eHV9K3mXKzzMm0ql",
+	"G1edgQBvoMRg7MzrhXPlX2H3vyRsVlxFe7mI3m7cjuvcMd21GXWHUwsHfo+XRm/nomjrLtm2PO4bpVXu",
+	"yv3e4Hr9zr+9kH/FHLrB25rUXK3tt/huwutCzJe9lysZ2zusrf9o+HbKpCW69EAiQl4Jh+2IaTGbG+mW",
+	"T6kKCtsqVPXhwZzvkPGnr+JavnnxrJO0ODTr9TXoElNqgps+TSAt9FgqvgNXL0PBpVc8onKhiRLAiXMz",
+	"Ln4i1UjH8iqCi7SFqndPhCm0AVRjqRDbw4RhjLQgYCiyS1Q55a8YFAWhCsvbU29/OdBexS/DMuFiakw9",
+	"A7tUGedEhUwj24dnE6qalM2nFAS38dqu88Ycqypf62A8JPFjuPRLwYQJDpQ3158S0OVPBmGMynMWzHk7",
+	"pesP1ED9y7/AQ628yiG1sv6bD+HDDx80Ktr0P/wQyH7h22NzlaOB9PDqOAWFmNuVKiunwGU+YDA/Ovoo",
+	"q9fnoG8wHSiAuSrogCcInhRD6Ry6lOwmaBbSYh8e1LCAFUe6O3Rg5VhhDt+8eObfIBwU8goh2Ln+7cf3",
+	"YSqVZ8VnQY2rruzwi+iznWDuH0sP+wssigPKDzr8cXFp+1Txpg/n9cor1r+a7ghTmRTa8apSymnISYjF",
+	"WuJlYwEKF0D+Pf9AKEbE4R/QRe5/oheTIswVkXhjFhNdYCyQ0+ejIc3efvghwZFuqgyUQveHmLz3suux",
+	"354eHi4Wi74ZZQeYS6dNX5vxoRll/n8/rtfzUJDmK0J2X7KeJRZyZ7oW2ZBNQ/5gynWPRC/iYb2AHYP+",
+	"vF5X0S+B3aj12kNsG3g+FHNC0pOjI1hNAgwvPBcOgW8R+g3ha5jpyb1PoZFDF9fULMbF2VIehiCJ4ktL",
+	"sG2J+BBLWZYe1Gbq1Rnf8iSFm0qe/fKf/weO730SS+T5jX3w9OGjRzW/TI9DtMZgQcvQY0vVqwp0dQ9B",
+	"NtHaoseRAN/nfp+o5OmHH8J5tXkeKmI4oaYdbyXd/o87efwRrGcosge3kBkqvhMX2aHRMyPRCbOsZXxF",
+	"DvjgyaNO0rlCY4PnqX/UPyLLe4ZKzGTntPNR/6j/EUXO3ITkQDuR+V/G6NojOt88/f47z0HhL7iEp+iq",
+	"a7+XuPT005ATlD/KTvdiCUOEwCf88geq6wniT/eP/3QG4WIhcYMEUlGMU0iJtaS9PjyR2SUdgZ8jOLFo",
+	"gg8spJeyyrQbqC/mhgiZhhrtmI3x8blQ23GoQ1Kip/VIHJ4lXOKSN79kgI/yzmnna3R0yW+lgOq9o6Mt",
+	"ZcGuVw6M3r+hFphfiUW3UpPuocgmePDQSyLdotX8WS84qyMu3R/F0JNLNuHw8bYiaDW1oXP6w8ukEzIH",
+	"PbrV2DZx+is0crRsnDtdIRZjS9WgvJbx0r/xcELX1v+6Eb8eEL+wcO/oCBYTWZSX7unN0sJ81odHDjhT",
+	"p3F5ut92aOGa/C0eW5hhw8E1Ie9s29XH8gqVH+tlBta2T89s2D3y0Oy7eajgibZubPDpf38MXY/k55jL",
+	"mHabaTWS47nBvBe5tCdJYv/MfBNWhO4ffQT1apG1zM5RyJKo5WjVFIXHWuQwFIVQmYcq5KAbPXc48MrT",
+	"aCQzzv0kR7PIlxAzdu0GGjz3o27zNKs8t5YDpdk9sCQGqLTn/aOPNr2yhPGwpf7nNkQoYdiCCbHeG+nc",
+	"ZDxp61rTyo2L2k7QWaBb1mI8CKq8mMpi2evDA1XWWQ6pKCoHEbLEY7LFQI2jNBRT9LrAMbQl+4dksnLg",
+	"QpvLPjwItThJFLqJ0c4VmMMMzUAFxfjRE9bJ0EC3/CphiHpk4ZePhcqeMEZnSckIekVDq2jDJbox3Slz",
+	"vD8PkZv3gkON29hvmyagM3N8e4v4Wy/x2FYUmWWvVIS8JzzxduSt1QinR453P9Kod+ofOt6DSFYLEtNz",
+	"9/eZrKVUp3/43qe7H16tTksUvcemNKtabyNmv+Nen+Wy3yVR1TKXWqRkjbr13G0m7/OaXRKpe60QJlft",
+	"9J9OKbOzUbfSkuuZaJN0JjdQWmWtVh5lTJB96BfATugQf5WsYQf5Udl5/YF6rMdjKuE+d6HQayhlKhRQ",
+	"qGwDdfp1r9HJyaYUI146pVhR7dr+jXH1psdfHviXQZksE00CNW496HAmW07aq7HhpBsHyP4HrRCqgrpe",
+	"2fAWxnwWGHiwdXmDvAFc6t/8Wx1f+vCkZgyvVDklbW8hLIiCBTbNs2YeD1Qpa9gw4Kcp7iscWQAHUrFV",
+	"KoLSQnKk9XYY10mbWy8iKGnKBprizhrw/Qisn0YUXqmJ+x5eheECkl9+rNTKlcj8N3aeZYh5q7oRvAy3",
+	"JCRWcnF/W2LiO1wEyj+LDUUCajXRgUiZbAw0XGr6H1+uvGf58OXrkL62SmojbYg2t1lTFftgL+xm/sHV",
+	"Lm2wzvU8uCZt1A+jP4s6IVRNKGqZx36dwmA+UJmweCCVRWWlk1dYLBOwGtIHSv37l1UKMt0thXQlMTkN",
+	"il9QCgMw/YF6EiQiC5uWnGMi49YM41biDTtyW9TbzE7fi3yP74p8n03KjSVmHSILZ0F6BK8ZO0K8RsAl",
+	"3CIK3JiC99C3yjYs/+RaIZPjGjWyXNtI6xzUCqb/mm38Ld6mYRzKfLfimhfN2/TOX1EbI/WQjJ4DqSBe",
+	"MGrdXRMuFHVOf1r55pCv2djN7PXzWF8wE8ort+R5FmpDqfvo+65FoSy3a7H0caBq3QuiAiPCHaVTvs57",
+	"UNDVgu5HR2B79drwCQz1XOUrDWDIk8OaeqmaFTXVPCu0jYYEwdBr46qhZnLz5tUt8rmVmVqbm/Cu3BzF",
+	"7pojlKj5NbryUOky0iwUOy/RooaqJXJW6BrTqVpdgR9CajM9w8+4BFMK3VAEuteeW4Uim8T7vjbmptuJ",
+	"nKXQNbrAhBx0AwUwFeYSTQJ8ZRSIe7Emn8YE/zQBXeRoXT0RnoQMhUsCZBz8S08p0VJ7/Z0KHrBvOYA1",
+	"XIISUzyD9FUKI1mQIhC+9FrpSL72MHVXVZJefaJQuzE9hRAkD/lXNfKQFsIofxKx7IXfu1bzVFp3Ttvf",
+	"bNX3w0+t7e4IivZ2d52yam4M6JdflJH9WDq3LbK/lshQ7Qt0dcysW9nx3qa+fK82dQM83qNSdjspVNtz",
+	"yN0C9xgY+h2+fXmbft6Yu97KU2YhS5nw5E5NmnfmKh43Ge4696DPL98mG8RXVUAPhpjpKbJemNLdnrQP",
+	"oZQ3yyEFae0GEF17mQmZ9zdJC023EW9DC18v4X/HejjnlG7uElblrLbVJ/zDVt6JzVFPpt1sQei6LDz8",
+	"KWQmvmUEL3BTbyhC5lhMYCKt02bppZCYzVAYsrzJbaUVnpU1ucYkrtN6sfG0usPYxPwv6PcS83f5ML+I",
+	"9QnvEh/2CVxV3SbpiZPdT5QdEd/H6fO+xKtvXeJGvVa21qoDhYueELJiJOddn4FQS/L9IV26qykcZ0EJ",
+	"wPIZnpmaXwmDNR2hNdjcfuBHd8ZuoMvSvq69LWILnUrTifcTe3eMcHeNPqxgb+Aca5rbDqUktP/1SslM",
+	"uGzSdp0iZAnbMqGEMLZWQQ1Sr2mlCaSULxs8ZGvpt+lZCItPcKD4HSHv13Ir3PiJIrZbrpm36K5VSvIt",
+	"CeX1nOc79m1voxI+hjzcOvvHYre/Dwfcu6sEpbv8OirB4VBw1dubU32r5ryJ6BPQ7G6yYIS6xJzcYQs/",
+	"YGqx8JTcFWoJSquDWA+AsrMGoe9Jz2vd/GcsGECkTTVIzijTmX4j31vwOnnbMVyGSOmfFLrEL5wsBip2",
+	"VGGREAfQhXSLyvX68LlQquxYDwZnBRU/CQ3Y2rjJ50KFG923w0xqvefuWLX/XGx0rfu9+IN3/B55x+dC",
+	"gVj1Au/BOA5/CnfStpoWm3hBHx7LUQinD0UIoucaOQ+CWsGzWpaeHJ2k65rlc0+4NTLbJyXCzyNt2R7x",
+	"D8NixUkycnwY71Ez3O3Yem7RkDTZgGpsXtylmOJ4b7B66AYdCZEQcuDesr/8/PdD/2XaB+psQ8mfrZk8",
+	"a5jLnXBuVUI0m+3csZAInZA2yAnaVr6s84e4+D2KCz7eIDEoMNCIIOwvQzz53AJVP6nFSsIVKFQcwCAP",
+	"hydO1vnOVkIfCimro46i8I2WXvsbqHbihidC5mXxdtI3hwgcroAlOuimJ0f3YK1Ad+/Uf8cvniCQ6xjI",
+	"dQzsaS5dpAtRFOiYJZXu0lCfoFZBjJNWQDi2j9NG/8HokmvRVf36fm0PzW/JIXx0by+S9Kd5Hjnqb5S9",
+	"vDOle9y4tklZoLjCWyDrBv5TZSMuPFanAWnrgVpqtpky5bC/KFAogThQnjQ/9ZTIqmvtNco6FHlrkNM/",
+	"urcL+zGO3G/bnXj3SEU7eG2sCuxgY6bPY2ld8Gx3rquq/qZCsLXmY1uDsGFDqPXvjyyjYs/ff2j3NUVy",
+	"p+VJvzcH9na8ezdTl9xeMWK2wfHFbIpUqphkETxOXbaPZyYIfW8o99atir/I7PIa5vB5rNv7T66DvzNC",
+	"8kZWBUy7lzK77P06FnTSmc2vYedSPGUf5DwLtyWoFCddNhCF1QM1xGpoJZzpWnlI3Yuxnku0UBaMsUnt",
+	"7yCUe3343o/1Gh8VBPWC2hmh7CjkQE3QYD90s7kIfloqYVOrdOOJZVOlmzMQAzUS5mA0d3ODPI5fIFWO",
+	"I6mkw2LZO6Mv83JP6smLsRbt5hjSrZr1bYWE7jiOFEuVtmvzgQaEjTGlP2z833c4iQ+UMiKrKrzXUduY",
+	"XjZmZJYNOb24sxkqKjafWnyV9uFFqH8nOHn3NBQ1pTrZaWglT4MgHeJIG6Q0y1O2gJvjAp+SDrqkQQ1F",
+	"drkQJq8Z2pzvLx1OP7AMQS++ne7s8svZXuex8d1i6CVA+e6RNiuvJnNl5c1pLKSXUi2ZgVqEljNTKkDI",
+	"/u/oFpcm9I2HL5qFmS2E9BxhoazObDelZ8bd3i9Ds9rTRgbk5qYxx22dMNrfXe7onq8+an/1fpr97err",
+	"VUfLHQp7EB3/2Pq53wi6ij4fT4KVR96cqu8uH3pkICWHeLfkk1aXQdooiJsGNcQGJmPFCMtivqd002yG",
+	"wlVUS1exZB7rqviPg7C/ZcUk0nGMHEslirKSL4cJ7h0dpdGV4BEgvXd0nCagqGi6gHzOKIfwy8//NVBe",
+	"oarSkhgUr49l2IdvN+oj3fTk6CPWV9JeAkqTjyN6OqUaKLGaCkNej/K7tHdGdYU8c/Q6WaXHLiaaa/6C",
+	"0xqs1qpWT2Cg1gsKQLem1AniYTidtV+ZqBWVviVVqaVs9Z1rSqFGextXIKQ7a0UfYhDvMx6zBZBnob5P",
+	"mDoJ5VWXocnKH9rbP8NtvKoqA93PisjQzqR3KHqHP1WN/Lb6SsgNaEFUWgtTA9VWkxbGnoFR+b9Yqk7k",
+	"3JSSVaBrxFtZZaqzm3/S1OO7d46UucpRNHaD/PSWRJQWvferDuxWCwMqrCauNrHmy1y62xVRtRl+eyKK",
+	"brxTy/3q7NKyB38KFl3vD/HwuzTuPd61kaQqlr13Z/qHsSGNPfyJWphuFQPkPY01VUK7HjJ5owdwgmYP",
+	"Fs9O2LLFzb75YOWUQeD8wfDf+Wa5uMT6WQ5Fdvkrsvdk26kncPzLz387/ni1nIaeu9jhsPv8/PEBqkzn",
+	"mPcSwP64D+n/+9//639yQed/PU7LW6NeN6n8G7F5b5OXb7hIurM74kbP/veqhsSz0LWR/iAAzkDkZOt6",
+	"gqdg0k5KepDn70RGRLB/0NG7R5UEt0O9mTpeNbLZUrG29M2wX4HvsVJ2hHXcmGOG9d7WQi0XzI7D3ali",
+	"bh0a6EafwUBZR2WxFVUNH2kDIrRZHxuRUUMlqfOqBKI07Brl4gqh3AKVfTAYWsLagcq1+sDBqBCzXh/i",
+	"9bVNN3m+Rhc71dxmSlM5xwbVKWxB2Nt/cJ/fi4mOOBHTcHj97aUa3neM3puGt5RwxGUd+N6Z1zBsdO6f",
+	"gmBPPrUDMvUwaKi0Fh7lOFhZk3eghMob3sNG68U+POcCEp81XKZUPtbWSofGchOel4drt/2BehB8OSFk",
+	"EyCI1axcoLgftVREY/GOL1nZ7OznwhUWBN+XayOwb4W5PPc7fls1pGoUcMdX5MrO9ZtyFf3JcIvM6igy",
+	"URS/8Ryv36WV8q2+Cil5ftcZl7fKQLtU2UZ596K1lVYgPa7MxEUhAwAxrbBZEQZ++fm/QqKtF4TJQPk9",
+	"KwmJfeK//Pz30jJKE05LGOnC84dGt7CBGigOL9Zhamb2rkyf6elUOm+TR/wTAXrKA5uhOfADB4pZE+WD",
+	"hSo2VX3HDBOY6AWFIaZC1cpLw8JIh7VykcWyD18R6ANVh/0sVCGvxTCpLt4ck/VGabFQRpW2HFOVOZZa",
+	"rnE1Z5kKqqq84lyNvM7D+OlSZpeYp4dV0jNnd9d3uOqaz6+NFdIVLpJGB4iFkM7CfMaForw2pNWYNBku",
+	"hf/axZ61IZNGVc0zFOB05pYc8WtGkUIN0WdV3Vjuy3Hm9TtRjLSZUsuzgRKFQ4N5LEwqNnSVgD8HnPMK",
+	"PR3lzMwV5lwzi6fJdbhKNZMGW6MwnmL2K9YjWZ9qNV8+Of703h6FcFZCIKHTp5tIy2gYkCOWZILjo6ON",
+	"NXko8N5ePIir8sQ2TfcbTZo2BKhXWIWQrsQAaSsM8AdMKccxTBc9Ewqh60cdzHRRbIS5wsF2wOtgf3R0",
+	"tKu71K1GtcsmjFtD2rFLYsgpC8VwNXUBkmrO/vvfV6Ggh8JlE3/6WnHggfmEVC3suCaNSPa8XG0P0ewn",
+	"9cNLf2TcK4Upra1mM3VS4XrA/m/LOBj7LHWSztwUndPOISmuYfo12uLqid6S4prCXEeRK9xRx7eYheEB",
+	"W6eAc746o/L6LQz4AhX1GAkI6zXg2j3tEBs+OkmrSjHl3nEeQDJQ+DrDmV8aclOhvMxdbpQc4b4McVTj",
+	"lk5b2ZFef6DOdYGcvxhyDrmBUxVlKL8geM9AaW7jk3lpq2KfcdbmOaGnLOHNvDPsGR/9+qbF3JqkdIfw",
+	"FtbUl/rWl/rL+puoezulmnOXHA6ANW47NBGxH1r/rLZ8h26cxW99Lj1GsLVQhzKpnXJS76fOg0rgeySP",
+	"Sh4Y5NtABdlOsjHlBCzP9knbkCozKGw87LGYHYwMEoisy4ScdUi//vIZRC0uHagoVFl32bz0Fb2mpgRB",
+	"TQdqHCDRavuuV76OmTfduMtC7KO08xiotdeKIhZUsFkxt6GNaa2zlteNGvUOu3y3tK3KZtpLILhEwOmB",
+	"KjcsDvw3HvjZLz//3WP6vY9JZvuPaRIQ0c6n0XLxApcqDPIbS20lZQUP9IiVs9pFm642QC2Xe2AwQ3mF",
+	"+WmpSHkhLq0NVZHjt37niIctpF/rM48u1FjalvWO01ov6lD55SHte/gmSKQzSMVMHgp/eGIm+0sxLVLg",
+	"ExyiDZrkxCt+Bel9DwttvSqbezT2r114nirioYa2K7k+9YPf0EB4A1MUxI3elO3o2LH5ZqDeHBwclP/7",
+	"R46Pjo7gDSjqkki+q7nx7yhdV+w2kNTdFhaCDA2Ijx7Dm7Kz9mTuKJ6dU+a0JxitIDVIenLaa7yzKxR5",
+	"A0qtvceHRw29giHDJxw8b0aoXE893YtlOfsn8AZmupDZEq6kLkIzvLomWrY84Ubgb2AkX9d6pJ/VQFqd",
+	"P07yqX+K24hrDUM5hi7xM06btP2peH1Bv19Qn3da6LVnOa5tJLm0G7u1aWuGIrvUoxG/5CSeBleARZV7",
+	"zOYuE0C5XtQ9oRzwJmrWK/OQpA6Dzprl+MuJ7sEbmKAwbojCRZJ5s2uZJ3xilKWVaeXp2JzW9glymQeI",
+	"RA4jollFGXj7vNqfkz8h0sLDYBJfbPZw3wRDNOFpKiJgNTKkw4b33avO3ZRd78BLfsx3LJaPp5FVdlDI",
+	"SyzPq/vLf/5fOAbbC5OdEAkSH2EjuirBH0wmf4B+cbrwU7Pl6bHwdEXkrDbbDoZ7A1JvGpZbV9MIomtz",
+	"XahwG6xSD6j1L+LdZXssXswoGq2hasqCntnO25dv/38AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,6 +28,36 @@ const (
 func (e AuthSessionTokenType) Valid() bool {
 	switch e {
 	case Bearer:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ErrorFrameType.
+const (
+	Error ErrorFrameType = "error"
+)
+
+// Valid indicates whether the value is a known member of the ErrorFrameType enum.
+func (e ErrorFrameType) Valid() bool {
+	switch e {
+	case Error:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for EventFrameType.
+const (
+	Event EventFrameType = "event"
+)
+
+// Valid indicates whether the value is a known member of the EventFrameType enum.
+func (e EventFrameType) Valid() bool {
+	switch e {
+	case Event:
 		return true
 	default:
 		return false
@@ -105,6 +136,21 @@ func (e HealthStatus) Valid() bool {
 	}
 }
 
+// Defines values for HelloFrameType.
+const (
+	Hello HelloFrameType = "hello"
+)
+
+// Valid indicates whether the value is a known member of the HelloFrameType enum.
+func (e HelloFrameType) Valid() bool {
+	switch e {
+	case Hello:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for JWKAlg.
 const (
 	EdDSA JWKAlg = "EdDSA"
@@ -165,6 +211,51 @@ func (e JWKUse) Valid() bool {
 	}
 }
 
+// Defines values for PingFrameType.
+const (
+	Ping PingFrameType = "ping"
+)
+
+// Valid indicates whether the value is a known member of the PingFrameType enum.
+func (e PingFrameType) Valid() bool {
+	switch e {
+	case Ping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PongFrameType.
+const (
+	Pong PongFrameType = "pong"
+)
+
+// Valid indicates whether the value is a known member of the PongFrameType enum.
+func (e PongFrameType) Valid() bool {
+	switch e {
+	case Pong:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PresenceFrameType.
+const (
+	PresenceFrameTypePresence PresenceFrameType = "presence"
+)
+
+// Valid indicates whether the value is a known member of the PresenceFrameType enum.
+func (e PresenceFrameType) Valid() bool {
+	switch e {
+	case PresenceFrameTypePresence:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ReadinessChecks.
 const (
 	ReadinessChecksDisabled ReadinessChecks = "disabled"
@@ -213,6 +304,51 @@ func (e Role) Valid() bool {
 	case RoleModerator:
 		return true
 	case RoleOwner:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TypingFrameType.
+const (
+	Typing TypingFrameType = "typing"
+)
+
+// Valid indicates whether the value is a known member of the TypingFrameType enum.
+func (e TypingFrameType) Valid() bool {
+	switch e {
+	case Typing:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TypingStartFrameType.
+const (
+	TypingStart TypingStartFrameType = "typing.start"
+)
+
+// Valid indicates whether the value is a known member of the TypingStartFrameType enum.
+func (e TypingStartFrameType) Valid() bool {
+	switch e {
+	case TypingStart:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TypingStopFrameType.
+const (
+	TypingStop TypingStopFrameType = "typing.stop"
+)
+
+// Valid indicates whether the value is a known member of the TypingStopFrameType enum.
+func (e TypingStopFrameType) Valid() bool {
+	switch e {
+	case TypingStop:
 		return true
 	default:
 		return false
@@ -319,6 +455,11 @@ type BanRequest struct {
 	UserId openapi_types.UUID `json:"user_id"`
 }
 
+// ClientFrame Every frame a client may send, discriminated by `type`.
+type ClientFrame struct {
+	union json.RawMessage
+}
+
 // CreateRoomRequest defines model for CreateRoomRequest.
 type CreateRoomRequest struct {
 	EntryPrice      *int64      `json:"entry_price,omitempty"`
@@ -332,6 +473,32 @@ type CreateRoomRequest struct {
 type EditMessageRequest struct {
 	Body string `json:"body"`
 }
+
+// ErrorFrame A client frame was refused; the connection stays open.
+type ErrorFrame struct {
+	Code    string         `json:"code"`
+	Message string         `json:"message"`
+	Type    ErrorFrameType `json:"type"`
+}
+
+// ErrorFrameType defines model for ErrorFrame.Type.
+type ErrorFrameType string
+
+// EventFrame A room event, exactly as `GET /v1/sync` returns it (reaction `me` flags are omitted), in per-room `seq` order.
+type EventFrame struct {
+	// Event One change in a room. `message` is the message's current state (a deleted message is a
+	// tombstone, whichever event refers to it); `user_id` is whom a membership or read event
+	// is about; `member` carries a role or mute change; `room` a room change; `reaction` a
+	// reaction change.
+	Event RoomEvent `json:"event"`
+
+	// Token Resume from here (WebSocket `since` or `GET /v1/sync?since=`).
+	Token string         `json:"token"`
+	Type  EventFrameType `json:"type"`
+}
+
+// EventFrameType defines model for EventFrame.Type.
+type EventFrameType string
 
 // EventType defines model for EventType.
 type EventType string
@@ -350,6 +517,22 @@ type Health struct {
 
 // HealthStatus defines model for Health.Status.
 type HealthStatus string
+
+// HelloFrame The first frame of every connection.
+type HelloFrame struct {
+	ConnectionId string `json:"connection_id"`
+
+	// HeartbeatIntervalMs The server pings this often; answer pings (browsers do) or send `ping` frames.
+	HeartbeatIntervalMs int            `json:"heartbeat_interval_ms"`
+	Limits              RealtimeLimits `json:"limits"`
+
+	// Token Resume from here if nothing else arrives.
+	Token string         `json:"token"`
+	Type  HelloFrameType `json:"type"`
+}
+
+// HelloFrameType defines model for HelloFrame.Type.
+type HelloFrameType string
 
 // Invite defines model for Invite.
 type Invite struct {
@@ -448,6 +631,42 @@ type MessagePage struct {
 	Items   []Message `json:"items"`
 }
 
+// PingFrame defines model for PingFrame.
+type PingFrame struct {
+	Id   *string       `json:"id,omitempty"`
+	Type PingFrameType `json:"type"`
+}
+
+// PingFrameType defines model for PingFrame.Type.
+type PingFrameType string
+
+// PongFrame defines model for PongFrame.
+type PongFrame struct {
+	Id   *string       `json:"id,omitempty"`
+	Type PongFrameType `json:"type"`
+}
+
+// PongFrameType defines model for PongFrame.Type.
+type PongFrameType string
+
+// Presence defines model for Presence.
+type Presence struct {
+	// Online User ids of the members online now.
+	Online []openapi_types.UUID `json:"online"`
+	RoomId openapi_types.UUID   `json:"room_id"`
+}
+
+// PresenceFrame A member of one of your rooms came online or went offline. Not durable.
+type PresenceFrame struct {
+	Online bool               `json:"online"`
+	RoomId openapi_types.UUID `json:"room_id"`
+	Type   PresenceFrameType  `json:"type"`
+	UserId openapi_types.UUID `json:"user_id"`
+}
+
+// PresenceFrameType defines model for PresenceFrame.Type.
+type PresenceFrameType string
+
 // Problem An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
@@ -498,8 +717,8 @@ type ReactionCount struct {
 	Count int    `json:"count"`
 	Emoji string `json:"emoji"`
 
-	// Me Whether the caller reacted with it.
-	Me bool `json:"me"`
+	// Me Whether the caller reacted with it (absent in WebSocket event frames, which every member shares).
+	Me *bool `json:"me,omitempty"`
 }
 
 // ReadRequest defines model for ReadRequest.
@@ -526,6 +745,26 @@ type ReadinessChecks string
 
 // ReadinessStatus defines model for Readiness.Status.
 type ReadinessStatus string
+
+// RealtimeLimits defines model for RealtimeLimits.
+type RealtimeLimits struct {
+	MaxConnectionsPerUser int `json:"max_connections_per_user"`
+	MaxFrameBytes         int `json:"max_frame_bytes"`
+	MaxFramesPerSecond    int `json:"max_frames_per_second"`
+
+	// TypingTimeoutMs A typing indicator expires this long after its last `typing.start`.
+	TypingTimeoutMs int `json:"typing_timeout_ms"`
+}
+
+// RealtimeTicket defines model for RealtimeTicket.
+type RealtimeTicket struct {
+	// ExpiresIn Seconds until the ticket expires.
+	ExpiresIn int    `json:"expires_in"`
+	Ticket    string `json:"ticket"`
+
+	// Url The WebSocket URL to connect to (add `&since=…` to resume).
+	Url string `json:"url"`
+}
 
 // RefreshRequest defines model for RefreshRequest.
 type RefreshRequest struct {
@@ -614,6 +853,11 @@ type SendMessageRequest struct {
 	ReplyTo *openapi_types.UUID `json:"reply_to,omitempty"`
 }
 
+// ServerFrame Every frame the server sends, discriminated by `type`.
+type ServerFrame struct {
+	union json.RawMessage
+}
+
 // SyncPage defines model for SyncPage.
 type SyncPage struct {
 	Events []RoomEvent `json:"events"`
@@ -625,6 +869,36 @@ type SyncPage struct {
 	// Rooms Only without `since`: the caller's rooms, with their membership.
 	Rooms *[]Room `json:"rooms,omitempty"`
 }
+
+// TypingFrame Someone in one of your rooms started or stopped typing. Not durable.
+type TypingFrame struct {
+	ExpiresInMs *int               `json:"expires_in_ms,omitempty"`
+	RoomId      openapi_types.UUID `json:"room_id"`
+	Type        TypingFrameType    `json:"type"`
+	Typing      bool               `json:"typing"`
+	UserId      openapi_types.UUID `json:"user_id"`
+}
+
+// TypingFrameType defines model for TypingFrame.Type.
+type TypingFrameType string
+
+// TypingStartFrame defines model for TypingStartFrame.
+type TypingStartFrame struct {
+	RoomId openapi_types.UUID   `json:"room_id"`
+	Type   TypingStartFrameType `json:"type"`
+}
+
+// TypingStartFrameType defines model for TypingStartFrame.Type.
+type TypingStartFrameType string
+
+// TypingStopFrame defines model for TypingStopFrame.
+type TypingStopFrame struct {
+	RoomId openapi_types.UUID  `json:"room_id"`
+	Type   TypingStopFrameType `json:"type"`
+}
+
+// TypingStopFrameType defines model for TypingStopFrame.Type.
+type TypingStopFrameType string
 
 // UpdateMemberRequest defines model for UpdateMemberRequest.
 type UpdateMemberRequest struct {
@@ -828,6 +1102,388 @@ type EditMessageJSONRequestBody = EditMessageRequest
 // MarkReadJSONRequestBody defines body for MarkRead for application/json ContentType.
 type MarkReadJSONRequestBody = ReadRequest
 
+// AsPingFrame returns the union data inside the ClientFrame as a PingFrame
+func (t ClientFrame) AsPingFrame() (PingFrame, error) {
+	var body PingFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPingFrame overwrites any union data inside the ClientFrame as the provided PingFrame
+func (t *ClientFrame) FromPingFrame(v PingFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"ping"}`))
+	t.union = b
+	return err
+}
+
+// MergePingFrame performs a merge with any union data inside the ClientFrame, using the provided PingFrame
+func (t *ClientFrame) MergePingFrame(v PingFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"ping"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsTypingStartFrame returns the union data inside the ClientFrame as a TypingStartFrame
+func (t ClientFrame) AsTypingStartFrame() (TypingStartFrame, error) {
+	var body TypingStartFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromTypingStartFrame overwrites any union data inside the ClientFrame as the provided TypingStartFrame
+func (t *ClientFrame) FromTypingStartFrame(v TypingStartFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing.start"}`))
+	t.union = b
+	return err
+}
+
+// MergeTypingStartFrame performs a merge with any union data inside the ClientFrame, using the provided TypingStartFrame
+func (t *ClientFrame) MergeTypingStartFrame(v TypingStartFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing.start"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsTypingStopFrame returns the union data inside the ClientFrame as a TypingStopFrame
+func (t ClientFrame) AsTypingStopFrame() (TypingStopFrame, error) {
+	var body TypingStopFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromTypingStopFrame overwrites any union data inside the ClientFrame as the provided TypingStopFrame
+func (t *ClientFrame) FromTypingStopFrame(v TypingStopFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing.stop"}`))
+	t.union = b
+	return err
+}
+
+// MergeTypingStopFrame performs a merge with any union data inside the ClientFrame, using the provided TypingStopFrame
+func (t *ClientFrame) MergeTypingStopFrame(v TypingStopFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing.stop"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ClientFrame) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"type"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t ClientFrame) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "ping":
+		return t.AsPingFrame()
+	case "typing.start":
+		return t.AsTypingStartFrame()
+	case "typing.stop":
+		return t.AsTypingStopFrame()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t ClientFrame) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ClientFrame) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsHelloFrame returns the union data inside the ServerFrame as a HelloFrame
+func (t ServerFrame) AsHelloFrame() (HelloFrame, error) {
+	var body HelloFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromHelloFrame overwrites any union data inside the ServerFrame as the provided HelloFrame
+func (t *ServerFrame) FromHelloFrame(v HelloFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"hello"}`))
+	t.union = b
+	return err
+}
+
+// MergeHelloFrame performs a merge with any union data inside the ServerFrame, using the provided HelloFrame
+func (t *ServerFrame) MergeHelloFrame(v HelloFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"hello"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsEventFrame returns the union data inside the ServerFrame as a EventFrame
+func (t ServerFrame) AsEventFrame() (EventFrame, error) {
+	var body EventFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromEventFrame overwrites any union data inside the ServerFrame as the provided EventFrame
+func (t *ServerFrame) FromEventFrame(v EventFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"event"}`))
+	t.union = b
+	return err
+}
+
+// MergeEventFrame performs a merge with any union data inside the ServerFrame, using the provided EventFrame
+func (t *ServerFrame) MergeEventFrame(v EventFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"event"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsTypingFrame returns the union data inside the ServerFrame as a TypingFrame
+func (t ServerFrame) AsTypingFrame() (TypingFrame, error) {
+	var body TypingFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromTypingFrame overwrites any union data inside the ServerFrame as the provided TypingFrame
+func (t *ServerFrame) FromTypingFrame(v TypingFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing"}`))
+	t.union = b
+	return err
+}
+
+// MergeTypingFrame performs a merge with any union data inside the ServerFrame, using the provided TypingFrame
+func (t *ServerFrame) MergeTypingFrame(v TypingFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"typing"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPresenceFrame returns the union data inside the ServerFrame as a PresenceFrame
+func (t ServerFrame) AsPresenceFrame() (PresenceFrame, error) {
+	var body PresenceFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPresenceFrame overwrites any union data inside the ServerFrame as the provided PresenceFrame
+func (t *ServerFrame) FromPresenceFrame(v PresenceFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"presence"}`))
+	t.union = b
+	return err
+}
+
+// MergePresenceFrame performs a merge with any union data inside the ServerFrame, using the provided PresenceFrame
+func (t *ServerFrame) MergePresenceFrame(v PresenceFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"presence"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPongFrame returns the union data inside the ServerFrame as a PongFrame
+func (t ServerFrame) AsPongFrame() (PongFrame, error) {
+	var body PongFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPongFrame overwrites any union data inside the ServerFrame as the provided PongFrame
+func (t *ServerFrame) FromPongFrame(v PongFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"pong"}`))
+	t.union = b
+	return err
+}
+
+// MergePongFrame performs a merge with any union data inside the ServerFrame, using the provided PongFrame
+func (t *ServerFrame) MergePongFrame(v PongFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"pong"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsErrorFrame returns the union data inside the ServerFrame as a ErrorFrame
+func (t ServerFrame) AsErrorFrame() (ErrorFrame, error) {
+	var body ErrorFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromErrorFrame overwrites any union data inside the ServerFrame as the provided ErrorFrame
+func (t *ServerFrame) FromErrorFrame(v ErrorFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"error"}`))
+	t.union = b
+	return err
+}
+
+// MergeErrorFrame performs a merge with any union data inside the ServerFrame, using the provided ErrorFrame
+func (t *ServerFrame) MergeErrorFrame(v ErrorFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"error"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ServerFrame) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"type"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t ServerFrame) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "error":
+		return t.AsErrorFrame()
+	case "event":
+		return t.AsEventFrame()
+	case "hello":
+		return t.AsHelloFrame()
+	case "pong":
+		return t.AsPongFrame()
+	case "presence":
+		return t.AsPresenceFrame()
+	case "typing":
+		return t.AsTypingFrame()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t ServerFrame) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ServerFrame) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
 
@@ -1008,6 +1664,15 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/me (the `GetMe` operationId).
 	GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateRealtimeTicket Get a ticket to open the WebSocket
+	//
+	// Browsers cannot send an `Authorization` header with a WebSocket, so the socket
+	// authenticates with a ticket: short-lived (30 s), single-use, bound to the caller and
+	// their session (logging out closes the socket).
+	//
+	// Corresponds with POST /v1/realtime/tickets (the `CreateRealtimeTicket` operationId).
+	CreateRealtimeTicket(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListRooms List rooms
 	//
@@ -1244,10 +1909,20 @@ type ClientInterface interface {
 	// Corresponds with PUT /v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji} (the `AddReaction` operationId).
 	AddReaction(ctx context.Context, roomId RoomId, messageId MessageId, emoji string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetPresence Who in the room is online
+	//
+	// The room's members with at least one open WebSocket anywhere in the cluster (a member
+	// stays online for a short grace period after their last socket closes, so reconnects
+	// don't flap). Members only.
+	//
+	// Corresponds with GET /v1/rooms/{room_id}/presence (the `GetPresence` operationId).
+	GetPresence(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// MarkReadWithBody Move the read marker
 	//
 	// The marker only moves forward: a `seq` at or below the current marker changes nothing
 	// and returns the current state. Unread = messages by others after the marker, not deleted.
+	// A new member's marker starts at their join, so history from before counts as read.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1258,6 +1933,7 @@ type ClientInterface interface {
 	//
 	// The marker only moves forward: a `seq` at or below the current marker changes nothing
 	// and returns the current state. Unread = messages by others after the marker, not deleted.
+	// A new member's marker starts at their join, so history from before counts as read.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1490,6 +2166,25 @@ func (c *Client) Register(ctx context.Context, body RegisterJSONRequestBody, req
 // Corresponds with GET /v1/me (the `GetMe` operationId).
 func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetMeRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateRealtimeTicket Get a ticket to open the WebSocket
+//
+// Browsers cannot send an `Authorization` header with a WebSocket, so the socket
+// authenticates with a ticket: short-lived (30 s), single-use, bound to the caller and
+// their session (logging out closes the socket).
+//
+// Corresponds with POST /v1/realtime/tickets (the `CreateRealtimeTicket` operationId).
+func (c *Client) CreateRealtimeTicket(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateRealtimeTicketRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1995,10 +2690,30 @@ func (c *Client) AddReaction(ctx context.Context, roomId RoomId, messageId Messa
 	return c.Client.Do(req)
 }
 
+// GetPresence Who in the room is online
+//
+// The room's members with at least one open WebSocket anywhere in the cluster (a member
+// stays online for a short grace period after their last socket closes, so reconnects
+// don't flap). Members only.
+//
+// Corresponds with GET /v1/rooms/{room_id}/presence (the `GetPresence` operationId).
+func (c *Client) GetPresence(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPresenceRequest(c.Server, roomId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // MarkReadWithBody Move the read marker
 //
 // The marker only moves forward: a `seq` at or below the current marker changes nothing
 // and returns the current state. Unread = messages by others after the marker, not deleted.
+// A new member's marker starts at their join, so history from before counts as read.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2019,6 +2734,7 @@ func (c *Client) MarkReadWithBody(ctx context.Context, roomId RoomId, contentTyp
 //
 // The marker only moves forward: a `seq` at or below the current marker changes nothing
 // and returns the current state. Unread = messages by others after the marker, not deleted.
+// A new member's marker starts at their join, so history from before counts as read.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2311,6 +3027,33 @@ func NewGetMeRequest(server string) (*http.Request, error) {
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateRealtimeTicketRequest constructs an http.Request for the CreateRealtimeTicket method
+func NewCreateRealtimeTicketRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/realtime/tickets")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -3257,6 +4000,40 @@ func NewAddReactionRequest(server string, roomId RoomId, messageId MessageId, em
 	return req, nil
 }
 
+// NewGetPresenceRequest constructs an http.Request for the GetPresence method
+func NewGetPresenceRequest(server string, roomId RoomId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room_id", roomId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/rooms/%s/presence", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewMarkReadRequest calls the generic MarkRead builder with application/json body
 func NewMarkReadRequest(server string, roomId RoomId, body MarkReadJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -3543,6 +4320,17 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/me (the `GetMe` operationId).
 	GetMeWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMeResponse, error)
 
+	// CreateRealtimeTicketWithResponse Get a ticket to open the WebSocket
+	//
+	// Browsers cannot send an `Authorization` header with a WebSocket, so the socket
+	// authenticates with a ticket: short-lived (30 s), single-use, bound to the caller and
+	// their session (logging out closes the socket).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/realtime/tickets (the `CreateRealtimeTicket` operationId).
+	CreateRealtimeTicketWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*CreateRealtimeTicketResponse, error)
+
 	// ListRoomsWithResponse List rooms
 	//
 	// * `scope=joined` (default): the caller's rooms, each with its `membership` (role, read
@@ -3802,10 +4590,22 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji} (the `AddReaction` operationId).
 	AddReactionWithResponse(ctx context.Context, roomId RoomId, messageId MessageId, emoji string, reqEditors ...RequestEditorFn) (*AddReactionResponse, error)
 
+	// GetPresenceWithResponse Who in the room is online
+	//
+	// The room's members with at least one open WebSocket anywhere in the cluster (a member
+	// stays online for a short grace period after their last socket closes, so reconnects
+	// don't flap). Members only.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/rooms/{room_id}/presence (the `GetPresence` operationId).
+	GetPresenceWithResponse(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*GetPresenceResponse, error)
+
 	// MarkReadWithBodyWithResponse Move the read marker
 	//
 	// The marker only moves forward: a `seq` at or below the current marker changes nothing
 	// and returns the current state. Unread = messages by others after the marker, not deleted.
+	// A new member's marker starts at their join, so history from before counts as read.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3816,6 +4616,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// The marker only moves forward: a `seq` at or below the current marker changes nothing
 	// and returns the current state. Unread = messages by others after the marker, not deleted.
+	// A new member's marker starts at their join, so history from before counts as read.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4368,6 +5169,82 @@ func (r GetMeResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetMeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateRealtimeTicketResponse401Headers the declared response headers of an HTTP 401 response for CreateRealtimeTicket
+type CreateRealtimeTicketResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// CreateRealtimeTicketResponse429Headers the declared response headers of an HTTP 429 response for CreateRealtimeTicket
+type CreateRealtimeTicketResponse429Headers struct {
+	RetryAfter *int
+}
+
+type CreateRealtimeTicketResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *RealtimeTicket
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateRealtimeTicketResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateRealtimeTicketResponse429Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateRealtimeTicketResponse) GetJSON201() *RealtimeTicket {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateRealtimeTicketResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateRealtimeTicketResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateRealtimeTicketResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateRealtimeTicketResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateRealtimeTicketResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateRealtimeTicketResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateRealtimeTicketResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5906,6 +6783,8 @@ type RemoveReactionResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -5930,6 +6809,11 @@ func (r RemoveReactionResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r RemoveReactionResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r RemoveReactionResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -6043,6 +6927,82 @@ func (r AddReactionResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r AddReactionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetPresenceResponse401Headers the declared response headers of an HTTP 401 response for GetPresence
+type GetPresenceResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+type GetPresenceResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Presence
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetPresenceResponse401Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetPresenceResponse) GetJSON200() *Presence {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetPresenceResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetPresenceResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetPresenceResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetPresenceResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPresenceResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPresenceResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPresenceResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPresenceResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6389,6 +7349,23 @@ func (c *ClientWithResponses) GetMeWithResponse(ctx context.Context, reqEditors 
 		return nil, err
 	}
 	return ParseGetMeResponse(rsp)
+}
+
+// CreateRealtimeTicketWithResponse Get a ticket to open the WebSocket
+//
+// Browsers cannot send an `Authorization` header with a WebSocket, so the socket
+// authenticates with a ticket: short-lived (30 s), single-use, bound to the caller and
+// their session (logging out closes the socket).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/realtime/tickets (the `CreateRealtimeTicket` operationId).
+func (c *ClientWithResponses) CreateRealtimeTicketWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*CreateRealtimeTicketResponse, error) {
+	rsp, err := c.CreateRealtimeTicket(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateRealtimeTicketResponse(rsp)
 }
 
 // ListRoomsWithResponse List rooms
@@ -6806,10 +7783,28 @@ func (c *ClientWithResponses) AddReactionWithResponse(ctx context.Context, roomI
 	return ParseAddReactionResponse(rsp)
 }
 
+// GetPresenceWithResponse Who in the room is online
+//
+// The room's members with at least one open WebSocket anywhere in the cluster (a member
+// stays online for a short grace period after their last socket closes, so reconnects
+// don't flap). Members only.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/rooms/{room_id}/presence (the `GetPresence` operationId).
+func (c *ClientWithResponses) GetPresenceWithResponse(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*GetPresenceResponse, error) {
+	rsp, err := c.GetPresence(ctx, roomId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPresenceResponse(rsp)
+}
+
 // MarkReadWithBodyWithResponse Move the read marker
 //
 // The marker only moves forward: a `seq` at or below the current marker changes nothing
 // and returns the current state. Unread = messages by others after the marker, not deleted.
+// A new member's marker starts at their join, so history from before counts as read.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6826,6 +7821,7 @@ func (c *ClientWithResponses) MarkReadWithBodyWithResponse(ctx context.Context, 
 //
 // The marker only moves forward: a `seq` at or below the current marker changes nothing
 // and returns the current state. Unread = messages by others after the marker, not deleted.
+// A new member's marker starts at their join, so history from before counts as read.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7318,6 +8314,76 @@ func ParseGetMeResponse(rsp *http.Response) (*GetMeResponse, error) {
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateRealtimeTicketResponse parses an HTTP response from a CreateRealtimeTicketWithResponse call
+func ParseCreateRealtimeTicketResponse(rsp *http.Response) (*CreateRealtimeTicketResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateRealtimeTicketResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest RealtimeTicket
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers CreateRealtimeTicketResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers CreateRealtimeTicketResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -8749,6 +9815,13 @@ func ParseRemoveReactionResponse(rsp *http.Response) (*RemoveReactionResponse, e
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8838,6 +9911,73 @@ func ParseAddReactionResponse(rsp *http.Response) (*AddReactionResponse, error) 
 	switch {
 	case rsp.StatusCode == 401:
 		var headers AddReactionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetPresenceResponse parses an HTTP response from a GetPresenceWithResponse call
+func ParseGetPresenceResponse(rsp *http.Response) (*GetPresenceResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPresenceResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Presence
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetPresenceResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {

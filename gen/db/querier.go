@@ -14,17 +14,23 @@ type Querier interface {
 	AddMemberCount(ctx context.Context, arg AddMemberCountParams) error
 	AddReaction(ctx context.Context, arg AddReactionParams) (int64, error)
 	ClosePeriod(ctx context.Context, arg ClosePeriodParams) error
+	// Deleting is what makes a ticket single-use: of two concurrent upgrades, one gets the row.
+	ConsumeTicket(ctx context.Context, ticketHash []byte) (ConsumeTicketRow, error)
 	CreateRefreshToken(ctx context.Context, arg CreateRefreshTokenParams) error
 	CreateRoom(ctx context.Context, arg CreateRoomParams) (Room, error)
 	CreateSession(ctx context.Context, arg CreateSessionParams) (Session, error)
+	CreateTicket(ctx context.Context, arg CreateTicketParams) error
 	CreateUser(ctx context.Context, arg CreateUserParams) (User, error)
 	CurrentSnapshot(ctx context.Context) (string, error)
 	DeleteBan(ctx context.Context, arg DeleteBanParams) (int64, error)
+	DeleteExpiredTickets(ctx context.Context) (int64, error)
 	DeleteInvite(ctx context.Context, arg DeleteInviteParams) error
 	DeleteMember(ctx context.Context, arg DeleteMemberParams) error
 	DeleteMessage(ctx context.Context, id uuid.UUID) (Message, error)
 	DeleteRoom(ctx context.Context, id uuid.UUID) error
 	EditMessage(ctx context.Context, arg EditMessageParams) (Message, error)
+	// A room's events with from_seq <= seq <= to_seq, for live delivery and gap repair.
+	EventRange(ctx context.Context, arg EventRangeParams) ([]EventRangeRow, error)
 	GetActiveBan(ctx context.Context, arg GetActiveBanParams) (RoomBan, error)
 	GetInvite(ctx context.Context, arg GetInviteParams) (RoomInvite, error)
 	GetMember(ctx context.Context, arg GetMemberParams) (RoomMember, error)
@@ -54,16 +60,24 @@ type Querier interface {
 	LockRoomForEvent(ctx context.Context, id uuid.UUID) (Room, error)
 	MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error
 	MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error)
+	// The caller's rooms and the seq of each room's latest event in this transaction's snapshot.
+	MemberRoomSeqs(ctx context.Context, userID uuid.UUID) ([]MemberRoomSeqsRow, error)
 	MessagesByID(ctx context.Context, ids []uuid.UUID) ([]Message, error)
 	OpenPeriod(ctx context.Context, arg OpenPeriodParams) error
 	ReactionCounts(ctx context.Context, arg ReactionCountsParams) ([]ReactionCountsRow, error)
 	RemoveReaction(ctx context.Context, arg RemoveReactionParams) (int64, error)
 	RevokeSession(ctx context.Context, arg RevokeSessionParams) error
+	RoomMemberIDs(ctx context.Context, roomID uuid.UUID) ([]uuid.UUID, error)
 	RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error)
+	// Of the (room, seq) pairs a token says were delivered beyond its snapshot, those not yet
+	// covered by the snapshot: some event up to that seq is not visible in it.
+	SeenStillNeeded(ctx context.Context, arg SeenStillNeededParams) ([]SeenStillNeededRow, error)
 	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
 	// The caller's events committed after the snapshot `since` and visible in `upto`, within the
-	// stretches of each room's log they were a member for, in (room, seq) order after a cursor.
-	// xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
+	// stretches of each room's log they were a member for, in (room, seq) order after a cursor —
+	// minus what a WebSocket already delivered beyond `since`: per room, events up to a seq
+	// (seen_rooms[i], seen_seqs[i]). xid >= xmin(since) bounds the index scan: anything older
+	// was visible in `since` already.
 	SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error)
 	TouchLastSent(ctx context.Context, arg TouchLastSentParams) error
 	TouchSession(ctx context.Context, id uuid.UUID) error

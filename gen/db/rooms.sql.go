@@ -258,8 +258,8 @@ func (q *Queries) GetUserName(ctx context.Context, id uuid.UUID) (string, error)
 }
 
 const insertMember = `-- name: InsertMember :one
-INSERT INTO room_members (room_id, user_id, role, joined_seq)
-VALUES ($1, $2, $3, $4)
+INSERT INTO room_members (room_id, user_id, role, joined_seq, read_seq)
+VALUES ($1, $2, $3, $4, $4)
 RETURNING room_id, user_id, role, joined_at, joined_seq, read_seq, muted_until, last_sent_at
 `
 

@@ -26,23 +26,41 @@ import (
 	"github.com/parlor-dev/parlor/internal/httpapi"
 	"github.com/parlor-dev/parlor/internal/postgres"
 	"github.com/parlor-dev/parlor/internal/ratelimit"
+	"github.com/parlor-dev/parlor/internal/realtime"
 	"github.com/parlor-dev/parlor/internal/rooms"
 )
 
 // App is one running Parlor: its connections and its HTTP handler.
 type App struct {
-	Config config.Config
-	Logger *slog.Logger
-	Pool   *pgxpool.Pool
-	Redis  redis.UniversalClient
-	Keys   *auth.KeyRing
-	Echo   *echo.Echo
-	stop   context.CancelFunc
+	Config  config.Config
+	Logger  *slog.Logger
+	Pool    *pgxpool.Pool
+	Redis   redis.UniversalClient
+	Keys    *auth.KeyRing
+	Echo    *echo.Echo
+	Gateway *realtime.Gateway
+	stop    context.CancelFunc
+}
+
+// Option adjusts how New assembles Parlor (tests use it to observe or disturb internals).
+type Option func(*options)
+
+type options struct {
+	wrapBroker func(events.Broker) events.Broker
+}
+
+// WithBroker wraps the broker New would use.
+func WithBroker(wrap func(events.Broker) events.Broker) Option {
+	return func(o *options) { o.wrapBroker = wrap }
 }
 
 // New connects to PostgreSQL (and Redis when configured), applies migrations when told to,
 // and builds the HTTP server.
-func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App, err error) {
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Option) (_ *App, err error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	a := &App{Config: cfg, Logger: logger}
 	defer func() {
 		if err != nil {
@@ -103,14 +121,28 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App, e
 	if a.Redis != nil {
 		broker = events.NewRedisBroker(a.Redis, cfg.RedisKeyPrefix, logger)
 	}
+	if o.wrapBroker != nil {
+		broker = o.wrapBroker(broker)
+	}
 	// Background work lives as long as the App: Close ends it.
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
 	hub := events.NewHub(bg, broker)
 	roomsSvc := rooms.NewService(a.Pool, broker, cursors, logger)
-	chatSvc := chat.NewService(a.Pool, roomsSvc, hub, events.NewTokens(cursors))
+	tokens := events.NewTokens(cursors)
+	chatSvc := chat.NewService(a.Pool, roomsSvc, hub, tokens)
 
 	registry := prometheus.NewRegistry()
+	var presence realtime.Presence = realtime.NewMemoryPresence()
+	if a.Redis != nil {
+		presence = realtime.NewRedisPresence(a.Redis, cfg.RedisKeyPrefix)
+	}
+	tickets := realtime.NewTickets(a.Pool)
+	a.Gateway = realtime.New(bg, realtime.Deps{
+		Config: cfg, Pool: a.Pool, Chat: chatSvc, Rooms: roomsSvc, Tickets: tickets, Presence: presence,
+		Broker: broker, Tokens: tokens, Logger: logger, Registry: registry,
+	})
+	authSvc.OnRevoke = a.Gateway.SessionRevoked
 	registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -118,7 +150,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *App, e
 	)
 	a.Echo, err = httpapi.New(httpapi.Deps{
 		Config: cfg, Logger: logger, Pool: a.Pool, Redis: a.Redis,
-		Auth: authSvc, Rooms: roomsSvc, Chat: chatSvc, Keys: a.Keys, Registry: registry,
+		Auth: authSvc, Rooms: roomsSvc, Chat: chatSvc, Tickets: tickets, Gateway: a.Gateway,
+		Keys: a.Keys, Registry: registry,
 	})
 	if err != nil {
 		return nil, err
@@ -182,6 +215,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.Logger.Info("shutting down: finishing in-flight requests", "timeout", a.Config.ShutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
 	defer cancel()
+	// Hijacked WebSockets are not the http.Server's to close: the gateway closes them with
+	// 1001 after their queued frames, while the server drains ordinary requests.
+	sockets := make(chan struct{})
+	go func() { a.Gateway.Shutdown(shutdownCtx); close(sockets) }()
+	defer func() { <-sockets }()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

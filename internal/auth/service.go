@@ -60,6 +60,14 @@ type Service struct {
 	limiter    ratelimit.Limiter
 	limits     Limits
 	refreshTTL time.Duration
+	// OnRevoke, when set, is told after a session is revoked (to close its sockets).
+	OnRevoke func(ctx context.Context, sessionID uuid.UUID)
+}
+
+func (s *Service) revoked(ctx context.Context, sessionID uuid.UUID) {
+	if s.OnRevoke != nil {
+		s.OnRevoke(ctx, sessionID)
+	}
 }
 
 // NewService wires the auth service.
@@ -238,8 +246,9 @@ func (s *Service) Refresh(ctx context.Context, token string) (Session, error) {
 	}
 	hash := hashRefreshToken(token)
 	var (
-		session Session
-		reused  bool
+		session   Session
+		reused    bool
+		sessionID uuid.UUID
 	)
 	err := postgres.WithTx(ctx, s.pool, func(q *db.Queries) error {
 		rt, err := q.LockRefreshToken(ctx, hash)
@@ -254,7 +263,7 @@ func (s *Service) Refresh(ctx context.Context, token string) (Session, error) {
 		}
 		if rt.UsedAt != nil {
 			// Commit the revocation, then report the reuse.
-			reused = true
+			reused, sessionID = true, rt.SessionID
 			return q.RevokeSession(ctx, db.RevokeSessionParams{ID: rt.SessionID, Reason: ptr("refresh_token_reused")})
 		}
 		if err := q.MarkRefreshTokenUsed(ctx, hash); err != nil {
@@ -274,6 +283,7 @@ func (s *Service) Refresh(ctx context.Context, token string) (Session, error) {
 		return Session{}, fmt.Errorf("refresh: %w", err)
 	}
 	if reused {
+		s.revoked(ctx, sessionID)
 		return Session{}, errReusedRefresh
 	}
 	return session, nil
@@ -285,6 +295,7 @@ func (s *Service) Logout(ctx context.Context, sessionID uuid.UUID) error {
 	if err != nil {
 		return fmt.Errorf("logout: %w", err)
 	}
+	s.revoked(ctx, sessionID)
 	return nil
 }
 

@@ -37,11 +37,12 @@ type Message struct {
 	EditedAt    *time.Time
 }
 
-// ReactionCount is how many users reacted with an emoji, and whether the viewer did.
+// ReactionCount is how many users reacted with an emoji, and whether the viewer did (nil
+// when rendered for no one in particular, as for a WebSocket broadcast).
 type ReactionCount struct {
 	Emoji string
 	Count int
-	Me    bool
+	Me    *bool
 }
 
 // Limits on message content.
@@ -367,7 +368,8 @@ func (s *Service) byID(ctx context.Context, q *db.Queries, viewer uuid.UUID, ids
 	return out, nil
 }
 
-// render converts rows to messages with their reaction counts as viewer sees them.
+// render converts rows to messages with their reaction counts as viewer sees them
+// (uuid.Nil: as everyone sees them, without the viewer's own flags).
 func (s *Service) render(ctx context.Context, q *db.Queries, viewer uuid.UUID, rows []db.Message) ([]Message, error) {
 	ids := make([]uuid.UUID, len(rows))
 	for i, r := range rows {
@@ -380,7 +382,11 @@ func (s *Service) render(ctx context.Context, q *db.Queries, viewer uuid.UUID, r
 			return nil, fmt.Errorf("reaction counts: %w", err)
 		}
 		for _, r := range rs {
-			counts[r.MessageID] = append(counts[r.MessageID], ReactionCount{Emoji: r.Emoji, Count: int(r.Count), Me: r.Me})
+			rc := ReactionCount{Emoji: r.Emoji, Count: int(r.Count)}
+			if viewer != uuid.Nil {
+				rc.Me = &r.Me
+			}
+			counts[r.MessageID] = append(counts[r.MessageID], rc)
 		}
 	}
 	out := make([]Message, len(rows))

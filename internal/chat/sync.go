@@ -95,7 +95,7 @@ func (s *Service) read(ctx context.Context, user uuid.UUID, tok events.Token, li
 			return err
 		}
 		res.NextToken, res.HasMore = s.tokens.Encode(page.Next), page.HasMore
-		res.Events, err = s.hydrate(ctx, q, user, page.Events)
+		res.Events, err = s.Hydrate(ctx, q, user, page.Events)
 		return err
 	})
 	if err != nil {
@@ -104,8 +104,9 @@ func (s *Service) read(ctx context.Context, user uuid.UUID, tok events.Token, li
 	return res, nil
 }
 
-// hydrate attaches the messages and rooms that events refer to, in two queries.
-func (s *Service) hydrate(ctx context.Context, q *db.Queries, viewer uuid.UUID, evs []events.Event) ([]Event, error) {
+// Hydrate attaches the messages and rooms that events refer to, in two queries, as viewer
+// sees them (uuid.Nil for everyone).
+func (s *Service) Hydrate(ctx context.Context, q *db.Queries, viewer uuid.UUID, evs []events.Event) ([]Event, error) {
 	var msgIDs, roomIDs []uuid.UUID
 	for _, e := range evs {
 		if e.MessageID != nil {

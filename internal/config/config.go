@@ -52,6 +52,15 @@ type Config struct {
 	LoginRateIPEmail Rate `env:"APP_LOGIN_RATE_IP_EMAIL" envDefault:"10/15m"`
 	RegisterRateIP   Rate `env:"APP_REGISTER_RATE_IP" envDefault:"30/10m"`
 
+	// WebSocket gateway.
+	WSPingInterval    time.Duration `env:"APP_WS_PING_INTERVAL" envDefault:"25s"`
+	WSPongTimeout     time.Duration `env:"APP_WS_PONG_TIMEOUT" envDefault:"10s"`
+	WSMaxConnsPerUser int           `env:"APP_WS_MAX_CONNS_PER_USER" envDefault:"8"`
+	WSQueueSize       int           `env:"APP_WS_QUEUE_SIZE" envDefault:"1024"`
+	WSFramesPerSecond int           `env:"APP_WS_FRAMES_PER_SECOND" envDefault:"20"`
+	WSMaxFrameBytes   int64         `env:"APP_WS_MAX_FRAME_BYTES" envDefault:"65536"`
+	WSPresenceGrace   time.Duration `env:"APP_WS_PRESENCE_GRACE" envDefault:"10s"`
+
 	DBURL            string `env:"DB_URL" envDefault:"postgres://parlor:parlor@127.0.0.1:5432/parlor?sslmode=disable"`
 	DBMaxConns       int32  `env:"DB_MAX_CONNS" envDefault:"20"`
 	DBMigrateOnStart *bool  `env:"DB_MIGRATE_ON_START"`
@@ -125,6 +134,12 @@ func (c Config) Validate() error {
 	}
 	if c.PasswordHashConcurrency < 1 {
 		errs = append(errs, errors.New("APP_PASSWORD_HASH_CONCURRENCY must be at least 1"))
+	}
+	if c.WSPingInterval < 100*time.Millisecond || c.WSPongTimeout < 100*time.Millisecond {
+		errs = append(errs, errors.New("APP_WS_PING_INTERVAL and APP_WS_PONG_TIMEOUT must be at least 100ms"))
+	}
+	if c.WSMaxConnsPerUser < 1 || c.WSQueueSize < 16 || c.WSFramesPerSecond < 1 || c.WSMaxFrameBytes < 1024 {
+		errs = append(errs, errors.New("APP_WS_MAX_CONNS_PER_USER ≥ 1, APP_WS_QUEUE_SIZE ≥ 16, APP_WS_FRAMES_PER_SECOND ≥ 1 and APP_WS_MAX_FRAME_BYTES ≥ 1024 are required"))
 	}
 	if c.DBURL == "" {
 		errs = append(errs, errors.New("DB_URL is required"))

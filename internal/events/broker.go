@@ -10,13 +10,30 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Notice says that an event was committed: which room, which seq, and whom it concerns
-// beyond the room's members (a user who was invited, kicked or banned). It carries no
-// content: readers fetch events from PostgreSQL, the source of truth.
+// Kinds of notice.
+const (
+	// KindEvent: an event was committed (RoomID, Seq, and UserID when it concerns a user
+	// beyond the room's members: invited, kicked, banned). It carries no content: readers
+	// fetch events from PostgreSQL, the source of truth.
+	KindEvent = ""
+	// KindTyping: UserID started (Typing) or stopped typing in RoomID. Not durable.
+	KindTyping = "typing"
+	// KindPresence: UserID came online (Online) or went offline; Rooms are theirs. Not durable.
+	KindPresence = "presence"
+	// KindSession: SessionID was revoked (logout, refresh-token reuse); its sockets close.
+	KindSession = "session"
+)
+
+// Notice is what instances tell each other through the broker.
 type Notice struct {
-	RoomID uuid.UUID  `json:"r"`
-	Seq    int64      `json:"s"`
-	UserID *uuid.UUID `json:"u,omitempty"`
+	Kind      string      `json:"k,omitempty"`
+	RoomID    uuid.UUID   `json:"r,omitempty"`
+	Seq       int64       `json:"s,omitempty"`
+	UserID    *uuid.UUID  `json:"u,omitempty"`
+	Typing    bool        `json:"t,omitempty"`
+	Online    bool        `json:"o,omitempty"`
+	Rooms     []uuid.UUID `json:"rs,omitempty"`
+	SessionID *uuid.UUID  `json:"x,omitempty"`
 }
 
 // Broker carries notices from the instance that committed an event to every instance.

@@ -27,6 +27,9 @@ func NewHub(ctx context.Context, broker Broker) *Hub {
 }
 
 func (h *Hub) deliver(n Notice) {
+	if n.Kind != KindEvent {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for w := range h.byRoom[n.RoomID] {

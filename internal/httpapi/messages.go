@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/parlor-dev/parlor/gen/api"
+	"github.com/parlor-dev/parlor/internal/apiconv"
 	"github.com/parlor-dev/parlor/internal/chat"
 	"github.com/parlor-dev/parlor/internal/rooms"
 )
@@ -26,9 +27,9 @@ func (h messageHandlers) SendMessage(ctx context.Context, req api.SendMessageReq
 		return nil, err
 	}
 	if created {
-		return api.SendMessage201JSONResponse(toAPIMessage(msg)), nil
+		return api.SendMessage201JSONResponse(apiconv.Message(msg)), nil
 	}
-	return api.SendMessage200JSONResponse(toAPIMessage(msg)), nil
+	return api.SendMessage200JSONResponse(apiconv.Message(msg)), nil
 }
 
 func (h messageHandlers) ListMessages(ctx context.Context, req api.ListMessagesRequestObject) (api.ListMessagesResponseObject, error) {
@@ -42,7 +43,7 @@ func (h messageHandlers) ListMessages(ctx context.Context, req api.ListMessagesR
 	}
 	out := api.MessagePage{Items: make([]api.Message, len(page.Items)), HasMore: page.HasMore}
 	for i, m := range page.Items {
-		out.Items[i] = toAPIMessage(m)
+		out.Items[i] = apiconv.Message(m)
 	}
 	return api.ListMessages200JSONResponse(out), nil
 }
@@ -56,7 +57,7 @@ func (h messageHandlers) EditMessage(ctx context.Context, req api.EditMessageReq
 	if err != nil {
 		return nil, err
 	}
-	return api.EditMessage200JSONResponse(toAPIMessage(msg)), nil
+	return api.EditMessage200JSONResponse(apiconv.Message(msg)), nil
 }
 
 func (h messageHandlers) DeleteMessage(ctx context.Context, req api.DeleteMessageRequestObject) (api.DeleteMessageResponseObject, error) {
@@ -119,52 +120,14 @@ func (h messageHandlers) Sync(ctx context.Context, req api.SyncRequestObject) (a
 	}
 	out := api.SyncPage{NextToken: res.NextToken, HasMore: res.HasMore, Events: make([]api.RoomEvent, len(res.Events))}
 	for i, e := range res.Events {
-		out.Events[i] = toAPIEvent(e)
+		out.Events[i] = apiconv.Event(e)
 	}
 	if res.Rooms != nil {
 		rs := make([]api.Room, len(res.Rooms))
 		for i, r := range res.Rooms {
-			rs[i] = toAPIRoom(r)
+			rs[i] = apiconv.Room(r)
 		}
 		out.Rooms = &rs
 	}
 	return api.Sync200JSONResponse(out), nil
-}
-
-func toAPIMessage(m chat.Message) api.Message {
-	out := api.Message{
-		Id: m.ID, RoomId: m.RoomID, Seq: m.Seq, ClientMsgId: m.ClientMsgID, AuthorId: m.AuthorID,
-		Body: m.Body, ReplyTo: m.ReplyTo, Deleted: m.Deleted, CreatedAt: m.CreatedAt, EditedAt: m.EditedAt,
-		Reactions: make([]api.ReactionCount, len(m.Reactions)),
-	}
-	for i, r := range m.Reactions {
-		out.Reactions[i] = api.ReactionCount{Emoji: r.Emoji, Count: r.Count, Me: r.Me}
-	}
-	return out
-}
-
-func toAPIEvent(e chat.Event) api.RoomEvent {
-	out := api.RoomEvent{
-		Type: api.EventType(e.Type), RoomId: e.RoomID, Seq: e.Seq, ActorId: e.ActorID,
-		CreatedAt: e.CreatedAt, UserId: e.UserID,
-	}
-	if e.Message != nil {
-		m := toAPIMessage(*e.Message)
-		out.Message = &m
-	}
-	if e.Room != nil {
-		r := toAPIRoom(*e.Room)
-		out.Room = &r
-	}
-	d := e.Data
-	if d.Role != "" && e.UserID != nil {
-		out.Member = &api.Member{UserId: *e.UserID, DisplayName: d.DisplayName, Role: api.Role(d.Role), JoinedAt: e.CreatedAt, MutedUntil: d.MutedUntil}
-	}
-	if d.Emoji != "" && e.MessageID != nil {
-		out.Reaction = &api.Reaction{MessageId: *e.MessageID, Emoji: d.Emoji}
-	}
-	if d.ReadSeq > 0 {
-		out.ReadSeq = &d.ReadSeq
-	}
-	return out
 }

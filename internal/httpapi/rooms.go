@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/parlor-dev/parlor/gen/api"
+	"github.com/parlor-dev/parlor/internal/apiconv"
 	"github.com/parlor-dev/parlor/internal/rooms"
 )
 
@@ -44,7 +45,7 @@ func (h roomHandlers) CreateRoom(ctx context.Context, req api.CreateRoomRequestO
 	if err != nil {
 		return nil, err
 	}
-	return api.CreateRoom201JSONResponse(toAPIRoom(room)), nil
+	return api.CreateRoom201JSONResponse(apiconv.Room(room)), nil
 }
 
 func (h roomHandlers) ListRooms(ctx context.Context, req api.ListRoomsRequestObject) (api.ListRoomsResponseObject, error) {
@@ -58,7 +59,7 @@ func (h roomHandlers) ListRooms(ctx context.Context, req api.ListRoomsRequestObj
 	}
 	out := api.RoomPage{Items: make([]api.Room, len(page.Items)), NextCursor: optional(page.NextCursor)}
 	for i, r := range page.Items {
-		out.Items[i] = toAPIRoom(r)
+		out.Items[i] = apiconv.Room(r)
 	}
 	return api.ListRooms200JSONResponse(out), nil
 }
@@ -72,7 +73,7 @@ func (h roomHandlers) GetRoom(ctx context.Context, req api.GetRoomRequestObject)
 	if err != nil {
 		return nil, err
 	}
-	return api.GetRoom200JSONResponse(toAPIRoom(room)), nil
+	return api.GetRoom200JSONResponse(apiconv.Room(room)), nil
 }
 
 func (h roomHandlers) UpdateRoom(ctx context.Context, req api.UpdateRoomRequestObject) (api.UpdateRoomResponseObject, error) {
@@ -86,7 +87,7 @@ func (h roomHandlers) UpdateRoom(ctx context.Context, req api.UpdateRoomRequestO
 	if err != nil {
 		return nil, err
 	}
-	return api.UpdateRoom200JSONResponse(toAPIRoom(room)), nil
+	return api.UpdateRoom200JSONResponse(apiconv.Room(room)), nil
 }
 
 func (h roomHandlers) DeleteRoom(ctx context.Context, req api.DeleteRoomRequestObject) (api.DeleteRoomResponseObject, error) {
@@ -109,7 +110,7 @@ func (h roomHandlers) JoinRoom(ctx context.Context, req api.JoinRoomRequestObjec
 	if err != nil {
 		return nil, err
 	}
-	return api.JoinRoom200JSONResponse(toAPIRoom(room)), nil
+	return api.JoinRoom200JSONResponse(apiconv.Room(room)), nil
 }
 
 func (h roomHandlers) LeaveRoom(ctx context.Context, req api.LeaveRoomRequestObject) (api.LeaveRoomResponseObject, error) {
@@ -134,7 +135,7 @@ func (h roomHandlers) ListMembers(ctx context.Context, req api.ListMembersReques
 	}
 	out := api.MemberPage{Items: make([]api.Member, len(page.Items)), NextCursor: optional(page.NextCursor)}
 	for i, m := range page.Items {
-		out.Items[i] = toAPIMember(m)
+		out.Items[i] = apiconv.Member(m)
 	}
 	return api.ListMembers200JSONResponse(out), nil
 }
@@ -159,7 +160,7 @@ func (h roomHandlers) UpdateMember(ctx context.Context, req api.UpdateMemberRequ
 	if err != nil {
 		return nil, err
 	}
-	return api.UpdateMember200JSONResponse(toAPIMember(m)), nil
+	return api.UpdateMember200JSONResponse(apiconv.Member(m)), nil
 }
 
 func (h roomHandlers) KickMember(ctx context.Context, req api.KickMemberRequestObject) (api.KickMemberResponseObject, error) {
@@ -216,20 +217,4 @@ func optional(s string) *string {
 		return nil
 	}
 	return &s
-}
-
-func toAPIRoom(r rooms.Room) api.Room {
-	out := api.Room{
-		Id: r.ID, Name: r.Name, Topic: r.Topic, Visibility: api.Visibility(r.Visibility), EntryPrice: r.EntryPrice,
-		OwnerId: r.OwnerID, SlowModeSeconds: r.SlowModeSeconds, Archived: r.Archived, LastSeq: r.LastSeq,
-		MemberCount: r.MemberCount, CreatedAt: r.CreatedAt,
-	}
-	if m := r.Membership; m != nil {
-		out.Membership = &api.Membership{Role: api.Role(m.Role), ReadSeq: m.ReadSeq, UnreadCount: m.UnreadCount, JoinedAt: m.JoinedAt, MutedUntil: m.MutedUntil}
-	}
-	return out
-}
-
-func toAPIMember(m rooms.MemberInfo) api.Member {
-	return api.Member{UserId: m.UserID, DisplayName: m.DisplayName, Role: api.Role(m.Role), JoinedAt: m.JoinedAt, MutedUntil: m.MutedUntil}
 }

@@ -72,7 +72,7 @@ func TestRoomLifecycleAndMessages(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 200, hist.StatusCode(), string(hist.Body))
 	require.Len(t, hist.JSON200.Items, 2)
-	require.Equal(t, []apiclient.ReactionCount{{Emoji: "👍", Count: 2, Me: true}}, hist.JSON200.Items[0].Reactions)
+	require.Equal(t, []apiclient.ReactionCount{{Emoji: "👍", Count: 2, Me: boolPtr(true)}}, hist.JSON200.Items[0].Reactions)
 
 	// Edit by the author keeps edited_at; a delete leaves a tombstone without the body.
 	edit, err := ann.Client.EditMessageWithResponse(ctx, room.Id, m1.Id, apiclient.EditMessageJSONRequestBody{Body: "hello, all"})
@@ -154,3 +154,5 @@ func TestIdempotentSendUnderConcurrentRetries(t *testing.T) {
 	require.Equal(t, first.Seq, got.JSON200.LastSeq)
 	require.Equal(t, int(first.Seq), s.Count(t, "SELECT count(*) FROM room_events WHERE room_id = $1", room.Id))
 }
+
+func boolPtr(b bool) *bool { return &b }

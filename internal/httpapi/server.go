@@ -30,6 +30,7 @@ import (
 	"github.com/parlor-dev/parlor/internal/auth"
 	"github.com/parlor-dev/parlor/internal/chat"
 	"github.com/parlor-dev/parlor/internal/config"
+	"github.com/parlor-dev/parlor/internal/realtime"
 	"github.com/parlor-dev/parlor/internal/rooms"
 )
 
@@ -38,6 +39,8 @@ type Deps struct {
 	Config   config.Config
 	Rooms    *rooms.Service
 	Chat     *chat.Service
+	Tickets  *realtime.Tickets
+	Gateway  *realtime.Gateway
 	Logger   *slog.Logger
 	Pool     *pgxpool.Pool
 	Redis    redis.UniversalClient // nil when REDIS_URL is empty
@@ -51,6 +54,7 @@ type Server struct {
 	authHandlers
 	roomHandlers
 	messageHandlers
+	realtimeHandlers
 	opsHandlers
 }
 
@@ -101,18 +105,24 @@ func New(d Deps) (*echo.Echo, error) {
 	// Everything the contract describes goes through the request validator; the rest
 	// (metrics, the contract itself, docs, the demo client) is plain HTTP.
 	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens())), api.NewStrictHandler(&Server{
-		authHandlers:    authHandlers{svc: d.Auth},
-		roomHandlers:    roomHandlers{svc: d.Rooms},
-		messageHandlers: messageHandlers{svc: d.Chat, rooms: d.Rooms},
-		opsHandlers:     opsHandlers{pool: d.Pool, redis: d.Redis, keys: d.Keys},
+		authHandlers:     authHandlers{svc: d.Auth},
+		roomHandlers:     roomHandlers{svc: d.Rooms},
+		messageHandlers:  messageHandlers{svc: d.Chat, rooms: d.Rooms},
+		realtimeHandlers: realtimeHandlers{tickets: d.Tickets, gateway: d.Gateway, publicURL: d.Config.PublicURL},
+		opsHandlers:      opsHandlers{pool: d.Pool, redis: d.Redis, keys: d.Keys},
 	}, nil))
 
+	// The WebSocket upgrade checks its own ticket and parameters (before upgrading).
+	e.GET("/v1/realtime", d.Gateway.Handle)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
 	e.GET("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", parlor.OpenAPIYAML)
 	})
 	e.GET("/openapi.json", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, specJSON)
+	})
+	e.GET("/asyncapi.yaml", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, "application/yaml", parlor.AsyncAPIYAML)
 	})
 	if err := serveStatic(e); err != nil {
 		return nil, err

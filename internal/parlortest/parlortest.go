@@ -85,11 +85,11 @@ func Config(t testing.TB) config.Config {
 }
 
 // Start runs Parlor with cfg (from Config, adjusted) until the test ends.
-func Start(t testing.TB, cfg config.Config) *Server {
+func Start(t testing.TB, cfg config.Config, opts ...app.Option) *Server {
 	t.Helper()
 	logs := &SyncBuffer{}
 	logger := slog.New(httpapi.LogHandler{Handler: slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
-	a, err := app.New(context.Background(), cfg, logger)
+	a, err := app.New(context.Background(), cfg, logger, opts...)
 	if err != nil {
 		t.Fatalf("parlortest: start: %v", err)
 	}

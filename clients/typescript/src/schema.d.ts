@@ -436,6 +436,7 @@ export interface paths {
          * Move the read marker
          * @description The marker only moves forward: a `seq` at or below the current marker changes nothing
          *     and returns the current state. Unread = messages by others after the marker, not deleted.
+         *     A new member's marker starts at their join, so history from before counts as read.
          */
         post: operations["markRead"];
         delete?: never;
@@ -467,6 +468,77 @@ export interface paths {
          *     altered one is a `400 invalid_request`. History is never pruned, so tokens do not expire.
          */
         get: operations["sync"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/realtime/tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Get a ticket to open the WebSocket
+         * @description Browsers cannot send an `Authorization` header with a WebSocket, so the socket
+         *     authenticates with a ticket: short-lived (30 s), single-use, bound to the caller and
+         *     their session (logging out closes the socket).
+         */
+        post: operations["createRealtimeTicket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/realtime": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Open the WebSocket
+         * @description Upgrades to a WebSocket (RFC 6455). The server first sends `hello`. With `since`, it
+         *     then replays every event after that token from the database, and switches to live
+         *     delivery with no gap and no duplicate. Each `event` frame carries a `token` to resume
+         *     from. A missing, expired or already used ticket is refused with `401` before the
+         *     upgrade; a browser `Origin` outside `APP_ALLOWED_ORIGINS` with `403` (clients that send
+         *     no `Origin` are allowed). See the `realtime` tag for close codes.
+         */
+        get: operations["connectRealtime"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/presence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Who in the room is online
+         * @description The room's members with at least one open WebSocket anywhere in the cluster (a member
+         *     stays online for a short grace period after their last socket closes, so reconnects
+         *     don't flap). Members only.
+         */
+        get: operations["getPresence"];
         put?: never;
         post?: never;
         delete?: never;
@@ -809,8 +881,8 @@ export interface components {
         ReactionCount: {
             emoji: string;
             count: number;
-            /** @description Whether the caller reacted with it. */
-            me: boolean;
+            /** @description Whether the caller reacted with it (absent in WebSocket event frames, which every member shares). */
+            me?: boolean;
         };
         SendMessageRequest: {
             /**
@@ -884,6 +956,126 @@ export interface components {
             events: components["schemas"]["RoomEvent"][];
             /** @description Only without `since`: the caller's rooms, with their membership. */
             rooms?: components["schemas"]["Room"][];
+        };
+        RealtimeTicket: {
+            ticket: string;
+            /** @description Seconds until the ticket expires. */
+            expires_in: number;
+            /** @description The WebSocket URL to connect to (add `&since=…` to resume). */
+            url: string;
+        };
+        Presence: {
+            /** Format: uuid */
+            room_id: string;
+            /** @description User ids of the members online now. */
+            online: string[];
+        };
+        /** @description Every frame the server sends, discriminated by `type`. */
+        ServerFrame: components["schemas"]["HelloFrame"] | components["schemas"]["EventFrame"] | components["schemas"]["TypingFrame"] | components["schemas"]["PresenceFrame"] | components["schemas"]["PongFrame"] | components["schemas"]["ErrorFrame"];
+        /** @description Every frame a client may send, discriminated by `type`. */
+        ClientFrame: components["schemas"]["PingFrame"] | components["schemas"]["TypingStartFrame"] | components["schemas"]["TypingStopFrame"];
+        /** @description The first frame of every connection. */
+        HelloFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "hello";
+            connection_id: string;
+            /** @description The server pings this often; answer pings (browsers do) or send `ping` frames. */
+            heartbeat_interval_ms: number;
+            limits: components["schemas"]["RealtimeLimits"];
+            /** @description Resume from here if nothing else arrives. */
+            token: string;
+        };
+        RealtimeLimits: {
+            max_frame_bytes: number;
+            max_frames_per_second: number;
+            max_connections_per_user: number;
+            /** @description A typing indicator expires this long after its last `typing.start`. */
+            typing_timeout_ms: number;
+        };
+        /** @description A room event, exactly as `GET /v1/sync` returns it (reaction `me` flags are omitted), in per-room `seq` order. */
+        EventFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "event";
+            /** @description Resume from here (WebSocket `since` or `GET /v1/sync?since=`). */
+            token: string;
+            event: components["schemas"]["RoomEvent"];
+        };
+        /** @description Someone in one of your rooms started or stopped typing. Not durable. */
+        TypingFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "typing";
+            /** Format: uuid */
+            room_id: string;
+            /** Format: uuid */
+            user_id: string;
+            typing: boolean;
+            expires_in_ms?: number;
+        };
+        /** @description A member of one of your rooms came online or went offline. Not durable. */
+        PresenceFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "presence";
+            /** Format: uuid */
+            room_id: string;
+            /** Format: uuid */
+            user_id: string;
+            online: boolean;
+        };
+        PongFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "pong";
+            id?: string;
+        };
+        /** @description A client frame was refused; the connection stays open. */
+        ErrorFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "error";
+            code: string;
+            message: string;
+        };
+        PingFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "ping";
+            id?: string;
+        };
+        TypingStartFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "typing.start";
+            /** Format: uuid */
+            room_id: string;
+        };
+        TypingStopFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "typing.stop";
+            /** Format: uuid */
+            room_id: string;
         };
         Health: {
             /** @enum {string} */
@@ -1736,6 +1928,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             500: components["responses"]["InternalError"];
         };
     };
@@ -1797,6 +1990,81 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    createRealtimeTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A ticket. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RealtimeTicket"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    connectRealtime: {
+        parameters: {
+            query: {
+                ticket: string;
+                /** @description A token from `GET /v1/sync`, `hello` or an `event` frame. */
+                since?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switching to the WebSocket protocol; frames follow. */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    getPresence: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The online members. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Presence"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             500: components["responses"]["InternalError"];
         };
     };
