@@ -100,12 +100,9 @@ func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInp
 		return Message{}, false, err
 	}
 	q := db.New(s.pool)
-	if existing, err := s.findSent(ctx, q, roomID, author, in.ClientMsgID); err != nil || existing != nil {
-		if existing != nil {
-			return *existing, false, nil
-		}
-		return Message{}, false, err
-	}
+	// No lookup first: a new message is the common case, and for a retry the unique index
+	// on (room, author, client_msg_id) refuses the insert, rolls the seq back and sends us
+	// to the original below.
 	var row db.Message
 	_, _, err = s.rooms.Write(ctx, roomID, author, func(tx *rooms.Tx) (*events.Event, error) {
 		if err := s.checkSend(ctx, tx); err != nil {
@@ -133,13 +130,18 @@ func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInp
 		}
 		return &events.Event{Type: events.MessageCreated, MessageID: &row.ID}, nil
 	})
-	if postgres.IsUniqueViolation(err, "messages_client_msg_id_key") {
-		// A concurrent retry won; its message is the answer.
+	var refused *apperr.Error
+	if postgres.IsUniqueViolation(err, "messages_client_msg_id_key") || errors.As(err, &refused) {
+		// A retry, or a concurrent one that won: the original message is the answer — also
+		// when the room would now refuse a new one (slow mode, mute, archive).
 		existing, ferr := s.findSent(ctx, q, roomID, author, in.ClientMsgID)
-		if ferr != nil || existing == nil {
-			return Message{}, false, errors.Join(err, ferr)
+		if existing != nil {
+			return *existing, false, nil
 		}
-		return *existing, false, nil
+		if refused != nil && ferr == nil {
+			return Message{}, false, err
+		}
+		return Message{}, false, errors.Join(err, ferr)
 	}
 	if err != nil {
 		return Message{}, false, fmt.Errorf("send message: %w", err)
