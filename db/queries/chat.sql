@@ -42,3 +42,32 @@ ON CONFLICT DO NOTHING;
 
 -- name: RemoveReaction :execrows
 DELETE FROM reactions WHERE message_id = @message_id AND user_id = @user_id AND emoji = @emoji;
+
+-- name: SendMessage :one
+-- A send in one statement, run after LockRoomForEvent took the room's lock and seq (so this
+-- statement's snapshot sees every committed membership change): the message and its event
+-- are inserted only if the author is a member and reply_to is a message of the room. The
+-- caller still checks mute and slow mode on the returned membership and rolls back if they
+-- refuse.
+WITH m AS (
+    SELECT rm.role, rm.muted_until, rm.last_sent_at FROM room_members rm
+    WHERE rm.room_id = @room_id AND rm.user_id = @author_id
+), reply_ok AS (
+    SELECT sqlc.narg('reply_to')::uuid IS NULL
+        OR EXISTS (SELECT 1 FROM messages x WHERE x.id = sqlc.narg('reply_to')::uuid AND x.room_id = @room_id) AS ok
+), msg AS (
+    INSERT INTO messages (room_id, seq, author_id, client_msg_id, body, reply_to)
+    SELECT @room_id, @seq, @author_id, @client_msg_id, @body, sqlc.narg('reply_to')::uuid
+    FROM m, reply_ok WHERE reply_ok.ok
+    RETURNING *
+), ev AS (
+    INSERT INTO room_events (room_id, seq, type, actor_id, message_id)
+    SELECT msg.room_id, msg.seq, 'message.created', msg.author_id, msg.id FROM msg
+    RETURNING created_at
+)
+SELECT coalesce((SELECT role FROM m), '')::text AS role,
+       (SELECT muted_until FROM m) AS muted_until,
+       (SELECT last_sent_at FROM m) AS last_sent_at,
+       (SELECT ok FROM reply_ok)::boolean AS reply_ok,
+       msg.id, msg.created_at
+FROM (SELECT 1) AS one LEFT JOIN msg ON true;

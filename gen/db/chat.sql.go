@@ -7,6 +7,7 @@ package db
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -357,4 +358,73 @@ func (q *Queries) RemoveReaction(ctx context.Context, arg RemoveReactionParams) 
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const sendMessage = `-- name: SendMessage :one
+WITH m AS (
+    SELECT rm.role, rm.muted_until, rm.last_sent_at FROM room_members rm
+    WHERE rm.room_id = $1 AND rm.user_id = $2
+), reply_ok AS (
+    SELECT $3::uuid IS NULL
+        OR EXISTS (SELECT 1 FROM messages x WHERE x.id = $3::uuid AND x.room_id = $1) AS ok
+), msg AS (
+    INSERT INTO messages (room_id, seq, author_id, client_msg_id, body, reply_to)
+    SELECT $1, $4, $2, $5, $6, $3::uuid
+    FROM m, reply_ok WHERE reply_ok.ok
+    RETURNING id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at
+), ev AS (
+    INSERT INTO room_events (room_id, seq, type, actor_id, message_id)
+    SELECT msg.room_id, msg.seq, 'message.created', msg.author_id, msg.id FROM msg
+    RETURNING created_at
+)
+SELECT coalesce((SELECT role FROM m), '')::text AS role,
+       (SELECT muted_until FROM m) AS muted_until,
+       (SELECT last_sent_at FROM m) AS last_sent_at,
+       (SELECT ok FROM reply_ok)::boolean AS reply_ok,
+       msg.id, msg.created_at
+FROM (SELECT 1) AS one LEFT JOIN msg ON true
+`
+
+type SendMessageParams struct {
+	RoomID      uuid.UUID
+	AuthorID    uuid.UUID
+	ReplyTo     *uuid.UUID
+	Seq         int64
+	ClientMsgID uuid.UUID
+	Body        *string
+}
+
+type SendMessageRow struct {
+	Role       string
+	MutedUntil *time.Time
+	LastSentAt *time.Time
+	ReplyOk    bool
+	ID         *uuid.UUID
+	CreatedAt  *time.Time
+}
+
+// A send in one statement, run after LockRoomForEvent took the room's lock and seq (so this
+// statement's snapshot sees every committed membership change): the message and its event
+// are inserted only if the author is a member and reply_to is a message of the room. The
+// caller still checks mute and slow mode on the returned membership and rolls back if they
+// refuse.
+func (q *Queries) SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error) {
+	row := q.db.QueryRow(ctx, sendMessage,
+		arg.RoomID,
+		arg.AuthorID,
+		arg.ReplyTo,
+		arg.Seq,
+		arg.ClientMsgID,
+		arg.Body,
+	)
+	var i SendMessageRow
+	err := row.Scan(
+		&i.Role,
+		&i.MutedUntil,
+		&i.LastSentAt,
+		&i.ReplyOk,
+		&i.ID,
+		&i.CreatedAt,
+	)
+	return i, err
 }

@@ -72,6 +72,12 @@ type Querier interface {
 	// Of the (room, seq) pairs a token says were delivered beyond its snapshot, those not yet
 	// covered by the snapshot: some event up to that seq is not visible in it.
 	SeenStillNeeded(ctx context.Context, arg SeenStillNeededParams) ([]SeenStillNeededRow, error)
+	// A send in one statement, run after LockRoomForEvent took the room's lock and seq (so this
+	// statement's snapshot sees every committed membership change): the message and its event
+	// are inserted only if the author is a member and reply_to is a message of the room. The
+	// caller still checks mute and slow mode on the returned membership and rolls back if they
+	// refuse.
+	SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error)
 	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
 	// The caller's events committed after the snapshot `since` and visible in `upto`, within the
 	// stretches of each room's log they were a member for, in (room, seq) order after a cursor —

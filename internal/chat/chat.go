@@ -83,7 +83,10 @@ func validEmoji(emoji string) error {
 	return nil
 }
 
-var errNoSuchMessage = apperr.New(apperr.NotFound, "no such message in this room")
+var (
+	errNoSuchMessage = apperr.New(apperr.NotFound, "no such message in this room")
+	errArchived      = apperr.New(apperr.Archived, "the room is archived (read-only)")
+)
 
 // SendInput is a message to send.
 type SendInput struct {
@@ -94,47 +97,56 @@ type SendInput struct {
 
 // Send stores a message. A retry with the same client_msg_id returns the original
 // (created=false), also when retries race: the unique index admits one, the others find it.
+//
+// It is the hottest write, so it skips the generic rooms.Write path: one statement takes the
+// room's lock and seq, one more checks membership and inserts the message and its event.
 func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInput) (msg Message, created bool, err error) {
 	body, err := validBody(in.Body)
 	if err != nil {
 		return Message{}, false, err
 	}
-	q := db.New(s.pool)
-	// No lookup first: a new message is the common case, and for a retry the unique index
-	// on (room, author, client_msg_id) refuses the insert, rolls the seq back and sends us
-	// to the original below.
-	var row db.Message
-	_, _, err = s.rooms.Write(ctx, roomID, author, func(tx *rooms.Tx) (*events.Event, error) {
-		if err := s.checkSend(ctx, tx); err != nil {
-			return nil, err
+	var sent events.Event
+	var row db.SendMessageRow
+	err = postgres.WithTx(ctx, s.pool, func(q *db.Queries) error {
+		room, err := q.LockRoomForEvent(ctx, roomID)
+		if postgres.IsNoRows(err) {
+			return rooms.ErrRoomNotFound
 		}
-		if in.ReplyTo != nil {
-			if _, err := tx.Q.GetMessage(ctx, db.GetMessageParams{ID: *in.ReplyTo, RoomID: roomID}); postgres.IsNoRows(err) {
-				return nil, &apperr.Error{Code: apperr.Invalid, Message: "reply_to is not a message of this room",
-					Fields: []apperr.FieldError{{Field: "body.reply_to", Message: "is not a message of this room"}}}
-			} else if err != nil {
-				return nil, err
-			}
+		if err != nil {
+			return err
 		}
-		var err error
-		row, err = tx.Q.InsertMessage(ctx, db.InsertMessageParams{
-			RoomID: roomID, Seq: tx.Seq, AuthorID: author, ClientMsgID: in.ClientMsgID, Body: &body, ReplyTo: in.ReplyTo,
+		// No lookup of client_msg_id first: a new message is the common case; for a retry
+		// the unique index refuses the insert and the original answers below.
+		row, err = q.SendMessage(ctx, db.SendMessageParams{
+			RoomID: roomID, AuthorID: author, ReplyTo: in.ReplyTo, Seq: room.LastSeq, ClientMsgID: in.ClientMsgID, Body: &body,
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if tx.Room.SlowModeSeconds > 0 {
-			if err := tx.Q.TouchLastSent(ctx, db.TouchLastSentParams{RoomID: roomID, UserID: author}); err != nil {
-				return nil, err
+		if row.Role == "" {
+			return rooms.ErrRoomNotFound
+		}
+		if !row.ReplyOk {
+			return &apperr.Error{Code: apperr.Invalid, Message: "reply_to is not a message of this room",
+				Fields: []apperr.FieldError{{Field: "body.reply_to", Message: "is not a message of this room"}}}
+		}
+		// The insert happened; a refusal below rolls it back with the seq.
+		if err := checkSend(room, row.Role, row.MutedUntil, row.LastSentAt); err != nil {
+			return err
+		}
+		if room.SlowModeSeconds > 0 {
+			if err := q.TouchLastSent(ctx, db.TouchLastSentParams{RoomID: roomID, UserID: author}); err != nil {
+				return err
 			}
 		}
-		return &events.Event{Type: events.MessageCreated, MessageID: &row.ID}, nil
+		sent = events.Event{RoomID: roomID, Seq: room.LastSeq, Type: events.MessageCreated, ActorID: author, MessageID: row.ID}
+		return nil
 	})
 	var refused *apperr.Error
 	if postgres.IsUniqueViolation(err, "messages_client_msg_id_key") || errors.As(err, &refused) {
 		// A retry, or a concurrent one that won: the original message is the answer — also
 		// when the room would now refuse a new one (slow mode, mute, archive).
-		existing, ferr := s.findSent(ctx, q, roomID, author, in.ClientMsgID)
+		existing, ferr := s.findSent(ctx, db.New(s.pool), roomID, author, in.ClientMsgID)
 		if existing != nil {
 			return *existing, false, nil
 		}
@@ -146,7 +158,11 @@ func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInp
 	if err != nil {
 		return Message{}, false, fmt.Errorf("send message: %w", err)
 	}
-	return fromRow(row, nil), true, nil
+	s.rooms.Publish(ctx, sent)
+	return Message{
+		ID: *row.ID, RoomID: roomID, Seq: sent.Seq, ClientMsgID: in.ClientMsgID, AuthorID: author,
+		Body: &body, ReplyTo: in.ReplyTo, Reactions: []ReactionCount{}, CreatedAt: *row.CreatedAt,
+	}, true, nil
 }
 
 func (s *Service) findSent(ctx context.Context, q *db.Queries, roomID, author, clientMsgID uuid.UUID) (*Message, error) {
@@ -168,23 +184,20 @@ func (s *Service) findSent(ctx context.Context, q *db.Queries, roomID, author, c
 	return &msgs[0], nil
 }
 
-// checkSend applies membership, archive, mute and slow mode to a sender.
-func (s *Service) checkSend(ctx context.Context, tx *rooms.Tx) error {
-	if tx.Member == nil {
-		return rooms.ErrRoomNotFound
-	}
-	if err := tx.RequireWritable(); err != nil {
-		return err
+// checkSend applies archive, mute and slow mode to a member who sends.
+func checkSend(room db.Room, role string, mutedUntil, lastSentAt *time.Time) error {
+	if room.ArchivedAt != nil {
+		return errArchived
 	}
 	now := time.Now()
-	if m := tx.Member.MutedUntil; m != nil && m.After(now) {
-		return apperr.New(apperr.Muted, "you are muted in this room until %s", m.UTC().Format(time.RFC3339))
+	if mutedUntil != nil && mutedUntil.After(now) {
+		return apperr.New(apperr.Muted, "you are muted in this room until %s", mutedUntil.UTC().Format(time.RFC3339))
 	}
-	slow := time.Duration(tx.Room.SlowModeSeconds) * time.Second
-	if slow > 0 && rooms.Rank(tx.Member.Role) < rooms.Rank(rooms.Moderator) && tx.Member.LastSentAt != nil {
-		if wait := tx.Member.LastSentAt.Add(slow).Sub(now); wait > 0 {
+	slow := time.Duration(room.SlowModeSeconds) * time.Second
+	if slow > 0 && rooms.Rank(role) < rooms.Rank(rooms.Moderator) && lastSentAt != nil {
+		if wait := lastSentAt.Add(slow).Sub(now); wait > 0 {
 			return apperr.RateLimit(time.Duration(math.Ceil(wait.Seconds()))*time.Second,
-				fmt.Sprintf("slow mode: one message every %d seconds", tx.Room.SlowModeSeconds))
+				fmt.Sprintf("slow mode: one message every %d seconds", room.SlowModeSeconds))
 		}
 	}
 	return nil
