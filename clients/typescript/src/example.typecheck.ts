@@ -110,3 +110,27 @@ export async function mistakes(): Promise<void> {
   // @ts-expect-error there is no GET /v1/auth/login.
   await parlor.GET("/v1/auth/login");
 }
+
+// Realtime frames narrow on `type` under --strict.
+import type { ServerFrame } from "./index.js";
+import { CloseCode } from "./index.js";
+
+export function handleFrame(frame: ServerFrame): string {
+  switch (frame.type) {
+    case "hello":
+      return `${frame.connection_id} every ${frame.heartbeat_interval_ms} ms, resume from ${frame.token}`;
+    case "event":
+      return `${frame.event.type} #${frame.event.seq} in ${frame.event.room_id} (resume: ${frame.token})`;
+    case "typing":
+      return `${frame.user_id} typing=${String(frame.typing)}`;
+    case "presence":
+      return `${frame.user_id} online=${String(frame.online)}`;
+    case "pong":
+      return frame.id ?? "pong";
+    case "error":
+      return frame.code;
+  }
+}
+
+export const shouldResume = (code: number): boolean =>
+  code !== CloseCode.SessionEnded && code !== CloseCode.TooManyConnections && code !== CloseCode.InvalidToken;

@@ -28,6 +28,42 @@ export type LoginRequest = components["schemas"]["LoginRequest"];
 /** RefreshRequest is the body of `POST /v1/auth/refresh`. */
 export type RefreshRequest = components["schemas"]["RefreshRequest"];
 
+/** Room, Message and RoomEvent are the chat resources; a sync page carries events. */
+export type Room = components["schemas"]["Room"];
+export type Message = components["schemas"]["Message"];
+export type RoomEvent = components["schemas"]["RoomEvent"];
+export type SyncPage = components["schemas"]["SyncPage"];
+
+/**
+ * ServerFrame is every WebSocket frame the server sends; narrow it on `type`
+ * (`hello`, `event`, `typing`, `presence`, `pong`, `error`). ClientFrame is every frame a
+ * client may send (`ping`, `typing.start`, `typing.stop`).
+ */
+export type ServerFrame = components["schemas"]["ServerFrame"];
+export type ClientFrame = components["schemas"]["ClientFrame"];
+export type HelloFrame = components["schemas"]["HelloFrame"];
+export type EventFrame = components["schemas"]["EventFrame"];
+export type TypingFrame = components["schemas"]["TypingFrame"];
+export type PresenceFrame = components["schemas"]["PresenceFrame"];
+
+/**
+ * Close codes of the realtime socket (see the contract's `realtime` tag). On any code but
+ * SessionEnded, TooManyConnections and InvalidToken, reconnect with the last `token`.
+ */
+export const CloseCode = {
+  Normal: 1000,
+  GoingAway: 1001,
+  PolicyViolation: 1008,
+  TooBig: 1009,
+  ServerError: 1011,
+  SessionEnded: 4001,
+  HeartbeatMissed: 4002,
+  SlowConsumer: 4008,
+  TooManyConnections: 4009,
+  RateLimited: 4029,
+  InvalidToken: 4400,
+} as const;
+
 /** ParlorClient is an openapi-fetch client typed by the Parlor contract. */
 export type ParlorClient = Client<paths>;
 
