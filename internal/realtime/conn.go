@@ -70,7 +70,7 @@ type conn struct {
 	id      string
 	user    uuid.UUID
 	session uuid.UUID
-	queue   chan item
+	queue   outbox
 
 	// Writer-owned.
 	token       events.Token
@@ -93,9 +93,7 @@ func (c *conn) enqueueEvent(f eventFrame) {
 	if c.dying.Load() {
 		return
 	}
-	select {
-	case c.queue <- item{event: &f}:
-	default:
+	if !c.queue.push(item{event: &f}) {
 		c.g.metrics.closes.WithLabelValues("slow_consumer").Inc()
 		c.closeSoon(CloseSlowConsumer, "slow consumer: resume with your last token")
 	}
@@ -113,9 +111,7 @@ func (c *conn) closeSoon(code int, reason string) {
 
 // enqueueDroppable queues a frame that may be lost (typing, presence, pong).
 func (c *conn) enqueueDroppable(kind string, frame []byte) {
-	select {
-	case c.queue <- item{frame: frame}:
-	default:
+	if !c.queue.push(item{frame: frame}) {
 		c.g.metrics.dropped.WithLabelValues(kind).Inc()
 	}
 }
@@ -135,9 +131,7 @@ func (c *conn) closeNow(code int, reason string) {
 
 // closeAfterQueue asks the writer to flush what is queued, then close (graceful shutdown).
 func (c *conn) closeAfterQueue(code int, reason string) {
-	select {
-	case c.queue <- item{closeCode: code, reason: reason}:
-	default:
+	if !c.queue.push(item{closeCode: code, reason: reason}) {
 		c.closeNow(code, reason)
 	}
 }
@@ -396,23 +390,64 @@ func (c *conn) writeLoop(ctx context.Context, since *events.Token) error {
 				return err
 			}
 			_ = c.g.presence.Refresh(ctx, c.user, c.id, c.g.presenceTTL())
-		case it := <-c.queue:
-			switch {
-			case it.closeCode != 0:
-				c.closeNow(it.closeCode, it.reason)
-				return nil
-			case it.event != nil:
-				if err := c.deliver(ctx, it.event); err != nil {
-					return err
+		case <-c.queue.ready:
+			for _, it := range c.queue.take() {
+				if c.dying.Load() {
+					break // the kill order takes over at the top of the loop
 				}
-				c.compact(ctx)
-			default:
-				if err := c.write(it.frame); err != nil {
-					return err
+				switch {
+				case it.closeCode != 0:
+					c.closeNow(it.closeCode, it.reason)
+					return nil
+				case it.event != nil:
+					if err := c.deliver(ctx, it.event); err != nil {
+						return err
+					}
+				default:
+					if err := c.write(it.frame); err != nil {
+						return err
+					}
 				}
 			}
+			c.compact(ctx)
 		}
 	}
+}
+
+// outbox is a connection's bounded queue. It holds no memory while empty (an idle socket
+// costs nothing here), and the writer takes everything queued at once.
+type outbox struct {
+	mu    sync.Mutex
+	items []item
+	max   int
+	ready chan struct{} // signalled when items arrive
+}
+
+func newOutbox(max int) outbox { return outbox{max: max, ready: make(chan struct{}, 1)} }
+
+// push queues it, or reports false when the queue is full.
+func (o *outbox) push(it item) bool {
+	o.mu.Lock()
+	if len(o.items) >= o.max {
+		o.mu.Unlock()
+		return false
+	}
+	o.items = append(o.items, it)
+	o.mu.Unlock()
+	select {
+	case o.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take removes and returns everything queued.
+func (o *outbox) take() []item {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	items := o.items
+	o.items = nil
+	return items
 }
 
 // clientFrame is any frame a client sends; the type picks which fields matter.

@@ -82,6 +82,8 @@ func New(ctx context.Context, d Deps) *Gateway {
 	}
 	g.upgrader = websocket.Upgrader{
 		ReadBufferSize: 1024, WriteBufferSize: 1024, HandshakeTimeout: 10 * time.Second,
+		// Write buffers go back to the pool between writes: idle sockets hold none.
+		WriteBufferPool: &sync.Pool{},
 		// Checked before the upgrade, in ServeHTTP, to answer with a problem.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
@@ -156,7 +158,7 @@ func (g *Gateway) Handle(c echo.Context) error {
 	}
 	conn := &conn{
 		g: g, ws: ws, id: newConnID(), user: user, session: session,
-		queue: make(chan item, g.cfg.WSQueueSize), lastSeq: map[uuid.UUID]int64{},
+		queue: newOutbox(g.cfg.WSQueueSize), lastSeq: map[uuid.UUID]int64{},
 		rooms: map[uuid.UUID]bool{}, done: make(chan struct{}), kill: make(chan item, 1),
 	}
 	if g.node.userConns(user) >= g.cfg.WSMaxConnsPerUser {
