@@ -16,7 +16,6 @@ import (
 
 	"github.com/parlor-dev/parlor/gen/api"
 	"github.com/parlor-dev/parlor/gen/db"
-	"github.com/parlor-dev/parlor/internal/apiconv"
 	"github.com/parlor-dev/parlor/internal/events"
 	"github.com/parlor-dev/parlor/internal/postgres"
 )
@@ -161,13 +160,23 @@ func (c *conn) write(b []byte) error {
 // writeEvent writes an event frame with the token that resumes right after it, composing
 // the frame around the event's shared serialization.
 func (c *conn) writeEvent(f *eventFrame) error {
-	c.token = c.token.WithSeen(f.event.RoomID, f.event.Seq)
 	c.lastSeq[f.event.RoomID] = f.event.Seq
+	if err := c.writeWithToken(f); err != nil {
+		return err
+	}
+	c.followMembership(f.event)
+	return nil
+}
+
+// writeWithToken records f as delivered in the token and writes its frame with that token,
+// composing the frame around the event's shared serialization.
+func (c *conn) writeWithToken(f *eventFrame) error {
+	c.token = c.token.WithSeen(f.event.RoomID, f.event.Seq)
 	tok, err := json.Marshal(c.g.tokens.Encode(c.token))
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 0, len(f.json)+len(tok)+40)
+	buf := make([]byte, 0, len(f.json)+len(tok)+32)
 	buf = append(buf, `{"type":"event","token":`...)
 	buf = append(buf, tok...)
 	buf = append(buf, `,"event":`...)
@@ -177,7 +186,6 @@ func (c *conn) writeEvent(f *eventFrame) error {
 		return err
 	}
 	c.g.metrics.deliveries.Inc()
-	c.followMembership(f.event)
 	return nil
 }
 
@@ -257,16 +265,8 @@ func (c *conn) replay(ctx context.Context, since *events.Token) error {
 			if err != nil {
 				return err
 			}
-			hydrated, err := c.g.chat.Hydrate(ctx, q, uuid.Nil, p.Events)
-			if err != nil {
+			if page, err = serialize(ctx, c.g.chat, q, p.Events); err != nil {
 				return err
-			}
-			for _, e := range hydrated {
-				b, err := json.Marshal(apiconv.Event(e))
-				if err != nil {
-					return err
-				}
-				page = append(page, eventFrame{event: e.Event, json: b})
 			}
 			// The live position must be taken in the snapshot the last read went up to: only a
 			// read that was not bounded by an older batch snapshot qualifies.
@@ -283,7 +283,7 @@ func (c *conn) replay(ctx context.Context, since *events.Token) error {
 		// Each replayed event's token is the page's starting token plus what was written
 		// of the page; after the page, its Next.
 		for i := range page {
-			if err := c.writeReplayed(&page[i]); err != nil {
+			if err := c.writeWithToken(&page[i]); err != nil {
 				return err
 			}
 		}
@@ -300,23 +300,6 @@ func (c *conn) replay(ctx context.Context, since *events.Token) error {
 			return nil
 		}
 	}
-}
-
-// writeReplayed writes a replayed event; during replay the token is the page's, plus what
-// was written of the page.
-func (c *conn) writeReplayed(f *eventFrame) error {
-	seen := c.token.WithSeen(f.event.RoomID, f.event.Seq)
-	tok, err := json.Marshal(c.g.tokens.Encode(seen))
-	if err != nil {
-		return err
-	}
-	c.token = seen
-	buf := append(append(append(append([]byte(`{"type":"event","token":`), tok...), `,"event":`...), f.json...), '}')
-	if err := c.write(buf); err != nil {
-		return err
-	}
-	c.g.metrics.deliveries.Inc()
-	return nil
 }
 
 // compact replaces the token's seen entries with a newer snapshot once everything visible

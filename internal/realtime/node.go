@@ -204,20 +204,27 @@ func (n *node) render(ctx context.Context, room uuid.UUID, from, to int64) ([]ev
 		if err != nil {
 			return err
 		}
-		hydrated, err := n.chat.Hydrate(ctx, q, uuid.Nil, evs)
-		if err != nil {
-			return err
-		}
-		for _, e := range hydrated {
-			b, err := json.Marshal(apiconv.Event(e))
-			if err != nil {
-				return err
-			}
-			out = append(out, eventFrame{event: e.Event, json: b})
-		}
-		return nil
+		out, err = serialize(ctx, n.chat, q, evs)
+		return err
 	})
 	return out, err
+}
+
+// serialize hydrates events as everyone sees them and serializes each once.
+func serialize(ctx context.Context, chatSvc *chat.Service, q *db.Queries, evs []events.Event) ([]eventFrame, error) {
+	hydrated, err := chatSvc.Hydrate(ctx, q, uuid.Nil, evs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]eventFrame, 0, len(hydrated))
+	for _, e := range hydrated {
+		b, err := json.Marshal(apiconv.Event(e))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, eventFrame{event: e.Event, json: b})
+	}
+	return out, nil
 }
 
 func (n *node) typing(no events.Notice) {
