@@ -36,6 +36,7 @@ const (
 	typingTTL           = 5 * time.Second
 	typingMinInterval   = 500 * time.Millisecond
 	maxTypingRooms      = 64
+	maxPingID           = 64 // PingFrame.id maxLength in the contract
 	compactSeenAfter    = 64
 	compactMinInterval  = 2 * time.Second
 	closeMessageTimeout = time.Second
@@ -474,6 +475,11 @@ func (c *conn) readLoop(ctx context.Context) error {
 		}
 		switch f.Type {
 		case "ping":
+			if f.ID != nil && len(*f.ID) > maxPingID {
+				c.g.metrics.closes.WithLabelValues("policy").Inc()
+				c.closeNow(ClosePolicy, "a ping id is at most 64 characters")
+				return nil
+			}
 			c.enqueueDroppable("pong", mustFrame(api.PongFrame{Type: api.Pong, Id: f.ID}))
 		case "typing.start", "typing.stop":
 			if f.RoomID == nil {

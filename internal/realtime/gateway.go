@@ -138,15 +138,16 @@ func (g *Gateway) Handle(c echo.Context) error {
 		}
 		since = &tok
 	}
-	user, session, err := g.tickets.Redeem(r.Context(), q.Get("ticket"))
-	if err != nil {
-		return err
-	}
+	// Refuse before using the ticket up, so the client can use it elsewhere.
 	g.mu.Lock()
 	down := g.shutdown
 	g.mu.Unlock()
 	if down {
 		return &apperr.Error{Code: apperr.Unavailable, Message: "the server is restarting; reconnect", RetryAfter: time.Second}
+	}
+	user, session, err := g.tickets.Redeem(r.Context(), q.Get("ticket"))
+	if err != nil {
+		return err
 	}
 	ws, err := g.upgrader.Upgrade(c.Response(), r, nil)
 	if err != nil {
@@ -161,7 +162,7 @@ func (g *Gateway) Handle(c echo.Context) error {
 		queue: newOutbox(g.cfg.WSQueueSize), lastSeq: map[uuid.UUID]int64{},
 		rooms: map[uuid.UUID]bool{}, done: make(chan struct{}), kill: make(chan item, 1),
 	}
-	if g.node.userConns(user) >= g.cfg.WSMaxConnsPerUser {
+	if !g.node.admit(conn, g.cfg.WSMaxConnsPerUser) {
 		g.metrics.closes.WithLabelValues("too_many_connections").Inc()
 		conn.closeNow(CloseTooManyConns, "too many connections for this user")
 		return nil
@@ -203,7 +204,7 @@ func (g *Gateway) serve(c *conn, since *events.Token) {
 		c.closeNow(CloseServerError, "server error")
 		return
 	}
-	g.node.register(c, roomIDs)
+	g.node.subscribeAll(c, roomIDs)
 	g.cameOnline(ctx, c)
 
 	readDone := make(chan struct{})
@@ -240,7 +241,7 @@ func (g *Gateway) cameOnline(ctx context.Context, c *conn) {
 // anywhere, they are announced offline (a quick reconnect announces nothing).
 func (g *Gateway) wentAway(c *conn) {
 	ctx := context.Background()
-	last, err := g.presence.Disconnect(ctx, c.user, c.id)
+	last, err := g.presence.Disconnect(ctx, c.user, c.id, g.cfg.WSPresenceGrace)
 	if err != nil || !last {
 		return
 	}

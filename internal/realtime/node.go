@@ -81,12 +81,24 @@ func (n *node) run(ctx context.Context) {
 	}
 }
 
-// register adds c to the node for its user, session and rooms.
-func (n *node) register(c *conn, rooms []uuid.UUID) {
+// admit counts c as one of its user's sockets (and its session's), unless the user already
+// has max here: the check and the count are one step, so concurrent handshakes can't
+// overshoot the cap.
+func (n *node) admit(c *conn, max int) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if len(n.users[c.user]) >= max {
+		return false
+	}
 	addConn(n.users, c.user, c)
 	addConn(n.sessions, c.session, c)
+	return true
+}
+
+// subscribeAll subscribes c to its rooms.
+func (n *node) subscribeAll(c *conn, rooms []uuid.UUID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	for _, r := range rooms {
 		n.subscribeLocked(c, r)
 	}
@@ -130,13 +142,6 @@ func (n *node) unsubscribe(c *conn, room uuid.UUID) {
 			delete(n.rooms, room)
 		}
 	}
-}
-
-// userConns counts a user's sockets on this instance.
-func (n *node) userConns(user uuid.UUID) int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return len(n.users[user])
 }
 
 // event delivers the events of a room up to the notice's seq that this node has not

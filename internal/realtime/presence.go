@@ -18,8 +18,9 @@ type Presence interface {
 	Connect(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration) (first bool, err error)
 	// Refresh extends a socket's entry.
 	Refresh(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration) error
-	// Disconnect removes a socket; last reports whether the user has none left.
-	Disconnect(ctx context.Context, user uuid.UUID, conn string) (last bool, err error)
+	// Disconnect marks a socket gone: it still counts for grace (so a quick reconnect does
+	// not flap), and last reports whether the user has no other socket.
+	Disconnect(ctx context.Context, user uuid.UUID, conn string, grace time.Duration) (last bool, err error)
 	// Online reports which of users have a live socket.
 	Online(ctx context.Context, users []uuid.UUID) (map[uuid.UUID]bool, error)
 }
@@ -75,11 +76,16 @@ func (p *MemoryPresence) Refresh(_ context.Context, user uuid.UUID, conn string,
 }
 
 // Disconnect implements Presence.
-func (p *MemoryPresence) Disconnect(_ context.Context, user uuid.UUID, conn string) (bool, error) {
+func (p *MemoryPresence) Disconnect(_ context.Context, user uuid.UUID, conn string, grace time.Duration) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.users[user], conn)
-	return p.live(user) == 0, nil
+	last := p.live(user) == 0
+	if p.users[user] == nil {
+		p.users[user] = map[string]time.Time{}
+	}
+	p.users[user][conn] = p.now().Add(grace)
+	return last, nil
 }
 
 // Online implements Presence.
@@ -142,12 +148,15 @@ func (p *RedisPresence) Refresh(ctx context.Context, user uuid.UUID, conn string
 }
 
 // Disconnect implements Presence.
-func (p *RedisPresence) Disconnect(ctx context.Context, user uuid.UUID, conn string) (bool, error) {
+func (p *RedisPresence) Disconnect(ctx context.Context, user uuid.UUID, conn string, grace time.Duration) (bool, error) {
 	if err := p.client.HDel(ctx, p.key(user), conn).Err(); err != nil {
 		return false, err
 	}
 	n, err := p.live(ctx, user)
-	return n == 0, err
+	if err != nil {
+		return false, err
+	}
+	return n == 0, p.Refresh(ctx, user, conn, grace)
 }
 
 // Online implements Presence.
