@@ -117,16 +117,16 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, err
 	}
+	// Background work lives as long as the App: Close ends it.
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stop = stop
 	var broker events.Broker = events.NewLocalBroker()
 	if a.Redis != nil {
-		broker = events.NewRedisBroker(a.Redis, cfg.RedisKeyPrefix, logger)
+		broker = events.NewRedisBroker(bg, a.Redis, cfg.RedisKeyPrefix, logger)
 	}
 	if o.wrapBroker != nil {
 		broker = o.wrapBroker(broker)
 	}
-	// Background work lives as long as the App: Close ends it.
-	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	a.stop = stop
 	hub := events.NewHub(bg, broker)
 	roomsSvc := rooms.NewService(a.Pool, broker, cursors, logger)
 	tokens := events.NewTokens(cursors)

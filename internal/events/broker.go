@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 
@@ -79,25 +80,72 @@ func (b *LocalBroker) Subscribe(ctx context.Context, fn func(Notice)) {
 	}()
 }
 
-// RedisBroker is a Broker shared by every instance through Redis pub/sub.
+// RedisBroker is a Broker shared by every instance through Redis pub/sub. Publishing is
+// asynchronous: notices queue and a background sender writes whatever has queued as one
+// pipeline, so under load many commits share one round trip to Redis.
 type RedisBroker struct {
 	client  redis.UniversalClient
 	channel string
 	logger  *slog.Logger
+	queue   chan []byte
 }
 
-// NewRedisBroker returns a broker publishing on prefix+"events".
-func NewRedisBroker(client redis.UniversalClient, prefix string, logger *slog.Logger) *RedisBroker {
-	return &RedisBroker{client: client, channel: prefix + "events", logger: logger}
+// publishQueue bounds notices waiting for Redis; beyond it Publish reports an error and the
+// notice is lost (readers repair the gap from PostgreSQL).
+const publishQueue = 4096
+
+// maxPipeline bounds the notices sent in one round trip.
+const maxPipeline = 256
+
+// NewRedisBroker returns a broker publishing on prefix+"events", sending until ctx ends.
+func NewRedisBroker(ctx context.Context, client redis.UniversalClient, prefix string, logger *slog.Logger) *RedisBroker {
+	b := &RedisBroker{client: client, channel: prefix + "events", logger: logger, queue: make(chan []byte, publishQueue)}
+	go b.send(ctx)
+	return b
 }
+
+var errPublishQueueFull = errors.New("broker: publish queue full")
 
 // Publish implements Broker.
-func (b *RedisBroker) Publish(ctx context.Context, n Notice) error {
+func (b *RedisBroker) Publish(_ context.Context, n Notice) error {
 	msg, err := json.Marshal(n)
 	if err != nil {
 		return err
 	}
-	return b.client.Publish(ctx, b.channel, msg).Err()
+	select {
+	case b.queue <- msg:
+		return nil
+	default:
+		return errPublishQueueFull
+	}
+}
+
+func (b *RedisBroker) send(ctx context.Context) {
+	batch := make([][]byte, 0, maxPipeline)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-b.queue:
+			batch = append(batch[:0], msg)
+		}
+	collect:
+		for len(batch) < maxPipeline {
+			select {
+			case msg := <-b.queue:
+				batch = append(batch, msg)
+			default:
+				break collect
+			}
+		}
+		pipe := b.client.Pipeline()
+		for _, msg := range batch {
+			pipe.Publish(ctx, b.channel, msg)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && ctx.Err() == nil {
+			b.logger.Warn("publish notices to Redis", "notices", len(batch), "error", err.Error())
+		}
+	}
 }
 
 // Subscribe implements Broker.
