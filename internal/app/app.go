@@ -127,12 +127,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if o.wrapBroker != nil {
 		broker = o.wrapBroker(broker)
 	}
+	registry := prometheus.NewRegistry()
+	broker = events.NewCountingBroker(broker, registry)
 	hub := events.NewHub(bg, broker)
 	roomsSvc := rooms.NewService(a.Pool, broker, cursors, logger)
 	tokens := events.NewTokens(cursors)
 	chatSvc := chat.NewService(a.Pool, roomsSvc, hub, tokens)
 
-	registry := prometheus.NewRegistry()
 	var presence realtime.Presence = realtime.NewMemoryPresence()
 	if a.Redis != nil {
 		presence = realtime.NewRedisPresence(a.Redis, cfg.RedisKeyPrefix)

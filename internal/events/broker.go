@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -171,4 +172,52 @@ func (b *RedisBroker) Subscribe(ctx context.Context, fn func(Notice)) {
 			}
 		}
 	}()
+}
+
+// CountingBroker counts what passes through a broker, by notice kind, for /metrics.
+type CountingBroker struct {
+	Broker
+	published, failed, received *prometheus.CounterVec
+}
+
+// NewCountingBroker wraps b and registers its counters with reg.
+func NewCountingBroker(b Broker, reg prometheus.Registerer) *CountingBroker {
+	c := &CountingBroker{
+		Broker: b,
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parlor_broker_published_total",
+			Help: "Notices handed to the broker, by kind."}, []string{"kind"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parlor_broker_publish_failures_total",
+			Help: "Notices the broker refused (their readers repair from PostgreSQL), by kind."}, []string{"kind"}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parlor_broker_received_total",
+			Help: "Notices received from the broker, by kind."}, []string{"kind"}),
+	}
+	reg.MustRegister(c.published, c.failed, c.received)
+	return c
+}
+
+// Publish implements Broker.
+func (c *CountingBroker) Publish(ctx context.Context, n Notice) error {
+	err := c.Broker.Publish(ctx, n)
+	if err != nil {
+		c.failed.WithLabelValues(KindLabel(n.Kind)).Inc()
+	} else {
+		c.published.WithLabelValues(KindLabel(n.Kind)).Inc()
+	}
+	return err
+}
+
+// Subscribe implements Broker.
+func (c *CountingBroker) Subscribe(ctx context.Context, fn func(Notice)) {
+	c.Broker.Subscribe(ctx, func(n Notice) {
+		c.received.WithLabelValues(KindLabel(n.Kind)).Inc()
+		fn(n)
+	})
+}
+
+// KindLabel names a notice kind for metrics and logs.
+func KindLabel(k string) string {
+	if k == KindEvent {
+		return "event"
+	}
+	return k
 }

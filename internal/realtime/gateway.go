@@ -96,9 +96,8 @@ func New(ctx context.Context, d Deps) *Gateway {
 func (g *Gateway) presenceTTL() time.Duration { return 2*g.cfg.WSPingInterval + g.cfg.WSPongTimeout }
 
 func (g *Gateway) publish(ctx context.Context, n events.Notice) {
-	g.metrics.published.WithLabelValues(kindLabel(n.Kind)).Inc()
 	if err := g.broker.Publish(context.WithoutCancel(ctx), n); err != nil {
-		g.logger.WarnContext(ctx, "publish notice", "kind", kindLabel(n.Kind), "error", err.Error())
+		g.logger.WarnContext(ctx, "publish notice", "kind", events.KindLabel(n.Kind), "error", err.Error())
 	}
 }
 

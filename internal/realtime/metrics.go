@@ -10,8 +10,6 @@ type metrics struct {
 	replayEvents  prometheus.Counter
 	dropped       *prometheus.CounterVec
 	closes        *prometheus.CounterVec
-	notices       *prometheus.CounterVec
-	published     *prometheus.CounterVec
 	gapRepairs    prometheus.Counter
 	gapRepairRows prometheus.Counter
 }
@@ -29,22 +27,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Droppable frames (typing, presence, pong) dropped because a connection's queue was full."}, []string{"type"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parlor_ws_closes_total",
 			Help: "Connections closed by the server, by reason."}, []string{"reason"}),
-		notices: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parlor_broker_received_total",
-			Help: "Notices received from the broker, by kind."}, []string{"kind"}),
-		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parlor_broker_published_total",
-			Help: "Notices published to the broker by the gateway, by kind."}, []string{"kind"}),
 		gapRepairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "parlor_ws_gap_repairs_total",
 			Help: "Times a seq gap in a room (a lost or late notice) was filled from PostgreSQL."}),
 		gapRepairRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "parlor_ws_gap_repaired_events_total",
 			Help: "Events fetched from PostgreSQL to fill seq gaps."}),
 	}
-	reg.MustRegister(m.open, m.deliveries, m.replays, m.replayEvents, m.dropped, m.closes, m.notices, m.published, m.gapRepairs, m.gapRepairRows)
+	reg.MustRegister(m.open, m.deliveries, m.replays, m.replayEvents, m.dropped, m.closes, m.gapRepairs, m.gapRepairRows)
 	return m
-}
-
-func kindLabel(k string) string {
-	if k == "" {
-		return "event"
-	}
-	return k
 }

@@ -53,11 +53,10 @@ func newNode(pool *pgxpool.Pool, chatSvc *chat.Service, logger *slog.Logger, m *
 
 // receive is the broker's callback: it must not block.
 func (n *node) receive(no events.Notice) {
-	n.metrics.notices.WithLabelValues(kindLabel(no.Kind)).Inc()
 	select {
 	case n.inbox <- no:
 	default:
-		n.logger.Warn("realtime inbox full: dropping a notice; seq gaps will be repaired", "kind", kindLabel(no.Kind))
+		n.logger.Warn("realtime inbox full: dropping a notice; seq gaps will be repaired", "kind", events.KindLabel(no.Kind))
 	}
 }
 
