@@ -6812,8 +6812,9 @@ var swaggerSpec = []string{
 	"P07yqX+K24hrDUM5hi7xM06btP2peH1Bv19Qn3da6LVnOa5tJLm0G7u1aWuGIrvUoxG/5CSeBleARZV7",
 	"zOYuE0C5XtQ9oRzwJmrWK/OQpA6Dzprl+MuJ7sEbmKAwbojCRZJ5s2uZJ3xilKWVaeXp2JzW9glymQeI",
 	"RA4jollFGXj7vNqfkz8h0sLDYBJfbPZw3wRDNOFpKiJgNTKkw4b33avO3ZRd78BLfsx3LJaPp5FVdlDI",
-	"SyzPq/vLf/5fOAbbC5OdEAkSH2EjuirBH0wmf4B+cbrwU7Pl6bHwdEXkrDbbDoZ7A1JvGpZbV9MIomtz",
-	"XahwG6xSD6j1L+LdZXssXswoGq2hasqCntnO25dv/38AAAD//w==",
+	"SyzPq/vLf/5fOAbbC5OdEAl6ZmqIHRFHYXM6vJLbPkYLvezUwNYSdGv8K3zldC6WTbusLOvfaFLn5w5e",
+	"M+rEMBsbkaNHYrZvPa6frgi21ZbewT3Q2A9vgJYHVNM7ogN1XXRxs61S26h1SeIzZKsvXv8oGg2oaiqJ",
+	"ntnO25dv/38AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

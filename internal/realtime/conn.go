@@ -30,7 +30,7 @@ const (
 	CloseSlowConsumer   = 4008 // did not read fast enough: reconnect with your token
 	CloseTooManyConns   = 4009 // per-user connection cap
 	CloseRateLimited    = 4029 // frame rate limit: back off, reconnect with your token
-	CloseInvalidToken   = 4400 // since token invalid: resync from GET /v1/sync
+	CloseInvalidToken   = 4400 // reserved: the since token needs pruned history; resync from GET /v1/sync
 	writeTimeout        = 10 * time.Second
 	replayPageSize      = 500
 	typingTTL           = 5 * time.Second
