@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,13 +255,28 @@ func TestASlowConsumerIsClosedAndResumesComplete(t *testing.T) {
 	// Big messages fill the socket buffers, then the slow client's queue.
 	big := fmt.Sprintf("%04000d", 0)
 	const n = 300
-	for i := 0; i < n; i++ {
-		send(t, bob.Client, room, big)
-	}
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := 0; i < n; i++ {
+			if _, err := bob.Client.SendMessageWithResponse(ctx, room, apiclient.SendMessageJSONRequestBody{ClientMsgId: uuid.New(), Body: big}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	// Once the server has given up on it, the client reads again — soon enough to see why
+	// (a client that never reads again is cut off without a close frame after the write
+	// timeout).
+	require.Eventually(t, func() bool {
+		_, body := s.Do(t, "GET", "/metrics", "", nil, nil)
+		return strings.Contains(string(body), `parlor_ws_closes_total{reason="slow_consumer"} 1`)
+	}, 30*time.Second, 20*time.Millisecond)
+	slow.Resume()
+	<-sent
 	// The fast client keeps receiving everything.
 	require.Len(t, fast.Events(n, 30*time.Second), n)
 
-	slow.Resume()
 	var received []parlortest.Frame
 	timeout := time.After(20 * time.Second)
 read:
