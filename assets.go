@@ -19,3 +19,9 @@ var AsyncAPIYAML []byte
 //
 //go:embed all:static
 var Static embed.FS
+
+// LedgerReconciliationSQL is scripts/ledger-reconciliation.sql: the queries that find
+// ledger rows breaking an invariant (`parlor ledger check` runs them).
+//
+//go:embed scripts/ledger-reconciliation.sql
+var LedgerReconciliationSQL string

@@ -4,6 +4,7 @@
 //	parlor migrate up|down|status      manage the database schema
 //	parlor keygen                      print a new access-token signing key for APP_JWT_KEYS
 //	parlor healthcheck                 exit 0 when the local server answers /readyz (for containers)
+//	parlor ledger check                exit non-zero when the wallet ledger does not reconcile
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 	"github.com/parlor-dev/parlor/internal/config"
 	"github.com/parlor-dev/parlor/internal/httpapi"
 	"github.com/parlor-dev/parlor/internal/postgres"
+	"github.com/parlor-dev/parlor/internal/wallet"
 )
 
 // version and revision are set at build time (-ldflags -X), e.g. by the Dockerfile.
@@ -40,6 +42,7 @@ commands:
   migrate up|down|status   apply, roll back one, or list database migrations
   keygen                   print a new signing key entry for APP_JWT_KEYS
   healthcheck              exit 0 if the server on APP_ADDR answers /readyz with 200
+  ledger check             reconcile the wallet ledger; exit 1 and list what is off
 
 Configuration comes from the environment; see env.template.
 `
@@ -70,6 +73,8 @@ func run(args []string) error {
 		return nil
 	case "healthcheck":
 		return healthcheck()
+	case "ledger":
+		return ledger(args[1:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil
@@ -148,6 +153,38 @@ func migrate(args []string) error {
 	default:
 		return fmt.Errorf("unknown migrate command %q: want up, down or status", args[0])
 	}
+}
+
+// ledger runs the ledger reconciliation (scripts/ledger-reconciliation.sql) and fails when
+// it finds anything: an unbalanced transaction, a balance that is not the sum of its
+// entries, a negative user balance.
+func ledger(args []string, out io.Writer) error {
+	if len(args) != 1 || args[0] != "check" {
+		return errors.New("usage: parlor ledger check")
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	pool, err := postgres.Connect(ctx, cfg.DBURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	problems, err := wallet.Reconcile(ctx, pool)
+	if err != nil {
+		return err
+	}
+	for _, p := range problems {
+		fmt.Fprintln(out, p.String())
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("the ledger does not reconcile: %d problem(s)", len(problems))
+	}
+	fmt.Fprintln(out, "ledger check: every transaction sums to zero, every balance equals its entries, no wallet is negative")
+	return nil
 }
 
 // healthcheck asks the local server whether it is ready: the container image has no curl.

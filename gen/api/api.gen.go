@@ -85,6 +85,7 @@ const (
 	ReadUpdated     EventType = "read.updated"
 	RoomDeleted     EventType = "room.deleted"
 	RoomUpdated     EventType = "room.updated"
+	Tip             EventType = "tip"
 )
 
 // Valid indicates whether the value is a known member of the EventType enum.
@@ -119,6 +120,8 @@ func (e EventType) Valid() bool {
 	case RoomDeleted:
 		return true
 	case RoomUpdated:
+		return true
+	case Tip:
 		return true
 	default:
 		return false
@@ -314,6 +317,33 @@ func (e Role) Valid() bool {
 	}
 }
 
+// Defines values for TopupStatus.
+const (
+	TopupStatusExpired   TopupStatus = "expired"
+	TopupStatusFailed    TopupStatus = "failed"
+	TopupStatusPending   TopupStatus = "pending"
+	TopupStatusRefunded  TopupStatus = "refunded"
+	TopupStatusSucceeded TopupStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the TopupStatus enum.
+func (e TopupStatus) Valid() bool {
+	switch e {
+	case TopupStatusExpired:
+		return true
+	case TopupStatusFailed:
+		return true
+	case TopupStatusPending:
+		return true
+	case TopupStatusRefunded:
+		return true
+	case TopupStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TypingFrameType.
 const (
 	Typing TypingFrameType = "typing"
@@ -389,6 +419,33 @@ func (e Visibility) Valid() bool {
 	case VisibilityPrivate:
 		return true
 	case VisibilityPublic:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WalletTransactionKind.
+const (
+	KindAdjustment WalletTransactionKind = "adjustment"
+	KindRefund     WalletTransactionKind = "refund"
+	KindRoomEntry  WalletTransactionKind = "room_entry"
+	KindTip        WalletTransactionKind = "tip"
+	KindTopup      WalletTransactionKind = "topup"
+)
+
+// Valid indicates whether the value is a known member of the WalletTransactionKind enum.
+func (e WalletTransactionKind) Valid() bool {
+	switch e {
+	case KindAdjustment:
+		return true
+	case KindRefund:
+		return true
+	case KindRoomEntry:
+		return true
+	case KindTip:
+		return true
+	case KindTopup:
 		return true
 	default:
 		return false
@@ -473,6 +530,31 @@ type CreateRoomRequest struct {
 	Visibility      *Visibility `json:"visibility,omitempty"`
 }
 
+// CreateTopupRequest defines model for CreateTopupRequest.
+type CreateTopupRequest struct {
+	// PackageId One of `GET /v1/wallet/packages`.
+	PackageId string `json:"package_id"`
+}
+
+// CreditPackage defines model for CreditPackage.
+type CreditPackage struct {
+	Credits int64 `json:"credits"`
+
+	// Currency ISO 4217, lower-case.
+	//
+	// Example: usd
+	Currency string `json:"currency"`
+	Id       string `json:"id"`
+
+	// Price In the currency's minor units (cents).
+	Price int64 `json:"price"`
+}
+
+// CreditPackageList defines model for CreditPackageList.
+type CreditPackageList struct {
+	Items []CreditPackage `json:"items"`
+}
+
 // EditMessageRequest defines model for EditMessageRequest.
 type EditMessageRequest struct {
 	Body string `json:"body"`
@@ -492,8 +574,8 @@ type ErrorFrameType string
 type EventFrame struct {
 	// Event One change in a room. `message` is the message's current state (a deleted message is a
 	// tombstone, whichever event refers to it); `user_id` is whom a membership or read event
-	// is about; `member` carries a role or mute change; `room` a room change; `reaction` a
-	// reaction change.
+	// is about (for a `tip`, its recipient); `member` carries a role or mute change; `room` a
+	// room change; `reaction` a reaction change; `tip` the tip.
 	Event RoomEvent `json:"event"`
 
 	// Token Resume from here (WebSocket `since` or `GET /v1/sync?since=`).
@@ -674,7 +756,7 @@ type PresenceFrameType string
 // Problem An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Problem struct {
 	// Code Stable machine-readable problem code.
@@ -821,8 +903,8 @@ type Room struct {
 
 // RoomEvent One change in a room. `message` is the message's current state (a deleted message is a
 // tombstone, whichever event refers to it); `user_id` is whom a membership or read event
-// is about; `member` carries a role or mute change; `room` a room change; `reaction` a
-// reaction change.
+// is about (for a `tip`, its recipient); `member` carries a role or mute change; `room` a
+// room change; `reaction` a reaction change; `tip` the tip.
 type RoomEvent struct {
 	ActorId   openapi_types.UUID  `json:"actor_id"`
 	CreatedAt time.Time           `json:"created_at"`
@@ -833,6 +915,7 @@ type RoomEvent struct {
 	Room      *Room               `json:"room,omitempty"`
 	RoomId    openapi_types.UUID  `json:"room_id"`
 	Seq       int64               `json:"seq"`
+	Tip       *RoomTip            `json:"tip,omitempty"`
 	Type      EventType           `json:"type"`
 	UserId    *openapi_types.UUID `json:"user_id,omitempty"`
 }
@@ -843,6 +926,20 @@ type RoomPage struct {
 
 	// NextCursor Absent on the last page.
 	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// RoomTip defines model for RoomTip.
+type RoomTip struct {
+	Amount      int64              `json:"amount"`
+	CreatedAt   time.Time          `json:"created_at"`
+	Id          openapi_types.UUID `json:"id"`
+	Message     string             `json:"message"`
+	RecipientId openapi_types.UUID `json:"recipient_id"`
+	RoomId      openapi_types.UUID `json:"room_id"`
+	SenderId    openapi_types.UUID `json:"sender_id"`
+
+	// Seq The seq of the room's `tip` event.
+	Seq int64 `json:"seq"`
 }
 
 // SendMessageRequest defines model for SendMessageRequest.
@@ -873,6 +970,37 @@ type SyncPage struct {
 	// Rooms Only without `since`: the caller's rooms, with their membership.
 	Rooms *[]Room `json:"rooms,omitempty"`
 }
+
+// TipRequest defines model for TipRequest.
+type TipRequest struct {
+	// Amount Credits, at least 1 and at most the server's limit (`APP_TIP_MAX`).
+	Amount      int64              `json:"amount"`
+	Message     *string            `json:"message,omitempty"`
+	RecipientId openapi_types.UUID `json:"recipient_id"`
+}
+
+// Topup defines model for Topup.
+type Topup struct {
+	// Amount The price, in the currency's minor units.
+	Amount int64 `json:"amount"`
+
+	// CheckoutUrl Where the user pays.
+	CheckoutUrl string    `json:"checkout_url"`
+	CreatedAt   time.Time `json:"created_at"`
+	Credits     int64     `json:"credits"`
+	Currency    string    `json:"currency"`
+
+	// ExpiresAt When the checkout closes if unpaid.
+	ExpiresAt time.Time          `json:"expires_at"`
+	Id        openapi_types.UUID `json:"id"`
+	PackageId string             `json:"package_id"`
+
+	// Status `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid.
+	Status TopupStatus `json:"status"`
+}
+
+// TopupStatus `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid.
+type TopupStatus string
 
 // TypingFrame Someone in one of your rooms started or stopped typing. Not durable.
 type TypingFrame struct {
@@ -935,8 +1063,60 @@ type User struct {
 // Visibility defines model for Visibility.
 type Visibility string
 
+// Wallet defines model for Wallet.
+type Wallet struct {
+	// Balance Credits available.
+	Balance int64 `json:"balance"`
+
+	// PendingTopups Top-ups awaiting payment.
+	PendingTopups int64 `json:"pending_topups"`
+}
+
+// WalletTransaction One change of the caller's balance.
+type WalletTransaction struct {
+	// Amount Credits added (positive) or taken (negative).
+	Amount       int64 `json:"amount"`
+	BalanceAfter int64 `json:"balance_after"`
+
+	// CounterpartyId The other user (tip recipient or sender, room owner or entrant).
+	CounterpartyId *openapi_types.UUID `json:"counterparty_id,omitempty"`
+	CreatedAt      time.Time           `json:"created_at"`
+
+	// Id The ledger transaction.
+	Id openapi_types.UUID `json:"id"`
+
+	// Kind What it was for: a top-up, a refund of one, entry to a paid room (paid, or received
+	// as its owner), a tip (sent or received), or an operator's adjustment.
+	Kind    WalletTransactionKind `json:"kind"`
+	Memo    *string               `json:"memo,omitempty"`
+	RoomId  *openapi_types.UUID   `json:"room_id,omitempty"`
+	TipId   *openapi_types.UUID   `json:"tip_id,omitempty"`
+	TopupId *openapi_types.UUID   `json:"topup_id,omitempty"`
+}
+
+// WalletTransactionKind What it was for: a top-up, a refund of one, entry to a paid room (paid, or received
+// as its owner), a tip (sent or received), or an operator's adjustment.
+type WalletTransactionKind string
+
+// WalletTransactionPage defines model for WalletTransactionPage.
+type WalletTransactionPage struct {
+	Items []WalletTransaction `json:"items"`
+
+	// NextCursor Absent on the last page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// WebhookReceipt defines model for WebhookReceipt.
+type WebhookReceipt struct {
+	Duplicate *bool `json:"duplicate,omitempty"`
+	Received  bool  `json:"received"`
+}
+
 // Cursor defines model for Cursor.
 type Cursor = string
+
+// IdempotencyKey defines model for IdempotencyKey.
+type IdempotencyKey = string
 
 // Limit defines model for Limit.
 type Limit = int
@@ -953,79 +1133,93 @@ type UserId = openapi_types.UUID
 // BadRequest An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type BadRequest = Problem
 
 // Conflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Conflict = Problem
 
 // Forbidden An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Forbidden = Problem
+
+// IdempotentConflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
+// `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
+// `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `not_ready`, `unavailable`, `internal`.
+type IdempotentConflict = Problem
 
 // InternalError An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type InternalError = Problem
 
 // NotFound An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type NotFound = Problem
 
 // PayloadTooLarge An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type PayloadTooLarge = Problem
-
-// PaymentRequired An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
-// `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
-// `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
-// `not_ready`, `unavailable`, `internal`.
-type PaymentRequired = Problem
 
 // ServiceUnavailable An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type ServiceUnavailable = Problem
 
 // TooManyRequests An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type TooManyRequests = Problem
 
 // Unauthorized An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Unauthorized = Problem
+
+// UnprocessableEntity An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
+// `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
+// `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `not_ready`, `unavailable`, `internal`.
+type UnprocessableEntity = Problem
 
 // UnsupportedMediaType An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
+
+// RefundTopupParams defines parameters for RefundTopup.
+type RefundTopupParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
 
 // ListRoomsParams defines parameters for ListRooms.
 type ListRoomsParams struct {
@@ -1062,6 +1256,13 @@ type ListMessagesParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// SendTipParams defines parameters for SendTip.
+type SendTipParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
+
 // SyncParams defines parameters for Sync.
 type SyncParams struct {
 	Since *string `form:"since,omitempty" json:"since,omitempty"`
@@ -1071,6 +1272,22 @@ type SyncParams struct {
 
 	// TimeoutMs Wait up to this long for an event when there is none (long-poll).
 	TimeoutMs *int `form:"timeout_ms,omitempty" json:"timeout_ms,omitempty"`
+}
+
+// CreateTopupParams defines parameters for CreateTopup.
+type CreateTopupParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
+
+// ListWalletTransactionsParams defines parameters for ListWalletTransactions.
+type ListWalletTransactionsParams struct {
+	// Limit Page size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
@@ -1105,6 +1322,12 @@ type EditMessageJSONRequestBody = EditMessageRequest
 
 // MarkReadJSONRequestBody defines body for MarkRead for application/json ContentType.
 type MarkReadJSONRequestBody = ReadRequest
+
+// SendTipJSONRequestBody defines body for SendTip for application/json ContentType.
+type SendTipJSONRequestBody = TipRequest
+
+// CreateTopupJSONRequestBody defines body for CreateTopup for application/json ContentType.
+type CreateTopupJSONRequestBody = CreateTopupRequest
 
 // AsPingFrame returns the union data inside the ClientFrame as a PingFrame
 func (t ClientFrame) AsPingFrame() (PingFrame, error) {
@@ -1499,6 +1722,9 @@ type ServerInterface interface {
 	// GetReady Readiness probe
 	// (GET /readyz)
 	GetReady(ctx echo.Context) error
+	// RefundTopup Refund a top-up (admin)
+	// (POST /v1/admin/topups/{topup_id}/refund)
+	RefundTopup(ctx echo.Context, topupId openapi_types.UUID, params RefundTopupParams) error
 	// Login Sign in with email and password
 	// (POST /v1/auth/login)
 	Login(ctx echo.Context) error
@@ -1580,9 +1806,27 @@ type ServerInterface interface {
 	// MarkRead Move the read marker
 	// (POST /v1/rooms/{room_id}/read)
 	MarkRead(ctx echo.Context, roomId RoomId) error
+	// SendTip Tip another member
+	// (POST /v1/rooms/{room_id}/tips)
+	SendTip(ctx echo.Context, roomId RoomId, params SendTipParams) error
 	// Sync Catch up on everything in the caller's rooms
 	// (GET /v1/sync)
 	Sync(ctx echo.Context, params SyncParams) error
+	// GetWallet The caller's wallet
+	// (GET /v1/wallet)
+	GetWallet(ctx echo.Context) error
+	// ListCreditPackages The credit packages on sale
+	// (GET /v1/wallet/packages)
+	ListCreditPackages(ctx echo.Context) error
+	// CreateTopup Buy credits
+	// (POST /v1/wallet/topups)
+	CreateTopup(ctx echo.Context, params CreateTopupParams) error
+	// GetTopup A top-up of the caller
+	// (GET /v1/wallet/topups/{topup_id})
+	GetTopup(ctx echo.Context, topupId openapi_types.UUID) error
+	// ListWalletTransactions The caller's wallet history
+	// (GET /v1/wallet/transactions)
+	ListWalletTransactions(ctx echo.Context, params ListWalletTransactionsParams) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
@@ -1614,6 +1858,44 @@ func (w *ServerInterfaceWrapper) GetReady(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetReady(ctx)
+	return err
+}
+
+// RefundTopup converts echo context to params.
+func (w *ServerInterfaceWrapper) RefundTopup(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "topup_id" -------------
+	var topupId openapi_types.UUID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "topup_id", ctx.Param("topup_id"), &topupId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter topup_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RefundTopupParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Idempotency-Key, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Idempotency-Key: %s", err))
+		}
+
+		params.IdempotencyKey = IdempotencyKey
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter Idempotency-Key is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RefundTopup(ctx, topupId, params)
 	return err
 }
 
@@ -2134,6 +2416,44 @@ func (w *ServerInterfaceWrapper) MarkRead(ctx echo.Context) error {
 	return err
 }
 
+// SendTip converts echo context to params.
+func (w *ServerInterfaceWrapper) SendTip(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "room_id" -------------
+	var roomId RoomId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "room_id", ctx.Param("room_id"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params SendTipParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Idempotency-Key, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Idempotency-Key: %s", err))
+		}
+
+		params.IdempotencyKey = IdempotencyKey
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter Idempotency-Key is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SendTip(ctx, roomId, params)
+	return err
+}
+
 // Sync converts echo context to params.
 func (w *ServerInterfaceWrapper) Sync(ctx echo.Context) error {
 	var err error
@@ -2163,6 +2483,96 @@ func (w *ServerInterfaceWrapper) Sync(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.Sync(ctx, params)
+	return err
+}
+
+// GetWallet converts echo context to params.
+func (w *ServerInterfaceWrapper) GetWallet(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetWallet(ctx)
+	return err
+}
+
+// ListCreditPackages converts echo context to params.
+func (w *ServerInterfaceWrapper) ListCreditPackages(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListCreditPackages(ctx)
+	return err
+}
+
+// CreateTopup converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateTopup(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params CreateTopupParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Idempotency-Key, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Idempotency-Key: %s", err))
+		}
+
+		params.IdempotencyKey = IdempotencyKey
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter Idempotency-Key is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateTopup(ctx, params)
+	return err
+}
+
+// GetTopup converts echo context to params.
+func (w *ServerInterfaceWrapper) GetTopup(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "topup_id" -------------
+	var topupId openapi_types.UUID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "topup_id", ctx.Param("topup_id"), &topupId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter topup_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetTopup(ctx, topupId)
+	return err
+}
+
+// ListWalletTransactions converts echo context to params.
+func (w *ServerInterfaceWrapper) ListWalletTransactions(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListWalletTransactionsParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListWalletTransactions(ctx, params)
 	return err
 }
 
@@ -2241,6 +2651,13 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/v1/sync", wrapper.Sync, options.OperationMiddlewares["sync"]...)
 	router.POST(options.BaseURL+"/v1/realtime/tickets", wrapper.CreateRealtimeTicket, options.OperationMiddlewares["createRealtimeTicket"]...)
 	router.GET(options.BaseURL+"/v1/rooms/:room_id/presence", wrapper.GetPresence, options.OperationMiddlewares["getPresence"]...)
+	router.GET(options.BaseURL+"/v1/wallet", wrapper.GetWallet, options.OperationMiddlewares["getWallet"]...)
+	router.GET(options.BaseURL+"/v1/wallet/transactions", wrapper.ListWalletTransactions, options.OperationMiddlewares["listWalletTransactions"]...)
+	router.GET(options.BaseURL+"/v1/wallet/packages", wrapper.ListCreditPackages, options.OperationMiddlewares["listCreditPackages"]...)
+	router.POST(options.BaseURL+"/v1/wallet/topups", wrapper.CreateTopup, options.OperationMiddlewares["createTopup"]...)
+	router.GET(options.BaseURL+"/v1/wallet/topups/:topup_id", wrapper.GetTopup, options.OperationMiddlewares["getTopup"]...)
+	router.POST(options.BaseURL+"/v1/admin/topups/:topup_id/refund", wrapper.RefundTopup, options.OperationMiddlewares["refundTopup"]...)
+	router.POST(options.BaseURL+"/v1/rooms/:room_id/tips", wrapper.SendTip, options.OperationMiddlewares["sendTip"]...)
 	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS, options.OperationMiddlewares["getJWKS"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
@@ -2253,13 +2670,20 @@ type ConflictApplicationProblemPlusJSONResponse Problem
 
 type ForbiddenApplicationProblemPlusJSONResponse Problem
 
+type IdempotentConflictResponseHeaders struct {
+	RetryAfter *int
+}
+type IdempotentConflictApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers IdempotentConflictResponseHeaders
+}
+
 type InternalErrorApplicationProblemPlusJSONResponse Problem
 
 type NotFoundApplicationProblemPlusJSONResponse Problem
 
 type PayloadTooLargeApplicationProblemPlusJSONResponse Problem
-
-type PaymentRequiredApplicationProblemPlusJSONResponse Problem
 
 type ServiceUnavailableResponseHeaders struct {
 	RetryAfter *int
@@ -2287,6 +2711,8 @@ type UnauthorizedApplicationProblemPlusJSONResponse struct {
 
 	Headers UnauthorizedResponseHeaders
 }
+
+type UnprocessableEntityApplicationProblemPlusJSONResponse Problem
 
 type UnsupportedMediaTypeApplicationProblemPlusJSONResponse Problem
 
@@ -2368,6 +2794,176 @@ type GetReady503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetReady503ApplicationProblemPlusJSONResponse) VisitGetReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopupRequestObject struct {
+	TopupId openapi_types.UUID `json:"topup_id"`
+	Params  RefundTopupParams
+}
+
+type RefundTopupResponseObject interface {
+	VisitRefundTopupResponse(w http.ResponseWriter) error
+}
+
+type RefundTopup200ResponseHeaders struct {
+	IdempotentReplayed *string
+}
+
+type RefundTopup200JSONResponse struct {
+	Body    Topup
+	Headers RefundTopup200ResponseHeaders
+}
+
+func (response RefundTopup200JSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.IdempotentReplayed != nil {
+		w.Header().Set("Idempotent-Replayed", fmt.Sprint(*response.Headers.IdempotentReplayed))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup400ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup401ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup403ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup404ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup409ApplicationProblemPlusJSONResponse struct {
+	IdempotentConflictApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup409ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup422ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup500ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup503ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -3898,22 +4494,6 @@ func (response JoinRoom401ApplicationProblemPlusJSONResponse) VisitJoinRoomRespo
 	return err
 }
 
-type JoinRoom402ApplicationProblemPlusJSONResponse struct {
-	PaymentRequiredApplicationProblemPlusJSONResponse
-}
-
-func (response JoinRoom402ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
-
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(402)
-	_, err := buf.WriteTo(w)
-	return err
-}
-
 type JoinRoom403ApplicationProblemPlusJSONResponse struct {
 	ForbiddenApplicationProblemPlusJSONResponse
 }
@@ -3958,6 +4538,22 @@ func (response JoinRoom409ApplicationProblemPlusJSONResponse) VisitJoinRoomRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type JoinRoom422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom422ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5431,6 +6027,193 @@ func (response MarkRead500ApplicationProblemPlusJSONResponse) VisitMarkReadRespo
 	return err
 }
 
+type SendTipRequestObject struct {
+	RoomId RoomId `json:"room_id"`
+	Params SendTipParams
+	Body   *SendTipJSONRequestBody
+}
+
+type SendTipResponseObject interface {
+	VisitSendTipResponse(w http.ResponseWriter) error
+}
+
+type SendTip201ResponseHeaders struct {
+	IdempotentReplayed *string
+}
+
+type SendTip201JSONResponse struct {
+	Body    RoomTip
+	Headers SendTip201ResponseHeaders
+}
+
+func (response SendTip201JSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.IdempotentReplayed != nil {
+		w.Header().Set("Idempotent-Replayed", fmt.Sprint(*response.Headers.IdempotentReplayed))
+	}
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendTip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip400ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendTip401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip401ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendTip404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip404ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendTip409ApplicationProblemPlusJSONResponse struct {
+	IdempotentConflictApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip409ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendTip413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip413ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendTip415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip415ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendTip422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip422ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendTip429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip429ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendTip500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip500ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncRequestObject struct {
 	Params SyncParams
 }
@@ -5504,6 +6287,450 @@ func (response Sync500ApplicationProblemPlusJSONResponse) VisitSyncResponse(w ht
 	return err
 }
 
+type GetWalletRequestObject struct {
+}
+
+type GetWalletResponseObject interface {
+	VisitGetWalletResponse(w http.ResponseWriter) error
+}
+
+type GetWallet200JSONResponse Wallet
+
+func (response GetWallet200JSONResponse) VisitGetWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWallet401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetWallet401ApplicationProblemPlusJSONResponse) VisitGetWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWallet500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetWallet500ApplicationProblemPlusJSONResponse) VisitGetWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListCreditPackagesRequestObject struct {
+}
+
+type ListCreditPackagesResponseObject interface {
+	VisitListCreditPackagesResponse(w http.ResponseWriter) error
+}
+
+type ListCreditPackages200JSONResponse CreditPackageList
+
+func (response ListCreditPackages200JSONResponse) VisitListCreditPackagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListCreditPackages401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListCreditPackages401ApplicationProblemPlusJSONResponse) VisitListCreditPackagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListCreditPackages500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListCreditPackages500ApplicationProblemPlusJSONResponse) VisitListCreditPackagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTopupRequestObject struct {
+	Params CreateTopupParams
+	Body   *CreateTopupJSONRequestBody
+}
+
+type CreateTopupResponseObject interface {
+	VisitCreateTopupResponse(w http.ResponseWriter) error
+}
+
+type CreateTopup201ResponseHeaders struct {
+	IdempotentReplayed *string
+}
+
+type CreateTopup201JSONResponse struct {
+	Body    Topup
+	Headers CreateTopup201ResponseHeaders
+}
+
+func (response CreateTopup201JSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.IdempotentReplayed != nil {
+		w.Header().Set("Idempotent-Replayed", fmt.Sprint(*response.Headers.IdempotentReplayed))
+	}
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTopup400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTopup400ApplicationProblemPlusJSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTopup401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTopup401ApplicationProblemPlusJSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTopup409ApplicationProblemPlusJSONResponse struct {
+	IdempotentConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTopup409ApplicationProblemPlusJSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTopup413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTopup413ApplicationProblemPlusJSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTopup415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTopup415ApplicationProblemPlusJSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTopup422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTopup422ApplicationProblemPlusJSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTopup500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTopup500ApplicationProblemPlusJSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateTopup503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTopup503ApplicationProblemPlusJSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupRequestObject struct {
+	TopupId openapi_types.UUID `json:"topup_id"`
+}
+
+type GetTopupResponseObject interface {
+	VisitGetTopupResponse(w http.ResponseWriter) error
+}
+
+type GetTopup200JSONResponse Topup
+
+func (response GetTopup200JSONResponse) VisitGetTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopup400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopup400ApplicationProblemPlusJSONResponse) VisitGetTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopup401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopup401ApplicationProblemPlusJSONResponse) VisitGetTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopup404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopup404ApplicationProblemPlusJSONResponse) VisitGetTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopup500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopup500ApplicationProblemPlusJSONResponse) VisitGetTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWalletTransactionsRequestObject struct {
+	Params ListWalletTransactionsParams
+}
+
+type ListWalletTransactionsResponseObject interface {
+	VisitListWalletTransactionsResponse(w http.ResponseWriter) error
+}
+
+type ListWalletTransactions200JSONResponse WalletTransactionPage
+
+func (response ListWalletTransactions200JSONResponse) VisitListWalletTransactionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWalletTransactions400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListWalletTransactions400ApplicationProblemPlusJSONResponse) VisitListWalletTransactionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWalletTransactions401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListWalletTransactions401ApplicationProblemPlusJSONResponse) VisitListWalletTransactionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWalletTransactions500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListWalletTransactions500ApplicationProblemPlusJSONResponse) VisitListWalletTransactionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
 	// GetJWKS Public keys that verify access tokens
@@ -5515,6 +6742,9 @@ type StrictServerInterface interface {
 	// GetReady Readiness probe
 	// (GET /readyz)
 	GetReady(ctx context.Context, request GetReadyRequestObject) (GetReadyResponseObject, error)
+	// RefundTopup Refund a top-up (admin)
+	// (POST /v1/admin/topups/{topup_id}/refund)
+	RefundTopup(ctx context.Context, request RefundTopupRequestObject) (RefundTopupResponseObject, error)
 	// Login Sign in with email and password
 	// (POST /v1/auth/login)
 	Login(ctx context.Context, request LoginRequestObject) (LoginResponseObject, error)
@@ -5596,9 +6826,27 @@ type StrictServerInterface interface {
 	// MarkRead Move the read marker
 	// (POST /v1/rooms/{room_id}/read)
 	MarkRead(ctx context.Context, request MarkReadRequestObject) (MarkReadResponseObject, error)
+	// SendTip Tip another member
+	// (POST /v1/rooms/{room_id}/tips)
+	SendTip(ctx context.Context, request SendTipRequestObject) (SendTipResponseObject, error)
 	// Sync Catch up on everything in the caller's rooms
 	// (GET /v1/sync)
 	Sync(ctx context.Context, request SyncRequestObject) (SyncResponseObject, error)
+	// GetWallet The caller's wallet
+	// (GET /v1/wallet)
+	GetWallet(ctx context.Context, request GetWalletRequestObject) (GetWalletResponseObject, error)
+	// ListCreditPackages The credit packages on sale
+	// (GET /v1/wallet/packages)
+	ListCreditPackages(ctx context.Context, request ListCreditPackagesRequestObject) (ListCreditPackagesResponseObject, error)
+	// CreateTopup Buy credits
+	// (POST /v1/wallet/topups)
+	CreateTopup(ctx context.Context, request CreateTopupRequestObject) (CreateTopupResponseObject, error)
+	// GetTopup A top-up of the caller
+	// (GET /v1/wallet/topups/{topup_id})
+	GetTopup(ctx context.Context, request GetTopupRequestObject) (GetTopupResponseObject, error)
+	// ListWalletTransactions The caller's wallet history
+	// (GET /v1/wallet/transactions)
+	ListWalletTransactions(ctx context.Context, request ListWalletTransactionsRequestObject) (ListWalletTransactionsResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx echo.Context, request any) (any, error)
@@ -5676,6 +6924,32 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(GetReadyResponseObject); ok {
 		return validResponse.VisitGetReadyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RefundTopup operation middleware
+func (sh *strictHandler) RefundTopup(ctx echo.Context, topupId openapi_types.UUID, params RefundTopupParams) error {
+	var request RefundTopupRequestObject
+
+	request.TopupId = topupId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RefundTopup(ctx.Request().Context(), request.(RefundTopupRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RefundTopup")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RefundTopupResponseObject); ok {
+		return validResponse.VisitRefundTopupResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -6607,6 +7881,55 @@ func (sh *strictHandler) MarkRead(ctx echo.Context, roomId RoomId) error {
 	return nil
 }
 
+// SendTip operation middleware
+func (sh *strictHandler) SendTip(ctx echo.Context, roomId RoomId, params SendTipParams) error {
+	var request SendTipRequestObject
+
+	request.RoomId = roomId
+	request.Params = params
+
+	var body SendTipJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SendTip(ctx.Request().Context(), request.(SendTipRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SendTip")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SendTipResponseObject); ok {
+		return validResponse.VisitSendTipResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Sync operation middleware
 func (sh *strictHandler) Sync(ctx echo.Context, params SyncParams) error {
 	var request SyncRequestObject
@@ -6632,189 +7955,381 @@ func (sh *strictHandler) Sync(ctx echo.Context, params SyncParams) error {
 	return nil
 }
 
+// GetWallet operation middleware
+func (sh *strictHandler) GetWallet(ctx echo.Context) error {
+	var request GetWalletRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetWallet(ctx.Request().Context(), request.(GetWalletRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetWallet")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetWalletResponseObject); ok {
+		return validResponse.VisitGetWalletResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListCreditPackages operation middleware
+func (sh *strictHandler) ListCreditPackages(ctx echo.Context) error {
+	var request ListCreditPackagesRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListCreditPackages(ctx.Request().Context(), request.(ListCreditPackagesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListCreditPackages")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListCreditPackagesResponseObject); ok {
+		return validResponse.VisitListCreditPackagesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// CreateTopup operation middleware
+func (sh *strictHandler) CreateTopup(ctx echo.Context, params CreateTopupParams) error {
+	var request CreateTopupRequestObject
+
+	request.Params = params
+
+	var body CreateTopupJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateTopup(ctx.Request().Context(), request.(CreateTopupRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateTopup")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CreateTopupResponseObject); ok {
+		return validResponse.VisitCreateTopupResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetTopup operation middleware
+func (sh *strictHandler) GetTopup(ctx echo.Context, topupId openapi_types.UUID) error {
+	var request GetTopupRequestObject
+
+	request.TopupId = topupId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetTopup(ctx.Request().Context(), request.(GetTopupRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetTopup")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetTopupResponseObject); ok {
+		return validResponse.VisitGetTopupResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListWalletTransactions operation middleware
+func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWalletTransactionsParams) error {
+	var request ListWalletTransactionsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListWalletTransactions(ctx.Request().Context(), request.(ListWalletTransactionsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListWalletTransactions")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListWalletTransactionsResponseObject); ok {
+		return validResponse.VisitListWalletTransactionsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1dcxu3suBf6eLdqpC5I0py5JxEqtS9jvNxnOMkXtm+3qrQpQFnmiSiIUADoGie2FV5vQ/7sHXu+77s",
-	"nh+WX7A/YQvdwHyQww/JlpKck1SlLJKYQQPo7250/9TJ9HSmFSpnO6c/dSYocjT05zk6szx4MHJo/Mcc",
-	"bWbkzEmtOqedp5hplVtwGhZCOhjiSBsEZ5ZSjUGMhVT9TtKx2QSnwj8+lUpO59PO6XHSccsZdk47Ujkc",
-	"o+m8ffs26cyEEVN0Ye6Hc2N1y7TPJgipwtfuIqMRKegRuAnCzOCV1HMLMzFGP7P0w1/N0Sw7SUeJqZ+Q",
-	"n2mCJV4/RjV2k87p/eN7iQczfq4Atc5INe54MB/LqXTrcD0RYwQr/7px6oKeq8+c40jMC9c5vX+UeDDC",
-	"7hwdJdv3Kul8i9aKMT7K/Wtosplwk2quKf9+IfNO0jH4ai4N5p1TZ+ZYB2CkzVS4zmlnPqeR64s913q6",
-	"cRaj9fTdp3hu0WycYm7RvOsUb/3DdqaVRcKsz0V+jq/maOkUM60cKvpTzGaFzIQ/0MOZ0cMCp//6o/Wn",
-	"+1Ntuv9mcNQ57fzLYUU2h/yrPXzCT/Gk63hreFqQFqai8HBjfgpSXYlC5vDN0++/S0DAVFrrSUgbmKtL",
-	"pRcKRhKL3P92JYo5gp470KOBMkKNEbppeMNFeH/a6w9U523SeajVqJDZr7bOLMxvYSHdBPC1tM6vzDrh",
-	"MAHsj/tEujgVsvC74sQlKuim8cG01/fr+EqbocxzVHe5kAdzN0Hl/PsxT2A4d6C0A1EUeoG5Z3u5BjeR",
-	"FrrpKAIYAH6kHBolii+NYR52V0A/1VN0E7/HIyELzEEr2mGL5goNoQpDlvb64I9qqPMlKPQ/TnSRW8jR",
-	"CVnYM3g11w7p4RJtc1rcd9p9pecqv8t1fafBzrMJGLR6bjJMPHVIoiR/KFfSymGB/lA8wJkoClqt0u5i",
-	"5GEN5/JELAst8mdaPxZmjL8WXdCmSwuFB8KAmwgFH5/AX+Tn0E1nDOOF0/qCBlSwT1G585IP3jHsWk9h",
-	"IiwIBaicWcLMyAwZYA/YReTQAd6naK5khs+VuBKyEMPiTrf7AeQ4Q5Wjymirc89GGSEMinyZegRK5xVw",
-	"Hupki/LTBkcYfVgfSrA80/pboZZBzNg7PSutYSrUEoRzOJ05e8bqWVoDMgUblLduaoTDC9JN+OTe2x48",
-	"V2LuJtrIv+JdswqWp5nB3DNwUdjTSqwmlehNAF/PPMZ6XDB4pS+Jr1+iGqiux40S/rSXwMJoNQ6iShuY",
-	"CWsX2uQ18Vub0D+gDQgwODJoJ/G1M4MWlfPzLJh6woALGnBhcG7pHAaqeRIvXrw4qEukdsVYVCOkVkC7",
-	"RVxxbrGpjK8pSXRidj6baeMw/xZzKZ7RmF+XRXruntZn9bOl4I+nBPZi6qG98Esi3vM2LpR2zu/aU7RW",
-	"MpSr1HKJysKIzsryqASEymExIVmyhCEW/uCd9hs4M3qGxknWJEWWobV8dOvvfgDfvHhGr/YyKX0QsImW",
-	"kQKfbX9dX006jJX2QqrNVtdcOVnQixkIRrCA0Na/Fl+L6cwz3U+9QbFqRHidmBHverM18DlOB3IEc+Ux",
-	"tzHxvfuf3jvaPvmmrVOgZ+LVHBPwNFvgwdximNNvaPrk+6fP4PDq+NBj/GF4W9q6m0xYLuAyKm9V/dD5",
-	"HIVB03nZ8oC3OXZhsTdaOmxZRHH8QxMdVtfYAKRxxq1HEcCo4NPDHzFzHr7PBe1YExWHQinML4bLPSyi",
-	"pJMZ9FrthXCN4blweODkFNueMSgCoa//FAzBfaYmVNp/1mgA7mVK1g+jMk4rG7LapMYWbNjkmpEo8lx6",
-	"1BTFk9quj0RhcZUnVNtUdyzUqKBlK5rI/2KCrLQPSdXK7RmIoZca8FkgxEKOHNPaLW9ifLBthx4WEpX7",
-	"ypChvrqGL6/QLGHkfwQBGQ2FqViCRZUnkEs/eCqVPwIYLiEl5u1XVPuJTaepmM08bB7l6d8NckWqMQND",
-	"sEo17lsnjNs0/hmNeeqHrD2mZ7ue0jN+6G15/Mvv2GNB+/Q26WiF3486pz/skIYl1G+T7SPX4N33gRLU",
-	"l/7QCOvPtZ7eDLtJ878gzb/hwTqqoaJU7uOTTtOjFf6rObZaxYIKyFQjnegO2+yTSzq20IuLqc7xIui1",
-	"q7CVoHzy8cluKJyeyWwvCia7UxbSLXcJjP+oRq4SGS26jcK+zKULnr6bnZZXolbWcXK0cz9XwKOXtIJn",
-	"jDYb6P9BpHlmAQthvebgNYQzttC1UpixkurE0oKeoVpXsDKdY6vECQ7O1t9WRT2SE+blrnUGwUxTVhO0",
-	"LvxqM+N7wIYy+iHevhCZK5YgLKRff8kai12qLAWDbm6UBemga1DwVqRTTGFUiLEFYRD0VDqHeS8BqWCG",
-	"5oBenVp85a3XoD2u0OdVUNS34aInf1pDqR6tr+Mc7XyKMDLe6keD0H2Bw6c6u0QHqZUqQ7ag66v6N/r+",
-	"M7Yidx8LQbDvsUQlavWplVN5tjJJOMZ+kPbVwfYxl80vciyQv4nn0Rd53vzC4FRfhaemQzT9H7VU9c8F",
-	"jlz1SaqrchL64lJml/XPrJBUn+dq7ZtZHgD3h7/6sQFzXv7aptV+JbHIS39kE2vIvdyqiBgMsRUy2kDa",
-	"4LVNPVfokzHMeEDBjj75EdrV8M0Uu3Lg2yjvzygKz7RWF2CdcHNbP3h9uRu1wlPtExWF3kDi3kwdSWMj",
-	"c9MjT+5mWWNqbZws/hYUsbUNmqAwbojCXZCP9koUF1PbPnvw5nr5btkFrUcO1RkIZRflD92h0QuLxkKu",
-	"e/6QvO4Fqf8xZdBt7aRq8o9O0e7kIv4s5BQf8+hrsBI58mY9eamxsAjCGHnVAGYz15j4g7kGM6/v+qY9",
-	"Llccl9CGEY+IltdR7yamVOAL+1pr1zKv3qe9VINzp8HE+3MzPeVW7JNvXvxl/bREMa5j05f5F08ftLLL",
-	"zFw1B967f//409ahlxsI+pK1wviK7//yZJO7oT7MynHrsNftrGA2HxYyg0tcJjAUFj8+mZuCwm167mDm",
-	"D0GN+zs30sPKi/Yz8ZoS2i0GcMMGP13f4Utc0r/S4XQnD/FnVBJ5Rxgj1tVjemHb/I/1WN7QSCfBtaIZ",
-	"37t/stPQiE7fBqaWXyYNu+XeJ9fTsxmm2hxta/6WtIL1Xc+lnRVieRENqDXIWVG5Fpeazj25X9NfYzTH",
-	"ebbrnwW+F7dE0lx3mL2+2M17+CQoI819LLF2L/QNp7GGwUmnlqCyW+PhuTaDaidy1k79HOj8wMK0HOjV",
-	"EUFGyLoScmdIgCK/sPiq8UR0C7Q4g6+DM4penum5aknCCdayheEStJt43UeMHBpII0hpQiGFoDg3XGib",
-	"AFwTlIRj5RpXYNqNfaUevCKaKD6wr5yPpn1z/amaF14hVxnWl+i/5QAs586sSzsy1i+mdrzv/DdRe6K1",
-	"UhHEUOsCBeWqsD12PTVqP1Cj9bY/XZ+HJx7SibaQt8FZsbxwum3+nZt9HXVuXyJa5SjRQmQuyWjaPOSk",
-	"hnABnWrrqg6rvn87lcCA3O28dSLsxVQbbD//63JepqJdygO/LKnmboO6csJeT4vgM6zJ/I9P9rBgyIm9",
-	"nwHTCqyuAfte4NHvBg9FtLMWcLQqpGqxn59bNCBzGxM3g+wCHg9KLyiFMqLBThpZI8696WujCRRA37be",
-	"jf4/Xo5fnFbkHFjquSGBbCEjfwGvUxtYoHKgRyP/uQ/febk0N553rIvuajPXSec6DGXt9OPxvXyfxmQw",
-	"v9tsyq1by6kBbeHg868ewqcn9/8UXVF9SDOdYwrSgnV+z0LUXrjgerZgJ3pe5DA0QmUT0OoMUiddgakf",
-	"OlApp7ql5GsdaQOT+VQoS++ZiiVkE6HG2IeHOkd7CmtZlgk0c0SSgWpNBUmgPckjgVreYAK1ZLUEqgxI",
-	"/9a1DKsEUnYU+r9IRfN/CJNN5BX/vZ5FRuC25kz4d6Cb6PzCgxASHAnsem6QB6RKn0qayVMJVJmFnLvS",
-	"7shfSS/gg5uKbCIVHvg30xfR3eifamQUdFbOoF3LcKI9rCocUxxn8lBKKjnPwsuSGhK052UYo02LS+6R",
-	"yuWVzOeiiJDb+PYyoeUDy0m8NoHFBBVQXm+Dz20TdzXn7VuyMh/xU/eP1tmfVNYJlW1wXMb8mplwk367",
-	"tkQDAtlvyWHOExAWJIeq0/9xECzxg0f51uSWylW7/u4/P3v2BHjA+tmftGeSEEW38WE70cbxcYKdT6fC",
-	"LKurAoxf/m1N/HoUcrG34FfkoKvzPT9/BEpMpRqvzXEGqRjquTsdFkJdpowBWhXLyMSmwjk0zbSdTu2R",
-	"fRkub0a5ySGa1cZro4q7LrZxqn+U24JuN5IIjRsJPMU2sB5G+26VjYSv1/FgG9itoQ1vHtazhUnNxZwp",
-	"VzrohqQLqaAKfVH4KTjPPSXLbBKc/0Hs24kwaOsRsFJQr/l7PMBJWNOGzchv5t/aZDZsi3uvBkfw1Uag",
-	"njrR5gq/ttl/nayhptl/faO9uqrSbrdvWqtUaG0LJk4wu7Sbj6URiSI/lZds7aG5ldQZkU3qycteHZHO",
-	"8qWJGl5VYL5T9CuJS9mwAfUYz9ouTMXriyrGYi9maC5i+tz6gfvRRDoXw6XjF2wZxG/jhI72oZyvc+EB",
-	"1HPXGi17ADwIpMplJpw2Zc4iiX5K7WQXkd/jQlhHuUhl+lDa341cq+vatIhk8361LWbbgTyTnh21MO9r",
-	"JXM6yUytShptk69xpnWiNEW7HK/45fPzx+B0jIz6P7sizyEdzI+O7n3M+QK//Pz31P9iKE7Y2x2sCCCt",
-	"JFF6aNq3jHTvm2bzreSpNgIGH1/Pw998WTusY2kdmpsBuxoEWDn+iV4ov8/kGAWPdrYPj4nFjYnLOCNk",
-	"QfezZiJDzkEJGQ9NzeSBUs1gx8e7QydlyGXNtOOUepHnBq09A+u0QQ+MnE4xJ8C8QWIOMrGaYNwRSv17",
-	"+NTP9LQJ1GpA56MdAZ0mYJ/88vPfju994q1A4xUDY6H7XEmvUJFuCjMtlbO9M1Aev6czbemcwMwLpqVr",
-	"Bog+uXaAaCX80YpQwbVeCoaFIm4z1TkayrCMmSatkulc62mLpzrYma2nGX/kPCiyrkR+4JXdNp3oZo7k",
-	"tSzEOgwPDeaelzsNP2qpzuAIPoORQdzL2b+3V9mLiqjstGVovIrGht+HD7xocd5sIgVyT0j4YC62KL3T",
-	"Rnxod6iKRtbyLNdWRfixt3O6Pe2yTeaIqB9P59bF++JugaggWAaWD0qPRhvkUEzKvJ0kTHbdhzxgmqrx",
-	"4ibO1fapbReSikJqeLJynjt96VWW3tqufq8weKe8dRKifZCGnSSfGDtW6fMHFrK5Md5wIR0SuiIGh+IQ",
-	"/4QYKKenQ+u0wmDa0LVQNnkMjjwLdBqk651BGhx6NNdioqflCXMMksypnJ8dKP92b8yeeRj9oBQyYYz0",
-	"MgaMLsgZOp27uKozSP2S0rC02rfBPEw9tGXaZHDUtbidROb2D6ndhBNNy3j8fnHiWhbcnuENUzPU94lZ",
-	"3Sj+ylx+V87obQWvKp/KNgiq/M736plm0iwRZS+yfB+5A3FDd2QOrMhXdkmES91krcRqFzdNMXiKKn8v",
-	"SeZNSI9/+flvJ8nR0VFDgRIOpto6OP6YfiJzycvJ58++OviENP/rpaq3RK5XlIGJtqhguGRPDw1OYK7k",
-	"qznCzMsjXvoZkFMepGNLxJklWDFC1lr2CDFX8eD1eBCz2KAOWDHFMj3jeri7GsDdmJn/lPJD97iaUysN",
-	"YFHl9sY3czjHfhPlVhcFYgL3NhqPIznVc8PIWoJuwiHMTTdsdHUvqAx2bbybWo/tRZt8+wWb93MPqLac",
-	"Xfd6anu03xWg/cY2175ztN73vbXDpxtIT5cqa+efhBnXY6DVLYYVLlrPNVhJEdIGWS+JBq7Il2cg7CXX",
-	"LALhOH+G/MBcaYgM9rTdfqkGbLwaads0uGJZZmmG+xSnNW/0B5YjxkkZSJKmpmDtHThqlzKrF5CqJdR2",
-	"LokH0sZh6pi1rvTrKWpFuul6CJy8anzl3jo9m3lTn/1t2wPgla8nOPrezaG8GgcPpP6yfWjgcuunfxsR",
-	"8jVQVre9dgnwmt6sd96gcKfy5TWXt20t8X7ir7AUPXsvK3lO125Yyd9Xh5pKVf/2eHV9K3mXKzzMm0ql",
-	"G1edgQBvoMRg7MzrhXPlX2H3vyRsVlxFe7mI3m7cjuvcMd21GXWHUwsHfo+XRm/nomjrLtm2PO4bpVXu",
-	"yv3e4Hr9zr+9kH/FHLrB25rUXK3tt/huwutCzJe9lysZ2zusrf9o+HbKpCW69EAiQl4Jh+2IaTGbG+mW",
-	"T6kKCtsqVPXhwZzvkPGnr+JavnnxrJO0ODTr9TXoElNqgps+TSAt9FgqvgNXL0PBpVc8onKhiRLAiXMz",
-	"Ln4i1UjH8iqCi7SFqndPhCm0AVRjqRDbw4RhjLQgYCiyS1Q55a8YFAWhCsvbU29/OdBexS/DMuFiakw9",
-	"A7tUGedEhUwj24dnE6qalM2nFAS38dqu88Ycqypf62A8JPFjuPRLwYQJDpQ3158S0OVPBmGMynMWzHk7",
-	"pesP1ED9y7/AQ628yiG1sv6bD+HDDx80Ktr0P/wQyH7h22NzlaOB9PDqOAWFmNuVKiunwGU+YDA/Ovoo",
-	"q9fnoG8wHSiAuSrogCcInhRD6Ry6lOwmaBbSYh8e1LCAFUe6O3Rg5VhhDt+8eObfIBwU8goh2Ln+7cf3",
-	"YSqVZ8VnQY2rruzwi+iznWDuH0sP+wssigPKDzr8cXFp+1Txpg/n9cor1r+a7ghTmRTa8apSymnISYjF",
-	"WuJlYwEKF0D+Pf9AKEbE4R/QRe5/oheTIswVkXhjFhNdYCyQ0+ejIc3efvghwZFuqgyUQveHmLz3suux",
-	"354eHi4Wi74ZZQeYS6dNX5vxoRll/n8/rtfzUJDmK0J2X7KeJRZyZ7oW2ZBNQ/5gynWPRC/iYb2AHYP+",
-	"vF5X0S+B3aj12kNsG3g+FHNC0pOjI1hNAgwvPBcOgW8R+g3ha5jpyb1PoZFDF9fULMbF2VIehiCJ4ktL",
-	"sG2J+BBLWZYe1Gbq1Rnf8iSFm0qe/fKf/weO730SS+T5jX3w9OGjRzW/TI9DtMZgQcvQY0vVqwp0dQ9B",
-	"NtHaoseRAN/nfp+o5OmHH8J5tXkeKmI4oaYdbyXd/o87efwRrGcosge3kBkqvhMX2aHRMyPRCbOsZXxF",
-	"DvjgyaNO0rlCY4PnqX/UPyLLe4ZKzGTntPNR/6j/EUXO3ITkQDuR+V/G6NojOt88/f47z0HhL7iEp+iq",
-	"a7+XuPT005ATlD/KTvdiCUOEwCf88geq6wniT/eP/3QG4WIhcYMEUlGMU0iJtaS9PjyR2SUdgZ8jOLFo",
-	"gg8spJeyyrQbqC/mhgiZhhrtmI3x8blQ23GoQ1Kip/VIHJ4lXOKSN79kgI/yzmnna3R0yW+lgOq9o6Mt",
-	"ZcGuVw6M3r+hFphfiUW3UpPuocgmePDQSyLdotX8WS84qyMu3R/F0JNLNuHw8bYiaDW1oXP6w8ukEzIH",
-	"PbrV2DZx+is0crRsnDtdIRZjS9WgvJbx0r/xcELX1v+6Eb8eEL+wcO/oCBYTWZSX7unN0sJ81odHDjhT",
-	"p3F5ut92aOGa/C0eW5hhw8E1Ie9s29XH8gqVH+tlBta2T89s2D3y0Oy7eajgibZubPDpf38MXY/k55jL",
-	"mHabaTWS47nBvBe5tCdJYv/MfBNWhO4ffQT1apG1zM5RyJKo5WjVFIXHWuQwFIVQmYcq5KAbPXc48MrT",
-	"aCQzzv0kR7PIlxAzdu0GGjz3o27zNKs8t5YDpdk9sCQGqLTn/aOPNr2yhPGwpf7nNkQoYdiCCbHeG+nc",
-	"ZDxp61rTyo2L2k7QWaBb1mI8CKq8mMpi2evDA1XWWQ6pKCoHEbLEY7LFQI2jNBRT9LrAMbQl+4dksnLg",
-	"QpvLPjwItThJFLqJ0c4VmMMMzUAFxfjRE9bJ0EC3/CphiHpk4ZePhcqeMEZnSckIekVDq2jDJbox3Slz",
-	"vD8PkZv3gkON29hvmyagM3N8e4v4Wy/x2FYUmWWvVIS8JzzxduSt1QinR453P9Kod+ofOt6DSFYLEtNz",
-	"9/eZrKVUp3/43qe7H16tTksUvcemNKtabyNmv+Nen+Wy3yVR1TKXWqRkjbr13G0m7/OaXRKpe60QJlft",
-	"9J9OKbOzUbfSkuuZaJN0JjdQWmWtVh5lTJB96BfATugQf5WsYQf5Udl5/YF6rMdjKuE+d6HQayhlKhRQ",
-	"qGwDdfp1r9HJyaYUI146pVhR7dr+jXH1psdfHviXQZksE00CNW496HAmW07aq7HhpBsHyP4HrRCqgrpe",
-	"2fAWxnwWGHiwdXmDvAFc6t/8Wx1f+vCkZgyvVDklbW8hLIiCBTbNs2YeD1Qpa9gw4Kcp7iscWQAHUrFV",
-	"KoLSQnKk9XYY10mbWy8iKGnKBprizhrw/Qisn0YUXqmJ+x5eheECkl9+rNTKlcj8N3aeZYh5q7oRvAy3",
-	"JCRWcnF/W2LiO1wEyj+LDUUCajXRgUiZbAw0XGr6H1+uvGf58OXrkL62SmojbYg2t1lTFftgL+xm/sHV",
-	"Lm2wzvU8uCZt1A+jP4s6IVRNKGqZx36dwmA+UJmweCCVRWWlk1dYLBOwGtIHSv37l1UKMt0thXQlMTkN",
-	"il9QCgMw/YF6EiQiC5uWnGMi49YM41biDTtyW9TbzE7fi3yP74p8n03KjSVmHSILZ0F6BK8ZO0K8RsAl",
-	"3CIK3JiC99C3yjYs/+RaIZPjGjWyXNtI6xzUCqb/mm38Ld6mYRzKfLfimhfN2/TOX1EbI/WQjJ4DqSBe",
-	"MGrdXRMuFHVOf1r55pCv2djN7PXzWF8wE8ort+R5FmpDqfvo+65FoSy3a7H0caBq3QuiAiPCHaVTvs57",
-	"UNDVgu5HR2B79drwCQz1XOUrDWDIk8OaeqmaFTXVPCu0jYYEwdBr46qhZnLz5tUt8rmVmVqbm/Cu3BzF",
-	"7pojlKj5NbryUOky0iwUOy/RooaqJXJW6BrTqVpdgR9CajM9w8+4BFMK3VAEuteeW4Uim8T7vjbmptuJ",
-	"nKXQNbrAhBx0AwUwFeYSTQJ8ZRSIe7Emn8YE/zQBXeRoXT0RnoQMhUsCZBz8S08p0VJ7/Z0KHrBvOYA1",
-	"XIISUzyD9FUKI1mQIhC+9FrpSL72MHVXVZJefaJQuzE9hRAkD/lXNfKQFsIofxKx7IXfu1bzVFp3Ttvf",
-	"bNX3w0+t7e4IivZ2d52yam4M6JdflJH9WDq3LbK/lshQ7Qt0dcysW9nx3qa+fK82dQM83qNSdjspVNtz",
-	"yN0C9xgY+h2+fXmbft6Yu97KU2YhS5nw5E5NmnfmKh43Ge4696DPL98mG8RXVUAPhpjpKbJemNLdnrQP",
-	"oZQ3yyEFae0GEF17mQmZ9zdJC023EW9DC18v4X/HejjnlG7uElblrLbVJ/zDVt6JzVFPpt1sQei6LDz8",
-	"KWQmvmUEL3BTbyhC5lhMYCKt02bppZCYzVAYsrzJbaUVnpU1ucYkrtN6sfG0usPYxPwv6PcS83f5ML+I",
-	"9QnvEh/2CVxV3SbpiZPdT5QdEd/H6fO+xKtvXeJGvVa21qoDhYueELJiJOddn4FQS/L9IV26qykcZ0EJ",
-	"wPIZnpmaXwmDNR2hNdjcfuBHd8ZuoMvSvq69LWILnUrTifcTe3eMcHeNPqxgb+Aca5rbDqUktP/1SslM",
-	"uGzSdp0iZAnbMqGEMLZWQQ1Sr2mlCaSULxs8ZGvpt+lZCItPcKD4HSHv13Ir3PiJIrZbrpm36K5VSvIt",
-	"CeX1nOc79m1voxI+hjzcOvvHYre/Dwfcu6sEpbv8OirB4VBw1dubU32r5ryJ6BPQ7G6yYIS6xJzcYQs/",
-	"YGqx8JTcFWoJSquDWA+AsrMGoe9Jz2vd/GcsGECkTTVIzijTmX4j31vwOnnbMVyGSOmfFLrEL5wsBip2",
-	"VGGREAfQhXSLyvX68LlQquxYDwZnBRU/CQ3Y2rjJ50KFG923w0xqvefuWLX/XGx0rfu9+IN3/B55x+dC",
-	"gVj1Au/BOA5/CnfStpoWm3hBHx7LUQinD0UIoucaOQ+CWsGzWpaeHJ2k65rlc0+4NTLbJyXCzyNt2R7x",
-	"D8NixUkycnwY71Ez3O3Yem7RkDTZgGpsXtylmOJ4b7B66AYdCZEQcuDesr/8/PdD/2XaB+psQ8mfrZk8",
-	"a5jLnXBuVUI0m+3csZAInZA2yAnaVr6s84e4+D2KCz7eIDEoMNCIIOwvQzz53AJVP6nFSsIVKFQcwCAP",
-	"hydO1vnOVkIfCimro46i8I2WXvsbqHbihidC5mXxdtI3hwgcroAlOuimJ0f3YK1Ad+/Uf8cvniCQ6xjI",
-	"dQzsaS5dpAtRFOiYJZXu0lCfoFZBjJNWQDi2j9NG/8HokmvRVf36fm0PzW/JIXx0by+S9Kd5Hjnqb5S9",
-	"vDOle9y4tklZoLjCWyDrBv5TZSMuPFanAWnrgVpqtpky5bC/KFAogThQnjQ/9ZTIqmvtNco6FHlrkNM/",
-	"urcL+zGO3G/bnXj3SEU7eG2sCuxgY6bPY2ld8Gx3rquq/qZCsLXmY1uDsGFDqPXvjyyjYs/ff2j3NUVy",
-	"p+VJvzcH9na8ezdTl9xeMWK2wfHFbIpUqphkETxOXbaPZyYIfW8o99atir/I7PIa5vB5rNv7T66DvzNC",
-	"8kZWBUy7lzK77P06FnTSmc2vYedSPGUf5DwLtyWoFCddNhCF1QM1xGpoJZzpWnlI3Yuxnku0UBaMsUnt",
-	"7yCUe3343o/1Gh8VBPWC2hmh7CjkQE3QYD90s7kIfloqYVOrdOOJZVOlmzMQAzUS5mA0d3ODPI5fIFWO",
-	"I6mkw2LZO6Mv83JP6smLsRbt5hjSrZr1bYWE7jiOFEuVtmvzgQaEjTGlP2z833c4iQ+UMiKrKrzXUduY",
-	"XjZmZJYNOb24sxkqKjafWnyV9uFFqH8nOHn3NBQ1pTrZaWglT4MgHeJIG6Q0y1O2gJvjAp+SDrqkQQ1F",
-	"drkQJq8Z2pzvLx1OP7AMQS++ne7s8svZXuex8d1i6CVA+e6RNiuvJnNl5c1pLKSXUi2ZgVqEljNTKkDI",
-	"/u/oFpcm9I2HL5qFmS2E9BxhoazObDelZ8bd3i9Ds9rTRgbk5qYxx22dMNrfXe7onq8+an/1fpr97err",
-	"VUfLHQp7EB3/2Pq53wi6ij4fT4KVR96cqu8uH3pkICWHeLfkk1aXQdooiJsGNcQGJmPFCMtivqd002yG",
-	"wlVUS1exZB7rqviPg7C/ZcUk0nGMHEslirKSL4cJ7h0dpdGV4BEgvXd0nCagqGi6gHzOKIfwy8//NVBe",
-	"oarSkhgUr49l2IdvN+oj3fTk6CPWV9JeAkqTjyN6OqUaKLGaCkNej/K7tHdGdYU8c/Q6WaXHLiaaa/6C",
-	"0xqs1qpWT2Cg1gsKQLem1AniYTidtV+ZqBWVviVVqaVs9Z1rSqFGextXIKQ7a0UfYhDvMx6zBZBnob5P",
-	"mDoJ5VWXocnKH9rbP8NtvKoqA93PisjQzqR3KHqHP1WN/Lb6SsgNaEFUWgtTA9VWkxbGnoFR+b9Yqk7k",
-	"3JSSVaBrxFtZZaqzm3/S1OO7d46UucpRNHaD/PSWRJQWvferDuxWCwMqrCauNrHmy1y62xVRtRl+eyKK",
-	"brxTy/3q7NKyB38KFl3vD/HwuzTuPd61kaQqlr13Z/qHsSGNPfyJWphuFQPkPY01VUK7HjJ5owdwgmYP",
-	"Fs9O2LLFzb75YOWUQeD8wfDf+Wa5uMT6WQ5Fdvkrsvdk26kncPzLz387/ni1nIaeu9jhsPv8/PEBqkzn",
-	"mPcSwP64D+n/+9//639yQed/PU7LW6NeN6n8G7F5b5OXb7hIurM74kbP/veqhsSz0LWR/iAAzkDkZOt6",
-	"gqdg0k5KepDn70RGRLB/0NG7R5UEt0O9mTpeNbLZUrG29M2wX4HvsVJ2hHXcmGOG9d7WQi0XzI7D3ali",
-	"bh0a6EafwUBZR2WxFVUNH2kDIrRZHxuRUUMlqfOqBKI07Brl4gqh3AKVfTAYWsLagcq1+sDBqBCzXh/i",
-	"9bVNN3m+Rhc71dxmSlM5xwbVKWxB2Nt/cJ/fi4mOOBHTcHj97aUa3neM3puGt5RwxGUd+N6Z1zBsdO6f",
-	"gmBPPrUDMvUwaKi0Fh7lOFhZk3eghMob3sNG68U+POcCEp81XKZUPtbWSofGchOel4drt/2BehB8OSFk",
-	"EyCI1axcoLgftVREY/GOL1nZ7OznwhUWBN+XayOwb4W5PPc7fls1pGoUcMdX5MrO9ZtyFf3JcIvM6igy",
-	"URS/8Ryv36WV8q2+Cil5ftcZl7fKQLtU2UZ596K1lVYgPa7MxEUhAwAxrbBZEQZ++fm/QqKtF4TJQPk9",
-	"KwmJfeK//Pz30jJKE05LGOnC84dGt7CBGigOL9Zhamb2rkyf6elUOm+TR/wTAXrKA5uhOfADB4pZE+WD",
-	"hSo2VX3HDBOY6AWFIaZC1cpLw8JIh7VykcWyD18R6ANVh/0sVCGvxTCpLt4ck/VGabFQRpW2HFOVOZZa",
-	"rnE1Z5kKqqq84lyNvM7D+OlSZpeYp4dV0jNnd9d3uOqaz6+NFdIVLpJGB4iFkM7CfMaForw2pNWYNBku",
-	"hf/axZ61IZNGVc0zFOB05pYc8WtGkUIN0WdV3Vjuy3Hm9TtRjLSZUsuzgRKFQ4N5LEwqNnSVgD8HnPMK",
-	"PR3lzMwV5lwzi6fJdbhKNZMGW6MwnmL2K9YjWZ9qNV8+Of703h6FcFZCIKHTp5tIy2gYkCOWZILjo6ON",
-	"NXko8N5ePIir8sQ2TfcbTZo2BKhXWIWQrsQAaSsM8AdMKccxTBc9Ewqh60cdzHRRbIS5wsF2wOtgf3R0",
-	"tKu71K1GtcsmjFtD2rFLYsgpC8VwNXUBkmrO/vvfV6Ggh8JlE3/6WnHggfmEVC3suCaNSPa8XG0P0ewn",
-	"9cNLf2TcK4Upra1mM3VS4XrA/m/LOBj7LHWSztwUndPOISmuYfo12uLqid6S4prCXEeRK9xRx7eYheEB",
-	"W6eAc746o/L6LQz4AhX1GAkI6zXg2j3tEBs+OkmrSjHl3nEeQDJQ+DrDmV8aclOhvMxdbpQc4b4McVTj",
-	"lk5b2ZFef6DOdYGcvxhyDrmBUxVlKL8geM9AaW7jk3lpq2KfcdbmOaGnLOHNvDPsGR/9+qbF3JqkdIfw",
-	"FtbUl/rWl/rL+puoezulmnOXHA6ANW47NBGxH1r/rLZ8h26cxW99Lj1GsLVQhzKpnXJS76fOg0rgeySP",
-	"Sh4Y5NtABdlOsjHlBCzP9knbkCozKGw87LGYHYwMEoisy4ScdUi//vIZRC0uHagoVFl32bz0Fb2mpgRB",
-	"TQdqHCDRavuuV76OmTfduMtC7KO08xiotdeKIhZUsFkxt6GNaa2zlteNGvUOu3y3tK3KZtpLILhEwOmB",
-	"KjcsDvw3HvjZLz//3WP6vY9JZvuPaRIQ0c6n0XLxApcqDPIbS20lZQUP9IiVs9pFm642QC2Xe2AwQ3mF",
-	"+WmpSHkhLq0NVZHjt37niIctpF/rM48u1FjalvWO01ov6lD55SHte/gmSKQzSMVMHgp/eGIm+0sxLVLg",
-	"ExyiDZrkxCt+Bel9DwttvSqbezT2r114nirioYa2K7k+9YPf0EB4A1MUxI3elO3o2LH5ZqDeHBwclP/7",
-	"R46Pjo7gDSjqkki+q7nx7yhdV+w2kNTdFhaCDA2Ijx7Dm7Kz9mTuKJ6dU+a0JxitIDVIenLaa7yzKxR5",
-	"A0qtvceHRw29giHDJxw8b0aoXE893YtlOfsn8AZmupDZEq6kLkIzvLomWrY84Ubgb2AkX9d6pJ/VQFqd",
-	"P07yqX+K24hrDUM5hi7xM06btP2peH1Bv19Qn3da6LVnOa5tJLm0G7u1aWuGIrvUoxG/5CSeBleARZV7",
-	"zOYuE0C5XtQ9oRzwJmrWK/OQpA6Dzprl+MuJ7sEbmKAwbojCRZJ5s2uZJ3xilKWVaeXp2JzW9glymQeI",
-	"RA4jollFGXj7vNqfkz8h0sLDYBJfbPZw3wRDNOFpKiJgNTKkw4b33avO3ZRd78BLfsx3LJaPp5FVdlDI",
-	"SyzPq/vLf/5fOAbbC5OdEAl6ZmqIHRFHYXM6vJLbPkYLvezUwNYSdGv8K3zldC6WTbusLOvfaFLn5w5e",
-	"M+rEMBsbkaNHYrZvPa6frgi21ZbewT3Q2A9vgJYHVNM7ogN1XXRxs61S26h1SeIzZKsvXv8oGg2oaiqJ",
-	"ntnO25dv/38AAAD//w==",
+	"7L1bcxtHliD8V86HmQgDmiJ4MeW2yeiYoWXZLVu2+ZHUeCIMLytRlQDSLGSWM7MIoW1t+HUe9mGj531f",
+	"dvuH+RfsT9jIczLrAlQBICVKttuOcIgAqvJy8uS5X37sJWqeK8mlNb2TH3szzlKu8c9nKZ/nynJp9y54",
+	"nrElT93XKTeJFrkVSvZOerHVBY9hMeMS7EwYEAbsjIOxSvMUNDe5koaDmgCTwJnOBNeg+Q8FNxYWws7o",
+	"cTbnEJczJsu9L/gyHvainklmfM7cxFwW897Jtz03Y++7qGeXOe+d9IzVQk57r15FvQtu9XLvbGK5Xl/p",
+	"JU+UTA1YBQsmLIz5RGkOVi+FnAKbMiGb882FFHM35WE5l5CWT7nuvXKz5UyzObceWk8KbVTLtFczDrHk",
+	"L+11gk/EDhRuy7nmt0IVBnI25W5m4R7/oeB62Yt6ks3dhPROc1ns5XMup3bWO3l8eBS5ZYbPh21AqQH1",
+	"C75cX+CX7IbTmYVTMWzCHZi0A+cJHP7y89+OHj+GW2HEOONwdvnk2TNIZkyzxO0+gkKKHwoOOdcjqXKu",
+	"mRsah0xYlnENc86kgT6DFy+efeJQhMFUqRSSmRIJHwzhknN8Pl64F2wMlk2HIxmgQlhZgWUFUXpRz61d",
+	"aIehDj064HX0+PEqvHJmLddujv/27f+399+/+5d/7rUB8bmYC7sOu3M25WDEXzvPL8P36stJ+YQVme2d",
+	"PD6I3No8ih0cRJsRLup9yY1hU/4MbyFOljM7q+aa0+/XIt0Ij4nSc2Z7J72iwCdbrpFS885ZtFLz15/i",
+	"heG6c4rCcP26U7xyLxPtwev5MUsvCL3dp0RJR9fcnyzPM5Egxu7nWo0zPv+X74073R9r0/2z5pPeSe+f",
+	"9itquU+/mv1zeosmXb/84VYJA3OWuXXz9ASEvGWZSOHzy6+/ioDBXBjj6JDSUMgbqRYSJoJnqfvtlmUF",
+	"B1VYUJOR1ExOOfRjP8K1Hz8euPvyKuo9UXKSieSd7TPx8xui7vylMNbtzFhmeQR8OB3iVedzJjJkF+yG",
+	"S+jH4cV4MHT7+FTpsUhTLt/mRs4KO+PSuvF5GsG4sCCVBZZlasFTRxRTRXyuH0/CAv2CK375KzsCJMSF",
+	"1lxaOoU6sCOImU5m4pan8SBy+MfCOCO5hT+70zNWZBkICblWU82Ng4yonru+4ctrIa8Lw+PBCbGUkWSO",
+	"RUNc49cxGOLPRPVrYsgKU28Dj396v/4oguiZdMSdZU+1Jt78tk7jUs25nTm0nzCR8RQ8PzRc33KNt5dW",
+	"Fg+G4I5urNIlSO5+nKksNZByy0RmTuGHQlne4M8iRXz7StlPVSHTt7mvrxSYIpk5uU4VOuGIMAKJm7sn",
+	"QUSwqs79+7FU9nri1uqvyjlbZoqlV0o9Z3rK39U9QaALA5lbhAY7YxI+OIYvxMfQj3Na47VV6hof8Gu/",
+	"5PpWJPyFZLdMZGycvdXln0HKcy5Td7fc0lPHKQjAmrN0GbsDiYtqcW7Vb+w+XSn1JZNLz0nNWz03pWDO",
+	"5BKcwDbPrTklMb6ViEA/1szyaxS/ePpGYfBCssLOlBZ/5W/76pHIkGieOh7FMnNSSQ5RJV1EwF/mTmxy",
+	"uKD5rbpB1nXD5Uj2HW6U63cUf6GVnHpurDTkzJiF0mlNwqhNWGMRE83NLAyba264tG6ehUgcg/EPXOMD",
+	"15oXBs9hlbp/8803e3Wm265AseoJp1kgtJDKFIY3lbY1ORBPLNcqcdLxOONPpRV2+TYP7hueZXt0MihQ",
+	"aD5xwDhBEkn6jqf5VimY8AWesLDISaUpJhORCC7ttf+azmAkUV9aY8kLZhxUUpjgOaViMuHI+QPRW2fP",
+	"9cNBcJkiz5W2PP2Sp4JdIUjfLYV2zCWuz+pmi8Fhc7nY67lb7bXDACTVrwJeIKI5JLvkxgha5SpxueHS",
+	"eJAZeioCJlNYzJCVLWHMM3dPrHL4lmun5lpBugVLHHIRpq+PfQaff3OFQ+OBnfnLh9uIga7CcF2DiXp0",
+	"ic21kN3GjEJakeHAtAi6j/7+Gzcsf8nmueNRHzkVc1WtdFoS3dO7zda4/mE6EBMopMOlxsRHjz86Otg8",
+	"eRfoJKic/VDwCByJy/heYbif0wE0Pv/68gr2bw/3HYHY96PFrdAkOmQ9Lgdb0secaa5brEkRaqHbsNip",
+	"sT3SNYOi+m0THVb32FhI44xbj8Ivo1qfGn/PE+vW9zFDiDVRccyk5On1eLmDjhz1Es2dnnPNbOPxlFm+",
+	"Z8Wct72jOfMXff0nbxrYZWpEpd1nDSaBnYwL9cOozBWVVaECUgMEHUCumQ1YmgqHmiw7r0F9wjLDV2lC",
+	"Baa6va52C1pAscI2yKTKYcwkcJmaU2Bjx2Thz/4iZmJi6a49MBDDi20QepI53vSpRtPN6h6e3nK9hIn7",
+	"ERgk+CjM2RIMl2kEqXAPz4V0RwDjJcRIvN2Oaj+R5jZnee7W5lAe/+3gK0JOaTG4ViGnQ2OZtl3PX+Ez",
+	"l+6RtddUvu0tldNLr8rjX35FNiyE06uopyT/etI7+XYLNyxX/Sra/OTaend9oVzqd+7QEOsvlJrfD7u5",
+	"tHp5nWuR8IZN86CGikLaD457TRun/69m6mxlC9IjU+3qBANpt6k76plMLa7nKuXXXg1YXVu5lA8/ON6+",
+	"Cqtykex0g1HtFZmXKzedxr9XT65eMtx06w3Dw7pSeZHf77Ryltx4w/DaDf1aom8m/uwpMVKSR/f9Kwbv",
+	"Ym3/HxxvdzjUN1WbumNrqbDn9NA6N/MCb4NgBbRaPy8ycSUtLo5nl1/D8dHhnyLI1ILrvYSR2lCKKL3C",
+	"tHIpgtja1zXEb0wja6a2ZPmegbmQaNBFYT5xmDBokOuuzaxAEUl0AEaYvrbhraB9LghpmuAVls+bf2xC",
+	"3eZZvSqnZFqzdWymIdsW9jQV1rsy7ofOTidYuZbHB1vJw8r6cJDW5WmtdAc7OwssjDiaU7W8MndKJ6+k",
+	"5AmpqJYtDaicy3V9IVEpb8Ur78Fp/W1VcuVo0vxu2z69nIlTVhO0bvy2m4+fgZOjgLtHIuAvWWKzJTBT",
+	"0Q2zlEkMmttCSwPCQl9zRqCI5zyGScamBpjmoObCWp4OIjQac72HQ8eG/xCD0l4ZWmE3t17v3ISfjpvh",
+	"Hkppf30fF9wUcw4TreYw45pD/xs+vlTJDbcQGyETTvaz+q7+Fb//M9mQth8LrmDXYwk6wepbK6dytTKJ",
+	"P8ahF16rgx26K9r4IuUZp2/CeQxZmja/0Hyubv1b8zHXw++VkPXPGZ/Y6pOQt+Uk+MWNSG7qn0m+rj4X",
+	"cu2bPPULd4e/+rGx5rT2qxV5q6r2qeBZWtr4m7iDXrRW6Vpz74dHSwQI451TsaMNQzSIETagT3eItsR2",
+	"3bL73q4c+6b79xfOMke6VjdgLLOFqR+/utmOYP6t9omyTHVc9KsZh4nQJpA4NXGXXi9rpK2NnoXfrjsY",
+	"5owzbcec2Wv0e9yy7Hpu2mf3HhIntBrytKmJ5fIUmDSL8of+WKuF4dpAqgbukJxCAbH7Maalm2GrkICn",
+	"uJXXXbizEHP+nJ6+A0ERE5CKPD88MxyY1uK2sZhu2jFzB3MHkl6HeheMyx2HLbRhxDO80a3y153tA546",
+	"7GqCuJPN4E0aAWrr3GoFIPjcT1p5EKX782++WD8tlk3r2PQ0/eTyrJVcJvq2+eDR48eHH7U+etNxoW9I",
+	"1QlDfP3FeZcNrf6YEdPWx162k4K8GGcigRu+jGDMDP/guNAZurRVYSF3hyCnw62AdGulTbuZaE8RQosW",
+	"2AHgy3UI3/Dl7vKyO6NtUjIO2Db/czUV97Q8IeNaC3w63qo9B8dPA1PLLxta4OHRh3eTtmlNtTna9vwl",
+	"ygbrUE+FyTO2vA5WgbWVk7hyJyo1L9x1v6MRUivy9W6WQjP+RmxtUXPffvb6ZrtheN6qTd9N3fOnsYbB",
+	"Ua8WzLhd4unWA2kCMxN5++2n4AGnRJcPYhQpqiLrQshbQwLO0mvDf9jRKHEnnJE4eKIK2RJr6HVmA+Ml",
+	"KDtzso8PowlLiiP0k3nx+T6GBo9j5R5X1rQd+0o5eIU1odNrVz4fFPyVSGNZZE4glwmvb9F9S0EYFCK4",
+	"zu1QZb+em+mu899H7Ak6S3UhxkplnKFHlbSyu4lRuy016HC73+sL/8YTPNGW6615ni2vrWqbfyuw7yLO",
+	"7XqJ2oxhlURHaNo85KiGcB6davuqDqsOv61CoEfudto6Y+Z6rjRvP/+7Ul66RbuZ2KJq7rZVV56Fu0kR",
+	"dIYrlt+tGgx6ZnZTYFoXq2qLfSPrUa+3HoxqSVqWo2QmZIv+/MJwDSI1Icjf8y6g50GqBUaKBzTYekfW",
+	"LufO96tTBfJL37TfTisgbcdtTpHfYKkKjQzZQIL2Atqn0rDg0oKaTNznIXzl+FKhHe1YZ90VMNevzl0I",
+	"ytrph+P77k0qk179btMpN4KW4l3aYhwuPn0CHx0//lMwRQ0hTlTKfXitg5kPRWHWG6ANmJkqshTGmslk",
+	"BkqeQmyFzXjsHh3JmMJHY7S4TpSGWTFn0uA4c7aEZMbklA/hiUq5OYG1YPIImnFi0Ui2hoNF0B7oFUEt",
+	"PDqCWgBoBLXYYxy1JcIpgq4gpZZffHRxBDGZGd1fKNo1YpsjaInoxG22BhC5MbidqfTaLd3Hf+N263GF",
+	"bgNV6GXUDLx0Sw1RvhT31u4GWIm1oQOfs2QmJN9zI+MXwUzp3mr6rlbOrl06saw9xoBZuqkUBejjvYUJ",
+	"AVhRDXnag5S0Vtq0+cJScSvSgmVh5bVgdD/4e4ZyHExE+WOY9tCgj5vYZM3o+wq102f01uODdbIppLFM",
+	"Jh0GzxBsljM7G7ZLWfhAqwO1keKRRsAMCPIDxv+x5zX4vWfpxkivysS7PvZfrq7OgR5YP/vj9rAqpARt",
+	"9NvMlLZ0nGCK+ZzpZZWORvjlRmvi1zOfqrIBvwLlXZ3vxcUzkGwu5HRtjlOI2VgV9mScMXnjMwiVzJaB",
+	"+M0xM6sZw9arvbIroSZglED2vrA2Gh1E43V2z+fqe7HJZXcvTtJI2KIpNi3rSdALV8mI/3odDzYtu9Ul",
+	"4tTKeuQ+isc8pZsrLPR9BJKQUDnO0Hnlje7uJotk5p0GXlwwM6a5qfvPSga/ZidyC478njqAkd7PLtal",
+	"bmwKAll1qvAfOhd1aVmbCf3O5oK7hNA1zQV3V/arTL52fb9rr0JyY1owccaTG9N9LA0PFtq3HGdLW8Wz",
+	"lTgylszqiQ9OjBHWUDZTDa+qZb6W1ywKW+kAQN03tAaFOXt5XflmzHXO9XWIJV0/cPc0Xp3r8dLSABse",
+	"otEouqn9UQpeu3YLVIVt9bKdAT0EQqYiYVbpMoAXWT/GOZNpycE4Y8ZiYF4ZSxcPtyPX6r66NhF1w6tt",
+	"M5sO5Eo4ctRCvO8U2WwFEbUqgrqNv4aZ1i+lztr5eEUvX1w8B6uCR9X92WdpCvGoODg4+oCiDX75+e8x",
+	"pWCbYs4H250cfkkrEcVuNe0gQ5n9vqGtK0HbDUfDB3fzDDQHa1/rVBjL9f0Wu+o8WDn+mVpIB2c0qIJD",
+	"OzOE50jipkhlrGYiw/TVnCWcIlh8vERTMjmT8o6hclHlqllTCSkdh6Wp5sachmoKVov5nKe4sCqSbWUh",
+	"TMp/85+GiZo3F7XqCHp/iyOoubAPf/n5b4dHH9Zy/6H/QgonUKFsCrkS0prBKUiH3/NcGTwn0EVGd+mO",
+	"jqUP7+xYWnGbtCKUN8mXjGEhkdrMVco1hhuHOJVWznSh1LzFwu31zNbTDD9SFBVqVyzdc8Jum0x0PwP0",
+	"WkhufQ1PfEKRVfC9EvIUDuDPMNGc7+Qk2Nka7VhFEHbaIjt+CMqGg8N7jrVYpzahALnjSuhgrjcIvfOG",
+	"X2m7iwufrAUdr+0K8WNno3Z7DHIbz2FBPp4XxoaaJHbBuQSvGRg6KDWZdPChEKH8MBHJZPL3QfE4VWPg",
+	"Js7V4NQGhai6ITU8WTnPrTb4KsavNZCZrFpOO/FeQog9JONQl8Z/fs+sZsSz4FQKj2CZkpG0aj42Vknu",
+	"VRtM0SaVR/OJI4FWgbCDU4i9IRDnWszUvDxh8l2iOpXSuyPpRnfKLPQp6yy2Io8jlLg0T0QuuMRBaYQY",
+	"Eqa1cAwItMrQwjovbNjyKcRuv7FbMNKY6muvPMaYs+kjMstf3Zxe6snbTFQssbu77e5Dtealz383X3Qt",
+	"0m5HF4quKfW7+MXu5eMljrAtOvWhHGQUGLnDAq6I0gVrzabHq7jTN2orp0tfotVOF/5NRDME8G+JZVjh",
+	"3GTs8KUbUA8KtZruG/QQTmFdfpjvrMbf76btiHObQtBLurQrAt8N2WV6Bza7u5BBRG53GWObuzkscwUe",
+	"UTjCCoalc3ozjl9ymb6RhIgmNA5/+flvx9HBwUFDXGcW5spYOPwAf0Ll3AHsxdWnex8OVrJ9dkiraImv",
+	"WBE9Z8pwCeMl2RXx4XrFsMBuTwE9PCBsWXoMC5GRjLxDIEQVtbDutSSG7vECa9mEIKK70bPVMIPOLJJL",
+	"jGLeISuyVhTGoZa5d1Ik5YN0UfMqqSUkG2yi++FJCkjueLIWRh6Ro70ruVFVKZmlS7azLEDdAx0sQJtz",
+	"G99MCmZtO9tSKmsw2i37crdnm3vf+rTaddza4WPy5+VSJu08FTHjbky1yrhZ4az1iJiVQDalOdHjYE5h",
+	"6fIUmLmhKozALEV5odeBaieieShu15arBzqz0k2bvpAty1hin/tzUvN9vGcoriEq3ZZC18T5nd2U7ZLH",
+	"au5ntYUa5KJwIG0U5krcMxu0kjRabQSRA3/GnbBziIamwDEqSuU0dzEXFvrx2fn59dWz8+svz/4jbk9t",
+	"3Jz+e9iu45cySN109eFB9NoyyZr1sY2Dt4Jb5cVGsa0lfN3pxVHwBrdnhe5o9UB3hCrsdat5ucplcoI6",
+	"5GzZ7qu/j9h4/xTcznomzG4odhB2CkmmTCgpkjNxhzIHO4qQzazonX3ycc5limlGlc8g1+pWpFxj4T2h",
+	"52RqyNly7vSHfmyKJOE85WmgMN4c56ifRw/Ku8ZUpgYYOHknAgTK0CZahBMxw9il7d/9RVXnqKZIIdM2",
+	"J1vUe7nnhtu7ZVqyucPnbwnNL3Hr5+UUtS8va7PVvn5aTlz78tOwhtp3F+VyWuXs0v9WO5x65nMpYpeI",
+	"tnI3GkjeQLnWS13jzutmOjXnSuIBrQe7oR+MCmwZq/Kcp96ptiXUrfLOeNfc67mAVyPevLj0XfujXlJc",
+	"56APEQu3tpRVsNdqWNzR//TaAPIlQb674/Y27SWU13gHW1H5G9nJC0yzJVPbrpLFXMj6t4er+1vJsFiR",
+	"AwvLKyIqT4GBI+mBIuZOBCmkG8LsTvz1inNnJ6fOq05w3KVEyjZg1F1ELVLsG6x58jB1TlqhZNoytu6V",
+	"QLEty6vDWfqVGz0Tf+Up9L1/tF7moz1r/z60zkdpkb9xJTdri4Xn3xvemJKHY3oj1fO4ZbY9TPkblAva",
+	"Cn1l7QGNwdVXxqG2S+UbMcJLF9fWMe62uESV7xW5AbZgAms7e1HnPva1sJG1WdsASdC40kyayqrf6Qfy",
+	"9p5Sn/NTtRTw26wSAVZMgD65s285SWlUtVryKcPvdpTk/RquWag9uotU7VbHdc60XXbGoFYRDNC3Iq+c",
+	"SCE7nuuI/M/op3Pfcmk1k3awk4Ht/jbn9bVmPMV6u9U57rSEGyHTjhhmYbEay0TpE8dGED8jKlNayNQn",
+	"LES44yVYBQycRE3w6Ls/I/LPJdxR6JFkBj1xCKpBhJwph77x4AzP+WKoEqjpgXJIxtLvC2PxNqBDrWTX",
+	"qEAGgTzwYlyQr2wR9ap3dxTXvxAyvfIDu78vwuD4Qan5Uz8+PijCY2e1ecgJp167oJ8V+c6PuhVf35sG",
+	"IxrUdIHmldpKjNdoyJvwL60Tpl+Bs+kbPp4pdXPhsDVv4SFpQfVUu1JvPJa3/bpuR6FH15eBzpqk0MIu",
+	"L7FsL7EvrLt5VlDBE/r0aUCFz7+56kUtUTT1CqdYcSPWPjYsjiDO1FRIKthSLwRKtYLd2qnUZ7nAmbU5",
+	"lZ8VcqJCgVtGVft9J4pzpjMklFMhOW+PTfXPYFOTMUtuuKTau5qzDCkjqYwnjitZULdcV7GAvpZSyJMC",
+	"s5QJJfB4jmqGcDXDMt9JgcYEH8bglqpZYsme8JnylrkofPR1qjCCbcZH8mqZ80tcdPmT5jDl0tEtnhI4",
+	"hSNZI/lP/wRPlLzlEuMx3TeP4NGjs0YJ5uGjR4BuDCp14nR6DfH+7WEMkvPUrNS5PQEqtAqj4uDg/aRe",
+	"IRW/4fFIAhQywwN23KzsImOwjpZjbgth+BDOalhAFhQsdLFnxFTyFD7/5sqNwCxk4pYH46Ub/fAxzIV0",
+	"2sSpt+ZW9SVoIPxsZhxtnvH+cMGzbA+TUva/X9yYIdYcHsJFvfatcUNjWSssVIsQr2rVnvhA+FAuN9TH",
+	"YiD5gliSe8FXz6aYQ1BZ6n7CgdEeTiW8CTCLmcp4KFE8pKNBA7959AjXEXfVZo6h/23INPuu77DfnOzv",
+	"LxaLoZ4ke07QUXqo9HRfTxL3v3tuMHCrQAM486lo0Xpqkk/Y6JvQxMcnu8VUqJsNAh7WOxjQ0l/Ue524",
+	"LVDsTr36M7kIHDEJiQjx8cEBrGas+QEvmOVknUaAUM2g+PjoI2gkboU9NavHU4qOW0PVjAIHLZdtSsSv",
+	"WluFyJxmvs8plSRCmxHW6P/lP/83HB59GHokOMCudlIaUFyw1jzDbaipQQkj43XzOyQzpQx3OOLX97GD",
+	"E7YhevQILirguVUhwfFNDQiUWLAuQPLwfVhPiyPJJRMJl1TAJZBDrXItuGV6WUszChTw7PxZL+rdcm28",
+	"A3p4MDxAB1zOJctF76T3/vBg+D6a9+wM+UD7JXO/THmHWf3zy6+/chQUvuBLuOS2qlF1w5fu/jT4BCY7",
+	"UqRXtoQxB08n3PZHsu8uxJ8eH/7pFHwVHKQGEcQsm8YQI2mJB0M4F8kNHoGbw/uycYL3DMQ3okrvGslP",
+	"Co0XGR/VylbNsExZ6H2sfCacu+vhcjiScMOXBPySAD5Leye9z7jFijQrTY2ODg42FGa/W0F2HL+jGrvb",
+	"ieF2pYnCE5bM+N4Tx4lUi2L+F7WgVIKwdXcUY3ddkhnFLG+q2l8TG3on334X9Xy6mkO3GtlGSn/LtZgs",
+	"G+eO9a7YFIVk5qQMtDfvz7DG2l878esM6YWBo4MDWMxEVlaIw5GFgSIfwjNL5nnTqPQ1bDs0X9PtAY/N",
+	"z9BxcM2V9zZB9bm45dI963gGr4FPOV0coYeO2l2BxyWcK2Onml/+/8+h75D8gqci5Hqip2RaaJ4OApV2",
+	"VxLJPxHfiAShxwfvQ729SS2dcOJD82uJQTVB4bliaVD5dZkwrVVh+cgJT5OJSCjhEONNWLqEkCZqOu7g",
+	"hXvqIU+zSq5qOVCc3S0W2QD2onl88H7XkOUa91sa1mxChHINGzDh9nCfpXMh98lWs/9jUOle7Xv9FssO",
+	"V/0Rv21t9FYqgq/T6e27qJcr04KPn4lbjJctPWTeLvCegbmSjo4zJOpaFdNZw2NX+vOQNGN/RGHNSAa/",
+	"Hb6IIjPWZy+WaF7yrTx++fm/gGXYS8XTh5PQHtM/C1IhZQy9nkYSn594ruLXWDYBMWrOYcE1B5NzaQdR",
+	"6MBQyJSSCSqOPpLx8dERtCbV424CySITmcHGCgkHFlZPLaimihvseLGAv3KthiNJlgVibMGn6NfqpVQ/",
+	"YpjhtLTDEJFOBU4eTsNHV8fHBx/FQ3g2afhR3zNhe+6KhzpHdc8pgoNMcO4wCCSejggzkvHjg/dj326M",
+	"ZGy66a2TIAxzNBq0XXzaejCzrGB129WrHtlfab7pkPXBiAetsLOhSuPMVlh5R6vXTX2R2l7BuY9pS5tp",
+	"Uq0dI75yuP2VRt8lfGkH2lc1EcQ3jre/UXZVwxc+2v5CS9s/9+rR0S5bWm9MhFR9Bwg2W9u9Li+oUX+8",
+	"EuXd7SOdH9TFKfdFjQ8UdraPthek+a2UGF29Qev1uiv0yyZSe96kw+YiWw6GcCbLHpg+Dw5XRCUqQqbX",
+	"SE6DVoS9CY8PDqGtQkmNeOCDC6VvhnDmm4ihSuRYgLUZT6mDrTeQPDsn3Zxr6JdfRbSiAVK38jXfkgym",
+	"3BpUNr1+2dAu20gLlnnslQUmPvaBvG+EHDRKSL5qWuwcj331gKSo3myprTsi6WBCDntvk2Ac7nBBVjsT",
+	"4nuPd5mspWkW0oEdSMhqW7170oANQp2DOAjpW7KWl6qWNtmiLdVutyps9/W+qNmnwu1ea0lF/bPcpxOf",
+	"5FS3omEUDd5NFDHsSCqZtFr7MF0L7YRuAxRP463mgiwtXo+o7H3DkXyuplNsr1tY36HONxVjEjByuuN2",
+	"un2v3ZPjrtQD2jqKE9h0b3hvXL3v8ZcH/tQbFcosN38bNx60P5MNJ60c9M16CzCyQyvJoeoEKHwjOich",
+	"IgH3Nk8CkC10ZYeh3+r4MoTzmlF0pd8YCpQLZoBlpLjhPGtm0pEseQ0ZiOhtFLSZRUvQnpBknWReeUU+",
+	"0lrS6rSMsBxJzNg0/k5R63j4egLGTcMyp9wGuPuhuK9+5LYfeqZREwX3jZeJTYf0iWfyMExipRDAr4tN",
+	"fMUX/uafho75HrWa6IBXOWhUKAH8/vnKG+YPT1/6mInVqzZxamx5DtvIB3njuukHtTIy3kqrCu+iMkE+",
+	"DH4NbIlcNQivlT1w+2SapyOZMMP3hDRcUlRGtozAKIjPpPy3p1X9A1J745WqCLEX/LxQ6BczHMlzzxGJ",
+	"2bQUPMBr3FreoPXyeog81O1tlsbY6foevq3rezUrAYvE2vvlTz338N4TMog7iYD6TgQUuPcN3kHeaihq",
+	"/8BSIV3HtdtIfK3zrlN8njcBr9lIv+QPaSD1DTdbcQ1jnzbIne9QGkPxEJWePSEhVDdqha721Yx6Jz+u",
+	"fLNPNX5MN3n9ODRFSZhEWxtHyaaj6WzwgdaiEQz1bTf4cSRrbZeDAMN8gaQTqiW4l2Fdk/77B2AG9S6t",
+	"EYxV4WTQRid4tOiTpF6KZllNNPdJH9UaBm1U1XcvbJZ9ekA6tzJTa1d2gsr9UextU4QSNT/jtjxUrISU",
+	"e1N1iRY1VC2Rs0LXkF3X6hJ6BLFJVM7/THXjY+j7doyD9lQ7zpJZKDZoQu0LMxN5DH2tMh6ho2YkAeZM",
+	"33AdAdWrA6ReJMnHobpIHIHKUm5svQoHMhl0m/uVURBIfIJ5t8rJ71htlXyMflnjJUg256cQ/xDDRGQo",
+	"CPgvnVQ6ES/dmvqrIsmgPpFvOBOfgI/39akkteshDPinMEbR1+p1sGtVT4WxFwj+qNXXgm2rKmcLrqLh",
+	"dS1bY/bKhl8hWrH8ogxSDl2/2qLn12KyK7hAX4VEyxWIY9hp20J/aCzyTvHwXamwNYs8lu3r7fDgEwrU",
+	"e1CTfVneopWm5D5pHfHkrao0r01VHG7SuuvUAz9/96rLYVd1/YAxT9Sc3G4QYxRuPATfhZD4kIS4Vn4I",
+	"a+6EJLlWbqGwFNpDSOHrzXTfshxOKcYdfh+l5lUKc1tTlT905a3YHORkhGYLQtd54f6PPmr6FSF4xm1X",
+	"2WmHzKGS6UwYq/TScSGW55xp1LzRbKUkPy0bCUyRXcf1Pom14iZNzP8Efy8xf5sN85PQVOX35cR77dMn",
+	"uPjThz7lBLSStVYZyFeZAx8dKSiF9BSYXKLtj2OQQk3gOPVCAC/foZntjC99ynCQEVqDjtoP/OCtkRvo",
+	"E7evS29lAEQl6YTiaIO3jHBvG31IwO6gHHeNJ3Cwf5aiUJIzm8zaqmv4hEdTBhZSwk/V9gFiJ2nFEcSY",
+	"+uctZGuZhPFpGTQxkjSGT2E0gPULwif02G6ocdkiu1bZlQ/ElNfTN9+ybXvTLaFjSH0Ron/AmIl3boB7",
+	"fZGgNJffRSTYHzNpWmLj7nDrWyXnrksfgSJzkwHN5A1PfVCXnfG54Zm7yX0mlyCV3AvFSDFKd+RbNg+c",
+	"1E1/hmqleLWxAPIpZrzgb2h781Ynpzv6vO4Y/4mhj/TCimwkQzNoYgnhAayGabi0gyF8zKREr59Pfsgz",
+	"rLyM4XOsVRP+mElfIvJhiMnHTL4j0f5j1mlad7D4g3b8FmnHx0wCW7UC70A49n/05TU2qhZdtGAIz8XE",
+	"u9PHzDvRU0URm8BfOo0dxbL4+OA4XpcsX7iLW7tmu4REuHmEgUxM/lAs2owkE0uH8QYlw+2GrReGa+Qm",
+	"HahG6sXbZFPk7/VaDxYDQSbiXQ7x+deXV/DLz3/fd1/GQ8B23JgE0BrJs4a51L77QTlEs0P4W2YSvn17",
+	"B59AsFLS5h/s4rfILuh4PcfwxQtqHoTdeYi7Pg9wq89rvhKfCsslOTDQwuEuJ8l8pyuuD8kxqqOOovC5",
+	"Ek76G8n2yx1+b1RwKFM0VmzCZYpGMHuOpE9z8DWGMPijVoYCGMmZKML2N6RSlPYMGm8kKYwh48ZEbXkW",
+	"g9OaJu6z5X2VOLdUjFT0nzNmJ0rPYcL5cCTPqpp+QIXiqYaHTPgJButYLagOWS3oDJdPmRzJzCGxIVLp",
+	"U6o0/z4AEWOjM85usR+QoZ4Q0Gi/7St11ooqU7wOMEumAW/oGQYfH1kjW8R0d3Tv2jj1a7KF/xop5FtO",
+	"W2gQOocfd9aoHfLyB6BqjTuA5Tio6UP9HghT91MPMz6xMd0euuheIcYljmQfk50GJ77RRG0YaSxnrblH",
+	"z92rO1vwn/OJ/XVbU++MkK8vZDsI3hmrPEnoDHR6Loz1hv0754T9qjzQtIntPmgPECxnG7iH0tjQ9Hdt",
+	"vUdH9rw86Tdmv9+Md6+n6aPVLzgMO+x+RKZQtggxJt7g1ifzQK4947czRiXCmjfgC5Hc3MEacBF6pv2D",
+	"M9jXRkgCZNU8qn8jkpvBuzEgRL28uIOaj+6kXZDz1CeLYKcjzLVgmVEjOebVoxVzxuoqPnIxuLqcPlCW",
+	"/jRR7W/PlAdD+No966Q+bMbkGDVqAhMfAjbjmg99J/Frb6bGYqS1mqXusnTVLD0FNpITpvcmhS00p+do",
+	"ACFTPhFSWJ4tB6f4ZVrCpB67GfqAdbvQHtSq0VYS9i270ULrp3aJ3t8BZoJL7Q8B/rftTaMDxYDQqsnZ",
+	"XcQ2ui+dAam+zw72aGcmoYqjEBv+QzyEb3w3CEaxyye+Eh/2KIyxcpR/COIxnyjNMcr0hLTg5nOeTgkL",
+	"fZSgxiy5WTCd1prgU7qDsBybFLmRBmF0VMtpcAyX9s+GsdnYcYBy7InSK0OjurIychzaSsRYUm0kF77d",
+	"9xzbcZD5P3gFhKZuvEP4pNkUz4CPTmIGys54pis6NUB7twDVCqa91vofa7VrD9uKy7aPXUJ0x6EP2ofe",
+	"TbJ/WHkdQbqLwO5Zx+9bPneAKGu4sNDzq8TW8RLo0AMBKSnE68XetJoM4kZ7qNiLIcYTGcMmvGxtRba7",
+	"nDNb3Vo0Roo0lBdzH0cevmXhQJRxtJgKybKyrxV5SY4ODuJgSnAIEB8dHMaRNwMyKIt9wi8//9dIOoGq",
+	"smLSUpw8lvAhfNkpj/Tj44P3SV6JBxFIhTaOYOgVciTZaiQQWj3K7+LBKZbXc8TRyWSVHLuYKeqABVYp",
+	"MErJWjmFkVyvpwD9mlDHkIbxed6eMVJrsfZAolJLE7e3Lin5npdtVAGR7rQVfZBAvEl31IaFXPkyd37q",
+	"yDfKWPoG139Ib/8IyYhVUQpMT4OqXWILkd4i6O3/6P/aZitBM6DBujZeaqHbgCVGhYGpI2DoLwoVW1kK",
+	"ObMzLwLdwd1MIlOd3PyDRl6/feNIGaodWGPf80+nSQRuMXiz4sB2sdCjwmrcbhNrnqbCPiyLqs3w62NR",
+	"mPCfinr/7X5MX1wzG4PhdvAHe/hNKvcO79qupMyWg9cn+vuhwbfZ/5HP1fdiIxtA62koKeN9/qjyBgsg",
+	"ttLbSuLJCFu2DN81HK6c0jOcPwj+ayfWsxteP8sxS27eIXmPNp16BIe//Py3ww9Wq4mowoLJMca5/+Li",
+	"+R6XiUqxuQgfTocQ/9//9T//B/U1+JfDuEyabVZSRczfWEa1lkf7wfG2NNouy/7XsobEeeg34/7ABZwC",
+	"S1HXdRcenUlbb9JZmr7WNcIL+8c9en2vEkssxZbdRxyv2jpvKNxe2mbIrkBpvKHXLLZYzLmsyg4Ak8sF",
+	"kWOfOpYVxnIN/WAzGEljsTuExOYZFB6FZSlgqlmC7cWFSqsKkEKTaZRqS/hqE1j1QvNESckTa0YyVfI9",
+	"C5OM5YMhhOy9rkSmz7gNfZsfMqypnKNDdPIg8LD9ndv8vpmpgBMhDIf2316p4k376J1q+EABR1TVgtLu",
+	"nIRhgnH/BBhZ8rE5tq67QX3Mn391pQrzSDKZNqyHZUFAyywfwguqn/HnhskUq6jXyy6HahuOlvusY4xN",
+	"JFuOd9n4FYRiXtbfuO+VkHjHQoozatlk7Ke6HQYYpQu2XbAvmb65cBB/qBJatRvwljMEOUsv3Sl012xm",
+	"KZ1TvQI2y7JfeYzXb1JL+VLd+pA8B3XC5TvxQCvyh8mZcGQgpm5ncVkAfSW02bHuuN7NPI6AwYRnaGgn",
+	"C3stcnEk+17b8e8PKGqZ5Tma4BnEVuQ+lDfUcPLhszORzLyRzA9sODcjGZwwoYdVs4jQEK5E7vv9M8v3",
+	"fCMelB2pOyHGW38UD4bwFXaQYnIk41r99L0v+DKu+U3qRI38o1ZQpVGinJ4CdrkDqBveG6jm/uZpUq21",
+	"/zuoJOIA00GQrMhPG2X4Z+yWgw/s+h0UlH+L5eHfjaH//sHd78xJcIWXmrqbzkOwU6DKlH1R0WRHezp1",
+	"kBDeEWPLi9CK34tDVCyQ6hT7ydf6x1LSyi8//5dPgHDKSTSS7oxK4Yb8lL/8/PfSWhVHFCo2UUiMY+wC",
+	"idPF2G6PQj7qa2pmXKxMn6j5XFhHOoNMwPzqMTY353qPKDyJixij6wurVSWHEx7BTC3QNTxnstb5BhZa",
+	"WF5LJsmWQ/gUlz6S9bWf+gZJtbgSLNVa8AiYufH6v5NWqZB3UP/85kIKCcW3lHtczSXBGt8yraTJRqz9",
+	"fvh0I5Ibnsb7VTIKJRzVIey0AVXY6/lKJxTJF1GjOd2COdJW5MT3nIaq5BS1S+rS9dKnApBsjWdb9vWT",
+	"wOe5XVIURtOz78taX1WlzKll4KnTuVk2UXqOiTwjyTLLNU9DrWzW0fAO/uJxThjv5c91IXlKZRxpmlT5",
+	"7N5caN7KCt2N2a1+nCAdt9Wk9OHhR0c71GZbcUtTc0awM2EIDT1yhCqBcHhw0FkmDiWI9np2VCguNEF/",
+	"3GiB3hE0tEIqmLAlBghTYYA7YJSJQuhEsBZLDn331F6usqxzzRUOti+8vuz3Dw629W5/0Egjhxnbw4z8",
+	"iQV5z9dnV9igVMiCfKq/rdp1T5hNZu70lSQ5l+iEkC3kuMaLkPeUnGhR9m3vKpTrO7s/4An6GTqEOVrh",
+	"Oy6KW0JzEaDRxdrp837OkpuNEZ5noXPNuEDTYGgDb/ipb31rIBfJDSaQ4lhljJQE0rKGrcGM1Az+PMz/",
+	"gOfWmMlN3dnezy/mXR8irrdcDWDX3oxvP0zf6X9b36BxsSSXXXOik1o73dwH2fmzD91dsU+jI7iFzmJq",
+	"necrEJfJ1P1Lq0XO4Yl/FBuuYpxU6MnMZDpWL98zNaZ+zpZI8p44mSkbYDJN1R6OaS1uOQo+7W3lsPmh",
+	"9rVfw69WgW+k6iRMQkklabFuYM0TCyzDyBXHZCD+7OkVrEGz1osPnUYLpGZVqvJwJIN+Dbuq115+wcZh",
+	"nfWY32CDtIeq0YlLfEeq9cbubCvo61CLXB9WOfz4XSjX/zi68rvs3/ZxsQzWmV3pb41idOvOqOt5NI1q",
+	"jSqxaABa38Zo/gtic8psTQFao4B9zJlAumIsz4HBgo9nSt2A1WI65RqryStPhdzVQINnoOekqBtsFmVm",
+	"auEDowubqDkfOdopg4cBKZ8fmwizGcKlmnMnGvDM8PdMbSuh+lG7py+QuHfTwjF0bvxd+/ZK8a1h/WhD",
+	"5eitNZhduTRVuZBuKZRaxPtym6uGHN+U2MmdC24s3Z8TWGAcEvVKcbpmP74REg35pFyNJFng67awqASX",
+	"RvO3sGi64Voa3yfW9zsvHQhBU/OLGEkt3K0lY5KwXak8pEtc1ff+m857X9vPdlXXQc2b+X5bCm2LohU2",
+	"solHENE0+wYF5N7JjyutZH7sjTnTXJ8VdtY7+fY7d17YmtqjQ1uHPPer777m/jZkXklVUjj+0It6hc56",
+	"J719PHy/sjUNj3rVYO9i7OBGXWuon4gZ1pK+3MLWjTsXVKhIpvXCL/AJl9jZ39tinCRcq4rpU1EOjuOq",
+	"LndpFqC0o2gk+cuE525rHPUVmZalEhoFnqkbeniqUROprcjzYDiSFyrjlC7tU5xHxcHB+7wKai6/wPWe",
+	"glQY2c4Si/oYo4RKCh6g/MGyYSJdeQ8zsmqsAy2k8kVl9BWBsOYtrYO+dJeuj/S1RKu7URqUwwZyJTaK",
+	"qzRtLENoUNMS4NAPszjQO4kn8sEJ9VVGtVOO6L2y93V98QNk/6V5z0suRHPfM2T2jSnf010INKQLp/Ix",
+	"Ew57yvK9iea4RDLT+xIZlapmljKJRzIoV2SW7976ism+Zt+Hmnm/cYBohmqHehValTsllHraJk4o4mb7",
+	"MUAmbvmKj8F7F/KsMGCXeQBECAcbQqO7TJ8q+bX1NIoHEfgILLBqJEuAhQf/lR788y8//91h+tEHaI52",
+	"Hz2D1NwU8xAoweSS+rnQiKUcGpPvAtSE9OpaXZ++0jDjWaYGoT5XelL6CISBuTDG96AL33pxkvJCvA1g",
+	"4riYKbvLxZdI8j513/o6208Q7v4bz45OIWa52Gfu8Fguhks2z2KgExyTc52qRkueoUvjSaYMh0Sl3Ncb",
+	"Q+GBhUM1M1VkKaTqxD38Ez4IP8GcM6RGP4XnfBzlTyP5097eXvm/e+Xw4OAAfgLphKMMQ+UK7cYoI+Uo",
+	"SklMYKkKWDCyYIRXD+GnQO3NrLCYPpNioQZ3YZSEWHN0AcWDxpj94OoLDqkBHd5SFTr46OiEfaCfZjJV",
+	"c3fv2bKc/UP4CXKViWQJt0JlKB+cNJwsZYNpPC/4CSbipQ8ydIA5rS1pdf4wyUfuLU2WEQVjMYU+0jPK",
+	"0jbDOXt5jb9fj5eWG9zonWc5rAESI2gb0OoCzZglN2oyoUGOw2lQvy0uU4fZ1NMXMLUUe9WWD/wUnEYr",
+	"8yCn9g+dNpuflhMdwU8w40zbMWc2XJmftm3zmE4Mk0ITJd091ic1OEEqUr8ilsIE76zEWJNdhnbn5E4I",
+	"HUz+YWRf5NGjLrUa74S7UwEBqye9fuvHO6rOXTuujacNjvPzdMtm6XgaSax7mbjh5Xn1f/nP/wOHYAZ+",
+	"smO8go6YaiRHSFHIU+yHlGjKC87nsi8uOQKhX6Nf/iurUrZsuhzLJqqaT7CRLq7bzV1ToYt8qlnKHRKT",
+	"69bh+skKYyvD2f0ivee7AQ9hTXVANbkjxGuusy4yhxsnkXnhNUSeR2By5FcSi0ESY8QKkKTmiNwM4Ulp",
+	"lXWMGT1n5hRtBJqCLNEygbp/vRKkmgCDVBXjjO/RkBlPpzin8pmD6sYAyxZsaSptiiII3OIqRc8bc6eK",
+	"Gx+4+Veu1cb6kj6Pe4DE/tGjFTvt8NEjLxMhQ8Vjp6CnYIL22m67lXckySx4ggkJR48fw60wYpxxOLt8",
+	"8uxZPT+hz+DFi2efEHimSqWQzJRI+CACbOa10uAvhJuSyMVT8pmGGO+jY5ipQpshXKCNOeTheLd7w1t+",
+	"w5dU+n1p6iUwyrahvsdIi13zBIMQ4sF6KBgRq9Nadr2bxfsKUjGZcN+ymRYkMPn8CEQFvusbvqz6QVcp",
+	"/GgdK1fp5LtyCGNFloEuqKY9jnnw0dqYQl4XhsewnuY+BBIhRhLpv4F+/PjlS7+9igKZED6HeE7EMpzC",
+	"CaV/Y4GldTA3pEevBLbIj7nXM7xYTfXDWDoXklQLYWCqGXZnHi/JwzEtyIgA/fjs/Pz67JMvn311/eLy",
+	"6cX1s08u40E0knQxQuSgW9XZ+bPTsu0R2udK3ev9uLFUnLtlpX9xlGRWKidCcuOonxpTNDWovF6cCoN3",
+	"/D1taDAqN71X3736fwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -81,6 +81,7 @@ const (
 	ReadUpdated     EventType = "read.updated"
 	RoomDeleted     EventType = "room.deleted"
 	RoomUpdated     EventType = "room.updated"
+	Tip             EventType = "tip"
 )
 
 // Valid indicates whether the value is a known member of the EventType enum.
@@ -115,6 +116,8 @@ func (e EventType) Valid() bool {
 	case RoomDeleted:
 		return true
 	case RoomUpdated:
+		return true
+	case Tip:
 		return true
 	default:
 		return false
@@ -310,6 +313,33 @@ func (e Role) Valid() bool {
 	}
 }
 
+// Defines values for TopupStatus.
+const (
+	TopupStatusExpired   TopupStatus = "expired"
+	TopupStatusFailed    TopupStatus = "failed"
+	TopupStatusPending   TopupStatus = "pending"
+	TopupStatusRefunded  TopupStatus = "refunded"
+	TopupStatusSucceeded TopupStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the TopupStatus enum.
+func (e TopupStatus) Valid() bool {
+	switch e {
+	case TopupStatusExpired:
+		return true
+	case TopupStatusFailed:
+		return true
+	case TopupStatusPending:
+		return true
+	case TopupStatusRefunded:
+		return true
+	case TopupStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TypingFrameType.
 const (
 	Typing TypingFrameType = "typing"
@@ -385,6 +415,33 @@ func (e Visibility) Valid() bool {
 	case VisibilityPrivate:
 		return true
 	case VisibilityPublic:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WalletTransactionKind.
+const (
+	KindAdjustment WalletTransactionKind = "adjustment"
+	KindRefund     WalletTransactionKind = "refund"
+	KindRoomEntry  WalletTransactionKind = "room_entry"
+	KindTip        WalletTransactionKind = "tip"
+	KindTopup      WalletTransactionKind = "topup"
+)
+
+// Valid indicates whether the value is a known member of the WalletTransactionKind enum.
+func (e WalletTransactionKind) Valid() bool {
+	switch e {
+	case KindAdjustment:
+		return true
+	case KindRefund:
+		return true
+	case KindRoomEntry:
+		return true
+	case KindTip:
+		return true
+	case KindTopup:
 		return true
 	default:
 		return false
@@ -469,6 +526,31 @@ type CreateRoomRequest struct {
 	Visibility      *Visibility `json:"visibility,omitempty"`
 }
 
+// CreateTopupRequest defines model for CreateTopupRequest.
+type CreateTopupRequest struct {
+	// PackageId One of `GET /v1/wallet/packages`.
+	PackageId string `json:"package_id"`
+}
+
+// CreditPackage defines model for CreditPackage.
+type CreditPackage struct {
+	Credits int64 `json:"credits"`
+
+	// Currency ISO 4217, lower-case.
+	//
+	// Example: usd
+	Currency string `json:"currency"`
+	Id       string `json:"id"`
+
+	// Price In the currency's minor units (cents).
+	Price int64 `json:"price"`
+}
+
+// CreditPackageList defines model for CreditPackageList.
+type CreditPackageList struct {
+	Items []CreditPackage `json:"items"`
+}
+
 // EditMessageRequest defines model for EditMessageRequest.
 type EditMessageRequest struct {
 	Body string `json:"body"`
@@ -488,8 +570,8 @@ type ErrorFrameType string
 type EventFrame struct {
 	// Event One change in a room. `message` is the message's current state (a deleted message is a
 	// tombstone, whichever event refers to it); `user_id` is whom a membership or read event
-	// is about; `member` carries a role or mute change; `room` a room change; `reaction` a
-	// reaction change.
+	// is about (for a `tip`, its recipient); `member` carries a role or mute change; `room` a
+	// room change; `reaction` a reaction change; `tip` the tip.
 	Event RoomEvent `json:"event"`
 
 	// Token Resume from here (WebSocket `since` or `GET /v1/sync?since=`).
@@ -670,7 +752,7 @@ type PresenceFrameType string
 // Problem An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Problem struct {
 	// Code Stable machine-readable problem code.
@@ -817,8 +899,8 @@ type Room struct {
 
 // RoomEvent One change in a room. `message` is the message's current state (a deleted message is a
 // tombstone, whichever event refers to it); `user_id` is whom a membership or read event
-// is about; `member` carries a role or mute change; `room` a room change; `reaction` a
-// reaction change.
+// is about (for a `tip`, its recipient); `member` carries a role or mute change; `room` a
+// room change; `reaction` a reaction change; `tip` the tip.
 type RoomEvent struct {
 	ActorId   openapi_types.UUID  `json:"actor_id"`
 	CreatedAt time.Time           `json:"created_at"`
@@ -829,6 +911,7 @@ type RoomEvent struct {
 	Room      *Room               `json:"room,omitempty"`
 	RoomId    openapi_types.UUID  `json:"room_id"`
 	Seq       int64               `json:"seq"`
+	Tip       *RoomTip            `json:"tip,omitempty"`
 	Type      EventType           `json:"type"`
 	UserId    *openapi_types.UUID `json:"user_id,omitempty"`
 }
@@ -839,6 +922,20 @@ type RoomPage struct {
 
 	// NextCursor Absent on the last page.
 	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// RoomTip defines model for RoomTip.
+type RoomTip struct {
+	Amount      int64              `json:"amount"`
+	CreatedAt   time.Time          `json:"created_at"`
+	Id          openapi_types.UUID `json:"id"`
+	Message     string             `json:"message"`
+	RecipientId openapi_types.UUID `json:"recipient_id"`
+	RoomId      openapi_types.UUID `json:"room_id"`
+	SenderId    openapi_types.UUID `json:"sender_id"`
+
+	// Seq The seq of the room's `tip` event.
+	Seq int64 `json:"seq"`
 }
 
 // SendMessageRequest defines model for SendMessageRequest.
@@ -869,6 +966,37 @@ type SyncPage struct {
 	// Rooms Only without `since`: the caller's rooms, with their membership.
 	Rooms *[]Room `json:"rooms,omitempty"`
 }
+
+// TipRequest defines model for TipRequest.
+type TipRequest struct {
+	// Amount Credits, at least 1 and at most the server's limit (`APP_TIP_MAX`).
+	Amount      int64              `json:"amount"`
+	Message     *string            `json:"message,omitempty"`
+	RecipientId openapi_types.UUID `json:"recipient_id"`
+}
+
+// Topup defines model for Topup.
+type Topup struct {
+	// Amount The price, in the currency's minor units.
+	Amount int64 `json:"amount"`
+
+	// CheckoutUrl Where the user pays.
+	CheckoutUrl string    `json:"checkout_url"`
+	CreatedAt   time.Time `json:"created_at"`
+	Credits     int64     `json:"credits"`
+	Currency    string    `json:"currency"`
+
+	// ExpiresAt When the checkout closes if unpaid.
+	ExpiresAt time.Time          `json:"expires_at"`
+	Id        openapi_types.UUID `json:"id"`
+	PackageId string             `json:"package_id"`
+
+	// Status `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid.
+	Status TopupStatus `json:"status"`
+}
+
+// TopupStatus `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid.
+type TopupStatus string
 
 // TypingFrame Someone in one of your rooms started or stopped typing. Not durable.
 type TypingFrame struct {
@@ -931,8 +1059,60 @@ type User struct {
 // Visibility defines model for Visibility.
 type Visibility string
 
+// Wallet defines model for Wallet.
+type Wallet struct {
+	// Balance Credits available.
+	Balance int64 `json:"balance"`
+
+	// PendingTopups Top-ups awaiting payment.
+	PendingTopups int64 `json:"pending_topups"`
+}
+
+// WalletTransaction One change of the caller's balance.
+type WalletTransaction struct {
+	// Amount Credits added (positive) or taken (negative).
+	Amount       int64 `json:"amount"`
+	BalanceAfter int64 `json:"balance_after"`
+
+	// CounterpartyId The other user (tip recipient or sender, room owner or entrant).
+	CounterpartyId *openapi_types.UUID `json:"counterparty_id,omitempty"`
+	CreatedAt      time.Time           `json:"created_at"`
+
+	// Id The ledger transaction.
+	Id openapi_types.UUID `json:"id"`
+
+	// Kind What it was for: a top-up, a refund of one, entry to a paid room (paid, or received
+	// as its owner), a tip (sent or received), or an operator's adjustment.
+	Kind    WalletTransactionKind `json:"kind"`
+	Memo    *string               `json:"memo,omitempty"`
+	RoomId  *openapi_types.UUID   `json:"room_id,omitempty"`
+	TipId   *openapi_types.UUID   `json:"tip_id,omitempty"`
+	TopupId *openapi_types.UUID   `json:"topup_id,omitempty"`
+}
+
+// WalletTransactionKind What it was for: a top-up, a refund of one, entry to a paid room (paid, or received
+// as its owner), a tip (sent or received), or an operator's adjustment.
+type WalletTransactionKind string
+
+// WalletTransactionPage defines model for WalletTransactionPage.
+type WalletTransactionPage struct {
+	Items []WalletTransaction `json:"items"`
+
+	// NextCursor Absent on the last page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// WebhookReceipt defines model for WebhookReceipt.
+type WebhookReceipt struct {
+	Duplicate *bool `json:"duplicate,omitempty"`
+	Received  bool  `json:"received"`
+}
+
 // Cursor defines model for Cursor.
 type Cursor = string
+
+// IdempotencyKey defines model for IdempotencyKey.
+type IdempotencyKey = string
 
 // Limit defines model for Limit.
 type Limit = int
@@ -949,79 +1129,93 @@ type UserId = openapi_types.UUID
 // BadRequest An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type BadRequest = Problem
 
 // Conflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Conflict = Problem
 
 // Forbidden An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Forbidden = Problem
+
+// IdempotentConflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
+// `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
+// `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `not_ready`, `unavailable`, `internal`.
+type IdempotentConflict = Problem
 
 // InternalError An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type InternalError = Problem
 
 // NotFound An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type NotFound = Problem
 
 // PayloadTooLarge An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type PayloadTooLarge = Problem
-
-// PaymentRequired An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
-// `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
-// `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
-// `not_ready`, `unavailable`, `internal`.
-type PaymentRequired = Problem
 
 // ServiceUnavailable An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type ServiceUnavailable = Problem
 
 // TooManyRequests An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type TooManyRequests = Problem
 
 // Unauthorized An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Unauthorized = Problem
+
+// UnprocessableEntity An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
+// `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
+// `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `not_ready`, `unavailable`, `internal`.
+type UnprocessableEntity = Problem
 
 // UnsupportedMediaType An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
+
+// RefundTopupParams defines parameters for RefundTopup.
+type RefundTopupParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
 
 // ListRoomsParams defines parameters for ListRooms.
 type ListRoomsParams struct {
@@ -1058,6 +1252,13 @@ type ListMessagesParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// SendTipParams defines parameters for SendTip.
+type SendTipParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
+
 // SyncParams defines parameters for Sync.
 type SyncParams struct {
 	Since *string `form:"since,omitempty" json:"since,omitempty"`
@@ -1067,6 +1268,22 @@ type SyncParams struct {
 
 	// TimeoutMs Wait up to this long for an event when there is none (long-poll).
 	TimeoutMs *int `form:"timeout_ms,omitempty" json:"timeout_ms,omitempty"`
+}
+
+// CreateTopupParams defines parameters for CreateTopup.
+type CreateTopupParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
+
+// ListWalletTransactionsParams defines parameters for ListWalletTransactions.
+type ListWalletTransactionsParams struct {
+	// Limit Page size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
@@ -1101,6 +1318,12 @@ type EditMessageJSONRequestBody = EditMessageRequest
 
 // MarkReadJSONRequestBody defines body for MarkRead for application/json ContentType.
 type MarkReadJSONRequestBody = ReadRequest
+
+// SendTipJSONRequestBody defines body for SendTip for application/json ContentType.
+type SendTipJSONRequestBody = TipRequest
+
+// CreateTopupJSONRequestBody defines body for CreateTopup for application/json ContentType.
+type CreateTopupJSONRequestBody = CreateTopupRequest
 
 // AsPingFrame returns the union data inside the ClientFrame as a PingFrame
 func (t ClientFrame) AsPingFrame() (PingFrame, error) {
@@ -1583,6 +1806,19 @@ type ClientInterface interface {
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// RefundTopup Refund a top-up (admin)
+	//
+	// Gives a succeeded top-up's money back through the payment provider and takes its
+	// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+	// all of the top-up's credits (some were spent), the refund is refused with
+	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+	// `409`. If the provider's refund fails after the credits were taken back, the answer is
+	// `503`: retry, and only the provider's refund is repeated.
+	//
+	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+	RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// LoginWithBody Sign in with email and password
 	//
 	// Starts a new session (a refresh-token family). An unknown email and a wrong password
@@ -1787,8 +2023,11 @@ type ClientInterface interface {
 	// JoinRoom Join a room
 	//
 	// Public rooms are open to anyone not banned; private rooms need an invitation. Joining
-	// twice is not an error. Paid rooms cannot be joined yet (`402 payment_required`): paying
-	// the entry price comes with the wallet. The caller's events of the room start at the
+	// twice is not an error. Joining a paid room takes its `entry_price` from the caller's
+	// wallet in the same transaction as the join (`422 insufficient_credits` when the wallet
+	// holds less, and nothing changes); the owner receives the price minus the platform fee.
+	// A user pays for a room once: a retried or concurrent join never charges twice, and
+	// rejoining after leaving is free. The caller's events of the room start at the
 	// `member.joined` event.
 	//
 	// Corresponds with POST /v1/rooms/{room_id}/join (the `JoinRoom` operationId).
@@ -1940,6 +2179,30 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/rooms/{room_id}/read (the `MarkRead` operationId).
 	MarkRead(ctx context.Context, roomId RoomId, body MarkReadJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// SendTipWithBody Tip another member
+	//
+	// Moves `amount` credits from the caller to `recipient_id`, a fellow member of the room
+	// (not the caller), and appends a `tip` event to the room, which every member sees
+	// through sync and the WebSocket. Tips are rate-limited per sender (`429`). Needs an
+	// `Idempotency-Key`: a repeat returns the first tip and moves nothing.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/rooms/{room_id}/tips (the `SendTip` operationId).
+	SendTipWithBody(ctx context.Context, roomId RoomId, params *SendTipParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SendTip Tip another member
+	//
+	// Moves `amount` credits from the caller to `recipient_id`, a fellow member of the room
+	// (not the caller), and appends a `tip` event to the room, which every member sees
+	// through sync and the WebSocket. Tips are rate-limited per sender (`429`). Needs an
+	// `Idempotency-Key`: a repeat returns the first tip and moves nothing.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/rooms/{room_id}/tips (the `SendTip` operationId).
+	SendTip(ctx context.Context, roomId RoomId, params *SendTipParams, body SendTipJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Sync Catch up on everything in the caller's rooms
 	//
 	// Without `since`: the current token and a summary of the caller's rooms — start here,
@@ -1957,6 +2220,62 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/sync (the `Sync` operationId).
 	Sync(ctx context.Context, params *SyncParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetWallet The caller's wallet
+	//
+	// Corresponds with GET /v1/wallet (the `GetWallet` operationId).
+	GetWallet(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListCreditPackages The credit packages on sale
+	//
+	// A top-up buys one of these; clients pick a package, never an amount.
+	//
+	// Corresponds with GET /v1/wallet/packages (the `ListCreditPackages` operationId).
+	ListCreditPackages(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateTopupWithBody Buy credits
+	//
+	// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
+	// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
+	// credits arrive once the payment provider confirms the payment to Parlor — never on
+	// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
+	// Needs an `Idempotency-Key`: a repeat returns the same top-up.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/wallet/topups (the `CreateTopup` operationId).
+	CreateTopupWithBody(ctx context.Context, params *CreateTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateTopup Buy credits
+	//
+	// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
+	// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
+	// credits arrive once the payment provider confirms the payment to Parlor — never on
+	// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
+	// Needs an `Idempotency-Key`: a repeat returns the same top-up.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/wallet/topups (the `CreateTopup` operationId).
+	CreateTopup(ctx context.Context, params *CreateTopupParams, body CreateTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTopup A top-up of the caller
+	//
+	// While pending, the top-up is first brought up to date with the payment provider (the
+	// same step a webhook triggers), so returning from checkout and asking shows the outcome
+	// even before the webhook arrives. Someone else's top-up is a `404`.
+	//
+	// Corresponds with GET /v1/wallet/topups/{topup_id} (the `GetTopup` operationId).
+	GetTopup(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListWalletTransactions The caller's wallet history
+	//
+	// Every change of the caller's balance, newest first: what it was for (`kind`, and the
+	// room, other member, top-up or tip it concerns), the signed `amount` and the balance
+	// right after it.
+	//
+	// Corresponds with GET /v1/wallet/transactions (the `ListWalletTransactions` operationId).
+	ListWalletTransactions(ctx context.Context, params *ListWalletTransactionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // GetJWKS Public keys that verify access tokens
@@ -2004,6 +2323,29 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 // Corresponds with GET /readyz (the `GetReady` operationId).
 func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetReadyRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RefundTopup Refund a top-up (admin)
+//
+// Gives a succeeded top-up's money back through the payment provider and takes its
+// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+// all of the top-up's credits (some were spent), the refund is refused with
+// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+// `409`. If the provider's refund fails after the credits were taken back, the answer is
+// `503`: retry, and only the provider's refund is repeated.
+//
+// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+func (c *Client) RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRefundTopupRequest(c.Server, topupId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2428,8 +2770,11 @@ func (c *Client) InviteMember(ctx context.Context, roomId RoomId, body InviteMem
 // JoinRoom Join a room
 //
 // Public rooms are open to anyone not banned; private rooms need an invitation. Joining
-// twice is not an error. Paid rooms cannot be joined yet (`402 payment_required`): paying
-// the entry price comes with the wallet. The caller's events of the room start at the
+// twice is not an error. Joining a paid room takes its `entry_price` from the caller's
+// wallet in the same transaction as the join (`422 insufficient_credits` when the wallet
+// holds less, and nothing changes); the owner receives the price minus the platform fee.
+// A user pays for a room once: a retried or concurrent join never charges twice, and
+// rejoining after leaving is free. The caller's events of the room start at the
 // `member.joined` event.
 //
 // Corresponds with POST /v1/rooms/{room_id}/join (the `JoinRoom` operationId).
@@ -2751,6 +3096,50 @@ func (c *Client) MarkRead(ctx context.Context, roomId RoomId, body MarkReadJSONR
 	return c.Client.Do(req)
 }
 
+// SendTipWithBody Tip another member
+//
+// Moves `amount` credits from the caller to `recipient_id`, a fellow member of the room
+// (not the caller), and appends a `tip` event to the room, which every member sees
+// through sync and the WebSocket. Tips are rate-limited per sender (`429`). Needs an
+// `Idempotency-Key`: a repeat returns the first tip and moves nothing.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/rooms/{room_id}/tips (the `SendTip` operationId).
+func (c *Client) SendTipWithBody(ctx context.Context, roomId RoomId, params *SendTipParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSendTipRequestWithBody(c.Server, roomId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SendTip Tip another member
+//
+// Moves `amount` credits from the caller to `recipient_id`, a fellow member of the room
+// (not the caller), and appends a `tip` event to the room, which every member sees
+// through sync and the WebSocket. Tips are rate-limited per sender (`429`). Needs an
+// `Idempotency-Key`: a repeat returns the first tip and moves nothing.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/rooms/{room_id}/tips (the `SendTip` operationId).
+func (c *Client) SendTip(ctx context.Context, roomId RoomId, params *SendTipParams, body SendTipJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSendTipRequest(c.Server, roomId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // Sync Catch up on everything in the caller's rooms
 //
 // Without `since`: the current token and a summary of the caller's rooms — start here,
@@ -2769,6 +3158,122 @@ func (c *Client) MarkRead(ctx context.Context, roomId RoomId, body MarkReadJSONR
 // Corresponds with GET /v1/sync (the `Sync` operationId).
 func (c *Client) Sync(ctx context.Context, params *SyncParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSyncRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetWallet The caller's wallet
+//
+// Corresponds with GET /v1/wallet (the `GetWallet` operationId).
+func (c *Client) GetWallet(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetWalletRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListCreditPackages The credit packages on sale
+//
+// A top-up buys one of these; clients pick a package, never an amount.
+//
+// Corresponds with GET /v1/wallet/packages (the `ListCreditPackages` operationId).
+func (c *Client) ListCreditPackages(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListCreditPackagesRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateTopupWithBody Buy credits
+//
+// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
+// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
+// credits arrive once the payment provider confirms the payment to Parlor — never on
+// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
+// Needs an `Idempotency-Key`: a repeat returns the same top-up.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/wallet/topups (the `CreateTopup` operationId).
+func (c *Client) CreateTopupWithBody(ctx context.Context, params *CreateTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateTopupRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateTopup Buy credits
+//
+// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
+// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
+// credits arrive once the payment provider confirms the payment to Parlor — never on
+// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
+// Needs an `Idempotency-Key`: a repeat returns the same top-up.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/wallet/topups (the `CreateTopup` operationId).
+func (c *Client) CreateTopup(ctx context.Context, params *CreateTopupParams, body CreateTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateTopupRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTopup A top-up of the caller
+//
+// While pending, the top-up is first brought up to date with the payment provider (the
+// same step a webhook triggers), so returning from checkout and asking shows the outcome
+// even before the webhook arrives. Someone else's top-up is a `404`.
+//
+// Corresponds with GET /v1/wallet/topups/{topup_id} (the `GetTopup` operationId).
+func (c *Client) GetTopup(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTopupRequest(c.Server, topupId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListWalletTransactions The caller's wallet history
+//
+// Every change of the caller's balance, newest first: what it was for (`kind`, and the
+// room, other member, top-up or tip it concerns), the signed `amount` and the balance
+// right after it.
+//
+// Corresponds with GET /v1/wallet/transactions (the `ListWalletTransactions` operationId).
+func (c *Client) ListWalletTransactions(ctx context.Context, params *ListWalletTransactionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListWalletTransactionsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2855,6 +3360,53 @@ func NewGetReadyRequest(server string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRefundTopupRequest constructs an http.Request for the RefundTopup method
+func NewRefundTopupRequest(server string, topupId openapi_types.UUID, params *RefundTopupParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "topup_id", topupId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/topups/%s/refund", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Idempotency-Key", headerParam0)
+
 	}
 
 	return req, nil
@@ -4081,6 +4633,66 @@ func NewMarkReadRequestWithBody(server string, roomId RoomId, contentType string
 	return req, nil
 }
 
+// NewSendTipRequest calls the generic SendTip builder with application/json body
+func NewSendTipRequest(server string, roomId RoomId, params *SendTipParams, body SendTipJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSendTipRequestWithBody(server, roomId, params, "application/json", bodyReader)
+}
+
+// NewSendTipRequestWithBody constructs an http.Request for the SendTip method, with any body, and a specified content type
+func NewSendTipRequestWithBody(server string, roomId RoomId, params *SendTipParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "room_id", roomId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/rooms/%s/tips", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Idempotency-Key", headerParam0)
+
+	}
+
+	return req, nil
+}
+
 // NewSyncRequest constructs an http.Request for the Sync method
 func NewSyncRequest(server string, params *SyncParams) (*http.Request, error) {
 	var err error
@@ -4136,6 +4748,213 @@ func NewSyncRequest(server string, params *SyncParams) (*http.Request, error) {
 		if params.TimeoutMs != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "timeout_ms", *params.TimeoutMs, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetWalletRequest constructs an http.Request for the GetWallet method
+func NewGetWalletRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/wallet")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListCreditPackagesRequest constructs an http.Request for the ListCreditPackages method
+func NewListCreditPackagesRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/wallet/packages")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateTopupRequest calls the generic CreateTopup builder with application/json body
+func NewCreateTopupRequest(server string, params *CreateTopupParams, body CreateTopupJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateTopupRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewCreateTopupRequestWithBody constructs an http.Request for the CreateTopup method, with any body, and a specified content type
+func NewCreateTopupRequestWithBody(server string, params *CreateTopupParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/wallet/topups")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Idempotency-Key", headerParam0)
+
+	}
+
+	return req, nil
+}
+
+// NewGetTopupRequest constructs an http.Request for the GetTopup method
+func NewGetTopupRequest(server string, topupId openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "topup_id", topupId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/wallet/topups/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListWalletTransactionsRequest constructs an http.Request for the ListWalletTransactions method
+func NewListWalletTransactionsRequest(server string, params *ListWalletTransactionsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/wallet/transactions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4233,6 +5052,21 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReadyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadyResponse, error)
+
+	// RefundTopupWithResponse Refund a top-up (admin)
+	//
+	// Gives a succeeded top-up's money back through the payment provider and takes its
+	// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+	// all of the top-up's credits (some were spent), the refund is refused with
+	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+	// `409`. If the provider's refund fails after the credits were taken back, the answer is
+	// `503`: retry, and only the provider's refund is repeated.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+	RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error)
 
 	// LoginWithBodyWithResponse Sign in with email and password
 	//
@@ -4452,8 +5286,11 @@ type ClientWithResponsesInterface interface {
 	// JoinRoomWithResponse Join a room
 	//
 	// Public rooms are open to anyone not banned; private rooms need an invitation. Joining
-	// twice is not an error. Paid rooms cannot be joined yet (`402 payment_required`): paying
-	// the entry price comes with the wallet. The caller's events of the room start at the
+	// twice is not an error. Joining a paid room takes its `entry_price` from the caller's
+	// wallet in the same transaction as the join (`422 insufficient_credits` when the wallet
+	// holds less, and nothing changes); the owner receives the price minus the platform fee.
+	// A user pays for a room once: a retried or concurrent join never charges twice, and
+	// rejoining after leaving is free. The caller's events of the room start at the
 	// `member.joined` event.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -4623,6 +5460,30 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/rooms/{room_id}/read (the `MarkRead` operationId).
 	MarkReadWithResponse(ctx context.Context, roomId RoomId, body MarkReadJSONRequestBody, reqEditors ...RequestEditorFn) (*MarkReadResponse, error)
 
+	// SendTipWithBodyWithResponse Tip another member
+	//
+	// Moves `amount` credits from the caller to `recipient_id`, a fellow member of the room
+	// (not the caller), and appends a `tip` event to the room, which every member sees
+	// through sync and the WebSocket. Tips are rate-limited per sender (`429`). Needs an
+	// `Idempotency-Key`: a repeat returns the first tip and moves nothing.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/rooms/{room_id}/tips (the `SendTip` operationId).
+	SendTipWithBodyWithResponse(ctx context.Context, roomId RoomId, params *SendTipParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SendTipResponse, error)
+
+	// SendTipWithResponse Tip another member
+	//
+	// Moves `amount` credits from the caller to `recipient_id`, a fellow member of the room
+	// (not the caller), and appends a `tip` event to the room, which every member sees
+	// through sync and the WebSocket. Tips are rate-limited per sender (`429`). Needs an
+	// `Idempotency-Key`: a repeat returns the first tip and moves nothing.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/rooms/{room_id}/tips (the `SendTip` operationId).
+	SendTipWithResponse(ctx context.Context, roomId RoomId, params *SendTipParams, body SendTipJSONRequestBody, reqEditors ...RequestEditorFn) (*SendTipResponse, error)
+
 	// SyncWithResponse Catch up on everything in the caller's rooms
 	//
 	// Without `since`: the current token and a summary of the caller's rooms — start here,
@@ -4642,6 +5503,70 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/sync (the `Sync` operationId).
 	SyncWithResponse(ctx context.Context, params *SyncParams, reqEditors ...RequestEditorFn) (*SyncResponse, error)
+
+	// GetWalletWithResponse The caller's wallet
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/wallet (the `GetWallet` operationId).
+	GetWalletWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetWalletResponse, error)
+
+	// ListCreditPackagesWithResponse The credit packages on sale
+	//
+	// A top-up buys one of these; clients pick a package, never an amount.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/wallet/packages (the `ListCreditPackages` operationId).
+	ListCreditPackagesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListCreditPackagesResponse, error)
+
+	// CreateTopupWithBodyWithResponse Buy credits
+	//
+	// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
+	// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
+	// credits arrive once the payment provider confirms the payment to Parlor — never on
+	// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
+	// Needs an `Idempotency-Key`: a repeat returns the same top-up.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/wallet/topups (the `CreateTopup` operationId).
+	CreateTopupWithBodyWithResponse(ctx context.Context, params *CreateTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTopupResponse, error)
+
+	// CreateTopupWithResponse Buy credits
+	//
+	// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
+	// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
+	// credits arrive once the payment provider confirms the payment to Parlor — never on
+	// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
+	// Needs an `Idempotency-Key`: a repeat returns the same top-up.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/wallet/topups (the `CreateTopup` operationId).
+	CreateTopupWithResponse(ctx context.Context, params *CreateTopupParams, body CreateTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateTopupResponse, error)
+
+	// GetTopupWithResponse A top-up of the caller
+	//
+	// While pending, the top-up is first brought up to date with the payment provider (the
+	// same step a webhook triggers), so returning from checkout and asking shows the outcome
+	// even before the webhook arrives. Someone else's top-up is a `404`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/wallet/topups/{topup_id} (the `GetTopup` operationId).
+	GetTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetTopupResponse, error)
+
+	// ListWalletTransactionsWithResponse The caller's wallet history
+	//
+	// Every change of the caller's balance, newest first: what it was for (`kind`, and the
+	// room, other member, top-up or tip it concerns), the signed `amount` and the balance
+	// right after it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/wallet/transactions (the `ListWalletTransactions` operationId).
+	ListWalletTransactionsWithResponse(ctx context.Context, params *ListWalletTransactionsParams, reqEditors ...RequestEditorFn) (*ListWalletTransactionsResponse, error)
 }
 
 // GetJWKSResponse200Headers the declared response headers of an HTTP 200 response for GetJWKS
@@ -4782,6 +5707,131 @@ func (r GetReadyResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetReadyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RefundTopupResponse200Headers the declared response headers of an HTTP 200 response for RefundTopup
+type RefundTopupResponse200Headers struct {
+	IdempotentReplayed *string
+}
+
+// RefundTopupResponse401Headers the declared response headers of an HTTP 401 response for RefundTopup
+type RefundTopupResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// RefundTopupResponse409Headers the declared response headers of an HTTP 409 response for RefundTopup
+type RefundTopupResponse409Headers struct {
+	RetryAfter *int
+}
+
+// RefundTopupResponse503Headers the declared response headers of an HTTP 503 response for RefundTopup
+type RefundTopupResponse503Headers struct {
+	RetryAfter *int
+}
+
+type RefundTopupResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Topup
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *IdempotentConflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *RefundTopupResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RefundTopupResponse401Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *RefundTopupResponse409Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RefundTopupResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RefundTopupResponse) GetJSON200() *Topup {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON409() *IdempotentConflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RefundTopupResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RefundTopupResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RefundTopupResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RefundTopupResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5957,14 +7007,14 @@ type JoinRoomResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
-	// ApplicationproblemJSON402 the response for an HTTP 402 `application/problem+json` response
-	ApplicationproblemJSON402 *PaymentRequired
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -5986,11 +7036,6 @@ func (r JoinRoomResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
-// GetApplicationproblemJSON402 returns the response for an HTTP 402 `application/problem+json` response
-func (r JoinRoomResponse) GetApplicationproblemJSON402() *PaymentRequired {
-	return r.ApplicationproblemJSON402
-}
-
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r JoinRoomResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
@@ -6004,6 +7049,11 @@ func (r JoinRoomResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r JoinRoomResponse) GetApplicationproblemJSON409() *Conflict {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r JoinRoomResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -7099,6 +8149,138 @@ func (r MarkReadResponse) ContentType() string {
 	return ""
 }
 
+// SendTipResponse201Headers the declared response headers of an HTTP 201 response for SendTip
+type SendTipResponse201Headers struct {
+	IdempotentReplayed *string
+}
+
+// SendTipResponse401Headers the declared response headers of an HTTP 401 response for SendTip
+type SendTipResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// SendTipResponse409Headers the declared response headers of an HTTP 409 response for SendTip
+type SendTipResponse409Headers struct {
+	RetryAfter *int
+}
+
+// SendTipResponse429Headers the declared response headers of an HTTP 429 response for SendTip
+type SendTipResponse429Headers struct {
+	RetryAfter *int
+}
+
+type SendTipResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *RoomTip
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *IdempotentConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *SendTipResponse201Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *SendTipResponse401Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *SendTipResponse409Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *SendTipResponse429Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r SendTipResponse) GetJSON201() *RoomTip {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r SendTipResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r SendTipResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SendTipResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r SendTipResponse) GetApplicationproblemJSON409() *IdempotentConflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r SendTipResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r SendTipResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r SendTipResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r SendTipResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r SendTipResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r SendTipResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SendTipResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SendTipResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SendTipResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // SyncResponse401Headers the declared response headers of an HTTP 401 response for Sync
 type SyncResponse401Headers struct {
 	WWWAuthenticate *string
@@ -7168,6 +8350,400 @@ func (r SyncResponse) ContentType() string {
 	return ""
 }
 
+// GetWalletResponse401Headers the declared response headers of an HTTP 401 response for GetWallet
+type GetWalletResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+type GetWalletResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Wallet
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetWalletResponse401Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetWalletResponse) GetJSON200() *Wallet {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetWalletResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetWalletResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetWalletResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetWalletResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetWalletResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetWalletResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListCreditPackagesResponse401Headers the declared response headers of an HTTP 401 response for ListCreditPackages
+type ListCreditPackagesResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+type ListCreditPackagesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CreditPackageList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListCreditPackagesResponse401Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListCreditPackagesResponse) GetJSON200() *CreditPackageList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListCreditPackagesResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListCreditPackagesResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r ListCreditPackagesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListCreditPackagesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListCreditPackagesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListCreditPackagesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateTopupResponse201Headers the declared response headers of an HTTP 201 response for CreateTopup
+type CreateTopupResponse201Headers struct {
+	IdempotentReplayed *string
+}
+
+// CreateTopupResponse401Headers the declared response headers of an HTTP 401 response for CreateTopup
+type CreateTopupResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// CreateTopupResponse409Headers the declared response headers of an HTTP 409 response for CreateTopup
+type CreateTopupResponse409Headers struct {
+	RetryAfter *int
+}
+
+// CreateTopupResponse503Headers the declared response headers of an HTTP 503 response for CreateTopup
+type CreateTopupResponse503Headers struct {
+	RetryAfter *int
+}
+
+type CreateTopupResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Topup
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *IdempotentConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateTopupResponse201Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *CreateTopupResponse401Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateTopupResponse409Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateTopupResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateTopupResponse) GetJSON201() *Topup {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateTopupResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateTopupResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateTopupResponse) GetApplicationproblemJSON409() *IdempotentConflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateTopupResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateTopupResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateTopupResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r CreateTopupResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateTopupResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateTopupResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateTopupResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateTopupResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateTopupResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetTopupResponse401Headers the declared response headers of an HTTP 401 response for GetTopup
+type GetTopupResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+type GetTopupResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Topup
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetTopupResponse401Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTopupResponse) GetJSON200() *Topup {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetTopupResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTopupResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTopupResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetTopupResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTopupResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTopupResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTopupResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTopupResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListWalletTransactionsResponse401Headers the declared response headers of an HTTP 401 response for ListWalletTransactions
+type ListWalletTransactionsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+type ListWalletTransactionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *WalletTransactionPage
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListWalletTransactionsResponse401Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListWalletTransactionsResponse) GetJSON200() *WalletTransactionPage {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListWalletTransactionsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListWalletTransactionsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListWalletTransactionsResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r ListWalletTransactionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListWalletTransactionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListWalletTransactionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListWalletTransactionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetJWKSWithResponse Public keys that verify access tokens
 //
 // The JSON Web Key Set of every key an access token may currently be signed with
@@ -7215,6 +8791,27 @@ func (c *ClientWithResponses) GetReadyWithResponse(ctx context.Context, reqEdito
 		return nil, err
 	}
 	return ParseGetReadyResponse(rsp)
+}
+
+// RefundTopupWithResponse Refund a top-up (admin)
+//
+// Gives a succeeded top-up's money back through the payment provider and takes its
+// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+// all of the top-up's credits (some were spent), the refund is refused with
+// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+// `409`. If the provider's refund fails after the credits were taken back, the answer is
+// `503`: retry, and only the provider's refund is repeated.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+func (c *ClientWithResponses) RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error) {
+	rsp, err := c.RefundTopup(ctx, topupId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRefundTopupResponse(rsp)
 }
 
 // LoginWithBodyWithResponse Sign in with email and password
@@ -7561,8 +9158,11 @@ func (c *ClientWithResponses) InviteMemberWithResponse(ctx context.Context, room
 // JoinRoomWithResponse Join a room
 //
 // Public rooms are open to anyone not banned; private rooms need an invitation. Joining
-// twice is not an error. Paid rooms cannot be joined yet (`402 payment_required`): paying
-// the entry price comes with the wallet. The caller's events of the room start at the
+// twice is not an error. Joining a paid room takes its `entry_price` from the caller's
+// wallet in the same transaction as the join (`422 insufficient_credits` when the wallet
+// holds less, and nothing changes); the owner receives the price minus the platform fee.
+// A user pays for a room once: a retried or concurrent join never charges twice, and
+// rejoining after leaving is free. The caller's events of the room start at the
 // `member.joined` event.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -7834,6 +9434,42 @@ func (c *ClientWithResponses) MarkReadWithResponse(ctx context.Context, roomId R
 	return ParseMarkReadResponse(rsp)
 }
 
+// SendTipWithBodyWithResponse Tip another member
+//
+// Moves `amount` credits from the caller to `recipient_id`, a fellow member of the room
+// (not the caller), and appends a `tip` event to the room, which every member sees
+// through sync and the WebSocket. Tips are rate-limited per sender (`429`). Needs an
+// `Idempotency-Key`: a repeat returns the first tip and moves nothing.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/rooms/{room_id}/tips (the `SendTip` operationId).
+func (c *ClientWithResponses) SendTipWithBodyWithResponse(ctx context.Context, roomId RoomId, params *SendTipParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SendTipResponse, error) {
+	rsp, err := c.SendTipWithBody(ctx, roomId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSendTipResponse(rsp)
+}
+
+// SendTipWithResponse Tip another member
+//
+// Moves `amount` credits from the caller to `recipient_id`, a fellow member of the room
+// (not the caller), and appends a `tip` event to the room, which every member sees
+// through sync and the WebSocket. Tips are rate-limited per sender (`429`). Needs an
+// `Idempotency-Key`: a repeat returns the first tip and moves nothing.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/rooms/{room_id}/tips (the `SendTip` operationId).
+func (c *ClientWithResponses) SendTipWithResponse(ctx context.Context, roomId RoomId, params *SendTipParams, body SendTipJSONRequestBody, reqEditors ...RequestEditorFn) (*SendTipResponse, error) {
+	rsp, err := c.SendTip(ctx, roomId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSendTipResponse(rsp)
+}
+
 // SyncWithResponse Catch up on everything in the caller's rooms
 //
 // Without `since`: the current token and a summary of the caller's rooms — start here,
@@ -7858,6 +9494,106 @@ func (c *ClientWithResponses) SyncWithResponse(ctx context.Context, params *Sync
 		return nil, err
 	}
 	return ParseSyncResponse(rsp)
+}
+
+// GetWalletWithResponse The caller's wallet
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/wallet (the `GetWallet` operationId).
+func (c *ClientWithResponses) GetWalletWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetWalletResponse, error) {
+	rsp, err := c.GetWallet(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetWalletResponse(rsp)
+}
+
+// ListCreditPackagesWithResponse The credit packages on sale
+//
+// A top-up buys one of these; clients pick a package, never an amount.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/wallet/packages (the `ListCreditPackages` operationId).
+func (c *ClientWithResponses) ListCreditPackagesWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListCreditPackagesResponse, error) {
+	rsp, err := c.ListCreditPackages(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListCreditPackagesResponse(rsp)
+}
+
+// CreateTopupWithBodyWithResponse Buy credits
+//
+// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
+// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
+// credits arrive once the payment provider confirms the payment to Parlor — never on
+// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
+// Needs an `Idempotency-Key`: a repeat returns the same top-up.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/wallet/topups (the `CreateTopup` operationId).
+func (c *ClientWithResponses) CreateTopupWithBodyWithResponse(ctx context.Context, params *CreateTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateTopupResponse, error) {
+	rsp, err := c.CreateTopupWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateTopupResponse(rsp)
+}
+
+// CreateTopupWithResponse Buy credits
+//
+// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
+// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
+// credits arrive once the payment provider confirms the payment to Parlor — never on
+// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
+// Needs an `Idempotency-Key`: a repeat returns the same top-up.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/wallet/topups (the `CreateTopup` operationId).
+func (c *ClientWithResponses) CreateTopupWithResponse(ctx context.Context, params *CreateTopupParams, body CreateTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateTopupResponse, error) {
+	rsp, err := c.CreateTopup(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateTopupResponse(rsp)
+}
+
+// GetTopupWithResponse A top-up of the caller
+//
+// While pending, the top-up is first brought up to date with the payment provider (the
+// same step a webhook triggers), so returning from checkout and asking shows the outcome
+// even before the webhook arrives. Someone else's top-up is a `404`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/wallet/topups/{topup_id} (the `GetTopup` operationId).
+func (c *ClientWithResponses) GetTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetTopupResponse, error) {
+	rsp, err := c.GetTopup(ctx, topupId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTopupResponse(rsp)
+}
+
+// ListWalletTransactionsWithResponse The caller's wallet history
+//
+// Every change of the caller's balance, newest first: what it was for (`kind`, and the
+// room, other member, top-up or tip it concerns), the signed `amount` and the balance
+// right after it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/wallet/transactions (the `ListWalletTransactions` operationId).
+func (c *ClientWithResponses) ListWalletTransactionsWithResponse(ctx context.Context, params *ListWalletTransactionsParams, reqEditors ...RequestEditorFn) (*ListWalletTransactionsResponse, error) {
+	rsp, err := c.ListWalletTransactions(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListWalletTransactionsResponse(rsp)
 }
 
 // ParseGetJWKSResponse parses an HTTP response from a GetJWKSWithResponse call
@@ -7958,6 +9694,131 @@ func ParseGetReadyResponse(rsp *http.Response) (*GetReadyResponse, error) {
 	switch {
 	case rsp.StatusCode == 503:
 		var headers GetReadyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRefundTopupResponse parses an HTTP response from a RefundTopupWithResponse call
+func ParseRefundTopupResponse(rsp *http.Response) (*RefundTopupResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RefundTopupResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Topup
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest IdempotentConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers RefundTopupResponse200Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers RefundTopupResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 409:
+		var headers RefundTopupResponse409Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 503:
+		var headers RefundTopupResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -9050,13 +10911,6 @@ func ParseJoinRoomResponse(rsp *http.Response) (*JoinRoomResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 402:
-		var dest PaymentRequired
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON402 = &dest
-
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
 		var dest Forbidden
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9077,6 +10931,13 @@ func ParseJoinRoomResponse(rsp *http.Response) (*JoinRoomResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
@@ -10072,6 +11933,138 @@ func ParseMarkReadResponse(rsp *http.Response) (*MarkReadResponse, error) {
 	return response, nil
 }
 
+// ParseSendTipResponse parses an HTTP response from a SendTipWithResponse call
+func ParseSendTipResponse(rsp *http.Response) (*SendTipResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SendTipResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest RoomTip
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest IdempotentConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers SendTipResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 401:
+		var headers SendTipResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 409:
+		var headers SendTipResponse409Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 429:
+		var headers SendTipResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseSyncResponse parses an HTTP response from a SyncWithResponse call
 func ParseSyncResponse(rsp *http.Response) (*SyncResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10119,6 +12112,364 @@ func ParseSyncResponse(rsp *http.Response) (*SyncResponse, error) {
 	switch {
 	case rsp.StatusCode == 401:
 		var headers SyncResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetWalletResponse parses an HTTP response from a GetWalletWithResponse call
+func ParseGetWalletResponse(rsp *http.Response) (*GetWalletResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetWalletResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Wallet
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetWalletResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListCreditPackagesResponse parses an HTTP response from a ListCreditPackagesWithResponse call
+func ParseListCreditPackagesResponse(rsp *http.Response) (*ListCreditPackagesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListCreditPackagesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CreditPackageList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListCreditPackagesResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateTopupResponse parses an HTTP response from a CreateTopupWithResponse call
+func ParseCreateTopupResponse(rsp *http.Response) (*CreateTopupResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateTopupResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Topup
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest IdempotentConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateTopupResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 401:
+		var headers CreateTopupResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateTopupResponse409Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateTopupResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTopupResponse parses an HTTP response from a GetTopupWithResponse call
+func ParseGetTopupResponse(rsp *http.Response) (*GetTopupResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTopupResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Topup
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetTopupResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListWalletTransactionsResponse parses an HTTP response from a ListWalletTransactionsWithResponse call
+func ParseListWalletTransactionsResponse(rsp *http.Response) (*ListWalletTransactionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListWalletTransactionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest WalletTransactionPage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListWalletTransactionsResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {

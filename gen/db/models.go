@@ -5,12 +5,103 @@
 package db
 
 import (
+	"database/sql/driver"
+	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 )
+
+type RiverJobState string
+
+const (
+	RiverJobStateAvailable RiverJobState = "available"
+	RiverJobStateCancelled RiverJobState = "cancelled"
+	RiverJobStateCompleted RiverJobState = "completed"
+	RiverJobStateDiscarded RiverJobState = "discarded"
+	RiverJobStatePending   RiverJobState = "pending"
+	RiverJobStateRetryable RiverJobState = "retryable"
+	RiverJobStateRunning   RiverJobState = "running"
+	RiverJobStateScheduled RiverJobState = "scheduled"
+)
+
+func (e *RiverJobState) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = RiverJobState(s)
+	case string:
+		*e = RiverJobState(s)
+	default:
+		return fmt.Errorf("unsupported scan type for RiverJobState: %T", src)
+	}
+	return nil
+}
+
+type NullRiverJobState struct {
+	RiverJobState RiverJobState
+	Valid         bool // Valid is true if RiverJobState is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullRiverJobState) Scan(value interface{}) error {
+	if value == nil {
+		ns.RiverJobState, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.RiverJobState.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullRiverJobState) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.RiverJobState), nil
+}
+
+type IdempotencyKey struct {
+	UserID      uuid.UUID
+	Key         string
+	RequestHash []byte
+	Status      *int32
+	ContentType *string
+	Body        []byte
+	CreatedAt   time.Time
+	LockedAt    time.Time
+}
+
+type LedgerAccount struct {
+	ID        uuid.UUID
+	Kind      string
+	UserID    *uuid.UUID
+	Code      *string
+	Balance   int64
+	CreatedAt time.Time
+}
+
+type LedgerEntry struct {
+	ID                 int64
+	TransactionID      uuid.UUID
+	AccountID          uuid.UUID
+	Amount             int64
+	BalanceAfter       int64
+	CounterpartyUserID *uuid.UUID
+	CreatedAt          time.Time
+}
+
+type LedgerTransaction struct {
+	ID             uuid.UUID
+	IdempotencyKey string
+	Kind           string
+	RoomID         *uuid.UUID
+	TopupID        *uuid.UUID
+	TipID          *uuid.UUID
+	Memo           string
+	CreatedAt      time.Time
+}
 
 type Message struct {
 	ID          uuid.UUID
@@ -23,6 +114,14 @@ type Message struct {
 	CreatedAt   time.Time
 	EditedAt    *time.Time
 	DeletedAt   *time.Time
+}
+
+type PaymentEvent struct {
+	ID          string
+	Type        string
+	Payload     []byte
+	ReceivedAt  time.Time
+	ProcessedAt *time.Time
 }
 
 type Reaction struct {
@@ -45,6 +144,55 @@ type RefreshToken struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	UsedAt    *time.Time
+}
+
+type RiverJob struct {
+	ID           int64
+	State        RiverJobState
+	Attempt      int16
+	MaxAttempts  int16
+	AttemptedAt  *time.Time
+	CreatedAt    time.Time
+	FinalizedAt  *time.Time
+	ScheduledAt  time.Time
+	Priority     int16
+	Args         []byte
+	AttemptedBy  []string
+	Errors       [][]byte
+	Kind         string
+	Metadata     []byte
+	Queue        string
+	Tags         []string
+	UniqueKey    []byte
+	UniqueStates pgtype.Bits
+}
+
+type RiverLeader struct {
+	ElectedAt time.Time
+	ExpiresAt time.Time
+	LeaderID  string
+	Name      string
+}
+
+type RiverMigration struct {
+	ID        int64
+	CreatedAt time.Time
+	Version   int64
+}
+
+type RiverNotification struct {
+	ID        int64
+	CreatedAt time.Time
+	Payload   string
+	Topic     string
+}
+
+type RiverQueue struct {
+	Name      string
+	CreatedAt time.Time
+	Metadata  []byte
+	PausedAt  *time.Time
+	UpdatedAt time.Time
 }
 
 type Room struct {
@@ -110,6 +258,18 @@ type RoomMemberPeriod struct {
 	ToSeq   *int64
 }
 
+type SandboxSession struct {
+	ID            string
+	TopupID       uuid.UUID
+	Amount        int64
+	Currency      string
+	Status        string
+	PaymentStatus string
+	PaymentIntent *string
+	ExpiresAt     time.Time
+	CreatedAt     time.Time
+}
+
 type ServerSecret struct {
 	Name      string
 	Secret    []byte
@@ -125,6 +285,36 @@ type Session struct {
 	RevokeReason *string
 	UserAgent    string
 	ClientIp     *netip.Addr
+}
+
+type Tip struct {
+	ID            uuid.UUID
+	RoomID        uuid.UUID
+	SenderID      uuid.UUID
+	RecipientID   uuid.UUID
+	Amount        int64
+	Message       string
+	TransactionID uuid.UUID
+	Seq           int64
+	CreatedAt     time.Time
+}
+
+type Topup struct {
+	ID                uuid.UUID
+	UserID            uuid.UUID
+	PackageID         string
+	Credits           int64
+	Amount            int64
+	Currency          string
+	Provider          string
+	Status            string
+	CheckoutSessionID *string
+	CheckoutUrl       *string
+	PaymentIntentID   *string
+	ExpiresAt         time.Time
+	SucceededAt       *time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 type User struct {

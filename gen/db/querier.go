@@ -13,13 +13,22 @@ import (
 type Querier interface {
 	AddMemberCount(ctx context.Context, arg AddMemberCountParams) error
 	AddReaction(ctx context.Context, arg AddReactionParams) (int64, error)
+	AddToBalance(ctx context.Context, arg AddToBalanceParams) (int64, error)
+	// Claims (user, key) for a new request. A row comes back only when this request now owns
+	// the key: it was free, expired (older than the retention), or abandoned while in flight
+	// (locked longer ago than the stale interval, e.g. by a crashed instance).
+	ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (uuid.UUID, error)
 	ClosePeriod(ctx context.Context, arg ClosePeriodParams) error
+	CompleteSandboxSession(ctx context.Context, arg CompleteSandboxSessionParams) (SandboxSession, error)
 	// Deleting is what makes a ticket single-use: of two concurrent upgrades, one gets the row.
 	ConsumeTicket(ctx context.Context, ticketHash []byte) (ConsumeTicketRow, error)
+	CountPendingTopups(ctx context.Context, userID uuid.UUID) (int64, error)
 	CreateRefreshToken(ctx context.Context, arg CreateRefreshTokenParams) error
 	CreateRoom(ctx context.Context, arg CreateRoomParams) (Room, error)
+	CreateSandboxSession(ctx context.Context, arg CreateSandboxSessionParams) (SandboxSession, error)
 	CreateSession(ctx context.Context, arg CreateSessionParams) (Session, error)
 	CreateTicket(ctx context.Context, arg CreateTicketParams) error
+	CreateTopup(ctx context.Context, arg CreateTopupParams) (Topup, error)
 	CreateUser(ctx context.Context, arg CreateUserParams) (User, error)
 	CurrentSnapshot(ctx context.Context) (string, error)
 	DeleteBan(ctx context.Context, arg DeleteBanParams) (int64, error)
@@ -29,22 +38,40 @@ type Querier interface {
 	DeleteMessage(ctx context.Context, id uuid.UUID) (Message, error)
 	DeleteRoom(ctx context.Context, id uuid.UUID) error
 	EditMessage(ctx context.Context, arg EditMessageParams) (Message, error)
+	EnsureUserAccount(ctx context.Context, userID uuid.UUID) error
 	// A room's events with from_seq <= seq <= to_seq, for live delivery and gap repair.
 	EventRange(ctx context.Context, arg EventRangeParams) ([]EventRangeRow, error)
+	FinishIdempotencyKey(ctx context.Context, arg FinishIdempotencyKeyParams) error
 	GetActiveBan(ctx context.Context, arg GetActiveBanParams) (RoomBan, error)
+	GetIdempotencyKey(ctx context.Context, arg GetIdempotencyKeyParams) (IdempotencyKey, error)
 	GetInvite(ctx context.Context, arg GetInviteParams) (RoomInvite, error)
+	GetLedgerTransactionByKey(ctx context.Context, idempotencyKey string) (LedgerTransaction, error)
 	GetMember(ctx context.Context, arg GetMemberParams) (RoomMember, error)
 	GetMessage(ctx context.Context, arg GetMessageParams) (Message, error)
 	GetMessageByClientID(ctx context.Context, arg GetMessageByClientIDParams) (Message, error)
+	GetPaymentEvent(ctx context.Context, id string) (PaymentEvent, error)
 	GetRoom(ctx context.Context, id uuid.UUID) (Room, error)
+	GetSandboxSession(ctx context.Context, id string) (SandboxSession, error)
 	GetSecret(ctx context.Context, name string) ([]byte, error)
 	GetSession(ctx context.Context, id uuid.UUID) (Session, error)
+	GetSystemAccount(ctx context.Context, code string) (LedgerAccount, error)
+	GetTip(ctx context.Context, id uuid.UUID) (Tip, error)
+	GetTopup(ctx context.Context, id uuid.UUID) (Topup, error)
 	GetUser(ctx context.Context, id uuid.UUID) (User, error)
+	GetUserAccount(ctx context.Context, userID uuid.UUID) (LedgerAccount, error)
 	GetUserByEmail(ctx context.Context, email string) (User, error)
 	GetUserName(ctx context.Context, id uuid.UUID) (string, error)
 	InsertEvent(ctx context.Context, arg InsertEventParams) (InsertEventRow, error)
+	InsertLedgerEntry(ctx context.Context, arg InsertLedgerEntryParams) error
+	// No row when the key exists already: the posting was made before.
+	InsertLedgerTransaction(ctx context.Context, arg InsertLedgerTransactionParams) (LedgerTransaction, error)
 	InsertMember(ctx context.Context, arg InsertMemberParams) (RoomMember, error)
 	InsertMessage(ctx context.Context, arg InsertMessageParams) (Message, error)
+	// No row when the event was received before.
+	InsertPaymentEvent(ctx context.Context, arg InsertPaymentEventParams) (string, error)
+	InsertTip(ctx context.Context, arg InsertTipParams) (Tip, error)
+	// A wallet's history, newest first, keyset-paged on the entry id.
+	ListAccountEntries(ctx context.Context, arg ListAccountEntriesParams) ([]ListAccountEntriesRow, error)
 	ListInvitedRooms(ctx context.Context, arg ListInvitedRoomsParams) ([]ListInvitedRoomsRow, error)
 	// The caller's rooms with their membership and unread count, oldest membership first.
 	ListJoinedRooms(ctx context.Context, arg ListJoinedRoomsParams) ([]ListJoinedRoomsRow, error)
@@ -52,19 +79,28 @@ type Querier interface {
 	ListMessagesAfter(ctx context.Context, arg ListMessagesAfterParams) ([]Message, error)
 	ListMessagesBefore(ctx context.Context, arg ListMessagesBeforeParams) ([]Message, error)
 	ListPublicRooms(ctx context.Context, arg ListPublicRoomsParams) ([]Room, error)
+	// Row locks on every account a posting touches, taken in id order so two postings never
+	// wait on each other in a cycle.
+	LockAccounts(ctx context.Context, ids []uuid.UUID) ([]LedgerAccount, error)
 	// Locks the token row so that concurrent exchanges of one token serialize: the first marks it
 	// used, the others then see used_at set.
 	LockRefreshToken(ctx context.Context, tokenHash []byte) (LockRefreshTokenRow, error)
 	// Takes the room's row lock and the next seq in one step; the lock is held until commit, so
 	// events of one room commit in seq order. Rolled back with the transaction, so no gap.
 	LockRoomForEvent(ctx context.Context, id uuid.UUID) (Room, error)
+	LockTopup(ctx context.Context, id uuid.UUID) (Topup, error)
+	MarkPaymentEventProcessed(ctx context.Context, id string) error
 	MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error
 	MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error)
 	// The caller's rooms and the seq of each room's latest event in this transaction's snapshot.
 	MemberRoomSeqs(ctx context.Context, userID uuid.UUID) ([]MemberRoomSeqsRow, error)
 	MessagesByID(ctx context.Context, ids []uuid.UUID) ([]Message, error)
+	// A state-machine step: only from one of the allowed states; no row when it does not apply.
+	MoveTopup(ctx context.Context, arg MoveTopupParams) (Topup, error)
 	OpenPeriod(ctx context.Context, arg OpenPeriodParams) error
+	PruneIdempotencyKeys(ctx context.Context, retentionSeconds float64) (int64, error)
 	ReactionCounts(ctx context.Context, arg ReactionCountsParams) ([]ReactionCountsRow, error)
+	ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) error
 	RemoveReaction(ctx context.Context, arg RemoveReactionParams) (int64, error)
 	RevokeSession(ctx context.Context, arg RevokeSessionParams) error
 	RoomMemberIDs(ctx context.Context, roomID uuid.UUID) ([]uuid.UUID, error)
@@ -79,12 +115,15 @@ type Querier interface {
 	// refuse.
 	SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error)
 	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
+	SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutParams) (Topup, error)
+	StalePendingTopups(ctx context.Context, arg StalePendingTopupsParams) ([]uuid.UUID, error)
 	// The caller's events committed after the snapshot `since` and visible in `upto`, within the
 	// stretches of each room's log they were a member for, in (room, seq) order after a cursor —
 	// minus what a WebSocket already delivered beyond `since`: per room, events up to a seq
 	// (seen_rooms[i], seen_seqs[i]). xid >= xmin(since) bounds the index scan: anything older
 	// was visible in `since` already.
 	SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error)
+	TopupBySession(ctx context.Context, checkoutSessionID *string) (Topup, error)
 	TouchLastSent(ctx context.Context, arg TouchLastSentParams) error
 	TouchSession(ctx context.Context, id uuid.UUID) error
 	UnreadCount(ctx context.Context, arg UnreadCountParams) (int64, error)

@@ -5,6 +5,7 @@ package apiconv
 import (
 	"github.com/parlor-dev/parlor/gen/api"
 	"github.com/parlor-dev/parlor/internal/chat"
+	"github.com/parlor-dev/parlor/internal/events"
 	"github.com/parlor-dev/parlor/internal/rooms"
 )
 
@@ -59,6 +60,10 @@ func Event(e chat.Event) api.RoomEvent {
 	}
 	if d.Emoji != "" && e.MessageID != nil {
 		out.Reaction = &api.Reaction{MessageId: *e.MessageID, Emoji: d.Emoji}
+	}
+	if e.Type == events.Tip && d.TipID != nil && e.UserID != nil {
+		out.Tip = &api.RoomTip{Id: *d.TipID, RoomId: e.RoomID, SenderId: e.ActorID, RecipientId: *e.UserID,
+			Amount: d.Amount, Message: d.Message, Seq: e.Seq, CreatedAt: e.CreatedAt}
 	}
 	if d.ReadSeq > 0 {
 		out.ReadSeq = &d.ReadSeq

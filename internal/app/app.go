@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,11 +12,14 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/auth"
@@ -24,10 +28,12 @@ import (
 	"github.com/parlor-dev/parlor/internal/cursor"
 	"github.com/parlor-dev/parlor/internal/events"
 	"github.com/parlor-dev/parlor/internal/httpapi"
+	"github.com/parlor-dev/parlor/internal/payments"
 	"github.com/parlor-dev/parlor/internal/postgres"
 	"github.com/parlor-dev/parlor/internal/ratelimit"
 	"github.com/parlor-dev/parlor/internal/realtime"
 	"github.com/parlor-dev/parlor/internal/rooms"
+	"github.com/parlor-dev/parlor/internal/wallet"
 )
 
 // App is one running Parlor: its connections and its HTTP handler.
@@ -39,6 +45,9 @@ type App struct {
 	Keys    *auth.KeyRing
 	Echo    *echo.Echo
 	Gateway *realtime.Gateway
+	Wallet  *wallet.Service
+	Topups  *wallet.Topups
+	Queue   *river.Client[pgx.Tx]
 	stop    context.CancelFunc
 }
 
@@ -149,15 +158,96 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		postgres.NewPoolCollector(a.Pool),
 	)
+	walletMetrics := wallet.NewMetrics(registry, a.Pool)
+	settings := walletSettings(cfg)
+	a.Wallet = wallet.NewService(a.Pool, roomsSvc, limiter, cursors, settings, walletMetrics)
+	roomsSvc.SetEntryCharger(a.Wallet)
+	webhookSecret := cfg.StripeWebhookSecret
+	if webhookSecret == "" {
+		webhookSecret = "whsec_dev_" + rand.Text()
+		if cfg.StripeSecretKey == "" {
+			logger.Info("payments: sandbox provider (STRIPE_SECRET_KEY is empty); its webhooks are signed with a secret generated for this process")
+		}
+	}
+	var provider payments.Provider
+	switch {
+	case cfg.StripeSecretKey != "":
+		provider = payments.NewStripe(cfg.StripeSecretKey, cfg.StripeAPIURL)
+	case cfg.IsProduction():
+		// The sandbox's Pay button mints credits for free: never in production.
+		logger.Warn("payments: STRIPE_SECRET_KEY is not set; top-ups are refused in production")
+		provider = payments.Unconfigured{}
+	default:
+		provider = payments.NewSandbox(a.Pool, cfg.PublicURL)
+	}
+	a.Topups = wallet.NewTopups(a.Pool, provider, settings.Packages, cfg.PublicURL, logger, walletMetrics)
+	if a.Queue, err = startQueue(bg, a.Pool, a.Topups, logger); err != nil {
+		return nil, err
+	}
+	a.Topups.SetQueue(a.Queue)
+	idem := wallet.NewIdempotencyKeys(a.Pool, cfg.IdempotencyKeyTTL)
+	go pruneIdempotencyKeys(bg, idem, logger)
 	a.Echo, err = httpapi.New(httpapi.Deps{
 		Config: cfg, Logger: logger, Pool: a.Pool, Redis: a.Redis,
 		Auth: authSvc, Rooms: roomsSvc, Chat: chatSvc, Tickets: tickets, Gateway: a.Gateway,
-		Keys: a.Keys, Registry: registry,
+		Wallet: a.Wallet, Topups: a.Topups, Idem: idem, WebhookSecret: webhookSecret, Keys: a.Keys, Registry: registry,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// startQueue starts the River client that processes payment webhooks and, every five
+// minutes, settles top-ups left pending.
+func startQueue(ctx context.Context, pool *pgxpool.Pool, topups *wallet.Topups, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &wallet.PaymentEventWorker{Topups: topups})
+	river.AddWorker(workers, &wallet.ReconcileTopupsWorker{Topups: topups})
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Logger:  logger.With("component", "river"),
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
+		Workers: workers,
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(5*time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return wallet.ReconcileTopupsArgs{}, nil }, nil)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	if err := client.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start the job queue: %w", err)
+	}
+	return client, nil
+}
+
+func walletSettings(cfg config.Config) wallet.Settings {
+	pkgs := make([]wallet.Package, len(cfg.CreditPackages))
+	for i, p := range cfg.CreditPackages {
+		pkgs[i] = wallet.Package{ID: p.ID, Credits: p.Credits, Price: p.Price, Currency: p.Currency}
+	}
+	return wallet.Settings{
+		Packages: pkgs, EntryFeeBasisPoints: cfg.PlatformFeeBPS,
+		TipMax: cfg.TipMax, TipRateN: cfg.TipRate.N, TipRateWindow: cfg.TipRate.Window,
+	}
+}
+
+// pruneIdempotencyKeys deletes expired Idempotency-Keys hourly until ctx ends. Expired keys
+// are reusable even before they are pruned, so this only bounds the table.
+func pruneIdempotencyKeys(ctx context.Context, keys *wallet.IdempotencyKeys, logger *slog.Logger) {
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n, err := keys.Prune(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("prune idempotency keys", "error", err.Error())
+		} else if n > 0 {
+			logger.Info("pruned expired idempotency keys", "count", n)
+		}
+	}
 }
 
 // keyRing parses APP_JWT_KEYS, or in development makes a throwaway key: tokens then die
@@ -232,6 +322,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the connections.
 func (a *App) Close() {
+	if a.Queue != nil {
+		// Running jobs finish (each is one short transaction) before the pool goes.
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = a.Queue.Stop(stopCtx)
+		cancel()
+	}
 	if a.stop != nil {
 		a.stop()
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/google/uuid"
 )
 
 // Environments Parlor knows.
@@ -61,6 +62,27 @@ type Config struct {
 	WSMaxFrameBytes   int64         `env:"APP_WS_MAX_FRAME_BYTES" envDefault:"65536"`
 	WSPresenceGrace   time.Duration `env:"APP_WS_PRESENCE_GRACE" envDefault:"10s"`
 
+	// Wallet. CreditPackages: comma-separated `id:credits:price:currency` (price in minor
+	// units), what users can buy. PlatformFeeBPS: the platform's cut of a paid-room entry in
+	// basis points (1000 = 10 %). TipMax bounds one tip; TipRate limits tips per sender.
+	// IdempotencyKeyTTL: how long an Idempotency-Key is remembered (at least 24h).
+	CreditPackages    Packages      `env:"APP_CREDIT_PACKAGES" envDefault:"small:100:199:usd,medium:550:999:usd,large:1200:1999:usd"`
+	PlatformFeeBPS    int           `env:"APP_PLATFORM_FEE_BPS" envDefault:"1000"`
+	TipMax            int64         `env:"APP_TIP_MAX" envDefault:"100000"`
+	TipRate           Rate          `env:"APP_TIP_RATE" envDefault:"30/1m"`
+	IdempotencyKeyTTL time.Duration `env:"APP_IDEMPOTENCY_KEY_TTL" envDefault:"24h"`
+	// AdminUserIDs are the users with the admin role (refunds): granted here by an operator,
+	// never through the API.
+	AdminUserIDs []uuid.UUID `env:"APP_ADMIN_USER_IDS" envSeparator:","`
+
+	// Payments. StripeSecretKey empty: the offline sandbox provider plays Stripe's part.
+	// StripeWebhookSecret verifies webhook signatures (and signs the sandbox's events; in
+	// development an empty one is generated per process). StripeAPIURL overrides Stripe's API
+	// host (stripe-mock).
+	StripeSecretKey     string `env:"STRIPE_SECRET_KEY"`
+	StripeWebhookSecret string `env:"STRIPE_WEBHOOK_SECRET"`
+	StripeAPIURL        string `env:"STRIPE_API_URL"`
+
 	DBURL            string `env:"DB_URL" envDefault:"postgres://parlor:parlor@127.0.0.1:5432/parlor?sslmode=disable"`
 	DBMaxConns       int32  `env:"DB_MAX_CONNS" envDefault:"20"`
 	DBMigrateOnStart *bool  `env:"DB_MIGRATE_ON_START"`
@@ -96,6 +118,50 @@ func (r *Rate) UnmarshalText(b []byte) error {
 }
 
 func (r Rate) String() string { return fmt.Sprintf("%d/%s", r.N, r.Window) }
+
+// Package is a credit package on sale: Credits for Price minor units of Currency.
+type Package struct {
+	ID       string
+	Credits  int64
+	Price    int64
+	Currency string
+}
+
+// Packages is a list of credit packages, written `id:credits:price:currency,…`.
+type Packages []Package
+
+// UnmarshalText parses `id:credits:price:currency,…`.
+func (p *Packages) UnmarshalText(b []byte) error {
+	var out Packages
+	seen := map[string]bool{}
+	for _, item := range strings.Split(string(b), ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.Split(item, ":")
+		if len(parts) != 4 {
+			return fmt.Errorf("credit package %q: want id:credits:price:currency", item)
+		}
+		credits, err1 := strconv.ParseInt(parts[1], 10, 64)
+		price, err2 := strconv.ParseInt(parts[2], 10, 64)
+		id, currency := parts[0], strings.ToLower(parts[3])
+		switch {
+		case id == "" || len(id) > 64 || seen[id]:
+			return fmt.Errorf("credit package %q: the id must be 1 to 64 characters and unique", item)
+		case err1 != nil || credits < 1:
+			return fmt.Errorf("credit package %q: credits must be a positive integer", item)
+		case err2 != nil || price < 1:
+			return fmt.Errorf("credit package %q: the price must be a positive integer in minor units", item)
+		case len(currency) != 3:
+			return fmt.Errorf("credit package %q: the currency must be an ISO 4217 code like usd", item)
+		}
+		seen[id] = true
+		out = append(out, Package{ID: id, Credits: credits, Price: price, Currency: currency})
+	}
+	*p = out
+	return nil
+}
 
 // Load reads the environment and checks the result.
 func Load() (Config, error) {
@@ -141,12 +207,24 @@ func (c Config) Validate() error {
 	if c.WSMaxConnsPerUser < 1 || c.WSQueueSize < 16 || c.WSFramesPerSecond < 1 || c.WSMaxFrameBytes < 1024 {
 		errs = append(errs, errors.New("APP_WS_MAX_CONNS_PER_USER ≥ 1, APP_WS_QUEUE_SIZE ≥ 16, APP_WS_FRAMES_PER_SECOND ≥ 1 and APP_WS_MAX_FRAME_BYTES ≥ 1024 are required"))
 	}
+	if c.PlatformFeeBPS < 0 || c.PlatformFeeBPS > 10000 {
+		errs = append(errs, fmt.Errorf("APP_PLATFORM_FEE_BPS must be in [0, 10000], not %d", c.PlatformFeeBPS))
+	}
+	if c.TipMax < 1 || c.TipMax > 1_000_000_000 {
+		errs = append(errs, fmt.Errorf("APP_TIP_MAX must be in [1, 1000000000], not %d", c.TipMax))
+	}
+	if c.IdempotencyKeyTTL < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("APP_IDEMPOTENCY_KEY_TTL must be at least 24h, not %s", c.IdempotencyKeyTTL))
+	}
 	if c.DBURL == "" {
 		errs = append(errs, errors.New("DB_URL is required"))
 	}
 	if c.IsProduction() {
 		if strings.TrimSpace(c.JWTKeys) == "" {
 			errs = append(errs, errors.New("APP_JWT_KEYS is required in production (run `parlor keygen` to make a key)"))
+		}
+		if c.StripeSecretKey != "" && c.StripeWebhookSecret == "" {
+			errs = append(errs, errors.New("STRIPE_WEBHOOK_SECRET is required in production with STRIPE_SECRET_KEY"))
 		}
 		if !strings.HasPrefix(c.PublicURL, "https://") {
 			errs = append(errs, fmt.Errorf("APP_PUBLIC_URL must be https in production, not %q", c.PublicURL))

@@ -58,3 +58,15 @@ func TestDefaultsAndProductionSafeguards(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "not-a-cidr"), err.Error())
 }
+
+func TestCreditPackages(t *testing.T) {
+	var p Packages
+	require.NoError(t, p.UnmarshalText([]byte("small:100:199:USD, big:1200:1999:eur")))
+	require.Equal(t, Packages{{ID: "small", Credits: 100, Price: 199, Currency: "usd"}, {ID: "big", Credits: 1200, Price: 1999, Currency: "eur"}}, p)
+	for _, bad := range []string{"small:100:199", "small:0:199:usd", "small:100:-1:usd", "small:100:199:dollars", "a:1:1:usd,a:2:2:usd", ":1:1:usd"} {
+		require.Error(t, new(Packages).UnmarshalText([]byte(bad)), bad)
+	}
+	t.Setenv("APP_PLATFORM_FEE_BPS", "10001")
+	_, err := Load()
+	require.ErrorContains(t, err, "APP_PLATFORM_FEE_BPS")
+}

@@ -31,6 +31,7 @@ const (
 	RoomUpdated     = "room.updated"
 	RoomDeleted     = "room.deleted"
 	ReadUpdated     = "read.updated"
+	Tip             = "tip"
 )
 
 // Event is one entry of a room's log.
@@ -52,6 +53,10 @@ type Data struct {
 	DisplayName string     `json:"display_name,omitempty"`
 	Emoji       string     `json:"emoji,omitempty"`
 	ReadSeq     int64      `json:"read_seq,omitempty"`
+	// A tip: its id, amount and message (UserID is the recipient, ActorID the sender).
+	TipID   *uuid.UUID `json:"tip_id,omitempty"`
+	Amount  int64      `json:"amount,omitempty"`
+	Message string     `json:"message,omitempty"`
 }
 
 // Append writes e with seq, which the caller took with LockRoomForEvent in the same

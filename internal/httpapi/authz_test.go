@@ -54,7 +54,8 @@ type azRoom struct {
 // azReq sends an authenticated raw request as u (body "" sends none).
 func azReq(t *testing.T, s *parlortest.Server, u *parlortest.User, method, path, body string) (*http.Response, []byte) {
 	t.Helper()
-	h := http.Header{"Authorization": {"Bearer " + u.AccessToken}}
+	// Money-moving POSTs need an Idempotency-Key; every other operation ignores it.
+	h := http.Header{"Authorization": {"Bearer " + u.AccessToken}, "Idempotency-Key": {uuid.NewString()}}
 	if body == "" {
 		return s.Do(t, method, path, "", nil, h)
 	}
@@ -155,6 +156,7 @@ var (
 	azNotFound  = azWant{404, "not_found"}
 	azConflict  = azWant{409, "conflict"}
 	azIsBanned  = azWant{403, "banned"}
+	azInvalid   = azWant{400, "invalid_request"}
 )
 
 // azCase is one room-scoped endpoint and what each actor gets from it, in a public and in
@@ -339,6 +341,16 @@ func azCases() []azCase {
 			public: all(az200), private: all(az200),
 		},
 		{
+			// Every tip goes to the owner, who cannot tip themselves.
+			name: "tip the owner", method: "POST", route: "/v1/rooms/{room_id}/tips", path: azRoomPath("/tips"),
+			body: func(_ *azRoom, u [azActors]*parlortest.User) string {
+				return azJSON(map[string]any{"recipient_id": u[azOwner].ID, "amount": 1})
+			},
+			public:  [azActors]azWant{azInvalid, az201, az201, azNotFound, azNotFound, azNotFound},
+			private: [azActors]azWant{azInvalid, az201, az201, azNotFound, azNotFound, azNotFound},
+			writes:  1<<azModerator | 1<<azMember,
+		},
+		{
 			name: "mark read", method: "POST", route: "/v1/rooms/{room_id}/read", path: azRoomPath("/read"),
 			body:   func(r *azRoom, _ [azActors]*parlortest.User) string { return azJSON(map[string]any{"seq": r.lastSeq}) },
 			public: all(az200), private: all(az200), writes: azMembers,
@@ -356,6 +368,7 @@ func TestAuthzMatrix(t *testing.T) {
 	var users [azActors]*parlortest.User
 	for a := range azActors {
 		users[a] = s.Register(t, azActorNames[a])
+		grant(t, s, users[a], 1000) // for tips
 	}
 	// Every room-scoped operation of the contract has a row; rows of operations the contract
 	// does not (yet) have are skipped.

@@ -408,7 +408,8 @@ func rrPaidRoom(t *testing.T, s *parlortest.Server, p rrPeople) {
 		if vis == apiclient.VisibilityPrivate {
 			azOK(t, s, ann, 201, "POST", rrRoomPath(room, "/invites"), azJSON(map[string]any{"user_id": bob.ID}))
 		}
-		rrRejected(t, s, room, bob, 402, "payment_required", "POST", rrRoomPath(room, "/join"), "")
+		// bob has no credits: the join is refused and changes nothing.
+		rrRejected(t, s, room, bob, 422, "insufficient_credits", "POST", rrRoomPath(room, "/join"), "")
 		got := rrGetRoom(t, bob, room) // still visible: public, or invited
 		require.Nil(t, got.Membership)
 		require.Equal(t, 1, got.MemberCount)

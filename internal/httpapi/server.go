@@ -16,6 +16,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -30,23 +31,30 @@ import (
 	"github.com/parlor-dev/parlor/internal/auth"
 	"github.com/parlor-dev/parlor/internal/chat"
 	"github.com/parlor-dev/parlor/internal/config"
+	"github.com/parlor-dev/parlor/internal/payments"
 	"github.com/parlor-dev/parlor/internal/realtime"
 	"github.com/parlor-dev/parlor/internal/rooms"
+	"github.com/parlor-dev/parlor/internal/wallet"
 )
 
 // Deps is what the HTTP layer needs from the rest of the process.
 type Deps struct {
-	Config   config.Config
-	Rooms    *rooms.Service
-	Chat     *chat.Service
-	Tickets  *realtime.Tickets
-	Gateway  *realtime.Gateway
-	Logger   *slog.Logger
-	Pool     *pgxpool.Pool
-	Redis    redis.UniversalClient // nil when REDIS_URL is empty
-	Auth     *auth.Service
-	Keys     *auth.KeyRing
-	Registry *prometheus.Registry
+	Config  config.Config
+	Rooms   *rooms.Service
+	Chat    *chat.Service
+	Tickets *realtime.Tickets
+	Gateway *realtime.Gateway
+	Logger  *slog.Logger
+	Pool    *pgxpool.Pool
+	Redis   redis.UniversalClient // nil when REDIS_URL is empty
+	Auth    *auth.Service
+	Wallet  *wallet.Service
+	Topups  *wallet.Topups
+	Idem    *wallet.IdempotencyKeys
+	// WebhookSecret verifies provider webhooks (and signs the sandbox's).
+	WebhookSecret string
+	Keys          *auth.KeyRing
+	Registry      *prometheus.Registry
 }
 
 // Server implements api.StrictServerInterface by composing one handler set per OpenAPI tag.
@@ -55,6 +63,7 @@ type Server struct {
 	roomHandlers
 	messageHandlers
 	realtimeHandlers
+	walletHandlers
 	opsHandlers
 }
 
@@ -104,14 +113,21 @@ func New(d Deps) (*echo.Echo, error) {
 
 	// Everything the contract describes goes through the request validator; the rest
 	// (metrics, the contract itself, docs, the demo client) is plain HTTP.
-	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens())), api.NewStrictHandler(&Server{
+	// Money-moving POSTs then go through the Idempotency-Key store.
+	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens()), idempotency(d.Idem, idempotentRoutes(spec), d.Logger)), api.NewStrictHandler(&Server{
 		authHandlers:     authHandlers{svc: d.Auth},
 		roomHandlers:     roomHandlers{svc: d.Rooms},
 		messageHandlers:  messageHandlers{svc: d.Chat, rooms: d.Rooms},
 		realtimeHandlers: realtimeHandlers{tickets: d.Tickets, gateway: d.Gateway, publicURL: d.Config.PublicURL},
+		walletHandlers:   walletHandlers{svc: d.Wallet, topups: d.Topups, admins: admins(d.Config)},
 		opsHandlers:      opsHandlers{pool: d.Pool, redis: d.Redis, keys: d.Keys},
 	}, nil))
 
+	// Provider webhooks are verified on their raw body, before any JSON handling.
+	e.POST("/v1/webhooks/stripe", stripeWebhook(d.Topups, d.WebhookSecret, newWebhookMetrics(d.Registry)))
+	if sandbox, ok := d.Topups.Provider().(*payments.Sandbox); ok {
+		sandboxRoutes(e, sandbox, d.WebhookSecret)
+	}
 	// The WebSocket upgrade checks its own ticket and parameters (before upgrading).
 	e.GET("/v1/realtime", d.Gateway.Handle)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
@@ -139,6 +155,14 @@ func serveStatic(e *echo.Echo) error {
 	e.GET("/docs/*", echo.WrapHandler(http.StripPrefix("/docs/", http.FileServerFS(docs))))
 	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/docs/") })
 	return nil
+}
+
+func admins(cfg config.Config) map[uuid.UUID]bool {
+	out := make(map[uuid.UUID]bool, len(cfg.AdminUserIDs))
+	for _, id := range cfg.AdminUserIDs {
+		out[id] = true
+	}
+	return out
 }
 
 // NewHTTPServer returns the http.Server for handler with every timeout set: Go's zero

@@ -90,7 +90,18 @@ type Service struct {
 	broker  events.Broker
 	cursors *cursor.Signer
 	logger  *slog.Logger
+	entry   EntryCharger
 }
+
+// EntryCharger takes a paid room's entry price from a joining user, inside the join's
+// transaction q (the room is locked): it fails, and the join with it, when the user cannot
+// pay. The wallet implements it.
+type EntryCharger interface {
+	ChargeEntry(ctx context.Context, q *db.Queries, room db.Room, user uuid.UUID) error
+}
+
+// SetEntryCharger enables joining paid rooms; without one, joining them fails.
+func (s *Service) SetEntryCharger(c EntryCharger) { s.entry = c }
 
 // NewService wires the rooms service.
 func NewService(pool *pgxpool.Pool, broker events.Broker, cursors *cursor.Signer, logger *slog.Logger) *Service {
@@ -428,7 +439,8 @@ func (s *Service) Delete(ctx context.Context, roomID, actor uuid.UUID) error {
 }
 
 // Join makes the caller a member: of a public room unless banned, of a private room when
-// invited. Joining twice changes nothing.
+// invited. Joining twice changes nothing. A paid room's entry price is charged through the
+// EntryCharger in the same transaction.
 func (s *Service) Join(ctx context.Context, roomID, actor uuid.UUID) (Room, error) {
 	_, _, err := s.Write(ctx, roomID, actor, func(tx *Tx) (*events.Event, error) {
 		if tx.Member != nil {
@@ -452,7 +464,14 @@ func (s *Service) Join(ctx context.Context, roomID, actor uuid.UUID) (Room, erro
 			return nil, err
 		}
 		if tx.Room.EntryPrice > 0 {
-			return nil, apperr.New(apperr.PaymentRequired, "this room has an entry price of %d credits; paid entry is not available yet", tx.Room.EntryPrice)
+			if s.entry == nil {
+				return nil, errors.New("paid entry is not wired: rooms.Service has no EntryCharger")
+			}
+			// Paid in the join's transaction: no entry without the payment, and no payment
+			// without the entry.
+			if err := s.entry.ChargeEntry(ctx, tx.Q, tx.Room, actor); err != nil {
+				return nil, err
+			}
 		}
 		if err := join(ctx, tx.Q, roomID, actor, Member, tx.Seq); err != nil {
 			return nil, err

@@ -183,8 +183,11 @@ export interface paths {
         /**
          * Join a room
          * @description Public rooms are open to anyone not banned; private rooms need an invitation. Joining
-         *     twice is not an error. Paid rooms cannot be joined yet (`402 payment_required`): paying
-         *     the entry price comes with the wallet. The caller's events of the room start at the
+         *     twice is not an error. Joining a paid room takes its `entry_price` from the caller's
+         *     wallet in the same transaction as the join (`422 insufficient_credits` when the wallet
+         *     holds less, and nothing changes); the owner receives the price minus the platform fee.
+         *     A user pays for a room once: a retried or concurrent join never charges twice, and
+         *     rejoining after leaving is free. The caller's events of the room start at the
          *     `member.joined` event.
          */
         post: operations["joinRoom"];
@@ -547,6 +550,190 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/wallet": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's wallet */
+        get: operations["getWallet"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/wallet/transactions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's wallet history
+         * @description Every change of the caller's balance, newest first: what it was for (`kind`, and the
+         *     room, other member, top-up or tip it concerns), the signed `amount` and the balance
+         *     right after it.
+         */
+        get: operations["listWalletTransactions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/wallet/packages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The credit packages on sale
+         * @description A top-up buys one of these; clients pick a package, never an amount.
+         */
+        get: operations["listCreditPackages"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/wallet/topups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Buy credits
+         * @description Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
+         *     the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
+         *     credits arrive once the payment provider confirms the payment to Parlor — never on
+         *     the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
+         *     Needs an `Idempotency-Key`: a repeat returns the same top-up.
+         */
+        post: operations["createTopup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/wallet/topups/{topup_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                topup_id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * A top-up of the caller
+         * @description While pending, the top-up is first brought up to date with the payment provider (the
+         *     same step a webhook triggers), so returning from checkout and asking shows the outcome
+         *     even before the webhook arrives. Someone else's top-up is a `404`.
+         */
+        get: operations["getTopup"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/stripe": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Receive a payment provider event
+         * @description Stripe (or the sandbox) calls this with an event signed in the `Stripe-Signature`
+         *     header; the signature is verified over the raw body, and events older than five
+         *     minutes are refused. Each event is stored once by its id and processed in the
+         *     background; duplicates and event types Parlor does not use are acknowledged with
+         *     `200` too. A `5xx` asks the provider to retry later.
+         */
+        post: operations["stripeWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/topups/{topup_id}/refund": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                topup_id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Refund a top-up (admin)
+         * @description Gives a succeeded top-up's money back through the payment provider and takes its
+         *     credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+         *     all of the top-up's credits (some were spent), the refund is refused with
+         *     `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+         *     Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+         *     `409`. If the provider's refund fails after the credits were taken back, the answer is
+         *     `503`: retry, and only the provider's refund is repeated.
+         */
+        post: operations["refundTopup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/rooms/{room_id}/tips": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Tip another member
+         * @description Moves `amount` credits from the caller to `recipient_id`, a fellow member of the room
+         *     (not the caller), and appends a `tip` event to the room, which every member sees
+         *     through sync and the WebSocket. Tips are rate-limited per sender (`429`). Needs an
+         *     `Idempotency-Key`: a repeat returns the first tip and moves nothing.
+         */
+        post: operations["sendTip"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/.well-known/jwks.json": {
         parameters: {
             query?: never;
@@ -619,7 +806,7 @@ export interface components {
          * @description An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
          *     `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
          *     `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-         *     `payment_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+         *     `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
          *     `not_ready`, `unavailable`, `internal`.
          */
         Problem: {
@@ -918,12 +1105,12 @@ export interface components {
             unread_count: number;
         };
         /** @enum {string} */
-        EventType: "message.created" | "message.edited" | "message.deleted" | "reaction.added" | "reaction.removed" | "member.joined" | "member.left" | "member.invited" | "member.kicked" | "member.banned" | "member.unbanned" | "member.updated" | "room.updated" | "room.deleted" | "read.updated";
+        EventType: "message.created" | "message.edited" | "message.deleted" | "reaction.added" | "reaction.removed" | "member.joined" | "member.left" | "member.invited" | "member.kicked" | "member.banned" | "member.unbanned" | "member.updated" | "room.updated" | "room.deleted" | "read.updated" | "tip";
         /**
          * @description One change in a room. `message` is the message's current state (a deleted message is a
          *     tombstone, whichever event refers to it); `user_id` is whom a membership or read event
-         *     is about; `member` carries a role or mute change; `room` a room change; `reaction` a
-         *     reaction change.
+         *     is about (for a `tip`, its recipient); `member` carries a role or mute change; `room` a
+         *     room change; `reaction` a reaction change; `tip` the tip.
          */
         RoomEvent: {
             type: components["schemas"]["EventType"];
@@ -941,6 +1128,7 @@ export interface components {
             member?: components["schemas"]["Member"];
             room?: components["schemas"]["Room"];
             reaction?: components["schemas"]["Reaction"];
+            tip?: components["schemas"]["RoomTip"];
             /** Format: int64 */
             read_seq?: number;
         };
@@ -1077,6 +1265,141 @@ export interface components {
             /** Format: uuid */
             room_id: string;
         };
+        Wallet: {
+            /**
+             * Format: int64
+             * @description Credits available.
+             */
+            balance: number;
+            /**
+             * Format: int64
+             * @description Top-ups awaiting payment.
+             */
+            pending_topups: number;
+        };
+        /** @description One change of the caller's balance. */
+        WalletTransaction: {
+            /**
+             * Format: uuid
+             * @description The ledger transaction.
+             */
+            id: string;
+            /**
+             * @description What it was for: a top-up, a refund of one, entry to a paid room (paid, or received
+             *     as its owner), a tip (sent or received), or an operator's adjustment.
+             * @enum {string}
+             */
+            kind: "topup" | "refund" | "room_entry" | "tip" | "adjustment";
+            /**
+             * Format: int64
+             * @description Credits added (positive) or taken (negative).
+             */
+            amount: number;
+            /** Format: int64 */
+            balance_after: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * Format: uuid
+             * @description The other user (tip recipient or sender, room owner or entrant).
+             */
+            counterparty_id?: string;
+            /** Format: uuid */
+            topup_id?: string;
+            /** Format: uuid */
+            tip_id?: string;
+            memo?: string;
+            /** Format: date-time */
+            created_at: string;
+        };
+        WalletTransactionPage: {
+            items: components["schemas"]["WalletTransaction"][];
+            /** @description Absent on the last page. */
+            next_cursor?: string;
+        };
+        CreditPackage: {
+            id: string;
+            /** Format: int64 */
+            credits: number;
+            /**
+             * Format: int64
+             * @description In the currency's minor units (cents).
+             */
+            price: number;
+            /**
+             * @description ISO 4217, lower-case.
+             * @example usd
+             */
+            currency: string;
+        };
+        CreditPackageList: {
+            items: components["schemas"]["CreditPackage"][];
+        };
+        TipRequest: {
+            /** Format: uuid */
+            recipient_id: string;
+            /**
+             * Format: int64
+             * @description Credits, at least 1 and at most the server's limit (`APP_TIP_MAX`).
+             */
+            amount: number;
+            message?: string;
+        };
+        RoomTip: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            room_id: string;
+            /** Format: uuid */
+            sender_id: string;
+            /** Format: uuid */
+            recipient_id: string;
+            /** Format: int64 */
+            amount: number;
+            message: string;
+            /**
+             * Format: int64
+             * @description The seq of the room's `tip` event.
+             */
+            seq: number;
+            /** Format: date-time */
+            created_at: string;
+        };
+        CreateTopupRequest: {
+            /** @description One of `GET /v1/wallet/packages`. */
+            package_id: string;
+        };
+        Topup: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * @description `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid.
+             * @enum {string}
+             */
+            status: "pending" | "succeeded" | "expired" | "failed" | "refunded";
+            package_id: string;
+            /** Format: int64 */
+            credits: number;
+            /**
+             * Format: int64
+             * @description The price, in the currency's minor units.
+             */
+            amount: number;
+            currency: string;
+            /** @description Where the user pays. */
+            checkout_url: string;
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When the checkout closes if unpaid.
+             */
+            expires_at: string;
+        };
+        WebhookReceipt: {
+            received: boolean;
+            duplicate?: boolean;
+        };
         Health: {
             /** @enum {string} */
             status: "ok";
@@ -1145,9 +1468,26 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The room has an entry price (`payment_required`). */
-        PaymentRequired: {
+        /**
+         * @description Well-formed but refused: the wallet holds too few credits (`insufficient_credits`), or
+         *     the `Idempotency-Key` was used for a different request (`idempotency_key_reused`).
+         */
+        UnprocessableEntity: {
             headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description The request conflicts with the current state (`conflict`, `archived`), or a request
+         *     with the same `Idempotency-Key` is still in progress (`idempotency_key_in_use`): retry
+         *     after `Retry-After` seconds.
+         */
+        IdempotentConflict: {
+            headers: {
+                "Retry-After": components["headers"]["Retry-After"];
                 [name: string]: unknown;
             };
             content: {
@@ -1208,6 +1548,11 @@ export interface components {
         MessageId: string;
         /** @description Page size. */
         Limit: number;
+        /**
+         * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+         *     operation the caller means (a UUID is a good choice). See the `wallet` tag.
+         */
+        IdempotencyKey: string;
         /** @description The `next_cursor` of the previous page. */
         Cursor: string;
     };
@@ -1215,6 +1560,8 @@ export interface components {
     headers: {
         /** @description Seconds to wait before trying again. */
         "Retry-After": number;
+        /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+        "Idempotent-Replayed": "true";
     };
     pathItems: never;
 }
@@ -1518,10 +1865,10 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            422: components["responses"]["UnprocessableEntity"];
             500: components["responses"]["InternalError"];
         };
     };
@@ -2066,6 +2413,252 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    getWallet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The wallet. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Wallet"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    listWalletTransactions: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the history. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WalletTransactionPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    listCreditPackages: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The packages. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreditPackageList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    createTopup: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+                 *     operation the caller means (a UUID is a good choice). See the `wallet` tag.
+                 */
+                "Idempotency-Key": components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateTopupRequest"];
+            };
+        };
+        responses: {
+            /** @description The pending top-up and where to pay. */
+            201: {
+                headers: {
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Topup"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotentConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableEntity"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getTopup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                topup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The top-up. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Topup"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    stripeWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                "Stripe-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description Received (new or duplicate). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookReceipt"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            413: components["responses"]["PayloadTooLarge"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    refundTopup: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+                 *     operation the caller means (a UUID is a good choice). See the `wallet` tag.
+                 */
+                "Idempotency-Key": components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                topup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The refunded top-up. */
+            200: {
+                headers: {
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Topup"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["IdempotentConflict"];
+            422: components["responses"]["UnprocessableEntity"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    sendTip: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+                 *     operation the caller means (a UUID is a good choice). See the `wallet` tag.
+                 */
+                "Idempotency-Key": components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                room_id: components["parameters"]["RoomId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TipRequest"];
+            };
+        };
+        responses: {
+            /** @description The tip; the credits have moved. */
+            201: {
+                headers: {
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoomTip"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["IdempotentConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
         };
     };

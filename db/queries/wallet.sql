@@ -1,0 +1,135 @@
+-- name: EnsureUserAccount :exec
+INSERT INTO ledger_accounts (kind, user_id) VALUES ('user', @user_id::uuid)
+ON CONFLICT (user_id) DO NOTHING;
+
+-- name: GetUserAccount :one
+SELECT * FROM ledger_accounts WHERE user_id = @user_id::uuid;
+
+-- name: GetSystemAccount :one
+SELECT * FROM ledger_accounts WHERE code = @code::text;
+
+-- name: LockAccounts :many
+-- Row locks on every account a posting touches, taken in id order so two postings never
+-- wait on each other in a cycle.
+SELECT * FROM ledger_accounts WHERE id = ANY(@ids::uuid[]) ORDER BY id FOR UPDATE;
+
+-- name: InsertLedgerTransaction :one
+-- No row when the key exists already: the posting was made before.
+INSERT INTO ledger_transactions (idempotency_key, kind, room_id, topup_id, tip_id, memo)
+VALUES (@idempotency_key, @kind, sqlc.narg('room_id'), sqlc.narg('topup_id'), sqlc.narg('tip_id'), @memo)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *;
+
+-- name: GetLedgerTransactionByKey :one
+SELECT * FROM ledger_transactions WHERE idempotency_key = @idempotency_key;
+
+-- name: AddToBalance :one
+UPDATE ledger_accounts SET balance = balance + @amount WHERE id = @id RETURNING balance;
+
+-- name: InsertLedgerEntry :exec
+INSERT INTO ledger_entries (transaction_id, account_id, amount, balance_after, counterparty_user_id)
+VALUES (@transaction_id, @account_id, @amount, @balance_after, sqlc.narg('counterparty_user_id'));
+
+-- name: ListAccountEntries :many
+-- A wallet's history, newest first, keyset-paged on the entry id.
+SELECT e.id, e.amount, e.balance_after, e.counterparty_user_id, e.created_at,
+       t.id AS transaction_id, t.kind, t.room_id, t.topup_id, t.tip_id, t.memo
+FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+WHERE e.account_id = @account_id AND e.id < @before_id
+ORDER BY e.id DESC
+LIMIT @lim;
+
+-- name: InsertTip :one
+INSERT INTO tips (id, room_id, sender_id, recipient_id, amount, message, transaction_id, seq)
+VALUES (@id, @room_id, @sender_id, @recipient_id, @amount, @message, @transaction_id, @seq)
+RETURNING *;
+
+-- name: GetTip :one
+SELECT * FROM tips WHERE id = @id;
+
+-- name: ClaimIdempotencyKey :one
+-- Claims (user, key) for a new request. A row comes back only when this request now owns
+-- the key: it was free, expired (older than the retention), or abandoned while in flight
+-- (locked longer ago than the stale interval, e.g. by a crashed instance).
+INSERT INTO idempotency_keys (user_id, key, request_hash)
+VALUES (@user_id, @key, @request_hash)
+ON CONFLICT (user_id, key) DO UPDATE
+SET request_hash = EXCLUDED.request_hash, status = NULL, content_type = NULL, body = NULL,
+    created_at = now(), locked_at = now()
+WHERE idempotency_keys.created_at < now() - make_interval(secs => @retention_seconds::float8)
+   OR (idempotency_keys.status IS NULL AND idempotency_keys.request_hash = EXCLUDED.request_hash
+       AND idempotency_keys.locked_at < now() - make_interval(secs => @stale_seconds::float8))
+RETURNING user_id;
+
+-- name: GetIdempotencyKey :one
+SELECT * FROM idempotency_keys WHERE user_id = @user_id AND key = @key;
+
+-- name: FinishIdempotencyKey :exec
+UPDATE idempotency_keys SET status = @status, content_type = @content_type, body = @body
+WHERE user_id = @user_id AND key = @key AND status IS NULL;
+
+-- name: ReleaseIdempotencyKey :exec
+DELETE FROM idempotency_keys WHERE user_id = @user_id AND key = @key AND status IS NULL;
+
+-- name: PruneIdempotencyKeys :execrows
+DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => @retention_seconds::float8);
+
+-- name: CreateTopup :one
+INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, expires_at)
+VALUES (@user_id, @package_id, @credits, @amount, @currency, @provider, @expires_at)
+RETURNING *;
+
+-- name: SetTopupCheckout :one
+UPDATE topups SET checkout_session_id = @checkout_session_id, checkout_url = @checkout_url, updated_at = now()
+WHERE id = @id
+RETURNING *;
+
+-- name: GetTopup :one
+SELECT * FROM topups WHERE id = @id;
+
+-- name: LockTopup :one
+SELECT * FROM topups WHERE id = @id FOR UPDATE;
+
+-- name: TopupBySession :one
+SELECT * FROM topups WHERE checkout_session_id = @checkout_session_id;
+
+-- name: MoveTopup :one
+-- A state-machine step: only from one of the allowed states; no row when it does not apply.
+UPDATE topups SET status = @status::text, updated_at = now(),
+    payment_intent_id = coalesce(sqlc.narg('payment_intent_id'), payment_intent_id),
+    succeeded_at = CASE WHEN @status::text = 'succeeded' THEN now() ELSE succeeded_at END
+WHERE id = @id AND status = ANY(@from_statuses::text[])
+RETURNING *;
+
+-- name: CountPendingTopups :one
+SELECT count(*)::bigint FROM topups WHERE user_id = @user_id AND status = 'pending';
+
+-- name: StalePendingTopups :many
+SELECT id FROM topups WHERE status = 'pending' AND created_at < now() - make_interval(secs => @older_than_seconds::float8)
+ORDER BY created_at LIMIT @lim;
+
+-- name: InsertPaymentEvent :one
+-- No row when the event was received before.
+INSERT INTO payment_events (id, type, payload) VALUES (@id, @type, @payload)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: GetPaymentEvent :one
+SELECT * FROM payment_events WHERE id = @id;
+
+-- name: MarkPaymentEventProcessed :exec
+UPDATE payment_events SET processed_at = now() WHERE id = @id AND processed_at IS NULL;
+
+-- name: CreateSandboxSession :one
+INSERT INTO sandbox_sessions (id, topup_id, amount, currency, expires_at)
+VALUES (@id, @topup_id, @amount, @currency, @expires_at)
+ON CONFLICT (topup_id) DO UPDATE SET topup_id = EXCLUDED.topup_id
+RETURNING *;
+
+-- name: GetSandboxSession :one
+SELECT * FROM sandbox_sessions WHERE id = @id;
+
+-- name: CompleteSandboxSession :one
+UPDATE sandbox_sessions SET status = @status, payment_status = @payment_status, payment_intent = sqlc.narg('payment_intent')
+WHERE id = @id AND status = 'open'
+RETURNING *;

@@ -1,0 +1,424 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/parlor-dev/parlor/gen/apiclient"
+	"github.com/parlor-dev/parlor/internal/auth"
+	"github.com/parlor-dev/parlor/internal/parlortest"
+	"github.com/parlor-dev/parlor/internal/payments"
+)
+
+const testWebhookSecret = "whsec_test_parlor"
+
+func paymentsServer(t *testing.T) *parlortest.Server {
+	t.Helper()
+	cfg := parlortest.Config(t)
+	cfg.StripeWebhookSecret = testWebhookSecret
+	return parlortest.Start(t, cfg)
+}
+
+func createTopup(t *testing.T, u *parlortest.User, pkg string) apiclient.Topup {
+	t.Helper()
+	res, err := u.Client.CreateTopupWithResponse(ctx, &apiclient.CreateTopupParams{IdempotencyKey: uuid.NewString()},
+		apiclient.CreateTopupJSONRequestBody{PackageId: pkg})
+	require.NoError(t, err)
+	require.Equal(t, 201, res.StatusCode(), string(res.Body))
+	require.Equal(t, apiclient.TopupStatusPending, res.JSON201.Status)
+	return *res.JSON201
+}
+
+func sessionOf(t *testing.T, s *parlortest.Server, topup uuid.UUID) string {
+	t.Helper()
+	var id string
+	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT checkout_session_id FROM topups WHERE id = $1", topup).Scan(&id))
+	return id
+}
+
+// deliver posts a signed webhook and returns the status.
+func deliver(t *testing.T, s *parlortest.Server, payload []byte, signedAt time.Time, secret string) (int, []byte) {
+	t.Helper()
+	res, b := s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(payload),
+		http.Header{"Stripe-Signature": {payments.SignWebhook(payload, secret, signedAt)}})
+	return res.StatusCode, b
+}
+
+func getTopup(t *testing.T, u *parlortest.User, id uuid.UUID) apiclient.Topup {
+	t.Helper()
+	res, err := u.Client.GetTopupWithResponse(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	return *res.JSON200
+}
+
+func TestSandboxTopupEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := paymentsServer(t)
+	bob := s.Register(t, "bob")
+	topup := createTopup(t, bob, "small")
+	require.Equal(t, int64(100), topup.Credits)
+	require.Equal(t, int64(199), topup.Amount)
+	w, err := bob.Client.GetWalletWithResponse(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), w.JSON200.PendingTopups)
+	require.Equal(t, int64(0), w.JSON200.Balance)
+
+	// The checkout page, as a browser would use it.
+	u, err := url.Parse(topup.CheckoutUrl)
+	require.NoError(t, err)
+	res, page := s.Do(t, "GET", u.Path, "", nil, nil)
+	require.Equal(t, 200, res.StatusCode, string(page))
+	require.Contains(t, string(page), ">Pay</button>")
+	require.Equal(t, int64(0), balanceOf(t, bob), "nothing is credited before payment")
+	res, page = s.Do(t, "POST", u.Path+"/pay", "", nil, nil)
+	require.Equal(t, 200, res.StatusCode, string(page))
+	require.Contains(t, string(page), `<strong id="status">complete</strong>`)
+
+	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, bob, topup.Id).Status)
+	require.Equal(t, int64(100), balanceOf(t, bob))
+	h := history(t, bob)
+	require.Len(t, h, 1)
+	require.Equal(t, apiclient.KindTopup, h[0].Kind)
+	require.Equal(t, topup.Id, *h[0].TopupId)
+	// The webhook was stored and its job completed.
+	require.Eventually(t, func() bool {
+		return s.Count(t, "SELECT count(*) FROM payment_events WHERE processed_at IS NOT NULL") == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	// Paying again changes nothing.
+	res, _ = s.Do(t, "POST", u.Path+"/pay", "", nil, nil)
+	require.Equal(t, 200, res.StatusCode)
+	require.Equal(t, int64(100), balanceOf(t, bob))
+	w, err = bob.Client.GetWalletWithResponse(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(0), w.JSON200.PendingTopups)
+
+	// Cancelling another one expires it, with no credit.
+	other := createTopup(t, bob, "medium")
+	ou, _ := url.Parse(other.CheckoutUrl)
+	res, _ = s.Do(t, "POST", ou.Path+"/cancel", "", nil, nil)
+	require.Equal(t, 200, res.StatusCode)
+	require.Equal(t, apiclient.TopupStatusExpired, getTopup(t, bob, other.Id).Status)
+	require.Equal(t, int64(100), balanceOf(t, bob))
+
+	// Operators see it in /metrics.
+	res, metrics := s.Do(t, "GET", "/metrics", "", nil, nil)
+	require.Equal(t, 200, res.StatusCode)
+	for _, want := range []string{
+		`parlor_topups{status="succeeded"} 1`,
+		`parlor_topups{status="expired"} 1`,
+		`parlor_ledger_postings_total{kind="topup"} 1`,
+		`parlor_webhook_events_received_total{outcome="stored"} 2`,
+		`parlor_webhook_events_processed_total{outcome="ok"}`,
+		`parlor_job_queue_depth{queue="default"}`,
+	} {
+		require.Contains(t, string(metrics), want)
+	}
+
+	// Someone else's top-up is not found; an unknown package is refused.
+	eve := s.Register(t, "eve")
+	nf, err := eve.Client.GetTopupWithResponse(ctx, topup.Id)
+	require.NoError(t, err)
+	parlortest.RequireProblem(t, nf.HTTPResponse, nf.Body, 404, "not_found")
+	bad, err := eve.Client.CreateTopupWithResponse(ctx, &apiclient.CreateTopupParams{IdempotencyKey: "k"}, apiclient.CreateTopupJSONRequestBody{PackageId: "huge"})
+	require.NoError(t, err)
+	parlortest.RequireProblem(t, bad.HTTPResponse, bad.Body, 400, "invalid_request")
+	requireBooksBalance(t, s)
+}
+
+func TestWebhooksCreditEachPaymentOnce(t *testing.T) {
+	t.Parallel()
+	s := paymentsServer(t)
+	sandbox := s.Topups.Provider().(*payments.Sandbox)
+	bob := s.Register(t, "bob")
+
+	// Three paid top-ups and one never paid; the sandbox (the provider) knows which.
+	var paid []apiclient.Topup
+	var events [][]byte
+	for i := range 4 {
+		tp := createTopup(t, bob, "small")
+		session := sessionOf(t, s, tp.Id)
+		if i < 3 {
+			out, err := sandbox.Settle(ctx, session, true) // paid; its event is not delivered
+			require.NoError(t, err)
+			paid = append(paid, tp)
+			// Two different events for one payment, as Stripe may send.
+			for _, typ := range []string{"checkout.session.completed", "checkout.session.async_payment_succeeded"} {
+				events = append(events, payments.CheckoutEvent("evt_"+uuid.NewString(), typ, out.Session, tp.Id, time.Now()))
+			}
+			continue
+		}
+		// A forged "paid" event about the unpaid one, correctly signed: the provider is asked,
+		// and it says unpaid.
+		got, err := sandbox.GetSession(ctx, session)
+		require.NoError(t, err)
+		got.Status, got.PaymentStatus = payments.SessionComplete, payments.PaymentPaid
+		events = append(events, payments.CheckoutEvent("evt_"+uuid.NewString(), "checkout.session.completed", got, tp.Id, time.Now()))
+	}
+	// An event of a type Parlor does not use is acknowledged and kept.
+	events = append(events, []byte(`{"id":"evt_other","object":"event","api_version":"`+stripeAPIVersion(t)+`","type":"customer.created","data":{"object":{"id":"cus_1","object":"customer"}}}`))
+
+	// Every event several times, shuffled, in parallel — and the redirect's on-the-fly
+	// sync racing them.
+	var deliveries [][]byte
+	for _, ev := range events {
+		for range 4 {
+			deliveries = append(deliveries, ev)
+		}
+	}
+	rand.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+	var wg sync.WaitGroup
+	for _, d := range deliveries {
+		wg.Go(func() {
+			if status, b := deliver(t, s, d, time.Now(), testWebhookSecret); status != 200 {
+				t.Errorf("delivery answered %d: %s", status, b)
+			}
+		})
+	}
+	for _, tp := range paid {
+		for range 3 {
+			wg.Go(func() {
+				res, err := bob.Client.GetTopupWithResponse(ctx, tp.Id)
+				if err != nil || res.StatusCode() != 200 {
+					t.Errorf("get top-up: %v %v", err, res)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool {
+		return s.Count(t, "SELECT count(*) FROM payment_events WHERE processed_at IS NULL AND type LIKE 'checkout.session.%'") == 0
+	}, 15*time.Second, 50*time.Millisecond, "every stored checkout event is processed")
+	require.Equal(t, len(events), s.Count(t, "SELECT count(*) FROM payment_events"), "each event is stored once")
+	require.Equal(t, int64(300), balanceOf(t, bob), "three payments, three credits")
+	require.Equal(t, 3, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
+	require.Equal(t, 3, s.Count(t, "SELECT count(*) FROM topups WHERE status = 'succeeded'"))
+	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM topups WHERE status = 'pending'"), "the unpaid one stays pending")
+	requireBooksBalance(t, s)
+}
+
+func stripeAPIVersion(t *testing.T) string {
+	t.Helper()
+	ev := payments.CheckoutEvent("x", "x", payments.Session{}, uuid.Nil, time.Now())
+	i := strings.Index(string(ev), `"api_version":"`)
+	rest := string(ev)[i+len(`"api_version":"`):]
+	return rest[:strings.Index(rest, `"`)]
+}
+
+func TestWebhookRefusalsStoreNothing(t *testing.T) {
+	t.Parallel()
+	s := paymentsServer(t)
+	bob := s.Register(t, "bob")
+	tp := createTopup(t, bob, "small")
+	out, err := s.Topups.Provider().(*payments.Sandbox).Settle(ctx, sessionOf(t, s, tp.Id), true)
+	require.NoError(t, err)
+	ev := payments.CheckoutEvent("evt_refused", "checkout.session.completed", out.Session, tp.Id, time.Now())
+
+	for _, tc := range []struct {
+		name   string
+		status int
+		send   func() (*http.Response, []byte)
+	}{
+		{"wrong secret", 400, func() (*http.Response, []byte) {
+			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev),
+				http.Header{"Stripe-Signature": {payments.SignWebhook(ev, "whsec_wrong", time.Now())}})
+		}},
+		{"altered body", 400, func() (*http.Response, []byte) {
+			altered := bytes.Replace(ev, []byte(`"livemode":false`), []byte(`"livemode":true `), 1)
+			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(altered),
+				http.Header{"Stripe-Signature": {payments.SignWebhook(ev, testWebhookSecret, time.Now())}})
+		}},
+		{"stale timestamp", 400, func() (*http.Response, []byte) {
+			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev),
+				http.Header{"Stripe-Signature": {payments.SignWebhook(ev, testWebhookSecret, time.Now().Add(-10*time.Minute))}})
+		}},
+		{"no signature", 400, func() (*http.Response, []byte) {
+			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev), nil)
+		}},
+		{"oversized body", 413, func() (*http.Response, []byte) {
+			big := append(bytes.TrimSuffix(ev, []byte("}")), []byte(`,"pad":"`+strings.Repeat("x", 300<<10)+`"}`)...)
+			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", io.NopCloser(bytes.NewReader(big)),
+				http.Header{"Stripe-Signature": {payments.SignWebhook(big, testWebhookSecret, time.Now())}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, b := tc.send()
+			require.Equal(t, tc.status, res.StatusCode, string(b))
+			require.Equal(t, 0, s.Count(t, "SELECT count(*) FROM payment_events"), "a refused webhook was stored")
+		})
+	}
+	require.Equal(t, 0, s.Count(t, "SELECT count(*) FROM river_job"))
+	// The genuine delivery is accepted.
+	status, b := deliver(t, s, ev, time.Now(), testWebhookSecret)
+	require.Equal(t, 200, status, string(b))
+	require.Equal(t, fmt.Sprint(true), fmt.Sprint(strings.Contains(string(b), `"received":true`)))
+}
+
+// buyCredits runs a sandbox top-up of pkg through its checkout page and returns it.
+func buyCredits(t *testing.T, s *parlortest.Server, u *parlortest.User, pkg string) apiclient.Topup {
+	t.Helper()
+	tp := createTopup(t, u, pkg)
+	page, err := url.Parse(tp.CheckoutUrl)
+	require.NoError(t, err)
+	res, b := s.Do(t, "POST", page.Path+"/pay", "", nil, nil)
+	require.Equal(t, 200, res.StatusCode, string(b))
+	got := getTopup(t, u, tp.Id)
+	require.Equal(t, apiclient.TopupStatusSucceeded, got.Status)
+	return got
+}
+
+func TestAdminRefund(t *testing.T) {
+	t.Parallel()
+	cfg := parlortest.Config(t)
+	// The admin is an account the operator names in the config before starting.
+	conn, err := pgx.Connect(ctx, cfg.DBURL)
+	require.NoError(t, err)
+	var adminID uuid.UUID
+	require.NoError(t, conn.QueryRow(ctx, `INSERT INTO users (email, password_hash, display_name) VALUES ('admin@example.com', 'x', 'Admin') RETURNING id`).Scan(&adminID))
+	require.NoError(t, conn.Close(ctx))
+	cfg.AdminUserIDs = []uuid.UUID{adminID}
+	s := parlortest.Start(t, cfg)
+	token, err := auth.NewAccessTokens(s.Keys, cfg.PublicURL, time.Minute).Issue(adminID, uuid.New())
+	require.NoError(t, err)
+	admin := s.NewClient(parlortest.Bearer(token))
+	bob, dan := s.Register(t, "bob"), s.Register(t, "dan")
+	refund := func(c *apiclient.ClientWithResponses, id uuid.UUID) *apiclient.RefundTopupResponse {
+		t.Helper()
+		res, err := c.RefundTopupWithResponse(ctx, id, &apiclient.RefundTopupParams{IdempotencyKey: uuid.NewString()})
+		require.NoError(t, err)
+		return res
+	}
+
+	bought := buyCredits(t, s, bob, "small")
+	pending := createTopup(t, bob, "small")
+	// Only admins refund; only succeeded top-ups are refundable.
+	res := refund(bob.Client, bought.Id)
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 403, "forbidden")
+	res = refund(admin, pending.Id)
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 409, "conflict")
+	res = refund(admin, uuid.New())
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 404, "not_found")
+	require.Equal(t, int64(100), balanceOf(t, bob))
+
+	res = refund(admin, bought.Id)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	require.Equal(t, apiclient.TopupStatusRefunded, res.JSON200.Status)
+	require.Equal(t, int64(0), balanceOf(t, bob))
+	require.Equal(t, apiclient.KindRefund, history(t, bob)[0].Kind)
+	// Again (a new key): nothing more is taken.
+	res = refund(admin, bought.Id)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	require.Equal(t, int64(0), balanceOf(t, bob))
+
+	// Credits partly spent: refused, nothing changes.
+	spent := buyCredits(t, s, dan, "small")
+	room := createRoom(t, dan, "dan's", apiclient.VisibilityPublic).Id
+	require.Equal(t, 200, joinRoom(t, bob, room).StatusCode())
+	require.Equal(t, 201, tip(t, dan, room, "spend", bob.ID, 1).StatusCode())
+	res = refund(admin, spent.Id)
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 422, "insufficient_credits")
+	require.Equal(t, int64(99), balanceOf(t, dan))
+	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, dan, spent.Id).Status)
+	requireBooksBalance(t, s)
+}
+
+// TestManyShuffledDeliveriesCreditEachPaidTopupOnce: 300 top-ups (70 % paid), 3,000 signed
+// deliveries — two event types per paid payment, an expiry notice per unpaid one, every
+// event repeated, shuffled, 32 at a time — verified and stored through the webhook path,
+// processed by the River workers. Each paid top-up is credited exactly once, none of the
+// unpaid ones, and the books reconcile.
+func TestManyShuffledDeliveriesCreditEachPaidTopupOnce(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("3,000 deliveries")
+	}
+	s := paymentsServer(t)
+	sandbox := s.Topups.Provider().(*payments.Sandbox)
+	const payments_, deliveriesN = 300, 3000
+	users := []*parlortest.User{s.Register(t, "u0"), s.Register(t, "u1"), s.Register(t, "u2")}
+	var events [][]byte
+	want := map[uuid.UUID]int64{}
+	for i := range payments_ {
+		u := users[i%len(users)]
+		tp, err := s.Topups.Create(ctx, u.ID, "small")
+		require.NoError(t, err)
+		session := sessionOf(t, s, tp.ID)
+		if i%10 < 7 {
+			out, err := sandbox.Settle(ctx, session, true)
+			require.NoError(t, err)
+			want[u.ID] += tp.Credits
+			for _, typ := range []string{"checkout.session.completed", "checkout.session.async_payment_succeeded"} {
+				events = append(events, payments.CheckoutEvent("evt_"+uuid.NewString(), typ, out.Session, tp.ID, time.Now()))
+			}
+			continue
+		}
+		got, err := sandbox.GetSession(ctx, session)
+		require.NoError(t, err)
+		got.Status = payments.SessionExpired
+		events = append(events, payments.CheckoutEvent("evt_"+uuid.NewString(), "checkout.session.expired", got, tp.ID, time.Now()))
+	}
+	deliveries := make([][]byte, 0, deliveriesN)
+	for i := range deliveriesN {
+		deliveries = append(deliveries, events[i%len(events)])
+	}
+	rand.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+	work := make(chan []byte)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for d := range work {
+				ev, err := payments.VerifyWebhook(d, payments.SignWebhook(d, testWebhookSecret, time.Now()), testWebhookSecret)
+				if err == nil {
+					_, err = s.Topups.ReceiveWebhook(ctx, ev)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	for _, d := range deliveries {
+		work <- d
+	}
+	close(work)
+	wg.Wait()
+	require.Equal(t, len(events), s.Count(t, "SELECT count(*) FROM payment_events"))
+	require.Eventually(t, func() bool {
+		return s.Count(t, "SELECT count(*) FROM payment_events WHERE processed_at IS NULL") == 0
+	}, 60*time.Second, 100*time.Millisecond, "every event is processed")
+	for _, u := range users {
+		require.Equal(t, want[u.ID], balanceOf(t, u))
+	}
+	require.Equal(t, 210, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
+	require.Equal(t, 210, s.Count(t, "SELECT count(*) FROM topups WHERE status = 'succeeded'"))
+	require.Equal(t, 90, s.Count(t, "SELECT count(*) FROM topups WHERE status = 'pending'"), "an expiry notice the provider does not confirm changes nothing")
+	requireBooksBalance(t, s)
+}
+
+// TestProductionWithoutStripeRefusesTopups: the sandbox mints credits at the press of a
+// button, so production without Stripe keys refuses top-ups instead of running it.
+func TestProductionWithoutStripeRefusesTopups(t *testing.T) {
+	t.Parallel()
+	cfg := parlortest.Config(t)
+	cfg.Env, cfg.PublicURL = "production", "https://parlor.example"
+	s := parlortest.Start(t, cfg)
+	bob := s.Register(t, "bob")
+	res, err := bob.Client.CreateTopupWithResponse(ctx, &apiclient.CreateTopupParams{IdempotencyKey: "k"}, apiclient.CreateTopupJSONRequestBody{PackageId: "small"})
+	require.NoError(t, err)
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 503, "unavailable")
+	page, _ := s.Do(t, "GET", "/sandbox/checkout/cs_sbx_1", "", nil, nil)
+	require.Equal(t, 404, page.StatusCode, "no sandbox pages in production")
+	require.Equal(t, int64(0), balanceOf(t, bob))
+}

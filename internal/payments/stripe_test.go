@@ -1,0 +1,93 @@
+package payments_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/parlor-dev/parlor/internal/payments"
+)
+
+// TestStripeCheckoutRequestShape checks what the stripe provider sends Stripe: a payment-mode
+// session tied to the top-up, for the package's price, with the deterministic idempotency
+// key — against a fake API that records the request (stripe-mock would check the same
+// shape; it is not installed in CI).
+func TestStripeCheckoutRequestShape(t *testing.T) {
+	var mu sync.Mutex
+	var recForm url.Values
+	var recHeader http.Header
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/v1/checkout/sessions":
+			recForm, _ = url.ParseQuery(string(body))
+			recHeader = r.Header.Clone()
+			_ = json.NewEncoder(w).Encode(map[string]any{"id": "cs_test_1", "object": "checkout.session",
+				"url": "https://checkout.stripe.com/c/pay/cs_test_1", "status": "open", "payment_status": "unpaid", "expires_at": 1900000000})
+		case r.Method == http.MethodGet && r.URL.Path == "/v1/checkout/sessions/cs_test_1":
+			_ = json.NewEncoder(w).Encode(map[string]any{"id": "cs_test_1", "object": "checkout.session",
+				"status": "complete", "payment_status": "paid", "payment_intent": "pi_1"})
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer api.Close()
+
+	p := payments.NewStripe("sk_test_x", api.URL)
+	topup, user := uuid.New(), uuid.New()
+	expires := time.Now().Add(time.Hour).Truncate(time.Second)
+	s, err := p.CreateCheckout(context.Background(), payments.CheckoutInput{
+		TopupID: topup, UserID: user, Credits: 100, Amount: 199, Currency: "usd", ProductName: "100 Parlor credits",
+		SuccessURL: "https://parlor.example/?ok", CancelURL: "https://parlor.example/?cancel", ExpiresAt: expires,
+	})
+	require.NoError(t, err)
+	require.Equal(t, "cs_test_1", s.ID)
+	require.Equal(t, "https://checkout.stripe.com/c/pay/cs_test_1", s.URL)
+
+	mu.Lock()
+	form, header := recForm, recHeader
+	mu.Unlock()
+	require.Equal(t, "payment", form.Get("mode"))
+	require.Equal(t, topup.String(), form.Get("client_reference_id"))
+	require.Equal(t, topup.String(), form.Get("metadata[topup_id]"))
+	require.Equal(t, topup.String(), form.Get("payment_intent_data[metadata][topup_id]"))
+	require.Equal(t, "199", form.Get("line_items[0][price_data][unit_amount]"))
+	require.Equal(t, "usd", form.Get("line_items[0][price_data][currency]"))
+	require.Equal(t, "1", form.Get("line_items[0][quantity]"))
+	require.Equal(t, "https://parlor.example/?ok", form.Get("success_url"))
+	require.NotEmpty(t, form.Get("expires_at"))
+	require.Equal(t, "topup:"+topup.String()+":checkout", header.Get("Idempotency-Key"))
+	require.Equal(t, "Bearer sk_test_x", header.Get("Authorization"))
+
+	got, err := p.GetSession(context.Background(), "cs_test_1")
+	require.NoError(t, err)
+	require.True(t, got.Paid())
+	require.Equal(t, "pi_1", got.PaymentIntent)
+}
+
+func TestVerifyWebhook(t *testing.T) {
+	topup := uuid.New()
+	ev := payments.CheckoutEvent("evt_1", "checkout.session.completed",
+		payments.Session{ID: "cs_1", Status: payments.SessionComplete, PaymentStatus: payments.PaymentPaid}, topup, time.Now())
+	got, err := payments.VerifyWebhook(ev, payments.SignWebhook(ev, "whsec_a", time.Now()), "whsec_a")
+	require.NoError(t, err)
+	require.Equal(t, "evt_1", got.ID)
+	require.Equal(t, "cs_1", got.SessionID)
+	require.Equal(t, topup.String(), got.TopupID)
+
+	_, err = payments.VerifyWebhook(ev, payments.SignWebhook(ev, "whsec_b", time.Now()), "whsec_a")
+	require.ErrorIs(t, err, payments.ErrBadSignature)
+	_, err = payments.VerifyWebhook(ev, payments.SignWebhook(ev, "whsec_a", time.Now().Add(-6*time.Minute)), "whsec_a")
+	require.ErrorIs(t, err, payments.ErrBadSignature, "older than the tolerance")
+}

@@ -1,0 +1,411 @@
+package wallet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/parlor-dev/parlor/gen/db"
+	"github.com/parlor-dev/parlor/internal/apperr"
+	"github.com/parlor-dev/parlor/internal/payments"
+	"github.com/parlor-dev/parlor/internal/postgres"
+)
+
+// Top-up states. pending → succeeded (credits minted) → refunded, pending → expired | failed.
+const (
+	TopupPending   = "pending"
+	TopupSucceeded = "succeeded"
+	TopupExpired   = "expired"
+	TopupFailed    = "failed"
+	TopupRefunded  = "refunded"
+)
+
+// Topup is a purchase of credits.
+type Topup struct {
+	ID          uuid.UUID
+	PackageID   string
+	Credits     int64
+	Amount      int64
+	Currency    string
+	Status      string
+	CheckoutURL string
+	ExpiresAt   time.Time
+	CreatedAt   time.Time
+}
+
+func topupFromRow(r db.Topup) Topup {
+	out := Topup{ID: r.ID, PackageID: r.PackageID, Credits: r.Credits, Amount: r.Amount, Currency: r.Currency,
+		Status: r.Status, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt}
+	if r.CheckoutUrl != nil {
+		out.CheckoutURL = *r.CheckoutUrl
+	}
+	return out
+}
+
+// CheckoutTTL is how long a checkout session stays open (Stripe allows 30 min to 24 h).
+const CheckoutTTL = time.Hour
+
+// Topups buys credits through a payment provider. The provider's webhooks are stored once
+// per event and processed by a River job; processing re-reads the authoritative session
+// state from the provider and mints the credits at most once (ledger key
+// `topup:<id>:mint`) in one transaction with completing the job.
+type Topups struct {
+	pool      *pgxpool.Pool
+	provider  payments.Provider
+	packages  []Package
+	publicURL string
+	logger    *slog.Logger
+	metrics   *Metrics
+	queue     *river.Client[pgx.Tx]
+}
+
+// NewTopups returns the top-up service; SetQueue must be called before webhooks arrive.
+func NewTopups(pool *pgxpool.Pool, provider payments.Provider, packages []Package, publicURL string, logger *slog.Logger, metrics *Metrics) *Topups {
+	return &Topups{pool: pool, provider: provider, packages: packages, publicURL: publicURL, logger: logger, metrics: metrics}
+}
+
+// SetQueue gives the service the River client its webhook jobs go to.
+func (t *Topups) SetQueue(c *river.Client[pgx.Tx]) { t.queue = c }
+
+// Provider is the payment provider in use.
+func (t *Topups) Provider() payments.Provider { return t.provider }
+
+// Create starts buying packageID for user: a pending top-up and a checkout session whose
+// URL the user pays at. Credits come only once the provider confirms the payment.
+func (t *Topups) Create(ctx context.Context, user uuid.UUID, packageID string) (Topup, error) {
+	var pkg *Package
+	for i := range t.packages {
+		if t.packages[i].ID == packageID {
+			pkg = &t.packages[i]
+		}
+	}
+	if pkg == nil {
+		return Topup{}, &apperr.Error{Code: apperr.Invalid, Message: fmt.Sprintf("there is no credit package %q; see GET /v1/wallet/packages", packageID),
+			Fields: []apperr.FieldError{{Field: "body.package_id", Message: "is not a package on sale"}}}
+	}
+	q := db.New(t.pool)
+	row, err := q.CreateTopup(ctx, db.CreateTopupParams{
+		UserID: user, PackageID: pkg.ID, Credits: pkg.Credits, Amount: pkg.Price, Currency: pkg.Currency,
+		Provider: t.provider.Name(), ExpiresAt: time.Now().Add(CheckoutTTL),
+	})
+	if err != nil {
+		return Topup{}, fmt.Errorf("create top-up: %w", err)
+	}
+	back := t.publicURL + "/?topup=" + row.ID.String()
+	session, err := t.provider.CreateCheckout(ctx, payments.CheckoutInput{
+		TopupID: row.ID, UserID: user, Credits: pkg.Credits, Amount: pkg.Price, Currency: pkg.Currency,
+		ProductName: fmt.Sprintf("%d Parlor credits", pkg.Credits), SuccessURL: back + "&result=success",
+		CancelURL: back + "&result=cancel", ExpiresAt: row.ExpiresAt,
+	})
+	if err != nil {
+		t.logger.ErrorContext(ctx, "open a checkout session", "topup_id", row.ID, "error", err.Error())
+		if _, merr := q.MoveTopup(ctx, db.MoveTopupParams{ID: row.ID, Status: TopupFailed, FromStatuses: []string{TopupPending}}); merr != nil {
+			t.logger.ErrorContext(ctx, "mark a top-up failed", "topup_id", row.ID, "error", merr.Error())
+		}
+		return Topup{}, &apperr.Error{Code: apperr.Unavailable, Message: "the payment provider is not available; try again", RetryAfter: 5 * time.Second, Err: err}
+	}
+	row, err = q.SetTopupCheckout(ctx, db.SetTopupCheckoutParams{ID: row.ID, CheckoutSessionID: &session.ID, CheckoutUrl: &session.URL})
+	if err != nil {
+		return Topup{}, fmt.Errorf("create top-up: %w", err)
+	}
+	return topupFromRow(row), nil
+}
+
+var errNoTopup = apperr.New(apperr.NotFound, "no such top-up")
+
+// Get returns one of user's top-ups, brought up to date with the provider first while it is
+// pending (through the same function the webhook worker uses).
+func (t *Topups) Get(ctx context.Context, user, id uuid.UUID) (Topup, error) {
+	q := db.New(t.pool)
+	row, err := q.GetTopup(ctx, id)
+	if postgres.IsNoRows(err) || (err == nil && row.UserID != user) {
+		return Topup{}, errNoTopup
+	}
+	if err != nil {
+		return Topup{}, fmt.Errorf("get top-up: %w", err)
+	}
+	if row.Status == TopupPending && row.CheckoutSessionID != nil {
+		if err := t.Settle(ctx, id, nil); err != nil {
+			t.logger.WarnContext(ctx, "sync a pending top-up", "topup_id", id, "error", err.Error())
+		} else if row, err = q.GetTopup(ctx, id); err != nil {
+			return Topup{}, fmt.Errorf("get top-up: %w", err)
+		}
+	}
+	return topupFromRow(row), nil
+}
+
+// PendingCount is how many of user's top-ups await payment.
+func (t *Topups) PendingCount(ctx context.Context, user uuid.UUID) (int64, error) {
+	return db.New(t.pool).CountPendingTopups(ctx, user)
+}
+
+// Settle moves a top-up to what its provider session says, with conditional updates, and
+// mints its credits exactly once when paid. also runs in the same transaction (completing
+// a job). Safe to call any number of times, concurrently, in any order.
+func (t *Topups) Settle(ctx context.Context, id uuid.UUID, also func(tx pgx.Tx) error) error {
+	row, err := db.New(t.pool).GetTopup(ctx, id)
+	if err != nil {
+		return fmt.Errorf("settle top-up %s: %w", id, err)
+	}
+	var session payments.Session
+	if row.Status == TopupPending && row.CheckoutSessionID != nil {
+		// The provider's word, never the event's or the redirect's.
+		if session, err = t.provider.GetSession(ctx, *row.CheckoutSessionID); err != nil {
+			return fmt.Errorf("settle top-up %s: %w", id, err)
+		}
+	}
+	minted := false
+	err = pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
+		q := db.New(tx)
+		if _, err := q.LockTopup(ctx, id); err != nil {
+			return err
+		}
+		switch {
+		case session.Paid():
+			var intent *string
+			if session.PaymentIntent != "" {
+				intent = &session.PaymentIntent
+			}
+			if _, err := q.MoveTopup(ctx, db.MoveTopupParams{ID: id, Status: TopupSucceeded, PaymentIntentID: intent, FromStatuses: []string{TopupPending}}); err != nil && !postgres.IsNoRows(err) {
+				return err
+			}
+			var err error
+			if minted, err = t.mint(ctx, q, id); err != nil {
+				return err
+			}
+		case session.Status == payments.SessionExpired:
+			if _, err := q.MoveTopup(ctx, db.MoveTopupParams{ID: id, Status: TopupExpired, FromStatuses: []string{TopupPending}}); err != nil && !postgres.IsNoRows(err) {
+				return err
+			}
+		}
+		if also != nil {
+			return also(tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("settle top-up %s: %w", id, err)
+	}
+	if minted {
+		t.metrics.posted(KindTopup)
+	}
+	return nil
+}
+
+// mint credits a succeeded top-up's credits, once (the key makes a repeat a no-op).
+func (t *Topups) mint(ctx context.Context, q *db.Queries, id uuid.UUID) (bool, error) {
+	row, err := q.GetTopup(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if row.Status != TopupSucceeded {
+		return false, nil
+	}
+	wallet, err := UserAccount(ctx, q, row.UserID)
+	if err != nil {
+		return false, err
+	}
+	issuance, err := SystemAccount(ctx, q, Issuance)
+	if err != nil {
+		return false, err
+	}
+	_, created, err := Post(ctx, q, Posting{
+		Key: "topup:" + id.String() + ":mint", Kind: KindTopup, TopupID: &id,
+		Memo: fmt.Sprintf("%s package", row.PackageID),
+		Legs: []Leg{{Account: issuance, Amount: -row.Credits}, {Account: wallet, Amount: row.Credits}},
+	})
+	return created, err
+}
+
+// ErrWebhookStore means a webhook could not be stored: the provider should retry (5xx).
+var ErrWebhookStore = errors.New("store the webhook event")
+
+// ReceiveWebhook stores a verified event once (by its id) and, for a checkout session
+// event, enqueues its processing in the same transaction. A duplicate changes nothing.
+func (t *Topups) ReceiveWebhook(ctx context.Context, ev payments.Event) (duplicate bool, err error) {
+	err = pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
+		_, err := db.New(tx).InsertPaymentEvent(ctx, db.InsertPaymentEventParams{ID: ev.ID, Type: ev.Type, Payload: ev.Payload})
+		if postgres.IsNoRows(err) {
+			duplicate = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if ev.SessionID == "" {
+			return nil // not about a checkout session: kept, nothing to do
+		}
+		_, err = t.queue.InsertTx(ctx, tx, PaymentEventArgs{EventID: ev.ID}, nil)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("%w %s: %v", ErrWebhookStore, ev.ID, err)
+	}
+	return duplicate, nil
+}
+
+// PaymentEventArgs is the River job that processes one stored webhook event.
+type PaymentEventArgs struct {
+	EventID string `json:"event_id"`
+}
+
+// Kind implements river.JobArgs.
+func (PaymentEventArgs) Kind() string { return "payment_event" }
+
+// PaymentEventWorker processes stored webhook events.
+type PaymentEventWorker struct {
+	river.WorkerDefaults[PaymentEventArgs]
+	Topups *Topups
+}
+
+// Work maps the event to its top-up and settles it, completing the job in the same
+// transaction as the effect.
+func (w *PaymentEventWorker) Work(ctx context.Context, job *river.Job[PaymentEventArgs]) error {
+	ev, err := db.New(w.Topups.pool).GetPaymentEvent(ctx, job.Args.EventID)
+	if err != nil {
+		return fmt.Errorf("payment event %s: %w", job.Args.EventID, err)
+	}
+	topupID, err := topupOfEvent(ctx, db.New(w.Topups.pool), ev.Payload)
+	if err != nil {
+		w.Topups.logger.WarnContext(ctx, "a payment event names no top-up of ours; ignored", "event_id", ev.ID, "error", err.Error())
+		return river.JobCancel(err)
+	}
+	complete := func(tx pgx.Tx) error {
+		if err := db.New(tx).MarkPaymentEventProcessed(ctx, ev.ID); err != nil {
+			return err
+		}
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	}
+	err = w.Topups.Settle(ctx, topupID, complete)
+	w.Topups.metrics.eventProcessed(err)
+	return err
+}
+
+// topupOfEvent finds the top-up a checkout session event is about: by the session id we
+// stored, else by client_reference_id.
+func topupOfEvent(ctx context.Context, q *db.Queries, payload []byte) (uuid.UUID, error) {
+	var ev struct {
+		Data struct {
+			Object struct {
+				ID                string `json:"id"`
+				ClientReferenceID string `json:"client_reference_id"`
+			} `json:"object"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return uuid.Nil, err
+	}
+	if row, err := q.TopupBySession(ctx, &ev.Data.Object.ID); err == nil {
+		return row.ID, nil
+	}
+	id, err := uuid.Parse(ev.Data.Object.ClientReferenceID)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("no top-up for session %q", ev.Data.Object.ID)
+	}
+	if _, err := q.GetTopup(ctx, id); err != nil {
+		return uuid.Nil, fmt.Errorf("top-up %s: %w", id, err)
+	}
+	return id, nil
+}
+
+// ReconcileTopupsArgs is the periodic River job that settles top-ups left pending (a lost
+// webhook, an abandoned checkout).
+type ReconcileTopupsArgs struct{}
+
+// Kind implements river.JobArgs.
+func (ReconcileTopupsArgs) Kind() string { return "reconcile_topups" }
+
+// ReconcileTopupsWorker settles pending top-ups older than a few minutes.
+type ReconcileTopupsWorker struct {
+	river.WorkerDefaults[ReconcileTopupsArgs]
+	Topups *Topups
+}
+
+// Work implements river.Worker.
+func (w *ReconcileTopupsWorker) Work(ctx context.Context, _ *river.Job[ReconcileTopupsArgs]) error {
+	ids, err := db.New(w.Topups.pool).StalePendingTopups(ctx, db.StalePendingTopupsParams{OlderThanSeconds: 300, Lim: 500})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := w.Topups.Settle(ctx, id, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Refund gives a succeeded top-up's money back and claws its credits back, all or nothing:
+// when the user no longer holds all of the top-up's credits (they spent some), it refuses
+// with insufficient_credits and changes nothing — wallets never go below zero. The clawback
+// (ledger key `topup:<id>:refund:1`) and the move to refunded commit first; then the
+// provider refunds under the same key. If the provider call fails, calling Refund again
+// retries only the provider (the clawback is not repeated).
+func (t *Topups) Refund(ctx context.Context, id uuid.UUID) (Topup, error) {
+	key := "topup:" + id.String() + ":refund:1"
+	var row db.Topup
+	clawed := false
+	err := postgres.WithTx(ctx, t.pool, func(q *db.Queries) error {
+		var err error
+		row, err = q.LockTopup(ctx, id)
+		if postgres.IsNoRows(err) {
+			return errNoTopup
+		}
+		if err != nil {
+			return err
+		}
+		switch row.Status {
+		case TopupRefunded:
+			return nil
+		case TopupSucceeded:
+		default:
+			return apperr.New(apperr.Conflict, "only a succeeded top-up can be refunded; this one is %s", row.Status)
+		}
+		wallet, err := UserAccount(ctx, q, row.UserID)
+		if err != nil {
+			return err
+		}
+		issuance, err := SystemAccount(ctx, q, Issuance)
+		if err != nil {
+			return err
+		}
+		_, clawed, err = Post(ctx, q, Posting{
+			Key: key, Kind: KindRefund, TopupID: &id, Memo: fmt.Sprintf("refund of the %s package", row.PackageID),
+			Legs: []Leg{{Account: wallet, Amount: -row.Credits}, {Account: issuance, Amount: row.Credits}},
+		})
+		if errors.Is(err, ErrInsufficientCredits) {
+			return apperr.New(apperr.InsufficientCredits, "the user no longer holds the %d credits of this top-up (some were spent); refunds are all or nothing", row.Credits)
+		}
+		if err != nil {
+			return err
+		}
+		row, err = q.MoveTopup(ctx, db.MoveTopupParams{ID: id, Status: TopupRefunded, FromStatuses: []string{TopupSucceeded}})
+		return err
+	})
+	if err != nil {
+		return Topup{}, fmt.Errorf("refund top-up: %w", err)
+	}
+	if clawed {
+		t.metrics.posted(KindRefund)
+	}
+	intent := ""
+	if row.PaymentIntentID != nil {
+		intent = *row.PaymentIntentID
+	}
+	if err := t.provider.Refund(ctx, intent, row.Amount, key); err != nil {
+		return Topup{}, &apperr.Error{Code: apperr.Unavailable, RetryAfter: 5 * time.Second, Err: err,
+			Message: "the credits were taken back but the payment provider's refund failed; retry the refund"}
+	}
+	return topupFromRow(row), nil
+}
