@@ -5,10 +5,12 @@
 #   PostgreSQL at 127.0.0.1:5432: role parlor / password parlor with CREATEDB,
 #              database parlor owned by it (TEST_DB_URL / DB_URL default).
 #   Redis      at 127.0.0.1:6379 (TEST_REDIS_URL default), no persistence.
+#   Chromium   at /usr/bin/chromium (Debian's package), for the browser end-to-end test
+#              (web/e2e/, run by cmd/parlor/browser_test.go); installed once when missing.
 #
-# Idempotent and quick when both already run: it only checks, then prints one line.
+# Idempotent and quick when all are already there: it only checks, then prints one line.
 # Overrides: DEV_PG_HOST, DEV_PG_PORT, DEV_REDIS_HOST, DEV_REDIS_PORT. A non-local host is
-# only checked, never started.
+# only checked, never started. CHROMIUM_PATH: a Chromium elsewhere (then nothing is installed).
 set -euo pipefail
 
 PG_HOST=${DEV_PG_HOST:-127.0.0.1}
@@ -190,6 +192,19 @@ ensure_redis() {
 	wait_until 10 "Redis at $REDIS_HOST:$REDIS_PORT" redis_ready
 }
 
+# ---------------------------------------------------------------- Chromium
+
+# ensure_chromium: the headless browser the end-to-end test drives through playwright-core
+# (which never downloads browsers of its own here: Debian's package is the one).
+ensure_chromium() {
+	CHROMIUM=${CHROMIUM_PATH:-/usr/bin/chromium}
+	[[ -x $CHROMIUM ]] && return 0
+	[[ $CHROMIUM == /usr/bin/chromium ]] || die "CHROMIUM_PATH=$CHROMIUM is not an executable"
+	apt_install chromium
+	[[ -x $CHROMIUM ]] || die "apt-get installed chromium but $CHROMIUM is still missing"
+}
+
 ensure_postgres
 ensure_redis
-say "ready: postgres $PG_HOST:$PG_PORT (parlor/parlor), redis $REDIS_HOST:$REDIS_PORT"
+ensure_chromium
+say "ready: postgres $PG_HOST:$PG_PORT (parlor/parlor), redis $REDIS_HOST:$REDIS_PORT, chromium $CHROMIUM"
