@@ -5,8 +5,8 @@
 #   PostgreSQL at 127.0.0.1:5432: role parlor / password parlor with CREATEDB,
 #              database parlor owned by it (TEST_DB_URL / DB_URL default).
 #   Redis      at 127.0.0.1:6379 (TEST_REDIS_URL default), no persistence.
-#   Chromium   at /usr/bin/chromium (Debian's package), for the browser end-to-end test
-#              (web/e2e/, run by cmd/parlor/browser_test.go); installed once when missing.
+#   Chromium   at /usr/bin/chromium (Debian's package), with --browser only: for the browser
+#              end-to-end test (web/e2e/, run by cmd/parlor/browser_test.go).
 #
 # Idempotent and quick when all are already there: it only checks, then prints one line.
 # Overrides: DEV_PG_HOST, DEV_PG_PORT, DEV_REDIS_HOST, DEV_REDIS_PORT. A non-local host is
@@ -206,5 +206,10 @@ ensure_chromium() {
 
 ensure_postgres
 ensure_redis
-ensure_chromium
-say "ready: postgres $PG_HOST:$PG_PORT (parlor/parlor), redis $REDIS_HOST:$REDIS_PORT, chromium $CHROMIUM"
+# Only the test suite needs a browser: `--browser` (go tool task test, .ci/run) adds it.
+if [[ ${1:-} == --browser ]]; then
+	ensure_chromium
+	say "ready: postgres $PG_HOST:$PG_PORT (parlor/parlor), redis $REDIS_HOST:$REDIS_PORT, chromium $CHROMIUM"
+else
+	say "ready: postgres $PG_HOST:$PG_PORT (parlor/parlor), redis $REDIS_HOST:$REDIS_PORT"
+fi

@@ -19,8 +19,8 @@ import (
 
 // TestStripeCheckoutRequestShape checks what the stripe provider sends Stripe: a payment-mode
 // session tied to the top-up, for the package's price, with the deterministic idempotency
-// key — against a fake API that records the request (stripe-mock would check the same
-// shape; it is not installed in CI).
+// key — against a fake API that records the request (stripemock_test.go checks the same
+// calls against stripe-mock, which the test task installs).
 func TestStripeCheckoutRequestShape(t *testing.T) {
 	var mu sync.Mutex
 	var recForm url.Values
