@@ -43,12 +43,19 @@ ON CONFLICT DO NOTHING;
 -- name: RemoveReaction :execrows
 DELETE FROM reactions WHERE message_id = @message_id AND user_id = @user_id AND emoji = @emoji;
 
+-- name: LockRoomForSend :one
+-- LockRoomForEvent for a message send: the room's lock and next seq, and what a send checks.
+UPDATE rooms SET last_seq = last_seq + 1
+WHERE id = @id AND deleted_at IS NULL
+RETURNING last_seq, slow_mode_seconds, archived_at;
+
 -- name: SendMessage :one
--- A send in one statement, run after LockRoomForEvent took the room's lock and seq (so this
--- statement's snapshot sees every committed membership change): the message and its event
--- are inserted only if the author is a member and reply_to is a message of the room. The
--- caller still checks mute and slow mode on the returned membership and rolls back if they
--- refuse.
+-- A send in one statement, run after LockRoomForSend in the same transaction (its seq is the
+-- room's last_seq, which that statement just took; and since this statement's snapshot
+-- starts after the lock was granted, it sees every committed membership change): the
+-- message and its event are inserted only if the author is a member and reply_to is a
+-- message of the room. The caller still checks mute and slow mode on the returned membership
+-- and rolls back if they refuse.
 WITH m AS (
     SELECT rm.role, rm.muted_until, rm.last_sent_at FROM room_members rm
     WHERE rm.room_id = @room_id AND rm.user_id = @author_id
@@ -57,8 +64,8 @@ WITH m AS (
         OR EXISTS (SELECT 1 FROM messages x WHERE x.id = sqlc.narg('reply_to')::uuid AND x.room_id = @room_id) AS ok
 ), msg AS (
     INSERT INTO messages (room_id, seq, author_id, client_msg_id, body, reply_to)
-    SELECT @room_id, @seq, @author_id, @client_msg_id, @body, sqlc.narg('reply_to')::uuid
-    FROM m, reply_ok WHERE reply_ok.ok
+    SELECT @room_id, r.last_seq, @author_id, @client_msg_id, @body, sqlc.narg('reply_to')::uuid
+    FROM m, reply_ok, rooms r WHERE reply_ok.ok AND r.id = @room_id
     RETURNING *
 ), ev AS (
     INSERT INTO room_events (room_id, seq, type, actor_id, message_id)

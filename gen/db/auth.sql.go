@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 )
 
-const createRefreshToken = `-- name: CreateRefreshToken :exec
+const CreateRefreshToken = `-- name: CreateRefreshToken :exec
 INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
 VALUES ($1, $2, $3)
 `
@@ -25,11 +25,11 @@ type CreateRefreshTokenParams struct {
 }
 
 func (q *Queries) CreateRefreshToken(ctx context.Context, arg CreateRefreshTokenParams) error {
-	_, err := q.db.Exec(ctx, createRefreshToken, arg.TokenHash, arg.SessionID, arg.ExpiresAt)
+	_, err := q.db.Exec(ctx, CreateRefreshToken, arg.TokenHash, arg.SessionID, arg.ExpiresAt)
 	return err
 }
 
-const createSession = `-- name: CreateSession :one
+const CreateSession = `-- name: CreateSession :one
 INSERT INTO sessions (user_id, user_agent, client_ip)
 VALUES ($1, $2, $3)
 RETURNING id, user_id, created_at, last_used_at, revoked_at, revoke_reason, user_agent, client_ip
@@ -42,7 +42,7 @@ type CreateSessionParams struct {
 }
 
 func (q *Queries) CreateSession(ctx context.Context, arg CreateSessionParams) (Session, error) {
-	row := q.db.QueryRow(ctx, createSession, arg.UserID, arg.UserAgent, arg.ClientIp)
+	row := q.db.QueryRow(ctx, CreateSession, arg.UserID, arg.UserAgent, arg.ClientIp)
 	var i Session
 	err := row.Scan(
 		&i.ID,
@@ -57,7 +57,7 @@ func (q *Queries) CreateSession(ctx context.Context, arg CreateSessionParams) (S
 	return i, err
 }
 
-const createUser = `-- name: CreateUser :one
+const CreateUser = `-- name: CreateUser :one
 INSERT INTO users (email, password_hash, display_name)
 VALUES ($1, $2, $3)
 RETURNING id, email, password_hash, display_name, created_at
@@ -70,7 +70,7 @@ type CreateUserParams struct {
 }
 
 func (q *Queries) CreateUser(ctx context.Context, arg CreateUserParams) (User, error) {
-	row := q.db.QueryRow(ctx, createUser, arg.Email, arg.PasswordHash, arg.DisplayName)
+	row := q.db.QueryRow(ctx, CreateUser, arg.Email, arg.PasswordHash, arg.DisplayName)
 	var i User
 	err := row.Scan(
 		&i.ID,
@@ -82,12 +82,12 @@ func (q *Queries) CreateUser(ctx context.Context, arg CreateUserParams) (User, e
 	return i, err
 }
 
-const getSession = `-- name: GetSession :one
+const GetSession = `-- name: GetSession :one
 SELECT id, user_id, created_at, last_used_at, revoked_at, revoke_reason, user_agent, client_ip FROM sessions WHERE id = $1
 `
 
 func (q *Queries) GetSession(ctx context.Context, id uuid.UUID) (Session, error) {
-	row := q.db.QueryRow(ctx, getSession, id)
+	row := q.db.QueryRow(ctx, GetSession, id)
 	var i Session
 	err := row.Scan(
 		&i.ID,
@@ -102,12 +102,12 @@ func (q *Queries) GetSession(ctx context.Context, id uuid.UUID) (Session, error)
 	return i, err
 }
 
-const getUser = `-- name: GetUser :one
+const GetUser = `-- name: GetUser :one
 SELECT id, email, password_hash, display_name, created_at FROM users WHERE id = $1
 `
 
 func (q *Queries) GetUser(ctx context.Context, id uuid.UUID) (User, error) {
-	row := q.db.QueryRow(ctx, getUser, id)
+	row := q.db.QueryRow(ctx, GetUser, id)
 	var i User
 	err := row.Scan(
 		&i.ID,
@@ -119,12 +119,12 @@ func (q *Queries) GetUser(ctx context.Context, id uuid.UUID) (User, error) {
 	return i, err
 }
 
-const getUserByEmail = `-- name: GetUserByEmail :one
+const GetUserByEmail = `-- name: GetUserByEmail :one
 SELECT id, email, password_hash, display_name, created_at FROM users WHERE email = $1
 `
 
 func (q *Queries) GetUserByEmail(ctx context.Context, email string) (User, error) {
-	row := q.db.QueryRow(ctx, getUserByEmail, email)
+	row := q.db.QueryRow(ctx, GetUserByEmail, email)
 	var i User
 	err := row.Scan(
 		&i.ID,
@@ -136,7 +136,7 @@ func (q *Queries) GetUserByEmail(ctx context.Context, email string) (User, error
 	return i, err
 }
 
-const lockRefreshToken = `-- name: LockRefreshToken :one
+const LockRefreshToken = `-- name: LockRefreshToken :one
 SELECT rt.token_hash, rt.session_id, rt.expires_at, rt.used_at,
        s.user_id, s.revoked_at
 FROM refresh_tokens rt
@@ -157,7 +157,7 @@ type LockRefreshTokenRow struct {
 // Locks the token row so that concurrent exchanges of one token serialize: the first marks it
 // used, the others then see used_at set.
 func (q *Queries) LockRefreshToken(ctx context.Context, tokenHash []byte) (LockRefreshTokenRow, error) {
-	row := q.db.QueryRow(ctx, lockRefreshToken, tokenHash)
+	row := q.db.QueryRow(ctx, LockRefreshToken, tokenHash)
 	var i LockRefreshTokenRow
 	err := row.Scan(
 		&i.TokenHash,
@@ -170,16 +170,16 @@ func (q *Queries) LockRefreshToken(ctx context.Context, tokenHash []byte) (LockR
 	return i, err
 }
 
-const markRefreshTokenUsed = `-- name: MarkRefreshTokenUsed :exec
+const MarkRefreshTokenUsed = `-- name: MarkRefreshTokenUsed :exec
 UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1 AND used_at IS NULL
 `
 
 func (q *Queries) MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error {
-	_, err := q.db.Exec(ctx, markRefreshTokenUsed, tokenHash)
+	_, err := q.db.Exec(ctx, MarkRefreshTokenUsed, tokenHash)
 	return err
 }
 
-const revokeSession = `-- name: RevokeSession :exec
+const RevokeSession = `-- name: RevokeSession :exec
 UPDATE sessions
 SET revoked_at = now(), revoke_reason = $1
 WHERE id = $2 AND revoked_at IS NULL
@@ -191,15 +191,15 @@ type RevokeSessionParams struct {
 }
 
 func (q *Queries) RevokeSession(ctx context.Context, arg RevokeSessionParams) error {
-	_, err := q.db.Exec(ctx, revokeSession, arg.Reason, arg.ID)
+	_, err := q.db.Exec(ctx, RevokeSession, arg.Reason, arg.ID)
 	return err
 }
 
-const touchSession = `-- name: TouchSession :exec
+const TouchSession = `-- name: TouchSession :exec
 UPDATE sessions SET last_used_at = now() WHERE id = $1
 `
 
 func (q *Queries) TouchSession(ctx context.Context, id uuid.UUID) error {
-	_, err := q.db.Exec(ctx, touchSession, id)
+	_, err := q.db.Exec(ctx, TouchSession, id)
 	return err
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 )
 
-const addReaction = `-- name: AddReaction :execrows
+const AddReaction = `-- name: AddReaction :execrows
 INSERT INTO reactions (message_id, user_id, emoji) VALUES ($1, $2, $3)
 ON CONFLICT DO NOTHING
 `
@@ -24,21 +24,21 @@ type AddReactionParams struct {
 }
 
 func (q *Queries) AddReaction(ctx context.Context, arg AddReactionParams) (int64, error) {
-	result, err := q.db.Exec(ctx, addReaction, arg.MessageID, arg.UserID, arg.Emoji)
+	result, err := q.db.Exec(ctx, AddReaction, arg.MessageID, arg.UserID, arg.Emoji)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const deleteMessage = `-- name: DeleteMessage :one
+const DeleteMessage = `-- name: DeleteMessage :one
 UPDATE messages SET body = NULL, deleted_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at
 `
 
 func (q *Queries) DeleteMessage(ctx context.Context, id uuid.UUID) (Message, error) {
-	row := q.db.QueryRow(ctx, deleteMessage, id)
+	row := q.db.QueryRow(ctx, DeleteMessage, id)
 	var i Message
 	err := row.Scan(
 		&i.ID,
@@ -55,7 +55,7 @@ func (q *Queries) DeleteMessage(ctx context.Context, id uuid.UUID) (Message, err
 	return i, err
 }
 
-const editMessage = `-- name: EditMessage :one
+const EditMessage = `-- name: EditMessage :one
 UPDATE messages SET body = $1, edited_at = now()
 WHERE id = $2 AND deleted_at IS NULL
 RETURNING id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at
@@ -67,7 +67,7 @@ type EditMessageParams struct {
 }
 
 func (q *Queries) EditMessage(ctx context.Context, arg EditMessageParams) (Message, error) {
-	row := q.db.QueryRow(ctx, editMessage, arg.Body, arg.ID)
+	row := q.db.QueryRow(ctx, EditMessage, arg.Body, arg.ID)
 	var i Message
 	err := row.Scan(
 		&i.ID,
@@ -84,7 +84,7 @@ func (q *Queries) EditMessage(ctx context.Context, arg EditMessageParams) (Messa
 	return i, err
 }
 
-const getMessage = `-- name: GetMessage :one
+const GetMessage = `-- name: GetMessage :one
 SELECT id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at FROM messages WHERE id = $1 AND room_id = $2
 `
 
@@ -94,7 +94,7 @@ type GetMessageParams struct {
 }
 
 func (q *Queries) GetMessage(ctx context.Context, arg GetMessageParams) (Message, error) {
-	row := q.db.QueryRow(ctx, getMessage, arg.ID, arg.RoomID)
+	row := q.db.QueryRow(ctx, GetMessage, arg.ID, arg.RoomID)
 	var i Message
 	err := row.Scan(
 		&i.ID,
@@ -111,7 +111,7 @@ func (q *Queries) GetMessage(ctx context.Context, arg GetMessageParams) (Message
 	return i, err
 }
 
-const getMessageByClientID = `-- name: GetMessageByClientID :one
+const GetMessageByClientID = `-- name: GetMessageByClientID :one
 SELECT id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at FROM messages WHERE room_id = $1 AND author_id = $2 AND client_msg_id = $3
 `
 
@@ -122,7 +122,7 @@ type GetMessageByClientIDParams struct {
 }
 
 func (q *Queries) GetMessageByClientID(ctx context.Context, arg GetMessageByClientIDParams) (Message, error) {
-	row := q.db.QueryRow(ctx, getMessageByClientID, arg.RoomID, arg.AuthorID, arg.ClientMsgID)
+	row := q.db.QueryRow(ctx, GetMessageByClientID, arg.RoomID, arg.AuthorID, arg.ClientMsgID)
 	var i Message
 	err := row.Scan(
 		&i.ID,
@@ -139,7 +139,7 @@ func (q *Queries) GetMessageByClientID(ctx context.Context, arg GetMessageByClie
 	return i, err
 }
 
-const insertMessage = `-- name: InsertMessage :one
+const InsertMessage = `-- name: InsertMessage :one
 INSERT INTO messages (room_id, seq, author_id, client_msg_id, body, reply_to)
 VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at
@@ -155,7 +155,7 @@ type InsertMessageParams struct {
 }
 
 func (q *Queries) InsertMessage(ctx context.Context, arg InsertMessageParams) (Message, error) {
-	row := q.db.QueryRow(ctx, insertMessage,
+	row := q.db.QueryRow(ctx, InsertMessage,
 		arg.RoomID,
 		arg.Seq,
 		arg.AuthorID,
@@ -179,7 +179,7 @@ func (q *Queries) InsertMessage(ctx context.Context, arg InsertMessageParams) (M
 	return i, err
 }
 
-const listMessagesAfter = `-- name: ListMessagesAfter :many
+const ListMessagesAfter = `-- name: ListMessagesAfter :many
 SELECT id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at FROM messages WHERE room_id = $1 AND seq > $2
 ORDER BY seq ASC LIMIT $3
 `
@@ -191,7 +191,7 @@ type ListMessagesAfterParams struct {
 }
 
 func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, listMessagesAfter, arg.RoomID, arg.AfterSeq, arg.Lim)
+	rows, err := q.db.Query(ctx, ListMessagesAfter, arg.RoomID, arg.AfterSeq, arg.Lim)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterPa
 	return items, nil
 }
 
-const listMessagesBefore = `-- name: ListMessagesBefore :many
+const ListMessagesBefore = `-- name: ListMessagesBefore :many
 SELECT id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at FROM messages WHERE room_id = $1 AND seq < $2
 ORDER BY seq DESC LIMIT $3
 `
@@ -233,7 +233,7 @@ type ListMessagesBeforeParams struct {
 }
 
 func (q *Queries) ListMessagesBefore(ctx context.Context, arg ListMessagesBeforeParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, listMessagesBefore, arg.RoomID, arg.BeforeSeq, arg.Lim)
+	rows, err := q.db.Query(ctx, ListMessagesBefore, arg.RoomID, arg.BeforeSeq, arg.Lim)
 	if err != nil {
 		return nil, err
 	}
@@ -263,12 +263,32 @@ func (q *Queries) ListMessagesBefore(ctx context.Context, arg ListMessagesBefore
 	return items, nil
 }
 
-const messagesByID = `-- name: MessagesByID :many
+const LockRoomForSend = `-- name: LockRoomForSend :one
+UPDATE rooms SET last_seq = last_seq + 1
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING last_seq, slow_mode_seconds, archived_at
+`
+
+type LockRoomForSendRow struct {
+	LastSeq         int64
+	SlowModeSeconds int32
+	ArchivedAt      *time.Time
+}
+
+// LockRoomForEvent for a message send: the room's lock and next seq, and what a send checks.
+func (q *Queries) LockRoomForSend(ctx context.Context, id uuid.UUID) (LockRoomForSendRow, error) {
+	row := q.db.QueryRow(ctx, LockRoomForSend, id)
+	var i LockRoomForSendRow
+	err := row.Scan(&i.LastSeq, &i.SlowModeSeconds, &i.ArchivedAt)
+	return i, err
+}
+
+const MessagesByID = `-- name: MessagesByID :many
 SELECT id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at FROM messages WHERE id = ANY($1::uuid[])
 `
 
 func (q *Queries) MessagesByID(ctx context.Context, ids []uuid.UUID) ([]Message, error) {
-	rows, err := q.db.Query(ctx, messagesByID, ids)
+	rows, err := q.db.Query(ctx, MessagesByID, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +318,7 @@ func (q *Queries) MessagesByID(ctx context.Context, ids []uuid.UUID) ([]Message,
 	return items, nil
 }
 
-const reactionCounts = `-- name: ReactionCounts :many
+const ReactionCounts = `-- name: ReactionCounts :many
 SELECT message_id, emoji, count(*)::integer AS count, bool_or(user_id = $1::uuid)::boolean AS me
 FROM reactions WHERE message_id = ANY($2::uuid[])
 GROUP BY message_id, emoji
@@ -318,7 +338,7 @@ type ReactionCountsRow struct {
 }
 
 func (q *Queries) ReactionCounts(ctx context.Context, arg ReactionCountsParams) ([]ReactionCountsRow, error) {
-	rows, err := q.db.Query(ctx, reactionCounts, arg.Viewer, arg.MessageIds)
+	rows, err := q.db.Query(ctx, ReactionCounts, arg.Viewer, arg.MessageIds)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +362,7 @@ func (q *Queries) ReactionCounts(ctx context.Context, arg ReactionCountsParams) 
 	return items, nil
 }
 
-const removeReaction = `-- name: RemoveReaction :execrows
+const RemoveReaction = `-- name: RemoveReaction :execrows
 DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3
 `
 
@@ -353,14 +373,14 @@ type RemoveReactionParams struct {
 }
 
 func (q *Queries) RemoveReaction(ctx context.Context, arg RemoveReactionParams) (int64, error) {
-	result, err := q.db.Exec(ctx, removeReaction, arg.MessageID, arg.UserID, arg.Emoji)
+	result, err := q.db.Exec(ctx, RemoveReaction, arg.MessageID, arg.UserID, arg.Emoji)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const sendMessage = `-- name: SendMessage :one
+const SendMessage = `-- name: SendMessage :one
 WITH m AS (
     SELECT rm.role, rm.muted_until, rm.last_sent_at FROM room_members rm
     WHERE rm.room_id = $1 AND rm.user_id = $2
@@ -369,8 +389,8 @@ WITH m AS (
         OR EXISTS (SELECT 1 FROM messages x WHERE x.id = $3::uuid AND x.room_id = $1) AS ok
 ), msg AS (
     INSERT INTO messages (room_id, seq, author_id, client_msg_id, body, reply_to)
-    SELECT $1, $4, $2, $5, $6, $3::uuid
-    FROM m, reply_ok WHERE reply_ok.ok
+    SELECT $1, r.last_seq, $2, $4, $5, $3::uuid
+    FROM m, reply_ok, rooms r WHERE reply_ok.ok AND r.id = $1
     RETURNING id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at
 ), ev AS (
     INSERT INTO room_events (room_id, seq, type, actor_id, message_id)
@@ -389,7 +409,6 @@ type SendMessageParams struct {
 	RoomID      uuid.UUID
 	AuthorID    uuid.UUID
 	ReplyTo     *uuid.UUID
-	Seq         int64
 	ClientMsgID uuid.UUID
 	Body        *string
 }
@@ -403,17 +422,17 @@ type SendMessageRow struct {
 	CreatedAt  *time.Time
 }
 
-// A send in one statement, run after LockRoomForEvent took the room's lock and seq (so this
-// statement's snapshot sees every committed membership change): the message and its event
-// are inserted only if the author is a member and reply_to is a message of the room. The
-// caller still checks mute and slow mode on the returned membership and rolls back if they
-// refuse.
+// A send in one statement, run after LockRoomForSend in the same transaction (its seq is the
+// room's last_seq, which that statement just took; and since this statement's snapshot
+// starts after the lock was granted, it sees every committed membership change): the
+// message and its event are inserted only if the author is a member and reply_to is a
+// message of the room. The caller still checks mute and slow mode on the returned membership
+// and rolls back if they refuse.
 func (q *Queries) SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error) {
-	row := q.db.QueryRow(ctx, sendMessage,
+	row := q.db.QueryRow(ctx, SendMessage,
 		arg.RoomID,
 		arg.AuthorID,
 		arg.ReplyTo,
-		arg.Seq,
 		arg.ClientMsgID,
 		arg.Body,
 	)

@@ -12,18 +12,18 @@ import (
 	"github.com/google/uuid"
 )
 
-const currentSnapshot = `-- name: CurrentSnapshot :one
+const CurrentSnapshot = `-- name: CurrentSnapshot :one
 SELECT pg_current_snapshot()::text
 `
 
 func (q *Queries) CurrentSnapshot(ctx context.Context) (string, error) {
-	row := q.db.QueryRow(ctx, currentSnapshot)
+	row := q.db.QueryRow(ctx, CurrentSnapshot)
 	var column_1 string
 	err := row.Scan(&column_1)
 	return column_1, err
 }
 
-const eventRange = `-- name: EventRange :many
+const EventRange = `-- name: EventRange :many
 SELECT room_id, seq, type, actor_id, user_id, message_id, data, created_at
 FROM room_events
 WHERE room_id = $1 AND seq BETWEEN $2 AND $3
@@ -49,7 +49,7 @@ type EventRangeRow struct {
 
 // A room's events with from_seq <= seq <= to_seq, for live delivery and gap repair.
 func (q *Queries) EventRange(ctx context.Context, arg EventRangeParams) ([]EventRangeRow, error) {
-	rows, err := q.db.Query(ctx, eventRange, arg.RoomID, arg.FromSeq, arg.ToSeq)
+	rows, err := q.db.Query(ctx, EventRange, arg.RoomID, arg.FromSeq, arg.ToSeq)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func (q *Queries) EventRange(ctx context.Context, arg EventRangeParams) ([]Event
 	return items, nil
 }
 
-const insertEvent = `-- name: InsertEvent :one
+const InsertEvent = `-- name: InsertEvent :one
 INSERT INTO room_events (room_id, seq, type, actor_id, user_id, message_id, data)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING room_id, seq, type, actor_id, user_id, message_id, data, created_at
@@ -105,7 +105,7 @@ type InsertEventRow struct {
 }
 
 func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) (InsertEventRow, error) {
-	row := q.db.QueryRow(ctx, insertEvent,
+	row := q.db.QueryRow(ctx, InsertEvent,
 		arg.RoomID,
 		arg.Seq,
 		arg.Type,
@@ -128,7 +128,7 @@ func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) (Inser
 	return i, err
 }
 
-const memberRoomSeqs = `-- name: MemberRoomSeqs :many
+const MemberRoomSeqs = `-- name: MemberRoomSeqs :many
 SELECT r.id, r.last_seq FROM room_members m JOIN rooms r ON r.id = m.room_id
 WHERE m.user_id = $1
 `
@@ -140,7 +140,7 @@ type MemberRoomSeqsRow struct {
 
 // The caller's rooms and the seq of each room's latest event in this transaction's snapshot.
 func (q *Queries) MemberRoomSeqs(ctx context.Context, userID uuid.UUID) ([]MemberRoomSeqsRow, error) {
-	rows, err := q.db.Query(ctx, memberRoomSeqs, userID)
+	rows, err := q.db.Query(ctx, MemberRoomSeqs, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -159,12 +159,12 @@ func (q *Queries) MemberRoomSeqs(ctx context.Context, userID uuid.UUID) ([]Membe
 	return items, nil
 }
 
-const roomsByID = `-- name: RoomsByID :many
+const RoomsByID = `-- name: RoomsByID :many
 SELECT id, name, name_key, topic, visibility, entry_price, owner_id, slow_mode_seconds, member_count, last_seq, archived_at, deleted_at, created_at, updated_at FROM rooms WHERE id = ANY($1::uuid[])
 `
 
 func (q *Queries) RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error) {
-	rows, err := q.db.Query(ctx, roomsByID, ids)
+	rows, err := q.db.Query(ctx, RoomsByID, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +198,7 @@ func (q *Queries) RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error
 	return items, nil
 }
 
-const seenStillNeeded = `-- name: SeenStillNeeded :many
+const SeenStillNeeded = `-- name: SeenStillNeeded :many
 SELECT ($1::uuid[])[i]::uuid AS room_id, ($2::bigint[])[i]::bigint AS seq
 FROM generate_subscripts($1::uuid[], 1) AS i
 WHERE EXISTS (
@@ -222,7 +222,7 @@ type SeenStillNeededRow struct {
 // Of the (room, seq) pairs a token says were delivered beyond its snapshot, those not yet
 // covered by the snapshot: some event up to that seq is not visible in it.
 func (q *Queries) SeenStillNeeded(ctx context.Context, arg SeenStillNeededParams) ([]SeenStillNeededRow, error) {
-	rows, err := q.db.Query(ctx, seenStillNeeded, arg.SeenRooms, arg.SeenSeqs, arg.Snap)
+	rows, err := q.db.Query(ctx, SeenStillNeeded, arg.SeenRooms, arg.SeenSeqs, arg.Snap)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +241,7 @@ func (q *Queries) SeenStillNeeded(ctx context.Context, arg SeenStillNeededParams
 	return items, nil
 }
 
-const syncEvents = `-- name: SyncEvents :many
+const SyncEvents = `-- name: SyncEvents :many
 SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at
 FROM room_member_periods p
 JOIN room_events e ON e.room_id = p.room_id
@@ -284,7 +284,7 @@ type SyncEventsRow struct {
 // (seen_rooms[i], seen_seqs[i]). xid >= xmin(since) bounds the index scan: anything older
 // was visible in `since` already.
 func (q *Queries) SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error) {
-	rows, err := q.db.Query(ctx, syncEvents,
+	rows, err := q.db.Query(ctx, SyncEvents,
 		arg.UserID,
 		arg.Since,
 		arg.Upto,

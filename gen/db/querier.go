@@ -88,6 +88,8 @@ type Querier interface {
 	// Takes the room's row lock and the next seq in one step; the lock is held until commit, so
 	// events of one room commit in seq order. Rolled back with the transaction, so no gap.
 	LockRoomForEvent(ctx context.Context, id uuid.UUID) (Room, error)
+	// LockRoomForEvent for a message send: the room's lock and next seq, and what a send checks.
+	LockRoomForSend(ctx context.Context, id uuid.UUID) (LockRoomForSendRow, error)
 	LockTopup(ctx context.Context, id uuid.UUID) (Topup, error)
 	MarkPaymentEventProcessed(ctx context.Context, id string) error
 	MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error
@@ -108,11 +110,12 @@ type Querier interface {
 	// Of the (room, seq) pairs a token says were delivered beyond its snapshot, those not yet
 	// covered by the snapshot: some event up to that seq is not visible in it.
 	SeenStillNeeded(ctx context.Context, arg SeenStillNeededParams) ([]SeenStillNeededRow, error)
-	// A send in one statement, run after LockRoomForEvent took the room's lock and seq (so this
-	// statement's snapshot sees every committed membership change): the message and its event
-	// are inserted only if the author is a member and reply_to is a message of the room. The
-	// caller still checks mute and slow mode on the returned membership and rolls back if they
-	// refuse.
+	// A send in one statement, run after LockRoomForSend in the same transaction (its seq is the
+	// room's last_seq, which that statement just took; and since this statement's snapshot
+	// starts after the lock was granted, it sees every committed membership change): the
+	// message and its event are inserted only if the author is a member and reply_to is a
+	// message of the room. The caller still checks mute and slow mode on the returned membership
+	// and rolls back if they refuse.
 	SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error)
 	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
 	SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutParams) (Topup, error)

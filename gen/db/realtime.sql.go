@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 )
 
-const consumeTicket = `-- name: ConsumeTicket :one
+const ConsumeTicket = `-- name: ConsumeTicket :one
 WITH t AS (
     DELETE FROM realtime_tickets WHERE ticket_hash = $1
     RETURNING user_id, session_id, expires_at
@@ -30,7 +30,7 @@ type ConsumeTicketRow struct {
 
 // Deleting is what makes a ticket single-use: of two concurrent upgrades, one gets the row.
 func (q *Queries) ConsumeTicket(ctx context.Context, ticketHash []byte) (ConsumeTicketRow, error) {
-	row := q.db.QueryRow(ctx, consumeTicket, ticketHash)
+	row := q.db.QueryRow(ctx, ConsumeTicket, ticketHash)
 	var i ConsumeTicketRow
 	err := row.Scan(
 		&i.UserID,
@@ -41,7 +41,7 @@ func (q *Queries) ConsumeTicket(ctx context.Context, ticketHash []byte) (Consume
 	return i, err
 }
 
-const createTicket = `-- name: CreateTicket :exec
+const CreateTicket = `-- name: CreateTicket :exec
 INSERT INTO realtime_tickets (ticket_hash, user_id, session_id, expires_at)
 VALUES ($1, $2, $3, $4)
 `
@@ -54,7 +54,7 @@ type CreateTicketParams struct {
 }
 
 func (q *Queries) CreateTicket(ctx context.Context, arg CreateTicketParams) error {
-	_, err := q.db.Exec(ctx, createTicket,
+	_, err := q.db.Exec(ctx, CreateTicket,
 		arg.TicketHash,
 		arg.UserID,
 		arg.SessionID,
@@ -63,24 +63,24 @@ func (q *Queries) CreateTicket(ctx context.Context, arg CreateTicketParams) erro
 	return err
 }
 
-const deleteExpiredTickets = `-- name: DeleteExpiredTickets :execrows
+const DeleteExpiredTickets = `-- name: DeleteExpiredTickets :execrows
 DELETE FROM realtime_tickets WHERE expires_at < now() - interval '1 minute'
 `
 
 func (q *Queries) DeleteExpiredTickets(ctx context.Context) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteExpiredTickets)
+	result, err := q.db.Exec(ctx, DeleteExpiredTickets)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const roomMemberIDs = `-- name: RoomMemberIDs :many
+const RoomMemberIDs = `-- name: RoomMemberIDs :many
 SELECT user_id FROM room_members WHERE room_id = $1
 `
 
 func (q *Queries) RoomMemberIDs(ctx context.Context, roomID uuid.UUID) ([]uuid.UUID, error) {
-	rows, err := q.db.Query(ctx, roomMemberIDs, roomID)
+	rows, err := q.db.Query(ctx, RoomMemberIDs, roomID)
 	if err != nil {
 		return nil, err
 	}

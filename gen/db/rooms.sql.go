@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 )
 
-const addMemberCount = `-- name: AddMemberCount :exec
+const AddMemberCount = `-- name: AddMemberCount :exec
 UPDATE rooms SET member_count = member_count + $1::integer WHERE id = $2
 `
 
@@ -22,11 +22,11 @@ type AddMemberCountParams struct {
 }
 
 func (q *Queries) AddMemberCount(ctx context.Context, arg AddMemberCountParams) error {
-	_, err := q.db.Exec(ctx, addMemberCount, arg.Delta, arg.ID)
+	_, err := q.db.Exec(ctx, AddMemberCount, arg.Delta, arg.ID)
 	return err
 }
 
-const closePeriod = `-- name: ClosePeriod :exec
+const ClosePeriod = `-- name: ClosePeriod :exec
 UPDATE room_member_periods SET to_seq = $1
 WHERE room_id = $2 AND user_id = $3 AND to_seq IS NULL
 `
@@ -38,11 +38,11 @@ type ClosePeriodParams struct {
 }
 
 func (q *Queries) ClosePeriod(ctx context.Context, arg ClosePeriodParams) error {
-	_, err := q.db.Exec(ctx, closePeriod, arg.ToSeq, arg.RoomID, arg.UserID)
+	_, err := q.db.Exec(ctx, ClosePeriod, arg.ToSeq, arg.RoomID, arg.UserID)
 	return err
 }
 
-const createRoom = `-- name: CreateRoom :one
+const CreateRoom = `-- name: CreateRoom :one
 INSERT INTO rooms (name, topic, visibility, entry_price, owner_id, slow_mode_seconds)
 VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, name, name_key, topic, visibility, entry_price, owner_id, slow_mode_seconds, member_count, last_seq, archived_at, deleted_at, created_at, updated_at
@@ -58,7 +58,7 @@ type CreateRoomParams struct {
 }
 
 func (q *Queries) CreateRoom(ctx context.Context, arg CreateRoomParams) (Room, error) {
-	row := q.db.QueryRow(ctx, createRoom,
+	row := q.db.QueryRow(ctx, CreateRoom,
 		arg.Name,
 		arg.Topic,
 		arg.Visibility,
@@ -86,7 +86,7 @@ func (q *Queries) CreateRoom(ctx context.Context, arg CreateRoomParams) (Room, e
 	return i, err
 }
 
-const deleteBan = `-- name: DeleteBan :execrows
+const DeleteBan = `-- name: DeleteBan :execrows
 DELETE FROM room_bans WHERE room_id = $1 AND user_id = $2
 `
 
@@ -96,14 +96,14 @@ type DeleteBanParams struct {
 }
 
 func (q *Queries) DeleteBan(ctx context.Context, arg DeleteBanParams) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteBan, arg.RoomID, arg.UserID)
+	result, err := q.db.Exec(ctx, DeleteBan, arg.RoomID, arg.UserID)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const deleteInvite = `-- name: DeleteInvite :exec
+const DeleteInvite = `-- name: DeleteInvite :exec
 DELETE FROM room_invites WHERE room_id = $1 AND user_id = $2
 `
 
@@ -113,11 +113,11 @@ type DeleteInviteParams struct {
 }
 
 func (q *Queries) DeleteInvite(ctx context.Context, arg DeleteInviteParams) error {
-	_, err := q.db.Exec(ctx, deleteInvite, arg.RoomID, arg.UserID)
+	_, err := q.db.Exec(ctx, DeleteInvite, arg.RoomID, arg.UserID)
 	return err
 }
 
-const deleteMember = `-- name: DeleteMember :exec
+const DeleteMember = `-- name: DeleteMember :exec
 DELETE FROM room_members WHERE room_id = $1 AND user_id = $2
 `
 
@@ -127,20 +127,20 @@ type DeleteMemberParams struct {
 }
 
 func (q *Queries) DeleteMember(ctx context.Context, arg DeleteMemberParams) error {
-	_, err := q.db.Exec(ctx, deleteMember, arg.RoomID, arg.UserID)
+	_, err := q.db.Exec(ctx, DeleteMember, arg.RoomID, arg.UserID)
 	return err
 }
 
-const deleteRoom = `-- name: DeleteRoom :exec
+const DeleteRoom = `-- name: DeleteRoom :exec
 UPDATE rooms SET deleted_at = now(), updated_at = now() WHERE id = $1
 `
 
 func (q *Queries) DeleteRoom(ctx context.Context, id uuid.UUID) error {
-	_, err := q.db.Exec(ctx, deleteRoom, id)
+	_, err := q.db.Exec(ctx, DeleteRoom, id)
 	return err
 }
 
-const getActiveBan = `-- name: GetActiveBan :one
+const GetActiveBan = `-- name: GetActiveBan :one
 SELECT room_id, user_id, banned_by, until, reason, created_at FROM room_bans WHERE room_id = $1 AND user_id = $2 AND (until IS NULL OR until > now())
 `
 
@@ -150,7 +150,7 @@ type GetActiveBanParams struct {
 }
 
 func (q *Queries) GetActiveBan(ctx context.Context, arg GetActiveBanParams) (RoomBan, error) {
-	row := q.db.QueryRow(ctx, getActiveBan, arg.RoomID, arg.UserID)
+	row := q.db.QueryRow(ctx, GetActiveBan, arg.RoomID, arg.UserID)
 	var i RoomBan
 	err := row.Scan(
 		&i.RoomID,
@@ -163,7 +163,7 @@ func (q *Queries) GetActiveBan(ctx context.Context, arg GetActiveBanParams) (Roo
 	return i, err
 }
 
-const getInvite = `-- name: GetInvite :one
+const GetInvite = `-- name: GetInvite :one
 SELECT room_id, user_id, invited_by, created_at FROM room_invites WHERE room_id = $1 AND user_id = $2
 `
 
@@ -173,7 +173,7 @@ type GetInviteParams struct {
 }
 
 func (q *Queries) GetInvite(ctx context.Context, arg GetInviteParams) (RoomInvite, error) {
-	row := q.db.QueryRow(ctx, getInvite, arg.RoomID, arg.UserID)
+	row := q.db.QueryRow(ctx, GetInvite, arg.RoomID, arg.UserID)
 	var i RoomInvite
 	err := row.Scan(
 		&i.RoomID,
@@ -184,7 +184,7 @@ func (q *Queries) GetInvite(ctx context.Context, arg GetInviteParams) (RoomInvit
 	return i, err
 }
 
-const getMember = `-- name: GetMember :one
+const GetMember = `-- name: GetMember :one
 SELECT room_id, user_id, role, joined_at, joined_seq, read_seq, muted_until, last_sent_at FROM room_members WHERE room_id = $1 AND user_id = $2
 `
 
@@ -194,7 +194,7 @@ type GetMemberParams struct {
 }
 
 func (q *Queries) GetMember(ctx context.Context, arg GetMemberParams) (RoomMember, error) {
-	row := q.db.QueryRow(ctx, getMember, arg.RoomID, arg.UserID)
+	row := q.db.QueryRow(ctx, GetMember, arg.RoomID, arg.UserID)
 	var i RoomMember
 	err := row.Scan(
 		&i.RoomID,
@@ -209,12 +209,12 @@ func (q *Queries) GetMember(ctx context.Context, arg GetMemberParams) (RoomMembe
 	return i, err
 }
 
-const getRoom = `-- name: GetRoom :one
+const GetRoom = `-- name: GetRoom :one
 SELECT id, name, name_key, topic, visibility, entry_price, owner_id, slow_mode_seconds, member_count, last_seq, archived_at, deleted_at, created_at, updated_at FROM rooms WHERE id = $1 AND deleted_at IS NULL
 `
 
 func (q *Queries) GetRoom(ctx context.Context, id uuid.UUID) (Room, error) {
-	row := q.db.QueryRow(ctx, getRoom, id)
+	row := q.db.QueryRow(ctx, GetRoom, id)
 	var i Room
 	err := row.Scan(
 		&i.ID,
@@ -235,29 +235,29 @@ func (q *Queries) GetRoom(ctx context.Context, id uuid.UUID) (Room, error) {
 	return i, err
 }
 
-const getSecret = `-- name: GetSecret :one
+const GetSecret = `-- name: GetSecret :one
 SELECT secret FROM server_secrets WHERE name = $1
 `
 
 func (q *Queries) GetSecret(ctx context.Context, name string) ([]byte, error) {
-	row := q.db.QueryRow(ctx, getSecret, name)
+	row := q.db.QueryRow(ctx, GetSecret, name)
 	var secret []byte
 	err := row.Scan(&secret)
 	return secret, err
 }
 
-const getUserName = `-- name: GetUserName :one
+const GetUserName = `-- name: GetUserName :one
 SELECT display_name FROM users WHERE id = $1
 `
 
 func (q *Queries) GetUserName(ctx context.Context, id uuid.UUID) (string, error) {
-	row := q.db.QueryRow(ctx, getUserName, id)
+	row := q.db.QueryRow(ctx, GetUserName, id)
 	var display_name string
 	err := row.Scan(&display_name)
 	return display_name, err
 }
 
-const insertMember = `-- name: InsertMember :one
+const InsertMember = `-- name: InsertMember :one
 INSERT INTO room_members (room_id, user_id, role, joined_seq, read_seq)
 VALUES ($1, $2, $3, $4, $4)
 RETURNING room_id, user_id, role, joined_at, joined_seq, read_seq, muted_until, last_sent_at
@@ -271,7 +271,7 @@ type InsertMemberParams struct {
 }
 
 func (q *Queries) InsertMember(ctx context.Context, arg InsertMemberParams) (RoomMember, error) {
-	row := q.db.QueryRow(ctx, insertMember,
+	row := q.db.QueryRow(ctx, InsertMember,
 		arg.RoomID,
 		arg.UserID,
 		arg.Role,
@@ -291,7 +291,7 @@ func (q *Queries) InsertMember(ctx context.Context, arg InsertMemberParams) (Roo
 	return i, err
 }
 
-const listInvitedRooms = `-- name: ListInvitedRooms :many
+const ListInvitedRooms = `-- name: ListInvitedRooms :many
 SELECT r.id, r.name, r.name_key, r.topic, r.visibility, r.entry_price, r.owner_id, r.slow_mode_seconds, r.member_count, r.last_seq, r.archived_at, r.deleted_at, r.created_at, r.updated_at, i.created_at AS invited_at
 FROM room_invites i JOIN rooms r ON r.id = i.room_id
 WHERE i.user_id = $1 AND r.deleted_at IS NULL
@@ -313,7 +313,7 @@ type ListInvitedRoomsRow struct {
 }
 
 func (q *Queries) ListInvitedRooms(ctx context.Context, arg ListInvitedRoomsParams) ([]ListInvitedRoomsRow, error) {
-	rows, err := q.db.Query(ctx, listInvitedRooms,
+	rows, err := q.db.Query(ctx, ListInvitedRooms,
 		arg.UserID,
 		arg.AfterCreatedAt,
 		arg.AfterRoomID,
@@ -353,7 +353,7 @@ func (q *Queries) ListInvitedRooms(ctx context.Context, arg ListInvitedRoomsPara
 	return items, nil
 }
 
-const listJoinedRooms = `-- name: ListJoinedRooms :many
+const ListJoinedRooms = `-- name: ListJoinedRooms :many
 SELECT r.id, r.name, r.name_key, r.topic, r.visibility, r.entry_price, r.owner_id, r.slow_mode_seconds, r.member_count, r.last_seq, r.archived_at, r.deleted_at, r.created_at, r.updated_at, m.role, m.read_seq, m.joined_at, m.muted_until,
        (SELECT count(*) FROM messages msg
         WHERE msg.room_id = r.id AND msg.seq > m.read_seq
@@ -383,7 +383,7 @@ type ListJoinedRoomsRow struct {
 
 // The caller's rooms with their membership and unread count, oldest membership first.
 func (q *Queries) ListJoinedRooms(ctx context.Context, arg ListJoinedRoomsParams) ([]ListJoinedRoomsRow, error) {
-	rows, err := q.db.Query(ctx, listJoinedRooms,
+	rows, err := q.db.Query(ctx, ListJoinedRooms,
 		arg.UserID,
 		arg.AfterJoinedAt,
 		arg.AfterRoomID,
@@ -427,7 +427,7 @@ func (q *Queries) ListJoinedRooms(ctx context.Context, arg ListJoinedRoomsParams
 	return items, nil
 }
 
-const listMembers = `-- name: ListMembers :many
+const ListMembers = `-- name: ListMembers :many
 SELECT m.user_id, m.role, m.joined_at, m.muted_until, u.display_name
 FROM room_members m JOIN users u ON u.id = m.user_id
 WHERE m.room_id = $1 AND (m.joined_at, m.user_id) > ($2::timestamptz, $3::uuid)
@@ -451,7 +451,7 @@ type ListMembersRow struct {
 }
 
 func (q *Queries) ListMembers(ctx context.Context, arg ListMembersParams) ([]ListMembersRow, error) {
-	rows, err := q.db.Query(ctx, listMembers,
+	rows, err := q.db.Query(ctx, ListMembers,
 		arg.RoomID,
 		arg.AfterJoinedAt,
 		arg.AfterUserID,
@@ -481,7 +481,7 @@ func (q *Queries) ListMembers(ctx context.Context, arg ListMembersParams) ([]Lis
 	return items, nil
 }
 
-const listPublicRooms = `-- name: ListPublicRooms :many
+const ListPublicRooms = `-- name: ListPublicRooms :many
 SELECT id, name, name_key, topic, visibility, entry_price, owner_id, slow_mode_seconds, member_count, last_seq, archived_at, deleted_at, created_at, updated_at FROM rooms
 WHERE visibility = 'public' AND deleted_at IS NULL
   AND name_key LIKE $1::text
@@ -498,7 +498,7 @@ type ListPublicRoomsParams struct {
 }
 
 func (q *Queries) ListPublicRooms(ctx context.Context, arg ListPublicRoomsParams) ([]Room, error) {
-	rows, err := q.db.Query(ctx, listPublicRooms,
+	rows, err := q.db.Query(ctx, ListPublicRooms,
 		arg.Prefix,
 		arg.AfterName,
 		arg.AfterID,
@@ -537,7 +537,7 @@ func (q *Queries) ListPublicRooms(ctx context.Context, arg ListPublicRoomsParams
 	return items, nil
 }
 
-const lockRoomForEvent = `-- name: LockRoomForEvent :one
+const LockRoomForEvent = `-- name: LockRoomForEvent :one
 UPDATE rooms SET last_seq = last_seq + 1
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, name, name_key, topic, visibility, entry_price, owner_id, slow_mode_seconds, member_count, last_seq, archived_at, deleted_at, created_at, updated_at
@@ -546,7 +546,7 @@ RETURNING id, name, name_key, topic, visibility, entry_price, owner_id, slow_mod
 // Takes the room's row lock and the next seq in one step; the lock is held until commit, so
 // events of one room commit in seq order. Rolled back with the transaction, so no gap.
 func (q *Queries) LockRoomForEvent(ctx context.Context, id uuid.UUID) (Room, error) {
-	row := q.db.QueryRow(ctx, lockRoomForEvent, id)
+	row := q.db.QueryRow(ctx, LockRoomForEvent, id)
 	var i Room
 	err := row.Scan(
 		&i.ID,
@@ -567,12 +567,12 @@ func (q *Queries) LockRoomForEvent(ctx context.Context, id uuid.UUID) (Room, err
 	return i, err
 }
 
-const memberRoomIDs = `-- name: MemberRoomIDs :many
+const MemberRoomIDs = `-- name: MemberRoomIDs :many
 SELECT room_id FROM room_members WHERE user_id = $1
 `
 
 func (q *Queries) MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error) {
-	rows, err := q.db.Query(ctx, memberRoomIDs, userID)
+	rows, err := q.db.Query(ctx, MemberRoomIDs, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -591,7 +591,7 @@ func (q *Queries) MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.U
 	return items, nil
 }
 
-const openPeriod = `-- name: OpenPeriod :exec
+const OpenPeriod = `-- name: OpenPeriod :exec
 INSERT INTO room_member_periods (room_id, user_id, from_seq) VALUES ($1, $2, $3)
 `
 
@@ -602,11 +602,11 @@ type OpenPeriodParams struct {
 }
 
 func (q *Queries) OpenPeriod(ctx context.Context, arg OpenPeriodParams) error {
-	_, err := q.db.Exec(ctx, openPeriod, arg.RoomID, arg.UserID, arg.FromSeq)
+	_, err := q.db.Exec(ctx, OpenPeriod, arg.RoomID, arg.UserID, arg.FromSeq)
 	return err
 }
 
-const setReadSeq = `-- name: SetReadSeq :one
+const SetReadSeq = `-- name: SetReadSeq :one
 UPDATE room_members SET read_seq = $1
 WHERE room_id = $2 AND user_id = $3 AND read_seq < $1
 RETURNING read_seq
@@ -619,13 +619,13 @@ type SetReadSeqParams struct {
 }
 
 func (q *Queries) SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error) {
-	row := q.db.QueryRow(ctx, setReadSeq, arg.ReadSeq, arg.RoomID, arg.UserID)
+	row := q.db.QueryRow(ctx, SetReadSeq, arg.ReadSeq, arg.RoomID, arg.UserID)
 	var read_seq int64
 	err := row.Scan(&read_seq)
 	return read_seq, err
 }
 
-const touchLastSent = `-- name: TouchLastSent :exec
+const TouchLastSent = `-- name: TouchLastSent :exec
 UPDATE room_members SET last_sent_at = now() WHERE room_id = $1 AND user_id = $2
 `
 
@@ -635,11 +635,11 @@ type TouchLastSentParams struct {
 }
 
 func (q *Queries) TouchLastSent(ctx context.Context, arg TouchLastSentParams) error {
-	_, err := q.db.Exec(ctx, touchLastSent, arg.RoomID, arg.UserID)
+	_, err := q.db.Exec(ctx, TouchLastSent, arg.RoomID, arg.UserID)
 	return err
 }
 
-const unreadCount = `-- name: UnreadCount :one
+const UnreadCount = `-- name: UnreadCount :one
 SELECT count(*)::bigint FROM messages
 WHERE room_id = $1 AND seq > $2 AND author_id <> $3 AND deleted_at IS NULL
 `
@@ -651,13 +651,13 @@ type UnreadCountParams struct {
 }
 
 func (q *Queries) UnreadCount(ctx context.Context, arg UnreadCountParams) (int64, error) {
-	row := q.db.QueryRow(ctx, unreadCount, arg.RoomID, arg.ReadSeq, arg.UserID)
+	row := q.db.QueryRow(ctx, UnreadCount, arg.RoomID, arg.ReadSeq, arg.UserID)
 	var column_1 int64
 	err := row.Scan(&column_1)
 	return column_1, err
 }
 
-const updateMember = `-- name: UpdateMember :one
+const UpdateMember = `-- name: UpdateMember :one
 UPDATE room_members SET
     role = coalesce($1, role),
     muted_until = CASE WHEN $2::boolean THEN $3 ELSE muted_until END
@@ -674,7 +674,7 @@ type UpdateMemberParams struct {
 }
 
 func (q *Queries) UpdateMember(ctx context.Context, arg UpdateMemberParams) (RoomMember, error) {
-	row := q.db.QueryRow(ctx, updateMember,
+	row := q.db.QueryRow(ctx, UpdateMember,
 		arg.Role,
 		arg.SetMuted,
 		arg.MutedUntil,
@@ -695,7 +695,7 @@ func (q *Queries) UpdateMember(ctx context.Context, arg UpdateMemberParams) (Roo
 	return i, err
 }
 
-const updateRoom = `-- name: UpdateRoom :one
+const UpdateRoom = `-- name: UpdateRoom :one
 UPDATE rooms SET
     name = coalesce($1, name),
     topic = coalesce($2, topic),
@@ -717,7 +717,7 @@ type UpdateRoomParams struct {
 }
 
 func (q *Queries) UpdateRoom(ctx context.Context, arg UpdateRoomParams) (Room, error) {
-	row := q.db.QueryRow(ctx, updateRoom,
+	row := q.db.QueryRow(ctx, UpdateRoom,
 		arg.Name,
 		arg.Topic,
 		arg.SlowModeSeconds,
@@ -744,7 +744,7 @@ func (q *Queries) UpdateRoom(ctx context.Context, arg UpdateRoomParams) (Room, e
 	return i, err
 }
 
-const upsertBan = `-- name: UpsertBan :one
+const UpsertBan = `-- name: UpsertBan :one
 INSERT INTO room_bans (room_id, user_id, banned_by, until, reason)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (room_id, user_id) DO UPDATE
@@ -761,7 +761,7 @@ type UpsertBanParams struct {
 }
 
 func (q *Queries) UpsertBan(ctx context.Context, arg UpsertBanParams) (RoomBan, error) {
-	row := q.db.QueryRow(ctx, upsertBan,
+	row := q.db.QueryRow(ctx, UpsertBan,
 		arg.RoomID,
 		arg.UserID,
 		arg.BannedBy,
@@ -780,7 +780,7 @@ func (q *Queries) UpsertBan(ctx context.Context, arg UpsertBanParams) (RoomBan, 
 	return i, err
 }
 
-const upsertInvite = `-- name: UpsertInvite :one
+const UpsertInvite = `-- name: UpsertInvite :one
 INSERT INTO room_invites (room_id, user_id, invited_by) VALUES ($1, $2, $3)
 ON CONFLICT (room_id, user_id) DO UPDATE SET room_id = EXCLUDED.room_id
 RETURNING room_id, user_id, invited_by, created_at, (xmax = 0)::boolean AS created
@@ -801,7 +801,7 @@ type UpsertInviteRow struct {
 }
 
 func (q *Queries) UpsertInvite(ctx context.Context, arg UpsertInviteParams) (UpsertInviteRow, error) {
-	row := q.db.QueryRow(ctx, upsertInvite, arg.RoomID, arg.UserID, arg.InvitedBy)
+	row := q.db.QueryRow(ctx, UpsertInvite, arg.RoomID, arg.UserID, arg.InvitedBy)
 	var i UpsertInviteRow
 	err := row.Scan(
 		&i.RoomID,
@@ -813,12 +813,12 @@ func (q *Queries) UpsertInvite(ctx context.Context, arg UpsertInviteParams) (Ups
 	return i, err
 }
 
-const userExists = `-- name: UserExists :one
+const UserExists = `-- name: UserExists :one
 SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)
 `
 
 func (q *Queries) UserExists(ctx context.Context, id uuid.UUID) (bool, error) {
-	row := q.db.QueryRow(ctx, userExists, id)
+	row := q.db.QueryRow(ctx, UserExists, id)
 	var exists bool
 	err := row.Scan(&exists)
 	return exists, err

@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 )
 
-const addToBalance = `-- name: AddToBalance :one
+const AddToBalance = `-- name: AddToBalance :one
 UPDATE ledger_accounts SET balance = balance + $1 WHERE id = $2 RETURNING balance
 `
 
@@ -22,13 +22,13 @@ type AddToBalanceParams struct {
 }
 
 func (q *Queries) AddToBalance(ctx context.Context, arg AddToBalanceParams) (int64, error) {
-	row := q.db.QueryRow(ctx, addToBalance, arg.Amount, arg.ID)
+	row := q.db.QueryRow(ctx, AddToBalance, arg.Amount, arg.ID)
 	var balance int64
 	err := row.Scan(&balance)
 	return balance, err
 }
 
-const claimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
+const ClaimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
 INSERT INTO idempotency_keys (user_id, key, request_hash)
 VALUES ($1, $2, $3)
 ON CONFLICT (user_id, key) DO UPDATE
@@ -52,7 +52,7 @@ type ClaimIdempotencyKeyParams struct {
 // the key: it was free, expired (older than the retention), or abandoned while in flight
 // (locked longer ago than the stale interval, e.g. by a crashed instance).
 func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (uuid.UUID, error) {
-	row := q.db.QueryRow(ctx, claimIdempotencyKey,
+	row := q.db.QueryRow(ctx, ClaimIdempotencyKey,
 		arg.UserID,
 		arg.Key,
 		arg.RequestHash,
@@ -64,7 +64,7 @@ func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyK
 	return user_id, err
 }
 
-const completeSandboxSession = `-- name: CompleteSandboxSession :one
+const CompleteSandboxSession = `-- name: CompleteSandboxSession :one
 UPDATE sandbox_sessions SET status = $1, payment_status = $2, payment_intent = $3
 WHERE id = $4 AND status = 'open'
 RETURNING id, topup_id, amount, currency, status, payment_status, payment_intent, expires_at, created_at
@@ -78,7 +78,7 @@ type CompleteSandboxSessionParams struct {
 }
 
 func (q *Queries) CompleteSandboxSession(ctx context.Context, arg CompleteSandboxSessionParams) (SandboxSession, error) {
-	row := q.db.QueryRow(ctx, completeSandboxSession,
+	row := q.db.QueryRow(ctx, CompleteSandboxSession,
 		arg.Status,
 		arg.PaymentStatus,
 		arg.PaymentIntent,
@@ -99,18 +99,18 @@ func (q *Queries) CompleteSandboxSession(ctx context.Context, arg CompleteSandbo
 	return i, err
 }
 
-const countPendingTopups = `-- name: CountPendingTopups :one
+const CountPendingTopups = `-- name: CountPendingTopups :one
 SELECT count(*)::bigint FROM topups WHERE user_id = $1 AND status = 'pending'
 `
 
 func (q *Queries) CountPendingTopups(ctx context.Context, userID uuid.UUID) (int64, error) {
-	row := q.db.QueryRow(ctx, countPendingTopups, userID)
+	row := q.db.QueryRow(ctx, CountPendingTopups, userID)
 	var column_1 int64
 	err := row.Scan(&column_1)
 	return column_1, err
 }
 
-const createSandboxSession = `-- name: CreateSandboxSession :one
+const CreateSandboxSession = `-- name: CreateSandboxSession :one
 INSERT INTO sandbox_sessions (id, topup_id, amount, currency, expires_at)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (topup_id) DO UPDATE SET topup_id = EXCLUDED.topup_id
@@ -126,7 +126,7 @@ type CreateSandboxSessionParams struct {
 }
 
 func (q *Queries) CreateSandboxSession(ctx context.Context, arg CreateSandboxSessionParams) (SandboxSession, error) {
-	row := q.db.QueryRow(ctx, createSandboxSession,
+	row := q.db.QueryRow(ctx, CreateSandboxSession,
 		arg.ID,
 		arg.TopupID,
 		arg.Amount,
@@ -148,7 +148,7 @@ func (q *Queries) CreateSandboxSession(ctx context.Context, arg CreateSandboxSes
 	return i, err
 }
 
-const createTopup = `-- name: CreateTopup :one
+const CreateTopup = `-- name: CreateTopup :one
 INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at
@@ -165,7 +165,7 @@ type CreateTopupParams struct {
 }
 
 func (q *Queries) CreateTopup(ctx context.Context, arg CreateTopupParams) (Topup, error) {
-	row := q.db.QueryRow(ctx, createTopup,
+	row := q.db.QueryRow(ctx, CreateTopup,
 		arg.UserID,
 		arg.PackageID,
 		arg.Credits,
@@ -195,17 +195,17 @@ func (q *Queries) CreateTopup(ctx context.Context, arg CreateTopupParams) (Topup
 	return i, err
 }
 
-const ensureUserAccount = `-- name: EnsureUserAccount :exec
+const EnsureUserAccount = `-- name: EnsureUserAccount :exec
 INSERT INTO ledger_accounts (kind, user_id) VALUES ('user', $1::uuid)
 ON CONFLICT (user_id) DO NOTHING
 `
 
 func (q *Queries) EnsureUserAccount(ctx context.Context, userID uuid.UUID) error {
-	_, err := q.db.Exec(ctx, ensureUserAccount, userID)
+	_, err := q.db.Exec(ctx, EnsureUserAccount, userID)
 	return err
 }
 
-const finishIdempotencyKey = `-- name: FinishIdempotencyKey :exec
+const FinishIdempotencyKey = `-- name: FinishIdempotencyKey :exec
 UPDATE idempotency_keys SET status = $1, content_type = $2, body = $3
 WHERE user_id = $4 AND key = $5 AND status IS NULL
 `
@@ -219,7 +219,7 @@ type FinishIdempotencyKeyParams struct {
 }
 
 func (q *Queries) FinishIdempotencyKey(ctx context.Context, arg FinishIdempotencyKeyParams) error {
-	_, err := q.db.Exec(ctx, finishIdempotencyKey,
+	_, err := q.db.Exec(ctx, FinishIdempotencyKey,
 		arg.Status,
 		arg.ContentType,
 		arg.Body,
@@ -229,7 +229,7 @@ func (q *Queries) FinishIdempotencyKey(ctx context.Context, arg FinishIdempotenc
 	return err
 }
 
-const getIdempotencyKey = `-- name: GetIdempotencyKey :one
+const GetIdempotencyKey = `-- name: GetIdempotencyKey :one
 SELECT user_id, key, request_hash, status, content_type, body, created_at, locked_at FROM idempotency_keys WHERE user_id = $1 AND key = $2
 `
 
@@ -239,7 +239,7 @@ type GetIdempotencyKeyParams struct {
 }
 
 func (q *Queries) GetIdempotencyKey(ctx context.Context, arg GetIdempotencyKeyParams) (IdempotencyKey, error) {
-	row := q.db.QueryRow(ctx, getIdempotencyKey, arg.UserID, arg.Key)
+	row := q.db.QueryRow(ctx, GetIdempotencyKey, arg.UserID, arg.Key)
 	var i IdempotencyKey
 	err := row.Scan(
 		&i.UserID,
@@ -254,12 +254,12 @@ func (q *Queries) GetIdempotencyKey(ctx context.Context, arg GetIdempotencyKeyPa
 	return i, err
 }
 
-const getLedgerTransactionByKey = `-- name: GetLedgerTransactionByKey :one
+const GetLedgerTransactionByKey = `-- name: GetLedgerTransactionByKey :one
 SELECT id, idempotency_key, kind, room_id, topup_id, tip_id, memo, created_at FROM ledger_transactions WHERE idempotency_key = $1
 `
 
 func (q *Queries) GetLedgerTransactionByKey(ctx context.Context, idempotencyKey string) (LedgerTransaction, error) {
-	row := q.db.QueryRow(ctx, getLedgerTransactionByKey, idempotencyKey)
+	row := q.db.QueryRow(ctx, GetLedgerTransactionByKey, idempotencyKey)
 	var i LedgerTransaction
 	err := row.Scan(
 		&i.ID,
@@ -274,12 +274,12 @@ func (q *Queries) GetLedgerTransactionByKey(ctx context.Context, idempotencyKey 
 	return i, err
 }
 
-const getPaymentEvent = `-- name: GetPaymentEvent :one
+const GetPaymentEvent = `-- name: GetPaymentEvent :one
 SELECT id, type, payload, received_at, processed_at FROM payment_events WHERE id = $1
 `
 
 func (q *Queries) GetPaymentEvent(ctx context.Context, id string) (PaymentEvent, error) {
-	row := q.db.QueryRow(ctx, getPaymentEvent, id)
+	row := q.db.QueryRow(ctx, GetPaymentEvent, id)
 	var i PaymentEvent
 	err := row.Scan(
 		&i.ID,
@@ -291,12 +291,12 @@ func (q *Queries) GetPaymentEvent(ctx context.Context, id string) (PaymentEvent,
 	return i, err
 }
 
-const getSandboxSession = `-- name: GetSandboxSession :one
+const GetSandboxSession = `-- name: GetSandboxSession :one
 SELECT id, topup_id, amount, currency, status, payment_status, payment_intent, expires_at, created_at FROM sandbox_sessions WHERE id = $1
 `
 
 func (q *Queries) GetSandboxSession(ctx context.Context, id string) (SandboxSession, error) {
-	row := q.db.QueryRow(ctx, getSandboxSession, id)
+	row := q.db.QueryRow(ctx, GetSandboxSession, id)
 	var i SandboxSession
 	err := row.Scan(
 		&i.ID,
@@ -312,12 +312,12 @@ func (q *Queries) GetSandboxSession(ctx context.Context, id string) (SandboxSess
 	return i, err
 }
 
-const getSystemAccount = `-- name: GetSystemAccount :one
+const GetSystemAccount = `-- name: GetSystemAccount :one
 SELECT id, kind, user_id, code, balance, created_at FROM ledger_accounts WHERE code = $1::text
 `
 
 func (q *Queries) GetSystemAccount(ctx context.Context, code string) (LedgerAccount, error) {
-	row := q.db.QueryRow(ctx, getSystemAccount, code)
+	row := q.db.QueryRow(ctx, GetSystemAccount, code)
 	var i LedgerAccount
 	err := row.Scan(
 		&i.ID,
@@ -330,12 +330,12 @@ func (q *Queries) GetSystemAccount(ctx context.Context, code string) (LedgerAcco
 	return i, err
 }
 
-const getTip = `-- name: GetTip :one
+const GetTip = `-- name: GetTip :one
 SELECT id, room_id, sender_id, recipient_id, amount, message, transaction_id, seq, created_at FROM tips WHERE id = $1
 `
 
 func (q *Queries) GetTip(ctx context.Context, id uuid.UUID) (Tip, error) {
-	row := q.db.QueryRow(ctx, getTip, id)
+	row := q.db.QueryRow(ctx, GetTip, id)
 	var i Tip
 	err := row.Scan(
 		&i.ID,
@@ -351,12 +351,12 @@ func (q *Queries) GetTip(ctx context.Context, id uuid.UUID) (Tip, error) {
 	return i, err
 }
 
-const getTopup = `-- name: GetTopup :one
+const GetTopup = `-- name: GetTopup :one
 SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at FROM topups WHERE id = $1
 `
 
 func (q *Queries) GetTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
-	row := q.db.QueryRow(ctx, getTopup, id)
+	row := q.db.QueryRow(ctx, GetTopup, id)
 	var i Topup
 	err := row.Scan(
 		&i.ID,
@@ -378,12 +378,12 @@ func (q *Queries) GetTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
 	return i, err
 }
 
-const getUserAccount = `-- name: GetUserAccount :one
+const GetUserAccount = `-- name: GetUserAccount :one
 SELECT id, kind, user_id, code, balance, created_at FROM ledger_accounts WHERE user_id = $1::uuid
 `
 
 func (q *Queries) GetUserAccount(ctx context.Context, userID uuid.UUID) (LedgerAccount, error) {
-	row := q.db.QueryRow(ctx, getUserAccount, userID)
+	row := q.db.QueryRow(ctx, GetUserAccount, userID)
 	var i LedgerAccount
 	err := row.Scan(
 		&i.ID,
@@ -396,7 +396,7 @@ func (q *Queries) GetUserAccount(ctx context.Context, userID uuid.UUID) (LedgerA
 	return i, err
 }
 
-const insertLedgerEntry = `-- name: InsertLedgerEntry :exec
+const InsertLedgerEntry = `-- name: InsertLedgerEntry :exec
 INSERT INTO ledger_entries (transaction_id, account_id, amount, balance_after, counterparty_user_id)
 VALUES ($1, $2, $3, $4, $5)
 `
@@ -410,7 +410,7 @@ type InsertLedgerEntryParams struct {
 }
 
 func (q *Queries) InsertLedgerEntry(ctx context.Context, arg InsertLedgerEntryParams) error {
-	_, err := q.db.Exec(ctx, insertLedgerEntry,
+	_, err := q.db.Exec(ctx, InsertLedgerEntry,
 		arg.TransactionID,
 		arg.AccountID,
 		arg.Amount,
@@ -420,7 +420,7 @@ func (q *Queries) InsertLedgerEntry(ctx context.Context, arg InsertLedgerEntryPa
 	return err
 }
 
-const insertLedgerTransaction = `-- name: InsertLedgerTransaction :one
+const InsertLedgerTransaction = `-- name: InsertLedgerTransaction :one
 INSERT INTO ledger_transactions (idempotency_key, kind, room_id, topup_id, tip_id, memo)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (idempotency_key) DO NOTHING
@@ -438,7 +438,7 @@ type InsertLedgerTransactionParams struct {
 
 // No row when the key exists already: the posting was made before.
 func (q *Queries) InsertLedgerTransaction(ctx context.Context, arg InsertLedgerTransactionParams) (LedgerTransaction, error) {
-	row := q.db.QueryRow(ctx, insertLedgerTransaction,
+	row := q.db.QueryRow(ctx, InsertLedgerTransaction,
 		arg.IdempotencyKey,
 		arg.Kind,
 		arg.RoomID,
@@ -460,7 +460,7 @@ func (q *Queries) InsertLedgerTransaction(ctx context.Context, arg InsertLedgerT
 	return i, err
 }
 
-const insertPaymentEvent = `-- name: InsertPaymentEvent :one
+const InsertPaymentEvent = `-- name: InsertPaymentEvent :one
 INSERT INTO payment_events (id, type, payload) VALUES ($1, $2, $3)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
@@ -474,13 +474,13 @@ type InsertPaymentEventParams struct {
 
 // No row when the event was received before.
 func (q *Queries) InsertPaymentEvent(ctx context.Context, arg InsertPaymentEventParams) (string, error) {
-	row := q.db.QueryRow(ctx, insertPaymentEvent, arg.ID, arg.Type, arg.Payload)
+	row := q.db.QueryRow(ctx, InsertPaymentEvent, arg.ID, arg.Type, arg.Payload)
 	var id string
 	err := row.Scan(&id)
 	return id, err
 }
 
-const insertTip = `-- name: InsertTip :one
+const InsertTip = `-- name: InsertTip :one
 INSERT INTO tips (id, room_id, sender_id, recipient_id, amount, message, transaction_id, seq)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING id, room_id, sender_id, recipient_id, amount, message, transaction_id, seq, created_at
@@ -498,7 +498,7 @@ type InsertTipParams struct {
 }
 
 func (q *Queries) InsertTip(ctx context.Context, arg InsertTipParams) (Tip, error) {
-	row := q.db.QueryRow(ctx, insertTip,
+	row := q.db.QueryRow(ctx, InsertTip,
 		arg.ID,
 		arg.RoomID,
 		arg.SenderID,
@@ -523,7 +523,7 @@ func (q *Queries) InsertTip(ctx context.Context, arg InsertTipParams) (Tip, erro
 	return i, err
 }
 
-const listAccountEntries = `-- name: ListAccountEntries :many
+const ListAccountEntries = `-- name: ListAccountEntries :many
 SELECT e.id, e.amount, e.balance_after, e.counterparty_user_id, e.created_at,
        t.id AS transaction_id, t.kind, t.room_id, t.topup_id, t.tip_id, t.memo
 FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
@@ -554,7 +554,7 @@ type ListAccountEntriesRow struct {
 
 // A wallet's history, newest first, keyset-paged on the entry id.
 func (q *Queries) ListAccountEntries(ctx context.Context, arg ListAccountEntriesParams) ([]ListAccountEntriesRow, error) {
-	rows, err := q.db.Query(ctx, listAccountEntries, arg.AccountID, arg.BeforeID, arg.Lim)
+	rows, err := q.db.Query(ctx, ListAccountEntries, arg.AccountID, arg.BeforeID, arg.Lim)
 	if err != nil {
 		return nil, err
 	}
@@ -585,14 +585,14 @@ func (q *Queries) ListAccountEntries(ctx context.Context, arg ListAccountEntries
 	return items, nil
 }
 
-const lockAccounts = `-- name: LockAccounts :many
+const LockAccounts = `-- name: LockAccounts :many
 SELECT id, kind, user_id, code, balance, created_at FROM ledger_accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 `
 
 // Row locks on every account a posting touches, taken in id order so two postings never
 // wait on each other in a cycle.
 func (q *Queries) LockAccounts(ctx context.Context, ids []uuid.UUID) ([]LedgerAccount, error) {
-	rows, err := q.db.Query(ctx, lockAccounts, ids)
+	rows, err := q.db.Query(ctx, LockAccounts, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -618,12 +618,12 @@ func (q *Queries) LockAccounts(ctx context.Context, ids []uuid.UUID) ([]LedgerAc
 	return items, nil
 }
 
-const lockTopup = `-- name: LockTopup :one
+const LockTopup = `-- name: LockTopup :one
 SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at FROM topups WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) LockTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
-	row := q.db.QueryRow(ctx, lockTopup, id)
+	row := q.db.QueryRow(ctx, LockTopup, id)
 	var i Topup
 	err := row.Scan(
 		&i.ID,
@@ -645,16 +645,16 @@ func (q *Queries) LockTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
 	return i, err
 }
 
-const markPaymentEventProcessed = `-- name: MarkPaymentEventProcessed :exec
+const MarkPaymentEventProcessed = `-- name: MarkPaymentEventProcessed :exec
 UPDATE payment_events SET processed_at = now() WHERE id = $1 AND processed_at IS NULL
 `
 
 func (q *Queries) MarkPaymentEventProcessed(ctx context.Context, id string) error {
-	_, err := q.db.Exec(ctx, markPaymentEventProcessed, id)
+	_, err := q.db.Exec(ctx, MarkPaymentEventProcessed, id)
 	return err
 }
 
-const moveTopup = `-- name: MoveTopup :one
+const MoveTopup = `-- name: MoveTopup :one
 UPDATE topups SET status = $1::text, updated_at = now(),
     payment_intent_id = coalesce($2, payment_intent_id),
     succeeded_at = CASE WHEN $1::text = 'succeeded' THEN now() ELSE succeeded_at END
@@ -671,7 +671,7 @@ type MoveTopupParams struct {
 
 // A state-machine step: only from one of the allowed states; no row when it does not apply.
 func (q *Queries) MoveTopup(ctx context.Context, arg MoveTopupParams) (Topup, error) {
-	row := q.db.QueryRow(ctx, moveTopup,
+	row := q.db.QueryRow(ctx, MoveTopup,
 		arg.Status,
 		arg.PaymentIntentID,
 		arg.ID,
@@ -698,19 +698,19 @@ func (q *Queries) MoveTopup(ctx context.Context, arg MoveTopupParams) (Topup, er
 	return i, err
 }
 
-const pruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :execrows
+const PruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :execrows
 DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1::float8)
 `
 
 func (q *Queries) PruneIdempotencyKeys(ctx context.Context, retentionSeconds float64) (int64, error) {
-	result, err := q.db.Exec(ctx, pruneIdempotencyKeys, retentionSeconds)
+	result, err := q.db.Exec(ctx, PruneIdempotencyKeys, retentionSeconds)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const releaseIdempotencyKey = `-- name: ReleaseIdempotencyKey :exec
+const ReleaseIdempotencyKey = `-- name: ReleaseIdempotencyKey :exec
 DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status IS NULL
 `
 
@@ -720,11 +720,11 @@ type ReleaseIdempotencyKeyParams struct {
 }
 
 func (q *Queries) ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) error {
-	_, err := q.db.Exec(ctx, releaseIdempotencyKey, arg.UserID, arg.Key)
+	_, err := q.db.Exec(ctx, ReleaseIdempotencyKey, arg.UserID, arg.Key)
 	return err
 }
 
-const setTopupCheckout = `-- name: SetTopupCheckout :one
+const SetTopupCheckout = `-- name: SetTopupCheckout :one
 UPDATE topups SET checkout_session_id = $1, checkout_url = $2, updated_at = now()
 WHERE id = $3
 RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at
@@ -737,7 +737,7 @@ type SetTopupCheckoutParams struct {
 }
 
 func (q *Queries) SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutParams) (Topup, error) {
-	row := q.db.QueryRow(ctx, setTopupCheckout, arg.CheckoutSessionID, arg.CheckoutUrl, arg.ID)
+	row := q.db.QueryRow(ctx, SetTopupCheckout, arg.CheckoutSessionID, arg.CheckoutUrl, arg.ID)
 	var i Topup
 	err := row.Scan(
 		&i.ID,
@@ -759,7 +759,7 @@ func (q *Queries) SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutPara
 	return i, err
 }
 
-const stalePendingTopups = `-- name: StalePendingTopups :many
+const StalePendingTopups = `-- name: StalePendingTopups :many
 SELECT id FROM topups WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1::float8)
 ORDER BY created_at LIMIT $2
 `
@@ -770,7 +770,7 @@ type StalePendingTopupsParams struct {
 }
 
 func (q *Queries) StalePendingTopups(ctx context.Context, arg StalePendingTopupsParams) ([]uuid.UUID, error) {
-	rows, err := q.db.Query(ctx, stalePendingTopups, arg.OlderThanSeconds, arg.Lim)
+	rows, err := q.db.Query(ctx, StalePendingTopups, arg.OlderThanSeconds, arg.Lim)
 	if err != nil {
 		return nil, err
 	}
@@ -789,12 +789,12 @@ func (q *Queries) StalePendingTopups(ctx context.Context, arg StalePendingTopups
 	return items, nil
 }
 
-const topupBySession = `-- name: TopupBySession :one
+const TopupBySession = `-- name: TopupBySession :one
 SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at FROM topups WHERE checkout_session_id = $1
 `
 
 func (q *Queries) TopupBySession(ctx context.Context, checkoutSessionID *string) (Topup, error) {
-	row := q.db.QueryRow(ctx, topupBySession, checkoutSessionID)
+	row := q.db.QueryRow(ctx, TopupBySession, checkoutSessionID)
 	var i Topup
 	err := row.Scan(
 		&i.ID,

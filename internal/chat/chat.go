@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parlor-dev/parlor/gen/db"
@@ -98,29 +99,35 @@ type SendInput struct {
 // Send stores a message. A retry with the same client_msg_id returns the original
 // (created=false), also when retries race: the unique index admits one, the others find it.
 //
-// It is the hottest write, so it skips the generic rooms.Write path: one statement takes the
-// room's lock and seq, one more checks membership and inserts the message and its event.
+// It is the hottest write, so it skips the generic rooms.Write path and pipelines BEGIN, the
+// statement that takes the room's lock and seq, and the statement that checks membership and
+// inserts the message and its event, in one round trip; a second one commits (or rolls back
+// when mute or slow mode refuse). The server runs the statements in order, so the insert's
+// snapshot starts after the lock was granted and sees every committed membership change.
 func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInput) (msg Message, created bool, err error) {
 	body, err := validBody(in.Body)
 	if err != nil {
 		return Message{}, false, err
 	}
-	var sent events.Event
-	var row db.SendMessageRow
-	err = postgres.WithTx(ctx, s.pool, func(q *db.Queries) error {
-		room, err := q.LockRoomForEvent(ctx, roomID)
-		if postgres.IsNoRows(err) {
-			return rooms.ErrRoomNotFound
-		}
-		if err != nil {
+	var (
+		room db.LockRoomForSendRow
+		row  db.SendMessageRow
+	)
+	err = s.pipelinedSend(ctx, func(b *pgx.Batch) {
+		b.Queue("BEGIN")
+		b.Queue(db.LockRoomForSend, roomID)
+		b.Queue(db.SendMessage, roomID, author, in.ReplyTo, in.ClientMsgID, &body)
+	}, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		// No lookup of client_msg_id first: a new message is the common case; for a retry
-		// the unique index refuses the insert and the original answers below.
-		row, err = q.SendMessage(ctx, db.SendMessageParams{
-			RoomID: roomID, AuthorID: author, ReplyTo: in.ReplyTo, Seq: room.LastSeq, ClientMsgID: in.ClientMsgID, Body: &body,
-		})
-		if err != nil {
+		if err := br.QueryRow().Scan(&room.LastSeq, &room.SlowModeSeconds, &room.ArchivedAt); err != nil {
+			if postgres.IsNoRows(err) {
+				return rooms.ErrRoomNotFound
+			}
+			return err
+		}
+		if err := br.QueryRow().Scan(&row.Role, &row.MutedUntil, &row.LastSentAt, &row.ReplyOk, &row.ID, &row.CreatedAt); err != nil {
 			return err
 		}
 		if row.Role == "" {
@@ -130,16 +137,12 @@ func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInp
 			return &apperr.Error{Code: apperr.Invalid, Message: "reply_to is not a message of this room",
 				Fields: []apperr.FieldError{{Field: "body.reply_to", Message: "is not a message of this room"}}}
 		}
-		// The insert happened; a refusal below rolls it back with the seq.
-		if err := checkSend(room, row.Role, row.MutedUntil, row.LastSentAt); err != nil {
-			return err
-		}
+		// The insert happened; a refusal here rolls it back with the seq.
+		return checkSend(room.ArchivedAt, room.SlowModeSeconds, row.Role, row.MutedUntil, row.LastSentAt)
+	}, func(q *db.Queries) error {
 		if room.SlowModeSeconds > 0 {
-			if err := q.TouchLastSent(ctx, db.TouchLastSentParams{RoomID: roomID, UserID: author}); err != nil {
-				return err
-			}
+			return q.TouchLastSent(ctx, db.TouchLastSentParams{RoomID: roomID, UserID: author})
 		}
-		sent = events.Event{RoomID: roomID, Seq: room.LastSeq, Type: events.MessageCreated, ActorID: author, MessageID: row.ID}
 		return nil
 	})
 	var refused *apperr.Error
@@ -158,11 +161,39 @@ func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInp
 	if err != nil {
 		return Message{}, false, fmt.Errorf("send message: %w", err)
 	}
-	s.rooms.Publish(ctx, sent)
+	s.rooms.Publish(ctx, events.Event{RoomID: roomID, Seq: room.LastSeq, Type: events.MessageCreated, ActorID: author, MessageID: row.ID})
 	return Message{
-		ID: *row.ID, RoomID: roomID, Seq: sent.Seq, ClientMsgID: in.ClientMsgID, AuthorID: author,
+		ID: *row.ID, RoomID: roomID, Seq: room.LastSeq, ClientMsgID: in.ClientMsgID, AuthorID: author,
 		Body: &body, ReplyTo: in.ReplyTo, Reactions: []ReactionCount{}, CreatedAt: *row.CreatedAt,
 	}, true, nil
+}
+
+// pipelinedSend runs a transaction whose first statements (BEGIN included) go out as one
+// batch: read checks them; then, unless it failed, finish runs on the same transaction and
+// it commits. Any error rolls back.
+func (s *Service) pipelinedSend(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error, finish func(*db.Queries) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	queue(b)
+	br := conn.SendBatch(ctx, b)
+	err = read(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = finish(db.New(conn))
+	}
+	if err != nil {
+		// A failed rollback leaves the connection in a transaction; the pool then drops it.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		return err
+	}
+	_, err = conn.Exec(ctx, "COMMIT")
+	return err
 }
 
 func (s *Service) findSent(ctx context.Context, q *db.Queries, roomID, author, clientMsgID uuid.UUID) (*Message, error) {
@@ -185,19 +216,19 @@ func (s *Service) findSent(ctx context.Context, q *db.Queries, roomID, author, c
 }
 
 // checkSend applies archive, mute and slow mode to a member who sends.
-func checkSend(room db.Room, role string, mutedUntil, lastSentAt *time.Time) error {
-	if room.ArchivedAt != nil {
+func checkSend(archivedAt *time.Time, slowModeSeconds int32, role string, mutedUntil, lastSentAt *time.Time) error {
+	if archivedAt != nil {
 		return errArchived
 	}
 	now := time.Now()
 	if mutedUntil != nil && mutedUntil.After(now) {
 		return apperr.New(apperr.Muted, "you are muted in this room until %s", mutedUntil.UTC().Format(time.RFC3339))
 	}
-	slow := time.Duration(room.SlowModeSeconds) * time.Second
+	slow := time.Duration(slowModeSeconds) * time.Second
 	if slow > 0 && rooms.Rank(role) < rooms.Rank(rooms.Moderator) && lastSentAt != nil {
 		if wait := lastSentAt.Add(slow).Sub(now); wait > 0 {
 			return apperr.RateLimit(time.Duration(math.Ceil(wait.Seconds()))*time.Second,
-				fmt.Sprintf("slow mode: one message every %d seconds", room.SlowModeSeconds))
+				fmt.Sprintf("slow mode: one message every %d seconds", slowModeSeconds))
 		}
 	}
 	return nil
