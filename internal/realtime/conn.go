@@ -89,11 +89,11 @@ type conn struct {
 
 // enqueueEvent queues a durable event; a full queue means the client can't keep up, and it
 // is closed with "slow consumer" (it resumes from its token and loses nothing).
-func (c *conn) enqueueEvent(f eventFrame) {
+func (c *conn) enqueueEvent(f *eventFrame) {
 	if c.dying.Load() {
 		return
 	}
-	if !c.queue.push(item{event: &f}) {
+	if !c.queue.push(item{event: f}) {
 		c.g.metrics.closes.WithLabelValues("slow_consumer").Inc()
 		c.closeSoon(CloseSlowConsumer, "slow consumer: resume with your last token")
 	}

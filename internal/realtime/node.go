@@ -173,23 +173,26 @@ func (n *node) event(ctx context.Context, no events.Notice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	rs = n.rooms[no.RoomID]
-	for _, f := range frames {
-		if rs != nil && f.event.Seq > rs.lastSeq {
-			rs.lastSeq = f.event.Seq
+	for i := range frames {
+		if seq := frames[i].event.Seq; rs != nil && seq > rs.lastSeq {
+			rs.lastSeq = seq
 		}
-		targets := map[*conn]struct{}{}
+		// One shared frame for every socket: the room's subscribers, then the sockets of the
+		// user the event is about that are not subscribed (yet, or any more).
+		f := &frames[i]
 		if rs != nil {
 			for c := range rs.subs {
-				targets[c] = struct{}{}
+				c.enqueueEvent(f)
 			}
 		}
 		if u := f.event.UserID; u != nil {
 			for c := range n.users[*u] {
-				targets[c] = struct{}{}
+				if rs == nil {
+					c.enqueueEvent(f)
+				} else if _, sub := rs.subs[c]; !sub {
+					c.enqueueEvent(f)
+				}
 			}
-		}
-		for c := range targets {
-			c.enqueueEvent(f)
 		}
 	}
 }
