@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/parlor-dev/parlor/internal/app"
 	"github.com/parlor-dev/parlor/internal/auth"
 	"github.com/parlor-dev/parlor/internal/config"
@@ -127,6 +129,28 @@ func migrate(args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: parlor migrate up|down|status")
 	}
+	return withDatabase(func(ctx context.Context, pool *pgxpool.Pool) error {
+		m, err := postgres.NewMigrator(pool)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		switch args[0] {
+		case "up":
+			return m.Up(ctx, os.Stdout)
+		case "down":
+			return m.Down(ctx, os.Stdout)
+		case "status":
+			return m.Status(ctx, os.Stdout)
+		default:
+			return fmt.Errorf("unknown migrate command %q: want up, down or status", args[0])
+		}
+	})
+}
+
+// withDatabase runs an operator command on a small pool to DB_URL, until done or
+// interrupted.
+func withDatabase(fn func(ctx context.Context, pool *pgxpool.Pool) error) error {
 	cfg, err := config.Load()
 	if err != nil {
 		return err
@@ -138,21 +162,7 @@ func migrate(args []string) error {
 		return err
 	}
 	defer pool.Close()
-	m, err := postgres.NewMigrator(pool)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	switch args[0] {
-	case "up":
-		return m.Up(ctx, os.Stdout)
-	case "down":
-		return m.Down(ctx, os.Stdout)
-	case "status":
-		return m.Status(ctx, os.Stdout)
-	default:
-		return fmt.Errorf("unknown migrate command %q: want up, down or status", args[0])
-	}
+	return fn(ctx, pool)
 }
 
 // ledger runs the ledger reconciliation (scripts/ledger-reconciliation.sql) and fails when
@@ -162,29 +172,20 @@ func ledger(args []string, out io.Writer) error {
 	if len(args) != 1 || args[0] != "check" {
 		return errors.New("usage: parlor ledger check")
 	}
-	cfg, err := config.Load()
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	pool, err := postgres.Connect(ctx, cfg.DBURL, 2)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	problems, err := wallet.Reconcile(ctx, pool)
-	if err != nil {
-		return err
-	}
-	for _, p := range problems {
-		fmt.Fprintln(out, p.String())
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("the ledger does not reconcile: %d problem(s)", len(problems))
-	}
-	fmt.Fprintln(out, "ledger check: every transaction sums to zero, every balance equals its entries, no wallet is negative")
-	return nil
+	return withDatabase(func(ctx context.Context, pool *pgxpool.Pool) error {
+		problems, err := wallet.Reconcile(ctx, pool)
+		if err != nil {
+			return err
+		}
+		for _, p := range problems {
+			fmt.Fprintln(out, p.String())
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("the ledger does not reconcile: %d problem(s)", len(problems))
+		}
+		fmt.Fprintln(out, "ledger check: every transaction sums to zero, every balance equals its entries, no wallet is negative")
+		return nil
+	})
 }
 
 // healthcheck asks the local server whether it is ready: the container image has no curl.
