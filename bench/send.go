@@ -57,7 +57,7 @@ func runSend(ctx context.Context, o options, rep *report) error {
 		rooms[i] = res.JSON201.Id
 	}
 	for _, u := range users[1:] {
-		res, err := u.Client.JoinRoomWithResponse(ctx, rooms[0])
+		res, err := u.Client.JoinRoomWithResponse(ctx, rooms[0], nil)
 		if err != nil {
 			return fmt.Errorf("join room: %w", err)
 		}

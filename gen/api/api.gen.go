@@ -756,7 +756,7 @@ type PresenceFrameType string
 // Problem An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Problem struct {
 	// Code Stable machine-readable problem code.
@@ -1124,6 +1124,9 @@ type Limit = int
 // MessageId defines model for MessageId.
 type MessageId = openapi_types.UUID
 
+// PaidJoinIdempotencyKey defines model for PaidJoinIdempotencyKey.
+type PaidJoinIdempotencyKey = string
+
 // RoomId defines model for RoomId.
 type RoomId = openapi_types.UUID
 
@@ -1133,84 +1136,84 @@ type UserId = openapi_types.UUID
 // BadRequest An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type BadRequest = Problem
 
 // Conflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Conflict = Problem
 
 // Forbidden An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Forbidden = Problem
 
 // IdempotentConflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type IdempotentConflict = Problem
 
 // InternalError An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type InternalError = Problem
 
 // NotFound An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type NotFound = Problem
 
 // PayloadTooLarge An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type PayloadTooLarge = Problem
 
 // ServiceUnavailable An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type ServiceUnavailable = Problem
 
 // TooManyRequests An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type TooManyRequests = Problem
 
 // Unauthorized An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Unauthorized = Problem
 
 // UnprocessableEntity An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnprocessableEntity = Problem
 
 // UnsupportedMediaType An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
 
@@ -1237,6 +1240,13 @@ type ListRoomsParams struct {
 
 // ListRoomsParamsScope defines parameters for ListRooms.
 type ListRoomsParamsScope string
+
+// JoinRoomParams defines parameters for JoinRoom.
+type JoinRoomParams struct {
+	// IdempotencyKey Required when the room's `entry_price` is above 0 (the join moves credits); optional
+	// otherwise. 1–255 visible ASCII characters. See the `wallet` tag.
+	IdempotencyKey *PaidJoinIdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
 
 // ListMembersParams defines parameters for ListMembers.
 type ListMembersParams struct {
@@ -1769,7 +1779,7 @@ type ServerInterface interface {
 	InviteMember(ctx echo.Context, roomId RoomId) error
 	// JoinRoom Join a room
 	// (POST /v1/rooms/{room_id}/join)
-	JoinRoom(ctx echo.Context, roomId RoomId) error
+	JoinRoom(ctx echo.Context, roomId RoomId, params JoinRoomParams) error
 	// LeaveRoom Leave a room
 	// (POST /v1/rooms/{room_id}/leave)
 	LeaveRoom(ctx echo.Context, roomId RoomId) error
@@ -2116,8 +2126,28 @@ func (w *ServerInterfaceWrapper) JoinRoom(ctx echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter room_id: %s", err))
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params JoinRoomParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey PaidJoinIdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Idempotency-Key, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Idempotency-Key: %s", err))
+		}
+
+		params.IdempotencyKey = &IdempotencyKey
+	}
+
 	// Invoke the callback with all the unmarshaled arguments
-	err = w.Handler.JoinRoom(ctx, roomId)
+	err = w.Handler.JoinRoom(ctx, roomId, params)
 	return err
 }
 
@@ -4439,6 +4469,7 @@ func (response InviteMember500ApplicationProblemPlusJSONResponse) VisitInviteMem
 
 type JoinRoomRequestObject struct {
 	RoomId RoomId `json:"room_id"`
+	Params JoinRoomParams
 }
 
 type JoinRoomResponseObject interface {
@@ -4527,16 +4558,19 @@ func (response JoinRoom404ApplicationProblemPlusJSONResponse) VisitJoinRoomRespo
 }
 
 type JoinRoom409ApplicationProblemPlusJSONResponse struct {
-	ConflictApplicationProblemPlusJSONResponse
+	IdempotentConflictApplicationProblemPlusJSONResponse
 }
 
 func (response JoinRoom409ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(409)
 	_, err := buf.WriteTo(w)
 	return err
@@ -7455,10 +7489,11 @@ func (sh *strictHandler) InviteMember(ctx echo.Context, roomId RoomId) error {
 }
 
 // JoinRoom operation middleware
-func (sh *strictHandler) JoinRoom(ctx echo.Context, roomId RoomId) error {
+func (sh *strictHandler) JoinRoom(ctx echo.Context, roomId RoomId, params JoinRoomParams) error {
 	var request JoinRoomRequestObject
 
 	request.RoomId = roomId
+	request.Params = params
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.JoinRoom(ctx.Request().Context(), request.(JoinRoomRequestObject))
@@ -8104,232 +8139,235 @@ func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWal
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1bcxtHliD8V86HmQgDmiJ4MeW2yeiYoWXZLVu2+ZHUeCIMLytRlQDSLGSWM7MIoW1t+HUe9mGj531f",
-	"dvuH+RfsT9jIczLrAlQBICVKttuOcIgAqvJy8uS5X37sJWqeK8mlNb2TH3szzlKu8c9nKZ/nynJp9y54",
-	"nrElT93XKTeJFrkVSvZOerHVBY9hMeMS7EwYEAbsjIOxSvMUNDe5koaDmgCTwJnOBNeg+Q8FNxYWws7o",
-	"cTbnEJczJsu9L/gyHvainklmfM7cxFwW897Jtz03Y++7qGeXOe+d9IzVQk57r15FvQtu9XLvbGK5Xl/p",
-	"JU+UTA1YBQsmLIz5RGkOVi+FnAKbMiGb882FFHM35WE5l5CWT7nuvXKz5UyzObceWk8KbVTLtFczDrHk",
-	"L+11gk/EDhRuy7nmt0IVBnI25W5m4R7/oeB62Yt6ks3dhPROc1ns5XMup3bWO3l8eBS5ZYbPh21AqQH1",
-	"C75cX+CX7IbTmYVTMWzCHZi0A+cJHP7y89+OHj+GW2HEOONwdvnk2TNIZkyzxO0+gkKKHwoOOdcjqXKu",
-	"mRsah0xYlnENc86kgT6DFy+efeJQhMFUqRSSmRIJHwzhknN8Pl64F2wMlk2HIxmgQlhZgWUFUXpRz61d",
-	"aIehDj064HX0+PEqvHJmLddujv/27f+399+/+5d/7rUB8bmYC7sOu3M25WDEXzvPL8P36stJ+YQVme2d",
-	"PD6I3No8ih0cRJsRLup9yY1hU/4MbyFOljM7q+aa0+/XIt0Ij4nSc2Z7J72iwCdbrpFS885ZtFLz15/i",
-	"heG6c4rCcP26U7xyLxPtwev5MUsvCL3dp0RJR9fcnyzPM5Egxu7nWo0zPv+X74073R9r0/2z5pPeSe+f",
-	"9itquU+/mv1zeosmXb/84VYJA3OWuXXz9ASEvGWZSOHzy6+/ioDBXBjj6JDSUMgbqRYSJoJnqfvtlmUF",
-	"B1VYUJOR1ExOOfRjP8K1Hz8euPvyKuo9UXKSieSd7TPx8xui7vylMNbtzFhmeQR8OB3iVedzJjJkF+yG",
-	"S+jH4cV4MHT7+FTpsUhTLt/mRs4KO+PSuvF5GsG4sCCVBZZlasFTRxRTRXyuH0/CAv2CK375KzsCJMSF",
-	"1lxaOoU6sCOImU5m4pan8SBy+MfCOCO5hT+70zNWZBkICblWU82Ng4yonru+4ctrIa8Lw+PBCbGUkWSO",
-	"RUNc49cxGOLPRPVrYsgKU28Dj396v/4oguiZdMSdZU+1Jt78tk7jUs25nTm0nzCR8RQ8PzRc33KNt5dW",
-	"Fg+G4I5urNIlSO5+nKksNZByy0RmTuGHQlne4M8iRXz7StlPVSHTt7mvrxSYIpk5uU4VOuGIMAKJm7sn",
-	"QUSwqs79+7FU9nri1uqvyjlbZoqlV0o9Z3rK39U9QaALA5lbhAY7YxI+OIYvxMfQj3Na47VV6hof8Gu/",
-	"5PpWJPyFZLdMZGycvdXln0HKcy5Td7fc0lPHKQjAmrN0GbsDiYtqcW7Vb+w+XSn1JZNLz0nNWz03pWDO",
-	"5BKcwDbPrTklMb6ViEA/1szyaxS/ePpGYfBCssLOlBZ/5W/76pHIkGieOh7FMnNSSQ5RJV1EwF/mTmxy",
-	"uKD5rbpB1nXD5Uj2HW6U63cUf6GVnHpurDTkzJiF0mlNwqhNWGMRE83NLAyba264tG6ehUgcg/EPXOMD",
-	"15oXBs9hlbp/8803e3Wm265AseoJp1kgtJDKFIY3lbY1ORBPLNcqcdLxOONPpRV2+TYP7hueZXt0MihQ",
-	"aD5xwDhBEkn6jqf5VimY8AWesLDISaUpJhORCC7ttf+azmAkUV9aY8kLZhxUUpjgOaViMuHI+QPRW2fP",
-	"9cNBcJkiz5W2PP2Sp4JdIUjfLYV2zCWuz+pmi8Fhc7nY67lb7bXDACTVrwJeIKI5JLvkxgha5SpxueHS",
-	"eJAZeioCJlNYzJCVLWHMM3dPrHL4lmun5lpBugVLHHIRpq+PfQaff3OFQ+OBnfnLh9uIga7CcF2DiXp0",
-	"ic21kN3GjEJakeHAtAi6j/7+Gzcsf8nmueNRHzkVc1WtdFoS3dO7zda4/mE6EBMopMOlxsRHjz86Otg8",
-	"eRfoJKic/VDwCByJy/heYbif0wE0Pv/68gr2bw/3HYHY96PFrdAkOmQ9Lgdb0secaa5brEkRaqHbsNip",
-	"sT3SNYOi+m0THVb32FhI44xbj8Ivo1qfGn/PE+vW9zFDiDVRccyk5On1eLmDjhz1Es2dnnPNbOPxlFm+",
-	"Z8Wct72jOfMXff0nbxrYZWpEpd1nDSaBnYwL9cOozBWVVaECUgMEHUCumQ1YmgqHmiw7r0F9wjLDV2lC",
-	"Baa6va52C1pAscI2yKTKYcwkcJmaU2Bjx2Thz/4iZmJi6a49MBDDi20QepI53vSpRtPN6h6e3nK9hIn7",
-	"ERgk+CjM2RIMl2kEqXAPz4V0RwDjJcRIvN2Oaj+R5jZnee7W5lAe/+3gK0JOaTG4ViGnQ2OZtl3PX+Ez",
-	"l+6RtddUvu0tldNLr8rjX35FNiyE06uopyT/etI7+XYLNyxX/Sra/OTaend9oVzqd+7QEOsvlJrfD7u5",
-	"tHp5nWuR8IZN86CGikLaD457TRun/69m6mxlC9IjU+3qBANpt6k76plMLa7nKuXXXg1YXVu5lA8/ON6+",
-	"Cqtykex0g1HtFZmXKzedxr9XT65eMtx06w3Dw7pSeZHf77Ryltx4w/DaDf1aom8m/uwpMVKSR/f9Kwbv",
-	"Ym3/HxxvdzjUN1WbumNrqbDn9NA6N/MCb4NgBbRaPy8ycSUtLo5nl1/D8dHhnyLI1ILrvYSR2lCKKL3C",
-	"tHIpgtja1zXEb0wja6a2ZPmegbmQaNBFYT5xmDBokOuuzaxAEUl0AEaYvrbhraB9LghpmuAVls+bf2xC",
-	"3eZZvSqnZFqzdWymIdsW9jQV1rsy7ofOTidYuZbHB1vJw8r6cJDW5WmtdAc7OwssjDiaU7W8MndKJ6+k",
-	"5AmpqJYtDaicy3V9IVEpb8Ur78Fp/W1VcuVo0vxu2z69nIlTVhO0bvy2m4+fgZOjgLtHIuAvWWKzJTBT",
-	"0Q2zlEkMmttCSwPCQl9zRqCI5zyGScamBpjmoObCWp4OIjQac72HQ8eG/xCD0l4ZWmE3t17v3ISfjpvh",
-	"Hkppf30fF9wUcw4TreYw45pD/xs+vlTJDbcQGyETTvaz+q7+Fb//M9mQth8LrmDXYwk6wepbK6dytTKJ",
-	"P8ahF16rgx26K9r4IuUZp2/CeQxZmja/0Hyubv1b8zHXw++VkPXPGZ/Y6pOQt+Uk+MWNSG7qn0m+rj4X",
-	"cu2bPPULd4e/+rGx5rT2qxV5q6r2qeBZWtr4m7iDXrRW6Vpz74dHSwQI451TsaMNQzSIETagT3eItsR2",
-	"3bL73q4c+6b79xfOMke6VjdgLLOFqR+/utmOYP6t9omyTHVc9KsZh4nQJpA4NXGXXi9rpK2NnoXfrjsY",
-	"5owzbcec2Wv0e9yy7Hpu2mf3HhIntBrytKmJ5fIUmDSL8of+WKuF4dpAqgbukJxCAbH7Maalm2GrkICn",
-	"uJXXXbizEHP+nJ6+A0ERE5CKPD88MxyY1uK2sZhu2jFzB3MHkl6HeheMyx2HLbRhxDO80a3y153tA546",
-	"7GqCuJPN4E0aAWrr3GoFIPjcT1p5EKX782++WD8tlk3r2PQ0/eTyrJVcJvq2+eDR48eHH7U+etNxoW9I",
-	"1QlDfP3FeZcNrf6YEdPWx162k4K8GGcigRu+jGDMDP/guNAZurRVYSF3hyCnw62AdGulTbuZaE8RQosW",
-	"2AHgy3UI3/Dl7vKyO6NtUjIO2Db/czUV97Q8IeNaC3w63qo9B8dPA1PLLxta4OHRh3eTtmlNtTna9vwl",
-	"ygbrUE+FyTO2vA5WgbWVk7hyJyo1L9x1v6MRUivy9W6WQjP+RmxtUXPffvb6ZrtheN6qTd9N3fOnsYbB",
-	"Ua8WzLhd4unWA2kCMxN5++2n4AGnRJcPYhQpqiLrQshbQwLO0mvDf9jRKHEnnJE4eKIK2RJr6HVmA+Ml",
-	"KDtzso8PowlLiiP0k3nx+T6GBo9j5R5X1rQd+0o5eIU1odNrVz4fFPyVSGNZZE4glwmvb9F9S0EYFCK4",
-	"zu1QZb+em+mu899H7Ak6S3UhxkplnKFHlbSyu4lRuy016HC73+sL/8YTPNGW6615ni2vrWqbfyuw7yLO",
-	"7XqJ2oxhlURHaNo85KiGcB6davuqDqsOv61CoEfudto6Y+Z6rjRvP/+7Ul66RbuZ2KJq7rZVV56Fu0kR",
-	"dIYrlt+tGgx6ZnZTYFoXq2qLfSPrUa+3HoxqSVqWo2QmZIv+/MJwDSI1Icjf8y6g50GqBUaKBzTYekfW",
-	"LufO96tTBfJL37TfTisgbcdtTpHfYKkKjQzZQIL2Atqn0rDg0oKaTNznIXzl+FKhHe1YZ90VMNevzl0I",
-	"ytrph+P77k0qk179btMpN4KW4l3aYhwuPn0CHx0//lMwRQ0hTlTKfXitg5kPRWHWG6ANmJkqshTGmslk",
-	"BkqeQmyFzXjsHh3JmMJHY7S4TpSGWTFn0uA4c7aEZMbklA/hiUq5OYG1YPIImnFi0Ui2hoNF0B7oFUEt",
-	"PDqCWgBoBLXYYxy1JcIpgq4gpZZffHRxBDGZGd1fKNo1YpsjaInoxG22BhC5MbidqfTaLd3Hf+N263GF",
-	"bgNV6GXUDLx0Sw1RvhT31u4GWIm1oQOfs2QmJN9zI+MXwUzp3mr6rlbOrl06saw9xoBZuqkUBejjvYUJ",
-	"AVhRDXnag5S0Vtq0+cJScSvSgmVh5bVgdD/4e4ZyHExE+WOY9tCgj5vYZM3o+wq102f01uODdbIppLFM",
-	"Jh0GzxBsljM7G7ZLWfhAqwO1keKRRsAMCPIDxv+x5zX4vWfpxkivysS7PvZfrq7OgR5YP/vj9rAqpARt",
-	"9NvMlLZ0nGCK+ZzpZZWORvjlRmvi1zOfqrIBvwLlXZ3vxcUzkGwu5HRtjlOI2VgV9mScMXnjMwiVzJaB",
-	"+M0xM6sZw9arvbIroSZglED2vrA2Gh1E43V2z+fqe7HJZXcvTtJI2KIpNi3rSdALV8mI/3odDzYtu9Ul",
-	"4tTKeuQ+isc8pZsrLPR9BJKQUDnO0Hnlje7uJotk5p0GXlwwM6a5qfvPSga/ZidyC478njqAkd7PLtal",
-	"bmwKAll1qvAfOhd1aVmbCf3O5oK7hNA1zQV3V/arTL52fb9rr0JyY1owccaTG9N9LA0PFtq3HGdLW8Wz",
-	"lTgylszqiQ9OjBHWUDZTDa+qZb6W1ywKW+kAQN03tAaFOXt5XflmzHXO9XWIJV0/cPc0Xp3r8dLSABse",
-	"otEouqn9UQpeu3YLVIVt9bKdAT0EQqYiYVbpMoAXWT/GOZNpycE4Y8ZiYF4ZSxcPtyPX6r66NhF1w6tt",
-	"M5sO5Eo4ctRCvO8U2WwFEbUqgrqNv4aZ1i+lztr5eEUvX1w8B6uCR9X92WdpCvGoODg4+oCiDX75+e8x",
-	"pWCbYs4H250cfkkrEcVuNe0gQ5n9vqGtK0HbDUfDB3fzDDQHa1/rVBjL9f0Wu+o8WDn+mVpIB2c0qIJD",
-	"OzOE50jipkhlrGYiw/TVnCWcIlh8vERTMjmT8o6hclHlqllTCSkdh6Wp5sachmoKVov5nKe4sCqSbWUh",
-	"TMp/85+GiZo3F7XqCHp/iyOoubAPf/n5b4dHH9Zy/6H/QgonUKFsCrkS0prBKUiH3/NcGTwn0EVGd+mO",
-	"jqUP7+xYWnGbtCKUN8mXjGEhkdrMVco1hhuHOJVWznSh1LzFwu31zNbTDD9SFBVqVyzdc8Jum0x0PwP0",
-	"WkhufQ1PfEKRVfC9EvIUDuDPMNGc7+Qk2Nka7VhFEHbaIjt+CMqGg8N7jrVYpzahALnjSuhgrjcIvfOG",
-	"X2m7iwufrAUdr+0K8WNno3Z7DHIbz2FBPp4XxoaaJHbBuQSvGRg6KDWZdPChEKH8MBHJZPL3QfE4VWPg",
-	"Js7V4NQGhai6ITU8WTnPrTb4KsavNZCZrFpOO/FeQog9JONQl8Z/fs+sZsSz4FQKj2CZkpG0aj42Vknu",
-	"VRtM0SaVR/OJI4FWgbCDU4i9IRDnWszUvDxh8l2iOpXSuyPpRnfKLPQp6yy2Io8jlLg0T0QuuMRBaYQY",
-	"Eqa1cAwItMrQwjovbNjyKcRuv7FbMNKY6muvPMaYs+kjMstf3Zxe6snbTFQssbu77e5Dtealz383X3Qt",
-	"0m5HF4quKfW7+MXu5eMljrAtOvWhHGQUGLnDAq6I0gVrzabHq7jTN2orp0tfotVOF/5NRDME8G+JZVjh",
-	"3GTs8KUbUA8KtZruG/QQTmFdfpjvrMbf76btiHObQtBLurQrAt8N2WV6Bza7u5BBRG53GWObuzkscwUe",
-	"UTjCCoalc3ozjl9ymb6RhIgmNA5/+flvx9HBwUFDXGcW5spYOPwAf0Ll3AHsxdWnex8OVrJ9dkiraImv",
-	"WBE9Z8pwCeMl2RXx4XrFsMBuTwE9PCBsWXoMC5GRjLxDIEQVtbDutSSG7vECa9mEIKK70bPVMIPOLJJL",
-	"jGLeISuyVhTGoZa5d1Ik5YN0UfMqqSUkG2yi++FJCkjueLIWRh6Ro70ruVFVKZmlS7azLEDdAx0sQJtz",
-	"G99MCmZtO9tSKmsw2i37crdnm3vf+rTaddza4WPy5+VSJu08FTHjbky1yrhZ4az1iJiVQDalOdHjYE5h",
-	"6fIUmLmhKozALEV5odeBaieieShu15arBzqz0k2bvpAty1hin/tzUvN9vGcoriEq3ZZC18T5nd2U7ZLH",
-	"au5ntYUa5KJwIG0U5krcMxu0kjRabQSRA3/GnbBziIamwDEqSuU0dzEXFvrx2fn59dWz8+svz/4jbk9t",
-	"3Jz+e9iu45cySN109eFB9NoyyZr1sY2Dt4Jb5cVGsa0lfN3pxVHwBrdnhe5o9UB3hCrsdat5ucplcoI6",
-	"5GzZ7qu/j9h4/xTcznomzG4odhB2CkmmTCgpkjNxhzIHO4qQzazonX3ycc5limlGlc8g1+pWpFxj4T2h",
-	"52RqyNly7vSHfmyKJOE85WmgMN4c56ifRw/Ku8ZUpgYYOHknAgTK0CZahBMxw9il7d/9RVXnqKZIIdM2",
-	"J1vUe7nnhtu7ZVqyucPnbwnNL3Hr5+UUtS8va7PVvn5aTlz78tOwhtp3F+VyWuXs0v9WO5x65nMpYpeI",
-	"tnI3GkjeQLnWS13jzutmOjXnSuIBrQe7oR+MCmwZq/Kcp96ptiXUrfLOeNfc67mAVyPevLj0XfujXlJc",
-	"56APEQu3tpRVsNdqWNzR//TaAPIlQb674/Y27SWU13gHW1H5G9nJC0yzJVPbrpLFXMj6t4er+1vJsFiR",
-	"AwvLKyIqT4GBI+mBIuZOBCmkG8LsTvz1inNnJ6fOq05w3KVEyjZg1F1ELVLsG6x58jB1TlqhZNoytu6V",
-	"QLEty6vDWfqVGz0Tf+Up9L1/tF7moz1r/z60zkdpkb9xJTdri4Xn3xvemJKHY3oj1fO4ZbY9TPkblAva",
-	"Cn1l7QGNwdVXxqG2S+UbMcJLF9fWMe62uESV7xW5AbZgAms7e1HnPva1sJG1WdsASdC40kyayqrf6Qfy",
-	"9p5Sn/NTtRTw26wSAVZMgD65s285SWlUtVryKcPvdpTk/RquWag9uotU7VbHdc60XXbGoFYRDNC3Iq+c",
-	"SCE7nuuI/M/op3Pfcmk1k3awk4Ht/jbn9bVmPMV6u9U57rSEGyHTjhhmYbEay0TpE8dGED8jKlNayNQn",
-	"LES44yVYBQycRE3w6Ls/I/LPJdxR6JFkBj1xCKpBhJwph77x4AzP+WKoEqjpgXJIxtLvC2PxNqBDrWTX",
-	"qEAGgTzwYlyQr2wR9ap3dxTXvxAyvfIDu78vwuD4Qan5Uz8+PijCY2e1ecgJp167oJ8V+c6PuhVf35sG",
-	"IxrUdIHmldpKjNdoyJvwL60Tpl+Bs+kbPp4pdXPhsDVv4SFpQfVUu1JvPJa3/bpuR6FH15eBzpqk0MIu",
-	"L7FsL7EvrLt5VlDBE/r0aUCFz7+56kUtUTT1CqdYcSPWPjYsjiDO1FRIKthSLwRKtYLd2qnUZ7nAmbU5",
-	"lZ8VcqJCgVtGVft9J4pzpjMklFMhOW+PTfXPYFOTMUtuuKTau5qzDCkjqYwnjitZULdcV7GAvpZSyJMC",
-	"s5QJJfB4jmqGcDXDMt9JgcYEH8bglqpZYsme8JnylrkofPR1qjCCbcZH8mqZ80tcdPmT5jDl0tEtnhI4",
-	"hSNZI/lP/wRPlLzlEuMx3TeP4NGjs0YJ5uGjR4BuDCp14nR6DfH+7WEMkvPUrNS5PQEqtAqj4uDg/aRe",
-	"IRW/4fFIAhQywwN23KzsImOwjpZjbgth+BDOalhAFhQsdLFnxFTyFD7/5sqNwCxk4pYH46Ub/fAxzIV0",
-	"2sSpt+ZW9SVoIPxsZhxtnvH+cMGzbA+TUva/X9yYIdYcHsJFvfatcUNjWSssVIsQr2rVnvhA+FAuN9TH",
-	"YiD5gliSe8FXz6aYQ1BZ6n7CgdEeTiW8CTCLmcp4KFE8pKNBA7959AjXEXfVZo6h/23INPuu77DfnOzv",
-	"LxaLoZ4ke07QUXqo9HRfTxL3v3tuMHCrQAM486lo0Xpqkk/Y6JvQxMcnu8VUqJsNAh7WOxjQ0l/Ue524",
-	"LVDsTr36M7kIHDEJiQjx8cEBrGas+QEvmOVknUaAUM2g+PjoI2gkboU9NavHU4qOW0PVjAIHLZdtSsSv",
-	"WluFyJxmvs8plSRCmxHW6P/lP/83HB59GHokOMCudlIaUFyw1jzDbaipQQkj43XzOyQzpQx3OOLX97GD",
-	"E7YhevQILirguVUhwfFNDQiUWLAuQPLwfVhPiyPJJRMJl1TAJZBDrXItuGV6WUszChTw7PxZL+rdcm28",
-	"A3p4MDxAB1zOJctF76T3/vBg+D6a9+wM+UD7JXO/THmHWf3zy6+/chQUvuBLuOS2qlF1w5fu/jT4BCY7",
-	"UqRXtoQxB08n3PZHsu8uxJ8eH/7pFHwVHKQGEcQsm8YQI2mJB0M4F8kNHoGbw/uycYL3DMQ3okrvGslP",
-	"Co0XGR/VylbNsExZ6H2sfCacu+vhcjiScMOXBPySAD5Leye9z7jFijQrTY2ODg42FGa/W0F2HL+jGrvb",
-	"ieF2pYnCE5bM+N4Tx4lUi2L+F7WgVIKwdXcUY3ddkhnFLG+q2l8TG3on334X9Xy6mkO3GtlGSn/LtZgs",
-	"G+eO9a7YFIVk5qQMtDfvz7DG2l878esM6YWBo4MDWMxEVlaIw5GFgSIfwjNL5nnTqPQ1bDs0X9PtAY/N",
-	"z9BxcM2V9zZB9bm45dI963gGr4FPOV0coYeO2l2BxyWcK2Onml/+/8+h75D8gqci5Hqip2RaaJ4OApV2",
-	"VxLJPxHfiAShxwfvQ729SS2dcOJD82uJQTVB4bliaVD5dZkwrVVh+cgJT5OJSCjhEONNWLqEkCZqOu7g",
-	"hXvqIU+zSq5qOVCc3S0W2QD2onl88H7XkOUa91sa1mxChHINGzDh9nCfpXMh98lWs/9jUOle7Xv9FssO",
-	"V/0Rv21t9FYqgq/T6e27qJcr04KPn4lbjJctPWTeLvCegbmSjo4zJOpaFdNZw2NX+vOQNGN/RGHNSAa/",
-	"Hb6IIjPWZy+WaF7yrTx++fm/gGXYS8XTh5PQHtM/C1IhZQy9nkYSn594ruLXWDYBMWrOYcE1B5NzaQdR",
-	"6MBQyJSSCSqOPpLx8dERtCbV424CySITmcHGCgkHFlZPLaimihvseLGAv3KthiNJlgVibMGn6NfqpVQ/",
-	"YpjhtLTDEJFOBU4eTsNHV8fHBx/FQ3g2afhR3zNhe+6KhzpHdc8pgoNMcO4wCCSejggzkvHjg/dj326M",
-	"ZGy66a2TIAxzNBq0XXzaejCzrGB129WrHtlfab7pkPXBiAetsLOhSuPMVlh5R6vXTX2R2l7BuY9pS5tp",
-	"Uq0dI75yuP2VRt8lfGkH2lc1EcQ3jre/UXZVwxc+2v5CS9s/9+rR0S5bWm9MhFR9Bwg2W9u9Li+oUX+8",
-	"EuXd7SOdH9TFKfdFjQ8UdraPthek+a2UGF29Qev1uiv0yyZSe96kw+YiWw6GcCbLHpg+Dw5XRCUqQqbX",
-	"SE6DVoS9CY8PDqGtQkmNeOCDC6VvhnDmm4ihSuRYgLUZT6mDrTeQPDsn3Zxr6JdfRbSiAVK38jXfkgym",
-	"3BpUNr1+2dAu20gLlnnslQUmPvaBvG+EHDRKSL5qWuwcj331gKSo3myprTsi6WBCDntvk2Ac7nBBVjsT",
-	"4nuPd5mspWkW0oEdSMhqW7170oANQp2DOAjpW7KWl6qWNtmiLdVutyps9/W+qNmnwu1ea0lF/bPcpxOf",
-	"5FS3omEUDd5NFDHsSCqZtFr7MF0L7YRuAxRP463mgiwtXo+o7H3DkXyuplNsr1tY36HONxVjEjByuuN2",
-	"un2v3ZPjrtQD2jqKE9h0b3hvXL3v8ZcH/tQbFcosN38bNx60P5MNJ60c9M16CzCyQyvJoeoEKHwjOich",
-	"IgH3Nk8CkC10ZYeh3+r4MoTzmlF0pd8YCpQLZoBlpLjhPGtm0pEseQ0ZiOhtFLSZRUvQnpBknWReeUU+",
-	"0lrS6rSMsBxJzNg0/k5R63j4egLGTcMyp9wGuPuhuK9+5LYfeqZREwX3jZeJTYf0iWfyMExipRDAr4tN",
-	"fMUX/uafho75HrWa6IBXOWhUKAH8/vnKG+YPT1/6mInVqzZxamx5DtvIB3njuukHtTIy3kqrCu+iMkE+",
-	"DH4NbIlcNQivlT1w+2SapyOZMMP3hDRcUlRGtozAKIjPpPy3p1X9A1J745WqCLEX/LxQ6BczHMlzzxGJ",
-	"2bQUPMBr3FreoPXyeog81O1tlsbY6foevq3rezUrAYvE2vvlTz338N4TMog7iYD6TgQUuPcN3kHeaihq",
-	"/8BSIV3HtdtIfK3zrlN8njcBr9lIv+QPaSD1DTdbcQ1jnzbIne9QGkPxEJWePSEhVDdqha721Yx6Jz+u",
-	"fLNPNX5MN3n9ODRFSZhEWxtHyaaj6WzwgdaiEQz1bTf4cSRrbZeDAMN8gaQTqiW4l2Fdk/77B2AG9S6t",
-	"EYxV4WTQRid4tOiTpF6KZllNNPdJH9UaBm1U1XcvbJZ9ekA6tzJTa1d2gsr9UextU4QSNT/jtjxUrISU",
-	"e1N1iRY1VC2Rs0LXkF3X6hJ6BLFJVM7/THXjY+j7doyD9lQ7zpJZKDZoQu0LMxN5DH2tMh6ho2YkAeZM",
-	"33AdAdWrA6ReJMnHobpIHIHKUm5svQoHMhl0m/uVURBIfIJ5t8rJ71htlXyMflnjJUg256cQ/xDDRGQo",
-	"CPgvnVQ6ES/dmvqrIsmgPpFvOBOfgI/39akkteshDPinMEbR1+p1sGtVT4WxFwj+qNXXgm2rKmcLrqLh",
-	"dS1bY/bKhl8hWrH8ogxSDl2/2qLn12KyK7hAX4VEyxWIY9hp20J/aCzyTvHwXamwNYs8lu3r7fDgEwrU",
-	"e1CTfVneopWm5D5pHfHkrao0r01VHG7SuuvUAz9/96rLYVd1/YAxT9Sc3G4QYxRuPATfhZD4kIS4Vn4I",
-	"a+6EJLlWbqGwFNpDSOHrzXTfshxOKcYdfh+l5lUKc1tTlT905a3YHORkhGYLQtd54f6PPmr6FSF4xm1X",
-	"2WmHzKGS6UwYq/TScSGW55xp1LzRbKUkPy0bCUyRXcf1Pom14iZNzP8Efy8xf5sN85PQVOX35cR77dMn",
-	"uPjThz7lBLSStVYZyFeZAx8dKSiF9BSYXKLtj2OQQk3gOPVCAC/foZntjC99ynCQEVqDjtoP/OCtkRvo",
-	"E7evS29lAEQl6YTiaIO3jHBvG31IwO6gHHeNJ3Cwf5aiUJIzm8zaqmv4hEdTBhZSwk/V9gFiJ2nFEcSY",
-	"+uctZGuZhPFpGTQxkjSGT2E0gPULwif02G6ocdkiu1bZlQ/ElNfTN9+ybXvTLaFjSH0Ron/AmIl3boB7",
-	"fZGgNJffRSTYHzNpWmLj7nDrWyXnrksfgSJzkwHN5A1PfVCXnfG54Zm7yX0mlyCV3AvFSDFKd+RbNg+c",
-	"1E1/hmqleLWxAPIpZrzgb2h781Ynpzv6vO4Y/4mhj/TCimwkQzNoYgnhAayGabi0gyF8zKREr59Pfsgz",
-	"rLyM4XOsVRP+mElfIvJhiMnHTL4j0f5j1mlad7D4g3b8FmnHx0wCW7UC70A49n/05TU2qhZdtGAIz8XE",
-	"u9PHzDvRU0URm8BfOo0dxbL4+OA4XpcsX7iLW7tmu4REuHmEgUxM/lAs2owkE0uH8QYlw+2GrReGa+Qm",
-	"HahG6sXbZFPk7/VaDxYDQSbiXQ7x+deXV/DLz3/fd1/GQ8B23JgE0BrJs4a51L77QTlEs0P4W2YSvn17",
-	"B59AsFLS5h/s4rfILuh4PcfwxQtqHoTdeYi7Pg9wq89rvhKfCsslOTDQwuEuJ8l8pyuuD8kxqqOOovC5",
-	"Ek76G8n2yx1+b1RwKFM0VmzCZYpGMHuOpE9z8DWGMPijVoYCGMmZKML2N6RSlPYMGm8kKYwh48ZEbXkW",
-	"g9OaJu6z5X2VOLdUjFT0nzNmJ0rPYcL5cCTPqpp+QIXiqYaHTPgJButYLagOWS3oDJdPmRzJzCGxIVLp",
-	"U6o0/z4AEWOjM85usR+QoZ4Q0Gi/7St11ooqU7wOMEumAW/oGQYfH1kjW8R0d3Tv2jj1a7KF/xop5FtO",
-	"W2gQOocfd9aoHfLyB6BqjTuA5Tio6UP9HghT91MPMz6xMd0euuheIcYljmQfk50GJ77RRG0YaSxnrblH",
-	"z92rO1vwn/OJ/XVbU++MkK8vZDsI3hmrPEnoDHR6Loz1hv0754T9qjzQtIntPmgPECxnG7iH0tjQ9Hdt",
-	"vUdH9rw86Tdmv9+Md6+n6aPVLzgMO+x+RKZQtggxJt7g1ifzQK4947czRiXCmjfgC5Hc3MEacBF6pv2D",
-	"M9jXRkgCZNU8qn8jkpvBuzEgRL28uIOaj+6kXZDz1CeLYKcjzLVgmVEjOebVoxVzxuoqPnIxuLqcPlCW",
-	"/jRR7W/PlAdD+No966Q+bMbkGDVqAhMfAjbjmg99J/Frb6bGYqS1mqXusnTVLD0FNpITpvcmhS00p+do",
-	"ACFTPhFSWJ4tB6f4ZVrCpB67GfqAdbvQHtSq0VYS9i270ULrp3aJ3t8BZoJL7Q8B/rftTaMDxYDQqsnZ",
-	"XcQ2ui+dAam+zw72aGcmoYqjEBv+QzyEb3w3CEaxyye+Eh/2KIyxcpR/COIxnyjNMcr0hLTg5nOeTgkL",
-	"fZSgxiy5WTCd1prgU7qDsBybFLmRBmF0VMtpcAyX9s+GsdnYcYBy7InSK0OjurIychzaSsRYUm0kF77d",
-	"9xzbcZD5P3gFhKZuvEP4pNkUz4CPTmIGys54pis6NUB7twDVCqa91vofa7VrD9uKy7aPXUJ0x6EP2ofe",
-	"TbJ/WHkdQbqLwO5Zx+9bPneAKGu4sNDzq8TW8RLo0AMBKSnE68XetJoM4kZ7qNiLIcYTGcMmvGxtRba7",
-	"nDNb3Vo0Roo0lBdzH0cevmXhQJRxtJgKybKyrxV5SY4ODuJgSnAIEB8dHMaRNwMyKIt9wi8//9dIOoGq",
-	"smLSUpw8lvAhfNkpj/Tj44P3SV6JBxFIhTaOYOgVciTZaiQQWj3K7+LBKZbXc8TRyWSVHLuYKeqABVYp",
-	"MErJWjmFkVyvpwD9mlDHkIbxed6eMVJrsfZAolJLE7e3Lin5npdtVAGR7rQVfZBAvEl31IaFXPkyd37q",
-	"yDfKWPoG139Ib/8IyYhVUQpMT4OqXWILkd4i6O3/6P/aZitBM6DBujZeaqHbgCVGhYGpI2DoLwoVW1kK",
-	"ObMzLwLdwd1MIlOd3PyDRl6/feNIGaodWGPf80+nSQRuMXiz4sB2sdCjwmrcbhNrnqbCPiyLqs3w62NR",
-	"mPCfinr/7X5MX1wzG4PhdvAHe/hNKvcO79qupMyWg9cn+vuhwbfZ/5HP1fdiIxtA62koKeN9/qjyBgsg",
-	"ttLbSuLJCFu2DN81HK6c0jOcPwj+ayfWsxteP8sxS27eIXmPNp16BIe//Py3ww9Wq4mowoLJMca5/+Li",
-	"+R6XiUqxuQgfTocQ/9//9T//B/U1+JfDuEyabVZSRczfWEa1lkf7wfG2NNouy/7XsobEeeg34/7ABZwC",
-	"S1HXdRcenUlbb9JZmr7WNcIL+8c9en2vEkssxZbdRxyv2jpvKNxe2mbIrkBpvKHXLLZYzLmsyg4Ak8sF",
-	"kWOfOpYVxnIN/WAzGEljsTuExOYZFB6FZSlgqlmC7cWFSqsKkEKTaZRqS/hqE1j1QvNESckTa0YyVfI9",
-	"C5OM5YMhhOy9rkSmz7gNfZsfMqypnKNDdPIg8LD9ndv8vpmpgBMhDIf2316p4k376J1q+EABR1TVgtLu",
-	"nIRhgnH/BBhZ8rE5tq67QX3Mn391pQrzSDKZNqyHZUFAyywfwguqn/HnhskUq6jXyy6HahuOlvusY4xN",
-	"JFuOd9n4FYRiXtbfuO+VkHjHQoozatlk7Ke6HQYYpQu2XbAvmb65cBB/qBJatRvwljMEOUsv3Sl012xm",
-	"KZ1TvQI2y7JfeYzXb1JL+VLd+pA8B3XC5TvxQCvyh8mZcGQgpm5ncVkAfSW02bHuuN7NPI6AwYRnaGgn",
-	"C3stcnEk+17b8e8PKGqZ5Tma4BnEVuQ+lDfUcPLhszORzLyRzA9sODcjGZwwoYdVs4jQEK5E7vv9M8v3",
-	"fCMelB2pOyHGW38UD4bwFXaQYnIk41r99L0v+DKu+U3qRI38o1ZQpVGinJ4CdrkDqBveG6jm/uZpUq21",
-	"/zuoJOIA00GQrMhPG2X4Z+yWgw/s+h0UlH+L5eHfjaH//sHd78xJcIWXmrqbzkOwU6DKlH1R0WRHezp1",
-	"kBDeEWPLi9CK34tDVCyQ6hT7ydf6x1LSyi8//5dPgHDKSTSS7oxK4Yb8lL/8/PfSWhVHFCo2UUiMY+wC",
-	"idPF2G6PQj7qa2pmXKxMn6j5XFhHOoNMwPzqMTY353qPKDyJixij6wurVSWHEx7BTC3QNTxnstb5BhZa",
-	"WF5LJsmWQ/gUlz6S9bWf+gZJtbgSLNVa8AiYufH6v5NWqZB3UP/85kIKCcW3lHtczSXBGt8yraTJRqz9",
-	"fvh0I5Ibnsb7VTIKJRzVIey0AVXY6/lKJxTJF1GjOd2COdJW5MT3nIaq5BS1S+rS9dKnApBsjWdb9vWT",
-	"wOe5XVIURtOz78taX1WlzKll4KnTuVk2UXqOiTwjyTLLNU9DrWzW0fAO/uJxThjv5c91IXlKZRxpmlT5",
-	"7N5caN7KCt2N2a1+nCAdt9Wk9OHhR0c71GZbcUtTc0awM2EIDT1yhCqBcHhw0FkmDiWI9np2VCguNEF/",
-	"3GiB3hE0tEIqmLAlBghTYYA7YJSJQuhEsBZLDn331F6usqxzzRUOti+8vuz3Dw629W5/0Egjhxnbw4z8",
-	"iQV5z9dnV9igVMiCfKq/rdp1T5hNZu70lSQ5l+iEkC3kuMaLkPeUnGhR9m3vKpTrO7s/4An6GTqEOVrh",
-	"Oy6KW0JzEaDRxdrp837OkpuNEZ5noXPNuEDTYGgDb/ipb31rIBfJDSaQ4lhljJQE0rKGrcGM1Az+PMz/",
-	"gOfWmMlN3dnezy/mXR8irrdcDWDX3oxvP0zf6X9b36BxsSSXXXOik1o73dwH2fmzD91dsU+jI7iFzmJq",
-	"necrEJfJ1P1Lq0XO4Yl/FBuuYpxU6MnMZDpWL98zNaZ+zpZI8p44mSkbYDJN1R6OaS1uOQo+7W3lsPmh",
-	"9rVfw69WgW+k6iRMQkklabFuYM0TCyzDyBXHZCD+7OkVrEGz1osPnUYLpGZVqvJwJIN+Dbuq115+wcZh",
-	"nfWY32CDtIeq0YlLfEeq9cbubCvo61CLXB9WOfz4XSjX/zi68rvs3/ZxsQzWmV3pb41idOvOqOt5NI1q",
-	"jSqxaABa38Zo/gtic8psTQFao4B9zJlAumIsz4HBgo9nSt2A1WI65RqryStPhdzVQINnoOekqBtsFmVm",
-	"auEDowubqDkfOdopg4cBKZ8fmwizGcKlmnMnGvDM8PdMbSuh+lG7py+QuHfTwjF0bvxd+/ZK8a1h/WhD",
-	"5eitNZhduTRVuZBuKZRaxPtym6uGHN+U2MmdC24s3Z8TWGAcEvVKcbpmP74REg35pFyNJFng67awqASX",
-	"RvO3sGi64Voa3yfW9zsvHQhBU/OLGEkt3K0lY5KwXak8pEtc1ff+m857X9vPdlXXQc2b+X5bCm2LohU2",
-	"solHENE0+wYF5N7JjyutZH7sjTnTXJ8VdtY7+fY7d17YmtqjQ1uHPPer777m/jZkXklVUjj+0It6hc56",
-	"J719PHy/sjUNj3rVYO9i7OBGXWuon4gZ1pK+3MLWjTsXVKhIpvXCL/AJl9jZ39tinCRcq4rpU1EOjuOq",
-	"LndpFqC0o2gk+cuE525rHPUVmZalEhoFnqkbeniqUROprcjzYDiSFyrjlC7tU5xHxcHB+7wKai6/wPWe",
-	"glQY2c4Si/oYo4RKCh6g/MGyYSJdeQ8zsmqsAy2k8kVl9BWBsOYtrYO+dJeuj/S1RKu7URqUwwZyJTaK",
-	"qzRtLENoUNMS4NAPszjQO4kn8sEJ9VVGtVOO6L2y93V98QNk/6V5z0suRHPfM2T2jSnf010INKQLp/Ix",
-	"Ew57yvK9iea4RDLT+xIZlapmljKJRzIoV2SW7976ism+Zt+Hmnm/cYBohmqHehValTsllHraJk4o4mb7",
-	"MUAmbvmKj8F7F/KsMGCXeQBECAcbQqO7TJ8q+bX1NIoHEfgILLBqJEuAhQf/lR788y8//91h+tEHaI52",
-	"Hz2D1NwU8xAoweSS+rnQiKUcGpPvAtSE9OpaXZ++0jDjWaYGoT5XelL6CISBuTDG96AL33pxkvJCvA1g",
-	"4riYKbvLxZdI8j513/o6208Q7v4bz45OIWa52Gfu8Fguhks2z2KgExyTc52qRkueoUvjSaYMh0Sl3Ncb",
-	"Q+GBhUM1M1VkKaTqxD38Ez4IP8GcM6RGP4XnfBzlTyP5097eXvm/e+Xw4OAAfgLphKMMQ+UK7cYoI+Uo",
-	"SklMYKkKWDCyYIRXD+GnQO3NrLCYPpNioQZ3YZSEWHN0AcWDxpj94OoLDqkBHd5SFTr46OiEfaCfZjJV",
-	"c3fv2bKc/UP4CXKViWQJt0JlKB+cNJwsZYNpPC/4CSbipQ8ydIA5rS1pdf4wyUfuLU2WEQVjMYU+0jPK",
-	"0jbDOXt5jb9fj5eWG9zonWc5rAESI2gb0OoCzZglN2oyoUGOw2lQvy0uU4fZ1NMXMLUUe9WWD/wUnEYr",
-	"8yCn9g+dNpuflhMdwU8w40zbMWc2XJmftm3zmE4Mk0ITJd091ic1OEEqUr8ilsIE76zEWJNdhnbn5E4I",
-	"HUz+YWRf5NGjLrUa74S7UwEBqye9fuvHO6rOXTuujacNjvPzdMtm6XgaSax7mbjh5Xn1f/nP/wOHYAZ+",
-	"smO8go6YaiRHSFHIU+yHlGjKC87nsi8uOQKhX6Nf/iurUrZsuhzLJqqaT7CRLq7bzV1ToYt8qlnKHRKT",
-	"69bh+skKYyvD2f0ivee7AQ9hTXVANbkjxGuusy4yhxsnkXnhNUSeR2By5FcSi0ESY8QKkKTmiNwM4Ulp",
-	"lXWMGT1n5hRtBJqCLNEygbp/vRKkmgCDVBXjjO/RkBlPpzin8pmD6sYAyxZsaSptiiII3OIqRc8bc6eK",
-	"Gx+4+Veu1cb6kj6Pe4DE/tGjFTvt8NEjLxMhQ8Vjp6CnYIL22m67lXckySx4ggkJR48fw60wYpxxOLt8",
-	"8uxZPT+hz+DFi2efEHimSqWQzJRI+CACbOa10uAvhJuSyMVT8pmGGO+jY5ipQpshXKCNOeTheLd7w1t+",
-	"w5dU+n1p6iUwyrahvsdIi13zBIMQ4sF6KBgRq9Nadr2bxfsKUjGZcN+ymRYkMPn8CEQFvusbvqz6QVcp",
-	"/GgdK1fp5LtyCGNFloEuqKY9jnnw0dqYQl4XhsewnuY+BBIhRhLpv4F+/PjlS7+9igKZED6HeE7EMpzC",
-	"CaV/Y4GldTA3pEevBLbIj7nXM7xYTfXDWDoXklQLYWCqGXZnHi/JwzEtyIgA/fjs/Pz67JMvn311/eLy",
-	"6cX1s08u40E0knQxQuSgW9XZ+bPTsu0R2udK3ev9uLFUnLtlpX9xlGRWKidCcuOonxpTNDWovF6cCoN3",
-	"/D1taDAqN71X3736fwEAAP//",
+	"7L3bchtHlij6K+tgJsKApgheTLltMjpmaFl2y5ZtHpIaT4Thw0pUJYA0C5nlzCxCaFsn/DoP5+FE9/t+",
+	"2bs/zF+wP2FHrpVZF6AKAClRst12hEMEUJWXlSvX/fJjL1HzXEkuremd/NibcZZyjX8+S/k8V5ZLu3fB",
+	"84wteeq+TrlJtMitULJ30outLngMixmXYGfCgDBgZxyMVZqnoLnJlTQc1ASYBM50JrgGzX8ouLGwEHZG",
+	"j7M5h7icMVnufcGX8bAX9Uwy43PmJuaymPdOvu25GXvfRT27zHnvpGesFnLae/Uq6l1wq5d7ZxPL9fpK",
+	"L3miZGrAKlgwYWHMJ0pzsHop5BTYlAnZnG8upJi7KQ/LuYS0fMp175WbLWeazbn10HpSaKNapr2acYgl",
+	"f2mvE3widqBwW841vxWqMJCzKXczC/f4DwXXy17Uk2zuJqR3mstiL59zObWz3snjw6PILTN8PmwDSg2o",
+	"X/Dl+gK/ZDecziycimET7sCkHThP4PCXn/929Pgx3AojxhmHs8snz55BMmOaJW73ERRS/FBwyLkeSZVz",
+	"zdzQOGTCsoxrmHMmDfQZvHjx7BOHIgymSqWQzJRI+GAIl5zj8/HCvWBjsGw6HMkAFcLKCiwriNKLem7t",
+	"QjsMdejRAa+jx49X4ZUza7l2c/w/3/5fe//vd//2r702ID4Xc2HXYXfOphyM+Gvn+WX4Xn05KZ+wIrO9",
+	"k8cHkVubR7GDg2gzwkW9L7kxbMqf4S3EyXJmZ9Vcc/r9WqQb4TFRes5s76RXFPjk+mbPmUg/V0Juw5wL",
+	"P0e4/Ry0UvP3DMRcWr28zrVIeIzHPVa3HA6g7x76XgkJc3XLDSSap8KawSkoHJRlI6nsjOuFMHy4FfPe",
+	"AN68YTy5UGreeUAOOq9/Oi8M151TFIbr153ilXuZyDZSto9ZekGUwX1KlHQswf3J8jwTCV72/Vyrccbn",
+	"//a9cajxY226f9V80jvp/ct+xWj26Vezf05v0aTrdDMQJGFgzjK3bp6egJC3LBMpfH759VcRMJgLYxwJ",
+	"VxoKeSPVQsJE8Cx1v92yrOCgCgtqMpKaySmHfuxHuPbjx4PIvcxgriRf7s3VrRuuzqPcAEyuM6iR7Mei",
+	"+u76hi+vA+DjgUPEV1HviZKTTCTvDHqJn98Qu+UvhbFug8YyyyPgw+kQ7xCfM5Eh/2Y3XEI/Di/Gg6Hb",
+	"x6dKj0Wacvk2N3JW2BmX1o3P0wjGhQWpLLAsUwueOi6VKhI8+vEkLNAvuBJgfmVHgJyx0JpLS6dQB3YE",
+	"MdPJTNw6FPKI6ccZyS0Ckzs9Y0WWgZCQazXV3DjIrOKokNeF4fHghHj8SDInM0FcE6BiMCQwETmtyYUr",
+	"UlYbePzT+/VHEUTPpKOiLHuqNQlLb+s0LtWc25lD+wkTGU/BCyiG61uukSbQyuLBENzRjVW6BMndjzOV",
+	"pQZSbpnIzCn8UCjLGwKTSBHfvlL2U1XI9G3u6ysFpkhmTtBWhU44IoxAkunuSeCcVtXFsX4slb2euLX6",
+	"q3LOlpli6ZVSz5me8nd1TxDowkDmFqHBzpiED47hC/Ex9OOc1nhtlbrGB/zaL7m+FQl/IdktExkbZ291",
+	"+WeQ8pzL1N0tt/TU8R8CsOYsXcbuQOKiWpxb9Ru7T1dKfcnk0vNn81bPTSmYM7kEJxnNc2tOSa9qJSLQ",
+	"jzWz/BrlYeSNbw4GLyQr7Exp8Vf+tq8eCSJOinU8imXmpJJHokpmiYC/zFFSVk73vVU3yLpuuHQCRFFb",
+	"v6P4C63k1HNjpSFnxiyUTmtyS23CGouYaG5mYdhcc8OldfMsROIYjH/gGh+41rwwQUZpnMQ333yzV2e6",
+	"7Rotq55wqh5CC6lMYXhTi16TLvHEcq0Sp66MM/5UWmGXb/PgvuFZtkcngwKF5hMHjBMkkaRIeJpvlYIJ",
+	"XwQ9BY/AFJOJSASX9tp/TWcwkqiIrLHkBTMOKilM8JxSMZlw5PyB6LWJkNXhILhMkedKW55+yVPBrhCk",
+	"75ZCO+YS12d1s8XgsLlc7PXcrfbaYQCS6lcBLxDRHJJdcmMErXKVuNxwaTzIDD0VAZNO10RWtoQxz9w9",
+	"scrhW65VzrUVpLGwxCEXYfr62Gfw+TdXODQe2Jm/fLiNGOgqDNf1oqhHl9hcC9ltXSqkFRkOTIug++jv",
+	"v3HD8pdsnjse9ZHT+Vf1fKd70T2922yN6x+mAzGBQjpcakx89Pijo4PNk3eBToLK2Q8Fj8CRuIzvFYb7",
+	"OR1A4/OvL69g//Zw3xGIfT9a3ApNokPW43Iw7n3Mmea6xbwXoW67DYudctwjDTaov9820WF1j42FNM64",
+	"9Sj8Mqr1qfH3PLFufR8zhFgTFcdMSp5ej5c7aN5RL9Hc6TnXzDYeT5nle1bMeds7mjN/0dd/8gaHXaZG",
+	"VNp91mBo2MlkUT+MyghS2SoqIDVA0AHkmjGCpakgu9F5DeoTlhm+ShMqMNUNqLVb0AKKFbYRrFxjJoHL",
+	"1JwCGzsmC3/2FzETE0t37YGBGF5sg9CTzPGmTzUahFb38PSW6yVM3I/AIMFHYc6WYLhMI0iFe3gupDsC",
+	"GC8hRuLtdlT7iTS3OctztzaH8vhvB18RckqLwbUKOR0ay7Ttev4Kn7l0j6y9pvJtb6mcXnpVHv/yK7KM",
+	"IZxeRT0l+deT3sm3W7hhuepX0eYn19a76wvlUr9zh4ZYf6HU/H7YXTO4NozMBzVUFNJ+cNxrGp39fzXb",
+	"cytbkB6ZalcnWKy7fQ9Rz2RqcT1XKb/2asDq2sqlfPjB8fZVWJWLZKcbjGqvyLxcuek0/rN6cvWS4aZb",
+	"bxge1pXKi/x+p5Wz5MZb6tdu6NcSnWXxZ0+JkZI8uu9fMXgXa/v/4Hi7B6i+qdrUHVtLhT2nh9a5mRd4",
+	"GwQroNX6eZGJK2nxHDy7/BqOjw7/FEGmFlzvJYzUhlJE6RWmlUsRxNa+riF+YxpZM7Uly/cMzIVEMzEK",
+	"84nDhEGDXHdtZgWKSKIDMML0tQ1vBe1zQUjTBK+wfN78YxPqNs/qVTkl05qtYzMN2bawp6mw3rd0P3R2",
+	"OsHKtTw+2EoeVtaHg7QuT2ulO9jZWWBhxNGcquWVuVM6eSUlT0hFtWxpQOVcrusLiUp5K155l1rrb6uS",
+	"K0eT5nfb9unlTJyymqB147fdfPwMXW3A3SMR8JcssdkSmKnohlnKJAbNbaGlAWGhrzkjUMRzHsMkY1MD",
+	"THNQc2EtTwcRGo253sOhY8N/iEFprwytsJtbr3duwk/HzXAPpbTf5kI0xZzDRKs5zLjm0P+Gjy9VcsMt",
+	"xEbIhJP9rL6rf8fv/0w2pO3HgivY9ViCTrD61sqpXK1M4o9x6IXX6mCH7oo2vkh5xumbcB5DlqbNLzSf",
+	"q1v/1nzM9fB7JWT9c8Yntvok5G05CX5xI5Kb+meSr6vPhVz7Jk/9wt3hr35srDmt/WpF3qqqfSp4lpY2",
+	"/ibuoG+uVbrW3AdGoCUChPHOqdjRhiEaxAgb0Mk+RFtiu27ZfW9Xjn3T/fsLZ5kjXasbMJbZwtSPX91s",
+	"RzD/VvtEWaY6LvrVjMNEaBNInJq4S6+XNdLWRs/Cb9cdDHPGmbZjzuw1+j1uWXY9N+2zew+JE1oNedrU",
+	"xHJ5CkyaRflDf6zVwnBtIFUDd0hOoYDY/RjT0s2wVUjAU9zK6y7cWYg5f05P34GgiAlIRZ4fnhkOTGtx",
+	"21hMN+2YuYO5A0mvQ70LxuWOwxbaMOIZ3uhW+evO9gFPHXY1QdzJZvAmjQC1dW61AhB87ietPIjS/fk3",
+	"X6yfFsumdWx6mn5yedZKLhN923zw6PHjw49aH73puNA3pOqEIb7+4rzLhlZ/zIhp62Mv20lBXowzkcAN",
+	"X0YwZoZ/cFzorAyQyN0hyOlwKyDdWmnTbibaU4TQogV2APhyHcI3fLm7vOzOaJuUjAO2zf9cTcU9LU/I",
+	"uNYijI63as/B8dPA1PLLhhZ4ePTh3aRtWlNtjrY9f4mywTrUU2HyjC2vg1VgbeUkrtyJSs0Ld93vaITU",
+	"iny9m6XQjL8RW1vU3Lefvb7Zbhiet2rTd1P3/GmsYXDUq0WXbpd4uvVAmsDMRN5++yl4wCnR5YMY1ouq",
+	"yLoQ8taQgLP02vAfdjRK3AlnJA6eqEK2BH96ndnAeAkYtGjAh9GEJcUR+sm8+HwfQ4PHsXKPK2vajn2l",
+	"HLzCmtDptSufDwr+Sui3LDInkMuE17fovqUgDAo8XOd2qLJfz8101/nvI/YEnaW6EGOlMs7Qo0pa2d3E",
+	"qN2WGnS43e/1hX/jCZ5oy/XWPM+W11a1zb8V2HcR53a9RG3GsEqiIzRtHnJUQziPTrV9VYdVh99WIdAj",
+	"dzttnTFzPVeat5//XSkv3aLdTGxRNXfbqivPwt2kCDrDFcvvVg0GPTO7KTCti1W1xb6R9ajXWw9GtSQt",
+	"y1EyE7JFf35huAaRmpB14XkX0PMg1QJD9wMabL0ja5dz5/vVqQL5pW/ab6cVkLbjNqfIb7BUhUaGbCBB",
+	"ewHtU2lYcGlBTSbu8xC+cnyp0I52rLPuCpjrV+cuBGXt9MPxffcmlUmvfrfplBtBS/EubTEOF58+gY+O",
+	"H/8pmKKGECcq5T681sHMh6Iw6w3QBsxMFVkKY81kMgMlTyG2wmY8do+OZEzhozFaXCdKw6yYM2lwnDlb",
+	"QjJjcsqH8ESl3JzAWoh6BM04sWgkW8PBImgP9IqgFh4dQS0ANIJa7DGO2hLhFEF3nHvrb2HSjsjjCGIy",
+	"Qbq/UOxrxD1H0BLtiSBoDS5yY3A7U+m125aPDUdQ1GMO3eaqsMyoGZTplhoigCkmrt1FsBKHQ8gwZ8lM",
+	"SL7nRsYvggnTvdX0a62ca7vkYll7/AGzdIspQtDHggsTgrOiGmK1BzBprbRp85Ol4lakBcvCymuB6n7w",
+	"9wxlVZiI0n0w0aJBOzex0JpB+BVqrs/orccH6yRVSGOZTDqMoSEQLWd2NmyXwPCBVudqI6kkjYAZEOQj",
+	"jP9rz2v3e8/SjVFglfl3fey/XF2dAz2wfvbH7SFXSCXaaLuZKW3pOMEU8znTyyp3kPDLjdbEr2c+OWYD",
+	"fgWqvDrfi4tnINlcyOnaHKcQs7Eq7Mk4Y/LGp3sqmS0DYZxjelQzvq1Xe2VXIk7AKIHs/WRt9DuIzeui",
+	"AJ+r78Umd969uEwju46m2LSsJ0FnXCUj/ut1PNi07FZ3iVM561H9KDrzlG6usND30UlCQuVUQ8eWN8i7",
+	"myySmXcoeFHCzJjmpu5bK5n/mg3JLTjye+oARno/m1mXKrIpQGTV4cJ/6FzUpWVt5vU7mxLuEl7XNCXc",
+	"3RBQ5Q622wK69iokN6YFE2c8uTHdx9LwbqHty3G2tFV0W4kxY8msnhThRBxhDWU61fCqWuZredSisJUO",
+	"ANT9RmtQmLOX15XfxlznXF+HONP1A3dP49W5Hi8tDbDhIRqNIp/aH6XAtmu3QFXYVg/cGdBDIGQqEmaV",
+	"LoN7kfVjDDSZnRyMM2YsBu2VcXbxcDtyre6raxNRN7zaNrPpQK6EI0ctxPtOUc9WEFGroqvb+GuYaf1S",
+	"6qydj1f08sXFc7AqeFvdn32WphCPioODow8oEuGXn/8RU768KeZ8sN0B4pe0Em3sVtMOMpTn7xv2uhLQ",
+	"3XBCfHA3r0FzsPa1ToWxXN9vsauOhZXjn6mFdHBGYys4tDNDeI4kbopUxmomMkxtzVnCKbrFx1I0JZMz",
+	"Ke8YRhdVbpw1dZFSdViaam7MaSh9YbWYz3mKC6ui3FYWwqT8D/9pmKh5c1GrTqL3tziJmgv78Jef/3Z4",
+	"9GEtXR76L6RwAhXKppArITH3Xjr8nufK4DmBLjK6S3d0On14Z6fTikulFaG8ub5kDAuJ1GauUq4xFDnE",
+	"sLRypgul5i3Wb69ntp5m+JEirFC7YumeE3bbZKL7GafXwnXra3jik42swlIJp3AAf4aJ5nwnB8LOlmrH",
+	"KoKw0xb18UNQNnxRh4xZpzahALnjSuhgrjcIvfOGz2m7+wufrAUkr+0K8WNng3d7fHIbz2FBPp4XxoYC",
+	"MnbBuQSvGRg6KDWZdPChEL38MNHK5A7wAfM4VWPgJs7V4NQGhai6ITU8WTnPrfb5Kv6vNciZLF5OO/Ee",
+	"RIg9JONQRMh/fs+sZsuz4HAKj2CRkZG0aj42VknuVRtM3yaVR/OJI4FWgbCDU4i9kRDnWszUvDxh8mui",
+	"OpXSuyNJJUwKC33KSIutyOMIJS7NE5ELLnFQGiGGhGktHAMCrTK0vs4LG7Z8CrHbb+wWjDSm+torjzHm",
+	"c/pozfJXN6eXevI2ExVL7O4uvftQrXkZD7Cbn7oWhbeje0XXlPpdfGb38v8SR9gWufpQzjMKmtxhAVdE",
+	"6YK1ZtPjVUzqG7Wj06Uv0WqnC/8mIh0C+LfEOaxwbjJ2+LIOqAeFwlr3DYgIp7AuP8x3VuPvd9N2xLlN",
+	"4eklXdoVge+G7DK9A5vdXcggIre7jLHNFR2WuQKPKBxhBcPScb0Zxy+5TN9IskQTGoe//Py34+jg4KAh",
+	"rjMLc2UsHH6AP6Fy7gD24urTvQ8HK5lAO6RctMRerIieM2W4hPGS7Ir4cL28W2C3p4AeHhC2rBOHVeNI",
+	"Rt4hSKKKaFj3aBJD93iBdW5CgNHd6NlqCEJnhsklRjjvkDFZKxjjUMvcO2GSckW6qHmV8BISETbR/fAk",
+	"BSt3PFkLMY/ICd+V+KiqdM3SXdtZMqDunQ4WoM15j28mPbO2nW3pljUY7ZaZuduzzb1vfVrtOm7t8DEx",
+	"9HIpk3aeiphxN6ZaZeOscNZ6tMxKkJvSnOhxMKewdHkKzNxQyUxgliLA0OtAhS7RPBS3a8vVA50Z66ZN",
+	"X8iWZZyxzws6qfk+3jMU8xCVbkuha+L8zm7KdsljNS+02kINclE4kDYKcyXumSlaSRqtNoLIgT/jTtg5",
+	"RENT4BgVpXKau5gLC/347Pz8+urZ+fWXZ/8Vt6c9bk4NPmzX8UsZpG66+vAgem2ZZM362MbBW8Gt8mKj",
+	"2NYS2u704ih4g9szRne0eqA7QhX2utW8XOU5OUEdcrZs99XfR2y8f3puZ60TZjcUQgg7hSRTJpQbyZm4",
+	"QwmEHUXIZsb0zj75OOcyxRSkymeQa3UrUq6xKJ/QczI15Gw5d/pDPzZFknCe8jRQGG+Oc9TPowflZGOa",
+	"UwMMnLwTAQJl2BMtwomYYezS9u/+oop0VG+kkGmbky3qvdxzw+3dMi3Z3OHzt4Tml7j183KK2peXtdlq",
+	"Xz8tJ659+WlYQ+27i3I5rXJ26X+rHU49K7oUsUtEW7kbDSRvoFzrpa5x53UznZpzJfGA1gPh0A9GxbeM",
+	"VXnOU+9U2xIGV3lnvGvu9VzAq9FwXlz6rv1RLymuc9CHiJNbW8oq2Gv1Le7of3ptAPlyId/dcXub9hJK",
+	"b7yDraj8jezkBabgkqltV8liLmT928PV/a1kX6zIgYXlFRGVp8DAkfRAEXMnghTSDWF2J/56xbmzk1Pn",
+	"VSc47lI+ZRsw6i6iFin2DdZDeZgaKK1QMm3ZXPdKrtiWAdbhLP3KjZ6Jv/IU+t4/Wi8B0p7Rfx9a56O0",
+	"yN+4kre1xcLznw1vTMnDMfWRan3cMtsewvwNygVtRcCy9oDG4Oor41DbpfKNGOGli2vrGHdbXKLK94rc",
+	"AFswgXWfvahzH/ta2MjarG2AJGhcaSZNZdXv9AN5e0+pz/mpWor7bVaJAKspQJ/c2becpDSqaC35lOF3",
+	"O0ryfg3XLNQl3UWqdqvjOmfaLjtjUKsIBuhbkVdOpJA5z3VE/mf007lvubSaSTvYycB2f5vz+loznmIt",
+	"3uocd1rCjZBpRwyzsFipZaL0iWMjiJ8RlTAtZOqTGSLc8RKsAgZOoiZ49N2fEfnnEu4o9Egyg544BNUg",
+	"Qs6UQ994cIbnfKFUCdShQjkkY+n3hbF4G9ChVrJrVCCDQB54MS7IV72IetW7O4rrXwiZXvmB3d8XYXD8",
+	"oNT8qR8fHxThsbPaPOSEU69d7M+KfOdH3Yqv702DEQ1qukDzSm0lxms05E34l9YJ06/A2fQNH8+Uurlw",
+	"2Jq38JC0oFqrXWk5Hsvbfl23o9Cj68tAZ01SaGGXl1jSl9gX1uQ8K6gYCn36NKDC599c9aKWKJp69VOs",
+	"xhFrHxsWRxBnaiokFXOpFwmlOsJu7VQGtFzgzNqcStMKOVGh+C2jiv6+98U50xkSyqmQnLfHpvpnsAPN",
+	"mCU3XFJdXs1ZhpSRVMYTx5UsqFuuq1hAX2cp5FCBWcqEkns8RzVDuJphCfCkQGOCD2NwS9UssWRP+Ex5",
+	"y1wUPvoaVhjBNuMjebXM+SUuuvxJc5hy6egWTwmcwpGskfyXf4EnSt5yifGY7ptH8OjRWaM88/DRI0A3",
+	"BpVBcTq9hnj/9jAGyXlqVmrgngAVYYVRcXDwflKvnorf8HgkAQqZ4QE7bla2/DFYY6tq4HJWwwKyoGAR",
+	"jD0jppKn8Pk3V24EZiETtzwYL93oh49hLqTTJk69NbeqPUED4Wcz42jzjPeHC55le5iUsv/94sYMsR7x",
+	"EC7qdXGNGxpLXmERW4R4Vcf2xAfCh1K6oXYWA8kXxJLcC76yNsUcgspS9xMOjPZwKu9NgFnMVMZD+eIh",
+	"HQ0a+M2jR7iOuKtucwz9b0MW2nd9h/3mZH9/sVgM9STZc4KO0kOlp/t6krj/3XODgVsFGsCZT1OL1lOT",
+	"fMJG34TOOT4RLqYi3mwQ8LDe3YCW/qLeXcVtgWJ36pWhyUXgiElIRIiPDw5gNZvND3jBLCfrNAKE6gnF",
+	"x0cfQSNxK+ypWVmeUnTcGqpGFThouWxTIn7VhyxE5jTzfU6pXBHajLB+/y///T/h8OjD0D/BAXa1+dCA",
+	"4oK15hluQ00NShgZr5vfIZkpZbjDEb++jx2csGfUo0dwUQHPrQoJjm94QKDEYnYBkofvw3paHEkumUi4",
+	"pOIugRxqlWvBLdPLWppRoIBn5896Ue+Wa+Md0MOD4QE64HIuWS56J733hwfD99G8Z2fIB9ovmftlyjvM",
+	"6p9ffv2Vo6DwBV/CJbdV/aobvnT3p8EnMBGSIr2yJYw5eDrhtj+SfXch/vT48E+n4CvkIDWIIGbZNIYY",
+	"SUs8GMK5SG7wCNwc3peNE7xnIL4RVXrXSH5SaLzI+KhWtupcZsoi8GPlM+HcXQ+Xw5GEG74k4JcE8Fna",
+	"O+l9xi1Wq1lpo3R0cLChaPvdirXj+B2V2t1ODLcrDRaesGTG9544TqRaFPO/qAWlEoStu6MYu+uSzChm",
+	"eVNF/5rY0Dv59ruo59PVHLrVyDZS+luuxWTZOHeshcWmKCQzJ2WgvXl/hvXX/tqJX2dILwwcHRzAYiay",
+	"snocjiwMFPkQnlkyz5tGFbBh26H5em8PeGx+ho6Da668twmqz8Utl+5ZxzN4DXzK6eIIPXTU7go8LuFc",
+	"GTvV/PL/fg59h+QXPBUh1xM9JdNC83QQqLS7kkj+ifhGJAg9Pngf6q1PaumEEx+aX0sMqgkKzxVLg8qv",
+	"y2RqrQrLR054mkxEQgmHGG/C0iWENFHTcQcv3FMPeZpVclXLgeLsbrHIBrBPzeOD97uGLNe439LMZhMi",
+	"lGvYgAm3h/ssnQu5T7aa/R+DSvdq3+u3WJK4amb5bWtruVIRfJ3ect9FvVyZFnz8TNxivGzpIfN2gfcM",
+	"dWVDaR3sTKtiOmt47Ep/HpJmbGYprBnJ4LfDF1FkxtrtxRLNS77Nxy8//x1Yhn1WPH04qboZ4rMgFVLG",
+	"0AdqJPH5iecqfo1lgxCj5hwWXHMwOZd2EIXuDIVMKZmg4ugjGR8fHUFrwj3uJpAsMpEZbLqQcGBh9dSe",
+	"aqq4wW4YC/gr12o4kmRZIMYWfIp+rV5K9SOGGU5LOwwR6VTg5OE0fHR1fHzwUTyEZ5OGH/U9E7bnrnio",
+	"gVT3nCI4yATnDoNA4umIMCMZPz54P/atyEjGppveOgnCMEejQdvFp60HM8sKVrddveqR/ZV+lw5ZH4x4",
+	"0Ao7m600zmyFlXf05d3UM6ntFZz7mLa0mSbVGkDiK4fbX2n0ZMKXdqB9VYNBfON4+xtlxzV84aPtL7S0",
+	"BHSvHh3tsqX1pkVI1XeAYLPt3evyghr1xytR3t0+0vlBXZxyX9T4QGFn+2h7QZrfSonR1Ru0Xq+7Qr9s",
+	"MLXnTTpsLrLlYAhnsuy66fPgcEVUoiJkeo3kNGhF2Lfw+OAQ2qqX1IgHPrhQ+mYIZ77BGKpEjgVYm/GU",
+	"2g17A8mzc9LNuYZ++VVEKxogdStf8+3KYMqtQWXT65cN7bKNtGAJyF5ZYOJjH8j7RshBo7zkq6bFzvHY",
+	"Vw9IiuqNmNo6J5IOJuSw9zYJxuEOF2S1ayG+93iXyVoaaiEd2IGErLbcuycN2CDUOYiDkL5da3mpammT",
+	"LdpS7XarwnZf74uafSrc7rV2VdRby3068UlOdSsaRtHg3UQRw46kkkmrtQ/TtdBO6DZA8TTeai7I0uL1",
+	"iMreNxzJ52o6xYa+hfXd63zDMSYBI6c7bqfb99o9Oe5KPaCtoziBDfmG98bV+x5/eeBPvVGhzHLzt3Hj",
+	"Qfsz2XDSykHfrLcHIzu0khyqLoHCN6lzEiIScG/zJADZQld2GPqtji9DOK8ZRVd6kaFAuWAGWEaKG86z",
+	"ZiYdyZLXkIGI3kZBm1m0BO0JSdZJ5pVX5COt5a5OywjLkcSMTePvFPX5h68nYNw0LHPKbYC7H4r76kdu",
+	"+6GfGjVYcN94mdh0SJ94Jg/DJFYKAfy62MRXfOFv/qmX3ANqNdEBr3LQqFAC+P3zlTfMH56+9DETq1dt",
+	"4tTY8hy2kQ/yxnXTD2pzZLyVVhXeRWWCfBj8GtguuWoeXit74PbJNE9HMmGG7wlpuKSojGwZgVEQn0n5",
+	"H0+r+gek9sYrVRFiL/h5odAvZjiS554jErNpKXiA17i1vEHr5fUQeajb2yyNsdP1PXxb1/dqVgIWibX3",
+	"y5967uG9J2QQdxIB9aQIKHDvG7yDvNVQ1P6JpUK6jmu3kfha512n+DxvAl6zkX7JH9JA6ptxtuIaxj5t",
+	"kDvfoTSG4iEqPXtCQqhu1Apd7asZ9U5+XPlmn2r8mG7y+nFomJIwibY2jpJNR0Pa4AOtRSMY6ulu8ONI",
+	"1loyBwGG+QJJJ1RLcC/Duib99w/ADOodXCMYq8LJoI0u8WjRJ0m9FM2ymmjukz6qNQzaqKrvbNgs+/SA",
+	"dG5lptaO7QSV+6PY26YIJWp+xm15qFgJKfem6hItaqhaImeFriG7rtUl9Ahik6ic/5lqysfQ960aB+2p",
+	"dpwls1Bs0ITaF2Ym8hj6WmU8QkfNSALMmb7hOgKqVwdIvUiSj0N1kTgClaXc2HoVDmQy6Db3K6MgkPgE",
+	"826Vk9+x2ir5GP2yxkuQbM5PIf4hhonIUBDwXzqpdCJeujX1V0WSQX0i34wmPgEf7+tTSWrXQxjwT2GM",
+	"oq/j62DXqp4KYy8Q/FGrrwVbWlXOFlxFw+tats3slc3AQrRi+UUZpBw6grVFz6/FZFdwgb4KiZYrEMew",
+	"07aF/tBY5J3i4btSYWsWeSzb19vhwScUqPegJvuyvEUrTcl90jriyVtVaV6bqjjcpHXXqQd+/u5Vl8Ou",
+	"6ggCY56oObndIMYo3HgIvkMh8SEJca38ENbcCUlyrdxCYSm0h5DC1xvtvmU5nFKMO/w+Ss2rFOa2hit/",
+	"6MpbsTnIyQjNFoSu88L9H33U9CtC8IzbrrLTDplDJdOZMFbppeNCLM8506h5o9lKSX5aNhmYIruO6z0U",
+	"a8VNmpj/Cf5eYv42G+YnoeHK78uJ99qnT3Dxpw99ygloJWutMpCvMgc+OlJQCukpMLlE2x/HIIWawHHq",
+	"hQBevkMz2xlf+pThICO0Bh21H/jBWyM30CduX5feygCIStIJxdEGbxnh3jb6kIDdQTnuGk/gYP8sRaEk",
+	"ZzaZtVXX8AmPpgwspISfqiUExE7SiiOIMfXPW8jWMgnj0zJoYiRpDJ/CaADrF4RP6LHdUOOyRXatsisf",
+	"iCmvp2++Zdv2pltCx5D6IkT/hDET79wA9/oiQWkuv4tIsD9m0rTExt3h1rdKzl2XPgJF5iYDmskbnvqg",
+	"Ljvjc8Mzd5P7TC5BKrkXipFilO7It3MeOKmb/gzVSvFqYwHkU8x4wd/Q9uatTk539HndMf4TQx/phRXZ",
+	"SIZG0cQSwgNYDdNwaQdD+JhJiV4/n/yQZ1h5GcPnWKsm/DGTvkTkwxCTj5l8R6L9x6zTtO5g8Qft+C3S",
+	"jo+ZBLZqBd6BcOz/6MtrbFQtumjBEJ6LiXenj5l3oqeKIjaBv3QaO4pl8fHBcbwuWb5wF7d2zXYJiXDz",
+	"CAOZmPyhWLQZSSaWDuMNSobbDVsvDNfITTpQjdSLt8mmyN/rtR4sBoJMxLsc4vOvL6/gl5//se++jIeA",
+	"rboxCaA1kmcNc6m194NyiGb38LfMJHxr9w4+gWClpM0/2MVvkV3Q8XqO4YsX1DwIu/MQd30e4Faf13wl",
+	"PhWWS3JgoIXDXU6S+U5XXB+SY1RHHUXhcyWc9DeS7Zc7/N6o4FCmaKzYhMsUjWD2HEmf5uBrDGHwR60M",
+	"BTCSM1GE7W9IpSjtGTTeSFIYQ8aNidryLAanNU3cZ8v7KnFuqRip6D9nzE6UnsOE8+FInlU1/YAKxVMN",
+	"D5nwEwzWsVpQHbJa0BkunzI5kplDYkOk0qdUaf59ACLGRmec3WI/IEM9IaDRmttX6qwVVaZ4HWCWTAPe",
+	"0DMMPj6yRo7kSFZnRYb7mTJ83WzPxuqWwwFqHk6vCEke6I4W1ieUMzmScS2dYu8LvowhEzc8NBtTki/3",
+	"5gq34lnG34FlRlWnRTsHSsJWhcX9jmSfMoq7ulGWZULLhO3V03VaUgA+QWMkSxg7NYYKhdDBYINzN7E3",
+	"ztP+JJp5caUGSyS79QZHvdI3hoBNMexsWZmHO/2DDvrewnK3G3/OROpefpvJK78lH8YfiSddrMphzZ1t",
+	"Io788AfgSw0qhgVVqG1HnZIJU480GGZ8YmOif0SqvUkDl0h04qN4cOJbhdSGkcZy1po99ty9urMP5jmf",
+	"2F+3PfzOQtfrq0kOgnfGKk8cOkPVngtjvWvmzgTyVxVDQJvYHkXgAYIFiQNvUhpb0v6u/S8YijAvT/qN",
+	"eWA2493r2WrQbhtcvh2WWyJTKB2GKCFvMu2TgSfXXnSzM0ZF3po34AuR3NzBnnMRut79kyuRr42QBMiq",
+	"/Vf/RiQ3g3djAop6eXEHQw06BHdBzlOf7oO9qjBbxgniIznm1aMVc8b6OD72NDgrnUZXFm81Ue1vz5QH",
+	"Q/jaPevkP2yn5Rg16nITH8Q345oPfS/4a+9owHKytaqz7rJ0VZ09BTaSE6b3JoUtNKfnaAAhUz4RUlie",
+	"LQen+GVawqQefRs6uXU7QR/ULtVW1PctO0JD86522d7fAWaCU/QPI9Vv2x9KB4ohvVWburuIbXRfOkOK",
+	"fack7LLPTEI1YyE2/Id4CN94RZ1R9PmJr6WIXSZjrP3lH4J4zCdKc4wTPiHVuvmcp1PCQh8lqDFLbhZM",
+	"p6ZSRClhRViObabcSIMwOhpWaHAMePfPhrHJ5FGOPVF6ZWhUV1ZGjkNjkBiL4o3kwjdsn2NDFXLgBL+O",
+	"0NRPeQifNNsaGvDxZcxA2dvQdMUXB2jvFmJcwbTXWsFlrfrwYVt54PaxS4juOPRB+9C7SfYPK68jSHcR",
+	"2D3r+H3L5w4QZRUeFrq2ldg6XgIdeiAgJYV4veipVpNB3GjwFXsxxHgiY9iEl83JyPqac2arW4vGOZGG",
+	"AnHu48jDtyz9iDKOFlMhWVZ2JiM/19HBQRxMCQ4B4qODwzjyhlwGZblW+OXnv4/kqmXTLcXJYwkfwped",
+	"8kg/Pj54n+SVeBCBVGjjCKZ6IUeSrcZyodWj/C4enGKBREccnUxWybGLmaIeZmCVAqOUrBXEGMn1ihjQ",
+	"rwl1DGkYn+ftOT+1JnkPJCq1tOF765KS71raRhUQ6U5b0QcJxJt0KG5YyJUvVOinjnyrk6VvUf6H9PbP",
+	"kE5alRXBBEOoGl62EOktgt7+j/6vbbYSNAMarEzkpRa6DVgkVhiYOgKGHr9Qc5elkDM78yLQHQIGSGSq",
+	"k5t/0tj5t28cKYPtA2vse/7pNInALQZvVhzYLhZ6VFiNvG5izdNU2IdlUbUZfn0sCks2pKLeQb0f0xfX",
+	"zMZguB38wR5+k8q9w7u2Kymz5eD1if5+aNFu9n/kc/W92MgG0HoaigL5qA1UeYMFEJshbiXxZIQtm77v",
+	"GtBYTukZzh8E/7VLI7AbXj/LMUtu3iF5jzadegSHv/z8t8MPVuvBqMKCyTFKvf/i4vkel4lKsT0MH06H",
+	"EP/v//H//3/UmeLfDuMy7blZCxcxf2Mh3Fom9AfH2xKhuyz7X8saEuehY5D7AxdwCixFXdddeHQmbb1J",
+	"Z2n6WtcIL+wf9+j1vUossRQdeB9xvGrMvaH0fmmbIbsCJWKHbsHYJDPnsiocAUwuF0SOffJfVhjLNfRZ",
+	"GSVlLPb3kNj+hALcsLAITDVLsEG8UGlVw1NoMo1SdRBfLwQDxTRPlJQ8sWYkUyXfszDJWD4YQsi/7EpF",
+	"+4zb0Hn7IbMmyzk6RCcPAg/b37nN75uZCjgRwnBo/+21Rt60j96phg8UcER1SShx0kkYJhj3T4CRJR/b",
+	"m+u6GzQEDtKrK3W0R5LJtGE9LEs6Wmb5EF5QBZQ/N0ymWAe/Xjg71EtxtNznjWN0KdlyvMvGryCUY7P+",
+	"xn2vhMQ7FpLUUcsmYz9VXjHAKOGz7YJ9yfTNhYP4QxVBq92At5zjyVl66U6hu+o2S+mc6jXMWZb9ymO8",
+	"fpNaypfq1ofkOagTLt+JB1qRP0zWiyMDMfWri8sS9ivB6Y51x/V+9HEEDCY8Q0M7WdhrkYsj2ffajn9/",
+	"QJHJLM/RBM8gtiL3wdihCpcPpJ2JZBaCpmlgw7kZyeCECV3ImmWghnAlcrLTa2b5nm+lhLIj9ZfEiPmP",
+	"4sEQvuoO2a75TepEjfyjVlCtWKKcngJ2uQOon+EbqMf/5mnSlcjfYS0YB5gOgmRFftpopDBjtxx8YNfv",
+	"oCXAW4yzfjeG/vsHd78zJ8EVXmrqTzsPwU6BKlP+TEWTHe3p1EFCeEeMTUvik4Y4ROUeqdK0n3ytAzCl",
+	"Hf3y8999CotTTqKRdGdUCjfkp/zl53+U1qo4olCxiUJiHGMfT5wuxjQXCvmor6mZM7MyfaLmc2Ed6Qwy",
+	"AfOrx9jcnOs9ovAkLmKMri+NVxWNTngEM7VA1/CcyVrvIlhoYXktHShbDuFTXPpI1td+6ltc1eJKsNhu",
+	"wSNg5sbr/05apVLsQf3zmwtJQBTfUu5xNRsIq7TLtJImG7H2++HTjUhueBrvV+lElDJWh7DTBlRhr+cr",
+	"vWwkX0SN9oIL5khbkRPfcxqqklPULqnP2kufCkCyNZ5t2ZlRAp/ndklRGE3Pvi9MflUVo6emj6dO52bZ",
+	"ROk5pmKNJMss1zwN1c5ZR8tC+IvHOWG8lz/XheQpFeKkaVLl87NzoXkrK3Q3ZrcKgIJ03FaT0oeHHx3t",
+	"UF1vxS1N7TXBzoQhNPTIEeo8wuHBQWehP5Qg2isSUqm/0Mb+caOJfUfQ0AqpYMKWGCBMhQHugFEmCqET",
+	"wVosOfTdU3u5yrLONVc42L7w+rLfPzjY1n3/QSONHGZsDzPyJxbkPV9hX2GLWSEL8qn+tqoPPmE2mbnT",
+	"V5LkXKITQraQ4xovQt5TcqJF2Xm/q9Sx783/gCfoZ+gQ5miF77iscQnNRYBGF2unz/s5S242Rniehd5D",
+	"4wJNg6GRv+GnvnmxgVwkN5gCjGOVMVISSMsatgYzUjv/8zD/A55bYyY3dWeDRr+Yd32IuN5yNYB9lzO+",
+	"/TCp/9/Wzk/jYkkuu+ZEJ7WGyLkPsvNnH/rzYqdNR3ALncXU/NDXkC7T4fuXVoucwxP/KObaYpxU6KrN",
+	"ZDpWL98zNaZ+zpZI8p44mSkbYDJN1eCPaS1uOQo+7Y0BsX2l9tV7w69WgW+F6yRMQkklabFuYM0TCyzD",
+	"yBXHZCD+7OkVrEGz1k0RnUYLpGZVsvlwJIN+Dbuq115+wdZvnRW132CLu4eqsopLfEeq9cb+eivo61CL",
+	"XB9WOfz4XSjX/zy68rvswPdxsQzWmV3pb41idOvOqOt5NI1qrUax7ANa38Zo/gtic8psTQFao4D9qhyB",
+	"sTwHBgs+nil1A1aL6ZRr7AegPBVyVwMNnoGek6JusN2XmamFD4wubKLmfORopwweBqR8fmwizGYIl2rO",
+	"nWjAM8PfM7WthPpV7Z6+QOLeTRPO0Hvzd+3bK8W3hvWjDZWjt9YieOXSVAVfuqVQavLvC6auGnJ8W2kn",
+	"dy64sXR/TmCBcUjU7cbpmv34Rkg05JNyNZJkga/bwqISXBrN38Ki6YZraXynX9+xvnQgBE3NL2IktXC3",
+	"loxJwnal8pAucVXf+286731tP9tVXSypQiaX35ZC26JohY1s4hFENM2+QQG5d/LjSjOgH3tjzjTXZ4Wd",
+	"9U6+/c6dFzYX9+jQ1uPQ/er757m/DZlXUpUUjj/0ol6hs95Jbx8P369sTcOjbkPYfRp78FHfIeoIY4a1",
+	"pC+3sHXjzgWVmpJpvQQMfMLlEsZL8LYYJwnX6pr6VJSD47gqnVOaBSjtKBpJ/jLhudsaR31FpmWphEaJ",
+	"bupnH55qVLVqK9M9GI7khco4pUv7FOdRcXDwPq+CmssvcL2nIBVGtrPEoj7GKKGSggcof7BseUlX3sOM",
+	"rBrrQAupfFEZfUUgrHlL66Av3aXrI30t0epulAblsIFciY3iKk0byxAa1LQEOPTDLA70VPOJghPqq4xq",
+	"pxzRe2X38vriB8j+S/Oel1yI5r5nyOwbU76nuxBoSBdO5WMmHPaU5XtYmUlIb6b3JTIqVc0sZRKPZFCu",
+	"yCzfvfUVk33Nvg81837jANEM1Q71KrQqd0oodSVOnFDEzfZjgEzc8hUfg/cu5FlhwC7zAIgQDjaERn+g",
+	"PtVibOtKFQ8i8BFYYNVIlgALD/47PfjnX37+h8P0ow/QHO0+egapuSnmIVCCySV15KERSzk0Jt8FqAnp",
+	"1bW6Pn2lYcazTA1ChbX0pPQRCANzYYzvIhi+9eIk5YV4G8DEcTFT9geML5Hkfeq+9ZXSnyDc/TeeHZ1C",
+	"zHKxz9zhsVwMl2yexUAnOCbnOtX9ljxDl8aTTBkOiUq5rxiHwgMLh2pmqshSSNWJe/gnfBB+gjlnSI1+",
+	"Cs/5OMqfRvKnvb298n/3yuHBwQH8BNIJRxmGyhXajVFGylGUkpjAUhWwYGTBCK8ewk+B2ptZYTF9JsVC",
+	"De7CKAmx5ugCigeNMfvB1RccUgM6vKUqdPDR0Qn7QD/NZKrm7t6zZTn7h/AT5CoTyRJuhcpQPjhpOFnK",
+	"FuF4XvATTMRLH2ToAHNaW9Lq/GGSj9xbmiwjCsZiCn2kZ5SlbYZz9vIaf78eLy03uNE7z3JYAyRG0Dag",
+	"1QWaMUtu1GRCgxyH06COaVymDrOpKzNgail2Gy4f+Ck4jVbmQU7tHzpttq8tJzqCn2DGmbZjzmy4Mj9t",
+	"2+YxnRgmhSZKunusT2pwglSkfkUshQneWYmxJrsM7c7JnRA6mPzDyL7Io0d9hjXeCXenAgJWT3r91o93",
+	"VJ27dlwbTxsc5+fpls3S8TSSWPewBGE4r/4v//2/4BDMwE92jFfQEVON5AgpCnmK/ZBU/S84n8vOxuQI",
+	"hH6NfvmvrErZsulyLNvgaj7BVsi4bjd3TYUu8qlmKXdITK5bh+snK4ytDGf3i/Se7wY8hDXVAdXkjhCv",
+	"uc66yBxunETmhdcQeR6ByZFfSSznSYwRC0SSmiNyM4QnpVXWMWb0nJlTtBFoCrJEywTq/vVanlhnMVXF",
+	"OON7NGTG0ynOqXzmoLoxwLIFW5pKm6IIAre4StHzxtyp4sYHbv6Va7WxQqjP4x4gsX/0aMVOO3z0yMtE",
+	"yFDx2CnoKZigvbbbbuUdSTILnmBCwtHjx3ArjBhnHM4unzx7Vs9P6DN48eLZJwSeqVIpJDMlEj6IANux",
+	"rbRoDOGmJHLxlHymIcb76BhmqtBmCBdoYw55ON7t3vCW3/AlFe9fmnoJjLLxq+8S02LXPMEghHiwHgpG",
+	"xOq0ll3vZvG+glRMJtw33aYFCUw+P2qp7Ok7elcp/GgdK1fp5LtyCGNFloEuqCsBjnnw0dqYQl4Xhsew",
+	"nuY+BBIhRhLpv4F+/PjlS7+9igKZED6HeE7EMpzCCaV/Y4GldTA3pEevBLbIj7nXM7xYTfXDWDoXklQL",
+	"YWCqGfbXHi/JwzEtyIgA/fjs/Pz67JMvn311/eLy6cX1s08u40E0knQxQuSgW9XZ+bPTsnEV2udK3ev9",
+	"uLFUnLtlpX9xlGRWKidCcuOonxpTNDWovF6cCoN3/D1taDAqN71X3736PwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -752,7 +752,7 @@ type PresenceFrameType string
 // Problem An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Problem struct {
 	// Code Stable machine-readable problem code.
@@ -1120,6 +1120,9 @@ type Limit = int
 // MessageId defines model for MessageId.
 type MessageId = openapi_types.UUID
 
+// PaidJoinIdempotencyKey defines model for PaidJoinIdempotencyKey.
+type PaidJoinIdempotencyKey = string
+
 // RoomId defines model for RoomId.
 type RoomId = openapi_types.UUID
 
@@ -1129,84 +1132,84 @@ type UserId = openapi_types.UUID
 // BadRequest An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type BadRequest = Problem
 
 // Conflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Conflict = Problem
 
 // Forbidden An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Forbidden = Problem
 
 // IdempotentConflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type IdempotentConflict = Problem
 
 // InternalError An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type InternalError = Problem
 
 // NotFound An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type NotFound = Problem
 
 // PayloadTooLarge An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type PayloadTooLarge = Problem
 
 // ServiceUnavailable An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type ServiceUnavailable = Problem
 
 // TooManyRequests An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type TooManyRequests = Problem
 
 // Unauthorized An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Unauthorized = Problem
 
 // UnprocessableEntity An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnprocessableEntity = Problem
 
 // UnsupportedMediaType An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
 
@@ -1233,6 +1236,13 @@ type ListRoomsParams struct {
 
 // ListRoomsParamsScope defines parameters for ListRooms.
 type ListRoomsParamsScope string
+
+// JoinRoomParams defines parameters for JoinRoom.
+type JoinRoomParams struct {
+	// IdempotencyKey Required when the room's `entry_price` is above 0 (the join moves credits); optional
+	// otherwise. 1–255 visible ASCII characters. See the `wallet` tag.
+	IdempotencyKey *PaidJoinIdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
 
 // ListMembersParams defines parameters for ListMembers.
 type ListMembersParams struct {
@@ -2030,8 +2040,14 @@ type ClientInterface interface {
 	// rejoining after leaving is free. The caller's events of the room start at the
 	// `member.joined` event.
 	//
+	// Joining a room whose `entry_price` is above 0 may move credits, so it needs an
+	// `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
+	// (`400 idempotency_key_required` without one, and nothing changes). A current member
+	// joining again, or a join of a free room, needs none; when sent, the header works the
+	// same way for every join.
+	//
 	// Corresponds with POST /v1/rooms/{room_id}/join (the `JoinRoom` operationId).
-	JoinRoom(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*http.Response, error)
+	JoinRoom(ctx context.Context, roomId RoomId, params *JoinRoomParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// LeaveRoom Leave a room
 	//
@@ -2777,9 +2793,15 @@ func (c *Client) InviteMember(ctx context.Context, roomId RoomId, body InviteMem
 // rejoining after leaving is free. The caller's events of the room start at the
 // `member.joined` event.
 //
+// Joining a room whose `entry_price` is above 0 may move credits, so it needs an
+// `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
+// (`400 idempotency_key_required` without one, and nothing changes). A current member
+// joining again, or a join of a free room, needs none; when sent, the header works the
+// same way for every join.
+//
 // Corresponds with POST /v1/rooms/{room_id}/join (the `JoinRoom` operationId).
-func (c *Client) JoinRoom(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewJoinRoomRequest(c.Server, roomId)
+func (c *Client) JoinRoom(ctx context.Context, roomId RoomId, params *JoinRoomParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewJoinRoomRequest(c.Server, roomId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3994,7 +4016,7 @@ func NewInviteMemberRequestWithBody(server string, roomId RoomId, contentType st
 }
 
 // NewJoinRoomRequest constructs an http.Request for the JoinRoom method
-func NewJoinRoomRequest(server string, roomId RoomId) (*http.Request, error) {
+func NewJoinRoomRequest(server string, roomId RoomId, params *JoinRoomParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4022,6 +4044,21 @@ func NewJoinRoomRequest(server string, roomId RoomId) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -5293,10 +5330,16 @@ type ClientWithResponsesInterface interface {
 	// rejoining after leaving is free. The caller's events of the room start at the
 	// `member.joined` event.
 	//
+	// Joining a room whose `entry_price` is above 0 may move credits, so it needs an
+	// `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
+	// (`400 idempotency_key_required` without one, and nothing changes). A current member
+	// joining again, or a join of a free room, needs none; when sent, the header works the
+	// same way for every join.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/rooms/{room_id}/join (the `JoinRoom` operationId).
-	JoinRoomWithResponse(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*JoinRoomResponse, error)
+	JoinRoomWithResponse(ctx context.Context, roomId RoomId, params *JoinRoomParams, reqEditors ...RequestEditorFn) (*JoinRoomResponse, error)
 
 	// LeaveRoomWithResponse Leave a room
 	//
@@ -6998,6 +7041,11 @@ type JoinRoomResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// JoinRoomResponse409Headers the declared response headers of an HTTP 409 response for JoinRoom
+type JoinRoomResponse409Headers struct {
+	RetryAfter *int
+}
+
 type JoinRoomResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7012,13 +7060,15 @@ type JoinRoomResponse struct {
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
-	ApplicationproblemJSON409 *Conflict
+	ApplicationproblemJSON409 *IdempotentConflict
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntity
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *JoinRoomResponse401Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *JoinRoomResponse409Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7047,7 +7097,7 @@ func (r JoinRoomResponse) GetApplicationproblemJSON404() *NotFound {
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
-func (r JoinRoomResponse) GetApplicationproblemJSON409() *Conflict {
+func (r JoinRoomResponse) GetApplicationproblemJSON409() *IdempotentConflict {
 	return r.ApplicationproblemJSON409
 }
 
@@ -9165,11 +9215,17 @@ func (c *ClientWithResponses) InviteMemberWithResponse(ctx context.Context, room
 // rejoining after leaving is free. The caller's events of the room start at the
 // `member.joined` event.
 //
+// Joining a room whose `entry_price` is above 0 may move credits, so it needs an
+// `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
+// (`400 idempotency_key_required` without one, and nothing changes). A current member
+// joining again, or a join of a free room, needs none; when sent, the header works the
+// same way for every join.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/rooms/{room_id}/join (the `JoinRoom` operationId).
-func (c *ClientWithResponses) JoinRoomWithResponse(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*JoinRoomResponse, error) {
-	rsp, err := c.JoinRoom(ctx, roomId, reqEditors...)
+func (c *ClientWithResponses) JoinRoomWithResponse(ctx context.Context, roomId RoomId, params *JoinRoomParams, reqEditors ...RequestEditorFn) (*JoinRoomResponse, error) {
+	rsp, err := c.JoinRoom(ctx, roomId, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -10926,7 +10982,7 @@ func ParseJoinRoomResponse(rsp *http.Response) (*JoinRoomResponse, error) {
 		response.ApplicationproblemJSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+		var dest IdempotentConflict
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10959,6 +11015,16 @@ func ParseJoinRoomResponse(rsp *http.Response) (*JoinRoomResponse, error) {
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 409:
+		var headers JoinRoomResponse409Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers409 = &headers
 	}
 
 	return response, nil

@@ -23,6 +23,7 @@ const (
 	NotFound             Code = "not_found"
 	Conflict             Code = "conflict"
 	InsufficientCredits  Code = "insufficient_credits"
+	IdempotencyRequired  Code = "idempotency_key_required"
 	IdempotencyMismatch  Code = "idempotency_key_reused"
 	IdempotencyInFlight  Code = "idempotency_key_in_use"
 	Banned               Code = "banned"
@@ -36,6 +37,10 @@ const (
 	Unavailable          Code = "unavailable"
 	Internal             Code = "internal"
 )
+
+// ErrIdempotencyKeyRequired refuses a money-moving request sent without an Idempotency-Key.
+var ErrIdempotencyKeyRequired = New(IdempotencyRequired,
+	"this request moves credits: send an Idempotency-Key header (a new UUID per operation) so a retry is safe")
 
 // FieldError points at one bad field of a request.
 type FieldError struct {

@@ -47,6 +47,7 @@ var statusOf = map[apperr.Code]int{
 	apperr.MethodNotAllowed:     http.StatusMethodNotAllowed,
 	apperr.Conflict:             http.StatusConflict,
 	apperr.InsufficientCredits:  http.StatusUnprocessableEntity,
+	apperr.IdempotencyRequired:  http.StatusBadRequest,
 	apperr.IdempotencyMismatch:  http.StatusUnprocessableEntity,
 	apperr.IdempotencyInFlight:  http.StatusConflict,
 	apperr.Banned:               http.StatusForbidden,
@@ -186,6 +187,9 @@ func validationError(he *echo.HTTPError) *apperr.Error {
 		}
 		if errors.As(reqErr.Err, &limit) && limit.Code == http.StatusRequestEntityTooLarge {
 			return &apperr.Error{Code: apperr.PayloadTooLarge, Message: "the request body is too large"}
+		}
+		if p := reqErr.Parameter; p != nil && p.In == openapi3.ParameterInHeader && strings.EqualFold(p.Name, "Idempotency-Key") && errors.Is(reqErr.Err, openapi3filter.ErrInvalidRequired) {
+			return apperr.ErrIdempotencyKeyRequired
 		}
 		if reqErr.RequestBody != nil && strings.HasPrefix(reqErr.Reason, "header Content-Type has unexpected value") {
 			return &apperr.Error{Code: apperr.UnsupportedMediaType, Message: "the request body must be application/json", Err: err}

@@ -106,7 +106,7 @@ func (h roomHandlers) JoinRoom(ctx context.Context, req api.JoinRoomRequestObjec
 	if err != nil {
 		return nil, err
 	}
-	room, err := h.svc.Join(ctx, req.RoomId, p.UserID)
+	room, err := h.svc.Join(ctx, req.RoomId, p.UserID, deref(req.Params.IdempotencyKey))
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ func TestSyncBasics(t *testing.T) {
 
 	// Before bob joins, ann's messages are not his; from his join on, everything is.
 	send(t, ann, room.Id, "before bob")
-	_, err = bob.Client.JoinRoomWithResponse(ctx, room.Id)
+	_, err = bob.Client.JoinRoomWithResponse(ctx, room.Id, nil)
 	require.NoError(t, err)
 	m := send(t, ann, room.Id, "after bob")
 	_, err = bob.Client.MarkReadWithResponse(ctx, room.Id, apiclient.MarkReadJSONRequestBody{Seq: m.Seq})
@@ -202,7 +202,7 @@ func TestSyncIsExactUnderConcurrentWritersOnTwoInstances(t *testing.T) {
 		w := &writer{clients: []*apiclient.ClientWithResponses{u.Client, b.NewClient(parlortest.Bearer(u.AccessToken))},
 			member: map[uuid.UUID]bool{}, last: map[uuid.UUID]uuid.UUID{}}
 		for _, r := range rooms {
-			res, err := u.Client.JoinRoomWithResponse(ctx, r)
+			res, err := u.Client.JoinRoomWithResponse(ctx, r, nil)
 			require.NoError(t, err)
 			require.Equal(t, 200, res.StatusCode())
 			w.member[r] = true
@@ -212,7 +212,7 @@ func TestSyncIsExactUnderConcurrentWritersOnTwoInstances(t *testing.T) {
 	// The reader starts in half the rooms.
 	readerIn := map[uuid.UUID]bool{}
 	for _, r := range rooms[:nRooms/2] {
-		res, err := reader.Client.JoinRoomWithResponse(ctx, r)
+		res, err := reader.Client.JoinRoomWithResponse(ctx, r, nil)
 		require.NoError(t, err)
 		require.Equal(t, 200, res.StatusCode())
 		readerIn[r] = true
@@ -254,7 +254,7 @@ func TestSyncIsExactUnderConcurrentWritersOnTwoInstances(t *testing.T) {
 				c := w.clients[rng.IntN(2)]
 				r := rooms[rng.IntN(nRooms)]
 				if !w.member[r] {
-					res, err := c.JoinRoomWithResponse(ctx, r)
+					res, err := c.JoinRoomWithResponse(ctx, r, nil)
 					if err == nil && res.StatusCode() == 200 {
 						w.member[r] = true
 					}
@@ -296,7 +296,7 @@ func TestSyncIsExactUnderConcurrentWritersOnTwoInstances(t *testing.T) {
 				if res, err := c.LeaveRoomWithResponse(ctx, r); err == nil && res.StatusCode() == 204 {
 					readerIn[r] = false
 				}
-			} else if res, err := c.JoinRoomWithResponse(ctx, r); err == nil && res.StatusCode() == 200 {
+			} else if res, err := c.JoinRoomWithResponse(ctx, r, nil); err == nil && res.StatusCode() == 200 {
 				readerIn[r] = true
 			}
 			time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)

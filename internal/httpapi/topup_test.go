@@ -325,7 +325,7 @@ func TestAdminRefund(t *testing.T) {
 	// Credits partly spent: refused, nothing changes.
 	spent := buyCredits(t, s, dan, "small")
 	room := createRoom(t, dan, "dan's", apiclient.VisibilityPublic).Id
-	require.Equal(t, 200, joinRoom(t, bob, room).StatusCode())
+	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
 	require.Equal(t, 201, tip(t, dan, room, "spend", bob.ID, 1).StatusCode())
 	res = refund(admin, spent.Id)
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 422, "insufficient_credits")

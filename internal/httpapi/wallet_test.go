@@ -64,9 +64,14 @@ func tip(t *testing.T, u *parlortest.User, room uuid.UUID, key string, to uuid.U
 	return res
 }
 
-func joinRoom(t *testing.T, u *parlortest.User, room uuid.UUID) *apiclient.JoinRoomResponse {
+// joinRoom joins room under an Idempotency-Key ("" sends none).
+func joinRoom(t *testing.T, u *parlortest.User, room uuid.UUID, key string) *apiclient.JoinRoomResponse {
 	t.Helper()
-	res, err := u.Client.JoinRoomWithResponse(ctx, room)
+	var params apiclient.JoinRoomParams
+	if key != "" {
+		params.IdempotencyKey = &key
+	}
+	res, err := u.Client.JoinRoomWithResponse(ctx, room, &params)
 	require.NoError(t, err)
 	return res
 }
@@ -100,19 +105,27 @@ func TestPaidRoomEntryChargesOnce(t *testing.T) {
 	grant(t, s, bob, 250)
 	grant(t, s, carl, 99)
 
+	// Without an Idempotency-Key: refused before anything moves, whatever the wallet holds.
+	res := joinRoom(t, bob, room, "")
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 400, "idempotency_key_required")
+	require.Equal(t, int64(250), balanceOf(t, bob))
+	require.Nil(t, rrGetRoom(t, bob, room).Membership)
+
 	// Too few credits: refused, nothing changes.
-	res := joinRoom(t, carl, room)
+	res = joinRoom(t, carl, room, uuid.NewString())
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 422, "insufficient_credits")
 	require.Equal(t, int64(99), balanceOf(t, carl))
 	require.Nil(t, rrGetRoom(t, carl, room).Membership)
 
-	// Concurrent joins by one user: all answer 200, one debit, one member.joined.
+	// Concurrent joins by one user, each under its own key (separate clicks on two
+	// devices): all answer 200, one debit, one member.joined.
 	const n = 20
 	var wg sync.WaitGroup
 	statuses := make([]int, n)
 	for i := range n {
 		wg.Go(func() {
-			r, err := bob.Client.JoinRoomWithResponse(ctx, room)
+			key := uuid.NewString()
+			r, err := bob.Client.JoinRoomWithResponse(ctx, room, &apiclient.JoinRoomParams{IdempotencyKey: &key})
 			if err != nil {
 				t.Error(err)
 				return
@@ -147,8 +160,84 @@ func TestPaidRoomEntryChargesOnce(t *testing.T) {
 	leave, err := bob.Client.LeaveRoomWithResponse(ctx, room)
 	require.NoError(t, err)
 	require.Equal(t, 204, leave.StatusCode())
-	require.Equal(t, 200, joinRoom(t, bob, room).StatusCode())
+	require.Equal(t, 200, joinRoom(t, bob, room, uuid.NewString()).StatusCode())
 	require.Equal(t, int64(150), balanceOf(t, bob))
+	requireBooksBalance(t, s)
+}
+
+// TestPaidJoinIdempotencyKey: a paid room's join follows the Idempotency-Key rules of every
+// money-moving POST — the same key replays the first answer, and concurrent requests under
+// one key run once — while free rooms and current members need no key, and a room the
+// caller cannot see stays a 404 rather than revealing that it costs credits.
+func TestPaidJoinIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	ann, bob, carl := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carl")
+	price := int64(40)
+	created, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "vip", EntryPrice: &price})
+	require.NoError(t, err)
+	require.Equal(t, 201, created.StatusCode(), string(created.Body))
+	room := created.JSON201.Id
+	private := apiclient.VisibilityPrivate
+	hidden, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "hidden", EntryPrice: &price, Visibility: &private})
+	require.NoError(t, err)
+	require.Equal(t, 201, hidden.StatusCode(), string(hidden.Body))
+	free, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "free"})
+	require.NoError(t, err)
+	require.Equal(t, 201, free.StatusCode(), string(free.Body))
+	grant(t, s, bob, 100)
+
+	// Deny by default comes first: no key, no invitation → 404, not 400.
+	res := joinRoom(t, bob, hidden.JSON201.Id, "")
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 404, "not_found")
+	// A free room needs no key.
+	require.Equal(t, 200, joinRoom(t, carl, free.JSON201.Id, "").StatusCode())
+
+	// Concurrent requests under one key: one runs; the others wait their turn (409 with
+	// Retry-After) or replay its answer. One debit either way.
+	key := uuid.NewString()
+	const n = 10
+	var wg sync.WaitGroup
+	answers := make([]*apiclient.JoinRoomResponse, n)
+	for i := range n {
+		wg.Go(func() {
+			r, err := bob.Client.JoinRoomWithResponse(ctx, room, &apiclient.JoinRoomParams{IdempotencyKey: &key})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			answers[i] = r
+		})
+	}
+	wg.Wait()
+	ran := 0
+	for _, r := range answers {
+		require.NotNil(t, r)
+		switch {
+		case r.StatusCode() == 409:
+			parlortest.RequireProblem(t, r.HTTPResponse, r.Body, 409, "idempotency_key_in_use")
+			require.NotEmpty(t, r.HTTPResponse.Header.Get("Retry-After"))
+		case r.StatusCode() == 200 && r.HTTPResponse.Header.Get("Idempotent-Replayed") == "":
+			ran++
+		default:
+			require.Equal(t, 200, r.StatusCode(), string(r.Body))
+		}
+	}
+	require.Equal(t, 1, ran, "exactly one request under the key ran")
+	require.Equal(t, int64(60), balanceOf(t, bob))
+
+	// A later repeat replays the first answer, byte for byte, and charges nothing.
+	replay := joinRoom(t, bob, room, key)
+	require.Equal(t, 200, replay.StatusCode(), string(replay.Body))
+	require.Equal(t, "true", replay.HTTPResponse.Header.Get("Idempotent-Replayed"))
+	again := joinRoom(t, bob, room, key)
+	require.Equal(t, replay.Body, again.Body)
+	// The same key on another room's join is a different request.
+	reused := joinRoom(t, bob, free.JSON201.Id, key)
+	parlortest.RequireProblem(t, reused.HTTPResponse, reused.Body, 422, "idempotency_key_reused")
+	// A current member joining again needs no key and pays nothing.
+	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
+	require.Equal(t, int64(60), balanceOf(t, bob))
 	requireBooksBalance(t, s)
 }
 
@@ -159,8 +248,8 @@ func TestTipsUnderConcurrencyNeverOverdraw(t *testing.T) {
 	s := parlortest.Start(t, cfg)
 	ann, bob, carl := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carl")
 	room := createRoom(t, ann, "tips", apiclient.VisibilityPublic).Id
-	require.Equal(t, 200, joinRoom(t, bob, room).StatusCode())
-	require.Equal(t, 200, joinRoom(t, carl, room).StatusCode())
+	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
+	require.Equal(t, 200, joinRoom(t, carl, room, "").StatusCode())
 	start, err := carl.Client.SyncWithResponse(ctx, &apiclient.SyncParams{})
 	require.NoError(t, err)
 	grant(t, s, bob, 50)
@@ -229,8 +318,8 @@ func TestTipRules(t *testing.T) {
 	s := parlortest.Start(t, cfg)
 	ann, bob, eve, zed := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "eve"), s.Register(t, "zed")
 	room := createRoom(t, ann, "rules", apiclient.VisibilityPublic).Id
-	require.Equal(t, 200, joinRoom(t, bob, room).StatusCode())
-	require.Equal(t, 200, joinRoom(t, zed, room).StatusCode())
+	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
+	require.Equal(t, 200, joinRoom(t, zed, room, "").StatusCode())
 	for _, u := range []*parlortest.User{ann, bob, eve, zed} {
 		grant(t, s, u, 5000)
 	}
@@ -256,7 +345,7 @@ func TestTipRules(t *testing.T) {
 		{"above the limit", bob, "k3", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 1001}), 400, "invalid_request"},
 		{"a long message", bob, "k4", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5, "message": strings.Repeat("x", 281)}), 400, "invalid_request"},
 		{"an unknown field", bob, "k5", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5, "sender_id": ann.ID}), 400, "invalid_request"},
-		{"no Idempotency-Key", bob, "", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 400, "invalid_request"},
+		{"no Idempotency-Key", bob, "", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 400, "idempotency_key_required"},
 		{"an over-long Idempotency-Key", bob, strings.Repeat("k", 256), azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 400, "invalid_request"},
 		{"to a non-member", bob, "k6", azJSON(map[string]any{"recipient_id": eve.ID, "amount": 5}), 404, "not_found"},
 		{"from a non-member", eve, "k7", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 404, "not_found"},
@@ -291,8 +380,8 @@ func TestTipIdempotencyKey(t *testing.T) {
 	room := createRoom(t, ann, "keys", apiclient.VisibilityPublic).Id
 	other := createRoom(t, ann, "other", apiclient.VisibilityPublic).Id
 	for _, r := range []uuid.UUID{room, other} {
-		require.Equal(t, 200, joinRoom(t, bob, r).StatusCode())
-		require.Equal(t, 200, joinRoom(t, carl, r).StatusCode())
+		require.Equal(t, 200, joinRoom(t, bob, r, "").StatusCode())
+		require.Equal(t, 200, joinRoom(t, carl, r, "").StatusCode())
 	}
 	grant(t, s, bob, 100)
 	grant(t, s, carl, 100)
@@ -373,8 +462,8 @@ func TestTipReachesMembersLive(t *testing.T) {
 	s := parlortest.New(t)
 	ann, bob, carl := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carl")
 	room := createRoom(t, ann, "live tips", apiclient.VisibilityPublic).Id
-	require.Equal(t, 200, joinRoom(t, bob, room).StatusCode())
-	require.Equal(t, 200, joinRoom(t, carl, room).StatusCode())
+	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
+	require.Equal(t, 200, joinRoom(t, carl, room, "").StatusCode())
 	grant(t, s, bob, 10)
 	ws := s.Connect(t, ann, "")
 	ws.Next("hello", 5*time.Second)

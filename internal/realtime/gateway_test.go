@@ -983,7 +983,7 @@ func gwMembership(t *testing.T, a, b *parlortest.Server) {
 	requireCutOff("before joining")
 
 	// Joining through the other instance starts the room's stream with her member.joined.
-	res, err := annOnB.JoinRoomWithResponse(ctx, room)
+	res, err := annOnB.JoinRoomWithResponse(ctx, room, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, res.StatusCode(), string(res.Body))
 	joined := ws.until("member.joined", 5*time.Second, gwEventIn(room))

@@ -27,7 +27,7 @@ func createRoom(t *testing.T, u *parlortest.User, name string) uuid.UUID {
 
 func join(t *testing.T, u *parlortest.User, room uuid.UUID) {
 	t.Helper()
-	res, err := u.Client.JoinRoomWithResponse(ctx, room)
+	res, err := u.Client.JoinRoomWithResponse(ctx, room, nil)
 	require.NoError(t, err)
 	require.Equal(t, 200, res.StatusCode(), string(res.Body))
 }

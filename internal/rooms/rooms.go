@@ -441,7 +441,12 @@ func (s *Service) Delete(ctx context.Context, roomID, actor uuid.UUID) error {
 // Join makes the caller a member: of a public room unless banned, of a private room when
 // invited. Joining twice changes nothing. A paid room's entry price is charged through the
 // EntryCharger in the same transaction.
-func (s *Service) Join(ctx context.Context, roomID, actor uuid.UUID) (Room, error) {
+//
+// idempotencyKey is the request's Idempotency-Key (the HTTP layer replays repeats of it): a
+// non-member joining a paid room must send one, even when the rejoin turns out free (one
+// rule a client can follow), and is refused before any credit moves. Members joining
+// again, and joins of free rooms, need none.
+func (s *Service) Join(ctx context.Context, roomID, actor uuid.UUID, idempotencyKey string) (Room, error) {
 	_, _, err := s.Write(ctx, roomID, actor, func(tx *Tx) (*events.Event, error) {
 		if tx.Member != nil {
 			return nil, nil
@@ -464,6 +469,9 @@ func (s *Service) Join(ctx context.Context, roomID, actor uuid.UUID) (Room, erro
 			return nil, err
 		}
 		if tx.Room.EntryPrice > 0 {
+			if idempotencyKey == "" {
+				return nil, apperr.ErrIdempotencyKeyRequired
+			}
 			if s.entry == nil {
 				return nil, errors.New("paid entry is not wired: rooms.Service has no EntryCharger")
 			}

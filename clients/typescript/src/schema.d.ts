@@ -189,6 +189,12 @@ export interface paths {
          *     A user pays for a room once: a retried or concurrent join never charges twice, and
          *     rejoining after leaving is free. The caller's events of the room start at the
          *     `member.joined` event.
+         *
+         *     Joining a room whose `entry_price` is above 0 may move credits, so it needs an
+         *     `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
+         *     (`400 idempotency_key_required` without one, and nothing changes). A current member
+         *     joining again, or a join of a free room, needs none; when sent, the header works the
+         *     same way for every join.
          */
         post: operations["joinRoom"];
         delete?: never;
@@ -806,7 +812,7 @@ export interface components {
          * @description An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
          *     `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
          *     `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-         *     `insufficient_credits`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+         *     `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
          *     `not_ready`, `unavailable`, `internal`.
          */
         Problem: {
@@ -1416,7 +1422,8 @@ export interface components {
     responses: {
         /**
          * @description The request is malformed: invalid JSON, a missing or unknown field, a value out of
-         *     range (`invalid_request`).
+         *     range (`invalid_request`), or a money-moving request without an `Idempotency-Key`
+         *     (`idempotency_key_required`).
          */
         BadRequest: {
             headers: {
@@ -1553,6 +1560,11 @@ export interface components {
          *     operation the caller means (a UUID is a good choice). See the `wallet` tag.
          */
         IdempotencyKey: string;
+        /**
+         * @description Required when the room's `entry_price` is above 0 (the join moves credits); optional
+         *     otherwise. 1–255 visible ASCII characters. See the `wallet` tag.
+         */
+        PaidJoinIdempotencyKey: string;
         /** @description The `next_cursor` of the previous page. */
         Cursor: string;
     };
@@ -1846,7 +1858,13 @@ export interface operations {
     joinRoom: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Required when the room's `entry_price` is above 0 (the join moves credits); optional
+                 *     otherwise. 1–255 visible ASCII characters. See the `wallet` tag.
+                 */
+                "Idempotency-Key"?: components["parameters"]["PaidJoinIdempotencyKey"];
+            };
             path: {
                 room_id: components["parameters"]["RoomId"];
             };
@@ -1867,7 +1885,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
+            409: components["responses"]["IdempotentConflict"];
             422: components["responses"]["UnprocessableEntity"];
             500: components["responses"]["InternalError"];
         };
