@@ -41,3 +41,21 @@ WHERE id = @id AND revoked_at IS NULL;
 
 -- name: GetSession :one
 SELECT * FROM sessions WHERE id = @id;
+
+-- name: PruneExpiredRefreshTokens :execrows
+-- An expired refresh token is refused whatever its state, so keeping it proves nothing.
+-- Batched so one run never holds many row locks.
+DELETE FROM refresh_tokens
+WHERE token_hash IN (SELECT token_hash FROM refresh_tokens WHERE expires_at < now() LIMIT @lim);
+
+-- name: PruneEndedSessions :execrows
+-- A session left without refresh tokens (all expired and pruned) can never be used again;
+-- its access tokens expired long before its last refresh token did. The hour keeps a
+-- session that is being created (session, then token, in one transaction) out of reach.
+DELETE FROM sessions
+WHERE id IN (
+    SELECT s.id FROM sessions s
+    WHERE s.created_at < now() - interval '1 hour'
+      AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.session_id = s.id)
+    LIMIT @lim
+);

@@ -179,6 +179,42 @@ func (q *Queries) MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) er
 	return err
 }
 
+const PruneEndedSessions = `-- name: PruneEndedSessions :execrows
+DELETE FROM sessions
+WHERE id IN (
+    SELECT s.id FROM sessions s
+    WHERE s.created_at < now() - interval '1 hour'
+      AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.session_id = s.id)
+    LIMIT $1
+)
+`
+
+// A session left without refresh tokens (all expired and pruned) can never be used again;
+// its access tokens expired long before its last refresh token did. The hour keeps a
+// session that is being created (session, then token, in one transaction) out of reach.
+func (q *Queries) PruneEndedSessions(ctx context.Context, lim int32) (int64, error) {
+	result, err := q.db.Exec(ctx, PruneEndedSessions, lim)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const PruneExpiredRefreshTokens = `-- name: PruneExpiredRefreshTokens :execrows
+DELETE FROM refresh_tokens
+WHERE token_hash IN (SELECT token_hash FROM refresh_tokens WHERE expires_at < now() LIMIT $1)
+`
+
+// An expired refresh token is refused whatever its state, so keeping it proves nothing.
+// Batched so one run never holds many row locks.
+func (q *Queries) PruneExpiredRefreshTokens(ctx context.Context, lim int32) (int64, error) {
+	result, err := q.db.Exec(ctx, PruneExpiredRefreshTokens, lim)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const RevokeSession = `-- name: RevokeSession :exec
 UPDATE sessions
 SET revoked_at = now(), revoke_reason = $1

@@ -100,6 +100,13 @@ type Querier interface {
 	// A state-machine step: only from one of the allowed states; no row when it does not apply.
 	MoveTopup(ctx context.Context, arg MoveTopupParams) (Topup, error)
 	OpenPeriod(ctx context.Context, arg OpenPeriodParams) error
+	// A session left without refresh tokens (all expired and pruned) can never be used again;
+	// its access tokens expired long before its last refresh token did. The hour keeps a
+	// session that is being created (session, then token, in one transaction) out of reach.
+	PruneEndedSessions(ctx context.Context, lim int32) (int64, error)
+	// An expired refresh token is refused whatever its state, so keeping it proves nothing.
+	// Batched so one run never holds many row locks.
+	PruneExpiredRefreshTokens(ctx context.Context, lim int32) (int64, error)
 	PruneIdempotencyKeys(ctx context.Context, retentionSeconds float64) (int64, error)
 	ReactionCounts(ctx context.Context, arg ReactionCountsParams) ([]ReactionCountsRow, error)
 	ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) error

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/auth"
@@ -181,12 +180,17 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		provider = payments.NewSandbox(a.Pool, cfg.PublicURL)
 	}
 	a.Topups = wallet.NewTopups(a.Pool, provider, settings.Packages, cfg.PublicURL, logger, walletMetrics)
-	if a.Queue, err = startQueue(bg, a.Pool, a.Topups, logger); err != nil {
+	idem := wallet.NewIdempotencyKeys(a.Pool, cfg.IdempotencyKeyTTL)
+	pruners := map[string]pruner{
+		// Expired keys are reusable before they are pruned; pruning only bounds the tables.
+		"idempotency_keys": {every: time.Hour, prune: idem.Prune},
+		"realtime_tickets": {every: time.Minute, prune: tickets.Prune},
+		"sessions":         {every: time.Hour, prune: authSvc.PruneSessions},
+	}
+	if a.Queue, err = startQueue(bg, cfg, a.Pool, a.Topups, pruners, logger); err != nil {
 		return nil, err
 	}
 	a.Topups.SetQueue(a.Queue)
-	idem := wallet.NewIdempotencyKeys(a.Pool, cfg.IdempotencyKeyTTL)
-	go pruneIdempotencyKeys(bg, idem, logger)
 	a.Echo, err = httpapi.New(httpapi.Deps{
 		Config: cfg, Logger: logger, Pool: a.Pool, Redis: a.Redis,
 		Auth: authSvc, Rooms: roomsSvc, Chat: chatSvc, Tickets: tickets, Gateway: a.Gateway,
@@ -198,28 +202,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	return a, nil
 }
 
-// startQueue starts the River client that processes payment webhooks and, every five
-// minutes, settles top-ups left pending.
-func startQueue(ctx context.Context, pool *pgxpool.Pool, topups *wallet.Topups, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
-	workers := river.NewWorkers()
-	river.AddWorker(workers, &wallet.PaymentEventWorker{Topups: topups})
-	river.AddWorker(workers, &wallet.ReconcileTopupsWorker{Topups: topups})
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Logger:  logger.With("component", "river"),
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
-		Workers: workers,
-		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(5*time.Minute),
-			func() (river.JobArgs, *river.InsertOpts) { return wallet.ReconcileTopupsArgs{}, nil }, nil)},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("job queue: %w", err)
-	}
-	if err := client.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start the job queue: %w", err)
-	}
-	return client, nil
-}
-
 func walletSettings(cfg config.Config) wallet.Settings {
 	pkgs := make([]wallet.Package, len(cfg.CreditPackages))
 	for i, p := range cfg.CreditPackages {
@@ -228,25 +210,6 @@ func walletSettings(cfg config.Config) wallet.Settings {
 	return wallet.Settings{
 		Packages: pkgs, EntryFeeBasisPoints: cfg.PlatformFeeBPS,
 		TipMax: cfg.TipMax, TipRateN: cfg.TipRate.N, TipRateWindow: cfg.TipRate.Window,
-	}
-}
-
-// pruneIdempotencyKeys deletes expired Idempotency-Keys hourly until ctx ends. Expired keys
-// are reusable even before they are pruned, so this only bounds the table.
-func pruneIdempotencyKeys(ctx context.Context, keys *wallet.IdempotencyKeys, logger *slog.Logger) {
-	tick := time.NewTicker(time.Hour)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if n, err := keys.Prune(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("prune idempotency keys", "error", err.Error())
-		} else if n > 0 {
-			logger.Info("pruned expired idempotency keys", "count", n)
-		}
 	}
 }
 

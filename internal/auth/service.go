@@ -333,3 +333,27 @@ func truncate(s string, n int) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// pruneBatch bounds the rows one prune statement deletes, so no run holds many locks.
+const pruneBatch = 1000
+
+// PruneSessions deletes expired refresh tokens and then the sessions left without any: a
+// signed-out or abandoned sign-in can never be used again once its last refresh token has
+// expired. It returns how many rows it deleted.
+func (s *Service) PruneSessions(ctx context.Context) (int64, error) {
+	q := db.New(s.pool)
+	var total int64
+	for _, prune := range []func(context.Context, int32) (int64, error){q.PruneExpiredRefreshTokens, q.PruneEndedSessions} {
+		for {
+			n, err := prune(ctx, pruneBatch)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("prune sessions: %w", err)
+			}
+			if n < pruneBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}

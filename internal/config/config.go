@@ -71,6 +71,12 @@ type Config struct {
 	TipMax            int64         `env:"APP_TIP_MAX" envDefault:"100000"`
 	TipRate           Rate          `env:"APP_TIP_RATE" envDefault:"30/1m"`
 	IdempotencyKeyTTL time.Duration `env:"APP_IDEMPOTENCY_KEY_TTL" envDefault:"24h"`
+	// TopupReconcileInterval: how often pending top-ups older than five minutes are settled
+	// from the provider's state (a lost webhook, an abandoned checkout).
+	TopupReconcileInterval time.Duration `env:"APP_TOPUP_RECONCILE_INTERVAL" envDefault:"5m"`
+	// JobWorkers: how many background jobs (webhook processing, reconciling, pruning) one
+	// instance runs at once; each holds a database connection while it runs.
+	JobWorkers int `env:"APP_JOB_WORKERS" envDefault:"10"`
 	// AdminUserIDs are the users with the admin role (refunds): granted here by an operator,
 	// never through the API.
 	AdminUserIDs []uuid.UUID `env:"APP_ADMIN_USER_IDS" envSeparator:","`
@@ -215,6 +221,12 @@ func (c Config) Validate() error {
 	}
 	if c.IdempotencyKeyTTL < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("APP_IDEMPOTENCY_KEY_TTL must be at least 24h, not %s", c.IdempotencyKeyTTL))
+	}
+	if c.TopupReconcileInterval < time.Second {
+		errs = append(errs, fmt.Errorf("APP_TOPUP_RECONCILE_INTERVAL must be at least 1s, not %s", c.TopupReconcileInterval))
+	}
+	if c.JobWorkers < 1 || c.JobWorkers >= int(c.DBMaxConns) {
+		errs = append(errs, fmt.Errorf("APP_JOB_WORKERS must be in [1, DB_MAX_CONNS) = [1, %d), not %d: requests need connections too", c.DBMaxConns, c.JobWorkers))
 	}
 	if c.DBURL == "" {
 		errs = append(errs, errors.New("DB_URL is required"))

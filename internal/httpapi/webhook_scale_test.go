@@ -90,6 +90,7 @@ func TestScaleSignedWebhookDeliveriesOverHTTP(t *testing.T) {
 	cfg := parlortest.Config(t)
 	cfg.StripeWebhookSecret = testWebhookSecret
 	cfg.DBMaxConns = 20 // DB_MAX_CONNS's default, not the 10 of other test servers: HTTP and River share the pool
+	cfg.JobWorkers = 10 // APP_JOB_WORKERS's default
 	s := parlortest.Start(t, cfg)
 	sandbox := s.Topups.Provider().(*payments.Sandbox)
 	apiVersion := stripeAPIVersion(t)

@@ -77,6 +77,7 @@ func Config(t testing.TB) config.Config {
 	cfg.DBURL = pgtest.NewURL(t)
 	cfg.DBMigrateOnStart = &migrate
 	cfg.DBMaxConns = 10
+	cfg.JobWorkers = 4 // background jobs and requests share the small pool
 	cfg.RedisURL = RedisURL()
 	cfg.RedisKeyPrefix = "parlortest:" + uuid.NewString() + ":"
 	cfg.JWTKeys = KeyEntry(TestKeyID, TestKeySeed)

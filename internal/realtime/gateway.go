@@ -89,7 +89,6 @@ func New(ctx context.Context, d Deps) *Gateway {
 	}
 	d.Broker.Subscribe(ctx, g.node.receive)
 	go g.node.run(ctx)
-	go g.pruneTickets(ctx)
 	return g
 }
 
@@ -310,19 +309,4 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 // SessionRevoked tells every instance to close a session's sockets.
 func (g *Gateway) SessionRevoked(ctx context.Context, session uuid.UUID) {
 	g.publish(ctx, events.Notice{Kind: events.KindSession, SessionID: &session})
-}
-
-func (g *Gateway) pruneTickets(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := g.tickets.Prune(ctx); err != nil && ctx.Err() == nil {
-				g.logger.Warn("prune realtime tickets", "error", err.Error())
-			}
-		}
-	}
 }

@@ -68,7 +68,7 @@ func (t *Tickets) Redeem(ctx context.Context, ticket string) (user, session uuid
 	return row.UserID, row.SessionID, nil
 }
 
-// Prune deletes expired tickets; run it now and then.
+// Prune deletes expired tickets (a periodic job runs it).
 func (t *Tickets) Prune(ctx context.Context) (int64, error) {
 	return db.New(t.pool).DeleteExpiredTickets(ctx)
 }
