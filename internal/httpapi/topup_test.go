@@ -266,6 +266,38 @@ func TestWebhookRefusalsStoreNothing(t *testing.T) {
 	require.Equal(t, fmt.Sprint(true), fmt.Sprint(strings.Contains(string(b), `"received":true`)))
 }
 
+// TestWebhookStoreFailureAsksForARetry: when the database cannot store an event the webhook
+// answers 503 with Retry-After — never 200 — so Stripe delivers it again, and nothing half
+// done is left behind; the redelivery, once the database is back, credits the payment once.
+func TestWebhookStoreFailureAsksForARetry(t *testing.T) {
+	t.Parallel()
+	s := paymentsServer(t)
+	bob := s.Register(t, "bob")
+	tp := createTopup(t, bob, "small")
+	out, err := s.Topups.Provider().(*payments.Sandbox).Settle(ctx, sessionOf(t, s, tp.Id), true)
+	require.NoError(t, err)
+	ev := payments.CheckoutEvent("evt_"+uuid.NewString(), "checkout.session.completed", out.Session, tp.Id, time.Now())
+
+	// The event table is out of reach: every attempt to store fails inside PostgreSQL.
+	_, err = s.Pool.Exec(ctx, "ALTER TABLE payment_events RENAME TO payment_events_away")
+	require.NoError(t, err)
+	res, b := s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev),
+		http.Header{"Stripe-Signature": {payments.SignWebhook(ev, testWebhookSecret, time.Now())}})
+	parlortest.RequireProblem(t, res, b, 503, "unavailable")
+	require.NotEmpty(t, res.Header.Get("Retry-After"))
+	_, err = s.Pool.Exec(ctx, "ALTER TABLE payment_events_away RENAME TO payment_events")
+	require.NoError(t, err)
+	require.Zero(t, s.Count(t, "SELECT count(*) FROM payment_events"))
+	require.Zero(t, s.Count(t, "SELECT count(*) FROM river_job WHERE kind = 'payment_event'"), "no job without its event")
+
+	// Stripe's retry is stored, processed and credited.
+	status, b := deliver(t, s, ev, time.Now(), testWebhookSecret)
+	require.Equal(t, 200, status, string(b))
+	require.Eventually(t, func() bool { return balanceOf(t, bob) == tp.Credits }, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, bob, tp.Id).Status)
+	requireBooksBalance(t, s)
+}
+
 // buyCredits runs a sandbox top-up of pkg through its checkout page and returns it.
 func buyCredits(t *testing.T, s *parlortest.Server, u *parlortest.User, pkg string) apiclient.Topup {
 	t.Helper()
