@@ -138,3 +138,13 @@ UPDATE room_members SET last_sent_at = now() WHERE room_id = @room_id AND user_i
 
 -- name: MemberRoomIDs :many
 SELECT room_id FROM room_members WHERE user_id = @user_id;
+
+-- name: LockUser :exec
+-- Serializes a user's joins: each counts the user's rooms after the previous one committed.
+SELECT 1 FROM users WHERE id = @id FOR UPDATE;
+
+-- name: CountRoomsOfUser :one
+-- Run after LockUser in its own statement: a READ COMMITTED statement sees only what was
+-- committed when it began, so counting in the locking statement would miss the join that
+-- held the lock.
+SELECT count(*) FROM room_members WHERE user_id = @user_id;

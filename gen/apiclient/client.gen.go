@@ -752,7 +752,7 @@ type PresenceFrameType string
 // Problem An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Problem struct {
 	// Code Stable machine-readable problem code.
@@ -1132,84 +1132,84 @@ type UserId = openapi_types.UUID
 // BadRequest An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type BadRequest = Problem
 
 // Conflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Conflict = Problem
 
 // Forbidden An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Forbidden = Problem
 
 // IdempotentConflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type IdempotentConflict = Problem
 
 // InternalError An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type InternalError = Problem
 
 // NotFound An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type NotFound = Problem
 
 // PayloadTooLarge An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type PayloadTooLarge = Problem
 
 // ServiceUnavailable An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type ServiceUnavailable = Problem
 
 // TooManyRequests An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type TooManyRequests = Problem
 
 // Unauthorized An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Unauthorized = Problem
 
 // UnprocessableEntity An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnprocessableEntity = Problem
 
 // UnsupportedMediaType An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
 
@@ -1933,7 +1933,8 @@ type ClientInterface interface {
 
 	// CreateRoomWithBody Create a room
 	//
-	// The caller becomes its `owner`. A room with an `entry_price` is paid.
+	// The caller becomes its `owner`. A room with an `entry_price` is paid. An owner is a
+	// member, so a caller already in 1,000 rooms gets `409 room_limit_reached`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1942,7 +1943,8 @@ type ClientInterface interface {
 
 	// CreateRoom Create a room
 	//
-	// The caller becomes its `owner`. A room with an `entry_price` is paid.
+	// The caller becomes its `owner`. A room with an `entry_price` is paid. An owner is a
+	// member, so a caller already in 1,000 rooms gets `409 room_limit_reached`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2038,7 +2040,8 @@ type ClientInterface interface {
 	// holds less, and nothing changes); the owner receives the price minus the platform fee.
 	// A user pays for a room once: a retried or concurrent join never charges twice, and
 	// rejoining after leaving is free. The caller's events of the room start at the
-	// `member.joined` event.
+	// `member.joined` event. One account can be a member of at most 1,000 rooms (`409
+	// room_limit_reached`: leave one first).
 	//
 	// Joining a room whose `entry_price` is above 0 may move credits, so it needs an
 	// `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
@@ -2576,7 +2579,8 @@ func (c *Client) ListRooms(ctx context.Context, params *ListRoomsParams, reqEdit
 
 // CreateRoomWithBody Create a room
 //
-// The caller becomes its `owner`. A room with an `entry_price` is paid.
+// The caller becomes its `owner`. A room with an `entry_price` is paid. An owner is a
+// member, so a caller already in 1,000 rooms gets `409 room_limit_reached`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2595,7 +2599,8 @@ func (c *Client) CreateRoomWithBody(ctx context.Context, contentType string, bod
 
 // CreateRoom Create a room
 //
-// The caller becomes its `owner`. A room with an `entry_price` is paid.
+// The caller becomes its `owner`. A room with an `entry_price` is paid. An owner is a
+// member, so a caller already in 1,000 rooms gets `409 room_limit_reached`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2791,7 +2796,8 @@ func (c *Client) InviteMember(ctx context.Context, roomId RoomId, body InviteMem
 // holds less, and nothing changes); the owner receives the price minus the platform fee.
 // A user pays for a room once: a retried or concurrent join never charges twice, and
 // rejoining after leaving is free. The caller's events of the room start at the
-// `member.joined` event.
+// `member.joined` event. One account can be a member of at most 1,000 rooms (`409
+// room_limit_reached`: leave one first).
 //
 // Joining a room whose `entry_price` is above 0 may move credits, so it needs an
 // `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
@@ -5217,7 +5223,8 @@ type ClientWithResponsesInterface interface {
 
 	// CreateRoomWithBodyWithResponse Create a room
 	//
-	// The caller becomes its `owner`. A room with an `entry_price` is paid.
+	// The caller becomes its `owner`. A room with an `entry_price` is paid. An owner is a
+	// member, so a caller already in 1,000 rooms gets `409 room_limit_reached`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5226,7 +5233,8 @@ type ClientWithResponsesInterface interface {
 
 	// CreateRoomWithResponse Create a room
 	//
-	// The caller becomes its `owner`. A room with an `entry_price` is paid.
+	// The caller becomes its `owner`. A room with an `entry_price` is paid. An owner is a
+	// member, so a caller already in 1,000 rooms gets `409 room_limit_reached`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5328,7 +5336,8 @@ type ClientWithResponsesInterface interface {
 	// holds less, and nothing changes); the owner receives the price minus the platform fee.
 	// A user pays for a room once: a retried or concurrent join never charges twice, and
 	// rejoining after leaving is free. The caller's events of the room start at the
-	// `member.joined` event.
+	// `member.joined` event. One account can be a member of at most 1,000 rooms (`409
+	// room_limit_reached`: leave one first).
 	//
 	// Joining a room whose `entry_price` is above 0 may move credits, so it needs an
 	// `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
@@ -6427,6 +6436,8 @@ type CreateRoomResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *PayloadTooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -6450,6 +6461,11 @@ func (r CreateRoomResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r CreateRoomResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateRoomResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -9036,7 +9052,8 @@ func (c *ClientWithResponses) ListRoomsWithResponse(ctx context.Context, params 
 
 // CreateRoomWithBodyWithResponse Create a room
 //
-// The caller becomes its `owner`. A room with an `entry_price` is paid.
+// The caller becomes its `owner`. A room with an `entry_price` is paid. An owner is a
+// member, so a caller already in 1,000 rooms gets `409 room_limit_reached`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -9051,7 +9068,8 @@ func (c *ClientWithResponses) CreateRoomWithBodyWithResponse(ctx context.Context
 
 // CreateRoomWithResponse Create a room
 //
-// The caller becomes its `owner`. A room with an `entry_price` is paid.
+// The caller becomes its `owner`. A room with an `entry_price` is paid. An owner is a
+// member, so a caller already in 1,000 rooms gets `409 room_limit_reached`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -9213,7 +9231,8 @@ func (c *ClientWithResponses) InviteMemberWithResponse(ctx context.Context, room
 // holds less, and nothing changes); the owner receives the price minus the platform fee.
 // A user pays for a room once: a retried or concurrent join never charges twice, and
 // rejoining after leaving is free. The caller's events of the room start at the
-// `member.joined` event.
+// `member.joined` event. One account can be a member of at most 1,000 rooms (`409
+// room_limit_reached`: leave one first).
 //
 // Joining a room whose `entry_price` is above 0 may move credits, so it needs an
 // `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
@@ -10400,6 +10419,13 @@ func ParseCreateRoomResponse(rsp *http.Response) (*CreateRoomResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge

@@ -23,6 +23,10 @@ type Querier interface {
 	// Deleting is what makes a ticket single-use: of two concurrent upgrades, one gets the row.
 	ConsumeTicket(ctx context.Context, ticketHash []byte) (ConsumeTicketRow, error)
 	CountPendingTopups(ctx context.Context, userID uuid.UUID) (int64, error)
+	// Run after LockUser in its own statement: a READ COMMITTED statement sees only what was
+	// committed when it began, so counting in the locking statement would miss the join that
+	// held the lock.
+	CountRoomsOfUser(ctx context.Context, userID uuid.UUID) (int64, error)
 	CreateRefreshToken(ctx context.Context, arg CreateRefreshTokenParams) error
 	CreateRoom(ctx context.Context, arg CreateRoomParams) (Room, error)
 	CreateSandboxSession(ctx context.Context, arg CreateSandboxSessionParams) (SandboxSession, error)
@@ -91,6 +95,8 @@ type Querier interface {
 	// LockRoomForEvent for a message send: the room's lock and next seq, and what a send checks.
 	LockRoomForSend(ctx context.Context, id uuid.UUID) (LockRoomForSendRow, error)
 	LockTopup(ctx context.Context, id uuid.UUID) (Topup, error)
+	// Serializes a user's joins: each counts the user's rooms after the previous one committed.
+	LockUser(ctx context.Context, id uuid.UUID) error
 	MarkPaymentEventProcessed(ctx context.Context, id string) error
 	MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error
 	MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error)

@@ -42,6 +42,20 @@ func (q *Queries) ClosePeriod(ctx context.Context, arg ClosePeriodParams) error 
 	return err
 }
 
+const CountRoomsOfUser = `-- name: CountRoomsOfUser :one
+SELECT count(*) FROM room_members WHERE user_id = $1
+`
+
+// Run after LockUser in its own statement: a READ COMMITTED statement sees only what was
+// committed when it began, so counting in the locking statement would miss the join that
+// held the lock.
+func (q *Queries) CountRoomsOfUser(ctx context.Context, userID uuid.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, CountRoomsOfUser, userID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const CreateRoom = `-- name: CreateRoom :one
 INSERT INTO rooms (name, topic, visibility, entry_price, owner_id, slow_mode_seconds)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -565,6 +579,16 @@ func (q *Queries) LockRoomForEvent(ctx context.Context, id uuid.UUID) (Room, err
 		&i.UpdatedAt,
 	)
 	return i, err
+}
+
+const LockUser = `-- name: LockUser :exec
+SELECT 1 FROM users WHERE id = $1 FOR UPDATE
+`
+
+// Serializes a user's joins: each counts the user's rooms after the previous one committed.
+func (q *Queries) LockUser(ctx context.Context, id uuid.UUID) error {
+	_, err := q.db.Exec(ctx, LockUser, id)
+	return err
 }
 
 const MemberRoomIDs = `-- name: MemberRoomIDs :many

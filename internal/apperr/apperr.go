@@ -26,6 +26,7 @@ const (
 	IdempotencyRequired  Code = "idempotency_key_required"
 	IdempotencyMismatch  Code = "idempotency_key_reused"
 	IdempotencyInFlight  Code = "idempotency_key_in_use"
+	RoomLimit            Code = "room_limit_reached"
 	Banned               Code = "banned"
 	Muted                Code = "muted"
 	Archived             Code = "archived"

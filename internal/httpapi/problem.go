@@ -48,6 +48,7 @@ var statusOf = map[apperr.Code]int{
 	apperr.Conflict:             http.StatusConflict,
 	apperr.InsufficientCredits:  http.StatusUnprocessableEntity,
 	apperr.IdempotencyRequired:  http.StatusBadRequest,
+	apperr.RoomLimit:            http.StatusConflict,
 	apperr.IdempotencyMismatch:  http.StatusUnprocessableEntity,
 	apperr.IdempotencyInFlight:  http.StatusConflict,
 	apperr.Banned:               http.StatusForbidden,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parlor-dev/parlor/gen/apiclient"
 	"github.com/parlor-dev/parlor/internal/parlortest"
+	"github.com/parlor-dev/parlor/internal/rooms"
 )
 
 // createRoom makes a room owned by u and returns it.
@@ -156,3 +157,70 @@ func TestIdempotentSendUnderConcurrentRetries(t *testing.T) {
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// TestRoomLimitPerAccount: an account can be in at most rooms.MaxRoomsPerUser rooms — the
+// most a fresh sync's room summary lists — so neither joining nor creating a room takes it
+// past the limit, concurrent joins included, and leaving a room makes space again.
+func TestRoomLimitPerAccount(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	ann, bob := s.Register(t, "ann"), s.Register(t, "bob")
+	// ann already owns MaxRoomsPerUser-1 rooms (made in SQL: a thousand API calls add nothing).
+	_, err := s.Pool.Exec(ctx, `
+		WITH made AS (
+			INSERT INTO rooms (name, visibility, owner_id, member_count)
+			SELECT 'room ' || i, 'private', $1, 1 FROM generate_series(1, $2::int) i
+			RETURNING id)
+		INSERT INTO room_members (room_id, user_id, role, joined_seq) SELECT id, $1, 'owner', 0 FROM made`,
+		ann.ID, rooms.MaxRoomsPerUser-1)
+	require.NoError(t, err)
+	open := make([]uuid.UUID, 3)
+	for i := range open {
+		open[i] = createRoom(t, bob, "open", apiclient.VisibilityPublic).Id
+	}
+
+	// Three concurrent joins for the one free place: exactly one gets in.
+	var wg sync.WaitGroup
+	statuses := make([]int, len(open))
+	for i, room := range open {
+		wg.Go(func() {
+			res, err := ann.Client.JoinRoomWithResponse(ctx, room, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if res.StatusCode() != 200 {
+				parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 409, "room_limit_reached")
+			}
+			statuses[i] = res.StatusCode()
+		})
+	}
+	wg.Wait()
+	var joined uuid.UUID
+	for i, st := range statuses {
+		if st == 200 {
+			require.Equal(t, uuid.Nil, joined, "a second join got in")
+			joined = open[i]
+		}
+	}
+	require.NotEqual(t, uuid.Nil, joined, "the free place was taken")
+	require.Equal(t, rooms.MaxRoomsPerUser, s.Count(t, "SELECT count(*) FROM room_members WHERE user_id = $1", ann.ID))
+
+	// Creating a room makes ann its owner: refused too, and nothing is created.
+	res, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "one too many"})
+	require.NoError(t, err)
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 409, "room_limit_reached")
+	require.Zero(t, s.Count(t, "SELECT count(*) FROM rooms WHERE name = 'one too many'"))
+
+	// Leaving makes space.
+	leave, err := ann.Client.LeaveRoomWithResponse(ctx, joined)
+	require.NoError(t, err)
+	require.Equal(t, 204, leave.StatusCode())
+	other := open[0]
+	if other == joined {
+		other = open[1]
+	}
+	again, err := ann.Client.JoinRoomWithResponse(ctx, other, nil)
+	require.NoError(t, err)
+	require.Equal(t, 200, again.StatusCode(), string(again.Body))
+}

@@ -168,7 +168,7 @@ func (s *Service) ByID(ctx context.Context, q *db.Queries, ids []uuid.UUID) (map
 
 // Joined returns the summary of all the caller's rooms (for a fresh sync), oldest first.
 func (s *Service) Joined(ctx context.Context, q *db.Queries, caller uuid.UUID) ([]Room, error) {
-	rows, err := q.ListJoinedRooms(ctx, db.ListJoinedRoomsParams{UserID: caller, Lim: maxRoomsPerUser})
+	rows, err := q.ListJoinedRooms(ctx, db.ListJoinedRoomsParams{UserID: caller, Lim: MaxRoomsPerUser})
 	if err != nil {
 		return nil, fmt.Errorf("joined rooms: %w", err)
 	}
@@ -181,5 +181,6 @@ func (s *Service) Joined(ctx context.Context, q *db.Queries, caller uuid.UUID) (
 	return out, nil
 }
 
-// maxRoomsPerUser bounds a fresh sync's room summary.
-const maxRoomsPerUser = 1000
+// MaxRoomsPerUser is how many rooms one account can be a member of (creating a room makes
+// its owner one). It bounds a fresh sync's room summary, which lists every joined room.
+const MaxRoomsPerUser = 1000

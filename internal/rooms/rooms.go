@@ -283,6 +283,16 @@ func (s *Service) Create(ctx context.Context, owner uuid.UUID, in CreateInput) (
 
 // join records a new member and opens their readable stretch of the log at seq.
 func join(ctx context.Context, q *db.Queries, roomID, user uuid.UUID, role string, seq int64) error {
+	if err := q.LockUser(ctx, user); err != nil {
+		return err
+	}
+	n, err := q.CountRoomsOfUser(ctx, user)
+	if err != nil {
+		return err
+	}
+	if n >= MaxRoomsPerUser {
+		return apperr.New(apperr.RoomLimit, "you are a member of %d rooms, the most one account can be in; leave one first", MaxRoomsPerUser)
+	}
 	if _, err := q.InsertMember(ctx, db.InsertMemberParams{RoomID: roomID, UserID: user, Role: role, JoinedSeq: seq}); err != nil {
 		return err
 	}

@@ -129,7 +129,8 @@ export interface paths {
         put?: never;
         /**
          * Create a room
-         * @description The caller becomes its `owner`. A room with an `entry_price` is paid.
+         * @description The caller becomes its `owner`. A room with an `entry_price` is paid. An owner is a
+         *     member, so a caller already in 1,000 rooms gets `409 room_limit_reached`.
          */
         post: operations["createRoom"];
         delete?: never;
@@ -188,7 +189,8 @@ export interface paths {
          *     holds less, and nothing changes); the owner receives the price minus the platform fee.
          *     A user pays for a room once: a retried or concurrent join never charges twice, and
          *     rejoining after leaving is free. The caller's events of the room start at the
-         *     `member.joined` event.
+         *     `member.joined` event. One account can be a member of at most 1,000 rooms (`409
+         *     room_limit_reached`: leave one first).
          *
          *     Joining a room whose `entry_price` is above 0 may move credits, so it needs an
          *     `Idempotency-Key` like every money-moving POST — also when the rejoin turns out free
@@ -812,7 +814,7 @@ export interface components {
          * @description An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
          *     `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
          *     `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-         *     `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+         *     `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
          *     `not_ready`, `unavailable`, `internal`.
          */
         Problem: {
@@ -1466,7 +1468,10 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The request conflicts with existing state, e.g. the email is taken (`conflict`). */
+        /**
+         * @description The request conflicts with existing state, e.g. the email is taken (`conflict`), or the
+         *     caller is already in 1,000 rooms, the most one account can be in (`room_limit_reached`).
+         */
         Conflict: {
             headers: {
                 [name: string]: unknown;
@@ -1488,7 +1493,8 @@ export interface components {
             };
         };
         /**
-         * @description The request conflicts with the current state (`conflict`, `archived`), or a request
+         * @description The request conflicts with the current state (`conflict`, `archived`,
+         *     `room_limit_reached`), or a request
          *     with the same `Idempotency-Key` is still in progress (`idempotency_key_in_use`): retry
          *     after `Retry-After` seconds.
          */
@@ -1765,6 +1771,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
