@@ -24,6 +24,18 @@ const (
 	PaymentUnpaid   = "unpaid"
 )
 
+// PaymentIntent states that decide a completed-but-unpaid session, as Stripe names them.
+// A delayed payment method (SEPA Debit, ACH, …) leaves the session complete and unpaid
+// while its PaymentIntent is processing; the intent then succeeds (the session becomes
+// paid) or fails back to requires_payment_method — or canceled — and the session stays
+// complete and unpaid for good.
+const (
+	IntentProcessing            = "processing"
+	IntentSucceeded             = "succeeded"
+	IntentRequiresPaymentMethod = "requires_payment_method"
+	IntentCanceled              = "canceled"
+)
+
 // Session is a checkout session as the provider knows it: the authoritative payment state.
 type Session struct {
 	ID            string
@@ -31,11 +43,22 @@ type Session struct {
 	Status        string // open, complete, expired
 	PaymentStatus string // paid, unpaid, no_payment_required
 	PaymentIntent string
-	ExpiresAt     time.Time
+	// PaymentIntentStatus is the PaymentIntent's status (processing, succeeded,
+	// requires_payment_method, canceled, …); empty when the session has no intent yet.
+	PaymentIntentStatus string
+	ExpiresAt           time.Time
 }
 
 // Paid reports whether the provider confirms the payment.
 func (s Session) Paid() bool { return s.Status == SessionComplete && s.PaymentStatus == PaymentPaid }
+
+// Failed reports whether the provider says the payment failed for good: the session was
+// completed with a delayed payment method whose PaymentIntent then failed. A completed,
+// unpaid session whose payment is still processing is neither paid nor failed.
+func (s Session) Failed() bool {
+	return s.Status == SessionComplete && s.PaymentStatus == PaymentUnpaid &&
+		(s.PaymentIntentStatus == IntentRequiresPaymentMethod || s.PaymentIntentStatus == IntentCanceled)
+}
 
 // CheckoutInput describes a checkout session to open for a top-up.
 type CheckoutInput struct {

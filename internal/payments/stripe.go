@@ -61,9 +61,13 @@ func (s *Stripe) CreateCheckout(ctx context.Context, in CheckoutInput) (Session,
 	return fromStripe(cs), nil
 }
 
-// GetSession implements Provider.
+// GetSession implements Provider. The PaymentIntent is expanded: a session paid with a
+// delayed method stays complete and unpaid whether its payment is still processing or has
+// failed, and only the intent's status tells the two apart.
 func (s *Stripe) GetSession(ctx context.Context, id string) (Session, error) {
-	cs, err := s.client.V1CheckoutSessions.Retrieve(ctx, id, nil)
+	params := &stripe.CheckoutSessionRetrieveParams{}
+	params.AddExpand("payment_intent")
+	cs, err := s.client.V1CheckoutSessions.Retrieve(ctx, id, params)
 	if err != nil {
 		return Session{}, fmt.Errorf("stripe: retrieve checkout session %s: %w", id, err)
 	}
@@ -74,7 +78,8 @@ func fromStripe(cs *stripe.CheckoutSession) Session {
 	out := Session{ID: cs.ID, URL: cs.URL, Status: string(cs.Status), PaymentStatus: string(cs.PaymentStatus),
 		ExpiresAt: time.Unix(cs.ExpiresAt, 0)}
 	if cs.PaymentIntent != nil {
-		out.PaymentIntent = cs.PaymentIntent.ID
+		// Unexpanded (as in CreateCheckout's answer) the intent is an id with no status.
+		out.PaymentIntent, out.PaymentIntentStatus = cs.PaymentIntent.ID, string(cs.PaymentIntent.Status)
 	}
 	return out
 }

@@ -23,7 +23,7 @@ import (
 // calls against stripe-mock, which the test task installs).
 func TestStripeCheckoutRequestShape(t *testing.T) {
 	var mu sync.Mutex
-	var recForm url.Values
+	var recForm, recQuery url.Values
 	var recHeader http.Header
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -36,8 +36,10 @@ func TestStripeCheckoutRequestShape(t *testing.T) {
 			_ = json.NewEncoder(w).Encode(map[string]any{"id": "cs_test_1", "object": "checkout.session",
 				"url": "https://checkout.stripe.com/c/pay/cs_test_1", "status": "open", "payment_status": "unpaid", "expires_at": 1900000000})
 		case r.Method == http.MethodGet && r.URL.Path == "/v1/checkout/sessions/cs_test_1":
+			recQuery = r.URL.Query()
 			_ = json.NewEncoder(w).Encode(map[string]any{"id": "cs_test_1", "object": "checkout.session",
-				"status": "complete", "payment_status": "paid", "payment_intent": "pi_1"})
+				"status": "complete", "payment_status": "paid",
+				"payment_intent": map[string]any{"id": "pi_1", "object": "payment_intent", "status": "succeeded"}})
 		default:
 			w.WriteHeader(http.StatusNotFound)
 		}
@@ -74,6 +76,11 @@ func TestStripeCheckoutRequestShape(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, got.Paid())
 	require.Equal(t, "pi_1", got.PaymentIntent)
+	require.Equal(t, payments.IntentSucceeded, got.PaymentIntentStatus)
+	mu.Lock()
+	query := recQuery
+	mu.Unlock()
+	require.Equal(t, []string{"payment_intent"}, query["expand[0]"], "the session is read with its payment intent expanded")
 }
 
 func TestVerifyWebhook(t *testing.T) {

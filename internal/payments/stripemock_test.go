@@ -110,8 +110,8 @@ func startStripeMock(t *testing.T) string {
 
 // recordedCall is one request the provider sent stripe-mock, and its answer.
 type recordedCall struct {
-	Method, Path, IdempotencyKey, StripeVersion string
-	Status                                      int
+	Method, Path, Query, IdempotencyKey, StripeVersion string
+	Status                                             int
 }
 
 // recordingProxy sits between the provider and stripe-mock and records each exchange.
@@ -125,7 +125,7 @@ func recordingProxy(t *testing.T, target string) (string, func() []recordedCall)
 	rp.ModifyResponse = func(res *http.Response) error {
 		mu.Lock()
 		defer mu.Unlock()
-		calls = append(calls, recordedCall{Method: res.Request.Method, Path: res.Request.URL.Path,
+		calls = append(calls, recordedCall{Method: res.Request.Method, Path: res.Request.URL.Path, Query: res.Request.URL.RawQuery,
 			IdempotencyKey: res.Request.Header.Get("Idempotency-Key"), StripeVersion: res.Request.Header.Get("Stripe-Version"),
 			Status: res.StatusCode})
 		return nil
@@ -140,8 +140,8 @@ func recordingProxy(t *testing.T, target string) (string, func() []recordedCall)
 }
 
 // TestStripeProviderAgainstStripeMock sends the stripe provider's three requests — create a
-// Checkout Session under the top-up's idempotency key, retrieve a session, refund a payment
-// intent under the refund's key — to stripe-mock v0.203.0, which validates each request
+// Checkout Session under the top-up's idempotency key, retrieve a session with its payment
+// intent expanded, refund a payment intent under the refund's key — to stripe-mock v0.203.0, which validates each request
 // against Stripe's OpenAPI spec (a malformed or unknown parameter is refused with 400) and
 // answers with its fixtures. stripe-mock is stateless, so this checks request shape and
 // that the provider parses Stripe's responses; what the provider sends, field by field, is
@@ -178,14 +178,17 @@ func TestStripeProviderAgainstStripeMock(t *testing.T) {
 	require.False(t, created.ExpiresAt.IsZero())
 
 	// Retrieving echoes the id asked for; the rest is the fixture: an open, unpaid session
-	// with a payment intent, which the provider reads as not paid.
+	// with a payment intent, which the provider reads as neither paid nor failed. The
+	// intent comes expanded (stripe-mock expands what it is asked to), status included.
 	got, err := p.GetSession(ctx, "cs_test_parlor_1")
 	require.NoError(t, err)
 	require.Equal(t, "cs_test_parlor_1", got.ID)
 	require.Equal(t, payments.SessionOpen, got.Status)
 	require.Equal(t, payments.PaymentUnpaid, got.PaymentStatus)
 	require.False(t, got.Paid())
+	require.False(t, got.Failed())
 	require.True(t, strings.HasPrefix(got.PaymentIntent, "pi_"), "payment intent %q", got.PaymentIntent)
+	require.NotEmpty(t, got.PaymentIntentStatus, "the payment intent was not expanded")
 	require.Equal(t, int64(1234567890), got.ExpiresAt.Unix())
 	require.NotEmpty(t, got.URL)
 
@@ -200,6 +203,9 @@ func TestStripeProviderAgainstStripeMock(t *testing.T) {
 		StripeVersion: stripe.APIVersion, Status: 200}, rec[0])
 	require.Equal(t, "GET", rec[1].Method)
 	require.Equal(t, "/v1/checkout/sessions/cs_test_parlor_1", rec[1].Path)
+	query, err := url.ParseQuery(rec[1].Query)
+	require.NoError(t, err)
+	require.Equal(t, []string{"payment_intent"}, query["expand[0]"], "GetSession must expand the payment intent: %q", rec[1].Query)
 	require.Equal(t, 200, rec[1].Status)
 	require.Equal(t, recordedCall{Method: "POST", Path: "/v1/refunds", IdempotencyKey: refundKey,
 		StripeVersion: stripe.APIVersion, Status: 200}, rec[2])
