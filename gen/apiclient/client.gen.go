@@ -991,11 +991,11 @@ type Topup struct {
 	Id        openapi_types.UUID `json:"id"`
 	PackageId string             `json:"package_id"`
 
-	// Status `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid.
+	// Status `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid. `failed` when the payment failed after the checkout completed (a delayed method such as SEPA Debit or ACH that did not go through) or the checkout could not be opened; it is final and credits nothing.
 	Status TopupStatus `json:"status"`
 }
 
-// TopupStatus `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid.
+// TopupStatus `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid. `failed` when the payment failed after the checkout completed (a delayed method such as SEPA Debit or ACH that did not go through) or the checkout could not be opened; it is final and credits nothing.
 type TopupStatus string
 
 // TypingFrame Someone in one of your rooms started or stopped typing. Not durable.

@@ -149,8 +149,11 @@ func (t *Topups) PendingCount(ctx context.Context, user uuid.UUID) (int64, error
 }
 
 // Settle moves a top-up to what its provider session says, with conditional updates, and
-// mints its credits exactly once when paid. also runs in the same transaction (completing
-// a job). Safe to call any number of times, concurrently, in any order.
+// mints its credits exactly once when paid: pending → succeeded when paid, → failed when a
+// delayed payment failed, → expired when the checkout expired; a delayed payment still
+// processing leaves it pending. Only a pending top-up moves, so a late or stale "failed"
+// never undoes a success. also runs in the same transaction (completing a job). Safe to
+// call any number of times, concurrently, in any order.
 func (t *Topups) Settle(ctx context.Context, id uuid.UUID, also func(tx pgx.Tx) error) error {
 	row, err := db.New(t.pool).GetTopup(ctx, id)
 	if err != nil {
@@ -163,6 +166,10 @@ func (t *Topups) Settle(ctx context.Context, id uuid.UUID, also func(tx pgx.Tx) 
 			return fmt.Errorf("settle top-up %s: %w", id, err)
 		}
 	}
+	var intent *string
+	if session.PaymentIntent != "" {
+		intent = &session.PaymentIntent
+	}
 	minted := false
 	err = pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
 		q := db.New(tx)
@@ -171,15 +178,17 @@ func (t *Topups) Settle(ctx context.Context, id uuid.UUID, also func(tx pgx.Tx) 
 		}
 		switch {
 		case session.Paid():
-			var intent *string
-			if session.PaymentIntent != "" {
-				intent = &session.PaymentIntent
-			}
 			if _, err := q.MoveTopup(ctx, db.MoveTopupParams{ID: id, Status: TopupSucceeded, PaymentIntentID: intent, FromStatuses: []string{TopupPending}}); err != nil && !postgres.IsNoRows(err) {
 				return err
 			}
 			var err error
 			if minted, err = t.mint(ctx, q, id); err != nil {
+				return err
+			}
+		case session.Failed():
+			// Final: the session is complete, so the payer cannot retry in it. The intent is
+			// kept so an operator can look the failure up at the provider.
+			if _, err := q.MoveTopup(ctx, db.MoveTopupParams{ID: id, Status: TopupFailed, PaymentIntentID: intent, FromStatuses: []string{TopupPending}}); err != nil && !postgres.IsNoRows(err) {
 				return err
 			}
 		case session.Status == payments.SessionExpired:

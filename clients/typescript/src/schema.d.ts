@@ -1381,7 +1381,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             /**
-             * @description `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid.
+             * @description `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid. `failed` when the payment failed after the checkout completed (a delayed method such as SEPA Debit or ACH that did not go through) or the checkout could not be opened; it is final and credits nothing.
              * @enum {string}
              */
             status: "pending" | "succeeded" | "expired" | "failed" | "refunded";
