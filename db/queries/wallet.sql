@@ -130,6 +130,13 @@ RETURNING *;
 SELECT * FROM sandbox_sessions WHERE id = @id;
 
 -- name: CompleteSandboxSession :one
-UPDATE sandbox_sessions SET status = @status, payment_status = @payment_status, payment_intent = sqlc.narg('payment_intent')
+UPDATE sandbox_sessions SET status = @status, payment_status = @payment_status, payment_intent = sqlc.narg('payment_intent'),
+    payment_intent_status = sqlc.narg('payment_intent_status')
 WHERE id = @id AND status = 'open'
+RETURNING *;
+
+-- name: FinishSandboxPayment :one
+-- A delayed payment that was processing succeeds or fails; no row when there is none.
+UPDATE sandbox_sessions SET payment_status = @payment_status, payment_intent_status = @payment_intent_status::text
+WHERE id = @id AND status = 'complete' AND payment_intent_status = 'processing'
 RETURNING *;

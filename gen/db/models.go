@@ -259,15 +259,16 @@ type RoomMemberPeriod struct {
 }
 
 type SandboxSession struct {
-	ID            string
-	TopupID       uuid.UUID
-	Amount        int64
-	Currency      string
-	Status        string
-	PaymentStatus string
-	PaymentIntent *string
-	ExpiresAt     time.Time
-	CreatedAt     time.Time
+	ID                  string
+	TopupID             uuid.UUID
+	Amount              int64
+	Currency            string
+	Status              string
+	PaymentStatus       string
+	PaymentIntent       *string
+	ExpiresAt           time.Time
+	CreatedAt           time.Time
+	PaymentIntentStatus *string
 }
 
 type ServerSecret struct {

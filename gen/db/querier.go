@@ -46,6 +46,8 @@ type Querier interface {
 	// A room's events with from_seq <= seq <= to_seq, for live delivery and gap repair.
 	EventRange(ctx context.Context, arg EventRangeParams) ([]EventRangeRow, error)
 	FinishIdempotencyKey(ctx context.Context, arg FinishIdempotencyKeyParams) error
+	// A delayed payment that was processing succeeds or fails; no row when there is none.
+	FinishSandboxPayment(ctx context.Context, arg FinishSandboxPaymentParams) (SandboxSession, error)
 	GetActiveBan(ctx context.Context, arg GetActiveBanParams) (RoomBan, error)
 	GetIdempotencyKey(ctx context.Context, arg GetIdempotencyKeyParams) (IdempotencyKey, error)
 	GetInvite(ctx context.Context, arg GetInviteParams) (RoomInvite, error)

@@ -65,16 +65,18 @@ func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyK
 }
 
 const CompleteSandboxSession = `-- name: CompleteSandboxSession :one
-UPDATE sandbox_sessions SET status = $1, payment_status = $2, payment_intent = $3
-WHERE id = $4 AND status = 'open'
-RETURNING id, topup_id, amount, currency, status, payment_status, payment_intent, expires_at, created_at
+UPDATE sandbox_sessions SET status = $1, payment_status = $2, payment_intent = $3,
+    payment_intent_status = $4
+WHERE id = $5 AND status = 'open'
+RETURNING id, topup_id, amount, currency, status, payment_status, payment_intent, expires_at, created_at, payment_intent_status
 `
 
 type CompleteSandboxSessionParams struct {
-	Status        string
-	PaymentStatus string
-	PaymentIntent *string
-	ID            string
+	Status              string
+	PaymentStatus       string
+	PaymentIntent       *string
+	PaymentIntentStatus *string
+	ID                  string
 }
 
 func (q *Queries) CompleteSandboxSession(ctx context.Context, arg CompleteSandboxSessionParams) (SandboxSession, error) {
@@ -82,6 +84,7 @@ func (q *Queries) CompleteSandboxSession(ctx context.Context, arg CompleteSandbo
 		arg.Status,
 		arg.PaymentStatus,
 		arg.PaymentIntent,
+		arg.PaymentIntentStatus,
 		arg.ID,
 	)
 	var i SandboxSession
@@ -95,6 +98,7 @@ func (q *Queries) CompleteSandboxSession(ctx context.Context, arg CompleteSandbo
 		&i.PaymentIntent,
 		&i.ExpiresAt,
 		&i.CreatedAt,
+		&i.PaymentIntentStatus,
 	)
 	return i, err
 }
@@ -114,7 +118,7 @@ const CreateSandboxSession = `-- name: CreateSandboxSession :one
 INSERT INTO sandbox_sessions (id, topup_id, amount, currency, expires_at)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (topup_id) DO UPDATE SET topup_id = EXCLUDED.topup_id
-RETURNING id, topup_id, amount, currency, status, payment_status, payment_intent, expires_at, created_at
+RETURNING id, topup_id, amount, currency, status, payment_status, payment_intent, expires_at, created_at, payment_intent_status
 `
 
 type CreateSandboxSessionParams struct {
@@ -144,6 +148,7 @@ func (q *Queries) CreateSandboxSession(ctx context.Context, arg CreateSandboxSes
 		&i.PaymentIntent,
 		&i.ExpiresAt,
 		&i.CreatedAt,
+		&i.PaymentIntentStatus,
 	)
 	return i, err
 }
@@ -229,6 +234,37 @@ func (q *Queries) FinishIdempotencyKey(ctx context.Context, arg FinishIdempotenc
 	return err
 }
 
+const FinishSandboxPayment = `-- name: FinishSandboxPayment :one
+UPDATE sandbox_sessions SET payment_status = $1, payment_intent_status = $2::text
+WHERE id = $3 AND status = 'complete' AND payment_intent_status = 'processing'
+RETURNING id, topup_id, amount, currency, status, payment_status, payment_intent, expires_at, created_at, payment_intent_status
+`
+
+type FinishSandboxPaymentParams struct {
+	PaymentStatus       string
+	PaymentIntentStatus string
+	ID                  string
+}
+
+// A delayed payment that was processing succeeds or fails; no row when there is none.
+func (q *Queries) FinishSandboxPayment(ctx context.Context, arg FinishSandboxPaymentParams) (SandboxSession, error) {
+	row := q.db.QueryRow(ctx, FinishSandboxPayment, arg.PaymentStatus, arg.PaymentIntentStatus, arg.ID)
+	var i SandboxSession
+	err := row.Scan(
+		&i.ID,
+		&i.TopupID,
+		&i.Amount,
+		&i.Currency,
+		&i.Status,
+		&i.PaymentStatus,
+		&i.PaymentIntent,
+		&i.ExpiresAt,
+		&i.CreatedAt,
+		&i.PaymentIntentStatus,
+	)
+	return i, err
+}
+
 const GetIdempotencyKey = `-- name: GetIdempotencyKey :one
 SELECT user_id, key, request_hash, status, content_type, body, created_at, locked_at FROM idempotency_keys WHERE user_id = $1 AND key = $2
 `
@@ -292,7 +328,7 @@ func (q *Queries) GetPaymentEvent(ctx context.Context, id string) (PaymentEvent,
 }
 
 const GetSandboxSession = `-- name: GetSandboxSession :one
-SELECT id, topup_id, amount, currency, status, payment_status, payment_intent, expires_at, created_at FROM sandbox_sessions WHERE id = $1
+SELECT id, topup_id, amount, currency, status, payment_status, payment_intent, expires_at, created_at, payment_intent_status FROM sandbox_sessions WHERE id = $1
 `
 
 func (q *Queries) GetSandboxSession(ctx context.Context, id string) (SandboxSession, error) {
@@ -308,6 +344,7 @@ func (q *Queries) GetSandboxSession(ctx context.Context, id string) (SandboxSess
 		&i.PaymentIntent,
 		&i.ExpiresAt,
 		&i.CreatedAt,
+		&i.PaymentIntentStatus,
 	)
 	return i, err
 }

@@ -454,3 +454,139 @@ func TestProductionWithoutStripeRefusesTopups(t *testing.T) {
 	require.Equal(t, 404, page.StatusCode, "no sandbox pages in production")
 	require.Equal(t, int64(0), balanceOf(t, bob))
 }
+
+// waitProcessed waits until every stored checkout event has been processed by its job.
+func waitProcessed(t *testing.T, s *parlortest.Server) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return s.Count(t, "SELECT count(*) FROM payment_events WHERE processed_at IS NULL AND type LIKE 'checkout.session.%'") == 0
+	}, 15*time.Second, 20*time.Millisecond, "every stored checkout event is processed")
+}
+
+// TestSandboxDelayedPaymentThatFails presses the sandbox page's "Pay with a delayed method
+// that fails", which plays a SEPA Debit or ACH payment that bounces as Stripe does: the
+// checkout completes unpaid (checkout.session.completed), then the payment fails
+// (checkout.session.async_payment_failed). The top-up ends failed, nothing is credited and
+// the books balance.
+func TestSandboxDelayedPaymentThatFails(t *testing.T) {
+	t.Parallel()
+	s := paymentsServer(t)
+	bob := s.Register(t, "bob")
+	topup := createTopup(t, bob, "small")
+	u, err := url.Parse(topup.CheckoutUrl)
+	require.NoError(t, err)
+	res, page := s.Do(t, "GET", u.Path, "", nil, nil)
+	require.Equal(t, 200, res.StatusCode, string(page))
+	require.Contains(t, string(page), `<form method="post" action="`+u.Path+`/pay-delayed-fail"><button type="submit">Pay with a delayed method that fails</button></form>`)
+
+	res, page = s.Do(t, "POST", u.Path+"/pay-delayed-fail", "", nil, nil)
+	require.Equal(t, 200, res.StatusCode, string(page))
+	require.Contains(t, string(page), `<strong id="status">complete</strong>`)
+	require.Contains(t, string(page), `<strong id="payment">unpaid</strong>`)
+	require.Contains(t, string(page), `<strong id="intent">requires_payment_method</strong>`)
+	require.NotContains(t, string(page), "<button", "a completed checkout offers nothing more to press")
+
+	require.Equal(t, apiclient.TopupStatusFailed, getTopup(t, bob, topup.Id).Status)
+	w, err := bob.Client.GetWalletWithResponse(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 200, w.StatusCode(), string(w.Body))
+	require.Equal(t, int64(0), w.JSON200.Balance)
+	require.Equal(t, int64(0), w.JSON200.PendingTopups)
+	require.Empty(t, history(t, bob))
+
+	// Stripe's two events, in Stripe's order, went through the signed webhook path; the
+	// first already says the checkout completed unpaid.
+	waitProcessed(t, s)
+	type stored struct{ Type, Status, PaymentStatus string }
+	rows, err := s.Pool.Query(ctx, `SELECT type, payload->'data'->'object'->>'status', payload->'data'->'object'->>'payment_status'
+		FROM payment_events ORDER BY received_at`)
+	require.NoError(t, err)
+	events, err := pgx.CollectRows(rows, pgx.RowToStructByPos[stored])
+	require.NoError(t, err)
+	require.Equal(t, []stored{
+		{"checkout.session.completed", "complete", "unpaid"},
+		{"checkout.session.async_payment_failed", "complete", "unpaid"},
+	}, events)
+
+	// Processing the events changed nothing more; pressing a button again sends nothing.
+	for _, button := range []string{"/pay-delayed-fail", "/pay", "/cancel"} {
+		res, page = s.Do(t, "POST", u.Path+button, "", nil, nil)
+		require.Equal(t, 200, res.StatusCode, string(page))
+	}
+	require.Equal(t, 2, s.Count(t, "SELECT count(*) FROM payment_events"))
+	require.Equal(t, apiclient.TopupStatusFailed, getTopup(t, bob, topup.Id).Status)
+	require.Equal(t, int64(0), balanceOf(t, bob))
+	requireBooksBalance(t, s)
+
+	res, metrics := s.Do(t, "GET", "/metrics", "", nil, nil)
+	require.Equal(t, 200, res.StatusCode)
+	require.Contains(t, string(metrics), `parlor_topups{status="failed"} 1`)
+}
+
+// TestSandboxDelayedPaymentThatSucceedsLater: checkout.session.completed for a delayed
+// payment still processing (unpaid) credits nothing and leaves the top-up pending; when
+// the payment succeeds later, the credits arrive exactly once, however often the events
+// repeat.
+func TestSandboxDelayedPaymentThatSucceedsLater(t *testing.T) {
+	t.Parallel()
+	s := paymentsServer(t)
+	sandbox := s.Topups.Provider().(*payments.Sandbox)
+	bob := s.Register(t, "bob")
+	tp := createTopup(t, bob, "small")
+	session := sessionOf(t, s, tp.Id)
+
+	begun, err := sandbox.BeginDelayedPayment(ctx, session)
+	require.NoError(t, err)
+	require.NotNil(t, begun.Event)
+	require.Equal(t, payments.IntentProcessing, begun.Session.PaymentIntentStatus)
+	status, b := deliver(t, s, begun.Event, time.Now(), testWebhookSecret)
+	require.Equal(t, 200, status, string(b))
+	waitProcessed(t, s)
+	require.Equal(t, apiclient.TopupStatusPending, getTopup(t, bob, tp.Id).Status, "a payment still processing is neither paid nor failed")
+	w, err := bob.Client.GetWalletWithResponse(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 200, w.StatusCode(), string(w.Body))
+	require.Equal(t, int64(0), w.JSON200.Balance)
+	require.Equal(t, int64(1), w.JSON200.PendingTopups)
+
+	finished, err := sandbox.FinishDelayedPayment(ctx, session, true)
+	require.NoError(t, err)
+	require.NotNil(t, finished.Event)
+	require.True(t, finished.Session.Paid())
+	for _, ev := range [][]byte{finished.Event, begun.Event, finished.Event} {
+		status, b := deliver(t, s, ev, time.Now(), testWebhookSecret)
+		require.Equal(t, 200, status, string(b))
+	}
+	waitProcessed(t, s)
+	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, bob, tp.Id).Status)
+	require.Equal(t, int64(100), balanceOf(t, bob))
+	require.Len(t, history(t, bob), 1)
+	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
+	requireBooksBalance(t, s)
+}
+
+// TestLateAsyncFailureKeepsASucceededTopup: a checkout.session.async_payment_failed that
+// arrives after the top-up succeeded — even with the provider now reporting the payment as
+// failed — leaves the top-up succeeded with its credits.
+func TestLateAsyncFailureKeepsASucceededTopup(t *testing.T) {
+	t.Parallel()
+	s := paymentsServer(t)
+	sandbox := s.Topups.Provider().(*payments.Sandbox)
+	bob := s.Register(t, "bob")
+	bought := buyCredits(t, s, bob, "small")
+	session := sessionOf(t, s, bought.Id)
+	_, err := s.Pool.Exec(ctx, `UPDATE sandbox_sessions SET payment_status = 'unpaid', payment_intent_status = 'requires_payment_method' WHERE id = $1`, session)
+	require.NoError(t, err)
+	failed, err := sandbox.GetSession(ctx, session)
+	require.NoError(t, err)
+	require.True(t, failed.Failed(), "the provider now says the payment failed")
+
+	ev := payments.CheckoutEvent("evt_late_failure", "checkout.session.async_payment_failed", failed, bought.Id, time.Now())
+	status, b := deliver(t, s, ev, time.Now(), testWebhookSecret)
+	require.Equal(t, 200, status, string(b))
+	waitProcessed(t, s)
+	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, bob, bought.Id).Status)
+	require.Equal(t, int64(100), balanceOf(t, bob))
+	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
+	requireBooksBalance(t, s)
+}

@@ -320,18 +320,27 @@ var sandboxPage = template.Must(template.New("checkout").Parse(`<!doctype html>
 <body>
 <h1>Sandbox checkout</h1>
 <p>This page plays Stripe Checkout offline. No real money moves.</p>
-<p>Session <code>{{.ID}}</code>: <strong id="status">{{.Status}}</strong>, payment <strong id="payment">{{.PaymentStatus}}</strong>.</p>
+<p>Session <code>{{.ID}}</code>: <strong id="status">{{.Status}}</strong>, payment <strong id="payment">{{.PaymentStatus}}</strong>{{with .PaymentIntentStatus}}, payment intent <strong id="intent">{{.}}</strong>{{end}}.</p>
 {{if eq .Status "open"}}
 <form method="post" action="/sandbox/checkout/{{.ID}}/pay"><button type="submit">Pay</button></form>
+<form method="post" action="/sandbox/checkout/{{.ID}}/pay-delayed-fail"><button type="submit">Pay with a delayed method that fails</button></form>
 <form method="post" action="/sandbox/checkout/{{.ID}}/cancel"><button type="submit">Cancel</button></form>
+<p>A delayed method (SEPA Debit, ACH, …) completes the checkout unpaid while the payment is
+processing, then fails: the top-up ends <code>failed</code>, with no credits.</p>
 {{else}}
 <p><a href="/">Back to Parlor</a></p>
 {{end}}
 </body></html>
 `))
 
-// sandboxRoutes serve the sandbox's checkout page; Pay and Cancel settle the session and
-// deliver its Stripe-shaped, signed event to the real webhook endpoint (in process).
+// sandboxStep is one thing the payer does on the sandbox page, or that follows it.
+type sandboxStep func(ctx context.Context, id string) (payments.SandboxOutcome, error)
+
+// sandboxRoutes serve the sandbox's checkout page. Each button runs its steps in order and
+// delivers each step's Stripe-shaped, signed event to the real webhook endpoint (in
+// process) before the next: "Pay with a delayed method that fails" sends
+// checkout.session.completed (unpaid, the payment processing), then
+// checkout.session.async_payment_failed, as Stripe does.
 func sandboxRoutes(e *echo.Echo, sandbox *payments.Sandbox, secret string) {
 	show := func(c echo.Context) error {
 		s, err := sandbox.GetSession(c.Request().Context(), c.Param("id"))
@@ -343,26 +352,44 @@ func sandboxRoutes(e *echo.Echo, sandbox *payments.Sandbox, secret string) {
 		c.Response().WriteHeader(http.StatusOK)
 		return sandboxPage.Execute(c.Response(), s)
 	}
-	settle := func(pay bool) echo.HandlerFunc {
+	deliver := func(ctx context.Context, event []byte) error {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/webhooks/stripe", bytes.NewReader(event))
+		req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+		req.Header.Set("Stripe-Signature", payments.SignWebhook(event, secret, time.Now()))
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			return fmt.Errorf("sandbox webhook delivery answered %d: %s", rec.Code, rec.Body.String())
+		}
+		return nil
+	}
+	press := func(steps ...sandboxStep) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			out, err := sandbox.Settle(c.Request().Context(), c.Param("id"), pay)
-			if err != nil {
-				return apperr.New(apperr.NotFound, "no such checkout session")
-			}
-			if out.Event != nil {
-				req := httptest.NewRequestWithContext(c.Request().Context(), http.MethodPost, "/v1/webhooks/stripe", bytes.NewReader(out.Event))
-				req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-				req.Header.Set("Stripe-Signature", payments.SignWebhook(out.Event, secret, time.Now()))
-				rec := httptest.NewRecorder()
-				e.ServeHTTP(rec, req)
-				if rec.Code != http.StatusOK {
-					return fmt.Errorf("sandbox webhook delivery answered %d: %s", rec.Code, rec.Body.String())
+			ctx, id := c.Request().Context(), c.Param("id")
+			for _, step := range steps {
+				out, err := step(ctx, id)
+				if err != nil {
+					return apperr.New(apperr.NotFound, "no such checkout session")
+				}
+				if out.Event != nil {
+					if err := deliver(ctx, out.Event); err != nil {
+						return err
+					}
 				}
 			}
-			return c.Redirect(http.StatusSeeOther, "/sandbox/checkout/"+c.Param("id"))
+			return c.Redirect(http.StatusSeeOther, "/sandbox/checkout/"+id)
 		}
 	}
+	settle := func(pay bool) sandboxStep {
+		return func(ctx context.Context, id string) (payments.SandboxOutcome, error) {
+			return sandbox.Settle(ctx, id, pay)
+		}
+	}
+	failDelayed := func(ctx context.Context, id string) (payments.SandboxOutcome, error) {
+		return sandbox.FinishDelayedPayment(ctx, id, false)
+	}
 	e.GET("/sandbox/checkout/:id", show)
-	e.POST("/sandbox/checkout/:id/pay", settle(true))
-	e.POST("/sandbox/checkout/:id/cancel", settle(false))
+	e.POST("/sandbox/checkout/:id/pay", press(settle(true)))
+	e.POST("/sandbox/checkout/:id/pay-delayed-fail", press(sandbox.BeginDelayedPayment, failDelayed))
+	e.POST("/sandbox/checkout/:id/cancel", press(settle(false)))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,9 +15,9 @@ import (
 )
 
 // Sandbox plays Stripe Checkout offline: its sessions live in the database, its checkout
-// page (served by the HTTP layer at /sandbox/checkout/{id}) has Pay and Cancel buttons, and
-// paying completes the session and emits a signed checkout.session.completed event to the
-// same webhook endpoint Stripe would call.
+// page (served by the HTTP layer at /sandbox/checkout/{id}) has Pay, "Pay with a delayed
+// method that fails" and Cancel buttons, and each emits the signed checkout.session.*
+// events Stripe would send to the same webhook endpoint.
 type Sandbox struct {
 	pool      *pgxpool.Pool
 	publicURL string
@@ -64,6 +65,9 @@ func (s *Sandbox) session(r db.SandboxSession) Session {
 	if r.PaymentIntent != nil {
 		out.PaymentIntent = *r.PaymentIntent
 	}
+	if r.PaymentIntentStatus != nil {
+		out.PaymentIntentStatus = *r.PaymentIntentStatus
+	}
 	if out.Status == SessionOpen && time.Now().After(r.ExpiresAt) {
 		out.Status = SessionExpired
 	}
@@ -89,13 +93,14 @@ func (s *Sandbox) Settle(ctx context.Context, id string, pay bool) (SandboxOutco
 		}
 		out.TopupID = row.TopupID.String()
 		status, paid, typ := SessionExpired, PaymentUnpaid, "checkout.session.expired"
-		var intent *string
+		var intent, intentStatus *string
 		if pay {
-			pi := randomID("pi_sbx_")
-			status, paid, typ, intent = SessionComplete, PaymentPaid, "checkout.session.completed", &pi
+			pi, succeeded := randomID("pi_sbx_"), IntentSucceeded
+			status, paid, typ, intent, intentStatus = SessionComplete, PaymentPaid, "checkout.session.completed", &pi, &succeeded
 		}
 		if !pay || time.Now().Before(row.ExpiresAt) {
-			updated, err := q.CompleteSandboxSession(ctx, db.CompleteSandboxSessionParams{ID: id, Status: status, PaymentStatus: paid, PaymentIntent: intent})
+			updated, err := q.CompleteSandboxSession(ctx, db.CompleteSandboxSessionParams{ID: id, Status: status, PaymentStatus: paid,
+				PaymentIntent: intent, PaymentIntentStatus: intentStatus})
 			if postgres.IsNoRows(err) {
 				out.Session = s.session(row) // already settled
 				return nil
@@ -113,6 +118,72 @@ func (s *Sandbox) Settle(ctx context.Context, id string, pay bool) (SandboxOutco
 		return SandboxOutcome{}, fmt.Errorf("sandbox settle %s: %w", id, err)
 	}
 	return out, nil
+}
+
+// BeginDelayedPayment plays a payer choosing a delayed payment method (SEPA Debit, ACH, …)
+// on an open session. As at Stripe, the session completes unpaid while its PaymentIntent is
+// processing, announced by checkout.session.completed; FinishDelayedPayment decides the
+// payment later. Nothing changes on a session that is not open (or past its expiry).
+func (s *Sandbox) BeginDelayedPayment(ctx context.Context, id string) (SandboxOutcome, error) {
+	out, err := s.change(ctx, id, "checkout.session.completed", func(q *db.Queries, row db.SandboxSession) (db.SandboxSession, error) {
+		if !time.Now().Before(row.ExpiresAt) {
+			return row, errUnchanged // too late to pay
+		}
+		pi, processing := randomID("pi_sbx_"), IntentProcessing
+		return q.CompleteSandboxSession(ctx, db.CompleteSandboxSessionParams{ID: id, Status: SessionComplete,
+			PaymentStatus: PaymentUnpaid, PaymentIntent: &pi, PaymentIntentStatus: &processing})
+	})
+	if err != nil {
+		return SandboxOutcome{}, fmt.Errorf("sandbox delayed payment %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// FinishDelayedPayment ends a delayed payment still processing as Stripe does. Succeeded:
+// the session becomes paid (checkout.session.async_payment_succeeded). Failed: the
+// PaymentIntent goes back to requires_payment_method and the session stays complete and
+// unpaid for good (checkout.session.async_payment_failed). Nothing changes otherwise.
+func (s *Sandbox) FinishDelayedPayment(ctx context.Context, id string, succeeded bool) (SandboxOutcome, error) {
+	typ, paid, intent := "checkout.session.async_payment_failed", PaymentUnpaid, IntentRequiresPaymentMethod
+	if succeeded {
+		typ, paid, intent = "checkout.session.async_payment_succeeded", PaymentPaid, IntentSucceeded
+	}
+	out, err := s.change(ctx, id, typ, func(q *db.Queries, _ db.SandboxSession) (db.SandboxSession, error) {
+		return q.FinishSandboxPayment(ctx, db.FinishSandboxPaymentParams{ID: id, PaymentStatus: paid, PaymentIntentStatus: intent})
+	})
+	if err != nil {
+		return SandboxOutcome{}, fmt.Errorf("sandbox delayed payment %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// errUnchanged tells change that a step does not apply to the session as it is.
+var errUnchanged = errors.New("nothing to change")
+
+// change applies one step to a session and renders the event of type typ announcing the
+// new state. update answers no rows (or errUnchanged) when the step does not apply — a
+// button pressed twice — and then there is no event.
+func (s *Sandbox) change(ctx context.Context, id, typ string, update func(q *db.Queries, row db.SandboxSession) (db.SandboxSession, error)) (SandboxOutcome, error) {
+	var out SandboxOutcome
+	err := postgres.WithTx(ctx, s.pool, func(q *db.Queries) error {
+		row, err := q.GetSandboxSession(ctx, id)
+		if err != nil {
+			return err
+		}
+		out.TopupID = row.TopupID.String()
+		updated, err := update(q, row)
+		if postgres.IsNoRows(err) || errors.Is(err, errUnchanged) {
+			out.Session = s.session(row)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out.Session = s.session(updated)
+		out.Event = CheckoutEvent(randomID("evt_sbx_"), typ, out.Session, updated.TopupID, time.Now())
+		return nil
+	})
+	return out, err
 }
 
 // Refund implements Provider: the sandbox moves no money, so there is nothing to return.
