@@ -2255,8 +2255,8 @@ type ClientInterface interface {
 	// CreateTopupWithBody Buy credits
 	//
 	// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
-	// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
-	// credits arrive once the payment provider confirms the payment to Parlor — never on
+	// the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
+	// delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
 	// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
 	// Needs an `Idempotency-Key`: a repeat returns the same top-up.
 	//
@@ -2268,8 +2268,8 @@ type ClientInterface interface {
 	// CreateTopup Buy credits
 	//
 	// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
-	// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
-	// credits arrive once the payment provider confirms the payment to Parlor — never on
+	// the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
+	// delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
 	// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
 	// Needs an `Idempotency-Key`: a repeat returns the same top-up.
 	//
@@ -3231,8 +3231,8 @@ func (c *Client) ListCreditPackages(ctx context.Context, reqEditors ...RequestEd
 // CreateTopupWithBody Buy credits
 //
 // Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
-// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
-// credits arrive once the payment provider confirms the payment to Parlor — never on
+// the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
+// delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
 // the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
 // Needs an `Idempotency-Key`: a repeat returns the same top-up.
 //
@@ -3254,8 +3254,8 @@ func (c *Client) CreateTopupWithBody(ctx context.Context, params *CreateTopupPar
 // CreateTopup Buy credits
 //
 // Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
-// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
-// credits arrive once the payment provider confirms the payment to Parlor — never on
+// the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
+// delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
 // the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
 // Needs an `Idempotency-Key`: a repeat returns the same top-up.
 //
@@ -5575,8 +5575,8 @@ type ClientWithResponsesInterface interface {
 	// CreateTopupWithBodyWithResponse Buy credits
 	//
 	// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
-	// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
-	// credits arrive once the payment provider confirms the payment to Parlor — never on
+	// the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
+	// delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
 	// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
 	// Needs an `Idempotency-Key`: a repeat returns the same top-up.
 	//
@@ -5588,8 +5588,8 @@ type ClientWithResponsesInterface interface {
 	// CreateTopupWithResponse Buy credits
 	//
 	// Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
-	// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
-	// credits arrive once the payment provider confirms the payment to Parlor — never on
+	// the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
+	// delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
 	// the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
 	// Needs an `Idempotency-Key`: a repeat returns the same top-up.
 	//
@@ -9602,8 +9602,8 @@ func (c *ClientWithResponses) ListCreditPackagesWithResponse(ctx context.Context
 // CreateTopupWithBodyWithResponse Buy credits
 //
 // Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
-// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
-// credits arrive once the payment provider confirms the payment to Parlor — never on
+// the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
+// delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
 // the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
 // Needs an `Idempotency-Key`: a repeat returns the same top-up.
 //
@@ -9621,8 +9621,8 @@ func (c *ClientWithResponses) CreateTopupWithBodyWithResponse(ctx context.Contex
 // CreateTopupWithResponse Buy credits
 //
 // Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
-// the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
-// credits arrive once the payment provider confirms the payment to Parlor — never on
+// the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
+// delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
 // the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
 // Needs an `Idempotency-Key`: a repeat returns the same top-up.
 //

@@ -629,8 +629,8 @@ export interface paths {
         /**
          * Buy credits
          * @description Starts buying a credit package: returns a pending top-up with a `checkout_url` to send
-         *     the user to (Stripe Checkout, or the offline sandbox's page with Pay and Cancel). The
-         *     credits arrive once the payment provider confirms the payment to Parlor — never on
+         *     the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
+         *     delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
          *     the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
          *     Needs an `Idempotency-Key`: a repeat returns the same top-up.
          */
