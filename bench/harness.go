@@ -129,11 +129,19 @@ func (d *database) pool(ctx context.Context, conns int32) (*pgxpool.Pool, error)
 	return postgres.Connect(ctx, d.url, conns)
 }
 
+// endpoint is a Parlor reachable over HTTP, in-process or a `parlor serve` subprocess: its
+// API as users call it.
+type endpoint struct {
+	URL  string
+	http *http.Client
+}
+
+func newEndpoint(url string) *endpoint { return &endpoint{URL: url, http: newHTTPClient()} }
+
 // server is Parlor running in-process on a real TCP listener.
 type server struct {
 	*app.App
-	URL  string
-	http *http.Client
+	*endpoint
 	stop context.CancelFunc
 	done chan error
 }
@@ -189,7 +197,7 @@ func startServer(ctx context.Context, dbURL string) (*server, error) {
 		return nil, err
 	}
 	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s := &server{App: a, URL: "http://" + ln.Addr().String(), http: newHTTPClient(), stop: stop, done: make(chan error, 1)}
+	s := &server{App: a, endpoint: newEndpoint("http://" + ln.Addr().String()), stop: stop, done: make(chan error, 1)}
 	go func() { s.done <- a.Serve(serveCtx, ln) }()
 	return s, nil
 }
@@ -213,7 +221,7 @@ func newHTTPClient() *http.Client {
 }
 
 // client returns a generated client, calling as the holder of token when it is not empty.
-func (s *server) client(token string) *apiclient.ClientWithResponses {
+func (s *endpoint) client(token string) *apiclient.ClientWithResponses {
 	opts := []apiclient.ClientOption{apiclient.WithHTTPClient(s.http)}
 	if token != "" {
 		opts = append(opts, apiclient.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
@@ -236,7 +244,7 @@ type user struct {
 }
 
 // register signs up a user through the API.
-func (s *server) register(ctx context.Context, name string) (*user, error) {
+func (s *endpoint) register(ctx context.Context, name string) (*user, error) {
 	res, err := s.client("").RegisterWithResponse(ctx, apiclient.RegisterJSONRequestBody{
 		Email:       fmt.Sprintf("%s-%s@bench.example", name, randomHex(4)),
 		Password:    "bench-password-" + name,
@@ -251,8 +259,9 @@ func (s *server) register(ctx context.Context, name string) (*user, error) {
 	return &user{ID: res.JSON201.User.Id, Token: res.JSON201.AccessToken, Client: s.client(res.JSON201.AccessToken)}, nil
 }
 
-// registerMany signs up n users, a few at a time (password hashing is the slow part).
-func (s *server) registerMany(ctx context.Context, bench string, n int) ([]*user, error) {
+// registerMany signs up n users named prefix00, prefix01…, a few at a time (password hashing
+// is the slow part).
+func (s *endpoint) registerMany(ctx context.Context, bench, prefix string, n int) ([]*user, error) {
 	users := make([]*user, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -270,7 +279,7 @@ func (s *server) registerMany(ctx context.Context, bench string, n int) ([]*user
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				users[i], errs[i] = s.register(ctx, fmt.Sprintf("sender%02d", i))
+				users[i], errs[i] = s.register(ctx, fmt.Sprintf("%s%02d", prefix, i))
 				mu.Lock()
 				done++
 				if done%16 == 0 || done == n {

@@ -41,7 +41,7 @@ func runSend(ctx context.Context, o options, rep *report) error {
 	}()
 	poolSize := srv.Pool.Config().MaxConns
 
-	users, err := srv.registerMany(ctx, bench, o.senders)
+	users, err := srv.registerMany(ctx, bench, "sender", o.senders)
 	if err != nil {
 		return err
 	}
