@@ -175,12 +175,15 @@ var signingKey = sync.OnceValues(func() (string, error) {
 	return entry, err
 })
 
-// startServer runs Parlor on the database until stop. Its logs are formatted as in
-// production and discarded.
-func startServer(ctx context.Context, dbURL string) (*server, error) {
+// startServer runs Parlor on the database until stop, with adjust applied to its
+// configuration. Its logs are formatted as in production and discarded.
+func startServer(ctx context.Context, dbURL string, adjust ...func(*config.Config)) (*server, error) {
 	cfg, err := serverConfig(dbURL)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range adjust {
+		f(&cfg)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {

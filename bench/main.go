@@ -1,16 +1,19 @@
 // Command bench reproduces the performance figures of DESIGN.md ("Performance the product
 // must reach") on the machine it runs on, and prints them as a table with the machine.
 //
-//	go run ./bench [flags] send|sync|startup|all
+//	go run ./bench [flags] send|sync|startup|fanout|all
 //
 // Every benchmark creates its own database (on BENCH_DB_URL, a role with CREATEDB), migrates
 // it, and drops it at the end, also when interrupted. Parlor runs in-process (send, sync) on
 // a real TCP listener and is called through the generated Go client over keep-alive HTTP, or
-// as a built binary (startup). Progress goes to stderr, the table to stdout.
+// as a built binary (startup, and fanout, which measures the server process on its own).
+// fanout also runs Centrifugo v6, built on first use outside the repository. all runs send,
+// sync and startup. Progress goes to stderr, the table to stdout.
 //
 // To look into a figure: -diagnose (sync) prints the plans of the sync query and times a
 // server whose connections plan every statement for its parameters; -cpuprofile (send)
-// profiles the in-process server and its load generator during the 64-room run.
+// profiles the in-process server and its load generator during the 64-room run, and
+// (fanout) runs Parlor in-process to profile it during the latency run.
 package main
 
 import (
@@ -42,17 +45,28 @@ type options struct {
 	diagnose  bool
 	// startup
 	starts int
+	// fanout
+	subscribers int
+	fanUsers    int
+	fanRate     float64
+	fanDuration time.Duration
+	fanSenders  int
+	ceilingStep time.Duration
+	ceilingP99  time.Duration
 	// profiling
 	cpuProfile string
 }
 
+// benchmarks in the order `all` runs them; fanout takes minutes and stays out of `all`.
 var benchmarks = []struct {
-	name string
-	run  func(context.Context, options, *report) error
+	name  string
+	run   func(context.Context, options, *report) error
+	inAll bool
 }{
-	{"send", runSend},
-	{"sync", runSync},
-	{"startup", runStartup},
+	{"send", runSend, true},
+	{"sync", runSync, true},
+	{"startup", runStartup, true},
+	{"fanout", runFanout, false},
 }
 
 func main() {
@@ -67,12 +81,22 @@ func main() {
 	flag.IntVar(&o.requests, "requests", 2000, "sync: measured requests of the caught-up sync")
 	flag.BoolVar(&o.diagnose, "diagnose", false, "sync: print EXPLAIN (ANALYZE, BUFFERS) of the caught-up SyncEvents query and time it on a server with plan_cache_mode=force_custom_plan")
 	flag.IntVar(&o.starts, "starts", 5, "startup: process starts to time")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "send: write a CPU profile of this process (server + load generator) during the 64-room HTTP run to `file`")
+	flag.IntVar(&o.subscribers, "subscribers", 1000, "fanout: WebSocket subscribers of the one room (and of Centrifugo's channel)")
+	flag.IntVar(&o.fanUsers, "fanout-users", 100, "fanout: users the subscribers belong to (APP_WS_MAX_CONNS_PER_USER is set to subscribers/users)")
+	flag.Float64Var(&o.fanRate, "fanout-rate", 100, "fanout: messages per second of the latency run; the ceiling search starts at twice this")
+	flag.DurationVar(&o.fanDuration, "fanout-duration", 20*time.Second, "fanout: length of the latency run")
+	flag.IntVar(&o.fanSenders, "fanout-senders", 32, "fanout: concurrent POSTs (Parlor) or publishes (Centrifugo) the paced sender may have in flight")
+	flag.DurationVar(&o.ceilingStep, "ceiling-step", 5*time.Second, "fanout: length of each ceiling step")
+	flag.DurationVar(&o.ceilingP99, "ceiling-p99", 500*time.Millisecond, "fanout: highest p99 send → receive latency of a passing ceiling step (a backlog that grows through a step pushes p99 past it)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "send: write a CPU profile of this process (server + load generator) during the 64-room HTTP run to `file`;\n"+
+		"fanout: run Parlor in-process instead of as a subprocess and profile it (with the load generator) during the latency run")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: go run ./bench [flags] send|sync|startup|all\n\n"+
+		fmt.Fprintf(os.Stderr, "usage: go run ./bench [flags] send|sync|startup|fanout|all\n\n"+
+			"all runs send, sync and startup; fanout takes minutes and runs only by name.\n\n"+
 			"environment: BENCH_DB_URL (admin URL of a role with CREATEDB; default %s),\n"+
-			"BENCH_REDIS_URL (default %s; \"none\" runs without Redis), PGBENCH (path of pgbench)\n\nflags:\n",
-			defaultAdminURL, defaultRedisURL)
+			"BENCH_REDIS_URL (default %s; \"none\" runs without Redis), PGBENCH (path of pgbench),\n"+
+			"BENCH_CENTRIFUGO (fanout: path of a Centrifugo v6 binary instead of building %s@%s; \"none\" skips it)\n\nflags:\n",
+			defaultAdminURL, defaultRedisURL, centrifugoModule, centrifugoVersion)
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -82,7 +106,7 @@ func main() {
 	}
 	var selected []int
 	for i, b := range benchmarks {
-		if flag.Arg(0) == b.name || flag.Arg(0) == "all" {
+		if flag.Arg(0) == b.name || flag.Arg(0) == "all" && b.inAll {
 			selected = append(selected, i)
 		}
 	}
@@ -93,6 +117,11 @@ func main() {
 	}
 	if o.senders < 1 || o.rooms < 1 || o.userRooms < 1 || o.userRooms > o.rooms || o.messages < o.rooms || o.requests < 1 || o.starts < 1 {
 		fmt.Fprintln(os.Stderr, "bench: senders, requests and starts must be positive; user-rooms ≤ rooms ≤ messages")
+		os.Exit(2)
+	}
+	if o.subscribers < 1 || o.fanUsers < 1 || o.fanUsers > o.subscribers || o.fanRate <= 0 || o.fanDuration <= 0 || o.fanSenders < 1 ||
+		o.ceilingStep <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: fanout sizes must be positive; fanout-users ≤ subscribers")
 		os.Exit(2)
 	}
 

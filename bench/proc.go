@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -92,6 +93,8 @@ func startProcess(name, bin string, args, env []string, logPath string) (*proces
 	return p, nil
 }
 
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
 // waitReady polls url every interval until it answers 200, the process exits, or timeout.
 func (p *process) waitReady(ctx context.Context, url string, interval, timeout time.Duration) error {
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -141,4 +144,42 @@ func (p *process) logTail(n int) string {
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// cpuSeconds is the CPU time (user + system) a process has used so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: fields count from after its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / userHZ
+}
+
+// raiseFileLimit raises this process's RLIMIT_NOFILE soft limit to its hard limit (children,
+// such as the server under test, inherit it) and reports whether need descriptors fit.
+func raiseFileLimit(need uint64) (syscall.Rlimit, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return lim, err
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return lim, err
+	}
+	if lim.Cur < need {
+		return lim, fmt.Errorf("RLIMIT_NOFILE allows %d open files, the benchmark needs about %d: raise the hard limit "+
+			"in the shell that runs it (as root: ulimit -Hn %d; ulimit -n %d) or in the service manager (LimitNOFILE=)", lim.Cur, need, need, need)
+	}
+	return lim, nil
 }

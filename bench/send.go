@@ -67,7 +67,7 @@ func runSend(ctx context.Context, o options, rep *report) error {
 	}
 	progress(bench, "%d users own a room each; all joined room 0", len(users))
 
-	stopProfile, err := startProfile(o.cpuProfile, o.warmup)
+	stopProfile, err := startProfile(bench, fmt.Sprintf("the %d-room run", len(rooms)), o.cpuProfile, o.warmup)
 	if err != nil {
 		return err
 	}
@@ -290,9 +290,9 @@ func httpSend(ctx context.Context, bench, label string, users []*user, room func
 	return run, nil
 }
 
-// startProfile starts a CPU profile into file after delay (the warm-up); the returned
-// function stops it. Without a file it does nothing.
-func startProfile(file string, delay time.Duration) (func(), error) {
+// startProfile starts a CPU profile of what into file after delay (the warm-up); the
+// returned function stops it. Without a file it does nothing.
+func startProfile(bench, what, file string, delay time.Duration) (func(), error) {
 	if file == "" {
 		return func() {}, nil
 	}
@@ -307,6 +307,6 @@ func startProfile(file string, delay time.Duration) (func(), error) {
 			pprof.StopCPUProfile()
 		}
 		_ = f.Close()
-		progress("send", "CPU profile of the 64-room run written to %s (go tool pprof -top %s)", file, file)
+		progress(bench, "CPU profile of %s written to %s (go tool pprof -top %s)", what, file, file)
 	}, nil
 }

@@ -1,0 +1,876 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+
+	"github.com/parlor-dev/parlor/gen/apiclient"
+	"github.com/parlor-dev/parlor/internal/config"
+)
+
+// runFanout measures one room with o.subscribers WebSocket subscribers: send-to-receive
+// latency at o.fanRate messages per second sent through POST /v1/rooms/{id}/messages, and
+// the delivery ceiling (messages × subscribers per second that every subscriber keeps up
+// with), then the same ceiling of Centrifugo v6 on the same machine in the same run.
+//
+// Both servers run as subprocesses; the subscribers and senders run here. Every message
+// carries its number in its body ("fb:<n>"); a subscriber finds the numbers in the frames it
+// reads and times each against the moment just before its POST.
+func runFanout(ctx context.Context, o options, rep *report) error {
+	const bench = "fanout"
+	if _, err := raiseFileLimit(uint64(2*o.subscribers + 512)); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "parlor-bench-fanout-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := buildParlor(ctx, bench, dir)
+	if err != nil {
+		return err
+	}
+	d, err := newDatabase(ctx, bench)
+	if err != nil {
+		return err
+	}
+	defer d.drop()
+	progress(bench, "database %s ready", d.name)
+
+	perUser := (o.subscribers + o.fanUsers - 1) / o.fanUsers
+	pf, err := startParlorFan(ctx, bench, bin, d.url, dir, o.fanUsers, perUser, o.cpuProfile != "")
+	if err != nil {
+		return err
+	}
+	defer pf.close()
+	parlor, err := measureFanout(ctx, bench, "parlor", pf, o)
+	if err != nil {
+		return err
+	}
+	pf.close()
+
+	var centrifugo *fanMeasure
+	cf, cfVersion, cfErr := startCentrifugoFan(ctx, bench, dir)
+	if cfErr == nil {
+		centrifugo, cfErr = measureFanout(ctx, bench, "centrifugo", cf, o)
+		cf.close()
+	}
+	if errors.Is(cfErr, context.Canceled) {
+		return cfErr
+	}
+	if cfErr != nil {
+		progress(bench, "Centrifugo NOT measured: %v", cfErr)
+	}
+
+	base := parlor.base
+	goal := 50 * time.Millisecond
+	rep.add(bench, fmt.Sprintf("Parlor: 1 room, %s subscribers, %g msgs/s × %s via POST …/messages: send → receive p50 / p99 / max",
+		thousands(int64(o.subscribers)), o.fanRate, o.fanDuration), latencyTriple(&base.hist), "p99 ≤ 50 ms",
+		verdict(base.hist.percentile(99) <= goal && base.lost == 0))
+	rep.add(bench, "  delivered / expected (closes; failed sends)",
+		fmt.Sprintf("%s / %s (%s; %d closes; %d failed)", thousands(base.received), thousands(base.expected), base.missingText(), base.closeCount(), base.failed),
+		"0 lost", verdict(base.lost == 0 && base.closeCount() == 0 && base.failed == 0))
+	if base.achieved < 0.95*base.rate {
+		rep.add(bench, "  achieved send rate (below the target: the senders could not keep up)", fmt.Sprintf("%.0f msgs/s", base.achieved), "", "")
+	}
+	rep.add(bench, fmt.Sprintf("Parlor delivery ceiling, %s subscribers (every subscriber keeps up: see below)", thousands(int64(o.subscribers))), parlor.ceilingText(), "", "")
+	if centrifugo != nil {
+		cb := centrifugo.base
+		rep.add(bench, fmt.Sprintf("Centrifugo %s: same load, %g msgs/s: p50 / p99 / max", cfVersion, o.fanRate),
+			fmt.Sprintf("%s (%s)", latencyTriple(&cb.hist), cb.missingText()), "reference", "")
+		rep.add(bench, fmt.Sprintf("  server CPU per delivery at %g msgs/s, Parlor (without PostgreSQL and Redis) / Centrifugo", o.fanRate),
+			fmt.Sprintf("%.1f / %.1f µs", base.cpuPerDelivery(), cb.cpuPerDelivery()), "", "")
+		rep.add(bench, fmt.Sprintf("Centrifugo %s delivery ceiling, same criteria", cfVersion), centrifugo.ceilingText(), "", "")
+		if parlor.best != nil && centrifugo.best != nil {
+			ratio := parlor.best.deliveryRate() / centrifugo.best.deliveryRate()
+			rep.add(bench, "  ceiling Parlor / Centrifugo", fmt.Sprintf("%.2f", ratio), "≥ 1", verdict(ratio >= 1))
+		} else {
+			rep.add(bench, "  ceiling Parlor / Centrifugo", "n/a (a ceiling was not found)", "≥ 1", "MISS")
+		}
+	} else {
+		rep.add(bench, "Centrifugo v6 delivery ceiling", "NOT MEASURED: "+firstLine(cfErr.Error()), "", "")
+		rep.add(bench, "  ceiling Parlor / Centrifugo", "n/a", "≥ 1", "n/a")
+	}
+
+	how := "as a `parlor serve` subprocess"
+	if o.cpuProfile != "" {
+		how = "in-process, to profile it (its CPU figures include the load generator's)"
+	}
+	rep.note("fanout: Parlor %s (Redis %s, DB_MAX_CONNS and the rest at their defaults or as set in the environment, APP_WS_QUEUE_SIZE %s); "+
+		"%s sockets of %d users (%d each: APP_WS_MAX_CONNS_PER_USER=%d), all members of one room; the sender is the room's owner, "+
+		"%d concurrent POST /v1/rooms/{id}/messages on keep-alive connections, paced to the rate; latency from just before the POST to the frame read by each subscriber "+
+		"(the load generator shares the 2 cores: its scheduling delay is in the figure).",
+		how, onOff(redisURL() != ""), envOr("APP_WS_QUEUE_SIZE", "1024 (default)"), thousands(int64(o.subscribers)), o.fanUsers, perUser, perUser, o.fanSenders)
+	rep.note("fanout: ceiling: %s steps from %g msgs/s (half the rate when the latency run failed), doubling until a step fails, then halving the gap twice; a step passes when %s; "+
+		"a step that missed only the p99 bound is run once more. "+
+		"Parlor's steps: %s.", o.ceilingStep, 2*o.fanRate, keepsUp(o), parlor.stepsText())
+	if centrifugo != nil {
+		rep.note("fanout: Centrifugo %s (%s, not part of the repository) as a subprocess with a generated config: memory broker, "+
+			"HTTP server API /api/publish with an API key, connection tokens HS256-signed with an HMAC secret (client.token.hmac_secret_key; not client.insecure), "+
+			"%s subscribers (user ids bench-0…) on one channel over its WebSocket JSON protocol (raw frames over gorilla/websocket), its defaults otherwise; "+
+			"the same senders, rates and pass criteria. It writes no database: Parlor commits each message to PostgreSQL first. Centrifugo's steps: %s.",
+			cfVersion, cf.origin, thousands(int64(o.subscribers)), centrifugo.stepsText())
+		if parlor.best != nil && centrifugo.best != nil {
+			rep.note("fanout: server CPU per delivery at the highest passing step: Parlor %.1f µs (plus PostgreSQL and Redis), Centrifugo %.1f µs.",
+				parlor.best.cpuPerDelivery(), centrifugo.best.cpuPerDelivery())
+		}
+	} else {
+		rep.note("fanout: Centrifugo was not measured: %v", cfErr)
+	}
+	return nil
+}
+
+func keepsUp(o options) string {
+	return fmt.Sprintf("p99 ≤ %s ms, every message at every subscriber within 10 s of the last send, no closes, no failed sends, ≥ 95 %% of the target send rate", ms(o.ceilingP99))
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func latencyTriple(h *histogram) string {
+	return ms(h.percentile(50)) + " / " + ms(h.percentile(99)) + " / " + ms(h.max) + " ms"
+}
+
+// fanTarget is a server the fan-out benchmark drives.
+type fanTarget interface {
+	// subscribe opens subscriber i's socket and returns it once it receives the room's (or
+	// channel's) messages.
+	subscribe(ctx context.Context, i int) (*websocket.Conn, error)
+	// publish sends one message with body through the server's API.
+	publish(ctx context.Context, body string) error
+	// pid is the server process's.
+	pid() int
+	// answersPings reports whether a "{}" frame from the server is a ping to answer with
+	// "{}" (Centrifugo's JSON protocol); Parlor pings with WebSocket control frames, which
+	// gorilla/websocket answers.
+	answersPings() bool
+}
+
+// fanMeasure is what one server measured: the run at the base rate and the ceiling steps.
+type fanMeasure struct {
+	name  string
+	base  *fanResult
+	steps []*fanResult // the ceiling search, in order
+	best  *fanResult   // the highest passing step (the base run counts)
+}
+
+func (m *fanMeasure) ceilingText() string {
+	if m.best == nil {
+		return "none: even the lowest step failed"
+	}
+	return fmt.Sprintf("%s deliveries/s (%.0f msgs/s; p99 %s ms)", thousands(int64(m.best.deliveryRate())), m.best.achieved, ms(m.best.hist.percentile(99)))
+}
+
+func (m *fanMeasure) stepsText() string {
+	var parts []string
+	for _, r := range m.steps {
+		parts = append(parts, r.summary())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// measureFanout connects the subscribers to t, runs the base rate, then searches the ceiling.
+func measureFanout(ctx context.Context, bench, name string, t fanTarget, o options) (*fanMeasure, error) {
+	f := &fanout{bench: bench, name: name, t: t, o: o, subs: make([]*fanSub, o.subscribers)}
+	defer f.closeAll()
+	for i := range f.subs {
+		f.subs[i] = &fanSub{i: i}
+	}
+	if err := f.connect(ctx); err != nil {
+		return nil, err
+	}
+	time.Sleep(time.Second) // let the connect phase's presence frames drain
+
+	m := &fanMeasure{name: name}
+	progress(bench, "%s: %g msgs/s for %s to %s subscribers", name, o.fanRate, o.fanDuration, thousands(int64(o.subscribers)))
+	profile := ""
+	if name == "parlor" {
+		profile = o.cpuProfile
+	}
+	stopProfile, err := startProfile(bench, "the latency run (Parlor in-process with the load generator)", profile, 0)
+	if err != nil {
+		return nil, err
+	}
+	base, err := f.step(ctx, o.fanRate, o.fanDuration, time.Minute)
+	stopProfile()
+	if err != nil {
+		return nil, err
+	}
+	m.base = base
+	progress(bench, "%s: %s", name, base.summary())
+	if !base.drained {
+		f.reset()
+	}
+
+	// The ceiling: double from twice the base rate until a step fails, then halve the gap
+	// between the best pass and the lowest failure twice.
+	var passed, failed float64
+	if base.pass(o) {
+		m.best, passed = base, o.fanRate
+	} else {
+		failed = o.fanRate
+	}
+	rate := 2 * o.fanRate
+	if failed > 0 {
+		rate = o.fanRate / 2
+	}
+	for refine := 0; refine < 2 && rate >= 1; {
+		if err := f.quiesce(ctx); err != nil {
+			return nil, err
+		}
+		if err := f.reconnect(ctx); err != nil {
+			return nil, err
+		}
+		progress(bench, "%s: ceiling step %g msgs/s for %s", name, rate, o.ceilingStep)
+		r, err := f.step(ctx, rate, o.ceilingStep, 10*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		m.steps = append(m.steps, r)
+		progress(bench, "%s: %s", name, r.summary())
+		if !r.pass(o) && r.onlySlow(o) {
+			// A latency spike on a shared machine is not a ceiling: one more try.
+			progress(bench, "%s: only p99 missed: trying %g msgs/s once more", name, rate)
+			if r, err = f.step(ctx, rate, o.ceilingStep, 10*time.Second); err != nil {
+				return nil, err
+			}
+			r.retry = true
+			m.steps = append(m.steps, r)
+			progress(bench, "%s: %s", name, r.summary())
+		}
+		if !r.drained {
+			f.reset()
+		}
+		if r.pass(o) {
+			passed = rate
+			if m.best == nil || r.deliveryRate() > m.best.deliveryRate() {
+				m.best = r
+			}
+		} else {
+			failed = rate
+		}
+		switch {
+		case failed == 0:
+			rate *= 2
+		case passed == 0:
+			rate /= 2
+		default:
+			refine++
+			rate = math.Round((passed + failed) / 2)
+		}
+	}
+	return m, nil
+}
+
+// fanout is one server's subscribers and the message numbering.
+type fanout struct {
+	bench, name string
+	t           fanTarget
+	o           options
+	subs        []*fanSub
+	next        int          // number of the next message
+	arrivals    atomic.Int64 // messages the subscribers have read, of any step
+}
+
+// fanSub is one subscriber socket and what it received of the current step.
+type fanSub struct {
+	i    int
+	conn *websocket.Conn
+
+	mu     sync.Mutex
+	step   *fanStep
+	seen   []uint64 // bit k: message step.lo+k arrived
+	got    int
+	hist   histogram
+	closed error // why the socket ended, once it has
+	code   int   // its close code, if the server sent one
+}
+
+// fanStep is the messages of one step.
+type fanStep struct {
+	lo, n     int
+	sentAt    []atomic.Int64 // unix ns just before the publish
+	acked     []atomic.Bool
+	delivered atomic.Int64 // first arrivals at any subscriber
+}
+
+var fanMarker = []byte(`"fb:`)
+
+func fanBody(n int) string { return "fb:" + strconv.Itoa(n) }
+
+// read runs until the socket ends, recording the messages it brings.
+func (s *fanSub) read(conn *websocket.Conn, pings bool, arrivals *atomic.Int64) {
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			s.mu.Lock()
+			if s.conn == conn { // not replaced by reset
+				s.closed = err
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					s.code = ce.Code
+				}
+			}
+			s.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		if pings && bytes.Contains(data, []byte("{}")) {
+			for _, line := range bytes.Split(data, []byte("\n")) {
+				if string(bytes.TrimSpace(line)) == "{}" {
+					_ = conn.WriteMessage(websocket.TextMessage, []byte("{}"))
+				}
+			}
+		}
+		for rest := data; ; {
+			j := bytes.Index(rest, fanMarker)
+			if j < 0 {
+				break
+			}
+			rest = rest[j+len(fanMarker):]
+			n, k := 0, 0
+			for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' {
+				n = n*10 + int(rest[k]-'0')
+				k++
+			}
+			if k > 0 {
+				arrivals.Add(1)
+				s.record(n, now)
+			}
+		}
+	}
+}
+
+func (s *fanSub) record(n int, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.step
+	if st == nil {
+		return
+	}
+	k := n - st.lo
+	if k < 0 || k >= st.n || s.seen[k>>6]&(1<<(k&63)) != 0 {
+		return
+	}
+	s.seen[k>>6] |= 1 << (k & 63)
+	s.got++
+	if at := st.sentAt[k].Load(); at != 0 {
+		s.hist.add(now.Sub(time.Unix(0, at)))
+	}
+	st.delivered.Add(1)
+}
+
+func (s *fanSub) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn == nil || s.closed != nil
+}
+
+// connect opens every subscriber, 32 at a time.
+func (f *fanout) connect(ctx context.Context) error {
+	progress(f.bench, "%s: connecting %s subscribers", f.name, thousands(int64(len(f.subs))))
+	var done atomic.Int64
+	err := parallel(ctx, len(f.subs), 32, func(i int) error {
+		if err := f.open(ctx, f.subs[i]); err != nil {
+			return err
+		}
+		if n := done.Add(1); n%250 == 0 || int(n) == len(f.subs) {
+			progress(f.bench, "%s: %s/%s subscribers connected", f.name, thousands(n), thousands(int64(len(f.subs))))
+		}
+		return nil
+	})
+	return err
+}
+
+func (f *fanout) open(ctx context.Context, s *fanSub) error {
+	conn, err := f.t.subscribe(ctx, s.i)
+	if err != nil {
+		return fmt.Errorf("%s subscriber %d: %w", f.name, s.i, err)
+	}
+	s.mu.Lock()
+	s.conn, s.closed, s.code = conn, nil, 0
+	s.mu.Unlock()
+	go s.read(conn, f.t.answersPings(), &f.arrivals)
+	return nil
+}
+
+// quiesce waits (up to a minute) until the subscribers have read no message for half a
+// second, so a backlog left by a step that failed does not load the next one.
+func (f *fanout) quiesce(ctx context.Context) error {
+	deadline := time.Now().Add(time.Minute)
+	last := f.arrivals.Load()
+	for quiet := 0; quiet < 5 && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if n := f.arrivals.Load(); n == last {
+			quiet++
+		} else {
+			last, quiet = n, 0
+		}
+	}
+	return nil
+}
+
+// reset closes every subscriber (reconnect opens them again): the server drops what it
+// still had queued for them, so a backlog a failed step left does not load the next.
+func (f *fanout) reset() {
+	progress(f.bench, "%s: the subscribers fell behind: closing them all to drop the backlog", f.name)
+	for _, s := range f.subs {
+		s.mu.Lock()
+		conn := s.conn
+		s.conn = nil
+		s.mu.Unlock()
+		if conn != nil {
+			_ = conn.Close()
+		}
+	}
+}
+
+// reconnect reopens the subscribers that are closed.
+func (f *fanout) reconnect(ctx context.Context) error {
+	var closed []int
+	for i, s := range f.subs {
+		if s.isClosed() {
+			closed = append(closed, i)
+		}
+	}
+	if len(closed) == 0 {
+		return nil
+	}
+	progress(f.bench, "%s: reconnecting %d closed subscribers", f.name, len(closed))
+	err := parallel(ctx, len(closed), 32, func(k int) error { return f.open(ctx, f.subs[closed[k]]) })
+	time.Sleep(time.Second)
+	return err
+}
+
+func (f *fanout) closeAll() {
+	for _, s := range f.subs {
+		s.mu.Lock()
+		if s.conn != nil {
+			_ = s.conn.Close()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// fanResult is what one step measured.
+type fanResult struct {
+	rate       float64 // target msgs/s
+	n          int     // messages scheduled
+	acked      int
+	failed     int
+	firstErr   error
+	sendWindow time.Duration
+	achieved   float64 // acked msgs/s over the send window
+	subs       int
+	expected   int64 // acked × subscribers
+	received   int64 // of those, arrived
+	lost       int64
+	closes     map[int]int // close code (0: no close frame) → subscribers
+	hist       histogram
+	serverCPU  float64       // CPU-seconds of the server process from the first send to the drain
+	drained    bool          // every live subscriber got every acknowledged message
+	drainTime  time.Duration // from the last send to drained (or giving up)
+	retry      bool          // a second try of a rate whose first missed only the p99 bound
+	stalled    bool          // the drain ended because nothing arrived for 3 s
+}
+
+func (r *fanResult) closeCount() int {
+	n := 0
+	for _, c := range r.closes {
+		n += c
+	}
+	return n
+}
+
+func (r *fanResult) deliveryRate() float64 { return r.achieved * float64(r.subs) }
+
+func (r *fanResult) cpuPerDelivery() float64 {
+	if r.received == 0 {
+		return 0
+	}
+	return 1e6 * r.serverCPU / float64(r.received)
+}
+
+func (r *fanResult) pass(o options) bool {
+	return r.failed == 0 && r.lost == 0 && r.closeCount() == 0 && r.hist.n > 0 &&
+		r.hist.percentile(99) <= o.ceilingP99 && r.achieved >= 0.95*r.rate
+}
+
+// missingText says what did not arrive: lost when the subscribers had stopped receiving,
+// late when they were still receiving when the drain gave up.
+func (r *fanResult) missingText() string {
+	switch {
+	case r.lost == 0:
+		return "nothing lost"
+	case r.stalled:
+		return thousands(r.lost) + " lost: nothing arrived for 3 s"
+	default:
+		return fmt.Sprintf("%s still on their way %s after the last send, not counted as lost", thousands(r.lost), r.drainTime.Round(time.Second))
+	}
+}
+
+// onlySlow reports whether the step missed only the p99 bound: everything sent and
+// delivered, nobody closed.
+func (r *fanResult) onlySlow(o options) bool {
+	return r.failed == 0 && r.lost == 0 && r.closeCount() == 0 && r.achieved >= 0.95*r.rate && r.hist.percentile(99) > o.ceilingP99
+}
+
+func (r *fanResult) summary() string {
+	s := fmt.Sprintf("%g msgs/s → %.0f sent/s (%s deliveries/s offered), p50 / p99 / max %s, %s/%s delivered, server CPU %.1f µs per delivery",
+		r.rate, r.achieved, thousands(int64(r.deliveryRate())), latencyTriple(&r.hist), thousands(r.received), thousands(r.expected), r.cpuPerDelivery())
+	var why []string
+	if r.lost > 0 {
+		why = append(why, r.missingText())
+	}
+	if c := r.closeCount(); c > 0 {
+		codes := make([]string, 0, len(r.closes))
+		for code, k := range r.closes {
+			codes = append(codes, fmt.Sprintf("%d×%d", k, code))
+		}
+		slices.Sort(codes)
+		why = append(why, "closes "+strings.Join(codes, " "))
+	}
+	if r.failed > 0 {
+		why = append(why, fmt.Sprintf("%d sends failed (%v)", r.failed, r.firstErr))
+	}
+
+	if len(why) > 0 {
+		s += " [" + strings.Join(why, ", ") + "]"
+	}
+	if r.retry {
+		s = "again: " + s
+	}
+	return s
+}
+
+// step publishes rate messages per second for d, waits for every live subscriber to have
+// them all (see the drain below), and collects the figures.
+func (f *fanout) step(ctx context.Context, rate float64, d, drainMax time.Duration) (*fanResult, error) {
+	n := max(1, int(rate*d.Seconds()))
+	st := &fanStep{lo: f.next, n: n, sentAt: make([]atomic.Int64, n), acked: make([]atomic.Bool, n)}
+	f.next += n
+	for _, s := range f.subs {
+		s.mu.Lock()
+		s.step, s.seen, s.got, s.hist = st, make([]uint64, (n+63)/64), 0, histogram{}
+		s.mu.Unlock()
+	}
+	r := &fanResult{rate: rate, n: n, subs: len(f.subs), closes: map[int]int{}}
+	cpu0 := cpuSeconds(f.t.pid())
+
+	var acked, failed atomic.Int64
+	var errOnce sync.Once
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range f.o.fanSenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range jobs {
+				st.sentAt[k].Store(time.Now().UnixNano())
+				if err := f.t.publish(ctx, fanBody(st.lo+k)); err != nil {
+					failed.Add(1)
+					errOnce.Do(func() { r.firstErr = err })
+					continue
+				}
+				st.acked[k].Store(true)
+				acked.Add(1)
+			}
+		}()
+	}
+	start := time.Now()
+	lastProgress := start
+	interval := time.Duration(float64(time.Second) / rate)
+dispatch:
+	for k := 0; k < n; k++ {
+		if wait := time.Until(start.Add(time.Duration(k) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case jobs <- k:
+		case <-ctx.Done():
+			break dispatch
+		}
+		if time.Since(lastProgress) >= 2*time.Second {
+			lastProgress = time.Now()
+			progress(f.bench, "%s: %g msgs/s: %.0fs, %s sent, %s deliveries so far", f.name, rate, time.Since(start).Seconds(),
+				thousands(acked.Load()), thousands(st.delivered.Load()))
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r.sendWindow = time.Since(start)
+	r.acked, r.failed = int(acked.Load()), int(failed.Load())
+	r.achieved = float64(r.acked) / r.sendWindow.Seconds()
+	if r.failed > n/2 {
+		return nil, fmt.Errorf("%s: %d of %d sends failed: %w", f.name, r.failed, n, r.firstErr)
+	}
+
+	// Drain: wait until every subscriber still open has every acknowledged message, or
+	// nothing has arrived for 3 s (what is missing then is lost), or drainMax has passed
+	// (what is missing is still queued: either way the subscribers did not keep up).
+	drainStart := time.Now()
+	lastCount, lastChange := f.arrivals.Load(), drainStart
+	for {
+		live := 0
+		for _, s := range f.subs {
+			if !s.isClosed() {
+				live++
+			}
+		}
+		got := st.delivered.Load()
+		if got >= int64(r.acked*live) {
+			r.drained = true
+			break
+		}
+		if n := f.arrivals.Load(); n != lastCount { // messages of this step or, behind them, of earlier ones
+			lastCount, lastChange = n, time.Now()
+		}
+		if time.Since(lastChange) > 3*time.Second {
+			r.stalled = true
+			break
+		}
+		if time.Since(drainStart) > drainMax {
+			break
+		}
+		if time.Since(lastProgress) >= 5*time.Second {
+			lastProgress = time.Now()
+			progress(f.bench, "%s: %g msgs/s: draining: %s/%s delivered", f.name, rate, thousands(got), thousands(int64(r.acked*live)))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	r.drainTime = time.Since(drainStart)
+	r.serverCPU = cpuSeconds(f.t.pid()) - cpu0
+
+	for _, s := range f.subs {
+		s.mu.Lock()
+		for k := range n {
+			if st.acked[k].Load() {
+				r.expected++
+				if s.seen[k>>6]&(1<<(k&63)) != 0 {
+					r.received++
+				}
+			}
+		}
+		r.hist.merge(&s.hist)
+		if s.closed != nil {
+			r.closes[s.code]++
+		}
+		s.step, s.seen = nil, nil
+		s.mu.Unlock()
+	}
+	r.lost = r.expected - r.received
+	return r, nil
+}
+
+// parallel runs fn(0…n-1) on workers goroutines and returns the first error.
+func parallel(ctx context.Context, n, workers int, fn func(int) error) error {
+	var (
+		next     atomic.Int64
+		firstErr error
+		once     sync.Once
+		wg       sync.WaitGroup
+	)
+	for range min(workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { firstErr = err })
+					next.Store(int64(n)) // stop the others
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// parlorFan is Parlor under the fan-out benchmark: a `parlor serve` subprocess (or, to
+// profile, an in-process server), a room, its owner (the sender) and the subscribing users.
+type parlorFan struct {
+	*endpoint
+	proc   *process
+	inproc *server
+	owner  *user
+	users  []*user
+	room   uuid.UUID
+	dialer *websocket.Dialer
+}
+
+// startParlorFan starts Parlor as `parlor serve`, or in-process when inProcess (so that a
+// CPU profile sees the server), and sets up the room.
+func startParlorFan(ctx context.Context, bench, bin, dbURL, dir string, users, perUser int, inProcess bool) (*parlorFan, error) {
+	p := &parlorFan{dialer: &websocket.Dialer{HandshakeTimeout: 10 * time.Second}}
+	if inProcess {
+		srv, err := startServer(ctx, dbURL, func(c *config.Config) { c.WSMaxConnsPerUser = perUser })
+		if err != nil {
+			return nil, err
+		}
+		p.inproc, p.endpoint = srv, srv.endpoint
+		progress(bench, "parlor is serving in-process (to profile it), APP_WS_MAX_CONNS_PER_USER=%d", perUser)
+	} else {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		env, err := parlorEnv(addr, dbURL, "APP_WS_MAX_CONNS_PER_USER="+strconv.Itoa(perUser))
+		if err != nil {
+			return nil, err
+		}
+		if p.proc, err = startProcess("parlor serve", bin, []string{"serve"}, env, filepath.Join(dir, "parlor-fanout.log")); err != nil {
+			return nil, err
+		}
+		p.endpoint = newEndpoint("http://" + addr)
+		if err := p.proc.waitReady(ctx, p.URL+"/readyz", 20*time.Millisecond, 30*time.Second); err != nil {
+			p.close()
+			return nil, err
+		}
+		progress(bench, "parlor serve is ready (pid %d, APP_WS_MAX_CONNS_PER_USER=%d)", p.proc.pid(), perUser)
+	}
+	var err error
+	if p.owner, err = p.register(ctx, "owner"); err != nil {
+		p.close()
+		return nil, err
+	}
+	res, err := p.owner.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "fan-out room"})
+	if err == nil && res.JSON201 == nil {
+		err = fmt.Errorf("status %d: %s", res.StatusCode(), res.Body)
+	}
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("create room: %w", err)
+	}
+	p.room = res.JSON201.Id
+	if p.users, err = p.registerMany(ctx, bench, "subscriber", users); err != nil {
+		p.close()
+		return nil, err
+	}
+	err = parallel(ctx, len(p.users), 8, func(i int) error {
+		res, err := p.users[i].Client.JoinRoomWithResponse(ctx, p.room, nil)
+		if err != nil {
+			return fmt.Errorf("join room: %w", err)
+		}
+		if res.JSON200 == nil {
+			return fmt.Errorf("join room: status %d: %s", res.StatusCode(), res.Body)
+		}
+		return nil
+	})
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	progress(bench, "%d users joined the room", len(p.users))
+	return p, nil
+}
+
+func (p *parlorFan) close() {
+	if p.inproc != nil {
+		p.inproc.close()
+		p.inproc = nil
+	}
+	if p.proc != nil {
+		if err := p.proc.stop(15 * time.Second); err != nil {
+			progress("fanout", "parlor serve: %v", err)
+		}
+		p.proc = nil
+		p.http.CloseIdleConnections()
+	}
+}
+
+// pid is the server's process: this one when Parlor runs in-process.
+func (p *parlorFan) pid() int {
+	if p.proc == nil {
+		return os.Getpid()
+	}
+	return p.proc.pid()
+}
+
+func (p *parlorFan) answersPings() bool { return false }
+
+func (p *parlorFan) subscribe(ctx context.Context, i int) (*websocket.Conn, error) {
+	u := p.users[i%len(p.users)]
+	res, err := u.Client.CreateRealtimeTicketWithResponse(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ticket: %w", err)
+	}
+	if res.JSON201 == nil {
+		return nil, fmt.Errorf("ticket: status %d: %s", res.StatusCode(), res.Body)
+	}
+	u2 := "ws" + strings.TrimPrefix(p.URL, "http") + "/v1/realtime?" + url.Values{"ticket": {res.JSON201.Ticket}}.Encode()
+	conn, hres, err := p.dialer.DialContext(ctx, u2, nil)
+	if err != nil {
+		if hres != nil {
+			return nil, fmt.Errorf("dial: %w (status %d)", err, hres.StatusCode)
+		}
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	// The socket is subscribed to the room once hello arrives.
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, data, err := conn.ReadMessage()
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("waiting for hello: %w", err)
+	}
+	if !bytes.HasPrefix(data, []byte(`{"type":"hello"`)) && !bytes.Contains(data, []byte(`"type":"hello"`)) {
+		_ = conn.Close()
+		return nil, fmt.Errorf("the first frame is not hello: %.200s", data)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return conn, nil
+}
+
+func (p *parlorFan) publish(ctx context.Context, body string) error {
+	res, err := p.owner.Client.SendMessageWithResponse(ctx, p.room, apiclient.SendMessageJSONRequestBody{ClientMsgId: uuid.New(), Body: body})
+	if err != nil {
+		return err
+	}
+	if res.JSON201 == nil {
+		return fmt.Errorf("status %d: %.200s", res.StatusCode(), res.Body)
+	}
+	return nil
+}
