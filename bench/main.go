@@ -1,14 +1,14 @@
 // Command bench reproduces the performance figures of DESIGN.md ("Performance the product
 // must reach") on the machine it runs on, and prints them as a table with the machine.
 //
-//	go run ./bench [flags] send|sync|startup|fanout|all
+//	go run ./bench [flags] send|sync|startup|fanout|memory|all
 //
 // Every benchmark creates its own database (on BENCH_DB_URL, a role with CREATEDB), migrates
 // it, and drops it at the end, also when interrupted. Parlor runs in-process (send, sync) on
 // a real TCP listener and is called through the generated Go client over keep-alive HTTP, or
-// as a built binary (startup, and fanout, which measures the server process on its own).
-// fanout also runs Centrifugo v6, built on first use outside the repository. all runs send,
-// sync and startup. Progress goes to stderr, the table to stdout.
+// as a built binary (startup, and fanout and memory, which measure the server process on its
+// own). fanout also runs Centrifugo v6, built on first use outside the repository. all runs
+// send, sync and startup. Progress goes to stderr, the table to stdout.
 //
 // To look into a figure: -diagnose (sync) prints the plans of the sync query and times a
 // server whose connections plan every statement for its parameters; -cpuprofile (send)
@@ -53,11 +53,16 @@ type options struct {
 	fanSenders  int
 	ceilingStep time.Duration
 	ceilingP99  time.Duration
+	// memory
+	idleConns int
+	idleUsers int
+	idleBatch int
 	// profiling
 	cpuProfile string
 }
 
-// benchmarks in the order `all` runs them; fanout takes minutes and stays out of `all`.
+// benchmarks in the order `all` runs them; fanout and memory take minutes each and stay
+// out of `all`.
 var benchmarks = []struct {
 	name  string
 	run   func(context.Context, options, *report) error
@@ -67,6 +72,7 @@ var benchmarks = []struct {
 	{"sync", runSync, true},
 	{"startup", runStartup, true},
 	{"fanout", runFanout, false},
+	{"memory", runMemory, false},
 }
 
 func main() {
@@ -88,11 +94,14 @@ func main() {
 	flag.IntVar(&o.fanSenders, "fanout-senders", 32, "fanout: concurrent POSTs (Parlor) or publishes (Centrifugo) the paced sender may have in flight")
 	flag.DurationVar(&o.ceilingStep, "ceiling-step", 5*time.Second, "fanout: length of each ceiling step")
 	flag.DurationVar(&o.ceilingP99, "ceiling-p99", 500*time.Millisecond, "fanout: highest p99 send → receive latency of a passing ceiling step (a backlog that grows through a step pushes p99 past it)")
+	flag.IntVar(&o.idleConns, "idle-conns", 10_000, "memory: idle WebSocket connections to open")
+	flag.IntVar(&o.idleUsers, "idle-users", 100, "memory: users the idle connections belong to (APP_WS_MAX_CONNS_PER_USER is set to conns/users)")
+	flag.IntVar(&o.idleBatch, "idle-batch", 500, "memory: sockets opened per batch (tickets fetched just before)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "send: write a CPU profile of this process (server + load generator) during the 64-room HTTP run to `file`;\n"+
 		"fanout: run Parlor in-process instead of as a subprocess and profile it (with the load generator) during the latency run")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: go run ./bench [flags] send|sync|startup|fanout|all\n\n"+
-			"all runs send, sync and startup; fanout takes minutes and runs only by name.\n\n"+
+		fmt.Fprintf(os.Stderr, "usage: go run ./bench [flags] send|sync|startup|fanout|memory|all\n\n"+
+			"all runs send, sync and startup; fanout and memory take minutes each and run only by name.\n\n"+
 			"environment: BENCH_DB_URL (admin URL of a role with CREATEDB; default %s),\n"+
 			"BENCH_REDIS_URL (default %s; \"none\" runs without Redis), PGBENCH (path of pgbench),\n"+
 			"BENCH_CENTRIFUGO (fanout: path of a Centrifugo v6 binary instead of building %s@%s; \"none\" skips it)\n\nflags:\n",
@@ -120,8 +129,8 @@ func main() {
 		os.Exit(2)
 	}
 	if o.subscribers < 1 || o.fanUsers < 1 || o.fanUsers > o.subscribers || o.fanRate <= 0 || o.fanDuration <= 0 || o.fanSenders < 1 ||
-		o.ceilingStep <= 0 {
-		fmt.Fprintln(os.Stderr, "bench: fanout sizes must be positive; fanout-users ≤ subscribers")
+		o.ceilingStep <= 0 || o.idleConns < 1 || o.idleUsers < 1 || o.idleUsers > o.idleConns || o.idleBatch < 1 {
+		fmt.Fprintln(os.Stderr, "bench: fanout and memory sizes must be positive; fanout-users ≤ subscribers, idle-users ≤ idle-conns")
 		os.Exit(2)
 	}
 
