@@ -146,7 +146,8 @@ func accessLog(logger *slog.Logger, metrics *httpMetrics) echo.MiddlewareFunc {
 }
 
 // Content security policies: the API serves only JSON, so it allows nothing; the docs page
-// and demo client load their own scripts and styles and talk only to this origin.
+// loads its own scripts and styles and talks only to this origin. (The demo client's pages
+// set a stricter one of their own: see demoCSP.)
 const (
 	apiCSP = "default-src 'none'; frame-ancestors 'none'"
 	webCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; " +
@@ -178,7 +179,7 @@ func securityHeaders(hsts bool) echo.MiddlewareFunc {
 
 // isWebPath reports whether path is a browser page (docs, demo client) rather than the API.
 func isWebPath(path string) bool {
-	return path == "/" || path == "/docs" || strings.HasPrefix(path, "/docs/") || strings.HasPrefix(path, "/app/")
+	return path == "/" || path == "/docs" || strings.HasPrefix(path, "/docs/") || strings.HasPrefix(path, "/demo/")
 }
 
 func jsonEncode(w io.Writer, v any) error {

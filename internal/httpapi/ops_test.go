@@ -145,6 +145,34 @@ func TestContractAndDocsAreServed(t *testing.T) {
 	require.Equal(t, 200, res.StatusCode)
 }
 
+func TestTheDemoClientIsServedAtTheRootUnderAStrictPolicy(t *testing.T) {
+	t.Parallel()
+	cfg := parlortest.Config(t)
+	cfg.PublicURL = "https://parlor.example.com"
+	s := parlortest.Start(t, cfg)
+
+	res, body := s.Do(t, http.MethodGet, "/", "", nil, nil)
+	require.Equal(t, 200, res.StatusCode, "/ is the demo client, no longer a redirect")
+	require.Contains(t, res.Header.Get("Content-Type"), "text/html")
+	require.Contains(t, string(body), `<script type="module" src="/demo/app.js"></script>`)
+	require.NotContains(t, string(body), "<script>", "no inline script: the policy would block it")
+	csp := res.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "script-src 'self';", "style-src 'self';", "connect-src 'self' wss://parlor.example.com;", "frame-ancestors 'none'"} {
+		require.Contains(t, csp, want)
+	}
+	require.NotContains(t, csp, "unsafe")
+
+	for path, mime := range map[string]string{"/demo/app.js": "text/javascript", "/demo/app.css": "text/css"} {
+		res, body := s.Do(t, http.MethodGet, path, "", nil, nil)
+		require.Equal(t, 200, res.StatusCode, path)
+		require.Contains(t, res.Header.Get("Content-Type"), mime, path)
+		require.Equal(t, csp, res.Header.Get("Content-Security-Policy"), path)
+		require.NotEmpty(t, body, path)
+	}
+	res, _ = s.Do(t, http.MethodGet, "/demo/nope.js", "", nil, nil)
+	require.Equal(t, 404, res.StatusCode)
+}
+
 func TestEveryResponseCarriesARequestIDAndSecurityHeaders(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)

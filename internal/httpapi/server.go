@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -140,21 +141,58 @@ func New(d Deps) (*echo.Echo, error) {
 	e.GET("/asyncapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", parlor.AsyncAPIYAML)
 	})
-	if err := serveStatic(e); err != nil {
+	if err := serveStatic(e, d.Config.PublicURL); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-func serveStatic(e *echo.Echo) error {
+// serveStatic serves the docs page at /docs/ and the demo client at / (its page) and /demo/
+// (its script and stylesheet), all embedded from static/.
+func serveStatic(e *echo.Echo, publicURL string) error {
 	docs, err := fs.Sub(parlor.Static, "static/docs")
 	if err != nil {
 		return fmt.Errorf("docs assets: %w", err)
 	}
 	e.GET("/docs", func(c echo.Context) error { return c.Redirect(http.StatusMovedPermanently, "/docs/") })
 	e.GET("/docs/*", echo.WrapHandler(http.StripPrefix("/docs/", http.FileServerFS(docs))))
-	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/docs/") })
+
+	demo, err := fs.Sub(parlor.Static, "static/demo")
+	if err != nil {
+		return fmt.Errorf("demo client assets: %w", err)
+	}
+	index, err := fs.ReadFile(demo, "index.html")
+	if err != nil {
+		return fmt.Errorf("demo client page (run 'go tool task generate'): %w", err)
+	}
+	csp := demoCSP(publicURL)
+	e.GET("/", func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", csp)
+		h.Set("Cache-Control", "no-cache") // the page names app.js and app.css: always current
+		return c.HTMLBlob(http.StatusOK, index)
+	})
+	files := http.StripPrefix("/demo/", http.FileServerFS(demo))
+	e.GET("/demo/*", func(c echo.Context) error {
+		c.Response().Header().Set("Content-Security-Policy", csp)
+		c.Response().Header().Set("Cache-Control", "no-cache")
+		files.ServeHTTP(c.Response(), c.Request())
+		return nil
+	})
 	return nil
+}
+
+// demoCSP is the demo client's Content-Security-Policy: its own script and stylesheet only
+// (no inline code, no eval), and connections to this origin — REST and the realtime socket
+// (`'self'` covers ws: on the same host in current browsers; the public URL's ws(s) origin is
+// named too).
+func demoCSP(publicURL string) string {
+	connect := "'self'"
+	if u, err := url.Parse(wsURL(publicURL)); err == nil && u.Host != "" && (u.Scheme == "ws" || u.Scheme == "wss") {
+		connect += " " + u.Scheme + "://" + u.Host
+	}
+	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src " + connect +
+		"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 }
 
 func admins(cfg config.Config) map[uuid.UUID]bool {
