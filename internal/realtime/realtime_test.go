@@ -95,3 +95,30 @@ func TestHelloThenLiveEventsAcrossInstances(t *testing.T) {
 	require.Contains(t, string(typing.Raw), bob.ID.String())
 	require.Contains(t, string(typing.Raw), `"typing":true`)
 }
+
+// A socket opened before its user creates a room follows that room at once: the creator's
+// own member.joined arrives live, and so does everything after it. (Creating a room once
+// appended the event without publishing it, so the creator's open sockets never heard of
+// the room until they reconnected.)
+func TestACreatorsOpenSocketFollowsTheNewRoom(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	ann := s.Register(t, "ann")
+	bob := s.Register(t, "bob")
+	ws := s.Connect(t, ann, "")
+	ws.Next("hello", 5*time.Second)
+
+	room := createRoom(t, ann, "made while connected")
+	created := ws.Events(1, 5*time.Second)[0].Event
+	require.Equal(t, room, created.RoomId)
+	require.Equal(t, apiclient.MemberJoined, created.Type)
+	require.Equal(t, ann.ID, *created.UserId)
+
+	join(t, bob, room)
+	msg := send(t, bob.Client, room, "hello, creator")
+	got := ws.Events(2, 5*time.Second)
+	require.Equal(t, apiclient.MemberJoined, got[0].Event.Type)
+	require.Equal(t, bob.ID, *got[0].Event.UserId)
+	require.Equal(t, apiclient.MessageCreated, got[1].Event.Type)
+	require.Equal(t, msg.Id, got[1].Event.Message.Id)
+}

@@ -248,7 +248,10 @@ func (s *Service) Create(ctx context.Context, owner uuid.UUID, in CreateInput) (
 	if in.Visibility == "" {
 		in.Visibility = "public"
 	}
-	var created db.Room
+	var (
+		created db.Room
+		joined  events.Event
+	)
 	err = postgres.WithTx(ctx, s.pool, func(q *db.Queries) error {
 		room, err := q.CreateRoom(ctx, db.CreateRoomParams{
 			Name: name, Topic: topic, Visibility: in.Visibility, EntryPrice: in.EntryPrice,
@@ -269,7 +272,7 @@ func (s *Service) Create(ctx context.Context, owner uuid.UUID, in CreateInput) (
 		}
 		room.MemberCount++
 		created = room
-		_, err = events.Append(ctx, q, room.LastSeq, events.Event{
+		joined, err = events.Append(ctx, q, room.LastSeq, events.Event{
 			RoomID: room.ID, Type: events.MemberJoined, ActorID: owner, UserID: &owner,
 			Data: events.Data{Role: Owner, DisplayName: name},
 		})
@@ -278,6 +281,8 @@ func (s *Service) Create(ctx context.Context, owner uuid.UUID, in CreateInput) (
 	if err != nil {
 		return Room{}, fmt.Errorf("create room: %w", err)
 	}
+	// The owner's open sockets start following the room on this event.
+	s.Publish(ctx, joined)
 	return s.Get(ctx, created.ID, owner)
 }
 
