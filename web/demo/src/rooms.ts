@@ -133,14 +133,12 @@ export class RoomList {
   /** join enters a room; a paid one asks first, showing its price and the balance. */
   private async join(room: Room): Promise<void> {
     if (room.entry_price > 0 && !(await this.confirmPrice(room))) return;
-    // The contract is getting an optional Idempotency-Key on joinRoom (required when the room
-    // is paid). Until the generated client has the parameter, pass the header through
-    // openapi-fetch's `headers` option. The server already charges a room's price once.
+    // A paid room's join moves credits, so it needs an Idempotency-Key (one per click: the
+    // retries below reuse it and replay the first answer). Free rooms accept one too.
     const key = randomKey();
     const { data, error } = await retrying(() =>
       this.api.POST("/v1/rooms/{room_id}/join", {
-        params: { path: { room_id: room.id } },
-        headers: { "Idempotency-Key": key },
+        params: { path: { room_id: room.id }, header: { "Idempotency-Key": key } },
       }),
     );
     if (error) return showProblem(error);
