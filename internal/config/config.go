@@ -54,8 +54,11 @@ type Config struct {
 	RegisterRateIP   Rate `env:"APP_REGISTER_RATE_IP" envDefault:"30/10m"`
 
 	// WebSocket gateway.
-	WSPingInterval    time.Duration `env:"APP_WS_PING_INTERVAL" envDefault:"25s"`
-	WSPongTimeout     time.Duration `env:"APP_WS_PONG_TIMEOUT" envDefault:"10s"`
+	WSPingInterval time.Duration `env:"APP_WS_PING_INTERVAL" envDefault:"25s"`
+	WSPongTimeout  time.Duration `env:"APP_WS_PONG_TIMEOUT" envDefault:"10s"`
+	// WSWriteTimeout: how long one frame may take to reach a socket whose client stopped
+	// reading before the socket is dropped.
+	WSWriteTimeout    time.Duration `env:"APP_WS_WRITE_TIMEOUT" envDefault:"10s"`
 	WSMaxConnsPerUser int           `env:"APP_WS_MAX_CONNS_PER_USER" envDefault:"8"`
 	WSQueueSize       int           `env:"APP_WS_QUEUE_SIZE" envDefault:"1024"`
 	WSFramesPerSecond int           `env:"APP_WS_FRAMES_PER_SECOND" envDefault:"20"`
@@ -206,6 +209,9 @@ func (c Config) Validate() error {
 	}
 	if c.PasswordHashConcurrency < 1 {
 		errs = append(errs, errors.New("APP_PASSWORD_HASH_CONCURRENCY must be at least 1"))
+	}
+	if c.WSWriteTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("APP_WS_WRITE_TIMEOUT must be at least 100ms, not %s", c.WSWriteTimeout))
 	}
 	if c.WSPingInterval < 100*time.Millisecond || c.WSPongTimeout < 100*time.Millisecond {
 		errs = append(errs, errors.New("APP_WS_PING_INTERVAL and APP_WS_PONG_TIMEOUT must be at least 100ms"))

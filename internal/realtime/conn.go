@@ -31,7 +31,6 @@ const (
 	CloseTooManyConns   = 4009 // per-user connection cap
 	CloseRateLimited    = 4029 // frame rate limit: back off, reconnect with your token
 	CloseInvalidToken   = 4400 // reserved: the since token needs pruned history; resync from GET /v1/sync
-	writeTimeout        = 10 * time.Second
 	replayPageSize      = 500
 	typingTTL           = 5 * time.Second
 	typingMinInterval   = 500 * time.Millisecond
@@ -100,13 +99,14 @@ func (c *conn) enqueueEvent(f *eventFrame) {
 }
 
 // closeSoon has the writer send the close frame after the frame it is writing, so a client
-// that starts reading again learns why; one that never does is cut off after writeTimeout.
+// that starts reading again learns why; one that never does is cut off after the write
+// timeout.
 func (c *conn) closeSoon(code int, reason string) {
 	if !c.dying.CompareAndSwap(false, true) {
 		return
 	}
 	c.kill <- item{closeCode: code, reason: reason}
-	time.AfterFunc(writeTimeout+time.Second, func() { c.closeNow(code, reason) })
+	time.AfterFunc(c.g.cfg.WSWriteTimeout+time.Second, func() { c.closeNow(code, reason) })
 }
 
 // enqueueDroppable queues a frame that may be lost (typing, presence, pong).
@@ -154,7 +154,7 @@ func (c *conn) inRoom(room uuid.UUID) bool {
 
 // writeJSON writes one data frame.
 func (c *conn) write(b []byte) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WSWriteTimeout))
 	return c.ws.WriteMessage(websocket.TextMessage, b)
 }
 
@@ -370,7 +370,7 @@ func (c *conn) writeLoop(ctx context.Context, since *events.Token) error {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.g.cfg.WSWriteTimeout)); err != nil {
 				return err
 			}
 			_ = c.g.presence.Refresh(ctx, c.user, c.id, c.g.presenceTTL())

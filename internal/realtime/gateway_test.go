@@ -1141,6 +1141,10 @@ func TestGatewayShutdownFlushesThenCloses1001(t *testing.T) {
 	t.Parallel()
 	cfg := parlortest.Config(t)
 	cfg.RedisURL = ""
+	// ann's socket stays paused while 80 messages are sent and carol reads them: on a
+	// loaded machine that outlasts the default write timeout, which would drop her socket
+	// (1006) before the shutdown it is here to see.
+	cfg.WSWriteTimeout = time.Minute
 	s := parlortest.Start(t, cfg)
 	ann, bob, carol := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carol")
 	room := createRoom(t, bob, "shutdown")
