@@ -141,7 +141,10 @@ SELECT room_id FROM room_members WHERE user_id = @user_id;
 
 -- name: LockUser :exec
 -- Serializes a user's joins: each counts the user's rooms after the previous one committed.
-SELECT 1 FROM users WHERE id = @id FOR UPDATE;
+-- NO KEY UPDATE, not UPDATE: creating a room already holds KEY SHARE on the owner's row (the
+-- foreign key), and two creations upgrading it to UPDATE would deadlock; NO KEY UPDATE does
+-- not conflict with KEY SHARE, only with itself.
+SELECT 1 FROM users WHERE id = @id FOR NO KEY UPDATE;
 
 -- name: CountRoomsOfUser :one
 -- Run after LockUser in its own statement: a READ COMMITTED statement sees only what was

@@ -98,6 +98,9 @@ type Querier interface {
 	LockRoomForSend(ctx context.Context, id uuid.UUID) (LockRoomForSendRow, error)
 	LockTopup(ctx context.Context, id uuid.UUID) (Topup, error)
 	// Serializes a user's joins: each counts the user's rooms after the previous one committed.
+	// NO KEY UPDATE, not UPDATE: creating a room already holds KEY SHARE on the owner's row (the
+	// foreign key), and two creations upgrading it to UPDATE would deadlock; NO KEY UPDATE does
+	// not conflict with KEY SHARE, only with itself.
 	LockUser(ctx context.Context, id uuid.UUID) error
 	MarkPaymentEventProcessed(ctx context.Context, id string) error
 	MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error

@@ -582,10 +582,13 @@ func (q *Queries) LockRoomForEvent(ctx context.Context, id uuid.UUID) (Room, err
 }
 
 const LockUser = `-- name: LockUser :exec
-SELECT 1 FROM users WHERE id = $1 FOR UPDATE
+SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE
 `
 
 // Serializes a user's joins: each counts the user's rooms after the previous one committed.
+// NO KEY UPDATE, not UPDATE: creating a room already holds KEY SHARE on the owner's row (the
+// foreign key), and two creations upgrading it to UPDATE would deadlock; NO KEY UPDATE does
+// not conflict with KEY SHARE, only with itself.
 func (q *Queries) LockUser(ctx context.Context, id uuid.UUID) error {
 	_, err := q.db.Exec(ctx, LockUser, id)
 	return err

@@ -224,3 +224,30 @@ func TestRoomLimitPerAccount(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 200, again.StatusCode(), string(again.Body))
 }
+
+// TestConcurrentRoomCreationsByOneUser: one account creating rooms in parallel gets every
+// one of them. (Counting the account's rooms locks its row; an upgrade from the foreign
+// key's share lock once deadlocked two creations.)
+func TestConcurrentRoomCreationsByOneUser(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	ann := s.Register(t, "ann")
+	const n = 12
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "parallel"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			statuses[i] = res.StatusCode()
+		})
+	}
+	wg.Wait()
+	for _, st := range statuses {
+		require.Equal(t, http.StatusCreated, st)
+	}
+	require.Equal(t, n, s.Count(t, "SELECT count(*) FROM room_members WHERE user_id = $1 AND role = 'owner'", ann.ID))
+}
