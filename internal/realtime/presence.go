@@ -137,14 +137,20 @@ func (p *RedisPresence) Connect(ctx context.Context, user uuid.UUID, conn string
 	return n == 0, p.Refresh(ctx, user, conn, ttl)
 }
 
+// refreshScript sets a socket's expiry and lets the user's hash live at least as long, never
+// shorter: a socket leaving with a short grace must not cut the life of its siblings' entries
+// (setting the key's TTL outright once expired a user's live sockets along with a closed one).
+var refreshScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+`)
+
 // Refresh implements Presence.
 func (p *RedisPresence) Refresh(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration) error {
-	key := p.key(user)
-	pipe := p.client.TxPipeline()
-	pipe.HSet(ctx, key, conn, strconv.FormatInt(time.Now().Add(ttl).UnixMilli(), 10))
-	pipe.PExpire(ctx, key, ttl)
-	_, err := pipe.Exec(ctx)
-	return err
+	return refreshScript.Run(ctx, p.client, []string{p.key(user)},
+		conn, time.Now().Add(ttl).UnixMilli(), ttl.Milliseconds()).Err()
 }
 
 // Disconnect implements Presence.
