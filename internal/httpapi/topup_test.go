@@ -590,3 +590,32 @@ func TestLateAsyncFailureKeepsASucceededTopup(t *testing.T) {
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
 	requireBooksBalance(t, s)
 }
+
+// TestSandboxPageRefusals: an unknown checkout session is a 404 problem on every sandbox
+// route, and paying a checkout past its expiry changes nothing — no event, no credit — as
+// at Stripe, where an expired session can no longer be paid.
+func TestSandboxPageRefusals(t *testing.T) {
+	t.Parallel()
+	s := paymentsServer(t)
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/sandbox/checkout/cs_sbx_unknown"},
+		{"POST", "/sandbox/checkout/cs_sbx_unknown/pay"},
+		{"POST", "/sandbox/checkout/cs_sbx_unknown/cancel"},
+		{"POST", "/sandbox/checkout/cs_sbx_unknown/pay-delayed-fail"},
+	} {
+		res, b := s.Do(t, r.method, r.path, "", nil, nil)
+		parlortest.RequireProblem(t, res, b, 404, "not_found")
+	}
+
+	bob := s.Register(t, "bob")
+	tp := createTopup(t, bob, "small")
+	session := sessionOf(t, s, tp.Id)
+	_, err := s.Pool.Exec(ctx, "UPDATE sandbox_sessions SET expires_at = now() - interval '1 minute' WHERE id = $1", session)
+	require.NoError(t, err)
+	out, err := s.Topups.Provider().(*payments.Sandbox).Settle(ctx, session, true)
+	require.NoError(t, err)
+	require.Nil(t, out.Event, "paying an expired checkout announces nothing")
+	require.Equal(t, payments.SessionExpired, out.Session.Status)
+	require.Equal(t, apiclient.TopupStatusExpired, getTopup(t, bob, tp.Id).Status)
+	require.Zero(t, balanceOf(t, bob))
+}

@@ -345,7 +345,7 @@ func sandboxRoutes(e *echo.Echo, sandbox *payments.Sandbox, secret string) {
 	show := func(c echo.Context) error {
 		s, err := sandbox.GetSession(c.Request().Context(), c.Param("id"))
 		if err != nil {
-			return apperr.New(apperr.NotFound, "no such checkout session")
+			return err // 404 for an unknown session, 500 when the database fails
 		}
 		c.Response().Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
 		c.Response().Header().Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
@@ -369,7 +369,7 @@ func sandboxRoutes(e *echo.Echo, sandbox *payments.Sandbox, secret string) {
 			for _, step := range steps {
 				out, err := step(ctx, id)
 				if err != nil {
-					return apperr.New(apperr.NotFound, "no such checkout session")
+					return err
 				}
 				if out.Event != nil {
 					if err := deliver(ctx, out.Event); err != nil {

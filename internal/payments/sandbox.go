@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parlor-dev/parlor/gen/db"
+	"github.com/parlor-dev/parlor/internal/apperr"
 	"github.com/parlor-dev/parlor/internal/postgres"
 )
 
@@ -51,9 +52,15 @@ func (s *Sandbox) CreateCheckout(ctx context.Context, in CheckoutInput) (Session
 	return s.session(row), nil
 }
 
+// errNoSession answers for a sandbox session id that does not exist (a 404 on its page).
+var errNoSession = apperr.New(apperr.NotFound, "no such checkout session")
+
 // GetSession implements Provider: an open session past its expiry reads as expired.
 func (s *Sandbox) GetSession(ctx context.Context, id string) (Session, error) {
 	row, err := db.New(s.pool).GetSandboxSession(ctx, id)
+	if postgres.IsNoRows(err) {
+		err = errNoSession
+	}
 	if err != nil {
 		return Session{}, fmt.Errorf("sandbox session %s: %w", id, err)
 	}
@@ -83,36 +90,23 @@ type SandboxOutcome struct {
 }
 
 // Settle records the payer's choice (pay or cancel) on an open session and returns the
-// Stripe-shaped event announcing it. Pressing a button twice changes nothing the second time.
+// Stripe-shaped event announcing it. Pressing a button twice changes nothing the second
+// time, and paying a session past its expiry changes nothing either.
 func (s *Sandbox) Settle(ctx context.Context, id string, pay bool) (SandboxOutcome, error) {
-	var out SandboxOutcome
-	err := postgres.WithTx(ctx, s.pool, func(q *db.Queries) error {
-		row, err := q.GetSandboxSession(ctx, id)
-		if err != nil {
-			return err
+	typ := "checkout.session.expired"
+	if pay {
+		typ = "checkout.session.completed"
+	}
+	out, err := s.change(ctx, id, typ, func(q *db.Queries, row db.SandboxSession) (db.SandboxSession, error) {
+		if !pay {
+			return q.CompleteSandboxSession(ctx, db.CompleteSandboxSessionParams{ID: id, Status: SessionExpired, PaymentStatus: PaymentUnpaid})
 		}
-		out.TopupID = row.TopupID.String()
-		status, paid, typ := SessionExpired, PaymentUnpaid, "checkout.session.expired"
-		var intent, intentStatus *string
-		if pay {
-			pi, succeeded := randomID("pi_sbx_"), IntentSucceeded
-			status, paid, typ, intent, intentStatus = SessionComplete, PaymentPaid, "checkout.session.completed", &pi, &succeeded
+		if !time.Now().Before(row.ExpiresAt) {
+			return row, errUnchanged // too late to pay
 		}
-		if !pay || time.Now().Before(row.ExpiresAt) {
-			updated, err := q.CompleteSandboxSession(ctx, db.CompleteSandboxSessionParams{ID: id, Status: status, PaymentStatus: paid,
-				PaymentIntent: intent, PaymentIntentStatus: intentStatus})
-			if postgres.IsNoRows(err) {
-				out.Session = s.session(row) // already settled
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			row = updated
-		}
-		out.Session = s.session(row)
-		out.Event = CheckoutEvent(randomID("evt_sbx_"), typ, out.Session, row.TopupID, time.Now())
-		return nil
+		pi, succeeded := randomID("pi_sbx_"), IntentSucceeded
+		return q.CompleteSandboxSession(ctx, db.CompleteSandboxSessionParams{ID: id, Status: SessionComplete,
+			PaymentStatus: PaymentPaid, PaymentIntent: &pi, PaymentIntentStatus: &succeeded})
 	})
 	if err != nil {
 		return SandboxOutcome{}, fmt.Errorf("sandbox settle %s: %w", id, err)
@@ -167,6 +161,9 @@ func (s *Sandbox) change(ctx context.Context, id, typ string, update func(q *db.
 	var out SandboxOutcome
 	err := postgres.WithTx(ctx, s.pool, func(q *db.Queries) error {
 		row, err := q.GetSandboxSession(ctx, id)
+		if postgres.IsNoRows(err) {
+			return errNoSession
+		}
 		if err != nil {
 			return err
 		}
