@@ -23,14 +23,13 @@
 // requests to any other host are aborted and fail the run, as do page errors and
 // Content-Security-Policy violations.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+import { isLocal, launchLocalChromium, newLocalContext } from './local-chromium.mjs';
+
 const baseURL = process.env.PARLOR_BASE_URL ?? '';
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const PACKAGE_CREDITS = 100; // the "small" package of the default APP_CREDIT_PACKAGES
 const TIP = 5;
 
@@ -42,32 +41,13 @@ const fail = (msg) => {
   throw new Failure(msg);
 };
 
-function isLocal(url) {
-  try {
-    const u = new URL(url);
-    return ['http:', 'https:', 'ws:', 'wss:'].includes(u.protocol) && LOCAL_HOSTS.has(u.hostname);
-  } catch {
-    return false;
-  }
-}
-
 // Everything a page did that fails the run, whichever step it happened in.
 const blocked = [];
 const pageErrors = [];
 const cspViolations = [];
 
 async function newPerson(browser, name) {
-  const context = await browser.newContext({ serviceWorkers: 'block' });
-  context.setDefaultTimeout(20_000); // generous: the rest of the suite shares the cores
-  await context.route('**/*', (route) => {
-    const url = route.request().url();
-    if (isLocal(url) || url.startsWith('data:') || url.startsWith('about:')) return route.continue();
-    blocked.push(url);
-    return route.abort('blockedbyclient');
-  });
-  context.on('websocket', (ws) => {
-    if (!isLocal(ws.url())) blocked.push(ws.url());
-  });
+  const context = await newLocalContext(browser, blocked);
   const page = await context.newPage();
   page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
   page.on('console', (msg) => {
@@ -106,36 +86,10 @@ const balance = (page, credits) => page.locator('#balance', { hasText: new RegEx
 async function main() {
   if (!baseURL) fail('PARLOR_BASE_URL is not set (e.g. http://127.0.0.1:8080)');
   if (!isLocal(baseURL)) fail(`PARLOR_BASE_URL must be on a local host (127.0.0.1, localhost, [::1]), not ${baseURL}`);
-  if (!existsSync(chromiumPath)) {
-    fail(`no Chromium at ${chromiumPath}: install it with 'apt-get install -y chromium' (scripts/dev-services.sh does), or set CHROMIUM_PATH`);
-  }
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (err) {
-    fail(`cannot load playwright-core (${err.message}): run 'npm ci' at the repository root`);
-  }
   const run = randomBytes(4).toString('hex');
   const roomName = `Demo ${run}`;
 
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    timeout: 30_000,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-domain-reliability',
-      '--no-proxy-server',
-      // Resolve no name but the local ones, so not even a DNS query leaves the machine.
-      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]',
-    ],
-  });
+  const browser = await launchLocalChromium(fail);
   log('Chromium started');
   const people = [];
   try {

@@ -19,17 +19,15 @@
 // and exits 1. Nothing may leave the machine: the browser's requests to any host but the
 // server's are aborted and fail the run, and Chromium's own background traffic is turned off.
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+import { isLocal, launchLocalChromium, newLocalContext } from './local-chromium.mjs';
 
 const baseURL = process.env.PARLOR_BASE_URL ?? '';
 const packageId = process.env.PARLOR_PACKAGE || 'small';
 const waitMs = Number(process.env.PARLOR_WAIT_MS || 15000);
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
 const started = Date.now();
 const log = (msg) => console.log(`[sandbox-topup +${((Date.now() - started) / 1000).toFixed(2)}s] ${msg}`);
@@ -38,16 +36,6 @@ class Failure extends Error {}
 const fail = (msg) => {
   throw new Failure(msg);
 };
-
-function isLocal(url) {
-  try {
-    const u = new URL(url);
-    return (u.protocol === 'http:' || u.protocol === 'https:' || u.protocol === 'ws:' || u.protocol === 'wss:') &&
-      LOCAL_HOSTS.has(u.hostname);
-  } catch {
-    return false;
-  }
-}
 
 // api calls the server's REST API (never another host) and returns [status, parsed body].
 async function api(method, path, { token, body, headers = {} } = {}) {
@@ -96,15 +84,6 @@ async function wallet(token) {
 async function main() {
   if (!baseURL) fail('PARLOR_BASE_URL is not set (e.g. http://127.0.0.1:8080)');
   if (!isLocal(baseURL)) fail(`PARLOR_BASE_URL must be on a local host (127.0.0.1, localhost, [::1]), not ${baseURL}`);
-  if (!existsSync(chromiumPath)) {
-    fail(`no Chromium at ${chromiumPath}: install it with 'apt-get install -y chromium' (scripts/dev-services.sh does), or set CHROMIUM_PATH`);
-  }
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (err) {
-    fail(`cannot load playwright-core (${err.message}): run 'npm ci' at the repository root`);
-  }
 
   const token = await accessToken();
   const before = await wallet(token);
@@ -125,41 +104,11 @@ async function main() {
   const noLeaks = () => {
     if (blocked.length) fail(`the browser tried to reach non-local hosts: ${blocked.join(', ')}`);
   };
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    timeout: 30_000,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-domain-reliability',
-      '--no-proxy-server', // a proxy from the environment would be a non-local host
-      // Debian's launcher sets Google API keys, and Chromium still looks up Google's hosts
-      // (accounts, clients2, update) despite the flags above: resolve no name but the local
-      // ones, so not even a DNS query leaves the machine.
-      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]',
-    ],
-  });
+  const browser = await launchLocalChromium(fail);
   let page;
   try {
-    const context = await browser.newContext({ serviceWorkers: 'block' });
-    context.setDefaultTimeout(20_000); // generous: the rest of the suite shares the cores
-    // Everything the page asks for goes through here: local hosts pass, the rest is aborted
-    // and recorded (and fails the run below).
-    await context.route('**/*', (route) => {
-      const url = route.request().url();
-      if (isLocal(url) || url.startsWith('data:') || url.startsWith('about:')) return route.continue();
-      blocked.push(url);
-      return route.abort('blockedbyclient');
-    });
-    context.on('websocket', (ws) => {
-      if (!isLocal(ws.url())) blocked.push(ws.url());
-    });
+    // Requests to non-local hosts are aborted and recorded in blocked (failing the run below).
+    const context = await newLocalContext(browser, blocked);
     page = await context.newPage();
     const pageErrors = [];
     page.on('pageerror', (err) => pageErrors.push(err.message));
