@@ -574,7 +574,8 @@ type EventFrame struct {
 	// room change; `reaction` a reaction change; `tip` the tip.
 	Event RoomEvent `json:"event"`
 
-	// Token Resume from here (WebSocket `since` or `GET /v1/sync?since=`).
+	// Token Resume from here (WebSocket `since` or `GET /v1/sync?since=`). The same for every
+	// socket the event goes to; at most 1 KiB however many rooms the user is in.
 	Token string         `json:"token"`
 	Type  EventFrameType `json:"type"`
 }
@@ -752,7 +753,7 @@ type PresenceFrameType string
 // Problem An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Problem struct {
 	// Code Stable machine-readable problem code.
@@ -1132,84 +1133,91 @@ type UserId = openapi_types.UUID
 // BadRequest An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type BadRequest = Problem
 
 // Conflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Conflict = Problem
 
 // Forbidden An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Forbidden = Problem
+
+// FullSyncRequired An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
+// `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
+// `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `not_ready`, `unavailable`, `internal`.
+type FullSyncRequired = Problem
 
 // IdempotentConflict An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type IdempotentConflict = Problem
 
 // InternalError An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type InternalError = Problem
 
 // NotFound An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type NotFound = Problem
 
 // PayloadTooLarge An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type PayloadTooLarge = Problem
 
 // ServiceUnavailable An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type ServiceUnavailable = Problem
 
 // TooManyRequests An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type TooManyRequests = Problem
 
 // Unauthorized An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type Unauthorized = Problem
 
 // UnprocessableEntity An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnprocessableEntity = Problem
 
 // UnsupportedMediaType An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
 // `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
 // `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+// `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
 
@@ -1271,6 +1279,9 @@ type SendTipParams struct {
 
 // SyncParams defines parameters for Sync.
 type SyncParams struct {
+	// Since A token from a previous page, `hello` or an `event` frame. Tokens are at most 1 KiB;
+	// longer values are accepted up to 64 KiB only to be answered `410
+	// full_sync_required` (tokens of an older format were longer).
 	Since *string `form:"since,omitempty" json:"since,omitempty"`
 
 	// Limit At most this many events (default 100).
@@ -2234,8 +2245,11 @@ type ClientInterface interface {
 	// `member.banned`.
 	//
 	// With `timeout_ms` and nothing new, the request waits up to that long for the next event
-	// and then returns an empty page with the same token. Tokens are opaque; a malformed or
-	// altered one is a `400 invalid_request`. History is never pruned, so tokens do not expire.
+	// and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
+	// A token the server cannot continue from — malformed or altered, from an older token
+	// format, or minted before a database restore or failover — is `410
+	// full_sync_required`: start over without `since`. History is never pruned, so a valid
+	// token does not expire.
 	//
 	// Corresponds with GET /v1/sync (the `Sync` operationId).
 	Sync(ctx context.Context, params *SyncParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -3180,8 +3194,11 @@ func (c *Client) SendTip(ctx context.Context, roomId RoomId, params *SendTipPara
 // `member.banned`.
 //
 // With `timeout_ms` and nothing new, the request waits up to that long for the next event
-// and then returns an empty page with the same token. Tokens are opaque; a malformed or
-// altered one is a `400 invalid_request`. History is never pruned, so tokens do not expire.
+// and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
+// A token the server cannot continue from — malformed or altered, from an older token
+// format, or minted before a database restore or failover — is `410
+// full_sync_required`: start over without `since`. History is never pruned, so a valid
+// token does not expire.
 //
 // Corresponds with GET /v1/sync (the `Sync` operationId).
 func (c *Client) Sync(ctx context.Context, params *SyncParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5548,8 +5565,11 @@ type ClientWithResponsesInterface interface {
 	// `member.banned`.
 	//
 	// With `timeout_ms` and nothing new, the request waits up to that long for the next event
-	// and then returns an empty page with the same token. Tokens are opaque; a malformed or
-	// altered one is a `400 invalid_request`. History is never pruned, so tokens do not expire.
+	// and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
+	// A token the server cannot continue from — malformed or altered, from an older token
+	// format, or minted before a database restore or failover — is `410
+	// full_sync_required`: start over without `since`. History is never pruned, so a valid
+	// token does not expire.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8361,6 +8381,8 @@ type SyncResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON410 the response for an HTTP 410 `application/problem+json` response
+	ApplicationproblemJSON410 *FullSyncRequired
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -8380,6 +8402,11 @@ func (r SyncResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r SyncResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON410 returns the response for an HTTP 410 `application/problem+json` response
+func (r SyncResponse) GetApplicationproblemJSON410() *FullSyncRequired {
+	return r.ApplicationproblemJSON410
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -9557,8 +9584,11 @@ func (c *ClientWithResponses) SendTipWithResponse(ctx context.Context, roomId Ro
 // `member.banned`.
 //
 // With `timeout_ms` and nothing new, the request waits up to that long for the next event
-// and then returns an empty page with the same token. Tokens are opaque; a malformed or
-// altered one is a `400 invalid_request`. History is never pruned, so tokens do not expire.
+// and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
+// A token the server cannot continue from — malformed or altered, from an older token
+// format, or minted before a database restore or failover — is `410
+// full_sync_required`: start over without `since`. History is never pruned, so a valid
+// token does not expire.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -12191,6 +12221,13 @@ func ParseSyncResponse(rsp *http.Response) (*SyncResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 410:
+		var dest FullSyncRequired
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON410 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError

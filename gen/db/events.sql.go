@@ -12,69 +12,25 @@ import (
 	"github.com/google/uuid"
 )
 
-const CurrentSnapshot = `-- name: CurrentSnapshot :one
-SELECT pg_current_snapshot()::text
+const CurrentPosition = `-- name: CurrentPosition :one
+SELECT pg_current_snapshot()::text AS snap,
+       ((SELECT system_identifier FROM pg_control_system())::text || '/' ||
+         substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::text AS epoch
 `
 
-func (q *Queries) CurrentSnapshot(ctx context.Context) (string, error) {
-	row := q.db.QueryRow(ctx, CurrentSnapshot)
-	var column_1 string
-	err := row.Scan(&column_1)
-	return column_1, err
+type CurrentPositionRow struct {
+	Snap  string
+	Epoch string
 }
 
-const EventRange = `-- name: EventRange :many
-SELECT room_id, seq, type, actor_id, user_id, message_id, data, created_at
-FROM room_events
-WHERE room_id = $1 AND seq BETWEEN $2 AND $3
-ORDER BY seq
-`
-
-type EventRangeParams struct {
-	RoomID  uuid.UUID
-	FromSeq int64
-	ToSeq   int64
-}
-
-type EventRangeRow struct {
-	RoomID    uuid.UUID
-	Seq       int64
-	Type      string
-	ActorID   uuid.UUID
-	UserID    *uuid.UUID
-	MessageID *uuid.UUID
-	Data      []byte
-	CreatedAt time.Time
-}
-
-// A room's events with from_seq <= seq <= to_seq, for live delivery and gap repair.
-func (q *Queries) EventRange(ctx context.Context, arg EventRangeParams) ([]EventRangeRow, error) {
-	rows, err := q.db.Query(ctx, EventRange, arg.RoomID, arg.FromSeq, arg.ToSeq)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []EventRangeRow{}
-	for rows.Next() {
-		var i EventRangeRow
-		if err := rows.Scan(
-			&i.RoomID,
-			&i.Seq,
-			&i.Type,
-			&i.ActorID,
-			&i.UserID,
-			&i.MessageID,
-			&i.Data,
-			&i.CreatedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// The transaction's snapshot and the database's epoch: its system identifier and the
+// timeline it writes on. A restore into another cluster changes the first, a failover to a
+// replica (or a point-in-time recovery) the second; either makes older snapshots meaningless.
+func (q *Queries) CurrentPosition(ctx context.Context) (CurrentPositionRow, error) {
+	row := q.db.QueryRow(ctx, CurrentPosition)
+	var i CurrentPositionRow
+	err := row.Scan(&i.Snap, &i.Epoch)
+	return i, err
 }
 
 const InsertEvent = `-- name: InsertEvent :one
@@ -128,37 +84,6 @@ func (q *Queries) InsertEvent(ctx context.Context, arg InsertEventParams) (Inser
 	return i, err
 }
 
-const MemberRoomSeqs = `-- name: MemberRoomSeqs :many
-SELECT r.id, r.last_seq FROM room_members m JOIN rooms r ON r.id = m.room_id
-WHERE m.user_id = $1
-`
-
-type MemberRoomSeqsRow struct {
-	ID      uuid.UUID
-	LastSeq int64
-}
-
-// The caller's rooms and the seq of each room's latest event in this transaction's snapshot.
-func (q *Queries) MemberRoomSeqs(ctx context.Context, userID uuid.UUID) ([]MemberRoomSeqsRow, error) {
-	rows, err := q.db.Query(ctx, MemberRoomSeqs, userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []MemberRoomSeqsRow{}
-	for rows.Next() {
-		var i MemberRoomSeqsRow
-		if err := rows.Scan(&i.ID, &i.LastSeq); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const RoomsByID = `-- name: RoomsByID :many
 SELECT id, name, name_key, topic, visibility, entry_price, owner_id, slow_mode_seconds, member_count, last_seq, archived_at, deleted_at, created_at, updated_at FROM rooms WHERE id = ANY($1::uuid[])
 `
@@ -198,49 +123,6 @@ func (q *Queries) RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error
 	return items, nil
 }
 
-const SeenStillNeeded = `-- name: SeenStillNeeded :many
-SELECT ($1::uuid[])[i]::uuid AS room_id, ($2::bigint[])[i]::bigint AS seq
-FROM generate_subscripts($1::uuid[], 1) AS i
-WHERE EXISTS (
-    SELECT 1 FROM room_events e
-    WHERE e.room_id = ($1::uuid[])[i] AND e.seq <= ($2::bigint[])[i]
-      AND e.xid >= pg_snapshot_xmin(($3::text)::pg_snapshot)
-      AND NOT pg_visible_in_snapshot(e.xid, ($3::text)::pg_snapshot))
-`
-
-type SeenStillNeededParams struct {
-	SeenRooms []uuid.UUID
-	SeenSeqs  []int64
-	Snap      string
-}
-
-type SeenStillNeededRow struct {
-	RoomID uuid.UUID
-	Seq    int64
-}
-
-// Of the (room, seq) pairs a token says were delivered beyond its snapshot, those not yet
-// covered by the snapshot: some event up to that seq is not visible in it.
-func (q *Queries) SeenStillNeeded(ctx context.Context, arg SeenStillNeededParams) ([]SeenStillNeededRow, error) {
-	rows, err := q.db.Query(ctx, SeenStillNeeded, arg.SeenRooms, arg.SeenSeqs, arg.Snap)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []SeenStillNeededRow{}
-	for rows.Next() {
-		var i SeenStillNeededRow
-		if err := rows.Scan(&i.RoomID, &i.Seq); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const SyncEvents = `-- name: SyncEvents :many
 SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at
 FROM room_member_periods p
@@ -251,9 +133,8 @@ WHERE p.user_id = $1
   AND NOT pg_visible_in_snapshot(e.xid, ($2::text)::pg_snapshot)
   AND pg_visible_in_snapshot(e.xid, ($3::text)::pg_snapshot)
   AND (e.room_id, e.seq) > ($4::uuid, $5::bigint)
-  AND e.seq > coalesce(($6::bigint[])[array_position($7::uuid[], e.room_id)], 0)
 ORDER BY e.room_id, e.seq
-LIMIT $8
+LIMIT $6
 `
 
 type SyncEventsParams struct {
@@ -262,8 +143,6 @@ type SyncEventsParams struct {
 	Upto      string
 	AfterRoom uuid.UUID
 	AfterSeq  int64
-	SeenSeqs  []int64
-	SeenRooms []uuid.UUID
 	Lim       int32
 }
 
@@ -279,10 +158,8 @@ type SyncEventsRow struct {
 }
 
 // The caller's events committed after the snapshot `since` and visible in `upto`, within the
-// stretches of each room's log they were a member for, in (room, seq) order after a cursor —
-// minus what a WebSocket already delivered beyond `since`: per room, events up to a seq
-// (seen_rooms[i], seen_seqs[i]). xid >= xmin(since) bounds the index scan: anything older
-// was visible in `since` already.
+// stretches of each room's log they were a member for, in (room, seq) order after a cursor.
+// xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
 func (q *Queries) SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error) {
 	rows, err := q.db.Query(ctx, SyncEvents,
 		arg.UserID,
@@ -290,8 +167,6 @@ func (q *Queries) SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncE
 		arg.Upto,
 		arg.AfterRoom,
 		arg.AfterSeq,
-		arg.SeenSeqs,
-		arg.SeenRooms,
 		arg.Lim,
 	)
 	if err != nil {
@@ -301,6 +176,72 @@ func (q *Queries) SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncE
 	items := []SyncEventsRow{}
 	for rows.Next() {
 		var i SyncEventsRow
+		if err := rows.Scan(
+			&i.RoomID,
+			&i.Seq,
+			&i.Type,
+			&i.ActorID,
+			&i.UserID,
+			&i.MessageID,
+			&i.Data,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const TailEvents = `-- name: TailEvents :many
+SELECT room_id, seq, type, actor_id, user_id, message_id, data, created_at
+FROM room_events
+WHERE xid >= pg_snapshot_xmin(($1::text)::pg_snapshot)
+  AND NOT pg_visible_in_snapshot(xid, ($1::text)::pg_snapshot)
+  AND (room_id, seq) > ($2::uuid, $3::bigint)
+ORDER BY room_id, seq
+LIMIT $4
+`
+
+type TailEventsParams struct {
+	Since     string
+	AfterRoom uuid.UUID
+	AfterSeq  int64
+	Lim       int32
+}
+
+type TailEventsRow struct {
+	RoomID    uuid.UUID
+	Seq       int64
+	Type      string
+	ActorID   uuid.UUID
+	UserID    *uuid.UUID
+	MessageID *uuid.UUID
+	Data      []byte
+	CreatedAt time.Time
+}
+
+// Every room's events committed after the snapshot `since` and visible in this
+// transaction's snapshot (run it in a REPEATABLE READ transaction: that snapshot is the end
+// of the batch), in (room, seq) order after a cursor: what the realtime fan-out delivers
+// next. Within a room, seq order is commit order, so each room's events come in order.
+func (q *Queries) TailEvents(ctx context.Context, arg TailEventsParams) ([]TailEventsRow, error) {
+	rows, err := q.db.Query(ctx, TailEvents,
+		arg.Since,
+		arg.AfterRoom,
+		arg.AfterSeq,
+		arg.Lim,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []TailEventsRow{}
+	for rows.Next() {
+		var i TailEventsRow
 		if err := rows.Scan(
 			&i.RoomID,
 			&i.Seq,

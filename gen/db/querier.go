@@ -34,7 +34,10 @@ type Querier interface {
 	CreateTicket(ctx context.Context, arg CreateTicketParams) error
 	CreateTopup(ctx context.Context, arg CreateTopupParams) (Topup, error)
 	CreateUser(ctx context.Context, arg CreateUserParams) (User, error)
-	CurrentSnapshot(ctx context.Context) (string, error)
+	// The transaction's snapshot and the database's epoch: its system identifier and the
+	// timeline it writes on. A restore into another cluster changes the first, a failover to a
+	// replica (or a point-in-time recovery) the second; either makes older snapshots meaningless.
+	CurrentPosition(ctx context.Context) (CurrentPositionRow, error)
 	DeleteBan(ctx context.Context, arg DeleteBanParams) (int64, error)
 	DeleteExpiredTickets(ctx context.Context) (int64, error)
 	DeleteInvite(ctx context.Context, arg DeleteInviteParams) error
@@ -43,8 +46,6 @@ type Querier interface {
 	DeleteRoom(ctx context.Context, id uuid.UUID) error
 	EditMessage(ctx context.Context, arg EditMessageParams) (Message, error)
 	EnsureUserAccount(ctx context.Context, userID uuid.UUID) error
-	// A room's events with from_seq <= seq <= to_seq, for live delivery and gap repair.
-	EventRange(ctx context.Context, arg EventRangeParams) ([]EventRangeRow, error)
 	FinishIdempotencyKey(ctx context.Context, arg FinishIdempotencyKeyParams) error
 	// A delayed payment that was processing succeeds or fails; no row when there is none.
 	FinishSandboxPayment(ctx context.Context, arg FinishSandboxPaymentParams) (SandboxSession, error)
@@ -85,6 +86,8 @@ type Querier interface {
 	ListMessagesAfter(ctx context.Context, arg ListMessagesAfterParams) ([]Message, error)
 	ListMessagesBefore(ctx context.Context, arg ListMessagesBeforeParams) ([]Message, error)
 	ListPublicRooms(ctx context.Context, arg ListPublicRoomsParams) ([]Room, error)
+	// Of these sessions, those not revoked (a pruned session is gone, so not live either).
+	LiveSessions(ctx context.Context, ids []uuid.UUID) ([]uuid.UUID, error)
 	// Row locks on every account a posting touches, taken in id order so two postings never
 	// wait on each other in a cycle.
 	LockAccounts(ctx context.Context, ids []uuid.UUID) ([]LedgerAccount, error)
@@ -105,8 +108,8 @@ type Querier interface {
 	MarkPaymentEventProcessed(ctx context.Context, id string) error
 	MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error
 	MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error)
-	// The caller's rooms and the seq of each room's latest event in this transaction's snapshot.
-	MemberRoomSeqs(ctx context.Context, userID uuid.UUID) ([]MemberRoomSeqsRow, error)
+	// The rooms of the users whose sockets go live at this snapshot.
+	MembershipsOf(ctx context.Context, userIds []uuid.UUID) ([]MembershipsOfRow, error)
 	MessagesByID(ctx context.Context, ids []uuid.UUID) ([]Message, error)
 	// A state-machine step: only from one of the allowed states; no row when it does not apply.
 	MoveTopup(ctx context.Context, arg MoveTopupParams) (Topup, error)
@@ -120,14 +123,14 @@ type Querier interface {
 	PruneExpiredRefreshTokens(ctx context.Context, lim int32) (int64, error)
 	PruneIdempotencyKeys(ctx context.Context, retentionSeconds float64) (int64, error)
 	ReactionCounts(ctx context.Context, arg ReactionCountsParams) ([]ReactionCountsRow, error)
+	// Sessions revoked in the last `secs` seconds: the gateway closes their sockets even when
+	// the broker lost the notice of the revocation.
+	RecentlyRevokedSessions(ctx context.Context, secs float64) ([]uuid.UUID, error)
 	ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) error
 	RemoveReaction(ctx context.Context, arg RemoveReactionParams) (int64, error)
 	RevokeSession(ctx context.Context, arg RevokeSessionParams) error
 	RoomMemberIDs(ctx context.Context, roomID uuid.UUID) ([]uuid.UUID, error)
 	RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error)
-	// Of the (room, seq) pairs a token says were delivered beyond its snapshot, those not yet
-	// covered by the snapshot: some event up to that seq is not visible in it.
-	SeenStillNeeded(ctx context.Context, arg SeenStillNeededParams) ([]SeenStillNeededRow, error)
 	// A send in one statement, run after LockRoomForSend in the same transaction (its seq is the
 	// room's last_seq, which that statement just took; and since this statement's snapshot
 	// starts after the lock was granted, it sees every committed membership change): the
@@ -139,11 +142,14 @@ type Querier interface {
 	SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutParams) (Topup, error)
 	StalePendingTopups(ctx context.Context, arg StalePendingTopupsParams) ([]uuid.UUID, error)
 	// The caller's events committed after the snapshot `since` and visible in `upto`, within the
-	// stretches of each room's log they were a member for, in (room, seq) order after a cursor —
-	// minus what a WebSocket already delivered beyond `since`: per room, events up to a seq
-	// (seen_rooms[i], seen_seqs[i]). xid >= xmin(since) bounds the index scan: anything older
-	// was visible in `since` already.
+	// stretches of each room's log they were a member for, in (room, seq) order after a cursor.
+	// xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
 	SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error)
+	// Every room's events committed after the snapshot `since` and visible in this
+	// transaction's snapshot (run it in a REPEATABLE READ transaction: that snapshot is the end
+	// of the batch), in (room, seq) order after a cursor: what the realtime fan-out delivers
+	// next. Within a room, seq order is commit order, so each room's events come in order.
+	TailEvents(ctx context.Context, arg TailEventsParams) ([]TailEventsRow, error)
 	TopupBySession(ctx context.Context, checkoutSessionID *string) (Topup, error)
 	TouchLastSent(ctx context.Context, arg TouchLastSentParams) error
 	TouchSession(ctx context.Context, id uuid.UUID) error

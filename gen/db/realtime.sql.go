@@ -75,6 +75,88 @@ func (q *Queries) DeleteExpiredTickets(ctx context.Context) (int64, error) {
 	return result.RowsAffected(), nil
 }
 
+const LiveSessions = `-- name: LiveSessions :many
+SELECT id FROM sessions WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL
+`
+
+// Of these sessions, those not revoked (a pruned session is gone, so not live either).
+func (q *Queries) LiveSessions(ctx context.Context, ids []uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, LiveSessions, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []uuid.UUID{}
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const MembershipsOf = `-- name: MembershipsOf :many
+SELECT user_id, room_id FROM room_members WHERE user_id = ANY($1::uuid[])
+`
+
+type MembershipsOfRow struct {
+	UserID uuid.UUID
+	RoomID uuid.UUID
+}
+
+// The rooms of the users whose sockets go live at this snapshot.
+func (q *Queries) MembershipsOf(ctx context.Context, userIds []uuid.UUID) ([]MembershipsOfRow, error) {
+	rows, err := q.db.Query(ctx, MembershipsOf, userIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MembershipsOfRow{}
+	for rows.Next() {
+		var i MembershipsOfRow
+		if err := rows.Scan(&i.UserID, &i.RoomID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const RecentlyRevokedSessions = `-- name: RecentlyRevokedSessions :many
+SELECT id FROM sessions
+WHERE revoked_at IS NOT NULL AND revoked_at > now() - make_interval(secs => $1::float8)
+`
+
+// Sessions revoked in the last `secs` seconds: the gateway closes their sockets even when
+// the broker lost the notice of the revocation.
+func (q *Queries) RecentlyRevokedSessions(ctx context.Context, secs float64) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, RecentlyRevokedSessions, secs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []uuid.UUID{}
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const RoomMemberIDs = `-- name: RoomMemberIDs :many
 SELECT user_id FROM room_members WHERE room_id = $1
 `

@@ -37,17 +37,20 @@ import (
 
 // App is one running Parlor: its connections and its HTTP handler.
 type App struct {
-	Config  config.Config
-	Logger  *slog.Logger
-	Pool    *pgxpool.Pool
-	Redis   redis.UniversalClient
-	Keys    *auth.KeyRing
-	Echo    *echo.Echo
-	Gateway *realtime.Gateway
-	Wallet  *wallet.Service
-	Topups  *wallet.Topups
-	Queue   *river.Client[pgx.Tx]
-	stop    context.CancelFunc
+	Config config.Config
+	Logger *slog.Logger
+	Pool   *pgxpool.Pool
+	// TailPool is the realtime fan-out's own: it reads the event log in batches and must never
+	// wait behind the senders for one of Pool's connections.
+	TailPool *pgxpool.Pool
+	Redis    redis.UniversalClient
+	Keys     *auth.KeyRing
+	Echo     *echo.Echo
+	Gateway  *realtime.Gateway
+	Wallet   *wallet.Service
+	Topups   *wallet.Topups
+	Queue    *river.Client[pgx.Tx]
+	stop     context.CancelFunc
 }
 
 // Option adjusts how New assembles Parlor (tests use it to observe or disturb internals).
@@ -82,6 +85,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	}
 	a.Pool, err = postgres.Connect(ctx, cfg.DBURL, cfg.DBMaxConns)
 	if err != nil {
+		return nil, err
+	}
+	if a.TailPool, err = postgres.Connect(ctx, cfg.DBURL, 2); err != nil {
 		return nil, err
 	}
 	if cfg.MigrateOnStart() {
@@ -148,7 +154,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	}
 	tickets := realtime.NewTickets(a.Pool)
 	a.Gateway = realtime.New(bg, realtime.Deps{
-		Config: cfg, Pool: a.Pool, Chat: chatSvc, Rooms: roomsSvc, Tickets: tickets, Presence: presence,
+		Config: cfg, Pool: a.Pool, TailPool: a.TailPool, Chat: chatSvc, Rooms: roomsSvc, Tickets: tickets, Presence: presence,
 		Broker: broker, Tokens: tokens, Logger: logger, Registry: registry,
 	})
 	authSvc.OnRevoke = a.Gateway.SessionRevoked
@@ -296,6 +302,9 @@ func (a *App) Close() {
 	}
 	if a.Redis != nil {
 		_ = a.Redis.Close()
+	}
+	if a.TailPool != nil {
+		a.TailPool.Close()
 	}
 	if a.Pool != nil {
 		a.Pool.Close()

@@ -38,24 +38,40 @@ func (s *Signer) Encode(kind string, v any) string {
 	if err != nil {
 		panic(fmt.Sprintf("cursor: encode %T: %v", v, err)) // our own types always encode
 	}
-	tag := s.tag(kind, payload)
-	return base64.RawURLEncoding.EncodeToString(append(tag, payload...))
+	return s.Seal(kind, payload)
 }
 
 // Decode verifies a cursor of kind and decodes it into v.
 func (s *Signer) Decode(kind, token string, v any) error {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(raw) <= macSize {
-		return ErrInvalid
-	}
-	tag, payload := raw[:macSize], raw[macSize:]
-	if !hmac.Equal(tag, s.tag(kind, payload)) {
-		return ErrInvalid
+	payload, err := s.Open(kind, token)
+	if err != nil {
+		return err
 	}
 	if err := json.Unmarshal(payload, v); err != nil {
 		return ErrInvalid
 	}
 	return nil
+}
+
+// Seal signs a payload of any encoding under kind: for tokens that carry their own compact
+// binary form rather than JSON.
+func (s *Signer) Seal(kind string, payload []byte) string {
+	raw := make([]byte, 0, macSize+len(payload))
+	raw = append(raw, s.tag(kind, payload)...)
+	return base64.RawURLEncoding.EncodeToString(append(raw, payload...))
+}
+
+// Open verifies a token of kind sealed by Seal and returns its payload.
+func (s *Signer) Open(kind, token string) ([]byte, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) <= macSize {
+		return nil, ErrInvalid
+	}
+	tag, payload := raw[:macSize], raw[macSize:]
+	if !hmac.Equal(tag, s.tag(kind, payload)) {
+		return nil, ErrInvalid
+	}
+	return payload, nil
 }
 
 func (s *Signer) tag(kind string, payload []byte) []byte {

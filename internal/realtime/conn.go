@@ -1,13 +1,12 @@
 package realtime
 
 import (
-	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,29 +14,26 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/parlor-dev/parlor/gen/api"
-	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/events"
-	"github.com/parlor-dev/parlor/internal/postgres"
 )
 
 // Close codes, documented in the contract (tag realtime).
 const (
+	CloseNormal         = websocket.CloseNormalClosure   // 1000
 	CloseGoingAway      = websocket.CloseGoingAway       // 1001: server restart; reconnect with your token
 	ClosePolicy         = websocket.ClosePolicyViolation // 1008: malformed or unknown frame
 	CloseServerError    = websocket.CloseInternalServerErr
 	CloseSessionEnded   = 4001 // logout or revoked session: sign in again
 	CloseHeartbeat      = 4002 // missed the pong deadline: reconnect with your token
 	CloseSlowConsumer   = 4008 // did not read fast enough: reconnect with your token
-	CloseTooManyConns   = 4009 // per-user connection cap
+	CloseTooManyConns   = 4009 // per-user connection cap (cluster-wide)
 	CloseRateLimited    = 4029 // frame rate limit: back off, reconnect with your token
-	CloseInvalidToken   = 4400 // reserved: the since token needs pruned history; resync from GET /v1/sync
+	CloseFullSync       = 4400 // the since token cannot be used here: start over from GET /v1/sync
 	replayPageSize      = 500
 	typingTTL           = 5 * time.Second
 	typingMinInterval   = 500 * time.Millisecond
 	maxTypingRooms      = 64
 	maxPingID           = 64 // PingFrame.id maxLength in the contract
-	compactSeenAfter    = 64
-	compactMinInterval  = 2 * time.Second
 	closeMessageTimeout = time.Second
 	// socketSendBuffer caps what the kernel buffers per socket, so a client that stops
 	// reading is noticed (as a slow consumer) after little data rather than megabytes.
@@ -52,386 +48,279 @@ func typingTTLms(typing bool) *int {
 	return &ms
 }
 
-// item is one thing for a connection's writer: an event (durable), a ready frame
-// (droppable), or an order to close.
-type item struct {
-	event     *eventFrame
-	frame     []byte
-	closeCode int
-	reason    string
+// WebSocket opcodes (RFC 6455, 5.2).
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+)
+
+// frame is one WebSocket frame ready for the wire, shared by every socket it goes to: an
+// event is serialized, given its token and framed once, whatever the number of subscribers.
+type frame struct {
+	wire    []byte
+	durable bool         // an event: a full queue closes the socket rather than drop it
+	batch   uint64       // for a durable frame: the fan-out batch it came in
+	kind    string       // what a droppable frame is, for the dropped-frames metric
+	event   events.Event // for a durable frame: the event it carries
 }
 
-// conn is one WebSocket. Exactly one goroutine (writeLoop) writes data frames; readLoop
-// reads. The writer owns the delivery state: the token and each room's last delivered seq.
+// wsFrame frames a payload as one final, unmasked frame (the server never masks).
+func wsFrame(op byte, payload []byte) []byte {
+	n := len(payload)
+	var b []byte
+	switch {
+	case n < 126:
+		b = make([]byte, 2, 2+n)
+		b[1] = byte(n)
+	case n <= 0xFFFF:
+		b = make([]byte, 4, 4+n)
+		b[1] = 126
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+	default:
+		b = make([]byte, 10, 10+n)
+		b[1] = 127
+		binary.BigEndian.PutUint64(b[2:], uint64(n))
+	}
+	b[0] = 0x80 | op
+	return append(b, payload...)
+}
+
+// droppable frames a JSON frame that may be lost when a socket's queue is full.
+func droppable(kind string, v any) *frame {
+	return &frame{wire: wsFrame(opText, mustFrame(v)), kind: kind}
+}
+
+var pingFrame = &frame{wire: wsFrame(opPing, nil), kind: "ping"}
+
+func closeFrame(code int, reason string) []byte {
+	return wsFrame(opClose, websocket.FormatCloseMessage(code, reason))
+}
+
+func mustFrame(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // our own frame types always encode
+	}
+	return b
+}
+
+// conn is one WebSocket. An idle one costs its reader goroutine and a few small structs:
+// the HTTP handler returns after the upgrade (net/http frees its buffers), and a writer
+// goroutine exists only while frames are waiting. The writer writes everything waiting in
+// one system call (the frames are framed already, so it writes them to the network
+// connection directly: writev of shared buffers, no copy per socket).
 type conn struct {
 	g       *Gateway
-	ws      *websocket.Conn
+	ws      *websocket.Conn // reads; writes only its own control frames (read limit, protocol errors)
+	nc      net.Conn
 	id      string
 	user    uuid.UUID
 	session uuid.UUID
-	queue   outbox
+	bucket  int // which heartbeat tick pings it
 
-	// Writer-owned.
-	token       events.Token
-	lastSeq     map[uuid.UUID]int64
-	lastCompact time.Time
+	// Owned by the node (under node.mu).
+	rooms   []uuid.UUID
+	live    bool         // receives the stream from `from` on
+	gone    bool         // unregistered
+	from    events.Token // the batch end it joined the stream at
+	refused int          // a close code the node gave instead of joining (4001)
+	joined  chan struct{}
 
-	mu        sync.Mutex // guards rooms (read by readLoop for typing) and closed
-	rooms     map[uuid.UUID]bool
+	mu        sync.Mutex
+	queue     []*frame
+	lastBatch uint64 // the batch of the last durable frame queued
+	writing   bool   // a writer goroutine runs
+	started   bool   // hello and the replay are written: the writer may run
+	closing   []byte // a close frame to write after what is queued
 	closed    bool
-	done      chan struct{}
-	closeOnce sync.Once
-	// kill asks the writer to close after the frame it is writing (slow consumer).
-	kill  chan item
-	dying atomic.Bool
 }
 
-// enqueueEvent queues a durable event; a full queue means the client can't keep up, and it
-// is closed with "slow consumer" (it resumes from its token and loses nothing).
-func (c *conn) enqueueEvent(f *eventFrame) {
-	if c.dying.Load() {
+// push queues a frame. The first event of a batch that finds the queue full closes the
+// socket as a slow consumer (it resumes from its token and loses nothing): a batch is queued
+// whole, however many events it has, so a burst does not close a client that keeps up, but
+// one that has not written out the earlier batches does. A droppable frame that finds the
+// queue full is dropped.
+func (c *conn) push(f *frame) {
+	c.mu.Lock()
+	if c.closed || c.closing != nil {
+		c.mu.Unlock()
 		return
 	}
-	if !c.queue.push(item{event: f}) {
-		c.g.metrics.closes.WithLabelValues("slow_consumer").Inc()
-		c.closeSoon(CloseSlowConsumer, "slow consumer: resume with your last token")
+	sameBatch := f.durable && f.batch == c.lastBatch
+	if f.durable {
+		c.lastBatch = f.batch
+	}
+	if !sameBatch && len(c.queue) >= c.g.cfg.WSQueueSize {
+		c.mu.Unlock()
+		if f.durable {
+			c.g.metrics.closes.WithLabelValues("slow_consumer").Inc()
+			c.closeSoon(CloseSlowConsumer, "slow consumer: resume with your last token")
+		} else {
+			c.g.metrics.dropped.WithLabelValues(f.kind).Inc()
+		}
+		return
+	}
+	c.queue = append(c.queue, f)
+	c.wakeWriterLocked()
+	c.mu.Unlock()
+}
+
+// wakeWriterLocked starts the writer if there is something to write and none runs.
+func (c *conn) wakeWriterLocked() {
+	if c.started && !c.writing && (len(c.queue) > 0 || c.closing != nil) {
+		c.writing = true
+		go c.flush()
 	}
 }
 
-// closeSoon has the writer send the close frame after the frame it is writing, so a client
-// that starts reading again learns why; one that never does is cut off after the write
-// timeout.
+// flush writes what is queued, in as few system calls as it takes, until nothing is left;
+// then the goroutine ends.
+func (c *conn) flush() {
+	for {
+		c.mu.Lock()
+		q, closing := c.queue, c.closing
+		c.queue = nil
+		if c.closed || (len(q) == 0 && closing == nil) {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		if len(q) == 0 {
+			c.closed = true
+		}
+		c.mu.Unlock()
+		if len(q) == 0 { // only the close frame is left
+			c.finishClose(closing)
+			return
+		}
+		delivered := 0
+		wires := make([][]byte, len(q))
+		for i, f := range q {
+			wires[i] = f.wire
+			if f.durable {
+				delivered++
+			}
+		}
+		if err := c.write(wires...); err != nil {
+			c.closeNow(CloseNormal, "")
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.g.metrics.deliveries.Add(float64(delivered))
+	}
+}
+
+// writeBufs lends the buffers in which several frames are joined into one write. (Not
+// writev: the runtime keeps a writev's vector on the socket for good, memory an idle
+// socket would hold.)
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteBytes); return &b }}
+
+// maxWriteBytes bounds one write: the write timeout applies to each, so a client that reads
+// slowly but steadily is not cut off in the middle of a long replay.
+const maxWriteBytes = 16 << 10
+
+// write writes frames with as few system calls as fit in maxWriteBytes each. The writer
+// calls it, and the connection's own goroutine before the writer may run (hello, replay).
+func (c *conn) write(wires ...[]byte) error {
+	if len(wires) == 1 {
+		return c.writeOnce(wires[0])
+	}
+	bp := writeBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= 4*maxWriteBytes {
+			*bp = buf[:0]
+			writeBufs.Put(bp)
+		}
+	}()
+	for _, w := range wires {
+		if len(buf) > 0 && len(buf)+len(w) > maxWriteBytes {
+			if err := c.writeOnce(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		buf = append(buf, w...)
+	}
+	return c.writeOnce(buf)
+}
+
+func (c *conn) writeOnce(b []byte) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.cfg.WSWriteTimeout))
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// start lets the writer run: what queued during the replay goes out now.
+func (c *conn) start() {
+	c.mu.Lock()
+	c.started = true
+	c.wakeWriterLocked()
+	c.mu.Unlock()
+}
+
+// isClosing reports whether the socket is on its way out.
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed || c.closing != nil
+}
+
+// closeSoon drops what is queued and has the writer send the close frame after the write
+// in progress, so a client that starts reading again learns why; one that never does is
+// cut off after the write timeout.
 func (c *conn) closeSoon(code int, reason string) {
-	if !c.dying.CompareAndSwap(false, true) {
+	c.mu.Lock()
+	if c.closed || c.closing != nil {
+		c.mu.Unlock()
 		return
 	}
-	c.kill <- item{closeCode: code, reason: reason}
+	c.queue, c.closing = nil, closeFrame(code, reason)
+	c.wakeWriterLocked()
+	c.mu.Unlock()
 	time.AfterFunc(c.g.cfg.WSWriteTimeout+time.Second, func() { c.closeNow(code, reason) })
 }
 
-// enqueueDroppable queues a frame that may be lost (typing, presence, pong).
-func (c *conn) enqueueDroppable(kind string, frame []byte) {
-	if !c.queue.push(item{frame: frame}) {
-		c.g.metrics.dropped.WithLabelValues(kind).Inc()
-	}
-}
-
-// closeNow sends a close frame right away (WriteControl may run beside the writer) and
-// tears the connection down.
-func (c *conn) closeNow(code int, reason string) {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		c.mu.Unlock()
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeMessageTimeout))
-		_ = c.ws.Close()
-		close(c.done)
-	})
-}
-
-// closeAfterQueue asks the writer to flush what is queued, then close (graceful shutdown).
+// closeAfterQueue has the writer send what is queued, then the close frame (shutdown).
 func (c *conn) closeAfterQueue(code int, reason string) {
-	if !c.queue.push(item{closeCode: code, reason: reason}) {
-		c.closeNow(code, reason)
-	}
-}
-
-func (c *conn) setRoom(room uuid.UUID, member bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if member {
-		c.rooms[room] = true
-	} else {
-		delete(c.rooms, room)
-	}
-}
-
-func (c *conn) inRoom(room uuid.UUID) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rooms[room]
-}
-
-// writeJSON writes one data frame.
-func (c *conn) write(b []byte) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WSWriteTimeout))
-	return c.ws.WriteMessage(websocket.TextMessage, b)
-}
-
-// writeEvent writes an event frame with the token that resumes right after it, composing
-// the frame around the event's shared serialization.
-func (c *conn) writeEvent(f *eventFrame) error {
-	c.lastSeq[f.event.RoomID] = f.event.Seq
-	if err := c.writeWithToken(f); err != nil {
-		return err
-	}
-	c.followMembership(f.event)
-	return nil
-}
-
-// writeWithToken records f as delivered in the token and writes its frame with that token,
-// composing the frame around the event's shared serialization.
-func (c *conn) writeWithToken(f *eventFrame) error {
-	c.token = c.token.WithSeen(f.event.RoomID, f.event.Seq)
-	tok, err := json.Marshal(c.g.tokens.Encode(c.token))
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 0, len(f.json)+len(tok)+32)
-	buf = append(buf, `{"type":"event","token":`...)
-	buf = append(buf, tok...)
-	buf = append(buf, `,"event":`...)
-	buf = append(buf, f.json...)
-	buf = append(buf, '}')
-	if err := c.write(buf); err != nil {
-		return err
-	}
-	c.g.metrics.deliveries.Inc()
-	return nil
-}
-
-// followMembership keeps the subscriptions in step with the user's own membership events.
-func (c *conn) followMembership(e events.Event) {
-	if e.UserID == nil || *e.UserID != c.user {
+	if c.closed || c.closing != nil {
+		c.mu.Unlock()
 		return
 	}
-	switch e.Type {
-	case events.MemberJoined:
-		c.setRoom(e.RoomID, true)
-		c.g.node.subscribe(c, e.RoomID)
-	case events.MemberLeft, events.MemberKicked, events.MemberBanned:
-		c.setRoom(e.RoomID, false)
-		c.g.node.unsubscribe(c, e.RoomID)
-		delete(c.lastSeq, e.RoomID)
-	}
+	c.closing = closeFrame(code, reason)
+	c.wakeWriterLocked()
+	c.mu.Unlock()
 }
 
-// deliver writes a live event unless it was delivered already, first filling any gap in
-// the room's seq from PostgreSQL.
-func (c *conn) deliver(ctx context.Context, f *eventFrame) error {
-	room := f.event.RoomID
-	last, subscribed := c.lastSeq[room]
-	if !subscribed {
-		// Only the user's own join starts a room's stream.
-		if f.event.Type != events.MemberJoined || f.event.UserID == nil || *f.event.UserID != c.user {
-			return nil
-		}
-		return c.writeEvent(f)
-	}
-	if f.event.Seq <= last {
-		return nil
-	}
-	if f.event.Seq > last+1 {
-		missing, err := c.g.node.render(ctx, room, last+1, f.event.Seq-1)
-		if err != nil {
-			return err
-		}
-		c.g.metrics.gapRepairs.Inc()
-		c.g.metrics.gapRepairRows.Add(float64(len(missing)))
-		for i := range missing {
-			if err := c.writeEvent(&missing[i]); err != nil {
-				return err
-			}
-			if _, still := c.lastSeq[room]; !still {
-				return nil // the user left within the gap
-			}
-		}
-	}
-	return c.writeEvent(f)
-}
-
-// replay sends every event after since from PostgreSQL, then fixes the live position: the
-// token and each room's last seq, in the snapshot of the last page read.
-func (c *conn) replay(ctx context.Context, since *events.Token) error {
-	tok := events.Token{}
-	if since != nil {
-		tok = *since
-		c.token = tok
-		c.g.metrics.replays.Inc()
-	}
-	for {
-		var (
-			page    []eventFrame
-			hasMore bool
-			pos     events.Catchup
-		)
-		err := postgres.WithSnapshot(ctx, c.g.pool, func(q *db.Queries) error {
-			if since == nil {
-				var err error
-				pos, err = events.Position(ctx, q, c.user, nil)
-				return err
-			}
-			bounded := tok.Upto != "" // this read ends at an older snapshot than the transaction's
-			p, err := events.Read(ctx, q, c.user, tok, replayPageSize)
-			if err != nil {
-				return err
-			}
-			if page, err = serialize(ctx, c.g.chat, q, p.Events); err != nil {
-				return err
-			}
-			// The live position must be taken in the snapshot the last read went up to: only a
-			// read that was not bounded by an older batch snapshot qualifies.
-			tok, hasMore = p.Next, p.HasMore || bounded
-			if !hasMore {
-				pos, err = events.Position(ctx, q, c.user, p.Next.Seen)
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		c.g.metrics.replayEvents.Add(float64(len(page)))
-		// Each replayed event's token is the page's starting token plus what was written
-		// of the page; after the page, its Next.
-		for i := range page {
-			if err := c.writeWithToken(&page[i]); err != nil {
-				return err
-			}
-		}
-		c.token = tok
-		if !hasMore {
-			c.token = pos.Token
-			c.lastSeq = pos.LastSeq
-			c.mu.Lock()
-			c.rooms = make(map[uuid.UUID]bool, len(pos.LastSeq))
-			for r := range pos.LastSeq {
-				c.rooms[r] = true
-			}
-			c.mu.Unlock()
-			return nil
-		}
-	}
-}
-
-// compact replaces the token's seen entries with a newer snapshot once everything visible
-// in it has been delivered, so tokens stay short on long-lived connections.
-func (c *conn) compact(ctx context.Context) {
-	if len(c.token.Seen) < compactSeenAfter || time.Since(c.lastCompact) < compactMinInterval {
+// closeNow closes at once: the close frame goes out beside whatever is being written (a
+// frame is one write, so the two never interleave) and the connection closes. It never
+// blocks its caller: a socket that stopped reading may take up to a second.
+func (c *conn) closeNow(code int, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return
 	}
-	c.lastCompact = time.Now()
-	_ = postgres.WithSnapshot(ctx, c.g.pool, func(q *db.Queries) error {
-		p, err := events.Read(ctx, q, c.user, c.token, 1)
-		if err != nil || len(p.Events) > 0 {
-			return err // something is still in flight to us: try later
-		}
-		pos, err := events.Position(ctx, q, c.user, c.token.Seen)
-		if err != nil {
-			return err
-		}
-		c.token = pos.Token
-		return nil
-	})
+	c.closed, c.queue = true, nil
+	c.mu.Unlock()
+	go c.finishClose(closeFrame(code, reason))
 }
 
-// writeLoop owns every data frame: hello, replay, then live frames and pings, until the
-// connection ends.
-func (c *conn) writeLoop(ctx context.Context, since *events.Token) error {
-	hello := api.HelloFrame{
-		Type: api.Hello, ConnectionId: c.id,
-		HeartbeatIntervalMs: int(c.g.cfg.WSPingInterval / time.Millisecond),
-		Limits: api.RealtimeLimits{
-			MaxFrameBytes: int(c.g.cfg.WSMaxFrameBytes), MaxFramesPerSecond: c.g.cfg.WSFramesPerSecond,
-			MaxConnectionsPerUser: c.g.cfg.WSMaxConnsPerUser, TypingTimeoutMs: int(typingTTL / time.Millisecond),
-		},
-	}
-	if since != nil {
-		hello.Token = c.g.tokens.Encode(*since)
-	} else {
-		// The position is taken in replay; hello carries it, so replay it first.
-		if err := c.replay(ctx, nil); err != nil {
-			return err
-		}
-		hello.Token = c.g.tokens.Encode(c.token)
-	}
-	if err := c.write(mustFrame(hello)); err != nil {
-		return err
-	}
-	if since != nil {
-		if err := c.replay(ctx, since); err != nil {
-			return err
-		}
-	}
-	ticker := time.NewTicker(c.g.cfg.WSPingInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case it := <-c.kill:
-			c.closeNow(it.closeCode, it.reason)
-			return nil
-		default:
-		}
-		select {
-		case it := <-c.kill:
-			c.closeNow(it.closeCode, it.reason)
-			return nil
-		case <-c.done:
-			return nil
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.g.cfg.WSWriteTimeout)); err != nil {
-				return err
-			}
-			_ = c.g.presence.Refresh(ctx, c.user, c.id, c.g.presenceTTL())
-		case <-c.queue.ready:
-			for _, it := range c.queue.take() {
-				if c.dying.Load() {
-					break // the kill order takes over at the top of the loop
-				}
-				switch {
-				case it.closeCode != 0:
-					c.closeNow(it.closeCode, it.reason)
-					return nil
-				case it.event != nil:
-					if err := c.deliver(ctx, it.event); err != nil {
-						return err
-					}
-				default:
-					if err := c.write(it.frame); err != nil {
-						return err
-					}
-				}
-			}
-			c.compact(ctx)
-		}
-	}
+func (c *conn) finishClose(frame []byte) {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeMessageTimeout))
+	_, _ = c.nc.Write(frame)
+	_ = c.nc.Close()
 }
 
-// outbox is a connection's bounded queue. It holds no memory while empty (an idle socket
-// costs nothing here), and the writer takes everything queued at once.
-type outbox struct {
-	mu    sync.Mutex
-	items []item
-	max   int
-	ready chan struct{} // signalled when items arrive
-}
-
-func newOutbox(max int) outbox { return outbox{max: max, ready: make(chan struct{}, 1)} }
-
-// push queues it, or reports false when the queue is full.
-func (o *outbox) push(it item) bool {
-	o.mu.Lock()
-	if len(o.items) >= o.max {
-		o.mu.Unlock()
-		return false
-	}
-	o.items = append(o.items, it)
-	o.mu.Unlock()
-	select {
-	case o.ready <- struct{}{}:
-	default:
-	}
-	return true
-}
-
-// take removes and returns everything queued.
-func (o *outbox) take() []item {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	items := o.items
-	o.items = nil
-	return items
+// extendReadDeadline gives the client another ping interval and pong timeout to be heard
+// from: the heartbeat closes a socket whose client stays silent longer.
+func (c *conn) extendReadDeadline() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.g.cfg.WSPingInterval + c.g.cfg.WSPongTimeout))
 }
 
 // clientFrame is any frame a client sends; the type picks which fields matter.
@@ -441,72 +330,101 @@ type clientFrame struct {
 	RoomID *uuid.UUID `json:"room_id,omitempty"`
 }
 
+var errRateLimited = errors.New("realtime: frame rate limit")
+
 // readLoop reads client frames until the connection ends, enforcing the heartbeat, the
-// frame size (gorilla closes with 1009) and the frame rate.
-func (c *conn) readLoop(ctx context.Context) error {
-	deadline := c.g.cfg.WSPingInterval + c.g.cfg.WSPongTimeout
-	_ = c.ws.SetReadDeadline(time.Now().Add(deadline))
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(deadline))
-	})
+// frame size (gorilla closes with 1009) and one rate limit over every frame the client
+// sends, control frames (pings, pongs) included.
+func (c *conn) readLoop() {
 	limiter := rate.NewLimiter(rate.Limit(c.g.cfg.WSFramesPerSecond), 2*c.g.cfg.WSFramesPerSecond)
-	lastTyping := map[uuid.UUID]time.Time{}
+	allow := func() bool {
+		if limiter.Allow() {
+			return true
+		}
+		c.g.metrics.closes.WithLabelValues("rate_limited").Inc()
+		c.closeNow(CloseRateLimited, "too many frames")
+		return false
+	}
+	extend := c.extendReadDeadline
+	extend()
+	c.ws.SetPongHandler(func(string) error {
+		if !allow() {
+			return errRateLimited
+		}
+		extend()
+		return nil
+	})
+	c.ws.SetPingHandler(func(data string) error {
+		if !allow() {
+			return errRateLimited
+		}
+		extend()
+		c.push(&frame{wire: wsFrame(opPong, []byte(data)), kind: "pong"})
+		return nil
+	})
+	c.ws.SetCloseHandler(func(code int, _ string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = CloseNormal
+		}
+		c.closeNow(code, "")
+		return nil
+	})
+	var lastTyping map[uuid.UUID]time.Time
 	for {
 		kind, data, err := c.ws.ReadMessage()
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if errors.As(err, &ne) && ne.Timeout() && !c.isClosing() {
 				c.g.metrics.closes.WithLabelValues("heartbeat").Inc()
 				c.closeNow(CloseHeartbeat, "heartbeat missed")
 			}
-			return err
+			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(deadline))
-		if !limiter.Allow() {
-			c.g.metrics.closes.WithLabelValues("rate_limited").Inc()
-			c.closeNow(CloseRateLimited, "too many frames")
-			return nil
+		extend()
+		if !allow() {
+			return
 		}
 		var f clientFrame
 		if kind != websocket.TextMessage || json.Unmarshal(data, &f) != nil {
 			c.g.metrics.closes.WithLabelValues("policy").Inc()
 			c.closeNow(ClosePolicy, "frames are JSON text: ClientFrame in the contract")
-			return nil
+			return
 		}
 		switch f.Type {
 		case "ping":
 			if f.ID != nil && len(*f.ID) > maxPingID {
 				c.g.metrics.closes.WithLabelValues("policy").Inc()
 				c.closeNow(ClosePolicy, "a ping id is at most 64 characters")
-				return nil
+				return
 			}
-			c.enqueueDroppable("pong", mustFrame(api.PongFrame{Type: api.Pong, Id: f.ID}))
+			c.push(droppable("pong", api.PongFrame{Type: api.Pong, Id: f.ID}))
 		case "typing.start", "typing.stop":
 			if f.RoomID == nil {
+				c.g.metrics.closes.WithLabelValues("policy").Inc()
 				c.closeNow(ClosePolicy, "typing frames need room_id")
-				return nil
+				return
 			}
-			if !c.inRoom(*f.RoomID) {
-				c.enqueueDroppable("error", mustFrame(api.ErrorFrame{Type: api.Error, Code: "not_found", Message: "you are not a member of that room"}))
+			if !c.g.node.subscribed(c, *f.RoomID) {
+				c.push(droppable("error", api.ErrorFrame{Type: api.Error, Code: "not_found", Message: "you are not a member of that room"}))
 				continue
 			}
 			typing := f.Type == "typing.start"
 			if typing && time.Since(lastTyping[*f.RoomID]) < typingMinInterval {
 				continue // renewals faster than this add nothing
 			}
+			if lastTyping == nil || len(lastTyping) >= maxTypingRooms {
+				lastTyping = map[uuid.UUID]time.Time{}
+			}
 			if typing {
-				if len(lastTyping) >= maxTypingRooms {
-					clear(lastTyping)
-				}
 				lastTyping[*f.RoomID] = time.Now()
 			} else {
 				delete(lastTyping, *f.RoomID)
 			}
-			c.g.publish(ctx, events.Notice{Kind: events.KindTyping, RoomID: *f.RoomID, UserID: &c.user, Typing: typing})
+			c.g.publish(events.Notice{Kind: events.KindTyping, RoomID: *f.RoomID, UserID: &c.user, Typing: typing})
 		default:
 			c.g.metrics.closes.WithLabelValues("policy").Inc()
 			c.closeNow(ClosePolicy, fmt.Sprintf("unknown frame type %q", truncate(f.Type, 32)))
-			return nil
+			return
 		}
 	}
 }

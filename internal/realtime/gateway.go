@@ -1,7 +1,7 @@
 // Package realtime is the WebSocket gateway: ticket-authenticated sockets that carry every
 // event of a user's rooms live and in order, resume from a token without gap or duplicate,
 // and carry typing and presence. PostgreSQL stays the source of truth: the broker only says
-// "room R has seq S"; each instance reads the event once and fans it out.
+// "something was committed"; each instance reads the log in batches and fans it out.
 package realtime
 
 import (
@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -23,13 +24,23 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parlor-dev/parlor/gen/api"
 	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/apperr"
 	"github.com/parlor-dev/parlor/internal/chat"
 	"github.com/parlor-dev/parlor/internal/config"
 	"github.com/parlor-dev/parlor/internal/events"
+	"github.com/parlor-dev/parlor/internal/postgres"
 	"github.com/parlor-dev/parlor/internal/rooms"
 )
+
+// heartbeatTicks spreads the server's pings over the ping interval: each tick pings the
+// sockets of one bucket (and refreshes their presence in one round trip).
+const heartbeatTicks = 16
+
+// joinTimeout bounds how long a new socket waits to join the stream (one batch, normally
+// milliseconds).
+const joinTimeout = 10 * time.Second
 
 // Gateway serves GET /v1/realtime and owns this instance's sockets.
 type Gateway struct {
@@ -55,8 +66,11 @@ type Gateway struct {
 
 // Deps is what the gateway needs.
 type Deps struct {
-	Config   config.Config
+	Config config.Config
+	// Pool serves the replays of resuming sockets; TailPool, a small pool of the fan-out's
+	// own, its batch reads, so the fan-out never waits behind the senders for a connection.
 	Pool     *pgxpool.Pool
+	TailPool *pgxpool.Pool
 	Chat     *chat.Service
 	Rooms    *rooms.Service
 	Tickets  *Tickets
@@ -67,36 +81,44 @@ type Deps struct {
 	Registry prometheus.Registerer
 }
 
-// New builds the gateway and starts its fan-out; it runs until ctx ends.
+// New builds the gateway and starts its fan-out and heartbeat; they run until ctx ends.
 func New(ctx context.Context, d Deps) *Gateway {
 	m := newMetrics(d.Registry)
 	g := &Gateway{
 		cfg: d.Config, pool: d.Pool, chat: d.Chat, rooms: d.Rooms, tickets: d.Tickets, presence: d.Presence,
 		broker: d.Broker, tokens: d.Tokens, logger: d.Logger, metrics: m,
-		node:    newNode(d.Pool, d.Chat, d.Logger, m),
+		node:    newNode(d.TailPool, d.Chat, d.Tokens, d.Logger, m),
 		conns:   map[*conn]struct{}{},
 		origins: map[string]bool{},
+	}
+	g.node.onEpochChange = func() {
+		for _, c := range g.node.all() {
+			c.closeNow(CloseFullSync, "the database changed (restore or failover): start over from GET /v1/sync")
+		}
 	}
 	for _, o := range d.Config.AllowedOrigins {
 		g.origins[strings.TrimRight(strings.ToLower(o), "/")] = true
 	}
 	g.upgrader = websocket.Upgrader{
-		ReadBufferSize: 1024, WriteBufferSize: 1024, HandshakeTimeout: 10 * time.Second,
-		// Write buffers go back to the pool between writes: idle sockets hold none.
+		// Client frames are small (pings, typing); a larger one is read in several calls.
+		ReadBufferSize: 512, WriteBufferSize: 512, HandshakeTimeout: 10 * time.Second,
+		// gorilla writes only its own rare control frames (1009, protocol errors): its write
+		// buffer comes from the pool for those and goes back.
 		WriteBufferPool: &sync.Pool{},
-		// Checked before the upgrade, in ServeHTTP, to answer with a problem.
+		// Checked before the upgrade, in Handle, to answer with a problem.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	d.Broker.Subscribe(ctx, g.node.receive)
 	go g.node.run(ctx)
+	go g.heartbeat(ctx)
 	return g
 }
 
 func (g *Gateway) presenceTTL() time.Duration { return 2*g.cfg.WSPingInterval + g.cfg.WSPongTimeout }
 
-func (g *Gateway) publish(ctx context.Context, n events.Notice) {
-	if err := g.broker.Publish(context.WithoutCancel(ctx), n); err != nil {
-		g.logger.WarnContext(ctx, "publish notice", "kind", events.KindLabel(n.Kind), "error", err.Error())
+func (g *Gateway) publish(n events.Notice) {
+	if err := g.broker.Publish(context.Background(), n); err != nil {
+		g.logger.Warn("publish notice", "kind", events.KindLabel(n.Kind), "error", err.Error())
 	}
 }
 
@@ -117,32 +139,24 @@ func (g *Gateway) allowedOrigin(r *http.Request) bool {
 	return g.origins[strings.TrimRight(strings.ToLower(origin), "/")]
 }
 
-// Handle is the echo handler of GET /v1/realtime. Refusals happen before the upgrade, as
-// problems; afterwards only close codes remain.
+// Handle is the echo handler of GET /v1/realtime. A bad origin, a bad ticket and a server
+// shutting down are refused before the upgrade, as problems; after it only close codes
+// remain, among them 4400 for a since token the server cannot use (a browser cannot read a
+// refused upgrade's status, only a close code). The handler returns once the socket is live:
+// net/http then frees what it held for the request, and the socket's reader goroutine is all
+// that stays.
 func (g *Gateway) Handle(c echo.Context) error {
 	r := c.Request()
 	if !g.allowedOrigin(r) {
 		return apperr.New(apperr.Forbidden, "this origin may not open a WebSocket (see APP_ALLOWED_ORIGINS)")
 	}
-	q := r.URL.Query()
-	var since *events.Token
-	if s := q.Get("since"); s != "" {
-		if len(s) > 8192 {
-			return apperr.New(apperr.Invalid, "since is too long")
-		}
-		tok, err := g.tokens.Decode(s)
-		if err != nil {
-			return err
-		}
-		since = &tok
-	}
-	// Refuse before using the ticket up, so the client can use it elsewhere.
 	g.mu.Lock()
 	down := g.shutdown
 	g.mu.Unlock()
 	if down {
 		return &apperr.Error{Code: apperr.Unavailable, Message: "the server is restarting; reconnect", RetryAfter: time.Second}
 	}
+	q := r.URL.Query()
 	user, session, err := g.tickets.Redeem(r.Context(), q.Get("ticket"))
 	if err != nil {
 		return err
@@ -152,21 +166,79 @@ func (g *Gateway) Handle(c echo.Context) error {
 		return nil // the upgrader has answered the client
 	}
 	ws.SetReadLimit(g.cfg.WSMaxFrameBytes)
-	if tc, ok := ws.UnderlyingConn().(*net.TCPConn); ok {
+	nc := ws.NetConn()
+	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetWriteBuffer(socketSendBuffer)
 	}
-	conn := &conn{
-		g: g, ws: ws, id: newConnID(), user: user, session: session,
-		queue: newOutbox(g.cfg.WSQueueSize), lastSeq: map[uuid.UUID]int64{},
-		rooms: map[uuid.UUID]bool{}, done: make(chan struct{}), kill: make(chan item, 1),
+	conn := &conn{g: g, ws: ws, nc: nc, id: newConnID(), user: user, session: session, bucket: randomBucket(), joined: make(chan struct{})}
+	var since *events.Token
+	if s := q.Get("since"); s != "" {
+		tok, err := g.tokens.Decode(s)
+		if err != nil {
+			g.refuse(conn, CloseFullSync, "the since token cannot be used here: start over from GET /v1/sync")
+			return nil
+		}
+		since = &tok
 	}
-	if !g.node.admit(conn, g.cfg.WSMaxConnsPerUser) {
-		g.metrics.closes.WithLabelValues("too_many_connections").Inc()
-		conn.closeNow(CloseTooManyConns, "too many connections for this user")
+	ctx := context.WithoutCancel(r.Context())
+	admitted, first, err := g.presence.Admit(ctx, user, conn.id, g.presenceTTL(), g.cfg.WSMaxConnsPerUser)
+	if err != nil {
+		g.logger.Error("realtime: admit a socket", "error", err.Error())
+		g.refuse(conn, CloseServerError, "server error")
 		return nil
 	}
-	g.serve(conn, since)
+	if !admitted {
+		g.metrics.closes.WithLabelValues("too_many_connections").Inc()
+		g.refuse(conn, CloseTooManyConns, "too many connections for this user")
+		return nil
+	}
+	if !g.track(conn) {
+		g.refuse(conn, CloseGoingAway, "restart: reconnect with your last token")
+		g.wentAway(conn)
+		return nil
+	}
+	go func() {
+		conn.readLoop()
+		g.finish(conn)
+	}()
+	g.node.register(conn)
+	select {
+	case <-conn.joined:
+	case <-time.After(joinTimeout):
+		g.logger.Error("realtime: the fan-out did not take a new socket in time")
+		conn.closeNow(CloseServerError, "server error")
+		return nil
+	}
+	if conn.refused != 0 {
+		g.metrics.closes.WithLabelValues("session_ended").Inc()
+		conn.closeNow(conn.refused, "session ended")
+		return nil
+	}
+	if first {
+		g.announce(user, g.node.roomsOf(conn), true)
+	}
+	if err := g.open(ctx, conn, since); err != nil {
+		var ae *apperr.Error
+		switch {
+		case errors.As(err, &ae) && ae.Code == apperr.FullSyncRequired:
+			g.metrics.closes.WithLabelValues("full_sync_required").Inc()
+			conn.closeNow(CloseFullSync, "the since token cannot be used here: start over from GET /v1/sync")
+		case conn.isClosing():
+		default:
+			g.logger.Warn("realtime: open a socket", "conn", conn.id, "error", err.Error())
+			conn.closeNow(CloseServerError, "server error")
+		}
+		return nil
+	}
+	conn.start()
 	return nil
+}
+
+// refuse closes a socket that never went live.
+func (g *Gateway) refuse(c *conn, code int, reason string) {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeMessageTimeout))
+	_, _ = c.nc.Write(closeFrame(code, reason))
+	_ = c.nc.Close()
 }
 
 func newConnID() string {
@@ -175,63 +247,140 @@ func newConnID() string {
 	return "c_" + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// serve runs a connection to its end. It returns when the socket closes.
-func (g *Gateway) serve(c *conn, since *events.Token) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	g.mu.Lock()
-	g.conns[c] = struct{}{}
-	g.wg.Add(1)
-	g.mu.Unlock()
-	g.metrics.open.Inc()
-	defer func() {
-		g.node.unregister(c)
-		g.mu.Lock()
-		delete(g.conns, c)
-		g.mu.Unlock()
-		g.metrics.open.Dec()
-		g.wentAway(c)
-		g.wg.Done()
-	}()
-
-	// Subscribe before reading anything, so live events that commit during the replay are
-	// queued (and de-duplicated by seq afterwards) rather than missed.
-	roomIDs, err := db.New(g.pool).MemberRoomIDs(ctx, c.user)
-	if err != nil {
-		g.logger.Error("realtime: load rooms", "error", err.Error())
-		c.closeNow(CloseServerError, "server error")
-		return
-	}
-	g.node.subscribeAll(c, roomIDs)
-	g.cameOnline(ctx, c)
-
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		_ = c.readLoop(ctx)
-		c.closeNow(websocket.CloseNormalClosure, "")
-	}()
-	if err := c.writeLoop(ctx, since); err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-		c.mu.Lock()
-		closed := c.closed
-		c.mu.Unlock()
-		if !closed {
-			g.logger.Warn("realtime: connection failed", "conn", c.id, "error", err.Error())
-			c.closeNow(CloseServerError, "server error")
-		}
-	}
-	c.closeNow(websocket.CloseNormalClosure, "")
-	<-readDone
+func randomBucket() int {
+	n, _ := rand.Int(rand.Reader, big.NewInt(heartbeatTicks))
+	return int(n.Int64())
 }
 
-func (g *Gateway) cameOnline(ctx context.Context, c *conn) {
-	first, err := g.presence.Connect(ctx, c.user, c.id, g.presenceTTL())
-	if err != nil {
-		g.logger.Warn("presence connect", "error", err.Error())
-		return
+// track counts a socket as this instance's, unless the instance is shutting down.
+func (g *Gateway) track(c *conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.shutdown {
+		return false
 	}
-	if first {
-		g.announce(ctx, c.user, true)
+	g.conns[c] = struct{}{}
+	g.wg.Add(1)
+	g.metrics.open.Inc()
+	return true
+}
+
+// finish forgets a socket whose reader has ended.
+func (g *Gateway) finish(c *conn) {
+	c.closeNow(CloseNormal, "")
+	g.node.unregister(c)
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+	g.metrics.open.Dec()
+	g.wentAway(c)
+	g.wg.Done()
+}
+
+// open writes hello, then (resuming) every event between the since token and the batch
+// the socket joined the stream at, from PostgreSQL. Live frames queue meanwhile and go
+// out after it (start).
+func (g *Gateway) open(ctx context.Context, c *conn, since *events.Token) error {
+	hello := api.HelloFrame{
+		Type: api.Hello, ConnectionId: c.id,
+		HeartbeatIntervalMs: int(g.cfg.WSPingInterval / time.Millisecond),
+		Limits: api.RealtimeLimits{
+			MaxFrameBytes: int(g.cfg.WSMaxFrameBytes), MaxFramesPerSecond: g.cfg.WSFramesPerSecond,
+			MaxConnectionsPerUser: g.cfg.WSMaxConnsPerUser, TypingTimeoutMs: int(typingTTL / time.Millisecond),
+		},
+		Token: g.tokens.Encode(c.from),
+	}
+	if since != nil {
+		if since.Epoch != c.from.Epoch {
+			return events.ErrFullSyncRequired
+		}
+		hello.Token = g.tokens.Encode(*since)
+	}
+	if err := c.write(wsFrame(opText, mustFrame(hello))); err != nil {
+		return err
+	}
+	if since == nil {
+		return nil
+	}
+	g.metrics.replays.Inc()
+	return g.replay(ctx, c, *since)
+}
+
+// replay writes the events after tok up to the snapshot c joined the stream at, page by
+// page, each frame with the token that resumes right after it.
+func (g *Gateway) replay(ctx context.Context, c *conn, tok events.Token) error {
+	for {
+		var wires [][]byte
+		var page events.Page
+		err := postgres.WithSnapshot(ctx, g.pool, func(q *db.Queries) error {
+			var err error
+			if page, err = events.ReadUntil(ctx, q, c.user, tok, c.from.Since, replayPageSize); err != nil {
+				return err
+			}
+			hydrated, err := g.chat.Hydrate(ctx, q, uuid.Nil, page.Events)
+			if err != nil {
+				return err
+			}
+			wires = make([][]byte, 0, len(hydrated))
+			for i, e := range hydrated {
+				b, err := jsonEvent(e)
+				if err != nil {
+					return err
+				}
+				wires = append(wires, eventFrame(e.Event, b, g.tokens.Encode(page.TokenAfter(i))).wire)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(wires) > 0 {
+			if err := c.write(wires...); err != nil {
+				return err
+			}
+			// The server does not ping before the socket is live: a client that keeps taking
+			// a long replay in is alive.
+			c.extendReadDeadline()
+			g.metrics.replayEvents.Add(float64(len(wires)))
+			g.metrics.deliveries.Add(float64(len(wires)))
+		}
+		if !page.HasMore || c.isClosing() {
+			return nil
+		}
+		tok = page.Next
+	}
+}
+
+// heartbeat pings every socket once per ping interval, a bucket per tick, and refreshes the
+// bucket's presence entries in one round trip; the readers' deadlines close the sockets
+// that stop answering.
+func (g *Gateway) heartbeat(ctx context.Context) {
+	tick := time.NewTicker(max(g.cfg.WSPingInterval/heartbeatTicks, time.Millisecond))
+	defer tick.Stop()
+	for bucket := 0; ; bucket = (bucket + 1) % heartbeatTicks {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var socks []Socket
+		g.mu.Lock()
+		for c := range g.conns {
+			if c.bucket == bucket {
+				c.push(pingFrame)
+				socks = append(socks, Socket{User: c.user, Conn: c.id})
+			}
+		}
+		g.mu.Unlock()
+		if len(socks) > 0 {
+			go func() {
+				rctx, cancel := context.WithTimeout(ctx, g.cfg.WSPingInterval)
+				defer cancel()
+				if err := g.presence.Refresh(rctx, g.presenceTTL(), socks...); err != nil {
+					g.logger.Warn("presence refresh", "sockets", len(socks), "error", err.Error())
+				}
+			}()
+		}
 	}
 }
 
@@ -245,18 +394,20 @@ func (g *Gateway) wentAway(c *conn) {
 	}
 	time.AfterFunc(g.cfg.WSPresenceGrace, func() {
 		online, err := g.presence.Online(ctx, []uuid.UUID{c.user})
-		if err == nil && !online[c.user] {
-			g.announce(ctx, c.user, false)
+		if err != nil || online[c.user] {
+			return
+		}
+		roomIDs, err := db.New(g.pool).MemberRoomIDs(ctx, c.user)
+		if err == nil {
+			g.announce(c.user, roomIDs, false)
 		}
 	})
 }
 
-func (g *Gateway) announce(ctx context.Context, user uuid.UUID, online bool) {
-	roomIDs, err := db.New(g.pool).MemberRoomIDs(ctx, user)
-	if err != nil || len(roomIDs) == 0 {
-		return
+func (g *Gateway) announce(user uuid.UUID, roomIDs []uuid.UUID, online bool) {
+	if len(roomIDs) > 0 {
+		g.publish(events.Notice{Kind: events.KindPresence, UserID: &user, Online: online, Rooms: roomIDs})
 	}
-	g.publish(ctx, events.Notice{Kind: events.KindPresence, UserID: &user, Online: online, Rooms: roomIDs})
 }
 
 // Online returns the members of a room who are online (members only).
@@ -307,6 +458,6 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 }
 
 // SessionRevoked tells every instance to close a session's sockets.
-func (g *Gateway) SessionRevoked(ctx context.Context, session uuid.UUID) {
-	g.publish(ctx, events.Notice{Kind: events.KindSession, SessionID: &session})
+func (g *Gateway) SessionRevoked(_ context.Context, session uuid.UUID) {
+	g.publish(events.Notice{Kind: events.KindSession, SessionID: &session})
 }

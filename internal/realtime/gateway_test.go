@@ -461,6 +461,27 @@ func gwRequireUpgraded(t *testing.T, conn *websocket.Conn, res *http.Response, e
 	return c
 }
 
+// gwFreshToken is the token of a fresh GET /v1/sync.
+func gwFreshToken(t *testing.T, u *parlortest.User) string {
+	t.Helper()
+	res, err := u.Client.SyncWithResponse(context.Background(), &apiclient.SyncParams{})
+	require.NoError(t, err)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	return res.JSON200.NextToken
+}
+
+// gwAltered changes one character in the middle of a token (its signature then fails).
+func gwAltered(tok string) string {
+	b := []byte(tok)
+	i := len(b) / 2
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}
+
 // gwReadBufferDialer dials with a bounded TCP receive buffer, so a client that stops reading
 // makes the server queue frames after a few hundred KiB (a tiny buffer makes the transfer
 // crawl once it reads again).
@@ -577,16 +598,34 @@ func TestGatewayHandshake(t *testing.T) {
 			ticket: func(t *testing.T) string { return s.Ticket(t, ann) }},
 		{name: "allowed host on another port", origin: "https://app.example.com:8443", status: 403, code: "forbidden",
 			ticket: func(t *testing.T) string { return s.Ticket(t, ann) }},
-		{name: "malformed since", since: "not-a-token", status: 400, code: "invalid_request",
-			ticket: func(t *testing.T) string { return s.Ticket(t, ann) }},
-		{name: "over-long since", since: strings.Repeat("x", 9000), status: 400, code: "invalid_request",
-			ticket: func(t *testing.T) string { return s.Ticket(t, ann) }},
 	}
 	for _, tc := range refusals {
 		t.Run("refused: "+tc.name, func(t *testing.T) {
 			t.Parallel()
 			conn, res, err := gwDial(s, tc.ticket(t), tc.since, tc.origin)
 			gwRequireRefused(t, conn, res, err, tc.status, tc.code)
+		})
+	}
+
+	// A since token the server cannot use is answered after the upgrade, with 4400 ("start
+	// over from GET /v1/sync"): a browser cannot read a refused upgrade's status, only a
+	// close code. (A 400 before the upgrade left the demo client retrying forever.)
+	for name, since := range map[string]string{
+		"malformed":                 "not-a-token",
+		"over-long (an old format)": strings.Repeat("x", 9000),
+		"altered":                   gwAltered(gwFreshToken(t, ann)),
+	} {
+		t.Run("start over: "+name+" since", func(t *testing.T) {
+			t.Parallel()
+			conn, res, err := gwDial(s, s.Ticket(t, ann), since, "")
+			require.NoError(t, err)
+			require.Equal(t, http.StatusSwitchingProtocols, res.StatusCode)
+			ws := gwRead(t, conn)
+			ce, frames := ws.waitClosed(5 * time.Second)
+			require.Empty(t, frames, "nothing before the close, not even hello")
+			require.Equal(t, 4400, ce.Code)
+			gwRequireDocumentedClose(t, 4400)
+			require.Contains(t, ce.Text, "start over")
 		})
 	}
 
@@ -1243,7 +1282,7 @@ func TestGatewayMetrics(t *testing.T) {
 	require.GreaterOrEqual(t, gwMetric(t, page, "parlor_ws_replayed_events_total"), 2.0)
 	require.GreaterOrEqual(t, gwMetric(t, page, `parlor_broker_received_total{kind="event"}`), 3.0)
 	require.Equal(t, 1.0, gwMetric(t, page, `parlor_ws_closes_total{reason="policy"}`))
-	for _, name := range []string{"parlor_broker_published_total", "parlor_ws_gap_repairs_total"} {
+	for _, name := range []string{"parlor_broker_published_total", "parlor_ws_fanout_batches_total"} {
 		require.True(t, slices.ContainsFunc(strings.Split(page, "\n"), func(l string) bool {
 			return strings.HasPrefix(l, "# TYPE "+name+" ")
 		}), "metric %s is exported", name)

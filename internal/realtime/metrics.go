@@ -4,14 +4,13 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics of the gateway, registered once per process.
 type metrics struct {
-	open          prometheus.Gauge
-	deliveries    prometheus.Counter
-	replays       prometheus.Counter
-	replayEvents  prometheus.Counter
-	dropped       *prometheus.CounterVec
-	closes        *prometheus.CounterVec
-	gapRepairs    prometheus.Counter
-	gapRepairRows prometheus.Counter
+	open         prometheus.Gauge
+	deliveries   prometheus.Counter
+	replays      prometheus.Counter
+	replayEvents prometheus.Counter
+	dropped      *prometheus.CounterVec
+	closes       *prometheus.CounterVec
+	batches      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -24,14 +23,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		replayEvents: prometheus.NewCounter(prometheus.CounterOpts{Name: "parlor_ws_replayed_events_total",
 			Help: "Events replayed from PostgreSQL on resume."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parlor_ws_dropped_frames_total",
-			Help: "Droppable frames (typing, presence, pong) dropped because a connection's queue was full."}, []string{"type"}),
+			Help: "Droppable frames (typing, presence, pong, ping) dropped because a connection's queue was full."}, []string{"type"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parlor_ws_closes_total",
 			Help: "Connections closed by the server, by reason."}, []string{"reason"}),
-		gapRepairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "parlor_ws_gap_repairs_total",
-			Help: "Times a seq gap in a room (a lost or late notice) was filled from PostgreSQL."}),
-		gapRepairRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "parlor_ws_gap_repaired_events_total",
-			Help: "Events fetched from PostgreSQL to fill seq gaps."}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "parlor_ws_fanout_batches_total",
+			Help: "Reads of the event log by the fan-out (each delivers every event committed since the one before)."}),
 	}
-	reg.MustRegister(m.open, m.deliveries, m.replays, m.replayEvents, m.dropped, m.closes, m.gapRepairs, m.gapRepairRows)
+	reg.MustRegister(m.open, m.deliveries, m.replays, m.replayEvents, m.dropped, m.closes, m.batches)
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,90 +18,118 @@ import (
 	"github.com/parlor-dev/parlor/internal/postgres"
 )
 
-// node fans notices out to this instance's sockets. It processes notices one at a time, so
-// each room's events go out in order; for every event it reads the event from PostgreSQL
-// once and serializes it once, whatever the number of subscribers. A room's stream knows the
-// last seq it delivered: a notice further ahead (an earlier notice lost or late) makes the
-// node fetch the whole missing range first, so subscribers see no gap.
+const (
+	// tailEvery is how often the fan-out reads the log without being told to: a notice the
+	// broker lost (a Redis restart, a full inbox) delays an event by at most this much, and
+	// nothing depends on a later event to repair it.
+	tailEvery = time.Second
+	// revokedEvery is how often the fan-out looks for sessions revoked in the database, in
+	// case the broker lost the notice; revokedWindow is how far back it looks.
+	revokedEvery  = 2 * time.Second
+	revokedWindow = 30 * time.Second
+	// retryAfterError paces the fan-out while PostgreSQL fails.
+	retryAfterError = 200 * time.Millisecond
+)
+
+// node fans the event log out to this instance's sockets. One goroutine reads the log in
+// batches, on a connection pool of its own (it never waits behind the senders): each batch
+// is every room's events committed since the previous batch's snapshot and visible in its
+// own, read at once in (room, seq) order. A notice from the broker only says "read now"; a
+// timer reads anyway, so a lost notice costs a second at most. Each event is serialized,
+// given its resume token and framed once, and the same bytes are queued to every socket it
+// goes to.
+//
+// Sockets join the stream between batches. A new socket waits for the next batch, whose
+// transaction also reads its user's rooms and checks its session; from then on it receives
+// every batch after that snapshot, and replays what came before it from PostgreSQL. A
+// user's own membership events move their sockets' subscriptions in stream order.
 type node struct {
 	pool    *pgxpool.Pool
 	chat    *chat.Service
+	tokens  events.Tokens
 	logger  *slog.Logger
 	metrics *metrics
-	inbox   chan events.Notice
+	wake    chan struct{}
+	// onEpochChange closes every socket when the database's epoch changes (a failover).
+	onEpochChange func()
 
 	mu       sync.Mutex
-	rooms    map[uuid.UUID]*roomStream
-	users    map[uuid.UUID]map[*conn]struct{}
+	rooms    map[uuid.UUID]map[*conn]struct{} // live subscribers by room
+	users    map[uuid.UUID]map[*conn]struct{} // sockets by user, live or waiting
 	sessions map[uuid.UUID]map[*conn]struct{}
+	waiting  []*conn // sockets that join the stream at the next batch
+
+	// Owned by the run goroutine.
+	pos         events.Token // the end of the last batch fanned out
+	started     bool
+	batchNo     uint64
+	lastRevoked time.Time
 }
 
-type roomStream struct {
-	subs    map[*conn]struct{}
-	lastSeq int64 // 0: nothing delivered through this node yet
-}
-
-// inboxSize bounds notices waiting for the node; beyond it notices are dropped, which the
-// seq-gap repair absorbs (a dropped notice is like a lost pub/sub message).
-const inboxSize = 4096
-
-func newNode(pool *pgxpool.Pool, chatSvc *chat.Service, logger *slog.Logger, m *metrics) *node {
+func newNode(pool *pgxpool.Pool, chatSvc *chat.Service, tokens events.Tokens, logger *slog.Logger, m *metrics) *node {
 	return &node{
-		pool: pool, chat: chatSvc, logger: logger, metrics: m, inbox: make(chan events.Notice, inboxSize),
-		rooms: map[uuid.UUID]*roomStream{}, users: map[uuid.UUID]map[*conn]struct{}{}, sessions: map[uuid.UUID]map[*conn]struct{}{},
+		pool: pool, chat: chatSvc, tokens: tokens, logger: logger, metrics: m, wake: make(chan struct{}, 1),
+		rooms: map[uuid.UUID]map[*conn]struct{}{}, users: map[uuid.UUID]map[*conn]struct{}{}, sessions: map[uuid.UUID]map[*conn]struct{}{},
 	}
 }
 
-// receive is the broker's callback: it must not block.
-func (n *node) receive(no events.Notice) {
+// kick asks for a batch now.
+func (n *node) kick() {
 	select {
-	case n.inbox <- no:
+	case n.wake <- struct{}{}:
 	default:
-		n.logger.Warn("realtime inbox full: dropping a notice; seq gaps will be repaired", "kind", events.KindLabel(no.Kind))
 	}
 }
 
-func (n *node) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case no := <-n.inbox:
-			switch no.Kind {
-			case events.KindEvent:
-				n.event(ctx, no)
-			case events.KindTyping:
-				n.typing(no)
-			case events.KindPresence:
-				n.presence(no)
-			case events.KindSession:
-				n.session(no)
-			}
+// receive is the broker's callback; it must not block.
+func (n *node) receive(no events.Notice) {
+	switch no.Kind {
+	case events.KindEvent:
+		n.kick()
+	case events.KindTyping:
+		n.typing(no)
+	case events.KindPresence:
+		n.presence(no)
+	case events.KindSession:
+		if no.SessionID != nil {
+			n.closeSession(*no.SessionID)
 		}
 	}
 }
 
-// admit counts c as one of its user's sockets (and its session's), unless the user already
-// has max here: the check and the count are one step, so concurrent handshakes can't
-// overshoot the cap.
-func (n *node) admit(c *conn, max int) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if len(n.users[c.user]) >= max {
-		return false
+func (n *node) run(ctx context.Context) {
+	tick := time.NewTicker(tailEvery)
+	defer tick.Stop()
+	for {
+		if err := n.batch(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			n.logger.Error("realtime: read the event log", "error", err.Error())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retryAfterError):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.wake:
+		case <-tick.C:
+		}
 	}
-	addConn(n.users, c.user, c)
-	addConn(n.sessions, c.session, c)
-	return true
 }
 
-// subscribeAll subscribes c to its rooms.
-func (n *node) subscribeAll(c *conn, rooms []uuid.UUID) {
+// register adds a socket that joins the stream at the next batch; c.joined is closed then.
+func (n *node) register(c *conn) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, r := range rooms {
-		n.subscribeLocked(c, r)
-	}
+	addConn(n.users, c.user, c)
+	addConn(n.sessions, c.session, c)
+	n.waiting = append(n.waiting, c)
+	n.mu.Unlock()
+	n.kick()
 }
 
 // unregister removes c everywhere.
@@ -109,143 +138,266 @@ func (n *node) unregister(c *conn) {
 	defer n.mu.Unlock()
 	removeConn(n.users, c.user, c)
 	removeConn(n.sessions, c.session, c)
-	for r, rs := range n.rooms {
-		delete(rs.subs, c)
-		if len(rs.subs) == 0 {
-			delete(n.rooms, r)
-		}
+	for _, r := range c.rooms {
+		removeConn(n.rooms, r, c)
 	}
+	c.rooms, c.live, c.gone = nil, false, true
 }
 
-func (n *node) subscribe(c *conn, room uuid.UUID) {
+// subscribed reports whether c receives room's live stream.
+func (n *node) subscribed(c *conn, room uuid.UUID) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.subscribeLocked(c, room)
+	_, ok := n.rooms[room][c]
+	return ok
+}
+
+// roomsOf returns a copy of the rooms c follows.
+func (n *node) roomsOf(c *conn) []uuid.UUID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]uuid.UUID(nil), c.rooms...)
 }
 
 func (n *node) subscribeLocked(c *conn, room uuid.UUID) {
-	rs, ok := n.rooms[room]
-	if !ok {
-		rs = &roomStream{subs: map[*conn]struct{}{}}
-		n.rooms[room] = rs
+	if _, ok := n.rooms[room][c]; ok {
+		return
 	}
-	rs.subs[c] = struct{}{}
+	addConn(n.rooms, room, c)
+	c.rooms = append(c.rooms, room)
 }
 
-func (n *node) unsubscribe(c *conn, room uuid.UUID) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if rs, ok := n.rooms[room]; ok {
-		delete(rs.subs, c)
-		if len(rs.subs) == 0 {
-			delete(n.rooms, room)
+func (n *node) unsubscribeLocked(c *conn, room uuid.UUID) {
+	removeConn(n.rooms, room, c)
+	for i, r := range c.rooms {
+		if r == room {
+			c.rooms[i] = c.rooms[len(c.rooms)-1]
+			c.rooms = c.rooms[:len(c.rooms)-1]
+			break
 		}
 	}
 }
 
-// event delivers the events of a room up to the notice's seq that this node has not
-// delivered yet, to the room's subscribers and to the sockets of the user it concerns.
-func (n *node) event(ctx context.Context, no events.Notice) {
+// joining is what one batch learns about the sockets that join the stream with it.
+type joining struct {
+	conns    []*conn
+	rooms    map[uuid.UUID][]uuid.UUID // by user
+	sessions map[uuid.UUID]bool        // live ones
+}
+
+// batch reads the next batch of the log and fans it out, and lets the waiting sockets join.
+func (n *node) batch(ctx context.Context) error {
 	n.mu.Lock()
-	rs := n.rooms[no.RoomID]
-	concerned := no.UserID != nil && len(n.users[*no.UserID]) > 0
-	from := no.Seq
-	if rs != nil && rs.lastSeq > 0 {
-		if no.Seq <= rs.lastSeq {
-			n.mu.Unlock()
-			return // delivered already (a late notice, or a range we repaired)
-		}
-		from = rs.lastSeq + 1
-	}
+	j := joining{conns: n.waiting}
+	n.waiting = nil
 	n.mu.Unlock()
-	if rs == nil && !concerned {
-		return
-	}
-	frames, err := n.render(ctx, no.RoomID, from, no.Seq)
-	if err != nil {
-		n.logger.Error("realtime: read events", "room_id", no.RoomID, "error", err.Error())
-		return
-	}
-	if len(frames) > 1 {
-		n.metrics.gapRepairs.Inc()
-		n.metrics.gapRepairRows.Add(float64(len(frames) - 1))
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	rs = n.rooms[no.RoomID]
-	for i := range frames {
-		if seq := frames[i].event.Seq; rs != nil && seq > rs.lastSeq {
-			rs.lastSeq = seq
-		}
-		// One shared frame for every socket: the room's subscribers, then the sockets of the
-		// user the event is about that are not subscribed (yet, or any more).
-		f := &frames[i]
-		if rs != nil {
-			for c := range rs.subs {
-				c.enqueueEvent(f)
-			}
-		}
-		if u := f.event.UserID; u != nil {
-			for c := range n.users[*u] {
-				if rs == nil {
-					c.enqueueEvent(f)
-				} else if _, sub := rs.subs[c]; !sub {
-					c.enqueueEvent(f)
-				}
-			}
-		}
-	}
-}
+	checkRevoked := time.Since(n.lastRevoked) >= revokedEvery
 
-// eventFrame is one event, serialized once for every subscriber.
-type eventFrame struct {
-	event events.Event
-	json  []byte // the api.RoomEvent
-}
-
-// render reads a room's events from..to and serializes each once, as everyone sees it.
-func (n *node) render(ctx context.Context, room uuid.UUID, from, to int64) ([]eventFrame, error) {
-	var out []eventFrame
+	var (
+		b       events.Batch
+		frames  []*frame
+		revoked []uuid.UUID
+	)
 	err := postgres.WithSnapshot(ctx, n.pool, func(q *db.Queries) error {
-		evs, err := events.Range(ctx, q, room, from, to)
+		var err error
+		if n.started {
+			b, err = events.Tail(ctx, q, n.pos)
+		} else {
+			var now events.Token
+			now, err = events.Current(ctx, q)
+			b = events.Batch{Start: now, End: now}
+		}
 		if err != nil {
 			return err
 		}
-		out, err = serialize(ctx, n.chat, q, evs)
+		n.batchNo++
+		if frames, err = n.render(ctx, q, &b, n.batchNo); err != nil {
+			return err
+		}
+		if len(j.conns) > 0 {
+			if err := j.load(ctx, q); err != nil {
+				return err
+			}
+		}
+		if checkRevoked {
+			revoked, err = q.RecentlyRevokedSessions(ctx, revokedWindow.Seconds())
+		}
 		return err
 	})
-	return out, err
+	if err != nil {
+		n.mu.Lock()
+		n.waiting = append(j.conns, n.waiting...)
+		n.mu.Unlock()
+		return err
+	}
+	if checkRevoked {
+		n.lastRevoked = time.Now()
+	}
+	epochChanged := n.started && b.End.Epoch != n.pos.Epoch
+	n.pos, n.started = b.End, true
+	n.metrics.batches.Inc()
+
+	n.mu.Lock()
+	for _, f := range frames {
+		n.fanOutLocked(f)
+	}
+	for _, c := range j.conns {
+		if c.gone {
+			continue
+		}
+		if !j.sessions[c.session] {
+			c.refused = CloseSessionEnded
+			continue
+		}
+		for _, r := range j.rooms[c.user] {
+			n.subscribeLocked(c, r)
+		}
+		c.live, c.from = true, b.End
+	}
+	n.mu.Unlock()
+	for _, c := range j.conns {
+		close(c.joined)
+	}
+	for _, s := range revoked {
+		n.closeSession(s)
+	}
+	if epochChanged && n.onEpochChange != nil {
+		n.logger.Warn("realtime: the database's epoch changed (a failover or a restore): closing every socket with 4400")
+		n.onEpochChange()
+	}
+	return nil
 }
 
-// serialize hydrates events as everyone sees them and serializes each once.
-func serialize(ctx context.Context, chatSvc *chat.Service, q *db.Queries, evs []events.Event) ([]eventFrame, error) {
-	hydrated, err := chatSvc.Hydrate(ctx, q, uuid.Nil, evs)
+func (j *joining) load(ctx context.Context, q *db.Queries) error {
+	users := make([]uuid.UUID, 0, len(j.conns))
+	sessions := make([]uuid.UUID, 0, len(j.conns))
+	for _, c := range j.conns {
+		users = append(users, c.user)
+		sessions = append(sessions, c.session)
+	}
+	rows, err := q.MembershipsOf(ctx, users)
+	if err != nil {
+		return err
+	}
+	j.rooms = make(map[uuid.UUID][]uuid.UUID, len(users))
+	for _, r := range rows {
+		j.rooms[r.UserID] = append(j.rooms[r.UserID], r.RoomID)
+	}
+	live, err := q.LiveSessions(ctx, sessions)
+	if err != nil {
+		return err
+	}
+	j.sessions = make(map[uuid.UUID]bool, len(live))
+	for _, s := range live {
+		j.sessions[s] = true
+	}
+	return nil
+}
+
+// fanOutLocked queues one event to its room's subscribers and to the sockets of the user it
+// concerns (an invitation, a kick: they may not follow the room), then moves that user's
+// subscriptions when the event is about their own membership.
+func (n *node) fanOutLocked(f *frame) {
+	e := f.event
+	subs := n.rooms[e.RoomID]
+	for c := range subs {
+		c.push(f)
+	}
+	if e.UserID == nil {
+		return
+	}
+	for c := range n.users[*e.UserID] {
+		if !c.live {
+			continue
+		}
+		if _, sub := subs[c]; !sub {
+			c.push(f)
+		}
+		switch e.Type {
+		case events.MemberJoined:
+			n.subscribeLocked(c, e.RoomID)
+		case events.MemberLeft, events.MemberKicked, events.MemberBanned:
+			n.unsubscribeLocked(c, e.RoomID)
+		}
+	}
+}
+
+// render serializes the batch's events that go to a socket here, each once as everyone sees
+// it, with the token that resumes after it, framed for the wire.
+func (n *node) render(ctx context.Context, q *db.Queries, b *events.Batch, batchNo uint64) ([]*frame, error) {
+	wanted := n.wanted(b.Events)
+	if len(wanted) == 0 {
+		return nil, nil
+	}
+	hydrated, err := n.chat.Hydrate(ctx, q, uuid.Nil, wanted)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]eventFrame, 0, len(hydrated))
+	out := make([]*frame, 0, len(hydrated))
 	for _, e := range hydrated {
-		b, err := json.Marshal(apiconv.Event(e))
+		ev, err := jsonEvent(e)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, eventFrame{event: e.Event, json: b})
+		f := eventFrame(e.Event, ev, n.tokens.Encode(b.TokenAfter(e.Event)))
+		f.batch = batchNo
+		out = append(out, f)
 	}
 	return out, nil
+}
+
+// wanted keeps the events some socket here receives: those of rooms with subscribers, those
+// about a user with sockets here, and a room's events after such a user joins it.
+func (n *node) wanted(evs []events.Event) []events.Event {
+	if len(evs) == 0 {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var joined map[uuid.UUID]bool
+	out := evs[:0:0]
+	for _, e := range evs {
+		keep := len(n.rooms[e.RoomID]) > 0 || joined[e.RoomID]
+		if e.UserID != nil && len(n.users[*e.UserID]) > 0 {
+			keep = true
+			if e.Type == events.MemberJoined {
+				if joined == nil {
+					joined = map[uuid.UUID]bool{}
+				}
+				joined[e.RoomID] = true
+			}
+		}
+		if keep {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// jsonEvent serializes an event as the contract's RoomEvent, as everyone sees it.
+func jsonEvent(e chat.Event) ([]byte, error) { return json.Marshal(apiconv.Event(e)) }
+
+// eventFrame composes an event frame around the event's shared serialization.
+func eventFrame(e events.Event, event []byte, token string) *frame {
+	payload := make([]byte, 0, len(event)+len(token)+40)
+	payload = append(payload, `{"type":"event","token":"`...)
+	payload = append(payload, token...)
+	payload = append(payload, `","event":`...)
+	payload = append(payload, event...)
+	payload = append(payload, '}')
+	return &frame{wire: wsFrame(opText, payload), event: e, durable: true}
 }
 
 func (n *node) typing(no events.Notice) {
 	if no.UserID == nil {
 		return
 	}
-	frame := mustFrame(api.TypingFrame{Type: api.Typing, RoomId: no.RoomID, UserId: *no.UserID, Typing: no.Typing, ExpiresInMs: typingTTLms(no.Typing)})
+	f := droppable("typing", api.TypingFrame{Type: api.Typing, RoomId: no.RoomID, UserId: *no.UserID, Typing: no.Typing, ExpiresInMs: typingTTLms(no.Typing)})
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if rs, ok := n.rooms[no.RoomID]; ok {
-		for c := range rs.subs {
-			if c.user != *no.UserID {
-				c.enqueueDroppable("typing", frame)
-			}
+	for c := range n.rooms[no.RoomID] {
+		if c.user != *no.UserID {
+			c.push(f)
 		}
 	}
 }
@@ -257,32 +409,45 @@ func (n *node) presence(no events.Notice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, r := range no.Rooms {
-		rs, ok := n.rooms[r]
-		if !ok {
+		subs := n.rooms[r]
+		if len(subs) == 0 {
 			continue
 		}
-		frame := mustFrame(api.PresenceFrame{Type: api.PresenceFrameTypePresence, RoomId: r, UserId: *no.UserID, Online: no.Online})
-		for c := range rs.subs {
+		f := droppable("presence", api.PresenceFrame{Type: api.PresenceFrameTypePresence, RoomId: r, UserId: *no.UserID, Online: no.Online})
+		for c := range subs {
 			if c.user != *no.UserID {
-				c.enqueueDroppable("presence", frame)
+				c.push(f)
 			}
 		}
 	}
 }
 
-func (n *node) session(no events.Notice) {
-	if no.SessionID == nil {
-		return
-	}
+// closeSession closes a session's sockets here. It never waits for a socket: a client that
+// stopped reading must not hold up anyone else.
+func (n *node) closeSession(session uuid.UUID) {
 	n.mu.Lock()
-	conns := make([]*conn, 0, len(n.sessions[*no.SessionID]))
-	for c := range n.sessions[*no.SessionID] {
+	conns := make([]*conn, 0, len(n.sessions[session]))
+	for c := range n.sessions[session] {
 		conns = append(conns, c)
 	}
 	n.mu.Unlock()
 	for _, c := range conns {
+		n.metrics.closes.WithLabelValues("session_ended").Inc()
 		c.closeNow(CloseSessionEnded, "session ended")
 	}
+}
+
+// all returns every socket here, live or waiting.
+func (n *node) all() []*conn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []*conn
+	for _, set := range n.users {
+		for c := range set {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func addConn(index map[uuid.UUID]map[*conn]struct{}, key uuid.UUID, c *conn) {
@@ -301,12 +466,4 @@ func removeConn(index map[uuid.UUID]map[*conn]struct{}, key uuid.UUID, c *conn) 
 			delete(index, key)
 		}
 	}
-}
-
-func mustFrame(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // our own frame types always encode
-	}
-	return b
 }

@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -10,24 +11,48 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Presence tracks which users have at least one open socket, cluster-wide. Each socket
-// refreshes its entry on every heartbeat; an entry that is not refreshed expires, so a
-// crashed instance's sockets stop counting on their own.
+// Presence tracks, cluster-wide, each user's open sockets (which count against the per-user
+// connection cap) and recently closed ones (which keep the user online for a grace period,
+// so a quick reconnect does not flap). Every entry has an expiry: open sockets are refreshed
+// by the heartbeat, and an entry that is not refreshed expires, so a crashed instance's
+// sockets stop counting, for the cap and for presence, on their own.
 type Presence interface {
-	// Connect records a socket; first reports whether the user had none before.
-	Connect(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration) (first bool, err error)
-	// Refresh extends a socket's entry.
-	Refresh(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration) error
-	// Disconnect marks a socket gone: it still counts for grace (so a quick reconnect does
-	// not flap), and last reports whether the user has no other socket.
+	// Admit records a new socket if its user has fewer than max open sockets cluster-wide
+	// (sockets in their grace period after closing do not count against the cap); the check
+	// and the insert are one atomic step (a Lua script in Redis), so concurrent handshakes on
+	// several instances cannot overshoot. admitted=false records nothing. first reports that
+	// the user had no socket before, live or in grace (so they are newly online); it is
+	// false when the socket is not admitted.
+	Admit(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration, max int) (admitted, first bool, err error)
+	// Refresh extends the entries of many sockets (the heartbeat refreshes a batch at once):
+	// one round trip (a pipeline) in Redis however many sockets. A socket that has been
+	// disconnected (and is in its grace period) is not revived by a late refresh; one whose
+	// entry has expired is recorded again, since it is evidently still open.
+	Refresh(ctx context.Context, ttl time.Duration, socks ...Socket) error
+	// Disconnect marks a socket gone: it no longer counts against the cap but keeps its user
+	// online for grace; last reports whether the user has no other open socket.
 	Disconnect(ctx context.Context, user uuid.UUID, conn string, grace time.Duration) (last bool, err error)
-	// Online reports which of users have a live socket.
+	// Online reports which of users have a socket, open or in grace.
 	Online(ctx context.Context, users []uuid.UUID) (map[uuid.UUID]bool, error)
 }
 
+// Socket names one socket of a user.
+type Socket struct {
+	User uuid.UUID
+	Conn string
+}
+
+// graceTag prefixes the entry a closed socket leaves for its grace period. An open socket's
+// entry is its bare id (socket ids never start with "g:"), so the cap counts only untagged
+// entries and a socket's open and grace entries never collide.
+const graceTag = "g:"
+
+func graceField(conn string) string { return graceTag + conn }
+
 // MemoryPresence is Presence for a single instance.
 type MemoryPresence struct {
-	mu    sync.Mutex
+	mu sync.Mutex
+	// users maps each user to their entries: socket id (open) or graceField(id) → expiry.
 	users map[uuid.UUID]map[string]time.Time
 	now   func() time.Time
 }
@@ -37,41 +62,61 @@ func NewMemoryPresence() *MemoryPresence {
 	return &MemoryPresence{users: map[uuid.UUID]map[string]time.Time{}, now: time.Now}
 }
 
-func (p *MemoryPresence) live(user uuid.UUID) int {
-	now, n := p.now(), 0
-	for c, exp := range p.users[user] {
-		if exp.After(now) {
-			n++
-		} else {
-			delete(p.users[user], c)
+// scan prunes user's expired entries and counts those left, other than the field skip: the
+// open ones and all of them.
+func (p *MemoryPresence) scan(user uuid.UUID, now time.Time, skip string) (open, all int) {
+	entries := p.users[user]
+	for f, exp := range entries {
+		switch {
+		case !exp.After(now):
+			delete(entries, f)
+		case f != skip:
+			all++
+			if !strings.HasPrefix(f, graceTag) {
+				open++
+			}
 		}
 	}
-	if n == 0 {
+	if len(entries) == 0 {
 		delete(p.users, user)
 	}
-	return n
+	return open, all
 }
 
-// Connect implements Presence.
-func (p *MemoryPresence) Connect(_ context.Context, user uuid.UUID, conn string, ttl time.Duration) (bool, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	first := p.live(user) == 0
+func (p *MemoryPresence) set(user uuid.UUID, field string, exp time.Time) {
 	if p.users[user] == nil {
 		p.users[user] = map[string]time.Time{}
 	}
-	p.users[user][conn] = p.now().Add(ttl)
-	return first, nil
+	p.users[user][field] = exp
+}
+
+// Admit implements Presence.
+func (p *MemoryPresence) Admit(_ context.Context, user uuid.UUID, conn string, ttl time.Duration, max int) (bool, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	open, all := p.scan(user, now, conn)
+	if open >= max {
+		return false, false, nil
+	}
+	p.set(user, conn, now.Add(ttl))
+	return true, all == 0, nil
 }
 
 // Refresh implements Presence.
-func (p *MemoryPresence) Refresh(_ context.Context, user uuid.UUID, conn string, ttl time.Duration) error {
+func (p *MemoryPresence) Refresh(_ context.Context, ttl time.Duration, socks ...Socket) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.users[user] == nil {
-		p.users[user] = map[string]time.Time{}
+	now := p.now()
+	for _, s := range socks {
+		entries := p.users[s.User]
+		if _, open := entries[s.Conn]; !open {
+			if g, ok := entries[graceField(s.Conn)]; ok && g.After(now) {
+				continue // closed already: a late heartbeat must not reopen it
+			}
+		}
+		p.set(s.User, s.Conn, now.Add(ttl))
 	}
-	p.users[user][conn] = p.now().Add(ttl)
 	return nil
 }
 
@@ -79,96 +124,170 @@ func (p *MemoryPresence) Refresh(_ context.Context, user uuid.UUID, conn string,
 func (p *MemoryPresence) Disconnect(_ context.Context, user uuid.UUID, conn string, grace time.Duration) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := p.now()
 	delete(p.users[user], conn)
-	last := p.live(user) == 0
-	if p.users[user] == nil {
-		p.users[user] = map[string]time.Time{}
+	open, _ := p.scan(user, now, "")
+	if grace > 0 {
+		p.set(user, graceField(conn), now.Add(grace))
 	}
-	p.users[user][conn] = p.now().Add(grace)
-	return last, nil
+	return open == 0, nil
 }
 
 // Online implements Presence.
 func (p *MemoryPresence) Online(_ context.Context, users []uuid.UUID) (map[uuid.UUID]bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := p.now()
 	out := make(map[uuid.UUID]bool, len(users))
 	for _, u := range users {
-		out[u] = p.live(u) > 0
+		_, all := p.scan(u, now, "")
+		out[u] = all > 0
 	}
 	return out, nil
 }
 
-// RedisPresence is Presence shared by every instance: one hash per user, socket id →
-// expiry (unix ms), pruned as it is read.
+// RedisPresence is Presence shared by every instance: one hash per user, socket id (open) or
+// graceField(id) → expiry (unix ms), pruned as it is written. The hash itself expires once
+// its longest-lived entry has (the scripts extend the key's TTL, never shorten it), so an
+// idle user leaves nothing behind. Times are the calling instance's clock, passed in.
 type RedisPresence struct {
 	client redis.UniversalClient
 	prefix string
+	now    func() time.Time
 }
 
 // NewRedisPresence returns a tracker storing under prefix.
 func NewRedisPresence(client redis.UniversalClient, prefix string) *RedisPresence {
-	return &RedisPresence{client: client, prefix: prefix + "presence:"}
+	return &RedisPresence{client: client, prefix: prefix + "presence:", now: time.Now}
 }
-
-// liveScript prunes expired sockets of a user and returns how many remain.
-var liveScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local entries = redis.call('HGETALL', KEYS[1])
-local n = 0
-for i = 1, #entries, 2 do
-  if tonumber(entries[i+1]) <= now then redis.call('HDEL', KEYS[1], entries[i]) else n = n + 1 end
-end
-return n
-`)
 
 func (p *RedisPresence) key(user uuid.UUID) string { return p.prefix + user.String() }
 
-func (p *RedisPresence) live(ctx context.Context, user uuid.UUID) (int64, error) {
-	return liveScript.Run(ctx, p.client, []string{p.key(user)}, time.Now().UnixMilli()).Int64()
-}
+// luaHelpers are shared by the scripts. scan prunes the expired entries of the hash key and
+// counts those left other than the field skip: the open ones and all of them. keep lets the
+// hash live at least ms more, never shorter: a socket leaving with a short grace, or refreshed
+// with a short ttl, must not cut the life of its siblings' entries (setting the key's TTL
+// outright once expired a user's live sockets along with a closed one).
+const luaHelpers = `
+local function scan(key, now, skip)
+  local entries = redis.call('HGETALL', key)
+  local open, all = 0, 0
+  for i = 1, #entries, 2 do
+    local f = entries[i]
+    if tonumber(entries[i+1]) <= now then
+      redis.call('HDEL', key, f)
+    elseif f ~= skip then
+      all = all + 1
+      if string.sub(f, 1, 2) ~= 'g:' then open = open + 1 end
+    end
+  end
+  return open, all
+end
+local function keep(key, ms)
+  if ms > 0 and redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+`
 
-// Connect implements Presence.
-func (p *RedisPresence) Connect(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration) (bool, error) {
-	n, err := p.live(ctx, user)
-	if err != nil {
-		return false, err
-	}
-	return n == 0, p.Refresh(ctx, user, conn, ttl)
-}
+// admitScript: KEYS[1] the user's hash; ARGV conn, now (unix ms), expiry (unix ms), ttl (ms),
+// max. Returns {admitted, first}.
+var admitScript = redis.NewScript(luaHelpers + `
+local open, all = scan(KEYS[1], tonumber(ARGV[2]), ARGV[1])
+if open >= tonumber(ARGV[5]) then return {0, 0} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+keep(KEYS[1], tonumber(ARGV[4]))
+if all == 0 then return {1, 1} end
+return {1, 0}
+`)
 
-// refreshScript sets a socket's expiry and lets the user's hash live at least as long, never
-// shorter: a socket leaving with a short grace must not cut the life of its siblings' entries
-// (setting the key's TTL outright once expired a user's live sockets along with a closed one).
-var refreshScript = redis.NewScript(`
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local ttl = tonumber(ARGV[3])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+// refreshScript: KEYS[1] the user's hash; ARGV conn, now (unix ms), expiry (unix ms), ttl
+// (ms). A socket already disconnected (its grace entry live, its open entry gone) is left
+// alone, so a heartbeat racing the close cannot reopen it.
+var refreshScript = redis.NewScript(luaHelpers + `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  local g = redis.call('HGET', KEYS[1], 'g:' .. ARGV[1])
+  if g and tonumber(g) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+keep(KEYS[1], tonumber(ARGV[4]))
 return 1
 `)
 
+// disconnectScript: KEYS[1] the user's hash; ARGV conn, now (unix ms), grace expiry (unix
+// ms), grace (ms). Returns 1 if the user has no other open socket.
+var disconnectScript = redis.NewScript(luaHelpers + `
+redis.call('HDEL', KEYS[1], ARGV[1])
+local open = scan(KEYS[1], tonumber(ARGV[2]), '')
+local grace = tonumber(ARGV[4])
+if grace > 0 then
+  redis.call('HSET', KEYS[1], 'g:' .. ARGV[1], ARGV[3])
+  keep(KEYS[1], grace)
+end
+if open == 0 then return 1 end
+return 0
+`)
+
+// Admit implements Presence.
+func (p *RedisPresence) Admit(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration, max int) (bool, bool, error) {
+	now := p.now()
+	res, err := admitScript.Run(ctx, p.client, []string{p.key(user)},
+		conn, now.UnixMilli(), now.Add(ttl).UnixMilli(), ttl.Milliseconds(), max).Int64Slice()
+	if err != nil {
+		return false, false, err
+	}
+	return res[0] == 1, res[1] == 1, nil
+}
+
 // Refresh implements Presence.
-func (p *RedisPresence) Refresh(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration) error {
-	return refreshScript.Run(ctx, p.client, []string{p.key(user)},
-		conn, time.Now().Add(ttl).UnixMilli(), ttl.Milliseconds()).Err()
+func (p *RedisPresence) Refresh(ctx context.Context, ttl time.Duration, socks ...Socket) error {
+	if len(socks) == 0 {
+		return nil
+	}
+	now := p.now()
+	args := func(s Socket) []any {
+		return []any{s.Conn, now.UnixMilli(), now.Add(ttl).UnixMilli(), ttl.Milliseconds()}
+	}
+	pipe := p.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(socks))
+	for i, s := range socks {
+		cmds[i] = refreshScript.EvalSha(ctx, pipe, []string{p.key(s.User)}, args(s)...)
+	}
+	_, err := pipe.Exec(ctx)
+	if err == nil {
+		return nil
+	}
+	// A pipeline cannot fall back to EVAL per command as Script.Run does: resend, with the
+	// script's source, only the commands that found it missing (a flushed or new server).
+	retry := p.client.Pipeline()
+	for i, s := range socks {
+		if e := cmds[i].Err(); e != nil {
+			if !redis.HasErrorPrefix(e, "NOSCRIPT") {
+				return e
+			}
+			refreshScript.Eval(ctx, retry, []string{p.key(s.User)}, args(s)...)
+		}
+	}
+	if retry.Len() == 0 {
+		return err
+	}
+	_, err = retry.Exec(ctx)
+	return err
 }
 
 // Disconnect implements Presence.
 func (p *RedisPresence) Disconnect(ctx context.Context, user uuid.UUID, conn string, grace time.Duration) (bool, error) {
-	if err := p.client.HDel(ctx, p.key(user), conn).Err(); err != nil {
-		return false, err
-	}
-	n, err := p.live(ctx, user)
-	if err != nil {
-		return false, err
-	}
-	return n == 0, p.Refresh(ctx, user, conn, grace)
+	now := p.now()
+	last, err := disconnectScript.Run(ctx, p.client, []string{p.key(user)},
+		conn, now.UnixMilli(), now.Add(grace).UnixMilli(), grace.Milliseconds()).Int64()
+	return last == 1, err
 }
 
 // Online implements Presence.
 func (p *RedisPresence) Online(ctx context.Context, users []uuid.UUID) (map[uuid.UUID]bool, error) {
 	out := make(map[uuid.UUID]bool, len(users))
-	now := time.Now().UnixMilli()
+	if len(users) == 0 {
+		return out, nil
+	}
+	now := p.now().UnixMilli()
 	pipe := p.client.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(users))
 	for i, u := range users {
@@ -178,6 +297,7 @@ func (p *RedisPresence) Online(ctx context.Context, users []uuid.UUID) (map[uuid
 		return nil, err
 	}
 	for i, u := range users {
+		out[u] = false
 		for _, exp := range cmds[i].Val() {
 			if ms, _ := strconv.ParseInt(exp, 10, 64); ms > now {
 				out[u] = true

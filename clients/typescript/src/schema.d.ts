@@ -475,8 +475,11 @@ export interface paths {
          *     `member.banned`.
          *
          *     With `timeout_ms` and nothing new, the request waits up to that long for the next event
-         *     and then returns an empty page with the same token. Tokens are opaque; a malformed or
-         *     altered one is a `400 invalid_request`. History is never pruned, so tokens do not expire.
+         *     and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
+         *     A token the server cannot continue from — malformed or altered, from an older token
+         *     format, or minted before a database restore or failover — is `410
+         *     full_sync_required`: start over without `since`. History is never pruned, so a valid
+         *     token does not expire.
          */
         get: operations["sync"];
         put?: never;
@@ -523,7 +526,9 @@ export interface paths {
          *     delivery with no gap and no duplicate. Each `event` frame carries a `token` to resume
          *     from. A missing, expired or already used ticket is refused with `401` before the
          *     upgrade; a browser `Origin` outside `APP_ALLOWED_ORIGINS` with `403` (clients that send
-         *     no `Origin` are allowed). See the `realtime` tag for close codes.
+         *     no `Origin` are allowed). A `since` token the server cannot use is answered after the
+         *     upgrade, by closing with 4400 before `hello` (a browser cannot read the status of a
+         *     refused upgrade). See the `realtime` tag for close codes.
          */
         get: operations["connectRealtime"];
         put?: never;
@@ -814,7 +819,7 @@ export interface components {
          * @description An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
          *     `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
          *     `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-         *     `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+         *     `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
          *     `not_ready`, `unavailable`, `internal`.
          */
         Problem: {
@@ -1198,7 +1203,10 @@ export interface components {
              * @enum {string}
              */
             type: "event";
-            /** @description Resume from here (WebSocket `since` or `GET /v1/sync?since=`). */
+            /**
+             * @description Resume from here (WebSocket `since` or `GET /v1/sync?since=`). The same for every
+             *     socket the event goes to; at most 1 KiB however many rooms the user is in.
+             */
             token: string;
             event: components["schemas"]["RoomEvent"];
         };
@@ -1537,6 +1545,19 @@ export interface components {
         };
         /** @description Something failed on the server (`internal`). The body never holds details; quote the request id. */
         InternalError: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description The sync token cannot be used here (`full_sync_required`): malformed or altered, from
+         *     an older token format, or minted before a database restore or failover. Start over:
+         *     `GET /v1/sync` without `since`.
+         */
+        FullSyncRequired: {
             headers: {
                 [name: string]: unknown;
             };
@@ -2339,6 +2360,11 @@ export interface operations {
     sync: {
         parameters: {
             query?: {
+                /**
+                 * @description A token from a previous page, `hello` or an `event` frame. Tokens are at most 1 KiB;
+                 *     longer values are accepted up to 64 KiB only to be answered `410
+                 *     full_sync_required` (tokens of an older format were longer).
+                 */
                 since?: string;
                 /** @description At most this many events (default 100). */
                 limit?: number;
@@ -2362,6 +2388,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            410: components["responses"]["FullSyncRequired"];
             500: components["responses"]["InternalError"];
         };
     };
@@ -2392,7 +2419,10 @@ export interface operations {
         parameters: {
             query: {
                 ticket: string;
-                /** @description A token from `GET /v1/sync`, `hello` or an `event` frame. */
+                /**
+                 * @description A token from `GET /v1/sync`, `hello` or an `event` frame (at most 1 KiB; longer
+                 *     values up to 64 KiB are closed with 4400 after the upgrade).
+                 */
                 since?: string;
             };
             header?: never;

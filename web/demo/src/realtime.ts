@@ -142,7 +142,8 @@ export class Realtime {
         this.stop("offline: too many open connections for this user; close another tab and reload");
         return;
       case CloseCode.InvalidToken:
-        // The token needs history that is gone: start over from a fresh sync.
+        // The server cannot continue from our token (an older format, or the database was
+        // restored or failed over): start over from a fresh sync.
         this.on
           .startOver()
           .then((token) => {
