@@ -90,8 +90,10 @@ func tail(b []byte, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// centrifugoFan is Centrifugo under the fan-out benchmark.
+// centrifugoFan is Centrifugo under the fan-out benchmark (and, its sockets idle, the
+// memory benchmark).
 type centrifugoFan struct {
+	bench  string
 	origin string // where the binary came from
 	proc   *process
 	addr   string
@@ -124,6 +126,7 @@ func startCentrifugoFan(ctx context.Context, bench, dir string) (*centrifugoFan,
 		origin = "BENCH_CENTRIFUGO=" + bin
 	}
 	c := &centrifugoFan{
+		bench:  bench,
 		origin: origin,
 		addr:   "127.0.0.1:" + strconv.Itoa(port), apiKey: randomHex(16), secret: []byte(randomHex(32)),
 		http:   newHTTPClient(),
@@ -221,7 +224,7 @@ func (c *centrifugoFan) close() {
 		return
 	}
 	if err := c.proc.stop(15 * time.Second); err != nil && !strings.Contains(err.Error(), "signal: terminated") {
-		progress("fanout", "centrifugo: %v", err)
+		progress(c.bench, "centrifugo: %v", err)
 	}
 	c.proc = nil
 	c.http.CloseIdleConnections()
@@ -245,10 +248,15 @@ func (c *centrifugoFan) token(user string) string {
 	return signing + "." + enc.EncodeToString(mac.Sum(nil))
 }
 
-// subscribe connects with a token and subscribes to the channel, over the JSON protocol:
-// commands and replies are JSON objects, several to a frame separated by newlines.
+// subscribe connects subscriber i (user bench-i) and subscribes it to the channel.
 func (c *centrifugoFan) subscribe(ctx context.Context, i int) (*websocket.Conn, error) {
-	conn, _, err := c.dialer.DialContext(ctx, "ws://"+c.addr+"/connection/websocket", nil)
+	return c.connect(ctx, c.dialer, c.token("bench-"+strconv.Itoa(i)), centrifugoChannel)
+}
+
+// connect dials with d, connects with token and subscribes to channel, over the JSON
+// protocol: commands and replies are JSON objects, several to a frame separated by newlines.
+func (c *centrifugoFan) connect(ctx context.Context, d *websocket.Dialer, token, channel string) (*websocket.Conn, error) {
+	conn, _, err := d.DialContext(ctx, "ws://"+c.addr+"/connection/websocket", nil)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
@@ -257,8 +265,8 @@ func (c *centrifugoFan) subscribe(ctx context.Context, i int) (*websocket.Conn, 
 		id  int
 		cmd map[string]any
 	}{
-		{1, map[string]any{"connect": map[string]any{"token": c.token("bench-" + strconv.Itoa(i)), "name": "parlor-bench"}}},
-		{2, map[string]any{"subscribe": map[string]any{"channel": centrifugoChannel}}},
+		{1, map[string]any{"connect": map[string]any{"token": token, "name": "parlor-bench"}}},
+		{2, map[string]any{"subscribe": map[string]any{"channel": channel}}},
 	}
 	for _, s := range steps {
 		s.cmd["id"] = s.id

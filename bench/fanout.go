@@ -33,8 +33,10 @@ import (
 // reads and times each against the moment just before its POST.
 func runFanout(ctx context.Context, o options, rep *report) error {
 	const bench = "fanout"
-	if _, err := raiseFileLimit(uint64(2*o.subscribers + 512)); err != nil {
+	if _, note, err := raiseFileLimit(uint64(2*o.subscribers + 512)); err != nil {
 		return err
+	} else if note != "" {
+		progress(bench, "%s", note)
 	}
 	dir, err := os.MkdirTemp("", "parlor-bench-fanout-")
 	if err != nil {
@@ -88,13 +90,24 @@ func runFanout(ctx context.Context, o options, rep *report) error {
 	if base.achieved < 0.95*base.rate {
 		rep.add(bench, "  achieved send rate (below the target: the senders could not keep up)", fmt.Sprintf("%.0f msgs/s", base.achieved), "", "")
 	}
+	if idle := parlor.idle; idle != nil {
+		rep.add(bench, fmt.Sprintf("sends: POST …/messages p50 / p99 in an idle room (nobody subscribed; %g msgs/s × %s, same senders)", o.fanRate, o.fanIdle),
+			histP50P99(&idle.hist)+failedText(idle.failed, idle.firstErr), "", "")
+		ratio := ratioOf(base.sendHist.percentile(99), idle.hist.percentile(99))
+		rep.add(bench, fmt.Sprintf("sends during fan-out: POST p50 / p99 at %s subscribers × %g msgs/s (p99 / idle room's p99)", thousands(int64(o.subscribers)), o.fanRate),
+			fmt.Sprintf("%s (%.2f×)", histP50P99(&base.sendHist), ratio), "ratio ≤ 2", verdict(ratio <= 2))
+	} else {
+		rep.add(bench, fmt.Sprintf("sends during fan-out: POST p50 / p99 at %s subscribers × %g msgs/s", thousands(int64(o.subscribers)), o.fanRate),
+			histP50P99(&base.sendHist), "ratio ≤ 2", "n/a (-fanout-idle-duration 0)")
+	}
 	rep.add(bench, fmt.Sprintf("Parlor delivery ceiling, %s subscribers (every subscriber keeps up: see below)", thousands(int64(o.subscribers))), parlor.ceilingText(), "", "")
 	if centrifugo != nil {
 		cb := centrifugo.base
 		rep.add(bench, fmt.Sprintf("Centrifugo %s: same load, %g msgs/s: p50 / p99 / max", cfVersion, o.fanRate),
 			fmt.Sprintf("%s (%s)", latencyTriple(&cb.hist), cb.missingText()), "reference", "")
 		rep.add(bench, fmt.Sprintf("  server CPU per delivery at %g msgs/s, Parlor (without PostgreSQL and Redis) / Centrifugo", o.fanRate),
-			fmt.Sprintf("%.1f / %.1f µs", base.cpuPerDelivery(), cb.cpuPerDelivery()), "", "")
+			fmt.Sprintf("%.1f / %.1f µs", base.cpuPerDelivery(), cb.cpuPerDelivery()), "Parlor ≤ Centrifugo",
+			verdict(base.received > 0 && cb.received > 0 && base.cpuPerDelivery() <= cb.cpuPerDelivery()))
 		rep.add(bench, fmt.Sprintf("Centrifugo %s delivery ceiling, same criteria", cfVersion), centrifugo.ceilingText(), "", "")
 		if parlor.best != nil && centrifugo.best != nil {
 			ratio := parlor.best.deliveryRate() / centrifugo.best.deliveryRate()
@@ -104,7 +117,18 @@ func runFanout(ctx context.Context, o options, rep *report) error {
 		}
 	} else {
 		rep.add(bench, "Centrifugo v6 delivery ceiling", "NOT MEASURED: "+firstLine(cfErr.Error()), "", "")
+		rep.add(bench, fmt.Sprintf("  server CPU per delivery at %g msgs/s, Parlor (without PostgreSQL and Redis) / Centrifugo", o.fanRate),
+			fmt.Sprintf("%.1f µs / not measured", base.cpuPerDelivery()), "Parlor ≤ Centrifugo", "n/a")
 		rep.add(bench, "  ceiling Parlor / Centrifugo", "n/a", "≥ 1", "n/a")
+	}
+	if one, many := parlor.oneRoom, parlor.manyRooms; one != nil && many != nil {
+		ratio := many.cpuPerDelivery() / one.cpuPerDelivery()
+		rep.add(bench, fmt.Sprintf("Parlor server CPU per delivery, users in 1 room / in %d rooms (%g msgs/s × %s each, into the one room)", o.fanUserRooms, o.fanRate, o.fanRoomsRun),
+			fmt.Sprintf("%.1f / %.1f µs (%.2f×)", one.cpuPerDelivery(), many.cpuPerDelivery(), ratio), "≤ 1.25×", verdict(one.received > 0 && ratio <= 1.25))
+		rep.add(bench, fmt.Sprintf("  send → receive p50 / p99 / max, 1 room / %d rooms per user", o.fanUserRooms),
+			fmt.Sprintf("%s (%s); %s (%s)", latencyTriple(&one.hist), one.missingText(), latencyTriple(&many.hist), many.missingText()), "", "")
+	} else if o.fanUserRooms <= 1 {
+		rep.add(bench, "Parlor server CPU per delivery, users in 1 room / in many", "skipped (-fanout-user-rooms ≤ 1)", "≤ 1.25×", "n/a")
 	}
 
 	how := "as a `parlor serve` subprocess"
@@ -116,6 +140,18 @@ func runFanout(ctx context.Context, o options, rep *report) error {
 		"%d concurrent POST /v1/rooms/{id}/messages on keep-alive connections, paced to the rate; latency from just before the POST to the frame read by each subscriber "+
 		"(the load generator shares the 2 cores: its scheduling delay is in the figure).",
 		how, onOff(redisURL() != ""), envOr("APP_WS_QUEUE_SIZE", "1024 (default)"), thousands(int64(o.subscribers)), o.fanUsers, perUser, perUser, o.fanSenders)
+	if idle := parlor.idle; idle != nil {
+		rep.note("fanout: sends: each POST /v1/rooms/{id}/messages timed from the request to its 201, by the room's owner with the same %d senders and pacing; "+
+			"the idle room is a second room of the owner's that nobody else is in, on the same server with the subscribers connected, run (after 1 s of warm-up) just before the latency run: "+
+			"%d sends, %.0f acknowledged per second.", o.fanSenders, idle.acked+idle.failed, idle.achieved)
+	}
+	if parlor.manyRooms != nil {
+		rep.note("fanout: rooms per user: after the ceiling search every subscriber is closed and reopened and %g msgs/s go into the one room for %s (users in that room only); "+
+			"then, with the subscribers closed, each of the %d users creates %d rooms of their own through POST /v1/rooms (%s; nobody else in them, no traffic: "+
+			"rooms shared by the subscribers would add presence frames), the subscribers reopen (each socket subscribed to %d rooms; what the reconnect brings drained first) "+
+			"and the same run is repeated. Server CPU is the `parlor serve` process's from the first send until every subscriber has every message.",
+			o.fanRate, o.fanRoomsRun, o.fanUsers, o.fanUserRooms-1, parlor.roomsSetup.Round(100*time.Millisecond), o.fanUserRooms)
+	}
 	rep.note("fanout: ceiling: %s steps from %g msgs/s (half the rate when the latency run failed), doubling until a step fails, then halving the gap twice; a step passes when %s; "+
 		"a step that missed only the p99 bound is run once more. "+
 		"Parlor's steps: %s.", o.ceilingStep, 2*o.fanRate, keepsUp(o), parlor.stepsText())
@@ -123,8 +159,9 @@ func runFanout(ctx context.Context, o options, rep *report) error {
 		rep.note("fanout: Centrifugo %s (%s, not part of the repository) as a subprocess with a generated config: memory broker, "+
 			"HTTP server API /api/publish with an API key, connection tokens HS256-signed with an HMAC secret (client.token.hmac_secret_key; not client.insecure), "+
 			"%s subscribers (user ids bench-0…) on one channel over its WebSocket JSON protocol (raw frames over gorilla/websocket), its defaults otherwise; "+
-			"the same senders, rates and pass criteria. It writes no database: Parlor commits each message to PostgreSQL first. Centrifugo's steps: %s.",
-			cfVersion, cf.origin, thousands(int64(o.subscribers)), centrifugo.stepsText())
+			"the same senders, rates and pass criteria. It writes no database: Parlor commits each message to PostgreSQL first. "+
+			"Its publishes (/api/publish) at %g msgs/s: p50 / p99 %s. Centrifugo's steps: %s.",
+			cfVersion, cf.origin, thousands(int64(o.subscribers)), o.fanRate, histP50P99(&centrifugo.base.sendHist), centrifugo.stepsText())
 		if parlor.best != nil && centrifugo.best != nil {
 			rep.note("fanout: server CPU per delivery at the highest passing step: Parlor %.1f µs (plus PostgreSQL and Redis), Centrifugo %.1f µs.",
 				parlor.best.cpuPerDelivery(), centrifugo.best.cpuPerDelivery())
@@ -151,6 +188,18 @@ func firstLine(s string) string {
 	return line
 }
 
+func histP50P99(h *histogram) string {
+	return ms(h.percentile(50)) + " / " + ms(h.percentile(99)) + " ms"
+}
+
+// ratioOf is a / b, or +Inf when b is 0.
+func ratioOf(a, b time.Duration) float64 {
+	if b <= 0 {
+		return math.Inf(1)
+	}
+	return float64(a) / float64(b)
+}
+
 func latencyTriple(h *histogram) string {
 	return ms(h.percentile(50)) + " / " + ms(h.percentile(99)) + " / " + ms(h.max) + " ms"
 }
@@ -173,9 +222,26 @@ type fanTarget interface {
 // fanMeasure is what one server measured: the run at the base rate and the ceiling steps.
 type fanMeasure struct {
 	name  string
+	idle  *pacedSends // publishes into a room nobody subscribes to, before the base run (Parlor)
 	base  *fanResult
 	steps []*fanResult // the ceiling search, in order
 	best  *fanResult   // the highest passing step (the base run counts)
+
+	// The rooms-per-user variant (Parlor): the same subscribers with their users in the one
+	// room, then in o.fanUserRooms rooms, and how long creating the extra rooms took.
+	oneRoom, manyRooms *fanResult
+	roomsSetup         time.Duration
+}
+
+// idleSender is a target that can publish into a room (channel) nobody subscribes to.
+type idleSender interface {
+	publishIdle(ctx context.Context, body string) error
+}
+
+// roomAdder is a target whose subscribing users can be made members of more rooms.
+type roomAdder interface {
+	// addRooms makes every subscribing user a member of extra more rooms, with no traffic.
+	addRooms(ctx context.Context, bench string, extra int) error
 }
 
 func (m *fanMeasure) ceilingText() string {
@@ -206,6 +272,13 @@ func measureFanout(ctx context.Context, bench, name string, t fanTarget, o optio
 	time.Sleep(time.Second) // let the connect phase's presence frames drain
 
 	m := &fanMeasure{name: name}
+	if is, ok := t.(idleSender); ok && o.fanIdle > 0 {
+		idle, err := f.idleSends(ctx, is)
+		if err != nil {
+			return nil, err
+		}
+		m.idle = idle
+	}
 	progress(bench, "%s: %g msgs/s for %s to %s subscribers", name, o.fanRate, o.fanDuration, thousands(int64(o.subscribers)))
 	profile := ""
 	if name == "parlor" {
@@ -283,7 +356,84 @@ func measureFanout(ctx context.Context, bench, name string, t fanTarget, o optio
 			rate = math.Round((passed + failed) / 2)
 		}
 	}
+	if ra, ok := t.(roomAdder); ok && o.fanUserRooms > 1 {
+		if err := f.roomsVariant(ctx, ra, m); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// idleSends times the POSTs of the latency run's rate and senders into a room nobody is
+// subscribed to, for o.fanIdle after a 1 s warm-up: what a send costs without a fan-out.
+func (f *fanout) idleSends(ctx context.Context, is idleSender) (*pacedSends, error) {
+	o := f.o
+	progress(f.bench, "%s: idle room: %g msgs/s for %s into a room nobody is subscribed to (after 1 s of warm-up)", f.name, o.fanRate, o.fanIdle)
+	warm := max(1, int(o.fanRate))
+	if _, err := pace(ctx, o.fanRate, warm, o.fanSenders, func(k int) error { return is.publishIdle(ctx, "idle warm-up "+strconv.Itoa(k)) }, nil); err != nil {
+		return nil, err
+	}
+	n := max(1, int(o.fanRate*o.fanIdle.Seconds()))
+	r, err := pace(ctx, o.fanRate, n, o.fanSenders, func(k int) error { return is.publishIdle(ctx, "idle "+strconv.Itoa(k)) },
+		func(elapsed time.Duration, acked int64) {
+			progress(f.bench, "%s: idle room: %.0fs, %s sent", f.name, elapsed.Seconds(), thousands(acked))
+		})
+	if err != nil {
+		return nil, err
+	}
+	if r.failed > n/2 {
+		return nil, fmt.Errorf("%s: idle room: %d of %d sends failed: %w", f.name, r.failed, n, r.firstErr)
+	}
+	progress(f.bench, "%s: idle room: %.0f sent/s, POST p50 / p99 / max %s%s", f.name, r.achieved, latencyTriple(&r.hist), failedText(r.failed, r.firstErr))
+	return r, nil
+}
+
+func failedText(n int, err error) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d failed: %v)", n, err)
+}
+
+// roomsVariant runs the base rate for o.fanRoomsRun twice on freshly opened subscribers:
+// with their users in the one room, then in o.fanUserRooms rooms (the others created
+// through the API while the subscribers are closed, so their sockets subscribe to them all).
+func (f *fanout) roomsVariant(ctx context.Context, ra roomAdder, m *fanMeasure) error {
+	o := f.o
+	run := func(label string) (*fanResult, error) {
+		if err := f.reconnect(ctx); err != nil {
+			return nil, err
+		}
+		if err := f.settle(ctx); err != nil {
+			return nil, err
+		}
+		progress(f.bench, "%s: %s: %g msgs/s for %s", f.name, label, o.fanRate, o.fanRoomsRun)
+		r, err := f.step(ctx, o.fanRate, o.fanRoomsRun, time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		progress(f.bench, "%s: %s: %s", f.name, label, r.summary())
+		return r, nil
+	}
+	if err := f.quiesce(ctx); err != nil {
+		return err
+	}
+	f.disconnect("rooms per user: reopening every subscriber for a run with their users in 1 room")
+	var err error
+	if m.oneRoom, err = run("1 room per user"); err != nil {
+		return err
+	}
+	if err := f.quiesce(ctx); err != nil {
+		return err
+	}
+	f.disconnect(fmt.Sprintf("rooms per user: closing every subscriber while each user creates %d rooms of their own", o.fanUserRooms-1))
+	start := time.Now()
+	if err := ra.addRooms(ctx, f.bench, o.fanUserRooms-1); err != nil {
+		return fmt.Errorf("rooms per user: %w", err)
+	}
+	m.roomsSetup = time.Since(start)
+	m.manyRooms, err = run(fmt.Sprintf("%d rooms per user", o.fanUserRooms))
+	return err
 }
 
 // fanout is one server's subscribers and the message numbering.
@@ -294,6 +444,7 @@ type fanout struct {
 	subs        []*fanSub
 	next        int          // number of the next message
 	arrivals    atomic.Int64 // messages the subscribers have read, of any step
+	frames      atomic.Int64 // frames of any kind the subscribers have read
 }
 
 // fanSub is one subscriber socket and what it received of the current step.
@@ -323,7 +474,7 @@ var fanMarker = []byte(`"fb:`)
 func fanBody(n int) string { return "fb:" + strconv.Itoa(n) }
 
 // read runs until the socket ends, recording the messages it brings.
-func (s *fanSub) read(conn *websocket.Conn, pings bool, arrivals *atomic.Int64) {
+func (s *fanSub) read(conn *websocket.Conn, pings bool, arrivals, frames *atomic.Int64) {
 	for {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
@@ -339,6 +490,7 @@ func (s *fanSub) read(conn *websocket.Conn, pings bool, arrivals *atomic.Int64) 
 			return
 		}
 		now := time.Now()
+		frames.Add(1)
 		if pings && bytes.Contains(data, []byte("{}")) {
 			for _, line := range bytes.Split(data, []byte("\n")) {
 				if string(bytes.TrimSpace(line)) == "{}" {
@@ -414,7 +566,7 @@ func (f *fanout) open(ctx context.Context, s *fanSub) error {
 	s.mu.Lock()
 	s.conn, s.closed, s.code = conn, nil, 0
 	s.mu.Unlock()
-	go s.read(conn, f.t.answersPings(), &f.arrivals)
+	go s.read(conn, f.t.answersPings(), &f.arrivals, &f.frames)
 	return nil
 }
 
@@ -438,10 +590,35 @@ func (f *fanout) quiesce(ctx context.Context) error {
 	return nil
 }
 
+// settle waits (up to a minute) until the subscribers have read no frame of any kind (the
+// presence frames of users coming back online, say) for a second.
+func (f *fanout) settle(ctx context.Context) error {
+	deadline := time.Now().Add(time.Minute)
+	last := f.frames.Load()
+	for quiet := 0; quiet < 10 && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if n := f.frames.Load(); n == last {
+			quiet++
+		} else {
+			last, quiet = n, 0
+		}
+	}
+	return nil
+}
+
 // reset closes every subscriber (reconnect opens them again): the server drops what it
 // still had queued for them, so a backlog a failed step left does not load the next.
 func (f *fanout) reset() {
-	progress(f.bench, "%s: the subscribers fell behind: closing them all to drop the backlog", f.name)
+	f.disconnect("the subscribers fell behind: closing them all to drop the backlog")
+}
+
+// disconnect closes every subscriber, saying why; reconnect opens them again.
+func (f *fanout) disconnect(why string) {
+	progress(f.bench, "%s: %s", f.name, why)
 	for _, s := range f.subs {
 		s.mu.Lock()
 		conn := s.conn
@@ -495,6 +672,7 @@ type fanResult struct {
 	lost       int64
 	closes     map[int]int // close code (0: no close frame) → subscribers
 	hist       histogram
+	sendHist   histogram     // each acknowledged publish, request → reply (POST → 201)
 	serverCPU  float64       // CPU-seconds of the server process from the first send to the drain
 	drained    bool          // every live subscriber got every acknowledged message
 	drainTime  time.Duration // from the last send to drained (or giving up)
@@ -585,53 +763,24 @@ func (f *fanout) step(ctx context.Context, rate float64, d, drainMax time.Durati
 	r := &fanResult{rate: rate, n: n, subs: len(f.subs), closes: map[int]int{}}
 	cpu0 := cpuSeconds(f.t.pid())
 
-	var acked, failed atomic.Int64
-	var errOnce sync.Once
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range f.o.fanSenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range jobs {
-				st.sentAt[k].Store(time.Now().UnixNano())
-				if err := f.t.publish(ctx, fanBody(st.lo+k)); err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { r.firstErr = err })
-					continue
-				}
-				st.acked[k].Store(true)
-				acked.Add(1)
-			}
-		}()
-	}
-	start := time.Now()
-	lastProgress := start
-	interval := time.Duration(float64(time.Second) / rate)
-dispatch:
-	for k := 0; k < n; k++ {
-		if wait := time.Until(start.Add(time.Duration(k) * interval)); wait > 0 {
-			time.Sleep(wait)
+	lastProgress := time.Now()
+	sent, err := pace(ctx, rate, n, f.o.fanSenders, func(k int) error {
+		st.sentAt[k].Store(time.Now().UnixNano())
+		if err := f.t.publish(ctx, fanBody(st.lo+k)); err != nil {
+			return err
 		}
-		select {
-		case jobs <- k:
-		case <-ctx.Done():
-			break dispatch
-		}
-		if time.Since(lastProgress) >= 2*time.Second {
-			lastProgress = time.Now()
-			progress(f.bench, "%s: %g msgs/s: %.0fs, %s sent, %s deliveries so far", f.name, rate, time.Since(start).Seconds(),
-				thousands(acked.Load()), thousands(st.delivered.Load()))
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
+		st.acked[k].Store(true)
+		return nil
+	}, func(elapsed time.Duration, acked int64) {
+		lastProgress = time.Now()
+		progress(f.bench, "%s: %g msgs/s: %.0fs, %s sent, %s deliveries so far", f.name, rate, elapsed.Seconds(),
+			thousands(acked), thousands(st.delivered.Load()))
+	})
+	if err != nil {
 		return nil, err
 	}
-	r.sendWindow = time.Since(start)
-	r.acked, r.failed = int(acked.Load()), int(failed.Load())
-	r.achieved = float64(r.acked) / r.sendWindow.Seconds()
+	r.sendWindow, r.acked, r.failed, r.firstErr, r.achieved = sent.window, sent.acked, sent.failed, sent.firstErr, sent.achieved
+	r.sendHist = sent.hist
 	if r.failed > n/2 {
 		return nil, fmt.Errorf("%s: %d of %d sends failed: %w", f.name, r.failed, n, r.firstErr)
 	}
@@ -697,6 +846,74 @@ dispatch:
 	return r, nil
 }
 
+// pacedSends is what a paced run of sends measured.
+type pacedSends struct {
+	acked, failed int
+	firstErr      error
+	window        time.Duration // from the first send to the last reply
+	achieved      float64       // acknowledged sends per second over the window
+	hist          histogram     // each acknowledged send, request → reply
+}
+
+// pace calls send(0…n-1) at rate calls per second, each from one of senders goroutines (a
+// call waits for a free sender: at most senders are in flight), and times each call; every
+// 2 s it calls tick with the time since the start and the calls acknowledged so far.
+func pace(ctx context.Context, rate float64, n, senders int, send func(k int) error, tick func(elapsed time.Duration, acked int64)) (*pacedSends, error) {
+	r := &pacedSends{}
+	var acked, failed atomic.Int64
+	var mu sync.Mutex
+	var errOnce sync.Once
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var h histogram
+			for k := range jobs {
+				t0 := time.Now()
+				if err := send(k); err != nil {
+					failed.Add(1)
+					errOnce.Do(func() { r.firstErr = err })
+					continue
+				}
+				h.add(time.Since(t0))
+				acked.Add(1)
+			}
+			mu.Lock()
+			r.hist.merge(&h)
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	lastTick := start
+	interval := time.Duration(float64(time.Second) / rate)
+dispatch:
+	for k := 0; k < n; k++ {
+		if wait := time.Until(start.Add(time.Duration(k) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case jobs <- k:
+		case <-ctx.Done():
+			break dispatch
+		}
+		if tick != nil && time.Since(lastTick) >= 2*time.Second {
+			lastTick = time.Now()
+			tick(time.Since(start), acked.Load())
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r.window = time.Since(start)
+	r.acked, r.failed = int(acked.Load()), int(failed.Load())
+	r.achieved = float64(r.acked) / r.window.Seconds()
+	return r, nil
+}
+
 // parallel runs fn(0…n-1) on workers goroutines and returns the first error.
 func parallel(ctx context.Context, n, workers int, fn func(int) error) error {
 	var (
@@ -738,6 +955,7 @@ type parlorFan struct {
 	owner  *user
 	users  []*user
 	room   uuid.UUID
+	idle   uuid.UUID // the owner's second room, nobody else in it
 	dialer *websocket.Dialer
 }
 
@@ -786,6 +1004,15 @@ func startParlorFan(ctx context.Context, bench, bin, dbURL, dir string, users, p
 		return nil, fmt.Errorf("create room: %w", err)
 	}
 	p.room = res.JSON201.Id
+	res, err = p.owner.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "idle room"})
+	if err == nil && res.JSON201 == nil {
+		err = fmt.Errorf("status %d: %s", res.StatusCode(), res.Body)
+	}
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("create the idle room: %w", err)
+	}
+	p.idle = res.JSON201.Id
 	if p.users, err = p.registerMany(ctx, bench, "subscriber", users); err != nil {
 		p.close()
 		return nil, err
@@ -864,8 +1091,38 @@ func (p *parlorFan) subscribe(ctx context.Context, i int) (*websocket.Conn, erro
 	return conn, nil
 }
 
-func (p *parlorFan) publish(ctx context.Context, body string) error {
-	res, err := p.owner.Client.SendMessageWithResponse(ctx, p.room, apiclient.SendMessageJSONRequestBody{ClientMsgId: uuid.New(), Body: body})
+func (p *parlorFan) publish(ctx context.Context, body string) error { return p.send(ctx, p.room, body) }
+
+func (p *parlorFan) publishIdle(ctx context.Context, body string) error {
+	return p.send(ctx, p.idle, body)
+}
+
+// addRooms has every subscribing user create extra rooms of their own (nobody else in them:
+// rooms shared between the subscribers would multiply the presence frames of the connect
+// phase), 8 requests at a time, spread over the users.
+func (p *parlorFan) addRooms(ctx context.Context, bench string, extra int) error {
+	total := len(p.users) * extra
+	progress(bench, "creating %s rooms: %d for each of %d users", thousands(int64(total)), extra, len(p.users))
+	var done atomic.Int64
+	start := time.Now()
+	return parallel(ctx, total, 8, func(k int) error {
+		u := p.users[k%len(p.users)]
+		res, err := u.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "quiet room " + strconv.Itoa(k/len(p.users))})
+		if err == nil && res.JSON201 == nil {
+			err = fmt.Errorf("status %d: %.200s", res.StatusCode(), res.Body)
+		}
+		if err != nil {
+			return fmt.Errorf("create room: %w", err)
+		}
+		if n := done.Add(1); n%1000 == 0 || n == int64(total) {
+			progress(bench, "%s/%s rooms created (%.0f/s)", thousands(n), thousands(int64(total)), float64(n)/time.Since(start).Seconds())
+		}
+		return nil
+	})
+}
+
+func (p *parlorFan) send(ctx context.Context, room uuid.UUID, body string) error {
+	res, err := p.owner.Client.SendMessageWithResponse(ctx, room, apiclient.SendMessageJSONRequestBody{ClientMsgId: uuid.New(), Body: body})
 	if err != nil {
 		return err
 	}

@@ -7,8 +7,9 @@
 // it, and drops it at the end, also when interrupted. Parlor runs in-process (send, sync) on
 // a real TCP listener and is called through the generated Go client over keep-alive HTTP, or
 // as a built binary (startup, and fanout and memory, which measure the server process on its
-// own). fanout also runs Centrifugo v6, built on first use outside the repository. all runs
-// send, sync and startup. Progress goes to stderr, the table to stdout.
+// own). fanout and memory also run Centrifugo v6 (built on first use outside the repository)
+// under the same load, as the reference. all runs send, sync and startup. Progress goes to
+// stderr, the table to stdout.
 //
 // To look into a figure: -diagnose (sync) prints the plans of the sync query and times a
 // server whose connections plan every statement for its parameters; -cpuprofile (send)
@@ -24,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,17 +48,23 @@ type options struct {
 	// startup
 	starts int
 	// fanout
-	subscribers int
-	fanUsers    int
-	fanRate     float64
-	fanDuration time.Duration
-	fanSenders  int
-	ceilingStep time.Duration
-	ceilingP99  time.Duration
+	subscribers  int
+	fanUsers     int
+	fanRate      float64
+	fanDuration  time.Duration
+	fanSenders   int
+	ceilingStep  time.Duration
+	ceilingP99   time.Duration
+	fanIdle      time.Duration // the idle-room send run (0: skipped)
+	fanUserRooms int           // rooms per subscriber's user in the rooms-per-user variant (≤ 1: skipped)
+	fanRoomsRun  time.Duration // length of each run of the rooms-per-user variant
 	// memory
-	idleConns int
-	idleUsers int
-	idleBatch int
+	idleConns   []int // socket counts, each measured on a fresh server
+	idlePerUser int
+	idleBatch   int
+	idleTraffic int // messages sent into each user's room after the idle figure (0: none)
+	idleSettle  time.Duration
+	idleSources int // sockets per loopback source address
 	// profiling
 	cpuProfile string
 }
@@ -94,9 +102,22 @@ func main() {
 	flag.IntVar(&o.fanSenders, "fanout-senders", 32, "fanout: concurrent POSTs (Parlor) or publishes (Centrifugo) the paced sender may have in flight")
 	flag.DurationVar(&o.ceilingStep, "ceiling-step", 5*time.Second, "fanout: length of each ceiling step")
 	flag.DurationVar(&o.ceilingP99, "ceiling-p99", 500*time.Millisecond, "fanout: highest p99 send → receive latency of a passing ceiling step (a backlog that grows through a step pushes p99 past it)")
-	flag.IntVar(&o.idleConns, "idle-conns", 10_000, "memory: idle WebSocket connections to open")
-	flag.IntVar(&o.idleUsers, "idle-users", 100, "memory: users the idle connections belong to (APP_WS_MAX_CONNS_PER_USER is set to conns/users)")
+	flag.DurationVar(&o.fanIdle, "fanout-idle-duration", 10*time.Second, "fanout: length of the idle-room run: the same senders and rate into a second room nobody is subscribed to, timing each POST (request → 201)\n"+
+		"to compare with the POSTs during the latency run; 0 skips it")
+	flag.IntVar(&o.fanUserRooms, "fanout-user-rooms", 200, "fanout: rooms each subscriber's user is in for the rooms-per-user variant (the fan-out room plus rooms of their own, created\n"+
+		"through the API, no traffic in them), compared with a run of the same length where they are in the one room; 1 or 0 skips it")
+	flag.DurationVar(&o.fanRoomsRun, "fanout-rooms-duration", 10*time.Second, "fanout: length of each of the two runs (1 room per user, then -fanout-user-rooms) of the rooms-per-user variant, at -fanout-rate")
+	flag.Func("idle-conns", "memory: comma-separated idle WebSocket counts, each measured on a fresh server (Parlor, then Centrifugo) (default 10000,50000)", func(v string) error {
+		sizes, err := parseSizes(v)
+		o.idleConns = sizes
+		return err
+	})
+	o.idleConns = []int{10_000, 50_000}
+	flag.IntVar(&o.idlePerUser, "idle-per-user", 100, "memory: most sockets per user: ceil(conns/this) users, APP_WS_MAX_CONNS_PER_USER set to the sockets each gets")
 	flag.IntVar(&o.idleBatch, "idle-batch", 500, "memory: sockets opened per batch (tickets fetched just before)")
+	flag.IntVar(&o.idleTraffic, "idle-traffic", 5, "memory: messages then sent into each user's room (Centrifugo: channel), waiting for every socket to read them all, before the RSS after traffic (0 skips; at most 64)")
+	flag.DurationVar(&o.idleSettle, "idle-settle", 5*time.Second, "memory: quiet time before each RSS reading")
+	flag.IntVar(&o.idleSources, "idle-per-source", 20_000, "memory: most sockets dialled from one loopback source address (127.0.0.2, 127.0.0.3, …; one address reaches ~28k)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "send: write a CPU profile of this process (server + load generator) during the 64-room HTTP run to `file`;\n"+
 		"fanout: run Parlor in-process instead of as a subprocess and profile it (with the load generator) during the latency run")
 	flag.Usage = func() {
@@ -129,8 +150,9 @@ func main() {
 		os.Exit(2)
 	}
 	if o.subscribers < 1 || o.fanUsers < 1 || o.fanUsers > o.subscribers || o.fanRate <= 0 || o.fanDuration <= 0 || o.fanSenders < 1 ||
-		o.ceilingStep <= 0 || o.idleConns < 1 || o.idleUsers < 1 || o.idleUsers > o.idleConns || o.idleBatch < 1 {
-		fmt.Fprintln(os.Stderr, "bench: fanout and memory sizes must be positive; fanout-users ≤ subscribers, idle-users ≤ idle-conns")
+		o.ceilingStep <= 0 || o.fanIdle < 0 || o.fanUserRooms < 0 || o.fanRoomsRun <= 0 ||
+		len(o.idleConns) == 0 || o.idlePerUser < 1 || o.idleBatch < 1 || o.idleTraffic < 0 || o.idleTraffic > 64 || o.idleSettle < 0 || o.idleSources < 1 {
+		fmt.Fprintln(os.Stderr, "bench: fanout and memory sizes must be positive; fanout-users ≤ subscribers, idle-traffic ≤ 64")
 		os.Exit(2)
 	}
 
@@ -159,6 +181,25 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// parseSizes parses a comma-separated list of positive counts ("10000,50000"; "10k" and
+// "50_000" work too).
+func parseSizes(v string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		f = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(f), "_", ""))
+		mult := 1
+		if t, ok := strings.CutSuffix(f, "k"); ok {
+			f, mult = t, 1000
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive count", f)
+		}
+		out = append(out, n*mult)
+	}
+	return out, nil
 }
 
 // loadAverage is the 1-minute load average, or "?".

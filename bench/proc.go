@@ -181,19 +181,29 @@ func cpuSeconds(pid int) float64 {
 }
 
 // raiseFileLimit raises this process's RLIMIT_NOFILE soft limit to its hard limit (children,
-// such as the server under test, inherit it) and reports whether need descriptors fit.
-func raiseFileLimit(need uint64) (syscall.Rlimit, error) {
-	var lim syscall.Rlimit
+// such as the server under test, inherit it) and reports whether need descriptors fit. When
+// the hard limit is below need it first tries to raise that too, which only a privileged
+// process (root, CAP_SYS_RESOURCE) may; what it did or could not do is in the returned note.
+func raiseFileLimit(need uint64) (lim syscall.Rlimit, note string, err error) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return lim, err
+		return lim, "", err
+	}
+	if lim.Max < need {
+		want := syscall.Rlimit{Cur: need, Max: need}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			note = fmt.Sprintf("could not raise the hard RLIMIT_NOFILE from %d to %d: %v (it takes root with CAP_SYS_RESOURCE)", lim.Max, need, err)
+		} else {
+			note = fmt.Sprintf("raised the hard RLIMIT_NOFILE from %d to %d", lim.Max, need)
+			lim = want
+		}
 	}
 	lim.Cur = lim.Max
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return lim, err
+		return lim, note, err
 	}
 	if lim.Cur < need {
-		return lim, fmt.Errorf("RLIMIT_NOFILE allows %d open files, the benchmark needs about %d: raise the hard limit "+
-			"in the shell that runs it (as root: ulimit -Hn %d; ulimit -n %d) or in the service manager (LimitNOFILE=)", lim.Cur, need, need, need)
+		return lim, note, fmt.Errorf("RLIMIT_NOFILE allows %d open files, the benchmark needs about %d (%s): raise the hard limit "+
+			"in the shell that runs it (as root: ulimit -Hn %d; ulimit -n %d) or in the service manager (LimitNOFILE=)", lim.Cur, need, note, need, need)
 	}
-	return lim, nil
+	return lim, note, nil
 }
