@@ -64,6 +64,10 @@ type Config struct {
 	WSFramesPerSecond int           `env:"APP_WS_FRAMES_PER_SECOND" envDefault:"20"`
 	WSMaxFrameBytes   int64         `env:"APP_WS_MAX_FRAME_BYTES" envDefault:"65536"`
 	WSPresenceGrace   time.Duration `env:"APP_WS_PRESENCE_GRACE" envDefault:"10s"`
+	// WSBatchInterval: under sustained load the fan-out reads the event log at most this
+	// often, so events that commit close together go out together (one write per socket for
+	// several events). After a quiet spell the first event goes out at once.
+	WSBatchInterval time.Duration `env:"APP_WS_BATCH_INTERVAL" envDefault:"10ms"`
 
 	// Wallet. CreditPackages: comma-separated `id:credits:price:currency` (price in minor
 	// units), what users can buy. PlatformFeeBPS: the platform's cut of a paid-room entry in
@@ -209,6 +213,9 @@ func (c Config) Validate() error {
 	}
 	if c.PasswordHashConcurrency < 1 {
 		errs = append(errs, errors.New("APP_PASSWORD_HASH_CONCURRENCY must be at least 1"))
+	}
+	if c.WSBatchInterval < 0 || c.WSBatchInterval > time.Second {
+		errs = append(errs, fmt.Errorf("APP_WS_BATCH_INTERVAL must be between 0 and 1s, not %s", c.WSBatchInterval))
 	}
 	if c.WSWriteTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("APP_WS_WRITE_TIMEOUT must be at least 100ms, not %s", c.WSWriteTimeout))

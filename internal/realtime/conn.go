@@ -126,7 +126,10 @@ type conn struct {
 	gone    bool         // unregistered
 	from    events.Token // the batch end it joined the stream at
 	refused int          // a close code the node gave instead of joining (4001)
+	touched uint64       // the last batch that queued a frame for it
 	joined  chan struct{}
+
+	deadline time.Time // the write deadline set last (writer-owned)
 
 	mu        sync.Mutex
 	queue     []*frame
@@ -137,16 +140,24 @@ type conn struct {
 	closed    bool
 }
 
-// push queues a frame. The first event of a batch that finds the queue full closes the
-// socket as a slow consumer (it resumes from its token and loses nothing): a batch is queued
-// whole, however many events it has, so a burst does not close a client that keeps up, but
-// one that has not written out the earlier batches does. A droppable frame that finds the
-// queue full is dropped.
+// push queues a frame and wakes the writer. The first event of a batch that finds the
+// queue full closes the socket as a slow consumer (it resumes from its token and loses
+// nothing): a batch is queued whole, however many events it has, so a burst does not close a
+// client that keeps up, but one that has not written out the earlier batches does. A
+// droppable frame that finds the queue full is dropped.
 func (c *conn) push(f *frame) {
+	if c.enqueue(f) {
+		c.wake()
+	}
+}
+
+// enqueue queues a frame without waking the writer (the fan-out queues a whole batch, then
+// wakes each socket's writer once). It reports whether the frame was queued.
+func (c *conn) enqueue(f *frame) bool {
 	c.mu.Lock()
 	if c.closed || c.closing != nil {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	sameBatch := f.durable && f.batch == c.lastBatch
 	if f.durable {
@@ -160,9 +171,16 @@ func (c *conn) push(f *frame) {
 		} else {
 			c.g.metrics.dropped.WithLabelValues(f.kind).Inc()
 		}
-		return
+		return false
 	}
 	c.queue = append(c.queue, f)
+	c.mu.Unlock()
+	return true
+}
+
+// wake starts the writer if there is something to write and none runs.
+func (c *conn) wake() {
+	c.mu.Lock()
 	c.wakeWriterLocked()
 	c.mu.Unlock()
 }
@@ -178,10 +196,11 @@ func (c *conn) wakeWriterLocked() {
 // flush writes what is queued, in as few system calls as it takes, until nothing is left;
 // then the goroutine ends.
 func (c *conn) flush() {
+	var spare []*frame
 	for {
 		c.mu.Lock()
 		q, closing := c.queue, c.closing
-		c.queue = nil
+		c.queue = spare // a small array goes round between the queue and the writer
 		if c.closed || (len(q) == 0 && closing == nil) {
 			c.writing = false
 			c.mu.Unlock()
@@ -195,15 +214,8 @@ func (c *conn) flush() {
 			c.finishClose(closing)
 			return
 		}
-		delivered := 0
-		wires := make([][]byte, len(q))
-		for i, f := range q {
-			wires[i] = f.wire
-			if f.durable {
-				delivered++
-			}
-		}
-		if err := c.write(wires...); err != nil {
+		delivered, err := c.writeFrames(q)
+		if err != nil {
 			c.closeNow(CloseNormal, "")
 			c.mu.Lock()
 			c.writing = false
@@ -211,7 +223,29 @@ func (c *conn) flush() {
 			return
 		}
 		c.g.metrics.deliveries.Add(float64(delivered))
+		spare = nil
+		if cap(q) <= 16 { // a big one is not kept by a socket that had a burst
+			clear(q)
+			spare = q[:0]
+		}
 	}
+}
+
+// writeFrames writes q and counts the events in it.
+func (c *conn) writeFrames(q []*frame) (events int, err error) {
+	for _, f := range q {
+		if f.durable {
+			events++
+		}
+	}
+	if len(q) == 1 {
+		return events, c.writeOnce(q[0].wire)
+	}
+	wires := make([][]byte, len(q))
+	for i, f := range q {
+		wires[i] = f.wire
+	}
+	return events, c.write(wires...)
 }
 
 // writeBufs lends the buffers in which several frames are joined into one write. (Not
@@ -249,8 +283,14 @@ func (c *conn) write(wires ...[]byte) error {
 	return c.writeOnce(buf)
 }
 
+// writeOnce writes with the write timeout. The deadline moves only once half of it has
+// passed: resetting a timer on every write of every socket costs more than the write.
 func (c *conn) writeOnce(b []byte) error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.g.cfg.WSWriteTimeout))
+	now := time.Now()
+	if c.deadline.Sub(now) < c.g.cfg.WSWriteTimeout/2 {
+		c.deadline = now.Add(c.g.cfg.WSWriteTimeout)
+		_ = c.nc.SetWriteDeadline(c.deadline)
+	}
 	_, err := c.nc.Write(b)
 	return err
 }

@@ -87,7 +87,7 @@ func New(ctx context.Context, d Deps) *Gateway {
 	g := &Gateway{
 		cfg: d.Config, pool: d.Pool, chat: d.Chat, rooms: d.Rooms, tickets: d.Tickets, presence: d.Presence,
 		broker: d.Broker, tokens: d.Tokens, logger: d.Logger, metrics: m,
-		node:    newNode(d.TailPool, d.Chat, d.Tokens, d.Logger, m),
+		node:    newNode(d.TailPool, d.Chat, d.Tokens, d.Logger, m, d.Config.WSBatchInterval),
 		conns:   map[*conn]struct{}{},
 		origins: map[string]bool{},
 	}

@@ -50,6 +50,8 @@ type node struct {
 	logger  *slog.Logger
 	metrics *metrics
 	wake    chan struct{}
+	// interval is the least time between two reads while events keep coming.
+	interval time.Duration
 	// onEpochChange closes every socket when the database's epoch changes (a failover).
 	onEpochChange func()
 
@@ -66,9 +68,9 @@ type node struct {
 	lastRevoked time.Time
 }
 
-func newNode(pool *pgxpool.Pool, chatSvc *chat.Service, tokens events.Tokens, logger *slog.Logger, m *metrics) *node {
+func newNode(pool *pgxpool.Pool, chatSvc *chat.Service, tokens events.Tokens, logger *slog.Logger, m *metrics, interval time.Duration) *node {
 	return &node{
-		pool: pool, chat: chatSvc, tokens: tokens, logger: logger, metrics: m, wake: make(chan struct{}, 1),
+		pool: pool, chat: chatSvc, tokens: tokens, logger: logger, metrics: m, wake: make(chan struct{}, 1), interval: interval,
 		rooms: map[uuid.UUID]map[*conn]struct{}{}, users: map[uuid.UUID]map[*conn]struct{}{}, sessions: map[uuid.UUID]map[*conn]struct{}{},
 	}
 }
@@ -113,11 +115,20 @@ func (n *node) run(ctx context.Context) {
 			}
 			continue
 		}
+		read := time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.wake:
 		case <-tick.C:
+		}
+		// Under sustained load, gather what commits meanwhile into the next batch.
+		if wait := n.interval - time.Since(read); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 	}
 }
@@ -238,8 +249,9 @@ func (n *node) batch(ctx context.Context) error {
 	n.metrics.batches.Inc()
 
 	n.mu.Lock()
+	var touched []*conn
 	for _, f := range frames {
-		n.fanOutLocked(f)
+		touched = n.fanOutLocked(f, touched)
 	}
 	for _, c := range j.conns {
 		if c.gone {
@@ -255,6 +267,10 @@ func (n *node) batch(ctx context.Context) error {
 		c.live, c.from = true, b.End
 	}
 	n.mu.Unlock()
+	// Each socket's writer wakes once for the whole batch and writes it in one go.
+	for _, c := range touched {
+		c.wake()
+	}
 	for _, c := range j.conns {
 		close(c.joined)
 	}
@@ -296,22 +312,29 @@ func (j *joining) load(ctx context.Context, q *db.Queries) error {
 
 // fanOutLocked queues one event to its room's subscribers and to the sockets of the user it
 // concerns (an invitation, a kick: they may not follow the room), then moves that user's
-// subscriptions when the event is about their own membership.
-func (n *node) fanOutLocked(f *frame) {
+// subscriptions when the event is about their own membership. It adds the sockets it queued
+// to for the first time in this batch to touched.
+func (n *node) fanOutLocked(f *frame, touched []*conn) []*conn {
 	e := f.event
+	queue := func(c *conn) {
+		if c.enqueue(f) && c.touched != f.batch {
+			c.touched = f.batch
+			touched = append(touched, c)
+		}
+	}
 	subs := n.rooms[e.RoomID]
 	for c := range subs {
-		c.push(f)
+		queue(c)
 	}
 	if e.UserID == nil {
-		return
+		return touched
 	}
 	for c := range n.users[*e.UserID] {
 		if !c.live {
 			continue
 		}
 		if _, sub := subs[c]; !sub {
-			c.push(f)
+			queue(c)
 		}
 		switch e.Type {
 		case events.MemberJoined:
@@ -320,6 +343,7 @@ func (n *node) fanOutLocked(f *frame) {
 			n.unsubscribeLocked(c, e.RoomID)
 		}
 	}
+	return touched
 }
 
 // render serializes the batch's events that go to a socket here, each once as everyone sees
