@@ -133,4 +133,4 @@ export function handleFrame(frame: ServerFrame): string {
 }
 
 export const shouldResume = (code: number): boolean =>
-  code !== CloseCode.SessionEnded && code !== CloseCode.TooManyConnections && code !== CloseCode.InvalidToken;
+  code !== CloseCode.SessionEnded && code !== CloseCode.TooManyConnections && code !== CloseCode.FullSyncRequired;

@@ -48,7 +48,9 @@ export type PresenceFrame = components["schemas"]["PresenceFrame"];
 
 /**
  * Close codes of the realtime socket (see the contract's `realtime` tag). On any code but
- * SessionEnded, TooManyConnections and InvalidToken, reconnect with the last `token`.
+ * SessionEnded, TooManyConnections and FullSyncRequired, reconnect with the last `token`.
+ * On FullSyncRequired (the token cannot be used: an older format, or a database restore or
+ * failover), start over from `GET /v1/sync` without `since`.
  */
 export const CloseCode = {
   Normal: 1000,
@@ -61,6 +63,8 @@ export const CloseCode = {
   SlowConsumer: 4008,
   TooManyConnections: 4009,
   RateLimited: 4029,
+  FullSyncRequired: 4400,
+  /** @deprecated the same code as FullSyncRequired, under its first name */
   InvalidToken: 4400,
 } as const;
 

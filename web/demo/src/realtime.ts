@@ -141,7 +141,7 @@ export class Realtime {
       case CloseCode.TooManyConnections:
         this.stop("offline: too many open connections for this user; close another tab and reload");
         return;
-      case CloseCode.InvalidToken:
+      case CloseCode.FullSyncRequired:
         // The server cannot continue from our token (an older format, or the database was
         // restored or failed over): start over from a fresh sync.
         this.on
