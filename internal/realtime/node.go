@@ -122,8 +122,9 @@ func (n *node) run(ctx context.Context) {
 		case <-n.wake:
 		case <-tick.C:
 		}
-		// Under sustained load, gather what commits meanwhile into the next batch.
-		if wait := n.interval - time.Since(read); wait > 0 {
+		// Under sustained load, gather what commits meanwhile into the next batch; sockets
+		// waiting to join the stream do not wait for that.
+		if wait := n.interval - time.Since(read); wait > 0 && !n.hasWaiting() {
 			select {
 			case <-ctx.Done():
 				return
@@ -141,6 +142,12 @@ func (n *node) register(c *conn) {
 	n.waiting = append(n.waiting, c)
 	n.mu.Unlock()
 	n.kick()
+}
+
+func (n *node) hasWaiting() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.waiting) > 0
 }
 
 // unregister removes c everywhere.
