@@ -3,17 +3,23 @@
 -- sockets; both need an index of their own. CONCURRENTLY: building them must not block the
 -- writes of a running deployment.
 --
--- Realtime tickets live 30 seconds and are written twice per socket (issued, then used up):
--- UNLOGGED spares each socket two WAL flushes. After a crash or a failover the table is
--- empty, which costs clients a new ticket (POST /v1/realtime/tickets), nothing else.
+-- Realtime tickets are signed now, not stored (two writes per socket were most of a
+-- connect's cost): their table goes. Tickets issued before the upgrade are refused, which
+-- costs clients a new one (POST /v1/realtime/tickets), nothing else.
 
 -- +goose NO TRANSACTION
 -- +goose Up
 CREATE INDEX CONCURRENTLY IF NOT EXISTS room_events_xid_only_idx ON room_events (xid);
 CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_revoked_at_idx ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
-ALTER TABLE realtime_tickets SET UNLOGGED;
+DROP TABLE IF EXISTS realtime_tickets;
 
 -- +goose Down
-ALTER TABLE realtime_tickets SET LOGGED;
+CREATE TABLE IF NOT EXISTS realtime_tickets (
+    ticket_hash bytea       PRIMARY KEY CHECK (length(ticket_hash) = 32),
+    user_id     uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    session_id  uuid        NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    expires_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS realtime_tickets_expires_at_idx ON realtime_tickets (expires_at);
 DROP INDEX CONCURRENTLY IF EXISTS sessions_revoked_at_idx;
 DROP INDEX CONCURRENTLY IF EXISTS room_events_xid_only_idx;

@@ -1,18 +1,6 @@
--- name: CreateTicket :exec
-INSERT INTO realtime_tickets (ticket_hash, user_id, session_id, expires_at)
-VALUES (@ticket_hash, @user_id, @session_id, @expires_at);
-
--- name: ConsumeTicket :one
--- Deleting is what makes a ticket single-use: of two concurrent upgrades, one gets the row.
-WITH t AS (
-    DELETE FROM realtime_tickets WHERE ticket_hash = @ticket_hash
-    RETURNING user_id, session_id, expires_at
-)
-SELECT t.user_id, t.session_id, t.expires_at, s.revoked_at
-FROM t JOIN sessions s ON s.id = t.session_id;
-
--- name: DeleteExpiredTickets :execrows
-DELETE FROM realtime_tickets WHERE expires_at < now() - interval '1 minute';
+-- name: SessionLive :one
+-- Whether a session is still signed in (a ticket is redeemed only for one).
+SELECT (revoked_at IS NULL)::bool AS live FROM sessions WHERE id = @id;
 
 -- name: RoomMemberIDs :many
 SELECT user_id FROM room_members WHERE room_id = @room_id;

@@ -131,13 +131,6 @@ type Reaction struct {
 	CreatedAt time.Time
 }
 
-type RealtimeTicket struct {
-	TicketHash []byte
-	UserID     uuid.UUID
-	SessionID  uuid.UUID
-	ExpiresAt  time.Time
-}
-
 type RefreshToken struct {
 	TokenHash []byte
 	SessionID uuid.UUID

@@ -20,8 +20,6 @@ type Querier interface {
 	ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (uuid.UUID, error)
 	ClosePeriod(ctx context.Context, arg ClosePeriodParams) error
 	CompleteSandboxSession(ctx context.Context, arg CompleteSandboxSessionParams) (SandboxSession, error)
-	// Deleting is what makes a ticket single-use: of two concurrent upgrades, one gets the row.
-	ConsumeTicket(ctx context.Context, ticketHash []byte) (ConsumeTicketRow, error)
 	CountPendingTopups(ctx context.Context, userID uuid.UUID) (int64, error)
 	// Run after LockUser in its own statement: a READ COMMITTED statement sees only what was
 	// committed when it began, so counting in the locking statement would miss the join that
@@ -31,7 +29,6 @@ type Querier interface {
 	CreateRoom(ctx context.Context, arg CreateRoomParams) (Room, error)
 	CreateSandboxSession(ctx context.Context, arg CreateSandboxSessionParams) (SandboxSession, error)
 	CreateSession(ctx context.Context, arg CreateSessionParams) (Session, error)
-	CreateTicket(ctx context.Context, arg CreateTicketParams) error
 	CreateTopup(ctx context.Context, arg CreateTopupParams) (Topup, error)
 	CreateUser(ctx context.Context, arg CreateUserParams) (User, error)
 	// The transaction's snapshot and the database's epoch: its system identifier and the
@@ -39,7 +36,6 @@ type Querier interface {
 	// replica (or a point-in-time recovery) the second; either makes older snapshots meaningless.
 	CurrentPosition(ctx context.Context) (CurrentPositionRow, error)
 	DeleteBan(ctx context.Context, arg DeleteBanParams) (int64, error)
-	DeleteExpiredTickets(ctx context.Context) (int64, error)
 	DeleteInvite(ctx context.Context, arg DeleteInviteParams) error
 	DeleteMember(ctx context.Context, arg DeleteMemberParams) error
 	DeleteMessage(ctx context.Context, id uuid.UUID) (Message, error)
@@ -138,6 +134,8 @@ type Querier interface {
 	// message of the room. The caller still checks mute and slow mode on the returned membership
 	// and rolls back if they refuse.
 	SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error)
+	// Whether a session is still signed in (a ticket is redeemed only for one).
+	SessionLive(ctx context.Context, id uuid.UUID) (bool, error)
 	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
 	SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutParams) (Topup, error)
 	StalePendingTopups(ctx context.Context, arg StalePendingTopupsParams) ([]uuid.UUID, error)

@@ -7,73 +7,9 @@ package db
 
 import (
 	"context"
-	"time"
 
 	"github.com/google/uuid"
 )
-
-const ConsumeTicket = `-- name: ConsumeTicket :one
-WITH t AS (
-    DELETE FROM realtime_tickets WHERE ticket_hash = $1
-    RETURNING user_id, session_id, expires_at
-)
-SELECT t.user_id, t.session_id, t.expires_at, s.revoked_at
-FROM t JOIN sessions s ON s.id = t.session_id
-`
-
-type ConsumeTicketRow struct {
-	UserID    uuid.UUID
-	SessionID uuid.UUID
-	ExpiresAt time.Time
-	RevokedAt *time.Time
-}
-
-// Deleting is what makes a ticket single-use: of two concurrent upgrades, one gets the row.
-func (q *Queries) ConsumeTicket(ctx context.Context, ticketHash []byte) (ConsumeTicketRow, error) {
-	row := q.db.QueryRow(ctx, ConsumeTicket, ticketHash)
-	var i ConsumeTicketRow
-	err := row.Scan(
-		&i.UserID,
-		&i.SessionID,
-		&i.ExpiresAt,
-		&i.RevokedAt,
-	)
-	return i, err
-}
-
-const CreateTicket = `-- name: CreateTicket :exec
-INSERT INTO realtime_tickets (ticket_hash, user_id, session_id, expires_at)
-VALUES ($1, $2, $3, $4)
-`
-
-type CreateTicketParams struct {
-	TicketHash []byte
-	UserID     uuid.UUID
-	SessionID  uuid.UUID
-	ExpiresAt  time.Time
-}
-
-func (q *Queries) CreateTicket(ctx context.Context, arg CreateTicketParams) error {
-	_, err := q.db.Exec(ctx, CreateTicket,
-		arg.TicketHash,
-		arg.UserID,
-		arg.SessionID,
-		arg.ExpiresAt,
-	)
-	return err
-}
-
-const DeleteExpiredTickets = `-- name: DeleteExpiredTickets :execrows
-DELETE FROM realtime_tickets WHERE expires_at < now() - interval '1 minute'
-`
-
-func (q *Queries) DeleteExpiredTickets(ctx context.Context) (int64, error) {
-	result, err := q.db.Exec(ctx, DeleteExpiredTickets)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
 
 const LiveSessions = `-- name: LiveSessions :many
 SELECT id FROM sessions WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL
@@ -179,4 +115,16 @@ func (q *Queries) RoomMemberIDs(ctx context.Context, roomID uuid.UUID) ([]uuid.U
 		return nil, err
 	}
 	return items, nil
+}
+
+const SessionLive = `-- name: SessionLive :one
+SELECT (revoked_at IS NULL)::bool AS live FROM sessions WHERE id = $1
+`
+
+// Whether a session is still signed in (a ticket is redeemed only for one).
+func (q *Queries) SessionLive(ctx context.Context, id uuid.UUID) (bool, error) {
+	row := q.db.QueryRow(ctx, SessionLive, id)
+	var live bool
+	err := row.Scan(&live)
+	return live, err
 }

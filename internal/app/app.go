@@ -152,7 +152,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if a.Redis != nil {
 		presence = realtime.NewRedisPresence(a.Redis, cfg.RedisKeyPrefix)
 	}
-	tickets := realtime.NewTickets(a.Pool)
+	tickets := realtime.NewTickets(a.Pool, cursors, a.Redis, cfg.RedisKeyPrefix, nil)
 	a.Gateway = realtime.New(bg, realtime.Deps{
 		Config: cfg, Pool: a.Pool, TailPool: a.TailPool, Chat: chatSvc, Rooms: roomsSvc, Tickets: tickets, Presence: presence,
 		Broker: broker, Tokens: tokens, Logger: logger, Registry: registry,
@@ -190,7 +190,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	pruners := map[string]pruner{
 		// Expired keys are reusable before they are pruned; pruning only bounds the tables.
 		"idempotency_keys": {every: time.Hour, prune: idem.Prune},
-		"realtime_tickets": {every: time.Minute, prune: tickets.Prune},
 		"sessions":         {every: time.Hour, prune: authSvc.PruneSessions},
 	}
 	if a.Queue, err = startQueue(bg, cfg, a.Pool, a.Topups, pruners, logger); err != nil {

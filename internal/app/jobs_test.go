@@ -99,11 +99,6 @@ func TestPruneJobsDeleteOnlyExpiredRows(t *testing.T) {
 	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT session_id FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1 AND id <> $2)", ann.ID, ended).Scan(&live))
 	_, err = s.Pool.Exec(ctx, "INSERT INTO refresh_tokens (token_hash, session_id, expires_at, used_at) VALUES ($1, $2, now() - interval '1 minute', now() - interval '2 minutes')", hash(), live)
 	require.NoError(t, err)
-	// Tickets: one expired long ago, one still valid.
-	for _, exp := range []string{"now() - interval '1 hour'", "now() + interval '30 seconds'"} {
-		_, err := s.Pool.Exec(ctx, "INSERT INTO realtime_tickets (ticket_hash, user_id, session_id, expires_at) VALUES ($1, $2, $3, "+exp+")", hash(), ann.ID, live)
-		require.NoError(t, err)
-	}
 	// Idempotency-Keys: one from two days ago, one from a top-up just now.
 	_, err = s.Pool.Exec(ctx, "INSERT INTO idempotency_keys (user_id, key, request_hash, status, created_at) VALUES ($1, 'old', $2, 200, now() - interval '2 days')", ann.ID, hash())
 	require.NoError(t, err)
@@ -117,13 +112,12 @@ func TestPruneJobsDeleteOnlyExpiredRows(t *testing.T) {
 	}
 	first := buy()
 
-	for _, what := range []string{"sessions", "idempotency_keys", "realtime_tickets"} {
+	for _, what := range []string{"sessions", "idempotency_keys"} {
 		runJob(t, s, app.PruneArgs{What: what})
 	}
 
 	require.Zero(t, s.Count(t, "SELECT count(*) FROM sessions WHERE id = $1", ended), "the ended session is gone")
 	require.Zero(t, s.Count(t, "SELECT count(*) FROM refresh_tokens WHERE expires_at < now()"))
-	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM realtime_tickets"), "the valid ticket stays")
 	require.Zero(t, s.Count(t, "SELECT count(*) FROM idempotency_keys WHERE key = 'old'"))
 	again := buy()
 	require.Equal(t, "true", again.HTTPResponse.Header.Get("Idempotent-Replayed"), "a fresh key still replays")

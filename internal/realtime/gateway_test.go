@@ -25,7 +25,10 @@ import (
 	parlor "github.com/parlor-dev/parlor"
 	"github.com/parlor-dev/parlor/gen/api"
 	"github.com/parlor-dev/parlor/gen/apiclient"
+	"github.com/parlor-dev/parlor/gen/db"
+	"github.com/parlor-dev/parlor/internal/cursor"
 	"github.com/parlor-dev/parlor/internal/parlortest"
+	"github.com/parlor-dev/parlor/internal/realtime"
 )
 
 // ---------------------------------------------------------------------------------------
@@ -461,6 +464,14 @@ func gwRequireUpgraded(t *testing.T, conn *websocket.Conn, res *http.Response, e
 	return c
 }
 
+// gwSession is the id of one of u's live sessions.
+func gwSession(t *testing.T, s *parlortest.Server, u *parlortest.User) uuid.UUID {
+	t.Helper()
+	var id uuid.UUID
+	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL LIMIT 1", u.ID).Scan(&id))
+	return id
+}
+
 // gwFreshToken is the token of a fresh GET /v1/sync.
 func gwFreshToken(t *testing.T, u *parlortest.User) string {
 	t.Helper()
@@ -578,9 +589,20 @@ func TestGatewayHandshake(t *testing.T) {
 		{name: "garbage ticket", ticket: func(*testing.T) string { return "not-a-ticket" }, status: 401, code: "unauthorized"},
 		{name: "well-formed but unknown ticket", ticket: func(*testing.T) string { return "rtk_" + strings.Repeat("A", 43) }, status: 401, code: "unauthorized"},
 		{name: "expired ticket", status: 401, code: "unauthorized", ticket: func(t *testing.T) string {
-			u := s.Register(t, "expired")
-			tk := s.Ticket(t, u)
-			_, err := s.Pool.Exec(ctx, "UPDATE realtime_tickets SET expires_at = now() - interval '1 second' WHERE user_id = $1", u.ID)
+			// Issued with the server's secret by a clock 31 s behind: expired a second ago.
+			secret, err := db.New(s.Pool).GetSecret(ctx, "cursor")
+			require.NoError(t, err)
+			signer, err := cursor.NewSigner(secret)
+			require.NoError(t, err)
+			then := func() time.Time { return time.Now().Add(-realtime.TicketTTL - time.Second) }
+			tk, err := realtime.NewTickets(s.Pool, signer, nil, "", then).Issue(ctx, ann.ID, gwSession(t, s, ann))
+			require.NoError(t, err)
+			return tk
+		}},
+		{name: "ticket signed with another secret", status: 401, code: "unauthorized", ticket: func(t *testing.T) string {
+			signer, err := cursor.NewSigner([]byte(strings.Repeat("k", 32)))
+			require.NoError(t, err)
+			tk, err := realtime.NewTickets(s.Pool, signer, nil, "", nil).Issue(ctx, ann.ID, gwSession(t, s, ann))
 			require.NoError(t, err)
 			return tk
 		}},

@@ -223,3 +223,32 @@ func TestTypingReachesASocketOnlyWhileItsUserIsAMember(t *testing.T) {
 	})
 	ws.quiet(1500*time.Millisecond, "typing after carol's kick", gwTypingBy(bob.ID, room))
 }
+
+// A ticket opens one socket, even when two instances redeem it at the same moment: it is
+// signed, not stored, and its nonce is claimed in the Redis they share.
+func TestATicketOpensOneSocketAcrossInstances(t *testing.T) {
+	t.Parallel()
+	cfg := parlortest.Config(t)
+	a := parlortest.Start(t, cfg)
+	b := parlortest.Start(t, cfg)
+	ann := a.Register(t, "ann")
+	for range 5 {
+		ticket := a.Ticket(t, ann)
+		statuses := make(chan int, 2)
+		for _, s := range []*parlortest.Server{a, b} {
+			go func() {
+				conn, res, err := s.Dial(url.Values{"ticket": {ticket}}, nil)
+				if err == nil {
+					t.Cleanup(func() { _ = conn.Close() })
+				}
+				if res == nil {
+					statuses <- 0
+					return
+				}
+				statuses <- res.StatusCode
+			}()
+		}
+		got := []int{<-statuses, <-statuses}
+		require.ElementsMatch(t, []int{101, 401}, got, "one upgrade, one refusal")
+	}
+}

@@ -3,72 +3,147 @@ package realtime
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/apperr"
+	"github.com/parlor-dev/parlor/internal/cursor"
 	"github.com/parlor-dev/parlor/internal/postgres"
 )
 
 // TicketTTL is how long a ticket may wait before it is used.
 const TicketTTL = 30 * time.Second
 
-const ticketPrefix = "rtk_"
+const (
+	ticketPrefix = "rtk_"
+	ticketKind   = "realtime-ticket"
+	// ticketBytes: user, session, expiry (unix seconds), a random nonce.
+	ticketBytes = 16 + 16 + 8 + 12
+)
 
-// Tickets issues and redeems single-use WebSocket tickets. They live in PostgreSQL, so any
-// instance can redeem a ticket another issued, with or without Redis.
+// Tickets issues and redeems single-use WebSocket tickets. A ticket is signed, not stored:
+// it carries its user, session, expiry and a random nonce under the servers' shared secret,
+// so issuing one costs no database write, and any instance can redeem what another issued.
+// Redeeming claims the nonce (in Redis, shared by every instance; in memory without Redis,
+// for a single instance), so a ticket opens one socket, also when two redeem it at once; and
+// it checks that the session is still signed in.
 type Tickets struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	signer *cursor.Signer
+	claims ticketClaims
+	now    func() time.Time
 }
 
-// NewTickets returns the ticket store.
-func NewTickets(pool *pgxpool.Pool) *Tickets { return &Tickets{pool: pool} }
+// ticketClaims remembers the nonces of used tickets until they expire anyway.
+type ticketClaims interface {
+	// claim reports whether nonce was unused, and marks it used until expires.
+	claim(ctx context.Context, nonce []byte, expires time.Time) (bool, error)
+}
+
+// NewTickets returns the ticket issuer. With rdb nil, used tickets are remembered in this
+// process only (a single instance without Redis); now is the clock (time.Now when nil).
+func NewTickets(pool *pgxpool.Pool, signer *cursor.Signer, rdb redis.UniversalClient, keyPrefix string, now func() time.Time) *Tickets {
+	var claims ticketClaims = &memoryClaims{used: map[string]time.Time{}}
+	if rdb != nil {
+		claims = redisClaims{client: rdb, prefix: keyPrefix + "ticket:"}
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Tickets{pool: pool, signer: signer, claims: claims, now: now}
+}
 
 // Issue makes a ticket for user's session.
-func (t *Tickets) Issue(ctx context.Context, user, session uuid.UUID) (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	ticket := ticketPrefix + base64.RawURLEncoding.EncodeToString(b)
-	sum := sha256.Sum256([]byte(ticket))
-	if err := db.New(t.pool).CreateTicket(ctx, db.CreateTicketParams{
-		TicketHash: sum[:], UserID: user, SessionID: session, ExpiresAt: time.Now().Add(TicketTTL),
-	}); err != nil {
+func (t *Tickets) Issue(_ context.Context, user, session uuid.UUID) (string, error) {
+	b := make([]byte, 0, ticketBytes)
+	b = append(b, user[:]...)
+	b = append(b, session[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(t.now().Add(TicketTTL).Unix()))
+	nonce := make([]byte, 12)
+	if _, err := rand.Read(nonce); err != nil {
 		return "", fmt.Errorf("issue ticket: %w", err)
 	}
-	return ticket, nil
+	return ticketPrefix + t.signer.Seal(ticketKind, append(b, nonce...)), nil
 }
 
 var errBadTicket = apperr.New(apperr.Unauthorized, "the ticket is missing, expired or already used; get a new one from POST /v1/realtime/tickets")
 
 // Redeem uses up a ticket and returns whom it was for. A second redeem of the same ticket
-// fails, also when both race.
+// fails, also when both race on different instances; so does a ticket of a session that
+// has ended since.
 func (t *Tickets) Redeem(ctx context.Context, ticket string) (user, session uuid.UUID, err error) {
-	if len(ticket) < len(ticketPrefix)+10 || ticket[:len(ticketPrefix)] != ticketPrefix {
+	raw, ok := strings.CutPrefix(ticket, ticketPrefix)
+	if !ok {
 		return uuid.Nil, uuid.Nil, errBadTicket
 	}
-	sum := sha256.Sum256([]byte(ticket))
-	row, err := db.New(t.pool).ConsumeTicket(ctx, sum[:])
-	if postgres.IsNoRows(err) {
+	b, err := t.signer.Open(ticketKind, raw)
+	if err != nil || len(b) != ticketBytes {
+		return uuid.Nil, uuid.Nil, errBadTicket
+	}
+	copy(user[:], b[:16])
+	copy(session[:], b[16:32])
+	expires := time.Unix(int64(binary.BigEndian.Uint64(b[32:40])), 0)
+	if !t.now().Before(expires) {
+		return uuid.Nil, uuid.Nil, errBadTicket
+	}
+	live, err := db.New(t.pool).SessionLive(ctx, session)
+	if postgres.IsNoRows(err) || (err == nil && !live) {
 		return uuid.Nil, uuid.Nil, errBadTicket
 	}
 	if err != nil {
 		return uuid.Nil, uuid.Nil, fmt.Errorf("redeem ticket: %w", err)
 	}
-	if !time.Now().Before(row.ExpiresAt) || row.RevokedAt != nil {
+	first, err := t.claims.claim(ctx, b[40:], expires)
+	if err != nil {
+		return uuid.Nil, uuid.Nil, fmt.Errorf("redeem ticket: %w", err)
+	}
+	if !first {
 		return uuid.Nil, uuid.Nil, errBadTicket
 	}
-	return row.UserID, row.SessionID, nil
+	return user, session, nil
 }
 
-// Prune deletes expired tickets (a periodic job runs it).
-func (t *Tickets) Prune(ctx context.Context) (int64, error) {
-	return db.New(t.pool).DeleteExpiredTickets(ctx)
+type redisClaims struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+func (r redisClaims) claim(ctx context.Context, nonce []byte, expires time.Time) (bool, error) {
+	// A little past the expiry: a ticket is refused for its expiry before its claim lapses.
+	return r.client.SetNX(ctx, r.prefix+string(nonce), 1, time.Until(expires)+time.Minute).Result()
+}
+
+// memoryClaims is ticketClaims within one process. Expired claims are swept as new ones
+// come, so it holds at most the tickets of the last TicketTTL.
+type memoryClaims struct {
+	mu    sync.Mutex
+	used  map[string]time.Time
+	swept time.Time
+}
+
+func (m *memoryClaims) claim(_ context.Context, nonce []byte, expires time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if now.Sub(m.swept) > TicketTTL {
+		for k, exp := range m.used {
+			if now.After(exp.Add(time.Minute)) {
+				delete(m.used, k)
+			}
+		}
+		m.swept = now
+	}
+	if _, used := m.used[string(nonce)]; used {
+		return false, nil
+	}
+	m.used[string(nonce)] = expires
+	return true, nil
 }
