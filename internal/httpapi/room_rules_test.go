@@ -477,18 +477,6 @@ func rrInvites(t *testing.T, s *parlortest.Server, p rrPeople) {
 	rrRejected(t, s, room, ivy, 404, "not_found", "POST", rrRoomPath(room, "/join"), "")
 }
 
-// rrTamper changes one character in the middle of an opaque token.
-func rrTamper(tok string) string {
-	b := []byte(tok)
-	i := len(b) / 2
-	if b[i] == 'A' {
-		b[i] = 'B'
-	} else {
-		b[i] = 'A'
-	}
-	return string(b)
-}
-
 func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 	ann, bob, dan := p.ann, p.bob, p.dan // dan owns no room anywhere
 	room := createRoom(t, ann, "inputs", apiclient.VisibilityPublic).Id
@@ -562,7 +550,7 @@ func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 		{"list rooms in an unknown scope", ann, "GET", "/v1/rooms?scope=all", ""},
 		{"search with a 101-character prefix", ann, "GET", "/v1/rooms?scope=public&q=" + strings.Repeat("q", 101), ""},
 		{"list rooms with a garbage cursor", ann, "GET", "/v1/rooms?cursor=not-a-cursor", ""},
-		{"list rooms with a tampered cursor", ann, "GET", "/v1/rooms?cursor=" + q(rrTamper(roomsCursor)), ""},
+		{"list rooms with a tampered cursor", ann, "GET", "/v1/rooms?cursor=" + q(parlortest.Tampered(roomsCursor)), ""},
 		{"list rooms with a truncated cursor", ann, "GET", "/v1/rooms?cursor=" + q(roomsCursor[:len(roomsCursor)-4]), ""},
 		{"list public rooms with a joined-rooms cursor", ann, "GET", "/v1/rooms?scope=public&cursor=" + q(roomsCursor), ""},
 		{"list invitations with a joined-rooms cursor", ann, "GET", "/v1/rooms?scope=invited&cursor=" + q(roomsCursor), ""},
@@ -583,7 +571,7 @@ func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 	// leave: 410 full_sync_required tells the client to start over without since.
 	for name, since := range map[string]string{
 		"garbage":       "garbage",
-		"tampered":      rrTamper(token),
+		"tampered":      parlortest.Tampered(token),
 		"a list cursor": roomsCursor,
 		"over 8 KiB (the old format's tokens grew that long)": strings.Repeat("x", 9000),
 	} {
@@ -751,7 +739,7 @@ func TestRoomRulesPagination(t *testing.T) {
 		rrJoin(t, s, bob, otherRoom)
 		for _, path := range []string{
 			rrRoomPath(otherRoom, "/members?limit=2&cursor="+url.QueryEscape(cursor)),
-			rrRoomPath(room, "/members?limit=2&cursor="+url.QueryEscape(rrTamper(cursor))),
+			rrRoomPath(room, "/members?limit=2&cursor="+url.QueryEscape(parlortest.Tampered(cursor))),
 			"/v1/rooms?cursor=" + url.QueryEscape(cursor),
 			"/v1/rooms?scope=public&cursor=" + url.QueryEscape(cursor),
 		} {

@@ -315,3 +315,16 @@ func (s *Server) Count(t testing.TB, query string, args ...any) int {
 	}
 	return n
 }
+
+// Tampered changes one character in the middle of a token or cursor, so its signature no
+// longer holds.
+func Tampered(tok string) string {
+	b := []byte(tok)
+	i := len(b) / 2
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}

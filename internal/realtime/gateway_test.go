@@ -472,27 +472,6 @@ func gwSession(t *testing.T, s *parlortest.Server, u *parlortest.User) uuid.UUID
 	return id
 }
 
-// gwFreshToken is the token of a fresh GET /v1/sync.
-func gwFreshToken(t *testing.T, u *parlortest.User) string {
-	t.Helper()
-	res, err := u.Client.SyncWithResponse(context.Background(), &apiclient.SyncParams{})
-	require.NoError(t, err)
-	require.Equal(t, 200, res.StatusCode(), string(res.Body))
-	return res.JSON200.NextToken
-}
-
-// gwAltered changes one character in the middle of a token (its signature then fails).
-func gwAltered(tok string) string {
-	b := []byte(tok)
-	i := len(b) / 2
-	if b[i] == 'A' {
-		b[i] = 'B'
-	} else {
-		b[i] = 'A'
-	}
-	return string(b)
-}
-
 // gwReadBufferDialer dials with a bounded TCP receive buffer, so a client that stops reading
 // makes the server queue frames after a few hundred KiB (a tiny buffer makes the transfer
 // crawl once it reads again).
@@ -635,7 +614,7 @@ func TestGatewayHandshake(t *testing.T) {
 	for name, since := range map[string]string{
 		"malformed":                 "not-a-token",
 		"over-long (an old format)": strings.Repeat("x", 9000),
-		"altered":                   gwAltered(gwFreshToken(t, ann)),
+		"altered":                   parlortest.Tampered(freshToken(t, ann)),
 	} {
 		t.Run("start over: "+name+" since", func(t *testing.T) {
 			t.Parallel()
