@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -138,6 +139,9 @@ type conn struct {
 	started   bool   // hello and the replay are written: the writer may run
 	closing   []byte // a close frame to write after what is queued
 	closed    bool
+
+	sentOnce  sync.Once
+	closeSent chan struct{} // closed once the close frame is written
 }
 
 // push queues a frame and wakes the writer. The first event of a batch that finds the
@@ -351,9 +355,38 @@ func (c *conn) closeNow(code int, reason string) {
 	go c.finishClose(closeFrame(code, reason))
 }
 
+// finishClose writes the close frame, then only half-closes: the client reads the frame and
+// answers, and the reader, given a second for that, ends and closes the socket (finish). A
+// socket closed at once with unread client data in it answers with a reset, which can
+// overtake the close frame.
 func (c *conn) finishClose(frame []byte) {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeMessageTimeout))
 	_, _ = c.nc.Write(frame)
+	c.closeWritten()
+}
+
+// closeWritten records that no frame follows any more: the write side is shut and the
+// reader has a second left.
+func (c *conn) closeWritten() {
+	c.sentOnce.Do(func() {
+		if tc, ok := c.nc.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(closeMessageTimeout))
+		close(c.closeSent)
+	})
+}
+
+// release closes the socket once its close frame is out (or a second has passed), reading
+// what the client still sends until it closes its side, so no reset overtakes the frame.
+func (c *conn) release() {
+	c.closeNow(CloseNormal, "")
+	select {
+	case <-c.closeSent:
+	case <-time.After(2 * closeMessageTimeout):
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeMessageTimeout))
+	_, _ = io.Copy(io.Discard, c.nc)
 	_ = c.nc.Close()
 }
 
@@ -385,7 +418,11 @@ func (c *conn) readLoop() {
 		c.closeNow(CloseRateLimited, "too many frames")
 		return false
 	}
-	extend := c.extendReadDeadline
+	extend := func() {
+		if !c.isClosing() { // a closing socket keeps the second it was given
+			c.extendReadDeadline()
+		}
+	}
 	extend()
 	c.ws.SetPongHandler(func(string) error {
 		if !allow() {
@@ -412,6 +449,15 @@ func (c *conn) readLoop() {
 	var lastTyping map[uuid.UUID]time.Time
 	for {
 		kind, data, err := c.ws.ReadMessage()
+		if errors.Is(err, websocket.ErrReadLimit) {
+			// gorilla has sent the close frame (1009) itself.
+			c.g.metrics.closes.WithLabelValues("too_big").Inc()
+			c.mu.Lock()
+			c.closed, c.queue = true, nil
+			c.mu.Unlock()
+			c.closeWritten()
+			return
+		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !c.isClosing() {

@@ -170,7 +170,7 @@ func (g *Gateway) Handle(c echo.Context) error {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetWriteBuffer(socketSendBuffer)
 	}
-	conn := &conn{g: g, ws: ws, nc: nc, id: newConnID(), user: user, session: session, bucket: randomBucket(), joined: make(chan struct{})}
+	conn := &conn{g: g, ws: ws, nc: nc, id: newConnID(), user: user, session: session, bucket: randomBucket(), joined: make(chan struct{}), closeSent: make(chan struct{})}
 	var since *events.Token
 	if s := q.Get("since"); s != "" {
 		tok, err := g.tokens.Decode(s)
@@ -266,6 +266,8 @@ func (g *Gateway) track(c *conn) bool {
 }
 
 // finish forgets a socket whose reader has ended.
+// The socket stops counting at once (streams, the per-user cap, presence); its close
+// handshake may take a second more.
 func (g *Gateway) finish(c *conn) {
 	c.closeNow(CloseNormal, "")
 	g.node.unregister(c)
@@ -274,6 +276,7 @@ func (g *Gateway) finish(c *conn) {
 	g.mu.Unlock()
 	g.metrics.open.Dec()
 	g.wentAway(c)
+	c.release()
 	g.wg.Done()
 }
 
