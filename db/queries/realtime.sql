@@ -1,7 +1,3 @@
--- name: SessionLive :one
--- Whether a session is still signed in (a ticket is redeemed only for one).
-SELECT (revoked_at IS NULL)::bool AS live FROM sessions WHERE id = @id;
-
 -- name: RoomMemberIDs :many
 SELECT user_id FROM room_members WHERE room_id = @room_id;
 

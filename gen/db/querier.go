@@ -134,8 +134,6 @@ type Querier interface {
 	// message of the room. The caller still checks mute and slow mode on the returned membership
 	// and rolls back if they refuse.
 	SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error)
-	// Whether a session is still signed in (a ticket is redeemed only for one).
-	SessionLive(ctx context.Context, id uuid.UUID) (bool, error)
 	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
 	SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutParams) (Topup, error)
 	StalePendingTopups(ctx context.Context, arg StalePendingTopupsParams) ([]uuid.UUID, error)

@@ -116,15 +116,3 @@ func (q *Queries) RoomMemberIDs(ctx context.Context, roomID uuid.UUID) ([]uuid.U
 	}
 	return items, nil
 }
-
-const SessionLive = `-- name: SessionLive :one
-SELECT (revoked_at IS NULL)::bool AS live FROM sessions WHERE id = $1
-`
-
-// Whether a session is still signed in (a ticket is redeemed only for one).
-func (q *Queries) SessionLive(ctx context.Context, id uuid.UUID) (bool, error) {
-	row := q.db.QueryRow(ctx, SessionLive, id)
-	var live bool
-	err := row.Scan(&live)
-	return live, err
-}

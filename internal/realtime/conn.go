@@ -109,9 +109,9 @@ func mustFrame(v any) []byte {
 
 // conn is one WebSocket. An idle one costs its reader goroutine and a few small structs:
 // the HTTP handler returns after the upgrade (net/http frees its buffers), and a writer
-// goroutine exists only while frames are waiting. The writer writes everything waiting in
-// one system call (the frames are framed already, so it writes them to the network
-// connection directly: writev of shared buffers, no copy per socket).
+// goroutine exists only while frames are waiting. The frames are framed already and shared
+// by every socket; the writer writes a lone frame as it is and joins several into one
+// write, to the network connection directly.
 type conn struct {
 	g       *Gateway
 	ws      *websocket.Conn // reads; writes only its own control frames (read limit, protocol errors)

@@ -265,9 +265,8 @@ func (g *Gateway) track(c *conn) bool {
 	return true
 }
 
-// finish forgets a socket whose reader has ended.
-// The socket stops counting at once (streams, the per-user cap, presence); its close
-// handshake may take a second more.
+// finish forgets a socket whose reader has ended: it stops counting at once (streams, the
+// per-user cap, presence), while its close handshake may take a second more.
 func (g *Gateway) finish(c *conn) {
 	c.closeNow(CloseNormal, "")
 	g.node.unregister(c)

@@ -94,8 +94,8 @@ func (t *Tickets) Redeem(ctx context.Context, ticket string) (user, session uuid
 	if !t.now().Before(expires) {
 		return uuid.Nil, uuid.Nil, errBadTicket
 	}
-	live, err := db.New(t.pool).SessionLive(ctx, session)
-	if postgres.IsNoRows(err) || (err == nil && !live) {
+	s, err := db.New(t.pool).GetSession(ctx, session)
+	if postgres.IsNoRows(err) || (err == nil && s.RevokedAt != nil) {
 		return uuid.Nil, uuid.Nil, errBadTicket
 	}
 	if err != nil {
