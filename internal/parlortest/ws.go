@@ -185,7 +185,7 @@ func (ws *WS) Events(n int, timeout time.Duration) []Frame {
 		select {
 		case f, ok := <-ws.Frames:
 			if !ok {
-				ws.t.Fatalf("connection closed after %d of %d events", len(out), n)
+				ws.t.Fatalf("connection closed after %d of %d events (%s)", len(out), n, ws.closeReason())
 			}
 			if f.Type == "event" {
 				out = append(out, f)
@@ -195,6 +195,20 @@ func (ws *WS) Events(n int, timeout time.Duration) []Frame {
 		}
 	}
 	return out
+}
+
+// closeReason says how a socket whose frames have ended was closed.
+func (ws *WS) closeReason() string {
+	select {
+	case ce := <-ws.Closed:
+		ws.Closed <- ce
+		if ce == nil {
+			return "no close frame"
+		}
+		return ce.Error()
+	default:
+		return "still open"
+	}
 }
 
 // Send writes a client frame.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -108,10 +109,10 @@ func mustFrame(v any) []byte {
 }
 
 // conn is one WebSocket. An idle one costs its reader goroutine and a few small structs:
-// the HTTP handler returns after the upgrade (net/http frees its buffers), and a writer
-// goroutine exists only while frames are waiting. The frames are framed already and shared
-// by every socket; the writer writes a lone frame as it is and joins several into one
-// write, to the network connection directly.
+// the HTTP handler returns after the upgrade (net/http frees its buffers), and the
+// instance's writer pool writes its frames when it has some. The frames are framed already
+// and shared by every socket; a writer writes a lone frame as it is and joins several into
+// one write, to the network connection directly.
 type conn struct {
 	g       *Gateway
 	ws      *websocket.Conn // reads; writes only its own control frames (read limit, protocol errors)
@@ -130,33 +131,37 @@ type conn struct {
 	touched uint64       // the last batch that queued a frame for it
 	joined  chan struct{}
 
-	deadline time.Time // the write deadline set last (writer-owned)
+	deadline time.Time // the write deadline a waiting write set last (zero: none is set)
 
-	mu        sync.Mutex
-	queue     []*frame
-	lastBatch uint64 // the batch of the last durable frame queued
-	writing   bool   // a writer goroutine runs
-	started   bool   // hello and the replay are written: the writer may run
-	closing   []byte // a close frame to write after what is queued
-	closed    bool
+	raw syscall.RawConn // for writes that never wait (nil: every write may wait)
+
+	mu              sync.Mutex
+	queue           []*frame
+	lastBatch       uint64 // the batch of the last durable frame queued
+	writing         bool   // in the writers' line, or being written
+	inWrite         bool   // frames are being written: the writer owns the wire
+	started         bool   // hello and the replay are written: the writers may take it
+	closing         []byte // a close frame to write after what is queued
+	closeAfterWrite []byte // a close frame that waits for the write in progress
+	closed          bool
 
 	sentOnce  sync.Once
 	closeSent chan struct{} // closed once the close frame is written
 }
 
-// push queues a frame and wakes the writer. The first event of a batch that finds the
-// queue full closes the socket as a slow consumer (it resumes from its token and loses
-// nothing): a batch is queued whole, however many events it has, so a burst does not close a
-// client that keeps up, but one that has not written out the earlier batches does. A
-// droppable frame that finds the queue full is dropped.
+// push queues a frame and puts the socket in the writers' line. The first event of a
+// batch that finds the queue full closes the socket as a slow consumer (it resumes from its
+// token and loses nothing): a batch is queued whole, however many events it has, so a burst
+// does not close a client that keeps up, but one that has not written out the earlier
+// batches does. A droppable frame that finds the queue full is dropped.
 func (c *conn) push(f *frame) {
 	if c.enqueue(f) {
 		c.wake()
 	}
 }
 
-// enqueue queues a frame without waking the writer (the fan-out queues a whole batch, then
-// wakes each socket's writer once). It reports whether the frame was queued.
+// enqueue queues a frame without waking a writer (the fan-out queues a whole batch, then
+// puts each socket in the writers' line once). It reports whether the frame was queued.
 func (c *conn) enqueue(f *frame) bool {
 	c.mu.Lock()
 	if c.closed || c.closing != nil {
@@ -182,74 +187,145 @@ func (c *conn) enqueue(f *frame) bool {
 	return true
 }
 
-// wake starts the writer if there is something to write and none runs.
+// wake puts the socket in the writers' line if there is something to write.
 func (c *conn) wake() {
 	c.mu.Lock()
 	c.wakeWriterLocked()
 	c.mu.Unlock()
 }
 
-// wakeWriterLocked starts the writer if there is something to write and none runs.
+// wakeWriterLocked puts the socket in the writers' line if there is something to write and
+// it is not there or being written already.
 func (c *conn) wakeWriterLocked() {
 	if c.started && !c.writing && (len(c.queue) > 0 || c.closing != nil) {
 		c.writing = true
-		go c.flush()
+		c.g.writers.add(c)
 	}
 }
 
-// flush writes what is queued, in as few system calls as it takes, until nothing is left;
-// then the goroutine ends.
-func (c *conn) flush() {
-	var spare []*frame
-	for {
-		c.mu.Lock()
-		q, closing := c.queue, c.closing
-		c.queue = spare // a small array goes round between the queue and the writer
-		if c.closed || (len(q) == 0 && closing == nil) {
-			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		if len(q) == 0 {
-			c.closed = true
-		}
-		c.mu.Unlock()
-		if len(q) == 0 { // only the close frame is left
-			c.finishClose(closing)
-			return
-		}
-		delivered, err := c.writeFrames(q)
-		if err != nil {
-			c.closeNow(CloseNormal, "")
-			c.mu.Lock()
-			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		c.g.metrics.deliveries.Add(float64(delivered))
-		spare = nil
-		if cap(q) <= 16 { // a big one is not kept by a socket that had a burst
-			clear(q)
-			spare = q[:0]
-		}
+// takeQueue hands the writer what is queued. done: nothing is left (or the socket closed)
+// and the socket leaves the writers' line; frames empty and not done: only the close frame
+// is left. While frames are out, the writer owns the wire: a close arriving meanwhile is
+// left to it (closeNow), so no close frame lands inside a frame written in parts.
+func (c *conn) takeQueue() (q []*frame, closing []byte, done bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q, closing = c.queue, c.closing
+	c.queue = nil
+	if c.closed || (len(q) == 0 && closing == nil) {
+		c.writing = false
+		return nil, nil, true
 	}
+	if len(q) == 0 {
+		c.closed = true
+		return nil, closing, false
+	}
+	c.inWrite = true
+	return q, nil, false
 }
 
-// writeFrames writes q and counts the events in it.
-func (c *conn) writeFrames(q []*frame) (events int, err error) {
+// writeTurn is a pool writer's turn at the socket: it writes what is queued as far as the
+// socket takes it at once, and hands the rest to a goroutine that may wait for the client.
+func (c *conn) writeTurn(buf *[]byte) {
+	q, closing, done := c.takeQueue()
+	switch {
+	case done:
+		return
+	case q == nil:
+		go c.finishClose(closing)
+		return
+	}
+	rest, err := c.writeWhatFits(q, buf)
+	if err == nil && rest != nil {
+		go c.finishWrite(q, rest)
+		return
+	}
+	c.wrote(q, err)
+}
+
+// finishWrite writes, waiting up to the write timeout, what the socket did not take at once.
+func (c *conn) finishWrite(q []*frame, rest [][]byte) {
+	c.wrote(q, c.write(rest...))
+}
+
+// wrote ends a write of q: it counts the deliveries, writes the close frame that arrived
+// meanwhile, and puts the socket back in line if more is queued.
+func (c *conn) wrote(q []*frame, err error) {
+	if err == nil {
+		c.g.metrics.deliveries.Add(float64(countEvents(q)))
+	}
+	c.mu.Lock()
+	c.inWrite = false
+	closing := c.closeAfterWrite
+	c.closeAfterWrite = nil
+	if err == nil && c.queue == nil && cap(q) <= 16 {
+		clear(q)
+		c.queue = q[:0] // a small array goes round between the queue and the writer
+	}
+	c.mu.Unlock()
+	switch {
+	case closing != nil && err == nil:
+		go c.finishClose(closing)
+	case closing != nil:
+		c.closeWritten() // a frame was cut short: a close frame after it would be garbage
+	case err != nil:
+		c.closeNow(CloseNormal, "")
+	}
+	c.mu.Lock()
+	c.writing = false
+	c.wakeWriterLocked()
+	c.mu.Unlock()
+}
+
+func countEvents(q []*frame) (n int) {
 	for _, f := range q {
 		if f.durable {
-			events++
+			n++
 		}
 	}
-	if len(q) == 1 {
-		return events, c.writeOnce(q[0].wire)
+	return n
+}
+
+// writeWhatFits writes q's frames, joined into writes of up to maxWriteBytes, as far as the
+// socket's send buffer takes them without waiting. It returns what was not written (nil:
+// everything).
+func (c *conn) writeWhatFits(q []*frame, buf *[]byte) ([][]byte, error) {
+	wires := func(from int) [][]byte {
+		out := make([][]byte, 0, len(q)-from)
+		for _, f := range q[from:] {
+			out = append(out, f.wire)
+		}
+		return out
 	}
-	wires := make([][]byte, len(q))
-	for i, f := range q {
-		wires[i] = f.wire
+	if c.raw == nil {
+		return wires(0), nil
 	}
-	return events, c.write(wires...)
+	if !c.deadline.IsZero() {
+		// A write that waited left its deadline on the socket, which would fail this one
+		// once it has passed.
+		_ = c.nc.SetWriteDeadline(time.Time{})
+		c.deadline = time.Time{}
+	}
+	for i := 0; i < len(q); {
+		b, j := q[i].wire, i+1 // a lone frame is written as it is
+		if j < len(q) && len(b)+len(q[j].wire) <= maxWriteBytes {
+			b = (*buf)[:0]
+			for j = i; j < len(q) && (j == i || len(b)+len(q[j].wire) <= maxWriteBytes); j++ {
+				b = append(b, q[j].wire...)
+			}
+			*buf = b
+		}
+		n, err := writeNow(c.raw, b)
+		if err != nil {
+			return nil, err
+		}
+		if n < len(b) {
+			// b may be the writer's buffer: what is left of it is copied.
+			return append([][]byte{append([]byte(nil), b[n:]...)}, wires(j)...), nil
+		}
+		i = j
+	}
+	return nil, nil
 }
 
 // writeBufs lends the buffers in which several frames are joined into one write. (Not
@@ -261,8 +337,9 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteBytes);
 // slowly but steadily is not cut off in the middle of a long replay.
 const maxWriteBytes = 16 << 10
 
-// write writes frames with as few system calls as fit in maxWriteBytes each. The writer
-// calls it, and the connection's own goroutine before the writer may run (hello, replay).
+// write writes frames with as few system calls as fit in maxWriteBytes each, waiting for
+// the client up to the write timeout: for what a writer could not write at once
+// (finishWrite), and for hello and the replay before the writers may take the socket.
 func (c *conn) write(wires ...[]byte) error {
 	if len(wires) == 1 {
 		return c.writeOnce(wires[0])
@@ -299,7 +376,7 @@ func (c *conn) writeOnce(b []byte) error {
 	return err
 }
 
-// start lets the writer run: what queued during the replay goes out now.
+// start lets the writers take the socket: what queued during the replay goes out now.
 func (c *conn) start() {
 	c.mu.Lock()
 	c.started = true
@@ -341,9 +418,9 @@ func (c *conn) closeAfterQueue(code int, reason string) {
 	c.mu.Unlock()
 }
 
-// closeNow closes at once: the close frame goes out beside whatever is being written (a
-// frame is one write, so the two never interleave) and the connection closes. It never
-// blocks its caller: a socket that stopped reading may take up to a second.
+// closeNow closes at once: the close frame goes out right after the write in progress, if
+// any, and the connection closes. It never blocks its caller: a socket that stopped reading
+// may take up to two seconds.
 func (c *conn) closeNow(code int, reason string) {
 	c.mu.Lock()
 	if c.closed {
@@ -351,6 +428,14 @@ func (c *conn) closeNow(code int, reason string) {
 		return
 	}
 	c.closed, c.queue = true, nil
+	if c.inWrite {
+		// The writer sends the close frame after its write, which the deadline cuts short
+		// if the client is not reading.
+		c.closeAfterWrite = closeFrame(code, reason)
+		c.mu.Unlock()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeMessageTimeout))
+		return
+	}
 	c.mu.Unlock()
 	go c.finishClose(closeFrame(code, reason))
 }
@@ -414,6 +499,7 @@ func (c *conn) readLoop() {
 		if limiter.Allow() {
 			return true
 		}
+
 		c.g.metrics.closes.WithLabelValues("rate_limited").Inc()
 		c.closeNow(CloseRateLimited, "too many frames")
 		return false

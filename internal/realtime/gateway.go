@@ -55,6 +55,7 @@ type Gateway struct {
 	logger   *slog.Logger
 	metrics  *metrics
 	node     *node
+	writers  *writerPool
 	upgrader websocket.Upgrader
 	origins  map[string]bool
 
@@ -89,6 +90,7 @@ func New(ctx context.Context, d Deps) *Gateway {
 		broker: d.Broker, tokens: d.Tokens, logger: d.Logger, metrics: m,
 		node:    newNode(d.TailPool, d.Chat, d.Tokens, d.Logger, m, d.Config.WSBatchInterval),
 		conns:   map[*conn]struct{}{},
+		writers: newWriterPool(ctx),
 		origins: map[string]bool{},
 	}
 	g.node.onEpochChange = func() {
@@ -170,7 +172,7 @@ func (g *Gateway) Handle(c echo.Context) error {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetWriteBuffer(socketSendBuffer)
 	}
-	conn := &conn{g: g, ws: ws, nc: nc, id: newConnID(), user: user, session: session, bucket: randomBucket(), joined: make(chan struct{}), closeSent: make(chan struct{})}
+	conn := &conn{g: g, ws: ws, nc: nc, raw: rawConnOf(nc), id: newConnID(), user: user, session: session, bucket: randomBucket(), joined: make(chan struct{}), closeSent: make(chan struct{})}
 	var since *events.Token
 	if s := q.Get("since"); s != "" {
 		tok, err := g.tokens.Decode(s)

@@ -125,6 +125,50 @@ func TestAStuckSocketOfAnEndedSessionStallsNobody(t *testing.T) {
 	}
 }
 
+// A client that stops reading holds up no other socket: while its kernel buffers are full
+// and the server still waits (up to the write timeout) to hand it the rest of a write, the
+// room's other members get every event at once. (The instance writes all its sockets with a
+// few goroutines: one that waited for a stuck client would stall the whole room.)
+func TestAClientThatStopsReadingHoldsUpNoOne(t *testing.T) {
+	t.Parallel()
+	cfg := parlortest.Config(t)
+	cfg.WSWriteTimeout = 20 * time.Second
+	s := parlortest.Start(t, cfg)
+	ann, bob, carol := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carol")
+	room := createRoom(t, bob, "busy")
+	join(t, ann, room)
+	join(t, carol, room)
+	stuck := s.ConnectWith(t, parlortest.SmallBufferDialer(), ann, "")
+	stuck.Next("hello", 5*time.Second)
+	stuck.Pause()
+	fast := s.Connect(t, carol, "")
+	fast.Next("hello", 5*time.Second)
+
+	// More than the stuck socket's kernel buffers hold on both ends.
+	big := fmt.Sprintf("%04000d", 0)
+	for range 60 {
+		send(t, bob.Client, room, big)
+	}
+	fast.Events(60, 10*time.Second)
+	for i := range 5 {
+		sentAt := time.Now()
+		m := send(t, bob.Client, room, fmt.Sprintf("after the stall %d", i))
+		got := fast.Events(1, 30*time.Second)[0]
+		require.Equal(t, m.Id, got.Event.Message.Id)
+		require.Less(t, time.Since(sentAt), 2*time.Second, "carol's event waited behind a client that stopped reading")
+	}
+	select {
+	case ce := <-stuck.Closed:
+		t.Fatalf("the stuck socket was closed (%v): the test did not keep it stuck", ce)
+	default:
+	}
+	// Reading again, the stuck client gets every message once, in order, no frame torn.
+	stuck.Resume()
+	got := stuck.Events(65, 20*time.Second)
+	require.Len(t, requireInOrder(t, got)[room], 65)
+	require.Equal(t, "after the stall 4", *got[64].Event.Message.Body)
+}
+
 // The per-user socket cap holds across instances: two sockets on two instances fill a cap of
 // two, and a third on either is closed with 4009; closing one frees its place at once.
 func TestTheSocketCapIsClusterWide(t *testing.T) {
