@@ -233,8 +233,8 @@ func (c *centrifugoFan) close() {
 func (c *centrifugoFan) pid() int           { return c.proc.pid() }
 func (c *centrifugoFan) answersPings() bool { return true }
 
-func (c *centrifugoFan) publish(ctx context.Context, body string) error {
-	return c.call(ctx, "publish", map[string]any{"channel": centrifugoChannel, "data": map[string]string{"m": body}})
+func (c *centrifugoFan) sendTarget(context.Context) (sendTarget, error) {
+	return sendTarget{Kind: "centrifugo", URL: "http://" + c.addr, Room: centrifugoChannel, APIKey: c.apiKey}, nil
 }
 
 // token is a connection JWT for user, HS256-signed with the configured secret.

@@ -137,7 +137,8 @@ func runFanout(ctx context.Context, o options, rep *report) error {
 	}
 	rep.note("fanout: Parlor %s (Redis %s, DB_MAX_CONNS and the rest at their defaults or as set in the environment, APP_WS_QUEUE_SIZE %s); "+
 		"%s sockets of %d users (%d each: APP_WS_MAX_CONNS_PER_USER=%d), all members of one room; the sender is the room's owner, "+
-		"%d concurrent POST /v1/rooms/{id}/messages on keep-alive connections, paced to the rate; latency from just before the POST to the frame read by each subscriber "+
+		"%d concurrent POST /v1/rooms/{id}/messages on keep-alive connections, paced to the rate, from a sender process of their own (another device, as in production; "+
+		"in the subscribers' process each reply waited behind the readers the fan-out had woken); latency from the send time stamped in the message body to the frame read by each subscriber "+
 		"(the load generator shares the 2 cores: its scheduling delay is in the figure).",
 		how, onOff(redisURL() != ""), envOr("APP_WS_QUEUE_SIZE", "1024 (default)"), thousands(int64(o.subscribers)), o.fanUsers, perUser, perUser, o.fanSenders)
 	if idle := parlor.idle; idle != nil {
@@ -209,8 +210,8 @@ type fanTarget interface {
 	// subscribe opens subscriber i's socket and returns it once it receives the room's (or
 	// channel's) messages.
 	subscribe(ctx context.Context, i int) (*websocket.Conn, error)
-	// publish sends one message with body through the server's API.
-	publish(ctx context.Context, body string) error
+	// sendTarget is where a sender process publishes into the room (channel).
+	sendTarget(ctx context.Context) (sendTarget, error)
 	// pid is the server process's.
 	pid() int
 	// answersPings reports whether a "{}" frame from the server is a ping to answer with
@@ -235,7 +236,7 @@ type fanMeasure struct {
 
 // idleSender is a target that can publish into a room (channel) nobody subscribes to.
 type idleSender interface {
-	publishIdle(ctx context.Context, body string) error
+	idleSendTarget(ctx context.Context) (sendTarget, error)
 }
 
 // roomAdder is a target whose subscribing users can be made members of more rooms.
@@ -369,15 +370,20 @@ func measureFanout(ctx context.Context, bench, name string, t fanTarget, o optio
 func (f *fanout) idleSends(ctx context.Context, is idleSender) (*pacedSends, error) {
 	o := f.o
 	progress(f.bench, "%s: idle room: %g msgs/s for %s into a room nobody is subscribed to (after 1 s of warm-up)", f.name, o.fanRate, o.fanIdle)
+	target, err := is.idleSendTarget(ctx)
+	if err != nil {
+		return nil, err
+	}
 	warm := max(1, int(o.fanRate))
-	if _, err := pace(ctx, o.fanRate, warm, o.fanSenders, func(k int) error { return is.publishIdle(ctx, "idle warm-up "+strconv.Itoa(k)) }, nil); err != nil {
+	job := sendJob{Target: target, Rate: o.fanRate, N: warm, Senders: o.fanSenders, Prefix: "idle warm-up "}
+	if _, err := paceRemote(ctx, job, nil, nil); err != nil {
 		return nil, err
 	}
 	n := max(1, int(o.fanRate*o.fanIdle.Seconds()))
-	r, err := pace(ctx, o.fanRate, n, o.fanSenders, func(k int) error { return is.publishIdle(ctx, "idle "+strconv.Itoa(k)) },
-		func(elapsed time.Duration, acked int64) {
-			progress(f.bench, "%s: idle room: %.0fs, %s sent", f.name, elapsed.Seconds(), thousands(acked))
-		})
+	job.N, job.Prefix = n, "idle "
+	r, err := paceRemote(ctx, job, nil, func(elapsed time.Duration) {
+		progress(f.bench, "%s: idle room: %.0fs", f.name, elapsed.Seconds())
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -464,14 +470,14 @@ type fanSub struct {
 // fanStep is the messages of one step.
 type fanStep struct {
 	lo, n     int
-	sentAt    []atomic.Int64 // unix ns just before the publish
-	acked     []atomic.Bool
+	acked     []bool       // written by the step before the drain, read after it
 	delivered atomic.Int64 // first arrivals at any subscriber
 }
 
-var fanMarker = []byte(`"fb:`)
+// fanPrefix starts a fan-out message's body: "fb:<n>:<send time, Unix ns>" (timedBody).
+const fanPrefix = "fb:"
 
-func fanBody(n int) string { return "fb:" + strconv.Itoa(n) }
+var fanMarker = []byte(`"` + fanPrefix)
 
 // read runs until the socket ends, recording the messages it brings.
 func (s *fanSub) read(conn *websocket.Conn, pings bool, arrivals, frames *atomic.Int64) {
@@ -504,20 +510,36 @@ func (s *fanSub) read(conn *websocket.Conn, pings bool, arrivals, frames *atomic
 				break
 			}
 			rest = rest[j+len(fanMarker):]
-			n, k := 0, 0
-			for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' {
-				n = n*10 + int(rest[k]-'0')
-				k++
+			n, k := leadingInt(rest)
+			if k == 0 {
+				continue
 			}
-			if k > 0 {
-				arrivals.Add(1)
-				s.record(n, now)
+			var sentAt int64
+			if k < len(rest) && rest[k] == ':' {
+				sentAt, _ = leadingInt64(rest[k+1:])
 			}
+			arrivals.Add(1)
+			s.record(n, sentAt, now)
 		}
 	}
 }
 
-func (s *fanSub) record(n int, now time.Time) {
+// leadingInt parses the decimal digits b starts with, and says how many there were.
+func leadingInt(b []byte) (int, int) {
+	v, k := leadingInt64(b)
+	return int(v), k
+}
+
+func leadingInt64(b []byte) (v int64, k int) {
+	for k < len(b) && k < 19 && b[k] >= '0' && b[k] <= '9' {
+		v = v*10 + int64(b[k]-'0')
+		k++
+	}
+	return v, k
+}
+
+// record counts message n's first arrival at this subscriber, sent at sentAt (Unix ns).
+func (s *fanSub) record(n int, sentAt int64, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.step
@@ -530,8 +552,8 @@ func (s *fanSub) record(n int, now time.Time) {
 	}
 	s.seen[k>>6] |= 1 << (k & 63)
 	s.got++
-	if at := st.sentAt[k].Load(); at != 0 {
-		s.hist.add(now.Sub(time.Unix(0, at)))
+	if sentAt != 0 {
+		s.hist.add(now.Sub(time.Unix(0, sentAt)))
 	}
 	st.delivered.Add(1)
 }
@@ -753,7 +775,7 @@ func (r *fanResult) summary() string {
 // them all (see the drain below), and collects the figures.
 func (f *fanout) step(ctx context.Context, rate float64, d, drainMax time.Duration) (*fanResult, error) {
 	n := max(1, int(rate*d.Seconds()))
-	st := &fanStep{lo: f.next, n: n, sentAt: make([]atomic.Int64, n), acked: make([]atomic.Bool, n)}
+	st := &fanStep{lo: f.next, n: n, acked: make([]bool, n)}
 	f.next += n
 	for _, s := range f.subs {
 		s.mu.Lock()
@@ -764,17 +786,14 @@ func (f *fanout) step(ctx context.Context, rate float64, d, drainMax time.Durati
 	cpu0 := cpuSeconds(f.t.pid())
 
 	lastProgress := time.Now()
-	sent, err := pace(ctx, rate, n, f.o.fanSenders, func(k int) error {
-		st.sentAt[k].Store(time.Now().UnixNano())
-		if err := f.t.publish(ctx, fanBody(st.lo+k)); err != nil {
-			return err
-		}
-		st.acked[k].Store(true)
-		return nil
-	}, func(elapsed time.Duration, acked int64) {
+	target, err := f.t.sendTarget(ctx)
+	if err != nil {
+		return nil, err
+	}
+	job := sendJob{Target: target, Rate: rate, N: n, Lo: st.lo, Senders: f.o.fanSenders, Prefix: fanPrefix}
+	sent, err := paceRemote(ctx, job, st.acked, func(elapsed time.Duration) {
 		lastProgress = time.Now()
-		progress(f.bench, "%s: %g msgs/s: %.0fs, %s sent, %s deliveries so far", f.name, rate, elapsed.Seconds(),
-			thousands(acked), thousands(st.delivered.Load()))
+		progress(f.bench, "%s: %g msgs/s: %.0fs, %s deliveries so far", f.name, rate, elapsed.Seconds(), thousands(st.delivered.Load()))
 	})
 	if err != nil {
 		return nil, err
@@ -828,7 +847,7 @@ func (f *fanout) step(ctx context.Context, rate float64, d, drainMax time.Durati
 	for _, s := range f.subs {
 		s.mu.Lock()
 		for k := range n {
-			if st.acked[k].Load() {
+			if st.acked[k] {
 				r.expected++
 				if s.seen[k>>6]&(1<<(k&63)) != 0 {
 					r.received++
@@ -1091,10 +1110,18 @@ func (p *parlorFan) subscribe(ctx context.Context, i int) (*websocket.Conn, erro
 	return conn, nil
 }
 
-func (p *parlorFan) publish(ctx context.Context, body string) error { return p.send(ctx, p.room, body) }
+func (p *parlorFan) sendTarget(ctx context.Context) (sendTarget, error) {
+	return p.target(ctx, p.room)
+}
 
-func (p *parlorFan) publishIdle(ctx context.Context, body string) error {
-	return p.send(ctx, p.idle, body)
+func (p *parlorFan) idleSendTarget(ctx context.Context) (sendTarget, error) {
+	return p.target(ctx, p.idle)
+}
+
+// target sends as the room's owner, with an access token fresh enough for the run.
+func (p *parlorFan) target(ctx context.Context, room uuid.UUID) (sendTarget, error) {
+	token, err := p.owner.auth.current(ctx)
+	return sendTarget{Kind: "parlor", URL: p.URL, Token: token, Room: room.String()}, err
 }
 
 // addRooms has every subscribing user create extra rooms of their own (nobody else in them:

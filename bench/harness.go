@@ -244,6 +244,7 @@ type user struct {
 	ID     uuid.UUID
 	Token  string                         // the access token issued at sign-up
 	Client *apiclient.ClientWithResponses // calls with the current access token, renewed as it ages
+	auth   *tokens
 }
 
 // register signs up a user through the API. Its Client renews the access token (which
@@ -274,7 +275,7 @@ func (s *endpoint) register(ctx context.Context, name string) (*user, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &user{ID: res.JSON201.User.Id, Token: res.JSON201.AccessToken, Client: c}, nil
+	return &user{ID: res.JSON201.User.Id, Token: res.JSON201.AccessToken, Client: c, auth: t}, nil
 }
 
 // tokens are a user's access and refresh tokens.

@@ -84,6 +84,9 @@ var benchmarks = []struct {
 }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == senderArg {
+		os.Exit(runSender())
+	}
 	var o options
 	flag.IntVar(&o.senders, "senders", 64, "send: concurrent senders (one room each) and pgbench clients")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "send: warm-up before measuring each HTTP run")
