@@ -1147,14 +1147,3 @@ func (p *parlorFan) addRooms(ctx context.Context, bench string, extra int) error
 		return nil
 	})
 }
-
-func (p *parlorFan) send(ctx context.Context, room uuid.UUID, body string) error {
-	res, err := p.owner.Client.SendMessageWithResponse(ctx, room, apiclient.SendMessageJSONRequestBody{ClientMsgId: uuid.New(), Body: body})
-	if err != nil {
-		return err
-	}
-	if res.JSON201 == nil {
-		return fmt.Errorf("status %d: %.200s", res.StatusCode(), res.Body)
-	}
-	return nil
-}
