@@ -43,38 +43,62 @@ ON CONFLICT DO NOTHING;
 -- name: RemoveReaction :execrows
 DELETE FROM reactions WHERE message_id = @message_id AND user_id = @user_id AND emoji = @emoji;
 
--- name: LockRoomForSend :one
--- LockRoomForEvent for a message send: the room's lock and next seq, and what a send checks.
-UPDATE rooms SET last_seq = last_seq + 1
-WHERE id = @id AND deleted_at IS NULL
-RETURNING last_seq, slow_mode_seconds, archived_at;
+-- name: LockRoomForSend :exec
+-- The room's row lock for a message send, taken first so that SendMessage, the next
+-- statement, reads a snapshot that includes every membership change committed before it
+-- (those take the same lock). It conflicts with LockRoomForEvent's update, not with the
+-- key-share locks of inserts that reference the room.
+SELECT 1 FROM rooms WHERE id = @id FOR NO KEY UPDATE;
 
 -- name: SendMessage :one
--- A send in one statement, run after LockRoomForSend in the same transaction (its seq is the
--- room's last_seq, which that statement just took; and since this statement's snapshot
--- starts after the lock was granted, it sees every committed membership change): the
--- message and its event are inserted only if the author is a member and reply_to is a
--- message of the room. The caller still checks mute and slow mode on the returned membership
--- and rolls back if they refuse.
-WITH m AS (
+-- A send in one statement, run after LockRoomForSend in the same transaction: every rule of a
+-- send is checked here (a live, unarchived room; a member, not muted, not held back by slow
+-- mode; reply_to a message of the room), and only if all pass does it take the room's next
+-- seq and insert the message and its event (and note the send for slow mode). Nothing is
+-- changed otherwise, so the caller can commit in the same round trip and never holds the
+-- room's lock while it thinks; what it returns (and checked_at, the clock the rules used)
+-- tells it why a send was refused.
+WITH room AS (
+    SELECT r.slow_mode_seconds, r.archived_at FROM rooms r
+    WHERE r.id = @room_id AND r.deleted_at IS NULL
+), m AS (
     SELECT rm.role, rm.muted_until, rm.last_sent_at FROM room_members rm
     WHERE rm.room_id = @room_id AND rm.user_id = @author_id
 ), reply_ok AS (
     SELECT sqlc.narg('reply_to')::uuid IS NULL
         OR EXISTS (SELECT 1 FROM messages x WHERE x.id = sqlc.narg('reply_to')::uuid AND x.room_id = @room_id) AS ok
+), allowed AS (
+    SELECT 1 FROM room, m, reply_ok
+    WHERE reply_ok.ok AND room.archived_at IS NULL
+      AND (m.muted_until IS NULL OR m.muted_until <= now())
+      AND (room.slow_mode_seconds = 0 OR m.role IN ('owner', 'moderator') OR m.last_sent_at IS NULL
+           OR m.last_sent_at + make_interval(secs => room.slow_mode_seconds) <= now())
+), seq AS (
+    UPDATE rooms r SET last_seq = r.last_seq + 1
+    WHERE r.id = @room_id AND EXISTS (SELECT 1 FROM allowed)
+    RETURNING r.last_seq
 ), msg AS (
     INSERT INTO messages (room_id, seq, author_id, client_msg_id, body, reply_to)
-    SELECT @room_id, r.last_seq, @author_id, @client_msg_id, @body, sqlc.narg('reply_to')::uuid
-    FROM m, reply_ok, rooms r WHERE reply_ok.ok AND r.id = @room_id
+    SELECT @room_id, seq.last_seq, @author_id, @client_msg_id, @body, sqlc.narg('reply_to')::uuid
+    FROM seq
     RETURNING *
 ), ev AS (
     INSERT INTO room_events (room_id, seq, type, actor_id, message_id)
     SELECT msg.room_id, msg.seq, 'message.created', msg.author_id, msg.id FROM msg
     RETURNING created_at
+), slow AS (
+    UPDATE room_members rm SET last_sent_at = now()
+    FROM msg, room
+    WHERE room.slow_mode_seconds > 0 AND rm.room_id = msg.room_id AND rm.user_id = msg.author_id
+    RETURNING rm.user_id
 )
-SELECT coalesce((SELECT role FROM m), '')::text AS role,
+SELECT EXISTS (SELECT 1 FROM room) AS room_found,
+       coalesce((SELECT slow_mode_seconds FROM room), 0)::int AS slow_mode_seconds,
+       (SELECT archived_at FROM room) AS archived_at,
+       coalesce((SELECT role FROM m), '')::text AS role,
        (SELECT muted_until FROM m) AS muted_until,
        (SELECT last_sent_at FROM m) AS last_sent_at,
        (SELECT ok FROM reply_ok)::boolean AS reply_ok,
-       msg.id, msg.created_at
+       now()::timestamptz AS checked_at,
+       msg.id, msg.seq, msg.created_at
 FROM (SELECT 1) AS one LEFT JOIN msg ON true;

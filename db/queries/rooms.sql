@@ -133,9 +133,6 @@ UPDATE room_members SET read_seq = @read_seq
 WHERE room_id = @room_id AND user_id = @user_id AND read_seq < @read_seq
 RETURNING read_seq;
 
--- name: TouchLastSent :exec
-UPDATE room_members SET last_sent_at = now() WHERE room_id = @room_id AND user_id = @user_id;
-
 -- name: MemberRoomIDs :many
 SELECT room_id FROM room_members WHERE user_id = @user_id;
 

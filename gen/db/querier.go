@@ -93,8 +93,11 @@ type Querier interface {
 	// Takes the room's row lock and the next seq in one step; the lock is held until commit, so
 	// events of one room commit in seq order. Rolled back with the transaction, so no gap.
 	LockRoomForEvent(ctx context.Context, id uuid.UUID) (Room, error)
-	// LockRoomForEvent for a message send: the room's lock and next seq, and what a send checks.
-	LockRoomForSend(ctx context.Context, id uuid.UUID) (LockRoomForSendRow, error)
+	// The room's row lock for a message send, taken first so that SendMessage, the next
+	// statement, reads a snapshot that includes every membership change committed before it
+	// (those take the same lock). It conflicts with LockRoomForEvent's update, not with the
+	// key-share locks of inserts that reference the room.
+	LockRoomForSend(ctx context.Context, id uuid.UUID) error
 	LockTopup(ctx context.Context, id uuid.UUID) (Topup, error)
 	// Serializes a user's joins: each counts the user's rooms after the previous one committed.
 	// NO KEY UPDATE, not UPDATE: creating a room already holds KEY SHARE on the owner's row (the
@@ -127,12 +130,13 @@ type Querier interface {
 	RevokeSession(ctx context.Context, arg RevokeSessionParams) error
 	RoomMemberIDs(ctx context.Context, roomID uuid.UUID) ([]uuid.UUID, error)
 	RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error)
-	// A send in one statement, run after LockRoomForSend in the same transaction (its seq is the
-	// room's last_seq, which that statement just took; and since this statement's snapshot
-	// starts after the lock was granted, it sees every committed membership change): the
-	// message and its event are inserted only if the author is a member and reply_to is a
-	// message of the room. The caller still checks mute and slow mode on the returned membership
-	// and rolls back if they refuse.
+	// A send in one statement, run after LockRoomForSend in the same transaction: every rule of a
+	// send is checked here (a live, unarchived room; a member, not muted, not held back by slow
+	// mode; reply_to a message of the room), and only if all pass does it take the room's next
+	// seq and insert the message and its event (and note the send for slow mode). Nothing is
+	// changed otherwise, so the caller can commit in the same round trip and never holds the
+	// room's lock while it thinks; what it returns (and checked_at, the clock the rules used)
+	// tells it why a send was refused.
 	SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error)
 	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
 	SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutParams) (Topup, error)
@@ -147,7 +151,6 @@ type Querier interface {
 	// next. Within a room, seq order is commit order, so each room's events come in order.
 	TailEvents(ctx context.Context, arg TailEventsParams) ([]TailEventsRow, error)
 	TopupBySession(ctx context.Context, checkoutSessionID *string) (Topup, error)
-	TouchLastSent(ctx context.Context, arg TouchLastSentParams) error
 	TouchSession(ctx context.Context, id uuid.UUID) error
 	UnreadCount(ctx context.Context, arg UnreadCountParams) (int64, error)
 	UpdateMember(ctx context.Context, arg UpdateMemberParams) (RoomMember, error)

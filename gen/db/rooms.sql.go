@@ -652,20 +652,6 @@ func (q *Queries) SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, 
 	return read_seq, err
 }
 
-const TouchLastSent = `-- name: TouchLastSent :exec
-UPDATE room_members SET last_sent_at = now() WHERE room_id = $1 AND user_id = $2
-`
-
-type TouchLastSentParams struct {
-	RoomID uuid.UUID
-	UserID uuid.UUID
-}
-
-func (q *Queries) TouchLastSent(ctx context.Context, arg TouchLastSentParams) error {
-	_, err := q.db.Exec(ctx, TouchLastSent, arg.RoomID, arg.UserID)
-	return err
-}
-
 const UnreadCount = `-- name: UnreadCount :one
 SELECT count(*)::bigint FROM messages
 WHERE room_id = $1 AND seq > $2 AND author_id <> $3 AND deleted_at IS NULL

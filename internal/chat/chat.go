@@ -99,52 +99,43 @@ type SendInput struct {
 // Send stores a message. A retry with the same client_msg_id returns the original
 // (created=false), also when retries race: the unique index admits one, the others find it.
 //
-// It is the hottest write, so it skips the generic rooms.Write path and pipelines BEGIN, the
-// statement that takes the room's lock and seq, and the statement that checks membership and
-// inserts the message and its event, in one round trip; a second one commits (or rolls back
-// when mute or slow mode refuse). The server runs the statements in order, so the insert's
-// snapshot starts after the lock was granted and sees every committed membership change.
+// It is the hottest write, and every send into a room waits for that room's lock, so it
+// skips the generic rooms.Write path and sends the whole transaction in one round trip:
+// BEGIN, the statement that takes the room's lock, the statement that checks every rule of a
+// send and only then takes the seq and inserts the message and its event, and COMMIT. The
+// server runs the statements in order, so the insert's snapshot starts after the lock was
+// granted and sees every committed membership change; and the lock is never held while this
+// process, perhaps busy with a fan-out, gets round to reading a reply. (With COMMIT as a second
+// round trip, 200 msgs/s into one room beside a 1,000-socket fan-out left 18 of 32 senders
+// queued on the lock.)
 func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInput) (msg Message, created bool, err error) {
 	body, err := validBody(in.Body)
 	if err != nil {
 		return Message{}, false, err
 	}
-	var (
-		room db.LockRoomForSendRow
-		row  db.SendMessageRow
-	)
-	err = s.pipelinedSend(ctx, func(b *pgx.Batch) {
+	var row db.SendMessageRow
+	err = s.sendPipelined(ctx, func(b *pgx.Batch) {
 		b.Queue("BEGIN")
 		b.Queue(db.LockRoomForSend, roomID)
 		b.Queue(db.SendMessage, roomID, author, in.ReplyTo, in.ClientMsgID, &body)
+		b.Queue("COMMIT")
 	}, func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		if err := br.QueryRow().Scan(&room.LastSeq, &room.SlowModeSeconds, &room.ArchivedAt); err != nil {
-			if postgres.IsNoRows(err) {
-				return rooms.ErrRoomNotFound
-			}
+		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		if err := br.QueryRow().Scan(&row.Role, &row.MutedUntil, &row.LastSentAt, &row.ReplyOk, &row.ID, &row.CreatedAt); err != nil {
+		if err := br.QueryRow().Scan(&row.RoomFound, &row.SlowModeSeconds, &row.ArchivedAt, &row.Role, &row.MutedUntil,
+			&row.LastSentAt, &row.ReplyOk, &row.CheckedAt, &row.ID, &row.Seq, &row.CreatedAt); err != nil {
 			return err
 		}
-		if row.Role == "" {
-			return rooms.ErrRoomNotFound
-		}
-		if !row.ReplyOk {
-			return &apperr.Error{Code: apperr.Invalid, Message: "reply_to is not a message of this room",
-				Fields: []apperr.FieldError{{Field: "body.reply_to", Message: "is not a message of this room"}}}
-		}
-		// The insert happened; a refusal here rolls it back with the seq.
-		return checkSend(room.ArchivedAt, room.SlowModeSeconds, row.Role, row.MutedUntil, row.LastSentAt)
-	}, func(q *db.Queries) error {
-		if room.SlowModeSeconds > 0 {
-			return q.TouchLastSent(ctx, db.TouchLastSentParams{RoomID: roomID, UserID: author})
-		}
-		return nil
+		_, err := br.Exec()
+		return err
 	})
+	if err == nil && row.ID == nil {
+		err = refusal(row) // nothing was written: the rules said no, and this says which
+	}
 	var refused *apperr.Error
 	if postgres.IsUniqueViolation(err, "messages_client_msg_id_key") || errors.As(err, &refused) {
 		// A retry, or a concurrent one that won: the original message is the answer — also
@@ -161,17 +152,33 @@ func (s *Service) Send(ctx context.Context, roomID, author uuid.UUID, in SendInp
 	if err != nil {
 		return Message{}, false, fmt.Errorf("send message: %w", err)
 	}
-	s.rooms.Publish(ctx, events.Event{RoomID: roomID, Seq: room.LastSeq, Type: events.MessageCreated, ActorID: author, MessageID: row.ID})
+	s.rooms.Publish(ctx, events.Event{RoomID: roomID, Seq: *row.Seq, Type: events.MessageCreated, ActorID: author, MessageID: row.ID})
 	return Message{
-		ID: *row.ID, RoomID: roomID, Seq: room.LastSeq, ClientMsgID: in.ClientMsgID, AuthorID: author,
+		ID: *row.ID, RoomID: roomID, Seq: *row.Seq, ClientMsgID: in.ClientMsgID, AuthorID: author,
 		Body: &body, ReplyTo: in.ReplyTo, Reactions: []ReactionCount{}, CreatedAt: *row.CreatedAt,
 	}, true, nil
 }
 
-// pipelinedSend runs a transaction whose first statements (BEGIN included) go out as one
-// batch: read checks them; then, unless it failed, finish runs on the same transaction and
-// it commits. Any error rolls back.
-func (s *Service) pipelinedSend(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error, finish func(*db.Queries) error) error {
+// refusal says why SendMessage wrote nothing, from what it read (and its clock).
+func refusal(row db.SendMessageRow) error {
+	if !row.RoomFound || row.Role == "" {
+		return rooms.ErrRoomNotFound
+	}
+	if !row.ReplyOk {
+		return &apperr.Error{Code: apperr.Invalid, Message: "reply_to is not a message of this room",
+			Fields: []apperr.FieldError{{Field: "body.reply_to", Message: "is not a message of this room"}}}
+	}
+	if err := checkSend(row.ArchivedAt, row.SlowModeSeconds, row.Role, row.MutedUntil, row.LastSentAt, row.CheckedAt); err != nil {
+		return err
+	}
+	return errors.New("the send was refused by a rule checkSend does not know")
+}
+
+// sendPipelined sends a whole transaction (BEGIN to COMMIT) in one round trip, so the
+// room's lock is held only while PostgreSQL works, never while this process waits for a
+// processor to read a reply and answer; read checks the replies. A transaction left open
+// by an error is rolled back.
+func (s *Service) sendPipelined(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -184,15 +191,10 @@ func (s *Service) pipelinedSend(ctx context.Context, queue func(*pgx.Batch), rea
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = finish(db.New(conn))
-	}
-	if err != nil {
+	if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
 		// A failed rollback leaves the connection in a transaction; the pool then drops it.
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		return err
 	}
-	_, err = conn.Exec(ctx, "COMMIT")
 	return err
 }
 
@@ -215,12 +217,12 @@ func (s *Service) findSent(ctx context.Context, q *db.Queries, roomID, author, c
 	return &msgs[0], nil
 }
 
-// checkSend applies archive, mute and slow mode to a member who sends.
-func checkSend(archivedAt *time.Time, slowModeSeconds int32, role string, mutedUntil, lastSentAt *time.Time) error {
+// checkSend applies archive, mute and slow mode to a member who sends, at now (the
+// database's clock, which SendMessage's own checks used).
+func checkSend(archivedAt *time.Time, slowModeSeconds int32, role string, mutedUntil, lastSentAt *time.Time, now time.Time) error {
 	if archivedAt != nil {
 		return errArchived
 	}
-	now := time.Now()
 	if mutedUntil != nil && mutedUntil.After(now) {
 		return apperr.New(apperr.Muted, "you are muted in this room until %s", mutedUntil.UTC().Format(time.RFC3339))
 	}
