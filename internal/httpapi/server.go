@@ -114,8 +114,9 @@ func New(d Deps) (*echo.Echo, error) {
 
 	// Everything the contract describes goes through the request validator; the rest
 	// (metrics, the contract itself, docs, the demo client) is plain HTTP.
-	// Money-moving POSTs then go through the Idempotency-Key store.
-	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens()), idempotency(d.Idem, idempotentRoutes(spec), d.Logger)), api.NewStrictHandler(&Server{
+	// Text that PostgreSQL cannot store is refused next (textInputs); money-moving POSTs
+	// then go through the Idempotency-Key store.
+	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens()), textInputs(), idempotency(d.Idem, idempotentRoutes(spec), d.Logger)), api.NewStrictHandler(&Server{
 		authHandlers:     authHandlers{svc: d.Auth},
 		roomHandlers:     roomHandlers{svc: d.Rooms},
 		messageHandlers:  messageHandlers{svc: d.Chat, rooms: d.Rooms},

@@ -1,0 +1,65 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/parlor-dev/parlor/gen/apiclient"
+	"github.com/parlor-dev/parlor/internal/parlortest"
+)
+
+// A NUL character, which PostgreSQL's text refuses, is a 400 problem naming the field on
+// every text input, and nothing is written. (It reached PostgreSQL and answered 500.)
+func TestANulCharacterIsABadRequestNamingTheField(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	ann := s.Register(t, "ann")
+	room := createRoom(t, ann, "plain", apiclient.VisibilityPublic).Id
+	msgID := send(t, ann, room, "first").Id
+	base := "/v1/rooms/" + room.String()
+	nul := "a\x00b"
+	cases := []struct {
+		name, method, path, body, field string
+		auth                           bool
+	}{
+		{"register", "POST", "/v1/auth/register", azJSON(map[string]string{"email": "nul@example.com", "password": "password1", "display_name": nul}), "body.display_name", false},
+		{"register email", "POST", "/v1/auth/register", azJSON(map[string]string{"email": "n\x00ul@example.com", "password": "password1", "display_name": "Nul"}), "body.email", false},
+		{"login", "POST", "/v1/auth/login", azJSON(map[string]string{"email": "ann@example.com", "password": "pass\x00word"}), "body.password", false},
+		{"create room", "POST", "/v1/rooms", azJSON(map[string]string{"name": nul}), "body.name", true},
+		{"change room", "PATCH", base, azJSON(map[string]string{"topic": nul}), "body.topic", true},
+		{"send", "POST", base + "/messages", azJSON(map[string]string{"client_msg_id": uuid.NewString(), "body": nul}), "body.body", true},
+		{"edit", "PATCH", base + "/messages/" + msgID.String(), azJSON(map[string]string{"body": nul}), "body.body", true},
+		{"search rooms", "GET", "/v1/rooms?scope=public&q=%00", "", "query.q", true},
+	}
+	messagesBefore := s.Count(t, "SELECT count(*) FROM messages")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			if tc.auth {
+				h.Set("Authorization", "Bearer "+ann.AccessToken)
+			}
+			var res *http.Response
+			var body []byte
+			if tc.body == "" {
+				res, body = s.Do(t, tc.method, tc.path, "", nil, h)
+			} else {
+				res, body = s.Do(t, tc.method, tc.path, "application/json", strings.NewReader(tc.body), h)
+			}
+			p := parlortest.RequireProblem(t, res, body, http.StatusBadRequest, "invalid_request")
+			require.NotNil(t, p.Errors, string(body))
+			var fields []string
+			for _, e := range *p.Errors {
+				if e.Field != nil {
+					fields = append(fields, *e.Field)
+				}
+			}
+			require.Contains(t, fields, tc.field, string(body))
+		})
+	}
+	require.Equal(t, messagesBefore, s.Count(t, "SELECT count(*) FROM messages"))
+	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM users"))
+}

@@ -1,0 +1,97 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/parlor-dev/parlor/internal/apperr"
+)
+
+// nulMessage is what a text input holding U+0000 is told: PostgreSQL's text type cannot
+// store it (SQLSTATE 22021), so it is refused before any handler sees it. (Invalid UTF-8
+// never gets this far: the JSON decoder turns it into U+FFFD.)
+const nulMessage = "may not contain the NUL character (U+0000)"
+
+// textInputs refuses, with a 400 problem naming each field, a request whose path
+// parameters, query parameters or JSON body hold a NUL character, so no such text reaches
+// PostgreSQL. It runs after the request validator: the body is well-formed JSON by then.
+func textInputs() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			var fields []apperr.FieldError
+			add := func(field string) {
+				fields = append(fields, apperr.FieldError{Field: field, Message: nulMessage})
+			}
+			for i, name := range c.ParamNames() {
+				if i < len(c.ParamValues()) && strings.IndexByte(c.ParamValues()[i], 0) >= 0 {
+					add("path." + name)
+				}
+			}
+			query := c.QueryParams()
+			names := make([]string, 0, len(query))
+			for name := range query {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			for _, name := range names {
+				for _, v := range query[name] {
+					if strings.IndexByte(v, 0) >= 0 || strings.IndexByte(name, 0) >= 0 {
+						add("query." + name)
+						break
+					}
+				}
+			}
+			if r := c.Request(); r.Body != nil && r.ContentLength != 0 {
+				body, err := io.ReadAll(r.Body)
+				if err != nil {
+					return err
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				// A JSON string holds NUL only as the escape \u0000; most bodies skip the walk.
+				if bytes.Contains(body, []byte(`\u0000`)) {
+					var v any
+					if json.Unmarshal(body, &v) == nil {
+						nulFields("body", v, add)
+					}
+				}
+			}
+			if len(fields) > 0 {
+				return &apperr.Error{Code: apperr.Invalid, Message: "text " + nulMessage, Fields: fields}
+			}
+			return next(c)
+		}
+	}
+}
+
+// nulFields reports the path of every string (or object key) under v that holds a NUL.
+func nulFields(path string, v any, add func(string)) {
+	switch v := v.(type) {
+	case string:
+		if strings.IndexByte(v, 0) >= 0 {
+			add(path)
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if strings.IndexByte(k, 0) >= 0 {
+				add(path)
+				continue
+			}
+			nulFields(path+"."+k, v[k], add)
+		}
+	case []any:
+		for i, e := range v {
+			nulFields(path+"."+strconv.Itoa(i), e, add)
+		}
+	}
+}
