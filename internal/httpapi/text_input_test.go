@@ -24,7 +24,7 @@ func TestANulCharacterIsABadRequestNamingTheField(t *testing.T) {
 	nul := "a\x00b"
 	cases := []struct {
 		name, method, path, body, field string
-		auth                           bool
+		auth                            bool
 	}{
 		{"register", "POST", "/v1/auth/register", azJSON(map[string]string{"email": "nul@example.com", "password": "password1", "display_name": nul}), "body.display_name", false},
 		{"register email", "POST", "/v1/auth/register", azJSON(map[string]string{"email": "n\x00ul@example.com", "password": "password1", "display_name": "Nul"}), "body.email", false},
