@@ -50,14 +50,7 @@ func TestANulCharacterIsABadRequestNamingTheField(t *testing.T) {
 				res, body = s.Do(t, tc.method, tc.path, "application/json", strings.NewReader(tc.body), h)
 			}
 			p := parlortest.RequireProblem(t, res, body, http.StatusBadRequest, "invalid_request")
-			require.NotNil(t, p.Errors, string(body))
-			var fields []string
-			for _, e := range *p.Errors {
-				if e.Field != nil {
-					fields = append(fields, *e.Field)
-				}
-			}
-			require.Contains(t, fields, tc.field, string(body))
+			require.Contains(t, parlortest.ProblemFields(p), tc.field, string(body))
 		})
 	}
 	require.Equal(t, messagesBefore, s.Count(t, "SELECT count(*) FROM messages"))

@@ -280,6 +280,19 @@ func RequireProblem(t testing.TB, res *http.Response, body []byte, status int, c
 	return p
 }
 
+// ProblemFields returns the fields a problem's errors name.
+func ProblemFields(p apiclient.Problem) []string {
+	var fields []string
+	if p.Errors != nil {
+		for _, e := range *p.Errors {
+			if e.Field != nil {
+				fields = append(fields, *e.Field)
+			}
+		}
+	}
+	return fields
+}
+
 // Do sends a raw request (for bodies the generated client would never produce) through the
 // contract-checking transport and returns the response and its body.
 func (s *Server) Do(t testing.TB, method, path, contentType string, body io.Reader, header http.Header) (*http.Response, []byte) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
@@ -86,41 +87,64 @@ func TestARevocationReachesEveryInstanceWithoutTheBroker(t *testing.T) {
 	onB.requireClosedWith(4001, 5*time.Second)
 }
 
-// A socket that stopped reading holds up nobody when its session ends: the others' events
-// keep flowing while its close waits on its full buffers. (Closing under the fan-out's lock
-// once stalled the whole instance for a second per stuck socket.)
-func TestAStuckSocketOfAnEndedSessionStallsNobody(t *testing.T) {
-	t.Parallel()
+// stalledRoom is a busy room of bob's in which ann's sockets stopped reading after their
+// kernel buffers filled, while carol's socket read along.
+type stalledRoom struct {
+	s          *parlortest.Server
+	ann, bob   *parlortest.User
+	room       uuid.UUID
+	stuck      []*parlortest.WS
+	fast       *parlortest.WS
+	sentBefore int // messages sent to fill the buffers
+}
+
+// stallRoom builds a stalledRoom with n stuck sockets on a server with writeTimeout.
+func stallRoom(t *testing.T, writeTimeout time.Duration, n int) stalledRoom {
+	t.Helper()
 	cfg := parlortest.Config(t)
-	cfg.WSWriteTimeout = 5 * time.Second
+	cfg.WSWriteTimeout = writeTimeout
 	s := parlortest.Start(t, cfg)
 	ann, bob, carol := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carol")
 	room := createRoom(t, bob, "busy")
 	join(t, ann, room)
 	join(t, carol, room)
-	var stuck []*parlortest.WS
-	for range 4 {
+	r := stalledRoom{s: s, ann: ann, bob: bob, room: room, sentBefore: 60}
+	for range n {
 		ws := s.ConnectWith(t, parlortest.SmallBufferDialer(), ann, "")
 		ws.Next("hello", 5*time.Second)
 		ws.Pause()
-		stuck = append(stuck, ws)
+		r.stuck = append(r.stuck, ws)
 	}
-	fast := s.Connect(t, carol, "")
-	fast.Next("hello", 5*time.Second)
-	// Fill the stuck sockets' buffers (carol reads along).
+	r.fast = s.Connect(t, carol, "")
+	r.fast.Next("hello", 5*time.Second)
+	// More than a stuck socket's kernel buffers hold on both ends.
 	big := fmt.Sprintf("%04000d", 0)
-	for range 60 {
+	for range r.sentBefore {
 		send(t, bob.Client, room, big)
 	}
-	fast.Events(60, 20*time.Second)
+	r.fast.Events(r.sentBefore, 20*time.Second)
+	return r
+}
 
-	logout(t, ann.Client)
+// requireFast sends body and requires carol to get it within two seconds.
+func (r stalledRoom) requireFast(t *testing.T, body, why string) {
+	t.Helper()
 	sentAt := time.Now()
-	m := send(t, bob.Client, room, "right after the logout")
-	got := fast.Events(1, 10*time.Second)[0]
+	m := send(t, r.bob.Client, r.room, body)
+	got := r.fast.Events(1, 30*time.Second)[0]
 	require.Equal(t, m.Id, got.Event.Message.Id)
-	require.Less(t, time.Since(sentAt), 2*time.Second, "carol's event waited behind the stuck sockets' close")
-	for _, ws := range stuck {
+	require.Less(t, time.Since(sentAt), 2*time.Second, why)
+}
+
+// A socket that stopped reading holds up nobody when its session ends: the others' events
+// keep flowing while its close waits on its full buffers. (Closing under the fan-out's lock
+// once stalled the whole instance for a second per stuck socket.)
+func TestAStuckSocketOfAnEndedSessionStallsNobody(t *testing.T) {
+	t.Parallel()
+	r := stallRoom(t, 5*time.Second, 4)
+	logout(t, r.ann.Client)
+	r.requireFast(t, "right after the logout", "carol's event waited behind the stuck sockets' close")
+	for _, ws := range r.stuck {
 		ws.Resume()
 	}
 }
@@ -131,32 +155,11 @@ func TestAStuckSocketOfAnEndedSessionStallsNobody(t *testing.T) {
 // few goroutines: one that waited for a stuck client would stall the whole room.)
 func TestAClientThatStopsReadingHoldsUpNoOne(t *testing.T) {
 	t.Parallel()
-	cfg := parlortest.Config(t)
-	cfg.WSWriteTimeout = 20 * time.Second
-	s := parlortest.Start(t, cfg)
-	ann, bob, carol := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carol")
-	room := createRoom(t, bob, "busy")
-	join(t, ann, room)
-	join(t, carol, room)
-	stuck := s.ConnectWith(t, parlortest.SmallBufferDialer(), ann, "")
-	stuck.Next("hello", 5*time.Second)
-	stuck.Pause()
-	fast := s.Connect(t, carol, "")
-	fast.Next("hello", 5*time.Second)
-
-	// More than the stuck socket's kernel buffers hold on both ends.
-	big := fmt.Sprintf("%04000d", 0)
-	for range 60 {
-		send(t, bob.Client, room, big)
-	}
-	fast.Events(60, 10*time.Second)
+	r := stallRoom(t, 20*time.Second, 1)
 	for i := range 5 {
-		sentAt := time.Now()
-		m := send(t, bob.Client, room, fmt.Sprintf("after the stall %d", i))
-		got := fast.Events(1, 30*time.Second)[0]
-		require.Equal(t, m.Id, got.Event.Message.Id)
-		require.Less(t, time.Since(sentAt), 2*time.Second, "carol's event waited behind a client that stopped reading")
+		r.requireFast(t, fmt.Sprintf("after the stall %d", i), "carol's event waited behind a client that stopped reading")
 	}
+	stuck := r.stuck[0]
 	select {
 	case ce := <-stuck.Closed:
 		t.Fatalf("the stuck socket was closed (%v): the test did not keep it stuck", ce)
@@ -164,9 +167,10 @@ func TestAClientThatStopsReadingHoldsUpNoOne(t *testing.T) {
 	}
 	// Reading again, the stuck client gets every message once, in order, no frame torn.
 	stuck.Resume()
-	got := stuck.Events(65, 20*time.Second)
-	require.Len(t, requireInOrder(t, got)[room], 65)
-	require.Equal(t, "after the stall 4", *got[64].Event.Message.Body)
+	want := r.sentBefore + 5
+	got := stuck.Events(want, 20*time.Second)
+	require.Len(t, requireInOrder(t, got)[r.room], want)
+	require.Equal(t, "after the stall 4", *got[want-1].Event.Message.Body)
 }
 
 // The per-user socket cap holds across instances: two sockets on two instances fill a cap of
