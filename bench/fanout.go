@@ -1087,7 +1087,7 @@ func (p *parlorFan) subscribe(ctx context.Context, i int) (*websocket.Conn, erro
 	if res.JSON201 == nil {
 		return nil, fmt.Errorf("ticket: status %d: %s", res.StatusCode(), res.Body)
 	}
-	u2 := "ws" + strings.TrimPrefix(p.URL, "http") + "/v1/realtime?" + url.Values{"ticket": {res.JSON201.Ticket}}.Encode()
+	u2 := "ws" + strings.TrimPrefix(p.URL, "http") + "/v1/realtime?" + url.Values{"ticket": {res.JSON201.Ticket}, "batch": {"true"}}.Encode()
 	conn, hres, err := p.dialer.DialContext(ctx, u2, nil)
 	if err != nil {
 		if hres != nil {

@@ -697,7 +697,7 @@ func (p *parlorIdle) credentials(ctx context.Context, first, n int) ([]string, e
 }
 
 func (p *parlorIdle) dial(ctx context.Context, d *websocket.Dialer, _ int, ticket string) (*websocket.Conn, error) {
-	wsURL := "ws" + strings.TrimPrefix(p.ep.URL, "http") + "/v1/realtime?" + url.Values{"ticket": {ticket}}.Encode()
+	wsURL := "ws" + strings.TrimPrefix(p.ep.URL, "http") + "/v1/realtime?" + url.Values{"ticket": {ticket}, "batch": {"true"}}.Encode()
 	conn, res, err := d.DialContext(ctx, wsURL, nil)
 	if err != nil {
 		if res != nil {

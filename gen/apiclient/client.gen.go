@@ -124,6 +124,21 @@ func (e EventType) Valid() bool {
 	}
 }
 
+// Defines values for EventsFrameType.
+const (
+	Events EventsFrameType = "events"
+)
+
+// Valid indicates whether the value is a known member of the EventsFrameType enum.
+func (e EventsFrameType) Valid() bool {
+	switch e {
+	case Events:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for HealthStatus.
 const (
 	HealthStatusOk HealthStatus = "ok"
@@ -585,6 +600,21 @@ type EventFrameType string
 
 // EventType defines model for EventType.
 type EventType string
+
+// EventsFrame Two or more room events at once, only on a socket opened with `batch=true`: exactly
+// the events that `event` frames would have carried, in the same order (per-room `seq`
+// order), with the token that resumes after the last of them.
+type EventsFrame struct {
+	Events []RoomEvent `json:"events"`
+
+	// Token Resume from here, after the last of `events` (WebSocket `since` or
+	// `GET /v1/sync?since=`); at most 1 KiB however many rooms the user is in.
+	Token string          `json:"token"`
+	Type  EventsFrameType `json:"type"`
+}
+
+// EventsFrameType defines model for EventsFrame.Type.
+type EventsFrameType string
 
 // FieldError defines model for FieldError.
 type FieldError struct {
@@ -1551,6 +1581,40 @@ func (t *ServerFrame) MergeEventFrame(v EventFrame) error {
 	return err
 }
 
+// AsEventsFrame returns the union data inside the ServerFrame as a EventsFrame
+func (t ServerFrame) AsEventsFrame() (EventsFrame, error) {
+	var body EventsFrame
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromEventsFrame overwrites any union data inside the ServerFrame as the provided EventsFrame
+func (t *ServerFrame) FromEventsFrame(v EventsFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"events"}`))
+	t.union = b
+	return err
+}
+
+// MergeEventsFrame performs a merge with any union data inside the ServerFrame, using the provided EventsFrame
+func (t *ServerFrame) MergeEventsFrame(v EventsFrame) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"events"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
 // AsTypingFrame returns the union data inside the ServerFrame as a TypingFrame
 func (t ServerFrame) AsTypingFrame() (TypingFrame, error) {
 	var body TypingFrame
@@ -1705,6 +1769,8 @@ func (t ServerFrame) ValueByDiscriminator() (interface{}, error) {
 		return t.AsErrorFrame()
 	case "event":
 		return t.AsEventFrame()
+	case "events":
+		return t.AsEventsFrame()
 	case "hello":
 		return t.AsHelloFrame()
 	case "pong":

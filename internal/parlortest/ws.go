@@ -18,11 +18,12 @@ import (
 
 // Frame is a server frame as received: its type, the raw JSON, and the decoded common parts.
 type Frame struct {
-	Type  string
-	Raw   []byte
-	Token string                // hello and event frames
-	Event *apiclient.RoomEvent  // event frames
-	Hello *apiclient.HelloFrame // hello frames
+	Type   string
+	Raw    []byte
+	Token  string                // hello, event and events frames
+	Event  *apiclient.RoomEvent  // event frames
+	Events []apiclient.RoomEvent // events frames (a socket opened with batch=true)
+	Hello  *apiclient.HelloFrame // hello frames
 }
 
 // WS is a test WebSocket client: it reads frames in the background into Frames; CloseErr
@@ -86,9 +87,24 @@ func (s *Server) Connect(t testing.TB, u *User, since string) *WS {
 // ConnectWith is Connect with a dialer of the caller's.
 func (s *Server) ConnectWith(t testing.TB, d *websocket.Dialer, u *User, since string) *WS {
 	t.Helper()
+	return s.connect(t, d, u, since, nil)
+}
+
+// ConnectBatched is Connect for a socket that takes batches (batch=true): events that are
+// ready together arrive as one `events` frame.
+func (s *Server) ConnectBatched(t testing.TB, u *User, since string) *WS {
+	t.Helper()
+	return s.connect(t, websocket.DefaultDialer, u, since, url.Values{"batch": {"true"}})
+}
+
+func (s *Server) connect(t testing.TB, d *websocket.Dialer, u *User, since string, extra url.Values) *WS {
+	t.Helper()
 	q := url.Values{"ticket": {s.Ticket(t, u)}}
 	if since != "" {
 		q.Set("since", since)
+	}
+	for k, v := range extra {
+		q[k] = v
 	}
 	conn, res, err := s.DialWith(d, q, nil)
 	if err != nil {
@@ -124,15 +140,16 @@ func (ws *WS) read() {
 			return
 		}
 		var head struct {
-			Type  string               `json:"type"`
-			Token string               `json:"token"`
-			Event *apiclient.RoomEvent `json:"event"`
+			Type   string                `json:"type"`
+			Token  string                `json:"token"`
+			Event  *apiclient.RoomEvent  `json:"event"`
+			Events []apiclient.RoomEvent `json:"events"`
 		}
 		if err := json.Unmarshal(data, &head); err != nil {
 			ws.t.Errorf("frame is not JSON: %s", data)
 			continue
 		}
-		f := Frame{Type: head.Type, Raw: data, Token: head.Token, Event: head.Event}
+		f := Frame{Type: head.Type, Raw: data, Token: head.Token, Event: head.Event, Events: head.Events}
 		if head.Type == "hello" {
 			var h apiclient.HelloFrame
 			_ = json.Unmarshal(data, &h)

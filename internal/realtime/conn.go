@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,64 +49,6 @@ func typingTTLms(typing bool) *int {
 	return &ms
 }
 
-// WebSocket opcodes (RFC 6455, 5.2).
-const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
-)
-
-// frame is one WebSocket frame ready for the wire, shared by every socket it goes to: an
-// event is serialized, given its token and framed once, whatever the number of subscribers.
-type frame struct {
-	wire    []byte
-	durable bool         // an event: a full queue closes the socket rather than drop it
-	batch   uint64       // for a durable frame: the fan-out batch it came in
-	kind    string       // what a droppable frame is, for the dropped-frames metric
-	event   events.Event // for a durable frame: the event it carries
-}
-
-// wsFrame frames a payload as one final, unmasked frame (the server never masks).
-func wsFrame(op byte, payload []byte) []byte {
-	n := len(payload)
-	var b []byte
-	switch {
-	case n < 126:
-		b = make([]byte, 2, 2+n)
-		b[1] = byte(n)
-	case n <= 0xFFFF:
-		b = make([]byte, 4, 4+n)
-		b[1] = 126
-		binary.BigEndian.PutUint16(b[2:], uint16(n))
-	default:
-		b = make([]byte, 10, 10+n)
-		b[1] = 127
-		binary.BigEndian.PutUint64(b[2:], uint64(n))
-	}
-	b[0] = 0x80 | op
-	return append(b, payload...)
-}
-
-// droppable frames a JSON frame that may be lost when a socket's queue is full.
-func droppable(kind string, v any) *frame {
-	return &frame{wire: wsFrame(opText, mustFrame(v)), kind: kind}
-}
-
-var pingFrame = &frame{wire: wsFrame(opPing, nil), kind: "ping"}
-
-func closeFrame(code int, reason string) []byte {
-	return wsFrame(opClose, websocket.FormatCloseMessage(code, reason))
-}
-
-func mustFrame(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // our own frame types always encode
-	}
-	return b
-}
-
 // conn is one WebSocket. An idle one costs its reader goroutine and a few small structs:
 // the HTTP handler returns after the upgrade (net/http frees its buffers), and the
 // instance's writer pool writes its frames when it has some. The frames are framed already
@@ -133,7 +74,8 @@ type conn struct {
 
 	deadline time.Time // the write deadline a waiting write set last (zero: none is set)
 
-	raw syscall.RawConn // for writes that never wait (nil: every write may wait)
+	raw   syscall.RawConn // for writes that never wait (nil: every write may wait)
+	batch bool            // joins runs of events into `events` frames (batch=true)
 
 	mu              sync.Mutex
 	queue           []*frame
@@ -286,19 +228,12 @@ func countEvents(q []*frame) (n int) {
 	return n
 }
 
-// writeWhatFits writes q's frames, joined into writes of up to maxWriteBytes, as far as the
-// socket's send buffer takes them without waiting. It returns what was not written (nil:
-// everything).
+// writeWhatFits writes q's frames, joined into writes of up to maxWriteBytes (and, on a
+// socket that takes batches, runs of events into `events` frames), as far as the socket's
+// send buffer takes them without waiting. It returns what was not written (nil: everything).
 func (c *conn) writeWhatFits(q []*frame, buf *[]byte) ([][]byte, error) {
-	wires := func(from int) [][]byte {
-		out := make([][]byte, 0, len(q)-from)
-		for _, f := range q[from:] {
-			out = append(out, f.wire)
-		}
-		return out
-	}
 	if c.raw == nil {
-		return wires(0), nil
+		return wires(q, c.batch), nil
 	}
 	if !c.deadline.IsZero() {
 		// A write that waited left its deadline on the socket, which would fail this one
@@ -307,21 +242,22 @@ func (c *conn) writeWhatFits(q []*frame, buf *[]byte) ([][]byte, error) {
 		c.deadline = time.Time{}
 	}
 	for i := 0; i < len(q); {
-		b, j := q[i].wire, i+1 // a lone frame is written as it is
-		if j < len(q) && len(b)+len(q[j].wire) <= maxWriteBytes {
-			b = (*buf)[:0]
-			for j = i; j < len(q) && (j == i || len(b)+len(q[j].wire) <= maxWriteBytes); j++ {
-				b = append(b, q[j].wire...)
+		b, j := (*buf)[:0], i
+		for j < len(q) {
+			end, size := nextUnit(q, j, c.batch)
+			if j > i && len(b)+size > maxWriteBytes {
+				break
 			}
-			*buf = b
+			b, j = appendUnit(b, q[j:end]), end
 		}
+		*buf = b
 		n, err := writeNow(c.raw, b)
 		if err != nil {
 			return nil, err
 		}
 		if n < len(b) {
-			// b may be the writer's buffer: what is left of it is copied.
-			return append([][]byte{append([]byte(nil), b[n:]...)}, wires(j)...), nil
+			// b is the writer's buffer: what is left of it is copied.
+			return append([][]byte{append([]byte(nil), b[n:]...)}, wires(q[j:], c.batch)...), nil
 		}
 		i = j
 	}

@@ -159,6 +159,10 @@ func (g *Gateway) Handle(c echo.Context) error {
 		return &apperr.Error{Code: apperr.Unavailable, Message: "the server is restarting; reconnect", RetryAfter: time.Second}
 	}
 	q := r.URL.Query()
+	batch, err := batchParam(q)
+	if err != nil {
+		return err // before the ticket is spent: the client fixes the URL and uses it
+	}
 	user, session, err := g.tickets.Redeem(r.Context(), q.Get("ticket"))
 	if err != nil {
 		return err
@@ -173,6 +177,7 @@ func (g *Gateway) Handle(c echo.Context) error {
 		_ = tc.SetWriteBuffer(socketSendBuffer)
 	}
 	conn := &conn{g: g, ws: ws, nc: nc, raw: rawConnOf(nc), id: newConnID(), user: user, session: session, bucket: randomBucket(), joined: make(chan struct{}), closeSent: make(chan struct{})}
+	conn.batch = batch
 	var since *events.Token
 	if s := q.Get("since"); s != "" {
 		tok, err := g.tokens.Decode(s)
@@ -234,6 +239,19 @@ func (g *Gateway) Handle(c echo.Context) error {
 	}
 	conn.start()
 	return nil
+}
+
+// batchParam reads the batch query parameter: absent is false, and only the contract's
+// booleans are taken.
+func batchParam(q url.Values) (bool, error) {
+	switch q.Get("batch") {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, &apperr.Error{Code: apperr.Invalid, Message: "batch must be true or false",
+		Fields: []apperr.FieldError{{Field: "query.batch", Message: "must be true or false"}}}
 }
 
 // refuse closes a socket that never went live.
@@ -314,7 +332,7 @@ func (g *Gateway) open(ctx context.Context, c *conn, since *events.Token) error 
 // page, each frame with the token that resumes right after it.
 func (g *Gateway) replay(ctx context.Context, c *conn, tok events.Token) error {
 	for {
-		var wires [][]byte
+		var frames []*frame
 		var page events.Page
 		err := postgres.WithSnapshot(ctx, g.pool, func(q *db.Queries) error {
 			var err error
@@ -325,28 +343,28 @@ func (g *Gateway) replay(ctx context.Context, c *conn, tok events.Token) error {
 			if err != nil {
 				return err
 			}
-			wires = make([][]byte, 0, len(hydrated))
+			frames = make([]*frame, 0, len(hydrated))
 			for i, e := range hydrated {
 				b, err := jsonEvent(e)
 				if err != nil {
 					return err
 				}
-				wires = append(wires, eventFrame(e.Event, b, g.tokens.Encode(page.TokenAfter(i))).wire)
+				frames = append(frames, eventFrame(e.Event, b, g.tokens.Encode(page.TokenAfter(i))))
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if len(wires) > 0 {
-			if err := c.write(wires...); err != nil {
+		if len(frames) > 0 {
+			if err := c.write(wires(frames, c.batch)...); err != nil {
 				return err
 			}
 			// The server does not ping before the socket is live: a client that keeps taking
 			// a long replay in is alive.
 			c.extendReadDeadline()
-			g.metrics.replayEvents.Add(float64(len(wires)))
-			g.metrics.deliveries.Add(float64(len(wires)))
+			g.metrics.replayEvents.Add(float64(len(frames)))
+			g.metrics.deliveries.Add(float64(len(frames)))
 		}
 		if !page.HasMore || c.isClosing() {
 			return nil

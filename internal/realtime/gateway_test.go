@@ -92,6 +92,15 @@ func gwRequireValidFrame(t testing.TB, raw []byte) {
 		require.True(t, f.Event.Type.Valid(), "event type: %s", raw)
 		require.NotEqual(t, uuid.Nil, f.Event.RoomId, "event: %s", raw)
 		require.Positive(t, f.Event.Seq, "event: %s", raw)
+	case apiclient.EventsFrame:
+		require.True(t, f.Type.Valid(), "events: %s", raw)
+		require.NotEmpty(t, f.Token, "events: %s", raw)
+		require.GreaterOrEqual(t, len(f.Events), 2, "an events frame carries two events or more: %s", raw)
+		for _, e := range f.Events {
+			require.True(t, e.Type.Valid(), "event type: %s", raw)
+			require.NotEqual(t, uuid.Nil, e.RoomId, "events: %s", raw)
+			require.Positive(t, e.Seq, "events: %s", raw)
+		}
 	case apiclient.TypingFrame:
 		require.True(t, f.Type.Valid(), "typing: %s", raw)
 		require.NotEqual(t, uuid.Nil, f.RoomId, "typing: %s", raw)
@@ -147,6 +156,13 @@ type gwSock struct {
 func gwConnect(t *testing.T, s *parlortest.Server, u *parlortest.User, since string) *gwSock {
 	t.Helper()
 	ws := s.Connect(t, u, since)
+	return &gwSock{t: t, Conn: ws.Conn, frames: ws.Frames, closed: ws.Closed}
+}
+
+// gwConnectBatched opens a socket for u that takes batches (batch=true).
+func gwConnectBatched(t *testing.T, s *parlortest.Server, u *parlortest.User, since string) *gwSock {
+	t.Helper()
+	ws := s.ConnectBatched(t, u, since)
 	return &gwSock{t: t, Conn: ws.Conn, frames: ws.Frames, closed: ws.Closed}
 }
 
@@ -428,8 +444,8 @@ func gwDial(s *parlortest.Server, ticket, since, origin string) (*websocket.Conn
 }
 
 // gwRequireRefused checks a handshake was refused before the upgrade, with a problem of
-// the contract.
-func gwRequireRefused(t *testing.T, conn *websocket.Conn, res *http.Response, err error, status int, code string) {
+// the contract, which it returns.
+func gwRequireRefused(t *testing.T, conn *websocket.Conn, res *http.Response, err error, status int, code string) apiclient.Problem {
 	t.Helper()
 	if conn != nil {
 		_ = conn.Close()
@@ -439,12 +455,13 @@ func gwRequireRefused(t *testing.T, conn *websocket.Conn, res *http.Response, er
 	require.NotNil(t, res)
 	body, rerr := io.ReadAll(res.Body)
 	require.NoError(t, rerr)
-	parlortest.RequireProblem(t, res, body, status, code)
+	p := parlortest.RequireProblem(t, res, body, status, code)
 	path := gwPublished(t).Paths.Find("/v1/realtime")
 	require.NotNil(t, path, "the contract has no /v1/realtime")
 	require.NotNil(t, path.Get, "the contract has no GET /v1/realtime")
 	require.NotNil(t, path.Get.Responses.Status(status),
 		"GET /v1/realtime answered %d, a status the contract does not declare for it; body: %s", status, body)
+	return p
 }
 
 // gwRequireUpgraded checks a handshake was upgraded and the server says hello.

@@ -408,17 +408,6 @@ func (n *node) wanted(evs []events.Event) []events.Event {
 // jsonEvent serializes an event as the contract's RoomEvent, as everyone sees it.
 func jsonEvent(e chat.Event) ([]byte, error) { return json.Marshal(apiconv.Event(e)) }
 
-// eventFrame composes an event frame around the event's shared serialization.
-func eventFrame(e events.Event, event []byte, token string) *frame {
-	payload := make([]byte, 0, len(event)+len(token)+40)
-	payload = append(payload, `{"type":"event","token":"`...)
-	payload = append(payload, token...)
-	payload = append(payload, `","event":`...)
-	payload = append(payload, event...)
-	payload = append(payload, '}')
-	return &frame{wire: wsFrame(opText, payload), event: e, durable: true}
-}
-
 func (n *node) typing(no events.Notice) {
 	if no.UserID == nil {
 		return

@@ -121,6 +121,8 @@ export function handleFrame(frame: ServerFrame): string {
       return `${frame.connection_id} every ${frame.heartbeat_interval_ms} ms, resume from ${frame.token}`;
     case "event":
       return `${frame.event.type} #${frame.event.seq} in ${frame.event.room_id} (resume: ${frame.token})`;
+    case "events": // only on a socket opened with batch=true
+      return `${frame.events.length} events, the last #${frame.events[frame.events.length - 1]?.seq} (resume: ${frame.token})`;
     case "typing":
       return `${frame.user_id} typing=${String(frame.typing)}`;
     case "presence":

@@ -36,13 +36,15 @@ export type SyncPage = components["schemas"]["SyncPage"];
 
 /**
  * ServerFrame is every WebSocket frame the server sends; narrow it on `type`
- * (`hello`, `event`, `typing`, `presence`, `pong`, `error`). ClientFrame is every frame a
- * client may send (`ping`, `typing.start`, `typing.stop`).
+ * (`hello`, `event`, `events` — only on a socket opened with `batch=true` —, `typing`,
+ * `presence`, `pong`, `error`). ClientFrame is every frame a client may send (`ping`,
+ * `typing.start`, `typing.stop`).
  */
 export type ServerFrame = components["schemas"]["ServerFrame"];
 export type ClientFrame = components["schemas"]["ClientFrame"];
 export type HelloFrame = components["schemas"]["HelloFrame"];
 export type EventFrame = components["schemas"]["EventFrame"];
+export type EventsFrame = components["schemas"]["EventsFrame"];
 export type TypingFrame = components["schemas"]["TypingFrame"];
 export type PresenceFrame = components["schemas"]["PresenceFrame"];
 

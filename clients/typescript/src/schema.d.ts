@@ -1172,7 +1172,7 @@ export interface components {
             online: string[];
         };
         /** @description Every frame the server sends, discriminated by `type`. */
-        ServerFrame: components["schemas"]["HelloFrame"] | components["schemas"]["EventFrame"] | components["schemas"]["TypingFrame"] | components["schemas"]["PresenceFrame"] | components["schemas"]["PongFrame"] | components["schemas"]["ErrorFrame"];
+        ServerFrame: components["schemas"]["HelloFrame"] | components["schemas"]["EventFrame"] | components["schemas"]["EventsFrame"] | components["schemas"]["TypingFrame"] | components["schemas"]["PresenceFrame"] | components["schemas"]["PongFrame"] | components["schemas"]["ErrorFrame"];
         /** @description Every frame a client may send, discriminated by `type`. */
         ClientFrame: components["schemas"]["PingFrame"] | components["schemas"]["TypingStartFrame"] | components["schemas"]["TypingStopFrame"];
         /** @description The first frame of every connection. */
@@ -1209,6 +1209,24 @@ export interface components {
              */
             token: string;
             event: components["schemas"]["RoomEvent"];
+        };
+        /**
+         * @description Two or more room events at once, only on a socket opened with `batch=true`: exactly
+         *     the events that `event` frames would have carried, in the same order (per-room `seq`
+         *     order), with the token that resumes after the last of them.
+         */
+        EventsFrame: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "events";
+            /**
+             * @description Resume from here, after the last of `events` (WebSocket `since` or
+             *     `GET /v1/sync?since=`); at most 1 KiB however many rooms the user is in.
+             */
+            token: string;
+            events: components["schemas"]["RoomEvent"][];
         };
         /** @description Someone in one of your rooms started or stopped typing. Not durable. */
         TypingFrame: {
@@ -2420,10 +2438,18 @@ export interface operations {
             query: {
                 ticket: string;
                 /**
-                 * @description A token from `GET /v1/sync`, `hello` or an `event` frame (at most 1 KiB; longer
-                 *     values up to 64 KiB are closed with 4400 after the upgrade).
+                 * @description A token from `GET /v1/sync`, `hello`, an `event` or an `events` frame (at most
+                 *     1 KiB; longer values up to 64 KiB are closed with 4400 after the upgrade).
                  */
                 since?: string;
+                /**
+                 * @description `true`: events that are ready to go to the socket together (a replay, or live
+                 *     events that commit in the same moment) arrive as one `events` frame of up to
+                 *     16 KiB, with one token, instead of an `event` frame each. A busy room then costs
+                 *     the client one frame per burst rather than one per event. A lone event still
+                 *     arrives as an `event` frame, so a client that asks for batches handles both.
+                 */
+                batch?: boolean;
             };
             header?: never;
             path?: never;

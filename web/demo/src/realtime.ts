@@ -6,7 +6,10 @@ import { CloseCode, type ClientFrame, type HelloFrame, type ParlorClient, type S
 export type RealtimeLimits = HelloFrame["limits"];
 
 export interface RealtimeHandlers {
-  /** Every frame, in order; `event` frames are durable room events. */
+  /**
+   * Every frame, in order; `event` frames are durable room events. The socket asks for
+   * batches, and an `events` frame arrives here as one `event` frame per event.
+   */
   frame(frame: ServerFrame): void;
   /** For the status line: "live", "connecting…", "reconnecting in 3 s", … */
   status(text: string, live: boolean): void;
@@ -80,6 +83,8 @@ export class Realtime {
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     url.host = location.host;
     url.searchParams.set("since", this.token);
+    // A burst of events (a busy room, a replay after a reconnect) arrives as one frame.
+    url.searchParams.set("batch", "true");
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.onmessage = (m: MessageEvent<unknown>) => this.receive(m.data);
@@ -103,6 +108,10 @@ export class Realtime {
       case "event":
         this.token = frame.token; // resume after this event next time
         break;
+      case "events":
+        this.token = frame.token; // resume after the last of them next time
+        for (const event of frame.events) this.on.frame({ type: "event", token: frame.token, event });
+        return;
       case "error":
         console.warn("realtime: a frame was refused:", frame.code, frame.message);
         break;
