@@ -1931,8 +1931,9 @@ type ClientInterface interface {
 	// Logout End the current session
 	//
 	// Revokes the session the access token belongs to: its refresh tokens stop working at
-	// once. Access tokens are stateless and expire on their own within 15 minutes.
-	// Logging out twice is not an error.
+	// once, and its access tokens answer `401 unauthorized` from then on (within 5 seconds
+	// on every instance), its WebSockets close with 4001. Logging out twice is not an
+	// error: the ended session's access token may still call this.
 	//
 	// Corresponds with POST /v1/auth/logout (the `Logout` operationId).
 	Logout(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2500,8 +2501,9 @@ func (c *Client) Login(ctx context.Context, body LoginJSONRequestBody, reqEditor
 // Logout End the current session
 //
 // Revokes the session the access token belongs to: its refresh tokens stop working at
-// once. Access tokens are stateless and expire on their own within 15 minutes.
-// Logging out twice is not an error.
+// once, and its access tokens answer `401 unauthorized` from then on (within 5 seconds
+// on every instance), its WebSockets close with 4001. Logging out twice is not an
+// error: the ended session's access token may still call this.
 //
 // Corresponds with POST /v1/auth/logout (the `Logout` operationId).
 func (c *Client) Logout(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5219,8 +5221,9 @@ type ClientWithResponsesInterface interface {
 	// LogoutWithResponse End the current session
 	//
 	// Revokes the session the access token belongs to: its refresh tokens stop working at
-	// once. Access tokens are stateless and expire on their own within 15 minutes.
-	// Logging out twice is not an error.
+	// once, and its access tokens answer `401 unauthorized` from then on (within 5 seconds
+	// on every instance), its WebSockets close with 4001. Logging out twice is not an
+	// error: the ended session's access token may still call this.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -9010,8 +9013,9 @@ func (c *ClientWithResponses) LoginWithResponse(ctx context.Context, body LoginJ
 // LogoutWithResponse End the current session
 //
 // Revokes the session the access token belongs to: its refresh tokens stop working at
-// once. Access tokens are stateless and expire on their own within 15 minutes.
-// Logging out twice is not an error.
+// once, and its access tokens answer `401 unauthorized` from then on (within 5 seconds
+// on every instance), its WebSockets close with 4001. Logging out twice is not an
+// error: the ended session's access token may still call this.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -158,6 +158,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		Broker: broker, Tokens: tokens, Logger: logger, Registry: registry,
 	})
 	authSvc.OnRevoke = a.Gateway.SessionRevoked
+	if err := authSvc.Revocations().Load(ctx); err != nil {
+		return nil, err
+	}
+	go authSvc.Revocations().Run(bg, logger)
 	registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -60,11 +60,13 @@ type Service struct {
 	limiter    ratelimit.Limiter
 	limits     Limits
 	refreshTTL time.Duration
+	revs       *Revocations
 	// OnRevoke, when set, is told after a session is revoked (to close its sockets).
 	OnRevoke func(ctx context.Context, sessionID uuid.UUID)
 }
 
 func (s *Service) revoked(ctx context.Context, sessionID uuid.UUID) {
+	s.revs.Add(sessionID)
 	if s.OnRevoke != nil {
 		s.OnRevoke(ctx, sessionID)
 	}
@@ -72,8 +74,13 @@ func (s *Service) revoked(ctx context.Context, sessionID uuid.UUID) {
 
 // NewService wires the auth service.
 func NewService(pool *pgxpool.Pool, passwords *Passwords, tokens *AccessTokens, limiter ratelimit.Limiter, limits Limits, refreshTTL time.Duration) *Service {
-	return &Service{pool: pool, passwords: passwords, tokens: tokens, limiter: limiter, limits: limits, refreshTTL: refreshTTL}
+	return &Service{pool: pool, passwords: passwords, tokens: tokens, limiter: limiter, limits: limits, refreshTTL: refreshTTL,
+		revs: NewRevocations(pool, tokens.TTL())}
 }
+
+// Revocations returns the sessions revoked while their access tokens may still be valid
+// (used by the HTTP layer's authentication).
+func (s *Service) Revocations() *Revocations { return s.revs }
 
 // Tokens returns the access-token verifier (used by the HTTP layer's authentication).
 func (s *Service) Tokens() *AccessTokens { return s.tokens }

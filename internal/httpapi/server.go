@@ -116,7 +116,7 @@ func New(d Deps) (*echo.Echo, error) {
 	// (metrics, the contract itself, docs, the demo client) is plain HTTP.
 	// Text that PostgreSQL cannot store is refused next (textInputs); money-moving POSTs
 	// then go through the Idempotency-Key store.
-	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens()), textInputs(), idempotency(d.Idem, idempotentRoutes(spec), d.Logger)), api.NewStrictHandler(&Server{
+	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens(), d.Auth.Revocations()), textInputs(), idempotency(d.Idem, idempotentRoutes(spec), d.Logger)), api.NewStrictHandler(&Server{
 		authHandlers:     authHandlers{svc: d.Auth},
 		roomHandlers:     roomHandlers{svc: d.Rooms},
 		messageHandlers:  messageHandlers{svc: d.Chat, rooms: d.Rooms},
@@ -219,9 +219,10 @@ func NewHTTPServer(handler http.Handler) *http.Server {
 }
 
 // validator returns the OpenAPI request validator: it authenticates bearer tokens (401,
-// never 403, on failure), rejects unknown fields and out-of-range values, and hands any
-// failure to the error handler as a problem.
-func validator(spec *openapi3.T, tokens *auth.AccessTokens) echo.MiddlewareFunc {
+// never 403, on failure; the token of a revoked session too, except to log out again),
+// rejects unknown fields and out-of-range values, and hands any failure to the error
+// handler as a problem.
+func validator(spec *openapi3.T, tokens *auth.AccessTokens, revoked *auth.Revocations) echo.MiddlewareFunc {
 	return echomiddleware.OapiRequestValidatorWithOptions(spec, &echomiddleware.Options{
 		SilenceServersWarning: true,
 		Options: openapi3filter.Options{
@@ -237,6 +238,9 @@ func validator(spec *openapi3.T, tokens *auth.AccessTokens) echo.MiddlewareFunc 
 				p, err := tokens.Verify(strings.TrimSpace(token))
 				if err != nil {
 					return err
+				}
+				if revoked.Revoked(p.SessionID) && in.RequestValidationInput.Route.Path != "/v1/auth/logout" {
+					return apperr.New(apperr.Unauthorized, "this session has ended (logged out or revoked): sign in again")
 				}
 				c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
 				return nil

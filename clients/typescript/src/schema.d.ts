@@ -83,8 +83,9 @@ export interface paths {
         /**
          * End the current session
          * @description Revokes the session the access token belongs to: its refresh tokens stop working at
-         *     once. Access tokens are stateless and expire on their own within 15 minutes.
-         *     Logging out twice is not an error.
+         *     once, and its access tokens answer `401 unauthorized` from then on (within 5 seconds
+         *     on every instance), its WebSockets close with 4001. Logging out twice is not an
+         *     error: the ended session's access token may still call this.
          */
         post: operations["logout"];
         delete?: never;
