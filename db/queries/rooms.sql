@@ -29,7 +29,17 @@ WHERE id = @id
 RETURNING *;
 
 -- name: DeleteRoom :exec
-UPDATE rooms SET deleted_at = now(), updated_at = now() WHERE id = @id;
+-- A deleted room lets go of everyone: each member's readable stretch of the log ends with
+-- the room.deleted event (@seq), and the memberships and invitations go, so the room no
+-- longer counts against anyone's room cap.
+WITH periods AS (
+    UPDATE room_member_periods SET to_seq = @seq WHERE room_id = @id AND to_seq IS NULL
+), members AS (
+    DELETE FROM room_members WHERE room_id = @id
+), invites AS (
+    DELETE FROM room_invites WHERE room_id = @id
+)
+UPDATE rooms SET deleted_at = now(), updated_at = now(), member_count = 0 WHERE id = @id;
 
 -- name: AddMemberCount :exec
 UPDATE rooms SET member_count = member_count + @delta::integer WHERE id = @id;

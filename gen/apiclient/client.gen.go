@@ -2031,7 +2031,12 @@ type ClientInterface interface {
 
 	// DeleteRoom Delete a room (owner)
 	//
-	// The room and its history disappear for everyone; members get a `room.deleted` event.
+	// The room and its history disappear for everyone. Members get a `room.deleted` event,
+	// the last of the room they can read (on sync and on the socket), and are members no
+	// more: the room no longer counts against their room limit, no list shows it, and
+	// anything about it (leaving included) answers 404. Entry fees paid for a paid room are
+	// not refunded by the deletion: an entry bought membership while the room existed, and
+	// the payment stays in each wallet's history.
 	//
 	// Corresponds with DELETE /v1/rooms/{room_id} (the `DeleteRoom` operationId).
 	DeleteRoom(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2701,7 +2706,12 @@ func (c *Client) CreateRoom(ctx context.Context, body CreateRoomJSONRequestBody,
 
 // DeleteRoom Delete a room (owner)
 //
-// The room and its history disappear for everyone; members get a `room.deleted` event.
+// The room and its history disappear for everyone. Members get a `room.deleted` event,
+// the last of the room they can read (on sync and on the socket), and are members no
+// more: the room no longer counts against their room limit, no list shows it, and
+// anything about it (leaving included) answers 404. Entry fees paid for a paid room are
+// not refunded by the deletion: an entry bought membership while the room existed, and
+// the payment stays in each wallet's history.
 //
 // Corresponds with DELETE /v1/rooms/{room_id} (the `DeleteRoom` operationId).
 func (c *Client) DeleteRoom(ctx context.Context, roomId RoomId, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5329,7 +5339,12 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteRoomWithResponse Delete a room (owner)
 	//
-	// The room and its history disappear for everyone; members get a `room.deleted` event.
+	// The room and its history disappear for everyone. Members get a `room.deleted` event,
+	// the last of the room they can read (on sync and on the socket), and are members no
+	// more: the room no longer counts against their room limit, no list shows it, and
+	// anything about it (leaving included) answers 404. Entry fees paid for a paid room are
+	// not refunded by the deletion: an entry bought membership while the room existed, and
+	// the payment stays in each wallet's history.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -9181,7 +9196,12 @@ func (c *ClientWithResponses) CreateRoomWithResponse(ctx context.Context, body C
 
 // DeleteRoomWithResponse Delete a room (owner)
 //
-// The room and its history disappear for everyone; members get a `room.deleted` event.
+// The room and its history disappear for everyone. Members get a `room.deleted` event,
+// the last of the room they can read (on sync and on the socket), and are members no
+// more: the room no longer counts against their room limit, no list shows it, and
+// anything about it (leaving included) answers 404. Entry fees paid for a paid room are
+// not refunded by the deletion: an entry bought membership while the room existed, and
+// the payment stays in each wallet's history.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -39,7 +39,10 @@ type Querier interface {
 	DeleteInvite(ctx context.Context, arg DeleteInviteParams) error
 	DeleteMember(ctx context.Context, arg DeleteMemberParams) error
 	DeleteMessage(ctx context.Context, id uuid.UUID) (Message, error)
-	DeleteRoom(ctx context.Context, id uuid.UUID) error
+	// A deleted room lets go of everyone: each member's readable stretch of the log ends with
+	// the room.deleted event (@seq), and the memberships and invitations go, so the room no
+	// longer counts against anyone's room cap.
+	DeleteRoom(ctx context.Context, arg DeleteRoomParams) error
 	EditMessage(ctx context.Context, arg EditMessageParams) (Message, error)
 	EnsureUserAccount(ctx context.Context, userID uuid.UUID) error
 	FinishIdempotencyKey(ctx context.Context, arg FinishIdempotencyKeyParams) error

@@ -146,11 +146,26 @@ func (q *Queries) DeleteMember(ctx context.Context, arg DeleteMemberParams) erro
 }
 
 const DeleteRoom = `-- name: DeleteRoom :exec
-UPDATE rooms SET deleted_at = now(), updated_at = now() WHERE id = $1
+WITH periods AS (
+    UPDATE room_member_periods SET to_seq = $2 WHERE room_id = $1 AND to_seq IS NULL
+), members AS (
+    DELETE FROM room_members WHERE room_id = $1
+), invites AS (
+    DELETE FROM room_invites WHERE room_id = $1
+)
+UPDATE rooms SET deleted_at = now(), updated_at = now(), member_count = 0 WHERE id = $1
 `
 
-func (q *Queries) DeleteRoom(ctx context.Context, id uuid.UUID) error {
-	_, err := q.db.Exec(ctx, DeleteRoom, id)
+type DeleteRoomParams struct {
+	ID  uuid.UUID
+	Seq *int64
+}
+
+// A deleted room lets go of everyone: each member's readable stretch of the log ends with
+// the room.deleted event (@seq), and the memberships and invitations go, so the room no
+// longer counts against anyone's room cap.
+func (q *Queries) DeleteRoom(ctx context.Context, arg DeleteRoomParams) error {
+	_, err := q.db.Exec(ctx, DeleteRoom, arg.ID, arg.Seq)
 	return err
 }
 

@@ -333,6 +333,12 @@ func (n *node) fanOutLocked(f *frame, touched []*conn) []*conn {
 	for c := range subs {
 		queue(c)
 	}
+	if e.Type == events.RoomDeleted {
+		// The room's last event: nobody is a member any more.
+		for c := range subs {
+			n.unsubscribeLocked(c, e.RoomID)
+		}
+	}
 	if e.UserID == nil {
 		return touched
 	}

@@ -432,7 +432,8 @@ func (s *Service) Update(ctx context.Context, roomID, actor uuid.UUID, in Update
 	return s.Get(ctx, roomID, actor)
 }
 
-// Delete removes a room (owner only); members get a room.deleted event.
+// Delete removes a room (owner only): members get a room.deleted event, the last of the
+// room they can read, and are members no more.
 func (s *Service) Delete(ctx context.Context, roomID, actor uuid.UUID) error {
 	_, _, err := s.Write(ctx, roomID, actor, func(tx *Tx) (*events.Event, error) {
 		m, err := tx.requireMember()
@@ -442,7 +443,7 @@ func (s *Service) Delete(ctx context.Context, roomID, actor uuid.UUID) error {
 		if m.Role != Owner {
 			return nil, apperr.New(apperr.Forbidden, "only the owner may delete the room")
 		}
-		if err := tx.Q.DeleteRoom(ctx, roomID); err != nil {
+		if err := tx.Q.DeleteRoom(ctx, db.DeleteRoomParams{ID: roomID, Seq: &tx.Seq}); err != nil {
 			return nil, err
 		}
 		return &events.Event{Type: events.RoomDeleted}, nil

@@ -158,7 +158,12 @@ export interface paths {
         post?: never;
         /**
          * Delete a room (owner)
-         * @description The room and its history disappear for everyone; members get a `room.deleted` event.
+         * @description The room and its history disappear for everyone. Members get a `room.deleted` event,
+         *     the last of the room they can read (on sync and on the socket), and are members no
+         *     more: the room no longer counts against their room limit, no list shows it, and
+         *     anything about it (leaving included) answers 404. Entry fees paid for a paid room are
+         *     not refunded by the deletion: an entry bought membership while the room existed, and
+         *     the payment stays in each wallet's history.
          */
         delete: operations["deleteRoom"];
         options?: never;
