@@ -744,8 +744,8 @@ func (r *fanResult) onlySlow(o options) bool {
 }
 
 func (r *fanResult) summary() string {
-	s := fmt.Sprintf("%g msgs/s → %.0f sent/s (%s deliveries/s offered), p50 / p99 / max %s, %s/%s delivered, server CPU %.1f µs per delivery",
-		r.rate, r.achieved, thousands(int64(r.deliveryRate())), latencyTriple(&r.hist), thousands(r.received), thousands(r.expected), r.cpuPerDelivery())
+	s := fmt.Sprintf("%g msgs/s → %.0f sent/s (%s deliveries/s offered), p50 / p99 / max %s, %s/%s delivered, server CPU %.1f µs per delivery, sends p50 / p99 %s",
+		r.rate, r.achieved, thousands(int64(r.deliveryRate())), latencyTriple(&r.hist), thousands(r.received), thousands(r.expected), r.cpuPerDelivery(), histP50P99(&r.sendHist))
 	var why []string
 	if r.lost > 0 {
 		why = append(why, r.missingText())

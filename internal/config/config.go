@@ -68,6 +68,11 @@ type Config struct {
 	// often, so events that commit close together go out together (one write per socket for
 	// several events). After a quiet spell the first event goes out at once.
 	WSBatchInterval time.Duration `env:"APP_WS_BATCH_INTERVAL" envDefault:"10ms"`
+	// WSWriterNice: the nice value (0–19) of the threads that write the sockets (Linux; 0
+	// leaves them as they are). Fan-out writes are bulk work that can wait a little; the
+	// request handlers and PostgreSQL then get a processor first, so sends into a busy room
+	// do not queue behind its fan-out.
+	WSWriterNice int `env:"APP_WS_WRITER_NICE" envDefault:"10"`
 
 	// Wallet. CreditPackages: comma-separated `id:credits:price:currency` (price in minor
 	// units), what users can buy. PlatformFeeBPS: the platform's cut of a paid-room entry in
@@ -216,6 +221,9 @@ func (c Config) Validate() error {
 	}
 	if c.WSBatchInterval < 0 || c.WSBatchInterval > time.Second {
 		errs = append(errs, fmt.Errorf("APP_WS_BATCH_INTERVAL must be between 0 and 1s, not %s", c.WSBatchInterval))
+	}
+	if c.WSWriterNice < 0 || c.WSWriterNice > 19 {
+		errs = append(errs, fmt.Errorf("APP_WS_WRITER_NICE must be between 0 and 19, not %d", c.WSWriterNice))
 	}
 	if c.WSWriteTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("APP_WS_WRITE_TIMEOUT must be at least 100ms, not %s", c.WSWriteTimeout))

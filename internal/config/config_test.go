@@ -57,6 +57,11 @@ func TestDefaultsAndProductionSafeguards(t *testing.T) {
 	_, err = Load()
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "not-a-cidr"), err.Error())
+
+	t.Setenv("APP_TRUSTED_PROXIES", "")
+	t.Setenv("APP_WS_WRITER_NICE", "20")
+	_, err = Load()
+	require.ErrorContains(t, err, "APP_WS_WRITER_NICE must be between 0 and 19, not 20")
 }
 
 func TestCreditPackages(t *testing.T) {

@@ -90,7 +90,7 @@ func New(ctx context.Context, d Deps) *Gateway {
 		broker: d.Broker, tokens: d.Tokens, logger: d.Logger, metrics: m,
 		node:    newNode(d.TailPool, d.Chat, d.Tokens, d.Logger, m, d.Config.WSBatchInterval),
 		conns:   map[*conn]struct{}{},
-		writers: newWriterPool(ctx),
+		writers: newWriterPool(ctx, d.Config.WSWriterNice, d.Logger),
 		origins: map[string]bool{},
 	}
 	g.node.onEpochChange = func() {
