@@ -152,7 +152,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if a.Redis != nil {
 		presence = realtime.NewRedisPresence(a.Redis, cfg.RedisKeyPrefix)
 	}
-	tickets := realtime.NewTickets(a.Pool, cursors, a.Redis, cfg.RedisKeyPrefix, nil)
+	tickets := realtime.NewTickets(authSvc.Revocations(), cursors, a.Redis, cfg.RedisKeyPrefix, nil)
 	a.Gateway = realtime.New(bg, realtime.Deps{
 		Config: cfg, Pool: a.Pool, TailPool: a.TailPool, Chat: chatSvc, Rooms: roomsSvc, Tickets: tickets, Presence: presence,
 		Broker: broker, Tokens: tokens, Logger: logger, Registry: registry,

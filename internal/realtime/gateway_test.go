@@ -26,6 +26,7 @@ import (
 	"github.com/parlor-dev/parlor/gen/api"
 	"github.com/parlor-dev/parlor/gen/apiclient"
 	"github.com/parlor-dev/parlor/gen/db"
+	"github.com/parlor-dev/parlor/internal/auth"
 	"github.com/parlor-dev/parlor/internal/cursor"
 	"github.com/parlor-dev/parlor/internal/parlortest"
 	"github.com/parlor-dev/parlor/internal/realtime"
@@ -591,14 +592,14 @@ func TestGatewayHandshake(t *testing.T) {
 			signer, err := cursor.NewSigner(secret)
 			require.NoError(t, err)
 			then := func() time.Time { return time.Now().Add(-realtime.TicketTTL - time.Second) }
-			tk, err := realtime.NewTickets(s.Pool, signer, nil, "", then).Issue(ctx, ann.ID, gwSession(t, s, ann))
+			tk, err := realtime.NewTickets(auth.NewRevocations(s.Pool, time.Minute), signer, nil, "", then).Issue(ctx, ann.ID, gwSession(t, s, ann))
 			require.NoError(t, err)
 			return tk
 		}},
 		{name: "ticket signed with another secret", status: 401, code: "unauthorized", ticket: func(t *testing.T) string {
 			signer, err := cursor.NewSigner([]byte(strings.Repeat("k", 32)))
 			require.NoError(t, err)
-			tk, err := realtime.NewTickets(s.Pool, signer, nil, "", nil).Issue(ctx, ann.ID, gwSession(t, s, ann))
+			tk, err := realtime.NewTickets(auth.NewRevocations(s.Pool, time.Minute), signer, nil, "", nil).Issue(ctx, ann.ID, gwSession(t, s, ann))
 			require.NoError(t, err)
 			return tk
 		}},

@@ -10,13 +10,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/apperr"
 	"github.com/parlor-dev/parlor/internal/cursor"
-	"github.com/parlor-dev/parlor/internal/postgres"
 )
 
 // TicketTTL is how long a ticket may wait before it is used.
@@ -34,12 +31,15 @@ const (
 // so issuing one costs no database write, and any instance can redeem what another issued.
 // Redeeming claims the nonce (in Redis, shared by every instance; in memory without Redis,
 // for a single instance), so a ticket opens one socket, also when two redeem it at once; and
-// it checks that the session is still signed in.
+// it refuses the ticket of a session this instance knows has ended. That check is the
+// instance's set of revoked sessions (a map lookup, current within seconds), not a
+// PostgreSQL read per socket: the socket's join to the stream checks its session in
+// PostgreSQL anyway and closes it with 4001 if it ended meanwhile.
 type Tickets struct {
-	pool   *pgxpool.Pool
-	signer *cursor.Signer
-	claims ticketClaims
-	now    func() time.Time
+	revoked RevokedSessions
+	signer  *cursor.Signer
+	claims  ticketClaims
+	now     func() time.Time
 }
 
 // ticketClaims remembers the nonces of used tickets until they expire anyway.
@@ -48,9 +48,14 @@ type ticketClaims interface {
 	claim(ctx context.Context, nonce []byte, expires time.Time) (bool, error)
 }
 
+// RevokedSessions says which sessions have ended (auth.Revocations).
+type RevokedSessions interface {
+	Revoked(session uuid.UUID) bool
+}
+
 // NewTickets returns the ticket issuer. With rdb nil, used tickets are remembered in this
 // process only (a single instance without Redis); now is the clock (time.Now when nil).
-func NewTickets(pool *pgxpool.Pool, signer *cursor.Signer, rdb redis.UniversalClient, keyPrefix string, now func() time.Time) *Tickets {
+func NewTickets(revoked RevokedSessions, signer *cursor.Signer, rdb redis.UniversalClient, keyPrefix string, now func() time.Time) *Tickets {
 	var claims ticketClaims = &memoryClaims{used: map[string]time.Time{}}
 	if rdb != nil {
 		claims = redisClaims{client: rdb, prefix: keyPrefix + "ticket:"}
@@ -58,7 +63,7 @@ func NewTickets(pool *pgxpool.Pool, signer *cursor.Signer, rdb redis.UniversalCl
 	if now == nil {
 		now = time.Now
 	}
-	return &Tickets{pool: pool, signer: signer, claims: claims, now: now}
+	return &Tickets{revoked: revoked, signer: signer, claims: claims, now: now}
 }
 
 // Issue makes a ticket for user's session.
@@ -78,7 +83,7 @@ var errBadTicket = apperr.New(apperr.Unauthorized, "the ticket is missing, expir
 
 // Redeem uses up a ticket and returns whom it was for. A second redeem of the same ticket
 // fails, also when both race on different instances; so does a ticket of a session that
-// has ended since.
+// has ended since, as far as this instance knows (see Tickets).
 func (t *Tickets) Redeem(ctx context.Context, ticket string) (user, session uuid.UUID, err error) {
 	raw, ok := strings.CutPrefix(ticket, ticketPrefix)
 	if !ok {
@@ -94,12 +99,8 @@ func (t *Tickets) Redeem(ctx context.Context, ticket string) (user, session uuid
 	if !t.now().Before(expires) {
 		return uuid.Nil, uuid.Nil, errBadTicket
 	}
-	s, err := db.New(t.pool).GetSession(ctx, session)
-	if postgres.IsNoRows(err) || (err == nil && s.RevokedAt != nil) {
+	if t.revoked.Revoked(session) {
 		return uuid.Nil, uuid.Nil, errBadTicket
-	}
-	if err != nil {
-		return uuid.Nil, uuid.Nil, fmt.Errorf("redeem ticket: %w", err)
 	}
 	first, err := t.claims.claim(ctx, b[40:], expires)
 	if err != nil {

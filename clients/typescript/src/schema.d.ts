@@ -531,7 +531,8 @@ export interface paths {
          *     then replays every event after that token from the database, and switches to live
          *     delivery with no gap and no duplicate. Each `event` frame carries a `token` to resume
          *     from. A missing, expired or already used ticket is refused with `401` before the
-         *     upgrade; a browser `Origin` outside `APP_ALLOWED_ORIGINS` with `403` (clients that send
+         *     upgrade, and so is the ticket of a session that has ended (one that ended on another
+         *     instance in the last few seconds is upgraded, then closed at once with 4001); a browser `Origin` outside `APP_ALLOWED_ORIGINS` with `403` (clients that send
          *     no `Origin` are allowed). A `since` token the server cannot use is answered after the
          *     upgrade, by closing with 4400 before `hello` (a browser cannot read the status of a
          *     refused upgrade). See the `realtime` tag for close codes.
