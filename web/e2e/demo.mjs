@@ -46,15 +46,44 @@ const blocked = [];
 const pageErrors = [];
 const cspViolations = [];
 
+// How many of a page's last socket and console happenings a failure prints.
+const TRAIL = 40;
+
 async function newPerson(browser, name) {
   const context = await newLocalContext(browser, blocked);
   const page = await context.newPage();
+  // What the page's sockets and console did, for a failure to show (the last TRAIL of it).
+  const trail = [];
+  const note = (what) => {
+    trail.push(`+${((Date.now() - started) / 1000).toFixed(2)}s ${what}`);
+    if (trail.length > TRAIL) trail.shift();
+  };
   page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
   page.on('console', (msg) => {
     if (/Content.Security.Policy/i.test(msg.text())) cspViolations.push(`${name}: ${msg.text()}`);
     if (msg.type() === 'error') log(`${name}'s console: ${msg.text()}`);
+    note(`console.${msg.type()}: ${msg.text()}`);
   });
-  return { name, page };
+  const person = { name, page, trail };
+  page.on('websocket', (ws) => {
+    note('socket opened');
+    ws.on('framereceived', ({ payload }) => note(`socket frame: ${frameSummary(payload)}`));
+    ws.on('socketerror', (err) => note(`socket error: ${err}`));
+    ws.on('close', () => note('socket closed'));
+  });
+  return person;
+}
+
+/** frameSummary names a server frame by its type, and an event (or events) by theirs. */
+function frameSummary(payload) {
+  try {
+    const f = JSON.parse(payload);
+    if (f.type === 'event') return `event ${f.event.type} seq ${f.event.seq}`;
+    if (f.type === 'events') return `events ${f.events.map((e) => `${e.type} seq ${e.seq}`).join(', ')}`;
+    return f.type;
+  } catch {
+    return `${String(payload).length} bytes, not JSON`;
+  }
 }
 
 function checkHealth() {
@@ -169,7 +198,9 @@ async function main() {
     log('after a reload Ann is still signed in and sees the history');
     checkHealth();
   } catch (err) {
-    for (const { name, page } of people) {
+    for (const { name, page, trail } of people) {
+      const status = await page.locator('#connection').textContent({ timeout: 2_000 }).catch(() => '(none)');
+      console.error(`demo: ${name}'s status line: ${status}; the page's last socket and console happenings:\n  ${trail.join('\n  ')}`);
       try {
         const dir = await mkdtemp(join(tmpdir(), `parlor-demo-${name.toLowerCase()}-`));
         await page.screenshot({ path: join(dir, 'failure.png'), fullPage: true, timeout: 5_000 });
