@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import { isLocal, launchLocalChromium, newLocalContext } from './local-chromium.mjs';
 
@@ -64,10 +65,14 @@ async function newPerson(browser, name) {
     if (msg.type() === 'error') log(`${name}'s console: ${msg.text()}`);
     note(`console.${msg.type()}: ${msg.text()}`);
   });
-  const person = { name, page, trail };
+  const person = { name, page, trail, readMarkers: 0 }; // read.updated events seen
   page.on('websocket', (ws) => {
     note('socket opened');
-    ws.on('framereceived', ({ payload }) => note(`socket frame: ${frameSummary(payload)}`));
+    ws.on('framereceived', ({ payload }) => {
+      const summary = frameSummary(payload);
+      person.readMarkers += summary.split('read.updated').length - 1;
+      note(`socket frame: ${summary}`);
+    });
     ws.on('socketerror', (err) => note(`socket error: ${err}`));
     ws.on('close', () => note('socket closed'));
   });
@@ -154,6 +159,16 @@ async function main() {
     await bob.page.locator('.message', { hasText: hello }).filter({ hasText: 'Ann' }).waitFor();
     if ((await bob.page.evaluate(() => window.demoTestMarker)) !== 'not reloaded') fail("Bob's page reloaded");
     log("Ann's message appeared on Bob's page without a reload");
+
+    // Both have the room open and have read everything: the read markers settle. (Each moved
+    // marker is a room event; a page that took the other's marker as something new to mark
+    // read would answer it, for ever.)
+    await sleep(1_500);
+    const markers = ann.readMarkers + bob.readMarkers;
+    await sleep(1_500);
+    if (ann.readMarkers + bob.readMarkers > markers)
+      fail(`the read markers did not settle: ${ann.readMarkers + bob.readMarkers - markers} more read.updated events in 1.5 s with nobody writing`);
+    log('the read markers settle once both have read the message');
 
     // 3. Bob types; Ann sees it.
     await bob.page.getByLabel('Message', { exact: true }).pressSequentially('Hi Ann, one moment', { delay: 20 });

@@ -44,7 +44,7 @@ export class RoomView {
   private readonly names = new Map<string, string>();
   private readonly online = new Set<string>();
   private readonly typing = new Map<string, ReturnType<typeof setTimeout>>();
-  private lastSeq: number;
+  private lastSeq: number; // the newest event of the room worth marking read
   private readSeq = 0;
   private readTimer: ReturnType<typeof setTimeout> | undefined;
   private typingSentAt = 0;
@@ -173,7 +173,9 @@ export class RoomView {
 
   /** apply takes a live event of this room (from the socket, in seq order). */
   apply(e: RoomEvent): void {
-    this.lastSeq = Math.max(this.lastSeq, e.seq);
+    // A read marker is not something to read: taking one as news would make two open pages
+    // answer each other's markers for ever (each moved marker is a room event of its own).
+    if (e.type !== "read.updated") this.lastSeq = Math.max(this.lastSeq, e.seq);
     switch (e.type) {
       case "message.created":
       case "message.edited":
