@@ -10,13 +10,23 @@ RETURNING *;
 SELECT * FROM messages WHERE id = @id AND room_id = @room_id;
 
 -- name: EditMessage :one
+-- The version it replaces is kept until @seq, the edit's event: former members read the
+-- message as it was when they left.
+WITH old AS (
+    INSERT INTO message_revisions (message_id, until_seq, body, edited_at)
+    SELECT m.id, @seq::bigint, m.body, m.edited_at FROM messages m WHERE m.id = @id AND m.deleted_at IS NULL
+)
 UPDATE messages SET body = @body, edited_at = now()
-WHERE id = @id AND deleted_at IS NULL
+WHERE messages.id = @id AND messages.deleted_at IS NULL
 RETURNING *;
 
 -- name: DeleteMessage :one
+-- A tombstone keeps no body, and no earlier version either.
+WITH erased AS (
+    DELETE FROM message_revisions WHERE message_id = @id
+)
 UPDATE messages SET body = NULL, deleted_at = now()
-WHERE id = @id AND deleted_at IS NULL
+WHERE messages.id = @id AND messages.deleted_at IS NULL
 RETURNING *;
 
 -- name: ListMessagesBefore :many
@@ -35,6 +45,31 @@ SELECT message_id, emoji, count(*)::integer AS count, bool_or(user_id = @viewer:
 FROM reactions WHERE message_id = ANY(@message_ids::uuid[])
 GROUP BY message_id, emoji
 ORDER BY message_id, min(created_at), emoji;
+
+-- name: MessageVersionsAsOf :many
+-- For each (message, seq) pair, the version that was current right after that seq of the
+-- message's room, where an edit has replaced it since (a pair without a row: the message's
+-- current body and edited_at were already current then).
+SELECT DISTINCT ON (x.id, x.bound) x.id::uuid AS message_id, x.bound::bigint AS bound, r.body, r.edited_at
+FROM (SELECT unnest(@ids::uuid[]) AS id, unnest(@bounds::bigint[]) AS bound) AS x
+JOIN message_revisions r ON r.message_id = x.id AND r.until_seq > x.bound
+ORDER BY x.id, x.bound, r.until_seq;
+
+-- name: ReactionCountsAsOf :many
+-- ReactionCounts right after seq `bound` of each message's room, from the reaction events:
+-- a user's reaction with an emoji stood then if its latest event up to that seq added it.
+SELECT x.id::uuid AS message_id, x.bound::bigint AS bound, e.emoji::text AS emoji, count(*)::integer AS count,
+       bool_or(e.actor_id = @viewer::uuid)::boolean AS me
+FROM (SELECT unnest(@ids::uuid[]) AS id, unnest(@bounds::bigint[]) AS bound) AS x
+CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (ev.actor_id, ev.data->>'emoji') ev.type, ev.actor_id, ev.data->>'emoji' AS emoji, ev.seq
+    FROM room_events ev
+    WHERE ev.message_id = x.id AND ev.type IN ('reaction.added', 'reaction.removed') AND ev.seq <= x.bound
+    ORDER BY ev.actor_id, ev.data->>'emoji', ev.seq DESC
+) e
+WHERE e.type = 'reaction.added'
+GROUP BY x.id, x.bound, e.emoji
+ORDER BY x.id, x.bound, min(e.seq), e.emoji;
 
 -- name: AddReaction :execrows
 INSERT INTO reactions (message_id, user_id, emoji) VALUES (@message_id, @user_id, @emoji)

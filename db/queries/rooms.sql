@@ -17,6 +17,12 @@ RETURNING *;
 SELECT * FROM rooms WHERE id = @id AND deleted_at IS NULL;
 
 -- name: UpdateRoom :one
+-- The settings it replaces are kept until @seq, the room.updated event: former members see
+-- the room as it was when they left.
+WITH old AS (
+    INSERT INTO room_revisions (room_id, until_seq, name, topic, slow_mode_seconds, archived_at)
+    SELECT r.id, @seq::bigint, r.name, r.topic, r.slow_mode_seconds, r.archived_at FROM rooms r WHERE r.id = @id
+)
 UPDATE rooms SET
     name = coalesce(sqlc.narg('name'), name),
     topic = coalesce(sqlc.narg('topic'), topic),
@@ -25,7 +31,7 @@ UPDATE rooms SET
                        WHEN sqlc.narg('archived')::boolean THEN coalesce(archived_at, now())
                        ELSE NULL END,
     updated_at = now()
-WHERE id = @id
+WHERE rooms.id = @id
 RETURNING *;
 
 -- name: DeleteRoom :exec
@@ -61,6 +67,28 @@ UPDATE room_members SET
     muted_until = CASE WHEN @set_muted::boolean THEN sqlc.narg('muted_until') ELSE muted_until END
 WHERE room_id = @room_id AND user_id = @user_id
 RETURNING *;
+
+-- name: RoomsAsOf :many
+-- Each (room, seq) pair's settings and member count right after that seq: the settings an
+-- update replaced since come from room_revisions (revised is false where the current ones
+-- were already current then); the members are those whose stretch of the log covers it.
+SELECT x.id::uuid AS room_id, x.bound::bigint AS bound, (rev.room_id IS NOT NULL)::boolean AS revised,
+       coalesce(rev.name, '')::text AS name, coalesce(rev.topic, '')::text AS topic,
+       coalesce(rev.slow_mode_seconds, 0)::integer AS slow_mode_seconds, rev.archived_at,
+       (SELECT count(*) FROM room_member_periods p
+        WHERE p.room_id = x.id AND p.from_seq <= x.bound AND (p.to_seq IS NULL OR p.to_seq > x.bound))::integer AS member_count
+FROM (SELECT unnest(@ids::uuid[]) AS id, unnest(@bounds::bigint[]) AS bound) AS x
+LEFT JOIN LATERAL (
+    SELECT * FROM room_revisions r WHERE r.room_id = x.id AND r.until_seq > x.bound ORDER BY r.until_seq LIMIT 1
+) rev ON true;
+
+-- name: MembershipEnds :many
+-- Of room_ids, those the user is no longer a member of, each with the seq their last stretch
+-- of the log ended at: what they read of it is as of that seq.
+SELECT room_id, max(to_seq)::bigint AS to_seq FROM room_member_periods
+WHERE user_id = @user_id AND room_id = ANY(@room_ids::uuid[])
+GROUP BY room_id
+HAVING bool_and(to_seq IS NOT NULL);
 
 -- name: OpenPeriod :exec
 INSERT INTO room_member_periods (room_id, user_id, from_seq) VALUES (@room_id, @user_id, @from_seq);

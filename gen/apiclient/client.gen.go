@@ -583,10 +583,14 @@ type ErrorFrameType string
 
 // EventFrame A room event, exactly as `GET /v1/sync` returns it (reaction `me` flags are omitted), in per-room `seq` order.
 type EventFrame struct {
-	// Event One change in a room. `message` is the message's current state (a deleted message is a
-	// tombstone, whichever event refers to it); `user_id` is whom a membership or read event
-	// is about (for a `tip`, its recipient); `member` carries a role or mute change; `room` a
-	// room change; `reaction` a reaction change; `tip` the tip.
+	// Event One change in a room. `message` is the message's current state and `room` the room's
+	// (for `room.updated` and `room.deleted`) — except for a reader who is no longer a member
+	// of the room: they get both as they were when their membership ended, so no edit,
+	// reaction or room change made after they left reaches them through an earlier event. A
+	// deleted message is a tombstone whichever event refers to it and whoever reads it
+	// (deleted text is kept nowhere, not even for former members). `user_id` is whom a
+	// membership or read event is about (for a `tip`, its recipient); `member` carries a role
+	// or mute change; `reaction` a reaction change; `tip` the tip.
 	Event RoomEvent `json:"event"`
 
 	// Token Resume from here (WebSocket `since` or `GET /v1/sync?since=`). The same for every
@@ -928,10 +932,14 @@ type Room struct {
 	Visibility      Visibility `json:"visibility"`
 }
 
-// RoomEvent One change in a room. `message` is the message's current state (a deleted message is a
-// tombstone, whichever event refers to it); `user_id` is whom a membership or read event
-// is about (for a `tip`, its recipient); `member` carries a role or mute change; `room` a
-// room change; `reaction` a reaction change; `tip` the tip.
+// RoomEvent One change in a room. `message` is the message's current state and `room` the room's
+// (for `room.updated` and `room.deleted`) — except for a reader who is no longer a member
+// of the room: they get both as they were when their membership ended, so no edit,
+// reaction or room change made after they left reaches them through an earlier event. A
+// deleted message is a tombstone whichever event refers to it and whoever reads it
+// (deleted text is kept nowhere, not even for former members). `user_id` is whom a
+// membership or read event is about (for a `tip`, its recipient); `member` carries a role
+// or mute change; `reaction` a reaction change; `tip` the tip.
 type RoomEvent struct {
 	ActorId   openapi_types.UUID  `json:"actor_id"`
 	CreatedAt time.Time           `json:"created_at"`

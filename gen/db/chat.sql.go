@@ -32,11 +32,15 @@ func (q *Queries) AddReaction(ctx context.Context, arg AddReactionParams) (int64
 }
 
 const DeleteMessage = `-- name: DeleteMessage :one
+WITH erased AS (
+    DELETE FROM message_revisions WHERE message_id = $1
+)
 UPDATE messages SET body = NULL, deleted_at = now()
-WHERE id = $1 AND deleted_at IS NULL
+WHERE messages.id = $1 AND messages.deleted_at IS NULL
 RETURNING id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at
 `
 
+// A tombstone keeps no body, and no earlier version either.
 func (q *Queries) DeleteMessage(ctx context.Context, id uuid.UUID) (Message, error) {
 	row := q.db.QueryRow(ctx, DeleteMessage, id)
 	var i Message
@@ -56,18 +60,25 @@ func (q *Queries) DeleteMessage(ctx context.Context, id uuid.UUID) (Message, err
 }
 
 const EditMessage = `-- name: EditMessage :one
+WITH old AS (
+    INSERT INTO message_revisions (message_id, until_seq, body, edited_at)
+    SELECT m.id, $3::bigint, m.body, m.edited_at FROM messages m WHERE m.id = $2 AND m.deleted_at IS NULL
+)
 UPDATE messages SET body = $1, edited_at = now()
-WHERE id = $2 AND deleted_at IS NULL
+WHERE messages.id = $2 AND messages.deleted_at IS NULL
 RETURNING id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at
 `
 
 type EditMessageParams struct {
 	Body *string
 	ID   uuid.UUID
+	Seq  int64
 }
 
+// The version it replaces is kept until @seq, the edit's event: former members read the
+// message as it was when they left.
 func (q *Queries) EditMessage(ctx context.Context, arg EditMessageParams) (Message, error) {
-	row := q.db.QueryRow(ctx, EditMessage, arg.Body, arg.ID)
+	row := q.db.QueryRow(ctx, EditMessage, arg.Body, arg.ID, arg.Seq)
 	var i Message
 	err := row.Scan(
 		&i.ID,
@@ -276,6 +287,53 @@ func (q *Queries) LockRoomForSend(ctx context.Context, id uuid.UUID) error {
 	return err
 }
 
+const MessageVersionsAsOf = `-- name: MessageVersionsAsOf :many
+SELECT DISTINCT ON (x.id, x.bound) x.id::uuid AS message_id, x.bound::bigint AS bound, r.body, r.edited_at
+FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::bigint[]) AS bound) AS x
+JOIN message_revisions r ON r.message_id = x.id AND r.until_seq > x.bound
+ORDER BY x.id, x.bound, r.until_seq
+`
+
+type MessageVersionsAsOfParams struct {
+	Ids    []uuid.UUID
+	Bounds []int64
+}
+
+type MessageVersionsAsOfRow struct {
+	MessageID uuid.UUID
+	Bound     int64
+	Body      string
+	EditedAt  *time.Time
+}
+
+// For each (message, seq) pair, the version that was current right after that seq of the
+// message's room, where an edit has replaced it since (a pair without a row: the message's
+// current body and edited_at were already current then).
+func (q *Queries) MessageVersionsAsOf(ctx context.Context, arg MessageVersionsAsOfParams) ([]MessageVersionsAsOfRow, error) {
+	rows, err := q.db.Query(ctx, MessageVersionsAsOf, arg.Ids, arg.Bounds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MessageVersionsAsOfRow{}
+	for rows.Next() {
+		var i MessageVersionsAsOfRow
+		if err := rows.Scan(
+			&i.MessageID,
+			&i.Bound,
+			&i.Body,
+			&i.EditedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const MessagesByID = `-- name: MessagesByID :many
 SELECT id, room_id, seq, author_id, client_msg_id, body, reply_to, created_at, edited_at, deleted_at FROM messages WHERE id = ANY($1::uuid[])
 `
@@ -341,6 +399,63 @@ func (q *Queries) ReactionCounts(ctx context.Context, arg ReactionCountsParams) 
 		var i ReactionCountsRow
 		if err := rows.Scan(
 			&i.MessageID,
+			&i.Emoji,
+			&i.Count,
+			&i.Me,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const ReactionCountsAsOf = `-- name: ReactionCountsAsOf :many
+SELECT x.id::uuid AS message_id, x.bound::bigint AS bound, e.emoji::text AS emoji, count(*)::integer AS count,
+       bool_or(e.actor_id = $1::uuid)::boolean AS me
+FROM (SELECT unnest($2::uuid[]) AS id, unnest($3::bigint[]) AS bound) AS x
+CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (ev.actor_id, ev.data->>'emoji') ev.type, ev.actor_id, ev.data->>'emoji' AS emoji, ev.seq
+    FROM room_events ev
+    WHERE ev.message_id = x.id AND ev.type IN ('reaction.added', 'reaction.removed') AND ev.seq <= x.bound
+    ORDER BY ev.actor_id, ev.data->>'emoji', ev.seq DESC
+) e
+WHERE e.type = 'reaction.added'
+GROUP BY x.id, x.bound, e.emoji
+ORDER BY x.id, x.bound, min(e.seq), e.emoji
+`
+
+type ReactionCountsAsOfParams struct {
+	Viewer uuid.UUID
+	Ids    []uuid.UUID
+	Bounds []int64
+}
+
+type ReactionCountsAsOfRow struct {
+	MessageID uuid.UUID
+	Bound     int64
+	Emoji     string
+	Count     int32
+	Me        bool
+}
+
+// ReactionCounts right after seq `bound` of each message's room, from the reaction events:
+// a user's reaction with an emoji stood then if its latest event up to that seq added it.
+func (q *Queries) ReactionCountsAsOf(ctx context.Context, arg ReactionCountsAsOfParams) ([]ReactionCountsAsOfRow, error) {
+	rows, err := q.db.Query(ctx, ReactionCountsAsOf, arg.Viewer, arg.Ids, arg.Bounds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ReactionCountsAsOfRow{}
+	for rows.Next() {
+		var i ReactionCountsAsOfRow
+		if err := rows.Scan(
+			&i.MessageID,
+			&i.Bound,
 			&i.Emoji,
 			&i.Count,
 			&i.Me,

@@ -116,6 +116,13 @@ type Message struct {
 	DeletedAt   *time.Time
 }
 
+type MessageRevision struct {
+	MessageID uuid.UUID
+	UntilSeq  int64
+	Body      string
+	EditedAt  *time.Time
+}
+
 type PaymentEvent struct {
 	ID          string
 	Type        string
@@ -249,6 +256,15 @@ type RoomMemberPeriod struct {
 	UserID  uuid.UUID
 	FromSeq int64
 	ToSeq   *int64
+}
+
+type RoomRevision struct {
+	RoomID          uuid.UUID
+	UntilSeq        int64
+	Name            string
+	Topic           string
+	SlowModeSeconds int32
+	ArchivedAt      *time.Time
 }
 
 type SandboxSession struct {

@@ -38,11 +38,14 @@ type Querier interface {
 	DeleteBan(ctx context.Context, arg DeleteBanParams) (int64, error)
 	DeleteInvite(ctx context.Context, arg DeleteInviteParams) error
 	DeleteMember(ctx context.Context, arg DeleteMemberParams) error
+	// A tombstone keeps no body, and no earlier version either.
 	DeleteMessage(ctx context.Context, id uuid.UUID) (Message, error)
 	// A deleted room lets go of everyone: each member's readable stretch of the log ends with
 	// the room.deleted event (@seq), and the memberships and invitations go, so the room no
 	// longer counts against anyone's room cap.
 	DeleteRoom(ctx context.Context, arg DeleteRoomParams) error
+	// The version it replaces is kept until @seq, the edit's event: former members read the
+	// message as it was when they left.
 	EditMessage(ctx context.Context, arg EditMessageParams) (Message, error)
 	EnsureUserAccount(ctx context.Context, userID uuid.UUID) error
 	FinishIdempotencyKey(ctx context.Context, arg FinishIdempotencyKeyParams) error
@@ -110,8 +113,15 @@ type Querier interface {
 	MarkPaymentEventProcessed(ctx context.Context, id string) error
 	MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error
 	MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error)
+	// Of room_ids, those the user is no longer a member of, each with the seq their last stretch
+	// of the log ended at: what they read of it is as of that seq.
+	MembershipEnds(ctx context.Context, arg MembershipEndsParams) ([]MembershipEndsRow, error)
 	// The rooms of the users whose sockets go live at this snapshot.
 	MembershipsOf(ctx context.Context, userIds []uuid.UUID) ([]MembershipsOfRow, error)
+	// For each (message, seq) pair, the version that was current right after that seq of the
+	// message's room, where an edit has replaced it since (a pair without a row: the message's
+	// current body and edited_at were already current then).
+	MessageVersionsAsOf(ctx context.Context, arg MessageVersionsAsOfParams) ([]MessageVersionsAsOfRow, error)
 	MessagesByID(ctx context.Context, ids []uuid.UUID) ([]Message, error)
 	// A state-machine step: only from one of the allowed states; no row when it does not apply.
 	MoveTopup(ctx context.Context, arg MoveTopupParams) (Topup, error)
@@ -125,6 +135,9 @@ type Querier interface {
 	PruneExpiredRefreshTokens(ctx context.Context, lim int32) (int64, error)
 	PruneIdempotencyKeys(ctx context.Context, retentionSeconds float64) (int64, error)
 	ReactionCounts(ctx context.Context, arg ReactionCountsParams) ([]ReactionCountsRow, error)
+	// ReactionCounts right after seq `bound` of each message's room, from the reaction events:
+	// a user's reaction with an emoji stood then if its latest event up to that seq added it.
+	ReactionCountsAsOf(ctx context.Context, arg ReactionCountsAsOfParams) ([]ReactionCountsAsOfRow, error)
 	// Sessions revoked in the last `secs` seconds: the gateway closes their sockets even when
 	// the broker lost the notice of the revocation.
 	RecentlyRevokedSessions(ctx context.Context, secs float64) ([]uuid.UUID, error)
@@ -132,6 +145,10 @@ type Querier interface {
 	RemoveReaction(ctx context.Context, arg RemoveReactionParams) (int64, error)
 	RevokeSession(ctx context.Context, arg RevokeSessionParams) error
 	RoomMemberIDs(ctx context.Context, roomID uuid.UUID) ([]uuid.UUID, error)
+	// Each (room, seq) pair's settings and member count right after that seq: the settings an
+	// update replaced since come from room_revisions (revised is false where the current ones
+	// were already current then); the members are those whose stretch of the log covers it.
+	RoomsAsOf(ctx context.Context, arg RoomsAsOfParams) ([]RoomsAsOfRow, error)
 	RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error)
 	// A send in one statement, run after LockRoomForSend in the same transaction: every rule of a
 	// send is checked here (a live, unarchived room; a member, not muted, not held back by slow
@@ -157,6 +174,8 @@ type Querier interface {
 	TouchSession(ctx context.Context, id uuid.UUID) error
 	UnreadCount(ctx context.Context, arg UnreadCountParams) (int64, error)
 	UpdateMember(ctx context.Context, arg UpdateMemberParams) (RoomMember, error)
+	// The settings it replaces are kept until @seq, the room.updated event: former members see
+	// the room as it was when they left.
 	UpdateRoom(ctx context.Context, arg UpdateRoomParams) (Room, error)
 	UpsertBan(ctx context.Context, arg UpsertBanParams) (RoomBan, error)
 	UpsertInvite(ctx context.Context, arg UpsertInviteParams) (UpsertInviteRow, error)

@@ -633,6 +633,45 @@ func (q *Queries) MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.U
 	return items, nil
 }
 
+const MembershipEnds = `-- name: MembershipEnds :many
+SELECT room_id, max(to_seq)::bigint AS to_seq FROM room_member_periods
+WHERE user_id = $1 AND room_id = ANY($2::uuid[])
+GROUP BY room_id
+HAVING bool_and(to_seq IS NOT NULL)
+`
+
+type MembershipEndsParams struct {
+	UserID  uuid.UUID
+	RoomIds []uuid.UUID
+}
+
+type MembershipEndsRow struct {
+	RoomID uuid.UUID
+	ToSeq  int64
+}
+
+// Of room_ids, those the user is no longer a member of, each with the seq their last stretch
+// of the log ended at: what they read of it is as of that seq.
+func (q *Queries) MembershipEnds(ctx context.Context, arg MembershipEndsParams) ([]MembershipEndsRow, error) {
+	rows, err := q.db.Query(ctx, MembershipEnds, arg.UserID, arg.RoomIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MembershipEndsRow{}
+	for rows.Next() {
+		var i MembershipEndsRow
+		if err := rows.Scan(&i.RoomID, &i.ToSeq); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const OpenPeriod = `-- name: OpenPeriod :exec
 INSERT INTO room_member_periods (room_id, user_id, from_seq) VALUES ($1, $2, $3)
 `
@@ -646,6 +685,66 @@ type OpenPeriodParams struct {
 func (q *Queries) OpenPeriod(ctx context.Context, arg OpenPeriodParams) error {
 	_, err := q.db.Exec(ctx, OpenPeriod, arg.RoomID, arg.UserID, arg.FromSeq)
 	return err
+}
+
+const RoomsAsOf = `-- name: RoomsAsOf :many
+SELECT x.id::uuid AS room_id, x.bound::bigint AS bound, (rev.room_id IS NOT NULL)::boolean AS revised,
+       coalesce(rev.name, '')::text AS name, coalesce(rev.topic, '')::text AS topic,
+       coalesce(rev.slow_mode_seconds, 0)::integer AS slow_mode_seconds, rev.archived_at,
+       (SELECT count(*) FROM room_member_periods p
+        WHERE p.room_id = x.id AND p.from_seq <= x.bound AND (p.to_seq IS NULL OR p.to_seq > x.bound))::integer AS member_count
+FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::bigint[]) AS bound) AS x
+LEFT JOIN LATERAL (
+    SELECT room_id, until_seq, name, topic, slow_mode_seconds, archived_at FROM room_revisions r WHERE r.room_id = x.id AND r.until_seq > x.bound ORDER BY r.until_seq LIMIT 1
+) rev ON true
+`
+
+type RoomsAsOfParams struct {
+	Ids    []uuid.UUID
+	Bounds []int64
+}
+
+type RoomsAsOfRow struct {
+	RoomID          uuid.UUID
+	Bound           int64
+	Revised         bool
+	Name            string
+	Topic           string
+	SlowModeSeconds int32
+	ArchivedAt      *time.Time
+	MemberCount     int32
+}
+
+// Each (room, seq) pair's settings and member count right after that seq: the settings an
+// update replaced since come from room_revisions (revised is false where the current ones
+// were already current then); the members are those whose stretch of the log covers it.
+func (q *Queries) RoomsAsOf(ctx context.Context, arg RoomsAsOfParams) ([]RoomsAsOfRow, error) {
+	rows, err := q.db.Query(ctx, RoomsAsOf, arg.Ids, arg.Bounds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RoomsAsOfRow{}
+	for rows.Next() {
+		var i RoomsAsOfRow
+		if err := rows.Scan(
+			&i.RoomID,
+			&i.Bound,
+			&i.Revised,
+			&i.Name,
+			&i.Topic,
+			&i.SlowModeSeconds,
+			&i.ArchivedAt,
+			&i.MemberCount,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const SetReadSeq = `-- name: SetReadSeq :one
@@ -724,6 +823,10 @@ func (q *Queries) UpdateMember(ctx context.Context, arg UpdateMemberParams) (Roo
 }
 
 const UpdateRoom = `-- name: UpdateRoom :one
+WITH old AS (
+    INSERT INTO room_revisions (room_id, until_seq, name, topic, slow_mode_seconds, archived_at)
+    SELECT r.id, $6::bigint, r.name, r.topic, r.slow_mode_seconds, r.archived_at FROM rooms r WHERE r.id = $5
+)
 UPDATE rooms SET
     name = coalesce($1, name),
     topic = coalesce($2, topic),
@@ -732,7 +835,7 @@ UPDATE rooms SET
                        WHEN $4::boolean THEN coalesce(archived_at, now())
                        ELSE NULL END,
     updated_at = now()
-WHERE id = $5
+WHERE rooms.id = $5
 RETURNING id, name, name_key, topic, visibility, entry_price, owner_id, slow_mode_seconds, member_count, last_seq, archived_at, deleted_at, created_at, updated_at
 `
 
@@ -742,8 +845,11 @@ type UpdateRoomParams struct {
 	SlowModeSeconds *int32
 	Archived        *bool
 	ID              uuid.UUID
+	Seq             int64
 }
 
+// The settings it replaces are kept until @seq, the room.updated event: former members see
+// the room as it was when they left.
 func (q *Queries) UpdateRoom(ctx context.Context, arg UpdateRoomParams) (Room, error) {
 	row := q.db.QueryRow(ctx, UpdateRoom,
 		arg.Name,
@@ -751,6 +857,7 @@ func (q *Queries) UpdateRoom(ctx context.Context, arg UpdateRoomParams) (Room, e
 		arg.SlowModeSeconds,
 		arg.Archived,
 		arg.ID,
+		arg.Seq,
 	)
 	var i Room
 	err := row.Scan(

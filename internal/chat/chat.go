@@ -268,7 +268,7 @@ func (s *Service) Edit(ctx context.Context, roomID, messageID, actor uuid.UUID, 
 		if msg.DeletedAt != nil {
 			return nil, apperr.New(apperr.Conflict, "the message was deleted")
 		}
-		if _, err := tx.Q.EditMessage(ctx, db.EditMessageParams{ID: messageID, Body: &body}); err != nil {
+		if _, err := tx.Q.EditMessage(ctx, db.EditMessageParams{ID: messageID, Body: &body, Seq: tx.Seq}); err != nil {
 			return nil, err
 		}
 		return &events.Event{Type: events.MessageEdited, MessageID: &messageID}, nil
@@ -416,6 +416,61 @@ func (s *Service) byID(ctx context.Context, q *db.Queries, viewer uuid.UUID, ids
 	return out, nil
 }
 
+// byIDAsOf renders each message of at as it was right after its seq, as viewer sees it: the
+// body and edited_at of the version current then, and the reactions that stood then. A
+// deleted message is a tombstone whenever it was deleted: deleted text is kept nowhere.
+func (s *Service) byIDAsOf(ctx context.Context, q *db.Queries, viewer uuid.UUID, at []events.AsOf) (map[events.AsOf]Message, error) {
+	out := make(map[events.AsOf]Message, len(at))
+	if len(at) == 0 {
+		return out, nil
+	}
+	ids, seqs := events.Split(at)
+	rows, err := q.MessagesByID(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("messages by id: %w", err)
+	}
+	current := make(map[uuid.UUID]db.Message, len(rows))
+	for _, r := range rows {
+		current[r.ID] = r
+	}
+	versions, err := q.MessageVersionsAsOf(ctx, db.MessageVersionsAsOfParams{Ids: ids, Bounds: seqs})
+	if err != nil {
+		return nil, fmt.Errorf("message versions: %w", err)
+	}
+	then := make(map[events.AsOf]db.MessageVersionsAsOfRow, len(versions))
+	for _, v := range versions {
+		then[events.AsOf{ID: v.MessageID, Seq: v.Bound}] = v
+	}
+	rs, err := q.ReactionCountsAsOf(ctx, db.ReactionCountsAsOfParams{Viewer: viewer, Ids: ids, Bounds: seqs})
+	if err != nil {
+		return nil, fmt.Errorf("reaction counts as of: %w", err)
+	}
+	counts := map[events.AsOf][]ReactionCount{}
+	for _, r := range rs {
+		key := events.AsOf{ID: r.MessageID, Seq: r.Bound}
+		counts[key] = append(counts[key], reactionCount(viewer, r.Emoji, r.Count, r.Me))
+	}
+	for _, a := range at {
+		r, ok := current[a.ID]
+		if !ok {
+			continue
+		}
+		if v, ok := then[a]; ok && r.DeletedAt == nil {
+			r.Body, r.EditedAt = &v.Body, v.EditedAt
+		}
+		out[a] = fromRow(r, counts[a])
+	}
+	return out, nil
+}
+
+func reactionCount(viewer uuid.UUID, emoji string, count int32, me bool) ReactionCount {
+	rc := ReactionCount{Emoji: emoji, Count: int(count)}
+	if viewer != uuid.Nil {
+		rc.Me = &me
+	}
+	return rc
+}
+
 // render converts rows to messages with their reaction counts as viewer sees them
 // (uuid.Nil: as everyone sees them, without the viewer's own flags).
 func (s *Service) render(ctx context.Context, q *db.Queries, viewer uuid.UUID, rows []db.Message) ([]Message, error) {
@@ -430,11 +485,7 @@ func (s *Service) render(ctx context.Context, q *db.Queries, viewer uuid.UUID, r
 			return nil, fmt.Errorf("reaction counts: %w", err)
 		}
 		for _, r := range rs {
-			rc := ReactionCount{Emoji: r.Emoji, Count: int(r.Count)}
-			if viewer != uuid.Nil {
-				rc.Me = &r.Me
-			}
-			counts[r.MessageID] = append(counts[r.MessageID], rc)
+			counts[r.MessageID] = append(counts[r.MessageID], reactionCount(viewer, r.Emoji, r.Count, r.Me))
 		}
 	}
 	out := make([]Message, len(rows))

@@ -95,7 +95,7 @@ func (s *Service) read(ctx context.Context, user uuid.UUID, tok events.Token, li
 			return err
 		}
 		res.NextToken, res.HasMore = s.tokens.Encode(page.Next), page.HasMore
-		res.Events, err = s.Hydrate(ctx, q, user, page.Events)
+		res.Events, err = s.HydrateFor(ctx, q, user, user, page.Events)
 		return err
 	})
 	if err != nil {
@@ -104,19 +104,89 @@ func (s *Service) read(ctx context.Context, user uuid.UUID, tok events.Token, li
 	return res, nil
 }
 
-// Hydrate attaches the messages and rooms that events refer to, in two queries, as viewer
+// Hydrate attaches the messages and rooms that events refer to, as of the read, as viewer
 // sees them (uuid.Nil for everyone).
 func (s *Service) Hydrate(ctx context.Context, q *db.Queries, viewer uuid.UUID, evs []events.Event) ([]Event, error) {
-	var msgIDs, roomIDs []uuid.UUID
+	return s.HydrateAsOf(ctx, q, viewer, evs, nil)
+}
+
+// HydrateFor is Hydrate for what reader receives: in a room reader is no longer a member of,
+// each event shows the message and the room as they were when reader's membership ended, so
+// nothing that happened after reaches them through an earlier event.
+func (s *Service) HydrateFor(ctx context.Context, q *db.Queries, reader, viewer uuid.UUID, evs []events.Event) ([]Event, error) {
+	bounds, err := formerMemberBounds(ctx, q, reader, evs)
+	if err != nil {
+		return nil, err
+	}
+	return s.HydrateAsOf(ctx, q, viewer, evs, bounds)
+}
+
+// formerMemberBounds returns, for each event, the seq that reader's last stretch of its room's
+// log ended at if reader is no longer a member of the room, or 0 (nil when all are 0).
+func formerMemberBounds(ctx context.Context, q *db.Queries, reader uuid.UUID, evs []events.Event) ([]int64, error) {
+	seen := map[uuid.UUID]bool{}
+	var roomIDs []uuid.UUID
 	for _, e := range evs {
-		if e.MessageID != nil {
-			msgIDs = append(msgIDs, *e.MessageID)
-		}
-		if e.Type == events.RoomUpdated || e.Type == events.RoomDeleted {
+		if !seen[e.RoomID] && (e.MessageID != nil || hasRoom(e)) {
+			seen[e.RoomID] = true
 			roomIDs = append(roomIDs, e.RoomID)
 		}
 	}
+	if len(roomIDs) == 0 {
+		return nil, nil
+	}
+	ends, err := q.MembershipEnds(ctx, db.MembershipEndsParams{UserID: reader, RoomIds: roomIDs})
+	if err != nil || len(ends) == 0 {
+		return nil, err
+	}
+	end := make(map[uuid.UUID]int64, len(ends))
+	for _, r := range ends {
+		end[r.RoomID] = r.ToSeq
+	}
+	bounds := make([]int64, len(evs))
+	for i, e := range evs {
+		bounds[i] = end[e.RoomID]
+	}
+	return bounds, nil
+}
+
+func hasRoom(e events.Event) bool {
+	return e.Type == events.RoomUpdated || e.Type == events.RoomDeleted
+}
+
+// HydrateAsOf is Hydrate where bounds[i] > 0 renders event i's message and room as they were
+// right after seq bounds[i] of its room (bounds may be nil: all as of the read).
+func (s *Service) HydrateAsOf(ctx context.Context, q *db.Queries, viewer uuid.UUID, evs []events.Event, bounds []int64) ([]Event, error) {
+	bound := func(i int) int64 {
+		if bounds == nil {
+			return 0
+		}
+		return bounds[i]
+	}
+	var msgIDs, roomIDs []uuid.UUID
+	var msgsAt, roomsAt []events.AsOf
+	for i, e := range evs {
+		b := bound(i)
+		if e.MessageID != nil {
+			if b > 0 {
+				msgsAt = append(msgsAt, events.AsOf{ID: *e.MessageID, Seq: b})
+			} else {
+				msgIDs = append(msgIDs, *e.MessageID)
+			}
+		}
+		if hasRoom(e) {
+			if b > 0 {
+				roomsAt = append(roomsAt, events.AsOf{ID: e.RoomID, Seq: b})
+			} else {
+				roomIDs = append(roomIDs, e.RoomID)
+			}
+		}
+	}
 	msgs, err := s.byID(ctx, q, viewer, msgIDs)
+	if err != nil {
+		return nil, err
+	}
+	oldMsgs, err := s.byIDAsOf(ctx, q, viewer, msgsAt)
 	if err != nil {
 		return nil, err
 	}
@@ -124,16 +194,31 @@ func (s *Service) Hydrate(ctx context.Context, q *db.Queries, viewer uuid.UUID, 
 	if err != nil {
 		return nil, err
 	}
+	oldRooms, err := s.rooms.ByIDAsOf(ctx, q, roomsAt)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Event, len(evs))
 	for i, e := range evs {
 		out[i] = Event{Event: e}
+		b := bound(i)
 		if e.MessageID != nil {
-			if m, ok := msgs[*e.MessageID]; ok {
+			m, ok := msgs[*e.MessageID]
+			if b > 0 {
+				m, ok = oldMsgs[events.AsOf{ID: *e.MessageID, Seq: b}]
+			}
+			if ok {
 				out[i].Message = &m
 			}
 		}
-		if r, ok := rms[e.RoomID]; ok && (e.Type == events.RoomUpdated || e.Type == events.RoomDeleted) {
-			out[i].Room = &r
+		if hasRoom(e) {
+			r, ok := rms[e.RoomID]
+			if b > 0 {
+				r, ok = oldRooms[events.AsOf{ID: e.RoomID, Seq: b}]
+			}
+			if ok {
+				out[i].Room = &r
+			}
 		}
 	}
 	return out, nil

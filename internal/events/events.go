@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -87,4 +88,53 @@ func fromRow(roomID uuid.UUID, seq int64, typ string, actor uuid.UUID, user, msg
 		}
 	}
 	return e, nil
+}
+
+// AsOf names a room, or a message by ID, as it was right after seq Seq of its room.
+type AsOf struct {
+	ID  uuid.UUID
+	Seq int64
+}
+
+// Split returns the distinct entries of at as two parallel slices, for a query's arrays.
+func Split(at []AsOf) ([]uuid.UUID, []int64) {
+	seen := make(map[AsOf]bool, len(at))
+	ids, seqs := make([]uuid.UUID, 0, len(at)), make([]int64, 0, len(at))
+	for _, a := range at {
+		if !seen[a] {
+			seen[a] = true
+			ids, seqs = append(ids, a.ID), append(seqs, a.Seq)
+		}
+	}
+	return ids, seqs
+}
+
+// IsRemoval reports whether e ends its user's membership of the room.
+func IsRemoval(e Event) bool {
+	return e.Type == MemberLeft || e.Type == MemberKicked || e.Type == MemberBanned
+}
+
+// RemovalBounds returns, for each of evs (in (room, seq) order), the seq of the first event
+// of its room at or after it in evs that ends someone's membership, or 0 if none does.
+// Rendered as of that seq, an event shows the user removed there nothing that happened
+// after; the members who stay receive the later events, each with the state after it. It is
+// nil when no event of evs is a removal.
+func RemovalBounds(evs []Event) []int64 {
+	if !slices.ContainsFunc(evs, IsRemoval) {
+		return nil
+	}
+	out := make([]int64, len(evs))
+	var room uuid.UUID
+	var next int64
+	for i := len(evs) - 1; i >= 0; i-- {
+		e := evs[i]
+		if e.RoomID != room {
+			room, next = e.RoomID, 0
+		}
+		if IsRemoval(e) {
+			next = e.Seq
+		}
+		out[i] = next
+	}
+	return out
 }

@@ -360,13 +360,15 @@ func (n *node) fanOutLocked(f *frame, touched []*conn) []*conn {
 }
 
 // render serializes the batch's events that go to a socket here, each once as everyone sees
-// it, with the token that resumes after it, framed for the wire.
+// it, with the token that resumes after it, framed for the wire. An event followed in the
+// batch by someone's removal from its room shows the room as of that removal: the removed
+// user gets it, and must not see in it what came after (the others get what came after).
 func (n *node) render(ctx context.Context, q *db.Queries, b *events.Batch, batchNo uint64) ([]*frame, error) {
 	wanted := n.wanted(b.Events)
 	if len(wanted) == 0 {
 		return nil, nil
 	}
-	hydrated, err := n.chat.Hydrate(ctx, q, uuid.Nil, wanted)
+	hydrated, err := n.chat.HydrateAsOf(ctx, q, uuid.Nil, wanted, events.RemovalBounds(wanted))
 	if err != nil {
 		return nil, err
 	}

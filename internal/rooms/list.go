@@ -10,6 +10,7 @@ import (
 
 	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/apperr"
+	"github.com/parlor-dev/parlor/internal/events"
 )
 
 // Page is one page of a list and the cursor of the next ("" on the last page).
@@ -184,3 +185,33 @@ func (s *Service) Joined(ctx context.Context, q *db.Queries, caller uuid.UUID) (
 // MaxRoomsPerUser is how many rooms one account can be a member of (creating a room makes
 // its owner one). It bounds a fresh sync's room summary, which lists every joined room.
 const MaxRoomsPerUser = 1000
+
+// ByIDAsOf returns each room of at as it was right after its seq: the settings then, the
+// members whose stretch of the log covered that seq, and that seq as the room's last.
+func (s *Service) ByIDAsOf(ctx context.Context, q *db.Queries, at []events.AsOf) (map[events.AsOf]Room, error) {
+	out := make(map[events.AsOf]Room, len(at))
+	if len(at) == 0 {
+		return out, nil
+	}
+	ids, seqs := events.Split(at)
+	current, err := s.ByID(ctx, q, ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.RoomsAsOf(ctx, db.RoomsAsOfParams{Ids: ids, Bounds: seqs})
+	if err != nil {
+		return nil, fmt.Errorf("rooms as of: %w", err)
+	}
+	for _, r := range rows {
+		room, ok := current[r.RoomID]
+		if !ok {
+			continue
+		}
+		if r.Revised {
+			room.Name, room.Topic, room.SlowModeSeconds, room.Archived = r.Name, r.Topic, int(r.SlowModeSeconds), r.ArchivedAt != nil
+		}
+		room.MemberCount, room.LastSeq = int(r.MemberCount), r.Bound
+		out[events.AsOf{ID: r.RoomID, Seq: r.Bound}] = room
+	}
+	return out, nil
+}

@@ -421,7 +421,7 @@ func (s *Service) Update(ctx context.Context, roomID, actor uuid.UUID, in Update
 			v := int32(*in.SlowModeSeconds)
 			slow = &v
 		}
-		if _, err := tx.Q.UpdateRoom(ctx, db.UpdateRoomParams{ID: roomID, Name: in.Name, Topic: in.Topic, SlowModeSeconds: slow, Archived: in.Archived}); err != nil {
+		if _, err := tx.Q.UpdateRoom(ctx, db.UpdateRoomParams{ID: roomID, Name: in.Name, Topic: in.Topic, SlowModeSeconds: slow, Archived: in.Archived, Seq: tx.Seq}); err != nil {
 			return nil, err
 		}
 		return &events.Event{Type: events.RoomUpdated}, nil

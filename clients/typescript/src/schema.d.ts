@@ -1127,10 +1127,14 @@ export interface components {
         /** @enum {string} */
         EventType: "message.created" | "message.edited" | "message.deleted" | "reaction.added" | "reaction.removed" | "member.joined" | "member.left" | "member.invited" | "member.kicked" | "member.banned" | "member.unbanned" | "member.updated" | "room.updated" | "room.deleted" | "read.updated" | "tip";
         /**
-         * @description One change in a room. `message` is the message's current state (a deleted message is a
-         *     tombstone, whichever event refers to it); `user_id` is whom a membership or read event
-         *     is about (for a `tip`, its recipient); `member` carries a role or mute change; `room` a
-         *     room change; `reaction` a reaction change; `tip` the tip.
+         * @description One change in a room. `message` is the message's current state and `room` the room's
+         *     (for `room.updated` and `room.deleted`) — except for a reader who is no longer a member
+         *     of the room: they get both as they were when their membership ended, so no edit,
+         *     reaction or room change made after they left reaches them through an earlier event. A
+         *     deleted message is a tombstone whichever event refers to it and whoever reads it
+         *     (deleted text is kept nowhere, not even for former members). `user_id` is whom a
+         *     membership or read event is about (for a `tip`, its recipient); `member` carries a role
+         *     or mute change; `reaction` a reaction change; `tip` the tip.
          */
         RoomEvent: {
             type: components["schemas"]["EventType"];
