@@ -3,9 +3,6 @@ package realtime_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parlor-dev/parlor/gen/apiclient"
@@ -169,34 +165,11 @@ func TestALostNoticeIsDeliveredWithoutALaterEvent(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startRedis runs a redis-server of the test's own on port, stopped when the test ends.
-func startRedis(t *testing.T, port int) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
-	defer c.Close()
-	require.Eventually(t, func() bool { return c.Ping(ctx).Err() == nil }, 10*time.Second, 20*time.Millisecond)
-	return cmd
-}
-
 func TestARedisRestartLosesNothing(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatalf("redis-server is needed for this test: %v", err)
-	}
-	port := freePort(t)
-	redisCmd := startRedis(t, port)
+	rds := parlortest.StartRedis(t)
 	cfg := parlortest.Config(t)
-	cfg.RedisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	cfg.RedisURL = rds.URL
 	a := parlortest.Start(t, cfg)
 	b := parlortest.Start(t, cfg)
 	ann, bob := a.Register(t, "ann"), a.Register(t, "bob")
@@ -211,8 +184,7 @@ func TestARedisRestartLosesNothing(t *testing.T) {
 	// Redis goes away: messages are still committed (PostgreSQL is the record) and their
 	// notices are lost. They reach the open socket anyway, within the fan-out's own read
 	// interval, with no later message to drag them along (once, they waited for one).
-	_ = redisCmd.Process.Kill()
-	_ = redisCmd.Wait()
+	rds.Kill()
 	send(t, bobOnB, room, "while redis is down 1")
 	send(t, bobOnB, room, "while redis is down 2")
 	got := ws.Events(2, 5*time.Second)
@@ -221,7 +193,7 @@ func TestARedisRestartLosesNothing(t *testing.T) {
 	require.Equal(t, "while redis is down 2", *got[1].Event.Message.Body)
 
 	// Redis comes back on the same port; live delivery goes on, and nothing came twice.
-	startRedis(t, port)
+	rds.Restart()
 	require.Eventually(t, func() bool {
 		res, err := b.Client.GetReadyWithResponse(ctx)
 		return err == nil && res.StatusCode() == 200
