@@ -3219,6 +3219,25 @@ func (response Login500ApplicationProblemPlusJSONResponse) VisitLoginResponse(w 
 	return err
 }
 
+type Login503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Login503ApplicationProblemPlusJSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type LogoutRequestObject struct {
 }
 
@@ -3265,6 +3284,25 @@ func (response Logout500ApplicationProblemPlusJSONResponse) VisitLogoutResponse(
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Logout503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Logout503ApplicationProblemPlusJSONResponse) VisitLogoutResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3370,6 +3408,25 @@ func (response Refresh500ApplicationProblemPlusJSONResponse) VisitRefreshRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Refresh503ApplicationProblemPlusJSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3495,6 +3552,25 @@ func (response Register500ApplicationProblemPlusJSONResponse) VisitRegisterRespo
 	return err
 }
 
+type Register503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Register503ApplicationProblemPlusJSONResponse) VisitRegisterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMeRequestObject struct {
 }
 
@@ -3547,6 +3623,25 @@ func (response GetMe500ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMe503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe503ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3626,6 +3721,25 @@ func (response CreateRealtimeTicket500ApplicationProblemPlusJSONResponse) VisitC
 	return err
 }
 
+type CreateRealtimeTicket503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRealtimeTicket503ApplicationProblemPlusJSONResponse) VisitCreateRealtimeTicketResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListRoomsRequestObject struct {
 	Params ListRoomsParams
 }
@@ -3695,6 +3809,25 @@ func (response ListRooms500ApplicationProblemPlusJSONResponse) VisitListRoomsRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRooms503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListRooms503ApplicationProblemPlusJSONResponse) VisitListRoomsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3820,6 +3953,25 @@ func (response CreateRoom500ApplicationProblemPlusJSONResponse) VisitCreateRoomR
 	return err
 }
 
+type CreateRoom503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRoom503ApplicationProblemPlusJSONResponse) VisitCreateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteRoomRequestObject struct {
 	RoomId RoomId `json:"room_id"`
 }
@@ -3919,6 +4071,25 @@ func (response DeleteRoom500ApplicationProblemPlusJSONResponse) VisitDeleteRoomR
 	return err
 }
 
+type DeleteRoom503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRoom503ApplicationProblemPlusJSONResponse) VisitDeleteRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRoomRequestObject struct {
 	RoomId RoomId `json:"room_id"`
 }
@@ -4004,6 +4175,25 @@ func (response GetRoom500ApplicationProblemPlusJSONResponse) VisitGetRoomRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoom503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRoom503ApplicationProblemPlusJSONResponse) VisitGetRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4162,6 +4352,25 @@ func (response UpdateRoom500ApplicationProblemPlusJSONResponse) VisitUpdateRoomR
 	return err
 }
 
+type UpdateRoom503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom503ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type BanMemberRequestObject struct {
 	RoomId RoomId `json:"room_id"`
 	Body   *BanMemberJSONRequestBody
@@ -4316,6 +4525,25 @@ func (response BanMember500ApplicationProblemPlusJSONResponse) VisitBanMemberRes
 	return err
 }
 
+type BanMember503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember503ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UnbanMemberRequestObject struct {
 	RoomId RoomId `json:"room_id"`
 	UserId UserId `json:"user_id"`
@@ -4412,6 +4640,25 @@ func (response UnbanMember500ApplicationProblemPlusJSONResponse) VisitUnbanMembe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UnbanMember503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UnbanMember503ApplicationProblemPlusJSONResponse) VisitUnbanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4570,6 +4817,25 @@ func (response InviteMember500ApplicationProblemPlusJSONResponse) VisitInviteMem
 	return err
 }
 
+type InviteMember503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember503ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type JoinRoomRequestObject struct {
 	RoomId RoomId `json:"room_id"`
 	Params JoinRoomParams
@@ -4711,6 +4977,25 @@ func (response JoinRoom500ApplicationProblemPlusJSONResponse) VisitJoinRoomRespo
 	return err
 }
 
+type JoinRoom503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom503ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type LeaveRoomRequestObject struct {
 	RoomId RoomId `json:"room_id"`
 }
@@ -4810,6 +5095,25 @@ func (response LeaveRoom500ApplicationProblemPlusJSONResponse) VisitLeaveRoomRes
 	return err
 }
 
+type LeaveRoom503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response LeaveRoom503ApplicationProblemPlusJSONResponse) VisitLeaveRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListMembersRequestObject struct {
 	RoomId RoomId `json:"room_id"`
 	Params ListMembersParams
@@ -4896,6 +5200,25 @@ func (response ListMembers500ApplicationProblemPlusJSONResponse) VisitListMember
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMembers503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListMembers503ApplicationProblemPlusJSONResponse) VisitListMembersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5012,6 +5335,25 @@ func (response KickMember500ApplicationProblemPlusJSONResponse) VisitKickMemberR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type KickMember503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response KickMember503ApplicationProblemPlusJSONResponse) VisitKickMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5171,6 +5513,25 @@ func (response UpdateMember500ApplicationProblemPlusJSONResponse) VisitUpdateMem
 	return err
 }
 
+type UpdateMember503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember503ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListMessagesRequestObject struct {
 	RoomId RoomId `json:"room_id"`
 	Params ListMessagesParams
@@ -5257,6 +5618,25 @@ func (response ListMessages500ApplicationProblemPlusJSONResponse) VisitListMessa
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMessages503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListMessages503ApplicationProblemPlusJSONResponse) VisitListMessagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5448,6 +5828,25 @@ func (response SendMessage500ApplicationProblemPlusJSONResponse) VisitSendMessag
 	return err
 }
 
+type SendMessage503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SendMessage503ApplicationProblemPlusJSONResponse) VisitSendMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteMessageRequestObject struct {
 	RoomId    RoomId    `json:"room_id"`
 	MessageId MessageId `json:"message_id"`
@@ -5560,6 +5959,25 @@ func (response DeleteMessage500ApplicationProblemPlusJSONResponse) VisitDeleteMe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteMessage503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteMessage503ApplicationProblemPlusJSONResponse) VisitDeleteMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5719,6 +6137,25 @@ func (response EditMessage500ApplicationProblemPlusJSONResponse) VisitEditMessag
 	return err
 }
 
+type EditMessage503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage503ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RemoveReactionRequestObject struct {
 	RoomId    RoomId    `json:"room_id"`
 	MessageId MessageId `json:"message_id"`
@@ -5832,6 +6269,25 @@ func (response RemoveReaction500ApplicationProblemPlusJSONResponse) VisitRemoveR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RemoveReaction503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RemoveReaction503ApplicationProblemPlusJSONResponse) VisitRemoveReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5953,6 +6409,25 @@ func (response AddReaction500ApplicationProblemPlusJSONResponse) VisitAddReactio
 	return err
 }
 
+type AddReaction503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response AddReaction503ApplicationProblemPlusJSONResponse) VisitAddReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetPresenceRequestObject struct {
 	RoomId RoomId `json:"room_id"`
 }
@@ -6038,6 +6513,25 @@ func (response GetPresence500ApplicationProblemPlusJSONResponse) VisitGetPresenc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetPresence503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetPresence503ApplicationProblemPlusJSONResponse) VisitGetPresenceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6160,6 +6654,25 @@ func (response MarkRead500ApplicationProblemPlusJSONResponse) VisitMarkReadRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type MarkRead503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response MarkRead503ApplicationProblemPlusJSONResponse) VisitMarkReadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6351,6 +6864,25 @@ func (response SendTip500ApplicationProblemPlusJSONResponse) VisitSendTipRespons
 	return err
 }
 
+type SendTip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SendTip503ApplicationProblemPlusJSONResponse) VisitSendTipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncRequestObject struct {
 	Params SyncParams
 }
@@ -6440,6 +6972,25 @@ func (response Sync500ApplicationProblemPlusJSONResponse) VisitSyncResponse(w ht
 	return err
 }
 
+type Sync503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Sync503ApplicationProblemPlusJSONResponse) VisitSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetWalletRequestObject struct {
 }
 
@@ -6496,6 +7047,25 @@ func (response GetWallet500ApplicationProblemPlusJSONResponse) VisitGetWalletRes
 	return err
 }
 
+type GetWallet503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetWallet503ApplicationProblemPlusJSONResponse) VisitGetWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListCreditPackagesRequestObject struct {
 }
 
@@ -6548,6 +7118,25 @@ func (response ListCreditPackages500ApplicationProblemPlusJSONResponse) VisitLis
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListCreditPackages503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListCreditPackages503ApplicationProblemPlusJSONResponse) VisitListCreditPackagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6811,6 +7400,25 @@ func (response GetTopup500ApplicationProblemPlusJSONResponse) VisitGetTopupRespo
 	return err
 }
 
+type GetTopup503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopup503ApplicationProblemPlusJSONResponse) VisitGetTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListWalletTransactionsRequestObject struct {
 	Params ListWalletTransactionsParams
 }
@@ -6880,6 +7488,25 @@ func (response ListWalletTransactions500ApplicationProblemPlusJSONResponse) Visi
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWalletTransactions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListWalletTransactions503ApplicationProblemPlusJSONResponse) VisitListWalletTransactionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8258,258 +8885,261 @@ func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWal
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1dcxu3lij6V9blTJXJTIuSHDk7kSo1ozjO3k6cxFeSJ1MV5qrBbpBE1AQ6AFo0d+JbeZ2H+3Br7/fz",
-	"cs7+YfkF5yecwlpAN5psUpRs2Ul2UpWySHbjY2FhfX/82MvUvFSSS2t6xz/2ZpzlXOOfT3M+L5Xl0u6d",
-	"8bJgS567r3NuMi1KK5TsHfdSqyuewmLGJdiZMCAM2BkHY5XmOWhuSiUNBzUBJoEzXQiuQfMfKm4sLISd",
-	"0eNsziGtZ8yWe1/wZTrsJT2TzficuYm5rOa94297bsbed0nPLkveO+4Zq4Wc9l69Snpn3Orl3unEcr2+",
-	"0nOeKZkbsAoWTFgY84nSHKxeCjkFNmVCtuebCynmbsrDei4hLZ9y3XvlZiuZZnNuPbQeV9qojmkvZhxS",
-	"yV/aywyfSB0o3JZLza+FqgyUbMrdzMI9/kPF9bKX9CSbuwnpnfay2MtnXE7trHf86PBh4pYZPh92ASUC",
-	"6hd8ub7AL9kVpzMLp2LYhDswaQfOYzj85ee/PXz0CK6FEeOCw+n546dPIZsxzTK3+wQqKX6oOJRcj6Qq",
-	"uWZuaBwyY0XBNcw5kwb6DF68ePqpQxEGU6VyyGZKZHwwhHPO8fl04V6wKVg2HY5kgAphZQOWFUTpJT23",
-	"dqEdhjr02ACvh48ercKrZNZy7eb4f779v/b+3+/+7V97XUB8JubCrsPuOZtyMOKvG8+vwPfi5eR8wqrC",
-	"9o4fHSRubR7FDg6S7QiX9L7kxrApf4q3ECcrmZ01c83p90uRb4XHROk5s73jXlXhk+ubfc5E/rkS8ibM",
-	"OfNzhNvPQSs1f2Ag5dLq5WWpRcZTPO6xuuZwAH330PdKSJira24g0zwX1gxOQOGgrBhJZWdcL4Thwxsx",
-	"7w3gzRvGkzOl5hsPyEHn9U/nheF64xSV4fp1p3jlXiayjZTtE5afEWVwnzIlHUtwf7KyLESGl32/1Gpc",
-	"8Pm/fW8cavwYTfevmk96x71/2W8YzT79avaf01s06TrdDARJGJizwq2b58cg5DUrRA6fn3/9VQIM5sIY",
-	"R8KVhkpeSbWQMBG8yN1v16yoOKjKgpqMpGZyyqGf+hEu/fjpIHEvM5gryZd7c3Xthot5lBuAyXUGNZL9",
-	"VDTfXV7x5WUAfDpwiPgq6T1WclKI7J1BL/PzG2K3/KUw1m3QWGZ5Anw4HeId4nMmCuTf7IpL6KfhRQ8f",
-	"O+Mj6Qm6u9OF5ixfgpBwmBwcHODlNwkONVfGgpIcWJapSlrImIQxd8/2U7wGSBgvNWfZLALVZ0qPRZ5z",
-	"+TZhdVrZGZfWjc/zBMaVBakssKJQC547Rpgrkm366SQsMB0MccFVUZwvZXZW37a3e8ZmKTOwyp1XxqRb",
-	"9phDZXgOM64dqk+qorh0T0V4edzcJsT7wnLtdj7Raj6STIIqcq79sEQtEAHmjhvlQXBikDPLxsw4TENx",
-	"zz0zYaJQ11wP4dwybcH9fTyS6Z+fXMD+9eG+W0pa36nUCJnx1J9+I3D+yq4MSjKV1lxaujXx5UggZTqb",
-	"iWuep8lIdqK3py9++JG8Qe5118tYURTuwpRaTTU3DvtWSY2Ql5Xh7kBRVBtJ5kRfSCM5OAVDci9xxUi8",
-	"XxGWu6Dmn96PH0XIPZWOGbLiidYk876tQzpXc25njno5RHP4S4KH4fqaayTttLJ0MAR3omOVL0Fy9+NM",
-	"FbmBnFsmCnMCP1TK8pbcK3K8018p+5mq5Fu9y18pMFU2czdJVTrjiDACOZ+71EEAsiqWqvupVPZy4tbq",
-	"ydFztiwUyy+Uesb0lL+r64NAFwYKtwjHOJiED47gC/EJ9NOS1nhplbrEB/zaz7m+Fhl/Idk1EwUbF291",
-	"+aeQ85LL3N0tt/TciREEYGRzqTuQtGoW51b9xu7ThVJfMrn0YpZ5q+emFMyZXIITcOelNSekHncSEce9",
-	"meVE3pBvvzkYvJCssjOlxV/52756JE86ZcTJAawwx41YmTTMMgH+skSFR2nQ/FpdoXhwxaWTA6to/Y7i",
-	"L7SSUy9UKQ0lM2ahdB6Jn9GEEYuYaG5mYdhSc8OR69qFyBzf8Q9c4gOXmjtmT/JT6yS++eabvViw6TZM",
-	"sOYJp7EjtJDKVIa3jSFrSgKeWKlV5rTOccGfSCvs8m0e3De8KPa8GOOENs0nDhjHSCJJH/Q03yoFE74I",
-	"6iYegakmE5EJLu2l/5rOYCRRn1xjyQtmSLCa4DnlYjLhKBAEotelCTSHg+AyVVkqbXn+Jc8Fu0CQvlsK",
-	"7ZhLGs/qZkvBYXO92Mu5W+2lwwAk1a8CXiCiOSQ758YIWuUqcbni0niQGXoqASZzWMyQlS1hzAt3T6xy",
-	"+FZqVXJtBSmeLHPIRZi+PvYpfP7NBQ6NB3bqLx9uIwW6CsN19Tbp0SU2l0JuNhJW0ooCB6ZFeGHYv+qG",
-	"5S/ZvHQ86qODg3VzjVOh6Z7ebrbW9Q/TgZhAJR0utSZ++OijhwfbJ98EOgmqZD9UPAFH4gq+VxneyPuQ",
-	"Pv/6nMR1RyD2/WhpJzSJDlmPy8FG+wlnmusOK22CJoqbsPiF8TavxorxbRsdVvfYWkjrjDuPwi+jWZ8a",
-	"f88z69b3CUOItVFxzKTk+eV4uYMBJellmjtd8pLZ1uM5s3zPijnvekdz5i/6+k/ebrTL1IhKu88a7EU7",
-	"WZ7iw2hsWY3JqQFSCwQbgBzZlFieCzL/PY+gPmGF4as0oQFTbAePbkEHKFbYRjBWjpkELnNzAmzsmCx8",
-	"7C9iISaW7to9AzG82AWhx4XjTZ9ptOut7uHJNddLmLgfgUGGj8KcLcFwmSeQC/fwXEiG+voSUiTebkfR",
-	"T6S5zVlZurU5lMd/N/AVIae0GFyrkNOhcQr+pucv8Bm0Aay9psqb3lIlvfSqPv7lV2TgRDi9SnpK8q8n",
-	"veNvb+CG9apfJdufXFvvri/US/3OHRpi/ZlS87thd2Q3b/kKDiJUFNJ+cNRr+w78f5ELoZMtSI9M0dUJ",
-	"jofNLqSkZwq1uJyrnF96NWB1bfVSPvzg6OZVWFWKbKcbjGqvKLxcue00/rN5cvWS4aY7bxge1oUqq/Ju",
-	"p1Wy7Mo7XNZu6NcSfZ613Yvk0X3/isG7GO3/g6ObHXnxpqKpN2wtF/Y5PbTOzbzA2yJYAa3Wz4ssX1mH",
-	"A+jp+ddw9PDwTwkUasH1XsZIbahFlF5lOrkUQWzt6wjxW9PIyAKXLR8YmAuJ1n4U5jOHCYMWud60mRUo",
-	"IokOwAjTRxu+EbTPBCFNG7zC8nn7j22o2z6rV/WUTGu2js00ZNfCnuTCehfh3dDZ6QQr1/Lo4EbysLI+",
-	"HKRzeVorvYGdnQYWRhzNqVpemTuhk1dS8oxUVMuWBlTJ5bq+kKmcd+KV94x2/rYquXI0aX530z69nIlT",
-	"NhN0bvx6Mx8/RacJcPdIAvwly2yxBGZgxV6uua20NCAs9DVnBIp0zlOYFGxqgGkOai6s5fkgQaMx13s4",
-	"dGr4Dyko7ZWhFXZz7fXObfjpuBnuoZb2uzzBpppzdCB4x8M3fHyusite2/jRfhbv6t/x+4+DoRYt4U75",
-	"4E62GUlDb6Njys0OU8WdGnYCzJJ/6RANijO1QOsu2rDQBYXvONHKKbhCkmmkxfIeHiU7IALueVdECFrI",
-	"6lsreHCxMolHnKEXlxtUGjqi0Poi5wWnbwIGDFmet7/QfK6u/VvzMdfD75WQ8eeCT2zzScjrehL84kpk",
-	"V/Fnkuibz5Vc+6bM/cId7Fc/ttacR79aUXYqhwgks+G2XCwUuqGU5tG9MQ4hlESbuSyWoCQw8Njj6ATP",
-	"yYmTjpnNZh9jvNJxuGtk7fHj2BmzkOKHlEiRgYWqihxm7JpDxrQWPMf7Vftu8GZBv33fRhK/HiSN+4iU",
-	"a5xB42UxQM4a92PBjPVhQXNC1457ujtHad3YuZBP6aWHq6xl5+ucdKyV4GTS7qu+4vGr7/rbvb3mbte3",
-	"m79+JniR1w6v9gFhvEGnqqm5D/ZCsxwI4x3uqWOUQ7QOE2nEwKEhGta7DS2bmdjKlrYxo79wVjgorm7A",
-	"WGYrEwNQXd0MPP9W90RFoTbd4xmHidAm8Hs1IaIf8fku5h5+u9wgPc4403bMmb1EJ+A1Ky7npnt27y50",
-	"Gpwh176aWC5PgEmzqH/oj7VaGK4N5GrgDslp15C6HwN9GHZKzHiKN19TdxZizp/R07fgrmICUpEblBeG",
-	"gyNM17SY29+UmTupWwg88TFsAnoNgrCnLhR5itynUzu5tfXMc7JdDXS3sqi9SRNZtM4bbWQEn7vJ8vdi",
-	"kvr8my/WT4sV0xibnuSfnp92svZMX7cffPjo0eFHnY9ebbjhV2QICEN8/cXzTRbm+DEjpp2PveymDWU1",
-	"LkQGV3yZwJgZ/sFRpYs6YqV0hyCnwxsB6dZKm3Yz0Z4ShBYtcAOAz9chfMWXu/N+d0Y36ZA4YNf8z9RU",
-	"3NEui5xsLYzy6EbbUnCLtjC1/rJNzx5+eDtdlNYUzdG15y9Rjl2Hei5MWbDlZbCZra2cROtbUal55a77",
-	"LU30WlEkxHaJr+BvxBKdtPftZ483uxmGzzttTbczhvjTeLUuqkYh9DeLQJutJDSBmYmy+/ZTaM0DA/P6",
-	"QcxdQOF0XSp5a0jAWX5p+A87muxuhTMSB8c4zY7sABImDYyXgJHZQW9Jw5LSBL3IXtW7ixnO41i9x5U1",
-	"3Yx9tWC8wprQJbwrnw/mr5X8FlkVTkKXGY+36L6lECWKrl7ndmjQupyb6a7z30XsCfp1cyHGShWcYbwB",
-	"WRBuJ0btttRgb7iFSurfeIwn2nG9NS+L5aVVXfPfCOzbiHO7XqIuU3Ej0RGatg85iRDOo1O0r+awYvjd",
-	"KAR65O6mrTNmLudK8+7zvy3lpVu0mwE6aebuWnXjd7udFEFnuOIXuVGDQb/lbgpM52JVtNg3sh71euvB",
-	"mK+sYzlKFkJ2KNQv0FySm5Ba5nkX0PMg1QLzkwIa3HhH1i7nzvdrowrkl75tvxtt5LQdtzlFXrWlqrS3",
-	"FmVoQKB9Kg0LLi2oycR9HsJXji9V2tGOddbdAHP96tyGoKydfji+796kMunV7y6dcitoKRqsKwLo7LPH",
-	"8NHRoz8F29QQ0kzl3AefO5j5QC1mvXvGgJmhOXSsmcxmoOQJpFbYgqfu0ZFMKbg6RX/ERGmYVXMmDY4z",
-	"Z0vIZkxO+RAeq5ybY1jLw0mgHUWZjGRnsGQC3WGQCUQJGglE4dEJRAH7OGpH/F8Cm5N5On8Lk26Iy3fL",
-	"XE8GcItcT8pIICXTuvsLRcR2YgF0xE0juDrD9NwY3M5UfulA4DNZcD1x9K4DRBPgnLTDm922Qix9l006",
-	"ONtWItoIceYsmwnJ99zI+EWwf7q32h7iFRzolnIs647kYZZuPMXaemO7MCHMMYmQsDsUUGulTZfHORfX",
-	"Iq9YEVYeZYL4wR8YSjMzCeU/YuZZi85uY7eRNfkVarneSP/oYJ38Cmksk9kGS2oI6SyZnQ27pTV8oDNM",
-	"oZVllyfATPBupP+15y0Be0/zrfGUje14fey/XFw8B3pg/eyPuoMXkaJ08QEzU9rScYKp5nOml00yNeGX",
-	"G62NX099tuAW/AoUfHW+F2dPQbK5kNO1OU4gZWNV2eNxweSVz39H95MnonPMF21HivaiV3Yl+ASMGsje",
-	"49xF64OIvS428Ln6XmxzjN+JI7XSjWmKbct6HPTLVTLiv17Hg23L7vS1OPU0zo9BMTu4/4SFvo/zExIa",
-	"nxU5l8ma726yyGbeG+HFDjNjmlN8yaqgsGZvcgtO/J42ACO/m31tk9qyLdRq1VvDf9i4qHPLukzxtzY7",
-	"3CZQtW12uL3RoEmm7rYbbNqrkNyYDkyc8ezKbD6WlmsM7WSOs+WdYt5KtCbLZnF6kROHhDWUShjhVbPM",
-	"13LHJWErGwAQO53WoDBnLy8bH4+5LLm+DBHb6wfunsarczleWhpgy0M0GsUQdj9KIaKXboGqsp3uu1Og",
-	"h0DIXGTMKl2HySPrx2wCMlE5GKO7Oo0jVtPhzci1uq9Nm0g2w6trM9sO5EI4ctRBvG+VP2AFEbUmT6GL",
-	"v4aZ1i+lLrr5eEMvX5w9A6uCq9b92Wd5DumoOjh4+AH5+X/5+R8pFRAx1ZwPbnaW+CWtxO271XSDDGX/",
-	"uwaQr6RGtBwWH9zOw9AerHutU2Es13db7KoTYuX4Z2ohHZzRMItBE2YIz5DETZHKWM1Egbn+Jcs4xYn5",
-	"GKG2ZHIq5S0DUpPG5bOmWlLSG8tzzY05CbWArBbzOc9xYU286MpCmJT/4T8NMzVvL2rVofT+DQ6l9sI+",
-	"/OXnvx0+/DCqHwL9F1I4gQplUyiVkFiMRDr8npfK4DmBrgq6S7d0UH14awfVivulE6G8ab9mDAuJ1Gau",
-	"cq4xqD/EZnVypjOl5h2Wcq9ndp5m+JFirlC7YvmeE3a7ZKK7GbLXAt/jNTz2aXtWYe2YEziAj2GiOd/J",
-	"2bCzVduxiiDsdIWM/BCUDV/lpmDWqU0oQO64EjqYyy1C77zln7rZVYZPRqH9a7tC/NjZON4d6d/Fc1iQ",
-	"j+eVsaGill1wLsFrBoYOSk0mG/hQyAO4n7h/ch341BOcqjVwG+ciOHVBIWluSIQnK+d5oy2/icvrTBcg",
-	"65jTTry3EVIPyTRUVfOfH5iVchSOpKKtKY0QdCT7mMwXB2amzaMhODMdwC8//x34y4yX1qdqatT2MUkT",
-	"k0RRquK6PvSRjK7CMSVyTrmFsbIzYIa+WHDN69JQQsceVScJ5wkY5cZ2lzsZyTquWZFtN8BjznLexB8u",
-	"oeATC2RMw4nmYGdaVdNZXGCOLiWcjqTfZQAdFR+zaj42VklOCh+GIJIiqPnEMQarnMLoE1XxZwcSA8KO",
-	"ZD8MaflLrNBw5QAn1YJCJaUimoCgxPTkeuuDIaTebotHupipObCRjH3NNJNfDZXOqiz06VxSK8o0QcFW",
-	"80yUgks7OHF44gZIfYiqQQQq+Egqdz1tQK0TdNpmlCDLoAZ4/asb3YuRZZfNj2V2d3/qXdjAvA7G2C1I",
-	"IIqJ3NG3pSMryS4Oyzs534nF3hSie1+eS4qu3mEBF8Q6gvlr2+NN8PobdWIQFa3RaicK+ibCTAL4bwgy",
-	"WRGFyHrkK86gYhlKN941GiWcwrpANt/ZLnK3m7Yjzm3LnKkp0K4IfDtkl/kt5JbdpTYicrsLbTfFAYRl",
-	"rsAjCUfYwLCOGtiO4+dc5m8kj6sNjcNffv7bEdZpi/WfOhr/A/wJrR0OYC8uPtv7cLASULxDNlhH4MuK",
-	"LD9ThksYL8lQiw/HBUQDnz4BdK85LhwqkWJdUlI6dohQacJJ1t3JJAl4vMA0jhDddTt6thr/sTH57Rzj",
-	"zXdI5o5qWTnUMnfO5aY0tk3UvMnFCxlL2+h+60mz9VETnqWo8g2PRskBCUVLbMrfVk3Wee1X31j5JA4j",
-	"COa37enbbybLPNrOTVnjETx3etTcJhl9t2fbcLrxabXruBFSYS78+VJm3bz6ddKZVjl2HAK1ErmodJ3Z",
-	"RXYvli9PgJkrKvYc0sZ8dhiyfrTjpd1mjeaBjUU6TJdiVyxXyx0eR06qBybUzQz+5ZamtLM/uVuiWU2F",
-	"b7YQQW5r1tOFuGNyfCPBdBpzEgf+gjPMBHN6VuBEDQV8YAAjFaCfnj5/fnnx9Pnll6f/lXZnem+vhnDY",
-	"bYypZZvYxvjhQfLass6ambhLMugEtyqrreJgR76CFhmvkxK7k+R3NE+h30hV9rLTD9Bks2F6XsmW3UEV",
-	"dxFH716RYGN5J2a31H4JO4WsUCZUWCqZuEXVlx1F03aRiJ2DJ9KSyxwTzRrnTqnVtci5xvKkQvtcyZIt",
-	"504v6aemyjLOc54HCuPtpo76efSgMhQDX863AQMnNxJCAFKqrZk2db3DHL7oZpMN2sBRzUuyivQZ5By7",
-	"BQDFIFFlS2bg/MnzU/iUj4V1858+/gvlw+YiR6PJVAVLzvr6Mow78/VtKav3xNfHnAjJCiQhYb8+Nw4d",
-	"CyEoj6DpZPAApNrb5P6ijVGtqErmXW7dpPdyzw23d820ZHN3Mb+l+3qOZ/i8niL68jyaLfr6ST1x9OVn",
-	"YQ3Rd2f1cjoVkdrjG2FZXNGi1kHqG7NyyVu3tXV3OqlTJGasG4bVnCuJmLYepomeVyqcaKwqS557N+4N",
-	"QZqNP9A7g18v6GA1VtPLiN91P+pF6XVR4D6iONeWsgr2qDbRLT2erw0gX+rpu1tub9teQtmkd7AVVb6R",
-	"nbxAizrZIncVkeZCxt8eru5vJTdoRaCtLG+4gTwBBo43BdJeOlmqkm4IszsX0yvuxJ3ciK82guM2pa9u",
-	"AkbslOwQx99gLav7qV/VCSXTlWt4p9Sfm/ITN7jnv3KjF+KvjlN7j3xcvmkwvLOs08Wggod7JavwBhPY",
-	"f7b8fzUPx8RcqtN0zWx3gP03KOB0FXAsukNog3O5jnzuVi+2YoSXLi6tY9xdkbCq3KtKA2zBBLZe8PLU",
-	"XQyQYSNrs3YBkqBxoZk0jdtjo+fRG8RqxdRP1VGYdbtuB1iXBvoUQHHNSZyjphKSTxl+t6NK4tdwyUJN",
-	"6V3UA7c6rkum7XJj1HMTMwN9K8rGnxYKPXCdkB8SPcPuWy6tZtIOdrJA3t0ov77WgudYR705x52WcCVk",
-	"viFqXlissjVR+hjdoQ4/Eyo/Xcncp9okuOMlWAUMnGpA8Oi7PxPyVGbcUeiRZAadkgiqQYKcqYS+8eAM",
-	"z/ki1xKoSZRySMby7ytj8Tagx7Fm16gJB4E88GJckK8flPSad3cU178QMr/wA7u/z8Lg+EGp+RM/Pj4o",
-	"wmOn0TzkpVSvXajVinLnR92KL+9MgxENIl2gfaVuJMZrNORNOODWCdOvwBv3DR/PlLo6c9hadvCQvKI6",
-	"2ZuSxjyWd/26bhCiR9eXgd6srNLCLs+xHDuxL6ynfFpR7R769FlAhc+/ueglHXFbceVqLB6Tah+NmCaQ",
-	"FmoqJNUeigs8Uw14t3Yq4VwvcGZtSWXFhZyoULicUZMW337qOdMFEsqpkJx3R0P7ZzAOY8yyKy6pprrm",
-	"rEDKSCrjseNK1D+miT71NfJChh+1v8HUM89RzRAuZti+IavmPoLCVxC0mmWWDCN/Vt7EmISPvv4gxkzO",
-	"+EheLEt+jouuf9Icplw6usVzAqdwJGsk/+Vf4LGS11xiBLD75j14773TVmn94XvvAfp5qGqP0+k1pPvX",
-	"hylIznOzUr/8GKiANoyqg4P3s7jyNX7D05EEqGSBBzzj0HTdM1gfsemhdhphAZmCsETLnhFTyXP4/JsL",
-	"X/isENc8WGHd6IePYC6k0yZOvFm6qYxCA+FnM+NovE33hwteFHuYBrX//eLKDLGW/BDO4prmxg2N5Qqx",
-	"ADlCvKlBfuxTL0IZ9FD3kIHkC2JJ7gXfFYGiXEEVufsJB0bDPrVmIMAsZqrgofT8EE7rvg3+K+gXaqoq",
-	"S8wPC/y3arAP3LBoHUPBpgVMq9QxpEcHh9DKWqwdC542hfStUP2N5hcIZIwwEg4p4FHdZENJDwY8xiHh",
-	"E7pXzHvvIfDSTY0CUuh/GxI7v+u7K2uO9/cXi8VQT7I9J50pPVR6uq8nmfvfPTfAPaL7gfnMz2Q9g8/n",
-	"NfVN6Ljnc0tT6hrBBuHyxO10aOkv4q5sbgsU4ha3IiAHjaOAdbm+o4MDWE0Q9QOeMcvJN4AAoZpd6dHD",
-	"j6CV3xj21G5lQplsbg1NZyQctF62qW9r0780RFa10+JOqCQYGrqwYcwv//0/4fDhh6FhjwPsatPCAYXP",
-	"a80L3IaaGhSLCh47PyCbKWUcDnG/vk8cnLDX5HvvwVkDPLcqpJK+ww6BEqunBkgevg/r2aMkbhUi45Lq",
-	"JQUarlWpBbdML6NsvEC2T58/7SW9a66NDysYHgwP0FVacslK0TvuvT88GL6PNkk7Q+bVTRncL1O+wanx",
-	"+fnXXzmyD1/wJZxz29SIu+JLd+lbzA1ziykgsljCmIMnbm77I9l3F+JPjw7/dAK+6BSSsARSVkxTSJEe",
-	"poMhPBfZFR6Bm8NHKOAEDwykV6LJghzJTyuN1Acf1co2HU9N3XUEgyGROBd5fTkcHbviSwJ+TbWf5r3j",
-	"3p+5xQJQK+0XHx4cbOkScrvuIDj+htYgbieG25WOPo9ZNuN7jx37VB3WhL+oBWXchK27oxi765LNKLR/",
-	"WwuZSNbpHX/7XdLzWZ0O3SJeg3TzmmsxWbYpsBNO2BQle0d/yUi+P8Mah3/diF+nSC8MPDw4gMVMFHWF",
-	"RhxZGKjKITy15HwwrUp7w65D8zUV7/HY/AwbDq698t42qD4T11y6Zx3P4BH4VGk89NBNvivwuITnytip",
-	"5uf/9zPoOyQ/47kIKdHop5pWmueDQKU9s2Oe+CYkvT06eB/iXltR1u3EZ7BE+XORdPNMsTzYKXRdn0Cr",
-	"yvKRk/gmE5FRXi5GEVG/SmLHZsMdPHNP3edpNjmIHQeKs7vFIhvAxmiPDt7fNGS9xv2O7mnbEKFewxZM",
-	"uD7cZ/lcyH0yMO3/GPTQV/teKcca+E0T7G87W9LW2uvr9KT9LumVynTg45/FNcY71249b8x4YKibK6oY",
-	"dYR47MusvalImrEJtrBmJIMXEV9EOR+bhVRLtIn5vlK//Px3YAU29vL04bjxluKzUdQ8soORxOcnnqv4",
-	"NdYdqYyac4qYNyWXdpCEdkCVzCnnpuHoI5kePXwInTUscDeBZJFdz2CXn4wDC6unfohYUHvMC7WAv3Kt",
-	"hiNJ5hBibMER6tfqRWs/YpjhpDYetV25/jRQyXOrPfgoHcLTScuL/cCE7bkrHpdDDkBBcJDd0B0GgcTT",
-	"EWFGMn108H7qe1+SYkA3vXMShGGJlo6ui09bD7ahFazuunrNI/srfbIdst4b8aAVbuzu1TqzFVa+oZ//",
-	"tiZ9Xa/g3Ee0pe00KWocja8c3vxKqwkgvrQD7Wu6BuMbRze/Ubf4xBc+uvmFjta07tWHD3fZ0nqXPKTq",
-	"O0Cw3Wf1dXlBRP3xStR3t490fhCLU+6LiA9UdraPBiOk+Z2UGP3TQVWvteu6o+Get0OxuSiWgyGcyrpb",
-	"t08XxRVRJZeQEDmS06AVYaNcp2t3FQSKiAc+uFD6aginvqMlqkSOBVhb8BxKrkfSW3WePieDAtfQr79K",
-	"aEUDpG71a74/Jky5Nahsev2ypV12kRasqtqr67B84sOz3wg5aFVsfdU2Mzoe++oeSVHc+a+rVS/pYEIO",
-	"e2+TYBzucEFW2+Tie492mayjgyPSgR1IyGqP1zvSgC1CnYM4COnbvNeXKsou7tCWotutKrv5ep9FRrVw",
-	"u9f6I1IzR/fp2CepxaY/DP3Bu4kihh1JatsQ6mG0rWu1WWfNvhaEMgmOwqyaz9yo3lYQRP0BpczVZmRD",
-	"YX8EqKODg0OnSEynblWqsr7Vqu+OyeRIYjA9mY4xczEA4IFZt0NQ3+7MCXt2JswGguBAvXY1jzblsBC0",
-	"UYJB4+HwztfjrhhX49gTb8eo8089AdiKWx4NtiCXssx65GrhDAFdSQ5NJ1zhG7E6oRR5hrcNE4BspRvT",
-	"D/0Wn9EQnkfG45V+myjDLpgBVpCu6O3BK+bkkazZG+EZvY2yPbNofNoTkgyizOvLiMadRetO6pDakcRc",
-	"auOvMUrcQ/h6AsZNwwqnTwe4+6G4r0vmth96hlITIfeNF8PNBoEXz+R++NJKiY5fF2f6ii88kTnxykJA",
-	"rTY6tFKfUej4/bOyN8ySnrz0sSWrV23iNOf6HG4iH+S13Ew/qJWf8YZhVXlXngkiae3/cfSUOKMwrYIk",
-	"bp9M83wkM2b4npCGS4peKZaYqJ6eSvkfT5rKJD6TfqVeSeplTS+H+sUMR/K5Z8IkjHaUIsFr3Fl4pPPy",
-	"eojc1+1tF63Z6foevq3rezGrAYvE2scvnHju4R02ZIN3bJ9azQQUuPMN3kHEa+mG/8SCKF3HtdtIfG3j",
-	"Xac4Rm91XjPLfsnv0ybrG0534hrGiG0Rdd+hNIbiIepZe0JCqDvWCV3t64z1jn9c+Wafqm+ZzeT1k9AH",
-	"KWMSzXscJZsNTdeD2zWK2jCKaCJ+HCEUfGxEEGCYL112TFU+9wqsONR//wDMIO5SnsBYVU4GVXGlR3Qi",
-	"UJBC7NevJXqf5dOsYdBFVX333nZBtnukcyszdaDfqYfK3VHsbVOEGjX/zG19qFijrPTW8RotIlStkbNB",
-	"15BO2emFeg9Sk6mSf0ydIVLo+3bEg+7cSs6yWSgDakK5FDMTZQp9rQqeoG9oJAHmTF9xnQBVkgSkXiTJ",
-	"p6HuT5qAKnJubFzRBpkMeur9yihYJj3GBG7l5Hesg0xuTb+s8RIkm/MTSH9IYSIKFAT8l04qnYiXbk39",
-	"VZFkEE/kW0qlx+DjoqM+ev56YCc9fApjOX01bge7TvVUGHuG4E863TvYqa7x7+AqWo7eujV0r24/GaI6",
-	"6y/qYO7Qg7Iry2Atdr2BC/RVyKxdgTiG53Yt9IfWIm+VN7Ap9zlyAmBBzd4ODz6mgMZ79RLUdVI6aUrp",
-	"qx8gnrxVlea1qYrDTVp3TD3w83evNvkIm74+MOaZmpOnD1KMVk4xKEypuedDEtKoMBiWaaKsyFPpI8HJ",
-	"qUV3H1kbq9lQEVzMcIj1NOgmeovxwUfQUQ5+CyNSWP/wPgT89T71b1nEp3T1DV4speZR59SOjkxvVw3/",
-	"TUj+r32zgsyO4O+4XDFf3v/RR7q/ostWcLupOL27WMG+OxPGKr10HJGVJWe66fesJB+Cr2iIleTYSpE6",
-	"3yOb+vVG/XJpBiwMlzFJtdP6StaRwSEI04t9ZGx2KnjokSLVSM6V5sfNaI3RB9m/IUsc1SYQvjgdXuIE",
-	"H3UkyczUwlEVH8/CpA/0peptwkK/4OyayhZnRZU3ETEGjg6OhoCJBzDhnMiNr8PXJF0wzUcoe9c+Xh+g",
-	"hgDCkGEmfb7GWFXTWUs6acKcqG/yS6feh+CbOCiC2qsL6SUmDBd4UJ9cF636FA+oplU3GbQ/DT20fl9O",
-	"5Ne+fgQXf/2gT4k0nTyuUyAOV8dH53osPQEml2gI5hgkE0mfJ14i5PU70U2iggFBYOwMeus+8IO3xiDI",
-	"79MW5esAnEbsDQUrB28Z4d42+pC2tYF03zaexcH+aY4SaslsNuuqreOzhE0d2EqyUdPlB1IndqcJpJgv",
-	"682la+m36UkdtDOSNIbP+zWA1UvCJxTAtpQi7iBNTUryPYlR6znPb9nRse2W0DHkvrTZP2HMzu9AJqt9",
-	"J7eRyfbHjDoz3v3Wd6pRmy594mQsLD4PmskrJ5pgUKGd8bnhhbvJfSaXIJXcCzWjMUp8JKnl1cCpYPRn",
-	"KCqNVxvr1J9gmhj+hoZYb4L8XgnpiyGk+E8KfaQXVhQjWfmRiSWEB7CaruHSDobwCZMSBTSfMVQWWCAf",
-	"wzdZp1nkEyZ94dn7ISafMPmOlLFP2EY/i4PFH7Tjt0g7PmES2KpLYAfCsf+jr0mzVbfbRAuG8ExMfGzF",
-	"mPmIilxRxDDpHSSWpUcHR+m6ZPnCXdzomu0SH+PmEQYKMflDseiymE0sHcYblAxvtnK+MFwjN9mAaqRe",
-	"vE02Rc5/r/VQ+JhjIt7/lD7/+vwCfvn5H/vuy3QIT92DmITSjgYDDAZbx1x8nt8rh6Ap3hGToMk38QkE",
-	"K2U6/8Eufovsgo7Xcwxf8SNyJ+3OQ9z1uYdb/TxynPn8cS7Jm4UWDiwNiDLfyYofTHIM8YlRFD5Xwkl/",
-	"I9l9ucPvLQtcnSK04iCoU4SCoXokfZqNL8yFkUBR7RbfIINE2P6WVJ7ankHjjSTFtBTcmKQrz2dwEmni",
-	"vsSErxHplorp/P5zwexE6TlMOB+O5GlT0TM0AMHCNzLjxxi5ZbWg4n1RBCIunzKJsplDYkOk0lsVNf8+",
-	"ABFj82v7p6HWPXAR2/Z9nd7YpovBW8AsmQa8oWcYHL6+wcfXsokFypiEMW8a06hJXVQ29sb006ODj0ay",
-	"wxVzjIukcFP05w6wvkODDOQmminD151EbKyuORygauMUl5DFhB4iYX2ZByZHMo3yhfa+4MsUCnHFQ9NJ",
-	"Jflyb64QVp4n/R1YYVSDDgRaoNIIqrII0JHsU8r8pg7GdRXiuozCKvo4NSycbujzUh+i05OofA+dvIMu",
-	"Tuz9NbQ/qSQ/oZUarOzu1hvCQpS+MnSalKTBlo0DYKM32kHfm3BuR1KeM5G7l99mdtZvyq31R2bVBl7o",
-	"sObWRhckHffA+FpkEh1f1BooJpXCxHEtw4JPbEoElniBt5ngEolOfJQOjsl1FNn+hTSWs870yGfu1Z2d",
-	"PM/4xP66De63lupeXw9D1nJbrPLEYWNg5DNhrPf93JpA/qoiVmgTN8eseIBgvfPAm5TG1uS/awcPBr7M",
-	"65N+Yy6e7Xj3esYgNAwHP/sG0zCRKRQ/Q0yat8n2yYJUai8b2hmj0ovtG/CFyK5uYTA6C91P/8m11NdG",
-	"SAJkI233r0R2NXg3NqakV1a3sAShx3EX5DzxyWVaFZz6XDpBfCTHvHm0Yc5YAMpHOgdvqFMZ65LKJon+",
-	"9kx5MISv3bNO/htJr4iisjjxIaMzrvkQ0qg0dIpN/aK2z3hZNtWCPgE2khOm9yaVrTSn52gAIXM+EVJY",
-	"XiwHJ/hlXsMkjvUOHT03e1nv1fDVVWr7LXtaQ8/Bbtne3wFmgtf1DyvYb9vhSgeKAeQFB99G8zZiG92X",
-	"jQHsvsEbhloxk1ElZ0gN/yEdwjdeUWeU63DsK5xit+EUTRb+IUjHfKI0x6j0Y1Kt2895OiUs9FGCGrPs",
-	"asF0bhpFlNKjhOXYHc+NNAijo+WGBqcwMXo2jE0mj3rsidIrQ6O6sjJyGvoOpViqciQXM46lmOfYr4k8",
-	"RMFxJDT11R/Cp+02rgZ8BCEzTTNXsymaPUB7t4D2Bqa9zhJFazXBD7uKdnePXUN0x6EPuofeTbK/X3kd",
-	"QbqLwO5Zx+9bPneAaBoRh2aTNbaOl0CHHghITSFeLzyr02SQtvoSpl4MMZ7IGDbhdU9FMu+WnNnm1qJx",
-	"TtQBpu7jyMO3LsiKMo4WU+y9ExoqkiPt4cFBGkwJDgHShweHaeItxQzqIsrwy89/H8lVy6ZbipPHMj6E",
-	"LzfKI/306OB9klfSQQJSoY0j+AKEHEm2GiyGVo/6u3RwghVAHXF0Mlkjxy5milovglUKjFIyqvgykusl",
-	"X6AfCXUMaRifl90ZZlFvz3sSlTq6h751Sck3W+6iCoh0J53ogwTiTXostyzkwlfi9FMnvgHREoxV+g/p",
-	"7Z8jebmpm4PprND06e0g0jcIevs/+r9uspWgGbDVgp5uA1ZBFgam6HzSal5XwmY5lMzOvAh0i4gEEpli",
-	"cvNPGpz/9o0jdTR/YI19zz+dJhG4xeDNigM3i4UeFVZDu9tY8yQX9n5ZVDTDr49FYYGQXESqBvRT+uKS",
-	"2RQMt4M/2MNvUrl3eNd1JWWxHLw+0d/XnMI7zP6PfK6+F1vZAFpPQwkqHxaCKm+wAGKv1RtJPBlhz/wI",
-	"O0dM1lN6hvMHwX/tQhzsisdnOWbZ1Tsk78m2U0/g8Jef/3b4wWr1IVVZMCWGwfdfnD3b4zJTOTZt4sPp",
-	"ENL//T/+//+P+sX822FaJ9m3iz0j5m+t9Bzl3X9wdFPa/SbL/tcyQuIy9PFyf+ACToDlqOu6C4/OpBtv",
-	"0mmev9Y1wgv7xz16fa8SyyyFH95FHC99b/utvSVq2wzZFSjtPzQjx9a1JZdNmRJgcrkgcuyzC4vKWK6h",
-	"z+ooKUqbVRKbElEEHZaxgalmGXeIKVTUNlloMo1SUrKvToOBYppnSkqeWTOSuZIPLEwKVg6a3OhNuW5/",
-	"5jY09r/PtMx6jg2ikweBh+3v3Ob3zUwFnAhhOLT/7so2b9pH71TDewo4oio4lJnpJAwTjPvHwMiSj02O",
-	"dOwGDYGD9OpKofiRZDJvWQ/rAqKWWT6EF1Rv5+OWyRQbPcSV4UN1HkfLfWUADF8lW4532fgVhOJ/IW3/",
-	"eyUk3rFQhgC1bDL214n+lFHadcG+ZPrqzEH8vkruRTfgLSeRcpafu1PYXFae5XROcZF+VhS/8hiv36SW",
-	"8qW69iF5DuqEy7figVaU95NW48hASl0k07pHw0r0u2Pdad1K9VLkaQIMJrxAQ3sdlx1I5kj2vbbj3w8F",
-	"OsoSTfAMUitKH+0dar75QNqZyGYhaJoGNpybkQxOmLoCSKvo2BAuREl2es0s3/O9wlB2pK6vGJL/UToY",
-	"wlebQ7Yjv0lM1Mg/agVVJibK6SngJncAdRl9Aw0n3jxNuhDlOywP5ACzgSBZUZ60OoXM2DUHH9j1O+h5",
-	"8RbjrN+Nof/uwd3vzElwgZeaukbPQ7BToMqUoNPQZEd7NuogIbwjxa486XFLHKLiolTX3E++1peb8lh+",
-	"+fnvPkfGKSfJSLozqoUb8lP+8vM/amtVmlCo2EQhMU6xuy5Ol2KaC4V8xGtqJ+WsTJ+p+VxYRzqDTMD8",
-	"6jE2t+R6jyg8iYsYo+sLMTYlyjOewEwt0DU8ZzJqzgULLSyP8o2K5RA+w6WPZLz2E1/cKIorwdLOFU+A",
-	"mSuv//uWnKHWW5NxFLKMKL6l3uNqupE7EPQSBWmyFWu/Hz5dieyK5+l+k69EOWkxhJ02oCp7OV9p1iT5",
-	"Imn1z1wwR9qqkvie01CVnKJ2SY0EX/pUAJKt8WzrfqkS+Ly0S4rCaHv2fRn8i6YhbNSKtU6Ygi/EJyha",
-	"h8r4TWNK8sM7Oi9k5Z1VDhnnrJgoPadEMVZYrnme0M/UpRXFgysuR5ICXjCdaC6w8rqXwxnkzLIxM1jJ",
-	"2bqvlMYGUdji0k0jDKRHhwcjOamK4tLdtCbH6difJz68aN+zIfzF3w1hfDRCqSvp1og1/LDA+0jSfqOU",
-	"9VJo3sm83R1f49xr9Vub7ssMY5mFqgweSwLpzMlFqe+JnuJhpjBx47XOp3UoJ+6ih4r0FfdPZBkvLfVE",
-	"sCp0Ag1978ahaxbPN4MO+r7vhpo0x0XnRI24aFYf1tBZCFSQ8aHb1vfo0fsf7FBlcwV+fud2JgwRCH9t",
-	"Q71XODw42FjwE2W77sqkVPKTvaQoq0e+AOjWcK4VIs6Ere+mMM3dZNJLqyGoJdjxJYe+e2qvVEWxcc0N",
-	"deheeLzs9w8OWgvvCha7zxgwdwNuDgDzJxYkcU9PVJuAvOXGCjvM81lVFG6DZ0HofSPxpcxmM4c2oUUN",
-	"kX4hOzhsJF6gOFELF17Y2FIrnbrr36cd0M+wQT6nFb7juug1NBcBGpukNfq8X7LsamvQ7mnolzau0NrL",
-	"vWhk+InvEm+gFNkVpo3jWHXYmwRSnIed8amPUY15Hua/x3NrzeSm3thU1i/mXR8irrdeDWCD+4LffJjU",
-	"s/TGbnXjakle2PZEx1Hn+dLHTfqzDz3FsTuwo9SVLlJq2BqKaYYSCv1zq0XJ4bF/FOUdDH2bTNBMbpjM",
-	"x+rlAxPJac/ZMoHHTgYuvC1kJHOOamhdpROlQeqa6SQix4P0kmRrVdlMzespBj7P3uvJTGuBCe4Z7+6F",
-	"ih17ta8eXk+nwHf/drMRRitJe3UDa55ZYAXGMjnmBumfn1zA2mFEDWRR5lkgMWzqGwxHMlhcYFeDi5do",
-	"sdvlxkLKb7Cr532VYsYlviNjy9aWoivY7xCSnGFWOfz4XZhb/nmsJ++y6egn1TLQoV3Jd0QxNltTUPv3",
-	"aJpE3ZWx0gjaY8eaCiKTuJ4zG6nEaxSw3xSoMJaXwGDBxzOlrsBqMZ1yjf1IlKdC7mqgchfYAZFsgx0O",
-	"qSg0EnyiyiNHO2XQdZHy+bGJMJshnKs5d5IFLwx/YKKthJJp3b7fQOLeTd/h0G74d+3traW/lj2sC5WT",
-	"t9YVfeXSNDWGNguxT9Bj4mv0rpr2fCd9J7YuuLF0f45hgZFp1G3L6bj99EpIdO2QUkfVdBKIraNJDS6N",
-	"DhGBJqOMa2l8c3NqXNS4lIKG6Bcxklq4W0vmRWE3JXeRKnIR7/03XQlhbT83q9hYZMeXaP9NtfPo0NPC",
-	"RrbxCCKaZt+gfN07/nGlGdmPvTFnmuvTys56x99+586LrJddRrqLxrZJ/Tvd34bMOrnKKscfekmv0kXv",
-	"uLePh+9XtqYgUiUqbLiPPUCp7xl1pDLDKA3QLWzdqHRG1c1kHhcFgk+5XMJ4Cd4G5CThqJRuaC5ylDbF",
-	"lGqrAiWiJSPJX2a8dFvjqO7IvC6e0aoKD31aMPe/RIXUuirDD4YjeaYKTgn0Pul9VB0cvM+bMPf6C1zv",
-	"CUiFuQ4ss6jOMUqxpXASyiglC7ta+HpQHmZkFFkHWkjuTOp4PAJh5D+PQV870NdH+lqiH8YoTQZkci63",
-	"yu20TTRDaFHTGuDQD7M40FMVMApXiVeZRKec0Hs+aiZpLX6A7L82K3rJhWjuA0OOgJQygN2FQNeKkJnm",
-	"zITDnrJyD2t1CekdN75oSqOqmaXM0pEMyhU5ajZvfcWJE3l8IHL4tA4QrVjdUG+C7UqnhFIj9swJRdzc",
-	"fAxQiGu+4nXy/qayqAzYZRkAEQIEh9DqT9an8p9dXfHSQQI+Jg+sGskaYOHBf6cHP/7l5384TH/4AdrB",
-	"3UfPIDU31TyEzjC5pI5gNGIth6bkzQI1iVqc0J77SgN6CgahqF9+XHuNhIG5MMZ3MQ3fenGSMoXQBDCS",
-	"6FcwdX/S9BxJ3mfuW1+c/zHC3X/j2dEJpKwU+8wdHivFcMnmRQp0gmMKt6BS85IXQ3gcbysdOwX/YyfU",
-	"pJRwiouHqJ4LxWFgzySrppQHztC0NpLkDzHeIQJ9zR3mYv9tRwLHlVnWhMlhtcFOrx53KIsK24VxDeOq",
-	"LubX7fYyc1YU0G85WhIUe/i1j3eSVQhe0TWVxms4ZtlVoaaDWhqK3Gy+5h2Bo3XThnC61kiS+rl4/9dI",
-	"OonJjeT0i+OAPrFbjDWOMWGpZPoEO1b306PDA+hy8ig5ku6rxHdAPzo6OFhpkVNvw4PSx9G5aRCCj/HF",
-	"TOXcV6FE6bCGvJmpqsghV8fu4Z/wQfgJ5pwhu/kpPOdDp38ayZ/29vbq/90rhwcHB/ATSCf9FrjQSrsx",
-	"6uBY8myJCSxVBQtGJqrw6iH8FNi5mVUWM+ZyrM3iKKKSkDoQMm3TQWvMfvDu113j6dyWqtLBLe/PgGJ7",
-	"NZO5mgMa5+rZP4SfoFSFyJZwLVTBqDVPyzVaySvp1kP4+RNMxMsI3ifRklbnD5N85N7ShGUKxmIKfcQC",
-	"KsxghnP28hJ/vxwvLTe40VvPchgBEoPmW9DaBBp3G9RkQoMchdOglpz+7hbY/h4wmxzb2Tc9O30vf98b",
-	"JIH1Tv7wE+QKqBHSChEVJgx00u6hXi/mIfwEM860HXN31Ylu/nQTKI7oVDFXPFPSEXN9HN+QXOR+RSyH",
-	"CRJuiSFouwztztKdIno3/cMow5Cjn5rd64QiVB2Zz7QyZgUs0I+PPhrlsuT60g2AOEB3PuB585i3k/gl",
-	"PWzQSzvpD0cGJ0FyPD+amh4I8m7EwIUjZshrkayFflftJRIzwtXRYa9cxm70auXd72HV1IBv/V/++3/B",
-	"IZiB38URkhBHAikQMJBAOjgfEuAH9xENY079/tG82d85mgGiYIY4pHh7KMPghIq6Gm9gJ6Bi5oHPCqiL",
-	"ItTDkMUfCTFa9f2DwtDB5hArzOiIKKea5TwJS/IBB0OHzXWcxPEKZ1qNm3B0E0OLkM6TzWzKybg1SAL3",
-	"jY5NWNPgeCS/h0j4dRGQvFLGsXWvBIacngRMSfwcKzGTgEldzpBNidIM4XHt3XACLnq+zQna2jSFr6OF",
-	"D21ocRlmrGCbq2pc8D0asuD51Pd0pJxsdWWAFQu2NI1VgmKz3OIag4l3ikwVNz4k/q9cq63FnX2FDJJK",
-	"3ntvxd8xfO89r1ugYIqyEoWTBleOR+hub8lIknn9GFO9Hj56BNfCiHHB4fT88dOnceZXn8GLF08/JfBM",
-	"lcohmymR8UEC2FZ1pdVyCOQn1YX7RnUhe+bhEcxUpc0QztBXEzIcfUBTKw7pii+p78rSxMWF6gbuvsFX",
-	"h3/gGMO70sF6kC3R+5OobombxbvscjGZcAyyCwvCUCJ3Qms1kx0hSE+i4ih1Az1cpdOT6iGMFUUBuqKG",
-	"MsK3+lwdU0hHh1NYLyAyBBLFRxLZrIF++ujlS7+9hgKbEJiMeE78JpzCMRXWwNJ162BuaWHemNKhh5Ve",
-	"X/fqKdEYls+FJBVdGJhqRtFaS/IUTisyxkE/PX3+/PL00y+ffnX54vzJ2eXTT8/TQTKS0gvQFJPtVnX6",
-	"/OlJ3fQR7dy1DeP9tLVUnLtjpX9xlGRWK/lCcmOg1GpMeSqgyrjsH9Iuf09blgBVmt6r7179nwAAAP//",
+	"7L3dciPF1ij4Kmv0nYiW+Mqy3bjZYAdxjmmavRsa8Njuw4lAjCtVlZISlzKLzCyrtaEnuD0XczGx9/3c",
+	"zOwH4wnmEU7kWplVWVJJlk27GzYQQbQlVeXPypXr/+fHXqbmpZJcWtM7/rE34yznGv98nvN5qSyXdu+c",
+	"lwVb8tx9nXOTaVFaoWTvuJdaXfEUFjMuwc6EAWHAzjgYqzTPQXNTKmk4qAkwCZzpQnANmv9QcWNhIeyM",
+	"HmdzDmk9Y7bc+4Iv02Ev6ZlsxufMTcxlNe8df9tzM/a+S3p2WfLecc9YLeS09/p10jvnVi/3TieW6/WV",
+	"XvBMydyAVbBgwsKYT5TmYPVSyCmwKROyPd9cSDF3Ux7Wcwlp+ZTr3ms3W8k0m3ProfW00kZ1THs545BK",
+	"/speZfhE6kDhtlxqfiNUZaBkU+5mFu7xHyqul72kJ9ncTUjvtJfFXr3gcmpnveMnh48Tt8zw+bALKBFQ",
+	"v+DL9QV+ya45nVk4FcMm3IFJO3Aew+EvP//j8ZMncCOMGBccTi+ePn8O2YxplrndJ1BJ8UPFoeR6JFXJ",
+	"NXND45AZKwquYc6ZNNBn8PLl808dijCYKpVDNlMi44MhXHCOz6cL94JNwbLpcCQDVAgrG7CsIEov6bm1",
+	"C+0w1KHHBng9fvJkFV4ls5ZrN8f/8e3/tvd/fvef/6XXBcQXYi7sOuzO2JSDEX/feH4FvhcvJ+cTVhW2",
+	"d/zkIHFr8yh2cJBsR7ik9yU3hk35c7yFOFnJ7KyZa06/X4l8KzwmSs+Z7R33qgqfXN/sGRP550rI2zDn",
+	"3M8Rbj8HrdT8kYGUS6uXV6UWGU/xuMfqhsMB9N1D3yshYa5uuIFM81xYMzgBhYOyYiSVnXG9EIYPb8W8",
+	"N4A3bxhPzpWabzwgB51ffzovDdcbp6gM1792itfuZSLbSNk+Yfk5UQb3KVPSsQT3JyvLQmR42fdLrcYF",
+	"n//n98ahxo/RdP9F80nvuPcf+w2j2adfzf4ZvUWTrtPNQJCEgTkr3Lp5fgxC3rBC5PD5xddfJcBgLoxx",
+	"JFxpqOS1VAsJE8GL3P12w4qKg6osqMlIaianHPqpH+HKj58OEvcyg7mSfLk3VzduuJhHuQGYXGdQI9lP",
+	"RfPd1TVfXgXApwOHiK+T3lMlJ4XI3hn0Mj+/IXbLXwlj3QaNZZYnwIfTId4hPmeiQP7NrrmEfhpe9PCx",
+	"Mz6SnqC7O11ozvIlCAmHycHBAV5+k+BQc2UsKMmBZZmqpIWMSRhz92w/xWuAhPFKc5bNIlB9pvRY5DmX",
+	"bxNWp5WdcWnd+DxPYFxZkMoCKwq14LljhLki2aafTsIC08EQF1wVxcVSZuf1bXu7Z2yWMgOr3HllTLpl",
+	"jzlUhucw49qh+qQqiiv3VISXx81tQrwvLNdu5xOt5iPJJKgi59oPS9QCEWDuuFEeBCcGObNszIzDNBT3",
+	"3DMTJgp1w/UQLizTFtzfxyOZ/vXZJezfHO67paT1nUqNkBlP/ek3Audv7MqgJFNpzaWlWxNfjgRSprOZ",
+	"uOF5moxkJ3p7+uKHH8lb5F53vYwVReEuTKnVVHPjsG+V1Ah5VRnuDhRFtZFkTvSFNJKDUzAk9xJXjMT7",
+	"FWG5C2r+6f34UYTcc+mYISueaU0y79s6pAs153bmqJdDNIe/JHgYrm+4RtJOK0sHQ3AnOlb5EiR3P85U",
+	"kRvIuWWiMCfwQ6Usb8m9Isc7/ZWyn6lKvtW7/JUCU2Uzd5NUpTOOCCOQ87lLHQQgq2Kpup9KZa8mbq2e",
+	"HJ2xZaFYfqnUC6an/F1dHwS6MFC4RTjGwSR8cARfiE+gn5a0xiur1BU+4Nd+wfWNyPhLyW6YKNi4eKvL",
+	"PyWNFc6YLpQGyXmOumwl8RK75UA/rZrFpcdwpoydan7xv79wp3XOc2FA84kjv8lI5lqVJVFYK5DUVjZG",
+	"t0fGkRnJM7eCmsOCkMYymfFw9MhknZzhzho/ONTGGwlbrnuyqltnheDSXs3N9ErkKSg9kmt05xgYLLSw",
+	"HBYzZXi0Pgi7YcahZabmc2EdMyB1X7qljiSekGOZC5Fxun8Xn34BTOa4kJzPFdA6iGCBsG+ULF0q9SWT",
+	"Sy+tmreK/krBnMklOD1hXlpzQlaGzsNxQhCznLgEij9vDgYvJavsTGnxd/62KRiJ5U6nc+IUK8xxI50n",
+	"jcyRAH9Vot6oNGh+o65Ryrrm0qF5Fa3fMc6FVnLqZVOloWTGLJTOIyk+mjDitBPNzSwMW2puOAoviJoO",
+	"/vTAFT5wpbm7tCSGtk7im2++2Yvlw277DmuecHcFoYXEujK8bVNa07XwxEqtMqe8jwv+TFphl2/z4L7h",
+	"RbHnpUEn+3oKdoxXltRqzzqtUjDhi6C14xGYajIRGZIW/zWdwUiiWr4m2SyYIfl0gueUi8mEayIIxDu6",
+	"FKrmcBBcpipLpS3Pv+S5YJcI0nfL6ByhTuNZ3WwpMox6sVdzt9orhwHI8V4HvEBEc0h2wY0RtMpV4nLN",
+	"pfEgM/RUgmR1MUOJYAljXrh7YpXDt1KrkmsrSH9nmUMuwvT1sU/h828ucWg8sFN/+XAbKdBVGK5bCZIe",
+	"XWJzJeRmW2slrShwYFqE1yn8q25Y/orNS8fqPzo4WLd6Jb1wT+82W+v6h+lATKCSDpdaEz9+8tHjg+2T",
+	"bwKdBFWyHyqegCNxBd+rDG/UJkjPvr4grccRiH0/WtoJTaJD1uNyMHV/wpnmusPYnaCl5zYsfmm86bAx",
+	"Bn3bRofVPbYW0jrjzqPwy2jWp8bf88y69X3CEGJtVBwzKXl+NV7uYIdKepnmTiW/Yrb1eM4s33MiVdc7",
+	"mjN/0dd/8ua3XaZGVNp91mB228mAFx9GYxJsLHcNkFog2ADkyDTH8lyQFfUsgvqEFYav0oQGTLE7IboF",
+	"HaBYYRvB5jtmErjMzQmwsWOy8LG/iIWYWLprDwzE8GIXhJ6iuPmZRvPo6h6e3XC9hIn7EViQTOdsCYbL",
+	"PIFcuIfnQjI0eywhReLtdhT9RArwnJWlW5tDefx3A18RckqLwbUKOR0ay7Td9PwlPoOmlLXXVHnbW6qk",
+	"l17Xx7/8iuzECKfXSU9J/vWkd/ztLdywXvXrZPuTa+vd9YV6qd+5Q0OsP1dqfj/sjtwPLZfLQYSKQtoP",
+	"jnptF4z/L/LEdLIF6ZEpujrBf7PZE5f0TKEWV3OV8yuvBqyurV7Khx8c3b4Kq0qR7XSD0XogCi9XbjuN",
+	"/948uXrJcNOdNwwP61KVVXm/0ypZdu39Vms39GuJruPafEjy6L5/xeBdjPb/wdHt/tB4U9HUG7aWC3tG",
+	"D61zMy/wtghWQKv18yIDYtbhR3t+8TUcPT78SwKFWnC9lzFSG2oRpVeZTi5FEFv7OkL81jQyMmRmy0cG",
+	"5kKi0wSF+cxhwqBFrjdtZgWKSKIDMML00YZvBe0LQUjTBq+wfN7+Yxvqts/qdT0l05qtYzMN2bWwZ7mw",
+	"3tN6P3R2OsHKtTw6uJU8rKwPB+lcntZKb2Bnp4GFEUdzqpZX5k7o5BtzjrFsaUCVXK7rC5nKeSdeeQdz",
+	"52+rkitHy/B3t+3Ty5k4ZTNB58ZvNvPxU/Q9AXePJMBfscwWS2AGVtwOmttKS7Rg9TVnBIp0zlOYFGxq",
+	"gGkOigxbgwRt71zv4dCp4T+koLRXhlbYzY3XO7fhp+NmuIda2u9yqJtqztEP4/033/Dxhcquee0qAadX",
+	"xLv6r/j9x8HejcY+p3xwJ9uMpKG30b/nZoep4k4NOwFmyU13iHbZmVqgkRxtWOjJw3ecaOUUXCHJNNJi",
+	"eY+Pkh0QAfe8KyIELWT1rRU8uFyZxCPO0IvLDSoNHVFofZHzgtM3AQOGLM/bX2g+Vzf+rfmY6+H3Ssj4",
+	"c8Entvkk5E09CX5xLbLr+DNJ9M3nSq59U+Z+4Q72qx9ba86jX60oO5VDBJLZcFsuFwq9eUrz6N4YhxBK",
+	"outBFktQEhh47HF0gudkUU7HzGazjzHs6zjcNbL2+HHsjFlI8UNKpMjAQlVFDjN2wyFjWgue4/2qzdN4",
+	"s6Dfvm8jiV8PIls2Kdc4g8bLYrwR3P1YMGN9dNWc0LXjnu7OUVo3di7kc3rp8Spr2fk6Jx1rJTiZtPuq",
+	"rzhO67v+dm+vud/17eavnwle5LXfsH1AGLbRqWpq7mPm0CwHwvi4hdQxyiFah4k0YvzVEA3r3YaWzUxs",
+	"ZUvbmNHfOCscFFc3YCyzlYkBqK5vB55/q3uiolCb7vGMw0RoE/i9mhDRj/h8F3MPv11tkB5nnGk75sxe",
+	"oS/1hhVXc9M9u/e6Og3OUISEmlguT4BJs6h/6I+1WhiuDeRq4A7JadeQuh8DfRh2Ssx4irdfU3cWYs5f",
+	"0NN34K5iAlKRN5kXhoMjTDe0mLvflJk7qTsIPPExbAJ6DYKwpy4UeY7cp1M7ubP1zHOyXQ10d7KovUkT",
+	"WbTOW21kBJ/7yfIPYpL6/Jsv1k+LFdMYm57ln16cdrL2TN+0H3z85MnhR52PXm+44ddkCAhDfP3F2SYL",
+	"c/yYEdPOx15104ayGhcig2u+TGDMDP/gqNJFHfhTukOQ0+GtgHRrpU27mWhPCUKLFrgBwBfrEL7my915",
+	"vzuj23RIHLBr/hdqKu5pl0VOthaNenSrbSm4RVuYWn/ZpmePP7ybLkpriubo2vOXKMeuQz0XpizY8irY",
+	"zNZWTqL1najUvHLX/Y4meq0ooGS7xFfwN2KJTtr79rPHm90Mw7NOW9PdjCH+NF6vi6pRJsLtItBmKwlN",
+	"YGai7L79FKH0yMC8fhBTQFA4XZdK3hoScJZfGf7Djia7O+GMxMEx3LUjyYKESQPjJWCAe9Bb0rCkNEEv",
+	"slf17mOG8zhW73FlTbdjXy0Yr7AmdAnvyueD+WslTUhWhZPQZcbjLbpvKdKLgtTXuV0ctfRgTsOgXzcX",
+	"YqxUwRnGG5AF4W5i1G5LDfaGO6ik/o2neKId11vzslheWdU1/63Avos4t+sl6jIVNxIdoWn7kJMI4Tw6",
+	"RftqDiuG361CoEfubto6Y+ZqrjTvPv+7Ul66RbsZoJNm7q5VN363u0kRdIYrfpFbNRj0W+6mwHQuVkWL",
+	"fSPrUb9uPRjzlXUsR8lCyA6F+iWaS3ITMvQ87wJ6HqRaYJpXQINb78ja5dz5fm1UgfzSt+13o42ctuM2",
+	"p8irtlSV9taiDA0ItE+lYcGlBTWZuM9D+MrxpUo72rHOuhtgrl+duxCUtdMPx/fdm1QmvfrdpVNuBS1F",
+	"g3VFAJ1/9hQ+Onryl2CbGkKaqZz7GH6MG6ZALWa9e8aAmaE5dKyZzGag5AmkVtiCp+7RkUwpRj1Ff8RE",
+	"aZhVcyYNjjNnS8hmTE75EJ6qnJtjWEtnSqAdRZmMZGewZALdYZAJRHkuCURR5glEeQ84akf8XwKbc6I6",
+	"fwuTbkhvcMtcz6lwi1zPbUkgJdO6+wtFxHZ+BnSEnyO4OsP03BjczlR+5UDgE4JwPXH0rgNEE5xNwK+j",
+	"xN22QkpCl006ONtWItoIceYsmwnJ99zI+EWwf7q32h7iFRzolnIs647kYZZuPMXaemM7BrPjYEmEhN2h",
+	"gForbbo8zrm4EXnFirDyKKGmCYNHs69JKI0UE/hadHYbu42sya9Ry/VG+icH6+Q3RNZ3aywhpLNkdjbs",
+	"ltbwgc4whVayYp5glDx5N9L/sectAXvP863xlI3teH3sv11engE9sH72R93Bi0hRuviAmSlt6TjBVPM5",
+	"08smJ53wy43Wxq/nPulyC34FCr4638vz5yDZXMjp2hwnkLKxquzxuGDy2pcRQPeTJ6JzTLttR4r2old2",
+	"JfgEjBrI3uPcReuDiL0uNvC5+l5sc4zfiyO1srZpim3Lehr0y1Uy4r9ex4Nty+70tTj1NE4zQjE7uP+E",
+	"hb6P8xMSGp8VOZfJmu9usshm3hvhxQ4zY5pTfMmqoLBmb3ILTvyeNgAjv599bZPasi3UatVbw3/YuKgL",
+	"y7pM8Xc2O9wlULVtdri70aDJSe+2G2zaq5DcmA5MnPHs2mw+lpZrDO1kjrPlnWLeSrQmy2aQ85LL3IkI",
+	"KA4JaygjM8KrZpm/yh2XhK1sAEDsdFqDwpy9ump8POaq5PoqRGyvH7h7Gq/O1XhpaYAtD9FoFEPY/SiF",
+	"iF65BarKdrrvToEeAiFzkTGrdB0mj6wfswnIROVgjO7qNI5YTYe3I9fqvjZtItkMr67NbDuQS+HIUQfx",
+	"vlP+gBVE1Jo8hS7+GmZav5S66ObjDb18ef4CrAquWvdnn+U5pKPq4ODxB+Tn/+Xnf6VUh8VUcz643Vni",
+	"l7QSt+9W0w0ylP3vG0C+khrRclh8cDcPQ3uw7rVOhbFc32+xq06IleOfqYV0cEbDLAZNmCG8QBI3peRF",
+	"zUSBJRNKlnGKE/MxQm3J5FTKOwakJo3LZ021pKQ3lueaG3MSSipZLeZznuPCmnjRlYUwKf+b/zTM1Ly9",
+	"qFWH0vu3OJTaC/vwl5//cfj4w6gMC/RfSuEEKpRNoVRCYk0X6fB7XiqD5wS6Kugu3dFB9eGdHVQr7pdO",
+	"hPKm/ZoxLCRSm7nKucag/hCb1cmZzpWad1jKvZ7ZeZrhR4q5Qu2K5XtO2O2Sie5nyF4LfI/X8NSn7VmF",
+	"JXhO4AA+honmfCdnw85WbccqgrDTFTLyQ1A2fLGgglmnNqEAueNK6GCutgi985Z/6nZXGT4Zhfav7Qrx",
+	"Y2fjeHekfxfPYUE+nlfGhsJkdsG5BK8ZGDooNZls4EMhD+Bh4v7JdeBTT3Cq1sBtnIvg1AWFpLkhEZ6s",
+	"nOettvwmLq8zXYCsY0478d5GSD0k01Cczn9+ZFaqejiSiramNELQkexjMl8cmJk2j4bgzHQAv/z8T+Cv",
+	"Ml5an6qpUdvHJE1MEkWpiuv60EcyugrHlMg55RbGys6AGfpiwTWvK2wJHXtUnSScJ2CUG9td7mQk67hm",
+	"RbbdAI85y3kTf7iEgk+wuEA2o+pvc7AzrarpLK7TR5cSTkfS7zKAjmq4WTUfG6skJ4UPQxBJEdR84hiD",
+	"VU5h9Imq+LMDiQFhR7IfhrT8FRa6uHaAk2pBoZJSEU1AUGJ6cr31wRBSb7fFI13M1BzYSMa+ZprJr4Yq",
+	"kFUW+nQuqRVlmqBgq3kmSsGlHZw4PHEDpD5E1SACFXwklbueNqDWCTptM0qQZVADvP7Vje7FyLLL5scy",
+	"u7s/9T5sYF4HY+wWJBDFRO7o29KRlWQXh+W9nO/EYm8L0X0ozyVFV++wgEtiHcH8te3xJnj9jToxiIrW",
+	"aLUTBX0TYSYB/LcEmayIQmQ98oV7ULEMFTDvG40STmFdIJvvbBe5303bEee2Zc7UFGhXBL4bssv8DnLL",
+	"7lIbEbndhbbb4gDCMlfgkYQjbGBYRw1sx/ELLvM3ksfVhsbhLz//4wjL3cX6Tx2N/wH+hNYOB7CXl5/t",
+	"fThYCSjeIRusI/BlRZafKcMljJdkqMWH4zqsgU+fALrXHBcOBV2xvCspHTtEqDThJOvuZJIEPF5gGkeI",
+	"7robPVuN/9iY/HaB8eY7JHNHJcEcapl753JTGtsmat7k4oWMpW10v/Wk2fqoCc9SVPmGR6PkgISiJTbl",
+	"b6sm67z2q2+sfBKHEQTz2/b07TeTZR5t57as8QieOz1q7pKMvtuzbTjd+rTaddwIqTAX/mIps25e/WvS",
+	"mVY5dhwCtRK5qHSd2UV2L5YvT4CZa6qZHdLGfHYYsn6046XdZo3mgY1FOkyXYlcsV6tGHkdOqkcmlB8N",
+	"/uWWprSzP7lbollNhW+2EEFua9bTpbhncnwjwXQacxIH/oIzzARzelbgRA0FfGQAIxWgn56enV1dPj+7",
+	"+vL0f6Tdmd7bqyEcdhtjatkmtjF+eJD8allnzUzcJRl0gluV1VZxsCNfQYuM10mJ3UnyO5qn0G+kKnvV",
+	"6QdostkwPa9ky+6givuIo/evSLCxvBOzW2q/hJ1CVigTKiyVTNyh6suOomm7SMTOwRNpyWWOiWaNc6fU",
+	"6kbkXGOVV6F9rmTJlnOnl/RTU2UZ5znPA4XxdlNH/Tx6UBmKQajZWIOBkxsJIQAplShNm/LoYQ5fu7TJ",
+	"Bm3gqOYlWUX6DHKOTReAYpCoQCgzcPHs7BQ+5WNh3fynT/9G+bC5yNFoMlXBkrO+vgzjznyZYMrqPfFl",
+	"RidCsgJJSNivz41Dx0IIyiNoOhk8AKn2Nrm/aGNUK6qSeZdbN+m92nPD7d0wLdncXcxv6b5e4Bme1VNE",
+	"X15Es0VfP6snjr78LKwh+u68Xk6nIlJ7fCMsiyta1DpIfWNWLnnrtrbuTid1isSMdcOwmnMlEdPWwzTR",
+	"80qFE42lgpzeJ7s9SLPxB3pn8K8LOliN1fQy4nfdj3pRel0UeIgozrWlrII9qk10R4/nrwaQL/X03R23",
+	"t20voWzSO9iKKt/ITl6iRZ1skbuKSHMh428PV/e3khu0ItBWljfcQJ4Aw/q8gbSXTpaqpBvC7M7F9Io7",
+	"cSc34uuN4LhL6avbgBE7JTvE8TdYy+ph6ld1Qsl05RreK/XntvzEDe75r9zohfi749TeIx+XbxoM7y3r",
+	"dDGo4OFeySq8xQT231v+v5qHY2Iu1Wm6YbY7wP4bFHC6CjgW3SG0wblcRz53qxdbMcJLF1fWMe6uSFhV",
+	"7lWlAbZgAjtYeHnqPgbIsJG1WbsASdC41Eyaxu2x0fPoDWK1Yuqn6ijMul23A6xLA30KoLjhJM5Rbw7J",
+	"pwy/21El8Wu4YqGm9C7qgVsd1yXTdrkx6rmJmYG+FWXjTwuFHrhOyA+JnmH3LZdWM2kHO1kg72+UX19r",
+	"wXMsR9+c405LuBYy3xA1LyxW2ZoofYzuUIefCZWfrmTuU20S3PESrAIGTjUgePTdnwl5KjPuKPRIYnV1",
+	"Q6AaJMiZSugbD87wnC9yLYF6bSmHZCz/vjIWbwN6HGt2jZpwEMgDL8YF+fpBSa95d0dx/Qsh80s/sPv7",
+	"PAyOH5SaP/Pj44MiPHYazUNeSvWrC7VaUe78qFvx1b1pMKJBpAu0r9StxHiNhrwJB9w6YfoNeOO+4eOZ",
+	"UtfnDlvLDh6SV1Qne1PSmMfyrl/XDUL06Poy0JuVVVrY5QWWYyf2hfWUTyuq3UOfPguo8Pk3l72kI24r",
+	"rlyNxWNS7aMR0wTSQk2FpNpDcYFnqgHv1k4lnOsFzqwtqay4kBMVCpcz6nXju3j5JhRcToXkvDsa2j+D",
+	"cRhjll1zSTXVNWcFUkZSGY8dV6I2PE30qa+RFzL8qIsQpp55jmqGcDkTBnKVVXMfQeErCFrNMkuGkb8q",
+	"b2JMwkdff9A3fBjJy2XJL3DR9U+aw5RLR7d4TuDEJhAj+R//AU+VvOESI4DdN+/Be++dtkrrD997D9DP",
+	"Q1V7nE6vId2/OUx9x452/fJjoALaMKoODt7P4srX+A1PRxKgkgUe8IxD07zQYH3EphXdaYQFZArCEi17",
+	"Rkwlz+Hzby594bNC3PBghXWjHz6BuZBOmzjxZummMgoNhJ/NjKPxNt0fLnhR7GEa1P73i2szxFryQziP",
+	"a5obNzSWK8QC5Ajxpgb5sU+9CGXQQ91DBpIviCW5F3xXBIpyBVXk7iccGA371JqBALOYqYKH0vNDOK37",
+	"NvivoF+oqaosMT8s8N+qwT5ww6J1DAWbFjCtUseQHh0cQitrsXYseNpUN0bx1d9ofoFAxggj4ZACntRN",
+	"NpT0YMBjHBI+oXvFvPceAi/d1Cgghf63IbHzu767suZ4f3+xWAz1JNtz0pnSQ6Wn+3qSuf/dcwPcI7of",
+	"mM/8TNYz+HxeU9+ExoU+tzSlrhFsUHdLiboS0dJfxs3t3BYoxC1uRUAOGkcB63J9RwcHsJog6gc8Z5aT",
+	"bwABQjW70qPHH0ErvzHsqd3KhDLZ3BqaBlM4aL1sU9/Wpg1siKxqp8WdUEkwNHS5HfZ/+Z//Lxw+/jD0",
+	"PXKAXe39OKDwea15gdtQU4NiUcFj5wdkM6WMwyHu1/eJgxO27HzvPThvgOdWhVTSNyoiUGL11ADJw/dh",
+	"PXuUxK1CZFxSvaRAw7UqteCW6WWUjRfI9unZ817Su+Ha+LCC4cHwAF2lJZesFL3j3vvDg+H7aJO0M2Re",
+	"3ZTB/TLlG5wan198/ZUj+/AFX8IFt02NuGu+dJe+xdwwt5gCIosljDl44ua2P5J9dyH+8uTwLyfgi04h",
+	"CUsgZcU0hRTpYToYwpnIrvEI3Bw+QgEneGQgvRZNFuRIflpppD74qFa2aRxr6q4jGAyJxLnI68vh6Ng1",
+	"XxLwa6r9PO8d9/7KLRaAWuli+fjgYEuXkLt1B8HxN7QGcTsx3K509HnKshnfe+rYp+qwJvxNLSjjJmzd",
+	"HcXYXZdsRqH921rIRLJO7/jb75Kez+p06BbxGqSbN1yLybJNgZ1wwqYo2Tv6S0by/RnWOPz7Rvw6RXph",
+	"4PHBASxmoqgrNOLIwkBVDuG5JeeDaVXaG3Ydmq+p+IDH5mfYcHDtlfe2QfWFuOHSPet4Bo/Ap0rjoYdu",
+	"8l2Bx2XcS6zvkBy7ifmUaPRTTSvN80Gg0p7ZMU98E5Lenhy8D1Eqepx1O/EZLFH+XCTdvFAsD3YKXdcn",
+	"0KqyfOQkvslEZJSXi1FE1PaT2LHZcAfP3VMPeZpNDmLHgeLsbrHIBrC/3JOD9zcNWa9xv6MJ3TZEqNew",
+	"BRNuDvdZPhdynwxM+z8GPfT1vlfKsQZ+00v8287OvrX2+mta+36X9EplOvDxr+IG451rt543Zjwy1BQX",
+	"VYw6Qjz2ZdbeVCTN2EtcWDOSwYuIL6Kcj81CqiXaxHxfqV9+/iewAht7efpw3HhL8dkoah7ZwUji8xPP",
+	"Vfwa645URs05Rcybkks7SEI7oErm0LTn8ywtPXr8GDprWOBuAskiu57BLj8ZBxZWT20lsaD2mBdqAX/n",
+	"Wg1HkswhxNiCI9Sv1YvWfsQww0ltPGq7cv1poJLnVnvwUTqE55OWF/uRCdtzVzwuhxyAguAgu6E7DAKJ",
+	"pyPCjGT65OD91LcQJcWAbnrnJAjDEi0dXRefth5sQytY3XX1mkf2V9qNO2R9MOJBK9zY3at1ZiusvOlS",
+	"u3fOS/TQ39akr+sVnPuItrSdJkX9t/GVw9tfaTUBxJd2oH1N82V84+j2N+pOqfjCR7e/0NHh1736+PEu",
+	"W1rvkodUfQcIttvV/lpeEFF/vBL13e0jnR/E4pT7IuIDlZ3to8EIaX4nJUb/dFDVa+267mi45+1QbC6K",
+	"5WAIp7Jueu7TRXFFVMklJESO5DRoRdgL1OnaXQWBIuKBDy6Uvh7Cqe9oiSqRYwHWFjyHkuuR9Fad52dk",
+	"UOAa+vVXCa1ogNStfs33x4QptwaVTa9ftrTLLtKCVVV7dR2WT3x49hshB62Kra/bZkbHY18/ICmKO/91",
+	"dTwmHUzIYe9tEozDHS7IardhfO/JLpN1dHBEOrADCVnt8fpuaMAGedAdFgjpG+3X9zFKTO5QtCLCoCq7",
+	"mTKcR/a4QBjWWitSH0j36djnt8VWQ4wawmuN0okdSer4EEpptA1ztUVozTQX5DkJjjitWt7cqN7MELSE",
+	"AWXb1RZoQxGDBKijg4NDp4NMp25V2CYZu7T6xppMjiTG4ZPVGZMeAwAemXUTBnVOz5ycaGfCbKAlDtRr",
+	"t/poU/oLQRuFH7Q7Du99s94lw3rmrSd11qsnO1vR0mPQFrxUllmPly10o/NSkkPTf1f49q9OFEZO5S3S",
+	"BFtb6cbgRL/FxzuEs8hkvdLlEyXnBTPACtJQvRV6xYg9kjVTJRSlt1GjYBZNXntCkhmWeS0db0BnqbyT",
+	"OpB3JDGD23gKgHL+EL6egHHTsMJp8QHufijuq6G57YdOpdS6yH3jhX+zQczGM3kYbrhSGOS3xQ+/4gtP",
+	"n068ihJQq40OrYRrFHX+/Rnob4cRPnvlg2FWb+kEm+svtloeG8pDbtbNpId6DxpvyVaV9z2aIEPXDitH",
+	"xYkfC9OqoOI2yzTPRzJjhu8JabikcJtiiZn16amU/+1ZU0rFp/6vFFhJvXDsBWe/mOFInnnWT9JzR+0U",
+	"pACdlVI6772HyENd/HaVnZ1u/uHbuvmXsxqwSOd9wMWJZzzew0ROAydsUG+cgAL3vvw7yKQtZfZPyfk+",
+	"BINu8tpFJm66kUxQzKa3sK+ZoL/kD2l/9s21O9EU4+G2yOa/T/ERRWFUR/eEhFCerfNgtC/H1jv+ceWb",
+	"fSpSZjYT9U9Cu6iMSbSCchTFNvSmD97pKLjFKKLE+HGEAPQhJEHiYr7C2zEVQ90rsDBT//0DMIO4mXsC",
+	"Y1U5oVnFBTHR10KxHHH4Q629+GSoZg2DLlrumxy369Y9IHVdmakDc089VO6Pnb8jOlRj9V+5rfEBq8CV",
+	"3v9QY1SE5TVeN5geElY7/XzvQWoyVfKPqfdGCn3f8HnQnb3KWTYLhVZNKEhjZqJMoa9VwRP0vo0kwJzp",
+	"a64ToFqdgDSTtJY0VFZKE1BFzo2NawYhV8RYCL8yCkdKjzFFXjldBStNk+PYL2u8BMnm/ATSH1KYiAIl",
+	"F/+lk8An4pVbU39VhhrEE/mmXekx+MjzqFOhv1nYqxCfwmhZX+/cwa5TixfGniP4k04HGvYCbDxouIqW",
+	"K71uvt2rG3yGuNn6izpcPnT57MrjWMsOaOACfRVyl1cgjgHQXQv9obXIO2VmbMouj9wsWLK0t8ODTylk",
+	"9EH9MHUlmk5yVPr6Eognb1V9e5cEyaE1bTkmPPj5u9ebHLhN0yUY80zNyQ0LKYaSpxixp9Tccz8JaVS1",
+	"DWtoUcrqqfRh+uRxJLKBDJXVzK8I/n84xGIndIm9Of/gI+io1b+F/SksTvkQykwzwTtSZ6iWwAYXo1Lz",
+	"qK1tR7ust2ut+F1oOe/yUgb9BE+u417G0sD+jz6D4TXd04LbTU0H3J0MxveZMFbppePDrCw5000fbyX5",
+	"EHylSqwQyFaKD/re59SHOeqDTDNgwb+MSaqJ11eyjvgOwbVeTiVPANNN7xupRnKuND9uRmvMaih0GLJ1",
+	"Us0J4YsO4v1P8FFHzcxMLRxB8nFKTPoAbqrKJyz0C85uqBx1VlR5E+lk4OjgaAiYUAITzolS+fqKTTIN",
+	"03yEykLtu/eBhwggDAVn0ufhjFU1nbVkoiZ8jfphvxLG8hBUFQe7UNt8Ib2chmEgj+qT6yJzn+IB1WTu",
+	"Nm/Dp6E32r9XcMC7vLkEUn9zoU+5VZ2ctVOCD7fOB2x7BD8BJpdopecYNxWJyydehOX1O9ElpBoSQcLt",
+	"jIPsxpWDt8aWyJ/X1j3qmKxGTg81TAdvGVd/R5hHmuUGhnHX6Ch3bM9zlMZLZrNZV6Umn3Nu6jBpEuaa",
+	"nlGQOhUjTSDF7Gtvy15L5k5P6hCwkaQxfBa5AayFEz6hxLilsHUHQWwS3B9I7lvPoH/LDqxtF4yOIfeF",
+	"8v6AEWB/bCGy9ondRYjcHzNqEXp/gtGpMm6iF4kTCrELAmgmr50shdGtdsbnhheOCPSZXIJUci8UL8d0",
+	"hZGk3msDp27Sn6G6OVIFbJhwgvmK+Btayb2R93slpK/KkeI/KfSR1FhRjGTlRyZGFB7Ass6GSzsYwidM",
+	"SpQofepaWWCnBowjZp3Wo0+Y9BWQH4YOfcLkO1I8P2Eb/WcOFn+SnT8Y2fmESWCr/podaM7+j76u0lY9",
+	"dhMZGcILMfGROmPm43NyRVHvpGORHJkeHRyl66LwS3fnoxu6S6CWm0cYKMTkTyXqDdskJ5bO8Q2Ksreb",
+	"oF8arpGHbcBSUqXeJnOkUBKv4VEIpGNd3q+Ynn19cQm//PyvffdlOoTn7kHMwWpHNAIGNK4jPT7PH5Qv",
+	"0RTviDXR5Ju4E4KVEv3/ZFJ/MCZFmOH5lK+VE7kJd+dc7uY9AEE4ixyivvICl+SlREMQFtVEIfVkxb8p",
+	"OcaaxdgNnyvhxNWR7KYL4feWjbNOrlvx3tTJdcGLMJI+Qc2XtMOQtKjqkW8tQzJ3f0sSXG32ofFGkoKr",
+	"Cm5M0pUhNziJrA6+OIuvruqWioUw/OeC2YnSc5hwPhzJ06YWbmidgyWjZMaPMYTQakFlL6MoWlw+5eBl",
+	"M4f/hqist9tq/n0AIma11BZmQ02v4DJ2vPgK17HVHKMIgVkyg3h72DA48n1rnK9lE5SWMQlj3rR0UpO6",
+	"HHPsKuunRwcfjWSHn+wYF0kh0+inH2BllAYZyIc3U4ave/DYWN1wOEBdzGlaIf8P3XfC+gIpTI5kGmXa",
+	"7X3BlykU4pqHdq1K8uXeXCGsPDv7J7DCqAYdCLRARUVUZRGgI9mnYhOben/X9bvrAiSr6OP0xnC6oUNS",
+	"fYhOsaPCV3TyDro4sXem0f6kkvyEVmqwJ4Jbb4gUUvra0GlSehNbNi6WjVEGDvreXHU3knLGRO5efpt5",
+	"jb8rn+OfOYlvno06hLuzgQmpzgPwzBaFRa8k9eOKqawwcajTsOATmxJtJjbi7UO4RCIxH6WDY/LrRd4V",
+	"IY3lrDMn+YV7dWcP3As+sb9tl8adZcl3qjgiQ7srQnqStDG494Uw1jvm7kyWf1PxT7SJ2yOgPECwP0Hg",
+	"iErnXP/pfdsaRjWvkeSN+d+2o+yvs5mh6T2EXmwwvhNxRHk5BEd6q3efDG2l9sKsnTGqstq+PF+I7PoO",
+	"drXz0Oj4D66Rv9tKAyjR15pF/1pk14N3Y4pLemV1B4MZepJ3wesTnwyqVcGpG65TOkZyzJtHG2kCy8T5",
+	"QP/g5XbqcV143STR316KGAzha/esk3VH0ivdqBhPfNjzjGs+hDQqIJ9i68+oOTzes00V40+AjeSE6b1J",
+	"ZSvN6TkaQMicT4QUlhfLwQl+mdcwiVMdQt/fzd7zB7UPdhXkf8se9NCZtFuP8XeAmeBN/9NY+Id1pBMu",
+	"YP5EwcH36b2LnElXbWP+hu8giTF/zGRUKh5Sw39Ih/CNt2cwyhI69iWUsZ15ipYd/xCkYz5RmmNSxjFZ",
+	"INrPeRInLPRR5Buz7HrBdG4afZ3SGYXl2H7TjTQIo6OBiwaneEV6NoxNlqF67InSK0OjarYychoam6VY",
+	"C3ckFzOOtd7n2BCO3HfBqyc0p3rq8Gm7T7QBH8rKTNMt2mxK5gjQ3i2fo4Fpr7MG2lrTgcOurgDdY9cQ",
+	"3XHog+6hd1NFHlbBQJDuomF4rvOnQrGB6DgYNk3SQyPcGtHHSyB8CbSnJi6/Ltiv07KStnqmpl74MZ4+",
+	"GTbhdb9XMqCXnNnmwqP5U9RB0u7jyB9NXSwaJSstptgXLDR7JS/n44ODNFhcHO6kjw8O08Tb4hnUBd7h",
+	"l5//OZKrtmO3FCcFZnwIX26Ugvrp0cH7JCWlgwSkQlNQ8LYIOZJsNfQQjUP1d+ngBKsTO7rqJMFGel7M",
+	"FLWFBasUGKVkVI1qJNfLUUE/EiUZkj8+L7vTOqO+ww8koHV0Nn7r8plvBN9FUBDpTjrRB2nLm3Qnb1nI",
+	"pa8S7KdOfHO0JRir9J8y4591CnYl+xeYfg5N+/EO+n6LeLn/o//rNrsQWksNVhT0shJdJCzuLgxM0TOo",
+	"1bwu8M9yKJmdecHrDpEmJKjFlOoPmpvyuzIE1cksgSH3Pdd2qk/gUYM3K4TcLsd6LFpNT2gj3LNc2Idl",
+	"jNEMvz3GiBWIchHpRtBP6YsrZlMw3A7+ZEp/NEOGQ9mu2yyL5eDXs5p9zSnix+z/yOfqe7GV+aCROVTW",
+	"85FCqN4HQyk2rr6VsZCt+tyPsHPobj2lZ3N/spl3WemHXfMYDcYsu36HTCXZhjAJHP7y8z8OP1gtqqYq",
+	"C6bELJD+y/MXe1xmKsfmeXw4HUL6//8///f/RX27/vMwrUtxtIvu46XZWnE/qs7xwdFtxTk2+U6+lhH+",
+	"l6GfovsDF3ACLEe93tEK9PTdeglP8/xX3UC8639ewXfq8mOZpTjY+6geVBYz41vbA9UmLDK/UHEQjLUx",
+	"lrqPl1w2dZCAyeWCmIDPBi4qY7mGPqvD9ShDXknsK0ehnFhiC6aaZdzhtFBR53uhyfhM9Qd85SyMWNQ8",
+	"U1LyzJqRzJV8ZGFSsHLQlEHYlGD6V27PwuYfUNSr59gg63kQeNj+aVXdhOffzFRApxAPRqDrrrr1psM2",
+	"nAb9QJFvVKGLMqmdSGSC5+UYGLlZsMWdjt3bIfiVXl1pEzKSTOYt+2xdyNkyy4fwkmqBfdwySmObn7gv",
+	"SKgc5jiIrx+CIdhkLfP+NL+CUEk1FPf4XgmJ1zMUK0FjBHli6nIglAHedTe/ZPr63EH8oeqXRpfnLSd9",
+	"c5ZfuFPY3FSE5XROcYsWVhS/8WDDP5pG9qW68WGl7sDoGtyJ81pRPkxCmqMgKbUfTuvmPivJH05gSOse",
+	"3FciTxNgMOEFekHqtIRAbUey7zU7/36oAFSW6B9hkFpR+mSHUAXTx5HPRDYLOQM0sOHcjGTwkNUlhlq1",
+	"FIdwKUpyomhm+Z5vMonCLrULx4yUj9LBEL7anLEQObViekh+byuouDwRXU88N/lqqD31G+hU9ObJ2aUo",
+	"32HpMgeYDbTMivKk1WJqxm44+DDBf4NmSW8xzeDdeGHun9vwe/TgXCI9UBS9EkLnAkGn1LaGnDuytVFp",
+	"ChE/KXaCS49bQhgVeaauFn7yQGvbZV4xo4qyy5w2lYykO95apCL/8y8//6s26qUJBR5OFNLxFDu643Qp",
+	"JohRFFC8pnY628r0mZrPhXVUN0gizK8e48tLrveIOZCQinHmvjRt06Ai4wnM1AJd/nMmo4aQsNDC8ihT",
+	"r1gO4TNc+kjGaz/xhdeiUCOszl/xBJi59rYO3wY6lLBscvVCfh6FPNV7XE3UcweCLrwgw7ZSTfbDp2uR",
+	"XfM83W8y/SibM4aw00FUZa/mKw0CJV8krZ7NC+aoYlUSy3QqtZJTVIepee0rnwlDEj2ebd2jWwKfl3ZJ",
+	"gTntiA3fBOWyaUIetf+uUw3hC/EJCvShL0rTDJniKxyLELLynkSHjHNWTJSeU4olKyzXPE/oZ+oMjpLF",
+	"NZcjSTFQmIg3F9h3w0v/DHJm2ZgZLMZv3VdKY1NCbKvsphEG0qPDg5GcVEVx5W5akx147M8TH16079kQ",
+	"/ubvhjA+yqTUlXRrxNKk2N5jJGm/UYmJUmjeyffdHV9j+mvFsJuO/wyD6oWqDB5LAunMiVRoPsRqqu4w",
+	"U5i48Vrn0zqUE3fRQz+SivsnsoyXljriWBW6T4deq+PQqZHnm0EHfd+wSU2a46JzouaPNKsPV+ksjSzI",
+	"WtJt13zy5P0Pdqg7vAI/v3M7E4YIhL+2oQI2HB4cbCyBjGJhd61mKoLMXlHg3RNfEnlrhN8KEWfC1ndT",
+	"mOZuMukF3RCsFNwdkkPfPbVXqqLYuOaGOnQvPF72+wcHrYV3xQ8+ZFiguwG3xwT6EwtCvKcnqk1A3nJb",
+	"nR3m+awqCrfB8yAvv+toZWazmcO40BaNuIaQHcw5kkxQEqnlEi+nbGl38Q098YBY42fYoBXQCn+/rS3q",
+	"g1gEQG6SEenzfsmy663R46ehM+i4QqM49wKZ4SdAAZwGSpFdY5kHHKsOopRAmv6wM1D6KepdZ2H+Bzzy",
+	"1kxu6o3t0/1ifsfnj1utN+Juq2EFvx0PqLH3rS1dx9WSvOvtiY4b0Q9KH8Dr0cb3Kkmxhb5jLZUuUupq",
+	"HioTh2op/QurRcnhqX8UBTSMwZxM0BFhmMzH6tUjEwmWZ2yZwFMntBfe7jOSOUeVuy55jOIrtZZ2Ipxj",
+	"mnpJyoCqbKbm9RQDX1LD2wSY1gJrWWS8u2E4trXXvgFEPZ2CM6YLRQIjXQYlaa9uYM0zC6zAyDjHjSH9",
+	"67NLWDuMqMs6CmkLJMFNKZPhSAbrEuxqXPIiOLaE3ljQ/g22vn6okvi4xHdkWNrad3sF+x1CkrvRKocf",
+	"/xampT+OpeidVjysloEO7Uq+I4qx2fyD5gqPpomXiRFXRWg3N9ZUXZ70i5zZSIdfo4D9phaNsbwEBgs+",
+	"nil1DVaL6ZRr7EalPBVyVwO10cAOiGQb7OVLFfaR4BNVHjnaKYNyjpTPj02E2QzhQs25E0p4YfgjE20l",
+	"1GTs9q4HEvdumvOHnvx/+tO7Ub+WOVu2v65b0J1k1w6ACndiawxUnRZXVfjkWtjTyn1rKpFtFp2foWPJ",
+	"Vy1fNWOOWcHQACn5ghtLV+8YFhisSM0hnT7fT6+FRA8YKbBUcyuB2BKc1ODS6DcSaB7LuJbu7tm6413j",
+	"eQvasF/ESGrhLjyZUoXdlNtIutNlvPffdeWStf3cbk7AUly+VcYfpZlTh2IZYLCNMxGpNvsGpfre8Y8r",
+	"vTN/7I0501yfVnbWO/72O3fUZOTtsmVeNiZganLt/jZk/cpVVjmu1Et6lS56x719xBu/sjWNlkrdmSQ0",
+	"yqY2ndQF0QyjBFq3sHXb2zmVT5R5XHUMPuVyCeMleFOZk7+j4uKhtdRR2lRrqy0olIeZjCR/lfHSbY2j",
+	"kiXzuk5OqzsH9GnB3P8SVWrs6tAxGI7kuSo4Va3wlSZG1cHB+7zJt6i/wPWegFSYr8Myi0oko+R0ivWh",
+	"XGxyRKiFLzjnYUYGoHWghbTopA7RJBBGEQox6OsQhfWRvpborjJKk52d3Petolxtc9QQWoS4Bjj0wywO",
+	"9FRmkGKJ4lUm0Skn9J4PaUpaix+g0FFbX728ROT6kSF/SUq58+5CoAdKyExzZsJhT1m5h8UAhfT+LV8f",
+	"qVEQzVJm6UgGlY78WZu3vuLrihxjEPnFWgeIFrtuqDdBlKVTfdH4A5kTxbi5/RigEDd8xTnn3XJlURmw",
+	"yzIAIgR+DqHV2LJPpYm7OrGmgwR8rCVYNZI1wMKD/5Ue/PiXn//lMP3xB+gucB89b9XcVPMQ18TkklpJ",
+	"0oi19JuS0w/UJOpSRXvuKw3oUBmEqqH5ce1cEwbmwhjfrzt864VYynZDw8NIovvF1J240wskeZ+5b32n",
+	"k6cId/+N52QnkLJS7DN3eKwUwyWbFynQCY4poIX6dkheDOFpvK10zGw2+9jJQynlW+PiIaq/RJEu2DHP",
+	"qilVUGBoCxxJchsZ7zeCvuYOc7nMOYYIjiuzrAmTw2qDPc097lAmIPaZ5BrGVV0ttNs7aOasKKDf8kcl",
+	"KDHxGx+MJqsQHqRrKo3XcMyy60JNB7UgFXkjfVFNAkfrpg3hdK3vMbXk8m7CkXTClhvJaTXHAX1i7yFr",
+	"/IfCUhOJSeVQoZ8eHR5Aly9MyZF0XyUUTAxHRwcHK13O6m14UPogRzcNQvApvpipnPsytyhY1pA3M1UV",
+	"OeTq2D38Ez4IP8GcM2Q3P4XnfDT9TyP5097eXv2/e+Xw4OAAfgLpBOcCF1ppN0Yd9EwOQDGBpapgwcgw",
+	"Fl49hJ8COzezymLWZ44FkRxFVBJSB0KmbTpojdkPQRDBVT+gc1uqSofoBX8GFLOtmczVHNAkWM/+IfwE",
+	"pSpEtoQboQpG3dVaHuRKXku3HsLPn2AiXkXwPomWtDp/mOQj95YmLFMwFlPoIxZQSRMznLNXV/j71Xhp",
+	"ucGN3nmWwwiQmEfRgtYm0LjboCYTGuQonAa1gfZ3t1BTrHOrQfMbdc3zpk+0G1VI8I2WktolFJ3JT5Ar",
+	"oF52K0RUmDDQSWiN7oMkwmIew08w40zbMXdXnejmT7eB4ohOFUslZEo6Yq6P4xuSi9yviOUwQcItMchv",
+	"l6HdWbpTRCewfxhlGIqHEAaN2AmFDzsyn2llzApYoB8ffTTKVcn1lRsAcYDufMDz5jFvnfFLetygl3bS",
+	"H44MToLkeH40NT0Q5N2IgQtHzJDXIlkLLQvbSyRmhKujw165jN3o1So7sYdlmQO+9X/5n/8fHIIZ+F0c",
+	"IQlxJJBCLQMJpIPzkRN+cB/4MUZ/QY5RR9DfOegDopiPON57e8TH4ISqRhtv1iegYkaJz/aoa4LUw5Cf",
+	"AQkx+hL8g8LQweYQ69ro/iinmuU8CUvycRlDh811OMnxCmdaDS9xdBMjsJDOk6VuysmkNkgC942OTVjT",
+	"4Hgkv4c0hXURkNxoxrF1rwSGNK8ETEn8HEu9k4BJjSqRTYnSDOFp7VNxAi4GCJgTtPBpyi1AuyJa7uI6",
+	"71giO1fVuOB7NGTB86nv6Et1BdS1AVYs2NI0Bg0KYXOLa2wt3hUzVdz4fIW/c622Vo/3BWJIKnnvvRUv",
+	"y/C997xugYIpykoUsBscSB6hu300I0lG/WPM/nv85AncCCPGBYfTi6fPn8fJgH0GL18+/5TAM1Uqh2ym",
+	"RMYHCWA/7pX2/iHLglQX7nuNhqyox0cwU5U2QzhHD1HIl/VxX61wrWu+pE5USxOX5QrWg9BoscMrcYxR",
+	"cOlgPYyZ6P1JVLbHzeIdhbmYTDjGIoYFYcSVO6G1ouyOEKQnUW2gugcqrtLpSfUQxoqiAF1Riy3hGz2v",
+	"jimko8MprNfPGQKJ4iOJbNZAP33y6pXfXkOBTQj9RjwnfhNO4ZjqymC9yHUwt7Qwb0zp0MNKr6979ZRo",
+	"DMvnQpKKLgxMNaOgtiX5J6cV2fGgn56enV2dfvrl86+uXl48O796/ulFOkhGUnoBmqLe3apOz56f1H17",
+	"0bpe2zDeT1tLxbk7Vvo3R0lmtZIvJDcGSq3GlEQEqoxrbSLt8ve0ZQlQpem9/u71/woAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -5,13 +5,18 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parlor-dev/parlor/internal/apperr"
 )
@@ -126,6 +131,32 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
+// unavailableRetryAfter is the Retry-After of a 503: long enough not to hammer a store that
+// is restarting, short enough that a client barely notices a blip.
+const unavailableRetryAfter = 2 * time.Second
+
+// unreachable reports whether err says a store could not be reached or dropped the request's
+// connection — PostgreSQL or Redis refused, reset or closed it, is shutting down or starting
+// up, or has no connection slot left — rather than that the request itself failed: the same
+// request may succeed once the store is back.
+func unreachable(err error) bool {
+	var connect *pgconn.ConnectError
+	var op *net.OpError
+	if errors.As(err, &connect) || errors.As(err, &op) {
+		return true
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		// Class 08 connection exceptions; 57P01–57P03 admin or crash shutdown, starting up;
+		// 53300 too many connections.
+		return strings.HasPrefix(pg.Code, "08") || pg.Code == "57P01" || pg.Code == "57P02" || pg.Code == "57P03" || pg.Code == "53300"
+	}
+	// Not a bare io.EOF: a malformed request body ends in one too.
+	return errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || pgconn.Timeout(err)
+}
+
 // toAppError classifies any error as an *apperr.Error.
 func toAppError(err error) *apperr.Error {
 	var ae *apperr.Error
@@ -133,7 +164,10 @@ func toAppError(err error) *apperr.Error {
 		return ae
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &apperr.Error{Code: apperr.Unavailable, Message: "the request took too long", Err: err}
+		return &apperr.Error{Code: apperr.Unavailable, Message: "the request took too long", RetryAfter: unavailableRetryAfter, Err: err}
+	}
+	if unreachable(err) {
+		return &apperr.Error{Code: apperr.Unavailable, Message: "a store Parlor needs is unreachable; retry shortly", RetryAfter: unavailableRetryAfter, Err: err}
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {

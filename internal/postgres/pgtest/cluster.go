@@ -185,6 +185,20 @@ func (c *Cluster) Stop(t testing.TB) {
 	c.running = false
 }
 
+// Restart starts a stopped server again on the same port, so that clients that kept its
+// address reconnect by themselves — PostgreSQL coming back after an outage.
+func (c *Cluster) Restart(t testing.TB) {
+	t.Helper()
+	if c.running {
+		return
+	}
+	if out, err := c.run("pg_ctl", "-D", c.DataDir, "-l", c.LogFile, "-w", "-t", strconv.Itoa(int(waitTimeout.Seconds())),
+		"-o", "-p "+strconv.Itoa(c.Port), "start"); err != nil {
+		c.fatalf(t, "pg_ctl start on port %d: %v\n%s", c.Port, err, out)
+	}
+	c.running = true
+}
+
 // CopyDatabase dumps database name of c (pg_dump) and restores it into a new database of the
 // same name on to (pg_restore): a restore into another cluster, whose system identifier
 // differs while every row is the same.
