@@ -46,8 +46,10 @@ LABEL org.opencontainers.image.title="parlor" \
 COPY --from=build /out/parlor /parlor
 
 ENV APP_ADDR=:8080
+# /metrics on a port of its own, for a scraper inside the container network: never publish it.
+ENV APP_METRICS_ADDR=:9464
 USER nonroot:nonroot
-EXPOSE 8080
+EXPOSE 8080 9464
 
 # No curl in distroless: the binary probes its own /readyz.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

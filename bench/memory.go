@@ -69,7 +69,12 @@ func runMemory(ctx context.Context, o options, rep *report) error {
 		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	m := &memoryRun{bench: bench, o: o, bin: bin, dir: dir, dbURL: d.url, addr: addr, ep: newEndpoint("http://" + addr)}
+	metricsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	m := &memoryRun{bench: bench, o: o, bin: bin, dir: dir, dbURL: d.url, addr: addr, ep: newEndpoint("http://" + addr),
+		metricsAddr: "127.0.0.1:" + strconv.Itoa(metricsPort)}
 	defer m.ep.http.CloseIdleConnections()
 	var cfVersion string
 	var cfErr error
@@ -151,6 +156,7 @@ type memoryRun struct {
 	bench, bin, dir, dbURL string
 	o                      options
 	addr                   string // where each Parlor of the run listens
+	metricsAddr            string // and serves /metrics
 	ep                     *endpoint
 	users                  []*user
 	rooms                  []uuid.UUID // users[i]'s room
@@ -167,7 +173,7 @@ func (m *memoryRun) usersFor(n int) (users, perUser int) {
 func (m *memoryRun) parlor(ctx context.Context, n int) (*idleResult, error) {
 	nUsers, perUser := m.usersFor(n)
 	addr := m.addr
-	env, err := parlorEnv(addr, m.dbURL, "APP_WS_MAX_CONNS_PER_USER="+strconv.Itoa(perUser))
+	env, err := parlorEnv(addr, m.dbURL, "APP_WS_MAX_CONNS_PER_USER="+strconv.Itoa(perUser), "APP_METRICS_ADDR="+m.metricsAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +214,7 @@ func (m *memoryRun) parlor(ctx context.Context, n int) (*idleResult, error) {
 		}
 	}()
 	progress(m.bench, "parlor serve ready (pid %d), RSS %s", srv.pid(), mib(rssOf(srv.pid())))
-	t := &parlorIdle{ep: m.ep, users: m.users[:nUsers], rooms: m.rooms[:nUsers]}
+	t := &parlorIdle{ep: m.ep, metricsURL: "http://" + m.metricsAddr, users: m.users[:nUsers], rooms: m.rooms[:nUsers]}
 	return measureIdle(ctx, m.bench, "parlor", t, srv.pid(), n, m.o)
 }
 
@@ -317,9 +323,10 @@ func rssOf(pid int) int64 {
 	return v
 }
 
-// scrapeMetrics reads the unlabelled samples of the server's /metrics (nil if it can't).
-func scrapeMetrics(ctx context.Context, ep *endpoint) map[string]float64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.URL+"/metrics", nil)
+// scrapeMetrics reads the unlabelled samples of /metrics at base, the server's metrics
+// listener, with ep's client (nil if it can't).
+func scrapeMetrics(ctx context.Context, ep *endpoint, base string) map[string]float64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return nil
 	}
@@ -672,9 +679,10 @@ func (p *idlePool) closeAll() {
 // parlorIdle is Parlor under the memory benchmark: sockets of users each in a room of their
 // own, opened with tickets.
 type parlorIdle struct {
-	ep    *endpoint
-	users []*user
-	rooms []uuid.UUID
+	ep         *endpoint
+	metricsURL string // the metrics listener
+	users      []*user
+	rooms      []uuid.UUID
 }
 
 func (p *parlorIdle) userCount() int { return len(p.users) }
@@ -728,7 +736,9 @@ func (p *parlorIdle) send(ctx context.Context, user int, body string) error {
 
 func (p *parlorIdle) answersPings() bool { return false }
 
-func (p *parlorIdle) metrics(ctx context.Context) map[string]float64 { return scrapeMetrics(ctx, p.ep) }
+func (p *parlorIdle) metrics(ctx context.Context) map[string]float64 {
+	return scrapeMetrics(ctx, p.ep, p.metricsURL)
+}
 
 // centrifugoIdle is Centrifugo under the memory benchmark: sockets of users bench-<u>, each
 // subscribed to its user's channel idle-<u>.

@@ -116,6 +116,19 @@ func serve() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on %s (APP_METRICS_ADDR; empty turns metrics off): %w", cfg.MetricsAddr, err)
+		}
+		go func() {
+			if err := a.ServeMetrics(ctx, mln); err != nil {
+				logger.Error("metrics listener stopped", "error", err.Error())
+			}
+		}()
+		logger.Info("metrics are served", "addr", mln.Addr().String())
+	}
 	logger.Info("parlor is serving", "version", version, "revision", revision, "addr", ln.Addr().String(), "env", cfg.Env,
 		"public_url", cfg.PublicURL, "redis", cfg.RedisURL != "", "startup_ms", time.Since(start).Milliseconds())
 	if err := a.Serve(ctx, ln); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -65,14 +66,16 @@ func cleanEnv(extra ...string) []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, extra...)
+	// Metrics off unless a test asks: the default address is one per host, and tests run
+	// servers side by side.
+	return append(append(env, "APP_METRICS_ADDR="), extra...)
 }
 
 func TestServeMigratesAnEmptyDatabaseAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	bin := buildBinary(t)
-	addr := freeAddr(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = cleanEnv("APP_ADDR="+addr, "DB_URL="+pgtest.NewEmptyURL(t))
+	cmd.Env = cleanEnv("APP_ADDR="+addr, "APP_METRICS_ADDR="+metricsAddr, "DB_URL="+pgtest.NewEmptyURL(t))
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -102,6 +105,19 @@ func TestServeMigratesAnEmptyDatabaseAndStopsCleanlyOnSIGTERM(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, 201, res.StatusCode, "the migrated schema accepts a registration")
+
+	// /metrics is served on its own listener, not on the public port.
+	res, err = http.Get("http://" + metricsAddr + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, 200, res.StatusCode)
+	require.Contains(t, string(body), `parlor_http_requests_total{method="POST",route="/v1/auth/register",status="201"} 1`)
+	res, err = http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, 404, res.StatusCode, "the public port does not serve /metrics")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "parlor must exit 0 on SIGTERM")

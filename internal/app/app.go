@@ -46,11 +46,13 @@ type App struct {
 	Redis    redis.UniversalClient
 	Keys     *auth.KeyRing
 	Echo     *echo.Echo
-	Gateway  *realtime.Gateway
-	Wallet   *wallet.Service
-	Topups   *wallet.Topups
-	Queue    *river.Client[pgx.Tx]
-	stop     context.CancelFunc
+	// Metrics serves /metrics, on a listener of its own (ServeMetrics).
+	Metrics http.Handler
+	Gateway *realtime.Gateway
+	Wallet  *wallet.Service
+	Topups  *wallet.Topups
+	Queue   *river.Client[pgx.Tx]
+	stop    context.CancelFunc
 }
 
 // Option adjusts how New assembles Parlor (tests use it to observe or disturb internals).
@@ -208,6 +210,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, err
 	}
+	a.Metrics = httpapi.MetricsHandler(registry)
 	return a, nil
 }
 
@@ -268,12 +271,9 @@ func trimNewline(p []byte) []byte {
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := httpapi.NewHTTPServer(a.Echo)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	errc, err := serveUntilDone(ctx, srv, ln)
+	if errc == nil {
 		return err
-	case <-ctx.Done():
 	}
 	a.Logger.Info("shutting down: finishing in-flight requests", "timeout", a.Config.ShutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
@@ -290,6 +290,39 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// ServeMetrics serves /metrics on ln until ctx is done: the metrics listener, apart from
+// the public port (APP_METRICS_ADDR).
+func (a *App) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: a.Metrics, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	errc, err := serveUntilDone(ctx, srv, ln)
+	if errc == nil {
+		return err
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("metrics shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// serveUntilDone serves srv on ln until ctx is done, then returns the channel srv.Serve's
+// result will arrive on once the caller shuts srv down; if srv fails first, it returns a
+// nil channel and that error.
+func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener) (<-chan error, error) {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return nil, err
+	case <-ctx.Done():
+		return errc, nil
+	}
 }
 
 // Close releases the connections.

@@ -25,9 +25,12 @@ const (
 
 // Config is the whole configuration of one Parlor process.
 type Config struct {
-	Env       string `env:"APP_ENV" envDefault:"development"`
-	Addr      string `env:"APP_ADDR" envDefault:":8080"`
-	PublicURL string `env:"APP_PUBLIC_URL" envDefault:"http://localhost:8080"`
+	Env  string `env:"APP_ENV" envDefault:"development"`
+	Addr string `env:"APP_ADDR" envDefault:":8080"`
+	// MetricsAddr is where /metrics is served: a listener of its own, never the public port,
+	// on loopback by default (a scraper on the host or a sidecar). Empty turns it off.
+	MetricsAddr string `env:"APP_METRICS_ADDR" envDefault:"127.0.0.1:9464"`
+	PublicURL   string `env:"APP_PUBLIC_URL" envDefault:"http://localhost:8080"`
 	// AllowedOrigins are the browser origins allowed to call the API (CORS) and, later, to
 	// open WebSockets. Empty means same-origin only.
 	AllowedOrigins []string `env:"APP_ALLOWED_ORIGINS" envSeparator:","`
@@ -218,6 +221,9 @@ func (c Config) Validate() error {
 	}
 	if c.PasswordHashConcurrency < 1 {
 		errs = append(errs, errors.New("APP_PASSWORD_HASH_CONCURRENCY must be at least 1"))
+	}
+	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr {
+		errs = append(errs, fmt.Errorf("APP_METRICS_ADDR must differ from APP_ADDR (%s): metrics are not served on the public port", c.Addr))
 	}
 	if c.WSBatchInterval < 0 || c.WSBatchInterval > time.Second {
 		errs = append(errs, fmt.Errorf("APP_WS_BATCH_INTERVAL must be between 0 and 1s, not %s", c.WSBatchInterval))

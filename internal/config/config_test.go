@@ -25,6 +25,7 @@ func TestDefaultsAndProductionSafeguards(t *testing.T) {
 	require.True(t, cfg.MigrateOnStart(), "development migrates on start by default")
 	require.Equal(t, 15*time.Minute, cfg.AccessTokenTTL)
 	require.Equal(t, Rate{N: 10, Window: 15 * time.Minute}, cfg.LoginRateIPEmail)
+	require.Equal(t, "127.0.0.1:9464", cfg.MetricsAddr, "metrics are on loopback by default")
 
 	t.Setenv("APP_ENV", "production")
 	t.Setenv("APP_PUBLIC_URL", "http://parlor.example")
@@ -62,6 +63,11 @@ func TestDefaultsAndProductionSafeguards(t *testing.T) {
 	t.Setenv("APP_WS_WRITER_NICE", "20")
 	_, err = Load()
 	require.ErrorContains(t, err, "APP_WS_WRITER_NICE must be between 0 and 19, not 20")
+
+	t.Setenv("APP_WS_WRITER_NICE", "")
+	t.Setenv("APP_METRICS_ADDR", ":8080")
+	_, err = Load()
+	require.ErrorContains(t, err, "APP_METRICS_ADDR must differ from APP_ADDR")
 }
 
 func TestCreditPackages(t *testing.T) {

@@ -245,7 +245,10 @@ func TestMetrics(t *testing.T) {
 	require.NoError(t, err)
 	_, _ = s.Do(t, http.MethodGet, "/v1/no/such/route/"+strings.Repeat("x", 10), "", nil, nil)
 
+	// Issue 12, hole 7: the public port does not serve /metrics; its own listener does.
 	res, body := s.Do(t, http.MethodGet, "/metrics", "", nil, nil)
+	parlortest.RequireProblem(t, res, body, http.StatusNotFound, "not_found")
+	res, body = s.Scrape(t)
 	require.Equal(t, 200, res.StatusCode)
 	text := string(body)
 	for _, want := range []string{

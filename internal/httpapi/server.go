@@ -132,7 +132,6 @@ func New(d Deps) (*echo.Echo, error) {
 	}
 	// The WebSocket upgrade checks its own ticket and parameters (before upgrading).
 	e.GET("/v1/realtime", d.Gateway.Handle)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
 	e.GET("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", parlor.OpenAPIYAML)
 	})
@@ -288,4 +287,12 @@ func clientInfo() echo.MiddlewareFunc {
 func clientOf(ctx context.Context) auth.Client {
 	client, _ := ctx.Value(clientKey{}).(auth.Client)
 	return client
+}
+
+// MetricsHandler serves the registry in the Prometheus text format, for the metrics
+// listener (APP_METRICS_ADDR): the public port does not serve it.
+func MetricsHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
 }

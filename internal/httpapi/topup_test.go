@@ -114,7 +114,7 @@ func TestSandboxTopupEndToEnd(t *testing.T) {
 	require.Equal(t, int64(100), balanceOf(t, bob))
 
 	// Operators see it in /metrics.
-	res, metrics := s.Do(t, "GET", "/metrics", "", nil, nil)
+	res, metrics := s.Scrape(t)
 	require.Equal(t, 200, res.StatusCode)
 	for _, want := range []string{
 		`parlor_topups{status="succeeded"} 1`,
@@ -518,7 +518,7 @@ func TestSandboxDelayedPaymentThatFails(t *testing.T) {
 	require.Equal(t, int64(0), balanceOf(t, bob))
 	requireBooksBalance(t, s)
 
-	res, metrics := s.Do(t, "GET", "/metrics", "", nil, nil)
+	res, metrics := s.Scrape(t)
 	require.Equal(t, 200, res.StatusCode)
 	require.Contains(t, string(metrics), `parlor_topups{status="failed"} 1`)
 }

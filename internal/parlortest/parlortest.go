@@ -58,8 +58,10 @@ func KeyEntry(kid string, seed []byte) string {
 // Server is a running Parlor under test.
 type Server struct {
 	*app.App
-	URL    string
-	Client *apiclient.ClientWithResponses
+	URL string
+	// MetricsURL is the metrics listener's (APP_METRICS_ADDR in production).
+	MetricsURL string
+	Client     *apiclient.ClientWithResponses
 	// Logs holds everything the server logged, as JSON lines.
 	Logs *SyncBuffer
 	t    testing.TB
@@ -97,14 +99,16 @@ func Start(t testing.TB, cfg config.Config, opts ...app.Option) *Server {
 	ts := httptest.NewUnstartedServer(a.Echo)
 	ts.Config = httpapi.NewHTTPServer(a.Echo)
 	ts.Start()
+	metrics := httptest.NewServer(a.Metrics) // the metrics listener, apart as in production
 	t.Cleanup(func() {
+		metrics.Close()
 		ts.Close()
 		a.Close()
 		if t.Failed() {
 			t.Logf("server logs:\n%s", logs.String())
 		}
 	})
-	s := &Server{App: a, URL: ts.URL, Logs: logs, t: t}
+	s := &Server{App: a, URL: ts.URL, MetricsURL: metrics.URL, Logs: logs, t: t}
 	s.Client = s.NewClient(nil)
 	return s
 }
@@ -307,7 +311,13 @@ func (s *Server) Do(t testing.TB, method, path, contentType string, body io.Read
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
-	res, err := s.HTTPClient().Do(req)
+	return readResponse(t, s.HTTPClient(), req)
+}
+
+// readResponse sends req with client and reads the whole answer.
+func readResponse(t testing.TB, client *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	res, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +327,16 @@ func (s *Server) Do(t testing.TB, method, path, contentType string, body io.Read
 		t.Fatal(err)
 	}
 	return res, b
+}
+
+// Scrape reads /metrics from the metrics listener.
+func (s *Server) Scrape(t testing.TB) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.MetricsURL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readResponse(t, http.DefaultClient, req)
 }
 
 // Count returns the number of rows a query counts, for "nothing was written" checks.

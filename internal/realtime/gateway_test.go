@@ -536,7 +536,7 @@ func gwMetric(t *testing.T, page, series string) float64 {
 
 func gwMetrics(t *testing.T, s *parlortest.Server) string {
 	t.Helper()
-	res, body := s.Do(t, http.MethodGet, "/metrics", "", nil, nil)
+	res, body := s.Scrape(t)
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	return string(body)
 }

@@ -243,7 +243,7 @@ func TestASlowConsumerIsClosedAndResumesComplete(t *testing.T) {
 	// (a client that never reads again is cut off without a close frame after the write
 	// timeout).
 	require.Eventually(t, func() bool {
-		_, body := s.Do(t, "GET", "/metrics", "", nil, nil)
+		_, body := s.Scrape(t)
 		return strings.Contains(string(body), `parlor_ws_closes_total{reason="slow_consumer"} 1`)
 	}, 30*time.Second, 20*time.Millisecond)
 	slow.Resume()
