@@ -18,7 +18,8 @@ SELECT * FROM rooms WHERE id = ANY(@ids::uuid[]);
 -- The caller's events committed after the snapshot `since` and visible in `upto`, within the
 -- stretches of each room's log they were a member for, in (room, seq) order after a cursor.
 -- xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
-SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at
+-- period_end is the end of the stretch the event lies in (NULL while it is still open).
+SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at, p.to_seq AS period_end
 FROM room_member_periods p
 JOIN room_events e ON e.room_id = p.room_id
  AND e.seq >= p.from_seq AND (p.to_seq IS NULL OR e.seq <= p.to_seq)

@@ -124,7 +124,7 @@ func (q *Queries) RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error
 }
 
 const SyncEvents = `-- name: SyncEvents :many
-SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at
+SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at, p.to_seq AS period_end
 FROM room_member_periods p
 JOIN room_events e ON e.room_id = p.room_id
  AND e.seq >= p.from_seq AND (p.to_seq IS NULL OR e.seq <= p.to_seq)
@@ -155,11 +155,13 @@ type SyncEventsRow struct {
 	MessageID *uuid.UUID
 	Data      []byte
 	CreatedAt time.Time
+	PeriodEnd *int64
 }
 
 // The caller's events committed after the snapshot `since` and visible in `upto`, within the
 // stretches of each room's log they were a member for, in (room, seq) order after a cursor.
 // xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
+// period_end is the end of the stretch the event lies in (NULL while it is still open).
 func (q *Queries) SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error) {
 	rows, err := q.db.Query(ctx, SyncEvents,
 		arg.UserID,
@@ -185,6 +187,7 @@ func (q *Queries) SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncE
 			&i.MessageID,
 			&i.Data,
 			&i.CreatedAt,
+			&i.PeriodEnd,
 		); err != nil {
 			return nil, err
 		}

@@ -164,6 +164,7 @@ type Querier interface {
 	// The caller's events committed after the snapshot `since` and visible in `upto`, within the
 	// stretches of each room's log they were a member for, in (room, seq) order after a cursor.
 	// xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
+	// period_end is the end of the stretch the event lies in (NULL while it is still open).
 	SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error)
 	// Every room's events committed after the snapshot `since` and visible in this
 	// transaction's snapshot (run it in a REPEATABLE READ transaction: that snapshot is the end

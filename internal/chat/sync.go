@@ -95,7 +95,7 @@ func (s *Service) read(ctx context.Context, user uuid.UUID, tok events.Token, li
 			return err
 		}
 		res.NextToken, res.HasMore = s.tokens.Encode(page.Next), page.HasMore
-		res.Events, err = s.HydrateFor(ctx, q, user, user, page.Events)
+		res.Events, err = s.HydrateFor(ctx, q, user, user, page)
 		return err
 	})
 	if err != nil {
@@ -110,15 +110,19 @@ func (s *Service) Hydrate(ctx context.Context, q *db.Queries, viewer uuid.UUID, 
 	return s.HydrateAsOf(ctx, q, viewer, evs, nil)
 }
 
-// HydrateFor is Hydrate for what reader receives: in a room reader is no longer a member of,
-// each event shows the message and the room as they were when reader's membership ended, so
-// nothing that happened after reaches them through an earlier event.
-func (s *Service) HydrateFor(ctx context.Context, q *db.Queries, reader, viewer uuid.UUID, evs []events.Event) ([]Event, error) {
-	bounds, err := formerMemberBounds(ctx, q, reader, evs)
+// HydrateFor is Hydrate for a page of what reader receives: in a room reader is no longer a
+// member of, each event shows the message and the room as they were when reader's membership
+// ended, so nothing that happened after reaches them through an earlier event. Only a page
+// with an event from an ended stretch of membership costs the query that finds out.
+func (s *Service) HydrateFor(ctx context.Context, q *db.Queries, reader, viewer uuid.UUID, page events.Page) ([]Event, error) {
+	if !page.Ended {
+		return s.Hydrate(ctx, q, viewer, page.Events)
+	}
+	bounds, err := formerMemberBounds(ctx, q, reader, page.Events)
 	if err != nil {
 		return nil, err
 	}
-	return s.HydrateAsOf(ctx, q, viewer, evs, bounds)
+	return s.HydrateAsOf(ctx, q, viewer, page.Events, bounds)
 }
 
 // formerMemberBounds returns, for each event, the seq that reader's last stretch of its room's

@@ -15,6 +15,9 @@ type Page struct {
 	Events  []Event
 	Next    Token
 	HasMore bool
+	// Ended says that some event lies in a stretch of the reader's membership that has
+	// ended: the reader may be a former member of its room (chat.HydrateFor then looks).
+	Ended bool
 	after   []Token // the token that resumes right after each event
 }
 
@@ -84,6 +87,7 @@ func ReadUntil(ctx context.Context, q *db.Queries, user uuid.UUID, tok Token, un
 				return Page{}, err
 			}
 			page.Events = append(page.Events, e)
+			page.Ended = page.Ended || r.PeriodEnd != nil
 			page.after = append(page.after, Token{Epoch: tok.Epoch, Since: tok.Since, Upto: upto, AfterRoom: e.RoomID, AfterSeq: e.Seq})
 		}
 		switch {

@@ -339,7 +339,7 @@ func (g *Gateway) replay(ctx context.Context, c *conn, tok events.Token) error {
 			if page, err = events.ReadUntil(ctx, q, c.user, tok, c.from.Since, replayPageSize); err != nil {
 				return err
 			}
-			hydrated, err := g.chat.HydrateFor(ctx, q, c.user, uuid.Nil, page.Events)
+			hydrated, err := g.chat.HydrateFor(ctx, q, c.user, uuid.Nil, page)
 			if err != nil {
 				return err
 			}
