@@ -18,7 +18,7 @@ type Page struct {
 	// Ended says that some event lies in a stretch of the reader's membership that has
 	// ended: the reader may be a former member of its room (chat.HydrateFor then looks).
 	Ended bool
-	after   []Token // the token that resumes right after each event
+	after []Token // the token that resumes right after each event
 }
 
 // TokenAfter is the token that resumes right after the page's i-th event.
