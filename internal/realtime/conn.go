@@ -492,26 +492,16 @@ func (c *conn) readLoop() {
 		if !allow() {
 			return
 		}
-		var f clientFrame
-		if kind != websocket.TextMessage || json.Unmarshal(data, &f) != nil {
+		f, policy := parseClientFrame(kind, data)
+		if policy != "" {
 			c.g.metrics.closes.WithLabelValues("policy").Inc()
-			c.closeNow(ClosePolicy, "frames are JSON text: ClientFrame in the contract")
+			c.closeNow(ClosePolicy, policy)
 			return
 		}
 		switch f.Type {
 		case "ping":
-			if f.ID != nil && len(*f.ID) > maxPingID {
-				c.g.metrics.closes.WithLabelValues("policy").Inc()
-				c.closeNow(ClosePolicy, "a ping id is at most 64 characters")
-				return
-			}
 			c.push(droppable("pong", api.PongFrame{Type: api.Pong, Id: f.ID}))
 		case "typing.start", "typing.stop":
-			if f.RoomID == nil {
-				c.g.metrics.closes.WithLabelValues("policy").Inc()
-				c.closeNow(ClosePolicy, "typing frames need room_id")
-				return
-			}
 			if !c.g.node.subscribed(c, *f.RoomID) {
 				c.push(droppable("error", api.ErrorFrame{Type: api.Error, Code: "not_found", Message: "you are not a member of that room"}))
 				continue
@@ -529,12 +519,29 @@ func (c *conn) readLoop() {
 				delete(lastTyping, *f.RoomID)
 			}
 			c.g.publish(events.Notice{Kind: events.KindTyping, RoomID: *f.RoomID, UserID: &c.user, Typing: typing})
-		default:
-			c.g.metrics.closes.WithLabelValues("policy").Inc()
-			c.closeNow(ClosePolicy, fmt.Sprintf("unknown frame type %q", truncate(f.Type, 32)))
-			return
 		}
 	}
+}
+
+// parseClientFrame reads one frame from the client as the contract's ClientFrame. A frame
+// the gateway does not take comes back with the reason to close it with (1008).
+func parseClientFrame(kind int, data []byte) (f clientFrame, policy string) {
+	if kind != websocket.TextMessage || json.Unmarshal(data, &f) != nil {
+		return f, "frames are JSON text: ClientFrame in the contract"
+	}
+	switch f.Type {
+	case "ping":
+		if f.ID != nil && len(*f.ID) > maxPingID {
+			return f, "a ping id is at most 64 characters"
+		}
+	case "typing.start", "typing.stop":
+		if f.RoomID == nil {
+			return f, "typing frames need room_id"
+		}
+	default:
+		return f, fmt.Sprintf("unknown frame type %q", truncate(f.Type, 32))
+	}
+	return f, ""
 }
 
 func truncate(s string, n int) string {

@@ -3,6 +3,7 @@ package realtime
 import (
 	"encoding/binary"
 	"encoding/json"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -55,7 +56,20 @@ func droppable(kind string, v any) *frame {
 
 var pingFrame = &frame{wire: wsFrame(opPing, nil), kind: "ping"}
 
+// maxCloseReason is the longest reason a close frame carries: RFC 6455 allows a control
+// frame 125 bytes of payload, two of which are the code.
+const maxCloseReason = 123
+
+// closeFrame frames a close with its code and reason, the reason cut to fit (at a UTF-8
+// boundary): a longer one would make the frame a protocol error, not a close.
 func closeFrame(code int, reason string) []byte {
+	if len(reason) > maxCloseReason {
+		cut := maxCloseReason
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut]
+	}
 	return wsFrame(opClose, websocket.FormatCloseMessage(code, reason))
 }
 

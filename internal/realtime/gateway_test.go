@@ -790,6 +790,9 @@ func TestGatewayLimitsAndCloseCodes(t *testing.T) {
 		{"a JSON array", websocket.TextMessage, `[{"type":"ping"}]`},
 		{"a binary frame", websocket.BinaryMessage, `{"type":"ping"}`},
 		{"an unknown type", websocket.TextMessage, `{"type":"subscribe","room_id":"` + uuid.NewString() + `"}`},
+		// Quoted, each control character takes four bytes: the reason must still fit a
+		// close frame (RFC 6455: 125 bytes), or the client sees a protocol error instead.
+		{"an unknown type of control characters", websocket.TextMessage, `{"type":"` + strings.Repeat(`\u0001`, 40) + `"}`},
 		{"no type", websocket.TextMessage, `{"id":"1"}`},
 		{"typing without a room", websocket.TextMessage, `{"type":"typing.start"}`},
 	}
