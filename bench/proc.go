@@ -62,6 +62,7 @@ func parlorEnv(addr, dbURL string, extra ...string) ([]string, error) {
 		"APP_ENV=development", "APP_ADDR="+addr, "APP_PUBLIC_URL=http://"+addr,
 		"APP_JWT_KEYS="+key, "APP_LOG_LEVEL=info",
 		"APP_LOGIN_RATE_IP="+lots, "APP_LOGIN_RATE_IP_EMAIL="+lots, "APP_REGISTER_RATE_IP="+lots,
+		"APP_RATE_SYNC="+lots, "APP_RATE_READ="+lots, "APP_RATE_WRITE="+lots, "APP_RATE_PUBLIC="+lots,
 		"DB_URL="+dbURL, "DB_MIGRATE_ON_START=false", "APP_METRICS_ADDR=",
 		"REDIS_URL="+redisURL(), "REDIS_KEY_PREFIX=parlorbench:"+randomHex(8)+":")
 	return append(env, extra...), nil

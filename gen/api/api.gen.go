@@ -3060,6 +3060,25 @@ func (response RefundTopup422ApplicationProblemPlusJSONResponse) VisitRefundTopu
 	return err
 }
 
+type RefundTopup429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup429ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RefundTopup500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -3272,6 +3291,25 @@ func (response Logout401ApplicationProblemPlusJSONResponse) VisitLogoutResponse(
 	return err
 }
 
+type Logout429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response Logout429ApplicationProblemPlusJSONResponse) VisitLogoutResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type Logout500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -3392,6 +3430,25 @@ func (response Refresh415ApplicationProblemPlusJSONResponse) VisitRefreshRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response Refresh429ApplicationProblemPlusJSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3611,6 +3668,25 @@ func (response GetMe401ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w 
 	return err
 }
 
+type GetMe429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetMe429ApplicationProblemPlusJSONResponse) VisitGetMeResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetMe500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -3797,6 +3873,25 @@ func (response ListRooms401ApplicationProblemPlusJSONResponse) VisitListRoomsRes
 	return err
 }
 
+type ListRooms429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListRooms429ApplicationProblemPlusJSONResponse) VisitListRoomsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListRooms500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -3937,6 +4032,25 @@ func (response CreateRoom415ApplicationProblemPlusJSONResponse) VisitCreateRoomR
 	return err
 }
 
+type CreateRoom429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response CreateRoom429ApplicationProblemPlusJSONResponse) VisitCreateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateRoom500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -4055,6 +4169,25 @@ func (response DeleteRoom404ApplicationProblemPlusJSONResponse) VisitDeleteRoomR
 	return err
 }
 
+type DeleteRoom429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRoom429ApplicationProblemPlusJSONResponse) VisitDeleteRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteRoom500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -4159,6 +4292,25 @@ func (response GetRoom404ApplicationProblemPlusJSONResponse) VisitGetRoomRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoom429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetRoom429ApplicationProblemPlusJSONResponse) VisitGetRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4336,6 +4488,25 @@ func (response UpdateRoom415ApplicationProblemPlusJSONResponse) VisitUpdateRoomR
 	return err
 }
 
+type UpdateRoom429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateRoom429ApplicationProblemPlusJSONResponse) VisitUpdateRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateRoom500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -4509,6 +4680,25 @@ func (response BanMember415ApplicationProblemPlusJSONResponse) VisitBanMemberRes
 	return err
 }
 
+type BanMember429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response BanMember429ApplicationProblemPlusJSONResponse) VisitBanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type BanMember500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -4624,6 +4814,25 @@ func (response UnbanMember404ApplicationProblemPlusJSONResponse) VisitUnbanMembe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UnbanMember429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response UnbanMember429ApplicationProblemPlusJSONResponse) VisitUnbanMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4801,6 +5010,25 @@ func (response InviteMember415ApplicationProblemPlusJSONResponse) VisitInviteMem
 	return err
 }
 
+type InviteMember429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response InviteMember429ApplicationProblemPlusJSONResponse) VisitInviteMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type InviteMember500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -4961,6 +5189,25 @@ func (response JoinRoom422ApplicationProblemPlusJSONResponse) VisitJoinRoomRespo
 	return err
 }
 
+type JoinRoom429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response JoinRoom429ApplicationProblemPlusJSONResponse) VisitJoinRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type JoinRoom500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -5079,6 +5326,25 @@ func (response LeaveRoom409ApplicationProblemPlusJSONResponse) VisitLeaveRoomRes
 	return err
 }
 
+type LeaveRoom429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response LeaveRoom429ApplicationProblemPlusJSONResponse) VisitLeaveRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type LeaveRoom500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -5184,6 +5450,25 @@ func (response ListMembers404ApplicationProblemPlusJSONResponse) VisitListMember
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMembers429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListMembers429ApplicationProblemPlusJSONResponse) VisitListMembersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5319,6 +5604,25 @@ func (response KickMember409ApplicationProblemPlusJSONResponse) VisitKickMemberR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type KickMember429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response KickMember429ApplicationProblemPlusJSONResponse) VisitKickMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5497,6 +5801,25 @@ func (response UpdateMember415ApplicationProblemPlusJSONResponse) VisitUpdateMem
 	return err
 }
 
+type UpdateMember429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateMember429ApplicationProblemPlusJSONResponse) VisitUpdateMemberResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateMember500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -5602,6 +5925,25 @@ func (response ListMessages404ApplicationProblemPlusJSONResponse) VisitListMessa
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListMessages429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListMessages429ApplicationProblemPlusJSONResponse) VisitListMessagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5947,6 +6289,25 @@ func (response DeleteMessage409ApplicationProblemPlusJSONResponse) VisitDeleteMe
 	return err
 }
 
+type DeleteMessage429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteMessage429ApplicationProblemPlusJSONResponse) VisitDeleteMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteMessage500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -6121,6 +6482,25 @@ func (response EditMessage415ApplicationProblemPlusJSONResponse) VisitEditMessag
 	return err
 }
 
+type EditMessage429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response EditMessage429ApplicationProblemPlusJSONResponse) VisitEditMessageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type EditMessage500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -6253,6 +6633,25 @@ func (response RemoveReaction409ApplicationProblemPlusJSONResponse) VisitRemoveR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RemoveReaction429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response RemoveReaction429ApplicationProblemPlusJSONResponse) VisitRemoveReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6393,6 +6792,25 @@ func (response AddReaction409ApplicationProblemPlusJSONResponse) VisitAddReactio
 	return err
 }
 
+type AddReaction429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response AddReaction429ApplicationProblemPlusJSONResponse) VisitAddReactionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AddReaction500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -6497,6 +6915,25 @@ func (response GetPresence404ApplicationProblemPlusJSONResponse) VisitGetPresenc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetPresence429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetPresence429ApplicationProblemPlusJSONResponse) VisitGetPresenceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6638,6 +7075,25 @@ func (response MarkRead415ApplicationProblemPlusJSONResponse) VisitMarkReadRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type MarkRead429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response MarkRead429ApplicationProblemPlusJSONResponse) VisitMarkReadResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6956,6 +7412,25 @@ func (response Sync410ApplicationProblemPlusJSONResponse) VisitSyncResponse(w ht
 	return err
 }
 
+type Sync429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response Sync429ApplicationProblemPlusJSONResponse) VisitSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type Sync500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -7031,6 +7506,25 @@ func (response GetWallet401ApplicationProblemPlusJSONResponse) VisitGetWalletRes
 	return err
 }
 
+type GetWallet429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetWallet429ApplicationProblemPlusJSONResponse) VisitGetWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetWallet500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -7102,6 +7596,25 @@ func (response ListCreditPackages401ApplicationProblemPlusJSONResponse) VisitLis
 		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
 	}
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListCreditPackages429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListCreditPackages429ApplicationProblemPlusJSONResponse) VisitListCreditPackagesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -7276,6 +7789,25 @@ func (response CreateTopup422ApplicationProblemPlusJSONResponse) VisitCreateTopu
 	return err
 }
 
+type CreateTopup429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response CreateTopup429ApplicationProblemPlusJSONResponse) VisitCreateTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateTopup500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -7384,6 +7916,25 @@ func (response GetTopup404ApplicationProblemPlusJSONResponse) VisitGetTopupRespo
 	return err
 }
 
+type GetTopup429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopup429ApplicationProblemPlusJSONResponse) VisitGetTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTopup500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -7472,6 +8023,25 @@ func (response ListWalletTransactions401ApplicationProblemPlusJSONResponse) Visi
 		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
 	}
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListWalletTransactions429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListWalletTransactions429ApplicationProblemPlusJSONResponse) VisitListWalletTransactionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8885,261 +9455,266 @@ func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWal
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3dciPF1ij4Kmv0nYiW+Mqy3bjZYAdxjmmavRsa8Njuw4lAjCtVlZISlzKLzCyrtaEnuD0XczGx9/3c",
-	"zOwH4wnmEU7kWplVWVJJlk27GzYQQbQlVeXPypXr/+fHXqbmpZJcWtM7/rE34yznGv98nvN5qSyXdu+c",
-	"lwVb8tx9nXOTaVFaoWTvuJdaXfEUFjMuwc6EAWHAzjgYqzTPQXNTKmk4qAkwCZzpQnANmv9QcWNhIeyM",
-	"HmdzDmk9Y7bc+4Iv02Ev6ZlsxufMTcxlNe8df9tzM/a+S3p2WfLecc9YLeS09/p10jvnVi/3TieW6/WV",
-	"XvBMydyAVbBgwsKYT5TmYPVSyCmwKROyPd9cSDF3Ux7Wcwlp+ZTr3ms3W8k0m3ProfW00kZ1THs545BK",
-	"/speZfhE6kDhtlxqfiNUZaBkU+5mFu7xHyqul72kJ9ncTUjvtJfFXr3gcmpnveMnh48Tt8zw+bALKBFQ",
-	"v+DL9QV+ya45nVk4FcMm3IFJO3Aew+EvP//j8ZMncCOMGBccTi+ePn8O2YxplrndJ1BJ8UPFoeR6JFXJ",
-	"NXND45AZKwquYc6ZNNBn8PLl808dijCYKpVDNlMi44MhXHCOz6cL94JNwbLpcCQDVAgrG7CsIEov6bm1",
-	"C+0w1KHHBng9fvJkFV4ls5ZrN8f/8e3/tvd/fvef/6XXBcQXYi7sOuzO2JSDEX/feH4FvhcvJ+cTVhW2",
-	"d/zkIHFr8yh2cJBsR7ik9yU3hk35c7yFOFnJ7KyZa06/X4l8KzwmSs+Z7R33qgqfXN/sGRP550rI2zDn",
-	"3M8Rbj8HrdT8kYGUS6uXV6UWGU/xuMfqhsMB9N1D3yshYa5uuIFM81xYMzgBhYOyYiSVnXG9EIYPb8W8",
-	"N4A3bxhPzpWabzwgB51ffzovDdcbp6gM1792itfuZSLbSNk+Yfk5UQb3KVPSsQT3JyvLQmR42fdLrcYF",
-	"n//n98ahxo/RdP9F80nvuPcf+w2j2adfzf4ZvUWTrtPNQJCEgTkr3Lp5fgxC3rBC5PD5xddfJcBgLoxx",
-	"JFxpqOS1VAsJE8GL3P12w4qKg6osqMlIaianHPqpH+HKj58OEvcyg7mSfLk3VzduuJhHuQGYXGdQI9lP",
-	"RfPd1TVfXgXApwOHiK+T3lMlJ4XI3hn0Mj+/IXbLXwlj3QaNZZYnwIfTId4hPmeiQP7NrrmEfhpe9PCx",
-	"Mz6SnqC7O11ozvIlCAmHycHBAV5+k+BQc2UsKMmBZZmqpIWMSRhz92w/xWuAhPFKc5bNIlB9pvRY5DmX",
-	"bxNWp5WdcWnd+DxPYFxZkMoCKwq14LljhLki2aafTsIC08EQF1wVxcVSZuf1bXu7Z2yWMgOr3HllTLpl",
-	"jzlUhucw49qh+qQqiiv3VISXx81tQrwvLNdu5xOt5iPJJKgi59oPS9QCEWDuuFEeBCcGObNszIzDNBT3",
-	"3DMTJgp1w/UQLizTFtzfxyOZ/vXZJezfHO67paT1nUqNkBlP/ek3Audv7MqgJFNpzaWlWxNfjgRSprOZ",
-	"uOF5moxkJ3p7+uKHH8lb5F53vYwVReEuTKnVVHPjsG+V1Ah5VRnuDhRFtZFkTvSFNJKDUzAk9xJXjMT7",
-	"FWG5C2r+6f34UYTcc+mYISueaU0y79s6pAs153bmqJdDNIe/JHgYrm+4RtJOK0sHQ3AnOlb5EiR3P85U",
-	"kRvIuWWiMCfwQ6Usb8m9Isc7/ZWyn6lKvtW7/JUCU2Uzd5NUpTOOCCOQ87lLHQQgq2Kpup9KZa8mbq2e",
-	"HJ2xZaFYfqnUC6an/F1dHwS6MFC4RTjGwSR8cARfiE+gn5a0xiur1BU+4Nd+wfWNyPhLyW6YKNi4eKvL",
-	"PyWNFc6YLpQGyXmOumwl8RK75UA/rZrFpcdwpoydan7xv79wp3XOc2FA84kjv8lI5lqVJVFYK5DUVjZG",
-	"t0fGkRnJM7eCmsOCkMYymfFw9MhknZzhzho/ONTGGwlbrnuyqltnheDSXs3N9ErkKSg9kmt05xgYLLSw",
-	"HBYzZXi0Pgi7YcahZabmc2EdMyB1X7qljiSekGOZC5Fxun8Xn34BTOa4kJzPFdA6iGCBsG+ULF0q9SWT",
-	"Sy+tmreK/krBnMklOD1hXlpzQlaGzsNxQhCznLgEij9vDgYvJavsTGnxd/62KRiJ5U6nc+IUK8xxI50n",
-	"jcyRAH9Vot6oNGh+o65Ryrrm0qF5Fa3fMc6FVnLqZVOloWTGLJTOIyk+mjDitBPNzSwMW2puOAoviJoO",
-	"/vTAFT5wpbm7tCSGtk7im2++2Yvlw277DmuecHcFoYXEujK8bVNa07XwxEqtMqe8jwv+TFphl2/z4L7h",
-	"RbHnpUEn+3oKdoxXltRqzzqtUjDhi6C14xGYajIRGZIW/zWdwUiiWr4m2SyYIfl0gueUi8mEayIIxDu6",
-	"FKrmcBBcpipLpS3Pv+S5YJcI0nfL6ByhTuNZ3WwpMox6sVdzt9orhwHI8V4HvEBEc0h2wY0RtMpV4nLN",
-	"pfEgM/RUgmR1MUOJYAljXrh7YpXDt1KrkmsrSH9nmUMuwvT1sU/h828ucWg8sFN/+XAbKdBVGK5bCZIe",
-	"XWJzJeRmW2slrShwYFqE1yn8q25Y/orNS8fqPzo4WLd6Jb1wT+82W+v6h+lATKCSDpdaEz9+8tHjg+2T",
-	"bwKdBFWyHyqegCNxBd+rDG/UJkjPvr4grccRiH0/WtoJTaJD1uNyMHV/wpnmusPYnaCl5zYsfmm86bAx",
-	"Bn3bRofVPbYW0jrjzqPwy2jWp8bf88y69X3CEGJtVBwzKXl+NV7uYIdKepnmTiW/Yrb1eM4s33MiVdc7",
-	"mjN/0dd/8ua3XaZGVNp91mB228mAFx9GYxJsLHcNkFog2ADkyDTH8lyQFfUsgvqEFYav0oQGTLE7IboF",
-	"HaBYYRvB5jtmErjMzQmwsWOy8LG/iIWYWLprDwzE8GIXhJ6iuPmZRvPo6h6e3XC9hIn7EViQTOdsCYbL",
-	"PIFcuIfnQjI0eywhReLtdhT9RArwnJWlW5tDefx3A18RckqLwbUKOR0ay7Td9PwlPoOmlLXXVHnbW6qk",
-	"l17Xx7/8iuzECKfXSU9J/vWkd/ztLdywXvXrZPuTa+vd9YV6qd+5Q0OsP1dqfj/sjtwPLZfLQYSKQtoP",
-	"jnptF4z/L/LEdLIF6ZEpujrBf7PZE5f0TKEWV3OV8yuvBqyurV7Khx8c3b4Kq0qR7XSD0XogCi9XbjuN",
-	"/948uXrJcNOdNwwP61KVVXm/0ypZdu39Vms39GuJruPafEjy6L5/xeBdjPb/wdHt/tB4U9HUG7aWC3tG",
-	"D61zMy/wtghWQKv18yIDYtbhR3t+8TUcPT78SwKFWnC9lzFSG2oRpVeZTi5FEFv7OkL81jQyMmRmy0cG",
-	"5kKi0wSF+cxhwqBFrjdtZgWKSKIDMML00YZvBe0LQUjTBq+wfN7+Yxvqts/qdT0l05qtYzMN2bWwZ7mw",
-	"3tN6P3R2OsHKtTw6uJU8rKwPB+lcntZKb2Bnp4GFEUdzqpZX5k7o5BtzjrFsaUCVXK7rC5nKeSdeeQdz",
-	"52+rkitHy/B3t+3Ty5k4ZTNB58ZvNvPxU/Q9AXePJMBfscwWS2AGVtwOmttKS7Rg9TVnBIp0zlOYFGxq",
-	"gGkOigxbgwRt71zv4dCp4T+koLRXhlbYzY3XO7fhp+NmuIda2u9yqJtqztEP4/033/Dxhcquee0qAadX",
-	"xLv6r/j9x8HejcY+p3xwJ9uMpKG30b/nZoep4k4NOwFmyU13iHbZmVqgkRxtWOjJw3ecaOUUXCHJNNJi",
-	"eY+Pkh0QAfe8KyIELWT1rRU8uFyZxCPO0IvLDSoNHVFofZHzgtM3AQOGLM/bX2g+Vzf+rfmY6+H3Ssj4",
-	"c8Entvkk5E09CX5xLbLr+DNJ9M3nSq59U+Z+4Q72qx9ba86jX60oO5VDBJLZcFsuFwq9eUrz6N4YhxBK",
-	"outBFktQEhh47HF0gudkUU7HzGazjzHs6zjcNbL2+HHsjFlI8UNKpMjAQlVFDjN2wyFjWgue4/2qzdN4",
-	"s6Dfvm8jiV8PIls2Kdc4g8bLYrwR3P1YMGN9dNWc0LXjnu7OUVo3di7kc3rp8Spr2fk6Jx1rJTiZtPuq",
-	"rzhO67v+dm+vud/17eavnwle5LXfsH1AGLbRqWpq7mPm0CwHwvi4hdQxyiFah4k0YvzVEA3r3YaWzUxs",
-	"ZUvbmNHfOCscFFc3YCyzlYkBqK5vB55/q3uiolCb7vGMw0RoE/i9mhDRj/h8F3MPv11tkB5nnGk75sxe",
-	"oS/1hhVXc9M9u/e6Og3OUISEmlguT4BJs6h/6I+1WhiuDeRq4A7JadeQuh8DfRh2Ssx4irdfU3cWYs5f",
-	"0NN34K5iAlKRN5kXhoMjTDe0mLvflJk7qTsIPPExbAJ6DYKwpy4UeY7cp1M7ubP1zHOyXQ10d7KovUkT",
-	"WbTOW21kBJ/7yfIPYpL6/Jsv1k+LFdMYm57ln16cdrL2TN+0H3z85MnhR52PXm+44ddkCAhDfP3F2SYL",
-	"c/yYEdPOx15104ayGhcig2u+TGDMDP/gqNJFHfhTukOQ0+GtgHRrpU27mWhPCUKLFrgBwBfrEL7my915",
-	"vzuj23RIHLBr/hdqKu5pl0VOthaNenSrbSm4RVuYWn/ZpmePP7ybLkpriubo2vOXKMeuQz0XpizY8irY",
-	"zNZWTqL1najUvHLX/Y4meq0ooGS7xFfwN2KJTtr79rPHm90Mw7NOW9PdjCH+NF6vi6pRJsLtItBmKwlN",
-	"YGai7L79FKH0yMC8fhBTQFA4XZdK3hoScJZfGf7Djia7O+GMxMEx3LUjyYKESQPjJWCAe9Bb0rCkNEEv",
-	"slf17mOG8zhW73FlTbdjXy0Yr7AmdAnvyueD+WslTUhWhZPQZcbjLbpvKdKLgtTXuV0ctfRgTsOgXzcX",
-	"YqxUwRnGG5AF4W5i1G5LDfaGO6ik/o2neKId11vzslheWdU1/63Avos4t+sl6jIVNxIdoWn7kJMI4Tw6",
-	"RftqDiuG361CoEfubto6Y+ZqrjTvPv+7Ul66RbsZoJNm7q5VN363u0kRdIYrfpFbNRj0W+6mwHQuVkWL",
-	"fSPrUb9uPRjzlXUsR8lCyA6F+iWaS3ITMvQ87wJ6HqRaYJpXQINb78ja5dz5fm1UgfzSt+13o42ctuM2",
-	"p8irtlSV9taiDA0ItE+lYcGlBTWZuM9D+MrxpUo72rHOuhtgrl+duxCUtdMPx/fdm1QmvfrdpVNuBS1F",
-	"g3VFAJ1/9hQ+Onryl2CbGkKaqZz7GH6MG6ZALWa9e8aAmaE5dKyZzGag5AmkVtiCp+7RkUwpRj1Ff8RE",
-	"aZhVcyYNjjNnS8hmTE75EJ6qnJtjWEtnSqAdRZmMZGewZALdYZAJRHkuCURR5glEeQ84akf8XwKbc6I6",
-	"fwuTbkhvcMtcz6lwi1zPbUkgJdO6+wtFxHZ+BnSEnyO4OsP03BjczlR+5UDgE4JwPXH0rgNEE5xNwK+j",
-	"xN22QkpCl006ONtWItoIceYsmwnJ99zI+EWwf7q32h7iFRzolnIs647kYZZuPMXaemM7BrPjYEmEhN2h",
-	"gForbbo8zrm4EXnFirDyKKGmCYNHs69JKI0UE/hadHYbu42sya9Ry/VG+icH6+Q3RNZ3aywhpLNkdjbs",
-	"ltbwgc4whVayYp5glDx5N9L/sectAXvP863xlI3teH3sv11engE9sH72R93Bi0hRuviAmSlt6TjBVPM5",
-	"08smJ53wy43Wxq/nPulyC34FCr4638vz5yDZXMjp2hwnkLKxquzxuGDy2pcRQPeTJ6JzTLttR4r2old2",
-	"JfgEjBrI3uPcReuDiL0uNvC5+l5sc4zfiyO1srZpim3Lehr0y1Uy4r9ex4Nty+70tTj1NE4zQjE7uP+E",
-	"hb6P8xMSGp8VOZfJmu9usshm3hvhxQ4zY5pTfMmqoLBmb3ILTvyeNgAjv599bZPasi3UatVbw3/YuKgL",
-	"y7pM8Xc2O9wlULVtdri70aDJSe+2G2zaq5DcmA5MnPHs2mw+lpZrDO1kjrPlnWLeSrQmy2aQ85LL3IkI",
-	"KA4JaygjM8KrZpm/yh2XhK1sAEDsdFqDwpy9ump8POaq5PoqRGyvH7h7Gq/O1XhpaYAtD9FoFEPY/SiF",
-	"iF65BarKdrrvToEeAiFzkTGrdB0mj6wfswnIROVgjO7qNI5YTYe3I9fqvjZtItkMr67NbDuQS+HIUQfx",
-	"vlP+gBVE1Jo8hS7+GmZav5S66ObjDb18ef4CrAquWvdnn+U5pKPq4ODxB+Tn/+Xnf6VUh8VUcz643Vni",
-	"l7QSt+9W0w0ylP3vG0C+khrRclh8cDcPQ3uw7rVOhbFc32+xq06IleOfqYV0cEbDLAZNmCG8QBI3peRF",
-	"zUSBJRNKlnGKE/MxQm3J5FTKOwakJo3LZ021pKQ3lueaG3MSSipZLeZznuPCmnjRlYUwKf+b/zTM1Ly9",
-	"qFWH0vu3OJTaC/vwl5//cfj4w6gMC/RfSuEEKpRNoVRCYk0X6fB7XiqD5wS6Kugu3dFB9eGdHVQr7pdO",
-	"hPKm/ZoxLCRSm7nKucag/hCb1cmZzpWad1jKvZ7ZeZrhR4q5Qu2K5XtO2O2Sie5nyF4LfI/X8NSn7VmF",
-	"JXhO4AA+honmfCdnw85WbccqgrDTFTLyQ1A2fLGgglmnNqEAueNK6GCutgi985Z/6nZXGT4Zhfav7Qrx",
-	"Y2fjeHekfxfPYUE+nlfGhsJkdsG5BK8ZGDooNZls4EMhD+Bh4v7JdeBTT3Cq1sBtnIvg1AWFpLkhEZ6s",
-	"nOettvwmLq8zXYCsY0478d5GSD0k01Cczn9+ZFaqejiSiramNELQkexjMl8cmJk2j4bgzHQAv/z8T+Cv",
-	"Ml5an6qpUdvHJE1MEkWpiuv60EcyugrHlMg55RbGys6AGfpiwTWvK2wJHXtUnSScJ2CUG9td7mQk67hm",
-	"RbbdAI85y3kTf7iEgk+wuEA2o+pvc7AzrarpLK7TR5cSTkfS7zKAjmq4WTUfG6skJ4UPQxBJEdR84hiD",
-	"VU5h9Imq+LMDiQFhR7IfhrT8FRa6uHaAk2pBoZJSEU1AUGJ6cr31wRBSb7fFI13M1BzYSMa+ZprJr4Yq",
-	"kFUW+nQuqRVlmqBgq3kmSsGlHZw4PHEDpD5E1SACFXwklbueNqDWCTptM0qQZVADvP7Vje7FyLLL5scy",
-	"u7s/9T5sYF4HY+wWJBDFRO7o29KRlWQXh+W9nO/EYm8L0X0ozyVFV++wgEtiHcH8te3xJnj9jToxiIrW",
-	"aLUTBX0TYSYB/LcEmayIQmQ98oV7ULEMFTDvG40STmFdIJvvbBe5303bEee2Zc7UFGhXBL4bssv8DnLL",
-	"7lIbEbndhbbb4gDCMlfgkYQjbGBYRw1sx/ELLvM3ksfVhsbhLz//4wjL3cX6Tx2N/wH+hNYOB7CXl5/t",
-	"fThYCSjeIRusI/BlRZafKcMljJdkqMWH4zqsgU+fALrXHBcOBV2xvCspHTtEqDThJOvuZJIEPF5gGkeI",
-	"7robPVuN/9iY/HaB8eY7JHNHJcEcapl753JTGtsmat7k4oWMpW10v/Wk2fqoCc9SVPmGR6PkgISiJTbl",
-	"b6sm67z2q2+sfBKHEQTz2/b07TeTZR5t57as8QieOz1q7pKMvtuzbTjd+rTaddwIqTAX/mIps25e/WvS",
-	"mVY5dhwCtRK5qHSd2UV2L5YvT4CZa6qZHdLGfHYYsn6046XdZo3mgY1FOkyXYlcsV6tGHkdOqkcmlB8N",
-	"/uWWprSzP7lbollNhW+2EEFua9bTpbhncnwjwXQacxIH/oIzzARzelbgRA0FfGQAIxWgn56enV1dPj+7",
-	"+vL0f6Tdmd7bqyEcdhtjatkmtjF+eJD8allnzUzcJRl0gluV1VZxsCNfQYuM10mJ3UnyO5qn0G+kKnvV",
-	"6QdostkwPa9ky+6givuIo/evSLCxvBOzW2q/hJ1CVigTKiyVTNyh6suOomm7SMTOwRNpyWWOiWaNc6fU",
-	"6kbkXGOVV6F9rmTJlnOnl/RTU2UZ5znPA4XxdlNH/Tx6UBmKQajZWIOBkxsJIQAplShNm/LoYQ5fu7TJ",
-	"Bm3gqOYlWUX6DHKOTReAYpCoQCgzcPHs7BQ+5WNh3fynT/9G+bC5yNFoMlXBkrO+vgzjznyZYMrqPfFl",
-	"RidCsgJJSNivz41Dx0IIyiNoOhk8AKn2Nrm/aGNUK6qSeZdbN+m92nPD7d0wLdncXcxv6b5e4Bme1VNE",
-	"X15Es0VfP6snjr78LKwh+u68Xk6nIlJ7fCMsiyta1DpIfWNWLnnrtrbuTid1isSMdcOwmnMlEdPWwzTR",
-	"80qFE42lgpzeJ7s9SLPxB3pn8K8LOliN1fQy4nfdj3pRel0UeIgozrWlrII9qk10R4/nrwaQL/X03R23",
-	"t20voWzSO9iKKt/ITl6iRZ1skbuKSHMh428PV/e3khu0ItBWljfcQJ4Aw/q8gbSXTpaqpBvC7M7F9Io7",
-	"cSc34uuN4LhL6avbgBE7JTvE8TdYy+ph6ld1Qsl05RreK/XntvzEDe75r9zohfi749TeIx+XbxoM7y3r",
-	"dDGo4OFeySq8xQT231v+v5qHY2Iu1Wm6YbY7wP4bFHC6CjgW3SG0wblcRz53qxdbMcJLF1fWMe6uSFhV",
-	"7lWlAbZgAjtYeHnqPgbIsJG1WbsASdC41Eyaxu2x0fPoDWK1Yuqn6ijMul23A6xLA30KoLjhJM5Rbw7J",
-	"pwy/21El8Wu4YqGm9C7qgVsd1yXTdrkx6rmJmYG+FWXjTwuFHrhOyA+JnmH3LZdWM2kHO1kg72+UX19r",
-	"wXMsR9+c405LuBYy3xA1LyxW2ZoofYzuUIefCZWfrmTuU20S3PESrAIGTjUgePTdnwl5KjPuKPRIYnV1",
-	"Q6AaJMiZSugbD87wnC9yLYF6bSmHZCz/vjIWbwN6HGt2jZpwEMgDL8YF+fpBSa95d0dx/Qsh80s/sPv7",
-	"PAyOH5SaP/Pj44MiPHYazUNeSvWrC7VaUe78qFvx1b1pMKJBpAu0r9StxHiNhrwJB9w6YfoNeOO+4eOZ",
-	"UtfnDlvLDh6SV1Qne1PSmMfyrl/XDUL06Poy0JuVVVrY5QWWYyf2hfWUTyuq3UOfPguo8Pk3l72kI24r",
-	"rlyNxWNS7aMR0wTSQk2FpNpDcYFnqgHv1k4lnOsFzqwtqay4kBMVCpcz6nXju3j5JhRcToXkvDsa2j+D",
-	"cRhjll1zSTXVNWcFUkZSGY8dV6I2PE30qa+RFzL8qIsQpp55jmqGcDkTBnKVVXMfQeErCFrNMkuGkb8q",
-	"b2JMwkdff9A3fBjJy2XJL3DR9U+aw5RLR7d4TuDEJhAj+R//AU+VvOESI4DdN+/Be++dtkrrD997D9DP",
-	"Q1V7nE6vId2/OUx9x452/fJjoALaMKoODt7P4srX+A1PRxKgkgUe8IxD07zQYH3EphXdaYQFZArCEi17",
-	"Rkwlz+Hzby594bNC3PBghXWjHz6BuZBOmzjxZummMgoNhJ/NjKPxNt0fLnhR7GEa1P73i2szxFryQziP",
-	"a5obNzSWK8QC5Ajxpgb5sU+9CGXQQ91DBpIviCW5F3xXBIpyBVXk7iccGA371JqBALOYqYKH0vNDOK37",
-	"NvivoF+oqaosMT8s8N+qwT5ww6J1DAWbFjCtUseQHh0cQitrsXYseNpUN0bx1d9ofoFAxggj4ZACntRN",
-	"NpT0YMBjHBI+oXvFvPceAi/d1Cgghf63IbHzu767suZ4f3+xWAz1JNtz0pnSQ6Wn+3qSuf/dcwPcI7of",
-	"mM/8TNYz+HxeU9+ExoU+tzSlrhFsUHdLiboS0dJfxs3t3BYoxC1uRUAOGkcB63J9RwcHsJog6gc8Z5aT",
-	"bwABQjW70qPHH0ErvzHsqd3KhDLZ3BqaBlM4aL1sU9/Wpg1siKxqp8WdUEkwNHS5HfZ/+Z//Lxw+/jD0",
-	"PXKAXe39OKDwea15gdtQU4NiUcFj5wdkM6WMwyHu1/eJgxO27HzvPThvgOdWhVTSNyoiUGL11ADJw/dh",
-	"PXuUxK1CZFxSvaRAw7UqteCW6WWUjRfI9unZ817Su+Ha+LCC4cHwAF2lJZesFL3j3vvDg+H7aJO0M2Re",
-	"3ZTB/TLlG5wan198/ZUj+/AFX8IFt02NuGu+dJe+xdwwt5gCIosljDl44ua2P5J9dyH+8uTwLyfgi04h",
-	"CUsgZcU0hRTpYToYwpnIrvEI3Bw+QgEneGQgvRZNFuRIflpppD74qFa2aRxr6q4jGAyJxLnI68vh6Ng1",
-	"XxLwa6r9PO8d9/7KLRaAWuli+fjgYEuXkLt1B8HxN7QGcTsx3K509HnKshnfe+rYp+qwJvxNLSjjJmzd",
-	"HcXYXZdsRqH921rIRLJO7/jb75Kez+p06BbxGqSbN1yLybJNgZ1wwqYo2Tv6S0by/RnWOPz7Rvw6RXph",
-	"4PHBASxmoqgrNOLIwkBVDuG5JeeDaVXaG3Ydmq+p+IDH5mfYcHDtlfe2QfWFuOHSPet4Bo/Ap0rjoYdu",
-	"8l2Bx2XcS6zvkBy7ifmUaPRTTSvN80Gg0p7ZMU98E5Lenhy8D1Eqepx1O/EZLFH+XCTdvFAsD3YKXdcn",
-	"0KqyfOQkvslEZJSXi1FE1PaT2LHZcAfP3VMPeZpNDmLHgeLsbrHIBrC/3JOD9zcNWa9xv6MJ3TZEqNew",
-	"BRNuDvdZPhdynwxM+z8GPfT1vlfKsQZ+00v8287OvrX2+mta+36X9EplOvDxr+IG451rt543Zjwy1BQX",
-	"VYw6Qjz2ZdbeVCTN2EtcWDOSwYuIL6Kcj81CqiXaxHxfqV9+/iewAht7efpw3HhL8dkoah7ZwUji8xPP",
-	"Vfwa645URs05Rcybkks7SEI7oErm0LTn8ywtPXr8GDprWOBuAskiu57BLj8ZBxZWT20lsaD2mBdqAX/n",
-	"Wg1HkswhxNiCI9Sv1YvWfsQww0ltPGq7cv1poJLnVnvwUTqE55OWF/uRCdtzVzwuhxyAguAgu6E7DAKJ",
-	"pyPCjGT65OD91LcQJcWAbnrnJAjDEi0dXRefth5sQytY3XX1mkf2V9qNO2R9MOJBK9zY3at1ZiusvOlS",
-	"u3fOS/TQ39akr+sVnPuItrSdJkX9t/GVw9tfaTUBxJd2oH1N82V84+j2N+pOqfjCR7e/0NHh1736+PEu",
-	"W1rvkodUfQcIttvV/lpeEFF/vBL13e0jnR/E4pT7IuIDlZ3to8EIaX4nJUb/dFDVa+267mi45+1QbC6K",
-	"5WAIp7Jueu7TRXFFVMklJESO5DRoRdgL1OnaXQWBIuKBDy6Uvh7Cqe9oiSqRYwHWFjyHkuuR9Fad52dk",
-	"UOAa+vVXCa1ogNStfs33x4QptwaVTa9ftrTLLtKCVVV7dR2WT3x49hshB62Kra/bZkbHY18/ICmKO/91",
-	"dTwmHUzIYe9tEozDHS7IardhfO/JLpN1dHBEOrADCVnt8fpuaMAGedAdFgjpG+3X9zFKTO5QtCLCoCq7",
-	"mTKcR/a4QBjWWitSH0j36djnt8VWQ4wawmuN0okdSer4EEpptA1ztUVozTQX5DkJjjitWt7cqN7MELSE",
-	"AWXb1RZoQxGDBKijg4NDp4NMp25V2CYZu7T6xppMjiTG4ZPVGZMeAwAemXUTBnVOz5ycaGfCbKAlDtRr",
-	"t/poU/oLQRuFH7Q7Du99s94lw3rmrSd11qsnO1vR0mPQFrxUllmPly10o/NSkkPTf1f49q9OFEZO5S3S",
-	"BFtb6cbgRL/FxzuEs8hkvdLlEyXnBTPACtJQvRV6xYg9kjVTJRSlt1GjYBZNXntCkhmWeS0db0BnqbyT",
-	"OpB3JDGD23gKgHL+EL6egHHTsMJp8QHufijuq6G57YdOpdS6yH3jhX+zQczGM3kYbrhSGOS3xQ+/4gtP",
-	"n068ihJQq40OrYRrFHX+/Rnob4cRPnvlg2FWb+kEm+svtloeG8pDbtbNpId6DxpvyVaV9z2aIEPXDitH",
-	"xYkfC9OqoOI2yzTPRzJjhu8JabikcJtiiZn16amU/+1ZU0rFp/6vFFhJvXDsBWe/mOFInnnWT9JzR+0U",
-	"pACdlVI6772HyENd/HaVnZ1u/uHbuvmXsxqwSOd9wMWJZzzew0ROAydsUG+cgAL3vvw7yKQtZfZPyfk+",
-	"BINu8tpFJm66kUxQzKa3sK+ZoL/kD2l/9s21O9EU4+G2yOa/T/ERRWFUR/eEhFCerfNgtC/H1jv+ceWb",
-	"fSpSZjYT9U9Cu6iMSbSCchTFNvSmD97pKLjFKKLE+HGEAPQhJEHiYr7C2zEVQ90rsDBT//0DMIO4mXsC",
-	"Y1U5oVnFBTHR10KxHHH4Q629+GSoZg2DLlrumxy369Y9IHVdmakDc089VO6Pnb8jOlRj9V+5rfEBq8CV",
-	"3v9QY1SE5TVeN5geElY7/XzvQWoyVfKPqfdGCn3f8HnQnb3KWTYLhVZNKEhjZqJMoa9VwRP0vo0kwJzp",
-	"a64ToFqdgDSTtJY0VFZKE1BFzo2NawYhV8RYCL8yCkdKjzFFXjldBStNk+PYL2u8BMnm/ATSH1KYiAIl",
-	"F/+lk8An4pVbU39VhhrEE/mmXekx+MjzqFOhv1nYqxCfwmhZX+/cwa5TixfGniP4k04HGvYCbDxouIqW",
-	"K71uvt2rG3yGuNn6izpcPnT57MrjWMsOaOACfRVyl1cgjgHQXQv9obXIO2VmbMouj9wsWLK0t8ODTylk",
-	"9EH9MHUlmk5yVPr6Eognb1V9e5cEyaE1bTkmPPj5u9ebHLhN0yUY80zNyQ0LKYaSpxixp9Tccz8JaVS1",
-	"DWtoUcrqqfRh+uRxJLKBDJXVzK8I/n84xGIndIm9Of/gI+io1b+F/SksTvkQykwzwTtSZ6iWwAYXo1Lz",
-	"qK1tR7ust2ut+F1oOe/yUgb9BE+u417G0sD+jz6D4TXd04LbTU0H3J0MxveZMFbppePDrCw5000fbyX5",
-	"EHylSqwQyFaKD/re59SHOeqDTDNgwb+MSaqJ11eyjvgOwbVeTiVPANNN7xupRnKuND9uRmvMaih0GLJ1",
-	"Us0J4YsO4v1P8FFHzcxMLRxB8nFKTPoAbqrKJyz0C85uqBx1VlR5E+lk4OjgaAiYUAITzolS+fqKTTIN",
-	"03yEykLtu/eBhwggDAVn0ufhjFU1nbVkoiZ8jfphvxLG8hBUFQe7UNt8Ib2chmEgj+qT6yJzn+IB1WTu",
-	"Nm/Dp6E32r9XcMC7vLkEUn9zoU+5VZ2ctVOCD7fOB2x7BD8BJpdopecYNxWJyydehOX1O9ElpBoSQcLt",
-	"jIPsxpWDt8aWyJ/X1j3qmKxGTg81TAdvGVd/R5hHmuUGhnHX6Ch3bM9zlMZLZrNZV6Umn3Nu6jBpEuaa",
-	"nlGQOhUjTSDF7Gtvy15L5k5P6hCwkaQxfBa5AayFEz6hxLilsHUHQWwS3B9I7lvPoH/LDqxtF4yOIfeF",
-	"8v6AEWB/bCGy9ondRYjcHzNqEXp/gtGpMm6iF4kTCrELAmgmr50shdGtdsbnhheOCPSZXIJUci8UL8d0",
-	"hZGk3msDp27Sn6G6OVIFbJhwgvmK+Btayb2R93slpK/KkeI/KfSR1FhRjGTlRyZGFB7Ass6GSzsYwidM",
-	"SpQofepaWWCnBowjZp3Wo0+Y9BWQH4YOfcLkO1I8P2Eb/WcOFn+SnT8Y2fmESWCr/podaM7+j76u0lY9",
-	"dhMZGcILMfGROmPm43NyRVHvpGORHJkeHRyl66LwS3fnoxu6S6CWm0cYKMTkTyXqDdskJ5bO8Q2Ksreb",
-	"oF8arpGHbcBSUqXeJnOkUBKv4VEIpGNd3q+Ynn19cQm//PyvffdlOoTn7kHMwWpHNAIGNK4jPT7PH5Qv",
-	"0RTviDXR5Ju4E4KVEv3/ZFJ/MCZFmOH5lK+VE7kJd+dc7uY9AEE4ixyivvICl+SlREMQFtVEIfVkxb8p",
-	"OcaaxdgNnyvhxNWR7KYL4feWjbNOrlvx3tTJdcGLMJI+Qc2XtMOQtKjqkW8tQzJ3f0sSXG32ofFGkoKr",
-	"Cm5M0pUhNziJrA6+OIuvruqWioUw/OeC2YnSc5hwPhzJ06YWbmidgyWjZMaPMYTQakFlL6MoWlw+5eBl",
-	"M4f/hqist9tq/n0AIma11BZmQ02v4DJ2vPgK17HVHKMIgVkyg3h72DA48n1rnK9lE5SWMQlj3rR0UpO6",
-	"HHPsKuunRwcfjWSHn+wYF0kh0+inH2BllAYZyIc3U4ave/DYWN1wOEBdzGlaIf8P3XfC+gIpTI5kGmXa",
-	"7X3BlykU4pqHdq1K8uXeXCGsPDv7J7DCqAYdCLRARUVUZRGgI9mnYhOben/X9bvrAiSr6OP0xnC6oUNS",
-	"fYhOsaPCV3TyDro4sXem0f6kkvyEVmqwJ4Jbb4gUUvra0GlSehNbNi6WjVEGDvreXHU3knLGRO5efpt5",
-	"jb8rn+OfOYlvno06hLuzgQmpzgPwzBaFRa8k9eOKqawwcajTsOATmxJtJjbi7UO4RCIxH6WDY/LrRd4V",
-	"IY3lrDMn+YV7dWcP3As+sb9tl8adZcl3qjgiQ7srQnqStDG494Uw1jvm7kyWf1PxT7SJ2yOgPECwP0Hg",
-	"iErnXP/pfdsaRjWvkeSN+d+2o+yvs5mh6T2EXmwwvhNxRHk5BEd6q3efDG2l9sKsnTGqstq+PF+I7PoO",
-	"drXz0Oj4D66Rv9tKAyjR15pF/1pk14N3Y4pLemV1B4MZepJ3wesTnwyqVcGpG65TOkZyzJtHG2kCy8T5",
-	"QP/g5XbqcV143STR316KGAzha/esk3VH0ivdqBhPfNjzjGs+hDQqIJ9i68+oOTzes00V40+AjeSE6b1J",
-	"ZSvN6TkaQMicT4QUlhfLwQl+mdcwiVMdQt/fzd7zB7UPdhXkf8se9NCZtFuP8XeAmeBN/9NY+Id1pBMu",
-	"YP5EwcH36b2LnElXbWP+hu8giTF/zGRUKh5Sw39Ih/CNt2cwyhI69iWUsZ15ipYd/xCkYz5RmmNSxjFZ",
-	"INrPeRInLPRR5Buz7HrBdG4afZ3SGYXl2H7TjTQIo6OBiwaneEV6NoxNlqF67InSK0OjarYychoam6VY",
-	"C3ckFzOOtd7n2BCO3HfBqyc0p3rq8Gm7T7QBH8rKTNMt2mxK5gjQ3i2fo4Fpr7MG2lrTgcOurgDdY9cQ",
-	"3XHog+6hd1NFHlbBQJDuomF4rvOnQrGB6DgYNk3SQyPcGtHHSyB8CbSnJi6/Ltiv07KStnqmpl74MZ4+",
-	"GTbhdb9XMqCXnNnmwqP5U9RB0u7jyB9NXSwaJSstptgXLDR7JS/n44ODNFhcHO6kjw8O08Tb4hnUBd7h",
-	"l5//OZKrtmO3FCcFZnwIX26Ugvrp0cH7JCWlgwSkQlNQ8LYIOZJsNfQQjUP1d+ngBKsTO7rqJMFGel7M",
-	"FLWFBasUGKVkVI1qJNfLUUE/EiUZkj8+L7vTOqO+ww8koHV0Nn7r8plvBN9FUBDpTjrRB2nLm3Qnb1nI",
-	"pa8S7KdOfHO0JRir9J8y4591CnYl+xeYfg5N+/EO+n6LeLn/o//rNrsQWksNVhT0shJdJCzuLgxM0TOo",
-	"1bwu8M9yKJmdecHrDpEmJKjFlOoPmpvyuzIE1cksgSH3Pdd2qk/gUYM3K4TcLsd6LFpNT2gj3LNc2Idl",
-	"jNEMvz3GiBWIchHpRtBP6YsrZlMw3A7+ZEp/NEOGQ9mu2yyL5eDXs5p9zSnix+z/yOfqe7GV+aCROVTW",
-	"85FCqN4HQyk2rr6VsZCt+tyPsHPobj2lZ3N/spl3WemHXfMYDcYsu36HTCXZhjAJHP7y8z8OP1gtqqYq",
-	"C6bELJD+y/MXe1xmKsfmeXw4HUL6//8///f/RX27/vMwrUtxtIvu46XZWnE/qs7xwdFtxTk2+U6+lhH+",
-	"l6GfovsDF3ACLEe93tEK9PTdeglP8/xX3UC8639ewXfq8mOZpTjY+6geVBYz41vbA9UmLDK/UHEQjLUx",
-	"lrqPl1w2dZCAyeWCmIDPBi4qY7mGPqvD9ShDXknsK0ehnFhiC6aaZdzhtFBR53uhyfhM9Qd85SyMWNQ8",
-	"U1LyzJqRzJV8ZGFSsHLQlEHYlGD6V27PwuYfUNSr59gg63kQeNj+aVXdhOffzFRApxAPRqDrrrr1psM2",
-	"nAb9QJFvVKGLMqmdSGSC5+UYGLlZsMWdjt3bIfiVXl1pEzKSTOYt+2xdyNkyy4fwkmqBfdwySmObn7gv",
-	"SKgc5jiIrx+CIdhkLfP+NL+CUEk1FPf4XgmJ1zMUK0FjBHli6nIglAHedTe/ZPr63EH8oeqXRpfnLSd9",
-	"c5ZfuFPY3FSE5XROcYsWVhS/8WDDP5pG9qW68WGl7sDoGtyJ81pRPkxCmqMgKbUfTuvmPivJH05gSOse",
-	"3FciTxNgMOEFekHqtIRAbUey7zU7/36oAFSW6B9hkFpR+mSHUAXTx5HPRDYLOQM0sOHcjGTwkNUlhlq1",
-	"FIdwKUpyomhm+Z5vMonCLrULx4yUj9LBEL7anLEQObViekh+byuouDwRXU88N/lqqD31G+hU9ObJ2aUo",
-	"32HpMgeYDbTMivKk1WJqxm44+DDBf4NmSW8xzeDdeGHun9vwe/TgXCI9UBS9EkLnAkGn1LaGnDuytVFp",
-	"ChE/KXaCS49bQhgVeaauFn7yQGvbZV4xo4qyy5w2lYykO95apCL/8y8//6s26qUJBR5OFNLxFDu643Qp",
-	"JohRFFC8pnY628r0mZrPhXVUN0gizK8e48tLrveIOZCQinHmvjRt06Ai4wnM1AJd/nMmo4aQsNDC8ihT",
-	"r1gO4TNc+kjGaz/xhdeiUCOszl/xBJi59rYO3wY6lLBscvVCfh6FPNV7XE3UcweCLrwgw7ZSTfbDp2uR",
-	"XfM83W8y/SibM4aw00FUZa/mKw0CJV8krZ7NC+aoYlUSy3QqtZJTVIepee0rnwlDEj2ebd2jWwKfl3ZJ",
-	"gTntiA3fBOWyaUIetf+uUw3hC/EJCvShL0rTDJniKxyLELLynkSHjHNWTJSeU4olKyzXPE/oZ+oMjpLF",
-	"NZcjSTFQmIg3F9h3w0v/DHJm2ZgZLMZv3VdKY1NCbKvsphEG0qPDg5GcVEVx5W5akx147M8TH16079kQ",
-	"/ubvhjA+yqTUlXRrxNKk2N5jJGm/UYmJUmjeyffdHV9j+mvFsJuO/wyD6oWqDB5LAunMiVRoPsRqqu4w",
-	"U5i48Vrn0zqUE3fRQz+SivsnsoyXljriWBW6T4deq+PQqZHnm0EHfd+wSU2a46JzouaPNKsPV+ksjSzI",
-	"WtJt13zy5P0Pdqg7vAI/v3M7E4YIhL+2oQI2HB4cbCyBjGJhd61mKoLMXlHg3RNfEnlrhN8KEWfC1ndT",
-	"mOZuMukF3RCsFNwdkkPfPbVXqqLYuOaGOnQvPF72+wcHrYV3xQ8+ZFiguwG3xwT6EwtCvKcnqk1A3nJb",
-	"nR3m+awqCrfB8yAvv+toZWazmcO40BaNuIaQHcw5kkxQEqnlEi+nbGl38Q098YBY42fYoBXQCn+/rS3q",
-	"g1gEQG6SEenzfsmy663R46ehM+i4QqM49wKZ4SdAAZwGSpFdY5kHHKsOopRAmv6wM1D6KepdZ2H+Bzzy",
-	"1kxu6o3t0/1ifsfnj1utN+Juq2EFvx0PqLH3rS1dx9WSvOvtiY4b0Q9KH8Dr0cb3Kkmxhb5jLZUuUupq",
-	"HioTh2op/QurRcnhqX8UBTSMwZxM0BFhmMzH6tUjEwmWZ2yZwFMntBfe7jOSOUeVuy55jOIrtZZ2Ipxj",
-	"mnpJyoCqbKbm9RQDX1LD2wSY1gJrWWS8u2E4trXXvgFEPZ2CM6YLRQIjXQYlaa9uYM0zC6zAyDjHjSH9",
-	"67NLWDuMqMs6CmkLJMFNKZPhSAbrEuxqXPIiOLaE3ljQ/g22vn6okvi4xHdkWNrad3sF+x1CkrvRKocf",
-	"/xampT+OpeidVjysloEO7Uq+I4qx2fyD5gqPpomXiRFXRWg3N9ZUXZ70i5zZSIdfo4D9phaNsbwEBgs+",
-	"nil1DVaL6ZRr7EalPBVyVwO10cAOiGQb7OVLFfaR4BNVHjnaKYNyjpTPj02E2QzhQs25E0p4YfgjE20l",
-	"1GTs9q4HEvdumvOHnvx/+tO7Ub+WOVu2v65b0J1k1w6ACndiawxUnRZXVfjkWtjTyn1rKpFtFp2foWPJ",
-	"Vy1fNWOOWcHQACn5ghtLV+8YFhisSM0hnT7fT6+FRA8YKbBUcyuB2BKc1ODS6DcSaB7LuJbu7tm6413j",
-	"eQvasF/ESGrhLjyZUoXdlNtIutNlvPffdeWStf3cbk7AUly+VcYfpZlTh2IZYLCNMxGpNvsGpfre8Y8r",
-	"vTN/7I0501yfVnbWO/72O3fUZOTtsmVeNiZganLt/jZk/cpVVjmu1Et6lS56x719xBu/sjWNlkrdmSQ0",
-	"yqY2ndQF0QyjBFq3sHXb2zmVT5R5XHUMPuVyCeMleFOZk7+j4uKhtdRR2lRrqy0olIeZjCR/lfHSbY2j",
-	"kiXzuk5OqzsH9GnB3P8SVWrs6tAxGI7kuSo4Va3wlSZG1cHB+7zJt6i/wPWegFSYr8Myi0oko+R0ivWh",
-	"XGxyRKiFLzjnYUYGoHWghbTopA7RJBBGEQox6OsQhfWRvpborjJKk52d3Petolxtc9QQWoS4Bjj0wywO",
-	"9FRmkGKJ4lUm0Skn9J4PaUpaix+g0FFbX728ROT6kSF/SUq58+5CoAdKyExzZsJhT1m5h8UAhfT+LV8f",
-	"qVEQzVJm6UgGlY78WZu3vuLrihxjEPnFWgeIFrtuqDdBlKVTfdH4A5kTxbi5/RigEDd8xTnn3XJlURmw",
-	"yzIAIgR+DqHV2LJPpYm7OrGmgwR8rCVYNZI1wMKD/5Ue/PiXn//lMP3xB+gucB89b9XcVPMQ18TkklpJ",
-	"0oi19JuS0w/UJOpSRXvuKw3oUBmEqqH5ce1cEwbmwhjfrzt864VYynZDw8NIovvF1J240wskeZ+5b32n",
-	"k6cId/+N52QnkLJS7DN3eKwUwyWbFynQCY4poIX6dkheDOFpvK10zGw2+9jJQynlW+PiIaq/RJEu2DHP",
-	"qilVUGBoCxxJchsZ7zeCvuYOc7nMOYYIjiuzrAmTw2qDPc097lAmIPaZ5BrGVV0ttNs7aOasKKDf8kcl",
-	"KDHxGx+MJqsQHqRrKo3XcMyy60JNB7UgFXkjfVFNAkfrpg3hdK3vMbXk8m7CkXTClhvJaTXHAX1i7yFr",
-	"/IfCUhOJSeVQoZ8eHR5Aly9MyZF0XyUUTAxHRwcHK13O6m14UPogRzcNQvApvpipnPsytyhY1pA3M1UV",
-	"OeTq2D38Ez4IP8GcM2Q3P4XnfDT9TyP5097eXv2/e+Xw4OAAfgLpBOcCF1ppN0Yd9EwOQDGBpapgwcgw",
-	"Fl49hJ8COzezymLWZ44FkRxFVBJSB0KmbTpojdkPQRDBVT+gc1uqSofoBX8GFLOtmczVHNAkWM/+IfwE",
-	"pSpEtoQboQpG3dVaHuRKXku3HsLPn2AiXkXwPomWtDp/mOQj95YmLFMwFlPoIxZQSRMznLNXV/j71Xhp",
-	"ucGN3nmWwwiQmEfRgtYm0LjboCYTGuQonAa1gfZ3t1BTrHOrQfMbdc3zpk+0G1VI8I2WktolFJ3JT5Ar",
-	"oF52K0RUmDDQSWiN7oMkwmIew08w40zbMXdXnejmT7eB4ohOFUslZEo6Yq6P4xuSi9yviOUwQcItMchv",
-	"l6HdWbpTRCewfxhlGIqHEAaN2AmFDzsyn2llzApYoB8ffTTKVcn1lRsAcYDufMDz5jFvnfFLetygl3bS",
-	"H44MToLkeH40NT0Q5N2IgQtHzJDXIlkLLQvbSyRmhKujw165jN3o1So7sYdlmQO+9X/5n/8fHIIZ+F0c",
-	"IQlxJJBCLQMJpIPzkRN+cB/4MUZ/QY5RR9DfOegDopiPON57e8TH4ISqRhtv1iegYkaJz/aoa4LUw5Cf",
-	"AQkx+hL8g8LQweYQ69ro/iinmuU8CUvycRlDh811OMnxCmdaDS9xdBMjsJDOk6VuysmkNkgC942OTVjT",
-	"4Hgkv4c0hXURkNxoxrF1rwSGNK8ETEn8HEu9k4BJjSqRTYnSDOFp7VNxAi4GCJgTtPBpyi1AuyJa7uI6",
-	"71giO1fVuOB7NGTB86nv6Et1BdS1AVYs2NI0Bg0KYXOLa2wt3hUzVdz4fIW/c622Vo/3BWJIKnnvvRUv",
-	"y/C997xugYIpykoUsBscSB6hu300I0lG/WPM/nv85AncCCPGBYfTi6fPn8fJgH0GL18+/5TAM1Uqh2ym",
-	"RMYHCWA/7pX2/iHLglQX7nuNhqyox0cwU5U2QzhHD1HIl/VxX61wrWu+pE5USxOX5QrWg9BoscMrcYxR",
-	"cOlgPYyZ6P1JVLbHzeIdhbmYTDjGIoYFYcSVO6G1ouyOEKQnUW2gugcqrtLpSfUQxoqiAF1Riy3hGz2v",
-	"jimko8MprNfPGQKJ4iOJbNZAP33y6pXfXkOBTQj9RjwnfhNO4ZjqymC9yHUwt7Qwb0zp0MNKr6979ZRo",
-	"DMvnQpKKLgxMNaOgtiX5J6cV2fGgn56enV2dfvrl86+uXl48O796/ulFOkhGUnoBmqLe3apOz56f1H17",
-	"0bpe2zDeT1tLxbk7Vvo3R0lmtZIvJDcGSq3GlEQEqoxrbSLt8ve0ZQlQpem9/u71/woAAP//",
+	"7L3dchu31ij4Kmv4nSqT+VoU5cj5EqlS5yiOk+3ESTSSfHKqwowa7AZJRE2gA6Alcyeeyu25mIupve/n",
+	"ZmY/WJ5gHuEU1gK60WSTohTLSb54V2VbJNEAemFh/f/81MvUolSSS2t6Rz/15pzlXOOfz3O+KJXl0u6d",
+	"8bJgS567r3NuMi1KK5TsHfVSqyuews2cS7BzYUAYsHMOxirNc9DclEoaDmoKTAJnuhBcg+Y/VtxYuBF2",
+	"TsPZgkNar5gt977ky3TYS3omm/MFcwtzWS16R9/13Iq975OeXZa8d9QzVgs5671+nfTOuNXLvZOp5Xp9",
+	"p+c8UzI3YBXcMGFhwqdKc7B6KeQM2IwJ2V5vIaRYuCUP6rWEtHzGde+1W61kmi249dB6WmmjOpa9mHNI",
+	"JX9lLzMckTpQuFcuNb8WqjJQshl3Kws3/MeK62Uv6Um2cAvSM+1tsVcvuJzZee/oycHjxG0zfD7oAkoE",
+	"1C/5cn2DX7ErTmcWTsWwKXdg0g6cR3Dw6y//ePzkCVwLIyYFh5Pzp8+fQzZnmmXu7ROopPix4lByPZaq",
+	"5Jq5qXHKjBUF17DgTBroM3j58vmnDkUYzJTKIZsrkfHBEM45x/HpjXvApmDZbDiWASqElQ1YVhCll/Tc",
+	"3oV2GOrQYwO8Hj95sgqvklnLtVvj//juf9v7P7//9//S6wLiC7EQdh12p2zGwYi/bzy/Ap+Lt5PzKasK",
+	"2zt6Mkrc3jyKjUbJdoRLel9xY9iMP8dbiIuVzM6btRb0+6XIt8JjqvSC2d5Rr6pw5PrLnjKRf6GEvA1z",
+	"zvwa4fZz0EotHhlIubR6eVlqkfEUj3uirjmMoO8G/aCEhIW65gYyzXNhzeAYFE7KirFUds71jTB8eCvm",
+	"vQG8ecN4cqbUYuMBOej89tN5abjeuERluP6tS7x2DxPZRsr2CcvPiDK4T5mSjiW4P1lZFiLDy75fajUp",
+	"+OLffzAONX6Klvsvmk97R71/228YzT79avZP6SladJ1uBoIkDCxY4fbN8yMQ8poVIocvzr/5OgEGC2GM",
+	"I+FKQyWvpLqRMBW8yN1v16yoOKjKgpqOpWZyxqGf+hku/fzpIHEPM1goyZd7C3Xtpot5lJuAyXUGNZb9",
+	"VDTfXV7x5WUAfDpwiPg66T1VclqI7HeDXubXN8Ru+SthrHtBY5nlCfDhbIh3iC+YKJB/sysuoZ+GBz18",
+	"7JyPpSfo7k4XmrN8CULCQTIajfDymwSnWihjQUkOLMtUJS1kTMKEu7H9FK8BEsZLzVk2j0D1mdITkedc",
+	"vk1YnVR2zqV18/M8gUllQSoLrCjUDc8dI8wVyTb9dBo2mA6GuOGqKM6XMjurb9vbPWOzlBlY5c4rY9Jt",
+	"e8KhMjyHOdcO1adVUVy6URFeHjW3CfG+sFy7N59qtRhLJkEVOdd+WqIWiAALx43yIDgxyJllE2YcpqG4",
+	"58ZMmSjUNddDOLdMW3B/H41l+vmzC9i/Pth3W0nrO5UaITOe+tNvBM4/2JVBSabSmktLtya+HAmkTGdz",
+	"cc3zNBnLTvT29MVPP5a3yL3uehkrisJdmFKrmebGYd8qqRHysjLcHSiKamPJnOgLaSQHp2BI7iWuGIn3",
+	"K8JyF9T86P14KELuuXTMkBXPtCaZ920d0rlacDt31MshmsNfEjwM19dcI2mnnaWDIbgTnah8CZK7H+eq",
+	"yA3k3DJRmGP4sVKWt+RekeOd/lrZz1Ql3+pd/lqBqbK5u0mq0hlHhBHI+dylDgKQVbFU3U+lspdTt1dP",
+	"jk7ZslAsv1DqBdMz/ntdHwS6MFC4TTjGwSR8cAhfik+gn5a0x0ur1CUO8Hs/5/paZPylZNdMFGxSvNXt",
+	"n5DGCqdMF0qD5DxHXbaSeInddqCfVs3m0iM4VcbOND//31+40zrjuTCg+dSR32Qsc63KkiisFUhqKxuj",
+	"2yPjyIzkmdtBzWFBSGOZzHg4emSyTs5wZ40fHGrjjYQt1z1Z1a2zQnBpLxdmdinyFJQeyzW6cwQMbrSw",
+	"HG7myvBofxDehhmHlplaLIR1zIDUfem2OpZ4Qo5l3oiM0/07//RLYDLHjeR8oYD2QQQLhH2jZOlCqa+Y",
+	"XHpp1bxV9FcKFkwuw+kaUvOFgaxgSLw1s5z4As/TYzBec8FvjCP0dPpWq7winDgeS7RUPDw9fylZZedK",
+	"i7/zt032SJZ3iqCTwVhhjhqRPmkElQT4qxKVTaVB82t1haLZFZfublTR/h23vdFKzrxAqzSUzJgbpfNI",
+	"9I8WjNjzVHMzD9OWmhuOEg/isztCGnCJAy41dzedZNfWSXz77bd7sVDZbRRizQh3wRBaSOErw9uGqDUF",
+	"DU+s1CpzGv+k4M+kFXb5Ng/uW14Ue16EdAKzJ3tHiMSki3t+a5WCKb8Jqj4egammU5EhPfJf0xmMJery",
+	"a+LQDTMk1E7xnHIxnXJNVIQYTpcW1hwOgstUZam05flXPBfsAkH6+3JHR93TeFW3Wopcpt7s5cLt9tJh",
+	"ALLJ1wEvENEckp1zYwTtcpUiXXFpPMgMjUqQFt/MUYxYwoQX7p5Y5fCt1Krk2gpS+lnmkIswfX3uE/ji",
+	"2wucGg/sxF8+fI0U6CoM100LSY8usbkUcrOBtpJWFDgxbcIrIv5RNy1/xRalkw8+Go3WTWVJL9zTu63W",
+	"uv5hORBTqKTDpdbCj5989Hi0ffFNoJOgSvZjxRNwJK7ge5Xhja4F6ek356QqOQKx72dLO6FJdMh6XA72",
+	"8U8401x3WMgTNA/dhsUvjbc3Nhak79rosPqOrY20zrjzKPw2mv2pyQ88s25/nzCEWBsVJ0xKnl9OljsY",
+	"r5JeprnT4y+ZbQ3PmeV7Tg7rekZz5i/6+k/eZrfL0ohKu68abHU7Wf3iw2jsiI25rwFSCwQbgBzZ81ie",
+	"CzK9nkZQn7LC8FWa0IAp9kFEt6ADFCtsIxiKJ0wCl7k5BjZxTBY+9hexEFNLd+2BgRge7ILQU5RRP9No",
+	"U119h2fXXC9h6n4EFsTZBVuC4TJPIBdu8EJIhraSJaRIvN0bRT+R1rxgZen25lAe/93AV4Sc0WZwr0LO",
+	"hsYybTeNv8AxaH9Ze0yVtz2lSnrodX38y6/JuIxwep30lOTfTHtH393CDetdv062j1zb764P1Fv93h0a",
+	"Yv2ZUov7YXfks2j5aUYRKgppPzjstf02/n+R+6aTLUiPTNHVCU6fze67pGcKdXO5UDm/9HL/6t7qrXz4",
+	"weHtu7CqFNlONxhNDqLwcuW20/jvzcjVS4Yv3XnD8LAuVFmV9zutkmVX3tm1dkO/kehvrm2OJI/u+0cM",
+	"3sXo/T84vN2JGr9UtPSGV8uFPaVB69zMC7wtghXQav28yOqYdTjfnp9/A4ePD/4jgULdcL2XMVIbahGl",
+	"V5lOLkUQW/s6QvzWMjKyfmbLRwYWQqKnBYX5zGHCoEWuN73MChSRRAdghOWjF74VtC8EIU0bvMLyRfuP",
+	"bajbPqvX9ZJMa7aOzTRl18ae5cJ69+z90NnpBCvX8nB0K3lY2R9O0rk9rZXewM5OAgsjjuZULa/MHdPJ",
+	"NzYgY9nSgCq5XNcXMpXzTrzyXunO31YlV47m5O9ve08vZ+KSzQKdL369mY+foMMKuBuSAH/FMlssgRlY",
+	"8VVobist0ezV15wRKNIFT2FasJkBpjkosoYNEjTYc72HU6eG/5iC0l4ZWmE3117v3IafjpvhO9TSfpcX",
+	"3lQLjs4b7/T5lk/OVXbFa/8KOL0ifqv/it9/HIzkaCF0ygd3ss1YGnoanYJudZgp7tSwY2CWfHsHaMyd",
+	"qxu0rJPhS6kFxZE40copuEKSaaTF8h4fJjsgAr7zrogQtJDVp1bw4GJlEY84Qy8uN6g0dESh9UXOC07f",
+	"BAwYsjxvf6H5Ql37pxYTroc/KCHjzwWf2uaTkNf1IvjFlciu4s8k0TefK7n2TZn7jTvYr35s7TmPfrWi",
+	"7FQOEUhmw225uFHoAlSaR/fGOIRQEv0VsliCksDAY4+jEzwnM3Q6YTabf4yxYkfhrpG1x89j58xCih9S",
+	"IkUGblRV5DBn1xwyprXgeRLspIixeLOg375vY4lfDyIDOCnXuILGy2K85Rztr8xYH5K1IHTtuKe7c5TW",
+	"jV0I+ZweerzKWna+zknHXglOJu2+6ive1vquv93ba+53fbv562eCF3ntbGwfEMZ6dKqamvtAOzTLgTA+",
+	"2CF1jHKI1mEijRi0NURLfLehZTMTW3mlbczob5wVDoqrL2Ass5WJAaiubgeef6p7oaJQm+7xnMNUaBP4",
+	"vZoS0Y/4fBdzD79dbpAe55xpO+HMXqID9poVlwvTvbp31ToNzpCHRE0tl8fApLmpf+hPtLoxXBvI1cAd",
+	"ktOuIXU/Bvow7JSYyZ9y6zV1ZyEW/AWNvgN3FVOQilzQvDAcHGG6ps3c/abM3UndQeCJj2ET0GsQhHfq",
+	"QpHnyH06tZM7W888J9vVQHcni9qbNJFF+7zVRkbwuZ8s/yAmqS++/XL9tFgxi7HpWf7p+Ukna8/0dXvg",
+	"4ydPDj7qHHq14YZfkSEgTPHNl6ebLMzxMCNmncNeddOGspoUIoMrvkxgwgz/4LDSRR0tVLpDkLPhrYB0",
+	"e6WXdivROyUILdrgBgCfr0P4ii935/3ujG7TIXHCrvVfqJm4p10WOdlaCOvhrbal4BZtYWr9ZZuePf7w",
+	"broo7Slao+udv0I5dh3quTBlwZaXwWa2tnMSre9EpRaVu+53NNFrRVEo2yW+gr8RS3TSfm+/evyym2F4",
+	"2mlrupsxxJ/G63VRNUpfuF0E2mwloQXMXJTdt5/Cmh4ZWNQDMW8EhdN1qeStIQFn+aXhP+5osrsTzkic",
+	"HGNkOzIzSJg0MFkCRsUHvSUNW0oT9CJ7Ve8+ZjiPY/U7ruzpduyrBeMV1oQu4V35fDB/reQWyapwErrM",
+	"ePyK7lsKD6PI9nVuF4c6PZjTMOjXzYWYKFVwhvEGZEG4mxi121aDveEOKql/4imeaMf11rwslpdWda1/",
+	"K7DvIs7teom6TMWNREdo2j7kJEI4j07RezWHFcPvViHQI3c3bZ0zc7lQmnef/10pL92i3QzQSbN2164b",
+	"v9vdpAg6wxW/yK0aDPotd1NgOjeros2+kf2o37YfjPnKOrajZCFkh0L9Es0luQlpfZ53AY0HqW4wNyyg",
+	"wa13ZO1y7ny/NqpAfuvb3nejjZxex72cIq/aUlXaW4syNCDQeyoNN1xaUNOp+zyErx1fqrSjHeusuwHm",
+	"+tW5C0FZO/1wfN+/SWXSq99dOuVW0FI0WFcE0NlnT+Gjwyf/EWxTQ0gzlXMf+I/BxhSoxax3zxgwczSH",
+	"TjST2RyUPIbUClvw1A0dy5QC21P0R0yVhnm1YNLgPAu2hGzO5IwP4anKuTmCtRyoBNpRlMlYdgZLJtAd",
+	"BplAlByTQBSankCULIGzdsT/JbA5karzt7DohpwIt831RAy3yfWEmARSMq27v1BEbCd1QEfMOoKrM0zP",
+	"zcHtXOWXDgQ+iwj3EwcAO0A0Ed0E/Dq03L1WyGPoskkHZ9tKRBshzoJlcyH5npsZvwj2T/dU20O8ggPd",
+	"Uo5l3ZE8zNKNp1hbb2zHCHicLImQsDsUUGulTZfHORfXIq9YEXYeZeE0sfNo9jUJ5Z5i1l+Lzm5jt5E1",
+	"+TVqud5I/2S0Tn5DOH63xhJCOktm58NuaQ0HdIYptDIc8wRD68m7kf6PPW8J2Hueb42nbGzH63P/7eLi",
+	"FGjA+tkfdgcvIkXp4gNmrrSl4wRTLRZML5tEdsIvN1sbv577TM0t+BUo+Op6L8+eg2QLIWdraxxDyiaq",
+	"skeTgskrX3sA3U+eiC4wV7cdKdqLHtmV4BMwaiB7j3MXrQ8i9rrYwBfqB7HNMX4vjtRK9aYltm3radAv",
+	"V8mI/3odD7Ztu9PX4tTTODcJxezg/hMW+j7OT0hofFbkXCZrvrvJIpt7b4QXO8ycaU7xJauCwpq9yW04",
+	"8e+0ARj5/exrm9SWbaFWq94a/uPGTZ1b1mWKv7PZ4S6Bqm2zw92NBk0ie7fdYNO7CsmN6cDEOc+uzOZj",
+	"abnG0E7mOFveKeatRGuybA45L7nMnYiA4pCwhtI4I7xqtvmb3HFJeJUNAIidTmtQWLBXl42Px1yWXF+G",
+	"iO31A3ej8epcTpaWJtgyiGajGMLuoRQieuk2qCrb6b47ARoEQuYiY1bpOkweWT9mE5CJysEY3dVpHLGa",
+	"Dm9HrtX32vQSyWZ4db3MtgO5EI4cdRDvO+UPWEFErclT6OKvYaX1S6mLbj7e0MuXZy/AquCqdX/2WZ5D",
+	"Oq5Go8cfkJ//11/+lVLxFlMt+OB2Z4nf0krcvttNN8hQ9r9vAPlKakTLYfHB3TwM7cm69zoTxnJ9v82u",
+	"OiFWjn+ubqSDMxpmMWjCDOEFkrgZZTxqJgqss1CyjFOcmI8RaksmJ1LeMSA1aVw+a6olJb2xPNfcmONQ",
+	"h8lqsVjwHDfWxIuubIRJ+d/8p2GmFu1NrTqU3r/FodTe2Ie//vKPg8cfRrVboP9SCidQoWwKpRISC8FI",
+	"h9+LUhk8J9BVQXfpjg6qD+/soFpxv3QilDft14zhRiK1WaicawzqD7FZnZzpTKlFh6Xc65mdpxl+pJgr",
+	"1K5YvueE3S6Z6H6G7LXA93gPT33anlVYt+cYRvAxTDXnOzkbdrZqO1YRhJ2ukJEfg7LhKwwVzDq1CQXI",
+	"HXdCB3O5RehdtPxTt7vKcGQU2r/2VogfOxvHuyP9u3gOC/LxojI2VDOzN5xL8JqBoYNS0+kGPhTyAB4m",
+	"7p9cBz71BJdqTdzGuQhOXVBImhsS4cnKed5qy2/i8jrTBcg65rQT722E1EMyDRXt/OdHZqUUiCOpaGtK",
+	"IwQdyz4m88WBmWkzNARnpgP49Zd/An+V8dL6VE2N2j4maWKSKEpVXNeHPpbRVTiiRM4ZtzBRdg7M0Bc3",
+	"XPO6LJfQsUfVScJ5Aka5ud3lTsayjmtWZNsN8FiwnDfxh0so+BQrEmRzKhm3ADvXqprN4+J+dCnhZCz9",
+	"WwbQUeE3qxYTY5XkpPBhCCIpgppPHWOwyimMPlEVf3YgMSDsWPbDlJa/wuoYVw5wUt1QqKRURBMQlJie",
+	"XL/6YAipt9vikd7M1QLYWMa+ZlrJ74bKllUW+nQuqRVlmqBgq3kmSsGlHRw7PHETpD5E1SACFXwslbue",
+	"NqDWMTptM0qQZVADvP7Vze7FyLLL5scyu7s/9T5sYFEHY+wWJBDFRO7o29KRlWQXh+W9nO/EYm8L0X0o",
+	"zyVFV++wgQtiHcH8tW14E7z+Rp0YREVrtNqJgr6JMJMA/luCTFZEIbIe+Wo/qFiGspn3jUYJp7AukC12",
+	"tovc76btiHPbMmdqCrQrAt8N2WV+B7lld6mNiNzuQtttcQBhmyvwSMIRNjCsowa24/g5l/kbyeNqQ+Pg",
+	"11/+cYg18mL9p47G/wB/QmuHA9jLi8/2PhysBBTvkA3WEfiyIsvPleESJksy1OLguHhr4NPHgO41x4VD",
+	"FVisCUtKxw4RKk04ybo7mSQBjxeYxhGiu+5Gz1bjPzYmv51jvPkOydxRHTGHWubeudyUxraJmje5eCFj",
+	"aRvdb400W4eaMJaiyjcMjZIDEoqW2JS/rZqs89qvvrHySRxGEMxv29O330yWefQ6t2WNR/Dcaai5SzL6",
+	"bmPbcLp1tNp13gipMBf+fCmzbl79W9KZVjl2HAK1ErmodJ3ZRXYvli+PgZkrKrQd0sZ8dhiyfrTjpd1m",
+	"jWbAxiIdpkuxK5arpSaPIifVIxNqlgb/cktT2tmf3C3RrKbCN68QQW5r1tOFuGdyfCPBdBpzEgf+gjPM",
+	"BHN6VuBEDQV8ZKgwGfTTk9PTy4vnp5dfnfyPtDvTe3s1hINuY0wt28Q2xg9HyW+WddbMxF2SQSe4VVlt",
+	"FQc78hW0yHidlNidJL+jeQr9Rqqyl51+gCabDdPzSrbsDqq4jzh6/4oEG8s7Mbul9kt4U8gKZUKFpZKJ",
+	"O1R92VE0bReJ2Dl4Ii25zDHRrHHulFpdi5xrLA0rtM+VLNly4fSSfmqqLOM853mgMN5u6qifRw8qQzEI",
+	"hR5rMHByIyEEIKW6pmlTUz2s4QueNtmgDRzVoiSrSJ9BzrFTA1AMElUVZQbOn52ewKd8Iqxb/+Tp3ygf",
+	"Nhc5Gk1mKlhy1veXYdyZry1MWb3HvjbpVEhWIAkJ7+tz49CxEILyCJpOBg9Aqr1N7i96MaoVVcm8y62b",
+	"9F7tuen2rpmWbOEu5nd0X8/xDE/rJaIvz6PVoq+f1QtHX34W9hB9d1Zvp1MRqT2+EZbFFS1qHaS+MSuX",
+	"vHVbW3enkzpFYsa6YVgtuJKIaethmuh5pcKJxlIVT++T3R6k2fgDvTP4twUdrMZqehnx++6hXpReFwUe",
+	"IopzbSurYI9qE93R4/mbAeRLPX1/x9fb9i6hbNLv8CqqfCNv8hIt6mSL3FVEWggZf3uw+n4ruUErAm1l",
+	"ecMN5DEwLOobSHvpZKlKuinM7lxMr7gTd3Ijvt4IjruUvroNGLFTskMcf4O1rB6mflUnlExXruG9Un9u",
+	"y0/c4J7/2s1eiL87Tu098nH5psHw3rJOF4MKHu6VrMJbTGD/veX/q3k4JuZSnaZrZrsD7L9FAaergGPR",
+	"HUIbnMt15HO3erEVI7x0cWkd4+6KhFXlXlUaYDdMYNsLL0/dxwAZXmRt1S5AEjQuNJOmcXts9Dx6g1it",
+	"mPqlOgqzbtftAOvSQJ8CKK45iXPU0EPyGcPvdlRJ/B4uWagpvYt64HbHdcm0XW6Mem5iZqBvRdn400Kh",
+	"B64T8kOiZ9h9y6XVTNrBThbI+xvl1/da8Bxr2DfnuNMWroTMN0TNC4tVtqZKH6E71OFnQuWnK5n7VJsE",
+	"33gJVgEDpxoQPPruz4Q8lRl3FHossSS7IVANEuRMJfSNB2cY54tcS6AGXcohGct/qIzF24Aex5pdoyYc",
+	"BPLAi3FDvn5Q0mue3VFc/1LI/MJP7P4+C5PjB6UWz/z8OFCEYSfROuSlVL+5UKsV5c5D3Y4v702DEQ0i",
+	"XaB9pW4lxms05E044NYJ0x/AG/ctn8yVujpz2Fp28JC8ojrZm5LGPJZ3/bpuEKKh69tAb1ZWaWGX51iO",
+	"ndgX1lM+qah2D336LKDCF99e9JKOuK24cjUWj0m1j0ZME0gLNROSag/FBZ6pBrzbO5Vwrjc4t7aksuJC",
+	"TlUoXM6oQY5v/eU7V3A5E5Lz7mhoPwbjMCYsu+KSaqprzgqkjKQyHjmuRL17muhTXyMvZPhR6yFMPfMc",
+	"1QzhYi4M5CqrFj6CwlcQtJpllgwjnytvYkzCR19/0HeJGMuLZcnPcdP1T5rDjEtHt3hO4MTOEWP5b/8G",
+	"T5W85hIjgN0378F77520SusP33sP0M9DVXucTq8h3b8+SH2bj3b98iOgAtowrkaj97O48jV+w9OxBKhk",
+	"gQc859B0PDRYH7HpX3cSYQGZgrBEy54RM8lz+OLbC1/4rBDXPFhh3ewHT2AhpNMmjr1ZuqmMQhPhZzPn",
+	"aLxN94c3vCj2MA1q/4ebKzPEWvJDOItrmhs3NZYrxALkCPGmBvmRT70IZdBD3UMGkt8QS3IP+K4IFOUK",
+	"qsjdTzgxGvapNQMB5mauCh5Kzw/hpO7b4L+CfqFmqrLE/LDAf6sG+8BNi9YxFGxawLRKHUF6ODqAVtZi",
+	"7VhQst1NxVd/o/UFAhkjjIRDCngSumq45wgMeIxDwid0r5j33kPgpZsaBaTQ/y4kdn7fd1fWHO3v39zc",
+	"DPU023PSmdJDpWf7epq5/9y4Ab4juh+Yz/xM1jP4fF5TP/QMSX1uaUpdI9igbrEStTKirb+MO+K5V6AQ",
+	"t7gVATloHAWsy/UdjkawmiDqJzxjNjQtcQChml3p4eOPoJXfGN6p3buEMtncHpouJkCXM7pGE98oxwGX",
+	"+45yV3wJxhEh9+HcalFyuCGeUb88FR7E21nONMPQ4gpdUA41HVSsb8eSoLvbCaBudN998KTm+WnT8A+I",
+	"DHtkTIBlWhkDDPtyEV7R/QRfkDkkMblJg5hlouzbo9Xaou+PcCMHIzCJl4op1q3/+bOLARyMot8RUbSw",
+	"3ED/9JvziwROX7r/O7l4+rcEPn324tnFswE8iWese9E0r0QcKZ7Yzev+fn46hHMxkyiNIoMiwIrSUA1G",
+	"x9Mzy3VoWUMqi9BO8oQJNyLnJiBJjYampr5NL+AQKddOczymEm9ouHQz9n/9n/8vHDz+MDS/cvtcbQA6",
+	"oHQIrXmBaKlmBsXcgsfOLMjmShlHE7jf3ycO77Fv63vvwVlzGdyukOv5blV0NbAabrgZB+/DejYwic+F",
+	"yLik+leBJ2tVasEt08souzKw4ZPT572kd8218WEiw9FwhK7vkktWit5R7/3haPg+2pjtHIWRbkrvfpnx",
+	"DU6qL86/+dqxcfiSL+Gc26bmn7tUbEVYQWylANdiCRMOnlm51x/LviNw//Hk4D+OwRcRQ5aUQMqKWQop",
+	"8rd0MIRTkV3VF9dHnOACjwykV6LJah3LTyuN3ASHamWb7sGm7iKDwa3IbIu8vu+OL13xJQG/Jh/P895R",
+	"73NusaDXSivTx6PRlq4vd+v2gvNvaPXiqdWw3RfoKcvmfO+pE4dUh3Xob+qGMqjCq7ujmLjrks0pVWNb",
+	"S6BIdu0dffd90vNZug7dItkB+eA112K6bHNUJ2yyGWpqjp+S02N/jjUr/74Rv06Q/ht4PBo50lfUFTdx",
+	"ZmGgKofw3JIzybQqJw67Ds3XyHzAY/MrbDi49s5726D6Qlxz6cYim4rAp0rjoYdhD7sCj8u4oVzfITm2",
+	"lPMp7uh3nFWa54PAdb3wwjwzTUgafzJ6H6LSAnEW9dRnJEX5kJG0+kKxPNiddF1vQqvK8rGT4KdTkVGe",
+	"NUaFUe9XzwY33MEzN+ohT7PJKe04UFzdbRbZADYZfDJ6f9OU9R73OzoRbkOEeg9bMOH6YJ/lCyH3yWC4",
+	"/1OwK7ze90YW7GnQNJT/rrO9c22N+C39nb9PeqUyHfj4ubjG+PXaTeuNU48MdUZGlbGO+I9907V3HEkz",
+	"NpQX1oxl8Arjg6i3YfOXaok2Tt8n7Ndf/okyldKBPhw13m8cG2VBIDsYSxw/9VzF77HuMGbUglMGhCm5",
+	"tIMktHeqZA5Nj0bP0tLDx4+hsyYJvk0gWSTBGezalHFgYffUWxQLpE94oW7g71yr4ViSeYsYW3Bs+716",
+	"VcnPGFY4ro2Bbde8Pw1U2t1uRx+lQ3g+bUUlPDLh9dwVj8tbB6AgOMgO7A6DQOLpiDBjmT4ZvZ/6PrKk",
+	"6NFN71wEYVii5arr4tOrB1vfClZ3Xb1myP5Kz3mHrA9GPGiHG7u1tc5shZU3rYr3zniJERe3NV3segTX",
+	"PqRX2k6Toibs+MjB7Y+0mjriQzvQvqYDNz5xePsTdbtcfOCj2x/oaPPsHn38eJdXWu96iM/usOxqc1Dk",
+	"BjtAvt3r+LfykIhr4FWq73wf+cMgFsPcFxH/qOx8H/Uy5BWdFBzjFILJpray1J0t97w9ki1EsRwM4UTW",
+	"HfN92jDuiCr6hMTYsZwFbQobyR6ODqCrMFREdHDgjdJXQzixli9KHwjlWIe1Bc+dwjmWjcqNhiWuoV9/",
+	"ldCOBkgV68cYzQYzbg0aHbydoWVl6CJJWF23V9fj+cSH6b8RMtKq3Pu6bW52vPn1A5KwuANkV7ts0t2E",
+	"HPbeJqE52OGCrLaqxuee7LJYRyfPPxcN2CBHusMCIQmjm/sYJah3KGgRYVCV3UwZziK7bCAMay02qR+o",
+	"+3Tk8xxj6zFGj+G1RqnGjiV1/gglVdoG2toyuGaiDXKgBEecVi2wblZvngjaxYCyLmtPhKHIUQLU4Wh0",
+	"4HSX2cztCntsY7de32CVybHEfAzyPmDyawDAI7Nu+qC2+5mTL+1cmA20xIF67VYfbkqDImij0IT25+H9",
+	"b9afkNE989aaOmvak6ut6Owxbws+K8usx+cWmtI5K8mh6d8sfPtgJ3ojh/MeDToTW+nGwEW/xWgxhNPI",
+	"5bHSJRYl9RtmgBWkEXsvxooTZCxrZkyoTU+jBsMsmtj2hCQzPvNWAbw5naUWj+tA8LHECgDGUw7UK4bw",
+	"zRSMW4YVkCkZ4O6n4r6annv90OmWWl+5b7yyYTaI9XgmD8NFVwrL/LH46Nf8xtO1Y68SBdRqo0MrYR9F",
+	"pHeM94/PeJ+98kFYq7d7qjSSg20W0oZikXt/M8minpfGW9xV5X3eJsjstaPUcQ3i/8K0Kve4l2Wa52OZ",
+	"McP3hDRcUphXscSKDumJlP/tWVPCx5ecWCnsk3ph3AvqfjPDsTz1ogZJ6x01e5BydFbo6aQXHiIPRTDa",
+	"1Z12ohgHb4tiXMxrwCJ/8IE+x55heU8YOTeccEM9mQIK3Jto7HAVW0r3O4JxH4JBN3ntIhMX3kgmKFbY",
+	"ewLWTOVf8Ye0k/um7p1oinGYW3SBv5a4iiI7qs17QkIoJ9h5oNqXD+wd/bTyzT4V1TObmcEnob1ZxiRa",
+	"eTmKfiuxSHXEhI+miIKxjGrFPLAm5ClIeMxXJDyi4r17BRYS678/AjNIosCfBCaqckK6igu4oi+J/Ptx",
+	"uE6tZfnkvWYPgy4e4Jtyt+ssPiBVXlmpA+NPPFT+Wlj9Obc1PmDVwtL7V2qMirC8xusG00OCdacf8z1I",
+	"TaZK/jH1ikmh7+NhBt3Z1pxl81AY2IQCSmYuyhT6WhU8Qe/iWAIsmL7iOgGqLUvhPKQlpaESWJqAKnJu",
+	"bFzjCrkpxnr4nVH4XHqEJR2U042wMjo5xv22JkuQbMGPIf0xhakoUOLxXzqJfypeYbTQquw1iBfyTebS",
+	"I/CZElFnTX+zsLcmjsLobl+f38Gu09ogjD1D8CedDkLsXdl4CHEXrVCBull8r25IG+K86y/q9I7QlbYr",
+	"72gtm6WBC/RVyLVfgTgG7Hdt9MfWJu+USbSpGkLkRsISu70dBj6lEOcH9TPVlZM6yVHp66EgnrxddfFP",
+	"SMjcdSBQxQQLP3//epNju2kuBhOeqQW5pyHFlIkUI1OVWniuKSGNqhNirThKzT6RPh2FPLFEbpARs5pp",
+	"FiEuAg6wqA9dfu+uGH0EHT0ptrBNhUVYH0J5ahb4ndQnqpmxwfWq1CJq39zRFu7tXpN3WtUDXeagR+GJ",
+	"d9znWPrY/8ln+Lym+11wu6kph7vLwSkxF8YqvXR8n5UlZ7rpc68kH4Kv5IoVNNlKcU6qYJNQn/KoTzit",
+	"gAUxMyapZmRfyTojIgSfe7mYPCRMN72hpBrLhdL8qJmtMRuuxCyTCI5jkG4kONRRQTNXN46Q+bgvJn2C",
+	"A1WtFBb6BWfXVK49K6q8iRwzcDg6HAImXMGUc6Jwvv5ok2zGNB+jclLHQvhATgQQpkow6fPUJqqazVsy",
+	"WBMOSP3iXwljeQhSi4OHjGVLbH1CciGG1TyqT66LPH6KB1STx9u8MJ+G3oH/yYIt/oQ3no7C33joU85i",
+	"Jyfv1DTCbfWJEP5iHAOTS/RecIxfi8T6Yy9q8/qZ6PJSbZYgiXfGo3bj2OitsUHyj7Z1pDo2rtEnQm3g",
+	"wVvG8b8AxpLmvIFB3TW6zR338xy1jZLZbN5VOS0PeSMhzJ2EziaLBFKnQqUJpFgNwdv414orpMd1CN9Y",
+	"0hy+qoMBrE0VPqFku6XQfAcBbgpOPJB8ul7R4i07BLddTDqG3Beu/AtG8L0Tdu8j7NY+xrsIu/sTRq1+",
+	"709oOlXiTXQmccIrdjMBzeSVk/kwqtnO+cLwwhGPPpNLkEruhSYEmKYyltRDceDUafozdClAaoKNT44x",
+	"7xh/Q6+DN37/oIT01XVS/CeFPpIoK4qxrPzMxPjCACzPbri0gyF8wqREydenoJYFdlzB+HHWaVX7hElf",
+	"yfxh6NcnTP5OivUnbKM/0sHiHbl6R652IlefMAls1f+1A63a/8nXVduqp28iP0N4IaY+0mrCfHxVrihL",
+	"gnRIknfTw9Fhui6yv3S0IrrZuwTouXWEgUJM3ymJfxAb79TS+b9Bkft2V8BLwzXyzA3YTari22TGFArk",
+	"NVgKmXWs0vt309Nvzi/g11/+te++TIfw3A3EXL92BCxgAOz6ZcHx/EH5IC3xO7FCWnwTN0SwUoGQd0zx",
+	"HVPciTIRRnm+6GtzRW7e3Tmlu7EPQEhOI4e2r/TCJXmZ0UCGRXxRmD5e8U9LjjGG8a2AL5RwYvVYdtOT",
+	"8HvLZlwnf6540erkz+DNGUufQOlLaGIoYlRlzbeyIt2gvyVJszaH0XxjSUF1BTcm6crgHBxHVhVfDMpX",
+	"c3ZbxcI7/nPB7FTpBUw5H47lSVN7O7TqwhJ1MuNHGDpqtaAyu1HUNW6fckSzubs3hqizt4Nr/kMAImZP",
+	"1RZ7Q0324CJ2gPmK+rEXAqNHgVky83g74TAEYvhWXN/IJhgxYxImvGkhp6Z1+ffYZdlPD0cfjWWHv/II",
+	"N0kh9hhnMcBKTA0ykC91rgxf96SyibrmMEKd0WmEIT8V3ajC+oJMTI5lGmWC7n3JlykU4oqH9tBK8uXe",
+	"QiGsPBv8J7DCqAYdCLRARYxUZRGgY9mn4jbN5JdXfHkZmFJal0qpCx6too/Tb8Ppho5s9SE6BZQK7dHJ",
+	"O+jiwt6pSe8nleTHtFODPVjcfkOkl9JXhk6T0ujYsnFZbYwScdD35ri7kZRTJnL38NvMu/1T+X7f5cz+",
+	"cdivQ9Q7G9CQWj0Ar21RZvQOU9/AmDoLE4e4DQs+tSnRdGI/3v6FWyTS9FE6OCL/auStEtJYzjpz7V+4",
+	"R3f2hL7gU/sHdxHdWXb9Myq4yEDvisieBG4MIn8hjPUO0juzgT9UvBy9xO0Rcx4g2H8lcGClc67feUEf",
+	"JOxuUSPXG/ODbkf132ZLRFdGCLnZ4MwgYoxyfQjC9V6EPhkgS+2FbjtnVH26fem+FNnVHeyNZ6EB/F/d",
+	"4vCnrNiBGkutOfWvRHY1+H1MlEmvrO5gSMRIgF3uw7FPjtaq4NRd3ClVYznhzdBG6sEyjT4RJUQpOPW/",
+	"bmRhkuhvL+0MhvCNG+tk+bH0RgVU/Kc+LH/ONR9CGjXkSLGVsok6cLj7uakDxzGwsZwyvTetbKU5jaMJ",
+	"hMz5VEhhebEcHOOXeQ2TOBUn9FHfHP3woHbTrgYnbzkCInR67tbT/B1gJkRDvCNp74yodwyEIBzCvKCC",
+	"g++Xfhd5mK7oxrwk38kXY0uZyahlB6SG/5gO4dumyq878iNfyt5yYyFFi5cfBOmET5XmmGx0RJaZ9jhP",
+	"GoWFPoqmE5Zd3TCdm8aOQem9wnJsg+xmGoTZ0fBHk1NcLI0Nc5PFrJ57qvTK1Kh6rsychgaTKdYkH8ub",
+	"OcfqwgtszElu1OBdFZpTXwv4tN2v34APmWam6dpvNiUpBWjvlqfUwLTXWbtwrfnLQVd3lu65a4juOPWo",
+	"e+rdVKaHVYQQpLtoQp5bvVN83jCxcrCvS16y0Mi8viCTJRCeBZpVE6XfFhzaaXFKWz2vUy9sGU/XDJvy",
+	"ul83OSRKzmxDKNCcLOogfvdx7I+0LvaPkpwWM+zrGJp1k7f58WiUBkuUw7n08eggTbxvg0HdoAN+/eWf",
+	"Y7lqi3dbcVJnxofw1Uapq58ejt4nqSwdJCAVmsiC90rIsWSroapoNKu/SwfHWF3e0WMneTbS+s1cUVtv",
+	"sEqBUUpGVeTGcr2MHPQj0ZUh2eSLsjvNOeob/0ACYUdn+rcuD9L7dRIiRLrjTvRBmvQm3fpbNnLhq4L7",
+	"pRPf3HIJxir9TkZ9J6PuSvbPsRxDwKNu+n6LWLr/k//rNvsVWoMNVgL1MhZdJGzOIQzM0NOq1aJu0MJy",
+	"KJmde4HtDhE/JODFlOqvmjv1VzBY1clWgZH3Pbd3qlbgbYM3K7zcLjd77FtNg2kj6rNc2IdlqNEKfzyG",
+	"ihXAchHpYtBP6YtLZlMw3A7eXcl3zGzHCpy5sF1UQBbLwW9nbfuaU8SW2f+JL9QPYiuzQyN6qKTpI73Q",
+	"DBEMwXOud2BkZIs/8zPsHOpdL+nZ6rs79Ges0MWueIw+E5Zd/Y5MLNmGaAkc/PrLPw4+WC2iqCoLpsQs",
+	"pf7Lsxd7XGYqxyatfDgbQvr//z//9/9F/SH//SCtS+i0m4HgZdvaCSSqqvPB4W1FdTb5lL6R0b0JbdPw",
+	"D9zAMbAc7Q+OxqDn9NbLe5Lnv+nmIo14d3X/lC5UllmKm76PakVldzO+td1ZbaIj8xIV9cEYK4NRnRQT",
+	"Xdc9AyaXN8R0fFZ9URnLNfRZHd5JFSqUxL6nFPqLJfVgplnG3V0QKm/6HwhNRnmq/+Er5WGEq+aZkpJn",
+	"1oxlruQjC9OClYOmDMmmhOvPuT0NL/+AImm9xgaZ1IPAw/adtflN349v5yqgYYgfJJB3V+d702E3mrP8",
+	"gSIlqZIfVSRwopsJnqwjYOS2wtatOg4zCEHW9OhKu6SxZDJv2a3rAvOWWT6El1Qz8OOWsR7bncX9kUKF",
+	"QcexfN0fDPUnK6L3T/odhErNoSjPD0pIvNahyBAaacizVZfxoUoKXXf6K6avzhzEH6o+cnTp3nLxBM7y",
+	"c3cKm5srsZzOKW5VxYriD05S3mmcu9Gxr9S1D192B03X506c3oryYRItHeVJqR1/WjdHW0lOcgJKqnkm",
+	"SnS3iTxNgMGUF+hVqtNmApUey77XXP3zoeJXWaK/iUFqRemTcUKVXZ/nMBfZPOS00MSGczOWweNYlxRr",
+	"1WodwoUoySmlmeV7vukyCuWGY3/zPvq1BkP4enNGTeQkjOkoxR9YQc0yiFh7orvJ93Uh3lCntzdPBi9E",
+	"+TuWOHSA2UADrSiPWy36sMmyDw/9T9Bs7i2mwfw+ZPmvlXtzgfSAepQvQuhjIOiUetmQc0e2NippIfIq",
+	"xU6a6VFLeKPi89Slxy8eaG27jDRm/FH2o9PekrF0x1uLYuTP//WXf9VGyzShwNGpQjqeSv7KUl+dFBMY",
+	"KRor3lM73XJl+UwtFsI6qhskGOZ3j/kIJdd7xBxIuMW8BF/6umm4k/EE5uoGQygWTEYNdanVe5RJWiyH",
+	"8BlufSzjvR/7QotRyBd2Dal4AsxceZuMk61lxkOp2yaXNOSPUuhZ/Y6riaTuQNAlGmTfVkrTfvh0JbIr",
+	"nqf7TSYqZRvHEHa6i6rs5WKlwarkN6FRK/Vjv2GOKlYlsUynwis5Q/Wbmn+/8hlXpAng2QY2xiTwRWmX",
+	"FCDVjoDxTZ0ufJsyTJJmP1ackC6kwsKX4hNUBEKfp6aZPMWrOBYhZOU9sw4ZF6yYKr2gFGBWWK55ntDP",
+	"TGKRck2zjSXFomGi6EJgHyGvNTDImWUTZrBJiHVfKY1NXbEtvVtGGEgPD0ZjOa2K4tLdtCZ79cifJw6+",
+	"ad+zIfzN3w1hfNROqSvp9ogljLFd0VjS+0YlV0qheSffd3d8jemvFdunRjoIBEymEKoyeCwJpHMnUqGZ",
+	"E6suu8NMYerma51P61CO3UUP/ZUq7kdkGS8tdfiyKnTvD72qJ6HTLc83gw76vnGdmjbHRedEzXNpVR/+",
+	"01l6XZB1ptv++uTJ+x/sUNd8BX7+ze1cGCIQ/tqGCvtwMBptLLGOYmF3LXgqss5eUQDkE19yfWuk5QoR",
+	"Z8LWd1OY5m4y6QXdEPwV3DmSQ9+N2itVUWzcc0Mdujceb/v90ai18a44zocMz3Q34PbYTH9iQYj39ES1",
+	"CchbbhO2wzqfVUXhXvAsyMt/1mhzZrO5w9TQVpK4jZAdTD2SaFCCqeUZL99sad/zLY14QGzzK2zQJmiH",
+	"f71WPfUB3oQD2CST0uf9kmVXW7MGTkJH5kmFRn/uBUDDj4ECcA2UIrvCsic4Vx0EK4EsC8POAPmnqOed",
+	"hvUfEFVaK7mlN2FNAMZfEG8QRDUAHHUwrOC3449VZVWaW1twT6olRTm0FzpqRFQofeC2RzffsynN5jy7",
+	"ciyw0kXqGIXhoWJ6qDrUP7dalBye+qEoSGLs7XSKDhrDZD5Rrx6ZSAA+ZcsEnjrlovD2qbHMOZoG6lLs",
+	"KGY7aZPUK8fc9ZKUFlXZTC3qJQa+NI23XTCtBdaEyTjEtd1Lra5FjlXt5VRo3winXk7BKdOFIsGWLpGS",
+	"9K5uYs0zC6zAiEgnNUD6+bMLWDuM/Z/w30uRv0Zh8gZJflMSaDiWwQoGuxrBvKqArf83Nui4cMv+UQ1f",
+	"0RZ/JwMYgWcT6Wljv0NIcsNa5fDjP4UJ7J1F6w9d4bRaBvq1K9mPKM1m8xaaYzx6J17mRxwXoc3nRFO3",
+	"DNKfcmYjG8Ua5ew3taCM5SUwuOGTuVJXYLWYzbjGbn7KUy93pVDbDmyESL3Bnu3UMQQZBVHzsaO5Mhgf",
+	"kGL6uYmgmyGcqwV3QhAvDH9kolcJNVi7oxUCaXwwGWcrcfGE+118whu+MrVs3LKJdt2e7iTQdgBbuEtb",
+	"Y9jqtM2qwpFrYWsr97SpILhZxH+GDjffTWHVvDthBUPDrOQ33Fi6skdwg0Gq1Mx3qjT00ysh0TNIij3V",
+	"yksgtpAnNbg0+tMEmg0zrqW7s7buNNp4JIOVwG9iLLVwhIJMzMJuyr0l3fAifvc/dQWgtfe53cyCJfR8",
+	"y6B3TfTurDgH2G3jhMQazL5B7aN39NNKj+SfehPONNcnlZ33jr773qEIGc27bMMXjUkd1Q7825A1MVdZ",
+	"5bhgL+lVuugd9fYR3/zO1jR2Km1pErxOe4L8R75rrRlGieFuY+u2zDMqlyrzuMogfMrlEiZL8KZHpydE",
+	"TQ9CS7/DtKnOWFuWKE84GUv+KuOlezWOyqDM6zpVrS5F0KcNc/9LVJm1q1PRYDiWZ6rgVMXFV14ZV6PR",
+	"+7zJ66m/wP0eg1SYT8Yyi8ouo6ILFHNFNQbIsaNufIFJDzMyjK0DLaT7J3VoLoEwiviIQV+HfKzP9I1E",
+	"959RmvwWFA7RKqbXNtMNoUXAa4BDP6ziQE9lRSmmK95lEp1yQs/50LKktfkBCjm1NdvLZ0TmHxnyP6VU",
+	"E8JdCPToCZlpzkw47Bkr97D4p5DeX+jrkzWKrFnKLB3LoHqSf3Dzq6/4DiNHI0R+xtYBoiWzG+pNEGzp",
+	"VHQ0bkHmRD9ubj8GKMQ1X3F2ejdnWVQG7LIMgAiBu0NoNSLuUwnzrs7Z6SABHysLVo1lDbAw8L/SwI9/",
+	"/eVfDtMff4DuF/fR82TNTbUI8WVMLqn1L81YS9spOVFBTaMuf/TOfaUBHVSDUCU4P6qdlcLAQhiDNZMb",
+	"F6YXmikbEw0kY4nuLPJS4YLnSPI+c9/6zk1PEe7+G88BjyFlpdhn7vBYKYZLtihSoBOcUIAQ9SGSvBjC",
+	"0/i10gmz2fxjJ0elVA8ANw9RHTOKHMJOpVbNqDIIQ1vnWJIbzng/HPQ1d5jLZc4xVHNSmWVNmBxWG+tU",
+	"AY87lKmKfYG5hklVVwfu9raaBSsK6Lf8ewlKWvzaBwXKKoRb6ZpK4zWcsOyqULNBLYBF3l1fRJfA0bpp",
+	"QzhZ629PLQ2923UsnZDmZnJa1FFAn9gbyxp/rLDU3GZaOVTop4cHI+jyLSo5lu6rhILB4fBwNFrpElm/",
+	"hgelDzZ1yyAEn+KDmcq5L2uNAmkNeTNXVZFDro7c4J9xIPwMC86Q3fwcxvksip/H8ue9vb36P/fIwWg0",
+	"gp9BOoG7wI1W2s1RB62TQ1VMYakquGFkwAuPHsDPgZ2beWUxKznHAmGOIioJqQMh0zYdtObsh6CSEPow",
+	"oHNbqkqHaBB/BhRzr5nM1QLQdFmv/iH8DKUqRLaEa6EKRt0pWx75Sl5Jtx/Cz59hKl5F8D6OtrS6fljk",
+	"I/eUJixTMBEz6CMWUKkeM1ywV5f4++VkabnBF73zKgcRIDF/pgWtTaBxt0FNpzTJYTgNatvv726hZljX",
+	"WoPm1+qK501ffzerkOAbxyW1qyw6k58hV0C9QFeIqDBhomOUv6AuoRg28xh+hjln2k64u+pEN3++DRSH",
+	"dKpYyiNT0hFzfRTfkFzkfkcshykSbolBk7tM7c7SnSI61f1glGEovkQYNLYnFMbtyHymlTErYIF+fPTR",
+	"LJcl15duAsQBuvMBz5th3hrkt/S4QS/tpD+cGZwEyfH8aGkaEOTdiIELR8yQ1yJZCy1f21skZoS7o8Ne",
+	"uYzd6NUqi7KHZdgDvvV//Z//HxyAGfi3OEQS4kggha4GEkgH5yNR/OQ+kGaCfo0co7igv3MQDUQxNHHc",
+	"/fYImsExVYk33v1AQMWMIJ+tU9esqachfwgSYvR5+IHC0MHmEOvo6KYpZ5rlPAlb8nEuQ4fNdXjO0Qpn",
+	"Wg3XcXQTI9qQzpNlcMbJhDdIAveNjk045h5wPJLfQ7rIughIbkLj2LpXAkN6XwKmJH6OrR1IwKRGv8im",
+	"RGmG8LT2/TgBFwMuzDFaFDXleKAdEy2FcV8HLImfq2pS8D2asuD5zHdSp7oX6soAK27Y0jSGEAoJdJtr",
+	"bDTeZTRT3Pi8kb9zrbZ2i/AFjEgqee+9FW/Q8L33vG6BginKShQAHRxdHqG7fUljSc6HI8z6fPzkCVwL",
+	"IyYFh5Pzp8+fx0mgfQYvXz7/lMAzUyqHbK5ExgcJmEyVqOdFMnfIdiHVhftezSGr7fEhzFWlzRDO0JMV",
+	"8qt9HF0r/O2KL6lD3tLE5eaC9SA0nO3wnhxhVGE6WA8LJ3p/HJWVcqt4h2YuplOOsZ1hQxjB5k5orQmD",
+	"IwTpcVS7qu4hjbt0elI9hbGiKEBX1PpP+Ab7q3MK6ehwCuv1nYZAovhYIps10E+fvHrlX6+hwCaE0iOe",
+	"E78Jp3BEdY+wfuo6mFtamDemdOhhpdfXvXpKNIblCyFJRRcGZppRkOCS/Kiziux/0E9PTk8vTz796vnX",
+	"ly/Pn51dPv/0PB0kYym9AE1ZBG5XJ6fPj+u+52jNr20Y76etreLaHTv9m6Mk81rJF5IbA6VWE0rmAlXG",
+	"tWeRdvl72rIEqNL0Xn//+n8FAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -205,7 +205,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	a.Echo, err = httpapi.New(httpapi.Deps{
 		Config: cfg, Logger: logger, Pool: a.Pool, Redis: a.Redis,
 		Auth: authSvc, Rooms: roomsSvc, Chat: chatSvc, Tickets: tickets, Gateway: a.Gateway,
-		Wallet: a.Wallet, Topups: a.Topups, Idem: idem, WebhookSecret: webhookSecret, Keys: a.Keys, Registry: registry,
+		Wallet: a.Wallet, Topups: a.Topups, Idem: idem, Limiter: limiter, WebhookSecret: webhookSecret, Keys: a.Keys, Registry: registry,
 	})
 	if err != nil {
 		return nil, err

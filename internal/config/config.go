@@ -55,6 +55,14 @@ type Config struct {
 	LoginRateIP      Rate `env:"APP_LOGIN_RATE_IP" envDefault:"30/1m"`
 	LoginRateIPEmail Rate `env:"APP_LOGIN_RATE_IP_EMAIL" envDefault:"10/15m"`
 	RegisterRateIP   Rate `env:"APP_REGISTER_RATE_IP" envDefault:"30/10m"`
+	// Request limits by endpoint class, each "N/duration", counted per user (per client IP
+	// for requests without a bearer token) on every instance together: GET /v1/sync; the
+	// other reads (GET); writes (POST, PUT, PATCH, DELETE); and unauthenticated requests.
+	// The probes, the contract, the docs, the webhook and the socket upgrade are not counted.
+	RateSync   Rate `env:"APP_RATE_SYNC" envDefault:"30/10s"`
+	RateRead   Rate `env:"APP_RATE_READ" envDefault:"100/10s"`
+	RateWrite  Rate `env:"APP_RATE_WRITE" envDefault:"50/10s"`
+	RatePublic Rate `env:"APP_RATE_PUBLIC" envDefault:"100/10s"`
 
 	// WebSocket gateway.
 	WSPingInterval time.Duration `env:"APP_WS_PING_INTERVAL" envDefault:"25s"`

@@ -33,6 +33,7 @@ import (
 	"github.com/parlor-dev/parlor/internal/chat"
 	"github.com/parlor-dev/parlor/internal/config"
 	"github.com/parlor-dev/parlor/internal/payments"
+	"github.com/parlor-dev/parlor/internal/ratelimit"
 	"github.com/parlor-dev/parlor/internal/realtime"
 	"github.com/parlor-dev/parlor/internal/rooms"
 	"github.com/parlor-dev/parlor/internal/wallet"
@@ -52,6 +53,8 @@ type Deps struct {
 	Wallet  *wallet.Service
 	Topups  *wallet.Topups
 	Idem    *wallet.IdempotencyKeys
+	// Limiter counts the requests of each endpoint class (Config's APP_RATE_*).
+	Limiter ratelimit.Limiter
 	// WebhookSecret verifies provider webhooks (and signs the sandbox's).
 	WebhookSecret string
 	Keys          *auth.KeyRing
@@ -114,9 +117,11 @@ func New(d Deps) (*echo.Echo, error) {
 
 	// Everything the contract describes goes through the request validator; the rest
 	// (metrics, the contract itself, docs, the demo client) is plain HTTP.
-	// Text that PostgreSQL cannot store is refused next (textInputs); money-moving POSTs
+	// Each endpoint class is then held to its rate (rateLimits); text that PostgreSQL
+	// cannot store is refused next (textInputs); money-moving POSTs
 	// then go through the Idempotency-Key store.
-	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens(), d.Auth.Revocations()), textInputs(), idempotency(d.Idem, idempotentRoutes(spec), d.Logger)), api.NewStrictHandler(&Server{
+	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens(), d.Auth.Revocations()),
+		rateLimits(d.Limiter, requestLimitsOf(d.Config), limitedRoutes(spec), d.Logger), textInputs(), idempotency(d.Idem, idempotentRoutes(spec), d.Logger)), api.NewStrictHandler(&Server{
 		authHandlers:     authHandlers{svc: d.Auth},
 		roomHandlers:     roomHandlers{svc: d.Rooms},
 		messageHandlers:  messageHandlers{svc: d.Chat, rooms: d.Rooms},

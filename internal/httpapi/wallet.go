@@ -99,14 +99,25 @@ func (h walletHandlers) SendTip(ctx context.Context, req api.SendTipRequestObjec
 // idempotentRoutes lists the operations of the contract that take an Idempotency-Key
 // header, as echo routes ("POST /v1/rooms/:room_id/tips").
 func idempotentRoutes(spec *openapi3.T) map[string]bool {
+	return routesWhere(spec, func(op *openapi3.Operation) bool {
+		for _, p := range op.Parameters {
+			if p.Value != nil && p.Value.In == openapi3.ParameterInHeader && strings.EqualFold(p.Value.Name, "Idempotency-Key") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// routesWhere returns the routes ("METHOD /echo/:path") of the contract's operations that
+// keep says to.
+func routesWhere(spec *openapi3.T, keep func(*openapi3.Operation) bool) map[string]bool {
 	routes := map[string]bool{}
 	param := regexp.MustCompile(`\{([^}]+)\}`)
 	for path, item := range spec.Paths.Map() {
 		for method, op := range item.Operations() {
-			for _, p := range op.Parameters {
-				if p.Value != nil && p.Value.In == openapi3.ParameterInHeader && strings.EqualFold(p.Value.Name, "Idempotency-Key") {
-					routes[method+" "+param.ReplaceAllString(path, ":$1")] = true
-				}
+			if keep(op) {
+				routes[method+" "+param.ReplaceAllString(path, ":$1")] = true
 			}
 		}
 	}
