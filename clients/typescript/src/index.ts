@@ -88,9 +88,92 @@ export interface ParlorClientOptions {
    * `Authorization: Bearer <token>` (unless the call set its own `Authorization` header).
    */
   getAccessToken?: AccessTokenSource;
-  /** A fetch implementation to use instead of `globalThis.fetch` (tests, proxies, retries). */
+  /** A fetch implementation to use instead of `globalThis.fetch` (tests, proxies). */
   fetch?: ClientOptions["fetch"];
+  /**
+   * How a request is tried again when the server is briefly unable to answer it (see
+   * {@link retrying}); `false` sends every request once. Retrying is on by default.
+   */
+  retry?: RetryOptions | false;
 }
+
+/** RetryOptions configures {@link retrying}. */
+export interface RetryOptions {
+  /** Attempts in all, the first included (default 3). */
+  attempts?: number;
+  /**
+   * The longest `Retry-After` waited out, in seconds (default 10). A longer one (a room's
+   * slow mode, a spent rate limit) is returned to the caller to show.
+   */
+  maxWaitSeconds?: number;
+  /** Waits between attempts; tests may pass their own. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * isSafeToRepeat reports whether sending `request` twice has the effect of sending it once:
+ * reads, `PUT` and `DELETE` by their nature; a `POST` or `PATCH` carrying an `Idempotency-Key`
+ * (the server replays the first answer); a message send, whose `client_msg_id` returns the
+ * original message; and a read marker, which only moves forward.
+ */
+export function isSafeToRepeat(request: Request): boolean {
+  switch (request.method) {
+    case "GET":
+    case "HEAD":
+    case "PUT":
+    case "DELETE":
+      return true;
+  }
+  if (request.headers.has("Idempotency-Key")) {
+    return true;
+  }
+  const path = new URL(request.url).pathname;
+  return request.method === "POST" && /^\/v1\/rooms\/[^/]+\/(messages|read)$/.test(path);
+}
+
+/**
+ * retrying wraps a fetch so that a request {@link isSafeToRepeat safe to repeat} is sent
+ * again, up to `attempts` times, when the server answers `503` (`unavailable`: a store it
+ * needs is briefly unreachable, or it is not ready) or `429` (`rate_limited`), or the
+ * connection fails before an answer. It waits the answer's `Retry-After`, or else a
+ * backoff (0.3 s, 0.6 s, 1.2 s, … with jitter); a `Retry-After` over `maxWaitSeconds` is
+ * returned at once. The last answer is returned, and the last network error thrown, as
+ * they came.
+ */
+export function retrying(fetchImpl: (input: Request) => Promise<Response>, options: RetryOptions = {}): (input: Request) => Promise<Response> {
+  const attempts = options.attempts ?? 3;
+  const maxWaitSeconds = options.maxWaitSeconds ?? 10;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  return async (request: Request): Promise<Response> => {
+    if (!isSafeToRepeat(request)) {
+      return fetchImpl(request);
+    }
+    for (let attempt = 1; ; attempt++) {
+      let response: Response;
+      try {
+        // Each attempt sends a copy: a request's body can be read only once.
+        response = await fetchImpl(attempt < attempts ? request.clone() : request);
+      } catch (err) {
+        if (attempt >= attempts || request.signal.aborted) {
+          throw err;
+        }
+        await sleep(backoffMs(attempt));
+        continue;
+      }
+      if ((response.status !== 503 && response.status !== 429) || attempt >= attempts) {
+        return response;
+      }
+      const retryAfter = Number(response.headers.get("Retry-After"));
+      if (retryAfter > maxWaitSeconds) {
+        return response;
+      }
+      await response.body?.cancel();
+      await sleep(retryAfter > 0 ? retryAfter * 1000 : backoffMs(attempt));
+    }
+  };
+}
+
+const backoffMs = (attempt: number): number => 300 * 2 ** (attempt - 1) * (0.5 + Math.random());
 
 /**
  * bearerAuth returns openapi-fetch middleware that adds `Authorization: Bearer <token>` to
@@ -121,13 +204,13 @@ export function bearerAuth(getAccessToken: AccessTokenSource): Middleware {
  * ```
  *
  * Every call resolves to `{ data, response }` on success or `{ error, response }` otherwise;
- * the error of a documented failure is a {@link Problem}. Network failures reject.
+ * the error of a documented failure is a {@link Problem}. Network failures reject. A request
+ * that is safe to repeat is retried after a `503` or `429` (see {@link retrying}).
  */
 export function createParlorClient(options: ParlorClientOptions): ParlorClient {
   const clientOptions: ClientOptions = { baseUrl: options.baseUrl };
-  if (options.fetch !== undefined) {
-    clientOptions.fetch = options.fetch;
-  }
+  const fetchImpl = options.fetch ?? ((input: Request) => globalThis.fetch(input));
+  clientOptions.fetch = options.retry === false ? fetchImpl : retrying(fetchImpl, options.retry);
   const client = createClient<paths>(clientOptions);
   if (options.getAccessToken !== undefined) {
     client.use(bearerAuth(options.getAccessToken));
