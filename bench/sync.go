@@ -99,6 +99,23 @@ func runSync(ctx context.Context, o options, rep *report) error {
 	}
 	progress(bench, "fresh sync (%d rooms, %s unread): p50 / p99 %s over %d requests", o.userRooms, thousands(unread), p50p99(fresh), len(fresh))
 
+	// The rooms list: a page of the reader's rooms with their unread counts.
+	scope, pageSize := apiclient.ListRoomsParamsScopeJoined, 100
+	roomsList, err := timeRequests(ctx, 10, max(20, o.requests/10), 15*time.Second, func() error {
+		res, err := reader.Client.ListRoomsWithResponse(ctx, &apiclient.ListRoomsParams{Scope: &scope, Limit: &pageSize})
+		if err != nil {
+			return err
+		}
+		if res.JSON200 == nil || len(res.JSON200.Items) != min(pageSize, o.userRooms) {
+			return fmt.Errorf("GET /v1/rooms: status %d: %.200s", res.StatusCode(), res.Body)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rooms list: %w", err)
+	}
+	progress(bench, "rooms list (%d of %d rooms): p50 / p99 %s over %d requests", min(pageSize, o.userRooms), o.userRooms, p50p99(roomsList), len(roomsList))
+
 	caughtUp, err := timeCaughtUp(ctx, reader.Client, token, o.requests)
 	if err != nil {
 		return err
@@ -117,6 +134,8 @@ func runSync(ctx context.Context, o options, rep *report) error {
 		p50p99(caughtUp), "p99 ≤ 5 ms", verdict(caughtUp.percentile(99) <= goal))
 	rep.add(bench, fmt.Sprintf("GET /v1/sync, 1 new event (in 1 of %d rooms) since the last", len(hot)),
 		p50p99(live), "p99 ≤ 5 ms", verdict(live.percentile(99) <= goal))
+	rep.add(bench, fmt.Sprintf("GET /v1/rooms?limit=%d: the first page of a user's %d rooms, with unread counts", pageSize, o.userRooms),
+		p50p99(roomsList), "p99 ≤ 5 ms", verdict(roomsList.percentile(99) <= goal))
 	rep.add(bench, fmt.Sprintf("GET /v1/sync fresh (no since): %d rooms with unread counts", o.userRooms), p50p99(fresh), "", "")
 	rep.add(bench, "GET /healthz (HTTP floor: no auth, no database)", p50p99(health), "", "")
 
@@ -456,6 +475,28 @@ func explainSync(ctx context.Context, d *database, user uuid.UUID) error {
 		}
 		fmt.Fprintf(os.Stderr, "\nEXPLAIN (ANALYZE, BUFFERS) SyncEvents, caught up, plan_cache_mode=%s, after 6 executions:\n%s\n\n", mode, strings.Join(lines, "\n"))
 	}
+
+	// The rooms with their unread counts, as a fresh sync and GET /v1/rooms list them.
+	list, _, err := sqlcQuery(filepath.Join(root, "db", "queries", "rooms.sql"), "ListJoinedRooms")
+	if err != nil {
+		return err
+	}
+	list = strings.ReplaceAll(list, "sqlc.embed(r)", "r.*")
+	listArgs := []any{user, time.Time{}, uuid.Nil, 201}
+	for range 6 {
+		if _, err := conn.Exec(ctx, list, listArgs...); err != nil {
+			return fmt.Errorf("ListJoinedRooms: %w", err)
+		}
+	}
+	rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+list, listArgs...)
+	if err != nil {
+		return err
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\nEXPLAIN (ANALYZE, BUFFERS) ListJoinedRooms, all %d of the reader's rooms:\n%s\n\n", 200, strings.Join(lines, "\n"))
 	return nil
 }
 
