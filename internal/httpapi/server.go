@@ -121,7 +121,7 @@ func New(d Deps) (*echo.Echo, error) {
 	// cannot store is refused next (textInputs); money-moving POSTs
 	// then go through the Idempotency-Key store.
 	api.RegisterHandlers(e.Group("", validator(spec, d.Auth.Tokens(), d.Auth.Revocations()),
-		rateLimits(d.Limiter, requestLimitsOf(d.Config), limitedRoutes(spec), d.Logger), textInputs(), idempotency(d.Idem, idempotentRoutes(spec), d.Logger)), api.NewStrictHandler(&Server{
+		rateLimits(d.Limiter, requestLimitsOf(d.Config), limitedRoutes(spec), d.Logger), textInputs(spec), idempotency(d.Idem, idempotentRoutes(spec), d.Logger)), api.NewStrictHandler(&Server{
 		authHandlers:     authHandlers{svc: d.Auth},
 		roomHandlers:     roomHandlers{svc: d.Rooms},
 		messageHandlers:  messageHandlers{svc: d.Chat, rooms: d.Rooms},
@@ -216,9 +216,12 @@ func NewHTTPServer(handler http.Handler) *http.Server {
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// Long enough for a 30 s long-poll; WebSockets clear it on upgrade.
-		WriteTimeout:   60 * time.Second,
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 32 << 10,
+		WriteTimeout: 60 * time.Second,
+		IdleTimeout:  120 * time.Second,
+		// net/http's own default (1 MiB): the contract lets a query's `since` be 65,536
+		// characters, up to 786,432 bytes percent-encoded, to be answered with a problem;
+		// a smaller limit answered net/http's bare text/plain 431 instead.
+		MaxHeaderBytes: http.DefaultMaxHeaderBytes,
 	}
 }
 
@@ -300,4 +303,13 @@ func MetricsHandler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// canonicalUUID is the one spelling of a uuid the contract's `format: uuid` accepts: 32 hex
+// digits in 8-4-4-4-12 groups. kin-openapi checks no uuid format unless told, and
+// uuid.Parse also takes braces, a urn: prefix and bare hex, so those used to pass.
+const canonicalUUID = `^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+
+func init() {
+	openapi3.DefineStringFormatValidator("uuid", openapi3.NewRegexpFormatValidator(canonicalUUID))
 }

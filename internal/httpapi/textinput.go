@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/labstack/echo/v4"
 
 	"github.com/parlor-dev/parlor/internal/apperr"
@@ -20,8 +21,19 @@ const nulMessage = "may not contain the NUL character (U+0000)"
 
 // textInputs refuses, with a 400 problem naming each field, a request whose path
 // parameters, query parameters or JSON body hold a NUL character, so no such text reaches
-// PostgreSQL. It runs after the request validator: the body is well-formed JSON by then.
-func textInputs() echo.MiddlewareFunc {
+// PostgreSQL. It runs after the request validator, which reads only the body's first JSON
+// value and fills a field's default in for an explicit null; so it also refuses a body
+// with anything after that value, and a null where the contract does not allow one
+// ({"entry_price": null} is not "use the default").
+func textInputs(spec *openapi3.T) echo.MiddlewareFunc {
+	bodies := map[string]*openapi3.Schema{}
+	for route, op := range operations(spec) {
+		if op.RequestBody != nil && op.RequestBody.Value != nil {
+			if mt := op.RequestBody.Value.Content.Get(echo.MIMEApplicationJSON); mt != nil && mt.Schema != nil {
+				bodies[route] = mt.Schema.Value
+			}
+		}
+	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			var fields []apperr.FieldError
@@ -53,11 +65,21 @@ func textInputs() echo.MiddlewareFunc {
 					return err
 				}
 				r.Body = io.NopCloser(bytes.NewReader(body))
-				// A JSON string holds NUL only as the escape \u0000; most bodies skip the walk.
-				if bytes.Contains(body, []byte(`\u0000`)) {
-					var v any
-					if json.Unmarshal(body, &v) == nil {
-						nulFields("body", v, add)
+				if schema := bodies[r.Method+" "+c.Path()]; schema != nil {
+					if !json.Valid(body) {
+						return &apperr.Error{Code: apperr.Invalid, Message: "the body must be one JSON value, with nothing after it",
+							Fields: []apperr.FieldError{{Field: "body", Message: "must be one JSON value"}}}
+					}
+					// Most bodies skip the walk: a JSON string holds NUL only as the escape
+					// \u0000, and a null is spelled null.
+					if bytes.Contains(body, []byte(`\u0000`)) || bytes.Contains(body, []byte("null")) {
+						var v any
+						if json.Unmarshal(body, &v) == nil {
+							nulFields("body", v, add)
+							nullFields("body", v, schema, func(field string) {
+								fields = append(fields, apperr.FieldError{Field: field, Message: "may not be null"})
+							})
+						}
 					}
 				}
 			}
@@ -92,6 +114,37 @@ func nulFields(path string, v any, add func(string)) {
 	case []any:
 		for i, e := range v {
 			nulFields(path+"."+strconv.Itoa(i), e, add)
+		}
+	}
+}
+
+// nullFields reports the path of every null under v where schema does not allow one. (A
+// property the schema does not know is the validator's to refuse.)
+func nullFields(path string, v any, schema *openapi3.Schema, add func(string)) {
+	if schema == nil {
+		return
+	}
+	switch v := v.(type) {
+	case nil:
+		if !schema.Nullable {
+			add(path)
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if p := schema.Properties[k]; p != nil {
+				nullFields(path+"."+k, v[k], p.Value, add)
+			}
+		}
+	case []any:
+		if schema.Items != nil {
+			for i, e := range v {
+				nullFields(path+"."+strconv.Itoa(i), e, schema.Items.Value, add)
+			}
 		}
 	}
 }

@@ -113,15 +113,24 @@ func idempotentRoutes(spec *openapi3.T) map[string]bool {
 // keep says to.
 func routesWhere(spec *openapi3.T, keep func(*openapi3.Operation) bool) map[string]bool {
 	routes := map[string]bool{}
-	param := regexp.MustCompile(`\{([^}]+)\}`)
-	for path, item := range spec.Paths.Map() {
-		for method, op := range item.Operations() {
-			if keep(op) {
-				routes[method+" "+param.ReplaceAllString(path, ":$1")] = true
-			}
+	for route, op := range operations(spec) {
+		if keep(op) {
+			routes[route] = true
 		}
 	}
 	return routes
+}
+
+// operations maps each operation of the contract by its echo route ("POST /v1/rooms/:room_id/tips").
+func operations(spec *openapi3.T) map[string]*openapi3.Operation {
+	ops := map[string]*openapi3.Operation{}
+	param := regexp.MustCompile(`\{([^}]+)\}`)
+	for path, item := range spec.Paths.Map() {
+		for method, op := range item.Operations() {
+			ops[method+" "+param.ReplaceAllString(path, ":$1")] = op
+		}
+	}
+	return ops
 }
 
 // idempotency implements the Idempotency-Key of the money-moving POSTs: it runs after the
