@@ -56,3 +56,27 @@ func TestANulCharacterIsABadRequestNamingTheField(t *testing.T) {
 	require.Equal(t, messagesBefore, s.Count(t, "SELECT count(*) FROM messages"))
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM users"))
 }
+
+// Found by the spec-driven fuzz suite: the validator reads only a body's first JSON value
+// and takes an explicit null for a field's default. Both are a 400 that says why, and
+// nothing is made.
+func TestABodyIsOneJSONValueWithoutNullsTheContractForbids(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	ann := s.Register(t, "ann")
+	h := http.Header{"Authorization": {"Bearer " + ann.AccessToken}}
+	for _, tc := range []struct{ name, body, field, detail string }{
+		{"a second value after the body", `{"name":"two"} {}`, "body", "one JSON value"},
+		{"an explicit null for a field with a default", `{"name":"nulled","entry_price":null}`, "body.entry_price", "may not be null"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, body := s.Do(t, http.MethodPost, "/v1/rooms", "application/json", strings.NewReader(tc.body), h)
+			p := parlortest.RequireProblem(t, res, body, http.StatusBadRequest, "invalid_request")
+			require.Contains(t, parlortest.ProblemFields(p), tc.field, string(body))
+			require.NotNil(t, p.Detail)
+			require.Contains(t, *p.Detail, tc.detail)
+			require.NotContains(t, *p.Detail, "NUL")
+		})
+	}
+	require.Equal(t, 0, s.Count(t, "SELECT count(*) FROM rooms"))
+}

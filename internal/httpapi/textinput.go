@@ -19,6 +19,9 @@ import (
 // never gets this far: the JSON decoder turns it into U+FFFD.)
 const nulMessage = "may not contain the NUL character (U+0000)"
 
+// nullMessage is what a null the contract does not allow is told.
+const nullMessage = "may not be null"
+
 // textInputs refuses, with a 400 problem naming each field, a request whose path
 // parameters, query parameters or JSON body hold a NUL character, so no such text reaches
 // PostgreSQL. It runs after the request validator, which reads only the body's first JSON
@@ -77,14 +80,18 @@ func textInputs(spec *openapi3.T) echo.MiddlewareFunc {
 						if json.Unmarshal(body, &v) == nil {
 							nulFields("body", v, add)
 							nullFields("body", v, schema, func(field string) {
-								fields = append(fields, apperr.FieldError{Field: field, Message: "may not be null"})
+								fields = append(fields, apperr.FieldError{Field: field, Message: nullMessage})
 							})
 						}
 					}
 				}
 			}
 			if len(fields) > 0 {
-				return &apperr.Error{Code: apperr.Invalid, Message: "text " + nulMessage, Fields: fields}
+				message := "text " + nulMessage
+				if fields[0].Message == nullMessage {
+					message = "a field " + nullMessage + " (leave it out for its default)"
+				}
+				return &apperr.Error{Code: apperr.Invalid, Message: message, Fields: fields}
 			}
 			return next(c)
 		}
