@@ -42,17 +42,24 @@ func (o *outcomes) record(what string, res *http.Response, body []byte) {
 	}
 }
 
-// Issue 12, hole 6: with PostgreSQL down, every request that needs it is a 503 `unavailable`
-// problem with Retry-After (it was a 500 `internal`), Parlor recovers by itself when the
-// database comes back, and every message it acknowledged is stored.
-func TestAPostgreSQLOutageIsA503AndLosesNothingAcknowledged(t *testing.T) {
-	t.Parallel()
+// startOnOwnCluster runs Parlor on a PostgreSQL of the test's own, which the test may stop
+// and restart.
+func startOnOwnCluster(t *testing.T) (*pgtest.Cluster, *parlortest.Server) {
+	t.Helper()
 	db := pgtest.StartCluster(t)
 	db.CreateDatabase(t, "parlor")
 	cfg := parlortest.Config(t)
 	migrate := true
 	cfg.DBURL, cfg.DBMigrateOnStart = db.URL("parlor"), &migrate
-	s := parlortest.Start(t, cfg)
+	return db, parlortest.Start(t, cfg)
+}
+
+// Issue 12, hole 6: with PostgreSQL down, every request that needs it is a 503 `unavailable`
+// problem with Retry-After (it was a 500 `internal`), Parlor recovers by itself when the
+// database comes back, and every message it acknowledged is stored.
+func TestAPostgreSQLOutageIsA503AndLosesNothingAcknowledged(t *testing.T) {
+	t.Parallel()
+	db, s := startOnOwnCluster(t)
 	ann := s.Register(t, "ann")
 	vis := apiclient.VisibilityPublic
 	created, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "outage", Visibility: &vis})

@@ -15,8 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/parlor-dev/parlor/gen/apiclient"
-	"github.com/parlor-dev/parlor/internal/parlortest"
-	"github.com/parlor-dev/parlor/internal/postgres/pgtest"
 )
 
 // bundleSDKScript bundles a script of clients/typescript/test (with the SDK it imports) into
@@ -47,12 +45,7 @@ func bundleSDKScript(t *testing.T, name string) string {
 func TestTheSDKRetriesA503UntilTheDatabaseIsBack(t *testing.T) {
 	t.Parallel()
 	script := bundleSDKScript(t, "retry-outage.ts")
-	db := pgtest.StartCluster(t)
-	db.CreateDatabase(t, "parlor")
-	cfg := parlortest.Config(t)
-	migrate := true
-	cfg.DBURL, cfg.DBMigrateOnStart = db.URL("parlor"), &migrate
-	s := parlortest.Start(t, cfg)
+	db, s := startOnOwnCluster(t)
 	ann := s.Register(t, "ann")
 	created, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "outage"})
 	require.NoError(t, err)

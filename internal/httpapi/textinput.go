@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,12 +108,7 @@ func nulFields(path string, v any, add func(string)) {
 			add(path)
 		}
 	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(v)) {
 			if strings.IndexByte(k, 0) >= 0 {
 				add(path)
 				continue
@@ -137,12 +134,7 @@ func nullFields(path string, v any, schema *openapi3.Schema, add func(string)) {
 			add(path)
 		}
 	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(v)) {
 			if p := schema.Properties[k]; p != nil {
 				nullFields(path+"."+k, v[k], p.Value, add)
 			}
