@@ -19,6 +19,10 @@ import (
 // TicketTTL is how long a ticket may wait before it is used.
 const TicketTTL = 30 * time.Second
 
+// maxClockSkew is how far another instance's clock may run ahead of this one's: a ticket
+// it issued may expire up to this much later than one issued here.
+const maxClockSkew = time.Minute
+
 const (
 	ticketPrefix = "rtk_"
 	ticketKind   = "realtime-ticket"
@@ -95,10 +99,15 @@ func (t *Tickets) Redeem(ctx context.Context, ticket string) (user, session uuid
 	}
 	copy(user[:], b[:16])
 	copy(session[:], b[16:32])
-	expires := time.Unix(int64(binary.BigEndian.Uint64(b[32:40])), 0)
-	if !t.now().Before(expires) {
+	// A ticket this service issued expires within TicketTTL of now (plus maxClockSkew
+	// between instances). Checking the range in seconds, before making a time of it, also
+	// keeps an absurd expiry from overflowing time.Time or the claim's TTL.
+	now := t.now().Unix()
+	exp := int64(binary.BigEndian.Uint64(b[32:40]))
+	if exp <= now || exp > now+int64((TicketTTL+maxClockSkew)/time.Second) {
 		return uuid.Nil, uuid.Nil, errBadTicket
 	}
+	expires := time.Unix(exp, 0)
 	if t.revoked.Revoked(session) {
 		return uuid.Nil, uuid.Nil, errBadTicket
 	}
