@@ -19,16 +19,26 @@ SELECT * FROM rooms WHERE id = ANY(@ids::uuid[]);
 -- stretches of each room's log they were a member for, in (room, seq) order after a cursor.
 -- xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
 -- period_end is the end of the stretch the event lies in (NULL while it is still open).
-SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at, p.to_seq AS period_end
-FROM room_member_periods p
-JOIN room_events e ON e.room_id = p.room_id
- AND e.seq >= p.from_seq AND (p.to_seq IS NULL OR e.seq <= p.to_seq)
-WHERE p.user_id = @user_id
-  AND e.xid >= pg_snapshot_xmin((sqlc.arg(since)::text)::pg_snapshot)
-  AND NOT pg_visible_in_snapshot(e.xid, (sqlc.arg(since)::text)::pg_snapshot)
-  AND pg_visible_in_snapshot(e.xid, (sqlc.arg(upto)::text)::pg_snapshot)
-  AND (e.room_id, e.seq) > (@after_room::uuid, @after_seq::bigint)
-ORDER BY e.room_id, e.seq
+-- The backlog (the events left to read, in any order) is taken at most @max_backlog + 1
+-- deep before it is sorted, so a read costs at most that many index entries however far
+-- behind `since` is; backlog says how deep it went (the caller refuses a token past the bound).
+WITH backlog AS MATERIALIZED (
+  SELECT e.room_id, e.seq, p.to_seq AS period_end
+  FROM room_member_periods p
+  JOIN room_events e ON e.room_id = p.room_id
+   AND e.seq >= p.from_seq AND (p.to_seq IS NULL OR e.seq <= p.to_seq)
+  WHERE p.user_id = @user_id
+    AND e.xid >= pg_snapshot_xmin((sqlc.arg(since)::text)::pg_snapshot)
+    AND NOT pg_visible_in_snapshot(e.xid, (sqlc.arg(since)::text)::pg_snapshot)
+    AND pg_visible_in_snapshot(e.xid, (sqlc.arg(upto)::text)::pg_snapshot)
+    AND (e.room_id, e.seq) > (@after_room::uuid, @after_seq::bigint)
+  LIMIT sqlc.arg(max_backlog)::int + 1
+)
+SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at, b.period_end,
+  (SELECT count(*) FROM backlog)::int AS backlog
+FROM backlog b
+JOIN room_events e ON e.room_id = b.room_id AND e.seq = b.seq
+ORDER BY b.room_id, b.seq
 LIMIT @lim;
 
 -- name: TailEvents :many

@@ -2327,9 +2327,10 @@ type ClientInterface interface {
 	// With `timeout_ms` and nothing new, the request waits up to that long for the next event
 	// and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
 	// A token the server cannot continue from — malformed or altered, from an older token
-	// format, or minted before a database restore or failover — is `410
-	// full_sync_required`: start over without `since`. History is never pruned, so a valid
-	// token does not expire.
+	// format, minted before a database restore or failover, or with more than 10,000 events
+	// behind it in the caller's rooms (the deployment's `APP_SYNC_MAX_BACKLOG`) — is `410
+	// full_sync_required`: start over without `since`. History is never pruned, so a token
+	// does not expire by age: one that is behind by fewer events pages through all of them.
 	//
 	// Corresponds with GET /v1/sync (the `Sync` operationId).
 	Sync(ctx context.Context, params *SyncParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -3282,9 +3283,10 @@ func (c *Client) SendTip(ctx context.Context, roomId RoomId, params *SendTipPara
 // With `timeout_ms` and nothing new, the request waits up to that long for the next event
 // and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
 // A token the server cannot continue from — malformed or altered, from an older token
-// format, or minted before a database restore or failover — is `410
-// full_sync_required`: start over without `since`. History is never pruned, so a valid
-// token does not expire.
+// format, minted before a database restore or failover, or with more than 10,000 events
+// behind it in the caller's rooms (the deployment's `APP_SYNC_MAX_BACKLOG`) — is `410
+// full_sync_required`: start over without `since`. History is never pruned, so a token
+// does not expire by age: one that is behind by fewer events pages through all of them.
 //
 // Corresponds with GET /v1/sync (the `Sync` operationId).
 func (c *Client) Sync(ctx context.Context, params *SyncParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5659,9 +5661,10 @@ type ClientWithResponsesInterface interface {
 	// With `timeout_ms` and nothing new, the request waits up to that long for the next event
 	// and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
 	// A token the server cannot continue from — malformed or altered, from an older token
-	// format, or minted before a database restore or failover — is `410
-	// full_sync_required`: start over without `since`. History is never pruned, so a valid
-	// token does not expire.
+	// format, minted before a database restore or failover, or with more than 10,000 events
+	// behind it in the caller's rooms (the deployment's `APP_SYNC_MAX_BACKLOG`) — is `410
+	// full_sync_required`: start over without `since`. History is never pruned, so a token
+	// does not expire by age: one that is behind by fewer events pages through all of them.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -10566,9 +10569,10 @@ func (c *ClientWithResponses) SendTipWithResponse(ctx context.Context, roomId Ro
 // With `timeout_ms` and nothing new, the request waits up to that long for the next event
 // and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
 // A token the server cannot continue from — malformed or altered, from an older token
-// format, or minted before a database restore or failover — is `410
-// full_sync_required`: start over without `since`. History is never pruned, so a valid
-// token does not expire.
+// format, minted before a database restore or failover, or with more than 10,000 events
+// behind it in the caller's rooms (the deployment's `APP_SYNC_MAX_BACKLOG`) — is `410
+// full_sync_required`: start over without `since`. History is never pruned, so a token
+// does not expire by age: one that is behind by fewer events pages through all of them.
 //
 // Returns a wrapper object for the known response body format(s).
 //

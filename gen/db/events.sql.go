@@ -124,26 +124,34 @@ func (q *Queries) RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error
 }
 
 const SyncEvents = `-- name: SyncEvents :many
-SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at, p.to_seq AS period_end
-FROM room_member_periods p
-JOIN room_events e ON e.room_id = p.room_id
- AND e.seq >= p.from_seq AND (p.to_seq IS NULL OR e.seq <= p.to_seq)
-WHERE p.user_id = $1
-  AND e.xid >= pg_snapshot_xmin(($2::text)::pg_snapshot)
-  AND NOT pg_visible_in_snapshot(e.xid, ($2::text)::pg_snapshot)
-  AND pg_visible_in_snapshot(e.xid, ($3::text)::pg_snapshot)
-  AND (e.room_id, e.seq) > ($4::uuid, $5::bigint)
-ORDER BY e.room_id, e.seq
-LIMIT $6
+WITH backlog AS MATERIALIZED (
+  SELECT e.room_id, e.seq, p.to_seq AS period_end
+  FROM room_member_periods p
+  JOIN room_events e ON e.room_id = p.room_id
+   AND e.seq >= p.from_seq AND (p.to_seq IS NULL OR e.seq <= p.to_seq)
+  WHERE p.user_id = $2
+    AND e.xid >= pg_snapshot_xmin(($3::text)::pg_snapshot)
+    AND NOT pg_visible_in_snapshot(e.xid, ($3::text)::pg_snapshot)
+    AND pg_visible_in_snapshot(e.xid, ($4::text)::pg_snapshot)
+    AND (e.room_id, e.seq) > ($5::uuid, $6::bigint)
+  LIMIT $7::int + 1
+)
+SELECT e.room_id, e.seq, e.type, e.actor_id, e.user_id, e.message_id, e.data, e.created_at, b.period_end,
+  (SELECT count(*) FROM backlog)::int AS backlog
+FROM backlog b
+JOIN room_events e ON e.room_id = b.room_id AND e.seq = b.seq
+ORDER BY b.room_id, b.seq
+LIMIT $1
 `
 
 type SyncEventsParams struct {
-	UserID    uuid.UUID
-	Since     string
-	Upto      string
-	AfterRoom uuid.UUID
-	AfterSeq  int64
-	Lim       int32
+	Lim        int32
+	UserID     uuid.UUID
+	Since      string
+	Upto       string
+	AfterRoom  uuid.UUID
+	AfterSeq   int64
+	MaxBacklog int32
 }
 
 type SyncEventsRow struct {
@@ -156,20 +164,25 @@ type SyncEventsRow struct {
 	Data      []byte
 	CreatedAt time.Time
 	PeriodEnd *int64
+	Backlog   int32
 }
 
 // The caller's events committed after the snapshot `since` and visible in `upto`, within the
 // stretches of each room's log they were a member for, in (room, seq) order after a cursor.
 // xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
 // period_end is the end of the stretch the event lies in (NULL while it is still open).
+// The backlog (the events left to read, in any order) is taken at most @max_backlog + 1
+// deep before it is sorted, so a read costs at most that many index entries however far
+// behind `since` is; backlog says how deep it went (the caller refuses a token past the bound).
 func (q *Queries) SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error) {
 	rows, err := q.db.Query(ctx, SyncEvents,
+		arg.Lim,
 		arg.UserID,
 		arg.Since,
 		arg.Upto,
 		arg.AfterRoom,
 		arg.AfterSeq,
-		arg.Lim,
+		arg.MaxBacklog,
 	)
 	if err != nil {
 		return nil, err
@@ -188,6 +201,7 @@ func (q *Queries) SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncE
 			&i.Data,
 			&i.CreatedAt,
 			&i.PeriodEnd,
+			&i.Backlog,
 		); err != nil {
 			return nil, err
 		}

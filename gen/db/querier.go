@@ -165,6 +165,9 @@ type Querier interface {
 	// stretches of each room's log they were a member for, in (room, seq) order after a cursor.
 	// xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
 	// period_end is the end of the stretch the event lies in (NULL while it is still open).
+	// The backlog (the events left to read, in any order) is taken at most @max_backlog + 1
+	// deep before it is sorted, so a read costs at most that many index entries however far
+	// behind `since` is; backlog says how deep it went (the caller refuses a token past the bound).
 	SyncEvents(ctx context.Context, arg SyncEventsParams) ([]SyncEventsRow, error)
 	// Every room's events committed after the snapshot `since` and visible in this
 	// transaction's snapshot (run it in a REPEATABLE READ transaction: that snapshot is the end

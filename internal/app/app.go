@@ -148,7 +148,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	hub := events.NewHub(bg, broker)
 	roomsSvc := rooms.NewService(a.Pool, broker, cursors, logger)
 	tokens := events.NewTokens(cursors)
-	chatSvc := chat.NewService(a.Pool, roomsSvc, hub, tokens)
+	eventLog := events.Log{MaxBacklog: cfg.SyncMaxBacklog}
+	chatSvc := chat.NewService(a.Pool, roomsSvc, hub, tokens, eventLog)
 
 	var presence realtime.Presence = realtime.NewMemoryPresence()
 	if a.Redis != nil {
@@ -157,7 +158,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	tickets := realtime.NewTickets(authSvc.Revocations(), cursors, a.Redis, cfg.RedisKeyPrefix, nil)
 	a.Gateway = realtime.New(bg, realtime.Deps{
 		Config: cfg, Pool: a.Pool, TailPool: a.TailPool, Chat: chatSvc, Rooms: roomsSvc, Tickets: tickets, Presence: presence,
-		Broker: broker, Tokens: tokens, Logger: logger, Registry: registry,
+		Broker: broker, Tokens: tokens, Log: eventLog, Logger: logger, Registry: registry,
 	})
 	authSvc.OnRevoke = a.Gateway.SessionRevoked
 	if err := authSvc.Revocations().Load(ctx); err != nil {

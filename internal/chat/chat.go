@@ -60,11 +60,12 @@ type Service struct {
 	rooms  *rooms.Service
 	hub    *events.Hub
 	tokens events.Tokens
+	log    events.Log
 }
 
-// NewService wires the chat service.
-func NewService(pool *pgxpool.Pool, roomsSvc *rooms.Service, hub *events.Hub, tokens events.Tokens) *Service {
-	return &Service{pool: pool, rooms: roomsSvc, hub: hub, tokens: tokens}
+// NewService wires the chat service; sync reads the event log through log.
+func NewService(pool *pgxpool.Pool, roomsSvc *rooms.Service, hub *events.Hub, tokens events.Tokens, log events.Log) *Service {
+	return &Service{pool: pool, rooms: roomsSvc, hub: hub, tokens: tokens, log: log}
 }
 
 func validBody(body string) (string, error) {

@@ -90,7 +90,7 @@ func (s *Service) freshSync(ctx context.Context, user uuid.UUID) (SyncResult, er
 func (s *Service) read(ctx context.Context, user uuid.UUID, tok events.Token, limit int) (SyncResult, error) {
 	var res SyncResult
 	err := postgres.WithSnapshot(ctx, s.pool, func(q *db.Queries) error {
-		page, err := events.Read(ctx, q, user, tok, limit)
+		page, err := s.log.Read(ctx, q, user, tok, limit)
 		if err != nil {
 			return err
 		}

@@ -64,6 +64,11 @@ type Config struct {
 	RateWrite  Rate `env:"APP_RATE_WRITE" envDefault:"50/10s"`
 	RatePublic Rate `env:"APP_RATE_PUBLIC" envDefault:"100/10s"`
 
+	// SyncMaxBacklog bounds what reading from a sync token may cost: a token with more events
+	// than this behind it in the reader's rooms is answered "start over" (410
+	// full_sync_required on GET /v1/sync, close 4400 on the WebSocket).
+	SyncMaxBacklog int `env:"APP_SYNC_MAX_BACKLOG" envDefault:"10000"`
+
 	// WebSocket gateway.
 	WSPingInterval time.Duration `env:"APP_WS_PING_INTERVAL" envDefault:"25s"`
 	WSPongTimeout  time.Duration `env:"APP_WS_PONG_TIMEOUT" envDefault:"10s"`
@@ -232,6 +237,9 @@ func (c Config) Validate() error {
 	}
 	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr {
 		errs = append(errs, fmt.Errorf("APP_METRICS_ADDR must differ from APP_ADDR (%s): metrics are not served on the public port", c.Addr))
+	}
+	if c.SyncMaxBacklog < 1 || c.SyncMaxBacklog > 1_000_000 {
+		errs = append(errs, fmt.Errorf("APP_SYNC_MAX_BACKLOG must be between 1 and 1000000, not %d", c.SyncMaxBacklog))
 	}
 	if c.WSBatchInterval < 0 || c.WSBatchInterval > time.Second {
 		errs = append(errs, fmt.Errorf("APP_WS_BATCH_INTERVAL must be between 0 and 1s, not %s", c.WSBatchInterval))

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/parlor-dev/parlor/gen/db"
+	"github.com/parlor-dev/parlor/internal/apperr"
 )
 
 // Page is what one read of the log returns.
@@ -33,19 +34,32 @@ func Current(ctx context.Context, q *db.Queries) (Token, error) {
 	return Token{Epoch: EpochOf(pos.Epoch), Since: pos.Snap}, nil
 }
 
+// Log reads the event log for one reader at a time. MaxBacklog bounds what a token may cost:
+// a token with more events than that behind it in the reader's rooms (in what is left of its
+// batch, or since it) is refused with apperr.FullSyncRequired, so no read scans more than MaxBacklog + 1 events
+// however old its token is.
+type Log struct{ MaxBacklog int }
+
+// tooFarBehind refuses a token with more than MaxBacklog events behind it: the client starts
+// over, as for ErrFullSyncRequired.
+func (l Log) tooFarBehind() error {
+	return apperr.New(apperr.FullSyncRequired,
+		"this sync token is more than %d events behind: start over with GET /v1/sync without since", l.MaxBacklog)
+}
+
 // Read returns up to limit events of user's rooms after tok, up to now. With nothing new,
 // Next is tok itself, so an idle reader keeps its token. A token of another database epoch
 // is ErrFullSyncRequired.
-func Read(ctx context.Context, q *db.Queries, user uuid.UUID, tok Token, limit int) (Page, error) {
-	return ReadUntil(ctx, q, user, tok, "", limit)
+func (l Log) Read(ctx context.Context, q *db.Queries, user uuid.UUID, tok Token, limit int) (Page, error) {
+	return l.ReadUntil(ctx, q, user, tok, "", limit)
 }
 
 // ReadUntil is Read up to the snapshot until instead of now (the WebSocket replays up to
 // the batch it joined the live stream at). A token inside a batch first finishes that batch
 // (up to its own end snapshot), then goes on to until in the same call.
-func ReadUntil(ctx context.Context, q *db.Queries, user uuid.UUID, tok Token, until string, limit int) (Page, error) {
-	if limit < 1 {
-		return Page{}, errors.New("events: limit must be positive")
+func (l Log) ReadUntil(ctx context.Context, q *db.Queries, user uuid.UUID, tok Token, until string, limit int) (Page, error) {
+	if limit < 1 || l.MaxBacklog < 1 {
+		return Page{}, errors.New("events: limit and MaxBacklog must be positive")
 	}
 	now, err := Current(ctx, q)
 	if err != nil {
@@ -73,9 +87,13 @@ func ReadUntil(ctx context.Context, q *db.Queries, user uuid.UUID, tok Token, un
 		rows, err := q.SyncEvents(ctx, db.SyncEventsParams{
 			UserID: user, Since: tok.Since, Upto: upto,
 			AfterRoom: tok.AfterRoom, AfterSeq: tok.AfterSeq, Lim: int32(room + 1),
+			MaxBacklog: int32(l.MaxBacklog),
 		})
 		if err != nil {
 			return Page{}, fmt.Errorf("read events: %w", err)
+		}
+		if len(rows) > 0 && int(rows[0].Backlog) > l.MaxBacklog {
+			return Page{}, l.tooFarBehind()
 		}
 		more := len(rows) > room
 		if more {

@@ -25,6 +25,9 @@ func appendIn(t *testing.T, tx pgx.Tx, room, actor uuid.UUID) events.Event {
 	return e
 }
 
+// testLog reads with the default bound of APP_SYNC_MAX_BACKLOG.
+var testLog = events.Log{MaxBacklog: 10_000}
+
 // TestSnapshotTokensDeliverLateCommitsThatAnIDCursorLoses shows, deterministically, why the
 // sync token is a snapshot: transaction T1 starts writing first (so it has the lower
 // transaction id — and would have the lower bigserial id) but commits after T2. A reader that
@@ -61,7 +64,7 @@ func TestSnapshotTokensDeliverLateCommitsThatAnIDCursorLoses(t *testing.T) {
 	require.NoError(t, t2.Commit(ctx))
 
 	// Both readers see T2's event first.
-	page, err := events.Read(ctx, q, user, start, 100)
+	page, err := testLog.Read(ctx, q, user, start, 100)
 	require.NoError(t, err)
 	require.Len(t, page.Events, 1)
 	require.Equal(t, early.RoomID, page.Events[0].RoomID)
@@ -82,14 +85,14 @@ func TestSnapshotTokensDeliverLateCommitsThatAnIDCursorLoses(t *testing.T) {
 	require.True(t, lateIsBelow, "T1 started first, so its id is below the cursor")
 
 	// The snapshot token delivers it.
-	page, err = events.Read(ctx, q, user, page.Next, 100)
+	page, err = testLog.Read(ctx, q, user, page.Next, 100)
 	require.NoError(t, err)
 	require.Len(t, page.Events, 1)
 	require.Equal(t, late.RoomID, page.Events[0].RoomID)
 	require.Equal(t, late.Seq, page.Events[0].Seq)
 
 	// And only once.
-	page, err = events.Read(ctx, q, user, page.Next, 100)
+	page, err = testLog.Read(ctx, q, user, page.Next, 100)
 	require.NoError(t, err)
 	require.Empty(t, page.Events)
 }
@@ -116,7 +119,7 @@ func TestReadPagesThroughOneSnapshotInRoomSeqOrder(t *testing.T) {
 	var seqs []int64
 	tok := start
 	for {
-		page, err := events.Read(ctx, q, user, tok, 2)
+		page, err := testLog.Read(ctx, q, user, tok, 2)
 		require.NoError(t, err)
 		for _, e := range page.Events {
 			seqs = append(seqs, e.Seq)

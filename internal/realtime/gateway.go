@@ -52,6 +52,7 @@ type Gateway struct {
 	presence Presence
 	broker   events.Broker
 	tokens   events.Tokens
+	log      events.Log
 	logger   *slog.Logger
 	metrics  *metrics
 	node     *node
@@ -78,6 +79,7 @@ type Deps struct {
 	Presence Presence
 	Broker   events.Broker
 	Tokens   events.Tokens
+	Log      events.Log // what a replay reads from a since token
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 }
@@ -87,7 +89,7 @@ func New(ctx context.Context, d Deps) *Gateway {
 	m := newMetrics(d.Registry)
 	g := &Gateway{
 		cfg: d.Config, pool: d.Pool, chat: d.Chat, rooms: d.Rooms, tickets: d.Tickets, presence: d.Presence,
-		broker: d.Broker, tokens: d.Tokens, logger: d.Logger, metrics: m,
+		broker: d.Broker, tokens: d.Tokens, log: d.Log, logger: d.Logger, metrics: m,
 		node:    newNode(d.TailPool, d.Chat, d.Tokens, d.Logger, m, d.Config.WSBatchInterval),
 		conns:   map[*conn]struct{}{},
 		writers: newWriterPool(ctx, d.Config.WSWriterNice, d.Logger),
@@ -301,7 +303,8 @@ func (g *Gateway) finish(c *conn) {
 
 // open writes hello, then (resuming) every event between the since token and the batch
 // the socket joined the stream at, from PostgreSQL. Live frames queue meanwhile and go
-// out after it (start).
+// out after it (start). Resuming, hello waits for the first page of the replay: a token
+// the server cannot read from closes the socket before any frame.
 func (g *Gateway) open(ctx context.Context, c *conn, since *events.Token) error {
 	hello := api.HelloFrame{
 		Type: api.Hello, ConnectionId: c.id,
@@ -318,25 +321,23 @@ func (g *Gateway) open(ctx context.Context, c *conn, since *events.Token) error 
 		}
 		hello.Token = g.tokens.Encode(*since)
 	}
-	if err := c.write(wsFrame(opText, mustFrame(hello))); err != nil {
-		return err
-	}
+	helloWire := wsFrame(opText, mustFrame(hello))
 	if since == nil {
-		return nil
+		return c.write(helloWire)
 	}
 	g.metrics.replays.Inc()
-	return g.replay(ctx, c, *since)
+	return g.replay(ctx, c, *since, helloWire)
 }
 
-// replay writes the events after tok up to the snapshot c joined the stream at, page by
-// page, each frame with the token that resumes right after it.
-func (g *Gateway) replay(ctx context.Context, c *conn, tok events.Token) error {
+// replay writes first, then the events after tok up to the snapshot c joined the stream at,
+// page by page, each frame with the token that resumes right after it.
+func (g *Gateway) replay(ctx context.Context, c *conn, tok events.Token, first []byte) error {
 	for {
 		var frames []*frame
 		var page events.Page
 		err := postgres.WithSnapshot(ctx, g.pool, func(q *db.Queries) error {
 			var err error
-			if page, err = events.ReadUntil(ctx, q, c.user, tok, c.from.Since, replayPageSize); err != nil {
+			if page, err = g.log.ReadUntil(ctx, q, c.user, tok, c.from.Since, replayPageSize); err != nil {
 				return err
 			}
 			hydrated, err := g.chat.HydrateFor(ctx, q, c.user, uuid.Nil, page)
@@ -356,8 +357,11 @@ func (g *Gateway) replay(ctx context.Context, c *conn, tok events.Token) error {
 		if err != nil {
 			return err
 		}
-		if len(frames) > 0 {
-			if err := c.write(wires(frames, c.batch)...); err != nil {
+		if out := wires(frames, c.batch); first != nil || len(out) > 0 {
+			if first != nil {
+				out, first = append([][]byte{first}, out...), nil
+			}
+			if err := c.write(out...); err != nil {
 				return err
 			}
 			// The server does not ping before the socket is live: a client that keeps taking

@@ -483,9 +483,10 @@ export interface paths {
          *     With `timeout_ms` and nothing new, the request waits up to that long for the next event
          *     and then returns an empty page with the same token. Tokens are opaque and at most 1 KiB.
          *     A token the server cannot continue from — malformed or altered, from an older token
-         *     format, or minted before a database restore or failover — is `410
-         *     full_sync_required`: start over without `since`. History is never pruned, so a valid
-         *     token does not expire.
+         *     format, minted before a database restore or failover, or with more than 10,000 events
+         *     behind it in the caller's rooms (the deployment's `APP_SYNC_MAX_BACKLOG`) — is `410
+         *     full_sync_required`: start over without `since`. History is never pruned, so a token
+         *     does not expire by age: one that is behind by fewer events pages through all of them.
          */
         get: operations["sync"];
         put?: never;
@@ -1586,8 +1587,9 @@ export interface components {
         };
         /**
          * @description The sync token cannot be used here (`full_sync_required`): malformed or altered, from
-         *     an older token format, or minted before a database restore or failover. Start over:
-         *     `GET /v1/sync` without `since`.
+         *     an older token format, minted before a database restore or failover, or with more
+         *     events behind it than one token may read (10,000 by default, `APP_SYNC_MAX_BACKLOG`).
+         *     Start over: `GET /v1/sync` without `since`.
          */
         FullSyncRequired: {
             headers: {
