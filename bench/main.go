@@ -1,7 +1,7 @@
 // Command bench reproduces the performance figures of DESIGN.md ("Performance the product
 // must reach") on the machine it runs on, and prints them as a table with the machine.
 //
-//	go run ./bench [flags] send|sync|startup|fanout|memory|all
+//	go run ./bench [flags] send|sync|startup|fanout|memory|soak|all
 //
 // Every benchmark creates its own database (on BENCH_DB_URL, a role with CREATEDB), migrates
 // it, and drops it at the end, also when interrupted. Parlor runs in-process (send, sync) on
@@ -65,11 +65,20 @@ type options struct {
 	idleTraffic int // messages sent into each user's room after the idle figure (0: none)
 	idleSettle  time.Duration
 	idleSources int // sockets per loopback source address
+	// soak
+	soakDuration time.Duration
+	soakWarmup   time.Duration
+	soakRate     float64
+	soakUsers    int
+	soakRooms    int
+	soakSyncers  int
+	soakSockets  int
+	soakTopups   int
 	// profiling
 	cpuProfile string
 }
 
-// benchmarks in the order `all` runs them; fanout and memory take minutes each and stay
+// benchmarks in the order `all` runs them; fanout, memory and soak take minutes each and stay
 // out of `all`.
 var benchmarks = []struct {
 	name  string
@@ -81,6 +90,7 @@ var benchmarks = []struct {
 	{"startup", runStartup, true},
 	{"fanout", runFanout, false},
 	{"memory", runMemory, false},
+	{"soak", runSoak, false},
 }
 
 func main() {
@@ -121,11 +131,19 @@ func main() {
 	flag.IntVar(&o.idleTraffic, "idle-traffic", 5, "memory: messages then sent into each user's room (Centrifugo: channel), waiting for every socket to read them all, before the RSS after traffic (0 skips; at most 64)")
 	flag.DurationVar(&o.idleSettle, "idle-settle", 5*time.Second, "memory: quiet time before each RSS reading")
 	flag.IntVar(&o.idleSources, "idle-per-source", 20_000, "memory: most sockets dialled from one loopback source address (127.0.0.2, 127.0.0.3, …; one address reaches ~28k)")
+	flag.DurationVar(&o.soakDuration, "soak-duration", 10*time.Minute, "soak: length of the mixed load")
+	flag.DurationVar(&o.soakWarmup, "soak-warmup", 30*time.Second, "soak: warm-up under the same load before the baseline is read")
+	flag.Float64Var(&o.soakRate, "soak-rate", 20, "soak: messages sent per second")
+	flag.IntVar(&o.soakUsers, "soak-users", 40, "soak: users")
+	flag.IntVar(&o.soakRooms, "soak-rooms", 10, "soak: rooms (each user is in 3)")
+	flag.IntVar(&o.soakSyncers, "soak-syncers", 20, "soak: users long-polling GET /v1/sync")
+	flag.IntVar(&o.soakSockets, "soak-sockets", 60, "soak: socket clients (each opens, reads for 1–15 s, closes, resumes)")
+	flag.IntVar(&o.soakTopups, "soak-topups", 2, "soak: clients buying credit (a top-up every 2 s, paid or cancelled)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "send: write a CPU profile of this process (server + load generator) during the 64-room HTTP run to `file`;\n"+
 		"fanout: run Parlor in-process instead of as a subprocess and profile it (with the load generator) during the latency run")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: go run ./bench [flags] send|sync|startup|fanout|memory|all\n\n"+
-			"all runs send, sync and startup; fanout and memory take minutes each and run only by name.\n\n"+
+			"all runs send, sync and startup; fanout, memory and soak take minutes each and run only by name.\n\n"+
 			"environment: BENCH_DB_URL (admin URL of a role with CREATEDB; default %s),\n"+
 			"BENCH_REDIS_URL (default %s; \"none\" runs without Redis), PGBENCH (path of pgbench),\n"+
 			"BENCH_CENTRIFUGO (fanout: path of a Centrifugo v6 binary instead of building %s@%s; \"none\" skips it)\n\nflags:\n",
