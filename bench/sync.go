@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parlor-dev/parlor/gen/apiclient"
+	"github.com/parlor-dev/parlor/internal/config"
 )
 
 // seedUsers is how many seeded users own and populate the rooms the reader is not in.
@@ -55,6 +57,11 @@ func runSync(ctx context.Context, o options, rep *report) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// A token from before the seed: every seeded event of the reader's rooms is behind it.
+	before, err := syncOnce(ctx, reader.Client, nil)
+	if err != nil {
+		return fmt.Errorf("the token before the seed: %w", err)
+	}
 	sd, err := seed(ctx, conn, o, reader.ID, poster.ID)
 	if err != nil {
 		return err
@@ -129,6 +136,43 @@ func runSync(ctx context.Context, o options, rep *report) error {
 	}
 	progress(bench, "sync with 1 new event: p50 / p99 %s over %d requests", p50p99(live), len(live))
 
+	// The token from before the seed is far past APP_SYNC_MAX_BACKLOG: the answer is 410 at
+	// the cost of reading the bound's worth of index entries, not the whole backlog.
+	const oldRequests = 50
+	var behind int64
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM room_events WHERE room_id = ANY($1)", sd.readerRooms).Scan(&behind); err != nil {
+		return err
+	}
+	refused, err := timeRequests(ctx, 3, oldRequests, phaseBudget, func() error {
+		res, err := reader.Client.SyncWithResponse(ctx, &apiclient.SyncParams{Since: &before.NextToken})
+		if err == nil && res.StatusCode() != http.StatusGone {
+			err = fmt.Errorf("a token %s events behind: status %d, want 410: %.200s", thousands(behind), res.StatusCode(), res.Body)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	progress(bench, "a token from before the seed, refused (410): p50 / p99 %s", p50p99(refused))
+	// What the first page from that token costs with the bound lifted: what every page of a
+	// catch-up cost before there was one.
+	lifted, err := startServer(ctx, d.url, func(c *config.Config) { c.SyncMaxBacklog = 1_000_000 })
+	if err != nil {
+		return err
+	}
+	unbounded, err := timeRequests(ctx, 1, 10, phaseBudget, func() error {
+		page, err := syncOnce(ctx, lifted.client(reader.Token), &before.NextToken)
+		if err == nil && (len(page.Events) == 0 || !page.HasMore) {
+			err = fmt.Errorf("the first page from before the seed had %d events (has_more %v)", len(page.Events), page.HasMore)
+		}
+		return err
+	})
+	lifted.close()
+	if err != nil {
+		return err
+	}
+	progress(bench, "the same token with APP_SYNC_MAX_BACKLOG=1000000, first page: p50 / p99 %s", p50p99(unbounded))
+
 	goal := 5 * time.Millisecond // DESIGN.md: p99 ≤ 5 ms
 	rep.add(bench, fmt.Sprintf("GET /v1/sync caught up: user in %d rooms, %s messages", o.userRooms, thousands(sd.messages)),
 		p50p99(caughtUp), "p99 ≤ 5 ms", verdict(caughtUp.percentile(99) <= goal))
@@ -138,6 +182,9 @@ func runSync(ctx context.Context, o options, rep *report) error {
 		p50p99(roomsList), "p99 ≤ 5 ms", verdict(roomsList.percentile(99) <= goal))
 	rep.add(bench, fmt.Sprintf("GET /v1/sync fresh (no since): %d rooms with unread counts", o.userRooms), p50p99(fresh), "", "")
 	rep.add(bench, "GET /healthz (HTTP floor: no auth, no database)", p50p99(health), "", "")
+	rep.add(bench, fmt.Sprintf("GET /v1/sync from a token %s events behind (all of the reader's rooms' log): 410, past APP_SYNC_MAX_BACKLOG (10,000)", thousands(behind)),
+		p50p99(refused), "", "")
+	rep.add(bench, "  the same token's first page with the bound lifted to 1,000,000 (each page of a catch-up before the bound)", p50p99(unbounded), "", "")
 
 	if o.diagnose {
 		if err := explainSync(ctx, d, reader.ID); err != nil {
