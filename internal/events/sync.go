@@ -36,8 +36,8 @@ func Current(ctx context.Context, q *db.Queries) (Token, error) {
 
 // Log reads the event log for one reader at a time. MaxBacklog bounds what a token may cost:
 // a token with more events than that behind it in the reader's rooms (in what is left of its
-// batch, or since it) is refused with apperr.FullSyncRequired, so no read scans more than MaxBacklog + 1 events
-// however old its token is.
+// batch, or since it) is refused with apperr.FullSyncRequired, so no read scans more than
+// MaxBacklog + 1 events, however old its token is.
 type Log struct{ MaxBacklog int }
 
 // tooFarBehind refuses a token with more than MaxBacklog events behind it: the client starts
