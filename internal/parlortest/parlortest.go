@@ -83,6 +83,7 @@ func Config(t testing.TB) config.Config {
 	cfg.RedisURL = RedisURL()
 	cfg.RedisKeyPrefix = "parlortest:" + uuid.NewString() + ":"
 	cfg.JWTKeys = KeyEntry(TestKeyID, TestKeySeed)
+	cfg.StripeWebhookSecret = WebhookSecret
 	cfg.ShutdownTimeout = 5 * time.Second
 	// Tests act far faster than a person (the authorization matrix, polling every 50 ms):
 	// the request limits are raised, and TestRequestRateLimits sets its own to prove them.
