@@ -181,12 +181,10 @@ func TestWebhookStoreFailureAsksForARetry(t *testing.T) {
 	s := parlortest.New(t)
 	bob := s.Register(t, "bob")
 	tp := parlortest.CreateTopup(t, bob, "small")
-	out, err := s.Topups.Provider().(*payments.Sandbox).Settle(ctx, s.SessionOf(t, tp.Id), true)
-	require.NoError(t, err)
-	ev := payments.CheckoutEvent("evt_"+uuid.NewString(), "checkout.session.completed", out.Session, tp.Id, time.Now())
+	ev := s.PaidCheckoutEvent(t, tp.Id)
 
 	// The event table is out of reach: every attempt to store fails inside PostgreSQL.
-	_, err = s.Pool.Exec(ctx, "ALTER TABLE payment_events RENAME TO payment_events_away")
+	_, err := s.Pool.Exec(ctx, "ALTER TABLE payment_events RENAME TO payment_events_away")
 	require.NoError(t, err)
 	res, b := s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev),
 		http.Header{"Stripe-Signature": {payments.SignWebhook(ev, parlortest.WebhookSecret, time.Now())}})

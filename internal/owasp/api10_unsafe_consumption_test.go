@@ -42,9 +42,7 @@ func TestWebhookRefusalsStoreNothing(t *testing.T) {
 	s := parlortest.New(t)
 	bob := s.Register(t, "bob")
 	tp := parlortest.CreateTopup(t, bob, "small")
-	out, err := s.Topups.Provider().(*payments.Sandbox).Settle(ctx, s.SessionOf(t, tp.Id), true)
-	require.NoError(t, err)
-	ev := payments.CheckoutEvent("evt_refused", "checkout.session.completed", out.Session, tp.Id, time.Now())
+	ev := s.PaidCheckoutEvent(t, tp.Id)
 
 	signed := func(payload []byte, at time.Time) (*http.Response, []byte) {
 		return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(payload),
@@ -173,9 +171,7 @@ func TestDuplicateAndUnknownEventsChangeNothing(t *testing.T) {
 	s := parlortest.New(t)
 	bob := s.Register(t, "bob")
 	tp := parlortest.CreateTopup(t, bob, "small")
-	out, err := s.Topups.Provider().(*payments.Sandbox).Settle(ctx, s.SessionOf(t, tp.Id), true)
-	require.NoError(t, err)
-	ev := payments.CheckoutEvent("evt_"+uuid.NewString(), "checkout.session.completed", out.Session, tp.Id, time.Now())
+	ev := s.PaidCheckoutEvent(t, tp.Id)
 	receipts := []string{}
 	for range 3 {
 		status, b := s.DeliverWebhook(t, ev, time.Now(), parlortest.WebhookSecret)

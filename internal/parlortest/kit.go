@@ -198,6 +198,22 @@ func (s *Server) SessionOf(t testing.TB, topup uuid.UUID) string {
 	return id
 }
 
+// PaidCheckoutEvent has the sandbox settle topup's checkout as paid without delivering its
+// event, and returns the signed-ready checkout.session.completed event Stripe would send
+// (id "evt_<random>"), for tests that deliver it themselves.
+func (s *Server) PaidCheckoutEvent(t testing.TB, topup uuid.UUID) []byte {
+	t.Helper()
+	sandbox, ok := s.Topups.Provider().(*payments.Sandbox)
+	if !ok {
+		t.Fatalf("the provider is %s, not the sandbox", s.Topups.Provider().Name())
+	}
+	out, err := sandbox.Settle(context.Background(), s.SessionOf(t, topup), true)
+	if err != nil {
+		t.Fatalf("settle the checkout of %s: %v", topup, err)
+	}
+	return payments.CheckoutEvent("evt_"+uuid.NewString(), "checkout.session.completed", out.Session, topup, time.Now())
+}
+
 // DeliverWebhook posts payload to the Stripe webhook, signed with secret at signedAt, and
 // returns the status and body.
 func (s *Server) DeliverWebhook(t testing.TB, payload []byte, signedAt time.Time, secret string) (int, []byte) {
