@@ -4,26 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parlor-dev/parlor/gen/apiclient"
-	"github.com/parlor-dev/parlor/internal/config"
 	"github.com/parlor-dev/parlor/internal/parlortest"
 )
 
@@ -149,60 +142,6 @@ func TestLoginFailuresLookTheSame(t *testing.T) {
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM sessions"), "a failed login created a session")
 }
 
-func TestLoginThrottling(t *testing.T) {
-	t.Parallel()
-	cfg := parlortest.Config(t)
-	cfg.LoginRateIPEmail = config.Rate{N: 3, Window: time.Minute}
-	cfg.LoginRateIP = config.Rate{N: 6, Window: time.Minute}
-	s := parlortest.Start(t, cfg)
-	u := s.Register(t, "dave")
-
-	login := func(email, password string, header http.Header) (*http.Response, []byte) {
-		b, _ := json.Marshal(map[string]string{"email": email, "password": password})
-		return s.Do(t, http.MethodPost, "/v1/auth/login", "application/json", bytes.NewReader(b), header)
-	}
-	for i := 0; i < 3; i++ {
-		res, body := login(u.Email, "wrong", nil)
-		parlortest.RequireProblem(t, res, body, 401, "invalid_credentials")
-	}
-	// The fourth try at this address is throttled, even with the right password, and a
-	// spoofed X-Forwarded-For does not buy a new budget: no proxy is trusted.
-	res, body := login(u.Email, u.Password, http.Header{"X-Forwarded-For": {"203.0.113.9"}})
-	parlortest.RequireProblem(t, res, body, 429, "rate_limited")
-	retry, err := strconv.Atoi(res.Header.Get("Retry-After"))
-	require.NoError(t, err)
-	require.True(t, retry >= 1 && retry <= 60, "Retry-After = %d", retry)
-
-	// Other addresses from the same IP still get through until the per-IP budget (6
-	// attempts, the throttled one included) is spent.
-	for _, email := range []string{"someone@example.com", "someone-else@example.com"} {
-		res, body = login(email, "whatever1", nil)
-		parlortest.RequireProblem(t, res, body, 401, "invalid_credentials")
-	}
-	res, body = login("a-third@example.com", "whatever1", nil)
-	parlortest.RequireProblem(t, res, body, 429, "rate_limited")
-}
-
-func TestLoginThrottleTrustsOnlyConfiguredProxies(t *testing.T) {
-	t.Parallel()
-	cfg := parlortest.Config(t)
-	cfg.LoginRateIPEmail = config.Rate{N: 1, Window: time.Minute}
-	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-	s := parlortest.Start(t, cfg)
-	u := s.Register(t, "erin")
-
-	login := func(clientIP string) *http.Response {
-		b, _ := json.Marshal(map[string]string{"email": u.Email, "password": "wrong"})
-		res, _ := s.Do(t, http.MethodPost, "/v1/auth/login", "application/json", bytes.NewReader(b),
-			http.Header{"X-Forwarded-For": {clientIP}})
-		return res
-	}
-	require.Equal(t, 401, login("198.51.100.1").StatusCode)
-	require.Equal(t, 429, login("198.51.100.1").StatusCode)
-	// Behind the trusted proxy, another client IP has its own budget.
-	require.Equal(t, 401, login("198.51.100.2").StatusCode)
-}
-
 func TestRefreshRotatesAndReuseRevokesTheFamily(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
@@ -305,112 +244,6 @@ func TestLogoutRevokesTheSession(t *testing.T) {
 	anon, err := s.Client.LogoutWithResponse(ctx)
 	require.NoError(t, err)
 	parlortest.RequireProblem(t, anon.HTTPResponse, anon.Body, 401, "unauthorized")
-}
-
-// forge signs claims with method and key, with header fields added.
-func forge(t *testing.T, method jwt.SigningMethod, key any, header map[string]any, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(method, claims)
-	for k, v := range header {
-		tok.Header[k] = v
-	}
-	s, err := tok.SignedString(key)
-	require.NoError(t, err)
-	return s
-}
-
-func b64(v any) string {
-	b, _ := json.Marshal(v)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func TestAccessTokenAttackMatrix(t *testing.T) {
-	t.Parallel()
-	s := parlortest.New(t)
-	u := s.Register(t, "ivan")
-
-	realKey := ed25519.NewKeyFromSeed(parlortest.TestKeySeed)
-	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-	now := time.Now()
-	valid := func() jwt.MapClaims {
-		return jwt.MapClaims{
-			"iss": s.Config.PublicURL, "aud": "parlor-api", "sub": u.ID.String(),
-			"sid": uuid.NewString(), "jti": uuid.NewString(),
-			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
-		}
-	}
-	hdr := map[string]any{"kid": parlortest.TestKeyID, "typ": "at+jwt"}
-	with := func(edit func(c jwt.MapClaims)) jwt.MapClaims {
-		c := valid()
-		edit(c)
-		return c
-	}
-	eddsa := func(claims jwt.MapClaims) string { return forge(t, jwt.SigningMethodEdDSA, realKey, hdr, claims) }
-
-	// The control: a token forged with the real key and correct claims is accepted, so each
-	// rejection below is down to the one thing that case changes.
-	control := eddsa(valid())
-	me, err := s.NewClient(parlortest.Bearer(control)).GetMeWithResponse(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 200, me.StatusCode(), string(me.Body))
-
-	pub := realKey.Public().(ed25519.PublicKey)
-	hsConfusion := forge(t, jwt.SigningMethodHS256, []byte(pub), hdr, valid())
-	payload := b64(valid())
-	algNone := b64(map[string]any{"alg": "none", "typ": "at+jwt", "kid": parlortest.TestKeyID}) + "." + payload + "."
-	mac := hmac.New(sha256.New, []byte(base64.RawURLEncoding.EncodeToString(pub)))
-	hsInput := b64(map[string]any{"alg": "HS256", "typ": "at+jwt", "kid": parlortest.TestKeyID}) + "." + payload
-	mac.Write([]byte(hsInput))
-	hsB64Confusion := hsInput + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-	parts := strings.Split(control, ".")
-	tamperedPayload := parts[0] + "." + b64(with(func(c jwt.MapClaims) { c["sub"] = uuid.NewString() })) + "." + parts[2]
-
-	cases := map[string]string{
-		"malformed":              "not.a.jwt",
-		"garbage":                "abc",
-		"alg none":               algNone,
-		"HS256 with public key":  hsConfusion,
-		"HS256 with encoded key": hsB64Confusion,
-		"RS256 own key":          forge(t, jwt.SigningMethodRS256, rsaKey, hdr, valid()),
-		"wrong signature":        forge(t, jwt.SigningMethodEdDSA, otherKey, hdr, valid()),
-		"tampered payload":       tamperedPayload,
-		"unknown kid":            forge(t, jwt.SigningMethodEdDSA, realKey, map[string]any{"kid": "nope", "typ": "at+jwt"}, valid()),
-		"no kid":                 forge(t, jwt.SigningMethodEdDSA, realKey, map[string]any{"typ": "at+jwt"}, valid()),
-		"not an access token":    forge(t, jwt.SigningMethodEdDSA, realKey, map[string]any{"kid": parlortest.TestKeyID, "typ": "JWT"}, valid()),
-		"wrong audience":         eddsa(with(func(c jwt.MapClaims) { c["aud"] = "someone-else" })),
-		"wrong issuer":           eddsa(with(func(c jwt.MapClaims) { c["iss"] = "https://evil.example" })),
-		"expired":                eddsa(with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })),
-		"no exp":                 eddsa(with(func(c jwt.MapClaims) { delete(c, "exp") })),
-		"not yet valid":          eddsa(with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })),
-		"issued in the future":   eddsa(with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() })),
-		"no iat":                 eddsa(with(func(c jwt.MapClaims) { delete(c, "iat") })),
-		"no jti":                 eddsa(with(func(c jwt.MapClaims) { delete(c, "jti") })),
-		"no sub":                 eddsa(with(func(c jwt.MapClaims) { delete(c, "sub") })),
-		"sub not a user id":      eddsa(with(func(c jwt.MapClaims) { c["sub"] = "admin" })),
-		"no session":             eddsa(with(func(c jwt.MapClaims) { delete(c, "sid") })),
-	}
-	for name, token := range cases {
-		t.Run(name, func(t *testing.T) {
-			res, err := s.NewClient(parlortest.Bearer(token)).GetMeWithResponse(ctx)
-			require.NoError(t, err)
-			parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 401, "unauthorized")
-			require.Equal(t, `Bearer realm="parlor"`, res.HTTPResponse.Header.Get("WWW-Authenticate"))
-		})
-	}
-	for name, header := range map[string]string{
-		"no header": "", "empty bearer": "Bearer ", "basic auth": "Basic dXNlcjpwYXNz", "token without scheme": control,
-	} {
-		t.Run(name, func(t *testing.T) {
-			h := http.Header{}
-			if header != "" {
-				h.Set("Authorization", header)
-			}
-			res, body := s.Do(t, http.MethodGet, "/v1/me", "", nil, h)
-			parlortest.RequireProblem(t, res, body, 401, "unauthorized")
-		})
-	}
 }
 
 func TestKeyRotationLogsNobodyOut(t *testing.T) {

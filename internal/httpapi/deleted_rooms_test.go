@@ -20,7 +20,7 @@ func TestADeletedRoomLetsGoOfItsMembers(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
 	owner, bob := s.Register(t, "owner"), s.Register(t, "bob")
-	room := createRoom(t, owner, "doomed", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, owner, "doomed", apiclient.VisibilityPublic).Id
 	rrJoin(t, s, bob, room)
 	// bob is at the cap: the doomed room and MaxRoomsPerUser-1 of his own (made in SQL).
 	_, err := s.Pool.Exec(ctx, `

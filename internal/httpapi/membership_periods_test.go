@@ -26,7 +26,7 @@ type afterRemoval struct {
 func roomChangedAfterRemoval(t *testing.T, s *parlortest.Server, remove func(ann, bob *parlortest.User, room uuid.UUID)) afterRemoval {
 	t.Helper()
 	ann, bob, carl := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carl")
-	room := createRoom(t, ann, "periods", apiclient.VisibilityPublic)
+	room := parlortest.CreateRoom(t, ann, "periods", apiclient.VisibilityPublic)
 	for _, u := range []*parlortest.User{bob, carl} {
 		res, err := u.Client.JoinRoomWithResponse(ctx, room.Id, nil)
 		require.NoError(t, err)
@@ -67,11 +67,11 @@ func roomChangedAfterRemoval(t *testing.T, s *parlortest.Server, remove func(ann
 	}
 
 	// While bob is a member: a message, edited once; reactions; a topic.
-	r.msg = send(t, ann, room.Id, "first draft")
+	r.msg = parlortest.Send(t, ann, room.Id, "first draft")
 	edit(r.msg.Id, "what bob read")
 	react(carl, r.msg.Id, "👍", true)
 	react(bob, r.msg.Id, "🎉", true)
-	r.erased = send(t, ann, room.Id, "erased later")
+	r.erased = parlortest.Send(t, ann, room.Id, "erased later")
 	edit(r.erased.Id, "erased later, once edited")
 	topic("the topic bob saw")
 
@@ -88,7 +88,7 @@ func roomChangedAfterRemoval(t *testing.T, s *parlortest.Server, remove func(ann
 	require.Equal(t, http.StatusNoContent, res.StatusCode(), string(res.Body))
 	require.Zero(t, s.Count(t, "SELECT count(*) FROM message_revisions WHERE message_id = $1", r.erased.Id),
 		"no earlier version of a deleted message is kept")
-	send(t, ann, room.Id, "a message after bob was removed")
+	parlortest.Send(t, ann, room.Id, "a message after bob was removed")
 	return r
 }
 

@@ -173,70 +173,6 @@ func TestTheDemoClientIsServedAtTheRootUnderAStrictPolicy(t *testing.T) {
 	require.Equal(t, 404, res.StatusCode)
 }
 
-func TestEveryResponseCarriesARequestIDAndSecurityHeaders(t *testing.T) {
-	t.Parallel()
-	s := parlortest.New(t)
-
-	res, _ := s.Do(t, http.MethodGet, "/healthz", "", nil, http.Header{"X-Request-Id": {"trace-abc-123"}})
-	require.Equal(t, "trace-abc-123", res.Header.Get("X-Request-Id"))
-	require.Equal(t, "nosniff", res.Header.Get("X-Content-Type-Options"))
-	require.Equal(t, "DENY", res.Header.Get("X-Frame-Options"))
-	require.Equal(t, "default-src 'none'; frame-ancestors 'none'", res.Header.Get("Content-Security-Policy"))
-
-	// A request id that could forge or bloat log lines is replaced.
-	for _, bad := range []string{"has space", strings.Repeat("x", 129), "line\u00a0break"} {
-		res, _ := s.Do(t, http.MethodGet, "/healthz", "", nil, http.Header{"X-Request-Id": {bad}})
-		got := res.Header.Get("X-Request-Id")
-		require.NotEmpty(t, got)
-		require.NotEqual(t, bad, got)
-	}
-
-	// The access log has one JSON line per request, with the request id.
-	require.Eventually(t, func() bool { return strings.Contains(s.Logs.String(), `"request_id":"trace-abc-123"`) }, time.Second, 10*time.Millisecond)
-	for _, line := range strings.Split(strings.TrimSpace(s.Logs.String()), "\n") {
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
-		if rec["msg"] == "request" {
-			require.NotEmpty(t, rec["request_id"], line)
-			require.Contains(t, rec, "latency_ms")
-			require.Contains(t, rec, "status")
-		}
-	}
-}
-
-func TestUnknownRoutesAndMethodsAreProblems(t *testing.T) {
-	t.Parallel()
-	s := parlortest.New(t)
-	res, body := s.Do(t, http.MethodGet, "/v1/nope", "", nil, nil)
-	parlortest.RequireProblem(t, res, body, 404, "not_found")
-	res, body = s.Do(t, http.MethodDelete, "/v1/auth/login", "", nil, nil)
-	parlortest.RequireProblem(t, res, body, 405, "method_not_allowed")
-	res, body = s.Do(t, http.MethodGet, "/nowhere", "", nil, nil)
-	parlortest.RequireProblem(t, res, body, 404, "not_found")
-}
-
-func TestInternalErrorsLeakNothing(t *testing.T) {
-	t.Parallel()
-	s := parlortest.New(t)
-	s.Echo.GET("/test/panic", func(echo.Context) error { panic("secret: password=hunter2 at db.internal:5432") })
-	s.Echo.GET("/test/fail", func(echo.Context) error { return io.ErrUnexpectedEOF })
-
-	for _, path := range []string{"/test/panic", "/test/fail"} {
-		res, body := s.Do(t, http.MethodGet, path, "", nil, nil)
-		p := parlortest.RequireProblem(t, res, body, 500, "internal")
-		require.NotContains(t, string(body), "hunter2")
-		require.NotContains(t, string(body), "unexpected EOF")
-		require.Contains(t, *p.Detail, "request id")
-		// ...but the log has the cause, tied to the request id.
-		require.Contains(t, s.Logs.String(), *p.RequestId)
-	}
-	require.Contains(t, s.Logs.String(), "hunter2")
-	// The server keeps serving after a panic.
-	health, err := s.Client.GetHealthWithResponse(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 200, health.StatusCode())
-}
-
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
@@ -245,10 +181,8 @@ func TestMetrics(t *testing.T) {
 	require.NoError(t, err)
 	_, _ = s.Do(t, http.MethodGet, "/v1/no/such/route/"+strings.Repeat("x", 10), "", nil, nil)
 
-	// Issue 12, hole 7: the public port does not serve /metrics; its own listener does.
-	res, body := s.Do(t, http.MethodGet, "/metrics", "", nil, nil)
-	parlortest.RequireProblem(t, res, body, http.StatusNotFound, "not_found")
-	res, body = s.Scrape(t)
+	// (That the public port does not serve /metrics is the OWASP suite's API8.)
+	res, body := s.Scrape(t)
 	require.Equal(t, 200, res.StatusCode)
 	text := string(body)
 	for _, want := range []string{

@@ -31,12 +31,12 @@ func rrGetRoom(t *testing.T, u *parlortest.User, id uuid.UUID) apiclient.Room {
 
 func rrJoin(t *testing.T, s *parlortest.Server, u *parlortest.User, room uuid.UUID) {
 	t.Helper()
-	azOK(t, s, u, 200, "POST", rrRoomPath(room, "/join"), "")
+	s.AsOK(t, u, 200, "POST", rrRoomPath(room, "/join"), "")
 }
 
 func rrSetRole(t *testing.T, s *parlortest.Server, actor, target *parlortest.User, room uuid.UUID, role string) {
 	t.Helper()
-	azOK(t, s, actor, 200, "PUT", rrRoomPath(room, "/members/"+target.ID.String()), azJSON(map[string]string{"role": role}))
+	s.AsOK(t, actor, 200, "PUT", rrRoomPath(room, "/members/"+target.ID.String()), parlortest.JSON(map[string]string{"role": role}))
 }
 
 // rrMembers returns every member of a room as u sees it, following cursors.
@@ -72,10 +72,10 @@ func rrUntil(d time.Duration) string { return time.Now().Add(d).UTC().Format(tim
 // rrRejected sends a request that must fail with status/code and change nothing in room.
 func rrRejected(t *testing.T, s *parlortest.Server, room uuid.UUID, u *parlortest.User, status int, code, method, path, body string) apiclient.Problem {
 	t.Helper()
-	before := azReadRoomState(t, s, room)
-	res, b := azReq(t, s, u, method, path, body)
+	before := s.RoomState(t, room)
+	res, b := s.As(t, u, method, path, body)
 	p := parlortest.RequireProblem(t, res, b, status, code)
-	require.Equal(t, before, azReadRoomState(t, s, room), "a rejected %s %s changed the room", method, path)
+	require.Equal(t, before, s.RoomState(t, room), "a rejected %s %s changed the room", method, path)
 	return p
 }
 
@@ -117,7 +117,7 @@ func TestRoomRules(t *testing.T) {
 
 func rrRoleHierarchy(t *testing.T, s *parlortest.Server, p rrPeople) {
 	ann, mia, max, bob := p.ann, p.mia, p.max, p.bob
-	room := createRoom(t, ann, "hierarchy", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "hierarchy", apiclient.VisibilityPublic).Id
 	for _, u := range []*parlortest.User{mia, max, bob} {
 		rrJoin(t, s, u, room)
 	}
@@ -129,8 +129,8 @@ func rrRoleHierarchy(t *testing.T, s *parlortest.Server, p rrPeople) {
 	}, roles)
 
 	member := func(u *parlortest.User) string { return rrRoomPath(room, "/members/"+u.ID.String()) }
-	mute := azJSON(map[string]string{"muted_until": rrUntil(time.Hour)})
-	ban := func(u *parlortest.User) string { return azJSON(map[string]any{"user_id": u.ID}) }
+	mute := parlortest.JSON(map[string]string{"muted_until": rrUntil(time.Hour)})
+	ban := func(u *parlortest.User) string { return parlortest.JSON(map[string]any{"user_id": u.ID}) }
 	cases := []struct {
 		name         string
 		as           *parlortest.User
@@ -166,11 +166,11 @@ func rrRoleHierarchy(t *testing.T, s *parlortest.Server, p rrPeople) {
 	}
 	require.Equal(t, roles, rrRoles(t, ann, room), "a rejected request changed a role")
 	for _, u := range []*parlortest.User{ann, mia, max} {
-		send(t, u, room, "still unmuted") // nobody above a member was muted
+		parlortest.Send(t, u, room, "still unmuted") // nobody above a member was muted
 	}
 
 	// What moderators may do, to members only.
-	res, b := azReq(t, s, mia, "PUT", member(bob), mute)
+	res, b := s.As(t, mia, "PUT", member(bob), mute)
 	require.Equal(t, 200, res.StatusCode, string(b))
 	var muted apiclient.Member
 	require.NoError(t, json.Unmarshal(b, &muted))
@@ -180,7 +180,7 @@ func rrRoleHierarchy(t *testing.T, s *parlortest.Server, p rrPeople) {
 	// The owner may demote a moderator, who can then be kicked by the other moderator.
 	rrSetRole(t, s, ann, max, room, "member")
 	require.Equal(t, apiclient.RoleMember, rrRoles(t, ann, room)[max.ID])
-	azOK(t, s, mia, 204, "DELETE", member(max), "")
+	s.AsOK(t, mia, 204, "DELETE", member(max), "")
 	res2, err := max.Client.ListMessagesWithResponse(ctx, room, &apiclient.ListMessagesParams{})
 	require.NoError(t, err)
 	parlortest.RequireProblem(t, res2.HTTPResponse, res2.Body, 404, "not_found")
@@ -188,29 +188,29 @@ func rrRoleHierarchy(t *testing.T, s *parlortest.Server, p rrPeople) {
 	// The owner promotes a member, then kicks and bans moderators.
 	rrSetRole(t, s, ann, bob, room, "moderator")
 	require.Equal(t, apiclient.RoleModerator, rrGetRoom(t, bob, room).Membership.Role)
-	azOK(t, s, ann, 204, "DELETE", member(mia), "")
-	azOK(t, s, ann, 201, "POST", rrRoomPath(room, "/bans"), ban(bob))
+	s.AsOK(t, ann, 204, "DELETE", member(mia), "")
+	s.AsOK(t, ann, 201, "POST", rrRoomPath(room, "/bans"), ban(bob))
 	require.Equal(t, map[uuid.UUID]apiclient.Role{ann.ID: apiclient.RoleOwner}, rrRoles(t, ann, room))
 	require.Equal(t, 1, rrGetRoom(t, ann, room).MemberCount)
 }
 
 func rrBans(t *testing.T, s *parlortest.Server, p rrPeople) {
 	ann, bob, carl := p.ann, p.bob, p.carl
-	room := createRoom(t, ann, "bans", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "bans", apiclient.VisibilityPublic).Id
 	rrJoin(t, s, bob, room)
 	bans := rrRoomPath(room, "/bans")
 
 	t.Run("bad bans", func(t *testing.T) {
-		rrRejected(t, s, room, ann, 400, "invalid_request", "POST", bans, azJSON(map[string]any{"user_id": bob.ID, "until": rrUntil(-time.Minute)}))
-		rrRejected(t, s, room, ann, 400, "invalid_request", "POST", bans, azJSON(map[string]any{"user_id": bob.ID, "reason": strings.Repeat("r", 501)}))
-		rrRejected(t, s, room, ann, 404, "not_found", "POST", bans, azJSON(map[string]any{"user_id": uuid.New()}))
+		rrRejected(t, s, room, ann, 400, "invalid_request", "POST", bans, parlortest.JSON(map[string]any{"user_id": bob.ID, "until": rrUntil(-time.Minute)}))
+		rrRejected(t, s, room, ann, 400, "invalid_request", "POST", bans, parlortest.JSON(map[string]any{"user_id": bob.ID, "reason": strings.Repeat("r", 501)}))
+		rrRejected(t, s, room, ann, 404, "not_found", "POST", bans, parlortest.JSON(map[string]any{"user_id": uuid.New()}))
 		rrRejected(t, s, room, ann, 404, "not_found", "DELETE", bans+"/"+carl.ID.String(), "")
 		require.Contains(t, rrMembers(t, ann, room), bob.ID, "a rejected ban removed the member")
 	})
 
 	// A ban removes the member; they cannot join back until unbanned.
 	var ban apiclient.Ban
-	require.NoError(t, json.Unmarshal(azOK(t, s, ann, 201, "POST", bans, azJSON(map[string]any{"user_id": bob.ID, "until": rrUntil(time.Hour), "reason": "spam"})), &ban))
+	require.NoError(t, json.Unmarshal(s.AsOK(t, ann, 201, "POST", bans, parlortest.JSON(map[string]any{"user_id": bob.ID, "until": rrUntil(time.Hour), "reason": "spam"})), &ban))
 	require.Equal(t, bob.ID, ban.UserId)
 	require.Equal(t, ann.ID, ban.BannedBy)
 	require.NotNil(t, ban.Until)
@@ -222,18 +222,18 @@ func rrBans(t *testing.T, s *parlortest.Server, p rrPeople) {
 	rrRejected(t, s, room, bob, 403, "banned", "POST", rrRoomPath(room, "/join"), "")
 	require.Nil(t, rrGetRoom(t, bob, room).Membership, "the public room is still visible, without a membership")
 
-	azOK(t, s, ann, 204, "DELETE", bans+"/"+bob.ID.String(), "")
+	s.AsOK(t, ann, 204, "DELETE", bans+"/"+bob.ID.String(), "")
 	rrRejected(t, s, room, ann, 404, "not_found", "DELETE", bans+"/"+bob.ID.String(), "")
 	rrJoin(t, s, bob, room)
 	require.Equal(t, apiclient.RoleMember, rrGetRoom(t, bob, room).Membership.Role)
 
 	// Anyone may be banned, member or not; banning again replaces the ban, and a ban with
 	// an expiry blocks joining only until then.
-	azOK(t, s, ann, 201, "POST", bans, azJSON(map[string]any{"user_id": carl.ID, "reason": "first"}))
+	s.AsOK(t, ann, 201, "POST", bans, parlortest.JSON(map[string]any{"user_id": carl.ID, "reason": "first"}))
 	rrRejected(t, s, room, carl, 403, "banned", "POST", rrRoomPath(room, "/join"), "")
 	until := time.Now().Add(800 * time.Millisecond)
 	var again apiclient.Ban
-	require.NoError(t, json.Unmarshal(azOK(t, s, ann, 201, "POST", bans, azJSON(map[string]any{"user_id": carl.ID, "reason": "second", "until": until.UTC().Format(time.RFC3339Nano)})), &again))
+	require.NoError(t, json.Unmarshal(s.AsOK(t, ann, 201, "POST", bans, parlortest.JSON(map[string]any{"user_id": carl.ID, "reason": "second", "until": until.UTC().Format(time.RFC3339Nano)})), &again))
 	require.Equal(t, "second", *again.Reason)
 	require.NotNil(t, again.Until)
 	require.WithinDuration(t, until, *again.Until, time.Millisecond)
@@ -244,23 +244,23 @@ func rrBans(t *testing.T, s *parlortest.Server, p rrPeople) {
 	require.Contains(t, rrMembers(t, ann, room), carl.ID)
 
 	// A private room: a banned user cannot be invited.
-	priv := createRoom(t, ann, "private bans", apiclient.VisibilityPrivate).Id
-	azOK(t, s, ann, 201, "POST", rrRoomPath(priv, "/bans"), azJSON(map[string]any{"user_id": carl.ID}))
-	rrRejected(t, s, priv, ann, 409, "conflict", "POST", rrRoomPath(priv, "/invites"), azJSON(map[string]any{"user_id": carl.ID}))
+	priv := parlortest.CreateRoom(t, ann, "private bans", apiclient.VisibilityPrivate).Id
+	s.AsOK(t, ann, 201, "POST", rrRoomPath(priv, "/bans"), parlortest.JSON(map[string]any{"user_id": carl.ID}))
+	rrRejected(t, s, priv, ann, 409, "conflict", "POST", rrRoomPath(priv, "/invites"), parlortest.JSON(map[string]any{"user_id": carl.ID}))
 	rrRejected(t, s, priv, carl, 404, "not_found", "GET", rrRoomPath(priv, ""), "")
 }
 
 func rrMute(t *testing.T, s *parlortest.Server, p rrPeople) {
 	ann, mia, bob := p.ann, p.mia, p.bob
-	room := createRoom(t, ann, "mute", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "mute", apiclient.VisibilityPublic).Id
 	rrJoin(t, s, mia, room)
 	rrJoin(t, s, bob, room)
 	rrSetRole(t, s, ann, mia, room, "moderator")
 	bobPath := rrRoomPath(room, "/members/"+bob.ID.String())
 	sendPath := rrRoomPath(room, "/messages")
 
-	azOK(t, s, mia, 200, "PUT", bobPath, azJSON(map[string]string{"muted_until": rrUntil(time.Hour)}))
-	problem := rrRejected(t, s, room, bob, 403, "muted", "POST", sendPath, azSendBody("let me talk"))
+	s.AsOK(t, mia, 200, "PUT", bobPath, parlortest.JSON(map[string]string{"muted_until": rrUntil(time.Hour)}))
+	problem := rrRejected(t, s, room, bob, 403, "muted", "POST", sendPath, parlortest.SendBody("let me talk"))
 	require.NotEmpty(t, problem.Detail)
 	me := rrGetRoom(t, bob, room).Membership
 	require.NotNil(t, me.MutedUntil, "the muted member is not told")
@@ -273,21 +273,21 @@ func rrMute(t *testing.T, s *parlortest.Server, p rrPeople) {
 
 	// A time in the past unmutes.
 	var m apiclient.Member
-	require.NoError(t, json.Unmarshal(azOK(t, s, mia, 200, "PUT", bobPath, azJSON(map[string]string{"muted_until": rrUntil(-time.Minute)})), &m))
+	require.NoError(t, json.Unmarshal(s.AsOK(t, mia, 200, "PUT", bobPath, parlortest.JSON(map[string]string{"muted_until": rrUntil(-time.Minute)})), &m))
 	require.Nil(t, m.MutedUntil)
 	require.Nil(t, rrGetRoom(t, bob, room).Membership.MutedUntil)
-	send(t, bob, room, "thanks")
+	parlortest.Send(t, bob, room, "thanks")
 
 	// The owner can mute a moderator, who then cannot send either.
-	azOK(t, s, ann, 200, "PUT", rrRoomPath(room, "/members/"+mia.ID.String()), azJSON(map[string]string{"muted_until": rrUntil(time.Hour)}))
-	rrRejected(t, s, room, mia, 403, "muted", "POST", sendPath, azSendBody("hm"))
+	s.AsOK(t, ann, 200, "PUT", rrRoomPath(room, "/members/"+mia.ID.String()), parlortest.JSON(map[string]string{"muted_until": rrUntil(time.Hour)}))
+	rrRejected(t, s, room, mia, 403, "muted", "POST", sendPath, parlortest.SendBody("hm"))
 
 	// A mute ends by itself when its time comes.
 	until := time.Now().Add(800 * time.Millisecond)
-	azOK(t, s, mia, 200, "PUT", bobPath, azJSON(map[string]string{"muted_until": until.UTC().Format(time.RFC3339Nano)}))
-	rrRejected(t, s, room, bob, 403, "muted", "POST", sendPath, azSendBody("now?"))
+	s.AsOK(t, mia, 200, "PUT", bobPath, parlortest.JSON(map[string]string{"muted_until": until.UTC().Format(time.RFC3339Nano)}))
+	rrRejected(t, s, room, bob, 403, "muted", "POST", sendPath, parlortest.SendBody("now?"))
 	time.Sleep(time.Until(until) + 100*time.Millisecond)
-	send(t, bob, room, "now")
+	parlortest.Send(t, bob, room, "now")
 	require.Nil(t, rrGetRoom(t, bob, room).Membership.MutedUntil)
 }
 
@@ -301,60 +301,60 @@ func rrRetryAfter(t *testing.T, res *http.Response) int {
 
 func rrSlowMode(t *testing.T, s *parlortest.Server, p rrPeople) {
 	ann, mia, bob := p.ann, p.mia, p.bob
-	room := createRoom(t, ann, "slow", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "slow", apiclient.VisibilityPublic).Id
 	rrJoin(t, s, mia, room)
 	rrJoin(t, s, bob, room)
 	rrSetRole(t, s, ann, mia, room, "moderator")
 	sendPath := rrRoomPath(room, "/messages")
 	slow := func(secs int) {
 		var r apiclient.Room
-		require.NoError(t, json.Unmarshal(azOK(t, s, mia, 200, "PATCH", rrRoomPath(room, ""), azJSON(map[string]int{"slow_mode_seconds": secs})), &r))
+		require.NoError(t, json.Unmarshal(s.AsOK(t, mia, 200, "PATCH", rrRoomPath(room, ""), parlortest.JSON(map[string]int{"slow_mode_seconds": secs})), &r))
 		require.Equal(t, secs, r.SlowModeSeconds)
 	}
 
 	slow(60)
-	first := azSendBody("first")
-	azOK(t, s, bob, 201, "POST", sendPath, first)
-	before := azReadRoomState(t, s, room)
-	res, b := azReq(t, s, bob, "POST", sendPath, azSendBody("second"))
+	first := parlortest.SendBody("first")
+	s.AsOK(t, bob, 201, "POST", sendPath, first)
+	before := s.RoomState(t, room)
+	res, b := s.As(t, bob, "POST", sendPath, parlortest.SendBody("second"))
 	parlortest.RequireProblem(t, res, b, 429, "rate_limited")
 	ra := rrRetryAfter(t, res)
 	require.True(t, ra >= 1 && ra <= 60, "Retry-After = %d", ra)
-	require.Equal(t, before, azReadRoomState(t, s, room), "a throttled send changed the room")
+	require.Equal(t, before, s.RoomState(t, room), "a throttled send changed the room")
 	// A retry of the message already sent is not a new message: it answers, not throttles.
-	azOK(t, s, bob, 200, "POST", sendPath, first)
+	s.AsOK(t, bob, 200, "POST", sendPath, first)
 	// Moderators and the owner are exempt.
 	for i := 0; i < 3; i++ {
-		send(t, mia, room, "mod "+strconv.Itoa(i))
-		send(t, ann, room, "owner "+strconv.Itoa(i))
+		parlortest.Send(t, mia, room, "mod "+strconv.Itoa(i))
+		parlortest.Send(t, ann, room, "owner "+strconv.Itoa(i))
 	}
 
 	// A shorter window applies at once: after it, the member may send again, once.
 	slow(1)
 	time.Sleep(1100 * time.Millisecond)
-	send(t, bob, room, "after the wait")
-	res, b = azReq(t, s, bob, "POST", sendPath, azSendBody("too soon"))
+	parlortest.Send(t, bob, room, "after the wait")
+	res, b = s.As(t, bob, "POST", sendPath, parlortest.SendBody("too soon"))
 	parlortest.RequireProblem(t, res, b, 429, "rate_limited")
 	require.Equal(t, 1, rrRetryAfter(t, res))
 
 	// Off again: no waiting.
 	slow(0)
-	send(t, bob, room, "one")
-	send(t, bob, room, "two")
+	parlortest.Send(t, bob, room, "one")
+	parlortest.Send(t, bob, room, "two")
 }
 
 func rrArchive(t *testing.T, s *parlortest.Server, p rrPeople) {
 	ann, mia, bob, carl := p.ann, p.mia, p.bob, p.carl
-	room := createRoom(t, ann, "archive", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "archive", apiclient.VisibilityPublic).Id
 	rrJoin(t, s, mia, room)
 	rrJoin(t, s, bob, room)
 	rrSetRole(t, s, ann, mia, room, "moderator")
-	msg := send(t, bob, room, "before the archive")
+	msg := parlortest.Send(t, bob, room, "before the archive")
 	msgPath := rrRoomPath(room, "/messages/"+msg.Id.String())
-	azOK(t, s, bob, 204, "PUT", msgPath+"/reactions/"+url.PathEscape("👍"), "")
+	s.AsOK(t, bob, 204, "PUT", msgPath+"/reactions/"+url.PathEscape("👍"), "")
 
 	var r apiclient.Room
-	require.NoError(t, json.Unmarshal(azOK(t, s, ann, 200, "PATCH", rrRoomPath(room, ""), `{"archived":true}`), &r))
+	require.NoError(t, json.Unmarshal(s.AsOK(t, ann, 200, "PATCH", rrRoomPath(room, ""), `{"archived":true}`), &r))
 	require.True(t, r.Archived)
 	require.True(t, rrGetRoom(t, carl, room).Archived)
 
@@ -366,8 +366,8 @@ func rrArchive(t *testing.T, s *parlortest.Server, p rrPeople) {
 		status       int
 		code         string
 	}{
-		{"send", bob, "POST", rrRoomPath(room, "/messages"), azSendBody("hello?"), 409, "archived"},
-		{"owner sends", ann, "POST", rrRoomPath(room, "/messages"), azSendBody("hello?"), 409, "archived"},
+		{"send", bob, "POST", rrRoomPath(room, "/messages"), parlortest.SendBody("hello?"), 409, "archived"},
+		{"owner sends", ann, "POST", rrRoomPath(room, "/messages"), parlortest.SendBody("hello?"), 409, "archived"},
 		{"edit", bob, "PATCH", msgPath, `{"body":"changed"}`, 409, "archived"},
 		{"react", bob, "PUT", msgPath + "/reactions/" + url.PathEscape("🎉"), "", 409, "archived"},
 		{"unreact", bob, "DELETE", msgPath + "/reactions/" + url.PathEscape("👍"), "", 409, "archived"},
@@ -387,12 +387,12 @@ func rrArchive(t *testing.T, s *parlortest.Server, p rrPeople) {
 	require.Equal(t, 200, hist.StatusCode(), string(hist.Body))
 	require.Equal(t, "before the archive", *hist.JSON200.Items[0].Body)
 
-	require.NoError(t, json.Unmarshal(azOK(t, s, ann, 200, "PATCH", rrRoomPath(room, ""), `{"archived":false}`), &r))
+	require.NoError(t, json.Unmarshal(s.AsOK(t, ann, 200, "PATCH", rrRoomPath(room, ""), `{"archived":false}`), &r))
 	require.False(t, r.Archived)
-	send(t, bob, room, "back again")
-	azOK(t, s, bob, 200, "PATCH", msgPath, `{"body":"changed"}`)
-	azOK(t, s, bob, 204, "PUT", msgPath+"/reactions/"+url.PathEscape("🎉"), "")
-	azOK(t, s, mia, 200, "PATCH", rrRoomPath(room, ""), `{"name":"renamed"}`)
+	parlortest.Send(t, bob, room, "back again")
+	s.AsOK(t, bob, 200, "PATCH", msgPath, `{"body":"changed"}`)
+	s.AsOK(t, bob, 204, "PUT", msgPath+"/reactions/"+url.PathEscape("🎉"), "")
+	s.AsOK(t, mia, 200, "PATCH", rrRoomPath(room, ""), `{"name":"renamed"}`)
 	rrJoin(t, s, carl, room)
 }
 
@@ -406,22 +406,22 @@ func rrPaidRoom(t *testing.T, s *parlortest.Server, p rrPeople) {
 		room := res.JSON201.Id
 		require.Equal(t, price, res.JSON201.EntryPrice)
 		if vis == apiclient.VisibilityPrivate {
-			azOK(t, s, ann, 201, "POST", rrRoomPath(room, "/invites"), azJSON(map[string]any{"user_id": bob.ID}))
+			s.AsOK(t, ann, 201, "POST", rrRoomPath(room, "/invites"), parlortest.JSON(map[string]any{"user_id": bob.ID}))
 		}
 		// bob has no credits: the join is refused and changes nothing.
 		rrRejected(t, s, room, bob, 422, "insufficient_credits", "POST", rrRoomPath(room, "/join"), "")
 		got := rrGetRoom(t, bob, room) // still visible: public, or invited
 		require.Nil(t, got.Membership)
 		require.Equal(t, 1, got.MemberCount)
-		send(t, ann, room, "the owner is in without paying")
+		parlortest.Send(t, ann, room, "the owner is in without paying")
 	}
 }
 
 func rrInvites(t *testing.T, s *parlortest.Server, p rrPeople) {
 	ann, mia, ivy, carl := p.ann, p.mia, p.ivy, p.carl // ivy is invited nowhere else
-	room := createRoom(t, ann, "inner circle", apiclient.VisibilityPrivate).Id
+	room := parlortest.CreateRoom(t, ann, "inner circle", apiclient.VisibilityPrivate).Id
 	invites := rrRoomPath(room, "/invites")
-	azOK(t, s, ann, 201, "POST", invites, azJSON(map[string]any{"user_id": mia.ID}))
+	s.AsOK(t, ann, 201, "POST", invites, parlortest.JSON(map[string]any{"user_id": mia.ID}))
 	rrJoin(t, s, mia, room)
 	rrSetRole(t, s, ann, mia, room, "moderator")
 
@@ -442,14 +442,14 @@ func rrInvites(t *testing.T, s *parlortest.Server, p rrPeople) {
 	require.NotContains(t, listed(ivy, apiclient.ListRoomsParamsScopePublic), room)
 
 	var inv apiclient.Invite
-	require.NoError(t, json.Unmarshal(azOK(t, s, mia, 201, "POST", invites, azJSON(map[string]any{"user_id": ivy.ID})), &inv))
+	require.NoError(t, json.Unmarshal(s.AsOK(t, mia, 201, "POST", invites, parlortest.JSON(map[string]any{"user_id": ivy.ID})), &inv))
 	require.Equal(t, room, inv.RoomId)
 	require.Equal(t, ivy.ID, inv.UserId)
 	require.Equal(t, mia.ID, inv.InvitedBy)
 	// Inviting twice is not an error, and not a second invitation.
-	seq := azReadRoomState(t, s, room).LastSeq
-	azOK(t, s, mia, 201, "POST", invites, azJSON(map[string]any{"user_id": ivy.ID}))
-	require.Equal(t, seq, azReadRoomState(t, s, room).LastSeq, "a repeated invitation was recorded again")
+	seq := s.RoomState(t, room).LastSeq
+	s.AsOK(t, mia, 201, "POST", invites, parlortest.JSON(map[string]any{"user_id": ivy.ID}))
+	require.Equal(t, seq, s.RoomState(t, room).LastSeq, "a repeated invitation was recorded again")
 
 	// The invitee sees the room (not as a member) and finds it in their invitations; nothing
 	// else in it is open to them yet, and others still see nothing.
@@ -459,7 +459,7 @@ func rrInvites(t *testing.T, s *parlortest.Server, p rrPeople) {
 	require.Equal(t, []uuid.UUID{room}, listed(ivy, apiclient.ListRoomsParamsScopeInvited))
 	require.NotContains(t, listed(ivy, apiclient.ListRoomsParamsScopePublic), room)
 	rrRejected(t, s, room, ivy, 404, "not_found", "GET", rrRoomPath(room, "/messages"), "")
-	rrRejected(t, s, room, ivy, 404, "not_found", "POST", rrRoomPath(room, "/messages"), azSendBody("early"))
+	rrRejected(t, s, room, ivy, 404, "not_found", "POST", rrRoomPath(room, "/messages"), parlortest.SendBody("early"))
 	rrRejected(t, s, room, carl, 404, "not_found", "GET", rrRoomPath(room, ""), "")
 
 	// Joining uses up the invitation.
@@ -467,23 +467,23 @@ func rrInvites(t *testing.T, s *parlortest.Server, p rrPeople) {
 	require.Equal(t, apiclient.RoleMember, rrGetRoom(t, ivy, room).Membership.Role)
 	require.Empty(t, listed(ivy, apiclient.ListRoomsParamsScopeInvited))
 	require.Contains(t, listed(ivy, apiclient.ListRoomsParamsScopeJoined), room)
-	send(t, ivy, room, "hello circle")
-	rrRejected(t, s, room, mia, 409, "conflict", "POST", invites, azJSON(map[string]any{"user_id": ivy.ID}))
-	rrRejected(t, s, room, mia, 404, "not_found", "POST", invites, azJSON(map[string]any{"user_id": uuid.New()}))
+	parlortest.Send(t, ivy, room, "hello circle")
+	rrRejected(t, s, room, mia, 409, "conflict", "POST", invites, parlortest.JSON(map[string]any{"user_id": ivy.ID}))
+	rrRejected(t, s, room, mia, 404, "not_found", "POST", invites, parlortest.JSON(map[string]any{"user_id": uuid.New()}))
 
 	// Leaving a private room closes it again.
-	azOK(t, s, ivy, 204, "POST", rrRoomPath(room, "/leave"), "")
+	s.AsOK(t, ivy, 204, "POST", rrRoomPath(room, "/leave"), "")
 	rrRejected(t, s, room, ivy, 404, "not_found", "GET", rrRoomPath(room, ""), "")
 	rrRejected(t, s, room, ivy, 404, "not_found", "POST", rrRoomPath(room, "/join"), "")
 }
 
 func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 	ann, bob, dan := p.ann, p.bob, p.dan // dan owns no room anywhere
-	room := createRoom(t, ann, "inputs", apiclient.VisibilityPublic).Id
-	other := createRoom(t, ann, "other", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "inputs", apiclient.VisibilityPublic).Id
+	other := parlortest.CreateRoom(t, ann, "other", apiclient.VisibilityPublic).Id
 	rrJoin(t, s, bob, room)
-	msg := send(t, bob, room, "original")
-	elsewhere := send(t, ann, other, "elsewhere")
+	msg := parlortest.Send(t, bob, room, "original")
+	elsewhere := parlortest.Send(t, ann, other, "elsewhere")
 	lastSeq := rrGetRoom(t, ann, room).LastSeq
 
 	syncRes, err := ann.Client.SyncWithResponse(ctx, &apiclient.SyncParams{})
@@ -504,7 +504,7 @@ func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 		for k, v := range extra {
 			m[k] = v
 		}
-		return azJSON(m)
+		return parlortest.JSON(m)
 	}
 	q := url.QueryEscape
 	cases := []struct {
@@ -517,25 +517,25 @@ func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 		{"send a blank body", bob, "POST", base + "/messages", sendWith(map[string]any{"body": " \n\t "})},
 		{"send 4001 characters", bob, "POST", base + "/messages", sendWith(map[string]any{"body": strings.Repeat("a", 4001)})},
 		{"send 4001 emoji", bob, "POST", base + "/messages", sendWith(map[string]any{"body": strings.Repeat("😀", 4001)})},
-		{"send without a body", bob, "POST", base + "/messages", azJSON(map[string]any{"client_msg_id": uuid.NewString()})},
+		{"send without a body", bob, "POST", base + "/messages", parlortest.JSON(map[string]any{"client_msg_id": uuid.NewString()})},
 		{"send with a bad client_msg_id", bob, "POST", base + "/messages", sendWith(map[string]any{"client_msg_id": "nope"})},
 		{"send malformed JSON", bob, "POST", base + "/messages", `{"client_msg_id":`},
 		{"reply to another room's message", bob, "POST", base + "/messages", sendWith(map[string]any{"reply_to": elsewhere.Id})},
 		{"reply to no message", bob, "POST", base + "/messages", sendWith(map[string]any{"reply_to": uuid.New()})},
 		{"edit to blank", bob, "PATCH", msgPath, `{"body":"   "}`},
-		{"edit to 4001 characters", bob, "PATCH", msgPath, azJSON(map[string]string{"body": strings.Repeat("b", 4001)})},
+		{"edit to 4001 characters", bob, "PATCH", msgPath, parlortest.JSON(map[string]string{"body": strings.Repeat("b", 4001)})},
 		{"react with 17 characters", bob, "PUT", react("abcdefghijklmnopq"), ""},
 		{"react with 17 emoji", bob, "PUT", react(strings.Repeat("👍", 17)), ""},
 		{"react with a space", bob, "PUT", react("a b"), ""},
 		{"react with a tab", bob, "PUT", react("a\tb"), ""},
 		{"react with a newline", bob, "PUT", react("ok\n"), ""},
 		{"unreact with 17 characters", bob, "DELETE", react("abcdefghijklmnopq"), ""},
-		{"read beyond the last event", bob, "POST", base + "/read", azJSON(map[string]int64{"seq": lastSeq + 1})},
+		{"read beyond the last event", bob, "POST", base + "/read", parlortest.JSON(map[string]int64{"seq": lastSeq + 1})},
 		{"read a negative seq", bob, "POST", base + "/read", `{"seq":-1}`},
 		{"read without a seq", bob, "POST", base + "/read", `{}`},
 		{"create a room with a blank name", dan, "POST", "/v1/rooms", `{"name":"   "}`},
-		{"create a room with a long name", dan, "POST", "/v1/rooms", azJSON(map[string]string{"name": strings.Repeat("n", 101)})},
-		{"create a room with a long topic", dan, "POST", "/v1/rooms", azJSON(map[string]string{"name": "n", "topic": strings.Repeat("t", 501)})},
+		{"create a room with a long name", dan, "POST", "/v1/rooms", parlortest.JSON(map[string]string{"name": strings.Repeat("n", 101)})},
+		{"create a room with a long topic", dan, "POST", "/v1/rooms", parlortest.JSON(map[string]string{"name": "n", "topic": strings.Repeat("t", 501)})},
 		{"create a room with a negative price", dan, "POST", "/v1/rooms", `{"name":"n","entry_price":-1}`},
 		{"create a room with an unknown visibility", dan, "POST", "/v1/rooms", `{"name":"n","visibility":"secret"}`},
 		{"create a room with too slow a slow mode", dan, "POST", "/v1/rooms", `{"name":"n","slow_mode_seconds":86401}`},
@@ -544,7 +544,7 @@ func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 		{"negative slow mode", ann, "PATCH", base, `{"slow_mode_seconds":-1}`},
 		{"update a member with nothing", ann, "PUT", base + "/members/" + bob.ID.String(), `{}`},
 		{"mute until a non-time", ann, "PUT", base + "/members/" + bob.ID.String(), `{"muted_until":"tomorrow"}`},
-		{"ban until the past", ann, "POST", base + "/bans", azJSON(map[string]any{"user_id": bob.ID, "until": rrUntil(-time.Second)})},
+		{"ban until the past", ann, "POST", base + "/bans", parlortest.JSON(map[string]any{"user_id": bob.ID, "until": rrUntil(-time.Second)})},
 		{"list rooms with limit 0", ann, "GET", "/v1/rooms?limit=0", ""},
 		{"list rooms with limit 101", ann, "GET", "/v1/rooms?limit=101", ""},
 		{"list rooms in an unknown scope", ann, "GET", "/v1/rooms?scope=all", ""},
@@ -576,7 +576,7 @@ func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 		"over 8 KiB (the old format's tokens grew that long)": strings.Repeat("x", 9000),
 	} {
 		t.Run("sync with "+name, func(t *testing.T) {
-			res, b := azReq(t, s, ann, "GET", "/v1/sync?since="+q(since), "")
+			res, b := s.As(t, ann, "GET", "/v1/sync?since="+q(since), "")
 			p := parlortest.RequireProblem(t, res, b, 410, "full_sync_required")
 			require.NotNil(t, p.Detail)
 			require.Contains(t, *p.Detail, "start over")
@@ -584,12 +584,12 @@ func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before, beforeOther := azReadRoomState(t, s, room), azReadRoomState(t, s, other)
-			res, b := azReq(t, s, tc.as, tc.method, tc.path, tc.body)
+			before, beforeOther := s.RoomState(t, room), s.RoomState(t, other)
+			res, b := s.As(t, tc.as, tc.method, tc.path, tc.body)
 			p := parlortest.RequireProblem(t, res, b, 400, "invalid_request")
 			require.NotEmpty(t, p.Detail)
-			require.Equal(t, before, azReadRoomState(t, s, room), "the room changed")
-			require.Equal(t, beforeOther, azReadRoomState(t, s, other), "another room changed")
+			require.Equal(t, before, s.RoomState(t, room), "the room changed")
+			require.Equal(t, beforeOther, s.RoomState(t, other), "another room changed")
 			require.Equal(t, 0, danRooms(), "a rejected request created a room")
 		})
 	}
@@ -601,12 +601,12 @@ func rrBadInput(t *testing.T, s *parlortest.Server, p rrPeople) {
 	require.Empty(t, hist.JSON200.Items[0].Reactions)
 
 	t.Run("limits are inclusive", func(t *testing.T) {
-		send(t, bob, room, strings.Repeat("a", 4000))
-		long := send(t, bob, room, strings.Repeat("😀", 4000)) // 16,000 bytes
+		parlortest.Send(t, bob, room, strings.Repeat("a", 4000))
+		long := parlortest.Send(t, bob, room, strings.Repeat("😀", 4000)) // 16,000 bytes
 		require.Equal(t, strings.Repeat("😀", 4000), *long.Body)
 		emoji := []string{"abcdefghijklmnop", strings.Repeat("👍", 16), "+1", "👍🏽", "100%", "a/b", "é"}
 		for _, e := range emoji {
-			azOK(t, s, bob, 204, "PUT", react(e), "")
+			s.AsOK(t, bob, 204, "PUT", react(e), "")
 		}
 		hist, err := bob.Client.ListMessagesWithResponse(ctx, room, &apiclient.ListMessagesParams{AfterSeq: rrPtr(int64(0))})
 		require.NoError(t, err)
@@ -655,13 +655,13 @@ func TestRoomRulesPagination(t *testing.T) {
 	names := []string{"delta", "Bravo", "alpha", "bravo", "Echo", "charlie", "ECHO", "foxtrot"}
 	var created []apiclient.Room
 	for _, n := range names {
-		created = append(created, createRoom(t, ann, n, apiclient.VisibilityPublic))
+		created = append(created, parlortest.CreateRoom(t, ann, n, apiclient.VisibilityPublic))
 	}
 	var private []uuid.UUID
 	for i := 0; i < 3; i++ {
-		r := createRoom(t, ann, fmt.Sprintf("hidden %d", i), apiclient.VisibilityPrivate)
+		r := parlortest.CreateRoom(t, ann, fmt.Sprintf("hidden %d", i), apiclient.VisibilityPrivate)
 		private = append(private, r.Id)
-		azOK(t, s, ann, 201, "POST", rrRoomPath(r.Id, "/invites"), azJSON(map[string]any{"user_id": bob.ID}))
+		s.AsOK(t, ann, 201, "POST", rrRoomPath(r.Id, "/invites"), parlortest.JSON(map[string]any{"user_id": bob.ID}))
 	}
 	rooms := func(u *parlortest.User, scope apiclient.ListRoomsParamsScope, limit int) func(*string) ([]uuid.UUID, *string) {
 		return func(cursor *string) ([]uuid.UUID, *string) {
@@ -743,17 +743,17 @@ func TestRoomRulesPagination(t *testing.T) {
 			"/v1/rooms?cursor=" + url.QueryEscape(cursor),
 			"/v1/rooms?scope=public&cursor=" + url.QueryEscape(cursor),
 		} {
-			res, b := azReq(t, s, bob, "GET", path, "")
+			res, b := s.As(t, bob, "GET", path, "")
 			parlortest.RequireProblem(t, res, b, 400, "invalid_request")
 		}
 		// The genuine cursor still works.
-		azOK(t, s, bob, 200, "GET", rrRoomPath(room, "/members?limit=2&cursor="+url.QueryEscape(cursor)), "")
+		s.AsOK(t, bob, 200, "GET", rrRoomPath(room, "/members?limit=2&cursor="+url.QueryEscape(cursor)), "")
 	})
 	t.Run("messages, by seq", func(t *testing.T) {
 		room := created[2].Id
 		var want []int64
 		for i := 0; i < 7; i++ {
-			want = append(want, send(t, ann, room, fmt.Sprintf("m%d", i)).Seq)
+			want = append(want, parlortest.Send(t, ann, room, fmt.Sprintf("m%d", i)).Seq)
 		}
 		limit := 3
 		// Backwards from the latest, then forwards from the start.
@@ -798,11 +798,11 @@ func TestRoomRulesPublicSearch(t *testing.T) {
 	ann := s.Register(t, "ann")
 	ids := map[string]uuid.UUID{}
 	for _, n := range []string{"Alpha", "alpine", "ALPS", "Al", "Beta", "100% real", "1000 cuts", "a_b", "axb", "x\\y", "xay"} {
-		ids[n] = createRoom(t, ann, n, apiclient.VisibilityPublic).Id
+		ids[n] = parlortest.CreateRoom(t, ann, n, apiclient.VisibilityPublic).Id
 	}
-	createRoom(t, ann, "alpha secret", apiclient.VisibilityPrivate)
-	gone := createRoom(t, ann, "alpha gone", apiclient.VisibilityPublic)
-	azOK(t, s, ann, 204, "DELETE", rrRoomPath(gone.Id, ""), "")
+	parlortest.CreateRoom(t, ann, "alpha secret", apiclient.VisibilityPrivate)
+	gone := parlortest.CreateRoom(t, ann, "alpha gone", apiclient.VisibilityPublic)
+	s.AsOK(t, ann, 204, "DELETE", rrRoomPath(gone.Id, ""), "")
 
 	cases := []struct {
 		q    string
@@ -861,7 +861,7 @@ func TestRoomRulesUnreadCountModel(t *testing.T) {
 	}
 	var rooms []*model
 	for owner := 0; owner < 2; owner++ {
-		r := createRoom(t, users[owner], fmt.Sprintf("unread %d", owner), apiclient.VisibilityPublic)
+		r := parlortest.CreateRoom(t, users[owner], fmt.Sprintf("unread %d", owner), apiclient.VisibilityPublic)
 		m := &model{id: r.Id, owner: owner, lastSeq: r.LastSeq, read: make([]int64, len(users)), reacted: map[string]bool{}}
 		// A member's read marker starts at their own join.
 		m.read[owner] = r.LastSeq
@@ -932,7 +932,7 @@ func TestRoomRulesUnreadCountModel(t *testing.T) {
 		var what string
 		switch op := rnd.Intn(100); {
 		case op < 45 || len(r.msgs) == 0:
-			m := send(t, u, r.id, fmt.Sprintf("step %d", step))
+			m := parlortest.Send(t, u, r.id, fmt.Sprintf("step %d", step))
 			r.lastSeq++
 			require.Equal(t, r.lastSeq, m.Seq, "step %d: a message's seq is not the room's next", step)
 			r.msgs = append(r.msgs, &msg{id: m.Id, seq: m.Seq, author: ui})
@@ -946,7 +946,7 @@ func TestRoomRulesUnreadCountModel(t *testing.T) {
 			if rnd.Intn(2) == 0 {
 				actor = r.owner // the room's owner may delete anyone's message
 			}
-			azOK(t, s, users[actor], 204, "DELETE", rrRoomPath(r.id, "/messages/"+m.id.String()), "")
+			s.AsOK(t, users[actor], 204, "DELETE", rrRoomPath(r.id, "/messages/"+m.id.String()), "")
 			if !m.deleted {
 				m.deleted = true
 				r.lastSeq++
@@ -973,7 +973,7 @@ func TestRoomRulesUnreadCountModel(t *testing.T) {
 				continue
 			}
 			emoji := []string{"👍", "🎉", "+1"}[rnd.Intn(3)]
-			azOK(t, s, u, 204, "PUT", rrRoomPath(r.id, "/messages/"+m.id.String()+"/reactions/"+url.PathEscape(emoji)), "")
+			s.AsOK(t, u, 204, "PUT", rrRoomPath(r.id, "/messages/"+m.id.String()+"/reactions/"+url.PathEscape(emoji)), "")
 			key := fmt.Sprintf("%s/%d/%s", m.id, ui, emoji)
 			if !r.reacted[key] {
 				r.reacted[key] = true
@@ -991,7 +991,7 @@ func TestRoomRulesUnreadCountModel(t *testing.T) {
 				continue
 			}
 			m := mine[rnd.Intn(len(mine))]
-			azOK(t, s, u, 200, "PATCH", rrRoomPath(r.id, "/messages/"+m.id.String()), azJSON(map[string]string{"body": fmt.Sprintf("edited at %d", step)}))
+			s.AsOK(t, u, 200, "PATCH", rrRoomPath(r.id, "/messages/"+m.id.String()), parlortest.JSON(map[string]string{"body": fmt.Sprintf("edited at %d", step)}))
 			r.lastSeq++
 			what = fmt.Sprintf("user %d edits seq %d", ui, m.seq)
 		}

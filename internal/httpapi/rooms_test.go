@@ -13,29 +13,12 @@ import (
 	"github.com/parlor-dev/parlor/internal/rooms"
 )
 
-// createRoom makes a room owned by u and returns it.
-func createRoom(t *testing.T, u *parlortest.User, name string, visibility apiclient.Visibility) apiclient.Room {
-	t.Helper()
-	res, err := u.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: name, Visibility: &visibility})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusCreated, res.StatusCode(), string(res.Body))
-	return *res.JSON201
-}
-
-func send(t *testing.T, u *parlortest.User, room uuid.UUID, body string) apiclient.Message {
-	t.Helper()
-	res, err := u.Client.SendMessageWithResponse(ctx, room, apiclient.SendMessageJSONRequestBody{ClientMsgId: uuid.New(), Body: body})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusCreated, res.StatusCode(), string(res.Body))
-	return *res.JSON201
-}
-
 func TestRoomLifecycleAndMessages(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
 	ann, bob := s.Register(t, "ann"), s.Register(t, "bob")
 
-	room := createRoom(t, ann, "  General  ", apiclient.VisibilityPublic)
+	room := parlortest.CreateRoom(t, ann, "  General  ", apiclient.VisibilityPublic)
 	require.Equal(t, "General", room.Name)
 	require.Equal(t, int64(1), room.LastSeq, "the owner's join is the room's first event")
 	require.Equal(t, apiclient.RoleOwner, room.Membership.Role)
@@ -56,7 +39,7 @@ func TestRoomLifecycleAndMessages(t *testing.T) {
 	require.Equal(t, 200, again.StatusCode())
 	require.Equal(t, int64(2), again.JSON200.LastSeq, "joining twice appends nothing")
 
-	m1 := send(t, ann, room.Id, "hello")
+	m1 := parlortest.Send(t, ann, room.Id, "hello")
 	require.Equal(t, int64(3), m1.Seq)
 	reply, err := bob.Client.SendMessageWithResponse(ctx, room.Id, apiclient.SendMessageJSONRequestBody{ClientMsgId: uuid.New(), Body: "hi ann", ReplyTo: &m1.Id})
 	require.NoError(t, err)
@@ -108,7 +91,7 @@ func TestIdempotentSendUnderConcurrentRetries(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
 	ann := s.Register(t, "ann")
-	room := createRoom(t, ann, "retries", apiclient.VisibilityPublic)
+	room := parlortest.CreateRoom(t, ann, "retries", apiclient.VisibilityPublic)
 
 	clientID := uuid.New()
 	const n = 20
@@ -176,7 +159,7 @@ func TestRoomLimitPerAccount(t *testing.T) {
 	require.NoError(t, err)
 	open := make([]uuid.UUID, 3)
 	for i := range open {
-		open[i] = createRoom(t, bob, "open", apiclient.VisibilityPublic).Id
+		open[i] = parlortest.CreateRoom(t, bob, "open", apiclient.VisibilityPublic).Id
 	}
 
 	// Three concurrent joins for the one free place: exactly one gets in.

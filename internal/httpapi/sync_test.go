@@ -36,7 +36,7 @@ func TestSyncBasics(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
 	ann, bob := s.Register(t, "ann"), s.Register(t, "bob")
-	room := createRoom(t, ann, "basics", apiclient.VisibilityPublic)
+	room := parlortest.CreateRoom(t, ann, "basics", apiclient.VisibilityPublic)
 
 	fresh, err := bob.Client.SyncWithResponse(ctx, &apiclient.SyncParams{})
 	require.NoError(t, err)
@@ -47,10 +47,10 @@ func TestSyncBasics(t *testing.T) {
 	token := fresh.JSON200.NextToken
 
 	// Before bob joins, ann's messages are not his; from his join on, everything is.
-	send(t, ann, room.Id, "before bob")
+	parlortest.Send(t, ann, room.Id, "before bob")
 	_, err = bob.Client.JoinRoomWithResponse(ctx, room.Id, nil)
 	require.NoError(t, err)
-	m := send(t, ann, room.Id, "after bob")
+	m := parlortest.Send(t, ann, room.Id, "after bob")
 	_, err = bob.Client.MarkReadWithResponse(ctx, room.Id, apiclient.MarkReadJSONRequestBody{Seq: m.Seq})
 	require.NoError(t, err)
 
@@ -95,7 +95,7 @@ func TestSyncBasics(t *testing.T) {
 		got <- res.JSON200.Events
 	}()
 	time.Sleep(100 * time.Millisecond)
-	send(t, ann, room.Id, "wake up")
+	parlortest.Send(t, ann, room.Id, "wake up")
 	select {
 	case evs := <-got:
 		require.Len(t, evs, 1)
@@ -118,7 +118,7 @@ func TestSyncBasics(t *testing.T) {
 	// After leaving, nothing more from the room.
 	_, err = bob.Client.LeaveRoomWithResponse(ctx, room.Id)
 	require.NoError(t, err)
-	send(t, ann, room.Id, "after bob left")
+	parlortest.Send(t, ann, room.Id, "after bob left")
 	evs, _ = syncAll(t, bob.Client, last)
 	require.Len(t, evs, 1)
 	require.Equal(t, apiclient.MemberLeft, evs[0].Type)
@@ -132,11 +132,11 @@ func TestSyncPagesKeepPerRoomOrder(t *testing.T) {
 	require.NoError(t, err)
 	var rooms []uuid.UUID
 	for i := 0; i < 3; i++ {
-		r := createRoom(t, ann, fmt.Sprintf("r%d", i), apiclient.VisibilityPublic)
+		r := parlortest.CreateRoom(t, ann, fmt.Sprintf("r%d", i), apiclient.VisibilityPublic)
 		rooms = append(rooms, r.Id)
 	}
 	for i := 0; i < 10; i++ {
-		send(t, ann, rooms[i%3], fmt.Sprintf("m%d", i))
+		parlortest.Send(t, ann, rooms[i%3], fmt.Sprintf("m%d", i))
 	}
 	// 3 joins + 10 messages, read 4 at a time.
 	token, limit := fresh.JSON200.NextToken, 4
@@ -189,7 +189,7 @@ func TestSyncIsExactUnderConcurrentWritersOnTwoInstances(t *testing.T) {
 	const nRooms, nWriters = 8, 16
 	rooms := make([]uuid.UUID, nRooms)
 	for i := range rooms {
-		rooms[i] = createRoom(t, owner, fmt.Sprintf("room-%d", i), apiclient.VisibilityPublic).Id
+		rooms[i] = parlortest.CreateRoom(t, owner, fmt.Sprintf("room-%d", i), apiclient.VisibilityPublic).Id
 	}
 	type writer struct {
 		clients []*apiclient.ClientWithResponses

@@ -18,21 +18,21 @@ func TestANulCharacterIsABadRequestNamingTheField(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
 	ann := s.Register(t, "ann")
-	room := createRoom(t, ann, "plain", apiclient.VisibilityPublic).Id
-	msgID := send(t, ann, room, "first").Id
+	room := parlortest.CreateRoom(t, ann, "plain", apiclient.VisibilityPublic).Id
+	msgID := parlortest.Send(t, ann, room, "first").Id
 	base := "/v1/rooms/" + room.String()
 	nul := "a\x00b"
 	cases := []struct {
 		name, method, path, body, field string
 		auth                            bool
 	}{
-		{"register", "POST", "/v1/auth/register", azJSON(map[string]string{"email": "nul@example.com", "password": "password1", "display_name": nul}), "body.display_name", false},
-		{"register email", "POST", "/v1/auth/register", azJSON(map[string]string{"email": "n\x00ul@example.com", "password": "password1", "display_name": "Nul"}), "body.email", false},
-		{"login", "POST", "/v1/auth/login", azJSON(map[string]string{"email": "ann@example.com", "password": "pass\x00word"}), "body.password", false},
-		{"create room", "POST", "/v1/rooms", azJSON(map[string]string{"name": nul}), "body.name", true},
-		{"change room", "PATCH", base, azJSON(map[string]string{"topic": nul}), "body.topic", true},
-		{"send", "POST", base + "/messages", azJSON(map[string]string{"client_msg_id": uuid.NewString(), "body": nul}), "body.body", true},
-		{"edit", "PATCH", base + "/messages/" + msgID.String(), azJSON(map[string]string{"body": nul}), "body.body", true},
+		{"register", "POST", "/v1/auth/register", parlortest.JSON(map[string]string{"email": "nul@example.com", "password": "password1", "display_name": nul}), "body.display_name", false},
+		{"register email", "POST", "/v1/auth/register", parlortest.JSON(map[string]string{"email": "n\x00ul@example.com", "password": "password1", "display_name": "Nul"}), "body.email", false},
+		{"login", "POST", "/v1/auth/login", parlortest.JSON(map[string]string{"email": "ann@example.com", "password": "pass\x00word"}), "body.password", false},
+		{"create room", "POST", "/v1/rooms", parlortest.JSON(map[string]string{"name": nul}), "body.name", true},
+		{"change room", "PATCH", base, parlortest.JSON(map[string]string{"topic": nul}), "body.topic", true},
+		{"send", "POST", base + "/messages", parlortest.JSON(map[string]string{"client_msg_id": uuid.NewString(), "body": nul}), "body.body", true},
+		{"edit", "PATCH", base + "/messages/" + msgID.String(), parlortest.JSON(map[string]string{"body": nul}), "body.body", true},
 		{"search rooms", "GET", "/v1/rooms?scope=public&q=%00", "", "query.q", true},
 	}
 	messagesBefore := s.Count(t, "SELECT count(*) FROM messages")

@@ -2,8 +2,6 @@ package httpapi_test
 
 import (
 	"bytes"
-	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -22,53 +20,11 @@ import (
 	"github.com/parlor-dev/parlor/internal/payments"
 )
 
-const testWebhookSecret = "whsec_test_parlor"
-
-func paymentsServer(t *testing.T) *parlortest.Server {
-	t.Helper()
-	cfg := parlortest.Config(t)
-	cfg.StripeWebhookSecret = testWebhookSecret
-	return parlortest.Start(t, cfg)
-}
-
-func createTopup(t *testing.T, u *parlortest.User, pkg string) apiclient.Topup {
-	t.Helper()
-	res, err := u.Client.CreateTopupWithResponse(ctx, &apiclient.CreateTopupParams{IdempotencyKey: uuid.NewString()},
-		apiclient.CreateTopupJSONRequestBody{PackageId: pkg})
-	require.NoError(t, err)
-	require.Equal(t, 201, res.StatusCode(), string(res.Body))
-	require.Equal(t, apiclient.TopupStatusPending, res.JSON201.Status)
-	return *res.JSON201
-}
-
-func sessionOf(t *testing.T, s *parlortest.Server, topup uuid.UUID) string {
-	t.Helper()
-	var id string
-	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT checkout_session_id FROM topups WHERE id = $1", topup).Scan(&id))
-	return id
-}
-
-// deliver posts a signed webhook and returns the status.
-func deliver(t *testing.T, s *parlortest.Server, payload []byte, signedAt time.Time, secret string) (int, []byte) {
-	t.Helper()
-	res, b := s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(payload),
-		http.Header{"Stripe-Signature": {payments.SignWebhook(payload, secret, signedAt)}})
-	return res.StatusCode, b
-}
-
-func getTopup(t *testing.T, u *parlortest.User, id uuid.UUID) apiclient.Topup {
-	t.Helper()
-	res, err := u.Client.GetTopupWithResponse(ctx, id)
-	require.NoError(t, err)
-	require.Equal(t, 200, res.StatusCode(), string(res.Body))
-	return *res.JSON200
-}
-
 func TestSandboxTopupEndToEnd(t *testing.T) {
 	t.Parallel()
-	s := paymentsServer(t)
+	s := parlortest.New(t)
 	bob := s.Register(t, "bob")
-	topup := createTopup(t, bob, "small")
+	topup := parlortest.CreateTopup(t, bob, "small")
 	require.Equal(t, int64(100), topup.Credits)
 	require.Equal(t, int64(199), topup.Amount)
 	w, err := bob.Client.GetWalletWithResponse(ctx)
@@ -82,13 +38,13 @@ func TestSandboxTopupEndToEnd(t *testing.T) {
 	res, page := s.Do(t, "GET", u.Path, "", nil, nil)
 	require.Equal(t, 200, res.StatusCode, string(page))
 	require.Contains(t, string(page), ">Pay</button>")
-	require.Equal(t, int64(0), balanceOf(t, bob), "nothing is credited before payment")
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob), "nothing is credited before payment")
 	res, page = s.Do(t, "POST", u.Path+"/pay", "", nil, nil)
 	require.Equal(t, 200, res.StatusCode, string(page))
 	require.Contains(t, string(page), `<strong id="status">complete</strong>`)
 
-	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, bob, topup.Id).Status)
-	require.Equal(t, int64(100), balanceOf(t, bob))
+	require.Equal(t, apiclient.TopupStatusSucceeded, parlortest.GetTopup(t, bob, topup.Id).Status)
+	require.Equal(t, int64(100), parlortest.BalanceOf(t, bob))
 	h := history(t, bob)
 	require.Len(t, h, 1)
 	require.Equal(t, apiclient.KindTopup, h[0].Kind)
@@ -100,18 +56,18 @@ func TestSandboxTopupEndToEnd(t *testing.T) {
 	// Paying again changes nothing.
 	res, _ = s.Do(t, "POST", u.Path+"/pay", "", nil, nil)
 	require.Equal(t, 200, res.StatusCode)
-	require.Equal(t, int64(100), balanceOf(t, bob))
+	require.Equal(t, int64(100), parlortest.BalanceOf(t, bob))
 	w, err = bob.Client.GetWalletWithResponse(ctx)
 	require.NoError(t, err)
 	require.Equal(t, int64(0), w.JSON200.PendingTopups)
 
 	// Cancelling another one expires it, with no credit.
-	other := createTopup(t, bob, "medium")
+	other := parlortest.CreateTopup(t, bob, "medium")
 	ou, _ := url.Parse(other.CheckoutUrl)
 	res, _ = s.Do(t, "POST", ou.Path+"/cancel", "", nil, nil)
 	require.Equal(t, 200, res.StatusCode)
-	require.Equal(t, apiclient.TopupStatusExpired, getTopup(t, bob, other.Id).Status)
-	require.Equal(t, int64(100), balanceOf(t, bob))
+	require.Equal(t, apiclient.TopupStatusExpired, parlortest.GetTopup(t, bob, other.Id).Status)
+	require.Equal(t, int64(100), parlortest.BalanceOf(t, bob))
 
 	// Operators see it in /metrics.
 	res, metrics := s.Scrape(t)
@@ -140,7 +96,7 @@ func TestSandboxTopupEndToEnd(t *testing.T) {
 
 func TestWebhooksCreditEachPaymentOnce(t *testing.T) {
 	t.Parallel()
-	s := paymentsServer(t)
+	s := parlortest.New(t)
 	sandbox := s.Topups.Provider().(*payments.Sandbox)
 	bob := s.Register(t, "bob")
 
@@ -148,8 +104,8 @@ func TestWebhooksCreditEachPaymentOnce(t *testing.T) {
 	var paid []apiclient.Topup
 	var events [][]byte
 	for i := range 4 {
-		tp := createTopup(t, bob, "small")
-		session := sessionOf(t, s, tp.Id)
+		tp := parlortest.CreateTopup(t, bob, "small")
+		session := s.SessionOf(t, tp.Id)
 		if i < 3 {
 			out, err := sandbox.Settle(ctx, session, true) // paid; its event is not delivered
 			require.NoError(t, err)
@@ -182,7 +138,7 @@ func TestWebhooksCreditEachPaymentOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, d := range deliveries {
 		wg.Go(func() {
-			if status, b := deliver(t, s, d, time.Now(), testWebhookSecret); status != 200 {
+			if status, b := s.DeliverWebhook(t, d, time.Now(), parlortest.WebhookSecret); status != 200 {
 				t.Errorf("delivery answered %d: %s", status, b)
 			}
 		})
@@ -202,7 +158,7 @@ func TestWebhooksCreditEachPaymentOnce(t *testing.T) {
 		return s.Count(t, "SELECT count(*) FROM payment_events WHERE processed_at IS NULL AND type LIKE 'checkout.session.%'") == 0
 	}, 15*time.Second, 50*time.Millisecond, "every stored checkout event is processed")
 	require.Equal(t, len(events), s.Count(t, "SELECT count(*) FROM payment_events"), "each event is stored once")
-	require.Equal(t, int64(300), balanceOf(t, bob), "three payments, three credits")
+	require.Equal(t, int64(300), parlortest.BalanceOf(t, bob), "three payments, three credits")
 	require.Equal(t, 3, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
 	require.Equal(t, 3, s.Count(t, "SELECT count(*) FROM topups WHERE status = 'succeeded'"))
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM topups WHERE status = 'pending'"), "the unpaid one stays pending")
@@ -217,72 +173,21 @@ func stripeAPIVersion(t *testing.T) string {
 	return rest[:strings.Index(rest, `"`)]
 }
 
-func TestWebhookRefusalsStoreNothing(t *testing.T) {
-	t.Parallel()
-	s := paymentsServer(t)
-	bob := s.Register(t, "bob")
-	tp := createTopup(t, bob, "small")
-	out, err := s.Topups.Provider().(*payments.Sandbox).Settle(ctx, sessionOf(t, s, tp.Id), true)
-	require.NoError(t, err)
-	ev := payments.CheckoutEvent("evt_refused", "checkout.session.completed", out.Session, tp.Id, time.Now())
-
-	for _, tc := range []struct {
-		name   string
-		status int
-		send   func() (*http.Response, []byte)
-	}{
-		{"wrong secret", 400, func() (*http.Response, []byte) {
-			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev),
-				http.Header{"Stripe-Signature": {payments.SignWebhook(ev, "whsec_wrong", time.Now())}})
-		}},
-		{"altered body", 400, func() (*http.Response, []byte) {
-			altered := bytes.Replace(ev, []byte(`"livemode":false`), []byte(`"livemode":true `), 1)
-			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(altered),
-				http.Header{"Stripe-Signature": {payments.SignWebhook(ev, testWebhookSecret, time.Now())}})
-		}},
-		{"stale timestamp", 400, func() (*http.Response, []byte) {
-			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev),
-				http.Header{"Stripe-Signature": {payments.SignWebhook(ev, testWebhookSecret, time.Now().Add(-10*time.Minute))}})
-		}},
-		{"no signature", 400, func() (*http.Response, []byte) {
-			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev), nil)
-		}},
-		{"oversized body", 413, func() (*http.Response, []byte) {
-			big := append(bytes.TrimSuffix(ev, []byte("}")), []byte(`,"pad":"`+strings.Repeat("x", 300<<10)+`"}`)...)
-			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", io.NopCloser(bytes.NewReader(big)),
-				http.Header{"Stripe-Signature": {payments.SignWebhook(big, testWebhookSecret, time.Now())}})
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res, b := tc.send()
-			require.Equal(t, tc.status, res.StatusCode, string(b))
-			require.Equal(t, 0, s.Count(t, "SELECT count(*) FROM payment_events"), "a refused webhook was stored")
-		})
-	}
-	require.Equal(t, 0, s.Count(t, "SELECT count(*) FROM river_job"))
-	// The genuine delivery is accepted.
-	status, b := deliver(t, s, ev, time.Now(), testWebhookSecret)
-	require.Equal(t, 200, status, string(b))
-	require.Equal(t, fmt.Sprint(true), fmt.Sprint(strings.Contains(string(b), `"received":true`)))
-}
-
 // TestWebhookStoreFailureAsksForARetry: when the database cannot store an event the webhook
 // answers 503 with Retry-After — never 200 — so Stripe delivers it again, and nothing half
 // done is left behind; the redelivery, once the database is back, credits the payment once.
 func TestWebhookStoreFailureAsksForARetry(t *testing.T) {
 	t.Parallel()
-	s := paymentsServer(t)
+	s := parlortest.New(t)
 	bob := s.Register(t, "bob")
-	tp := createTopup(t, bob, "small")
-	out, err := s.Topups.Provider().(*payments.Sandbox).Settle(ctx, sessionOf(t, s, tp.Id), true)
-	require.NoError(t, err)
-	ev := payments.CheckoutEvent("evt_"+uuid.NewString(), "checkout.session.completed", out.Session, tp.Id, time.Now())
+	tp := parlortest.CreateTopup(t, bob, "small")
+	ev := s.PaidCheckoutEvent(t, tp.Id)
 
 	// The event table is out of reach: every attempt to store fails inside PostgreSQL.
-	_, err = s.Pool.Exec(ctx, "ALTER TABLE payment_events RENAME TO payment_events_away")
+	_, err := s.Pool.Exec(ctx, "ALTER TABLE payment_events RENAME TO payment_events_away")
 	require.NoError(t, err)
 	res, b := s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev),
-		http.Header{"Stripe-Signature": {payments.SignWebhook(ev, testWebhookSecret, time.Now())}})
+		http.Header{"Stripe-Signature": {payments.SignWebhook(ev, parlortest.WebhookSecret, time.Now())}})
 	parlortest.RequireProblem(t, res, b, 503, "unavailable")
 	require.NotEmpty(t, res.Header.Get("Retry-After"))
 	_, err = s.Pool.Exec(ctx, "ALTER TABLE payment_events_away RENAME TO payment_events")
@@ -291,24 +196,11 @@ func TestWebhookStoreFailureAsksForARetry(t *testing.T) {
 	require.Zero(t, s.Count(t, "SELECT count(*) FROM river_job WHERE kind = 'payment_event'"), "no job without its event")
 
 	// Stripe's retry is stored, processed and credited.
-	status, b := deliver(t, s, ev, time.Now(), testWebhookSecret)
+	status, b := s.DeliverWebhook(t, ev, time.Now(), parlortest.WebhookSecret)
 	require.Equal(t, 200, status, string(b))
-	require.Eventually(t, func() bool { return balanceOf(t, bob) == tp.Credits }, 30*time.Second, 50*time.Millisecond)
-	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, bob, tp.Id).Status)
+	require.Eventually(t, func() bool { return parlortest.BalanceOf(t, bob) == tp.Credits }, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, apiclient.TopupStatusSucceeded, parlortest.GetTopup(t, bob, tp.Id).Status)
 	requireBooksBalance(t, s)
-}
-
-// buyCredits runs a sandbox top-up of pkg through its checkout page and returns it.
-func buyCredits(t *testing.T, s *parlortest.Server, u *parlortest.User, pkg string) apiclient.Topup {
-	t.Helper()
-	tp := createTopup(t, u, pkg)
-	page, err := url.Parse(tp.CheckoutUrl)
-	require.NoError(t, err)
-	res, b := s.Do(t, "POST", page.Path+"/pay", "", nil, nil)
-	require.Equal(t, 200, res.StatusCode, string(b))
-	got := getTopup(t, u, tp.Id)
-	require.Equal(t, apiclient.TopupStatusSucceeded, got.Status)
-	return got
 }
 
 func TestAdminRefund(t *testing.T) {
@@ -333,8 +225,8 @@ func TestAdminRefund(t *testing.T) {
 		return res
 	}
 
-	bought := buyCredits(t, s, bob, "small")
-	pending := createTopup(t, bob, "small")
+	bought := s.BuyCredits(t, bob, "small")
+	pending := parlortest.CreateTopup(t, bob, "small")
 	// Only admins refund; only succeeded top-ups are refundable.
 	res := refund(bob.Client, bought.Id)
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 403, "forbidden")
@@ -342,27 +234,27 @@ func TestAdminRefund(t *testing.T) {
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 409, "conflict")
 	res = refund(admin, uuid.New())
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 404, "not_found")
-	require.Equal(t, int64(100), balanceOf(t, bob))
+	require.Equal(t, int64(100), parlortest.BalanceOf(t, bob))
 
 	res = refund(admin, bought.Id)
 	require.Equal(t, 200, res.StatusCode(), string(res.Body))
 	require.Equal(t, apiclient.TopupStatusRefunded, res.JSON200.Status)
-	require.Equal(t, int64(0), balanceOf(t, bob))
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob))
 	require.Equal(t, apiclient.KindRefund, history(t, bob)[0].Kind)
 	// Again (a new key): nothing more is taken.
 	res = refund(admin, bought.Id)
 	require.Equal(t, 200, res.StatusCode(), string(res.Body))
-	require.Equal(t, int64(0), balanceOf(t, bob))
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob))
 
 	// Credits partly spent: refused, nothing changes.
-	spent := buyCredits(t, s, dan, "small")
-	room := createRoom(t, dan, "dan's", apiclient.VisibilityPublic).Id
+	spent := s.BuyCredits(t, dan, "small")
+	room := parlortest.CreateRoom(t, dan, "dan's", apiclient.VisibilityPublic).Id
 	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
 	require.Equal(t, 201, tip(t, dan, room, "spend", bob.ID, 1).StatusCode())
 	res = refund(admin, spent.Id)
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 422, "insufficient_credits")
-	require.Equal(t, int64(99), balanceOf(t, dan))
-	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, dan, spent.Id).Status)
+	require.Equal(t, int64(99), parlortest.BalanceOf(t, dan))
+	require.Equal(t, apiclient.TopupStatusSucceeded, parlortest.GetTopup(t, dan, spent.Id).Status)
 	requireBooksBalance(t, s)
 }
 
@@ -376,7 +268,7 @@ func TestManyShuffledDeliveriesCreditEachPaidTopupOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("3,000 deliveries")
 	}
-	s := paymentsServer(t)
+	s := parlortest.New(t)
 	sandbox := s.Topups.Provider().(*payments.Sandbox)
 	const payments_, deliveriesN = 300, 3000
 	users := []*parlortest.User{s.Register(t, "u0"), s.Register(t, "u1"), s.Register(t, "u2")}
@@ -386,7 +278,7 @@ func TestManyShuffledDeliveriesCreditEachPaidTopupOnce(t *testing.T) {
 		u := users[i%len(users)]
 		tp, err := s.Topups.Create(ctx, u.ID, "small")
 		require.NoError(t, err)
-		session := sessionOf(t, s, tp.ID)
+		session := s.SessionOf(t, tp.ID)
 		if i%10 < 7 {
 			out, err := sandbox.Settle(ctx, session, true)
 			require.NoError(t, err)
@@ -411,7 +303,7 @@ func TestManyShuffledDeliveriesCreditEachPaidTopupOnce(t *testing.T) {
 	for range 32 {
 		wg.Go(func() {
 			for d := range work {
-				ev, err := payments.VerifyWebhook(d, payments.SignWebhook(d, testWebhookSecret, time.Now()), testWebhookSecret)
+				ev, err := payments.VerifyWebhook(d, payments.SignWebhook(d, parlortest.WebhookSecret, time.Now()), parlortest.WebhookSecret)
 				if err == nil {
 					_, err = s.Topups.ReceiveWebhook(ctx, ev)
 				}
@@ -431,7 +323,7 @@ func TestManyShuffledDeliveriesCreditEachPaidTopupOnce(t *testing.T) {
 		return s.Count(t, "SELECT count(*) FROM payment_events WHERE processed_at IS NULL") == 0
 	}, 60*time.Second, 100*time.Millisecond, "every event is processed")
 	for _, u := range users {
-		require.Equal(t, want[u.ID], balanceOf(t, u))
+		require.Equal(t, want[u.ID], parlortest.BalanceOf(t, u))
 	}
 	require.Equal(t, 210, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
 	require.Equal(t, 210, s.Count(t, "SELECT count(*) FROM topups WHERE status = 'succeeded'"))
@@ -452,7 +344,7 @@ func TestProductionWithoutStripeRefusesTopups(t *testing.T) {
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 503, "unavailable")
 	page, _ := s.Do(t, "GET", "/sandbox/checkout/cs_sbx_1", "", nil, nil)
 	require.Equal(t, 404, page.StatusCode, "no sandbox pages in production")
-	require.Equal(t, int64(0), balanceOf(t, bob))
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob))
 }
 
 // waitProcessed waits until every stored checkout event has been processed by its job.
@@ -470,9 +362,9 @@ func waitProcessed(t *testing.T, s *parlortest.Server) {
 // the books balance.
 func TestSandboxDelayedPaymentThatFails(t *testing.T) {
 	t.Parallel()
-	s := paymentsServer(t)
+	s := parlortest.New(t)
 	bob := s.Register(t, "bob")
-	topup := createTopup(t, bob, "small")
+	topup := parlortest.CreateTopup(t, bob, "small")
 	u, err := url.Parse(topup.CheckoutUrl)
 	require.NoError(t, err)
 	res, page := s.Do(t, "GET", u.Path, "", nil, nil)
@@ -486,7 +378,7 @@ func TestSandboxDelayedPaymentThatFails(t *testing.T) {
 	require.Contains(t, string(page), `<strong id="intent">requires_payment_method</strong>`)
 	require.NotContains(t, string(page), "<button", "a completed checkout offers nothing more to press")
 
-	require.Equal(t, apiclient.TopupStatusFailed, getTopup(t, bob, topup.Id).Status)
+	require.Equal(t, apiclient.TopupStatusFailed, parlortest.GetTopup(t, bob, topup.Id).Status)
 	w, err := bob.Client.GetWalletWithResponse(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 200, w.StatusCode(), string(w.Body))
@@ -514,8 +406,8 @@ func TestSandboxDelayedPaymentThatFails(t *testing.T) {
 		require.Equal(t, 200, res.StatusCode, string(page))
 	}
 	require.Equal(t, 2, s.Count(t, "SELECT count(*) FROM payment_events"))
-	require.Equal(t, apiclient.TopupStatusFailed, getTopup(t, bob, topup.Id).Status)
-	require.Equal(t, int64(0), balanceOf(t, bob))
+	require.Equal(t, apiclient.TopupStatusFailed, parlortest.GetTopup(t, bob, topup.Id).Status)
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob))
 	requireBooksBalance(t, s)
 
 	res, metrics := s.Scrape(t)
@@ -529,20 +421,20 @@ func TestSandboxDelayedPaymentThatFails(t *testing.T) {
 // repeat.
 func TestSandboxDelayedPaymentThatSucceedsLater(t *testing.T) {
 	t.Parallel()
-	s := paymentsServer(t)
+	s := parlortest.New(t)
 	sandbox := s.Topups.Provider().(*payments.Sandbox)
 	bob := s.Register(t, "bob")
-	tp := createTopup(t, bob, "small")
-	session := sessionOf(t, s, tp.Id)
+	tp := parlortest.CreateTopup(t, bob, "small")
+	session := s.SessionOf(t, tp.Id)
 
 	begun, err := sandbox.BeginDelayedPayment(ctx, session)
 	require.NoError(t, err)
 	require.NotNil(t, begun.Event)
 	require.Equal(t, payments.IntentProcessing, begun.Session.PaymentIntentStatus)
-	status, b := deliver(t, s, begun.Event, time.Now(), testWebhookSecret)
+	status, b := s.DeliverWebhook(t, begun.Event, time.Now(), parlortest.WebhookSecret)
 	require.Equal(t, 200, status, string(b))
 	waitProcessed(t, s)
-	require.Equal(t, apiclient.TopupStatusPending, getTopup(t, bob, tp.Id).Status, "a payment still processing is neither paid nor failed")
+	require.Equal(t, apiclient.TopupStatusPending, parlortest.GetTopup(t, bob, tp.Id).Status, "a payment still processing is neither paid nor failed")
 	w, err := bob.Client.GetWalletWithResponse(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 200, w.StatusCode(), string(w.Body))
@@ -554,12 +446,12 @@ func TestSandboxDelayedPaymentThatSucceedsLater(t *testing.T) {
 	require.NotNil(t, finished.Event)
 	require.True(t, finished.Session.Paid())
 	for _, ev := range [][]byte{finished.Event, begun.Event, finished.Event} {
-		status, b := deliver(t, s, ev, time.Now(), testWebhookSecret)
+		status, b := s.DeliverWebhook(t, ev, time.Now(), parlortest.WebhookSecret)
 		require.Equal(t, 200, status, string(b))
 	}
 	waitProcessed(t, s)
-	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, bob, tp.Id).Status)
-	require.Equal(t, int64(100), balanceOf(t, bob))
+	require.Equal(t, apiclient.TopupStatusSucceeded, parlortest.GetTopup(t, bob, tp.Id).Status)
+	require.Equal(t, int64(100), parlortest.BalanceOf(t, bob))
 	require.Len(t, history(t, bob), 1)
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
 	requireBooksBalance(t, s)
@@ -570,11 +462,11 @@ func TestSandboxDelayedPaymentThatSucceedsLater(t *testing.T) {
 // failed — leaves the top-up succeeded with its credits.
 func TestLateAsyncFailureKeepsASucceededTopup(t *testing.T) {
 	t.Parallel()
-	s := paymentsServer(t)
+	s := parlortest.New(t)
 	sandbox := s.Topups.Provider().(*payments.Sandbox)
 	bob := s.Register(t, "bob")
-	bought := buyCredits(t, s, bob, "small")
-	session := sessionOf(t, s, bought.Id)
+	bought := s.BuyCredits(t, bob, "small")
+	session := s.SessionOf(t, bought.Id)
 	_, err := s.Pool.Exec(ctx, `UPDATE sandbox_sessions SET payment_status = 'unpaid', payment_intent_status = 'requires_payment_method' WHERE id = $1`, session)
 	require.NoError(t, err)
 	failed, err := sandbox.GetSession(ctx, session)
@@ -582,11 +474,11 @@ func TestLateAsyncFailureKeepsASucceededTopup(t *testing.T) {
 	require.True(t, failed.Failed(), "the provider now says the payment failed")
 
 	ev := payments.CheckoutEvent("evt_late_failure", "checkout.session.async_payment_failed", failed, bought.Id, time.Now())
-	status, b := deliver(t, s, ev, time.Now(), testWebhookSecret)
+	status, b := s.DeliverWebhook(t, ev, time.Now(), parlortest.WebhookSecret)
 	require.Equal(t, 200, status, string(b))
 	waitProcessed(t, s)
-	require.Equal(t, apiclient.TopupStatusSucceeded, getTopup(t, bob, bought.Id).Status)
-	require.Equal(t, int64(100), balanceOf(t, bob))
+	require.Equal(t, apiclient.TopupStatusSucceeded, parlortest.GetTopup(t, bob, bought.Id).Status)
+	require.Equal(t, int64(100), parlortest.BalanceOf(t, bob))
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
 	requireBooksBalance(t, s)
 }
@@ -596,7 +488,7 @@ func TestLateAsyncFailureKeepsASucceededTopup(t *testing.T) {
 // at Stripe, where an expired session can no longer be paid.
 func TestSandboxPageRefusals(t *testing.T) {
 	t.Parallel()
-	s := paymentsServer(t)
+	s := parlortest.New(t)
 	for _, r := range []struct{ method, path string }{
 		{"GET", "/sandbox/checkout/cs_sbx_unknown"},
 		{"POST", "/sandbox/checkout/cs_sbx_unknown/pay"},
@@ -608,14 +500,14 @@ func TestSandboxPageRefusals(t *testing.T) {
 	}
 
 	bob := s.Register(t, "bob")
-	tp := createTopup(t, bob, "small")
-	session := sessionOf(t, s, tp.Id)
+	tp := parlortest.CreateTopup(t, bob, "small")
+	session := s.SessionOf(t, tp.Id)
 	_, err := s.Pool.Exec(ctx, "UPDATE sandbox_sessions SET expires_at = now() - interval '1 minute' WHERE id = $1", session)
 	require.NoError(t, err)
 	out, err := s.Topups.Provider().(*payments.Sandbox).Settle(ctx, session, true)
 	require.NoError(t, err)
 	require.Nil(t, out.Event, "paying an expired checkout announces nothing")
 	require.Equal(t, payments.SessionExpired, out.Session.Status)
-	require.Equal(t, apiclient.TopupStatusExpired, getTopup(t, bob, tp.Id).Status)
-	require.Zero(t, balanceOf(t, bob))
+	require.Equal(t, apiclient.TopupStatusExpired, parlortest.GetTopup(t, bob, tp.Id).Status)
+	require.Zero(t, parlortest.BalanceOf(t, bob))
 }

@@ -18,20 +18,6 @@ import (
 	"github.com/parlor-dev/parlor/internal/wallet"
 )
 
-// grant funds u's wallet (an operator adjustment through the ledger).
-func grant(t *testing.T, s *parlortest.Server, u *parlortest.User, credits int64) {
-	t.Helper()
-	require.NoError(t, wallet.Grant(ctx, s.Pool, "test-grant:"+uuid.NewString(), u.ID, credits, "test funds"))
-}
-
-func balanceOf(t *testing.T, u *parlortest.User) int64 {
-	t.Helper()
-	res, err := u.Client.GetWalletWithResponse(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 200, res.StatusCode(), string(res.Body))
-	return res.JSON200.Balance
-}
-
 func history(t *testing.T, u *parlortest.User) []apiclient.WalletTransaction {
 	t.Helper()
 	var all []apiclient.WalletTransaction
@@ -80,7 +66,7 @@ func TestWalletStartsEmptyAndListsPackages(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
 	ann := s.Register(t, "ann")
-	require.Equal(t, int64(0), balanceOf(t, ann))
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, ann))
 	require.Empty(t, history(t, ann))
 	res, err := ann.Client.ListCreditPackagesWithResponse(ctx)
 	require.NoError(t, err)
@@ -102,19 +88,19 @@ func TestPaidRoomEntryChargesOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 201, created.StatusCode(), string(created.Body))
 	room := created.JSON201.Id
-	grant(t, s, bob, 250)
-	grant(t, s, carl, 99)
+	s.Grant(t, bob, 250)
+	s.Grant(t, carl, 99)
 
 	// Without an Idempotency-Key: refused before anything moves, whatever the wallet holds.
 	res := joinRoom(t, bob, room, "")
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 400, "idempotency_key_required")
-	require.Equal(t, int64(250), balanceOf(t, bob))
+	require.Equal(t, int64(250), parlortest.BalanceOf(t, bob))
 	require.Nil(t, rrGetRoom(t, bob, room).Membership)
 
 	// Too few credits: refused, nothing changes.
 	res = joinRoom(t, carl, room, uuid.NewString())
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 422, "insufficient_credits")
-	require.Equal(t, int64(99), balanceOf(t, carl))
+	require.Equal(t, int64(99), parlortest.BalanceOf(t, carl))
 	require.Nil(t, rrGetRoom(t, carl, room).Membership)
 
 	// Concurrent joins by one user, each under its own key (separate clicks on two
@@ -137,8 +123,8 @@ func TestPaidRoomEntryChargesOnce(t *testing.T) {
 	for _, st := range statuses {
 		require.Equal(t, 200, st)
 	}
-	require.Equal(t, int64(150), balanceOf(t, bob))
-	require.Equal(t, int64(90), balanceOf(t, ann), "the owner gets the price minus the platform fee")
+	require.Equal(t, int64(150), parlortest.BalanceOf(t, bob))
+	require.Equal(t, int64(90), parlortest.BalanceOf(t, ann), "the owner gets the price minus the platform fee")
 	require.Equal(t, 10, s.Count(t, "SELECT balance::int FROM ledger_accounts WHERE code = 'platform_fees'"))
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM room_events WHERE room_id = $1 AND type = 'member.joined' AND user_id = $2", room, bob.ID))
 
@@ -161,7 +147,7 @@ func TestPaidRoomEntryChargesOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 204, leave.StatusCode())
 	require.Equal(t, 200, joinRoom(t, bob, room, uuid.NewString()).StatusCode())
-	require.Equal(t, int64(150), balanceOf(t, bob))
+	require.Equal(t, int64(150), parlortest.BalanceOf(t, bob))
 	requireBooksBalance(t, s)
 }
 
@@ -185,7 +171,7 @@ func TestPaidJoinIdempotencyKey(t *testing.T) {
 	free, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "free"})
 	require.NoError(t, err)
 	require.Equal(t, 201, free.StatusCode(), string(free.Body))
-	grant(t, s, bob, 100)
+	s.Grant(t, bob, 100)
 
 	// Deny by default comes first: no key, no invitation → 404, not 400.
 	res := joinRoom(t, bob, hidden.JSON201.Id, "")
@@ -224,7 +210,7 @@ func TestPaidJoinIdempotencyKey(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, ran, "exactly one request under the key ran")
-	require.Equal(t, int64(60), balanceOf(t, bob))
+	require.Equal(t, int64(60), parlortest.BalanceOf(t, bob))
 
 	// A later repeat replays the first answer, byte for byte, and charges nothing.
 	replay := joinRoom(t, bob, room, key)
@@ -237,7 +223,7 @@ func TestPaidJoinIdempotencyKey(t *testing.T) {
 	parlortest.RequireProblem(t, reused.HTTPResponse, reused.Body, 422, "idempotency_key_reused")
 	// A current member joining again needs no key and pays nothing.
 	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
-	require.Equal(t, int64(60), balanceOf(t, bob))
+	require.Equal(t, int64(60), parlortest.BalanceOf(t, bob))
 	requireBooksBalance(t, s)
 }
 
@@ -247,12 +233,12 @@ func TestTipsUnderConcurrencyNeverOverdraw(t *testing.T) {
 	cfg.TipRate = config.Rate{N: 1000, Window: time.Minute}
 	s := parlortest.Start(t, cfg)
 	ann, bob, carl := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carl")
-	room := createRoom(t, ann, "tips", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "tips", apiclient.VisibilityPublic).Id
 	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
 	require.Equal(t, 200, joinRoom(t, carl, room, "").StatusCode())
 	start, err := carl.Client.SyncWithResponse(ctx, &apiclient.SyncParams{})
 	require.NoError(t, err)
-	grant(t, s, bob, 50)
+	s.Grant(t, bob, 50)
 
 	// 100 concurrent tips of 5 from a wallet holding 10 tips' worth.
 	const n = 100
@@ -278,8 +264,8 @@ func TestTipsUnderConcurrencyNeverOverdraw(t *testing.T) {
 		count[st]++
 	}
 	require.Equal(t, map[int]int{201: 10, 422: 90}, count)
-	require.Equal(t, int64(0), balanceOf(t, bob))
-	require.Equal(t, int64(50), balanceOf(t, carl))
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob))
+	require.Equal(t, int64(50), parlortest.BalanceOf(t, carl))
 	requireBooksBalance(t, s)
 
 	// The recipient sees exactly the ten tips in the room, through sync.
@@ -317,13 +303,13 @@ func TestTipRules(t *testing.T) {
 	cfg.TipRate = config.Rate{N: 3, Window: time.Minute}
 	s := parlortest.Start(t, cfg)
 	ann, bob, eve, zed := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "eve"), s.Register(t, "zed")
-	room := createRoom(t, ann, "rules", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "rules", apiclient.VisibilityPublic).Id
 	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
 	require.Equal(t, 200, joinRoom(t, zed, room, "").StatusCode())
 	for _, u := range []*parlortest.User{ann, bob, eve, zed} {
-		grant(t, s, u, 5000)
+		s.Grant(t, u, 5000)
 	}
-	before := azReadRoomState(t, s, room)
+	before := s.RoomState(t, room)
 	path := "/v1/rooms/" + room.String() + "/tips"
 	raw := func(u *parlortest.User, key string, body string) (*http.Response, []byte) {
 		h := http.Header{"Authorization": {"Bearer " + u.AccessToken}}
@@ -340,16 +326,16 @@ func TestTipRules(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"to yourself", bob, "k1", azJSON(map[string]any{"recipient_id": bob.ID, "amount": 5}), 400, "invalid_request"},
-		{"zero credits", bob, "k2", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 0}), 400, "invalid_request"},
-		{"above the limit", bob, "k3", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 1001}), 400, "invalid_request"},
-		{"a long message", bob, "k4", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5, "message": strings.Repeat("x", 281)}), 400, "invalid_request"},
-		{"an unknown field", bob, "k5", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5, "sender_id": ann.ID}), 400, "invalid_request"},
-		{"no Idempotency-Key", bob, "", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 400, "idempotency_key_required"},
-		{"an over-long Idempotency-Key", bob, strings.Repeat("k", 256), azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 400, "invalid_request"},
-		{"to a non-member", bob, "k6", azJSON(map[string]any{"recipient_id": eve.ID, "amount": 5}), 404, "not_found"},
-		{"from a non-member", eve, "k7", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 404, "not_found"},
-		{"more than the wallet holds", bob, "k8", azJSON(map[string]any{"recipient_id": ann.ID, "amount": 1000, "message": "x"}), 201, ""},
+		{"to yourself", bob, "k1", parlortest.JSON(map[string]any{"recipient_id": bob.ID, "amount": 5}), 400, "invalid_request"},
+		{"zero credits", bob, "k2", parlortest.JSON(map[string]any{"recipient_id": ann.ID, "amount": 0}), 400, "invalid_request"},
+		{"above the limit", bob, "k3", parlortest.JSON(map[string]any{"recipient_id": ann.ID, "amount": 1001}), 400, "invalid_request"},
+		{"a long message", bob, "k4", parlortest.JSON(map[string]any{"recipient_id": ann.ID, "amount": 5, "message": strings.Repeat("x", 281)}), 400, "invalid_request"},
+		{"an unknown field", bob, "k5", parlortest.JSON(map[string]any{"recipient_id": ann.ID, "amount": 5, "sender_id": ann.ID}), 400, "invalid_request"},
+		{"no Idempotency-Key", bob, "", parlortest.JSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 400, "idempotency_key_required"},
+		{"an over-long Idempotency-Key", bob, strings.Repeat("k", 256), parlortest.JSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 400, "invalid_request"},
+		{"to a non-member", bob, "k6", parlortest.JSON(map[string]any{"recipient_id": eve.ID, "amount": 5}), 404, "not_found"},
+		{"from a non-member", eve, "k7", parlortest.JSON(map[string]any{"recipient_id": ann.ID, "amount": 5}), 404, "not_found"},
+		{"more than the wallet holds", bob, "k8", parlortest.JSON(map[string]any{"recipient_id": ann.ID, "amount": 1000, "message": "x"}), 201, ""},
 	} {
 		res, b := raw(tc.as, tc.key, tc.body)
 		if tc.status == 201 {
@@ -357,10 +343,10 @@ func TestTipRules(t *testing.T) {
 			continue
 		}
 		parlortest.RequireProblem(t, res, b, tc.status, tc.code)
-		require.Equal(t, before, azReadRoomState(t, s, room), "%s changed the room", tc.name)
+		require.Equal(t, before, s.RoomState(t, room), "%s changed the room", tc.name)
 	}
-	require.Equal(t, int64(4000), balanceOf(t, bob))
-	require.Equal(t, int64(5000), balanceOf(t, eve))
+	require.Equal(t, int64(4000), parlortest.BalanceOf(t, bob))
+	require.Equal(t, int64(5000), parlortest.BalanceOf(t, eve))
 
 	// Three tips a minute per sender; the fourth waits.
 	for i := range 3 {
@@ -369,7 +355,7 @@ func TestTipRules(t *testing.T) {
 	res := tip(t, zed, room, "z3", ann.ID, 1)
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 429, "rate_limited")
 	require.Positive(t, rrRetryAfter(t, res.HTTPResponse))
-	require.Equal(t, int64(4997), balanceOf(t, zed))
+	require.Equal(t, int64(4997), parlortest.BalanceOf(t, zed))
 	requireBooksBalance(t, s)
 }
 
@@ -377,14 +363,14 @@ func TestTipIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
 	ann, bob, carl := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carl")
-	room := createRoom(t, ann, "keys", apiclient.VisibilityPublic).Id
-	other := createRoom(t, ann, "other", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "keys", apiclient.VisibilityPublic).Id
+	other := parlortest.CreateRoom(t, ann, "other", apiclient.VisibilityPublic).Id
 	for _, r := range []uuid.UUID{room, other} {
 		require.Equal(t, 200, joinRoom(t, bob, r, "").StatusCode())
 		require.Equal(t, 200, joinRoom(t, carl, r, "").StatusCode())
 	}
-	grant(t, s, bob, 100)
-	grant(t, s, carl, 100)
+	s.Grant(t, bob, 100)
+	s.Grant(t, carl, 100)
 
 	// A repeat replays the first response and moves nothing.
 	first := tip(t, bob, room, "key-1", carl.ID, 7)
@@ -400,25 +386,25 @@ func TestTipIdempotencyKey(t *testing.T) {
 		http.Header{"Authorization": {"Bearer " + bob.AccessToken}, "Idempotency-Key": {"key-1"}})
 	require.Equal(t, 201, res.StatusCode, string(b))
 	require.JSONEq(t, string(first.Body), string(b))
-	require.Equal(t, int64(93), balanceOf(t, bob))
+	require.Equal(t, int64(93), parlortest.BalanceOf(t, bob))
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM room_events WHERE room_id = $1 AND type = 'tip'", room))
 
 	// The same key for a different request: 422, nothing moves.
 	for _, r := range []*apiclient.SendTipResponse{tip(t, bob, room, "key-1", carl.ID, 8), tip(t, bob, other, "key-1", carl.ID, 7), tip(t, bob, room, "key-1", ann.ID, 7)} {
 		parlortest.RequireProblem(t, r.HTTPResponse, r.Body, 422, "idempotency_key_reused")
 	}
-	require.Equal(t, int64(93), balanceOf(t, bob))
+	require.Equal(t, int64(93), parlortest.BalanceOf(t, bob))
 
 	// Keys belong to their user: carl's "key-1" is a tip of its own.
 	mine := tip(t, carl, room, "key-1", bob.ID, 7)
 	require.Equal(t, 201, mine.StatusCode(), string(mine.Body))
 	require.NotEqual(t, first.JSON201.Id, mine.JSON201.Id)
-	require.Equal(t, int64(100), balanceOf(t, bob))
+	require.Equal(t, int64(100), parlortest.BalanceOf(t, bob))
 
 	// A problem is an answer too: replayed, even once the wallet could pay.
 	broke := tip(t, bob, room, "key-2", carl.ID, 1000)
 	parlortest.RequireProblem(t, broke.HTTPResponse, broke.Body, 422, "insufficient_credits")
-	grant(t, s, bob, 1000)
+	s.Grant(t, bob, 1000)
 	broke = tip(t, bob, room, "key-2", carl.ID, 1000)
 	parlortest.RequireProblem(t, broke.HTTPResponse, broke.Body, 422, "insufficient_credits")
 	require.Equal(t, "true", broke.HTTPResponse.Header.Get("Idempotent-Replayed"))
@@ -452,7 +438,7 @@ func TestTipIdempotencyKey(t *testing.T) {
 	replay := tip(t, bob, room, "key-3", carl.ID, 3)
 	require.Equal(t, 201, replay.StatusCode())
 	require.Equal(t, firstOf3.JSON201.Id, replay.JSON201.Id)
-	require.Equal(t, int64(1097), balanceOf(t, bob))
+	require.Equal(t, int64(1097), parlortest.BalanceOf(t, bob))
 	requireBooksBalance(t, s)
 }
 
@@ -461,10 +447,10 @@ func TestTipReachesMembersLive(t *testing.T) {
 	t.Parallel()
 	s := parlortest.New(t)
 	ann, bob, carl := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carl")
-	room := createRoom(t, ann, "live tips", apiclient.VisibilityPublic).Id
+	room := parlortest.CreateRoom(t, ann, "live tips", apiclient.VisibilityPublic).Id
 	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
 	require.Equal(t, 200, joinRoom(t, carl, room, "").StatusCode())
-	grant(t, s, bob, 10)
+	s.Grant(t, bob, 10)
 	ws := s.Connect(t, ann, "")
 	ws.Next("hello", 5*time.Second)
 

@@ -88,7 +88,7 @@ func TestScaleSignedWebhookDeliveriesOverHTTP(t *testing.T) {
 	}
 	start := time.Now()
 	cfg := parlortest.Config(t)
-	cfg.StripeWebhookSecret = testWebhookSecret
+	cfg.StripeWebhookSecret = parlortest.WebhookSecret
 	cfg.DBMaxConns = 20 // DB_MAX_CONNS's default, not the 10 of other test servers: HTTP and River share the pool
 	cfg.JobWorkers = 10 // APP_JOB_WORKERS's default
 	s := parlortest.Start(t, cfg)
@@ -151,7 +151,7 @@ func TestScaleSignedWebhookDeliveriesOverHTTP(t *testing.T) {
 	var sent, stored, duplicates atomic.Int64
 	deliverOne := func(payload []byte) {
 		signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{
-			Payload: payload, Secret: testWebhookSecret, Timestamp: time.Now()})
+			Payload: payload, Secret: parlortest.WebhookSecret, Timestamp: time.Now()})
 		req, err := http.NewRequest(http.MethodPost, s.URL+"/v1/webhooks/stripe", bytes.NewReader(payload))
 		if err != nil {
 			t.Error(err)
@@ -277,7 +277,7 @@ func TestScaleSignedWebhookDeliveriesOverHTTP(t *testing.T) {
 		}
 	}
 	for i, u := range users {
-		require.Equal(t, want[i], balanceOf(t, u), "wallet of user %d", i)
+		require.Equal(t, want[i], parlortest.BalanceOf(t, u), "wallet of user %d", i)
 	}
 	require.Equal(t, paid, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
 	require.Equal(t, 0, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind <> 'topup'"))

@@ -83,9 +83,11 @@ func Config(t testing.TB) config.Config {
 	cfg.RedisURL = RedisURL()
 	cfg.RedisKeyPrefix = "parlortest:" + uuid.NewString() + ":"
 	cfg.JWTKeys = KeyEntry(TestKeyID, TestKeySeed)
+	cfg.StripeWebhookSecret = WebhookSecret
 	cfg.ShutdownTimeout = 5 * time.Second
 	// Tests act far faster than a person (the authorization matrix, polling every 50 ms):
-	// the request limits are raised, and TestRequestRateLimits sets its own to prove them.
+	// the request limits are raised, and internal/owasp's TestRequestRateLimits sets its own to
+	// prove them.
 	lots := config.Rate{N: 1_000_000, Window: time.Minute}
 	cfg.RateSync, cfg.RateRead, cfg.RateWrite, cfg.RatePublic = lots, lots, lots, lots
 	return cfg

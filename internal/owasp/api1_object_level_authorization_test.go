@@ -1,22 +1,38 @@
-package httpapi_test
+// API1:2023 Broken Object Level Authorization.
+//
+// For Parlor the objects are rooms and everything in them (messages, members, reactions,
+// bans, invites, presence, tips, read markers) and each user's top-ups. The rule is deny by
+// default: a user who is not a member of a room gets 404 for everything in it — the very
+// answer a room that does not exist gets — except seeing and joining a public room; ids come
+// from the path, never from the body; another user's top-up is a 404.
+//
+// This file proves it: TestEveryOperationHasAnObjectLevelRule walks every operation of
+// api/openapi.yaml and fails when one that takes an object id is not covered by the matrix
+// or a named test; TestAuthzMatrix calls every room-scoped operation as owner, moderator,
+// member, outsider, banned user and invitee in a public and a private room;
+// TestAuthzIDsComeFromThePath reaches one room's objects through another room's path;
+// TestAnotherUsersTopupIsNotFound reads a top-up as someone else.
+package owasp_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/parlor-dev/parlor/gen/api"
 	"github.com/parlor-dev/parlor/gen/apiclient"
 	"github.com/parlor-dev/parlor/internal/parlortest"
 )
+
+var ctx = context.Background()
 
 // azActor is a class of caller in the authorization matrix.
 type azActor int
@@ -51,37 +67,6 @@ type azRoom struct {
 	lastSeq   int64
 }
 
-// azReq sends an authenticated raw request as u (body "" sends none).
-func azReq(t *testing.T, s *parlortest.Server, u *parlortest.User, method, path, body string) (*http.Response, []byte) {
-	t.Helper()
-	// Money-moving POSTs need an Idempotency-Key; every other operation ignores it.
-	h := http.Header{"Authorization": {"Bearer " + u.AccessToken}, "Idempotency-Key": {uuid.NewString()}}
-	if body == "" {
-		return s.Do(t, method, path, "", nil, h)
-	}
-	return s.Do(t, method, path, "application/json", strings.NewReader(body), h)
-}
-
-// azOK sends a request that must succeed with status.
-func azOK(t *testing.T, s *parlortest.Server, u *parlortest.User, status int, method, path, body string) []byte {
-	t.Helper()
-	res, b := azReq(t, s, u, method, path, body)
-	require.Equal(t, status, res.StatusCode, "%s %s: %s", method, path, b)
-	return b
-}
-
-func azJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
-}
-
-func azSendBody(text string) string {
-	return azJSON(map[string]string{"client_msg_id": uuid.NewString(), "body": text})
-}
-
 // newAZRoom builds a room of the given visibility: users[azOwner] owns it, the moderator
 // and the member are members (the moderator promoted by the owner), the member and the
 // moderator each sent a message, the member reacted 👍 to theirs, users[azBanned] is banned
@@ -89,57 +74,25 @@ func azSendBody(text string) string {
 func newAZRoom(t *testing.T, s *parlortest.Server, users [azActors]*parlortest.User, vis apiclient.Visibility) *azRoom {
 	t.Helper()
 	o, mod, mem := users[azOwner], users[azModerator], users[azMember]
-	room := createRoom(t, o, "matrix "+string(vis), vis)
+	room := parlortest.CreateRoom(t, o, "matrix "+string(vis), vis)
 	base := "/v1/rooms/" + room.Id.String()
 	if vis == apiclient.VisibilityPrivate {
 		for _, a := range []azActor{azModerator, azMember, azInvitee} {
-			azOK(t, s, o, 201, "POST", base+"/invites", azJSON(map[string]any{"user_id": users[a].ID}))
+			s.AsOK(t, o, 201, "POST", base+"/invites", parlortest.JSON(map[string]any{"user_id": users[a].ID}))
 		}
 	}
-	azOK(t, s, mod, 200, "POST", base+"/join", "")
-	azOK(t, s, mem, 200, "POST", base+"/join", "")
-	azOK(t, s, o, 200, "PUT", base+"/members/"+mod.ID.String(), `{"role":"moderator"}`)
+	s.AsOK(t, mod, 200, "POST", base+"/join", "")
+	s.AsOK(t, mem, 200, "POST", base+"/join", "")
+	s.AsOK(t, o, 200, "PUT", base+"/members/"+mod.ID.String(), `{"role":"moderator"}`)
 	r := &azRoom{id: room.Id}
-	r.memberMsg = send(t, mem, room.Id, "a member's message").Id
-	r.modMsg = send(t, mod, room.Id, "a moderator's message").Id
-	azOK(t, s, mem, 204, "PUT", base+"/messages/"+r.memberMsg.String()+"/reactions/"+url.PathEscape("👍"), "")
-	azOK(t, s, o, 201, "POST", base+"/bans", azJSON(map[string]any{"user_id": users[azBanned].ID}))
+	r.memberMsg = parlortest.Send(t, mem, room.Id, "a member's message").Id
+	r.modMsg = parlortest.Send(t, mod, room.Id, "a moderator's message").Id
+	s.AsOK(t, mem, 204, "PUT", base+"/messages/"+r.memberMsg.String()+"/reactions/"+url.PathEscape("👍"), "")
+	s.AsOK(t, o, 201, "POST", base+"/bans", parlortest.JSON(map[string]any{"user_id": users[azBanned].ID}))
 	var got apiclient.Room
-	require.NoError(t, json.Unmarshal(azOK(t, s, o, 200, "GET", base, ""), &got))
+	require.NoError(t, json.Unmarshal(s.AsOK(t, o, 200, "GET", base, ""), &got))
 	r.lastSeq = got.LastSeq
 	return r
-}
-
-// azRoomState is everything about a room a rejected request must leave alone, read straight
-// from the database.
-type azRoomState struct {
-	LastSeq, Events, Messages, Tombstones, Edited, Reactions, Bans, Invites int64
-	MemberCount, SlowMode                                                   int
-	Name, Topic, Members                                                    string
-	Archived, Deleted                                                       bool
-}
-
-func azReadRoomState(t *testing.T, s *parlortest.Server, room uuid.UUID) azRoomState {
-	t.Helper()
-	var st azRoomState
-	err := s.Pool.QueryRow(ctx, `
-SELECT r.last_seq, r.member_count, r.name, r.topic, r.slow_mode_seconds,
-       r.archived_at IS NOT NULL, r.deleted_at IS NOT NULL,
-       (SELECT count(*) FROM room_events e WHERE e.room_id = r.id),
-       (SELECT count(*) FROM messages m WHERE m.room_id = r.id),
-       (SELECT count(*) FROM messages m WHERE m.room_id = r.id AND m.deleted_at IS NOT NULL),
-       (SELECT count(*) FROM messages m WHERE m.room_id = r.id AND m.edited_at IS NOT NULL),
-       (SELECT count(*) FROM reactions x JOIN messages m ON m.id = x.message_id WHERE m.room_id = r.id),
-       (SELECT count(*) FROM room_bans b WHERE b.room_id = r.id),
-       (SELECT count(*) FROM room_invites i WHERE i.room_id = r.id),
-       (SELECT coalesce(string_agg(m.user_id::text || ':' || m.role || ':' || m.read_seq || ':' ||
-                                   coalesce(m.muted_until::text, '-'), ',' ORDER BY m.user_id), '')
-          FROM room_members m WHERE m.room_id = r.id)
-FROM rooms r WHERE r.id = $1`, room).Scan(
-		&st.LastSeq, &st.MemberCount, &st.Name, &st.Topic, &st.SlowMode, &st.Archived, &st.Deleted,
-		&st.Events, &st.Messages, &st.Tombstones, &st.Edited, &st.Reactions, &st.Bans, &st.Invites, &st.Members)
-	require.NoError(t, err)
-	return st
 }
 
 // azWant is the expected answer: a success status, or a problem status and code.
@@ -178,7 +131,7 @@ type azCase struct {
 // azGets asserts what u gets from GET path.
 func azGets(t *testing.T, s *parlortest.Server, u *parlortest.User, path string, want azWant) {
 	t.Helper()
-	res, b := azReq(t, s, u, "GET", path, "")
+	res, b := s.As(t, u, "GET", path, "")
 	if want.code == "" {
 		require.Equal(t, want.status, res.StatusCode, string(b))
 		return
@@ -265,7 +218,7 @@ func azCases() []azCase {
 		{
 			name: "mute a member", method: "PUT", route: "/v1/rooms/{room_id}/members/{user_id}", path: member,
 			body: func(*azRoom, [azActors]*parlortest.User) string {
-				return azJSON(map[string]any{"muted_until": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+				return parlortest.JSON(map[string]any{"muted_until": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
 			},
 			public: staff(az200), private: staff(az200), writes: azStaff,
 		},
@@ -280,14 +233,14 @@ func azCases() []azCase {
 			// Invitations are for private rooms only.
 			name: "invite", method: "POST", route: "/v1/rooms/{room_id}/invites", path: azRoomPath("/invites"),
 			body: func(_ *azRoom, u [azActors]*parlortest.User) string {
-				return azJSON(map[string]any{"user_id": u[azOutsider].ID})
+				return parlortest.JSON(map[string]any{"user_id": u[azOutsider].ID})
 			},
 			public: staff(azConflict), private: staff(az201), writes: azStaff,
 		},
 		{
 			name: "ban a member", method: "POST", route: "/v1/rooms/{room_id}/bans", path: azRoomPath("/bans"),
 			body: func(_ *azRoom, u [azActors]*parlortest.User) string {
-				return azJSON(map[string]any{"user_id": u[azMember].ID, "reason": "spam"})
+				return parlortest.JSON(map[string]any{"user_id": u[azMember].ID, "reason": "spam"})
 			},
 			public: staff(az201), private: staff(az201), writes: azStaff,
 			then: func(t *testing.T, s *parlortest.Server, r *azRoom, u [azActors]*parlortest.User, _ azActor) {
@@ -303,7 +256,7 @@ func azCases() []azCase {
 		},
 		{
 			name: "send a message", method: "POST", route: "/v1/rooms/{room_id}/messages", path: azRoomPath("/messages"),
-			body:   func(*azRoom, [azActors]*parlortest.User) string { return azSendBody("hello") },
+			body:   func(*azRoom, [azActors]*parlortest.User) string { return parlortest.SendBody("hello") },
 			public: all(az201), private: all(az201), writes: azMembers,
 		},
 		{
@@ -344,7 +297,7 @@ func azCases() []azCase {
 			// Every tip goes to the owner, who cannot tip themselves.
 			name: "tip the owner", method: "POST", route: "/v1/rooms/{room_id}/tips", path: azRoomPath("/tips"),
 			body: func(_ *azRoom, u [azActors]*parlortest.User) string {
-				return azJSON(map[string]any{"recipient_id": u[azOwner].ID, "amount": 1})
+				return parlortest.JSON(map[string]any{"recipient_id": u[azOwner].ID, "amount": 1})
 			},
 			public:  [azActors]azWant{azInvalid, az201, az201, azNotFound, azNotFound, azNotFound},
 			private: [azActors]azWant{azInvalid, az201, az201, azNotFound, azNotFound, azNotFound},
@@ -352,7 +305,9 @@ func azCases() []azCase {
 		},
 		{
 			name: "mark read", method: "POST", route: "/v1/rooms/{room_id}/read", path: azRoomPath("/read"),
-			body:   func(r *azRoom, _ [azActors]*parlortest.User) string { return azJSON(map[string]any{"seq": r.lastSeq}) },
+			body: func(r *azRoom, _ [azActors]*parlortest.User) string {
+				return parlortest.JSON(map[string]any{"seq": r.lastSeq})
+			},
 			public: all(az200), private: all(az200), writes: azMembers,
 		},
 	}
@@ -368,26 +323,13 @@ func TestAuthzMatrix(t *testing.T) {
 	var users [azActors]*parlortest.User
 	for a := range azActors {
 		users[a] = s.Register(t, azActorNames[a])
-		grant(t, s, users[a], 1000) // for tips
+		s.Grant(t, users[a], 1000) // for tips
 	}
-	// Every room-scoped operation of the contract has a row; rows of operations the contract
-	// does not (yet) have are skipped.
-	spec, err := api.GetSpec()
-	require.NoError(t, err)
+	// Rows of operations the contract does not (yet) have are skipped; that every
+	// room-scoped operation has a row is TestEveryOperationHasAnObjectLevelRule's to prove.
 	inContract := map[string]bool{}
-	for path, item := range spec.Paths.Map() {
-		if strings.HasPrefix(path, "/v1/rooms/{room_id}") {
-			for method := range item.Operations() {
-				inContract[method+" "+path] = true
-			}
-		}
-	}
-	covered := map[string]bool{}
-	for _, tc := range azCases() {
-		covered[tc.method+" "+tc.route] = true
-	}
-	for op := range inContract {
-		require.True(t, covered[op], "the matrix has no row for %s", op)
+	for _, op := range contractOperations(t) {
+		inContract[op.key()] = true
 	}
 
 	for _, vis := range []apiclient.Visibility{apiclient.VisibilityPublic, apiclient.VisibilityPrivate} {
@@ -413,9 +355,9 @@ func TestAuthzMatrix(t *testing.T) {
 					if want.status < 300 && tc.writes.has(a) {
 						t.Parallel()
 						r := newAZRoom(t, s, users, vis)
-						before := azReadRoomState(t, s, r.id)
-						azOK(t, s, users[a], want.status, tc.method, tc.path(r, users), body(r))
-						after := azReadRoomState(t, s, r.id)
+						before := s.RoomState(t, r.id)
+						s.AsOK(t, users[a], want.status, tc.method, tc.path(r, users), body(r))
+						after := s.RoomState(t, r.id)
 						require.NotEqual(t, before, after, "a successful request changed nothing")
 						require.Greater(t, after.LastSeq, before.LastSeq, "a change in the room is an event")
 						if tc.then != nil {
@@ -423,8 +365,8 @@ func TestAuthzMatrix(t *testing.T) {
 						}
 						return
 					}
-					before := azReadRoomState(t, s, shared.id)
-					res, b := azReq(t, s, users[a], tc.method, tc.path(shared, users), body(shared))
+					before := s.RoomState(t, shared.id)
+					res, b := s.As(t, users[a], tc.method, tc.path(shared, users), body(shared))
 					if want.status < 300 {
 						require.Equal(t, want.status, res.StatusCode, string(b))
 						if tc.method == "GET" && tc.name == "get room" && a >= azOutsider {
@@ -436,83 +378,16 @@ func TestAuthzMatrix(t *testing.T) {
 							// Indistinguishable from a room that does not exist.
 							ghost := *shared
 							ghost.id = uuid.New()
-							gres, gb := azReq(t, s, users[a], tc.method, tc.path(&ghost, users), body(&ghost))
+							gres, gb := s.As(t, users[a], tc.method, tc.path(&ghost, users), body(&ghost))
 							gp := parlortest.RequireProblem(t, gres, gb, 404, "not_found")
 							require.Equal(t, gp.Detail, p.Detail, "the 404 reveals that the room exists")
 						}
 					}
-					require.Equal(t, before, azReadRoomState(t, s, shared.id), "the room changed")
+					require.Equal(t, before, s.RoomState(t, shared.id), "the room changed")
 				})
 			}
 		}
 	}
-}
-
-// TestAuthzMassAssignment sends bodies with fields the caller may not set (ids, owners,
-// roles, seqs): every one is a 400 and writes nothing.
-func TestAuthzMassAssignment(t *testing.T) {
-	t.Parallel()
-	s := parlortest.New(t)
-	ann, bob, eve := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "eve")
-	room := createRoom(t, ann, "assign", apiclient.VisibilityPrivate)
-	other := createRoom(t, eve, "elsewhere", apiclient.VisibilityPublic)
-	base := "/v1/rooms/" + room.Id.String()
-	azOK(t, s, ann, 201, "POST", base+"/invites", azJSON(map[string]any{"user_id": bob.ID}))
-	azOK(t, s, bob, 200, "POST", base+"/join", "")
-	msg := send(t, bob, room.Id, "bob's words")
-
-	newID := uuid.NewString()
-	mutedUntil := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	cases := []struct {
-		name   string
-		as     *parlortest.User
-		method string
-		path   string
-		body   map[string]any
-		field  string
-	}{
-		{"create room with owner_id", bob, "POST", "/v1/rooms", map[string]any{"name": "mine", "owner_id": eve.ID}, "owner_id"},
-		{"create room with id", bob, "POST", "/v1/rooms", map[string]any{"name": "mine", "id": newID}, "id"},
-		{"create room with role", bob, "POST", "/v1/rooms", map[string]any{"name": "mine", "role": "member"}, "role"},
-		{"create room with last_seq", bob, "POST", "/v1/rooms", map[string]any{"name": "mine", "last_seq": 99}, "last_seq"},
-		{"create room with archived", bob, "POST", "/v1/rooms", map[string]any{"name": "mine", "archived": true}, "archived"},
-		{"change room owner", ann, "PATCH", base, map[string]any{"owner_id": bob.ID}, "owner_id"},
-		{"change room owner with a name", ann, "PATCH", base, map[string]any{"name": "x", "owner_id": bob.ID}, "owner_id"},
-		{"change room visibility", ann, "PATCH", base, map[string]any{"visibility": "public"}, "visibility"},
-		{"change room entry price", ann, "PATCH", base, map[string]any{"entry_price": 5}, "entry_price"},
-		{"change room id", ann, "PATCH", base, map[string]any{"topic": "x", "id": newID}, "id"},
-		{"send as someone else", bob, "POST", base + "/messages", map[string]any{"client_msg_id": newID, "body": "hi", "author_id": ann.ID}, "author_id"},
-		{"send into another room", bob, "POST", base + "/messages", map[string]any{"client_msg_id": newID, "body": "hi", "room_id": other.Id}, "room_id"},
-		{"send with a seq", bob, "POST", base + "/messages", map[string]any{"client_msg_id": newID, "body": "hi", "seq": 1}, "seq"},
-		{"send with an id", bob, "POST", base + "/messages", map[string]any{"client_msg_id": newID, "body": "hi", "id": newID}, "id"},
-		{"edit with an author", bob, "PATCH", base + "/messages/" + msg.Id.String(), map[string]any{"body": "x", "author_id": ann.ID}, "author_id"},
-		{"edit with a room", bob, "PATCH", base + "/messages/" + msg.Id.String(), map[string]any{"body": "x", "room_id": other.Id}, "room_id"},
-		{"make an owner", ann, "PUT", base + "/members/" + bob.ID.String(), map[string]any{"role": "owner"}, "role"},
-		{"update member with user_id", ann, "PUT", base + "/members/" + bob.ID.String(), map[string]any{"muted_until": mutedUntil, "user_id": eve.ID}, "user_id"},
-		{"invite into another room", ann, "POST", base + "/invites", map[string]any{"user_id": eve.ID, "room_id": other.Id}, "room_id"},
-		{"ban on behalf of someone", ann, "POST", base + "/bans", map[string]any{"user_id": eve.ID, "banned_by": bob.ID}, "banned_by"},
-		{"mark someone else read", ann, "POST", base + "/read", map[string]any{"seq": 1, "user_id": bob.ID}, "user_id"},
-	}
-	rooms := s.Count(t, "SELECT count(*) FROM rooms")
-	messages := s.Count(t, "SELECT count(*) FROM messages")
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			before, beforeOther := azReadRoomState(t, s, room.Id), azReadRoomState(t, s, other.Id)
-			res, b := azReq(t, s, tc.as, tc.method, tc.path, azJSON(tc.body))
-			p := parlortest.RequireProblem(t, res, b, 400, "invalid_request")
-			require.NotNil(t, p.Detail)
-			require.Regexp(t, `\b`+regexp.QuoteMeta(tc.field)+`\b`, *p.Detail, "the problem does not name the field")
-			require.Equal(t, before, azReadRoomState(t, s, room.Id), "the room changed")
-			require.Equal(t, beforeOther, azReadRoomState(t, s, other.Id), "another room changed")
-			require.Equal(t, rooms, s.Count(t, "SELECT count(*) FROM rooms"))
-			require.Equal(t, messages, s.Count(t, "SELECT count(*) FROM messages"))
-		})
-	}
-	got, err := ann.Client.GetRoomWithResponse(ctx, room.Id)
-	require.NoError(t, err)
-	require.Equal(t, ann.ID, got.JSON200.OwnerId)
-	require.Equal(t, apiclient.VisibilityPrivate, got.JSON200.Visibility)
-	require.Equal(t, int64(0), got.JSON200.EntryPrice)
 }
 
 // TestAuthzIDsComeFromThePath: a message or member of one room cannot be reached through
@@ -522,14 +397,14 @@ func TestAuthzIDsComeFromThePath(t *testing.T) {
 	s := parlortest.New(t)
 	ann, bob, carl := s.Register(t, "ann"), s.Register(t, "bob"), s.Register(t, "carl")
 	// ann owns both rooms; bob moderates A only; carl is a member of B only.
-	a := createRoom(t, ann, "room a", apiclient.VisibilityPublic)
-	b := createRoom(t, ann, "room b", apiclient.VisibilityPrivate)
-	azOK(t, s, bob, 200, "POST", "/v1/rooms/"+a.Id.String()+"/join", "")
-	azOK(t, s, ann, 200, "PUT", "/v1/rooms/"+a.Id.String()+"/members/"+bob.ID.String(), `{"role":"moderator"}`)
-	azOK(t, s, ann, 201, "POST", "/v1/rooms/"+b.Id.String()+"/invites", azJSON(map[string]any{"user_id": carl.ID}))
-	azOK(t, s, carl, 200, "POST", "/v1/rooms/"+b.Id.String()+"/join", "")
-	inA := send(t, ann, a.Id, "in room a")
-	inB := send(t, carl, b.Id, "in room b")
+	a := parlortest.CreateRoom(t, ann, "room a", apiclient.VisibilityPublic)
+	b := parlortest.CreateRoom(t, ann, "room b", apiclient.VisibilityPrivate)
+	s.AsOK(t, bob, 200, "POST", "/v1/rooms/"+a.Id.String()+"/join", "")
+	s.AsOK(t, ann, 200, "PUT", "/v1/rooms/"+a.Id.String()+"/members/"+bob.ID.String(), `{"role":"moderator"}`)
+	s.AsOK(t, ann, 201, "POST", "/v1/rooms/"+b.Id.String()+"/invites", parlortest.JSON(map[string]any{"user_id": carl.ID}))
+	s.AsOK(t, carl, 200, "POST", "/v1/rooms/"+b.Id.String()+"/join", "")
+	inA := parlortest.Send(t, ann, a.Id, "in room a")
+	inB := parlortest.Send(t, carl, b.Id, "in room b")
 
 	aPath := "/v1/rooms/" + a.Id.String()
 	bMsgViaA := aPath + "/messages/" + inB.Id.String()
@@ -547,16 +422,16 @@ func TestAuthzIDsComeFromThePath(t *testing.T) {
 		{"moderator reacts to B's message through A", bob, "PUT", bMsgViaA + "/reactions/x", "", azNotFound},
 		{"moderator unreacts to B's message through A", bob, "DELETE", bMsgViaA + "/reactions/x", "", azNotFound},
 		{"moderator kicks B's member through A", bob, "DELETE", aPath + "/members/" + carl.ID.String(), "", azNotFound},
-		{"moderator mutes B's member through A", bob, "PUT", aPath + "/members/" + carl.ID.String(), azJSON(map[string]any{"muted_until": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}), azNotFound},
-		{"reply in A to B's message", bob, "POST", aPath + "/messages", azJSON(map[string]any{"client_msg_id": uuid.NewString(), "body": "re", "reply_to": inB.Id}), azWant{400, "invalid_request"}},
+		{"moderator mutes B's member through A", bob, "PUT", aPath + "/members/" + carl.ID.String(), parlortest.JSON(map[string]any{"muted_until": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}), azNotFound},
+		{"reply in A to B's message", bob, "POST", aPath + "/messages", parlortest.JSON(map[string]any{"client_msg_id": uuid.NewString(), "body": "re", "reply_to": inB.Id}), azWant{400, "invalid_request"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			beforeA, beforeB := azReadRoomState(t, s, a.Id), azReadRoomState(t, s, b.Id)
-			res, body := azReq(t, s, tc.as, tc.method, tc.path, tc.body)
+			beforeA, beforeB := s.RoomState(t, a.Id), s.RoomState(t, b.Id)
+			res, body := s.As(t, tc.as, tc.method, tc.path, tc.body)
 			parlortest.RequireProblem(t, res, body, tc.want.status, tc.want.code)
-			require.Equal(t, beforeA, azReadRoomState(t, s, a.Id), "room A changed")
-			require.Equal(t, beforeB, azReadRoomState(t, s, b.Id), "room B changed")
+			require.Equal(t, beforeA, s.RoomState(t, a.Id), "room A changed")
+			require.Equal(t, beforeB, s.RoomState(t, b.Id), "room B changed")
 		})
 	}
 	// B's message is intact as its members see it.
@@ -567,4 +442,67 @@ func TestAuthzIDsComeFromThePath(t *testing.T) {
 	require.Equal(t, "in room b", *hist.JSON200.Items[0].Body)
 	require.Nil(t, hist.JSON200.Items[0].EditedAt)
 	require.Empty(t, hist.JSON200.Items[0].Reactions)
+}
+
+// objectRules names, for each operation that takes an object id in its path and is not
+// room-scoped (those are the matrix's rows), the test that proves the caller may touch only
+// their own objects.
+var objectRules = map[string]string{
+	"GET /v1/wallet/topups/{topup_id}":        "TestAnotherUsersTopupIsNotFound",
+	"POST /v1/admin/topups/{topup_id}/refund": "TestEveryAdminOperationRefusesEveryoneElse (API5)",
+}
+
+// TestEveryOperationHasAnObjectLevelRule: a new endpoint cannot be missed. Every operation
+// of the contract that names an object in its path is either room-scoped and a row of the
+// authorization matrix, or listed in objectRules with the test that proves it; an
+// operation without a path parameter acts on the caller alone and may not take an object
+// id in its query either.
+func TestEveryOperationHasAnObjectLevelRule(t *testing.T) {
+	t.Parallel()
+	rows := map[string]bool{}
+	for _, tc := range azCases() {
+		rows[tc.method+" "+tc.route] = true
+	}
+	seen := map[string]bool{}
+	for _, op := range contractOperations(t) {
+		seen[op.key()] = true
+		switch {
+		case strings.HasPrefix(op.path, "/v1/rooms/{room_id}"):
+			require.True(t, rows[op.key()], "the authorization matrix has no row for %s", op.key())
+		case len(op.params(openapi3.ParameterInPath)) > 0:
+			require.Contains(t, objectRules, op.key(), "%s takes an object id in its path: add it to the matrix or to objectRules with a test", op.key())
+		default:
+			for _, p := range op.params(openapi3.ParameterInQuery) {
+				require.False(t, strings.HasSuffix(p, "_id"), "%s takes an object id (%s) in its query: it needs an object-level rule", op.key(), p)
+			}
+		}
+	}
+	for key := range objectRules {
+		require.True(t, seen[key], "objectRules names %s, which the contract does not have", key)
+	}
+	for key := range rows {
+		require.True(t, seen[key], "the matrix has a row for %s, which the contract does not have", key)
+	}
+}
+
+// TestAnotherUsersTopupIsNotFound: a top-up is its buyer's alone; anyone else reading it
+// gets the very 404 an id that does not exist gets, and learns nothing of it.
+func TestAnotherUsersTopupIsNotFound(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	bob, eve := s.Register(t, "bob"), s.Register(t, "eve")
+	tp := parlortest.CreateTopup(t, bob, "small")
+
+	res, body := s.As(t, eve, "GET", "/v1/wallet/topups/"+tp.Id.String(), "")
+	p := parlortest.RequireProblem(t, res, body, 404, "not_found")
+	require.NotContains(t, string(body), tp.CheckoutUrl)
+	ghostRes, ghostBody := s.As(t, eve, "GET", "/v1/wallet/topups/"+uuid.NewString(), "")
+	ghost := parlortest.RequireProblem(t, ghostRes, ghostBody, 404, "not_found")
+	require.Equal(t, ghost.Detail, p.Detail, "the 404 reveals that the top-up exists")
+
+	// Nor does it show in eve's wallet; bob still reads it.
+	w, err := eve.Client.GetWalletWithResponse(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(0), w.JSON200.PendingTopups)
+	require.Equal(t, tp.Id, parlortest.GetTopup(t, bob, tp.Id).Id)
 }

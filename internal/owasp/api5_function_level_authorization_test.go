@@ -1,0 +1,105 @@
+// API5:2023 Broken Function Level Authorization.
+//
+// For Parlor the privileged functions are the admin operations (the `admin` tag, under
+// /v1/admin: refunding a top-up), granted only by configuration (APP_ADMIN_USER_IDS) and
+// never through the API, and the room staff functions (moderate, ban, kick, archive,
+// delete), granted by the room's roles.
+//
+// This file proves the admin side from the contract: TestAdminOperationsAreMarkedAsSuch
+// requires every operation under /v1/admin to carry the admin tag and declare 401 and 403
+// (and nothing else to carry the tag); TestEveryAdminOperationRefusesEveryoneElse calls each
+// admin operation anonymously (401), as a signed-in user who is not an admin — the
+// owner of the very top-up included — (403), and as the configured admin (neither), and
+// requires a refused call to change nothing. The staff functions are rows of the
+// authorization matrix (API1: TestAuthzMatrix's owner/moderator/member columns), and the
+// role hierarchy is internal/httpapi's TestRoomRules.
+package owasp_test
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/parlor-dev/parlor/gen/apiclient"
+	"github.com/parlor-dev/parlor/internal/parlortest"
+)
+
+// adminOperations are the contract's operations tagged admin.
+func adminOperations(t testing.TB) []contractOperation {
+	t.Helper()
+	var ops []contractOperation
+	for _, op := range contractOperations(t) {
+		if slices.Contains(op.op.Tags, "admin") {
+			ops = append(ops, op)
+		}
+	}
+	require.NotEmpty(t, ops, "the contract has no admin operation")
+	return ops
+}
+
+func TestAdminOperationsAreMarkedAsSuch(t *testing.T) {
+	t.Parallel()
+	for _, op := range contractOperations(t) {
+		admin := slices.Contains(op.op.Tags, "admin")
+		require.Equal(t, strings.HasPrefix(op.path, "/v1/admin/"), admin, "%s: the admin tag and the /v1/admin/ prefix go together", op.key())
+		if admin {
+			require.False(t, op.public(), "%s is an admin operation open to anyone", op.key())
+			for _, status := range []string{"401", "403"} {
+				require.NotNil(t, op.op.Responses.Value(status), "%s does not declare %s", op.key(), status)
+			}
+		}
+	}
+}
+
+func TestEveryAdminOperationRefusesEveryoneElse(t *testing.T) {
+	t.Parallel()
+	// The admin is an account the operator names in the configuration before starting.
+	cfg := parlortest.Config(t)
+	admin := parlortest.Start(t, cfg).Register(t, "admin")
+	cfg.AdminUserIDs = []uuid.UUID{admin.ID}
+	s := parlortest.Start(t, cfg)
+	bob, eve := s.Register(t, "bob"), s.Register(t, "eve")
+	bought := s.BuyCredits(t, bob, "small")
+
+	// Each admin operation's path, on a real object where it takes one, and its body.
+	paths := map[string]string{
+		"POST /v1/admin/topups/{topup_id}/refund": "/v1/admin/topups/" + bought.Id.String() + "/refund",
+	}
+	state := func() string {
+		var st string
+		require.NoError(t, s.Pool.QueryRow(ctx, `SELECT
+			(SELECT string_agg(id::text || ':' || status, ',' ORDER BY id) FROM topups) || '|' ||
+			(SELECT count(*) FROM ledger_transactions)::text`).Scan(&st))
+		return st
+	}
+	for _, op := range adminOperations(t) {
+		t.Run(op.key(), func(t *testing.T) {
+			path, ok := paths[op.key()]
+			require.True(t, ok, "add a path for %s to this test", op.key())
+			require.Nil(t, op.op.RequestBody, "add a body for %s to this test", op.key())
+			before := state()
+
+			res, body := s.Do(t, op.method, path, "", nil, http.Header{"Idempotency-Key": {uuid.NewString()}})
+			parlortest.RequireProblem(t, res, body, http.StatusUnauthorized, "unauthorized")
+			for _, u := range []*parlortest.User{bob, eve} {
+				res, body := s.As(t, u, op.method, path, "")
+				parlortest.RequireProblem(t, res, body, http.StatusForbidden, "forbidden")
+			}
+			require.Equal(t, before, state(), "a refused admin call changed something")
+			require.Equal(t, int64(100), parlortest.BalanceOf(t, bob))
+
+			// The admin is let through (to a 404 for an object that does not exist).
+			ghost := strings.Replace(path, bought.Id.String(), uuid.NewString(), 1)
+			res, body = s.As(t, admin, op.method, ghost, "")
+			parlortest.RequireProblem(t, res, body, http.StatusNotFound, "not_found")
+		})
+	}
+	// And the admin's call on the real object does what it says.
+	res, body := s.As(t, admin, "POST", paths["POST /v1/admin/topups/{topup_id}/refund"], "")
+	require.Equal(t, http.StatusOK, res.StatusCode, string(body))
+	require.Equal(t, apiclient.TopupStatusRefunded, parlortest.GetTopup(t, bob, bought.Id).Status)
+}
