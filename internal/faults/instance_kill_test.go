@@ -162,11 +162,12 @@ type stormSocket struct {
 	home int
 	room uuid.UUID
 
-	mu         sync.Mutex
-	token      string
-	lastSeq    int64
-	seen       map[uuid.UUID]int // message id → times received
-	faults     []string          // duplicates, gaps, reorderings, unexpected closes
+	mu      sync.Mutex
+	token   string
+	lastSeq int64
+	seen    map[uuid.UUID]int // message id → times received
+	faults  []string          // duplicates, gaps, reorderings
+	// closes counts how connections ended: a close code, or "dropped" without one.
 	reconnects int
 	failovers  int
 	closes     map[string]int
@@ -210,9 +211,6 @@ func (s *stormSocket) read(conn *websocket.Conn) {
 			switch {
 			case asClose(err, &ce):
 				s.closes[fmt.Sprint(ce.Code)]++
-				if ce.Code >= 4000 || ce.Code == websocket.CloseInternalServerErr {
-					s.fault("closed with %d %q", ce.Code, ce.Text)
-				}
 			default:
 				s.closes["dropped"]++
 			}
@@ -517,6 +515,9 @@ func TestAnInstanceKilledInAReconnectStormCostsNoSocketAnEvent(t *testing.T) {
 	t.Logf("%d sockets (%d on the killed instance), %d users in one room; %d messages acknowledged (%d sends failed: %v); "+
 		"%d reconnects, %d failed dials that moved a socket; closes seen %v; every socket complete %s after the kill, %s after the last send",
 		len(socks), onDead, users, len(want), len(failed), failed, reconnects, failovers, closes, took.Round(time.Millisecond), afterLast.Round(time.Millisecond))
+	for code := range closes {
+		require.Contains(t, []string{"1006", "dropped"}, code, "a socket was closed by the server with %s", code)
+	}
 	require.Empty(t, failed, "the surviving instance acknowledged every send")
 	require.NotEmpty(t, want)
 
