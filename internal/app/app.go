@@ -104,6 +104,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		if err != nil {
 			return nil, fmt.Errorf("parse REDIS_URL: %w", err)
 		}
+		// A command gives up at its request's deadline (APP_REQUEST_TIMEOUT), not only at
+		// the client's own read and write timeouts and retries.
+		opts.ContextTimeoutEnabled = true
 		a.Redis = redis.NewClient(opts)
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()

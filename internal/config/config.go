@@ -40,6 +40,9 @@ type Config struct {
 	LogLevel       string         `env:"APP_LOG_LEVEL" envDefault:"info"`
 	// ShutdownTimeout bounds how long in-flight requests may take to finish on SIGTERM.
 	ShutdownTimeout time.Duration `env:"APP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// RequestTimeout bounds how long a request may wait on the stores (plus the wait a
+	// long-poll asks for) before it is answered 503 unavailable.
+	RequestTimeout time.Duration `env:"APP_REQUEST_TIMEOUT" envDefault:"10s"`
 	// BodyLimit caps request bodies; larger ones get 413.
 	BodyLimit string `env:"APP_BODY_LIMIT" envDefault:"64K"`
 
@@ -240,6 +243,9 @@ func (c Config) Validate() error {
 	}
 	if c.SyncMaxBacklog < 1 || c.SyncMaxBacklog > 1_000_000 {
 		errs = append(errs, fmt.Errorf("APP_SYNC_MAX_BACKLOG must be between 1 and 1000000, not %d", c.SyncMaxBacklog))
+	}
+	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > 30*time.Second {
+		errs = append(errs, fmt.Errorf("APP_REQUEST_TIMEOUT must be between 100ms and 30s, not %s", c.RequestTimeout))
 	}
 	if c.WSBatchInterval < 0 || c.WSBatchInterval > time.Second {
 		errs = append(errs, fmt.Errorf("APP_WS_BATCH_INTERVAL must be between 0 and 1s, not %s", c.WSBatchInterval))

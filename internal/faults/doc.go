@@ -1,4 +1,27 @@
 // Package faults is the fault suite: tests that run Parlor on servers of their own
-// (PostgreSQL through pgtest, Redis started by the test) and break them under load, then
-// check what clients saw during the outage and that nothing acknowledged was lost.
+// (PostgreSQL through pgtest, Redis started by the test, toxiproxy in-process, parlor
+// processes built from ./cmd/parlor) and break them under load, then check what clients saw
+// during the trouble and that nothing acknowledged was lost.
+//
+// What it covers:
+//
+//   - PostgreSQL stopped under paced senders and a reader: every 5xx is a 503 `unavailable`
+//     problem with Retry-After, sends recover without a restart, every acknowledged
+//     message is stored (TestAPostgreSQLOutageIsA503AndLosesNothingAcknowledged).
+//   - Redis killed: sign-in, which counts attempts there, is a 503 problem; what needs only
+//     PostgreSQL keeps working; sign-in recovers once Redis is back
+//     (TestARedisOutageIsA503WhereARequestNeedsRedis).
+//   - PostgreSQL stopped under the TypeScript SDK: a send is retried after each 503 until it
+//     is stored once, a room create is handed back (TestTheSDKRetriesA503UntilTheDatabaseIsBack).
+//   - One of two `parlor serve` processes killed with SIGKILL in the middle of a reconnect
+//     storm of 160 sockets: each resumes with its last token, on the survivor when its own
+//     instance is gone, and receives every acknowledged message exactly once, in room order,
+//     without a gap; each is stored (TestAnInstanceKilledInAReconnectStormCostsNoSocketAnEvent).
+//   - PostgreSQL and Redis behind toxiproxy, under sends, syncs, sign-ins, tickets and a
+//     socket: 200 ms and 2 s of latency, reset connections, the proxies down, and every byte
+//     dropped on open connections for longer than the request deadline. Every request is
+//     answered within APP_REQUEST_TIMEOUT (and a little slack) with a success or a 503
+//     problem, never a 500 or a hang; Parlor recovers without a restart; every acknowledged
+//     message is stored and reaches the socket once, in order
+//     (TestSlowAndCutStoresAreAnsweredWithinTheDeadline).
 package faults

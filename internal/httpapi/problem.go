@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -151,10 +152,17 @@ func unreachable(err error) bool {
 		// 53300 too many connections.
 		return strings.HasPrefix(pg.Code, "08") || pg.Code == "57P01" || pg.Code == "57P02" || pg.Code == "57P03" || pg.Code == "53300"
 	}
-	// Not a bare io.EOF: a malformed request body ends in one too.
+	// A store that closes the connection without a word (a network cut, a proxy going
+	// away) leaves pgx and go-redis with an end of stream: io.ErrUnexpectedEOF mid-reply,
+	// a bare io.EOF between replies, or pgx's ErrConnClosed for a connection it has since
+	// closed. A bare io.EOF counts only outside an *echo.HTTPError: a malformed request
+	// body ends in one too, and echo's binder hands that over inside one.
+	var he *echo.HTTPError
 	return errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || pgconn.Timeout(err)
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || pgconn.Timeout(err) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		(errors.Is(err, io.EOF) && !errors.As(err, &he))
 }
 
 // toAppError classifies any error as an *apperr.Error.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,6 +104,7 @@ func New(d Deps) (*echo.Echo, error) {
 			},
 		}),
 		securityHeaders(d.Config.IsProduction()),
+		requestDeadline(d.Config.RequestTimeout),
 	)
 	if len(d.Config.AllowedOrigins) > 0 {
 		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
@@ -206,6 +208,32 @@ func admins(cfg config.Config) map[uuid.UUID]bool {
 		out[id] = true
 	}
 	return out
+}
+
+// maxLongPoll is the longest wait GET /v1/sync's timeout_ms may ask for (the contract's
+// maximum).
+const maxLongPoll = 30 * time.Second
+
+// requestDeadline gives every request timeout to be answered in — plus the wait a
+// long-poll asks for — after which what it waits on (PostgreSQL, Redis, a pool slot) is
+// cancelled and the request is answered 503 unavailable with Retry-After. Without it, a
+// store that stops answering without closing the connection holds the request for as
+// long as the connection stays up. The socket's life after the upgrade is not bound by it.
+func requestDeadline(timeout time.Duration) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			d := timeout
+			if c.Path() == "/v1/sync" {
+				if ms, err := strconv.Atoi(c.QueryParam("timeout_ms")); err == nil && ms > 0 {
+					d += min(time.Duration(ms)*time.Millisecond, maxLongPoll)
+				}
+			}
+			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+			defer cancel()
+			c.SetRequest(c.Request().WithContext(ctx))
+			return next(c)
+		}
+	}
 }
 
 // NewHTTPServer returns the http.Server for handler with every timeout set: Go's zero
