@@ -155,14 +155,15 @@ func unreachable(err error) bool {
 	// A store that closes the connection without a word (a network cut, a proxy going
 	// away) leaves pgx and go-redis with an end of stream: io.ErrUnexpectedEOF mid-reply,
 	// a bare io.EOF between replies, or pgx's ErrConnClosed for a connection it has since
-	// closed. A bare io.EOF counts only outside an *echo.HTTPError: a malformed request
-	// body ends in one too, and echo's binder hands that over inside one.
+	// closed. An end of stream counts only outside an *echo.HTTPError: a truncated or empty
+	// request body ends in one too, and echo's binder and the request validator hand that
+	// over inside one.
 	var he *echo.HTTPError
+	endOfStream := (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) && !errors.As(err, &he)
 	return errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || pgconn.Timeout(err) ||
-		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		(errors.Is(err, io.EOF) && !errors.As(err, &he))
+		errors.Is(err, pgconn.ErrConnClosed) || endOfStream
 }
 
 // toAppError classifies any error as an *apperr.Error.
