@@ -39,21 +39,12 @@ func runFanout(ctx context.Context, o options, rep *report) error {
 	} else if note != "" {
 		progress(bench, "%s", note)
 	}
-	dir, err := os.MkdirTemp("", "parlor-bench-fanout-")
+	setup, err := newServeSetup(ctx, bench)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := buildParlor(ctx, bench, dir)
-	if err != nil {
-		return err
-	}
-	d, err := newDatabase(ctx, bench)
-	if err != nil {
-		return err
-	}
-	defer d.drop()
-	progress(bench, "database %s ready", d.name)
+	defer setup.close()
+	dir, bin, d := setup.dir, setup.bin, setup.db
 
 	perUser := (o.subscribers + o.fanUsers - 1) / o.fanUsers
 	pf, err := startParlorFan(ctx, bench, bin, d.url, dir, o.fanUsers, perUser, o.cpuProfile != "")

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -47,21 +46,12 @@ func runMemory(ctx context.Context, o options, rep *report) error {
 		progress(bench, "%v; measuring only the counts that fit", limErr)
 	}
 	progress(bench, "RLIMIT_NOFILE %d (the servers inherit it; a Go server raises its soft limit to the hard one itself)", lim.Cur)
-	dir, err := os.MkdirTemp("", "parlor-bench-memory-")
+	setup, err := newServeSetup(ctx, bench)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := buildParlor(ctx, bench, dir)
-	if err != nil {
-		return err
-	}
-	d, err := newDatabase(ctx, bench)
-	if err != nil {
-		return err
-	}
-	defer d.drop()
-	progress(bench, "database %s ready", d.name)
+	defer setup.close()
+	dir, bin, d := setup.dir, setup.bin, setup.db
 
 	// Every Parlor of the run listens on one address: the users' clients call it.
 	port, err := freePort()

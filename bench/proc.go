@@ -68,6 +68,36 @@ func parlorEnv(addr, dbURL string, extra ...string) ([]string, error) {
 	return append(env, extra...), nil
 }
 
+// serveSetup is what a benchmark of `parlor serve` processes starts from: a folder of its
+// own (the binary, the servers' logs), the binary built into it, and a migrated database of
+// its own. close drops the database and removes the folder.
+type serveSetup struct {
+	dir, bin string
+	db       *database
+}
+
+func newServeSetup(ctx context.Context, bench string) (*serveSetup, error) {
+	dir, err := os.MkdirTemp("", "parlor-bench-"+bench+"-")
+	if err != nil {
+		return nil, err
+	}
+	bin, err := buildParlor(ctx, bench, dir)
+	if err == nil {
+		var d *database
+		if d, err = newDatabase(ctx, bench); err == nil {
+			progress(bench, "database %s ready (migrated)", d.name)
+			return &serveSetup{dir: dir, bin: bin, db: d}, nil
+		}
+	}
+	_ = os.RemoveAll(dir)
+	return nil, err
+}
+
+func (s *serveSetup) close() {
+	s.db.drop()
+	_ = os.RemoveAll(s.dir)
+}
+
 // process is a server running as a subprocess; its stdout and stderr go to a file.
 type process struct {
 	name    string

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -42,6 +42,15 @@ type soakLevel struct {
 	poolBusy   float64 // and those in use
 	poolMax    float64
 	dbConns    int // backends connected to the benchmark's database (both pools, the job queue)
+}
+
+// combine is l and o figure by figure through pick (min: the lowest reading, max: the peak).
+func (l soakLevel) combine(o soakLevel, pick func(a, b float64) float64) soakLevel {
+	return soakLevel{
+		goroutines: pick(l.goroutines, o.goroutines), heapMiB: pick(l.heapMiB, o.heapMiB), rssMiB: pick(l.rssMiB, o.rssMiB),
+		fds: pick(l.fds, o.fds), poolConns: pick(l.poolConns, o.poolConns), poolBusy: pick(l.poolBusy, o.poolBusy),
+		poolMax: o.poolMax, dbConns: int(pick(float64(l.dbConns), float64(o.dbConns))),
+	}
 }
 
 func (l soakLevel) String() string {
@@ -87,20 +96,12 @@ type soakRun struct {
 
 func runSoak(ctx context.Context, o options, rep *report) error {
 	const bench = "soak"
-	dir, err := os.MkdirTemp("", "parlor-bench-soak-")
+	setup, err := newServeSetup(ctx, bench)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := buildParlor(ctx, bench, dir)
-	if err != nil {
-		return err
-	}
-	d, err := newDatabase(ctx, bench)
-	if err != nil {
-		return err
-	}
-	defer d.drop()
+	defer setup.close()
+	dir, bin, d := setup.dir, setup.bin, setup.db
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -519,11 +520,7 @@ func (s *soakRun) settle(ctx context.Context, admin *pgx.Conn) (soakLevel, error
 		if k == 0 {
 			low = l
 		} else {
-			low = soakLevel{
-				goroutines: min(low.goroutines, l.goroutines), heapMiB: min(low.heapMiB, l.heapMiB), rssMiB: min(low.rssMiB, l.rssMiB),
-				fds: min(low.fds, l.fds), poolConns: min(low.poolConns, l.poolConns), poolBusy: min(low.poolBusy, l.poolBusy), dbConns: min(low.dbConns, l.dbConns),
-				poolMax: l.poolMax,
-			}
+			low = low.combine(l, math.Min)
 		}
 		if err := sleep(ctx, time.Second); err != nil {
 			return soakLevel{}, err
@@ -552,11 +549,7 @@ func (s *soakRun) watch(ctx context.Context, bench string, admin *pgx.Conn, peak
 			if err != nil {
 				continue
 			}
-			*peak = soakLevel{
-				goroutines: max(peak.goroutines, l.goroutines), heapMiB: max(peak.heapMiB, l.heapMiB), rssMiB: max(peak.rssMiB, l.rssMiB),
-				fds: max(peak.fds, l.fds), poolConns: max(peak.poolConns, l.poolConns), poolBusy: max(peak.poolBusy, l.poolBusy), dbConns: max(peak.dbConns, l.dbConns),
-				poolMax: l.poolMax,
-			}
+			*peak = peak.combine(l, math.Max)
 			if tick++; tick%4 != 0 {
 				continue
 			}

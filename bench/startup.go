@@ -18,22 +18,12 @@ import (
 // against an already migrated database: from exec to the first 200 from /readyz.
 func runStartup(ctx context.Context, o options, rep *report) error {
 	const bench = "startup"
-	dir, err := os.MkdirTemp("", "parlor-bench-startup-")
+	setup, err := newServeSetup(ctx, bench)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := buildParlor(ctx, bench, dir)
-	if err != nil {
-		return err
-	}
-
-	d, err := newDatabase(ctx, bench)
-	if err != nil {
-		return err
-	}
-	defer d.drop()
-	progress(bench, "database %s ready (migrated)", d.name)
+	defer setup.close()
+	dir, bin, d := setup.dir, setup.bin, setup.db
 
 	var ready, logged []time.Duration
 	for i := range o.starts {

@@ -488,7 +488,7 @@ func explainSync(ctx context.Context, d *database, user uuid.UUID) error {
 	// Literals of values the benchmark made (uuids, a snapshot's digits and colons, numbers).
 	known := map[string]string{
 		"user_id": "'" + user.String() + "'::uuid", "since": "'" + snap + "'", "upto": "'" + snap + "'",
-		"after_room": "'" + uuid.Nil.String() + "'::uuid", "after_seq": "0", "lim": "101",
+		"after_room": "'" + uuid.Nil.String() + "'::uuid", "after_seq": "0", "lim": "101", "max_backlog": "10000",
 		"seen_rooms": "'{}'::uuid[]", "seen_seqs": "'{}'::bigint[]",
 	}
 	args := make([]string, len(names))

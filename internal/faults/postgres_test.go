@@ -61,11 +61,7 @@ func TestAPostgreSQLOutageIsA503AndLosesNothingAcknowledged(t *testing.T) {
 	t.Parallel()
 	db, s := startOnOwnCluster(t)
 	ann := s.Register(t, "ann")
-	vis := apiclient.VisibilityPublic
-	created, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "outage", Visibility: &vis})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusCreated, created.StatusCode(), string(created.Body))
-	room := created.JSON201.Id
+	room := parlortest.CreateRoom(t, ann, "outage", apiclient.VisibilityPublic).Id
 
 	o := &outcomes{statuses: map[int]int{}}
 	stop := make(chan struct{})

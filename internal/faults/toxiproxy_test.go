@@ -128,11 +128,7 @@ func TestSlowAndCutStoresAreAnsweredWithinTheDeadline(t *testing.T) {
 	t.Cleanup(tx.disable)
 
 	ann := s.Register(t, "ann")
-	vis := apiclient.VisibilityPublic
-	created, err := ann.Client.CreateRoomWithResponse(ctx, apiclient.CreateRoomJSONRequestBody{Name: "toxic", Visibility: &vis})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusCreated, created.StatusCode(), string(created.Body))
-	room := created.JSON201.Id
+	room := parlortest.CreateRoom(t, ann, "toxic", apiclient.VisibilityPublic).Id
 	var lastSeq int64
 	check, err := pgx.Connect(ctx, dbURL) // straight to PostgreSQL, around the proxy
 	require.NoError(t, err)
