@@ -156,7 +156,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 
 	var presence realtime.Presence = realtime.NewMemoryPresence()
 	if a.Redis != nil {
-		presence = realtime.NewRedisPresence(a.Redis, cfg.RedisKeyPrefix)
+		shared := realtime.NewRedisPresence(a.Redis, cfg.RedisKeyPrefix, realtime.DefaultInstanceTimeout)
+		go shared.Run(bg, logger)
+		presence = shared
 	}
 	tickets := realtime.NewTickets(authSvc.Revocations(), cursors, a.Redis, cfg.RedisKeyPrefix, nil)
 	a.Gateway = realtime.New(bg, realtime.Deps{

@@ -347,8 +347,9 @@ func TestAnInstanceKilledInAReconnectStormCostsNoSocketAnEvent(t *testing.T) {
 		"REDIS_URL=" + parlortest.RedisURL(), "REDIS_KEY_PREFIX=parlortest:" + uuid.NewString() + ":",
 		"APP_RATE_SYNC=" + lots, "APP_RATE_READ=" + lots, "APP_RATE_WRITE=" + lots, "APP_RATE_PUBLIC=" + lots,
 		"APP_REGISTER_RATE_IP=" + lots, "APP_LOGIN_RATE_IP=" + lots,
-		// A killed instance's sockets stay in the shared presence count until their entries
-		// expire: room for them and their replacements.
+		// A killed instance's sockets stay in the shared presence count until its instance
+		// timeout passes (10 s), and the storm reconnects them at once: room for them and
+		// their replacements.
 		"APP_WS_MAX_CONNS_PER_USER=100",
 		"APP_SHUTDOWN_TIMEOUT=2s",
 	}
@@ -524,4 +525,77 @@ func TestAnInstanceKilledInAReconnectStormCostsNoSocketAnEvent(t *testing.T) {
 	var stored int
 	require.NoError(t, check.QueryRow(ctx, "SELECT count(*) FROM messages WHERE id = ANY($1)", want).Scan(&stored))
 	require.Equal(t, len(want), stored, "every acknowledged message is in the database")
+}
+
+// Issue 10 (hole 6, the cap is cluster-wide): the sockets of an instance killed with SIGKILL
+// never say goodbye, so their entries in the shared presence count stay until they expire
+// (two ping intervals and a pong timeout: 60 s by default). Until then a user at the cap who
+// reconnects to the surviving instance was refused with 4009. A dead instance's sockets must
+// stop counting within seconds, while the cap still holds for the live ones.
+func TestAKilledInstancesSocketsStopCountingAgainstTheCap(t *testing.T) {
+	t.Parallel()
+	const maxConns = 2
+	bin := buildParlor(t)
+	env := []string{
+		"APP_ENV=development", "APP_LOG_LEVEL=warn",
+		"APP_JWT_KEYS=" + parlortest.KeyEntry(parlortest.TestKeyID, parlortest.TestKeySeed),
+		"DB_URL=" + pgtest.NewURL(t), "DB_MAX_CONNS=4", "DB_MIGRATE_ON_START=false", "APP_JOB_WORKERS=1",
+		"REDIS_URL=" + parlortest.RedisURL(), "REDIS_KEY_PREFIX=parlortest:" + uuid.NewString() + ":",
+		fmt.Sprintf("APP_WS_MAX_CONNS_PER_USER=%d", maxConns), "APP_RATE_WRITE=1000000/1m", // tickets, one per try
+		"APP_SHUTDOWN_TIMEOUT=2s",
+	}
+	victim, survivor := startInstance(t, bin, "a", env), startInstance(t, bin, "b", env)
+	anon, err := apiclient.NewClientWithResponses(survivor.url)
+	require.NoError(t, err)
+	reg, err := anon.RegisterWithResponse(ctx, apiclient.RegisterJSONRequestBody{
+		Email: "cap-" + uuid.NewString()[:8] + "@example.com", Password: "password-cap", DisplayName: "cap",
+	})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, reg.StatusCode(), string(reg.Body))
+	u := &killUser{id: reg.JSON201.User.Id, access: reg.JSON201.AccessToken}
+	u.clients = []*apiclient.ClientWithResponses{newClient(t, victim.url, u.access), newClient(t, survivor.url, u.access)}
+
+	// open dials a socket on insts[idx] and returns it after its first frame: hello when
+	// admitted, or the close code it was refused with (0 when admitted).
+	open := func(at *instance, idx int) (*websocket.Conn, int) {
+		t.Helper()
+		s := &stormSocket{user: u}
+		conn, err := s.dial(at, idx)
+		require.NoError(t, err)
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, data, err := conn.ReadMessage()
+		if ce, ok := err.(*websocket.CloseError); ok {
+			_ = conn.Close()
+			return nil, ce.Code
+		}
+		require.NoError(t, err)
+		require.Contains(t, string(data), `"type":"hello"`)
+		_ = conn.SetReadDeadline(time.Time{})
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn, 0
+	}
+	for range maxConns {
+		_, code := open(victim, 0)
+		require.Zero(t, code, "a socket under the cap is admitted")
+	}
+	_, code := open(survivor, 1)
+	require.Equal(t, 4009, code, "the cap counts the sockets of the other instance")
+
+	victim.kill(t)
+	killed := time.Now()
+	const bound = 20 * time.Second
+	for {
+		_, code := open(survivor, 1)
+		if code == 0 {
+			break
+		}
+		require.Equal(t, 4009, code)
+		require.Less(t, time.Since(killed), bound, "the killed instance's sockets still count against the cap %s after the kill", bound)
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("a new socket was admitted %s after the kill", time.Since(killed).Round(time.Millisecond))
+	_, code = open(survivor, 1)
+	require.Zero(t, code, "the second socket of the cap is admitted")
+	_, code = open(survivor, 1)
+	require.Equal(t, 4009, code, "the cap still holds for the live instance's sockets")
 }

@@ -7,7 +7,6 @@ package realtime
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"math/big"
@@ -178,7 +177,7 @@ func (g *Gateway) Handle(c echo.Context) error {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetWriteBuffer(socketSendBuffer)
 	}
-	conn := &conn{g: g, ws: ws, nc: nc, raw: rawConnOf(nc), id: newConnID(), user: user, session: session, bucket: randomBucket(), joined: make(chan struct{}), closeSent: make(chan struct{})}
+	conn := &conn{g: g, ws: ws, nc: nc, raw: rawConnOf(nc), id: g.presence.NewConnID(), user: user, session: session, bucket: randomBucket(), joined: make(chan struct{}), closeSent: make(chan struct{})}
 	conn.batch = batch
 	var since *events.Token
 	if s := q.Get("since"); s != "" {
@@ -261,12 +260,6 @@ func (g *Gateway) refuse(c *conn, code int, reason string) {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeMessageTimeout))
 	_, _ = c.nc.Write(closeFrame(code, reason))
 	_ = c.nc.Close()
-}
-
-func newConnID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return "c_" + base64.RawURLEncoding.EncodeToString(b)
 }
 
 func randomBucket() int {

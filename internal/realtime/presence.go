@@ -2,9 +2,14 @@ package realtime
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,8 +20,12 @@ import (
 // connection cap) and recently closed ones (which keep the user online for a grace period,
 // so a quick reconnect does not flap). Every entry has an expiry: open sockets are refreshed
 // by the heartbeat, and an entry that is not refreshed expires, so a crashed instance's
-// sockets stop counting, for the cap and for presence, on their own.
+// sockets stop counting, for the cap and for presence, on their own. Shared trackers also
+// know which instances are alive (RedisPresence.Run), so the sockets of an instance killed
+// without a goodbye stop counting within its instance timeout instead of their expiry.
 type Presence interface {
+	// NewConnID names a new socket of this instance.
+	NewConnID() string
 	// Admit records a new socket if its user has fewer than max open sockets cluster-wide
 	// (sockets in their grace period after closing do not count against the cap); the check
 	// and the insert are one atomic step (a Lua script in Redis), so concurrent handshakes on
@@ -48,6 +57,13 @@ type Socket struct {
 const graceTag = "g:"
 
 func graceField(conn string) string { return graceTag + conn }
+
+// newSocketID is a random socket id (no '.', which RedisPresence uses to name the instance).
+func newSocketID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
 
 // MemoryPresence is Presence for a single instance.
 type MemoryPresence struct {
@@ -89,6 +105,9 @@ func (p *MemoryPresence) set(user uuid.UUID, field string, exp time.Time) {
 	}
 	p.users[user][field] = exp
 }
+
+// NewConnID implements Presence.
+func (p *MemoryPresence) NewConnID() string { return "c_" + newSocketID() }
 
 // Admit implements Presence.
 func (p *MemoryPresence) Admit(_ context.Context, user uuid.UUID, conn string, ttl time.Duration, max int) (bool, bool, error) {
@@ -150,26 +169,129 @@ func (p *MemoryPresence) Online(_ context.Context, users []uuid.UUID) (map[uuid.
 // graceField(id) → expiry (unix ms), pruned as it is written. The hash itself expires once
 // its longest-lived entry has (the scripts extend the key's TTL, never shorten it), so an
 // idle user leaves nothing behind. Times are the calling instance's clock, passed in.
+//
+// A socket id starts with its instance's id and a '.'. Each instance beats (Run) into one
+// sorted set, instance id → last beat; an instance silent for longer than its timeout is
+// dead, and its open entries count neither against the cap nor for presence. Without that,
+// the sockets of a SIGKILLed instance held their users' cap until their entries expired
+// (60 s by default), and reconnecting elsewhere was refused with 4009. The dead set is read
+// with each beat and passed to the scripts as arguments, so they touch only their user's key
+// (what Redis Cluster requires of a script).
 type RedisPresence struct {
-	client redis.UniversalClient
-	prefix string
-	now    func() time.Time
+	client   redis.UniversalClient
+	prefix   string
+	now      func() time.Time
+	instance string
+	timeout  time.Duration
+	dead     atomic.Pointer[[]string]
 }
 
-// NewRedisPresence returns a tracker storing under prefix.
-func NewRedisPresence(client redis.UniversalClient, prefix string) *RedisPresence {
-	return &RedisPresence{client: client, prefix: prefix + "presence:", now: time.Now}
+// DefaultInstanceTimeout is how long an instance may go without a beat (one every fifth of
+// it) before its sockets stop counting. Longer than a GC pause or a Redis blip, and well
+// under the 60 s its socket entries take to expire.
+const DefaultInstanceTimeout = 10 * time.Second
+
+// forgetInstanceAfter is how long a dead instance stays in the set: past any socket entry's
+// expiry, after which it no longer matters.
+const forgetInstanceAfter = time.Hour
+
+// NewRedisPresence returns a tracker storing under prefix, for an instance that beats (Run)
+// more often than timeout.
+func NewRedisPresence(client redis.UniversalClient, prefix string, timeout time.Duration) *RedisPresence {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return &RedisPresence{client: client, prefix: prefix + "presence:", now: time.Now,
+		instance: "i" + base64.RawURLEncoding.EncodeToString(b), timeout: timeout}
 }
 
 func (p *RedisPresence) key(user uuid.UUID) string { return p.prefix + user.String() }
 
-// luaHelpers are shared by the scripts. scan prunes the expired entries of the hash key and
-// counts those left other than the field skip: the open ones and all of them. keep lets the
+func (p *RedisPresence) instancesKey() string { return p.prefix + "instances" }
+
+// NewConnID implements Presence.
+func (p *RedisPresence) NewConnID() string { return p.instance + "." + newSocketID() }
+
+// Run beats every fifth of the instance timeout until ctx ends, then leaves the set (a clean
+// stop has closed its sockets already).
+func (p *RedisPresence) Run(ctx context.Context, logger *slog.Logger) {
+	tick := time.NewTicker(p.timeout / 5)
+	defer tick.Stop()
+	failing := false
+	for {
+		err := p.Beat(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			logger.Warn("presence: instance beat", "error", err.Error())
+			failing = true
+		case err == nil && failing:
+			logger.Info("presence: instance beat recovered")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			_ = p.client.ZRem(rctx, p.instancesKey(), p.instance).Err()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Beat records that this instance is alive and reads which instances are dead: one round
+// trip. On error the dead set read last is kept.
+func (p *RedisPresence) Beat(ctx context.Context) error {
+	now := p.now().UnixMilli()
+	key := p.instancesKey()
+	pipe := p.client.TxPipeline()
+	pipe.ZAdd(ctx, key, redis.Z{Score: float64(now), Member: p.instance})
+	pipe.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatInt(now-forgetInstanceAfter.Milliseconds(), 10))
+	pipe.PExpire(ctx, key, forgetInstanceAfter)
+	dead := pipe.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: "(" + strconv.FormatInt(now-p.timeout.Milliseconds(), 10)})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	ids := dead.Val()
+	p.dead.Store(&ids)
+	return nil
+}
+
+// deadArgs are the dead instances, as the scripts' trailing arguments.
+func (p *RedisPresence) deadArgs() []any {
+	d := p.dead.Load()
+	if d == nil {
+		return nil
+	}
+	out := make([]any, len(*d))
+	for i, id := range *d {
+		out[i] = id
+	}
+	return out
+}
+
+// deadInstance reports whether the open entry field belongs to a dead instance.
+func (p *RedisPresence) deadInstance(field string) bool {
+	d := p.dead.Load()
+	if d == nil || len(*d) == 0 {
+		return false
+	}
+	inst, _, ok := strings.Cut(field, ".")
+	return ok && slices.Contains(*d, inst)
+}
+
+// luaHelpers are shared by the scripts. deadset reads the dead instances from ARGV[from] on.
+// scan prunes the expired entries of the hash key and counts those left other than the field
+// skip and the open entries of dead instances: the open ones and all of them. keep lets the
 // hash live at least ms more, never shorter: a socket leaving with a short grace, or refreshed
 // with a short ttl, must not cut the life of its siblings' entries (setting the key's TTL
 // outright once expired a user's live sockets along with a closed one).
 const luaHelpers = `
-local function scan(key, now, skip)
+local function deadset(from)
+  local d = {}
+  for i = from, #ARGV do d[ARGV[i]] = true end
+  return d
+end
+local function scan(key, now, skip, dead)
   local entries = redis.call('HGETALL', key)
   local open, all = 0, 0
   for i = 1, #entries, 2 do
@@ -177,8 +299,12 @@ local function scan(key, now, skip)
     if tonumber(entries[i+1]) <= now then
       redis.call('HDEL', key, f)
     elseif f ~= skip then
-      all = all + 1
-      if string.sub(f, 1, 2) ~= 'g:' then open = open + 1 end
+      if string.sub(f, 1, 2) == 'g:' then
+        all = all + 1
+      elseif not dead[string.match(f, '^([^.]*)%.') or ''] then
+        all = all + 1
+        open = open + 1
+      end
     end
   end
   return open, all
@@ -189,9 +315,9 @@ end
 `
 
 // admitScript: KEYS[1] the user's hash; ARGV conn, now (unix ms), expiry (unix ms), ttl (ms),
-// max. Returns {admitted, first}.
+// max, dead instances…. Returns {admitted, first}.
 var admitScript = redis.NewScript(luaHelpers + `
-local open, all = scan(KEYS[1], tonumber(ARGV[2]), ARGV[1])
+local open, all = scan(KEYS[1], tonumber(ARGV[2]), ARGV[1], deadset(6))
 if open >= tonumber(ARGV[5]) then return {0, 0} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 keep(KEYS[1], tonumber(ARGV[4]))
@@ -213,10 +339,10 @@ return 1
 `)
 
 // disconnectScript: KEYS[1] the user's hash; ARGV conn, now (unix ms), grace expiry (unix
-// ms), grace (ms). Returns 1 if the user has no other open socket.
+// ms), grace (ms), dead instances…. Returns 1 if the user has no other open socket.
 var disconnectScript = redis.NewScript(luaHelpers + `
 redis.call('HDEL', KEYS[1], ARGV[1])
-local open = scan(KEYS[1], tonumber(ARGV[2]), '')
+local open = scan(KEYS[1], tonumber(ARGV[2]), '', deadset(5))
 local grace = tonumber(ARGV[4])
 if grace > 0 then
   redis.call('HSET', KEYS[1], 'g:' .. ARGV[1], ARGV[3])
@@ -229,8 +355,8 @@ return 0
 // Admit implements Presence.
 func (p *RedisPresence) Admit(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration, max int) (bool, bool, error) {
 	now := p.now()
-	res, err := admitScript.Run(ctx, p.client, []string{p.key(user)},
-		conn, now.UnixMilli(), now.Add(ttl).UnixMilli(), ttl.Milliseconds(), max).Int64Slice()
+	args := append([]any{conn, now.UnixMilli(), now.Add(ttl).UnixMilli(), ttl.Milliseconds(), max}, p.deadArgs()...)
+	res, err := admitScript.Run(ctx, p.client, []string{p.key(user)}, args...).Int64Slice()
 	if err != nil {
 		return false, false, err
 	}
@@ -276,8 +402,8 @@ func (p *RedisPresence) Refresh(ctx context.Context, ttl time.Duration, socks ..
 // Disconnect implements Presence.
 func (p *RedisPresence) Disconnect(ctx context.Context, user uuid.UUID, conn string, grace time.Duration) (bool, error) {
 	now := p.now()
-	last, err := disconnectScript.Run(ctx, p.client, []string{p.key(user)},
-		conn, now.UnixMilli(), now.Add(grace).UnixMilli(), grace.Milliseconds()).Int64()
+	args := append([]any{conn, now.UnixMilli(), now.Add(grace).UnixMilli(), grace.Milliseconds()}, p.deadArgs()...)
+	last, err := disconnectScript.Run(ctx, p.client, []string{p.key(user)}, args...).Int64()
 	return last == 1, err
 }
 
@@ -298,8 +424,8 @@ func (p *RedisPresence) Online(ctx context.Context, users []uuid.UUID) (map[uuid
 	}
 	for i, u := range users {
 		out[u] = false
-		for _, exp := range cmds[i].Val() {
-			if ms, _ := strconv.ParseInt(exp, 10, 64); ms > now {
+		for field, exp := range cmds[i].Val() {
+			if ms, _ := strconv.ParseInt(exp, 10, 64); ms > now && (strings.HasPrefix(field, graceTag) || !p.deadInstance(field)) {
 				out[u] = true
 				break
 			}

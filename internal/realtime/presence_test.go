@@ -37,7 +37,7 @@ var presenceKits = []presenceKit{
 		prefix := "parlortest:" + uuid.NewString() + ":"
 		out := make([]realtime.Presence, n)
 		for i := range out {
-			out[i] = realtime.NewRedisPresence(presenceRedis(t, nil), prefix)
+			out[i] = realtime.NewRedisPresence(presenceRedis(t, nil), prefix, realtime.DefaultInstanceTimeout)
 		}
 		return out
 	}},
@@ -326,7 +326,7 @@ func TestPresenceFirstOnlyForFirstSocket(t *testing.T) {
 func TestRedisPresenceKeepsSiblingSocketsOnline(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p := realtime.NewRedisPresence(presenceRedis(t, nil), "parlortest:"+uuid.NewString()+":")
+	p := realtime.NewRedisPresence(presenceRedis(t, nil), "parlortest:"+uuid.NewString()+":", realtime.DefaultInstanceTimeout)
 	ann := uuid.New()
 	const grace = 100 * time.Millisecond
 
@@ -397,7 +397,7 @@ func TestRedisPresenceRefreshIsOneRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	hook := &roundTrips{}
-	p := realtime.NewRedisPresence(presenceRedis(t, hook), "parlortest:"+uuid.NewString()+":")
+	p := realtime.NewRedisPresence(presenceRedis(t, hook), "parlortest:"+uuid.NewString()+":", realtime.DefaultInstanceTimeout)
 	var batch []realtime.Socket
 	for i := range 40 {
 		batch = append(batch, realtime.Socket{User: uuid.New(), Conn: fmt.Sprintf("c%d", i)})
@@ -419,4 +419,53 @@ func TestRedisPresenceRefreshIsOneRoundTrip(t *testing.T) {
 	for _, u := range users {
 		require.True(t, got[u], "every socket of the batch was recorded")
 	}
+}
+
+// TestRedisPresenceForgetsTheSocketsOfADeadInstance: instance a holds ann's two sockets (her
+// cap) and stops beating, as a SIGKILLed process does. Once a's timeout has passed, instance
+// b no longer counts a's sockets, for the cap or for presence, and a close on b is ann's
+// last; if a beats again (a long pause, not a death), its sockets count again.
+func TestRedisPresenceForgetsTheSocketsOfADeadInstance(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const timeout = 300 * time.Millisecond
+	prefix := "parlortest:" + uuid.NewString() + ":"
+	a := realtime.NewRedisPresence(presenceRedis(t, nil), prefix, timeout)
+	b := realtime.NewRedisPresence(presenceRedis(t, nil), prefix, timeout)
+	require.NoError(t, a.Beat(ctx))
+	require.NoError(t, b.Beat(ctx))
+	ann := uuid.New()
+	admit := func(p *realtime.RedisPresence) (conn string, ok, first bool) {
+		t.Helper()
+		conn = p.NewConnID()
+		ok, first, err := p.Admit(ctx, ann, conn, time.Minute, 2)
+		require.NoError(t, err)
+		return conn, ok, first
+	}
+	for range 2 {
+		_, ok, _ := admit(a)
+		require.True(t, ok)
+	}
+	_, ok, _ := admit(b)
+	require.False(t, ok, "a's sockets fill ann's cap")
+
+	// a falls silent; b keeps beating.
+	require.Eventually(t, func() bool {
+		require.NoError(t, b.Beat(ctx))
+		online, err := b.Online(ctx, []uuid.UUID{ann})
+		require.NoError(t, err)
+		return !online[ann]
+	}, 20*timeout, timeout/10, "a dead instance's sockets do not keep ann online")
+	conn, ok, first := admit(b)
+	require.True(t, ok, "a dead instance's sockets do not count against the cap")
+	require.True(t, first, "ann comes online again")
+	last, err := b.Disconnect(ctx, ann, conn, 0)
+	require.NoError(t, err)
+	require.True(t, last, "the close on b is ann's last open socket")
+
+	// a was only paused: once it beats, its sockets count again.
+	require.NoError(t, a.Beat(ctx))
+	require.NoError(t, b.Beat(ctx))
+	_, ok, _ = admit(b)
+	require.False(t, ok, "a live instance's sockets count against the cap")
 }
