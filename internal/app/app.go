@@ -175,6 +175,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		postgres.NewPoolCollector(a.Pool),
 	)
+	if a.Redis != nil {
+		registry.MustRegister(redisPoolCollector{a.Redis})
+	}
 	walletMetrics := wallet.NewMetrics(registry, a.Pool)
 	settings := walletSettings(cfg)
 	a.Wallet = wallet.NewService(a.Pool, roomsSvc, limiter, cursors, settings, walletMetrics)

@@ -81,10 +81,14 @@ func (h LogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 // WithGroup implements slog.Handler.
 func (h LogHandler) WithGroup(name string) slog.Handler { return LogHandler{h.Handler.WithGroup(name)} }
 
-// httpMetrics are the request counters and latency histogram, by route template.
+// httpMetrics are the request counters and latency histogram, by route template. A
+// long-poll's duration is how long nothing happened, not latency: it has a histogram of its
+// own, so the latency histogram stays one to alert on. (A WebSocket's life is not an HTTP
+// request's: its handler returns after the upgrade, and the gateway records the life.)
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	longPoll prometheus.Histogram
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -98,9 +102,23 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Help:    "HTTP request latency, by route template and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"route", "method"}),
+		longPoll: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "parlor_sync_long_poll_duration_seconds",
+			Help:    "How long GET /v1/sync calls that asked to wait (timeout_ms > 0) were held open.",
+			Buckets: []float64{.01, .05, .1, .5, 1, 2.5, 5, 10, 20, 30, 45, 60},
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency)
+	reg.MustRegister(m.requests, m.latency, m.longPoll)
 	return m
+}
+
+// isLongPoll reports whether a request asked GET /v1/sync to wait for events.
+func isLongPoll(c echo.Context) bool {
+	if c.Path() != "/v1/sync" {
+		return false
+	}
+	ms, err := strconv.Atoi(c.QueryParam("timeout_ms"))
+	return err == nil && ms > 0
 }
 
 // accessLog writes one structured line per request and records its metrics. It runs
@@ -121,7 +139,11 @@ func accessLog(logger *slog.Logger, metrics *httpMetrics) echo.MiddlewareFunc {
 			}
 			status := strconv.Itoa(res.Status)
 			metrics.requests.WithLabelValues(route, req.Method, status).Inc()
-			metrics.latency.WithLabelValues(route, req.Method).Observe(elapsed.Seconds())
+			if isLongPoll(c) {
+				metrics.longPoll.Observe(elapsed.Seconds())
+			} else {
+				metrics.latency.WithLabelValues(route, req.Method).Observe(elapsed.Seconds())
+			}
 
 			attrs := []slog.Attr{
 				slog.String("method", req.Method),

@@ -223,10 +223,9 @@ func requestDeadline(timeout time.Duration) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			d := timeout
-			if c.Path() == "/v1/sync" {
-				if ms, err := strconv.Atoi(c.QueryParam("timeout_ms")); err == nil && ms > 0 {
-					d += min(time.Duration(ms)*time.Millisecond, maxLongPoll)
-				}
+			if isLongPoll(c) {
+				ms, _ := strconv.Atoi(c.QueryParam("timeout_ms"))
+				d += min(time.Duration(ms)*time.Millisecond, maxLongPoll)
 			}
 			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
 			defer cancel()

@@ -62,6 +62,7 @@ type conn struct {
 	user    uuid.UUID
 	session uuid.UUID
 	bucket  int // which heartbeat tick pings it
+	opened  time.Time
 
 	// Owned by the node (under node.mu).
 	rooms   []uuid.UUID
@@ -195,6 +196,7 @@ func (c *conn) finishWrite(q []*frame, rest [][]byte) {
 func (c *conn) wrote(q []*frame, err error) {
 	if err == nil {
 		c.g.metrics.deliveries.Add(float64(countEvents(q)))
+		c.g.metrics.observeLag(q, time.Now())
 	}
 	c.mu.Lock()
 	c.inWrite = false

@@ -94,6 +94,7 @@ func New(ctx context.Context, d Deps) *Gateway {
 		writers: newWriterPool(ctx, d.Config.WSWriterNice, d.Logger),
 		origins: map[string]bool{},
 	}
+	d.Registry.MustRegister(queueCollector{g})
 	g.node.onEpochChange = func() {
 		for _, c := range g.node.all() {
 			c.closeNow(CloseFullSync, "the database changed (restore or failover): start over from GET /v1/sync")
@@ -275,6 +276,7 @@ func (g *Gateway) track(c *conn) bool {
 		return false
 	}
 	g.conns[c] = struct{}{}
+	c.opened = time.Now()
 	g.wg.Add(1)
 	g.metrics.open.Inc()
 	return true
@@ -289,6 +291,7 @@ func (g *Gateway) finish(c *conn) {
 	delete(g.conns, c)
 	g.mu.Unlock()
 	g.metrics.open.Dec()
+	g.metrics.lifetime.Observe(time.Since(c.opened).Seconds())
 	g.wentAway(c)
 	c.release()
 	g.wg.Done()

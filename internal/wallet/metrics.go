@@ -51,6 +51,7 @@ func (m *Metrics) eventProcessed(err error) {
 var (
 	topupsDesc = prometheus.NewDesc("parlor_topups", "Top-ups by state.", []string{"status"}, nil)
 	queueDesc  = prometheus.NewDesc("parlor_job_queue_depth", "River jobs waiting to run (available, retryable or scheduled), by queue.", []string{"queue"}, nil)
+	ageDesc    = prometheus.NewDesc("parlor_job_queue_oldest_seconds", "How long the oldest River job that is due (available or retryable, its time come) has waited, by queue; 0 when none waits.", []string{"queue"}, nil)
 )
 
 // dbCollector reads its gauges from PostgreSQL when scraped.
@@ -59,6 +60,7 @@ type dbCollector struct{ pool *pgxpool.Pool }
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- topupsDesc
 	ch <- queueDesc
+	ch <- ageDesc
 }
 
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
@@ -73,16 +75,19 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		defer rows.Close()
 		for rows.Next() {
 			var label string
-			var n int64
+			var n float64
 			if err := rows.Scan(&label, &n); err != nil {
 				ch <- prometheus.NewInvalidMetric(desc, err)
 				return
 			}
-			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n), label)
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, n, label)
 		}
 	}
-	collect(topupsDesc, "SELECT status, count(*) FROM topups GROUP BY status")
-	collect(queueDesc, `SELECT q.name, count(j.id) FROM river_queue q
+	collect(topupsDesc, "SELECT status, count(*)::float8 FROM topups GROUP BY status")
+	collect(queueDesc, `SELECT q.name, count(j.id)::float8 FROM river_queue q
 		LEFT JOIN river_job j ON j.queue = q.name AND j.state IN ('available', 'retryable', 'scheduled')
+		GROUP BY q.name`)
+	collect(ageDesc, `SELECT q.name, COALESCE(extract(epoch FROM now() - min(j.scheduled_at)), 0)::float8 FROM river_queue q
+		LEFT JOIN river_job j ON j.queue = q.name AND j.state IN ('available', 'retryable') AND j.scheduled_at <= now()
 		GROUP BY q.name`)
 }
