@@ -483,8 +483,8 @@ func (s *soakRun) level(ctx context.Context, admin *pgx.Conn) (soakLevel, error)
 	}
 	l := soakLevel{
 		goroutines: m["go_goroutines"], heapMiB: m["go_memstats_heap_alloc_bytes"] / (1 << 20), rssMiB: float64(rssOf(s.pid)) / 1024,
-		fds: m["process_open_fds"], poolConns: m["parlor_db_pool_conns"], poolBusy: m["parlor_db_pool_acquired_conns"],
-		poolMax: m["parlor_db_pool_max_conns"],
+		fds: m["process_open_fds"], poolConns: m[`parlor_db_pool_conns{pool="main"}`],
+		poolBusy: m[`parlor_db_pool_acquired_conns{pool="main"}`], poolMax: m[`parlor_db_pool_max_conns{pool="main"}`],
 	}
 	err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", s.dbName).Scan(&l.dbConns)
 	return l, err

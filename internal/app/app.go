@@ -173,7 +173,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		postgres.NewPoolCollector(a.Pool),
+		postgres.NewPoolCollector(a.Pool, "main"),
+		postgres.NewPoolCollector(a.TailPool, "fanout"),
 	)
 	if a.Redis != nil {
 		registry.MustRegister(redisPoolCollector{a.Redis})

@@ -32,7 +32,9 @@ func (redisPoolCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c redisPoolCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.client.PoolStats()
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	counter := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v) }
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
 	gauge(redisConns, float64(s.TotalConns))
 	gauge(redisIdle, float64(s.IdleConns))
 	counter(redisHits, float64(s.Hits))

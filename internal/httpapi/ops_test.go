@@ -189,7 +189,7 @@ func TestMetrics(t *testing.T) {
 		`parlor_http_requests_total{method="GET",route="/v1/me",status="200"} 1`,
 		`parlor_http_requests_total{method="POST",route="/v1/auth/register",status="201"} 1`,
 		`parlor_http_request_duration_seconds_bucket{method="GET",route="/v1/me",le=`,
-		`parlor_db_pool_max_conns 10`,
+		`parlor_db_pool_max_conns{pool="main"} 10`,
 		`parlor_db_pool_acquires_total`,
 		`go_goroutines`,
 		`process_resident_memory_bytes`,

@@ -11,10 +11,11 @@ type PoolCollector struct {
 	descs map[string]*prometheus.Desc
 }
 
-// NewPoolCollector returns a collector for pool.
-func NewPoolCollector(pool *pgxpool.Pool) *PoolCollector {
-	d := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc("parlor_db_pool_"+name, help, nil, nil)
+// NewPoolCollector returns a collector for pool, its series labelled pool=name (the
+// requests' pool is "main", the fan-out's own is "fanout").
+func NewPoolCollector(pool *pgxpool.Pool, name string) *PoolCollector {
+	d := func(metric, help string) *prometheus.Desc {
+		return prometheus.NewDesc("parlor_db_pool_"+metric, help, nil, prometheus.Labels{"pool": name})
 	}
 	return &PoolCollector{pool: pool, descs: map[string]*prometheus.Desc{
 		"max":          d("max_conns", "Maximum connections in the pool."),

@@ -77,5 +77,6 @@ func TestMetricsShowDeliveryLagQueuesAndLifetimesApartFromHTTPLatency(t *testing
 	require.Positive(t, gwMetric(t, page, "parlor_redis_pool_conns"))
 	require.GreaterOrEqual(t, gwMetric(t, page, "parlor_redis_pool_hits_total"), float64(1))
 	require.GreaterOrEqual(t, gwMetric(t, page, `parlor_job_queue_oldest_seconds{queue="default"}`), float64(0))
-	require.Positive(t, gwMetric(t, page, "parlor_db_pool_max_conns"))
+	require.Positive(t, gwMetric(t, page, `parlor_db_pool_max_conns{pool="main"}`))
+	require.Positive(t, gwMetric(t, page, `parlor_db_pool_max_conns{pool="fanout"}`), "the fan-out's own pool")
 }
