@@ -160,7 +160,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		go shared.Run(bg, logger)
 		presence = shared
 	}
-	tickets := realtime.NewTickets(authSvc.Revocations(), cursors, a.Redis, cfg.RedisKeyPrefix, nil)
+	tickets := realtime.NewTickets(authSvc.Revocations(), cursors, nil)
 	a.Gateway = realtime.New(bg, realtime.Deps{
 		Config: cfg, Pool: a.Pool, TailPool: a.TailPool, Chat: chatSvc, Rooms: roomsSvc, Tickets: tickets, Presence: presence,
 		Broker: broker, Tokens: tokens, Log: eventLog, Logger: logger, Registry: registry,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +85,29 @@ var fuzzRevoked = uuid.MustParse("0d4b3c2a-1111-4222-8333-444455556666")
 func fuzzTickets(t testing.TB, now time.Time) (*Tickets, *cursor.Signer) {
 	s, err := cursor.NewSigner(bytes.Repeat([]byte{5}, 32))
 	require.NoError(t, err)
-	return NewTickets(revokedSet{fuzzRevoked: true}, s, nil, "", func() time.Time { return now }), s
+	return NewTickets(revokedSet{fuzzRevoked: true}, s, func() time.Time { return now }), s
+}
+
+// redeem spends a ticket as the gateway does: verified, then claimed with the socket's
+// admission into p (a presence on the fuzz clock).
+func redeem(ctx context.Context, tickets *Tickets, p Presence, ticket string) (uuid.UUID, uuid.UUID, error) {
+	user, session, claim, err := tickets.Verify(ticket)
+	if err != nil {
+		return uuid.Nil, uuid.Nil, err
+	}
+	if _, _, err := p.Admit(ctx, user, p.NewConnID(), time.Minute, 1<<20, claim); err != nil {
+		if errors.Is(err, ErrTicketUsed) {
+			return uuid.Nil, uuid.Nil, errBadTicket
+		}
+		return uuid.Nil, uuid.Nil, err
+	}
+	return user, session, nil
+}
+
+func fuzzPresence(now time.Time) *MemoryPresence {
+	p := NewMemoryPresence()
+	p.now = func() time.Time { return now }
+	return p
 }
 
 // FuzzTicketRedeem redeems arbitrary strings: never a panic, errBadTicket for anything but
@@ -111,7 +134,8 @@ func FuzzTicketRedeem(f *testing.F) {
 	f.Add(good[:len(good)-1])
 	f.Fuzz(func(t *testing.T, ticket string) {
 		tickets, signer := fuzzTickets(t, now)
-		user, session, err := tickets.Redeem(ctx, ticket)
+		p := fuzzPresence(now)
+		user, session, err := redeem(ctx, tickets, p, ticket)
 		if err == nil {
 			// Only a ticket this secret signed opens: the seed's issued one, however spelled.
 			raw, ok := strings.CutPrefix(ticket, ticketPrefix)
@@ -121,7 +145,7 @@ func FuzzTicketRedeem(f *testing.F) {
 			require.Equal(t, goodPayload, b)
 			require.Equal(t, goodUser, user)
 			require.Equal(t, goodSession, session)
-			_, _, err = tickets.Redeem(ctx, ticket)
+			_, _, err = redeem(ctx, tickets, p, ticket)
 			require.ErrorIs(t, err, errBadTicket, "a ticket opens one socket")
 		} else {
 			require.ErrorIs(t, err, errBadTicket, "a ticket this instance did not issue")
@@ -132,11 +156,11 @@ func FuzzTicketRedeem(f *testing.F) {
 		u, s := uuid.New(), uuid.New()
 		fresh, err := tickets.Issue(ctx, u, s)
 		require.NoError(t, err)
-		gotU, gotS, err := tickets.Redeem(ctx, fresh)
+		gotU, gotS, err := redeem(ctx, tickets, p, fresh)
 		require.NoError(t, err)
 		require.Equal(t, u, gotU)
 		require.Equal(t, s, gotS)
-		_, _, err = tickets.Redeem(ctx, fresh)
+		_, _, err = redeem(ctx, tickets, p, fresh)
 		require.ErrorIs(t, err, errBadTicket, "a ticket opens one socket")
 	})
 }
@@ -163,9 +187,10 @@ func FuzzTicketPayload(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tickets, signer := fuzzTickets(t, now)
+		p := fuzzPresence(now)
 		ctx := context.Background()
 		ticket := ticketPrefix + signer.Seal(ticketKind, b)
-		user, session, err := tickets.Redeem(ctx, ticket)
+		user, session, err := redeem(ctx, tickets, p, ticket)
 		inRange := func(exp int64) bool { return exp > now.Unix() && exp <= now.Add(TicketTTL+maxClockSkew).Unix() }
 		valid := len(b) == ticketBytes && inRange(int64(binary.BigEndian.Uint64(b[32:40]))) &&
 			!bytes.Equal(b[16:32], fuzzRevoked[:])
@@ -178,7 +203,7 @@ func FuzzTicketPayload(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, b[:16], user[:])
 		require.Equal(t, b[16:32], session[:])
-		_, _, err = tickets.Redeem(ctx, ticket)
+		_, _, err = redeem(ctx, tickets, p, ticket)
 		require.ErrorIs(t, err, errBadTicket, "a second redeem")
 		_, err = signer.Open("realtime-ticket", ticket[len(ticketPrefix):])
 		require.NoError(t, err)

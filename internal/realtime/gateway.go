@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -165,44 +166,54 @@ func (g *Gateway) Handle(c echo.Context) error {
 	if err != nil {
 		return err // before the ticket is spent: the client fixes the URL and uses it
 	}
-	user, session, err := g.tickets.Redeem(r.Context(), q.Get("ticket"))
+	user, session, ticket, err := g.tickets.Verify(q.Get("ticket"))
 	if err != nil {
 		return err
 	}
-	ws, err := g.upgrader.Upgrade(c.Response(), r, nil)
-	if err != nil {
-		return nil // the upgrader has answered the client
-	}
-	ws.SetReadLimit(g.cfg.WSMaxFrameBytes)
-	nc := ws.NetConn()
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(socketSendBuffer)
-	}
-	conn := &conn{g: g, ws: ws, nc: nc, raw: rawConnOf(nc), id: g.presence.NewConnID(), user: user, session: session, bucket: randomBucket(), joined: make(chan struct{}), closeSent: make(chan struct{})}
-	conn.batch = batch
 	var since *events.Token
 	if s := q.Get("since"); s != "" {
 		tok, err := g.tokens.Decode(s)
 		if err != nil {
-			g.refuse(conn, CloseFullSync, "the since token cannot be used here: start over from GET /v1/sync")
+			// Refused after the upgrade (see above), leaving the ticket unspent.
+			if ws, err := g.upgrader.Upgrade(c.Response(), r, nil); err == nil {
+				g.refuse(ws.NetConn(), CloseFullSync, "the since token cannot be used here: start over from GET /v1/sync")
+			}
 			return nil
 		}
 		since = &tok
 	}
+	// Spending the ticket and taking a place under the cap are one round trip, before the
+	// upgrade: a used ticket is answered as a problem, like a forged one.
+	connID := g.presence.NewConnID()
 	ctx := context.WithoutCancel(r.Context())
-	admitted, first, err := g.presence.Admit(ctx, user, conn.id, g.presenceTTL(), g.cfg.WSMaxConnsPerUser)
-	if err != nil {
-		g.logger.Error("realtime: admit a socket", "error", err.Error())
-		g.refuse(conn, CloseServerError, "server error")
-		return nil
+	admitted, first, err := g.presence.Admit(ctx, user, connID, g.presenceTTL(), g.cfg.WSMaxConnsPerUser, ticket)
+	switch {
+	case errors.Is(err, ErrTicketUsed):
+		return errBadTicket
+	case err != nil:
+		return fmt.Errorf("admit a socket: %w", err)
 	}
+	ws, err := g.upgrader.Upgrade(c.Response(), r, nil)
+	if err != nil {
+		if admitted {
+			g.forget(user, connID)
+		}
+		return nil // the upgrader has answered the client
+	}
+	ws.SetReadLimit(g.cfg.WSMaxFrameBytes)
+	nc := ws.NetConn()
 	if !admitted {
 		g.metrics.closes.WithLabelValues("too_many_connections").Inc()
-		g.refuse(conn, CloseTooManyConns, "too many connections for this user")
+		g.refuse(nc, CloseTooManyConns, "too many connections for this user")
 		return nil
 	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(socketSendBuffer)
+	}
+	conn := &conn{g: g, ws: ws, nc: nc, raw: rawConnOf(nc), id: connID, user: user, session: session, bucket: randomBucket(), joined: make(chan struct{}), closeSent: make(chan struct{})}
+	conn.batch = batch
 	if !g.track(conn) {
-		g.refuse(conn, CloseGoingAway, "restart: reconnect with your last token")
+		g.refuse(nc, CloseGoingAway, "restart: reconnect with your last token")
 		g.wentAway(conn)
 		return nil
 	}
@@ -256,11 +267,18 @@ func batchParam(q url.Values) (bool, error) {
 		Fields: []apperr.FieldError{{Field: "query.batch", Message: "must be true or false"}}}
 }
 
+// forget undoes the admission of a socket that never opened.
+func (g *Gateway) forget(user uuid.UUID, connID string) {
+	if _, err := g.presence.Disconnect(context.Background(), user, connID, 0); err != nil {
+		g.logger.Warn("realtime: forget a socket that did not open", "conn", connID, "error", err.Error())
+	}
+}
+
 // refuse closes a socket that never went live.
-func (g *Gateway) refuse(c *conn, code int, reason string) {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(closeMessageTimeout))
-	_, _ = c.nc.Write(closeFrame(code, reason))
-	_ = c.nc.Close()
+func (g *Gateway) refuse(nc net.Conn, code int, reason string) {
+	_ = nc.SetWriteDeadline(time.Now().Add(closeMessageTimeout))
+	_, _ = nc.Write(closeFrame(code, reason))
+	_ = nc.Close()
 }
 
 func randomBucket() int {

@@ -592,14 +592,14 @@ func TestGatewayHandshake(t *testing.T) {
 			signer, err := cursor.NewSigner(secret)
 			require.NoError(t, err)
 			then := func() time.Time { return time.Now().Add(-realtime.TicketTTL - time.Second) }
-			tk, err := realtime.NewTickets(auth.NewRevocations(s.Pool, time.Minute), signer, nil, "", then).Issue(ctx, ann.ID, gwSession(t, s, ann))
+			tk, err := realtime.NewTickets(auth.NewRevocations(s.Pool, time.Minute), signer, then).Issue(ctx, ann.ID, gwSession(t, s, ann))
 			require.NoError(t, err)
 			return tk
 		}},
 		{name: "ticket signed with another secret", status: 401, code: "unauthorized", ticket: func(t *testing.T) string {
 			signer, err := cursor.NewSigner([]byte(strings.Repeat("k", 32)))
 			require.NoError(t, err)
-			tk, err := realtime.NewTickets(auth.NewRevocations(s.Pool, time.Minute), signer, nil, "", nil).Issue(ctx, ann.ID, gwSession(t, s, ann))
+			tk, err := realtime.NewTickets(auth.NewRevocations(s.Pool, time.Minute), signer, nil).Issue(ctx, ann.ID, gwSession(t, s, ann))
 			require.NoError(t, err)
 			return tk
 		}},

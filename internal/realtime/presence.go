@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -26,13 +27,16 @@ import (
 type Presence interface {
 	// NewConnID names a new socket of this instance.
 	NewConnID() string
-	// Admit records a new socket if its user has fewer than max open sockets cluster-wide
-	// (sockets in their grace period after closing do not count against the cap); the check
-	// and the insert are one atomic step (a Lua script in Redis), so concurrent handshakes on
-	// several instances cannot overshoot. admitted=false records nothing. first reports that
-	// the user had no socket before, live or in grace (so they are newly online); it is
-	// false when the socket is not admitted.
-	Admit(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration, max int) (admitted, first bool, err error)
+	// Admit spends the socket's ticket (unless ticket is the zero TicketClaim) and records
+	// the new socket if its user has fewer than max open sockets cluster-wide (sockets in
+	// their grace period after closing do not count against the cap). Both are one atomic
+	// step in one round trip (a Lua script over the user's one key in Redis), so a ticket
+	// opens one socket and concurrent handshakes on several instances cannot overshoot the
+	// cap. A ticket spent before gets ErrTicketUsed and records nothing; admitted=false
+	// (over the cap) spends the ticket and records no socket. first reports that the user
+	// had no socket before, live or in grace (so they are newly online); it is false when
+	// the socket is not admitted.
+	Admit(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration, max int, ticket TicketClaim) (admitted, first bool, err error)
 	// Refresh extends the entries of many sockets (the heartbeat refreshes a batch at once):
 	// one round trip (a pipeline) in Redis however many sockets. A socket that has been
 	// disconnected (and is in its grace period) is not revived by a late refresh; one whose
@@ -51,10 +55,26 @@ type Socket struct {
 	Conn string
 }
 
-// graceTag prefixes the entry a closed socket leaves for its grace period. An open socket's
-// entry is its bare id (socket ids never start with "g:"), so the cap counts only untagged
-// entries and a socket's open and grace entries never collide.
-const graceTag = "g:"
+// graceTag prefixes the entry a closed socket leaves for its grace period, and ticketTag
+// the entry of a spent ticket. An open socket's entry is its bare id (socket ids start with
+// neither), so the cap counts only untagged entries, presence only untagged and grace ones,
+// and no two kinds collide.
+const (
+	graceTag  = "g:"
+	ticketTag = "t:"
+)
+
+// TicketClaim is a ticket to spend with a socket's admission: its nonce, remembered as used
+// until a little past the ticket's expiry (when it is refused for that anyway).
+type TicketClaim struct {
+	Nonce   string
+	Expires time.Time
+}
+
+func (t TicketClaim) field() string { return ticketTag + t.Nonce }
+
+// ErrTicketUsed is Admit's answer to a ticket spent before.
+var ErrTicketUsed = errors.New("the ticket was used already")
 
 func graceField(conn string) string { return graceTag + conn }
 
@@ -86,7 +106,7 @@ func (p *MemoryPresence) scan(user uuid.UUID, now time.Time, skip string) (open,
 		switch {
 		case !exp.After(now):
 			delete(entries, f)
-		case f != skip:
+		case f != skip && !strings.HasPrefix(f, ticketTag):
 			all++
 			if !strings.HasPrefix(f, graceTag) {
 				open++
@@ -110,11 +130,17 @@ func (p *MemoryPresence) set(user uuid.UUID, field string, exp time.Time) {
 func (p *MemoryPresence) NewConnID() string { return "c_" + newSocketID() }
 
 // Admit implements Presence.
-func (p *MemoryPresence) Admit(_ context.Context, user uuid.UUID, conn string, ttl time.Duration, max int) (bool, bool, error) {
+func (p *MemoryPresence) Admit(_ context.Context, user uuid.UUID, conn string, ttl time.Duration, max int, ticket TicketClaim) (bool, bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
 	open, all := p.scan(user, now, conn)
+	if ticket != (TicketClaim{}) {
+		if _, used := p.users[user][ticket.field()]; used {
+			return false, false, ErrTicketUsed
+		}
+		p.set(user, ticket.field(), ticket.Expires)
+	}
 	if open >= max {
 		return false, false, nil
 	}
@@ -298,7 +324,7 @@ local function scan(key, now, skip, dead)
     local f = entries[i]
     if tonumber(entries[i+1]) <= now then
       redis.call('HDEL', key, f)
-    elseif f ~= skip then
+    elseif f ~= skip and string.sub(f, 1, 2) ~= 't:' then
       if string.sub(f, 1, 2) == 'g:' then
         all = all + 1
       elseif not dead[string.match(f, '^([^.]*)%.') or ''] then
@@ -315,9 +341,16 @@ end
 `
 
 // admitScript: KEYS[1] the user's hash; ARGV conn, now (unix ms), expiry (unix ms), ttl (ms),
-// max, dead instances…. Returns {admitted, first}.
+// max, the ticket's field ('' for none), the ticket's claim expiry (unix ms), dead
+// instances…. Returns {admitted, first}, or {-1, 0} for a ticket used before.
 var admitScript = redis.NewScript(luaHelpers + `
-local open, all = scan(KEYS[1], tonumber(ARGV[2]), ARGV[1], deadset(6))
+local now = tonumber(ARGV[2])
+local open, all = scan(KEYS[1], now, ARGV[1], deadset(8))
+if ARGV[6] ~= '' then
+  if redis.call('HEXISTS', KEYS[1], ARGV[6]) == 1 then return {-1, 0} end
+  redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])
+  keep(KEYS[1], tonumber(ARGV[7]) - now)
+end
 if open >= tonumber(ARGV[5]) then return {0, 0} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 keep(KEYS[1], tonumber(ARGV[4]))
@@ -353,12 +386,19 @@ return 0
 `)
 
 // Admit implements Presence.
-func (p *RedisPresence) Admit(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration, max int) (bool, bool, error) {
+func (p *RedisPresence) Admit(ctx context.Context, user uuid.UUID, conn string, ttl time.Duration, max int, ticket TicketClaim) (bool, bool, error) {
 	now := p.now()
-	args := append([]any{conn, now.UnixMilli(), now.Add(ttl).UnixMilli(), ttl.Milliseconds(), max}, p.deadArgs()...)
+	field, claimUntil := "", int64(0)
+	if ticket != (TicketClaim{}) {
+		field, claimUntil = ticket.field(), ticket.Expires.UnixMilli()
+	}
+	args := append([]any{conn, now.UnixMilli(), now.Add(ttl).UnixMilli(), ttl.Milliseconds(), max, field, claimUntil}, p.deadArgs()...)
 	res, err := admitScript.Run(ctx, p.client, []string{p.key(user)}, args...).Int64Slice()
 	if err != nil {
 		return false, false, err
+	}
+	if res[0] == -1 {
+		return false, false, ErrTicketUsed
 	}
 	return res[0] == 1, res[1] == 1, nil
 }
@@ -425,7 +465,7 @@ func (p *RedisPresence) Online(ctx context.Context, users []uuid.UUID) (map[uuid
 	for i, u := range users {
 		out[u] = false
 		for field, exp := range cmds[i].Val() {
-			if ms, _ := strconv.ParseInt(exp, 10, 64); ms > now && (strings.HasPrefix(field, graceTag) || !p.deadInstance(field)) {
+			if ms, _ := strconv.ParseInt(exp, 10, 64); ms > now && !strings.HasPrefix(field, ticketTag) && (strings.HasPrefix(field, graceTag) || !p.deadInstance(field)) {
 				out[u] = true
 				break
 			}

@@ -2,6 +2,7 @@ package realtime_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,7 @@ func eachPresence(t *testing.T, test func(t *testing.T, kit presenceKit)) {
 
 func admit(t *testing.T, p realtime.Presence, user uuid.UUID, conn string, ttl time.Duration, max int) (admitted, first bool) {
 	t.Helper()
-	admitted, first, err := p.Admit(context.Background(), user, conn, ttl, max)
+	admitted, first, err := p.Admit(context.Background(), user, conn, ttl, max, realtime.TicketClaim{})
 	require.NoError(t, err)
 	return admitted, first
 }
@@ -137,6 +138,63 @@ func TestPresenceCapIsClusterWide(t *testing.T) {
 	})
 }
 
+// TestPresenceATicketOpensOneSocket: the same ticket presented by 20 handshakes at once,
+// spread over two instances, admits one socket; the others get ErrTicketUsed and record
+// nothing. A spent ticket neither counts against the cap nor makes its user online, and a
+// ticket refused for the cap is spent all the same.
+func TestPresenceATicketOpensOneSocket(t *testing.T) {
+	eachPresence(t, func(t *testing.T, kit presenceKit) {
+		ps := kit.instances(t, 2)
+		ann := uuid.New()
+		ticket := realtime.TicketClaim{Nonce: uuid.NewString(), Expires: time.Now().Add(time.Minute)}
+		const n = 20
+		var admitted, used atomic.Int64
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				ok, _, err := ps[i%2].Admit(context.Background(), ann, fmt.Sprintf("c%d", i), 10*time.Second, 8, ticket)
+				switch {
+				case errors.Is(err, realtime.ErrTicketUsed):
+					require.False(t, ok)
+					used.Add(1)
+				case err != nil:
+					errs <- err
+				case ok:
+					admitted.Add(1)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.EqualValues(t, 1, admitted.Load(), "one socket per ticket")
+		require.EqualValues(t, n-1, used.Load())
+
+		// The spent ticket takes no place under the cap: ann's one socket plus one more
+		// fill a cap of 2.
+		ok, _ := admit(t, ps[1], ann, "second", 10*time.Second, 2)
+		require.True(t, ok, "a spent ticket does not count against the cap")
+		full := realtime.TicketClaim{Nonce: uuid.NewString(), Expires: time.Now().Add(time.Minute)}
+		ok, _, err := ps[0].Admit(context.Background(), ann, "third", 10*time.Second, 2, full)
+		require.NoError(t, err)
+		require.False(t, ok, "over the cap")
+		_, _, err = ps[1].Admit(context.Background(), ann, "fourth", 10*time.Second, 3, full)
+		require.ErrorIs(t, err, realtime.ErrTicketUsed, "a ticket refused for the cap is spent")
+
+		// A user whose only entry is a spent ticket is not online.
+		bob := uuid.New()
+		_, _, err = ps[0].Admit(context.Background(), bob, "b1", 10*time.Second, 0, realtime.TicketClaim{Nonce: "n", Expires: time.Now().Add(time.Minute)})
+		require.NoError(t, err)
+		require.False(t, online(t, ps[1], bob), "a spent ticket is not a socket")
+	})
+}
+
 // TestPresenceConcurrentAdmitsStopAtTheCap: 50 handshakes at once, spread over two
 // instances, admit exactly max sockets, exactly one of them first.
 func TestPresenceConcurrentAdmitsStopAtTheCap(t *testing.T) {
@@ -151,7 +209,7 @@ func TestPresenceConcurrentAdmitsStopAtTheCap(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				ok, first, err := ps[i%2].Admit(context.Background(), ann, fmt.Sprintf("c%d", i), 10*time.Second, max)
+				ok, first, err := ps[i%2].Admit(context.Background(), ann, fmt.Sprintf("c%d", i), 10*time.Second, max, realtime.TicketClaim{})
 				if err != nil {
 					errs <- err
 					return
@@ -330,11 +388,11 @@ func TestRedisPresenceKeepsSiblingSocketsOnline(t *testing.T) {
 	ann := uuid.New()
 	const grace = 100 * time.Millisecond
 
-	ok, first, err := p.Admit(ctx, ann, "a", 10*time.Second, 8)
+	ok, first, err := p.Admit(ctx, ann, "a", 10*time.Second, 8, realtime.TicketClaim{})
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.True(t, first, "the first socket brings ann online")
-	ok, first, err = p.Admit(ctx, ann, "b", 10*time.Second, 8)
+	ok, first, err = p.Admit(ctx, ann, "b", 10*time.Second, 8, realtime.TicketClaim{})
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.False(t, first)
@@ -343,7 +401,7 @@ func TestRedisPresenceKeepsSiblingSocketsOnline(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, last, "socket b is still open")
 	// A refresh with a short ttl (of a socket, or of a batch) must not cut b's life either.
-	ok, _, err = p.Admit(ctx, ann, "c", grace, 8)
+	ok, _, err = p.Admit(ctx, ann, "c", grace, 8, realtime.TicketClaim{})
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.NoError(t, p.Refresh(ctx, grace, realtime.Socket{User: ann, Conn: "c"}))
@@ -351,10 +409,10 @@ func TestRedisPresenceKeepsSiblingSocketsOnline(t *testing.T) {
 	online, err := p.Online(ctx, []uuid.UUID{ann})
 	require.NoError(t, err)
 	require.True(t, online[ann], "ann's open socket keeps her online after a sibling's grace ended")
-	ok, _, err = p.Admit(ctx, ann, "d", 10*time.Second, 2)
+	ok, _, err = p.Admit(ctx, ann, "d", 10*time.Second, 2, realtime.TicketClaim{})
 	require.NoError(t, err)
 	require.True(t, ok, "a and c no longer count; b does")
-	ok, _, err = p.Admit(ctx, ann, "e", 10*time.Second, 2)
+	ok, _, err = p.Admit(ctx, ann, "e", 10*time.Second, 2, realtime.TicketClaim{})
 	require.NoError(t, err)
 	require.False(t, ok, "b and d count")
 
@@ -438,7 +496,7 @@ func TestRedisPresenceForgetsTheSocketsOfADeadInstance(t *testing.T) {
 	admit := func(p *realtime.RedisPresence) (conn string, ok, first bool) {
 		t.Helper()
 		conn = p.NewConnID()
-		ok, first, err := p.Admit(ctx, ann, conn, time.Minute, 2)
+		ok, first, err := p.Admit(ctx, ann, conn, time.Minute, 2, realtime.TicketClaim{})
 		require.NoError(t, err)
 		return conn, ok, first
 	}

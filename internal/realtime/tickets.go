@@ -3,14 +3,13 @@ package realtime
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/parlor-dev/parlor/internal/apperr"
 	"github.com/parlor-dev/parlor/internal/cursor"
@@ -30,26 +29,22 @@ const (
 	ticketBytes = 16 + 16 + 8 + 12
 )
 
-// Tickets issues and redeems single-use WebSocket tickets. A ticket is signed, not stored:
+// Tickets issues and verifies single-use WebSocket tickets. A ticket is signed, not stored:
 // it carries its user, session, expiry and a random nonce under the servers' shared secret,
-// so issuing one costs no database write, and any instance can redeem what another issued.
-// Redeeming claims the nonce (in Redis, shared by every instance; in memory without Redis,
-// for a single instance), so a ticket opens one socket, also when two redeem it at once; and
-// it refuses the ticket of a session this instance knows has ended. That check is the
-// instance's set of revoked sessions (a map lookup, current within seconds), not a
-// PostgreSQL read per socket: the socket's join to the stream checks its session in
-// PostgreSQL anyway and closes it with 4001 if it ended meanwhile.
+// so issuing one costs no database write, and any instance can verify what another issued.
+// Verifying checks the signature, the expiry and the session; it refuses the ticket of a
+// session this instance knows has ended. That check is the instance's set of revoked
+// sessions (a map lookup, current within seconds), not a PostgreSQL read per socket: the
+// socket's join to the stream checks its session in PostgreSQL anyway and closes it with
+// 4001 if it ended meanwhile. Spending the ticket is the socket's admission
+// (Presence.Admit with the TicketClaim Verify returns): the nonce is claimed in the user's
+// presence entry, in Redis shared by every instance, in the same round trip that takes a
+// place under the per-user cap, so a ticket opens one socket, also when two instances
+// redeem it at once.
 type Tickets struct {
 	revoked RevokedSessions
 	signer  *cursor.Signer
-	claims  ticketClaims
 	now     func() time.Time
-}
-
-// ticketClaims remembers the nonces of used tickets until they expire anyway.
-type ticketClaims interface {
-	// claim reports whether nonce was unused, and marks it used until expires.
-	claim(ctx context.Context, nonce []byte, expires time.Time) (bool, error)
 }
 
 // RevokedSessions says which sessions have ended (auth.Revocations).
@@ -57,17 +52,12 @@ type RevokedSessions interface {
 	Revoked(session uuid.UUID) bool
 }
 
-// NewTickets returns the ticket issuer. With rdb nil, used tickets are remembered in this
-// process only (a single instance without Redis); now is the clock (time.Now when nil).
-func NewTickets(revoked RevokedSessions, signer *cursor.Signer, rdb redis.UniversalClient, keyPrefix string, now func() time.Time) *Tickets {
-	var claims ticketClaims = &memoryClaims{used: map[string]time.Time{}}
-	if rdb != nil {
-		claims = redisClaims{client: rdb, prefix: keyPrefix + "ticket:"}
-	}
+// NewTickets returns the ticket issuer; now is the clock (time.Now when nil).
+func NewTickets(revoked RevokedSessions, signer *cursor.Signer, now func() time.Time) *Tickets {
 	if now == nil {
 		now = time.Now
 	}
-	return &Tickets{revoked: revoked, signer: signer, claims: claims, now: now}
+	return &Tickets{revoked: revoked, signer: signer, now: now}
 }
 
 // Issue makes a ticket for user's session.
@@ -85,17 +75,17 @@ func (t *Tickets) Issue(_ context.Context, user, session uuid.UUID) (string, err
 
 var errBadTicket = apperr.New(apperr.Unauthorized, "the ticket is missing, expired or already used; get a new one from POST /v1/realtime/tickets")
 
-// Redeem uses up a ticket and returns whom it was for. A second redeem of the same ticket
-// fails, also when both race on different instances; so does a ticket of a session that
-// has ended since, as far as this instance knows (see Tickets).
-func (t *Tickets) Redeem(ctx context.Context, ticket string) (user, session uuid.UUID, err error) {
+// Verify checks a ticket and returns whom it was for, and the claim that spends it (see
+// Tickets): a ticket that is forged, expired, or of a session that has ended, as far as
+// this instance knows, is refused.
+func (t *Tickets) Verify(ticket string) (user, session uuid.UUID, claim TicketClaim, err error) {
 	raw, ok := strings.CutPrefix(ticket, ticketPrefix)
 	if !ok {
-		return uuid.Nil, uuid.Nil, errBadTicket
+		return uuid.Nil, uuid.Nil, TicketClaim{}, errBadTicket
 	}
 	b, err := t.signer.Open(ticketKind, raw)
 	if err != nil || len(b) != ticketBytes {
-		return uuid.Nil, uuid.Nil, errBadTicket
+		return uuid.Nil, uuid.Nil, TicketClaim{}, errBadTicket
 	}
 	copy(user[:], b[:16])
 	copy(session[:], b[16:32])
@@ -105,55 +95,13 @@ func (t *Tickets) Redeem(ctx context.Context, ticket string) (user, session uuid
 	now := t.now().Unix()
 	exp := int64(binary.BigEndian.Uint64(b[32:40]))
 	if exp <= now || exp > now+int64((TicketTTL+maxClockSkew)/time.Second) {
-		return uuid.Nil, uuid.Nil, errBadTicket
+		return uuid.Nil, uuid.Nil, TicketClaim{}, errBadTicket
 	}
-	expires := time.Unix(exp, 0)
 	if t.revoked.Revoked(session) {
-		return uuid.Nil, uuid.Nil, errBadTicket
+		return uuid.Nil, uuid.Nil, TicketClaim{}, errBadTicket
 	}
-	first, err := t.claims.claim(ctx, b[40:], expires)
-	if err != nil {
-		return uuid.Nil, uuid.Nil, fmt.Errorf("redeem ticket: %w", err)
-	}
-	if !first {
-		return uuid.Nil, uuid.Nil, errBadTicket
-	}
-	return user, session, nil
-}
-
-type redisClaims struct {
-	client redis.UniversalClient
-	prefix string
-}
-
-func (r redisClaims) claim(ctx context.Context, nonce []byte, expires time.Time) (bool, error) {
-	// A little past the expiry: a ticket is refused for its expiry before its claim lapses.
-	return r.client.SetNX(ctx, r.prefix+string(nonce), 1, time.Until(expires)+time.Minute).Result()
-}
-
-// memoryClaims is ticketClaims within one process. Expired claims are swept as new ones
-// come, so it holds at most the tickets of the last TicketTTL.
-type memoryClaims struct {
-	mu    sync.Mutex
-	used  map[string]time.Time
-	swept time.Time
-}
-
-func (m *memoryClaims) claim(_ context.Context, nonce []byte, expires time.Time) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := time.Now()
-	if now.Sub(m.swept) > TicketTTL {
-		for k, exp := range m.used {
-			if now.After(exp.Add(time.Minute)) {
-				delete(m.used, k)
-			}
-		}
-		m.swept = now
-	}
-	if _, used := m.used[string(nonce)]; used {
-		return false, nil
-	}
-	m.used[string(nonce)] = expires
-	return true, nil
+	// The claim outlives the ticket a little: a ticket is refused for its expiry before
+	// its claim lapses, whatever the skew between instances' clocks.
+	claim = TicketClaim{Nonce: base64.RawURLEncoding.EncodeToString(b[40:]), Expires: time.Unix(exp, 0).Add(maxClockSkew)}
+	return user, session, claim, nil
 }
