@@ -288,7 +288,12 @@ func toAPITopup(t wallet.Topup) api.Topup {
 	}
 }
 
-// maxWebhookBody caps a webhook's body; Stripe's events are far smaller.
+// stripeWebhookPath is where Stripe (and the sandbox) delivers events.
+const stripeWebhookPath = "/v1/webhooks/stripe"
+
+// maxWebhookBody caps a webhook's body in place of the API's body limit (APP_BODY_LIMIT,
+// which the webhook skips): Stripe's events are far smaller, but a checkout session with
+// many line items or long metadata exceeds the API's 64 KiB.
 const maxWebhookBody = 256 << 10
 
 // stripeWebhook receives provider events on the raw body (the signature covers its exact
@@ -296,12 +301,19 @@ const maxWebhookBody = 256 << 10
 // and stores nothing; a new event is stored with its processing job in one transaction.
 func stripeWebhook(topups *wallet.Topups, secret string, metrics *webhookMetrics) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		tooLarge := func() error {
+			metrics.received.WithLabelValues("too_large").Inc()
+			return apperr.New(apperr.PayloadTooLarge, "the event is larger than %d KiB", maxWebhookBody>>10)
+		}
+		if c.Request().ContentLength > maxWebhookBody {
+			return tooLarge()
+		}
 		body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxWebhookBody+1))
 		if err != nil {
 			return err
 		}
 		if len(body) > maxWebhookBody {
-			return apperr.New(apperr.PayloadTooLarge, "the request body is too large")
+			return tooLarge() // sent without a Content-Length, or a false one
 		}
 		ev, err := payments.VerifyWebhook(body, c.Request().Header.Get("Stripe-Signature"), secret)
 		if err != nil {
@@ -328,7 +340,7 @@ type webhookMetrics struct {
 func newWebhookMetrics(reg prometheus.Registerer) *webhookMetrics {
 	m := &webhookMetrics{received: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "parlor_webhook_events_received_total",
-		Help: "Payment provider webhook deliveries, by outcome (stored, duplicate, rejected).",
+		Help: "Payment provider webhook deliveries, by outcome (stored, duplicate, rejected, too_large).",
 	}, []string{"outcome"})}
 	reg.MustRegister(m.received)
 	return m
@@ -373,7 +385,7 @@ func sandboxRoutes(e *echo.Echo, sandbox *payments.Sandbox, secret string) {
 		return sandboxPage.Execute(c.Response(), s)
 	}
 	deliver := func(ctx context.Context, event []byte) error {
-		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/webhooks/stripe", bytes.NewReader(event))
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, stripeWebhookPath, bytes.NewReader(event))
 		req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 		req.Header.Set("Stripe-Signature", payments.SignWebhook(event, secret, time.Now()))
 		rec := httptest.NewRecorder()

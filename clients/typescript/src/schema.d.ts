@@ -2742,7 +2742,18 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            413: components["responses"]["PayloadTooLarge"];
+            /**
+             * @description The event is larger than 256 KiB (`payload_too_large`). The webhook has this bound
+             *     of its own in place of the API's 64 KiB; Stripe's events are far smaller.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
