@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -299,6 +300,9 @@ const maxWebhookBody = 256 << 10
 // stripeWebhook receives provider events on the raw body (the signature covers its exact
 // bytes, so it bypasses the JSON validator): a bad signature or stale timestamp is a 400
 // and stores nothing; a new event is stored with its processing job in one transaction.
+// An event of another API version is stored like any other, unless it is about a checkout
+// session that cannot be read from it: then 422 unsupported_api_version, naming both
+// versions, and nothing is stored (Stripe retries it once the endpoint's version is fixed).
 func stripeWebhook(topups *wallet.Topups, secret string, metrics *webhookMetrics) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		tooLarge := func() error {
@@ -316,9 +320,23 @@ func stripeWebhook(topups *wallet.Topups, secret string, metrics *webhookMetrics
 			return tooLarge() // sent without a Content-Length, or a false one
 		}
 		ev, err := payments.VerifyWebhook(body, c.Request().Header.Get("Stripe-Signature"), secret)
-		if err != nil {
-			metrics.received.WithLabelValues("rejected").Inc()
+		var version *payments.APIVersionError
+		switch {
+		case errors.As(err, &version):
+			metrics.apiVersionMismatches.Inc()
+			metrics.received.WithLabelValues("unsupported_api_version").Inc()
+			return &apperr.Error{Code: apperr.UnsupportedAPIVersion, Err: err, Message: fmt.Sprintf(
+				"the %s event is of Stripe API version %s and its checkout session cannot be read in %s, the version Parlor expects: "+
+					"set the webhook endpoint's API version to %s in Stripe", version.Type, version.Got, version.Want, version.Want)}
+		case errors.Is(err, payments.ErrNotAnEvent):
+			metrics.received.WithLabelValues("invalid").Inc()
+			return &apperr.Error{Code: apperr.Invalid, Message: "the body is correctly signed but is not a Stripe event (no id or type)", Err: err}
+		case err != nil:
+			metrics.received.WithLabelValues("invalid").Inc()
 			return &apperr.Error{Code: apperr.Invalid, Message: "the Stripe-Signature does not verify (wrong secret, altered body or a timestamp over five minutes old)", Err: err}
+		}
+		if ev.OtherAPIVersion() {
+			metrics.apiVersionMismatches.Inc()
 		}
 		dup, err := topups.ReceiveWebhook(c.Request().Context(), ev)
 		if err != nil {
@@ -334,15 +352,22 @@ func stripeWebhook(topups *wallet.Topups, secret string, metrics *webhookMetrics
 }
 
 type webhookMetrics struct {
-	received *prometheus.CounterVec
+	received             *prometheus.CounterVec
+	apiVersionMismatches prometheus.Counter
 }
 
 func newWebhookMetrics(reg prometheus.Registerer) *webhookMetrics {
-	m := &webhookMetrics{received: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "parlor_webhook_events_received_total",
-		Help: "Payment provider webhook deliveries, by outcome (stored, duplicate, rejected, too_large).",
-	}, []string{"outcome"})}
-	reg.MustRegister(m.received)
+	m := &webhookMetrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parlor_webhook_events_received_total",
+			Help: "Payment provider webhook deliveries, by outcome (stored, duplicate, invalid, unsupported_api_version, too_large).",
+		}, []string{"outcome"}),
+		apiVersionMismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parlor_webhook_api_version_mismatches_total",
+			Help: "Verified webhook events of another Stripe API version than the one Parlor expects, stored or refused.",
+		}),
+	}
+	reg.MustRegister(m.received, m.apiVersionMismatches)
 	return m
 }
 
