@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -288,25 +289,54 @@ func toAPITopup(t wallet.Topup) api.Topup {
 	}
 }
 
-// maxWebhookBody caps a webhook's body; Stripe's events are far smaller.
+// stripeWebhookPath is where Stripe (and the sandbox) delivers events.
+const stripeWebhookPath = "/v1/webhooks/stripe"
+
+// maxWebhookBody caps a webhook's body in place of the API's body limit (APP_BODY_LIMIT,
+// which the webhook skips): Stripe's events are far smaller, but a checkout session with
+// many line items or long metadata exceeds the API's 64 KiB.
 const maxWebhookBody = 256 << 10
 
 // stripeWebhook receives provider events on the raw body (the signature covers its exact
 // bytes, so it bypasses the JSON validator): a bad signature or stale timestamp is a 400
 // and stores nothing; a new event is stored with its processing job in one transaction.
+// An event of another API version is stored like any other, unless it is about a checkout
+// session that cannot be read from it: then 422 unsupported_api_version, naming both
+// versions, and nothing is stored (Stripe retries it once the endpoint's version is fixed).
 func stripeWebhook(topups *wallet.Topups, secret string, metrics *webhookMetrics) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		tooLarge := func() error {
+			metrics.received.WithLabelValues("too_large").Inc()
+			return apperr.New(apperr.PayloadTooLarge, "the event is larger than %d KiB", maxWebhookBody>>10)
+		}
+		if c.Request().ContentLength > maxWebhookBody {
+			return tooLarge()
+		}
 		body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxWebhookBody+1))
 		if err != nil {
 			return err
 		}
 		if len(body) > maxWebhookBody {
-			return apperr.New(apperr.PayloadTooLarge, "the request body is too large")
+			return tooLarge() // sent without a Content-Length, or a false one
 		}
 		ev, err := payments.VerifyWebhook(body, c.Request().Header.Get("Stripe-Signature"), secret)
-		if err != nil {
-			metrics.received.WithLabelValues("rejected").Inc()
+		var version *payments.APIVersionError
+		switch {
+		case errors.As(err, &version):
+			metrics.apiVersionMismatches.Inc()
+			metrics.received.WithLabelValues("unsupported_api_version").Inc()
+			return &apperr.Error{Code: apperr.UnsupportedAPIVersion, Err: err, Message: fmt.Sprintf(
+				"the %s event is of Stripe API version %s and its checkout session cannot be read in %s, the version Parlor expects: "+
+					"set the webhook endpoint's API version to %s in Stripe", version.Type, version.Got, version.Want, version.Want)}
+		case errors.Is(err, payments.ErrNotAnEvent):
+			metrics.received.WithLabelValues("invalid").Inc()
+			return &apperr.Error{Code: apperr.Invalid, Message: "the body is correctly signed but is not a Stripe event (no id or type)", Err: err}
+		case err != nil:
+			metrics.received.WithLabelValues("invalid").Inc()
 			return &apperr.Error{Code: apperr.Invalid, Message: "the Stripe-Signature does not verify (wrong secret, altered body or a timestamp over five minutes old)", Err: err}
+		}
+		if ev.OtherAPIVersion() {
+			metrics.apiVersionMismatches.Inc()
 		}
 		dup, err := topups.ReceiveWebhook(c.Request().Context(), ev)
 		if err != nil {
@@ -322,15 +352,22 @@ func stripeWebhook(topups *wallet.Topups, secret string, metrics *webhookMetrics
 }
 
 type webhookMetrics struct {
-	received *prometheus.CounterVec
+	received             *prometheus.CounterVec
+	apiVersionMismatches prometheus.Counter
 }
 
 func newWebhookMetrics(reg prometheus.Registerer) *webhookMetrics {
-	m := &webhookMetrics{received: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "parlor_webhook_events_received_total",
-		Help: "Payment provider webhook deliveries, by outcome (stored, duplicate, rejected).",
-	}, []string{"outcome"})}
-	reg.MustRegister(m.received)
+	m := &webhookMetrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parlor_webhook_events_received_total",
+			Help: "Payment provider webhook deliveries, by outcome (stored, duplicate, invalid, unsupported_api_version, too_large).",
+		}, []string{"outcome"}),
+		apiVersionMismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parlor_webhook_api_version_mismatches_total",
+			Help: "Verified webhook events of another Stripe API version than the one Parlor expects, stored or refused.",
+		}),
+	}
+	reg.MustRegister(m.received, m.apiVersionMismatches)
 	return m
 }
 
@@ -373,7 +410,7 @@ func sandboxRoutes(e *echo.Echo, sandbox *payments.Sandbox, secret string) {
 		return sandboxPage.Execute(c.Response(), s)
 	}
 	deliver := func(ctx context.Context, event []byte) error {
-		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/webhooks/stripe", bytes.NewReader(event))
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, stripeWebhookPath, bytes.NewReader(event))
 		req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 		req.Header.Set("Stripe-Signature", payments.SignWebhook(event, secret, time.Now()))
 		rec := httptest.NewRecorder()

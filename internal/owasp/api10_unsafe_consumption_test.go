@@ -7,9 +7,11 @@
 // account, whose top-up it is) rather than on what Stripe says when asked.
 //
 // This file proves: TestWebhookRefusalsStoreNothing sends events with a wrong secret, an
-// altered body, a stale or swapped timestamp, no or only a v0 signature, another API
-// version, a body that is no event, and an oversized body — each refused, nothing stored, no
-// job queued; TestWebhookClaimsAreCheckedWithTheProvider sends correctly signed events that
+// altered body, a stale or swapped timestamp, no or only a v0 signature, an event of
+// another API version whose checkout session cannot be read, a body that is no event, and
+// an oversized body — each refused, nothing stored, no job queued;
+// TestEventsOfAnotherAPIVersionAreReadLikeAnyOther sends a correctly signed paid event of
+// another API version, whose claims are checked with the provider like any other's; TestWebhookClaimsAreCheckedWithTheProvider sends correctly signed events that
 // lie (live mode, another account, an inflated amount, credits in the metadata, paid when
 // it is not, another user's top-up) and requires the credits Stripe's own state gives,
 // once, to the buyer; TestDuplicateAndUnknownEventsChangeNothing repeats an event and sends
@@ -66,8 +68,11 @@ func TestWebhookRefusalsStoreNothing(t *testing.T) {
 			return s.Do(t, "POST", "/v1/webhooks/stripe", "application/json", bytes.NewReader(ev),
 				http.Header{"Stripe-Signature": {payments.SignWebhook(ev, parlortest.WebhookSecret, time.Now().Add(-10*time.Minute))}})
 		}},
-		{"another API version", 400, func() (*http.Response, []byte) {
+		// Another API version is read like any other (TestEventsOfAnotherAPIVersionAreReadLikeAnyOther);
+		// only a checkout session it does not let Parlor read is refused.
+		{"another API version, its session unreadable", 422, func() (*http.Response, []byte) {
 			old := bytes.Replace(ev, []byte(`"api_version":"`+stripe.APIVersion+`"`), []byte(`"api_version":"2020-08-27"`), 1)
+			old = bytes.Replace(old, []byte(`"object":"checkout.session"`), []byte(`"object":"checkout_session"`), 1)
 			return signed(old, time.Now())
 		}},
 		{"signed, but not JSON", 400, func() (*http.Response, []byte) { return signed([]byte("evt_refused"), time.Now()) }},
@@ -194,4 +199,25 @@ func TestDuplicateAndUnknownEventsChangeNothing(t *testing.T) {
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM river_job WHERE kind = 'payment_event'"), "only the checkout event is work")
 	require.Equal(t, tp.Credits, parlortest.BalanceOf(t, bob))
 	require.Equal(t, 1, s.Count(t, "SELECT count(*) FROM ledger_transactions WHERE kind = 'topup'"))
+}
+
+func TestEventsOfAnotherAPIVersionAreReadLikeAnyOther(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	bob := s.Register(t, "bob")
+	paid, unpaid := parlortest.CreateTopup(t, bob, "small"), parlortest.CreateTopup(t, bob, "small")
+	old := func(ev []byte) []byte {
+		return bytes.Replace(ev, []byte(`"api_version":"`+stripe.APIVersion+`"`), []byte(`"api_version":"2020-08-27"`), 1)
+	}
+	// A lie told in another version: bob's unpaid session said to be paid.
+	lie := old(payments.CheckoutEvent("evt_"+uuid.NewString(), "checkout.session.completed",
+		payments.Session{ID: s.SessionOf(t, unpaid.Id), Status: payments.SessionComplete, PaymentStatus: payments.PaymentPaid}, unpaid.Id, time.Now()))
+	for _, ev := range [][]byte{old(s.PaidCheckoutEvent(t, paid.Id)), lie} {
+		status, b := s.DeliverWebhook(t, ev, time.Now(), parlortest.WebhookSecret)
+		require.Equal(t, http.StatusOK, status, string(b))
+	}
+	waitProcessed(t, s)
+	require.Equal(t, paid.Credits, parlortest.BalanceOf(t, bob), "the paid one credited once, the lie not")
+	require.Equal(t, "pending", string(parlortest.GetTopup(t, bob, unpaid.Id).Status))
+	require.Equal(t, 2, s.Count(t, "SELECT count(*) FROM payment_events"))
 }

@@ -167,7 +167,11 @@ func TestEveryRequestBodyIsBounded(t *testing.T) {
 		}
 		bodies++
 		t.Run(op.key(), func(t *testing.T) {
-			big := `{"name":"` + strings.Repeat("x", int(limit)) + `"}`
+			n := int(limit)
+			if op.path == "/v1/webhooks/stripe" {
+				n = 256 << 10 // Stripe's events have a bound of their own, in place of APP_BODY_LIMIT
+			}
+			big := `{"name":"` + strings.Repeat("x", n) + `"}`
 			res, body := s.As(t, u, op.method, op.concretePath(), big)
 			parlortest.RequireProblem(t, res, body, http.StatusRequestEntityTooLarge, "payload_too_large")
 		})

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -95,34 +96,114 @@ type Event struct {
 	Type      string
 	SessionID string // the checkout session it concerns, when it concerns one
 	TopupID   string // from the session's client_reference_id
-	Payload   []byte
+	// APIVersion is the Stripe API version the event is rendered in: its webhook
+	// endpoint's, which need not be stripe-go's.
+	APIVersion string
+	Payload    []byte
 }
+
+// OtherAPIVersion reports whether the event is rendered in another API version than the
+// one stripe-go, and so Parlor, reads (stripe.APIVersion).
+func (e Event) OtherAPIVersion() bool { return e.APIVersion != stripe.APIVersion }
 
 // ErrBadSignature means a webhook's signature or timestamp did not verify.
 var ErrBadSignature = errors.New("the webhook signature does not verify")
 
+// ErrNotAnEvent means a webhook's body is signed but is not a Stripe event (not JSON, or
+// no id or type).
+var ErrNotAnEvent = errors.New("the signed webhook body is not a Stripe event")
+
+// ErrUnsupportedAPIVersion means an event of another API version is about a checkout
+// session that cannot be read from it. Its error is an *APIVersionError.
+var ErrUnsupportedAPIVersion = errors.New("the event's API version is not supported")
+
+// APIVersionError is an event of another API version whose checkout session cannot be
+// read; it names both versions. It matches ErrUnsupportedAPIVersion.
+type APIVersionError struct {
+	EventID, Type string
+	Got, Want     string // the event's api_version, and stripe-go's
+	Err           error  // why the session cannot be read, when known
+}
+
+func (e *APIVersionError) Error() string {
+	msg := fmt.Sprintf("event %s (%s) is of API version %q, not %s: its checkout session cannot be read", e.EventID, e.Type, e.Got, e.Want)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is makes an *APIVersionError match ErrUnsupportedAPIVersion.
+func (e *APIVersionError) Is(target error) bool { return target == ErrUnsupportedAPIVersion }
+
 // WebhookTolerance is how old a signed webhook may be.
 const WebhookTolerance = 5 * time.Minute
 
+// checkoutSessionEvents is the prefix of the event types about a checkout session.
+const checkoutSessionEvents = "checkout.session."
+
 // VerifyWebhook checks the Stripe-Signature header over the raw payload with secret and
-// returns the event.
+// returns the event. An event of another API version than stripe-go's is read tolerantly
+// (Stripe renders events in the version of their webhook endpoint): it verifies like any
+// other, and only a checkout session event whose session cannot be read from it is
+// refused, with an *APIVersionError — never ErrBadSignature, which would send the operator
+// after the secret.
 func VerifyWebhook(payload []byte, header, secret string) (Event, error) {
-	ev, err := webhook.ConstructEventWithOptions(payload, header, secret, webhook.ConstructEventOptions{Tolerance: WebhookTolerance})
+	ev, err := webhook.ConstructEventWithOptions(payload, header, secret,
+		webhook.ConstructEventOptions{Tolerance: WebhookTolerance, IgnoreAPIVersionMismatch: true})
 	if err != nil {
-		return Event{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
+		for _, sig := range []error{webhook.ErrNotSigned, webhook.ErrInvalidHeader, webhook.ErrNoValidSignature, webhook.ErrTooOld} {
+			if errors.Is(err, sig) {
+				return Event{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
+			}
+		}
+		return unparsedEvent(payload, err) // signed, but stripe-go cannot parse it
 	}
-	out := Event{ID: ev.ID, Type: string(ev.Type), Payload: payload}
+	if ev.ID == "" || ev.Type == "" {
+		return Event{}, fmt.Errorf("%w: no id or type", ErrNotAnEvent)
+	}
+	out := Event{ID: ev.ID, Type: string(ev.Type), APIVersion: ev.APIVersion, Payload: payload}
+	var why error
 	if ev.Data != nil && len(ev.Data.Raw) > 0 {
 		var obj struct {
 			Object            string `json:"object"`
 			ID                string `json:"id"`
 			ClientReferenceID string `json:"client_reference_id"`
 		}
-		if err := json.Unmarshal(ev.Data.Raw, &obj); err == nil && obj.Object == "checkout.session" {
+		switch err := json.Unmarshal(ev.Data.Raw, &obj); {
+		case err != nil:
+			why = err
+		case obj.Object != "checkout.session":
+			why = fmt.Errorf("data.object is a %q, not a checkout.session", obj.Object)
+		case obj.ID == "":
+			why = errors.New("the checkout session has no id")
+		default:
 			out.SessionID, out.TopupID = obj.ID, obj.ClientReferenceID
 		}
 	}
+	if out.SessionID == "" && out.OtherAPIVersion() && strings.HasPrefix(out.Type, checkoutSessionEvents) {
+		return Event{}, &APIVersionError{EventID: out.ID, Type: out.Type, Got: out.APIVersion, Want: stripe.APIVersion, Err: why}
+	}
 	return out, nil
+}
+
+// unparsedEvent is the verified payload that stripe-go could not parse (parseErr): an event
+// of another API version is kept by its id and type unless it is about a checkout session,
+// whose session then cannot be read; anything else is not an event.
+func unparsedEvent(payload []byte, parseErr error) (Event, error) {
+	var head struct {
+		ID         string `json:"id"`
+		Type       string `json:"type"`
+		APIVersion string `json:"api_version"`
+	}
+	if json.Unmarshal(payload, &head) != nil || head.ID == "" || head.Type == "" || head.APIVersion == "" ||
+		head.APIVersion == stripe.APIVersion {
+		return Event{}, fmt.Errorf("%w: %v", ErrNotAnEvent, parseErr)
+	}
+	if strings.HasPrefix(head.Type, checkoutSessionEvents) {
+		return Event{}, &APIVersionError{EventID: head.ID, Type: head.Type, Got: head.APIVersion, Want: stripe.APIVersion, Err: parseErr}
+	}
+	return Event{ID: head.ID, Type: head.Type, APIVersion: head.APIVersion, Payload: payload}, nil
 }
 
 // SignWebhook signs payload like Stripe does (the sandbox's events, and tests).

@@ -1,6 +1,7 @@
 package payments_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+	"github.com/stripe/stripe-go/v82"
 
 	"github.com/parlor-dev/parlor/internal/payments"
 )
@@ -97,4 +99,51 @@ func TestVerifyWebhook(t *testing.T) {
 	require.ErrorIs(t, err, payments.ErrBadSignature)
 	_, err = payments.VerifyWebhook(ev, payments.SignWebhook(ev, "whsec_a", time.Now().Add(-6*time.Minute)), "whsec_a")
 	require.ErrorIs(t, err, payments.ErrBadSignature, "older than the tolerance")
+}
+
+// TestVerifyWebhookOfAnotherAPIVersion: an event Stripe signed in another API version than
+// stripe-go's verifies; its version is reported, its checkout session read when it can be,
+// and when a checkout session event's session cannot be read the error names both versions
+// (ErrUnsupportedAPIVersion) — never ErrBadSignature. A bad signature stays ErrBadSignature.
+func TestVerifyWebhookOfAnotherAPIVersion(t *testing.T) {
+	topup := uuid.New()
+	ev := payments.CheckoutEvent("evt_1", "checkout.session.completed",
+		payments.Session{ID: "cs_1", Status: payments.SessionComplete, PaymentStatus: payments.PaymentPaid}, topup, time.Now())
+	old := bytes.Replace(ev, []byte(`"api_version":"`+stripe.APIVersion+`"`), []byte(`"api_version":"2020-08-27"`), 1)
+	require.NotEqual(t, ev, old)
+
+	got, err := payments.VerifyWebhook(old, payments.SignWebhook(old, "whsec_a", time.Now()), "whsec_a")
+	require.NoError(t, err)
+	require.Equal(t, "2020-08-27", got.APIVersion)
+	require.True(t, got.OtherAPIVersion())
+	require.Equal(t, "cs_1", got.SessionID)
+	require.Equal(t, topup.String(), got.TopupID)
+
+	same, err := payments.VerifyWebhook(ev, payments.SignWebhook(ev, "whsec_a", time.Now()), "whsec_a")
+	require.NoError(t, err)
+	require.False(t, same.OtherAPIVersion())
+
+	other := []byte(`{"id":"evt_2","object":"event","api_version":"2020-08-27","type":"customer.created","data":{"object":{"id":"cus_1","object":"customer"}}}`)
+	got, err = payments.VerifyWebhook(other, payments.SignWebhook(other, "whsec_a", time.Now()), "whsec_a")
+	require.NoError(t, err, "a type Parlor does not use needs no readable session")
+	require.Empty(t, got.SessionID)
+
+	for _, unreadable := range [][]byte{
+		[]byte(`{"id":"evt_3","object":"event","api_version":"2020-08-27","type":"checkout.session.completed","data":{"object":"cs_1"}}`),
+		[]byte(`{"id":"evt_4","object":"event","api_version":"2020-08-27","type":"checkout.session.completed","data":{"object":{"object":"checkout.session"}}}`),
+		[]byte(`{"id":"evt_5","object":"event","api_version":"2020-08-27","type":"checkout.session.expired","created":"yesterday","data":{"object":{"id":"cs_1","object":"checkout.session"}}}`),
+	} {
+		_, err := payments.VerifyWebhook(unreadable, payments.SignWebhook(unreadable, "whsec_a", time.Now()), "whsec_a")
+		require.ErrorIs(t, err, payments.ErrUnsupportedAPIVersion, "%s", unreadable)
+		require.NotErrorIs(t, err, payments.ErrBadSignature)
+		require.ErrorContains(t, err, "2020-08-27")
+		require.ErrorContains(t, err, stripe.APIVersion)
+	}
+
+	_, err = payments.VerifyWebhook(old, payments.SignWebhook(old, "whsec_b", time.Now()), "whsec_a")
+	require.ErrorIs(t, err, payments.ErrBadSignature)
+	for _, notAnEvent := range [][]byte{[]byte(`{}`), []byte(`not json`), []byte(`{"id":"evt_6","object":"event","api_version":"` + stripe.APIVersion + `"}`)} {
+		_, err = payments.VerifyWebhook(notAnEvent, payments.SignWebhook(notAnEvent, "whsec_a", time.Now()), "whsec_a")
+		require.ErrorIs(t, err, payments.ErrNotAnEvent, "%s", notAnEvent)
+	}
 }

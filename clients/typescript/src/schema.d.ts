@@ -693,7 +693,11 @@ export interface paths {
          *     header; the signature is verified over the raw body, and events older than five
          *     minutes are refused. Each event is stored once by its id and processed in the
          *     background; duplicates and event types Parlor does not use are acknowledged with
-         *     `200` too. A `5xx` asks the provider to retry later.
+         *     `200` too. Events are read in any Stripe API version (Stripe renders them in the
+         *     webhook endpoint's): one of another version than Parlor's (stripe-go's pinned one)
+         *     is stored and processed like any other, unless it is about a checkout session that
+         *     cannot be read from it — then `422 unsupported_api_version`, whose detail names both
+         *     versions. A `5xx` asks the provider to retry later.
          */
         post: operations["stripeWebhook"];
         delete?: never;
@@ -827,7 +831,7 @@ export interface components {
          * @description An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
          *     `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
          *     `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-         *     `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+         *     `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_api_version`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
          *     `not_ready`, `unavailable`, `internal`.
          */
         Problem: {
@@ -2742,7 +2746,31 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            413: components["responses"]["PayloadTooLarge"];
+            /**
+             * @description The event is larger than 256 KiB (`payload_too_large`). The webhook has this bound
+             *     of its own in place of the API's 64 KiB; Stripe's events are far smaller.
+             */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description The event is of another Stripe API version and its checkout session cannot be
+             *     read from it (`unsupported_api_version`); nothing is stored. Set the webhook
+             *     endpoint's API version to the one the detail names.
+             */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
