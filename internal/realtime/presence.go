@@ -341,7 +341,7 @@ end
 `
 
 // admitScript: KEYS[1] the user's hash; ARGV conn, now (unix ms), expiry (unix ms), ttl (ms),
-// max, the ticket's field ('' for none), the ticket's claim expiry (unix ms), dead
+// max, the ticket's field (” for none), the ticket's claim expiry (unix ms), dead
 // instances…. Returns {admitted, first}, or {-1, 0} for a ticket used before.
 var admitScript = redis.NewScript(luaHelpers + `
 local now = tonumber(ARGV[2])
