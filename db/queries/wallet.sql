@@ -48,18 +48,21 @@ RETURNING *;
 SELECT * FROM tips WHERE id = @id;
 
 -- name: ClaimIdempotencyKey :one
--- Claims (user, key) for a new request. A row comes back only when this request now owns
--- the key: it was free, expired (older than the retention), or abandoned while in flight
--- (locked longer ago than the stale interval, e.g. by a crashed instance).
-INSERT INTO idempotency_keys (user_id, key, request_hash)
-VALUES (@user_id, @key, @request_hash)
+-- Claims (user, key) for a new request at @now. A row comes back only when this request
+-- now owns the key: it was free, expired (created before @expired_before: past the
+-- retention, so its reuse is a new request), or abandoned while in flight (locked before
+-- @stale_before, e.g. by a crashed instance). The row's created_at names the claim.
+INSERT INTO idempotency_keys (user_id, key, request_hash, created_at, locked_at)
+VALUES (@user_id, @key, @request_hash, @now, @now)
 ON CONFLICT (user_id, key) DO UPDATE
 SET request_hash = EXCLUDED.request_hash, status = NULL, content_type = NULL, body = NULL,
-    created_at = now(), locked_at = now()
-WHERE idempotency_keys.created_at < now() - make_interval(secs => @retention_seconds::float8)
+    created_at = CASE WHEN idempotency_keys.created_at < @expired_before THEN EXCLUDED.created_at
+                      ELSE idempotency_keys.created_at END,
+    locked_at = EXCLUDED.locked_at
+WHERE idempotency_keys.created_at < @expired_before
    OR (idempotency_keys.status IS NULL AND idempotency_keys.request_hash = EXCLUDED.request_hash
-       AND idempotency_keys.locked_at < now() - make_interval(secs => @stale_seconds::float8))
-RETURNING user_id;
+       AND idempotency_keys.locked_at < @stale_before)
+RETURNING created_at;
 
 -- name: GetIdempotencyKey :one
 SELECT * FROM idempotency_keys WHERE user_id = @user_id AND key = @key;
@@ -69,14 +72,18 @@ UPDATE idempotency_keys SET status = @status, content_type = @content_type, body
 WHERE user_id = @user_id AND key = @key AND status IS NULL;
 
 -- name: ReleaseIdempotencyKey :exec
-DELETE FROM idempotency_keys WHERE user_id = @user_id AND key = @key AND status IS NULL;
+-- Unlocks a key whose request ended without a response to replay (a 5xx, a 429): a retry of
+-- the same request claims it at once. The row stays, so the retry keeps the claim (its
+-- created_at) and names the same tip as the first attempt did.
+UPDATE idempotency_keys SET locked_at = 'epoch'
+WHERE user_id = @user_id AND key = @key AND status IS NULL;
 
 -- name: PruneIdempotencyKeys :execrows
-DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => @retention_seconds::float8);
+DELETE FROM idempotency_keys WHERE created_at < @expired_before;
 
 -- name: CreateTopup :one
-INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, expires_at)
-VALUES (@user_id, @package_id, @credits, @amount, @currency, @provider, @expires_at)
+INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, expires_at, next_check_at)
+VALUES (@user_id, @package_id, @credits, @amount, @currency, @provider, @expires_at, @next_check_at)
 RETURNING *;
 
 -- name: SetTopupCheckout :one
@@ -104,9 +111,23 @@ RETURNING *;
 -- name: CountPendingTopups :one
 SELECT count(*)::bigint FROM topups WHERE user_id = @user_id AND status = 'pending';
 
--- name: StalePendingTopups :many
-SELECT id FROM topups WHERE status = 'pending' AND created_at < now() - make_interval(secs => @older_than_seconds::float8)
-ORDER BY created_at LIMIT @lim;
+-- name: DuePendingTopups :many
+-- The pending top-ups whose check is due, longest waiting first; each visit reschedules its
+-- top-up (ScheduleTopupCheck), so every pending top-up comes up in turn.
+SELECT * FROM topups WHERE status = 'pending' AND next_check_at <= @now
+ORDER BY next_check_at LIMIT @lim;
+
+-- name: ScheduleTopupCheck :exec
+UPDATE topups SET next_check_at = @next_check_at, check_attempts = check_attempts + 1
+WHERE id = @id AND status = 'pending';
+
+-- name: ClaimTopupProviderCheck :one
+-- Claims the right to ask the provider about a pending top-up on a read: no row when
+-- another read asked after @checked_before.
+UPDATE topups SET provider_checked_at = @now::timestamptz
+WHERE id = @id AND status = 'pending'
+  AND (provider_checked_at IS NULL OR provider_checked_at <= @checked_before::timestamptz)
+RETURNING id;
 
 -- name: InsertPaymentEvent :one
 -- No row when the event was received before.

@@ -334,6 +334,7 @@ const (
 	TopupStatusFailed    TopupStatus = "failed"
 	TopupStatusPending   TopupStatus = "pending"
 	TopupStatusRefunded  TopupStatus = "refunded"
+	TopupStatusReview    TopupStatus = "review"
 	TopupStatusSucceeded TopupStatus = "succeeded"
 )
 
@@ -347,6 +348,8 @@ func (e TopupStatus) Valid() bool {
 	case TopupStatusPending:
 		return true
 	case TopupStatusRefunded:
+		return true
+	case TopupStatusReview:
 		return true
 	case TopupStatusSucceeded:
 		return true
@@ -1030,11 +1033,27 @@ type Topup struct {
 	Id        openapi_types.UUID `json:"id"`
 	PackageId string             `json:"package_id"`
 
-	// Status `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid. `failed` when the payment failed after the checkout completed (a delayed method such as SEPA Debit or ACH that did not go through) or the checkout could not be opened; it is final and credits nothing.
+	// Status `pending` until the provider confirms the payment (`succeeded`: the credits are in
+	// the wallet) or the checkout ends unpaid (`expired`). `failed` when the payment
+	// failed after the checkout completed (a delayed method such as SEPA Debit or ACH
+	// that did not go through) or the checkout could not be opened; it is final and
+	// credits nothing. `refunded` once an admin refunded it (its credits taken back).
+	// `review` when the provider reports a payment of another amount or currency than
+	// the package cost at purchase: nothing is credited and an operator looks into it.
+	// A client should treat a status it does not know as final and credit-less until
+	// it reads the top-up again.
 	Status TopupStatus `json:"status"`
 }
 
-// TopupStatus `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid. `failed` when the payment failed after the checkout completed (a delayed method such as SEPA Debit or ACH that did not go through) or the checkout could not be opened; it is final and credits nothing.
+// TopupStatus `pending` until the provider confirms the payment (`succeeded`: the credits are in
+// the wallet) or the checkout ends unpaid (`expired`). `failed` when the payment
+// failed after the checkout completed (a delayed method such as SEPA Debit or ACH
+// that did not go through) or the checkout could not be opened; it is final and
+// credits nothing. `refunded` once an admin refunded it (its credits taken back).
+// `review` when the provider reports a payment of another amount or currency than
+// the package cost at purchase: nothing is credited and an operator looks into it.
+// A client should treat a status it does not know as final and credit-less until
+// it reads the top-up again.
 type TopupStatus string
 
 // TypingFrame Someone in one of your rooms started or stopped typing. Not durable.
@@ -2377,7 +2396,10 @@ type ClientInterface interface {
 	//
 	// While pending, the top-up is first brought up to date with the payment provider (the
 	// same step a webhook triggers), so returning from checkout and asking shows the outcome
-	// even before the webhook arrives. Someone else's top-up is a `404`.
+	// even before the webhook arrives. The provider is asked about one top-up at most once
+	// every 5 seconds, across all instances, however often it is polled; the reads in
+	// between answer what Parlor holds. Polling is rate-limited like every read (`429`). A
+	// top-up's states are described on `Topup.status`. Someone else's top-up is a `404`.
 	//
 	// Corresponds with GET /v1/wallet/topups/{topup_id} (the `GetTopup` operationId).
 	GetTopup(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -3383,7 +3405,10 @@ func (c *Client) CreateTopup(ctx context.Context, params *CreateTopupParams, bod
 //
 // While pending, the top-up is first brought up to date with the payment provider (the
 // same step a webhook triggers), so returning from checkout and asking shows the outcome
-// even before the webhook arrives. Someone else's top-up is a `404`.
+// even before the webhook arrives. The provider is asked about one top-up at most once
+// every 5 seconds, across all instances, however often it is polled; the reads in
+// between answer what Parlor holds. Polling is rate-limited like every read (`429`). A
+// top-up's states are described on `Topup.status`. Someone else's top-up is a `404`.
 //
 // Corresponds with GET /v1/wallet/topups/{topup_id} (the `GetTopup` operationId).
 func (c *Client) GetTopup(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5717,7 +5742,10 @@ type ClientWithResponsesInterface interface {
 	//
 	// While pending, the top-up is first brought up to date with the payment provider (the
 	// same step a webhook triggers), so returning from checkout and asking shows the outcome
-	// even before the webhook arrives. Someone else's top-up is a `404`.
+	// even before the webhook arrives. The provider is asked about one top-up at most once
+	// every 5 seconds, across all instances, however often it is polled; the reads in
+	// between answer what Parlor holds. Polling is rate-limited like every read (`429`). A
+	// top-up's states are described on `Topup.status`. Someone else's top-up is a `404`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -10655,7 +10683,10 @@ func (c *ClientWithResponses) CreateTopupWithResponse(ctx context.Context, param
 //
 // While pending, the top-up is first brought up to date with the payment provider (the
 // same step a webhook triggers), so returning from checkout and asking shows the outcome
-// even before the webhook arrives. Someone else's top-up is a `404`.
+// even before the webhook arrives. The provider is asked about one top-up at most once
+// every 5 seconds, across all instances, however often it is polled; the reads in
+// between answer what Parlor holds. Polling is rate-limited like every read (`429`). A
+// top-up's states are described on `Topup.status`. Someone else's top-up is a `404`.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -325,6 +325,9 @@ type Topup struct {
 	SucceededAt       *time.Time
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
+	NextCheckAt       time.Time
+	CheckAttempts     int32
+	ProviderCheckedAt *time.Time
 }
 
 type User struct {

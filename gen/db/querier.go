@@ -6,6 +6,7 @@ package db
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -14,10 +15,14 @@ type Querier interface {
 	AddMemberCount(ctx context.Context, arg AddMemberCountParams) error
 	AddReaction(ctx context.Context, arg AddReactionParams) (int64, error)
 	AddToBalance(ctx context.Context, arg AddToBalanceParams) (int64, error)
-	// Claims (user, key) for a new request. A row comes back only when this request now owns
-	// the key: it was free, expired (older than the retention), or abandoned while in flight
-	// (locked longer ago than the stale interval, e.g. by a crashed instance).
-	ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (uuid.UUID, error)
+	// Claims (user, key) for a new request at @now. A row comes back only when this request
+	// now owns the key: it was free, expired (created before @expired_before: past the
+	// retention, so its reuse is a new request), or abandoned while in flight (locked before
+	// @stale_before, e.g. by a crashed instance). The row's created_at names the claim.
+	ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (time.Time, error)
+	// Claims the right to ask the provider about a pending top-up on a read: no row when
+	// another read asked after @checked_before.
+	ClaimTopupProviderCheck(ctx context.Context, arg ClaimTopupProviderCheckParams) (uuid.UUID, error)
 	ClosePeriod(ctx context.Context, arg ClosePeriodParams) error
 	CompleteSandboxSession(ctx context.Context, arg CompleteSandboxSessionParams) (SandboxSession, error)
 	CountPendingTopups(ctx context.Context, userID uuid.UUID) (int64, error)
@@ -44,6 +49,9 @@ type Querier interface {
 	// the room.deleted event (@seq), and the memberships and invitations go, so the room no
 	// longer counts against anyone's room cap.
 	DeleteRoom(ctx context.Context, arg DeleteRoomParams) error
+	// The pending top-ups whose check is due, longest waiting first; each visit reschedules its
+	// top-up (ScheduleTopupCheck), so every pending top-up comes up in turn.
+	DuePendingTopups(ctx context.Context, arg DuePendingTopupsParams) ([]Topup, error)
 	// The version it replaces is kept until @seq, the edit's event: former members read the
 	// message as it was when they left.
 	EditMessage(ctx context.Context, arg EditMessageParams) (Message, error)
@@ -133,7 +141,7 @@ type Querier interface {
 	// An expired refresh token is refused whatever its state, so keeping it proves nothing.
 	// Batched so one run never holds many row locks.
 	PruneExpiredRefreshTokens(ctx context.Context, lim int32) (int64, error)
-	PruneIdempotencyKeys(ctx context.Context, retentionSeconds float64) (int64, error)
+	PruneIdempotencyKeys(ctx context.Context, expiredBefore time.Time) (int64, error)
 	ReactionCounts(ctx context.Context, arg ReactionCountsParams) ([]ReactionCountsRow, error)
 	// ReactionCounts right after seq `bound` of each message's room, from the reaction events:
 	// a user's reaction with an emoji stood then if its latest event up to that seq added it.
@@ -141,6 +149,9 @@ type Querier interface {
 	// Sessions revoked in the last `secs` seconds: the gateway closes their sockets even when
 	// the broker lost the notice of the revocation.
 	RecentlyRevokedSessions(ctx context.Context, secs float64) ([]uuid.UUID, error)
+	// Unlocks a key whose request ended without a response to replay (a 5xx, a 429): a retry of
+	// the same request claims it at once. The row stays, so the retry keeps the claim (its
+	// created_at) and names the same tip as the first attempt did.
 	ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) error
 	RemoveReaction(ctx context.Context, arg RemoveReactionParams) (int64, error)
 	RevokeSession(ctx context.Context, arg RevokeSessionParams) error
@@ -150,6 +161,7 @@ type Querier interface {
 	// were already current then); the members are those whose stretch of the log covers it.
 	RoomsAsOf(ctx context.Context, arg RoomsAsOfParams) ([]RoomsAsOfRow, error)
 	RoomsByID(ctx context.Context, ids []uuid.UUID) ([]Room, error)
+	ScheduleTopupCheck(ctx context.Context, arg ScheduleTopupCheckParams) error
 	// A send in one statement, run after LockRoomForSend in the same transaction: every rule of a
 	// send is checked here (a live, unarchived room; a member, not muted, not held back by slow
 	// mode; reply_to a message of the room), and only if all pass does it take the room's next
@@ -160,7 +172,6 @@ type Querier interface {
 	SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error)
 	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
 	SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutParams) (Topup, error)
-	StalePendingTopups(ctx context.Context, arg StalePendingTopupsParams) ([]uuid.UUID, error)
 	// The caller's events committed after the snapshot `since` and visible in `upto`, within the
 	// stretches of each room's log they were a member for, in (room, seq) order after a cursor.
 	// xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.

@@ -29,39 +29,66 @@ func (q *Queries) AddToBalance(ctx context.Context, arg AddToBalanceParams) (int
 }
 
 const ClaimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
-INSERT INTO idempotency_keys (user_id, key, request_hash)
-VALUES ($1, $2, $3)
+INSERT INTO idempotency_keys (user_id, key, request_hash, created_at, locked_at)
+VALUES ($1, $2, $3, $4, $4)
 ON CONFLICT (user_id, key) DO UPDATE
 SET request_hash = EXCLUDED.request_hash, status = NULL, content_type = NULL, body = NULL,
-    created_at = now(), locked_at = now()
-WHERE idempotency_keys.created_at < now() - make_interval(secs => $4::float8)
+    created_at = CASE WHEN idempotency_keys.created_at < $5 THEN EXCLUDED.created_at
+                      ELSE idempotency_keys.created_at END,
+    locked_at = EXCLUDED.locked_at
+WHERE idempotency_keys.created_at < $5
    OR (idempotency_keys.status IS NULL AND idempotency_keys.request_hash = EXCLUDED.request_hash
-       AND idempotency_keys.locked_at < now() - make_interval(secs => $5::float8))
-RETURNING user_id
+       AND idempotency_keys.locked_at < $6)
+RETURNING created_at
 `
 
 type ClaimIdempotencyKeyParams struct {
-	UserID           uuid.UUID
-	Key              string
-	RequestHash      []byte
-	RetentionSeconds float64
-	StaleSeconds     float64
+	UserID        uuid.UUID
+	Key           string
+	RequestHash   []byte
+	Now           time.Time
+	ExpiredBefore time.Time
+	StaleBefore   time.Time
 }
 
-// Claims (user, key) for a new request. A row comes back only when this request now owns
-// the key: it was free, expired (older than the retention), or abandoned while in flight
-// (locked longer ago than the stale interval, e.g. by a crashed instance).
-func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (uuid.UUID, error) {
+// Claims (user, key) for a new request at @now. A row comes back only when this request
+// now owns the key: it was free, expired (created before @expired_before: past the
+// retention, so its reuse is a new request), or abandoned while in flight (locked before
+// @stale_before, e.g. by a crashed instance). The row's created_at names the claim.
+func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (time.Time, error) {
 	row := q.db.QueryRow(ctx, ClaimIdempotencyKey,
 		arg.UserID,
 		arg.Key,
 		arg.RequestHash,
-		arg.RetentionSeconds,
-		arg.StaleSeconds,
+		arg.Now,
+		arg.ExpiredBefore,
+		arg.StaleBefore,
 	)
-	var user_id uuid.UUID
-	err := row.Scan(&user_id)
-	return user_id, err
+	var created_at time.Time
+	err := row.Scan(&created_at)
+	return created_at, err
+}
+
+const ClaimTopupProviderCheck = `-- name: ClaimTopupProviderCheck :one
+UPDATE topups SET provider_checked_at = $1::timestamptz
+WHERE id = $2 AND status = 'pending'
+  AND (provider_checked_at IS NULL OR provider_checked_at <= $3::timestamptz)
+RETURNING id
+`
+
+type ClaimTopupProviderCheckParams struct {
+	Now           time.Time
+	ID            uuid.UUID
+	CheckedBefore time.Time
+}
+
+// Claims the right to ask the provider about a pending top-up on a read: no row when
+// another read asked after @checked_before.
+func (q *Queries) ClaimTopupProviderCheck(ctx context.Context, arg ClaimTopupProviderCheckParams) (uuid.UUID, error) {
+	row := q.db.QueryRow(ctx, ClaimTopupProviderCheck, arg.Now, arg.ID, arg.CheckedBefore)
+	var id uuid.UUID
+	err := row.Scan(&id)
+	return id, err
 }
 
 const CompleteSandboxSession = `-- name: CompleteSandboxSession :one
@@ -154,19 +181,20 @@ func (q *Queries) CreateSandboxSession(ctx context.Context, arg CreateSandboxSes
 }
 
 const CreateTopup = `-- name: CreateTopup :one
-INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at
+INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, expires_at, next_check_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at
 `
 
 type CreateTopupParams struct {
-	UserID    uuid.UUID
-	PackageID string
-	Credits   int64
-	Amount    int64
-	Currency  string
-	Provider  string
-	ExpiresAt time.Time
+	UserID      uuid.UUID
+	PackageID   string
+	Credits     int64
+	Amount      int64
+	Currency    string
+	Provider    string
+	ExpiresAt   time.Time
+	NextCheckAt time.Time
 }
 
 func (q *Queries) CreateTopup(ctx context.Context, arg CreateTopupParams) (Topup, error) {
@@ -178,6 +206,7 @@ func (q *Queries) CreateTopup(ctx context.Context, arg CreateTopupParams) (Topup
 		arg.Currency,
 		arg.Provider,
 		arg.ExpiresAt,
+		arg.NextCheckAt,
 	)
 	var i Topup
 	err := row.Scan(
@@ -196,8 +225,62 @@ func (q *Queries) CreateTopup(ctx context.Context, arg CreateTopupParams) (Topup
 		&i.SucceededAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NextCheckAt,
+		&i.CheckAttempts,
+		&i.ProviderCheckedAt,
 	)
 	return i, err
+}
+
+const DuePendingTopups = `-- name: DuePendingTopups :many
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at FROM topups WHERE status = 'pending' AND next_check_at <= $1
+ORDER BY next_check_at LIMIT $2
+`
+
+type DuePendingTopupsParams struct {
+	Now time.Time
+	Lim int32
+}
+
+// The pending top-ups whose check is due, longest waiting first; each visit reschedules its
+// top-up (ScheduleTopupCheck), so every pending top-up comes up in turn.
+func (q *Queries) DuePendingTopups(ctx context.Context, arg DuePendingTopupsParams) ([]Topup, error) {
+	rows, err := q.db.Query(ctx, DuePendingTopups, arg.Now, arg.Lim)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Topup{}
+	for rows.Next() {
+		var i Topup
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.PackageID,
+			&i.Credits,
+			&i.Amount,
+			&i.Currency,
+			&i.Provider,
+			&i.Status,
+			&i.CheckoutSessionID,
+			&i.CheckoutUrl,
+			&i.PaymentIntentID,
+			&i.ExpiresAt,
+			&i.SucceededAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.NextCheckAt,
+			&i.CheckAttempts,
+			&i.ProviderCheckedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const EnsureUserAccount = `-- name: EnsureUserAccount :exec
@@ -389,7 +472,7 @@ func (q *Queries) GetTip(ctx context.Context, id uuid.UUID) (Tip, error) {
 }
 
 const GetTopup = `-- name: GetTopup :one
-SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at FROM topups WHERE id = $1
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at FROM topups WHERE id = $1
 `
 
 func (q *Queries) GetTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
@@ -411,6 +494,9 @@ func (q *Queries) GetTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
 		&i.SucceededAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NextCheckAt,
+		&i.CheckAttempts,
+		&i.ProviderCheckedAt,
 	)
 	return i, err
 }
@@ -656,7 +742,7 @@ func (q *Queries) LockAccounts(ctx context.Context, ids []uuid.UUID) ([]LedgerAc
 }
 
 const LockTopup = `-- name: LockTopup :one
-SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at FROM topups WHERE id = $1 FOR UPDATE
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at FROM topups WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) LockTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
@@ -678,6 +764,9 @@ func (q *Queries) LockTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
 		&i.SucceededAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NextCheckAt,
+		&i.CheckAttempts,
+		&i.ProviderCheckedAt,
 	)
 	return i, err
 }
@@ -696,7 +785,7 @@ UPDATE topups SET status = $1::text, updated_at = now(),
     payment_intent_id = coalesce($2, payment_intent_id),
     succeeded_at = CASE WHEN $1::text = 'succeeded' THEN now() ELSE succeeded_at END
 WHERE id = $3 AND status = ANY($4::text[])
-RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at
+RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at
 `
 
 type MoveTopupParams struct {
@@ -731,16 +820,19 @@ func (q *Queries) MoveTopup(ctx context.Context, arg MoveTopupParams) (Topup, er
 		&i.SucceededAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NextCheckAt,
+		&i.CheckAttempts,
+		&i.ProviderCheckedAt,
 	)
 	return i, err
 }
 
 const PruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :execrows
-DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1::float8)
+DELETE FROM idempotency_keys WHERE created_at < $1
 `
 
-func (q *Queries) PruneIdempotencyKeys(ctx context.Context, retentionSeconds float64) (int64, error) {
-	result, err := q.db.Exec(ctx, PruneIdempotencyKeys, retentionSeconds)
+func (q *Queries) PruneIdempotencyKeys(ctx context.Context, expiredBefore time.Time) (int64, error) {
+	result, err := q.db.Exec(ctx, PruneIdempotencyKeys, expiredBefore)
 	if err != nil {
 		return 0, err
 	}
@@ -748,7 +840,8 @@ func (q *Queries) PruneIdempotencyKeys(ctx context.Context, retentionSeconds flo
 }
 
 const ReleaseIdempotencyKey = `-- name: ReleaseIdempotencyKey :exec
-DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status IS NULL
+UPDATE idempotency_keys SET locked_at = 'epoch'
+WHERE user_id = $1 AND key = $2 AND status IS NULL
 `
 
 type ReleaseIdempotencyKeyParams struct {
@@ -756,15 +849,33 @@ type ReleaseIdempotencyKeyParams struct {
 	Key    string
 }
 
+// Unlocks a key whose request ended without a response to replay (a 5xx, a 429): a retry of
+// the same request claims it at once. The row stays, so the retry keeps the claim (its
+// created_at) and names the same tip as the first attempt did.
 func (q *Queries) ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) error {
 	_, err := q.db.Exec(ctx, ReleaseIdempotencyKey, arg.UserID, arg.Key)
+	return err
+}
+
+const ScheduleTopupCheck = `-- name: ScheduleTopupCheck :exec
+UPDATE topups SET next_check_at = $1, check_attempts = check_attempts + 1
+WHERE id = $2 AND status = 'pending'
+`
+
+type ScheduleTopupCheckParams struct {
+	NextCheckAt time.Time
+	ID          uuid.UUID
+}
+
+func (q *Queries) ScheduleTopupCheck(ctx context.Context, arg ScheduleTopupCheckParams) error {
+	_, err := q.db.Exec(ctx, ScheduleTopupCheck, arg.NextCheckAt, arg.ID)
 	return err
 }
 
 const SetTopupCheckout = `-- name: SetTopupCheckout :one
 UPDATE topups SET checkout_session_id = $1, checkout_url = $2, updated_at = now()
 WHERE id = $3
-RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at
+RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at
 `
 
 type SetTopupCheckoutParams struct {
@@ -792,42 +903,15 @@ func (q *Queries) SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutPara
 		&i.SucceededAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NextCheckAt,
+		&i.CheckAttempts,
+		&i.ProviderCheckedAt,
 	)
 	return i, err
 }
 
-const StalePendingTopups = `-- name: StalePendingTopups :many
-SELECT id FROM topups WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1::float8)
-ORDER BY created_at LIMIT $2
-`
-
-type StalePendingTopupsParams struct {
-	OlderThanSeconds float64
-	Lim              int32
-}
-
-func (q *Queries) StalePendingTopups(ctx context.Context, arg StalePendingTopupsParams) ([]uuid.UUID, error) {
-	rows, err := q.db.Query(ctx, StalePendingTopups, arg.OlderThanSeconds, arg.Lim)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []uuid.UUID{}
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		items = append(items, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const TopupBySession = `-- name: TopupBySession :one
-SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at FROM topups WHERE checkout_session_id = $1
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at FROM topups WHERE checkout_session_id = $1
 `
 
 func (q *Queries) TopupBySession(ctx context.Context, checkoutSessionID *string) (Topup, error) {
@@ -849,6 +933,9 @@ func (q *Queries) TopupBySession(ctx context.Context, checkoutSessionID *string)
 		&i.SucceededAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.NextCheckAt,
+		&i.CheckAttempts,
+		&i.ProviderCheckedAt,
 	)
 	return i, err
 }

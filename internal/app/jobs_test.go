@@ -50,7 +50,8 @@ func TestReconcilerSettlesTopupsWhoseWebhooksWereLost(t *testing.T) {
 	}
 	_, err := sandbox.Settle(ctx, abandonedSession, false)
 	require.NoError(t, err)
-	_, err = s.Pool.Exec(ctx, "UPDATE topups SET created_at = now() - interval '10 minutes' WHERE id = ANY($1)",
+	// Their first check comes due (five minutes after creation: WebhookGrace).
+	_, err = s.Pool.Exec(ctx, "UPDATE topups SET next_check_at = now() - interval '1 second' WHERE id = ANY($1)",
 		[]uuid.UUID{paid.ID, abandoned.ID, open.ID})
 	require.NoError(t, err)
 

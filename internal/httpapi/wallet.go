@@ -85,7 +85,7 @@ func (h walletHandlers) SendTip(ctx context.Context, req api.SendTipRequestObjec
 	if err != nil {
 		return nil, err
 	}
-	tip, _, err := h.svc.SendTip(ctx, req.RoomId, p.UserID, req.Params.IdempotencyKey, wallet.TipInput{
+	tip, _, err := h.svc.SendTip(ctx, req.RoomId, p.UserID, wallet.RequestName(ctx, req.Params.IdempotencyKey), wallet.TipInput{
 		RecipientID: req.Body.RecipientId, Amount: req.Body.Amount, Message: deref(req.Body.Message),
 	})
 	if err != nil {
@@ -157,7 +157,7 @@ func idempotency(keys *wallet.IdempotencyKeys, routes map[string]bool, logger *s
 				return err
 			}
 			ctx := req.Context()
-			stored, err := keys.Begin(ctx, p.UserID, key, hash)
+			stored, claim, err := keys.Begin(ctx, p.UserID, key, hash)
 			if err != nil {
 				return err
 			}
@@ -165,6 +165,7 @@ func idempotency(keys *wallet.IdempotencyKeys, routes map[string]bool, logger *s
 				c.Response().Header().Set("Idempotent-Replayed", "true")
 				return c.Blob(stored.Status, stored.ContentType, replayBody(ctx, stored))
 			}
+			c.SetRequest(req.WithContext(wallet.WithClaim(ctx, claim)))
 
 			rec := &recorder{ResponseWriter: c.Response().Writer}
 			c.Response().Writer = rec

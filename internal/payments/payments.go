@@ -47,8 +47,23 @@ type Session struct {
 	// PaymentIntentStatus is the PaymentIntent's status (processing, succeeded,
 	// requires_payment_method, canceled, …); empty when the session has no intent yet.
 	PaymentIntentStatus string
-	ExpiresAt           time.Time
+	// AmountTotal and Currency are what the payer was charged (minor units, lower-case ISO
+	// code).
+	AmountTotal int64
+	Currency    string
+	ExpiresAt   time.Time
 }
+
+// Charged reports whether the session charged exactly amount in currency: what a top-up's
+// package cost at purchase. Anything else (a price changed at the provider, a discount, a
+// tampered session) must not mint credits.
+func (s Session) Charged(amount int64, currency string) bool {
+	return s.AmountTotal == amount && strings.EqualFold(s.Currency, currency)
+}
+
+// CallTimeout bounds one call to the provider, its retries included: Stripe's client makes
+// up to three attempts (StripeAttemptTimeout each) with a short backoff between them.
+const CallTimeout = 30 * time.Second
 
 // Paid reports whether the provider confirms the payment.
 func (s Session) Paid() bool { return s.Status == SessionComplete && s.PaymentStatus == PaymentPaid }

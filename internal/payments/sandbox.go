@@ -68,7 +68,8 @@ func (s *Sandbox) GetSession(ctx context.Context, id string) (Session, error) {
 }
 
 func (s *Sandbox) session(r db.SandboxSession) Session {
-	out := Session{ID: r.ID, URL: s.CheckoutURL(r.ID), Status: r.Status, PaymentStatus: r.PaymentStatus, ExpiresAt: r.ExpiresAt}
+	out := Session{ID: r.ID, URL: s.CheckoutURL(r.ID), Status: r.Status, PaymentStatus: r.PaymentStatus,
+		AmountTotal: r.Amount, Currency: r.Currency, ExpiresAt: r.ExpiresAt}
 	if r.PaymentIntent != nil {
 		out.PaymentIntent = *r.PaymentIntent
 	}

@@ -2,7 +2,9 @@ package payments
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/stripe/stripe-go/v82"
@@ -16,12 +18,29 @@ type Stripe struct {
 // NewStripe returns the Stripe provider; backendURL overrides the API host (stripe-mock in
 // tests), empty for Stripe itself.
 func NewStripe(secretKey, backendURL string) *Stripe {
-	var opts []stripe.ClientOption
-	if backendURL != "" {
-		u := backendURL
-		opts = append(opts, stripe.WithBackends(stripe.NewBackendsWithConfig(&stripe.BackendConfig{URL: &u})))
+	cfg := &stripe.BackendConfig{
+		// stripe-go's default is 80 s per attempt: three attempts would outlast every lock
+		// and request bound Parlor keeps (CallTimeout bounds the whole call).
+		HTTPClient:        &http.Client{Timeout: StripeAttemptTimeout},
+		MaxNetworkRetries: stripe.Int64(StripeRetries),
 	}
-	return &Stripe{client: stripe.NewClient(secretKey, opts...)}
+	if backendURL != "" {
+		cfg.URL = stripe.String(backendURL)
+	}
+	return &Stripe{client: stripe.NewClient(secretKey, stripe.WithBackends(stripe.NewBackendsWithConfig(cfg)))}
+}
+
+// StripeAttemptTimeout bounds one HTTP attempt at Stripe; StripeRetries is how many times
+// stripe-go retries a failed attempt (under the same idempotency key). Together with the
+// backoff they fit in CallTimeout.
+const (
+	StripeAttemptTimeout = 9 * time.Second
+	StripeRetries        = 2
+)
+
+// bounded is ctx bounded by CallTimeout.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, CallTimeout)
 }
 
 // Name implements Provider.
@@ -54,6 +73,8 @@ func (s *Stripe) CreateCheckout(ctx context.Context, in CheckoutInput) (Session,
 	params.AddMetadata("topup_id", in.TopupID.String())
 	params.AddMetadata("user_id", in.UserID.String())
 	params.SetIdempotencyKey(in.IdempotencyKey())
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	cs, err := s.client.V1CheckoutSessions.Create(ctx, params)
 	if err != nil {
 		return Session{}, fmt.Errorf("stripe: create checkout session: %w", err)
@@ -67,6 +88,8 @@ func (s *Stripe) CreateCheckout(ctx context.Context, in CheckoutInput) (Session,
 func (s *Stripe) GetSession(ctx context.Context, id string) (Session, error) {
 	params := &stripe.CheckoutSessionRetrieveParams{}
 	params.AddExpand("payment_intent")
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	cs, err := s.client.V1CheckoutSessions.Retrieve(ctx, id, params)
 	if err != nil {
 		return Session{}, fmt.Errorf("stripe: retrieve checkout session %s: %w", id, err)
@@ -76,7 +99,7 @@ func (s *Stripe) GetSession(ctx context.Context, id string) (Session, error) {
 
 func fromStripe(cs *stripe.CheckoutSession) Session {
 	out := Session{ID: cs.ID, URL: cs.URL, Status: string(cs.Status), PaymentStatus: string(cs.PaymentStatus),
-		ExpiresAt: time.Unix(cs.ExpiresAt, 0)}
+		AmountTotal: cs.AmountTotal, Currency: string(cs.Currency), ExpiresAt: time.Unix(cs.ExpiresAt, 0)}
 	if cs.PaymentIntent != nil {
 		// Unexpanded (as in CreateCheckout's answer) the intent is an id with no status.
 		out.PaymentIntent, out.PaymentIntentStatus = cs.PaymentIntent.ID, string(cs.PaymentIntent.Status)
@@ -89,7 +112,16 @@ func fromStripe(cs *stripe.CheckoutSession) Session {
 func (s *Stripe) Refund(ctx context.Context, paymentIntent string, amount int64, idempotencyKey string) error {
 	params := &stripe.RefundCreateParams{PaymentIntent: stripe.String(paymentIntent), Amount: stripe.Int64(amount)}
 	params.SetIdempotencyKey(idempotencyKey)
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if _, err := s.client.V1Refunds.Create(ctx, params); err != nil {
+		// Stripe keeps an idempotency key for 24 hours: a refund retried after that (or one
+		// already made in the Dashboard) is refused as already refunded — and the money is
+		// back with the payer, which is all that was asked.
+		var serr *stripe.Error
+		if errors.As(err, &serr) && serr.Code == stripe.ErrorCodeChargeAlreadyRefunded {
+			return nil
+		}
 		return fmt.Errorf("stripe: refund %s: %w", paymentIntent, err)
 	}
 	return nil

@@ -147,3 +147,25 @@ func TestVerifyWebhookOfAnotherAPIVersion(t *testing.T) {
 		require.ErrorIs(t, err, payments.ErrNotAnEvent, "%s", notAnEvent)
 	}
 }
+
+// TestStripeRefundOfARefundedPaymentIsDone: Stripe honours an idempotency key for 24 hours,
+// so a refund retried later (or a refund already made in the Dashboard) is answered
+// `charge_already_refunded`: the money is back with the payer, which is what was asked —
+// success, not a provider failure (a 503 the caller would retry for ever). Other refusals
+// stay errors.
+func TestStripeRefundOfARefundedPaymentIsDone(t *testing.T) {
+	t.Parallel()
+	code := "charge_already_refunded"
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+			"type": "invalid_request_error", "code": code, "message": "Charge ch_1 has already been refunded."}})
+	}))
+	defer api.Close()
+	p := payments.NewStripe("sk_test_x", api.URL)
+	require.NoError(t, p.Refund(context.Background(), "pi_1", 199, "topup:x:refund:1"))
+
+	code = "amount_too_large"
+	require.Error(t, p.Refund(context.Background(), "pi_1", 199, "topup:x:refund:1"))
+}

@@ -10,8 +10,9 @@ import (
 
 // Metrics counts the wallet's ledger postings and webhook processing.
 type Metrics struct {
-	postings  *prometheus.CounterVec
-	processed *prometheus.CounterVec
+	postings   *prometheus.CounterVec
+	processed  *prometheus.CounterVec
+	mismatches prometheus.Counter
 }
 
 // NewMetrics registers the wallet's metrics with reg, including gauges read from the
@@ -26,14 +27,24 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *Metrics {
 			Name: "parlor_webhook_events_processed_total",
 			Help: "Payment webhook events processed by this process's workers, by outcome (ok, failed).",
 		}, []string{"outcome"}),
+		mismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parlor_topup_price_mismatches_total",
+			Help: "Paid checkouts whose amount or currency differed from the package's price at purchase: nothing was credited and the top-up awaits review.",
+		}),
 	}
-	reg.MustRegister(m.postings, m.processed, &dbCollector{pool: pool})
+	reg.MustRegister(m.postings, m.processed, m.mismatches, &dbCollector{pool: pool})
 	return m
 }
 
 func (m *Metrics) posted(kind string) {
 	if m != nil {
 		m.postings.WithLabelValues(kind).Inc()
+	}
+}
+
+func (m *Metrics) priceMismatched() {
+	if m != nil {
+		m.mismatches.Inc()
 	}
 }
 

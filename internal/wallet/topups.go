@@ -20,13 +20,16 @@ import (
 	"github.com/parlor-dev/parlor/internal/postgres"
 )
 
-// Top-up states. pending → succeeded (credits minted) → refunded, pending → expired | failed.
+// Top-up states. pending → succeeded (credits minted) → refunded; pending → expired |
+// failed; pending → review when the provider reports a payment that is not the package's
+// price (nothing minted; an operator decides).
 const (
 	TopupPending   = "pending"
 	TopupSucceeded = "succeeded"
 	TopupExpired   = "expired"
 	TopupFailed    = "failed"
 	TopupRefunded  = "refunded"
+	TopupReview    = "review"
 )
 
 // Topup is a purchase of credits.
@@ -54,6 +57,36 @@ func topupFromRow(r db.Topup) Topup {
 // CheckoutTTL is how long a checkout session stays open (Stripe allows 30 min to 24 h).
 const CheckoutTTL = time.Hour
 
+// CheckoutCreateTimeout bounds creating a top-up: the provider call (with its retries) and
+// the state changes around it. It runs on its own context, so a client that hangs up
+// leaves no top-up half made; an Idempotency-Key's lock (IdempotencyStale) outlives it.
+const CheckoutCreateTimeout = payments.CallTimeout + 10*time.Second
+
+// Reconciliation. A new top-up's first check comes after WebhookGrace (its webhook usually
+// settles it first, and a creation still in flight is finished by then); each later check
+// waits twice as long as the one before, from CheckBackoffMin up to CheckBackoffMax, and
+// never long past the checkout's expiry. A read polls the provider at most once every
+// ProviderCheckInterval.
+const (
+	WebhookGrace          = 5 * time.Minute
+	CheckBackoffMin       = time.Minute
+	CheckBackoffMax       = time.Hour
+	ProviderCheckInterval = 5 * time.Second
+)
+
+// nextCheck is when the reconciler looks at a pending top-up again after attempts visits.
+func nextCheck(now, expiresAt time.Time, attempts int32) time.Time {
+	wait := CheckBackoffMax
+	if attempts < 6 {
+		wait = min(CheckBackoffMin<<attempts, CheckBackoffMax)
+	}
+	next := now.Add(wait)
+	if afterExpiry := expiresAt.Add(CheckBackoffMin); now.Before(afterExpiry) && afterExpiry.Before(next) {
+		next = afterExpiry
+	}
+	return next
+}
+
 // Topups buys credits through a payment provider. The provider's webhooks are stored once
 // per event and processed by a River job; processing re-reads the authoritative session
 // state from the provider and mints the credits at most once (ledger key
@@ -66,11 +99,13 @@ type Topups struct {
 	logger    *slog.Logger
 	metrics   *Metrics
 	queue     *river.Client[pgx.Tx]
+	// Now is the clock (time.Now; tests move it).
+	Now func() time.Time
 }
 
 // NewTopups returns the top-up service; SetQueue must be called before webhooks arrive.
 func NewTopups(pool *pgxpool.Pool, provider payments.Provider, packages []Package, publicURL string, logger *slog.Logger, metrics *Metrics) *Topups {
-	return &Topups{pool: pool, provider: provider, packages: packages, publicURL: publicURL, logger: logger, metrics: metrics}
+	return &Topups{pool: pool, provider: provider, packages: packages, publicURL: publicURL, logger: logger, metrics: metrics, Now: time.Now}
 }
 
 // SetQueue gives the service the River client its webhook jobs go to.
@@ -81,6 +116,11 @@ func (t *Topups) Provider() payments.Provider { return t.provider }
 
 // Create starts buying packageID for user: a pending top-up and a checkout session whose
 // URL the user pays at. Credits come only once the provider confirms the payment.
+//
+// The work runs on its own context bounded by CheckoutCreateTimeout, not the request's: a
+// client that hangs up mid-way still gets a whole top-up (which a retry under the same
+// Idempotency-Key replays). A process that dies mid-way leaves a pending top-up without a
+// session, which the reconciler opens or fails.
 func (t *Topups) Create(ctx context.Context, user uuid.UUID, packageID string) (Topup, error) {
 	var pkg *Package
 	for i := range t.packages {
@@ -92,32 +132,50 @@ func (t *Topups) Create(ctx context.Context, user uuid.UUID, packageID string) (
 		return Topup{}, &apperr.Error{Code: apperr.Invalid, Message: fmt.Sprintf("there is no credit package %q; see GET /v1/wallet/packages", packageID),
 			Fields: []apperr.FieldError{{Field: "body.package_id", Message: "is not a package on sale"}}}
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CheckoutCreateTimeout)
+	defer cancel()
 	q := db.New(t.pool)
+	now := t.Now()
 	row, err := q.CreateTopup(ctx, db.CreateTopupParams{
 		UserID: user, PackageID: pkg.ID, Credits: pkg.Credits, Amount: pkg.Price, Currency: pkg.Currency,
-		Provider: t.provider.Name(), ExpiresAt: time.Now().Add(CheckoutTTL),
+		Provider: t.provider.Name(), ExpiresAt: now.Add(CheckoutTTL), NextCheckAt: now.Add(WebhookGrace),
 	})
 	if err != nil {
 		return Topup{}, fmt.Errorf("create top-up: %w", err)
 	}
+	row, err = t.openCheckout(ctx, q, row)
+	var unavailable *apperr.Error
+	if errors.As(err, &unavailable) {
+		if _, merr := q.MoveTopup(ctx, db.MoveTopupParams{ID: row.ID, Status: TopupFailed, FromStatuses: []string{TopupPending}}); merr != nil {
+			t.logger.ErrorContext(ctx, "mark a top-up failed", "topup_id", row.ID, "error", merr.Error())
+		}
+	}
+	if err != nil {
+		return Topup{}, err
+	}
+	return topupFromRow(row), nil
+}
+
+// openCheckout opens the checkout session of a pending top-up and records it. The
+// provider's idempotency key is the top-up's, so opening it again (a reconciler finishing a
+// creation that died) returns the same session. A provider failure is an *apperr.Error
+// (unavailable).
+func (t *Topups) openCheckout(ctx context.Context, q *db.Queries, row db.Topup) (db.Topup, error) {
 	back := t.publicURL + "/?topup=" + row.ID.String()
 	session, err := t.provider.CreateCheckout(ctx, payments.CheckoutInput{
-		TopupID: row.ID, UserID: user, Credits: pkg.Credits, Amount: pkg.Price, Currency: pkg.Currency,
-		ProductName: fmt.Sprintf("%d Parlor credits", pkg.Credits), SuccessURL: back + "&result=success",
+		TopupID: row.ID, UserID: row.UserID, Credits: row.Credits, Amount: row.Amount, Currency: row.Currency,
+		ProductName: fmt.Sprintf("%d Parlor credits", row.Credits), SuccessURL: back + "&result=success",
 		CancelURL: back + "&result=cancel", ExpiresAt: row.ExpiresAt,
 	})
 	if err != nil {
 		t.logger.ErrorContext(ctx, "open a checkout session", "topup_id", row.ID, "error", err.Error())
-		if _, merr := q.MoveTopup(ctx, db.MoveTopupParams{ID: row.ID, Status: TopupFailed, FromStatuses: []string{TopupPending}}); merr != nil {
-			t.logger.ErrorContext(ctx, "mark a top-up failed", "topup_id", row.ID, "error", merr.Error())
-		}
-		return Topup{}, &apperr.Error{Code: apperr.Unavailable, Message: "the payment provider is not available; try again", RetryAfter: 5 * time.Second, Err: err}
+		return row, &apperr.Error{Code: apperr.Unavailable, Message: "the payment provider is not available; try again", RetryAfter: 5 * time.Second, Err: err}
 	}
-	row, err = q.SetTopupCheckout(ctx, db.SetTopupCheckoutParams{ID: row.ID, CheckoutSessionID: &session.ID, CheckoutUrl: &session.URL})
+	updated, err := q.SetTopupCheckout(ctx, db.SetTopupCheckoutParams{ID: row.ID, CheckoutSessionID: &session.ID, CheckoutUrl: &session.URL})
 	if err != nil {
-		return Topup{}, fmt.Errorf("create top-up: %w", err)
+		return row, fmt.Errorf("record the checkout session of top-up %s: %w", row.ID, err)
 	}
-	return topupFromRow(row), nil
+	return updated, nil
 }
 
 var errNoTopup = apperr.New(apperr.NotFound, "no such top-up")
@@ -134,13 +192,30 @@ func (t *Topups) Get(ctx context.Context, user, id uuid.UUID) (Topup, error) {
 		return Topup{}, fmt.Errorf("get top-up: %w", err)
 	}
 	if row.Status == TopupPending && row.CheckoutSessionID != nil {
-		if err := t.Settle(ctx, id, nil); err != nil {
-			t.logger.WarnContext(ctx, "sync a pending top-up", "topup_id", id, "error", err.Error())
-		} else if row, err = q.GetTopup(ctx, id); err != nil {
+		if t.claimProviderCheck(ctx, q, id) {
+			if err := t.Settle(ctx, id, nil); err != nil {
+				t.logger.WarnContext(ctx, "sync a pending top-up", "topup_id", id, "error", err.Error())
+			}
+		}
+		// Read again either way: the claim may have waited for a webhook's settlement to
+		// commit, and then found the top-up no longer pending.
+		if row, err = q.GetTopup(ctx, id); err != nil {
 			return Topup{}, fmt.Errorf("get top-up: %w", err)
 		}
 	}
 	return topupFromRow(row), nil
+}
+
+// claimProviderCheck reports whether this read may ask the provider about a pending top-up:
+// at most one read in every ProviderCheckInterval does, across instances, however often
+// the top-up is polled (the others answer what the database holds).
+func (t *Topups) claimProviderCheck(ctx context.Context, q *db.Queries, id uuid.UUID) bool {
+	now := t.Now()
+	_, err := q.ClaimTopupProviderCheck(ctx, db.ClaimTopupProviderCheckParams{ID: id, Now: now, CheckedBefore: now.Add(-ProviderCheckInterval)})
+	if err != nil && !postgres.IsNoRows(err) {
+		t.logger.WarnContext(ctx, "claim a provider check of a top-up", "topup_id", id, "error", err.Error())
+	}
+	return err == nil
 }
 
 // PendingCount is how many of user's top-ups await payment.
@@ -149,7 +224,9 @@ func (t *Topups) PendingCount(ctx context.Context, user uuid.UUID) (int64, error
 }
 
 // Settle moves a top-up to what its provider session says, with conditional updates, and
-// mints its credits exactly once when paid: pending → succeeded when paid, → failed when a
+// mints its credits exactly once when paid the package's price at purchase: pending →
+// succeeded when paid, → review when paid another amount or currency (nothing minted; an
+// error log and parlor_topup_price_mismatches_total tell the operator), → failed when a
 // delayed payment failed, → expired when the checkout expired; a delayed payment still
 // processing leaves it pending. Only a pending top-up moves, so a late or stale "failed"
 // never undoes a success. also runs in the same transaction (completing a job). Safe to
@@ -170,13 +247,19 @@ func (t *Topups) Settle(ctx context.Context, id uuid.UUID, also func(tx pgx.Tx) 
 	if session.PaymentIntent != "" {
 		intent = &session.PaymentIntent
 	}
-	minted := false
+	minted, mismatched := false, false
 	err = pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
 		q := db.New(tx)
 		if _, err := q.LockTopup(ctx, id); err != nil {
 			return err
 		}
 		switch {
+		case session.Paid() && !session.Charged(row.Amount, row.Currency):
+			_, err := q.MoveTopup(ctx, db.MoveTopupParams{ID: id, Status: TopupReview, PaymentIntentID: intent, FromStatuses: []string{TopupPending}})
+			if err != nil && !postgres.IsNoRows(err) {
+				return err
+			}
+			mismatched = err == nil
 		case session.Paid():
 			if _, err := q.MoveTopup(ctx, db.MoveTopupParams{ID: id, Status: TopupSucceeded, PaymentIntentID: intent, FromStatuses: []string{TopupPending}}); err != nil && !postgres.IsNoRows(err) {
 				return err
@@ -206,6 +289,12 @@ func (t *Topups) Settle(ctx context.Context, id uuid.UUID, also func(tx pgx.Tx) 
 	}
 	if minted {
 		t.metrics.posted(KindTopup)
+	}
+	if mismatched {
+		t.metrics.priceMismatched()
+		t.logger.ErrorContext(ctx, "a paid checkout does not match its package's price; the top-up awaits review and nothing was credited",
+			"topup_id", id, "user_id", row.UserID, "package_id", row.PackageID, "price", row.Amount, "currency", row.Currency,
+			"paid", session.AmountTotal, "paid_currency", session.Currency, "payment_intent", session.PaymentIntent)
 	}
 	return nil
 }
@@ -334,25 +423,60 @@ type ReconcileTopupsArgs struct{}
 // Kind implements river.JobArgs.
 func (ReconcileTopupsArgs) Kind() string { return "reconcile_topups" }
 
-// ReconcileTopupsWorker settles pending top-ups older than a few minutes.
+// ReconcileTopupsWorker visits the pending top-ups whose check is due.
 type ReconcileTopupsWorker struct {
 	river.WorkerDefaults[ReconcileTopupsArgs]
 	Topups *Topups
 }
 
+// ReconcileBatch is how many due top-ups one reconciler run visits; the rest wait for the
+// next run, in the order they became due.
+const ReconcileBatch = 500
+
 // Work implements river.Worker.
 func (w *ReconcileTopupsWorker) Work(ctx context.Context, _ *river.Job[ReconcileTopupsArgs]) error {
-	ids, err := db.New(w.Topups.pool).StalePendingTopups(ctx, db.StalePendingTopupsParams{OlderThanSeconds: 300, Lim: 500})
+	_, err := w.Topups.ReconcilePending(ctx, w.Topups.Now(), ReconcileBatch)
+	return err
+}
+
+// ReconcilePending visits up to limit pending top-ups whose check is due at now, the longest
+// due first, and returns how many it visited. A top-up with a checkout session is settled
+// from the provider's state (a lost webhook, an abandoned checkout); one without — its
+// creation died between the insert and the provider's answer — gets its session opened, or
+// fails once its checkout would have expired. Each visit schedules the next (nextCheck), so
+// every pending top-up comes up in turn however many there are, and one the provider keeps
+// failing on backs off alone.
+func (t *Topups) ReconcilePending(ctx context.Context, now time.Time, limit int) (int, error) {
+	q := db.New(t.pool)
+	due, err := q.DuePendingTopups(ctx, db.DuePendingTopupsParams{Now: now, Lim: int32(limit)})
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("reconcile top-ups: %w", err)
 	}
 	var errs []error
-	for _, id := range ids {
-		if err := w.Topups.Settle(ctx, id, nil); err != nil {
+	for _, row := range due {
+		if err := t.reconcile(ctx, q, row, now); err != nil {
+			errs = append(errs, err)
+		}
+		if err := q.ScheduleTopupCheck(ctx, db.ScheduleTopupCheckParams{ID: row.ID, NextCheckAt: nextCheck(now, row.ExpiresAt, row.CheckAttempts)}); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return len(due), errors.Join(errs...)
+}
+
+func (t *Topups) reconcile(ctx context.Context, q *db.Queries, row db.Topup, now time.Time) error {
+	if row.CheckoutSessionID != nil {
+		return t.Settle(ctx, row.ID, nil)
+	}
+	if !now.Before(row.ExpiresAt) {
+		// No one was ever shown a checkout to pay: nothing can have been paid.
+		if _, err := q.MoveTopup(ctx, db.MoveTopupParams{ID: row.ID, Status: TopupFailed, FromStatuses: []string{TopupPending}}); err != nil && !postgres.IsNoRows(err) {
+			return fmt.Errorf("fail top-up %s: %w", row.ID, err)
+		}
+		return nil
+	}
+	_, err := t.openCheckout(ctx, q, row)
+	return err
 }
 
 // Refund gives a succeeded top-up's money back and claws its credits back, all or nothing:

@@ -1,14 +1,19 @@
 package wallet_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/parlor-dev/parlor/internal/payments"
@@ -24,6 +29,19 @@ type fakeProvider struct {
 	// beforeGet, when set, runs once at the start of the next GetSession: what happens
 	// between Settle reading the top-up and asking the provider.
 	beforeGet func()
+	// create, when set, answers CreateCheckout instead of the default open session.
+	create func(ctx context.Context, in payments.CheckoutInput) (payments.Session, error)
+	// price is what the last checkout was opened for: a session state that names no amount
+	// charges it.
+	price payments.Session
+	// gets counts GetSession calls by session id.
+	gets map[string]int
+}
+
+func (p *fakeProvider) getsOf(id string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gets[id]
 }
 
 func (p *fakeProvider) set(s payments.Session) {
@@ -34,7 +52,14 @@ func (p *fakeProvider) set(s payments.Session) {
 
 func (p *fakeProvider) Name() string { return "sandbox" }
 
-func (p *fakeProvider) CreateCheckout(_ context.Context, in payments.CheckoutInput) (payments.Session, error) {
+func (p *fakeProvider) CreateCheckout(ctx context.Context, in payments.CheckoutInput) (payments.Session, error) {
+	p.mu.Lock()
+	p.price = payments.Session{AmountTotal: in.Amount, Currency: in.Currency}
+	create := p.create
+	p.mu.Unlock()
+	if create != nil {
+		return create(ctx, in)
+	}
 	id := "cs_fake_" + in.TopupID.String()
 	return payments.Session{ID: id, URL: "https://checkout.example/" + id, Status: payments.SessionOpen,
 		PaymentStatus: payments.PaymentUnpaid, ExpiresAt: in.ExpiresAt}, nil
@@ -50,8 +75,15 @@ func (p *fakeProvider) GetSession(_ context.Context, id string) (payments.Sessio
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.gets == nil {
+		p.gets = map[string]int{}
+	}
+	p.gets[id]++
 	s := p.state
 	s.ID = id
+	if s.AmountTotal == 0 && s.Currency == "" {
+		s.AmountTotal, s.Currency = p.price.AmountTotal, p.price.Currency
+	}
 	return s, nil
 }
 
@@ -164,4 +196,213 @@ func TestStaleFailureNeverUndoesASuccess(t *testing.T) {
 	require.Equal(t, int64(100), balance)
 	require.Equal(t, 1, mints)
 	requireReconciled(t, pool)
+}
+
+// TestAPaymentOfAnotherPriceIsReviewed: a session the provider reports paid, but for
+// another amount or currency than the package cost at purchase (199 usd), mints nothing —
+// however often it is settled — and parks the top-up in review, with an error log and a
+// metric for the operator.
+func TestAPaymentOfAnotherPriceIsReviewed(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	for _, tc := range []struct {
+		name     string
+		amount   int64
+		currency string
+	}{
+		{"a smaller amount", 99, "usd"},
+		{"a larger amount", 1999, "usd"},
+		{"another currency", 199, "eur"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newTopup(t, pool)
+			var logs bytes.Buffer
+			reg := prometheus.NewRegistry()
+			metrics := wallet.NewMetrics(reg, pool)
+			f.topups = wallet.NewTopups(pool, f.provider, []wallet.Package{{ID: "small", Credits: 100, Price: 199, Currency: "usd"}},
+				"https://parlor.example", slog.New(slog.NewJSONHandler(&logs, nil)), metrics)
+			paid := sessionPaid
+			paid.AmountTotal, paid.Currency = tc.amount, tc.currency
+			f.settle(t, paid)
+			status, balance, mints := f.settle(t, paid)
+			require.Equal(t, wallet.TopupReview, status)
+			require.Zero(t, balance, "nothing is credited")
+			require.Zero(t, mints)
+
+			require.Equal(t, 1.0, counterValue(t, reg, "parlor_topup_price_mismatches_total"))
+			require.Equal(t, 1, strings.Count(logs.String(), `"level":"ERROR"`), "one error log, for the move to review: %s", logs.String())
+			require.Contains(t, logs.String(), f.id.String())
+			require.Contains(t, logs.String(), `"paid":`+strconv.FormatInt(tc.amount, 10))
+
+			// A later paid answer of the right price changes nothing: review is for a person.
+			f.settle(t, sessionPaid)
+			status, balance, _ = f.read(t)
+			require.Equal(t, wallet.TopupReview, status)
+			require.Zero(t, balance)
+		})
+	}
+	requireReconciled(t, pool)
+}
+
+// TestCreatingATopupSurvivesTheClientHangingUp: the client's request ends while the
+// provider is still opening the checkout; the provider call goes on (on a context of its
+// own, bounded by CheckoutCreateTimeout) and the top-up is recorded whole, with its
+// session, so a retry under the same Idempotency-Key finds it.
+func TestCreatingATopupSurvivesTheClientHangingUp(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	f := newTopup(t, pool)
+	request, hangUp := context.WithCancel(ctx)
+	var deadline time.Time
+	f.provider.create = func(ctx context.Context, in payments.CheckoutInput) (payments.Session, error) {
+		hangUp()
+		time.Sleep(50 * time.Millisecond) // the provider answers after the client left
+		if err := ctx.Err(); err != nil {
+			return payments.Session{}, err
+		}
+		deadline, _ = ctx.Deadline()
+		id := "cs_fake_" + in.TopupID.String()
+		return payments.Session{ID: id, URL: "https://checkout.example/" + id, Status: payments.SessionOpen}, nil
+	}
+	started := time.Now()
+	tp, err := f.topups.Create(request, f.user, "small")
+	require.NoError(t, err)
+	require.Error(t, request.Err(), "the client had hung up")
+	require.Equal(t, "https://checkout.example/cs_fake_"+tp.ID.String(), tp.CheckoutURL)
+	require.WithinDuration(t, started.Add(wallet.CheckoutCreateTimeout), deadline, 5*time.Second, "the call is bounded")
+
+	var session *string
+	require.NoError(t, pool.QueryRow(ctx, "SELECT checkout_session_id FROM topups WHERE id = $1", tp.ID).Scan(&session))
+	require.NotNil(t, session, "the session is recorded")
+	require.Less(t, wallet.CheckoutCreateTimeout, wallet.IdempotencyStale, "an Idempotency-Key's lock outlives the creation it covers")
+}
+
+// TestTheReconcilerFinishesTopupsLeftWithoutASession: a creation that died between the
+// insert and the provider's answer leaves a pending top-up without a checkout session. The
+// reconciler opens its session (under the same provider idempotency key, so a session the
+// provider did create is the one recorded), or fails it once its checkout would have
+// expired — it is never left pending.
+func TestTheReconcilerFinishesTopupsLeftWithoutASession(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	fresh, stale := newTopup(t, pool), newTopup(t, pool)
+	_, err := pool.Exec(ctx, "UPDATE topups SET checkout_session_id = NULL, checkout_url = NULL WHERE id = ANY($1)", []uuid.UUID{fresh.id, stale.id})
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, "UPDATE topups SET expires_at = now() - interval '1 minute' WHERE id = $1", stale.id)
+	require.NoError(t, err)
+
+	later := time.Now().Add(wallet.WebhookGrace + time.Second)
+	_, err = fresh.topups.ReconcilePending(ctx, later, 1000)
+	require.NoError(t, err)
+
+	var url *string
+	var status string
+	require.NoError(t, pool.QueryRow(ctx, "SELECT status, checkout_url FROM topups WHERE id = $1", fresh.id).Scan(&status, &url))
+	require.Equal(t, wallet.TopupPending, status)
+	require.NotNil(t, url, "the session is opened")
+	require.Equal(t, "https://checkout.example/cs_fake_"+fresh.id.String(), *url)
+	status, _, _ = stale.read(t)
+	require.Equal(t, wallet.TopupFailed, status, "past its expiry, nobody can pay it")
+	requireReconciled(t, pool)
+}
+
+// TestTheReconcilerVisitsEveryPendingTopupInTurn: with more due top-ups than one run
+// visits, successive runs go through all of them before any comes up twice (the newest are
+// not starved by the oldest), and a top-up that stays pending is asked again after a
+// backoff that doubles from a minute up to an hour.
+func TestTheReconcilerVisitsEveryPendingTopupInTurn(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	provider := &fakeProvider{state: sessionOpen}
+	topups := wallet.NewTopups(pool, provider, []wallet.Package{{ID: "small", Credits: 100, Price: 199, Currency: "usd"}},
+		"https://parlor.example", slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	user := newUser(t, pool)
+	var sessions []string
+	for range 5 {
+		tp, err := topups.Create(ctx, user, "small")
+		require.NoError(t, err)
+		sessions = append(sessions, "cs_fake_"+tp.ID.String())
+	}
+	// Other tests share the database: count only this test's visits, and visit everything
+	// that is due in each run's limit by making ours due the longest.
+	_, err := pool.Exec(ctx, `UPDATE topups SET next_check_at = now() - interval '10 days', expires_at = now() + interval '100 days'
+		WHERE user_id = $1`, user)
+	require.NoError(t, err)
+	visits := func() (total int, each []int) {
+		for _, s := range sessions {
+			n := provider.getsOf(s)
+			each = append(each, n)
+			total += n
+		}
+		return total, each
+	}
+
+	now := time.Now()
+	for run := 1; run <= 3; run++ {
+		_, err := topups.ReconcilePending(ctx, now, 2)
+		require.NoError(t, err)
+		total, each := visits()
+		require.Equal(t, min(2*run, 5), total, "run %d: %v", run, each)
+		for _, n := range each {
+			require.LessOrEqual(t, n, 1, "run %d: a top-up came up twice before all came up once: %v", run, each)
+		}
+	}
+	var attempts int32
+	var next time.Time
+	require.NoError(t, pool.QueryRow(ctx, "SELECT check_attempts, next_check_at FROM topups WHERE checkout_session_id = $1", sessions[0]).Scan(&attempts, &next))
+	require.Equal(t, int32(1), attempts)
+	require.WithinDuration(t, now.Add(wallet.CheckBackoffMin), next, time.Millisecond)
+
+	// Visited again when due: the wait doubles, and stops doubling at an hour.
+	want := []time.Duration{2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
+	for _, wait := range want {
+		now = next
+		_, err := pool.Exec(ctx, "UPDATE topups SET next_check_at = now() + interval '1 day' WHERE user_id = $1 AND checkout_session_id <> $2", user, sessions[0])
+		require.NoError(t, err)
+		_, err = topups.ReconcilePending(ctx, now, 1000)
+		require.NoError(t, err)
+		require.NoError(t, pool.QueryRow(ctx, "SELECT next_check_at FROM topups WHERE checkout_session_id = $1", sessions[0]).Scan(&next))
+		require.WithinDuration(t, now.Add(wait), next, time.Millisecond)
+	}
+}
+
+// TestPollingATopupAsksTheProviderAtMostOncePerInterval: a client polling GET on a pending
+// top-up is answered from the database; the provider is asked at most once every
+// ProviderCheckInterval, however often it polls.
+func TestPollingATopupAsksTheProviderAtMostOncePerInterval(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	f := newTopup(t, pool)
+	now := time.Now()
+	f.topups.Now = func() time.Time { return now }
+	session := "cs_fake_" + f.id.String()
+	for range 20 {
+		tp, err := f.topups.Get(ctx, f.user, f.id)
+		require.NoError(t, err)
+		require.Equal(t, wallet.TopupPending, tp.Status)
+	}
+	require.Equal(t, 1, f.provider.getsOf(session))
+
+	now = now.Add(wallet.ProviderCheckInterval)
+	f.provider.set(sessionPaid)
+	tp, err := f.topups.Get(ctx, f.user, f.id)
+	require.NoError(t, err)
+	require.Equal(t, wallet.TopupSucceeded, tp.Status, "the next interval's read sees the payment")
+	require.Equal(t, 2, f.provider.getsOf(session))
+}
+
+// counterValue is the value of the counter name in reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() == name {
+			require.Len(t, f.GetMetric(), 1)
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

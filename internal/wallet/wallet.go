@@ -202,12 +202,14 @@ type TipInput struct {
 // MaxTipMessage bounds a tip's message, in characters.
 const MaxTipMessage = 280
 
-// tipNamespace derives a tip's id from its sender and the request's Idempotency-Key, so a
-// repeat of the request names the same tip even if the key store lost it.
+// tipNamespace derives a tip's id from its sender and the request's name (RequestName: its
+// Idempotency-Key and when the key was claimed), so a retry of the request names the same
+// tip even when its response was lost, and a reuse of the key after its retention names a
+// new one.
 var tipNamespace = uuid.MustParse("6f1d4b0e-3a52-4c1e-9a8e-2f8d0c7b5a10")
 
-func tipID(sender uuid.UUID, requestKey string) uuid.UUID {
-	return uuid.NewSHA1(tipNamespace, []byte(sender.String()+"\x00"+requestKey))
+func tipID(sender uuid.UUID, requestName string) uuid.UUID {
+	return uuid.NewSHA1(tipNamespace, []byte(sender.String()+"\x00"+requestName))
 }
 
 func invalidField(field, msg string) *apperr.Error {
@@ -215,10 +217,10 @@ func invalidField(field, msg string) *apperr.Error {
 }
 
 // SendTip moves in.Amount credits from sender to a fellow member of the room and records it
-// as a tip event in the room, in one transaction. requestKey (the Idempotency-Key) names the
-// tip: sending again with the same key returns the first tip (created = false) and moves
-// nothing.
-func (s *Service) SendTip(ctx context.Context, roomID, sender uuid.UUID, requestKey string, in TipInput) (tip Tip, created bool, err error) {
+// as a tip event in the room, in one transaction. requestName (RequestName of the
+// Idempotency-Key) names the tip: sending again under the same name returns the first tip
+// (created = false) and moves nothing.
+func (s *Service) SendTip(ctx context.Context, roomID, sender uuid.UUID, requestName string, in TipInput) (tip Tip, created bool, err error) {
 	in.Message = strings.TrimSpace(in.Message)
 	switch {
 	case in.RecipientID == sender:
@@ -228,7 +230,7 @@ func (s *Service) SendTip(ctx context.Context, roomID, sender uuid.UUID, request
 	case !utf8.ValidString(in.Message) || utf8.RuneCountInString(in.Message) > MaxTipMessage:
 		return Tip{}, false, invalidField("message", fmt.Sprintf("must be at most %d characters", MaxTipMessage))
 	}
-	id := tipID(sender, requestKey)
+	id := tipID(sender, requestName)
 	if existing, err := db.New(s.pool).GetTip(ctx, id); err == nil {
 		return tipFromRow(existing), false, nil
 	} else if !postgres.IsNoRows(err) {

@@ -667,7 +667,10 @@ export interface paths {
          * A top-up of the caller
          * @description While pending, the top-up is first brought up to date with the payment provider (the
          *     same step a webhook triggers), so returning from checkout and asking shows the outcome
-         *     even before the webhook arrives. Someone else's top-up is a `404`.
+         *     even before the webhook arrives. The provider is asked about one top-up at most once
+         *     every 5 seconds, across all instances, however often it is polled; the reads in
+         *     between answer what Parlor holds. Polling is rate-limited like every read (`429`). A
+         *     top-up's states are described on `Topup.status`. Someone else's top-up is a `404`.
          */
         get: operations["getTopup"];
         put?: never;
@@ -1423,10 +1426,18 @@ export interface components {
             /** Format: uuid */
             id: string;
             /**
-             * @description `pending` until the provider confirms the payment (`succeeded`: the credits are in the wallet) or the checkout ends unpaid. `failed` when the payment failed after the checkout completed (a delayed method such as SEPA Debit or ACH that did not go through) or the checkout could not be opened; it is final and credits nothing.
+             * @description `pending` until the provider confirms the payment (`succeeded`: the credits are in
+             *     the wallet) or the checkout ends unpaid (`expired`). `failed` when the payment
+             *     failed after the checkout completed (a delayed method such as SEPA Debit or ACH
+             *     that did not go through) or the checkout could not be opened; it is final and
+             *     credits nothing. `refunded` once an admin refunded it (its credits taken back).
+             *     `review` when the provider reports a payment of another amount or currency than
+             *     the package cost at purchase: nothing is credited and an operator looks into it.
+             *     A client should treat a status it does not know as final and credit-less until
+             *     it reads the top-up again.
              * @enum {string}
              */
-            status: "pending" | "succeeded" | "expired" | "failed" | "refunded";
+            status: "pending" | "succeeded" | "expired" | "failed" | "refunded" | "review";
             package_id: string;
             /** Format: int64 */
             credits: number;

@@ -109,6 +109,7 @@ export class WalletPanel {
       expired: `The checkout for ${t.credits} credits was cancelled or expired.`,
       failed: `The payment for ${t.credits} credits failed.`,
       refunded: `The top-up of ${t.credits} credits was refunded.`,
+      review: `The payment for ${t.credits} credits did not match the price; it is being reviewed and nothing was credited yet.`,
     };
     this.statusEl.textContent = outcome[t.status];
     void this.refresh();
