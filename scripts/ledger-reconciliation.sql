@@ -109,10 +109,13 @@ WHERE CASE l.kind
    OR (l.idempotency_key LIKE 'entry:%' AND l.kind <> 'room_entry')
 ORDER BY l.id;
 
--- 8. Succeeded or refunded top-ups without a mint: paid for, never credited.
+-- 8. Paid top-ups without a mint: paid for, never credited. A top-up is paid in every
+--    status but the three a payment never reached (pending, expired, failed): succeeded,
+--    refunded, and whatever states follow a success later (disputes, partial refunds), so
+--    a new status after success is held to its mint without changing this script.
 SELECT 'succeeded_without_mint' AS problem, t.id AS topup_id, t.user_id, t.status, t.credits
 FROM topups t
-WHERE t.status IN ('succeeded', 'refunded')
+WHERE t.status NOT IN ('pending', 'expired', 'failed')
   AND NOT EXISTS (SELECT 1 FROM ledger_transactions l WHERE l.kind = 'topup' AND l.topup_id = t.id)
 ORDER BY t.id;
 
@@ -131,7 +134,7 @@ SELECT 'minted_without_success' AS problem, t.id AS topup_id, t.user_id, t.statu
        l.id AS transaction_id
 FROM ledger_transactions l
 JOIN topups t ON t.id = l.topup_id
-WHERE l.kind = 'topup' AND t.status NOT IN ('succeeded', 'refunded')
+WHERE l.kind = 'topup' AND t.status IN ('pending', 'expired', 'failed')
 ORDER BY t.id, l.id;
 
 -- 11. Mints that are not exactly the top-up's credits from issuance into its buyer's
@@ -162,7 +165,8 @@ WHERE t.status = 'refunded'
   AND NOT EXISTS (SELECT 1 FROM ledger_transactions l WHERE l.kind = 'refund' AND l.topup_id = t.id)
 ORDER BY t.id;
 
--- 13. Top-ups clawed back more than once (refunds are all or nothing: one per top-up).
+-- 13. Top-ups clawed back more than once (refunds are all or nothing today: one per
+--     top-up; partial refunds will change 12 to 15).
 SELECT 'refunded_more_than_once' AS problem, t.id AS topup_id, t.user_id, t.status, t.credits,
        count(*) AS refunds, string_agg(l.idempotency_key, ', ' ORDER BY l.idempotency_key) AS keys
 FROM topups t
