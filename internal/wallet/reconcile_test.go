@@ -137,9 +137,9 @@ func problems(t *testing.T, pool *pgxpool.Pool) []string {
 func TestReconcileHoldsMoneyToItsCause(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name   string
-		break_ func(b books, ann, bob uuid.UUID)
-		want   []string
+		name    string
+		corrupt func(b books, ann, bob uuid.UUID)
+		want    []string
 	}{
 		{"a succeeded top-up without a mint", func(b books, ann, _ uuid.UUID) {
 			b.topup(ann, wallet.TopupSucceeded)
@@ -251,7 +251,7 @@ func TestReconcileHoldsMoneyToItsCause(t *testing.T) {
 			pool := pgtest.NewPool(t)
 			ann, bob := newUser(t, pool), newUser(t, pool)
 			require.Empty(t, problems(t, pool))
-			tc.break_(books{t, pool}, ann, bob)
+			tc.corrupt(books{t, pool}, ann, bob)
 			require.ElementsMatch(t, tc.want, problems(t, pool))
 		})
 	}
