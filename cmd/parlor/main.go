@@ -179,8 +179,10 @@ func withDatabase(fn func(ctx context.Context, pool *pgxpool.Pool) error) error 
 }
 
 // ledger runs the ledger reconciliation (scripts/ledger-reconciliation.sql) and fails when
-// it finds anything: an unbalanced transaction, a balance that is not the sum of its
-// entries, a negative user balance.
+// it finds anything — an unbalanced transaction, a balance that is not the sum of its
+// entries, a wallet below its floor, money without its cause (a paid top-up not minted
+// exactly once, a refund not clawed back exactly once, a tip or room entry that moved
+// something else) — printing one line per problem: its name, then its fields by name.
 func ledger(args []string, out io.Writer) error {
 	if len(args) != 1 || args[0] != "check" {
 		return errors.New("usage: parlor ledger check")
@@ -196,7 +198,10 @@ func ledger(args []string, out io.Writer) error {
 		if len(problems) > 0 {
 			return fmt.Errorf("the ledger does not reconcile: %d problem(s)", len(problems))
 		}
-		fmt.Fprintln(out, "ledger check: every transaction sums to zero, every balance equals its entries, no wallet is negative")
+		fmt.Fprintln(out, "ledger check: every transaction sums to zero, every balance equals its entries, no wallet is below its floor, "+
+			"every transaction's top-up, tip or room exists and fits it, every paid top-up minted exactly once (its credits, "+
+			"into its buyer's wallet, from issuance) and no unpaid one, every refunded top-up clawed back exactly once and no other, "+
+			"every tip and room entry moved its amount between the right wallets")
 		return nil
 	})
 }

@@ -36,7 +36,8 @@ func balance(t *testing.T, pool *pgxpool.Pool, user uuid.UUID) int64 {
 	return a.Balance
 }
 
-// transfer posts amount from one user to another under key, in its own transaction.
+// transfer posts amount from one user to another under key, in its own transaction, as an
+// adjustment: a tip would need the tip row the reconciliation holds it to.
 func transfer(pool *pgxpool.Pool, key string, from, to uuid.UUID, amount int64) (created bool, err error) {
 	err = postgres.WithTx(ctx, pool, func(q *db.Queries) error {
 		a, err := wallet.UserAccount(ctx, q, from)
@@ -47,7 +48,7 @@ func transfer(pool *pgxpool.Pool, key string, from, to uuid.UUID, amount int64) 
 		if err != nil {
 			return err
 		}
-		_, created, err = wallet.Post(ctx, q, wallet.Posting{Key: key, Kind: wallet.KindTip, Legs: []wallet.Leg{
+		_, created, err = wallet.Post(ctx, q, wallet.Posting{Key: key, Kind: wallet.KindAdjustment, Legs: []wallet.Leg{
 			{Account: a, Amount: -amount}, {Account: b, Amount: amount},
 		}})
 		return err
@@ -75,7 +76,7 @@ func TestPostingIsOncePerKey(t *testing.T) {
 	var createdN atomic.Int32
 	for range 20 {
 		wg.Go(func() {
-			created, err := transfer(pool, "tip:same", ann, bob, 30)
+			created, err := transfer(pool, "transfer:same", ann, bob, 30)
 			if err != nil {
 				t.Error(err)
 			}

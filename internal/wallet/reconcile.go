@@ -3,8 +3,12 @@ package wallet
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -17,20 +21,51 @@ type Discrepancy struct {
 	Fields  map[string]any
 }
 
+// String is the problem followed by its fields as name=value, sorted by name so the same
+// discrepancy always prints the same: ids as UUIDs, times in UTC, text quoted when it has
+// spaces, NULL as null.
 func (d Discrepancy) String() string {
+	names := make([]string, 0, len(d.Fields))
+	for k := range d.Fields {
+		if k != "problem" {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
 	var b strings.Builder
 	b.WriteString(d.Problem)
-	for k, v := range d.Fields {
-		if k != "problem" {
-			fmt.Fprintf(&b, " %s=%v", k, v)
-		}
+	for _, k := range names {
+		fmt.Fprintf(&b, " %s=%s", k, formatValue(d.Fields[k]))
 	}
 	return b.String()
 }
 
+// formatValue renders a value pgx.RowToMap returned.
+func formatValue(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case [16]byte:
+		return uuid.UUID(v).String()
+	case time.Time:
+		return v.UTC().Format(time.RFC3339Nano)
+	case string:
+		if v == "" || strings.ContainsAny(v, " \t\n\"=") {
+			return strconv.Quote(v)
+		}
+		return v
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
 // Reconcile runs scripts/ledger-reconciliation.sql in one read-only snapshot and returns
-// every discrepancy it finds: none when every transaction sums to zero, every balance equals
-// the sum of its entries and no user balance is negative.
+// every discrepancy it finds, in the script's order: none when every transaction sums to
+// zero, every balance equals the sum of its entries, no wallet is below its floor, every
+// transaction's cause exists and fits it, every paid top-up is minted exactly once with
+// exactly its credits into its buyer's wallet (and no unpaid one is), every refunded top-up
+// is clawed back exactly once (and no other one is), and every tip and room entry moves the
+// amount it should between the wallets it should.
 func Reconcile(ctx context.Context, pool *pgxpool.Pool) ([]Discrepancy, error) {
 	var out []Discrepancy
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
