@@ -109,13 +109,14 @@ WHERE CASE l.kind
    OR (l.idempotency_key LIKE 'entry:%' AND l.kind <> 'room_entry')
 ORDER BY l.id;
 
--- 8. Paid top-ups without a mint: paid for, never credited. A top-up is paid in every
---    status but the three a payment never reached (pending, expired, failed): succeeded,
+-- 8. Paid top-ups without a mint: paid for, never credited. A top-up is credited in every
+--    status but those a credit never reached (pending, expired, failed, and review: a
+--    payment that did not match the price, held back for an operator): succeeded,
 --    refunded, and whatever states follow a success later (disputes, partial refunds), so
 --    a new status after success is held to its mint without changing this script.
 SELECT 'succeeded_without_mint' AS problem, t.id AS topup_id, t.user_id, t.status, t.credits
 FROM topups t
-WHERE t.status NOT IN ('pending', 'expired', 'failed')
+WHERE t.status NOT IN ('pending', 'expired', 'failed', 'review')
   AND NOT EXISTS (SELECT 1 FROM ledger_transactions l WHERE l.kind = 'topup' AND l.topup_id = t.id)
 ORDER BY t.id;
 
@@ -128,13 +129,13 @@ GROUP BY t.id
 HAVING count(*) > 1
 ORDER BY t.id;
 
--- 10. Mints for a top-up that was never paid (pending, expired, failed): credits granted
---     before, or without, the provider's confirmation.
+-- 10. Mints for a top-up that was never paid (pending, expired, failed) or held for review:
+--     credits granted before, or without, the provider's confirmation of the price.
 SELECT 'minted_without_success' AS problem, t.id AS topup_id, t.user_id, t.status, t.credits,
        l.id AS transaction_id
 FROM ledger_transactions l
 JOIN topups t ON t.id = l.topup_id
-WHERE l.kind = 'topup' AND t.status IN ('pending', 'expired', 'failed')
+WHERE l.kind = 'topup' AND t.status IN ('pending', 'expired', 'failed', 'review')
 ORDER BY t.id, l.id;
 
 -- 11. Mints that are not exactly the top-up's credits from issuance into its buyer's

@@ -156,6 +156,12 @@ func TestReconcileHoldsMoneyToItsCause(t *testing.T) {
 		{"a mint for a failed top-up", func(b books, ann, _ uuid.UUID) {
 			b.mint(b.topup(ann, wallet.TopupFailed), ann, 100)
 		}, []string{"minted_without_success"}},
+		{"a mint for a top-up held for review", func(b books, ann, _ uuid.UUID) {
+			b.mint(b.topup(ann, wallet.TopupReview), ann, 100)
+		}, []string{"minted_without_success"}},
+		{"a top-up held for review, not minted", func(b books, ann, _ uuid.UUID) {
+			b.topup(ann, wallet.TopupReview)
+		}, []string{}},
 		// A second mint can only be booked under another key (keys are unique), so it is
 		// also one that escaped the mint key.
 		{"a top-up minted twice", func(b books, ann, _ uuid.UUID) {
