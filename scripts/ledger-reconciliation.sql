@@ -44,19 +44,22 @@ LEFT JOIN (SELECT account_id, sum(amount) AS total FROM ledger_entries GROUP BY 
 WHERE a.balance <> coalesce(s.total, 0)
 ORDER BY a.id;
 
--- 3. User wallets below their floor. The floor is written here and nowhere else: 0 for
---    every wallet today (the CHECK constraint ledger_accounts_user_balance_nonnegative says
---    the same). A debt rule that lets a clawback take a wallet below zero changes this CTE,
---    e.g. to minus the debt it allows that user, and the constraint with it.
+-- 3. User wallets below their floor. The floor is written here and nowhere else: a wallet
+--    may be below zero only by what reversals (refunds and disputes at the provider, which
+--    take credits back even when they were spent) took from it, so its floor is minus
+--    that; 0 for every wallet no reversal touched. The account's own floor column (what the
+--    database holds the balance to) must not be lower either.
 WITH wallet_floor AS (
-    SELECT a.id AS account_id, 0::bigint AS floor
+    SELECT a.id AS account_id,
+           -coalesce((SELECT sum(-e.amount) FROM ledger_entries e JOIN ledger_transactions l ON l.id = e.transaction_id
+                      WHERE e.account_id = a.id AND e.amount < 0 AND l.kind IN ('refund', 'dispute')), 0)::bigint AS floor
     FROM ledger_accounts a
     WHERE a.kind = 'user'
 )
-SELECT 'user_balance_below_floor' AS problem, a.id AS account_id, a.user_id, a.balance, f.floor
+SELECT 'user_balance_below_floor' AS problem, a.id AS account_id, a.user_id, a.balance, a.floor AS account_floor, f.floor
 FROM ledger_accounts a
 JOIN wallet_floor f ON f.account_id = a.id
-WHERE a.balance < f.floor
+WHERE a.balance < f.floor OR a.floor < f.floor
 ORDER BY a.id;
 
 -- 4. Transactions missing the cause their kind names: a mint or a refund its top-up, a tip
@@ -64,7 +67,7 @@ ORDER BY a.id;
 SELECT 'transaction_without_cause' AS problem, l.id AS transaction_id, l.kind, l.idempotency_key,
        l.topup_id, l.tip_id, l.room_id
 FROM ledger_transactions l
-WHERE (l.kind IN ('topup', 'refund') AND l.topup_id IS NULL)
+WHERE (l.kind IN ('topup', 'refund', 'dispute') AND l.topup_id IS NULL)
    OR (l.kind = 'tip' AND (l.tip_id IS NULL OR l.room_id IS NULL))
    OR (l.kind = 'room_entry' AND l.room_id IS NULL)
 ORDER BY l.id;
@@ -83,7 +86,7 @@ ORDER BY l.id;
 SELECT 'cause_does_not_fit_kind' AS problem, l.id AS transaction_id, l.kind, l.idempotency_key,
        l.topup_id, l.tip_id, l.room_id
 FROM ledger_transactions l
-WHERE (l.kind IN ('topup', 'refund') AND (l.tip_id IS NOT NULL OR l.room_id IS NOT NULL))
+WHERE (l.kind IN ('topup', 'refund', 'dispute') AND (l.tip_id IS NOT NULL OR l.room_id IS NOT NULL))
    OR (l.kind = 'tip' AND l.topup_id IS NOT NULL)
    OR (l.kind = 'room_entry' AND (l.topup_id IS NOT NULL OR l.tip_id IS NOT NULL))
 ORDER BY l.id;
@@ -99,12 +102,14 @@ FROM ledger_transactions l
 WHERE CASE l.kind
           WHEN 'topup' THEN l.idempotency_key <> 'topup:' || l.topup_id || ':mint'
           WHEN 'refund' THEN l.idempotency_key NOT LIKE 'topup:' || l.topup_id || ':refund:%'
+          WHEN 'dispute' THEN l.idempotency_key !~ ('^topup:' || l.topup_id || ':dispute:.+:(withdrawn|reinstated)$')
           WHEN 'tip' THEN l.idempotency_key <> 'tip:' || l.tip_id
           WHEN 'room_entry' THEN l.idempotency_key NOT LIKE 'entry:' || l.room_id || ':%'
           ELSE false
       END
    OR (l.idempotency_key ~ '^topup:.*:mint$' AND l.kind <> 'topup')
    OR (l.idempotency_key ~ '^topup:.*:refund:' AND l.kind <> 'refund')
+   OR (l.idempotency_key ~ '^topup:.*:dispute:' AND l.kind <> 'dispute')
    OR (l.idempotency_key LIKE 'tip:%' AND l.kind <> 'tip')
    OR (l.idempotency_key LIKE 'entry:%' AND l.kind <> 'room_entry')
 ORDER BY l.id;
@@ -159,50 +164,88 @@ WHERE l.kind = 'topup'
   AND (x.to_buyer <> t.credits OR x.from_issuance <> -t.credits OR x.other_entries > 0)
 ORDER BY t.id, l.id;
 
--- 12. Refunded top-ups without their clawback: the money went back, the credits stayed.
-SELECT 'refunded_without_clawback' AS problem, t.id AS topup_id, t.user_id, t.credits
+-- 12. Refunds that do not add up: a refunded top-up whose refund clawbacks are not all its
+--     credits (refunded_without_clawback), or a top-up clawed back more than it minted by
+--     refunds and open or lost disputes together (reversed_more_than_minted). Refunds come
+--     in parts (partial refunds at the provider), each its own transaction.
+WITH reversals AS (
+    SELECT t.id AS topup_id,
+           coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'refund'), 0)::bigint AS refunded,
+           coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'dispute'), 0)::bigint AS disputed
+    FROM topups t
+    LEFT JOIN ledger_transactions l ON l.topup_id = t.id AND l.kind IN ('refund', 'dispute')
+    LEFT JOIN ledger_entries e ON e.transaction_id = l.id
+         AND e.account_id = (SELECT w.id FROM ledger_accounts w WHERE w.user_id = t.user_id)
+    GROUP BY t.id
+)
+SELECT CASE WHEN r.refunded + r.disputed > t.credits THEN 'reversed_more_than_minted'
+            ELSE 'refunded_without_clawback' END AS problem,
+       t.id AS topup_id, t.user_id, t.status, t.credits, r.refunded, r.disputed
 FROM topups t
-WHERE t.status = 'refunded'
-  AND NOT EXISTS (SELECT 1 FROM ledger_transactions l WHERE l.kind = 'refund' AND l.topup_id = t.id)
+JOIN reversals r ON r.topup_id = t.id
+WHERE (t.status = 'refunded' AND r.refunded <> t.credits) OR r.refunded + r.disputed > t.credits
 ORDER BY t.id;
 
--- 13. Top-ups clawed back more than once (refunds are all or nothing today: one per
---     top-up; partial refunds will change 12 to 15).
-SELECT 'refunded_more_than_once' AS problem, t.id AS topup_id, t.user_id, t.status, t.credits,
-       count(*) AS refunds, string_agg(l.idempotency_key, ', ' ORDER BY l.idempotency_key) AS keys
-FROM topups t
-JOIN ledger_transactions l ON l.kind = 'refund' AND l.topup_id = t.id
-GROUP BY t.id
-HAVING count(*) > 1
-ORDER BY t.id;
+-- 13. Disputes whose ledger disagrees with their state: an open or lost dispute must have
+--     its credits withdrawn (and not given back), a won one given back all it withdrew, an
+--     inquiry none.
+WITH booked AS (
+    SELECT d.id AS dispute_id,
+           coalesce(sum(-e.amount) FILTER (WHERE l.idempotency_key LIKE '%:withdrawn'), 0)::bigint AS withdrawn,
+           coalesce(sum(e.amount) FILTER (WHERE l.idempotency_key LIKE '%:reinstated'), 0)::bigint AS reinstated
+    FROM topup_disputes d
+    JOIN topups t ON t.id = d.topup_id
+    LEFT JOIN ledger_transactions l ON l.topup_id = d.topup_id AND l.kind = 'dispute'
+         AND l.idempotency_key LIKE 'topup:' || d.topup_id || ':dispute:' || d.id || ':%'
+    LEFT JOIN ledger_entries e ON e.transaction_id = l.id
+         AND e.account_id = (SELECT w.id FROM ledger_accounts w WHERE w.user_id = t.user_id)
+    GROUP BY d.id
+)
+SELECT 'dispute_not_booked' AS problem, d.id AS dispute_id, d.topup_id, d.status, d.credits, b.withdrawn, b.reinstated
+FROM topup_disputes d
+JOIN booked b ON b.dispute_id = d.id
+WHERE b.withdrawn <> d.credits
+   OR (d.status = 'won' AND b.reinstated <> d.credits)
+   OR (d.status <> 'won' AND b.reinstated <> 0)
+   OR (d.status = 'inquiry' AND d.credits <> 0)
+ORDER BY d.id;
 
--- 14. Clawbacks for a top-up that is not refunded (the clawback and the move to refunded
---     commit together).
-SELECT 'clawback_without_refund' AS problem, t.id AS topup_id, t.user_id, t.status, t.credits,
-       l.id AS transaction_id
+-- 14. Reversals (refund clawbacks, dispute withdrawals) for a top-up that was never
+--     credited, and top-ups whose state does not follow their reversals: charged_back only
+--     with a lost dispute, disputed only with one open, partially_refunded only with some of
+--     its credits refunded, succeeded only with none.
+SELECT 'reversal_without_credit' AS problem, t.id AS topup_id, t.user_id, t.status, t.credits,
+       l.id AS transaction_id, l.kind
 FROM ledger_transactions l
 JOIN topups t ON t.id = l.topup_id
-WHERE l.kind = 'refund' AND t.status <> 'refunded'
-ORDER BY t.id, l.id;
+WHERE l.kind IN ('refund', 'dispute') AND t.status IN ('pending', 'expired', 'failed', 'review')
+UNION ALL
+SELECT 'status_does_not_follow_reversals', t.id, t.user_id, t.status, t.credits, NULL, NULL
+FROM topups t
+WHERE (t.status = 'charged_back' AND NOT EXISTS (SELECT 1 FROM topup_disputes d WHERE d.topup_id = t.id AND d.status = 'lost'))
+   OR (t.status = 'disputed' AND NOT EXISTS (SELECT 1 FROM topup_disputes d WHERE d.topup_id = t.id AND d.status IN ('open', 'inquiry')))
+   OR (t.status = 'partially_refunded' AND NOT EXISTS (SELECT 1 FROM ledger_transactions l WHERE l.topup_id = t.id AND l.kind = 'refund'))
+   OR (t.status = 'succeeded' AND EXISTS (SELECT 1 FROM ledger_transactions l WHERE l.topup_id = t.id AND l.kind = 'refund'))
+ORDER BY 2, 6;
 
--- 15. Clawbacks that are not exactly the top-up's credits from its buyer's wallet back to
---     issuance.
+-- 15. Clawbacks (refunds, dispute withdrawals and reinstatements) that move anything but
+--     credits between the top-up's buyer's wallet and issuance, or more than its credits.
 SELECT CASE WHEN x.other_entries > 0 THEN 'clawback_from_wrong_account' ELSE 'clawback_wrong_amount' END AS problem,
-       t.id AS topup_id, t.user_id, t.credits, l.id AS transaction_id,
+       t.id AS topup_id, t.user_id, t.credits, l.id AS transaction_id, l.kind,
        x.from_buyer, x.to_issuance, x.other_entries
 FROM ledger_transactions l
 JOIN topups t ON t.id = l.topup_id
 LEFT JOIN ledger_accounts w ON w.user_id = t.user_id
 CROSS JOIN (SELECT id FROM ledger_accounts WHERE code = 'issuance') i
 CROSS JOIN LATERAL (
-    SELECT coalesce(sum(e.amount) FILTER (WHERE e.account_id = w.id), 0)::bigint AS from_buyer,
+    SELECT coalesce(sum(-e.amount) FILTER (WHERE e.account_id = w.id), 0)::bigint AS from_buyer,
            coalesce(sum(e.amount) FILTER (WHERE e.account_id = i.id), 0)::bigint AS to_issuance,
            count(*) FILTER (WHERE e.account_id IS DISTINCT FROM w.id AND e.account_id <> i.id) AS other_entries
     FROM ledger_entries e
     WHERE e.transaction_id = l.id
 ) x
-WHERE l.kind = 'refund'
-  AND (x.from_buyer <> -t.credits OR x.to_issuance <> t.credits OR x.other_entries > 0)
+WHERE l.kind IN ('refund', 'dispute')
+  AND (x.other_entries > 0 OR x.from_buyer <> x.to_issuance OR abs(x.from_buyer) > t.credits OR x.from_buyer = 0)
 ORDER BY t.id, l.id;
 
 -- 16. Tip transactions that do not match their tip: tip_link_mismatch when the tip row

@@ -104,7 +104,7 @@ SELECT * FROM topups WHERE checkout_session_id = @checkout_session_id;
 -- A state-machine step: only from one of the allowed states; no row when it does not apply.
 UPDATE topups SET status = @status::text, updated_at = now(),
     payment_intent_id = coalesce(sqlc.narg('payment_intent_id'), payment_intent_id),
-    succeeded_at = CASE WHEN @status::text = 'succeeded' THEN now() ELSE succeeded_at END
+    succeeded_at = coalesce(succeeded_at, CASE WHEN @status::text = 'succeeded' THEN now() END)
 WHERE id = @id AND status = ANY(@from_statuses::text[])
 RETURNING *;
 
@@ -161,3 +161,44 @@ RETURNING *;
 UPDATE sandbox_sessions SET payment_status = @payment_status, payment_intent_status = @payment_intent_status::text
 WHERE id = @id AND status = 'complete' AND payment_intent_status = 'processing'
 RETURNING *;
+
+-- name: AddToBalanceBelowZero :one
+-- A reversal's debit: it may take a wallet below zero, and the floor follows it down.
+UPDATE ledger_accounts SET floor = least(floor, balance + @amount), balance = balance + @amount
+WHERE id = @id RETURNING balance;
+
+-- name: TopupByPaymentIntent :one
+SELECT * FROM topups WHERE payment_intent_id = @payment_intent_id;
+
+-- name: RaiseTopupAmountRefunded :one
+-- Records what the provider reports refunded, cumulative; an older, lower figure changes
+-- nothing. Returns the figure now recorded.
+UPDATE topups SET amount_refunded = greatest(amount_refunded, @amount_refunded), updated_at = now()
+WHERE id = @id
+RETURNING amount_refunded;
+
+-- name: SumTopupReversals :one
+-- Credits taken back from a top-up by kind (refunds; disputes net of reinstatements).
+SELECT coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'refund'), 0)::bigint AS refunded,
+       coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'dispute'), 0)::bigint AS disputed
+FROM ledger_transactions l
+JOIN ledger_entries e ON e.transaction_id = l.id
+JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'user'
+WHERE l.topup_id = @topup_id::uuid AND l.kind IN ('refund', 'dispute');
+
+-- name: UpsertTopupDispute :one
+-- Records a dispute's state. A final state (won, lost) is never changed by a later event.
+INSERT INTO topup_disputes (id, topup_id, amount, status)
+VALUES (@id, @topup_id, @amount, @status)
+ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, amount = EXCLUDED.amount, updated_at = now()
+WHERE topup_disputes.status NOT IN ('won', 'lost')
+RETURNING *;
+
+-- name: GetTopupDispute :one
+SELECT * FROM topup_disputes WHERE id = @id;
+
+-- name: SetTopupDisputeCredits :exec
+UPDATE topup_disputes SET credits = @credits WHERE id = @id;
+
+-- name: ListTopupDisputes :many
+SELECT * FROM topup_disputes WHERE topup_id = @topup_id ORDER BY created_at, id;

@@ -330,20 +330,29 @@ func (e Role) Valid() bool {
 
 // Defines values for TopupStatus.
 const (
-	TopupStatusExpired   TopupStatus = "expired"
-	TopupStatusFailed    TopupStatus = "failed"
-	TopupStatusPending   TopupStatus = "pending"
-	TopupStatusRefunded  TopupStatus = "refunded"
-	TopupStatusReview    TopupStatus = "review"
-	TopupStatusSucceeded TopupStatus = "succeeded"
+	TopupStatusChargedBack       TopupStatus = "charged_back"
+	TopupStatusDisputed          TopupStatus = "disputed"
+	TopupStatusExpired           TopupStatus = "expired"
+	TopupStatusFailed            TopupStatus = "failed"
+	TopupStatusPartiallyRefunded TopupStatus = "partially_refunded"
+	TopupStatusPending           TopupStatus = "pending"
+	TopupStatusRefunded          TopupStatus = "refunded"
+	TopupStatusReview            TopupStatus = "review"
+	TopupStatusSucceeded         TopupStatus = "succeeded"
 )
 
 // Valid indicates whether the value is a known member of the TopupStatus enum.
 func (e TopupStatus) Valid() bool {
 	switch e {
+	case TopupStatusChargedBack:
+		return true
+	case TopupStatusDisputed:
+		return true
 	case TopupStatusExpired:
 		return true
 	case TopupStatusFailed:
+		return true
+	case TopupStatusPartiallyRefunded:
 		return true
 	case TopupStatusPending:
 		return true
@@ -442,6 +451,7 @@ func (e Visibility) Valid() bool {
 // Defines values for WalletTransactionKind.
 const (
 	KindAdjustment WalletTransactionKind = "adjustment"
+	KindDispute    WalletTransactionKind = "dispute"
 	KindRefund     WalletTransactionKind = "refund"
 	KindRoomEntry  WalletTransactionKind = "room_entry"
 	KindTip        WalletTransactionKind = "tip"
@@ -452,6 +462,8 @@ const (
 func (e WalletTransactionKind) Valid() bool {
 	switch e {
 	case KindAdjustment:
+		return true
+	case KindDispute:
 		return true
 	case KindRefund:
 		return true
@@ -1037,7 +1049,14 @@ type Topup struct {
 	// the wallet) or the checkout ends unpaid (`expired`). `failed` when the payment
 	// failed after the checkout completed (a delayed method such as SEPA Debit or ACH
 	// that did not go through) or the checkout could not be opened; it is final and
-	// credits nothing. `refunded` once an admin refunded it (its credits taken back).
+	// credits nothing. After a success the provider may take money back, and the
+	// credits follow, each reversal booked once: `partially_refunded` (part of the
+	// payment refunded: that share of the credits, rounded up, taken back),
+	// `refunded` (all of it, by an admin or at the provider), `disputed` (a dispute is
+	// open: the disputed share taken back; an inquiry takes nothing), back to
+	// `succeeded` or `partially_refunded` when the dispute is won (the credits given
+	// back), `charged_back` when it is lost (final). A reversal takes the credits
+	// even when some were spent: the wallet then shows a `debt`.
 	// `review` when the provider reports a payment of another amount or currency than
 	// the package cost at purchase: nothing is credited and an operator looks into it.
 	// A client should treat a status it does not know as final and credit-less until
@@ -1049,7 +1068,14 @@ type Topup struct {
 // the wallet) or the checkout ends unpaid (`expired`). `failed` when the payment
 // failed after the checkout completed (a delayed method such as SEPA Debit or ACH
 // that did not go through) or the checkout could not be opened; it is final and
-// credits nothing. `refunded` once an admin refunded it (its credits taken back).
+// credits nothing. After a success the provider may take money back, and the
+// credits follow, each reversal booked once: `partially_refunded` (part of the
+// payment refunded: that share of the credits, rounded up, taken back),
+// `refunded` (all of it, by an admin or at the provider), `disputed` (a dispute is
+// open: the disputed share taken back; an inquiry takes nothing), back to
+// `succeeded` or `partially_refunded` when the dispute is won (the credits given
+// back), `charged_back` when it is lost (final). A reversal takes the credits
+// even when some were spent: the wallet then shows a `debt`.
 // `review` when the provider reports a payment of another amount or currency than
 // the package cost at purchase: nothing is credited and an operator looks into it.
 // A client should treat a status it does not know as final and credit-less until
@@ -1122,6 +1148,12 @@ type Wallet struct {
 	// Balance Credits available.
 	Balance int64 `json:"balance"`
 
+	// Debt Credits owed: a refund or dispute at the payment provider took back credits that
+	// had already been spent. While it is above 0 the balance is 0 and nothing can be
+	// spent (`422 insufficient_credits`); credits received (a top-up, a tip) pay it off
+	// first.
+	Debt int64 `json:"debt"`
+
 	// PendingTopups Top-ups awaiting payment.
 	PendingTopups int64 `json:"pending_topups"`
 }
@@ -1129,7 +1161,9 @@ type Wallet struct {
 // WalletTransaction One change of the caller's balance.
 type WalletTransaction struct {
 	// Amount Credits added (positive) or taken (negative).
-	Amount       int64 `json:"amount"`
+	Amount int64 `json:"amount"`
+
+	// BalanceAfter The ledger balance right after; below 0 while the wallet is in debt.
 	BalanceAfter int64 `json:"balance_after"`
 
 	// CounterpartyId The other user (tip recipient or sender, room owner or entrant).
@@ -1140,7 +1174,8 @@ type WalletTransaction struct {
 	Id openapi_types.UUID `json:"id"`
 
 	// Kind What it was for: a top-up, a refund of one, entry to a paid room (paid, or received
-	// as its owner), a tip (sent or received), or an operator's adjustment.
+	// as its owner), a tip (sent or received), an operator's adjustment, or a dispute of
+	// a top-up's payment (credits withdrawn when it opens, given back when it is won).
 	Kind    WalletTransactionKind `json:"kind"`
 	Memo    *string               `json:"memo,omitempty"`
 	RoomId  *openapi_types.UUID   `json:"room_id,omitempty"`
@@ -1149,7 +1184,8 @@ type WalletTransaction struct {
 }
 
 // WalletTransactionKind What it was for: a top-up, a refund of one, entry to a paid room (paid, or received
-// as its owner), a tip (sent or received), or an operator's adjustment.
+// as its owner), a tip (sent or received), an operator's adjustment, or a dispute of
+// a top-up's payment (credits withdrawn when it opens, given back when it is won).
 type WalletTransactionKind string
 
 // WalletTransactionPage defines model for WalletTransactionPage.

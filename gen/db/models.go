@@ -80,6 +80,7 @@ type LedgerAccount struct {
 	Code      *string
 	Balance   int64
 	CreatedAt time.Time
+	Floor     int64
 }
 
 type LedgerEntry struct {
@@ -328,6 +329,17 @@ type Topup struct {
 	NextCheckAt       time.Time
 	CheckAttempts     int32
 	ProviderCheckedAt *time.Time
+	AmountRefunded    int64
+}
+
+type TopupDispute struct {
+	ID        string
+	TopupID   uuid.UUID
+	Amount    int64
+	Status    string
+	Credits   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 type User struct {

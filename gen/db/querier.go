@@ -15,6 +15,8 @@ type Querier interface {
 	AddMemberCount(ctx context.Context, arg AddMemberCountParams) error
 	AddReaction(ctx context.Context, arg AddReactionParams) (int64, error)
 	AddToBalance(ctx context.Context, arg AddToBalanceParams) (int64, error)
+	// A reversal's debit: it may take a wallet below zero, and the floor follows it down.
+	AddToBalanceBelowZero(ctx context.Context, arg AddToBalanceBelowZeroParams) (int64, error)
 	// Claims (user, key) for a new request at @now. A row comes back only when this request
 	// now owns the key: it was free, expired (created before @expired_before: past the
 	// retention, so its reuse is a new request), or abandoned while in flight (locked before
@@ -74,6 +76,7 @@ type Querier interface {
 	GetSystemAccount(ctx context.Context, code string) (LedgerAccount, error)
 	GetTip(ctx context.Context, id uuid.UUID) (Tip, error)
 	GetTopup(ctx context.Context, id uuid.UUID) (Topup, error)
+	GetTopupDispute(ctx context.Context, id string) (TopupDispute, error)
 	GetUser(ctx context.Context, id uuid.UUID) (User, error)
 	GetUserAccount(ctx context.Context, userID uuid.UUID) (LedgerAccount, error)
 	GetUserByEmail(ctx context.Context, email string) (User, error)
@@ -96,6 +99,7 @@ type Querier interface {
 	ListMessagesAfter(ctx context.Context, arg ListMessagesAfterParams) ([]Message, error)
 	ListMessagesBefore(ctx context.Context, arg ListMessagesBeforeParams) ([]Message, error)
 	ListPublicRooms(ctx context.Context, arg ListPublicRoomsParams) ([]Room, error)
+	ListTopupDisputes(ctx context.Context, topupID uuid.UUID) ([]TopupDispute, error)
 	// Of these sessions, those not revoked (a pruned session is gone, so not live either).
 	LiveSessions(ctx context.Context, ids []uuid.UUID) ([]uuid.UUID, error)
 	// Row locks on every account a posting touches, taken in id order so two postings never
@@ -142,6 +146,9 @@ type Querier interface {
 	// Batched so one run never holds many row locks.
 	PruneExpiredRefreshTokens(ctx context.Context, lim int32) (int64, error)
 	PruneIdempotencyKeys(ctx context.Context, expiredBefore time.Time) (int64, error)
+	// Records what the provider reports refunded, cumulative; an older, lower figure changes
+	// nothing. Returns the figure now recorded.
+	RaiseTopupAmountRefunded(ctx context.Context, arg RaiseTopupAmountRefundedParams) (int64, error)
 	ReactionCounts(ctx context.Context, arg ReactionCountsParams) ([]ReactionCountsRow, error)
 	// ReactionCounts right after seq `bound` of each message's room, from the reaction events:
 	// a user's reaction with an emoji stood then if its latest event up to that seq added it.
@@ -172,6 +179,9 @@ type Querier interface {
 	SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error)
 	SetReadSeq(ctx context.Context, arg SetReadSeqParams) (int64, error)
 	SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutParams) (Topup, error)
+	SetTopupDisputeCredits(ctx context.Context, arg SetTopupDisputeCreditsParams) error
+	// Credits taken back from a top-up by kind (refunds; disputes net of reinstatements).
+	SumTopupReversals(ctx context.Context, topupID uuid.UUID) (SumTopupReversalsRow, error)
 	// The caller's events committed after the snapshot `since` and visible in `upto`, within the
 	// stretches of each room's log they were a member for, in (room, seq) order after a cursor.
 	// xid >= xmin(since) bounds the index scan: anything older was visible in `since` already.
@@ -185,6 +195,7 @@ type Querier interface {
 	// of the batch), in (room, seq) order after a cursor: what the realtime fan-out delivers
 	// next. Within a room, seq order is commit order, so each room's events come in order.
 	TailEvents(ctx context.Context, arg TailEventsParams) ([]TailEventsRow, error)
+	TopupByPaymentIntent(ctx context.Context, paymentIntentID *string) (Topup, error)
 	TopupBySession(ctx context.Context, checkoutSessionID *string) (Topup, error)
 	TouchSession(ctx context.Context, id uuid.UUID) error
 	UnreadCount(ctx context.Context, arg UnreadCountParams) (int64, error)
@@ -194,6 +205,8 @@ type Querier interface {
 	UpdateRoom(ctx context.Context, arg UpdateRoomParams) (Room, error)
 	UpsertBan(ctx context.Context, arg UpsertBanParams) (RoomBan, error)
 	UpsertInvite(ctx context.Context, arg UpsertInviteParams) (UpsertInviteRow, error)
+	// Records a dispute's state. A final state (won, lost) is never changed by a later event.
+	UpsertTopupDispute(ctx context.Context, arg UpsertTopupDisputeParams) (TopupDispute, error)
 	UserExists(ctx context.Context, id uuid.UUID) (bool, error)
 }
 

@@ -28,6 +28,24 @@ func (q *Queries) AddToBalance(ctx context.Context, arg AddToBalanceParams) (int
 	return balance, err
 }
 
+const AddToBalanceBelowZero = `-- name: AddToBalanceBelowZero :one
+UPDATE ledger_accounts SET floor = least(floor, balance + $1), balance = balance + $1
+WHERE id = $2 RETURNING balance
+`
+
+type AddToBalanceBelowZeroParams struct {
+	Amount int64
+	ID     uuid.UUID
+}
+
+// A reversal's debit: it may take a wallet below zero, and the floor follows it down.
+func (q *Queries) AddToBalanceBelowZero(ctx context.Context, arg AddToBalanceBelowZeroParams) (int64, error) {
+	row := q.db.QueryRow(ctx, AddToBalanceBelowZero, arg.Amount, arg.ID)
+	var balance int64
+	err := row.Scan(&balance)
+	return balance, err
+}
+
 const ClaimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
 INSERT INTO idempotency_keys (user_id, key, request_hash, created_at, locked_at)
 VALUES ($1, $2, $3, $4, $4)
@@ -183,7 +201,7 @@ func (q *Queries) CreateSandboxSession(ctx context.Context, arg CreateSandboxSes
 const CreateTopup = `-- name: CreateTopup :one
 INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, expires_at, next_check_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at
+RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at, amount_refunded
 `
 
 type CreateTopupParams struct {
@@ -228,12 +246,13 @@ func (q *Queries) CreateTopup(ctx context.Context, arg CreateTopupParams) (Topup
 		&i.NextCheckAt,
 		&i.CheckAttempts,
 		&i.ProviderCheckedAt,
+		&i.AmountRefunded,
 	)
 	return i, err
 }
 
 const DuePendingTopups = `-- name: DuePendingTopups :many
-SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at FROM topups WHERE status = 'pending' AND next_check_at <= $1
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at, amount_refunded FROM topups WHERE status = 'pending' AND next_check_at <= $1
 ORDER BY next_check_at LIMIT $2
 `
 
@@ -272,6 +291,7 @@ func (q *Queries) DuePendingTopups(ctx context.Context, arg DuePendingTopupsPara
 			&i.NextCheckAt,
 			&i.CheckAttempts,
 			&i.ProviderCheckedAt,
+			&i.AmountRefunded,
 		); err != nil {
 			return nil, err
 		}
@@ -433,7 +453,7 @@ func (q *Queries) GetSandboxSession(ctx context.Context, id string) (SandboxSess
 }
 
 const GetSystemAccount = `-- name: GetSystemAccount :one
-SELECT id, kind, user_id, code, balance, created_at FROM ledger_accounts WHERE code = $1::text
+SELECT id, kind, user_id, code, balance, created_at, floor FROM ledger_accounts WHERE code = $1::text
 `
 
 func (q *Queries) GetSystemAccount(ctx context.Context, code string) (LedgerAccount, error) {
@@ -446,6 +466,7 @@ func (q *Queries) GetSystemAccount(ctx context.Context, code string) (LedgerAcco
 		&i.Code,
 		&i.Balance,
 		&i.CreatedAt,
+		&i.Floor,
 	)
 	return i, err
 }
@@ -472,7 +493,7 @@ func (q *Queries) GetTip(ctx context.Context, id uuid.UUID) (Tip, error) {
 }
 
 const GetTopup = `-- name: GetTopup :one
-SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at FROM topups WHERE id = $1
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at, amount_refunded FROM topups WHERE id = $1
 `
 
 func (q *Queries) GetTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
@@ -497,12 +518,32 @@ func (q *Queries) GetTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
 		&i.NextCheckAt,
 		&i.CheckAttempts,
 		&i.ProviderCheckedAt,
+		&i.AmountRefunded,
+	)
+	return i, err
+}
+
+const GetTopupDispute = `-- name: GetTopupDispute :one
+SELECT id, topup_id, amount, status, credits, created_at, updated_at FROM topup_disputes WHERE id = $1
+`
+
+func (q *Queries) GetTopupDispute(ctx context.Context, id string) (TopupDispute, error) {
+	row := q.db.QueryRow(ctx, GetTopupDispute, id)
+	var i TopupDispute
+	err := row.Scan(
+		&i.ID,
+		&i.TopupID,
+		&i.Amount,
+		&i.Status,
+		&i.Credits,
+		&i.CreatedAt,
+		&i.UpdatedAt,
 	)
 	return i, err
 }
 
 const GetUserAccount = `-- name: GetUserAccount :one
-SELECT id, kind, user_id, code, balance, created_at FROM ledger_accounts WHERE user_id = $1::uuid
+SELECT id, kind, user_id, code, balance, created_at, floor FROM ledger_accounts WHERE user_id = $1::uuid
 `
 
 func (q *Queries) GetUserAccount(ctx context.Context, userID uuid.UUID) (LedgerAccount, error) {
@@ -515,6 +556,7 @@ func (q *Queries) GetUserAccount(ctx context.Context, userID uuid.UUID) (LedgerA
 		&i.Code,
 		&i.Balance,
 		&i.CreatedAt,
+		&i.Floor,
 	)
 	return i, err
 }
@@ -708,8 +750,40 @@ func (q *Queries) ListAccountEntries(ctx context.Context, arg ListAccountEntries
 	return items, nil
 }
 
+const ListTopupDisputes = `-- name: ListTopupDisputes :many
+SELECT id, topup_id, amount, status, credits, created_at, updated_at FROM topup_disputes WHERE topup_id = $1 ORDER BY created_at, id
+`
+
+func (q *Queries) ListTopupDisputes(ctx context.Context, topupID uuid.UUID) ([]TopupDispute, error) {
+	rows, err := q.db.Query(ctx, ListTopupDisputes, topupID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []TopupDispute{}
+	for rows.Next() {
+		var i TopupDispute
+		if err := rows.Scan(
+			&i.ID,
+			&i.TopupID,
+			&i.Amount,
+			&i.Status,
+			&i.Credits,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const LockAccounts = `-- name: LockAccounts :many
-SELECT id, kind, user_id, code, balance, created_at FROM ledger_accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+SELECT id, kind, user_id, code, balance, created_at, floor FROM ledger_accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 `
 
 // Row locks on every account a posting touches, taken in id order so two postings never
@@ -730,6 +804,7 @@ func (q *Queries) LockAccounts(ctx context.Context, ids []uuid.UUID) ([]LedgerAc
 			&i.Code,
 			&i.Balance,
 			&i.CreatedAt,
+			&i.Floor,
 		); err != nil {
 			return nil, err
 		}
@@ -742,7 +817,7 @@ func (q *Queries) LockAccounts(ctx context.Context, ids []uuid.UUID) ([]LedgerAc
 }
 
 const LockTopup = `-- name: LockTopup :one
-SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at FROM topups WHERE id = $1 FOR UPDATE
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at, amount_refunded FROM topups WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) LockTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
@@ -767,6 +842,7 @@ func (q *Queries) LockTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
 		&i.NextCheckAt,
 		&i.CheckAttempts,
 		&i.ProviderCheckedAt,
+		&i.AmountRefunded,
 	)
 	return i, err
 }
@@ -783,9 +859,9 @@ func (q *Queries) MarkPaymentEventProcessed(ctx context.Context, id string) erro
 const MoveTopup = `-- name: MoveTopup :one
 UPDATE topups SET status = $1::text, updated_at = now(),
     payment_intent_id = coalesce($2, payment_intent_id),
-    succeeded_at = CASE WHEN $1::text = 'succeeded' THEN now() ELSE succeeded_at END
+    succeeded_at = coalesce(succeeded_at, CASE WHEN $1::text = 'succeeded' THEN now() END)
 WHERE id = $3 AND status = ANY($4::text[])
-RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at
+RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at, amount_refunded
 `
 
 type MoveTopupParams struct {
@@ -823,6 +899,7 @@ func (q *Queries) MoveTopup(ctx context.Context, arg MoveTopupParams) (Topup, er
 		&i.NextCheckAt,
 		&i.CheckAttempts,
 		&i.ProviderCheckedAt,
+		&i.AmountRefunded,
 	)
 	return i, err
 }
@@ -837,6 +914,26 @@ func (q *Queries) PruneIdempotencyKeys(ctx context.Context, expiredBefore time.T
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const RaiseTopupAmountRefunded = `-- name: RaiseTopupAmountRefunded :one
+UPDATE topups SET amount_refunded = greatest(amount_refunded, $1), updated_at = now()
+WHERE id = $2
+RETURNING amount_refunded
+`
+
+type RaiseTopupAmountRefundedParams struct {
+	AmountRefunded int64
+	ID             uuid.UUID
+}
+
+// Records what the provider reports refunded, cumulative; an older, lower figure changes
+// nothing. Returns the figure now recorded.
+func (q *Queries) RaiseTopupAmountRefunded(ctx context.Context, arg RaiseTopupAmountRefundedParams) (int64, error) {
+	row := q.db.QueryRow(ctx, RaiseTopupAmountRefunded, arg.AmountRefunded, arg.ID)
+	var amount_refunded int64
+	err := row.Scan(&amount_refunded)
+	return amount_refunded, err
 }
 
 const ReleaseIdempotencyKey = `-- name: ReleaseIdempotencyKey :exec
@@ -875,7 +972,7 @@ func (q *Queries) ScheduleTopupCheck(ctx context.Context, arg ScheduleTopupCheck
 const SetTopupCheckout = `-- name: SetTopupCheckout :one
 UPDATE topups SET checkout_session_id = $1, checkout_url = $2, updated_at = now()
 WHERE id = $3
-RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at
+RETURNING id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at, amount_refunded
 `
 
 type SetTopupCheckoutParams struct {
@@ -906,12 +1003,80 @@ func (q *Queries) SetTopupCheckout(ctx context.Context, arg SetTopupCheckoutPara
 		&i.NextCheckAt,
 		&i.CheckAttempts,
 		&i.ProviderCheckedAt,
+		&i.AmountRefunded,
+	)
+	return i, err
+}
+
+const SetTopupDisputeCredits = `-- name: SetTopupDisputeCredits :exec
+UPDATE topup_disputes SET credits = $1 WHERE id = $2
+`
+
+type SetTopupDisputeCreditsParams struct {
+	Credits int64
+	ID      string
+}
+
+func (q *Queries) SetTopupDisputeCredits(ctx context.Context, arg SetTopupDisputeCreditsParams) error {
+	_, err := q.db.Exec(ctx, SetTopupDisputeCredits, arg.Credits, arg.ID)
+	return err
+}
+
+const SumTopupReversals = `-- name: SumTopupReversals :one
+SELECT coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'refund'), 0)::bigint AS refunded,
+       coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'dispute'), 0)::bigint AS disputed
+FROM ledger_transactions l
+JOIN ledger_entries e ON e.transaction_id = l.id
+JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'user'
+WHERE l.topup_id = $1::uuid AND l.kind IN ('refund', 'dispute')
+`
+
+type SumTopupReversalsRow struct {
+	Refunded int64
+	Disputed int64
+}
+
+// Credits taken back from a top-up by kind (refunds; disputes net of reinstatements).
+func (q *Queries) SumTopupReversals(ctx context.Context, topupID uuid.UUID) (SumTopupReversalsRow, error) {
+	row := q.db.QueryRow(ctx, SumTopupReversals, topupID)
+	var i SumTopupReversalsRow
+	err := row.Scan(&i.Refunded, &i.Disputed)
+	return i, err
+}
+
+const TopupByPaymentIntent = `-- name: TopupByPaymentIntent :one
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at, amount_refunded FROM topups WHERE payment_intent_id = $1
+`
+
+func (q *Queries) TopupByPaymentIntent(ctx context.Context, paymentIntentID *string) (Topup, error) {
+	row := q.db.QueryRow(ctx, TopupByPaymentIntent, paymentIntentID)
+	var i Topup
+	err := row.Scan(
+		&i.ID,
+		&i.UserID,
+		&i.PackageID,
+		&i.Credits,
+		&i.Amount,
+		&i.Currency,
+		&i.Provider,
+		&i.Status,
+		&i.CheckoutSessionID,
+		&i.CheckoutUrl,
+		&i.PaymentIntentID,
+		&i.ExpiresAt,
+		&i.SucceededAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.NextCheckAt,
+		&i.CheckAttempts,
+		&i.ProviderCheckedAt,
+		&i.AmountRefunded,
 	)
 	return i, err
 }
 
 const TopupBySession = `-- name: TopupBySession :one
-SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at FROM topups WHERE checkout_session_id = $1
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at, amount_refunded FROM topups WHERE checkout_session_id = $1
 `
 
 func (q *Queries) TopupBySession(ctx context.Context, checkoutSessionID *string) (Topup, error) {
@@ -936,6 +1101,43 @@ func (q *Queries) TopupBySession(ctx context.Context, checkoutSessionID *string)
 		&i.NextCheckAt,
 		&i.CheckAttempts,
 		&i.ProviderCheckedAt,
+		&i.AmountRefunded,
+	)
+	return i, err
+}
+
+const UpsertTopupDispute = `-- name: UpsertTopupDispute :one
+INSERT INTO topup_disputes (id, topup_id, amount, status)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, amount = EXCLUDED.amount, updated_at = now()
+WHERE topup_disputes.status NOT IN ('won', 'lost')
+RETURNING id, topup_id, amount, status, credits, created_at, updated_at
+`
+
+type UpsertTopupDisputeParams struct {
+	ID      string
+	TopupID uuid.UUID
+	Amount  int64
+	Status  string
+}
+
+// Records a dispute's state. A final state (won, lost) is never changed by a later event.
+func (q *Queries) UpsertTopupDispute(ctx context.Context, arg UpsertTopupDisputeParams) (TopupDispute, error) {
+	row := q.db.QueryRow(ctx, UpsertTopupDispute,
+		arg.ID,
+		arg.TopupID,
+		arg.Amount,
+		arg.Status,
+	)
+	var i TopupDispute
+	err := row.Scan(
+		&i.ID,
+		&i.TopupID,
+		&i.Amount,
+		&i.Status,
+		&i.Credits,
+		&i.CreatedAt,
+		&i.UpdatedAt,
 	)
 	return i, err
 }

@@ -48,7 +48,7 @@ func (h walletHandlers) GetWallet(ctx context.Context, _ api.GetWalletRequestObj
 	if err != nil {
 		return nil, err
 	}
-	return api.GetWallet200JSONResponse{Balance: w.Balance, PendingTopups: pending}, nil
+	return api.GetWallet200JSONResponse{Balance: w.Balance, Debt: w.Debt, PendingTopups: pending}, nil
 }
 
 func (h walletHandlers) ListWalletTransactions(ctx context.Context, req api.ListWalletTransactionsRequestObject) (api.ListWalletTransactionsResponseObject, error) {

@@ -111,11 +111,47 @@ type Event struct {
 	Type      string
 	SessionID string // the checkout session it concerns, when it concerns one
 	TopupID   string // from the session's client_reference_id
+	// Charge is the charge a charge.refunded event reports; Dispute the dispute a
+	// charge.dispute.* event reports. Nil for other events.
+	Charge  *Charge
+	Dispute *Dispute
 	// APIVersion is the Stripe API version the event is rendered in: its webhook
 	// endpoint's, which need not be stripe-go's.
 	APIVersion string
 	Payload    []byte
 }
+
+// Charge is a charge as a charge.refunded event reports it: AmountRefunded is cumulative
+// (every refund of the charge so far), so events in any order tell the same story.
+type Charge struct {
+	ID             string
+	PaymentIntent  string
+	Amount         int64
+	AmountRefunded int64
+	Currency       string
+}
+
+// Dispute is a dispute as a charge.dispute.* event reports it. Status is Stripe's:
+// warning_needs_response, warning_under_review, warning_closed (an inquiry, no funds
+// withdrawn), needs_response, under_review (funds withdrawn), won (reinstated), lost.
+type Dispute struct {
+	ID            string
+	Charge        string
+	PaymentIntent string
+	Amount        int64
+	Currency      string
+	Status        string
+}
+
+// Event types Parlor books beyond the checkout session's.
+const (
+	EventChargeRefunded        = "charge.refunded"
+	EventDisputeCreated        = "charge.dispute.created"
+	EventDisputeUpdated        = "charge.dispute.updated"
+	EventDisputeClosed         = "charge.dispute.closed"
+	EventDisputeFundsWithdrawn = "charge.dispute.funds_withdrawn"
+	EventDisputeFundsReinstate = "charge.dispute.funds_reinstated"
+)
 
 // OtherAPIVersion reports whether the event is rendered in another API version than the
 // one stripe-go, and so Parlor, reads (stripe.APIVersion).
@@ -180,26 +216,82 @@ func VerifyWebhook(payload []byte, header, secret string) (Event, error) {
 	out := Event{ID: ev.ID, Type: string(ev.Type), APIVersion: ev.APIVersion, Payload: payload}
 	var why error
 	if ev.Data != nil && len(ev.Data.Raw) > 0 {
-		var obj struct {
-			Object            string `json:"object"`
-			ID                string `json:"id"`
-			ClientReferenceID string `json:"client_reference_id"`
-		}
-		switch err := json.Unmarshal(ev.Data.Raw, &obj); {
-		case err != nil:
-			why = err
-		case obj.Object != "checkout.session":
-			why = fmt.Errorf("data.object is a %q, not a checkout.session", obj.Object)
-		case obj.ID == "":
-			why = errors.New("the checkout session has no id")
-		default:
-			out.SessionID, out.TopupID = obj.ID, obj.ClientReferenceID
-		}
+		why = out.readObject(ev.Data.Raw)
 	}
 	if out.SessionID == "" && out.OtherAPIVersion() && strings.HasPrefix(out.Type, checkoutSessionEvents) {
 		return Event{}, &APIVersionError{EventID: out.ID, Type: out.Type, Got: out.APIVersion, Want: stripe.APIVersion, Err: why}
 	}
 	return out, nil
+}
+
+// ReadStoredEvent reads an event stored after VerifyWebhook verified it.
+func ReadStoredEvent(payload []byte) (Event, error) {
+	var head struct {
+		ID         string `json:"id"`
+		Type       string `json:"type"`
+		APIVersion string `json:"api_version"`
+		Data       struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(payload, &head); err != nil {
+		return Event{}, fmt.Errorf("%w: %v", ErrNotAnEvent, err)
+	}
+	out := Event{ID: head.ID, Type: head.Type, APIVersion: head.APIVersion, Payload: payload}
+	if len(head.Data.Object) > 0 {
+		_ = out.readObject(head.Data.Object) // what cannot be read is left unset
+	}
+	return out, nil
+}
+
+// readObject reads what Parlor acts on from the event's data.object: a checkout session's
+// id and top-up, a refunded charge, a dispute. It returns why a checkout session could not
+// be read.
+func (e *Event) readObject(raw []byte) error {
+	var obj struct {
+		Object            string          `json:"object"`
+		ID                string          `json:"id"`
+		ClientReferenceID string          `json:"client_reference_id"`
+		PaymentIntent     json.RawMessage `json:"payment_intent"`
+		Charge            json.RawMessage `json:"charge"`
+		Amount            int64           `json:"amount"`
+		AmountRefunded    int64           `json:"amount_refunded"`
+		Currency          string          `json:"currency"`
+		Status            string          `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return err
+	}
+	switch {
+	case obj.Object == "checkout.session" && obj.ID != "":
+		e.SessionID, e.TopupID = obj.ID, obj.ClientReferenceID
+		return nil
+	case obj.Object == "charge" && obj.ID != "" && e.Type == EventChargeRefunded:
+		e.Charge = &Charge{ID: obj.ID, PaymentIntent: idOf(obj.PaymentIntent), Amount: obj.Amount,
+			AmountRefunded: obj.AmountRefunded, Currency: obj.Currency}
+	case obj.Object == "dispute" && obj.ID != "" && strings.HasPrefix(e.Type, "charge.dispute."):
+		e.Dispute = &Dispute{ID: obj.ID, Charge: idOf(obj.Charge), PaymentIntent: idOf(obj.PaymentIntent),
+			Amount: obj.Amount, Currency: obj.Currency, Status: obj.Status}
+	}
+	switch {
+	case obj.Object != "checkout.session":
+		return fmt.Errorf("data.object is a %q, not a checkout.session", obj.Object)
+	default:
+		return errors.New("the checkout session has no id")
+	}
+}
+
+// idOf reads an expandable field: an id, or an expanded object with an id.
+func idOf(raw json.RawMessage) string {
+	var id string
+	if json.Unmarshal(raw, &id) == nil {
+		return id
+	}
+	var obj struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &obj)
+	return obj.ID
 }
 
 // unparsedEvent is the verified payload that stripe-go could not parse (parseErr): an event
@@ -247,6 +339,33 @@ func CheckoutEvent(id, typ string, s Session, topupID uuid.UUID, created time.Ti
 		"id": id, "object": "event", "api_version": stripe.APIVersion, "type": typ,
 		"created": created.Unix(), "livemode": false, "pending_webhooks": 1,
 		"data": map[string]any{"object": obj},
+	})
+	return b
+}
+
+// ChargeRefundedEvent renders a Stripe-shaped charge.refunded event of the charge paying
+// paymentIntent, amountRefunded of amount refunded so far (tests, and the sandbox).
+func ChargeRefundedEvent(id string, c Charge, created time.Time) []byte {
+	return event(id, EventChargeRefunded, created, map[string]any{
+		"id": c.ID, "object": "charge", "payment_intent": c.PaymentIntent, "amount": c.Amount,
+		"amount_refunded": c.AmountRefunded, "currency": c.Currency, "refunded": c.AmountRefunded >= c.Amount,
+		"paid": true, "status": "succeeded",
+	})
+}
+
+// DisputeEvent renders a Stripe-shaped charge.dispute.* event of type typ about d.
+func DisputeEvent(id, typ string, d Dispute, created time.Time) []byte {
+	return event(id, typ, created, map[string]any{
+		"id": d.ID, "object": "dispute", "charge": d.Charge, "payment_intent": d.PaymentIntent,
+		"amount": d.Amount, "currency": d.Currency, "status": d.Status, "reason": "fraudulent",
+	})
+}
+
+func event(id, typ string, created time.Time, object any) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"id": id, "object": "event", "api_version": stripe.APIVersion, "type": typ,
+		"created": created.Unix(), "livemode": false, "pending_webhooks": 1,
+		"data": map[string]any{"object": object},
 	})
 	return b
 }

@@ -21,6 +21,7 @@ const (
 	KindRoomEntry  = "room_entry"
 	KindTip        = "tip"
 	KindAdjustment = "adjustment"
+	KindDispute    = "dispute"
 )
 
 // System accounts (created by the migration).
@@ -31,6 +32,11 @@ const (
 
 // ErrInsufficientCredits is returned when a posting would take a user's wallet below zero.
 var ErrInsufficientCredits = apperr.New(apperr.InsufficientCredits, "not enough credits in the wallet")
+
+// ErrInDebt is returned for a debit from a wallet in debt: a refund or dispute took back
+// credits its owner had spent, and nothing can be spent until credits received (a top-up,
+// a tip) bring the balance back to zero.
+var ErrInDebt = apperr.New(apperr.InsufficientCredits, "the wallet is in debt: a refund or a dispute took back credits that had been spent; top up to settle it before spending")
 
 // Leg is one side of a posting: an amount added to (positive) or taken from (negative) an
 // account.
@@ -52,13 +58,18 @@ type Posting struct {
 	TipID   *uuid.UUID
 	Memo    string
 	Legs    []Leg
+	// Reversal marks the provider taking money back (a refund, a dispute): it takes the
+	// credits back even when the user spent them, so it may take a wallet below zero (into
+	// debt), and nothing else may.
+	Reversal bool
 }
 
 // Post makes p inside the caller's transaction q, exactly once per key: when a transaction
 // with p.Key exists already, nothing is written and that transaction is returned with
 // created = false. Otherwise it locks the accounts p touches (in id order, so concurrent
-// postings never deadlock), refuses with ErrInsufficientCredits when a user's wallet would go
-// below zero, and appends the entries. Every money path goes through here.
+// postings never deadlock), refuses with ErrInsufficientCredits when a debit would take a
+// user's wallet below zero (ErrInDebt when it is below zero already) unless p is a
+// Reversal, and appends the entries. Every money path goes through here.
 func Post(ctx context.Context, q *db.Queries, p Posting) (txn db.LedgerTransaction, created bool, err error) {
 	if err := validate(p); err != nil {
 		return db.LedgerTransaction{}, false, err
@@ -95,12 +106,21 @@ func Post(ctx context.Context, q *db.Queries, p Posting) (txn db.LedgerTransacti
 		kind[a.ID] = a
 	}
 	for _, l := range p.Legs {
-		if a := kind[l.Account]; a.Kind == "user" && a.Balance+l.Amount < 0 {
+		if a := kind[l.Account]; a.Kind == "user" && l.Amount < 0 && a.Balance+l.Amount < 0 && !p.Reversal {
+			if a.Balance < 0 {
+				return db.LedgerTransaction{}, false, ErrInDebt
+			}
 			return db.LedgerTransaction{}, false, ErrInsufficientCredits
 		}
 	}
 	for _, l := range p.Legs {
-		balance, err := q.AddToBalance(ctx, db.AddToBalanceParams{ID: l.Account, Amount: l.Amount})
+		add := q.AddToBalance
+		if p.Reversal && l.Amount < 0 {
+			add = func(ctx context.Context, arg db.AddToBalanceParams) (int64, error) {
+				return q.AddToBalanceBelowZero(ctx, db.AddToBalanceBelowZeroParams(arg))
+			}
+		}
+		balance, err := add(ctx, db.AddToBalanceParams{ID: l.Account, Amount: l.Amount})
 		if err != nil {
 			// The CHECK constraint is the backstop should the check above ever be wrong.
 			return db.LedgerTransaction{}, false, fmt.Errorf("post %s: %w", p.Key, err)

@@ -84,9 +84,17 @@ func (b books) topup(user uuid.UUID, status string) uuid.UUID {
 	b.t.Helper()
 	var id uuid.UUID
 	require.NoError(b.t, b.pool.QueryRow(ctx, `INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, status, succeeded_at, expires_at)
-		VALUES ($1, 'small', 100, 199, 'usd', 'sandbox', $2, CASE WHEN $2 IN ('succeeded', 'refunded') THEN now() END, now() + interval '1 hour')
+		VALUES ($1, 'small', 100, 199, 'usd', 'sandbox', $2, CASE WHEN $2 IN ('succeeded', 'refunded', 'partially_refunded', 'disputed', 'charged_back') THEN now() END, now() + interval '1 hour')
 		RETURNING id`, user, status).Scan(&id))
 	return id
+}
+
+// dispute records a dispute of top-up id in status, with credits withdrawn (as booked or not).
+func (b books) dispute(id string, topup uuid.UUID, status string, credits int64) {
+	b.t.Helper()
+	_, err := b.pool.Exec(ctx, "INSERT INTO topup_disputes (id, topup_id, amount, status, credits) VALUES ($1, $2, 199, $3, $4)",
+		id, topup, status, credits)
+	require.NoError(b.t, err)
 }
 
 // mint books credits from issuance into user's wallet under top-up id's mint key.
@@ -190,23 +198,44 @@ func TestReconcileHoldsMoneyToItsCause(t *testing.T) {
 			b.book("grant:ann", wallet.KindAdjustment, cause{}, leg{b.system(wallet.Issuance), -100}, leg{b.wallet(ann), 100})
 			b.clawback(id, ann, 100, 1)
 			b.clawback(id, ann, 100, 2)
-		}, []string{"refunded_more_than_once"}},
+		}, []string{"reversed_more_than_minted"}},
 		{"a clawback for a top-up not refunded", func(b books, ann, _ uuid.UUID) {
 			id := b.topup(ann, wallet.TopupSucceeded)
 			b.mint(id, ann, 100)
 			b.clawback(id, ann, 100, 1)
-		}, []string{"clawback_without_refund"}},
+		}, []string{"status_does_not_follow_reversals"}},
 		{"a clawback of the wrong amount", func(b books, ann, _ uuid.UUID) {
 			id := b.topup(ann, wallet.TopupRefunded)
 			b.mint(id, ann, 100)
 			b.clawback(id, ann, 60, 1)
-		}, []string{"clawback_wrong_amount"}},
+		}, []string{"refunded_without_clawback"}},
 		{"a clawback from another user's wallet", func(b books, ann, bob uuid.UUID) {
 			id := b.topup(ann, wallet.TopupRefunded)
 			b.mint(id, ann, 100)
 			b.book("grant:bob", wallet.KindAdjustment, cause{}, leg{b.system(wallet.Issuance), -100}, leg{b.wallet(bob), 100})
 			b.clawback(id, bob, 100, 1)
-		}, []string{"clawback_from_wrong_account"}},
+		}, []string{"refunded_without_clawback", "clawback_from_wrong_account"}},
+		{"an open dispute whose credits were not withdrawn", func(b books, ann, _ uuid.UUID) {
+			id := b.topup(ann, wallet.TopupDisputed)
+			b.mint(id, ann, 100)
+			b.dispute("dp_1", id, "open", 100)
+		}, []string{"dispute_not_booked"}},
+		{"a won dispute not given back", func(b books, ann, _ uuid.UUID) {
+			id := b.topup(ann, wallet.TopupSucceeded)
+			b.mint(id, ann, 100)
+			b.dispute("dp_2", id, "won", 100)
+			b.book("topup:"+id.String()+":dispute:dp_2:withdrawn", wallet.KindDispute, cause{topup: &id},
+				leg{b.wallet(ann), -100}, leg{b.system(wallet.Issuance), 100})
+		}, []string{"dispute_not_booked"}},
+		{"a charged-back top-up without a lost dispute", func(b books, ann, _ uuid.UUID) {
+			b.mint(b.topup(ann, wallet.TopupChargedBack), ann, 100)
+		}, []string{"status_does_not_follow_reversals"}},
+		{"a dispute withdrawal from a top-up never credited", func(b books, ann, _ uuid.UUID) {
+			id := b.topup(ann, wallet.TopupExpired)
+			b.book("grant:ann", wallet.KindAdjustment, cause{}, leg{b.system(wallet.Issuance), -100}, leg{b.wallet(ann), 100})
+			b.book("topup:"+id.String()+":dispute:dp_3:withdrawn", wallet.KindDispute, cause{topup: &id},
+				leg{b.wallet(ann), -100}, leg{b.system(wallet.Issuance), 100})
+		}, []string{"reversal_without_credit"}},
 		{"a mint naming no top-up", func(b books, ann, _ uuid.UUID) {
 			b.book("topup:"+uuid.NewString()+":mint", wallet.KindTopup, cause{},
 				leg{b.system(wallet.Issuance), -100}, leg{b.wallet(ann), 100})

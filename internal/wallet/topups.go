@@ -327,8 +327,9 @@ func (t *Topups) mint(ctx context.Context, q *db.Queries, id uuid.UUID) (bool, e
 // ErrWebhookStore means a webhook could not be stored: the provider should retry (5xx).
 var ErrWebhookStore = errors.New("store the webhook event")
 
-// ReceiveWebhook stores a verified event once (by its id) and, for a checkout session
-// event, enqueues its processing in the same transaction. A duplicate changes nothing.
+// ReceiveWebhook stores a verified event once (by its id) and, for an event about a
+// checkout session, a refund or a dispute, enqueues its processing in the same transaction.
+// A duplicate changes nothing.
 func (t *Topups) ReceiveWebhook(ctx context.Context, ev payments.Event) (duplicate bool, err error) {
 	err = pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
 		_, err := db.New(tx).InsertPaymentEvent(ctx, db.InsertPaymentEventParams{ID: ev.ID, Type: ev.Type, Payload: ev.Payload})
@@ -339,8 +340,8 @@ func (t *Topups) ReceiveWebhook(ctx context.Context, ev payments.Event) (duplica
 		if err != nil {
 			return err
 		}
-		if ev.SessionID == "" {
-			return nil // not about a checkout session: kept, nothing to do
+		if ev.SessionID == "" && ev.Charge == nil && ev.Dispute == nil {
+			return nil // not about a checkout session, a refund or a dispute: kept, nothing to do
 		}
 		_, err = t.queue.InsertTx(ctx, tx, PaymentEventArgs{EventID: ev.ID}, nil)
 		return err
@@ -365,26 +366,46 @@ type PaymentEventWorker struct {
 	Topups *Topups
 }
 
-// Work maps the event to its top-up and settles it, completing the job in the same
-// transaction as the effect.
+// UnknownPaymentAttempts is how many times a refund or dispute of a payment no top-up has
+// is tried before it is given up (logged): the checkout's own webhook may still be on its
+// way, so the first attempts retry.
+const UnknownPaymentAttempts = 5
+
+// Work books the event — a checkout session's outcome (Settle), a refund (BookRefund) or a
+// dispute (BookDispute) — completing the job in the same transaction as the effect.
 func (w *PaymentEventWorker) Work(ctx context.Context, job *river.Job[PaymentEventArgs]) error {
-	ev, err := db.New(w.Topups.pool).GetPaymentEvent(ctx, job.Args.EventID)
+	stored, err := db.New(w.Topups.pool).GetPaymentEvent(ctx, job.Args.EventID)
 	if err != nil {
 		return fmt.Errorf("payment event %s: %w", job.Args.EventID, err)
 	}
-	topupID, err := topupOfEvent(ctx, db.New(w.Topups.pool), ev.Payload)
-	if err != nil {
-		w.Topups.logger.WarnContext(ctx, "a payment event names no top-up of ours; ignored", "event_id", ev.ID, "error", err.Error())
-		return river.JobCancel(err)
-	}
 	complete := func(tx pgx.Tx) error {
-		if err := db.New(tx).MarkPaymentEventProcessed(ctx, ev.ID); err != nil {
+		if err := db.New(tx).MarkPaymentEventProcessed(ctx, stored.ID); err != nil {
 			return err
 		}
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
 	}
-	err = w.Topups.Settle(ctx, topupID, complete)
+	ev, err := payments.ReadStoredEvent(stored.Payload)
+	if err != nil {
+		return river.JobCancel(err)
+	}
+	switch {
+	case ev.Charge != nil:
+		err = w.Topups.BookRefund(ctx, *ev.Charge, complete)
+	case ev.Dispute != nil:
+		err = w.Topups.BookDispute(ctx, *ev.Dispute, complete)
+	default:
+		topupID, terr := topupOfEvent(ctx, db.New(w.Topups.pool), stored.Payload)
+		if terr != nil {
+			w.Topups.logger.WarnContext(ctx, "a payment event names no top-up of ours; ignored", "event_id", stored.ID, "error", terr.Error())
+			return river.JobCancel(terr)
+		}
+		err = w.Topups.Settle(ctx, topupID, complete)
+	}
+	if errors.Is(err, ErrUnknownPayment) && job.Attempt >= UnknownPaymentAttempts {
+		w.Topups.logger.WarnContext(ctx, "a refund or dispute names no payment of ours; given up", "event_id", stored.ID, "error", err.Error())
+		return river.JobCancel(err)
+	}
 	w.Topups.metrics.eventProcessed(err)
 	return err
 }

@@ -60,9 +60,11 @@ func NewService(pool *pgxpool.Pool, roomsSvc *rooms.Service, limiter ratelimit.L
 // Packages lists the credit packages on sale.
 func (s *Service) Packages() []Package { return s.settings.Packages }
 
-// Wallet is a user's wallet as they see it.
+// Wallet is a user's wallet as they see it: the credits they may spend, or what they owe
+// after a reversal took back credits they had spent (the ledger balance below zero).
 type Wallet struct {
 	Balance int64
+	Debt    int64
 }
 
 // Get returns user's wallet (empty until their first credit).
@@ -74,7 +76,7 @@ func (s *Service) Get(ctx context.Context, user uuid.UUID) (Wallet, error) {
 	if err != nil {
 		return Wallet{}, fmt.Errorf("get wallet: %w", err)
 	}
-	return Wallet{Balance: a.Balance}, nil
+	return Wallet{Balance: max(a.Balance, 0), Debt: max(-a.Balance, 0)}, nil
 }
 
 // Entry is one line of a wallet's history: what changed the balance, and why.

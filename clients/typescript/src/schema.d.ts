@@ -696,7 +696,9 @@ export interface paths {
          *     header; the signature is verified over the raw body, and events older than five
          *     minutes are refused. Each event is stored once by its id and processed in the
          *     background; duplicates and event types Parlor does not use are acknowledged with
-         *     `200` too. Events are read in any Stripe API version (Stripe renders them in the
+         *     `200` too. Parlor books `checkout.session.*` (a top-up's outcome), `charge.refunded`
+         *     (refunds, full or partial, made anywhere) and `charge.dispute.*` (disputes: funds
+         *     withdrawn, reinstated when won); subscribe the endpoint to those. Events are read in any Stripe API version (Stripe renders them in the
          *     webhook endpoint's): one of another version than Parlor's (stripe-go's pinned one)
          *     is stored and processed like any other, unless it is about a checkout session that
          *     cannot be read from it — then `422 unsupported_api_version`, whose detail names both
@@ -1326,6 +1328,14 @@ export interface components {
             balance: number;
             /**
              * Format: int64
+             * @description Credits owed: a refund or dispute at the payment provider took back credits that
+             *     had already been spent. While it is above 0 the balance is 0 and nothing can be
+             *     spent (`422 insufficient_credits`); credits received (a top-up, a tip) pay it off
+             *     first.
+             */
+            debt: number;
+            /**
+             * Format: int64
              * @description Top-ups awaiting payment.
              */
             pending_topups: number;
@@ -1339,16 +1349,20 @@ export interface components {
             id: string;
             /**
              * @description What it was for: a top-up, a refund of one, entry to a paid room (paid, or received
-             *     as its owner), a tip (sent or received), or an operator's adjustment.
+             *     as its owner), a tip (sent or received), an operator's adjustment, or a dispute of
+             *     a top-up's payment (credits withdrawn when it opens, given back when it is won).
              * @enum {string}
              */
-            kind: "topup" | "refund" | "room_entry" | "tip" | "adjustment";
+            kind: "topup" | "refund" | "room_entry" | "tip" | "adjustment" | "dispute";
             /**
              * Format: int64
              * @description Credits added (positive) or taken (negative).
              */
             amount: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The ledger balance right after; below 0 while the wallet is in debt.
+             */
             balance_after: number;
             /** Format: uuid */
             room_id?: string;
@@ -1430,14 +1444,21 @@ export interface components {
              *     the wallet) or the checkout ends unpaid (`expired`). `failed` when the payment
              *     failed after the checkout completed (a delayed method such as SEPA Debit or ACH
              *     that did not go through) or the checkout could not be opened; it is final and
-             *     credits nothing. `refunded` once an admin refunded it (its credits taken back).
+             *     credits nothing. After a success the provider may take money back, and the
+             *     credits follow, each reversal booked once: `partially_refunded` (part of the
+             *     payment refunded: that share of the credits, rounded up, taken back),
+             *     `refunded` (all of it, by an admin or at the provider), `disputed` (a dispute is
+             *     open: the disputed share taken back; an inquiry takes nothing), back to
+             *     `succeeded` or `partially_refunded` when the dispute is won (the credits given
+             *     back), `charged_back` when it is lost (final). A reversal takes the credits
+             *     even when some were spent: the wallet then shows a `debt`.
              *     `review` when the provider reports a payment of another amount or currency than
              *     the package cost at purchase: nothing is credited and an operator looks into it.
              *     A client should treat a status it does not know as final and credit-less until
              *     it reads the top-up again.
              * @enum {string}
              */
-            status: "pending" | "succeeded" | "expired" | "failed" | "refunded" | "review";
+            status: "pending" | "succeeded" | "expired" | "failed" | "refunded" | "review" | "partially_refunded" | "disputed" | "charged_back";
             package_id: string;
             /** Format: int64 */
             credits: number;

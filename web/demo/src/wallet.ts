@@ -50,7 +50,7 @@ export class WalletPanel {
     const { data, error } = await this.api.GET("/v1/wallet");
     if (error) return showProblem(error);
     this.balance = data.balance;
-    this.balanceEl.textContent = String(data.balance);
+    this.balanceEl.textContent = data.debt > 0 ? `${data.balance} (owes ${data.debt})` : String(data.balance);
   }
 
   private async loadPackages(): Promise<void> {
@@ -110,6 +110,9 @@ export class WalletPanel {
       failed: `The payment for ${t.credits} credits failed.`,
       refunded: `The top-up of ${t.credits} credits was refunded.`,
       review: `The payment for ${t.credits} credits did not match the price; it is being reviewed and nothing was credited yet.`,
+      partially_refunded: `Part of the payment for ${t.credits} credits was refunded; that share of the credits was taken back.`,
+      disputed: `The payment for ${t.credits} credits is disputed; its credits are held until the dispute ends.`,
+      charged_back: `The payment for ${t.credits} credits was charged back; its credits were taken back.`,
     };
     this.statusEl.textContent = outcome[t.status];
     void this.refresh();
