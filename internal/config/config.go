@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/google/uuid"
+	"github.com/labstack/gommon/bytes"
 )
 
 // Environments Parlor knows.
@@ -37,7 +39,8 @@ type Config struct {
 	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed. Empty: the client IP is
 	// the TCP peer's, whatever the headers say.
 	TrustedProxies []netip.Prefix `env:"APP_TRUSTED_PROXIES" envSeparator:","`
-	LogLevel       string         `env:"APP_LOG_LEVEL" envDefault:"info"`
+	// LogLevel is one of LogLevels; anything else is refused (see SlogLevel).
+	LogLevel string `env:"APP_LOG_LEVEL" envDefault:"info"`
 	// ShutdownTimeout bounds how long in-flight requests may take to finish on SIGTERM.
 	ShutdownTimeout time.Duration `env:"APP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// RequestTimeout bounds how long a request may wait on the stores (plus the wait a
@@ -124,10 +127,21 @@ type Config struct {
 	DBMaxConns       int32  `env:"DB_MAX_CONNS" envDefault:"20"`
 	DBMigrateOnStart *bool  `env:"DB_MIGRATE_ON_START"`
 
-	// RedisURL empty means no Redis: throttles and fan-out stay in this process.
+	// RedisURL empty means no Redis: throttles, presence and fan-out stay in this process,
+	// which production allows only with SingleInstance.
 	RedisURL string `env:"REDIS_URL"`
+	// SingleInstance says this process is the deployment's only instance, so production may
+	// run it without Redis.
+	SingleInstance bool `env:"APP_SINGLE_INSTANCE"`
 	// RedisKeyPrefix namespaces every key, so several deployments can share one Redis.
 	RedisKeyPrefix string `env:"REDIS_KEY_PREFIX" envDefault:"parlor:"`
+}
+
+// LogLevels are the values APP_LOG_LEVEL takes, least severe first.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+var slogLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
 }
 
 // Rate is "N per window", written "N/duration" (e.g. "10/15m").
@@ -221,6 +235,11 @@ func (c Config) MigrateOnStart() bool {
 	return !c.IsProduction()
 }
 
+// SlogLevel is APP_LOG_LEVEL as a slog level (Validate has refused any other value).
+func (c Config) SlogLevel() slog.Level {
+	return slogLevels[strings.ToLower(c.LogLevel)]
+}
+
 // Validate checks values that the types alone can't, and the production safeguards.
 func (c Config) Validate() error {
 	var errs []error
@@ -228,6 +247,12 @@ func (c Config) Validate() error {
 	case Development, Production:
 	default:
 		errs = append(errs, fmt.Errorf("APP_ENV must be %q or %q, not %q", Development, Production, c.Env))
+	}
+	if _, ok := slogLevels[strings.ToLower(c.LogLevel)]; !ok {
+		errs = append(errs, fmt.Errorf("APP_LOG_LEVEL must be one of %s, not %q", strings.Join(LogLevels, ", "), c.LogLevel))
+	}
+	if n, err := bytes.Parse(c.BodyLimit); err != nil || n < 1 {
+		errs = append(errs, fmt.Errorf("APP_BODY_LIMIT must be a size like 64K or 1M, not %q", c.BodyLimit))
 	}
 	if c.AccessTokenTTL <= 0 || c.AccessTokenTTL > 15*time.Minute {
 		errs = append(errs, fmt.Errorf("APP_ACCESS_TOKEN_TTL must be in (0, 15m], not %s", c.AccessTokenTTL))
@@ -289,6 +314,11 @@ func (c Config) Validate() error {
 		}
 		if !strings.HasPrefix(c.PublicURL, "https://") {
 			errs = append(errs, fmt.Errorf("APP_PUBLIC_URL must be https in production, not %q", c.PublicURL))
+		}
+		if c.RedisURL == "" && !c.SingleInstance {
+			errs = append(errs, errors.New("REDIS_URL is required in production: without it the realtime fan-out, "+
+				"presence and throttles stay in this process, and a second instance would silently miss the first's "+
+				"events; set REDIS_URL, or APP_SINGLE_INSTANCE=true if this is the deployment's only instance"))
 		}
 	}
 	return errors.Join(errs...)
