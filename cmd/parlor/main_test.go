@@ -203,7 +203,7 @@ func TestKeygenPrintsAUsableKey(t *testing.T) {
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = cleanEnv("APP_ENV=production", "APP_PUBLIC_URL=https://parlor.example", "APP_ADDR="+addr,
-		"APP_JWT_KEYS="+entry, "DB_URL="+pgtest.NewURL(t), "APP_SINGLE_INSTANCE=true")
+		"APP_JWT_KEYS="+entry, "DB_URL="+pgtest.NewURL(t), "APP_SINGLE_INSTANCE=true", "APP_SHUTDOWN_DRAIN=0s")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	healthy := func() bool {

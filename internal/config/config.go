@@ -41,7 +41,10 @@ type Config struct {
 	TrustedProxies []netip.Prefix `env:"APP_TRUSTED_PROXIES" envSeparator:","`
 	// LogLevel is one of LogLevels; anything else is refused (see SlogLevel).
 	LogLevel string `env:"APP_LOG_LEVEL" envDefault:"info"`
-	// ShutdownTimeout bounds how long in-flight requests may take to finish on SIGTERM.
+	// ShutdownDrainSetting is APP_SHUTDOWN_DRAIN as given; read ShutdownDrain.
+	ShutdownDrainSetting *time.Duration `env:"APP_SHUTDOWN_DRAIN"`
+	// ShutdownTimeout bounds how long in-flight requests may take to finish on SIGTERM,
+	// after the drain.
 	ShutdownTimeout time.Duration `env:"APP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// RequestTimeout bounds how long a request may wait on the stores (plus the wait a
 	// long-poll asks for) before it is answered 503 unavailable.
@@ -144,6 +147,15 @@ var slogLevels = map[string]slog.Level{
 	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
 }
 
+// DefaultShutdownDrain is how long production keeps serving after SIGTERM, answering /readyz
+// 503, unless APP_SHUTDOWN_DRAIN says otherwise: a few readiness probes' worth, for load
+// balancers to stop sending new requests before the listener closes.
+const DefaultShutdownDrain = 5 * time.Second
+
+// maxShutdownDrain bounds APP_SHUTDOWN_DRAIN: drain and shutdown must both fit in the
+// orchestrator's grace period before it kills the process.
+const maxShutdownDrain = time.Minute
+
 // Rate is "N per window", written "N/duration" (e.g. "10/15m").
 type Rate struct {
 	N      int
@@ -240,6 +252,19 @@ func (c Config) SlogLevel() slog.Level {
 	return slogLevels[strings.ToLower(c.LogLevel)]
 }
 
+// ShutdownDrain is how long, after SIGTERM, the server keeps accepting and serving while
+// /readyz answers 503, before the listener closes: APP_SHUTDOWN_DRAIN, by default
+// DefaultShutdownDrain in production and 0 in development.
+func (c Config) ShutdownDrain() time.Duration {
+	if c.ShutdownDrainSetting != nil {
+		return *c.ShutdownDrainSetting
+	}
+	if c.IsProduction() {
+		return DefaultShutdownDrain
+	}
+	return 0
+}
+
 // Validate checks values that the types alone can't, and the production safeguards.
 func (c Config) Validate() error {
 	var errs []error
@@ -253,6 +278,9 @@ func (c Config) Validate() error {
 	}
 	if n, err := bytes.Parse(c.BodyLimit); err != nil || n < 1 {
 		errs = append(errs, fmt.Errorf("APP_BODY_LIMIT must be a size like 64K or 1M, not %q", c.BodyLimit))
+	}
+	if d := c.ShutdownDrain(); d < 0 || d > maxShutdownDrain {
+		errs = append(errs, fmt.Errorf("APP_SHUTDOWN_DRAIN must be between 0s and %s, not %s", maxShutdownDrain, d))
 	}
 	if c.AccessTokenTTL <= 0 || c.AccessTokenTTL > 15*time.Minute {
 		errs = append(errs, fmt.Errorf("APP_ACCESS_TOKEN_TTL must be in (0, 15m], not %s", c.AccessTokenTTL))

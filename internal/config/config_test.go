@@ -138,3 +138,35 @@ func TestProductionRefusesToFanOutInProcessUnlessItIsTheOnlyInstance(t *testing.
 	_, err = Load()
 	require.NoError(t, err, "development runs without Redis")
 }
+
+// TestShutdownDrainDefaultsByEnvironment: production keeps answering for 5s after SIGTERM
+// while /readyz says 503, so load balancers stop sending first; development stops at once.
+func TestShutdownDrainDefaultsByEnvironment(t *testing.T) {
+	t.Setenv("APP_ENV", "development")
+	cfg, err := Load()
+	require.NoError(t, err)
+	require.Zero(t, cfg.ShutdownDrain())
+
+	t.Setenv("APP_ENV", "production")
+	t.Setenv("APP_JWT_KEYS", "k1:AAAA")
+	t.Setenv("APP_PUBLIC_URL", "https://parlor.example")
+	t.Setenv("APP_SINGLE_INSTANCE", "true")
+	cfg, err = Load()
+	require.NoError(t, err)
+	require.Equal(t, 5*time.Second, cfg.ShutdownDrain())
+
+	t.Setenv("APP_SHUTDOWN_DRAIN", "0s")
+	cfg, err = Load()
+	require.NoError(t, err)
+	require.Zero(t, cfg.ShutdownDrain(), "an explicit 0 turns the drain off in production")
+
+	t.Setenv("APP_ENV", "development")
+	t.Setenv("APP_SHUTDOWN_DRAIN", "2s")
+	cfg, err = Load()
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Second, cfg.ShutdownDrain())
+
+	t.Setenv("APP_SHUTDOWN_DRAIN", "-1s")
+	_, err = Load()
+	require.ErrorContains(t, err, "APP_SHUTDOWN_DRAIN must be between 0s and 1m0s, not -1s")
+}
