@@ -148,3 +148,34 @@ func TestAlertsAndDashboardNameOnlyExportedMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestTheDockerfileBuildsWithGoModsToolchainOffline: the image's Go is the one go.mod asks
+// for, and the build may not fetch another (GOTOOLCHAIN=auto downloads a toolchain during
+// the build when the image is older than go.mod); the module cache mount is where the
+// golang image keeps modules (GOPATH=/go), or every build downloads them again.
+func TestTheDockerfileBuildsWithGoModsToolchainOffline(t *testing.T) {
+	t.Parallel()
+	goMod, err := os.ReadFile("../go.mod")
+	require.NoError(t, err)
+	want := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(goMod)
+	require.NotNil(t, want, "go.mod has a go line")
+	if tc := regexp.MustCompile(`(?m)^toolchain go(\S+)$`).FindSubmatch(goMod); tc != nil {
+		want = tc
+	}
+	raw, err := os.ReadFile("../Dockerfile")
+	require.NoError(t, err)
+	dockerfile := string(raw)
+
+	arg := regexp.MustCompile(`(?m)^ARG GO_VERSION=(\S+)$`).FindStringSubmatch(dockerfile)
+	require.NotNil(t, arg, "the Dockerfile has ARG GO_VERSION")
+	require.Equal(t, string(want[1]), arg[1], "ARG GO_VERSION must be go.mod's Go version")
+	require.Contains(t, dockerfile, "FROM golang:${GO_VERSION}-")
+	require.Regexp(t, `(?m)^ENV GOTOOLCHAIN=local$`, dockerfile, "the build must not download a toolchain")
+	require.NotContains(t, dockerfile, "GOTOOLCHAIN=auto")
+	mounts := regexp.MustCompile(`--mount=type=cache,target=(\S+)`).FindAllStringSubmatch(dockerfile, -1)
+	require.NotEmpty(t, mounts)
+	for _, m := range mounts {
+		require.Contains(t, []string{"/go/pkg/mod", "/root/.cache/go-build"}, m[1],
+			"cache mounts are where the golang image keeps modules (GOPATH=/go) and builds")
+	}
+}
