@@ -33,8 +33,8 @@ type Config struct {
 	// on loopback by default (a scraper on the host or a sidecar). Empty turns it off.
 	MetricsAddr string `env:"APP_METRICS_ADDR" envDefault:"127.0.0.1:9464"`
 	PublicURL   string `env:"APP_PUBLIC_URL" envDefault:"http://localhost:8080"`
-	// AllowedOrigins are the browser origins allowed to call the API (CORS) and, later, to
-	// open WebSockets. Empty means same-origin only.
+	// AllowedOrigins are the browser origins allowed to call the API (CORS) and to open
+	// WebSockets. Empty means same-origin only.
 	AllowedOrigins []string `env:"APP_ALLOWED_ORIGINS" envSeparator:","`
 	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed. Empty: the client IP is
 	// the TCP peer's, whatever the headers say.
