@@ -7,24 +7,29 @@
 #   docker run --rm -p 8080:8080 -e DB_URL=postgres://… parlor          # serve
 #   docker run --rm -e DB_URL=postgres://… parlor migrate up             # any subcommand
 
-ARG GO_VERSION=1.26
+# Go of go.mod's go line, exactly (deploy/deploy_test.go checks it): bump both together.
+# Base images are pinned by tag. To pin them by digest as well, append the digest the
+# registry serves for the tag (`docker buildx imagetools inspect golang:1.26.8-bookworm`,
+# `… gcr.io/distroless/static-debian12:nonroot`) as `@sha256:…` to each FROM, and renew it
+# when the tag moves.
+ARG GO_VERSION=1.26.8
 
 # ---- build ------------------------------------------------------------------------------
 FROM golang:${GO_VERSION}-bookworm AS build
-# The image pins GOTOOLCHAIN=local; let go.mod's go line fetch a newer patch release if this
-# image is older than it.
-ENV GOTOOLCHAIN=auto
+# The image's Go is the one go.mod asks for: never download another during the build.
+ENV GOTOOLCHAIN=local
 WORKDIR /src
 
-# Module downloads change less often than the code: cache them in their own layer.
+# Module downloads change less often than the code: cache them in their own layer. The
+# golang image keeps modules in $GOPATH/pkg/mod with GOPATH=/go (not /root/go).
 COPY go.mod go.sum ./
-RUN --mount=type=cache,target=/root/go/pkg/mod \
+RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 
 COPY . .
 ARG VERSION=dev
 ARG REVISION=unknown
-RUN --mount=type=cache,target=/root/go/pkg/mod \
+RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath \
       -ldflags="-s -w -X main.version=${VERSION} -X main.revision=${REVISION}" \

@@ -86,12 +86,8 @@ func run(args []string) error {
 	}
 }
 
-func newLogger(level string) *slog.Logger {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		lvl = slog.LevelInfo
-	}
-	return slog.New(httpapi.LogHandler{Handler: slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: lvl})})
+func newLogger(level slog.Level) *slog.Logger {
+	return slog.New(httpapi.LogHandler{Handler: slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})})
 }
 
 func serve() error {
@@ -100,7 +96,7 @@ func serve() error {
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.LogLevel)
+	logger := newLogger(cfg.SlogLevel())
 	slog.SetDefault(logger)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -144,6 +144,18 @@ func TestProductionRefusesToStartWithoutSecrets(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out), "APP_JWT_KEYS is required in production")
 	require.Contains(t, string(out), "APP_PUBLIC_URL must be https in production")
+	require.Contains(t, string(out), "REDIS_URL is required in production")
+}
+
+// TestAMistypedSettingStopsTheStart: `serve` exits non-zero naming the variable and the
+// values it takes, before it connects to anything, rather than logging at info.
+func TestAMistypedSettingStopsTheStart(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = cleanEnv("APP_LOG_LEVEL=inf")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), `APP_LOG_LEVEL must be one of debug, info, warn, error, not "inf"`)
 }
 
 func TestMigrateCommands(t *testing.T) {
@@ -191,7 +203,7 @@ func TestKeygenPrintsAUsableKey(t *testing.T) {
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = cleanEnv("APP_ENV=production", "APP_PUBLIC_URL=https://parlor.example", "APP_ADDR="+addr,
-		"APP_JWT_KEYS="+entry, "DB_URL="+pgtest.NewURL(t))
+		"APP_JWT_KEYS="+entry, "DB_URL="+pgtest.NewURL(t), "APP_SINGLE_INSTANCE=true", "APP_SHUTDOWN_DRAIN=0s")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	healthy := func() bool {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,6 +54,8 @@ type App struct {
 	Topups  *wallet.Topups
 	Queue   *river.Client[pgx.Tx]
 	stop    context.CancelFunc
+	// draining is set when Serve's shutdown begins: /readyz answers 503 from then on.
+	draining atomic.Bool
 }
 
 // Option adjusts how New assembles Parlor (tests use it to observe or disturb internals).
@@ -216,6 +219,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		Config: cfg, Logger: logger, Pool: a.Pool, Redis: a.Redis,
 		Auth: authSvc, Rooms: roomsSvc, Chat: chatSvc, Tickets: tickets, Gateway: a.Gateway,
 		Wallet: a.Wallet, Topups: a.Topups, Idem: idem, Limiter: limiter, WebhookSecret: webhookSecret, Keys: a.Keys, Registry: registry,
+		Draining: a.draining.Load,
 	})
 	if err != nil {
 		return nil, err
@@ -276,14 +280,30 @@ func trimNewline(p []byte) []byte {
 	return p
 }
 
-// Serve serves HTTP on ln until ctx is done, then shuts down gracefully: the listener
-// closes, in-flight requests get up to ShutdownTimeout to finish.
+// Serve serves HTTP on ln until ctx is done, then shuts down gracefully. First it drains
+// for ShutdownDrain: /readyz answers 503 while the listener still accepts and serves, so
+// load balancers stop sending before any connection is refused (they notice only at their
+// next probe). Then the listener closes and in-flight requests get up to ShutdownTimeout to
+// finish.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := httpapi.NewHTTPServer(a.Echo)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc, err := serveUntilDone(ctx, srv, ln)
 	if errc == nil {
 		return err
+	}
+	if drain := a.Config.ShutdownDrain(); drain > 0 {
+		a.draining.Store(true)
+		// Clients on kept-alive connections are told to reconnect, through the load balancer.
+		srv.SetKeepAlivesEnabled(false)
+		a.Logger.Info("shutting down: draining (/readyz answers 503; still serving)", "drain", drain.String())
+		timer := time.NewTimer(drain)
+		select {
+		case <-timer.C:
+		case err := <-errc:
+			timer.Stop()
+			return err
+		}
 	}
 	a.Logger.Info("shutting down: finishing in-flight requests", "timeout", a.Config.ShutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)

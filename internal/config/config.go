@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/google/uuid"
+	"github.com/labstack/gommon/bytes"
 )
 
 // Environments Parlor knows.
@@ -31,14 +33,18 @@ type Config struct {
 	// on loopback by default (a scraper on the host or a sidecar). Empty turns it off.
 	MetricsAddr string `env:"APP_METRICS_ADDR" envDefault:"127.0.0.1:9464"`
 	PublicURL   string `env:"APP_PUBLIC_URL" envDefault:"http://localhost:8080"`
-	// AllowedOrigins are the browser origins allowed to call the API (CORS) and, later, to
-	// open WebSockets. Empty means same-origin only.
+	// AllowedOrigins are the browser origins allowed to call the API (CORS) and to open
+	// WebSockets. Empty means same-origin only.
 	AllowedOrigins []string `env:"APP_ALLOWED_ORIGINS" envSeparator:","`
 	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed. Empty: the client IP is
 	// the TCP peer's, whatever the headers say.
 	TrustedProxies []netip.Prefix `env:"APP_TRUSTED_PROXIES" envSeparator:","`
-	LogLevel       string         `env:"APP_LOG_LEVEL" envDefault:"info"`
-	// ShutdownTimeout bounds how long in-flight requests may take to finish on SIGTERM.
+	// LogLevel is one of LogLevels; anything else is refused (see SlogLevel).
+	LogLevel string `env:"APP_LOG_LEVEL" envDefault:"info"`
+	// ShutdownDrainSetting is APP_SHUTDOWN_DRAIN as given; read ShutdownDrain.
+	ShutdownDrainSetting *time.Duration `env:"APP_SHUTDOWN_DRAIN"`
+	// ShutdownTimeout bounds how long in-flight requests may take to finish on SIGTERM,
+	// after the drain.
 	ShutdownTimeout time.Duration `env:"APP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// RequestTimeout bounds how long a request may wait on the stores (plus the wait a
 	// long-poll asks for) before it is answered 503 unavailable.
@@ -124,11 +130,31 @@ type Config struct {
 	DBMaxConns       int32  `env:"DB_MAX_CONNS" envDefault:"20"`
 	DBMigrateOnStart *bool  `env:"DB_MIGRATE_ON_START"`
 
-	// RedisURL empty means no Redis: throttles and fan-out stay in this process.
+	// RedisURL empty means no Redis: throttles, presence and fan-out stay in this process,
+	// which production allows only with SingleInstance.
 	RedisURL string `env:"REDIS_URL"`
+	// SingleInstance says this process is the deployment's only instance, so production may
+	// run it without Redis.
+	SingleInstance bool `env:"APP_SINGLE_INSTANCE"`
 	// RedisKeyPrefix namespaces every key, so several deployments can share one Redis.
 	RedisKeyPrefix string `env:"REDIS_KEY_PREFIX" envDefault:"parlor:"`
 }
+
+// LogLevels are the values APP_LOG_LEVEL takes, least severe first.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+var slogLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+}
+
+// DefaultShutdownDrain is how long production keeps serving after SIGTERM, answering /readyz
+// 503, unless APP_SHUTDOWN_DRAIN says otherwise: a few readiness probes' worth, for load
+// balancers to stop sending new requests before the listener closes.
+const DefaultShutdownDrain = 5 * time.Second
+
+// maxShutdownDrain bounds APP_SHUTDOWN_DRAIN: drain and shutdown must both fit in the
+// orchestrator's grace period before it kills the process.
+const maxShutdownDrain = time.Minute
 
 // Rate is "N per window", written "N/duration" (e.g. "10/15m").
 type Rate struct {
@@ -221,6 +247,24 @@ func (c Config) MigrateOnStart() bool {
 	return !c.IsProduction()
 }
 
+// SlogLevel is APP_LOG_LEVEL as a slog level (Validate has refused any other value).
+func (c Config) SlogLevel() slog.Level {
+	return slogLevels[strings.ToLower(c.LogLevel)]
+}
+
+// ShutdownDrain is how long, after SIGTERM, the server keeps accepting and serving while
+// /readyz answers 503, before the listener closes: APP_SHUTDOWN_DRAIN, by default
+// DefaultShutdownDrain in production and 0 in development.
+func (c Config) ShutdownDrain() time.Duration {
+	if c.ShutdownDrainSetting != nil {
+		return *c.ShutdownDrainSetting
+	}
+	if c.IsProduction() {
+		return DefaultShutdownDrain
+	}
+	return 0
+}
+
 // Validate checks values that the types alone can't, and the production safeguards.
 func (c Config) Validate() error {
 	var errs []error
@@ -228,6 +272,15 @@ func (c Config) Validate() error {
 	case Development, Production:
 	default:
 		errs = append(errs, fmt.Errorf("APP_ENV must be %q or %q, not %q", Development, Production, c.Env))
+	}
+	if _, ok := slogLevels[strings.ToLower(c.LogLevel)]; !ok {
+		errs = append(errs, fmt.Errorf("APP_LOG_LEVEL must be one of %s, not %q", strings.Join(LogLevels, ", "), c.LogLevel))
+	}
+	if n, err := bytes.Parse(c.BodyLimit); err != nil || n < 1 {
+		errs = append(errs, fmt.Errorf("APP_BODY_LIMIT must be a size like 64K or 1M, not %q", c.BodyLimit))
+	}
+	if d := c.ShutdownDrain(); d < 0 || d > maxShutdownDrain {
+		errs = append(errs, fmt.Errorf("APP_SHUTDOWN_DRAIN must be between 0s and %s, not %s", maxShutdownDrain, d))
 	}
 	if c.AccessTokenTTL <= 0 || c.AccessTokenTTL > 15*time.Minute {
 		errs = append(errs, fmt.Errorf("APP_ACCESS_TOKEN_TTL must be in (0, 15m], not %s", c.AccessTokenTTL))
@@ -289,6 +342,11 @@ func (c Config) Validate() error {
 		}
 		if !strings.HasPrefix(c.PublicURL, "https://") {
 			errs = append(errs, fmt.Errorf("APP_PUBLIC_URL must be https in production, not %q", c.PublicURL))
+		}
+		if c.RedisURL == "" && !c.SingleInstance {
+			errs = append(errs, errors.New("REDIS_URL is required in production: without it the realtime fan-out, "+
+				"presence and throttles stay in this process, and a second instance would silently miss the first's "+
+				"events; set REDIS_URL, or APP_SINGLE_INSTANCE=true if this is the deployment's only instance"))
 		}
 	}
 	return errors.Join(errs...)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ func TestDefaultsAndProductionSafeguards(t *testing.T) {
 
 	t.Setenv("APP_JWT_KEYS", "k1:AAAA")
 	t.Setenv("APP_PUBLIC_URL", "https://parlor.example")
+	t.Setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
 	cfg, err = Load()
 	require.NoError(t, err)
 	require.False(t, cfg.MigrateOnStart(), "production does not migrate on start unless told")
@@ -80,4 +82,91 @@ func TestCreditPackages(t *testing.T) {
 	t.Setenv("APP_PLATFORM_FEE_BPS", "10001")
 	_, err := Load()
 	require.ErrorContains(t, err, "APP_PLATFORM_FEE_BPS")
+}
+
+// TestAMistypedEnumeratedSettingIsRefusedByName: a value outside an enumerated setting's
+// set stops the start with the variable's name and the values it takes, instead of quietly
+// becoming the default ("inf" used to log at info).
+func TestAMistypedEnumeratedSettingIsRefusedByName(t *testing.T) {
+	for _, level := range []string{"inf", "warning", "verbose", "INFO+2", "debug-4", "0"} {
+		t.Run("APP_LOG_LEVEL="+level, func(t *testing.T) {
+			t.Setenv("APP_LOG_LEVEL", level)
+			_, err := Load()
+			require.ErrorContains(t, err, `APP_LOG_LEVEL must be one of debug, info, warn, error, not "`+level+`"`)
+		})
+	}
+	for level, want := range map[string]slog.Level{
+		"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError, "WARN": slog.LevelWarn,
+	} {
+		t.Run("APP_LOG_LEVEL="+level, func(t *testing.T) {
+			t.Setenv("APP_LOG_LEVEL", level)
+			cfg, err := Load()
+			require.NoError(t, err)
+			require.Equal(t, want, cfg.SlogLevel())
+		})
+	}
+	t.Run("APP_BODY_LIMIT", func(t *testing.T) {
+		t.Setenv("APP_BODY_LIMIT", "64 kilobytes")
+		_, err := Load()
+		require.ErrorContains(t, err, `APP_BODY_LIMIT must be a size like 64K or 1M, not "64 kilobytes"`)
+	})
+}
+
+// TestProductionRefusesToFanOutInProcessUnlessItIsTheOnlyInstance: without REDIS_URL the
+// fan-out, presence and throttles stay in one process, which is silently wrong as soon as a
+// second instance runs; production refuses it unless APP_SINGLE_INSTANCE says so.
+func TestProductionRefusesToFanOutInProcessUnlessItIsTheOnlyInstance(t *testing.T) {
+	t.Setenv("APP_ENV", "production")
+	t.Setenv("APP_JWT_KEYS", "k1:AAAA")
+	t.Setenv("APP_PUBLIC_URL", "https://parlor.example")
+	t.Setenv("REDIS_URL", "")
+	_, err := Load()
+	require.ErrorContains(t, err, "REDIS_URL is required in production")
+	require.ErrorContains(t, err, "set REDIS_URL, or APP_SINGLE_INSTANCE=true")
+
+	t.Setenv("APP_SINGLE_INSTANCE", "true")
+	_, err = Load()
+	require.NoError(t, err, "one instance may fan out in process when it says so")
+
+	t.Setenv("APP_SINGLE_INSTANCE", "false")
+	t.Setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+	_, err = Load()
+	require.NoError(t, err)
+
+	t.Setenv("APP_ENV", "development")
+	t.Setenv("REDIS_URL", "")
+	_, err = Load()
+	require.NoError(t, err, "development runs without Redis")
+}
+
+// TestShutdownDrainDefaultsByEnvironment: production keeps answering for 5s after SIGTERM
+// while /readyz says 503, so load balancers stop sending first; development stops at once.
+func TestShutdownDrainDefaultsByEnvironment(t *testing.T) {
+	t.Setenv("APP_ENV", "development")
+	cfg, err := Load()
+	require.NoError(t, err)
+	require.Zero(t, cfg.ShutdownDrain())
+
+	t.Setenv("APP_ENV", "production")
+	t.Setenv("APP_JWT_KEYS", "k1:AAAA")
+	t.Setenv("APP_PUBLIC_URL", "https://parlor.example")
+	t.Setenv("APP_SINGLE_INSTANCE", "true")
+	cfg, err = Load()
+	require.NoError(t, err)
+	require.Equal(t, 5*time.Second, cfg.ShutdownDrain())
+
+	t.Setenv("APP_SHUTDOWN_DRAIN", "0s")
+	cfg, err = Load()
+	require.NoError(t, err)
+	require.Zero(t, cfg.ShutdownDrain(), "an explicit 0 turns the drain off in production")
+
+	t.Setenv("APP_ENV", "development")
+	t.Setenv("APP_SHUTDOWN_DRAIN", "2s")
+	cfg, err = Load()
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Second, cfg.ShutdownDrain())
+
+	t.Setenv("APP_SHUTDOWN_DRAIN", "-1s")
+	_, err = Load()
+	require.ErrorContains(t, err, "APP_SHUTDOWN_DRAIN must be between 0s and 1m0s, not -1s")
 }

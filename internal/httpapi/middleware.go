@@ -121,6 +121,12 @@ func isLongPoll(c echo.Context) bool {
 	return err == nil && ms > 0
 }
 
+// quietPaths are the probes and the scrape: a load balancer, an orchestrator and a scraper
+// call them every few seconds, so their lines are logged at debug, whatever their status (a
+// failing probe's cause is logged at error by the error handler; the drain's 503 is not a
+// failure).
+var quietPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
 // accessLog writes one structured line per request and records its metrics. It runs
 // outside the error handler's reach, so it calls it itself to learn the final status.
 func accessLog(logger *slog.Logger, metrics *httpMetrics) echo.MiddlewareFunc {
@@ -158,7 +164,10 @@ func accessLog(logger *slog.Logger, metrics *httpMetrics) echo.MiddlewareFunc {
 				attrs = append(attrs, slog.String("user_id", p.UserID.String()))
 			}
 			level := slog.LevelInfo
-			if res.Status >= 500 {
+			switch {
+			case quietPaths[req.URL.Path]:
+				level = slog.LevelDebug
+			case res.Status >= 500:
 				level = slog.LevelError
 			}
 			logger.LogAttrs(req.Context(), level, "request", attrs...)

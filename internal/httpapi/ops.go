@@ -15,20 +15,28 @@ import (
 
 // opsHandlers serve the `ops` tag and the key set.
 type opsHandlers struct {
-	pool  *pgxpool.Pool
-	redis redis.UniversalClient
-	keys  *auth.KeyRing
+	pool     *pgxpool.Pool
+	redis    redis.UniversalClient
+	keys     *auth.KeyRing
+	draining func() bool
 }
 
 // readinessTimeout bounds each dependency check, so a hung dependency fails the probe
 // instead of hanging it.
 const readinessTimeout = time.Second
 
+// errDraining is /readyz's answer while the process drains before it stops: an expected
+// answer, not a failure, so it is not logged as one.
+var errDraining = &apperr.Error{Code: apperr.NotReady, Message: "shutting down: this instance takes no new traffic", RetryAfter: time.Second}
+
 func (h opsHandlers) GetHealth(context.Context, api.GetHealthRequestObject) (api.GetHealthResponseObject, error) {
 	return api.GetHealth200JSONResponse{Status: api.HealthStatusOk}, nil
 }
 
 func (h opsHandlers) GetReady(ctx context.Context, _ api.GetReadyRequestObject) (api.GetReadyResponseObject, error) {
+	if h.draining != nil && h.draining() {
+		return nil, errDraining
+	}
 	ctx, cancel := context.WithTimeout(ctx, readinessTimeout)
 	defer cancel()
 	checks := map[string]api.ReadinessChecks{}

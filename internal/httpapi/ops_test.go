@@ -240,3 +240,29 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 	require.Error(t, err)
 }
+
+// TestProbesAndScrapesAreLoggedAtDebug: a load balancer's probes and a scraper's requests
+// every few seconds would drown the info log; their lines are at debug, while the API's
+// requests stay at info.
+func TestProbesAndScrapesAreLoggedAtDebug(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
+		res, _ := s.Do(t, http.MethodGet, path, "", nil, nil)
+		res.Body.Close()
+	}
+	levels := func() map[string]string {
+		out := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(s.Logs.String()), "\n") {
+			var rec struct{ Msg, Level, Path string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "request" {
+				out[rec.Path] = rec.Level
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(levels()) == 4 }, 2*time.Second, 10*time.Millisecond, s.Logs.String())
+	require.Equal(t, map[string]string{
+		"/healthz": "DEBUG", "/readyz": "DEBUG", "/metrics": "DEBUG", "/openapi.json": "INFO",
+	}, levels())
+}

@@ -95,7 +95,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			status = http.StatusInternalServerError
 		}
 		ctx := c.Request().Context()
-		if status >= 500 {
+		if status >= 500 && !errors.Is(err, errDraining) {
 			// The cause goes to the log, never to the client.
 			logger.ErrorContext(ctx, "request failed", "error", err.Error(), "code", e.Code)
 		}

@@ -60,6 +60,9 @@ type Deps struct {
 	WebhookSecret string
 	Keys          *auth.KeyRing
 	Registry      *prometheus.Registry
+	// Draining reports whether the process is shutting down, when /readyz answers 503
+	// (nil: never).
+	Draining func() bool
 }
 
 // Server implements api.StrictServerInterface by composing one handler set per OpenAPI tag.
@@ -134,7 +137,7 @@ func New(d Deps) (*echo.Echo, error) {
 		messageHandlers:  messageHandlers{svc: d.Chat, rooms: d.Rooms},
 		realtimeHandlers: realtimeHandlers{tickets: d.Tickets, gateway: d.Gateway, publicURL: d.Config.PublicURL},
 		walletHandlers:   walletHandlers{svc: d.Wallet, topups: d.Topups, admins: admins(d.Config)},
-		opsHandlers:      opsHandlers{pool: d.Pool, redis: d.Redis, keys: d.Keys},
+		opsHandlers:      opsHandlers{pool: d.Pool, redis: d.Redis, keys: d.Keys, draining: d.Draining},
 	}, nil))
 
 	// Provider webhooks are verified on their raw body, before any JSON handling.
