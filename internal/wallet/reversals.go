@@ -83,22 +83,8 @@ func (t *Topups) topupOfPayment(ctx context.Context, paymentIntent string) (db.T
 // `topup:<id>:refund:amount:<amount_refunded>`). The top-up moves to partially_refunded or
 // refunded. also runs in the same transaction (completing the job).
 func (t *Topups) BookRefund(ctx context.Context, c payments.Charge, also func(tx pgx.Tx) error) error {
-	row, err := t.topupOfPayment(ctx, c.PaymentIntent)
-	if err != nil {
-		return fmt.Errorf("book refund of %s: %w", c.ID, err)
-	}
 	posted := false
-	err = pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
-		q := db.New(tx)
-		row, err := q.LockTopup(ctx, row.ID)
-		if err != nil {
-			return err
-		}
-		if !isCredited(row.Status) {
-			t.logger.WarnContext(ctx, "a refund of a top-up that was never credited; nothing to take back",
-				"topup_id", row.ID, "status", row.Status, "charge", c.ID, "amount_refunded", c.AmountRefunded)
-			return finish(also, tx)
-		}
+	err := t.reverse(ctx, c.PaymentIntent, "refund", also, func(q *db.Queries, row db.Topup) error {
 		refunded, err := q.RaiseTopupAmountRefunded(ctx, db.RaiseTopupAmountRefundedParams{ID: row.ID, AmountRefunded: c.AmountRefunded})
 		if err != nil {
 			return err
@@ -109,17 +95,13 @@ func (t *Topups) BookRefund(ctx context.Context, c payments.Charge, also func(tx
 		}
 		// Never more than what is left after refunds and withdrawn disputes.
 		owed := min(creditsFor(row, refunded)-taken.Refunded, row.Credits-taken.Refunded-taken.Disputed)
-		if owed > 0 {
-			key := "topup:" + row.ID.String() + ":refund:amount:" + strconv.FormatInt(refunded, 10)
-			if posted, err = t.takeBack(ctx, q, row, key, KindRefund, owed,
-				fmt.Sprintf("refund of %d of %d %s at the provider", refunded, row.Amount, row.Currency)); err != nil {
-				return err
-			}
+		if owed <= 0 {
+			return nil
 		}
-		if err := t.followReversals(ctx, q, row); err != nil {
-			return err
-		}
-		return finish(also, tx)
+		key := "topup:" + row.ID.String() + ":refund:amount:" + strconv.FormatInt(refunded, 10)
+		posted, err = t.takeBack(ctx, q, row, key, KindRefund, owed,
+			fmt.Sprintf("refund of %d of %d %s at the provider", refunded, row.Amount, row.Currency))
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("book refund of %s: %w", c.ID, err)
@@ -128,6 +110,39 @@ func (t *Topups) BookRefund(ctx context.Context, c payments.Charge, also func(tx
 		t.metrics.posted(KindRefund)
 	}
 	return nil
+}
+
+// reverse runs book on the credited top-up paying paymentIntent, locked, in one transaction
+// with moving the top-up to the state its reversals say and with also. A top-up never
+// credited (pending, expired, failed, review) has nothing to take back: it is logged and
+// left alone.
+func (t *Topups) reverse(ctx context.Context, paymentIntent, what string, also func(tx pgx.Tx) error, book func(q *db.Queries, row db.Topup) error) error {
+	found, err := t.topupOfPayment(ctx, paymentIntent)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
+		q := db.New(tx)
+		row, err := q.LockTopup(ctx, found.ID)
+		if err != nil {
+			return err
+		}
+		if !isCredited(row.Status) {
+			t.logger.WarnContext(ctx, "a "+what+" of a top-up that was never credited; nothing to take back",
+				"topup_id", row.ID, "status", row.Status, "payment_intent", paymentIntent)
+		} else {
+			if err := book(q, row); err != nil {
+				return err
+			}
+			if err := t.followReversals(ctx, q, row); err != nil {
+				return err
+			}
+		}
+		if also != nil {
+			return also(tx)
+		}
+		return nil
+	})
 }
 
 // BookDispute books a dispute of a top-up's payment as the provider reports it: opened
@@ -143,46 +158,30 @@ func (t *Topups) BookDispute(ctx context.Context, d payments.Dispute, also func(
 		t.logger.WarnContext(ctx, "a dispute in a state Parlor does not know; ignored", "dispute", d.ID, "status", d.Status)
 		return t.complete(ctx, also)
 	}
-	row, err := t.topupOfPayment(ctx, d.PaymentIntent)
-	if err != nil {
-		return fmt.Errorf("book dispute %s: %w", d.ID, err)
-	}
 	posted := 0
-	err = pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
-		q := db.New(tx)
-		row, err := q.LockTopup(ctx, row.ID)
-		if err != nil {
-			return err
-		}
-		if !isCredited(row.Status) {
-			t.logger.WarnContext(ctx, "a dispute of a top-up that was never credited; nothing to take back",
-				"topup_id", row.ID, "status", row.Status, "dispute", d.ID)
-			return finish(also, tx)
-		}
+	err := t.reverse(ctx, d.PaymentIntent, "dispute", also, func(q *db.Queries, row db.Topup) error {
 		dispute, err := q.UpsertTopupDispute(ctx, db.UpsertTopupDisputeParams{ID: d.ID, TopupID: row.ID, Amount: d.Amount, Status: state})
 		if postgres.IsNoRows(err) {
-			return finish(also, tx) // decided already: a late or repeated event
+			return nil // decided already: a late or repeated event
 		}
 		if err != nil {
 			return err
 		}
 		prefix := "topup:" + row.ID.String() + ":dispute:" + d.ID
-		if dispute.Status == disputeOpen || dispute.Status == disputeLost {
-			if dispute.Credits == 0 {
-				taken, err := q.SumTopupReversals(ctx, row.ID)
-				if err != nil {
+		if (dispute.Status == disputeOpen || dispute.Status == disputeLost) && dispute.Credits == 0 {
+			taken, err := q.SumTopupReversals(ctx, row.ID)
+			if err != nil {
+				return err
+			}
+			if credits := min(creditsFor(row, d.Amount), row.Credits-taken.Refunded-taken.Disputed); credits > 0 {
+				if _, err := t.takeBack(ctx, q, row, prefix+":withdrawn", KindDispute, credits,
+					fmt.Sprintf("dispute %s of %d %s opened at the provider", d.ID, d.Amount, row.Currency)); err != nil {
 					return err
 				}
-				if credits := min(creditsFor(row, d.Amount), row.Credits-taken.Refunded-taken.Disputed); credits > 0 {
-					if _, err := t.takeBack(ctx, q, row, prefix+":withdrawn", KindDispute, credits,
-						fmt.Sprintf("dispute %s of %d %s opened at the provider", d.ID, d.Amount, row.Currency)); err != nil {
-						return err
-					}
-					if err := q.SetTopupDisputeCredits(ctx, db.SetTopupDisputeCreditsParams{ID: d.ID, Credits: credits}); err != nil {
-						return err
-					}
-					posted++
+				if err := q.SetTopupDisputeCredits(ctx, db.SetTopupDisputeCreditsParams{ID: d.ID, Credits: credits}); err != nil {
+					return err
 				}
+				posted++
 			}
 		}
 		if dispute.Status == disputeWon && dispute.Credits > 0 {
@@ -196,17 +195,12 @@ func (t *Topups) BookDispute(ctx context.Context, d payments.Dispute, also func(
 				Memo: fmt.Sprintf("dispute %s won: credits given back", d.ID),
 				Legs: []Leg{{Account: issuance, Amount: -dispute.Credits}, {Account: wallet, Amount: dispute.Credits}},
 			})
-			if err != nil {
-				return err
-			}
 			if created {
 				posted++
 			}
-		}
-		if err := t.followReversals(ctx, q, row); err != nil {
 			return err
 		}
-		return finish(also, tx)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("book dispute %s: %w", d.ID, err)
@@ -292,13 +286,6 @@ func isCredited(status string) bool {
 		}
 	}
 	return false
-}
-
-func finish(also func(tx pgx.Tx) error, tx pgx.Tx) error {
-	if also != nil {
-		return also(tx)
-	}
-	return nil
 }
 
 // complete runs also in a transaction of its own: an event that needs no booking.
