@@ -406,3 +406,45 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestConcurrentRefundFiguresBookTheLargestOnce: Stripe reports a charge's refunds as a
+// cumulative amount_refunded, and its events arrive in any order, repeated, at once. However
+// they interleave, the credits taken back are exactly the share the largest figure paid for
+// (rounded up), never more, and the top-up ends refunded once all its credits are taken back.
+func TestConcurrentRefundFiguresBookTheLargestOnce(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	for _, tc := range []struct {
+		figures []int64 // of 199
+		want    int64   // credits taken back
+		status  string
+	}{
+		{[]int64{1}, 1, wallet.TopupPartiallyRefunded},
+		{[]int64{100, 50, 100, 1, 100}, 51, wallet.TopupPartiallyRefunded},
+		{[]int64{10, 20, 30, 40, 199, 60, 199, 150}, 100, wallet.TopupRefunded},
+		// 99.5 credits' worth rounds up to all of them: the state follows the credits.
+		{[]int64{198}, 100, wallet.TopupRefunded},
+	} {
+		f := newTopup(t, pool)
+		paid := sessionPaid
+		paid.PaymentIntent = "pi_" + uuid.NewString()
+		f.settle(t, paid)
+		var wg sync.WaitGroup
+		for _, amount := range tc.figures {
+			for range 2 {
+				wg.Go(func() {
+					err := f.topups.BookRefund(ctx, payments.Charge{ID: "ch_1", PaymentIntent: paid.PaymentIntent,
+						Amount: 199, AmountRefunded: amount, Currency: "usd"}, nil)
+					if err != nil {
+						t.Error(err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		status, balance, _ := f.read(t)
+		require.Equal(t, 100-tc.want, balance, "%v", tc.figures)
+		require.Equal(t, tc.status, status, "%v", tc.figures)
+	}
+	requireReconciled(t, pool)
+}
