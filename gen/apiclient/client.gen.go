@@ -1052,7 +1052,7 @@ type Topup struct {
 	// credits nothing. After a success the provider may take money back, and the
 	// credits follow, each reversal booked once: `partially_refunded` (part of the
 	// payment refunded: that share of the credits, rounded up, taken back),
-	// `refunded` (all of it, by an admin or at the provider), `disputed` (a dispute is
+	// `refunded` (all its credits taken back, by an admin or by refunds at the provider), `disputed` (a dispute is
 	// open: the disputed share taken back; an inquiry takes nothing), back to
 	// `succeeded` or `partially_refunded` when the dispute is won (the credits given
 	// back), `charged_back` when it is lost (final). A reversal takes the credits
@@ -1071,7 +1071,7 @@ type Topup struct {
 // credits nothing. After a success the provider may take money back, and the
 // credits follow, each reversal booked once: `partially_refunded` (part of the
 // payment refunded: that share of the credits, rounded up, taken back),
-// `refunded` (all of it, by an admin or at the provider), `disputed` (a dispute is
+// `refunded` (all its credits taken back, by an admin or by refunds at the provider), `disputed` (a dispute is
 // open: the disputed share taken back; an inquiry takes nothing), back to
 // `succeeded` or `partially_refunded` when the dispute is won (the credits given
 // back), `charged_back` when it is lost (final). A reversal takes the credits
