@@ -12,7 +12,8 @@ import (
 )
 
 // TestStuckTopupsScript runs scripts/stuck-topups.sql: it answers nothing on a healthy
-// database and lists a top-up left pending past its checkout's expiry.
+// database and lists a top-up left pending past its checkout's expiry, and one awaiting
+// review.
 func TestStuckTopupsScript(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -39,4 +40,12 @@ INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, ch
 SELECT id, 'small', 100, 199, 'usd', 'sandbox', 'cs_old', now() - interval '2 hours', now() - interval '3 hours' FROM u`)
 	require.NoError(t, err)
 	require.Equal(t, []string{"pending_past_expiry"}, problems())
+
+	// A payment of another price parks its top-up in review, which only an operator resolves.
+	_, err = pool.Exec(ctx, `
+INSERT INTO topups (user_id, package_id, credits, amount, currency, provider, checkout_session_id, status, expires_at)
+SELECT id, 'small', 100, 199, 'usd', 'sandbox', 'cs_review', 'review', now() + interval '1 hour' FROM users WHERE email = 'stuck@example.com'`)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"pending_past_expiry", "awaiting_review"}, problems())
 }
+
