@@ -202,3 +202,8 @@ UPDATE topup_disputes SET credits = @credits WHERE id = @id;
 
 -- name: ListTopupDisputes :many
 SELECT * FROM topup_disputes WHERE topup_id = @topup_id ORDER BY created_at, id;
+
+-- name: LockUserTopups :exec
+-- Serializes one user's top-up creations (a transaction-scoped advisory lock), so the cap
+-- on pending top-ups holds under concurrent requests.
+SELECT pg_advisory_xact_lock(hashtextextended('topups:' || (sqlc.arg(user_id)::uuid)::text, 0));

@@ -122,6 +122,9 @@ type Querier interface {
 	// foreign key), and two creations upgrading it to UPDATE would deadlock; NO KEY UPDATE does
 	// not conflict with KEY SHARE, only with itself.
 	LockUser(ctx context.Context, id uuid.UUID) error
+	// Serializes one user's top-up creations (a transaction-scoped advisory lock), so the cap
+	// on pending top-ups holds under concurrent requests.
+	LockUserTopups(ctx context.Context, userID uuid.UUID) error
 	MarkPaymentEventProcessed(ctx context.Context, id string) error
 	MarkRefreshTokenUsed(ctx context.Context, tokenHash []byte) error
 	MemberRoomIDs(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error)

@@ -847,6 +847,17 @@ func (q *Queries) LockTopup(ctx context.Context, id uuid.UUID) (Topup, error) {
 	return i, err
 }
 
+const LockUserTopups = `-- name: LockUserTopups :exec
+SELECT pg_advisory_xact_lock(hashtextextended('topups:' || ($1::uuid)::text, 0))
+`
+
+// Serializes one user's top-up creations (a transaction-scoped advisory lock), so the cap
+// on pending top-ups holds under concurrent requests.
+func (q *Queries) LockUserTopups(ctx context.Context, userID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, LockUserTopups, userID)
+	return err
+}
+
 const MarkPaymentEventProcessed = `-- name: MarkPaymentEventProcessed :exec
 UPDATE payment_events SET processed_at = now() WHERE id = $1 AND processed_at IS NULL
 `

@@ -205,6 +205,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		provider = payments.NewSandbox(a.Pool, cfg.PublicURL)
 	}
 	a.Topups = wallet.NewTopups(a.Pool, provider, settings.Packages, cfg.PublicURL, logger, walletMetrics)
+	a.Topups.MaxPending = cfg.MaxPendingTopups
 	idem := wallet.NewIdempotencyKeys(a.Pool, cfg.IdempotencyKeyTTL)
 	pruners := map[string]pruner{
 		// Expired keys are reusable before they are pruned; pruning only bounds the tables.

@@ -27,6 +27,7 @@ const (
 	IdempotencyMismatch Code = "idempotency_key_reused"
 	IdempotencyInFlight Code = "idempotency_key_in_use"
 	RoomLimit           Code = "room_limit_reached"
+	TopupLimit          Code = "topup_limit_reached"
 	FullSyncRequired    Code = "full_sync_required"
 	Banned              Code = "banned"
 	Muted               Code = "muted"

@@ -111,6 +111,9 @@ type Config struct {
 	// TopupReconcileInterval: how often pending top-ups older than five minutes are settled
 	// from the provider's state (a lost webhook, an abandoned checkout).
 	TopupReconcileInterval time.Duration `env:"APP_TOPUP_RECONCILE_INTERVAL" envDefault:"5m"`
+	// MaxPendingTopups: how many top-ups one account may have awaiting payment at once (each
+	// opens a checkout session at the provider).
+	MaxPendingTopups int `env:"APP_MAX_PENDING_TOPUPS" envDefault:"5"`
 	// JobWorkers: how many background jobs (webhook processing, reconciling, pruning) one
 	// instance runs at once; each holds a database connection while it runs.
 	JobWorkers int `env:"APP_JOB_WORKERS" envDefault:"10"`
@@ -323,6 +326,9 @@ func (c Config) Validate() error {
 	}
 	if c.IdempotencyKeyTTL < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("APP_IDEMPOTENCY_KEY_TTL must be at least 24h, not %s", c.IdempotencyKeyTTL))
+	}
+	if c.MaxPendingTopups < 1 || c.MaxPendingTopups > 1000 {
+		errs = append(errs, fmt.Errorf("APP_MAX_PENDING_TOPUPS must be between 1 and 1000, not %d", c.MaxPendingTopups))
 	}
 	if c.TopupReconcileInterval < time.Second {
 		errs = append(errs, fmt.Errorf("APP_TOPUP_RECONCILE_INTERVAL must be at least 1s, not %s", c.TopupReconcileInterval))

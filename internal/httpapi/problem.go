@@ -55,6 +55,7 @@ var statusOf = map[apperr.Code]int{
 	apperr.InsufficientCredits:   http.StatusUnprocessableEntity,
 	apperr.IdempotencyRequired:   http.StatusBadRequest,
 	apperr.RoomLimit:             http.StatusConflict,
+	apperr.TopupLimit:            http.StatusConflict,
 	apperr.FullSyncRequired:      http.StatusGone,
 	apperr.IdempotencyMismatch:   http.StatusUnprocessableEntity,
 	apperr.IdempotencyInFlight:   http.StatusConflict,

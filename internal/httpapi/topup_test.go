@@ -18,6 +18,7 @@ import (
 	"github.com/parlor-dev/parlor/internal/auth"
 	"github.com/parlor-dev/parlor/internal/parlortest"
 	"github.com/parlor-dev/parlor/internal/payments"
+	"github.com/parlor-dev/parlor/internal/wallet"
 )
 
 func TestSandboxTopupEndToEnd(t *testing.T) {
@@ -271,6 +272,7 @@ func TestManyShuffledDeliveriesCreditEachPaidTopupOnce(t *testing.T) {
 	s := parlortest.New(t)
 	sandbox := s.Topups.Provider().(*payments.Sandbox)
 	const payments_, deliveriesN = 300, 3000
+	s.Topups.MaxPending = payments_ // 100 per user, all pending at once
 	users := []*parlortest.User{s.Register(t, "u0"), s.Register(t, "u1"), s.Register(t, "u2")}
 	var events [][]byte
 	want := map[uuid.UUID]int64{}
@@ -510,4 +512,48 @@ func TestSandboxPageRefusals(t *testing.T) {
 	require.Equal(t, payments.SessionExpired, out.Session.Status)
 	require.Equal(t, apiclient.TopupStatusExpired, parlortest.GetTopup(t, bob, tp.Id).Status)
 	require.Zero(t, parlortest.BalanceOf(t, bob))
+}
+
+// TestPendingTopupsAreCapped: each top-up opens a checkout session at the provider, so one
+// account may have at most five awaiting payment — also when it asks for more at once —
+// with a documented 409 for the next; once one is settled, it may buy again.
+func TestPendingTopupsAreCapped(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	bob := s.Register(t, "bob")
+	var wg sync.WaitGroup
+	statuses := make(chan int, 8)
+	for range 8 {
+		wg.Go(func() {
+			res, err := bob.Client.CreateTopupWithResponse(ctx, &apiclient.CreateTopupParams{IdempotencyKey: uuid.NewString()},
+				apiclient.CreateTopupJSONRequestBody{PackageId: "small"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if res.StatusCode() == 409 {
+				parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 409, "topup_limit_reached")
+			}
+			statuses <- res.StatusCode()
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for st := range statuses {
+		count[st]++
+	}
+	require.Equal(t, map[int]int{201: wallet.MaxPendingTopups, 409: 8 - wallet.MaxPendingTopups}, count)
+	require.Equal(t, wallet.MaxPendingTopups, s.Count(t, "SELECT count(*) FROM topups WHERE user_id = $1", bob.ID))
+
+	// Paying one frees a place.
+	var pending uuid.UUID
+	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT id FROM topups WHERE user_id = $1 LIMIT 1", bob.ID).Scan(&pending))
+	page, err := url.Parse(parlortest.GetTopup(t, bob, pending).CheckoutUrl)
+	require.NoError(t, err)
+	res, _ := s.Do(t, "POST", page.Path+"/pay", "", nil, nil)
+	require.Equal(t, 200, res.StatusCode)
+	require.Eventually(t, func() bool { return parlortest.GetTopup(t, bob, pending).Status == apiclient.TopupStatusSucceeded },
+		10*time.Second, 20*time.Millisecond)
+	parlortest.CreateTopup(t, bob, "small")
 }

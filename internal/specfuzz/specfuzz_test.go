@@ -79,7 +79,7 @@ var problemCodes = []apperr.Code{
 	apperr.Invalid, apperr.Unauthorized, apperr.InvalidCredentials, apperr.RefreshTokenReused,
 	apperr.Forbidden, apperr.NotFound, apperr.Conflict, apperr.InsufficientCredits,
 	apperr.IdempotencyRequired, apperr.IdempotencyMismatch, apperr.IdempotencyInFlight,
-	apperr.RoomLimit, apperr.FullSyncRequired, apperr.Banned, apperr.Muted, apperr.Archived,
+	apperr.RoomLimit, apperr.TopupLimit, apperr.FullSyncRequired, apperr.Banned, apperr.Muted, apperr.Archived,
 	apperr.PayloadTooLarge, apperr.UnsupportedAPIVersion, apperr.UnsupportedMediaType, apperr.MethodNotAllowed,
 	apperr.RateLimited, apperr.NotReady, apperr.Unavailable, apperr.Internal,
 }

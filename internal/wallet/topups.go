@@ -57,6 +57,12 @@ func topupFromRow(r db.Topup) Topup {
 // CheckoutTTL is how long a checkout session stays open (Stripe allows 30 min to 24 h).
 const CheckoutTTL = time.Hour
 
+// MaxPendingTopups is Topups.MaxPending's default (APP_MAX_PENDING_TOPUPS): how many top-ups
+// one account may have awaiting payment at once. Each opens a checkout session at the
+// provider, so the cap bounds what one account can make Parlor ask of Stripe (the write
+// rate limit bounds how fast).
+const MaxPendingTopups = 5
+
 // CheckoutCreateTimeout bounds creating a top-up: the provider call (with its retries) and
 // the state changes around it. It runs on its own context, so a client that hangs up
 // leaves no top-up half made; an Idempotency-Key's lock (IdempotencyStale) outlives it.
@@ -101,11 +107,14 @@ type Topups struct {
 	queue     *river.Client[pgx.Tx]
 	// Now is the clock (time.Now; tests move it).
 	Now func() time.Time
+	// MaxPending is how many top-ups one account may have awaiting payment at once.
+	MaxPending int
 }
 
 // NewTopups returns the top-up service; SetQueue must be called before webhooks arrive.
 func NewTopups(pool *pgxpool.Pool, provider payments.Provider, packages []Package, publicURL string, logger *slog.Logger, metrics *Metrics) *Topups {
-	return &Topups{pool: pool, provider: provider, packages: packages, publicURL: publicURL, logger: logger, metrics: metrics, Now: time.Now}
+	return &Topups{pool: pool, provider: provider, packages: packages, publicURL: publicURL, logger: logger, metrics: metrics, Now: time.Now,
+		MaxPending: MaxPendingTopups}
 }
 
 // SetQueue gives the service the River client its webhook jobs go to.
@@ -136,9 +145,23 @@ func (t *Topups) Create(ctx context.Context, user uuid.UUID, packageID string) (
 	defer cancel()
 	q := db.New(t.pool)
 	now := t.Now()
-	row, err := q.CreateTopup(ctx, db.CreateTopupParams{
-		UserID: user, PackageID: pkg.ID, Credits: pkg.Credits, Amount: pkg.Price, Currency: pkg.Currency,
-		Provider: t.provider.Name(), ExpiresAt: now.Add(CheckoutTTL), NextCheckAt: now.Add(WebhookGrace),
+	var row db.Topup
+	err := postgres.WithTx(ctx, t.pool, func(q *db.Queries) error {
+		if err := q.LockUserTopups(ctx, user); err != nil {
+			return err
+		}
+		pending, err := q.CountPendingTopups(ctx, user)
+		if err != nil {
+			return err
+		}
+		if pending >= int64(t.MaxPending) {
+			return apperr.New(apperr.TopupLimit, "%d top-ups already await payment, the most one account may have: pay one, or let it expire, first", pending)
+		}
+		row, err = q.CreateTopup(ctx, db.CreateTopupParams{
+			UserID: user, PackageID: pkg.ID, Credits: pkg.Credits, Amount: pkg.Price, Currency: pkg.Currency,
+			Provider: t.provider.Name(), ExpiresAt: now.Add(CheckoutTTL), NextCheckAt: now.Add(WebhookGrace),
+		})
+		return err
 	})
 	if err != nil {
 		return Topup{}, fmt.Errorf("create top-up: %w", err)

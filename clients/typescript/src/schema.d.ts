@@ -645,7 +645,9 @@ export interface paths {
          *     the user to (Stripe Checkout, or the offline sandbox's page with Pay, Cancel, and a
          *     delayed payment that fails — to try each outcome offline). The credits arrive once the payment provider confirms the payment to Parlor — never on
          *     the redirect alone; poll `GET /v1/wallet/topups/{topup_id}` or watch the wallet.
-         *     Needs an `Idempotency-Key`: a repeat returns the same top-up.
+         *     Needs an `Idempotency-Key`: a repeat returns the same top-up. At most 5 top-ups may
+         *     await payment at once (`409 topup_limit_reached`): pay one, or let it expire (an
+         *     hour), first.
          */
         post: operations["createTopup"];
         delete?: never;
@@ -836,7 +838,7 @@ export interface components {
          * @description An RFC 9457 problem. `code` is stable and what clients should branch on; `title` and
          *     `detail` are for humans and may change. Codes: `invalid_request`, `unauthorized`,
          *     `invalid_credentials`, `refresh_token_reused`, `forbidden`, `not_found`, `conflict`,
-         *     `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_api_version`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
+         *     `insufficient_credits`, `idempotency_key_required`, `idempotency_key_reused`, `idempotency_key_in_use`, `room_limit_reached`, `topup_limit_reached`, `full_sync_required`, `banned`, `muted`, `archived`, `payload_too_large`, `unsupported_api_version`, `unsupported_media_type`, `method_not_allowed`, `rate_limited`,
          *     `not_ready`, `unavailable`, `internal`.
          */
         Problem: {
@@ -1568,7 +1570,7 @@ export interface components {
         };
         /**
          * @description The request conflicts with the current state (`conflict`, `archived`,
-         *     `room_limit_reached`), or a request
+         *     `room_limit_reached`, `topup_limit_reached`), or a request
          *     with the same `Idempotency-Key` is still in progress (`idempotency_key_in_use`): retry
          *     after `Retry-After` seconds.
          */
