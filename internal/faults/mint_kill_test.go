@@ -25,7 +25,7 @@ import (
 // their credits, and the ledger audit finds nothing.
 //
 // Jobs the killed process was running stay `running` in River until its rescuer's
-// RescueStuckJobsAfter (JobTimeout + 1 h by default) — see
+// RescueStuckJobsAfter (1 h by default) — see
 // TestJobsOfAKilledParlorAreRetriedWithinMinutes, skipped: a bug. Their top-ups stay pending
 // until the reconciler's first visit (WebhookGrace, 5 min) or their buyer's read; this test
 // has each buyer read their still-pending top-ups on the new process (what the client does
@@ -40,7 +40,7 @@ func TestAParlorKilledMidMintIsMadeWholeOnRestart(t *testing.T) {
 func TestJobsOfAKilledParlorAreRetriedWithinMinutes(t *testing.T) {
 	t.Skip("BUG: internal/app/jobs.go leaves river.Config.RescueStuckJobsAfter (and JobTimeout) at their defaults, so the " +
 		"payment_event jobs a SIGKILLed `parlor serve` was running (state running, attempt 1) are rescued only after " +
-		"JobTimeout (1 min) + 1 h: for an hour their events stay unprocessed and their paid top-ups pending and uncredited " +
+		"River's default RescueStuckJobsAfter of 1 h: for an hour their events stay unprocessed and their paid top-ups pending and uncredited " +
 		"unless the reconciler (after WebhookGrace) or a GET of the top-up settles them. Reproduce: this test unskipped " +
 		"(a new process on the same database never finishes them within 30 s). Fix: a short JobTimeout and " +
 		"RescueStuckJobsAfter for payment_event jobs (Settle is idempotent, so an early rescue is safe).")
