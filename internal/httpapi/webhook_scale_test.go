@@ -89,8 +89,8 @@ func TestScaleSignedWebhookDeliveriesOverHTTP(t *testing.T) {
 	start := time.Now()
 	cfg := parlortest.Config(t)
 	cfg.StripeWebhookSecret = parlortest.WebhookSecret
-	cfg.DBMaxConns = 20 // DB_MAX_CONNS's default, not the 10 of other test servers: HTTP and River share the pool
-	cfg.JobWorkers = 10 // APP_JOB_WORKERS's default
+	cfg.DBMaxConns = 20         // DB_MAX_CONNS's default, not the 10 of other test servers: HTTP and River share the pool
+	cfg.JobWorkers = 10         // APP_JOB_WORKERS's default
 	cfg.MaxPendingTopups = 1000 // the top-ups of a few users, all pending at once
 	s := parlortest.Start(t, cfg)
 	sandbox := s.Topups.Provider().(*payments.Sandbox)

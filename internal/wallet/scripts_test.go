@@ -48,4 +48,3 @@ SELECT id, 'small', 100, 199, 'usd', 'sandbox', 'cs_review', 'review', now() + i
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"pending_past_expiry", "awaiting_review"}, problems())
 }
-
