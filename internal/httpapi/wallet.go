@@ -157,7 +157,10 @@ func idempotency(keys *wallet.IdempotencyKeys, routes map[string]bool, logger *s
 				return err
 			}
 			ctx := req.Context()
-			stored, claim, err := keys.Begin(ctx, p.UserID, key, hash)
+			// Claimed whether or not the client is still there: a claim committed as the
+			// client hangs up must end Finished or Released below, never left locked until
+			// it goes stale (the handlers that matter run detached from the request anyway).
+			stored, claim, err := keys.Begin(context.WithoutCancel(ctx), p.UserID, key, hash)
 			if err != nil {
 				return err
 			}
