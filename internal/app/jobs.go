@@ -58,7 +58,7 @@ func (w *pruneWorker) Work(ctx context.Context, job *river.Job[PruneArgs]) error
 func startQueue(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, topups *wallet.Topups, pruners map[string]pruner, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &wallet.PaymentEventWorker{Topups: topups})
-	river.AddWorker(workers, &wallet.ReconcileTopupsWorker{Topups: topups})
+	river.AddWorker(workers, &wallet.ReconcileTopupsWorker{Topups: topups, RunTimeout: jobTimeout(cfg.JobRescueAfter, wallet.ReconcileTimeout)})
 	river.AddWorker(workers, &pruneWorker{pruners: pruners, logger: logger})
 
 	periodic := []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.TopupReconcileInterval),
@@ -81,6 +81,12 @@ func startQueue(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, topu
 		// the jobs run. Draining 1,700 webhook jobs went from 86 to 134 jobs/s with 5 ms
 		// (TestScaleSignedWebhookDeliveriesOverHTTP, 2 busy cores); a fetch is one query.
 		FetchCooldown: 5 * time.Millisecond,
+		// A job its instance died running (SIGKILL, a lost node) stays `running` until the
+		// rescuer retries it: after an hour by default, which left a paid top-up uncredited
+		// that long (TestJobsOfAKilledParlorAreRetriedWithinMinutes). Every job here is
+		// idempotent; each runs well under its timeout, which stays below the rescue.
+		RescueStuckJobsAfter: cfg.JobRescueAfter,
+		JobTimeout:           jobTimeout(cfg.JobRescueAfter, time.Minute),
 		Workers:       workers,
 		PeriodicJobs:  periodic,
 	})
@@ -91,4 +97,10 @@ func startQueue(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, topu
 		return nil, fmt.Errorf("start the job queue: %w", err)
 	}
 	return client, nil
+}
+
+// jobTimeout is want, cut to four fifths of the rescue delay: a job is given up before it
+// could be rescued while still running.
+func jobTimeout(rescueAfter, want time.Duration) time.Duration {
+	return min(want, rescueAfter*4/5)
 }

@@ -117,6 +117,10 @@ type Config struct {
 	// JobWorkers: how many background jobs (webhook processing, reconciling, pruning) one
 	// instance runs at once; each holds a database connection while it runs.
 	JobWorkers int `env:"APP_JOB_WORKERS" envDefault:"10"`
+	// JobRescueAfter: how long a background job may run before it is presumed lost (its
+	// instance died) and retried; jobs are idempotent, so a retry of one still running
+	// repeats no effect. River's own default is an hour.
+	JobRescueAfter time.Duration `env:"APP_JOB_RESCUE_AFTER" envDefault:"5m"`
 	// AdminUserIDs are the users with the admin role (refunds): granted here by an operator,
 	// never through the API.
 	AdminUserIDs []uuid.UUID `env:"APP_ADMIN_USER_IDS" envSeparator:","`
@@ -332,6 +336,9 @@ func (c Config) Validate() error {
 	}
 	if c.TopupReconcileInterval < time.Second {
 		errs = append(errs, fmt.Errorf("APP_TOPUP_RECONCILE_INTERVAL must be at least 1s, not %s", c.TopupReconcileInterval))
+	}
+	if c.JobRescueAfter < 5*time.Second || c.JobRescueAfter > time.Hour {
+		errs = append(errs, fmt.Errorf("APP_JOB_RESCUE_AFTER must be between 5s and 1h, not %s", c.JobRescueAfter))
 	}
 	if c.JobWorkers < 1 || c.JobWorkers >= int(c.DBMaxConns) {
 		errs = append(errs, fmt.Errorf("APP_JOB_WORKERS must be in [1, DB_MAX_CONNS) = [1, %d), not %d: requests need connections too", c.DBMaxConns, c.JobWorkers))

@@ -31,18 +31,20 @@
 //   - 200 clients hang up (a reset) in the middle of POST /v1/wallet/topups: a retry under
 //     the same Idempotency-Key is answered with one top-up of its own, each with its
 //     checkout session, nothing credited
-//     (TestAClientHangingUpDuringTopupCreationLeavesAWholeTopup). Skipped, a bug: a hang-up
-//     during the key's claim locks the key for IdempotencyStale
-//     (TestAHangUpDuringTheIdempotencyClaimLeavesTheKeyRetryable).
+//     (TestAClientHangingUpDuringTopupCreationLeavesAWholeTopup), and a hang-up during the
+//     key's claim leaves the key usable at once
+//     (TestAHangUpDuringTheIdempotencyClaimLeavesTheKeyRetryable; it was locked for
+//     IdempotencyStale).
 //   - PostgreSQL stopped and restarted while 200 paid top-ups' events (30 % repeated) arrive
 //     and mint; 5xx deliveries are retried as Stripe does: every delivery accepted, each
 //     top-up credited exactly once (TestPostgreSQLRestartedWhileWebhooksAreProcessed).
-//     Skipped, a bug: a job that meets the outage while finding its top-up is cancelled,
-//     not retried (TestAPaymentEventJobThatMeetsADatabaseOutageIsRetried).
+//     A job that meets the outage is retried, never cancelled, so the jobs alone credit
+//     every top-up (one that failed to find its top-up was cancelled: 2 of 8 runs).
 //   - A `parlor serve` SIGKILLed while 300 paid top-ups are delivered and minted, a new one
 //     started on the same database: each credited exactly once
-//     (TestAParlorKilledMidMintIsMadeWholeOnRestart). Skipped, a bug: the killed process's
-//     running jobs are rescued only after an hour (TestJobsOfAKilledParlorAreRetriedWithinMinutes).
+//     (TestAParlorKilledMidMintIsMadeWholeOnRestart), by the jobs alone once the killed
+//     process's running jobs are rescued after APP_JOB_RESCUE_AFTER
+//     (TestJobsOfAKilledParlorAreRetriedWithinMinutes; River's default was an hour).
 //   - 1,000 top-ups (paid, expired, delayed payment failed), 10,000 shuffled deliveries of
 //     their events (30 % repeats) across two instances on one database: each paid top-up
 //     credited once, no other, every event processed

@@ -149,7 +149,6 @@ func paidEvent(t *testing.T, sandbox *payments.Sandbox, session string, topup uu
 type moneyBook struct {
 	mints     map[uuid.UUID]int // top-up → mint transactions
 	statuses  map[string]int    // top-up status → count
-	minted    int64             // credits minted for the top-ups
 	unhandled int               // payment events not processed
 }
 

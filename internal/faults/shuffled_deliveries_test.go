@@ -35,6 +35,7 @@ func TestTenThousandShuffledDeliveriesThroughTwoInstances(t *testing.T) {
 	began := time.Now()
 	cfg := parlortest.Config(t)
 	cfg.DBMaxConns, cfg.JobWorkers = 12, 6
+	cfg.MaxPendingTopups = 1000 // the top-ups of a few users, all pending at once
 	a := parlortest.Start(t, cfg)
 	b := parlortest.Start(t, cfg)
 	sandbox := a.Topups.Provider().(*payments.Sandbox)

@@ -419,11 +419,15 @@ func (w *PaymentEventWorker) Work(ctx context.Context, job *river.Job[PaymentEve
 		err = w.Topups.BookDispute(ctx, *ev.Dispute, complete)
 	default:
 		topupID, terr := topupOfEvent(ctx, db.New(w.Topups.pool), stored.Payload)
-		if terr != nil {
+		switch {
+		case errors.Is(terr, errNotOurs):
 			w.Topups.logger.WarnContext(ctx, "a payment event names no top-up of ours; ignored", "event_id", stored.ID, "error", terr.Error())
 			return river.JobCancel(terr)
+		case terr != nil:
+			err = terr // the database: retried
+		default:
+			err = w.Topups.Settle(ctx, topupID, complete)
 		}
-		err = w.Topups.Settle(ctx, topupID, complete)
 	}
 	if errors.Is(err, ErrUnknownPayment) && job.Attempt >= UnknownPaymentAttempts {
 		w.Topups.logger.WarnContext(ctx, "a refund or dispute names no payment of ours; given up", "event_id", stored.ID, "error", err.Error())
@@ -432,6 +436,10 @@ func (w *PaymentEventWorker) Work(ctx context.Context, job *river.Job[PaymentEve
 	w.Topups.metrics.eventProcessed(err)
 	return err
 }
+
+// errNotOurs means a checkout session event names no top-up of ours: its job is cancelled.
+// Any other error of topupOfEvent (the database unreachable) is retried.
+var errNotOurs = errors.New("the event names no top-up of ours")
 
 // topupOfEvent finds the top-up a checkout session event is about: by the session id we
 // stored, else by client_reference_id.
@@ -445,16 +453,22 @@ func topupOfEvent(ctx context.Context, q *db.Queries, payload []byte) (uuid.UUID
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(payload, &ev); err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, fmt.Errorf("%w: %v", errNotOurs, err)
 	}
-	if row, err := q.TopupBySession(ctx, &ev.Data.Object.ID); err == nil {
+	row, err := q.TopupBySession(ctx, &ev.Data.Object.ID)
+	if err == nil {
 		return row.ID, nil
+	}
+	if !postgres.IsNoRows(err) {
+		return uuid.Nil, fmt.Errorf("top-up of session %q: %w", ev.Data.Object.ID, err)
 	}
 	id, err := uuid.Parse(ev.Data.Object.ClientReferenceID)
 	if err != nil {
-		return uuid.Nil, fmt.Errorf("no top-up for session %q", ev.Data.Object.ID)
+		return uuid.Nil, fmt.Errorf("%w: no top-up for session %q", errNotOurs, ev.Data.Object.ID)
 	}
-	if _, err := q.GetTopup(ctx, id); err != nil {
+	if _, err := q.GetTopup(ctx, id); postgres.IsNoRows(err) {
+		return uuid.Nil, fmt.Errorf("%w: top-up %s does not exist", errNotOurs, id)
+	} else if err != nil {
 		return uuid.Nil, fmt.Errorf("top-up %s: %w", id, err)
 	}
 	return id, nil
@@ -471,6 +485,21 @@ func (ReconcileTopupsArgs) Kind() string { return "reconcile_topups" }
 type ReconcileTopupsWorker struct {
 	river.WorkerDefaults[ReconcileTopupsArgs]
 	Topups *Topups
+	// RunTimeout bounds one run (ReconcileTimeout unless the rescue delay is shorter); a run
+	// cut short leaves the rest due for the next.
+	RunTimeout time.Duration
+}
+
+// ReconcileTimeout bounds one reconciler run: ReconcileBatch provider calls take far less
+// on a healthy provider, and what a slow one leaves is visited by the next run.
+const ReconcileTimeout = 4 * time.Minute
+
+// Timeout implements river.Worker.
+func (w *ReconcileTopupsWorker) Timeout(*river.Job[ReconcileTopupsArgs]) time.Duration {
+	if w.RunTimeout > 0 {
+		return w.RunTimeout
+	}
+	return ReconcileTimeout
 }
 
 // ReconcileBatch is how many due top-ups one reconciler run visits; the rest wait for the
