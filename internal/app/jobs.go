@@ -87,8 +87,8 @@ func startQueue(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, topu
 		// idempotent; each runs well under its timeout, which stays below the rescue.
 		RescueStuckJobsAfter: cfg.JobRescueAfter,
 		JobTimeout:           jobTimeout(cfg.JobRescueAfter, time.Minute),
-		Workers:       workers,
-		PeriodicJobs:  periodic,
+		Workers:              workers,
+		PeriodicJobs:         periodic,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
