@@ -202,3 +202,19 @@ UPDATE topup_disputes SET credits = @credits WHERE id = @id;
 
 -- name: ListTopupDisputes :many
 SELECT * FROM topup_disputes WHERE topup_id = @topup_id ORDER BY created_at, id;
+
+-- name: InsertAdminAction :one
+INSERT INTO admin_actions (admin_id, action, target_user_id, target_topup_id, reason, detail)
+VALUES (@admin_id, @action, sqlc.narg('target_user_id'), sqlc.narg('target_topup_id'), @reason, @detail)
+RETURNING *;
+
+-- name: ListAdminActions :many
+-- The admin audit log, newest first, keyset-paged on the id.
+SELECT * FROM admin_actions WHERE id < @before_id ORDER BY id DESC LIMIT @lim;
+
+-- name: ListUserTopups :many
+-- A user's top-ups, newest first (bounded: the admin view of a wallet).
+SELECT * FROM topups WHERE user_id = @user_id ORDER BY created_at DESC, id DESC LIMIT @lim;
+
+-- name: ListDisputesOfTopups :many
+SELECT * FROM topup_disputes WHERE topup_id = ANY(@topup_ids::uuid[]) ORDER BY created_at, id;

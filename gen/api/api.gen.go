@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -22,6 +23,27 @@ import (
 	"github.com/oapi-codegen/runtime"
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
+
+// Defines values for AdminActionAction.
+const (
+	AdminActionLedgerAudit      AdminActionAction = "ledger.audit"
+	AdminActionTopupRefund      AdminActionAction = "topup.refund"
+	AdminActionWalletAdjustment AdminActionAction = "wallet.adjustment"
+)
+
+// Valid indicates whether the value is a known member of the AdminActionAction enum.
+func (e AdminActionAction) Valid() bool {
+	switch e {
+	case AdminActionLedgerAudit:
+		return true
+	case AdminActionTopupRefund:
+		return true
+	case AdminActionWalletAdjustment:
+		return true
+	default:
+		return false
+	}
+}
 
 // Defines values for AuthSessionTokenType.
 const (
@@ -501,6 +523,54 @@ func (e ListRoomsParamsScope) Valid() bool {
 	default:
 		return false
 	}
+}
+
+// AdminAction One action taken through the admin API.
+type AdminAction struct {
+	// Action `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+	// (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+	// (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+	// as is.
+	Action AdminActionAction `json:"action"`
+
+	// AdminId The admin who took it.
+	AdminId   openapi_types.UUID `json:"admin_id"`
+	CreatedAt time.Time          `json:"created_at"`
+
+	// Detail The action's particulars: for a refund `credits`, `amount`, `currency` and
+	// `ledger_key`; for an adjustment `amount`, `transaction_id` and `balance_after`;
+	// for an audit `ok` and `problems` (how many).
+	Detail map[string]interface{} `json:"detail"`
+	Id     int64                  `json:"id"`
+
+	// Reason The admin's reason; empty when none was given.
+	Reason string `json:"reason"`
+
+	// TargetTopupId The top-up it concerned, if any.
+	TargetTopupId *openapi_types.UUID `json:"target_topup_id,omitempty"`
+
+	// TargetUserId The user whose wallet it concerned, if any.
+	TargetUserId *openapi_types.UUID `json:"target_user_id,omitempty"`
+}
+
+// AdminActionAction `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+// (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+// (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+// as is.
+type AdminActionAction string
+
+// AdminActionPage defines model for AdminActionPage.
+type AdminActionPage struct {
+	Items []AdminAction `json:"items"`
+
+	// NextCursor Absent on the last page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// AdminRefundRequest defines model for AdminRefundRequest.
+type AdminRefundRequest struct {
+	// Reason Why the top-up is refunded, for the audit log.
+	Reason *string `json:"reason,omitempty"`
 }
 
 // AuthSession Tokens for a session, and who they belong to.
@@ -1318,6 +1388,15 @@ type UnprocessableEntity = Problem
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
 
+// ListAdminActionsParams defines parameters for ListAdminActions.
+type ListAdminActionsParams struct {
+	// Limit Page size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // RefundTopupParams defines parameters for RefundTopup.
 type RefundTopupParams struct {
 	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
@@ -1403,6 +1482,9 @@ type ListWalletTransactionsParams struct {
 	// Cursor The `next_cursor` of the previous page.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// RefundTopupJSONRequestBody defines body for RefundTopup for application/json ContentType.
+type RefundTopupJSONRequestBody = AdminRefundRequest
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
 type LoginJSONRequestBody = LoginRequest
@@ -1872,6 +1954,9 @@ type ServerInterface interface {
 	// GetReady Readiness probe
 	// (GET /readyz)
 	GetReady(ctx echo.Context) error
+	// ListAdminActions The admin audit log (admin)
+	// (GET /v1/admin/audit-log)
+	ListAdminActions(ctx echo.Context, params ListAdminActionsParams) error
 	// RefundTopup Refund a top-up (admin)
 	// (POST /v1/admin/topups/{topup_id}/refund)
 	RefundTopup(ctx echo.Context, topupId openapi_types.UUID, params RefundTopupParams) error
@@ -2008,6 +2093,31 @@ func (w *ServerInterfaceWrapper) GetReady(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetReady(ctx)
+	return err
+}
+
+// ListAdminActions converts echo context to params.
+func (w *ServerInterfaceWrapper) ListAdminActions(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListAdminActionsParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListAdminActions(ctx, params)
 	return err
 }
 
@@ -2827,6 +2937,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/v1/wallet/topups", wrapper.CreateTopup, options.OperationMiddlewares["createTopup"]...)
 	router.GET(options.BaseURL+"/v1/wallet/topups/:topup_id", wrapper.GetTopup, options.OperationMiddlewares["getTopup"]...)
 	router.POST(options.BaseURL+"/v1/admin/topups/:topup_id/refund", wrapper.RefundTopup, options.OperationMiddlewares["refundTopup"]...)
+	router.GET(options.BaseURL+"/v1/admin/audit-log", wrapper.ListAdminActions, options.OperationMiddlewares["listAdminActions"]...)
 	router.POST(options.BaseURL+"/v1/rooms/:room_id/tips", wrapper.SendTip, options.OperationMiddlewares["sendTip"]...)
 	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS, options.OperationMiddlewares["getJWKS"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
@@ -2980,9 +3091,137 @@ func (response GetReady503ApplicationProblemPlusJSONResponse) VisitGetReadyRespo
 	return err
 }
 
+type ListAdminActionsRequestObject struct {
+	Params ListAdminActionsParams
+}
+
+type ListAdminActionsResponseObject interface {
+	VisitListAdminActionsResponse(w http.ResponseWriter) error
+}
+
+type ListAdminActions200JSONResponse AdminActionPage
+
+func (response ListAdminActions200JSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions400ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions401ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions403ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions429ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions500ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions503ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RefundTopupRequestObject struct {
 	TopupId openapi_types.UUID `json:"topup_id"`
 	Params  RefundTopupParams
+	Body    *RefundTopupJSONRequestBody
 }
 
 type RefundTopupResponseObject interface {
@@ -3095,6 +3334,38 @@ func (response RefundTopup409ApplicationProblemPlusJSONResponse) VisitRefundTopu
 		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
 	}
 	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup413ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup415ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8147,6 +8418,9 @@ type StrictServerInterface interface {
 	// GetReady Readiness probe
 	// (GET /readyz)
 	GetReady(ctx context.Context, request GetReadyRequestObject) (GetReadyResponseObject, error)
+	// ListAdminActions The admin audit log (admin)
+	// (GET /v1/admin/audit-log)
+	ListAdminActions(ctx context.Context, request ListAdminActionsRequestObject) (ListAdminActionsResponseObject, error)
 	// RefundTopup Refund a top-up (admin)
 	// (POST /v1/admin/topups/{topup_id}/refund)
 	RefundTopup(ctx context.Context, request RefundTopupRequestObject) (RefundTopupResponseObject, error)
@@ -8335,12 +8609,63 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 	return nil
 }
 
+// ListAdminActions operation middleware
+func (sh *strictHandler) ListAdminActions(ctx echo.Context, params ListAdminActionsParams) error {
+	var request ListAdminActionsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAdminActions(ctx.Request().Context(), request.(ListAdminActionsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAdminActions")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListAdminActionsResponseObject); ok {
+		return validResponse.VisitListAdminActionsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // RefundTopup operation middleware
 func (sh *strictHandler) RefundTopup(ctx echo.Context, topupId openapi_types.UUID, params RefundTopupParams) error {
 	var request RefundTopupRequestObject
 
 	request.TopupId = topupId
 	request.Params = params
+
+	var body RefundTopupJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
+	}
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.RefundTopup(ctx.Request().Context(), request.(RefundTopupRequestObject))
@@ -9510,281 +9835,293 @@ func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWal
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3bchvHlij4K2vQJ0KAuwiCMuW2wdhxDiXL3rJlmyNSx33C8KASVQkgzarMcmYWIWxbE349D/Mw0f0+",
-	"LzP9Yf6C+YQTuVZmXYACCMqibLe1I7xFAFV5Wbly3S8/9RKVF0pyaU1v/FNvyVnKNf75LOV5oSyX9ugF",
-	"LzK25qn7OuUm0aKwQsneuBdbXfIYVksuwS6FAWHALjkYqzRPQXNTKGk4qDkwCZzpTHANmv9YcmNhJeyS",
-	"Hmc5h7iaMVkffcnX8bAX9Uyy5DlzE3NZ5r3xdz03Y+/7qGfXBe+Ne8ZqIRe916+j3gtu9frofG653l7p",
-	"JU+UTA1YBSsmLMz4XGkOVq+FXABbMCHb8+VCitxNeVLNJaTlC657r91sBdMs59ZD60mpjeqY9mrJIZb8",
-	"lZ0m+ETsQOG2XGh+I1RpoGAL7mYW7vEfS67XvagnWe4mpHfay2KvnnO5sMve+NHJw8gtM3w+6QJKA6hf",
-	"8vX2Ar9i15zOLJyKYXPuwKQdOMdw8usv//bw0SO4EUbMMg7nl0+ePYNkyTRL3O4jKKX4seRQcD2RquCa",
-	"uaFxyIRlGdeQcyYN9Bm8fPnsU4ciDBZKpZAslUj4YAiXnOPz8cq9YGOwbDGcyAAVwsoaLBuI0ot6bu1C",
-	"Owx16LEDXg8fPdqEV8Gs5drN8X98978d/Z/f//N/6XUB8bnIhd2G3QVbcDDiHzvPL8P3mstJ+ZyVme2N",
-	"H40itzaPYqNRtB/hot5X3Bi24M/wFuJkBbPLeq6cfp+KdC885krnzPbGvbLEJ7c3e8FE+oUS8jbMeeHn",
-	"CLefg1Yqf2Ag5tLq9bTQIuExHvdM3XAYQd899IMSEnJ1ww0kmqfCmsEZKByUZROp7JLrlTB8eCvmvQW8",
-	"ect48kKpfOcBOej89tN5abjeOUVpuP6tU7x2LxPZRsr2mKUviDK4T4mSjiW4P1lRZCLBy35caDXLeP7P",
-	"PxiHGj81pvsvms97494/HdeM5ph+NccX9BZNuk03A0ESBnKWuXXzdAxC3rBMpPDF5TdfR8AgF8Y4Eq40",
-	"lPJaqpWEueBZ6n67YVnJQZUW1HwiNZMLDv3YjzD148eDyL3MIFeSr49ydeOGa/IoNwCT2wxqIvuxqL+b",
-	"XvP1NAA+HjhEfB31nig5z0Tyu0Ev8fMbYrf8lTDWbdBYZnkEfLgY4h3iORMZ8m92zSX04/Cih49d8on0",
-	"BN3d6Uxzlq5BSDiJRqMRXn4T4VC5MhaU5MCSRJXSQsIkzLh7th/jNUDCONWcJcsGqD5TeibSlMt3Cavz",
-	"0i65tG58nkYwKy1IZYFlmVrx1DHCVJFs04/nYYHxYIgLLrPsci2TF9Vte7dnbNYyAavceSVMumXPOJSG",
-	"p7Dk2qH6vMyyqXuqgZfj+jYh3meWa7fzuVb5RDIJKku59sMStYggd6woDVITg5RZNmPGoRnKem6kOROZ",
-	"uuEa0QWRLVeaTyS/cXuCGV8KmYKwYJduFsn9HDlbg0Mm6J+MEJVma/B8MoL4/OJievk/vn4y/er8X6eP",
-	"z598+fybzxFjLi3TFtyEY4g/f3oFxzcnx26vcXVpYyNkwmOPXrVE+we7kygqlVpzaelaNm9fBDHTyVLc",
-	"8DSOJrLz/ngC5oefyFsEa3d/jRVZ5m5kodVCc+PQe5OWCTktDXcYg7LgRDInW0PcELRjMCRYE9tt6A8b",
-	"0ngX1PzTx81HEXLPpOO2LHuqNQnV7+qQLlXO7dKRR4fM7oKQZGO4vuEaeQetLB4MwZ3oTKVrcBiuYamy",
-	"1EDKLROZOYMfS2V5S7AWKRKNr5X9TJXynRKLrxWYMlm626pKnXBEGIGs1VGNIGFZ1RTb+7FUdjp3a/X0",
-	"7oKtM8XSK6WeM73gv9f1QaALA5lbhCZy8tEpfCkeQz8uaI1Tq9QUH/Brv+T6RiT8pWQ3TGRslr3T5Z+T",
-	"SgwXTGdKg+Q8RWW5lHiJ3XKgH5f14uIxXChjF5pf/u/P3Wm94KkwoPnc0fdoIlOtioJIuBVIy0vbRLcH",
-	"xpEZyRO3goqFg5DGMpnwcPTIxZ0g484aPzjUxhsJe657tKm8J5ng0k5zs5iKNAalJ3KL7oyBwUoLy2G1",
-	"VIY31gdhN8w4tExUngvrGA7ZE6Rb6kTiCTmevBIJp/t3+emXwGSKC0l5roDWQQQLhH2rZOlKqa+YXHtx",
-	"2LxT9FcKcibX4XQN2RGEgSRjSLw1s5z4Ak/jMzBeNcJvjCP0dPpWq7QknDibSDSF3D89fylZaZdKi3/w",
-	"d032SFlwmqYT8lhmxrXOENWSUAT8VYHarNKg+Y26Rtnvmkt3N8rG+h23XWklF15iVhoKZsxK6bShWzQm",
-	"bLDnueZmGYYtNDccpSrEZ3eE9MAUH5hq7m46Ccetk/j222+PmlJrt9WJ1U+4C4bQQgpfGt62dG1pgHhi",
-	"hVYJN8bRoqfSCrt+lwf3Lc+yIy+jOonck70xIjEp+57fWqVgzlfBloBHYMr5XCRIj/zXdAYTicaCLXFo",
-	"xQxJzXM8p1TM51wTFSGG06Xm1YeD4DJlUShtefoVTwW7QpD+vtzRUfe4OaubLUYuUy12mrvVTh0GIJt8",
-	"HfACEc0h2SU3RtAqNynSNZfGg8zQUxHS4tUSxYg1zHjm7olVDt8KrQqurSCrAkscchGmb499Dl98e4VD",
-	"44Gd+8uH24iBrsJw23YR9egSm6mQuy3ApbQiw4FpEV4L8a+6YfkrlhdOPvhkNNq2xUW9cE/vNlvr+ofp",
-	"QMyhlA6XWhM/fPTJw9H+yXeBToIq2I8lj8CRuIwflYbXyhzEF99ckqrkCMSxHy3uhCbRIetxORjgH3Om",
-	"ue4wwUdof7oNi18ab9CsTVTftdFhc4+thbTOuPMo/DLq9anZDzyxbn2PGUKsjYozJiVPp7P1AdaxqJdo",
-	"ztzFYbb1eMosP3JyWNc7mjN/0bd/8kbBQ6ZGVDp81mAMPMis2DyM2lBZ2xNrILVAsAPIDYMhS1NBtt2L",
-	"BtTnLDN8kybUYGo6ORq3oAMUG2wjWKJnTAKXqTkDNnNMFv7mL2Im5pbu2j0DMbzYBaEnKKN+ptFou7mH",
-	"pzdcr2HufgQWxNmcrcFwmUaQCvdwLiRDe8waYiTebkeNn0hrzllRuLU5lMd/d/AVIRe0GFyrkIuhsUzb",
-	"Xc9f4TNoftl6TRW3vaUKeul1dfzrr8l6jXB6HfWU5N/Me+PvbuGG1apfR/uf3FrvoS9US/3eHRpi/Qul",
-	"8jfD7oZTpOUIGjVQUUj70Wmv7Rjy/2v4hzrZgvTI1Lg6wau02z8Y9UymVtNcpXzq5f7NtVVL+fij09tX",
-	"YVUhkoNuMJocROblyn2n8d/rJzcvGW6684bhYV2poize7LQKllx7b9rWDf1GokO7sjmSPHrsXzF4Fxv7",
-	"/+j0di9tc1ONqXdsLRX2gh7a5mZe4G0RrIBW2+dFVsekw7v37PIbOH148i8RZGrF9VHCSG2oRJReaTq5",
-	"FEFs6+sG4remkQ3rZ7J+YCAXEl05KMwnDhMGLXK9azMbUEQSHYARpm9s+FbQPheENG3wCsvz9h/7ULd9",
-	"Vq+rKZnWbBubaciuhT1NhfX+3zdDZ6cTbFzL09Gt5GFjfThI5/K0VnoHOzsPLIw4mlO1vDJ3Ridf24CM",
-	"ZWsDquByW19IVMo78cq7vTt/25RcOZqTv79tn17OxCnrCTo3frObj5+jRwzQ+REBf8USm62BmU1fhea2",
-	"1BLNXn3NGYEiznkM84wtDDDNQZE1bBChwZ7rIxw6NvzHGJT2ytAGu7nxeuc+/HTcDPdQSftdbn5T5hy9",
-	"Q96r9C2fXarkmlf+FXB6RXNX/xW//1swkqOF0Ckf3Mk2E2nobfQ6utlhobhTw86AWXIenqAxd6lWaFkn",
-	"w5dSOQWqONHKKbhCkmmkxfIenkYHIALu+VBECFrI5lsbeHC1MYlHnKEXl2tUGjqi0Poi5RmnbwIGDFma",
-	"tr/QPFc3/q18xvXwByVk83PG57b+JORNNQl+cS2S6+Znkujrz6Xc+qZI/cId7Dc/ttacNn61ouhUDhFI",
-	"ZsdtuVoph0W50rxxb4xDCCXRXyGzNSgJDDz2ODrBUzJDxzNmk+XfMBhtHO4aWXv8OHbJLMT4ISZSZGCl",
-	"yiyFJbvhkDCtBU+jYCdFjMWbBf32fZtI/HrQMICTco0zaLwsxlvO0f7KjPUxXzmha8c9PZyjtG5sLuQz",
-	"eunhJms5+DpHHWslOJm4+6pPZPddf7e317zZ9e3mr58JnqWVs7F9QBhM0qlqau4j+dAsB8L4aIrYMcoh",
-	"WoeJNGJU2BAt8d2Glt1MbGNL+5jR3znLHBQ3N2Ass6VpAlBd3w48/1b3RFmmdt3jJYe50CbwezUnot/g",
-	"813MPfw23SE9LjnTdsaZnaID9oZl09x0z+5dtU6DM+QhUXPL5RkwaVbVD/2ZVivDtYFUDdwhOe0aYvdj",
-	"oA/DTomZ/Cm3XlN3FiLnz+npO3BXMQepyAXNM8PBEaYbWszdb8rSndQdBJ7mMewCegWCsKcuFHmG3KdT",
-	"O7mz9cxzskMNdHeyqL1NE1ljnbfayAg+bybL34tJ6otvv9w+LZYtmtj0NP308ryTtSf6pv3gw0ePTj7p",
-	"fPR6xw2/JkNAGOKbLy92WZibjxmx6HzsVTdtKMpZJhK45usIZszwj05LnVXRQoU7BLkY3gpIt1batJuJ",
-	"9hQhtGiBOwB8uQ3ha74+nPe7M7pNh8QBu+Z/rhbiDe2yyMm2YmRPb7UtBbdoC1OrL9v07OHHd9NFaU2N",
-	"Obr2/BXKsdtQT4UpMraeBpvZ1spJtL4TlcpLd93vaKLXiqJQ9kt8GX8rluiovW8/e3Ozu2F40Wlrupsx",
-	"xJ/G621RtZEfcbsItNtKQhOYpSi6bz+FNT0wkFcPYmIKCqfbUsk7QwLO0qnhPx5osrsTzkgcHINwO1I/",
-	"SJg0MFsDht0HvSUOS4oj9CJ7Ve9NzHAex6o9bqzpduyrBOMN1oQu4UP5fDB/bSQvyTJzErpMeHOL7lsK",
-	"D6PQ+W1u1wx1ujenYdCv6wsxUyrjDOMNyIJwNzHqsKUGe8MdVFL/xhM80Y7rrXmRradWdc1/K7DvIs4d",
-	"eom6TMW1REdo2j7kqIFwHp0a+6oPqwm/W4VAj9zdtHXJzDRXmnef/10pL92iwwzQUT1316prv9vdpAg6",
-	"ww2/yK0aDPotD1NgOherGot9K+tRv209GPOVdCxHyUzIDoX6JZpLUhPyBj3vAnoepFph8llAg1vvyNbl",
-	"PPh+7VSB/NL37XenjZy24zanyKu2VqX21qIEDQi0T6VhxaUFNZ+7z0P42vGlUjvasc26a2BuX527EJSt",
-	"0w/H9/3bVCa9+t2lU+4FLUWDdUUAvfjsCXxy+uhfgm1qCHGiUu4D/zHYmAK1mPXuGQNmiebQmWYyWYKS",
-	"ZxBbYTMeu0cnMqbA9hj9EXOlYVnmTBocJ2drSJZMLvgQnqiUmzFsJVlF0I6ijCayM1gygu4wyAga2TcR",
-	"NELTI2gkS+CoHfF/EezO1Or8LUy6IyfCLXM7EcMtcjvjJoKYTOvuLxQR20kd0BGzjuCqw/RYIaY3XBuh",
-	"5OZPjQg+Nzy3S5VOHXR8BhMutRkb7GBUB3vTuVRR527HIcWhy1wd/HAbwW6EUzlLlkLyIzcyfhFMo+6t",
-	"tvN4Az26BSDLuoN8mCViQGG43g6PwfE4WNTAz+4oQa2VNl3O6FTciLRkWVh5I0GnDqtHi7CJKO8VMw5b",
-	"JHgfJ24Yml+jAuzt949G25Q5ROp3KzMh2rNgdjnsFuTwgc4IhlZ2ZRph1D05PuJ/PfJGgqNn6d5Qy9qs",
-	"vD3236+uLoAe2D770+64RiQ2XSzCLJW2dJxgyjxnel0n0RN+udHa+PXMZ4nuwa9A3Dfne/niGUiWC7nY",
-	"muMMYjZTpR3PMiavfd0D9Ex5+ppjnnA7iLTXeOVQXkDAqIDsndFdbCBI39sSBc/VD2Kfz/yNmFUrzZym",
-	"2LesJ0H13CQj/uttPNi37E43jNNcm2lLKIEHz6Cw0PchgEJC7c4ivzMZ+t1NFsnSOyq8RGKWTHMKPdmU",
-	"IbZMUW7Bkd/TDmCkb2Z626XR7IvC2nTk8B93LurSsi4r/Z0tEneJYW1bJO5uT6iT6LtNCrv2KiQ3pgMT",
-	"lzy5NruPpeU1QxOa42xppwS4EcjJkiWkvOAyddIDSkrCGsrwbOBVvczf5KmLwlZ2AKDpj9qCQs5eTWv3",
-	"j5kWXE9DMPf2gbun8epMZ2tLA+x5iEaj8MLuRyl6dOoWqErb6dk7B3oIhExFwqzSVQQ9sn5MNCDrlYMx",
-	"erLjZjBrPLwduTb3tWsT0W54dW1m34FcCUeOOoj3nVILrCCiVqcwdPHXMNP2pdRZNx+v6eXLF8/BquDF",
-	"dX/2WZpCPClHo4cfUQjAr7/8R0yFY0yZ88HtfhS/pI2QfreabpChWvCmseUbWRMtX8ZHd3M+tAfrXutC",
-	"GMv1my120z+xcfxLtZIOzmizxXgKM4TnSOIWlAypmciwxkPBEk4hZD58qC2ZnEt5x1jVqPYGbWmdlA/H",
-	"0lRzY85CDSirRZ7zFBdWh5JuLIRJ+d/8p2Gi8vaiNn1NH97ia2ov7ONff/m3k4cfN+rGQP+lFE6gQtkU",
-	"CiUkFqGRDr/zQhk8J9BlRnfpjr6rj+/su9rwzHQilLf6V4xhJZHa5CrlGuP9Q9hWJ2d6oVTeYUT3Kmjn",
-	"aYYfKRwLtSuWHjlht0smejMb91ZMfHMNT3xGn1VYM+gMRvA3mGvOD/JDHGzwdqwiCDtd0SQ/BmXDVzfK",
-	"mHVqEwqQB66EDma6R+jNW66r271o+GQj6n9rV4gfB9vNu5MAungOC/JxXhobKqnZFecSvGZg6KDUfL6D",
-	"D4UUgftJCSCvgs9KwalaA7dxrgGnLihE9Q1p4MnGed5q5q9D9jozCchw5rQT74iE2EMyDtX0/OcHZqNK",
-	"iCOpaIaKGwg6kX3M82vGbMb1oyFuMx7Ar7/8O/BXCS+sz+LUqO1j/ibmj6JUxXV16BPZuApjyvFccAsz",
-	"ZZfADH2x4ppXJcGEbjpbnSScRmCUG9td7mgiq5BnRWbfAI+cpbwOTVxDxudYrCBZUrm6HOxSq3KxbBYW",
-	"pEsJ5xPpdxlAR0XnrMpnxirJSeHD6ERSBDWfO8ZglVMYfQ4r/uxAYkDYieyHIS1/hYUzrh3gpFpRFKVU",
-	"RBMQlJi5XG19MITYm3TxSFdLlQObyKYbmmbyq6GSaaWFPp1LbEURRyjYap6IQnBpB2cOT9wAsY9eNYhA",
-	"GZ9I5a6nDah1hv7chHJnGVQAr351o3sxsuiy+bHEHu5qfRM2kFdxGofFDzTCJQ90e+mGleQQX+Yb+eWJ",
-	"xd4WvXtfTk0KvD5gAVfEOoL5a9/jdVz7W/VvEBWt0OogCvo2IlAC+G+JP9kQhch65AsBoWIZSna+aaBK",
-	"OIVtgSw/2C7yZjftQJzbl1RTUaBDEfhuyC7TO8gth0ttROQOF9puCxEIy9yARxSOsIZhFVCwH8cvuUzf",
-	"SopXGxonv/7yb6dYVK2p/1SB+h/5emuWo4P55dVnRx8PNmKND0gU64iJ2ZDll8pwCbM1GWrx4Wbh2MCn",
-	"zwA9b1gkzlegxXq0pHQcELxSR5pse5pJEvB4gRkeIfDrbvRsMzRkZ17cJYaiH5Dn3Sgx5lDLvHGaN2W4",
-	"7aLmdZpeSGbaR/dbT5q9j5rwLAWc73i0kTcQUSDFrtRuVSekVy73nUVRmhEGwfy2P7P77SSgN7ZzW0J5",
-	"A54HPWrukqd+2LNtON36tDp03AZSYZr85Vom3bz6t2Q6bXLsZnTURlCj0lXSF9m9WLo+A2auqch3yCjz",
-	"iWPI+tGOF3ebNeoHdtbvMF2KXbberEI5bjipHphQLzX4l1ua0sH+5G6JZjNLvt5CA3J7E6KuxBvmzdcS",
-	"TKcxJ3LgzzjDJDGnZwVOVFPAB4ZqlkEfS39ePbuYfnX+r3F3Evj+Qgkn3caYSrZp2hg/HkW/WdbZMhN3",
-	"SQad4FZFuVcc7Ehl0CLhVb5id/78geYp9Bup0k47/QB1ohtm7hVs3R1U8Sbi6JsXK9hZ+YnZPWVhwk4h",
-	"yZQJxZcKJu5QEOZA0bRdP+Lg4Im44DLFHLTauVNodSNSrrFqrNA+jbJg69zpJf3YlEnCecrTQGG83dRR",
-	"PyEpC5ZKVAxCEcgKDpz8SA4E0I99Cbx4MISY6p/GdXF3P+FE+sqoddpoDVWVF2Qj6TNIOfaMAIpIovKj",
-	"zMDl04tz+JTPhHWLOX/yd7dAZiEVKdpQFioYdrZXm2CEmi9zTPm/Z76K6VxIllGkWti/T6MbAhYiBAYI",
-	"KGPaQM3ZGiteU/VvmLHkOgoVJeux5irL1CoCzrCI6g3XhmUwU1gm0LGTMcQF01awLFtPNZ+X0h0I9Aus",
-	"UTyn0cKZhd/HlDSMoQZBLk0CodQKn4GyiHxJbre2AZYArsdnWebeFDZyQiKTwNJcoDGN2dZGBxHEqTAF",
-	"hp/h+dAHEAa7NkhCnvCIX1Q98ZkbXEhH3QhgFYAHET4AVk1kAxkx87ULJhVG1SuAlZLUHSAAfCFuuJxI",
-	"2jLETnlZ8HTqPvsR6Nwzxzz6ePqDIZzXZ2OrvhZ+SKpDTe8alXMyVJqCS9sqK4jlRs1SrQwwiFM+s/EQ",
-	"YX4j+Kp5HwIGaV4o7e5bdSex2wl554iEO1gE6oXlaulWeiIBidsEs1CUOlkyw8dVCqgITRK8A41JoA4b",
-	"SkOm1LUBIdFoOZzIqtKGj+S0jiA7tKc4LGEhVXRqGLTmLmN1a/wsR5m7H0h6JlJYb/2kHPfiqCx8nxS0",
-	"EVYxsUSxnJ4bzr7y6Lq/iFxQqTbEAPzTARNdYJv44Z1hJUXTN89927EV9V4duWUc3TAtWe6Y5nfESy9x",
-	"zxfV0hpfXjZW2fj6abXgxpefhbU3vntRL7T1rd9Rc/qwue5XPq232fj2Ce34MW640wxRxXs0eEyz1E1l",
-	"gaj45QaLb/HqFufslE0aSsa2W0jlXEn0XmzHb2PcBVVUNZbK+/qIjP3R23U0gA8F+W0hR5tB3F5D/L77",
-	"Ua9IbysC9xHevbWUTbA3ipbdMd7hNwPI14D7/o7b27eXUE/td9iKKt7KTl6iP408EYcqSLmQzW9PNve3",
-	"kTS4oc46BlnJgvIMGFb7DnJ/4TSpUrohzOEyrN4IJjgoiOD1TnDcpSbebcBohiR0KONvscjd/RS264SS",
-	"6UpCfqOcwNsSl3cE53ztRs/EP5xk7uNxmnXdBsM31nS6GFSIb9lIN77FAP7fW97/SrrAjH0q4HbDbHfm",
-	"zbcouXVVds26A+hDaEmV99BtXNiLEU4y3D2yWjnxnnlR37HAIO0GudzLipUYaZW6JkE6yMBOOZjIJUur",
-	"Zjsz7mTTAp3c3y5Fxr0UHBpsUenTLNT3H6FoF2RJasIzkfg+9OPThw+hu1b2WbUEzROOQUB95kXACClQ",
-	"MXAbcLOr+XwiseILiYV3hKKXHqfWSUBd2QQ4qQG2YgLbFnm4vYkTJ6CDP7utybuwklDrSjNpag/yziCO",
-	"oMMFG5+fsaP89X4zGWD1L+hTLNoNJ1WY+jJJvmD43YHWHb+GKevui3i15JDxdMF1hTlaLJaW9PszrOG9",
-	"ghGsEN0aehKWcAIHyUPNTG7LXDuRf70zK6WOaYS+FUUd7xBq9HAdUZwIRu64b7m0mkk7OMhD9OZO051g",
-	"szVyHLSEayHTHVlNwmKBxLnSY2heuEBFMEsywh2vwSpUOYWP0Ou7PyOKJKFLO5HYTcMQqAb+5kLfeHCG",
-	"59wvtV75wGHfD6WxOfrofEV8ol1qPpFhXQ9MbYMK5GIl7DLVbCUrFV0VXJqI1Hmibg3lfaXkoK1M4k2s",
-	"dMUgjOF+fWW5qFevrtYVD9QNvxQyvfJTuL9fhGnwg1L5Uz8TPijCY+fNGd0Xn4ZZKXhF/ebS3lYUBz/q",
-	"1j99Y+aM2NdQEtvk4VYuvUUP30ZcxjaR/QMEaXzLZ0ulrl+4S1J0CBdpSZ0VdqUZ+8vV9eu2n4Ae3V4G",
-	"BjkkpRZ2fYkNPEiuwQr85yVVe6NPnwVU+OLbq17UEc7b7HWA5cZi7YPU4wjiTC2EJJtdsyUAdQ1xa6ei",
-	"/9UCl9YW1IhCyLkKrS4YtVTz3Sh9ryMuF0Jy3p0k45/B8DxHHrikLhyaswwJMtkSxo7DUrO3OinBV1UN",
-	"OeHUDQ9NwJ4wmSFcLYWBVCVl7gPrfM1Zq1ni7X6fK+95isJHb0errMBX64Jf4qKrnzSHBZeOYvKUwIk2",
-	"uIn8p3+CJ0recImJIe6bD+CDD85bzViGH3wA6P4nwax0XA3i45uT2DeGane8GAO1XIBJORp9mDR7JeA3",
-	"PJ5IgFJmwbhdN+E1WFG3bql63sAC8hBgUa8jIxaSp/DFt1e+VGYmbnhwzrnRTx5BLqRTM8+8t7KupUUD",
-	"4Wez5OjTi4+HK55lR5gde/zD6toMsfvIEF40u2AYNzQav7FlBUK87lox9hl5oXFGqJTLQPIVcUL3gu+j",
-	"Q8kPoLLU/YQDo7+XmvkQYFZLlfHQrMSbi9GE77+CfqYWqrTEc7ElTKtrx8ANiz4TFNJawLRKjSE+HZ1A",
-	"K8+98jcr2e6/5euF0vwCgYyBp8IhBTwKfZjcewQGPMYh4RN63c0HHyDw4l2tZWLofxdKAXzfd1fWjI+P",
-	"V6vVUM+TI8eylR4qvTjW88T9554b4B7RK818rYBoO7Hbp7v2Q5ep2FcjiKnPEBtUTbkaze9o6S+bTVrd",
-	"Fijyudm8hvz2jgJWBV5PRyPYLCngB3zBbGhz5QBCVR7j04efQCvtPeyp3e2KEpzdGuq+V0CXs3GNZmXl",
-	"TJlx3+T0mq/BOCLkPlxaLQoOK+IZ1eapVC3ezmKhGWaclBiZ4FDTQcX6Bl4RRkE5udc93XcfPKl5dlH3",
-	"oAUiwx4ZI2CJVsYAw06OhFd0P0P/zJDb6gYNAp5p1GvY6pz54QgXcjICE3lhnJwA/c+fXg3gZNT4HRFF",
-	"C8sN9C++ubyK4OKl+7/zqyd/j+DTp8+fXj0dwKPmiFX3snpLxJGaA7tx3d/PLoZwKRYShWBkUARYURiq",
-	"2ut4emK5Dk3OSP0S2gm8MONGpNwEJKnQ0FTUt25PHwKo29nvZ1QUFC3absT+r//z/4WThx+HdolunZs9",
-	"qQeUJac1zxAt1cKgDO09SyHKK1kqZRxN4H59jx3eYyvxDz6AF/VlcKtCruf7G9LVwPrp4WacfAjb9SMQ",
-	"i7Yx84HxsTFjGvXho4/csF4Kz0TCJRVYDCxcq0ILbpleN3L0A9c+v3jWi3q+LkVv3DsZjoYjDKAquGSF",
-	"6I17Hw5Hww/RV2GXKLt0Mwb3y4LvCHX44vKbrx3Xhy/5Gi65rYvKujvINmQbRG5Kk8jWMOPgeZuD1kT2",
-	"HT38l0cn/3IGvkolcrAIYpYtYoiRHcaDIVyI5Lq65z5uESd4YCC+FnVthIn8tNTIfPBRrWzd/95Ubcow",
-	"RQJ5c5ZW5MGxsWu+JuBX1OZZ2hv3PucWK0ZuNON+OBrtaSt2t3ZiOP6OXmKeuA3bjeeesGTJj5446Ul1",
-	"WBn/rlaUhxu27o5i5m5XsqSEv3095xqibm/83fdRz9d6cOjWEDWQbd5wLebrNgN2silboJrn2C85z46X",
-	"WBT5Hzvx6xzZhYGHo6aJw/e+wwadxRCeWYpBMK3SvMOuQ/NFmO/x2PwMOw6uvfLePqg+dzq5exa5WgN8",
-	"qjAeemh1PBR4XDY7lvYdkmPPUl8oBaNXFqXm6SAwaS/rMM97IxLeH40+hEaBmmYtjrnPa21k1TeE2+eK",
-	"pcGIpauCRlqVlk+cwD+fi4SqdWBsMXUv91xzxx184Z66z9OsKxN0HCjO7haLXAO72D4afbhryGqNxx2t",
-	"bvchQrWGPZhwc3KMkSXHZCs9/imYIV4fe1sNNs3RLOcWqcV3P/WExJxZvA6en1TGi6YGTJX/anjdZtX4",
-	"PuoVynTg4+fiBrOgqkCE2lRVR/dUeWOdVngkzRg6giEjwbCFL6Kahyb2co3mXW8J/fWXf0cRTOlAH8Z1",
-	"mAg+28ilQ3YwkT5upw6teGDqFpYb4SmDKPQPLGUKdRNgz9J2G/Lb5n8U+Ay2BUw4sLB6al6NHTjI1vsP",
-	"rtVwIsk2RowtBGe0wkDCiGGGs8pkCa2ILn8aqOO71Y4+iYfwbN4KonlgwvbcFW/2T6hMi7wVjkQg8XRE",
-	"mImMH40+jH2jctIL6aZ3ToIwLNDQ1XXxaevBULiB1V1Xr37kuNFc9Eu+7jlkvTfiQSvc2Q60dWYbrLzu",
-	"hX/0ghcYqXdbV9+uV3DuU9rSfpr0uC6Bg6+c3P5Kq2swvnQA7fssFImjN05vf6Pqx44vfHL7CzUgnvi6",
-	"c/jqw4eHbGm7rS6+e8C0m92nkRscAPl2M/3fykMaXAOvUnXn+8gfBk0xzH3R4B+lXR6jGoe8opOCY7xL",
-	"sPBURpmqdfKRN1+yXGTrwRDOJZTenOCLT+CKqC5cKK8wkYugfGGn8tPRCXRVHmwQHXxwpfT1EM6t5Xnh",
-	"w2kd67A246nTTyey1tDRDsU19KuvIlrRAKli9Rqj0WDBrUEbhTdLtIwSXSQJy7f3qqpuj32y11shI63S",
-	"8K/b1mnHm1/fIwlrthjuIGSXpLsJOey9S0JzcsAFuSCd+0qp507jpvceHTJZR6voPxcN2CFHusMCIQmj",
-	"6/vYKHPSoaA1CIMq7W7K8KJhxg2EYauHMzWcdp/GPlu+aWzGKES81ijV2Imk1lKhMFfbnlsZErcsukEO",
-	"lOCI06bB1o3qzRNBuxhQ7n7luDCUf0CAOh2NTpzusli4VanS+nbwvoM3kxOJWX3krMASCgEAD8y26cNY",
-	"kWUYgYCFsXbQEgfqrVt9uiuZlqCNQhOaq4dvfrP+hIzuqbfWVLU3PLnai84e8/bgs7LMenxuoSmds5I8",
-	"ODZIdEaB34neyOG8A4TOxJa6NnDRb020GMJFw0Oy0YYcJfUVM1WIkXd6bPhMJrJixoTa9DZqMMyiie1I",
-	"yIGPUSerAN6czlq+Z1U60URiHRnjKQeFl8M3czBuGpZBomSAux+K+5qsbvuhlTr1VnTfeGXD7BDr8Uzu",
-	"h4tulCf7Y/HRr/nK07UzrxIF1GqjQ6vsC4pI7xnvH5/xPn3l4882b/dcaSQH+yykNcWiaIDdJIuaKhtv",
-	"cce8FnTYBpm98qs6rkH8X5hW/Te3WaZ5OpEJM/xISMMlRbhla6wLFJ9L+d+e1oXgfOGijfJwsRfGvaDu",
-	"FzOcyAsvapC03lH5DSlHZ523TnrhIXJfBKNdI/AginHyrijG1bICLPIHHxd05hmWd5yRcwMz5LDpX0CB",
-	"NyYaB1zFltL9nmC8CcGgm7x1kYkL7yQTFHPuPQFbpvKv+H3ayTGGfgeaYrToHl3gryWuosiOavORkBCK",
-	"0nYeqPZFaHvjnza+OabSrGY3M3gc+mcmTKKVl1N6Yjt0qQqw8MEXjdgto1ohEqyOkAoSHvN1bcdUAv4o",
-	"o0j0D0dgBlEjTiiCmSqdkK6aZcDRl0ThAM3onkrL8ing9RoGXTyAbspGtd57pMobM3Vg/LmHyl8Lqz/n",
-	"tsIHrH1beP9KhVENLK/wusb0UKaj04/5AcQmUQX/GzUji6Hvw2cG3TU7MAvcl5c3oQyfWYoihr5WGY/Q",
-	"uziRADnT11xHQBXKKfqHtKQ41JOMI1BZyo1tVkoMCRXVyijaLh5jYSDldCPsr0GOcb+s2Roky/kZxD/G",
-	"MBcZSjz+Syfxz8UrDAvZlL0GzYl8F9N4DD7jptG62d8sjPzHpzAG3TeAcbDrtDYIY18g+KNOByE2R649",
-	"hLiKVqiAP4veuFd1PA/h4tUXVZpQaHvelb+2lRVVwwX6KlRs2YA4phV0LfTH1iLvlJG2q6ZOw42Ehdp7",
-	"Bzz4hCKi79XPVNXf6yRHha+qhXjybtXFPyEhc9eBQNUkWPj5+9e7HNt190qY8UTl5J6GGBM7YgxkVSr3",
-	"XFNC3KhxixVHscQJnEufNEOeWCI3yIhZxTSzEBcBJ1gaji6/d1eMPoGOpkd72KbCUt73oTzVE/xO6hNV",
-	"XtrhelUqrys7dfUdfbfX5L1WdU+XOehReOId97kpfRz/5BOCXtP9zrjd1drJ3eXglFgKY5VeO77PioIz",
-	"LC5M/gUl+RB8PXCsw8w2SjxTrGdExUYwKaZRFJPKKidMUuXhvpJVAkWIVfdyMXlImK6bD0o1kbnSfFyP",
-	"VpsNN0KcSQTHZ5BuRPioo4JUZMV9g7I6kz4fgmofCwv9jLMbavqRZGVaR44ZOB2dDgGztWDOOVE4X8W6",
-	"Toljmk9QOaliIXwgJwIIMyuY9Nl0M1Uuli0ZrA4HxMH4K2EsD0FqzeAhY9kakyFJLsSwmgfVyXWRx0/x",
-	"gCryeJsX5tPQnPY/WbDFn/DG01H4Gw99yqzs5OSdmka4rT5vwl+MM2Byjd4LjvFrDbH+zIvavHqncXmp",
-	"wleQxDvjUbtxbPTO2CD5R9s6UhUbV+sTocL84B3j+F8AY0lz3sGg7hrd5o77WYraRsFssuyqv5mGNJMQ",
-	"5k5CZ510ArFToeIIYqyq4W38W0U64rMqhG8iaQxfHcQAVjgMn1Cy3dOupIMA14VL7kk+3a6M8o4dgvsu",
-	"Jh1D6ssf/wUj+N4Lu28i7FY+xrsIu8czRr3k35zQdKrEu+hM5IRX7IkFmslrJ/NhVLNd8tzwzBGPPpNr",
-	"kEoehVY2mKYykdSkF8sI0p+h1w1SE2yfdYZpyvgbeh288fsHJaSv0hTjPzH0kURhIb3Sj0yMLzyAZVsM",
-	"l3YwhMdMSpR8fcZqkWHfLirn0mlVe8yk74dxP/TrMZO/k2L9mO30RzpYvCdX78nVQeTqMZPANv1fB9Cq",
-	"4598fb69evou8jOE52LuI61mzMdXVXU3UYckeTc+HZ3G2yL7S0crGjf7kAA9N48wkIn5eyXxD2LjnVs6",
-	"/7coct/uCnhpuEaeuQO7SVV8l8yYQoG8Bkshs45Vev9ufPHN5RX8+st/HLsv4yE8cw9irl87AhYwAHb7",
-	"suDz/F75IE3xO7FCmnwXN0SwUj2R90zxPVM8iDIRRnm+6CuINdy8h3NKd2PvgZBcNBzavjAMl+RlRgMZ",
-	"1n5HYfpswz8tOcYYNm8FfKGEE6snspuehN9bNuMq+XPDi1YlfwZvzkSGQniyDkVs1ILzDRFJN9hTbbE2",
-	"h9F4E0lBdRk3JurK4BycNawqvnZUKGrvtpkLWfrPGbNzpXOYc44FwqsODqHhIxbSw/L1DFMnBZVrbkRd",
-	"4/IpR5SKcRuizt4OrvkPAYiYPVVZ7A21aoWrpgPM92VpeiEwetQXxZxIbycchkAM39DxG1kHI1IZy7oR",
-	"qZpXTUSaLst+fDr6ZCI7/JVjXCSF2GOcxQALN9XIQL7UpTJ825MaKm06ndFphHW9foO9I6l+E5MTGTcy",
-	"QY++5OsYMnHNfWYIpiMf5Qph5dngvwPLjKrRgUALVPNIlRYBOpF9qoVTDz695utpYEpxVVmlqo+0iT5O",
-	"vw2nG/p6VofoFFBf9A9nd9DFib1Tk/YnleRnvpQ+Vgl06w2RXkpfGzpNSqNj69pltTNKxEHfm+PuRlIu",
-	"mEjdy+8y7/ZP5ft9nzP7x2G/DlHvbEBDanUPvLZFmdE7TN1nm9RZmGaI2zDjcxsTTSf24+1fuEQiTZ/E",
-	"gzH5VxveKiGN5awz1/65e/VgT+hzPrd/cBfRnWXXP6OCiwz0rojsSeDOIPLnwljvIL0zG/hDxcvRJm6P",
-	"mPMAwS5egQMrnXL93gt6L2F3eYVcb80Puh/Vf5stEV0ZIeRmhzODiDHK9SEI13sR+mSALLQXuu2SUY3s",
-	"9qX7UiTXd7A3viA/yHuLw5+yYgdqLJXm1L8WyfXg9zFRRr2ivIMhESMBDrkPZz45WquMA+YWO6VqIme8",
-	"frSWerCqo09ECVEKTv2vGqKYqPG3l3YGQ/jGPetk+Yn0RgVU/Oc+LH/JNR9C3GjsEmNDftPo5IIdFXZ0",
-	"cjkDNpFzpo/mpS01p+doACFTPhdSWJ6tB2f4ZVrBpJmK49tcmt3RD/dqN+1qlPOOIyD8/nboaf4OMBOi",
-	"Id6TtPdG1DsGQhAOYV5QxkFpvI53kYfpiu7MS/L94DG2lJmEupVAbPiP8RC+rYsCuyMf+8r3lhsLMVq8",
-	"/EMQz/hcaY7JRmOyzLSf86RRWOijaDpjyfWK6dTUdgxK7xWWYzN9N9IgjI6GPxqc4mLp2TA2WcyqsedK",
-	"bwyNqufGyHFoUxxjCfOJXC05FiPOsb0zuVGDd1VoTt03wAfKVsQPfMg0M2BVPjNWyW6KSKqHP46D8pRq",
-	"mPY6axdutb856epP0z12BdEDhx51D32YynS/ihCC9BBNyHOr94rPWyZWDvZVyUvS2NEa6S/IbA2EZ4Fm",
-	"VUTptwWHdlqcYqqONs3NYirS2AtbxtM1w+acKrNavSaHRMGZrQkFmpNFFcTvPk78kVa9AVCS02KBjU39",
-	"Xry3+eFoFAdLlMO5+OHoJI68b4NB1c8Dfv3l3ydy0xbvluKkzoQP4audUlc/Ph19SFJZPIhAKjSRBe+V",
-	"kBPJNkNV0WhWfRcPzrAYvaPHTvKspfXVUuEc2GkAjFKyUUVuIrfLyEG/IboyJJs8L7rTnC+5TP1lvSeB",
-	"sDHD7yYP0v46CREi3Vkn+iBNeptu/T0LufJVwf3UkW+SugZjlX4vo76XUQ8l+5dYjiHgUTd9v0UsPf7J",
-	"/3Wb/QqtwQYrgXoZiy4S9vIQBhboadUqr/q5sBQKZpdeYLtDxA8JeE1K9VfNnforGKyqZKvAyPue2ztV",
-	"K/C2wdsVXm6Xmz32babBtBH1aSrs/TLUxgx/PIaKFcCobX11djF9MWU2BsPt4P2VfM/MDqzAmQrbRQVk",
-	"th78dtZ2rDlFbJnjn3iufhB7mR0a0UMlTR/phWaIYAhecn0AIyNb/As/wsGh3tWUnq2+v0N/xgpd7Jo3",
-	"0WfGkuvfkYlF+xAtgpNff/m3k482iyiq0oIpMEup//LF8yMuE5ViK1k+XAwh/v//n//7/6J2kv98Elcl",
-	"dNrNQPCy7e0E0qiq89HpbUV1dvmUvpGNexO6rOEfuIAzYCnaHxyNQc/prZf3PE1/081FGvH+6v4pXags",
-	"sRQ3/SaqFZXdTfjedmeViY7MS1TUB2OsDEZ1Ukx0VfcMmFyviOn4rPqsNJZr6LMqvJMqVCiJbVIp9BdL",
-	"6sFCs4S7uyBUWvc/EJqM8lT/w1fKwwhXzRMlJU+smchUyQcW5hkrBnUZkl0J159zexE2f48iaTXHDpnU",
-	"g8DD9r21+W3fj2+XKqBhiB8kkHdX53vbYTeas/SeIiWpkh9VJHCimwmerDEwclthp1fdDDMIQdb06ka7",
-	"pIlkMm3ZrasC85ZZPoSXVDPwby1jPbY7a/ZHChUGHcfydX8w1J+siN4/6VcQKjWHojw/KCHxWociQ2ik",
-	"Ic9WVcaHKil03emvmL5+4SB+X/WRG5fuHRdP4Cy9dKewu7kSS+mcmq2qWJb9wUnKe43zMDr2lbrx4cvu",
-	"oOn63InTW1HcT6Klozwxde+Pq+ZoG8lJTkCJNU9Ege42kcYRMJjzDL1KVdpMoNIT2feaq38/VPwqCvQ3",
-	"MYitKHwyTqiy6/McliJZhpwWGthwbiYyeByrkmKtWq1DuBIFOaU0s/zI92hGodxwbIfeR7/WYAhf786o",
-	"aTgJm3SU4g+soGYZRKw90d3l+7oSb6nT29sng1ei+B1LHDrA7KCBVhRnrRZ92JPZh4f+J2g29w7TYH4f",
-	"svzXyr25QnpALc3zEPoYCDqlXtbk3JGtnUpaiLyKsZNmPG4Jb1R8nrr0+MkDrW2XkcaMP8p+dNpbNJHu",
-	"eCtRjPz5v/7yH5XRMo4ocHSukI7Hkr+y1FcnxgRGisZqrqmdbrkxfaLyXFhHdYMEw/zqMR+h4PqImAMJ",
-	"t5iX4Etf1w13Eh7BUq0whCJnstFQlzrDNzJJs/UQPsOlT2Rz7We+0GIj5Au7hpQ8AmauvU3GydYy4aHU",
-	"bZ1LGvJHKfSs2uNmIqk7EHSJBtm3ldJ0HD5di+Sap/FxnYlK2cZNCDvdRZV2mm80WJV8FRq1Uvv2FXNU",
-	"sSyIZToVXskFqt/U/PuVz7giTQDPNrAxJoHnhV1TgFQ7AsY3dbrybcowSZr9WHJCupAKC1+Kx6gIhD5P",
-	"de95ildxLELI0ntmHTLmLJsrnVMKMMss1zyN6GcmsUi5ptEmkmLRIsgFNhHyKgODlFk2YwY7hFj3ldLY",
-	"0VXdYDqD7wOAQXx2ySScjDBll85yImd8KbDuaWXLaONsn4p3FpnCypvunM8vLqaX/+PrJ9Ovzv91+vj8",
-	"yZfPv/k8HuB+hIH49GQ0kfMyy6buStdpsmOPOG5hlUHTX54h/N1fQmF8eFChS+mAgbWSPQwaVV0KobnT",
-	"ztiCj6kxlfcI+A3N1jDnK64D0haozlVRWVUv4LxTPnG0aEs42WoKQA1/8LAw6UOokiaKIF460Q/NsVgd",
-	"2i0ihrkbr4VHLeQ5cwQp9IEquX8iSXhhqROZVfDRqXuy6qk9Cx15ebob8tD3DfbUvEYrwidq8kuz+jCl",
-	"zhLxgqxI3XbiR48+/OiA+usb8PM7t0thiJD5kwqdAOBkNNpZCh7F1+6a9VQMnr2iQM1HvjT83ojQDWbD",
-	"hK1oiDA1DWHSC+QhSC24nSSHvnvqqFBZtnPNNRXrXnhz2R+ORq2Fd8Wb3mcYqbsBt8eQ+hMLyoane6pN",
-	"6N5xO7MD5vmszDK3wRdBrv+zRsUzmywdpob2l8QVOwl5Q/JCSauSu7wctqfN0Lf0xD1im59hh9ZDK/zr",
-	"tRSqDnAVDmCX7EyfjwuWXO/NbjgPnaNnJTonuGeChp8BBQobKERyjeVZcKwqWFcCWUCGnYH8T1AfvQjz",
-	"3yOqtGZyU+/CmgCMvyDeIIgqADjqYFjGb8cfq4qyMLe2Cp+Va4rGaE80rkVpKHyAuUc331sqTpY8uXYs",
-	"sNRZ7BiF4aGye6iO1L+0WhQcnvhHUYTFGOH5HB1Jhsl0pl49MA1B/YKtI3jilKDM29EmMuVowqhKxqN8",
-	"6ARjUgMdc9drUq5UaROVV1MMfAkdb2NhWgusXZNwaNagL7S6ESlW35dzoX3Dnmo6BRdMZ0rjbHSJlKS9",
-	"uoE1TyywDCM3ndQA8edPr2DrMI5/wn+nIn2NwuQKSX5dumg4kcFaB4ca67xK405mdyORKzftH9VA11ji",
-	"72SoI/DsIj1t7HcISe5iqxx+/Kcw1b23vP2hK7GW60C/DiX7DUqz2wyHZiOP3pGX+RHHRWhHOtPU1YP0",
-	"p5TZhi1li3L265pVxvICGKz4bKnUNVgtFguuseug8tTLXSnUtgMbIVJvsLc8dTZBRkHUfOJorgx2EqSY",
-	"fmwi6L6OQ7UWYdxQPPW9UKjXNd1fr6k6DoCj6nXdez4ClmhlDJoUKlNcbaJTc8slmlcM0vm6nytLDaYn",
-	"zbhdcTRgYvf7leNTnnVgWbohXKgs8xXeWr6bRnUzaigTHDjnE0lrf2DIZUqmBDrMGcduMzGSsKH7uTTx",
-	"EC5Vzt2meWb4A9M411A4tzvEJPCJexP49lJaz8XeB5W8ZfpRKQotQ3YXKenO3G1HHQbCsjfwsMq1LUt8",
-	"civWcINo1WUfd+s7T/Fu+BYYmzb5GcsYWtMlX3FjiX6N6f4J6sA8Vxr68bWQ6M4lKwcVOIyg6daIKnBp",
-	"dIIKtPUmXEtHwGzVHrZ2IweTiV/ERGrhqCb5BYTdlTBNivJVc+9/6rJNW/u53eaEdQ99n6f3nQ/vbEUI",
-	"sNsnFhCfNMcGVbHe+KeNxtY/9Wacaa7PS7vsjb/73qEIeTq6DOVXtR8EdTD825BpNVVJ6USCXtQrddYb",
-	"944R3/zKtswXVI/URHidjgQ5/XyrYTNsZPO7hW0bdl9QjVuZNktDwqdcrmG2Bm+HdUpTo1NF6MN4Gtcl",
-	"NSszGyV3RxPJXyW8cFvjqBnLtCou1motBX1aMPe/NMrpdrWXGgwn8oXKOJXe8eVyJuVo9CGvk7GqL3C9",
-	"ZyAVJgGyxKLmz6hSBgXKUWEI8sapla8K6mFGVsJtoIUaDVEVT00gbITpNEFfxelsj/SNRJ+tUZp8QCS5",
-	"tCogtm2WQ2gR8Arg0A+zONBTLVgKxGuuMmqcckTv+XjAqLX4AQo5lWnfC6tE5h8YchrGVMjDXQh0wwqZ",
-	"aM5MOOwFK46wYquQ3snri8rVWr1ZyySeyKCHk1N399Y3HL4N7zA0nMOtA0SzbjfU68jlgmtv6YPEycHc",
-	"3H4MkIkbvuGh9r7pIisN2HURABGirYfQ6h7dp7rzXe3O40EEPsAZrJrICmDhwf9KD/7t11/+w2H6w4/Q",
-	"F+U+ep6suSnzEBTI5Jr6NdOIleoRk+cb1LzRmpH23HeCNs8yNQilndNx5WEWBnJhDBa6rv3OXoOgFFrU",
-	"IyYSfXskZ+OEl0jyPnPf+nZbTxDu/hvPAc8gZoU4Zu7wWCGGa5ZncSWoG+9iXzIpeTaEJ81txTNmk+Xf",
-	"nBwVUxEHXDw0is9RuBe2l7VqQeVcGBp+J5J8ksY7JaGvucNcLlOO8bWz0qwrwuSw2linCnjcofRibObM",
-	"NczKqqRzt4vc5E476recnRFKWvzGR3LKMsTI6YpK4zWcseQ6U4tBJYA1XPK+8jGBo3XThhD8szOeKbkw",
-	"IYguuMsn0glpbiSnUo4D+jS96Kzyo3v9TfN56VChH5+ejKDL0arkRLqvIorgh9PT0WijtWe1DQ9KHyHs",
-	"pnFKGGlcfnfBc+/QYNN1D3f23E/kDtf9GHGkUq/D9L4EOZ58HT/g8AqP+gnuMFEp90XTUXKuUMQsVZml",
-	"kKqxe/hnfBB+hpwz5Is/h+d8js7PE/nz0dFR9Z975cTt9meQTjPIEKKldmNUKRHkBhdzWKsSVozMruHV",
-	"E/g5yB1mWVrMeU+x/Jwj3U4DdmfNtI0HrTH7IWQpaPMDOoi1KnWINfLIQhkdmslU5YAG52r2j+Fnp++L",
-	"ZA03QmWMep+24j1KeS3deugi/Qxz8aqBGGeNJW3OHyb5xL2l6ToomIkF9BFdqRCUGebs1RR/n87Wlhvc",
-	"6J1nOWkAErOzWtDaBRp3bdV8ToOchtNASQ08kcnUAi0tGjS/Ude8EuWog6WQtY0lODgbZ/IzpAqo0+wG",
-	"tRcmDHSGgiJUBTrDYh7Cz7DkTNsZdzSJCPzPt4HilE4VC8UkSjquo8fNq5yK1K+IpTBHDiMx3OSQod1Z",
-	"ulPEUAj/MApbFL0kDLpIIkoScPyIzE5tsEC/efSNUaYF11M3AOIAEaeA5/Vj3obnl/SwRi/txFQcGZyo",
-	"y/H8aGp6IAjmDUlDOKqLQgHS39BQuL1E4pq4OjrsjcvYjV6tojtHaAYL+Nb/9X/+f3ACZuB3cYokxNFq",
-	"CowOtJoOzocf+cF9mNYMvVEpxghC/+AQLQgRWs2UjgPis3aEZnn6Hu2Ktzqj3gXGO5voMDBPzeeQVZWU",
-	"qhWQ94s4zVXFkRzHQYRIoWmEQKdcsdAs5VHYjY9qGrpbUMVyjTdY72Zsl6O3GGeJ/IHswAtOBttBFMSL",
-	"xnELJ72Eu9FQUEIS07aMS05h4+QWr+WGpNMITEECCzYcIQma2k8jHxaFGcKTytPnJHgMrzFnwdKbqxuO",
-	"VmtizI1uI9ioIVXlLONHNGTG04Xv70/VWNS1AZat2NrUlh4KVHWLq41QntcuFDc+m+kfXKu9PUx8WS0S",
-	"uz74YMP3N/zgA688oeSNwiCF5Qe3pr8I3Z7DiSRX0xhzkR8+egQ3wohZxuH88smzZ83U5D6Dly+ffUrg",
-	"WSiVQrJUIuGDCEyiClRkG+JJyMEi3Yz7DuIh1/LhKSxVqc0QXqDfMmT9++jOVlDmNV9T38a1aRZBDOaR",
-	"0Aa5w1c2xljXeLCdrEB84qxR7MzN4t3XqZjPOUYchwVhuKM7oa3WII6AxGeNimpVZ3NcpVMEqyGMFVkG",
-	"uqSGlDjm6JOtMYV09DuG7apjQyBdYyKRPRvox49evfLbqym3Cf4BxHPiU+EUxlSNCwMit8HcUjO9tahD",
-	"0Sy8QcLr30RjWJoLSTYIYWChGUWvrslrvijJwAl9pHLnn3717Ovpy8unL6bPPr2MB9FESq8hUNymW9X5",
-	"xbOzqhs/uisqI82HcWupOHfHSv/uKMmysmIIyY2BQqsZpRiCKpoVkZF2+XvaMnWowvRef//6fwUAAP//",
+	"7L1dcxu3tij4V9bw3CqTOS1KcuSchKpd98qOk+0dJ9FY8s25tZlRg90giagJdAC0aO7EU3m9D/Mwdc77",
+	"vMycH5ZfMD/hFtYCutFkk6Icy3FOvKuyLZLd+FhYWN8fP/UytSiV5NKa3uin3pyznGv881nOF6WyXNqD",
+	"F7ws2Irn7uucm0yL0gole6NeanXFU1jOuQQ7FwaEATvnYKzSPAfNTamk4aCmwCRwpgvBNWj+Y8WNhaWw",
+	"c3qcLTik9YzZ6uArvkqHvaRnsjlfMDcxl9WiN/p7z83Y+z7p2VXJe6OesVrIWe/166T3glu9OjibWq43",
+	"V3rBMyVzA1bBkgkLEz5VmoPVKyFnwGZMyPZ8CyHFwk15XM8lpOUzrnuv3Wwl02zBrYfWk0ob1THt5ZxD",
+	"Kvkre5XhE6kDhdtyqfmNUJWBks24m1m4x3+suF71kp5kCzchvdNeFnv1nMuZnfdGj44fJm6Z4fNxF1Ai",
+	"oH7FV5sL/JpdczqzcCqGTbkDk3bgHMHxr7/828NHj+BGGDEpOJxdPHn2DLI50yxzu0+gkuLHikPJ9Viq",
+	"kmvmhsYhM1YUXMOCM2mgz+Dly2efOxRhMFMqh2yuRMYHQ7jgHJ9Pl+4Fm4Jls+FYBqgQVjZgWUOUXtJz",
+	"axfaYahDjy3wevjo0Tq8SmYt126O/+Pv/9vB//n9P/+XXhcQn4uFsJuwO2czDkb8Y+v5FfhevJycT1lV",
+	"2N7o0VHi1uZR7Ogo2Y1wSe9rbgyb8Wd4C3Gyktl5M9eCfr8S+U54TJVeMNsb9aoKn9zc7DkT+d+UkLdh",
+	"zgs/R7j9HLRSiwcGUi6tXl2VWmQ8xeOeqBsOR9B3D/2ghISFuuEGMs1zYc3gFBQOyoqxVHbO9VIYPrwV",
+	"894C3rxlPHmh1GLrATno/PbTeWm43jpFZbj+rVO8di8T2UbK9pjlL4gyuE+Zko4luD9ZWRYiw8t+WGo1",
+	"Kfjin38wDjV+iqb7L5pPe6PePx02jOaQfjWH5/QWTbpJNwNBEgYWrHDr5vkIhLxhhcjhbxfffpMAg4Uw",
+	"xpFwpaGS11ItJUwFL3L32w0rKg6qsqCmY6mZnHHop36EKz9+OkjcywwWSvLVwULduOFiHuUGYHKTQY1l",
+	"PxXNd1fXfHUVAJ8OHCK+TnpPlJwWIvvdoJf5+Q2xW/5KGOs2aCyzPAE+nA3xDvEFEwXyb3bNJfTT8KKH",
+	"j53zsfQE3d3pQnOWr0BIOE6Ojo7w8psEh1ooY0FJDizLVCUtZEzChLtn+yleAySMV5qzbB6B6gulJyLP",
+	"uXyXsDqr7JxL68bneQKTyoJUFlhRqCXPHSPMFck2/XQaFpgOhrjgqiguVjJ7Ud+2d3vGZiUzsMqdV8ak",
+	"W/aEQ2V4DnOuHapPq6K4ck9FeDlqbhPifWG5djufarUYSyZBFTnXfliiFgksHCvKg9TEIGeWTZhxaIay",
+	"nhtpykShbrhGdEFkWyjNx5LfuD3BhM+FzEFYsHM3i+R+jgVbgUMm6B8fISpNVuD5ZALp2fn51cX/+ObJ",
+	"1ddn/3r1+OzJV8+//RIx5sIybcFNOIL0y6eXcHhzfOj2mtaXNjVCZjz16NVItO/ZnURRqdKaS0vXMr59",
+	"CaRMZ3Nxw/M0GcvO++MJmB9+LG8RrN39NVYUhbuRpVYzzY1D73VaJuRVZbjDGJQFx5I52RrSSNBOwZBg",
+	"TWw30h/WpPEuqPmnD+NHEXLPpOO2rHiqNQnV7+qQLtSC27kjjw6Z3QUhycZwfcM18g5aWToYgjvRicpX",
+	"4DBcw1wVuYGcWyYKcwo/VsrylmAtciQa3yj7harkOyUW3ygwVTZ3t1VVOuOIMAJZq6MaQcKyKhbb+6lU",
+	"9mrq1urp3TlbFYrll0o9Z3rGf6/rg0AXBgq3CE3k5JMT+Eo8hn5a0hqvrFJX+IBf+wXXNyLjLyW7YaJg",
+	"k+KdLv+MVGI4Z7pQGiTnOSrLlcRL7JYD/bRqFpeO4FwZO9P84n9/7k7rBc+FAc2njr4nY5lrVZZEwq1A",
+	"Wl7ZGN0eGEdmJM/cCmoWDkIay2TGw9EjF3eCjDtr/OBQG28k7LjuybrynhWCS3u1MLMrkaeg9Fhu0J0R",
+	"MFhqYTks58rwaH0QdsOMQ8tMLRbCOoZD9gTpljqWeEKOJy9Fxun+XXz+FTCZ40JyvlBA6yCCBcK+VbJ0",
+	"qdTXTK68OGzeKforBQsmV+F0DdkRhIGsYEi8NbOc+ALP01MwXjXCb4wj9HT6Vqu8Ipw4HUs0hdw/PX8p",
+	"WWXnSot/8HdN9khZcJqmE/JYYUaNzpA0klAC/FWJ2qzSoPmNukbZ75pLdzeqaP2O2y61kjMvMSsNJTNm",
+	"qXQe6RbRhBF7nmpu5mHYUnPDUapCfHZHSA9c4QNXmrubTsJx6yS+++67g1hq7bY6seYJd8EQWkjhK8Pb",
+	"lq4NDRBPrNQq48Y4WvRUWmFX7/LgvuNFceBlVCeRe7I3QiQmZd/zW6sUTPky2BLwCEw1nYoM6ZH/ms5g",
+	"LNFYsCEOLZkhqXmK55SL6ZRroiLEcLrUvOZwEFymKkulLc+/5rlglwjS35c7OuqexrO62VLkMvVirxZu",
+	"tVcOA5BNvg54gYh2li+EPMtojnUc+xb1OzL1ocZo51pVM+IJzL0JZ+fPHKaVWpVcW0H2BLZlvNSqsiqH",
+	"7qRl7pZ5/u0FyfQ42CH+bA5/wn+vRP760D86SIL9Z8jyHypjF1xa1M3XRqiMI04/eSPJ60N66bB5CdEk",
+	"LXg+43rIqlzQMEG3oFHo50P6eTCEs8ByzFxVRe7+WQKTATbCQq44nca1VMuxdCzOk9faph1tvZf0NnbT",
+	"S3rxqjbN30nv1YEb7OCGackWDtJ/j4/v0k3wIowf/fAdTnUWzxT9+hwnPaM5Xyc9hMCVyLdQHDz05Vy5",
+	"S3ntmG8vuc3clPQyzZ3mfcVsyzqVM8sPnGDT9Q4J2YhNeS7IdHgeYRnZvDpWiLt6YKBk2oqsKpg2I3/r",
+	"CfqQBorh9K6FqiRqYKSdZavUCRtj6XHEUYL0lN6X0BxX/KbVTBqaFwUjJ6ykE1Y4GewKBaz0dCzDEA7S",
+	"kKpr/5ynEyaFvsMqJwB4duBBoiY/8Mw6kNCh1OAT0n5y0ts0JCc9zZnpun/1CT5wUqZ75hT4orQrsu9K",
+	"p687QjkTNxxdJRunYp20ba/CBe2ewqryoCpJyJMZ19LxXjEFJld7oYufJFg6O+dwP3oR0/OKN5zudWxI",
+	"/XsPH6nvQBJIWQ3TGjFbWP19x2lFd+yckSLVppLC8kX7j12cISbUr+vpmNZs5T5H/qdNgJ1NnBQSFN2C",
+	"GVu7pG6BBq5s6+6I2kSm4+6rOmWF4es8YhuOfjdf4SoDEhl/a9F85RUcukOFmrkdxN6yo6OuHW0uvrLz",
+	"C25MJ5O6dJKZ8RTD0FMJ3lUke3O+ggkvnHBoVRfrcxIViXcdBwF/++6y3kZ65iVO5N0pkPzXee9IcjVX",
+	"Qm53e1bSioLgg4vwpjf/qhuWv2KL0inFn0WAatENEk7vNltL5g3TuQtYSSdAtSZ++Oizh0e7J98GOgmq",
+	"ZD9WPAEn1xf8oDK8sWBCJAlUdn7oR0u7qRgK39YLcIFDP+ZMc93hd07Q6XLbBX1pvBcvvkAtdFjfY2sh",
+	"rTPuPAq/jK7b+JjJTfoyYVLy/Gqy2sMl9GY8urnDmz95T9g+UyMq7T9rxBfuRtsb71zjRGuAdCtBf8zk",
+	"byV1t9CqCBTrRNG7XydMApe5OQVGNP0v/iIWYmrprt0zEMOLXRB6glLyFxo9let7eHrD9Qqm7kdgQaBe",
+	"sBUYLvMEcuEeXgjJ0AmxghQ1Frej6CfibgtWlm5tDuXx3y3KlJAzWgyuVcjZ0Fim7bbnL/EZ9DlsvKbK",
+	"295SJb30uj7+1TfkskU4vU56SvJvp73R329RAetVv052P7mx3n1fqJfqBP4niPUvlFq8GXZHkQCt6Iej",
+	"ZFNUjaMh/P+ioIhOtiA9MkVXJ4RSbA+KSXqmUMurhcr5lTd2ra+tXsqnn5zcvgqrSpHtdYPRzi4Kb0zZ",
+	"dRr/vXly/ZLhpjtvGB6WV/Xe5LRKll37EJJOdV9NG0ebV579KyZdk7Y+Obk9NCneVDT1lq3lwp7TQ5vc",
+	"zOtse2pAQZnb3OSzi2/h5OHxvyRQqCXXBxkjW1ktovQq08mlCGIbX0eI35pGRi6/bPXAwEJIjF9AC1bm",
+	"MGHQItfbNtOloARghOmjDd8K2ueCkOa3KCPts9pQR/bWIp7mwvqgpzdD54nKV2vX8uToVvKwtj4cpHN5",
+	"Wiu9hZ3VNiHiaE5t9hbMUzr5xvFhLFsZUCXp1GtorXLeiVc+1qvzt3XJlaMP9fvb9unlTJyymaBz4zfb",
+	"+fgZhoEAevwT4K9YZosVMLPuoNfcVlqir6evuTeVpQuewrRgMwNMc1DkAhok6KXm+gCHTg3/MQWlvTK0",
+	"xm5uvLF1F346boZ7qKX9rtg2Uy04hkT4UIrv+ORCZde8DioAp1fEu/qv+P1fgmcY3WJO+eBOthlLQ29j",
+	"qI2bHWaKOzXsFJiliJlj9GDO1RLdyeTtUWpB0Zlo0xAGhCQDUIvlPTxJ9kAE3PO+iBC0kPW31vDgcm0S",
+	"jzhDLy43qDR0RKH1Rc4LTt8EDBiyPG9/oflC3fi3FhOuhz8oIePPBZ/a5pOQN/Uk+MW1yK7jzyTRN58r",
+	"ufFNmfuFO9ivf2ytOY9+taLsVA4RSGbLbblcKodFC6V5dG+MQwgl0UkvixUoCQw89jg6wXPyvaYTZrP5",
+	"XzACexTuGrk4/Dh2ziyk+CElUmRgiUbqObvhkDGtBdrDZOPIxZsF/fZ9G0v8ehB5fUm5xhk0Xhbj3cW1",
+	"FYkCnReErh33dH+O0rqxCyGf0UsPNy1de17npGOtBCeTdl/1sey+6+/29po3u77d/PULwYu8jrBpHxBG",
+	"UHaqmpr78HW0TIMwPoQwdYxyiC5RIo0YCj1E93O3oWU7E1vb0i5m9FfOCgfF9Q0Yy2xlYgCq69uB59/q",
+	"nqgo1LZ7POcwFdoEfq+mRPQjPt/F3MNvV1ukxzln2k44s1cYdXTDiquF6Z7dxyc5Dc5QWICaWi5PgUmz",
+	"rH/oT7RaGq4N5GrgDslp15C6HwN9GHZKzBREcOs1dWchFvw5PX0H7iqmIBXFXfHCcHCE6YYWc/ebMncn",
+	"dQeBJz6GbUCvQRD21IUiz5D7dGond7aeeU62r4HuTha1t2kii9Z5q42M4PNmsvy9mKT+9t1Xm6fFilmM",
+	"TU/zzy/OOll7pm/aDz589Oj4s85Hr7fc8GsyBIQhvv3qfJuFOX7MiFnnY6+6aUNZTQqRwTVfJTBhhn9y",
+	"UumiDpEt3SHI2e3uHrdW2rSbifaUILRogVsAfLEJ4Wu+2p/3uzO6TYfEAbvmf65m4g3tssjJNhJDTm61",
+	"LYVYoBam1l+26dnDT++mi9Kaojm69vw1yrGbUM+FKQu2ugo2s42Vk2h9Jyq1qNx1v6OJXisKvdwt8RX8",
+	"rViik/a+/ezxZrfD8G14Zv1p3O6UfVNfK01g5qLsvv0Uy/vAwKJ+ELMxUTjdlEreGRJwll8Z/uO+QQt3",
+	"wRmJg2PmSUe+IwmTBiYrwFyzoLekYUlpgsE6XtV7EzOcx7F6j2truh37asF4jTWhS3hfPh/MX2thVrIq",
+	"nIQuMx5v0X1LMdEUO7PJ7eL43ntzGgb9urkQE6UKzjCsgSwIdxOj9ltqsDfcQSX1bzzBE+243pqXxerK",
+	"qq75bwX2XcS5fS9Rl6m4kegITduHnEQI59Ep2ldzWDH8bhUCPXJ309Y5M1cLpXn3+d+V8tIt2s8AnTRz",
+	"d6268bvdTYqgM1zzi9yqwaDfcj8FpnOxKlrsW1mP+m3rwUDnrGM5ShZCdijUL9FckpuQLO95F9DzINUS",
+	"M64DGtweNLZ+Ofe+X1tVIL/0XfvdaiOn7bjNKfKqrVSlvbUoQwMC7VNpWGJs1nTqPg/hG8eXKu1oxybr",
+	"boC5eXXuQlA2Tj8c3/dvU5n06neXTrkTtBQC3RUB9OKLJ/DZyaN/CbapIaSZyrnPdsMMGwrUYta7Z0yI",
+	"2Z1oJrM5KHkKqRW24CHOk+L5UvRHTJWGebVg0uA4C7aCbM7kjA/hicq5GcFGZnEC7dSBZCw7MwQS6I79",
+	"TyBKOU0gysdKIMoQxFE7gt4T2J6e3PlbmHRLIqBb5mb2oVvkZpppAimZ1t1fKCK2MxmhI1ELwdXEprNS",
+	"XN1wbYSS6z9FYetueG7nKr9y0PFpu7jUOCHGwajJcKJzqVOt3I5DXl+XuTr44daC3QinFiybC8kP3Mj4",
+	"RTCNurfazuM19Ngd2bxueWWWiAHlnng7PEZA4mBJhJ/dUYJaK226nNG5uBF5xYqw8igrtcklQ4uwSSgY",
+	"GNPsWyR4FyeODM2vUQH29vtHR5uUOaSndSszIcWhZHY+7Bbk8IGtkcFNKmaCqWbk+Ej/9cAbCQ6e5TtD",
+	"LRuz8ubYf728PAd6YPPsT7rjGpHYdLEIM1fa0nGCqRYLpldN5RjCLzdaG7+e+dIIO/ArEPf1+V6+eAaS",
+	"LYScbcxxCimbqMqOJgWT177YD3qmPH1dYHGMdhBpL3plX15AwKiB7J3RXWwgSN+bEgVfqB/ELp/5GzGr",
+	"Vm0VmmLXsp4E1XOdjPivN/Fg17I73TBOc41zdVECD55BYaHvQwCFhMadRX5nMvS7myyyuXdUeInEzJnm",
+	"FHqyLkNsmKLcghO/py3AeMPo720aza4orHVHDv9x66IuLOuy0t/ZInGXGNa2ReLu9oSmcky3SWHbXoXk",
+	"xnRg4pxn12b7sbS8ZmhCc5wt75QA1wI5WTaHnJdc5k56QElJWENlDYZdiSu/yVOXhK1sAUDsj9qAwoK9",
+	"umrcP+aq5PoqBHNvHrh7Gq/O1WRlaYAdD9FoFF7Y/ShFj165BarKdnr2zoAeAiFzkTGrdB1Bj6wfEw3I",
+	"euVgjJ7sNA5mTYe3I9f6vrZtItkOr67N7DqQS+HIUQfxvlNqgRVE1JoUhi7+GmbavJS66ObjDb18+eI5",
+	"WBW8uO7PPstzSMfV0dHDTygE4Ndf/iOlammmWvDB7X4Uv6S1kH63mm6QoVrwprHla1kTLV/GJ3dzPrQH",
+	"617rTBjL9Zstdt0/sXb8c7WUDs5os8V4CjOE50jiZlQBQDNRYGGjkmWcQsh8+FBbMjmT8o6xqknjDdrQ",
+	"OikJnOW55sachsKHVovFgue4sCaUdG0hTMr/5j8NM7VoL2rd1/TxLb6m9sI+/fWXfzt++GlULA36L6Vw",
+	"AhXKplAqIbHymnT4vSiVwXMCXRV0l+7ou/r0zr6rNc9MJ0J5q3/NGJYSqc1C5VxjvH8I2+rkTC+UWnQY",
+	"0b0K2nma4UcKx0LtiuUHTtjtkonezMa9ERMfr+GJT2O3CgvlncIR/AWmmvO9/BB7G7wdqwjCTlc0yY9B",
+	"2fAl/QpmndqEAuSeK6GDudoh9C5arqvbvWj4ZBT1v7ErxI+97ebdSQBdPIcF+XhRGRvKh9ol5xK8ZmDo",
+	"oNR0uoUPhRSB+0kJIK+Cz0rBqVoDt3EuglMXFJLmhkR4snaet5r5m5C9zkwCMpw57cQ7IiH1kExDCVn/",
+	"+YFZK42FidHunTRC0LHsY55fHLOZNo+GuM10AL/+8u/AX2W8tHXet9P2MX8TiyagVMV1fehjGV2FEeV4",
+	"zriFibJzYIa+WHLN6zqYQsfOVk7pqUa5sd3lTsayDnlWZPYN8FiwnDehiSso+BQr9GRzqtG6qIssRNV0",
+	"6VLC2Vj6XQbQUaVVqxYTYzF72yl8GJ1IiqDmU8cYrHIKo89hxZ8dSAwIO5b9MKTlr7Ba1LUDnFRLiqKU",
+	"imgCghLLddRbHwwh9SZdPNLlXC2AjWXshqaZ/GqoTmhloU/nklpRpgkKtppnohRc2sGpwxM3QOqjVw0i",
+	"UMHHUrnraQNqnaI/N6PcWQY1wOtf3ehejCy7bH4ss/u7Wt+EDSzqOI394geicMk93V46spLs48t8I788",
+	"sdjbonfvy6lJgdd7LOCSWEcwf+16vIlrf6v+DaKiNVrtRUHfRgRKAP/vXRQgnMKmQLbY2y7yZjdtT5zb",
+	"lVRTU6B9EfhuyC7zO8gt+0ttROT2F9puCxEIy1yDRxKOsIFhHVCwG8cvuMzfSopXGxrHv/7ybydYSTTW",
+	"f+pA/U98kVHL0cH88vKLg08Ha7HGeySKdcTErMnyc2W4hAnVrKCH42rpgU+fAnresDKqL7uORdiL/Sqi",
+	"xJEmm55mkgQ8XmCGRwj8uhs9Ww8N2ZoXd4Gh6HvkeUd1NR1qmTdO86YMt23UvEnTC8lMu+h+60mz81ET",
+	"nqWA8y2PRnkDCQVSbEvtVk1Ceu1y31oJLI4wCOa33ZndbycBPdrObQnlETz3etTcJU99v2fbcLr1abXv",
+	"uBFSYZr8xUpm3bz6t2Q6rXPsODpqLahR6Trpi+xeLF+dAjPX1NkiZJT5xDFk/WjHS7vNGs0DW+t3mC7F",
+	"rlitl14eRU6qByYUCQ/+5ZamtLc/uVuiWc+Sb7YQQW5nQtSleMO8+UaC6TTmJA78BWeYJOb0rMCJGgr4",
+	"wFChTuhjvevLZ+dXX5/9a9qdBL67UMJxtzGmlm1iG+OnR8lvlnU2zMRdkkEnuFVZ7RQHO1IZtMh4na/Y",
+	"nT+/p3kK/UaqsledfoAm0Q0z90q26g6qeBNx9M2LFWyt/MTsjrIwYaeQFcqE4kslE3coCLOnaNquH7F3",
+	"8ERacpljDlrj3Cm1uhE511gqXWifRlmyFdbX66emyjLOc54HCuPtpo76CUlZsFSiYhAqH9dw4ORHciCA",
+	"furrvqaDIaRU9DttOpr4CcfSlwNv0kYbqKpFSTaSPoOcY6MkoIgkqrnNDFw8PT+Dz/lEWLeYsyd/dQtk",
+	"FnKRow1lpoJhZ3O1GUao+dr+lP976kt3T4VkBUWqhf37NLohYPVdYICAMqYN1AVbYdFOankBE5ZdJ6GM",
+	"cjPWVBWFWibAGVYOv+HasAImCmvjOnYyghQLKbKiWF2FSmwp9EsszD+l0cKZhd9HlDSMoQZBLs0CodQK",
+	"n4GqTHxVUbe2Ada9b8ZnReHeFDZxQiKWXlwINKYx29roIIE0F6bE8DM8H/oAwmCrIknIEx7xi2omPnWD",
+	"C+moGwGsBvAgwQfAqrGMkBEzX7tgUmNUswJYKkktcQLAsbTiWNKWIXXKy4znV+6zH4HOvXDMo4+njwVI",
+	"67OxdTMnPyQ1X6B3jVpwMlSakkvbqqWLNbbNXC0NMEhzPrHpEGF+I/gyvg8BgzQvlXb3rb6T2OKLvHNE",
+	"wh0sAvXCGu10Kz2RgMxtglkoK53NmeGjOgVUhM5A3oHGJFBbKaWhUOragJBotByO5Xr1VesIskN7isNa",
+	"r77qLmN9a/wsB4W7H0h6xlJYb/2MygxSc7BWwVZPsZyeG86+9ui6v4hcUKk2xAD80wETXWDr+OGdYRVF",
+	"08fnvmepV+SlF7jn83pp0ZcX0Sqjr5/WC46+/CKsPfruRbPQ1rd+R/H0YXPdr3zebDP69gnt+DFuuNMM",
+	"Ucd7RDwmLnVTWyBqfrnG4lu8usU5O2WTSMnYdAupBVcSvReb8dsYd0FlxI2lmvY+ImN39HYTDeBDQX5b",
+	"yNF6ELfXEL/vftQr0puKwH2Ed28sZR3sUdGyO8Y7/GYA+Rpw399xe7v2Euqp/Q5bUeVb2clL9KeRJ2Jf",
+	"BWkhZPzt8fr+1pIG19RZxyBrWVCeAsMWF0HuL50mVUk3hNlfhtVrwQR7BRG83gqOu9TEuw0YcUhChzL+",
+	"Fovc3U9hu04oma4k5DfKCbwtcXlLcM43bvRC/MNJ5j4eJ67rNhi+sabTxaBCfMtauvEtBvD/3vL+19IF",
+	"ZuxTAbcbZrszb6hye1dl16I7gD6EltR5D93GhZ0Y4STD7SOrpRPv61LqStfSbpDLvaxYi5FYKB4F6SAD",
+	"O+VgLOcsrzvMTbiTTUt0cn83FwX3UnDoKkmlT4vQ1OYIRbsgS1LnubHE96Gfnjx8CN0NIk7rJWiecQwC",
+	"6jMvAiZIgcqB24CbXU2nY4kVX0gsvCMUvfRIldK7sglwUgNsyQT26vNwexMnTkAHf3Ybk3dhJaHWZVO5",
+	"fmcQR9Dhgo3Pz9hR/nq3mQyw+hf0KRbthpMqTM0IJZ8x/G5P606rwH63LYlK+NeYo8Vsbkm/P8Ua3ks4",
+	"giWiW6QnYQkncJDc18zktsy1E/lXW7NSmphG6FtRNvEOoUYP1wnFiWDkjvuWS6uZtIN7a7Gwba0ebFFb",
+	"g72WcC1kviWrSVgskDhVegTxhQtUBLMkE9zxCqxClVP4CL2++zOhSBK6tNRfA4mRRAMA3lzoGw/O8Jz7",
+	"pdErH5iofYNv1xNol5qOZVgXto7wNqhALpbCznPNlrJW0VXJpUlInSfqFinvSyUHHd0/al0xCGO4X19Z",
+	"Lum1eoH4le2pG34lZH7pp3B/121A8INSi6d+JnxQhMdaPUHcF5+HWSl4Rf3m0t5WlHs/GvWUeAPmjNgX",
+	"KYlt8nArl96gh28jLmOTyL4HQRrf8clcqesX7pKUHcJFXlE7oW1pxv5ydf266SegRzeXgUEOWaWFXV1g",
+	"1yqSa7AC/1lF1d7o0xcBFf723WUv6QjnjXsdYLmxVPsg9TSBtFAzIclmF7cEoFZZbu1U9L9e4Nzakrov",
+	"CTlVob8Toz6ivgWzb/DH5UxIzruTZPwzGJ7nyAOX1HpKc1YgQSZbwshxWOpw2iQl+KqqISecWsCiCdgT",
+	"JjOEy7kwkKusWvjAOl9z1mqWebvfl8p7npLw0dvRaivw5arkF7jo+ifNYcalo5g8J3CiDW4s/+mf4ImS",
+	"N1xiYoj75iP46KOzVgey4UcfAbr/STCrHFeD9PDmOPXdENsdL0ZALRdgXB0dfZzFvRLwG56OJUAli2Dc",
+	"bjrPG6yo2/QRP4uwgDwEWNTrwIiZ5Dn87btLXyqzEDc8OOfc6MePYCGkUzNPvbeyqaVFA+FnM+fo00sP",
+	"h0teFAeYHXv4w/LaDLHl1hBexF0wjBsajd/YsgIh3nStGPmMvNA4I1TKZSD5kjihe8E3j6PkB1BF7n7C",
+	"gdHfSx3sCDDLuSp4aFbizcVowvdfQb9QM1VZ4rnYB63VtWPghkWfCQppLWBapUaQnhwdQyvPvfY3K9lu",
+	"OunrhdL8AoGMgafCIQU8Cs0H3XsEBjzGIeETet3NRx8h8NJt/dRS6P89lAL4vu+urBkdHi6Xy6GeZgeO",
+	"ZSs9VHp2qKeZ+889N8A9olea+VoByWZit0937YfWiqmvRpBScz02qDtRRh1faekv487kbgsU+Rx3bCO/",
+	"vaOAdYHXk6MjWC8p4Ad8wWzo7egAQlUe05OHn0Er7T3sqd3ikRKc3RqaZo9AlzO6RpOqdqZMuO/sfc1X",
+	"YBwRch8urBYlhyXxjHrzVKoWb2c50wwzTiqMTHCo6aBifdfKBKOgnNzrnu67D57UPDtvGq8DkWGPjAmw",
+	"TCtjgGH7YsIrup+haXTIbXWDBgHPRPUaNtpFf3yECzk+ApN4YZycAP0vn14O4Pgo+h0RRQvLDfTPv724",
+	"TOD8pfu/s8snf03g86fPn14+HcCjeMS6ZWezJeJI8cBuXPf3s/MhXIiZRCEYGRQBVpSGqvY6np5ZrkNn",
+	"T1K/hHYCL0y4ETk3AUlqNDQ19YXQ3L8OoG5nv59SUVC0aLsR+7/+z/8Xjh9+GnoEu3WeXTx59iyKrRtQ",
+	"lpzWvEC0VDODMrT3LIUor2yulHE0gfv1PXZ4b8Q/uFvdi+YyuFUh1/NNfelqYP30cDOOP4bN+hGIRZuY",
+	"+cD42JgRjfrw0SduWC+FFyLjkgosBhauVakFt0yvohz9wLXPzp/1kp6vS9Eb9Y6HR8MjDKAquWSl6I16",
+	"Hw+Phh+jr8LOUXbpZgzulxnfEurwt4tvv3FcH77iK7jgtikq6+4gW5NtELkpTaJYwYSD520OWmPZd/Tw",
+	"Xx4d/8sp+CqVyMESSFkxSyFFdpgOhnAusuv6nk9WTaHnBwbSa9HURhjLzyuNzAcf1coSzaDTDr05MUUC",
+	"eXOR1+TBsbFrviLg19TmWd4b9b7kFitGOkmRkBSh9/DoaEcvzbv10MTxtzTQ9MRt2O62+oRlc37wxElP",
+	"qsPK+Fe1pDzcsHV3FBN3u7I5JfztarQaibq90d+/T3q+1oNDt0jUQLZ5w7WYrtoM2MmmbIZqnmO/5Dw7",
+	"nGNR5H9sxa8zZBcGHh7FJg7f8BW7UpdDeGYpBsG0SvMOuw7NF2G+x2PzM2w5uPbKe7ug+tzp5O5Z5GoR",
+	"+FRpPPTQ6rgv8LiM23T3HZJjo25fKAWjV2aV5vkgMGkv6zDPexMS3h8dfQxRgZq4FsfU57VGWfWRcPtc",
+	"sTwYsXRd0EiryvKxE/inU5FRtQ6MLWb5quGaW+7gC/fUfZ5mU5mg40BxdrdY5BrYuv3R0cfbhqzXeNjR",
+	"330XItRr2IEJdc9X7Cl4UKjZVqwg3np7P9zE0T/H5tB6PMK0s34aekpib2k0gPdTn7w0SBwssGhVP203",
+	"v8T2ou2emzTACntJMycMD0IFBqcf1j1PoR8qWw2G8JTCezKlsd26E24sl62mAJG1jzq0m7Gkj5jY1nS7",
+	"RUI1ZyW1KXAKbrF02ljhdG7iAUp6NSDqigLSsbaxFGYI51idU02bwvpHR9BPqZB8EmQ8eHQ0OPURSj6g",
+	"lcwkaRdSPxfGRj0yKY5AswW3SOS3xDw3jxxiCYmtYcHRg0/IVvP6+3u8PuvNQzsu0RlagoJpPmqJ+Trp",
+	"ndBSdt+mx03xFnzl+PZXWk3e8aU9bu0XobwZvvHws9vfWG/Cj/Rhjx098xW+6kJUv4mq1HSkaXxcQxn6",
+	"+MUgZs7ui3Wqsq2jNbXiaqGnkJiJj0zWS6m1STS2q1E90QaNbrOVfp/0SmU66NmX4gZzK+vwpsYA3sQM",
+	"tkjchm8PBT4MSEN6Eczl+CIaj9BxV63QaeT9K7/+8u+o2CkdpI5RE3yGz0YZuihkjqWPBmwCth6Yphv8",
+	"WtDbIAldSSuZh/6xphaUt7sH205FVCMNNhvNOLCweqRi1NeHPEj/4FoNx74VLonLIeSrFVwWRgwznNaO",
+	"EGjFifrTQMLqVnv0WTqEZ9NWaN6D0BQXBYe4K0vtsOCtIEcCiZdOhBnL9NHRx+mIEpEST7OL1ZZJEIYl",
+	"ms+p71H8veMpbrk+9G/jnqy1Vq/ZbDpoStD5l7z2oEqKssDgRORwyS5ORYlXbOn22cUY6GSCd+RuPOFZ",
+	"UyTxK77yJB+J0mOflfb2qH27mTIpDvfGXwgcW2TtNfxdU5ZqmNiDF7zEWOhts/m3DrtewbnfYz51dHL7",
+	"G98o+4Vy1Bxf2IOxNYB44it74qvHe6zunEwhl0o9d/IgvfdoH1DUJTW/5rlgIev55OHDfV72epfjik+l",
+	"xcIUf0wmTterIbq3M/DKzg/ROofMupOFYhhjMNzXtnYWjOsH3ivFFqJYDYZwJqHyVmJfUwhXROU+Q9Wc",
+	"sZwFm5qjdmh57yooG1F9fHCp9PUQzqzli9JnSTjebW3Bcyid6N0YXtG9wDX0668SWtEA2VL9GqPRYMat",
+	"QdOztza3bM2d0jjC7X6oZavjx+u209EJR/dJN+PO8R3U84JMckK+Wyn896EffxgasMU84A7LCRaI0c19",
+	"jKpXddjdIsKgKrudMryIvHOBMGy05ncSJHbzUiNfBCX2IWJwOV5rFCvtWFLHwFBvse2mq/1DG466IIhL",
+	"cMRp3Q/nRvVW52A0GlBJltofbSitjAB1cnR0PITnajZzq1KVBbsUFJbnxFcmxxKTtckHjZVxAgAemE2L",
+	"trGiKDCwDOsdbqElDtQbt/pkW40EgjZKp+iFHL75zfoDMrqnXoyuSyp5crUTnT3m7cBnZZn1+NxCUzpn",
+	"JXnwV5PughqX032Qw3m/Np2JrXTjt6DfYrQYwnnk+G5P1liVQuSo92WvucLHsmbGhNr0NqqQzKLn5EDI",
+	"gU89ImMv3pzOEu2ndZboWGJ5MOMpB2UNwbdTMG4aVkCmZIC7H4r7UttoE8NVhJa57huv7Zktigueyf1w",
+	"0bWqk+8XH/2GLz1dO/U6aUCtNjq0qnmhiPSB8b7/jPfpKx9WvH67p0ojOdjl+GooFgV5bSdZ1CvfeEcq",
+	"pitiHE6Q2etwGcc1iP8L0yrr6TbLNM/HMmOGHwhpuKTA5WKFVvH0TMr/9rSp7+nr0a1V/Uy9MO4Fdb+Y",
+	"4Viee1GDpPWOgp5IOTrLd3bSCw+R+yIY7dKve1GM43dFMS7nNWCRP/hwz1PPsHw8BPmsMfEZe7kGFHhj",
+	"orHHVXwPNP0/OsGgm7xxkYkLbyUTlErkXXkbHtCv+X26PzE1aguaYhLADl3gzyWuosiOavOBkBBqjXce",
+	"qPa1xXujn9a+OaSK22Y7M3gc2iJnTKKZnVPWeTsitY6b8zF1UUiuUa3IN9YEvgYJj/ly5SPq7HFQUILR",
+	"x0dgBkkU/pnARFVOSFdxdwcMEaAorzhos9ayfGWPZg2DLh5AN2WtCPs9UuW1mTrdlASVPxdWf8ltjQ9Y",
+	"0rz0Dq4aoyIsr/G6wfRQfakzEOEjSE2mSv4X6jGZQt97zAfdpZiwuIfvGmJCdVUzF2UKfa0KnmDQyFgC",
+	"LJi+5joBajxBQZ2kJaWhTHCagCpybmxcADfkydUroyDqdIT13pTTjbBtEsU7+WVNViDZgp9C+mMKU1Gg",
+	"xOO/dBL/VLzCaL912WsQT+SbU6cj8ImUUUd+f7MwoQufwtQi39fLwW5bHMELBH/S6aHFnveNixZX0YoA",
+	"82fRG/kWoFEWUP1Fnf3pF9aZlryR7NrABfoqFOJagzhmi3Ut9MfWIu+UaLxHTMR7FTxRl1XdGTWBePJu",
+	"1cU/ICFz14FAFRMs/Pz9622RBU1TYpjwTC0oPgBSzNdLMT9BqYXnmhLSqHQ5FpLGylVwJn0uJLnCidxQ",
+	"MFLNNIsQ7gbHWPGTLr93Vxx9Bh297HawTYUdGu5DeWom+J3UJyqot8Xfq9SiKdjX1U76HQcVfdCq7ucy",
+	"Bz0KT7zjPsfSx+FPPs/zNd3vgtttHfvcXQ5OibkwVumV4/usLDnDmvHkX1CSD8G3ecDy+mytcj+F8CcU",
+	"SIK5jlGtY6qWnzFJBeX7StZ5cSEFycvF5CFhuukpK9VYLpTmo2a0xmy4lrlCIjg+g3QjwUcdFaTaWe4b",
+	"lNWZ9GluVNJeWOgXnN1QL6esqPImINjAydHJEDAJF6acE4XzzQmaTGem+RiVkzoAw8fnI4AwYY5JnyQ9",
+	"UdVs3pLBmihvHIy/wnjMpFYs6ugtY9kKc9xJLsS4pgf1yXWRx8/xgGryeJsX5vPQc/w/WYTHH/DG01H4",
+	"Gw99Spjv5OSdmka4rT4dzl+MU2Byhd4LjgGEkVh/6kVtXr8TXV4q3Bgk8c40g24cO3pnbJD8o20dqQ5O",
+	"bPSJ0Dhk8I5x/E+AsaQ5b2FQd43fc8f9LEdto2Q2m3eVVc5D9mAdf4hCZ5NLCKlToTASX5Ui8zb+jdpL",
+	"6WkdQzmWNIYv+mQAC9eGTyjZ7uhC1UGAm3pU9ySfbha8escOwV0Xk44h91Xt/4Rhgx+E3TcRdmsf412E",
+	"3cMJk6YjOv8OhKZTJd5GZxInvGKrQ9BMXjuZD8PK7ZwvDC8c8egzuQKp5EHoUIbZh2NJvdexOiz9GVqY",
+	"ITXBroinWH0Cf0Ovgzd+/6CE9MX3UvwnhT6SKKyPWvmRifGFB7Aal+HSDobwmEmJkq8vRFAW2I6RqnR1",
+	"WtUeM+nbHN0P/XrM5O+kWD9mW/2RDhYfyNUHcrUXuXrMJLB1/9cetOrwJ58quFNP30Z+hvBcTH2k1YT5",
+	"+Kq6nDLqkCTvpidHJ+mmyP7S0YroZu8ToOfmEQYKMf2gJL4nNt6ppfN/iyL37a6Al4Zr5JlbsJtUxXfJ",
+	"jCkUyGuwFDLrWKX376bn315cwq+//Meh+zIdwjP3IKZwtyNgAQNgNy8LPs/vlQ/SFL8TK6TJt3FDBCuV",
+	"ifrAFD8wxb0oE2GU54u+MGTk5t2fU7obew+E5DxyaPt6X1ySlxkNZNjSA4Xp0zX/tOQYYxjfCvibEk6s",
+	"HstuehJ+b9mM6+zbNS9anX0bvDljGeqb7k6lRN1gRxHdxhxG440lBdUV3JikK4V2cBpZVXxJwNCrxG1z",
+	"IWTlPxfMTpVewJRz7PtQN+YJfXyxPip2JWGYuyqoCn8UdY3LpyRd6rFgiDp7O7jmPwQgYvZUbbE31IEb",
+	"LmMHmG+3FXshMHrU1zoeS28nHIZADN+n91vZBCNSdeKmv3Rc9SByWfbTk6PPxrLDXznCRVKIPcZZDLAe",
+	"X4MM5EudK8M3PamhgLLTGZ1G2LRhMdgSmMryMTmWaZTrevAVX6VQiGvuM0MwH/xgoRBWng3+O7DCqAYd",
+	"CLRApexUZRGgY9mnEmfN4FfXfHUVmFJaF8yqy96to4/Tb8PphnbN9SE6BdTXcsXZHXRxYu/UpP1JJfmp",
+	"75CCxV/dekOkl9LXhk6T0ujYqnFZbY0ScdD35ri7kZRzJnL3cmdm8e9k9H6vfL/vdaLunyxn1iHqnQ1o",
+	"SK3ugde2KDN6h6mpeEydhYlD3IYFn9qUaDqxH2//wiUSafosHYzIvxp5q4Q0lrO8MzzMvbq3J/Q5n9r3",
+	"3EV0Z9n1j6jgIgO9KyJ7Erg1iPy5MNY7SP/YxYZoE7dHzHmAYDWOwIGVzrn+4AW9l7C7RY1cb80PuhvV",
+	"f5stEV0ZIeRmizODiDHK9SEI13sR+mSALLUXuu2cUeuD9qX7SmTXd7A3viA/yAeLwx+yYgdqLLXm1L8W",
+	"2fXg9zFRJr2yuoMhESMB9rkPpz45WquCA+YWO6VqLCe8ebSRerBYr09ECVEKTv2v+1yZJPrbSzuDIXzr",
+	"nnWy/Fh6owIq/lMflj/nmg8hjfp1pYCdt6IGXdgoZ0uDrlNgYzll+mBa2Upzeo4GEDLnUyGF5cVqcIpf",
+	"5jVM4lQc373YbI9+uFe7aVf/s3ccAeH3t0VP83eAmRAN8YGkfTCi3jEQgnAI84IKDkrjdbyLPExXdGte",
+	"0tf+ASyNYDJqQgWp4T+mQ/iuqfXujnzkG5pYbiz4yp/0EKQTPlWaY7LRiCwz7ec8aRQW+iiaTlh2vWQ6",
+	"N40dg9J7heWLB4ZWMAijo+GPBqe4WHo2jE0Ws3rsqdJrQ6PquTZyGrrPp9iZYiyXc4415hfYtZ/cqMG7",
+	"KjSnpkrgA2Vr4gc+ZJoZsGoxMVbJbopIqoc/jr3ylBqY9jqLR250NTvuajvWPXYN0T2HPuoeej+V6X4V",
+	"IQTpPpqQ51YfFJ+3TKwc7Ouao6SxozXSX5DJCgjPAs2qidJvCw7ttDilVB3tamFmVyJPvbBlPF0zbMqp",
+	"4LbVK3JIlJzZhlCgOVnUQfzu49gfad3yBSU5LWbYr9rvxXubHx4dpcES5XAufXh0nCbet8GgbtMEv/7y",
+	"72O5bot3S3FSZ8aH8PVWqaufnhx9TFJZOkhAKjSRBe+VkGPJ1kNV0WhWf5cOTrHHiKPHTvJspPXlXOEc",
+	"2EAGjFIyqiI3lptl5KAfia4MySZflN1pzhdc5v6y3pNAGM3wu8mDtL9OQoRId9qJPkiT3qZbf8dCLn2z",
+	"Bz914ntfr8BYpT/IqB9k1H3J/gWWYwh41E3fbxFLD3/yf91mv0JrsMFKoF7GoouELZqEgRl6WrVa1G26",
+	"WA4ls3MvsN0h4ocEvJhS/Vlzp/4MBqs62Sow8r7n9k7VCrxt8HaFl9vlZo9962kwbUR9mgt7vww1muH9",
+	"Y6hYASwXkS4G/ZS+uGI2BcPt4MOV/MDM9qzAmQvbRQVksRr8dtZ2qDlFbJnDn/hC/SB2Mjs0oodKmnEH",
+	"l2AInnO9ByMjW/wLP8Leod71lJ6tfrhDf8QKXeyax+gzYdn178jEkl2IlsDxr7/82/En60UUVWXBlJil",
+	"1H/54vkBl5nKsUM4H86GkP7//8///X9Rl+B/Pk7rEjrtbix42Xa2Yomq6nxycltRnW0+pW9ldG9C80z8",
+	"AxdwCixH+4OjMeg5vfXynuX5b7q5SCM+XN0/pAuVZZbipt9EtaKyuxnf2cWyNtGReYmK+mCMlcGoToqJ",
+	"ruueAZOrJTEdn1VfVMZyDX1Wh3dShQolsfs1hf5iST2YaZZxdxeEypv+B0KTUZ7qf/hKeRjhqnmmpOSZ",
+	"NWOZK/nAwrRg5aApQ7It4fpLbs/D5u9RJK3n2CKTehB42H6wNr/t+/HdXAU0DPGDBPLu6nxvO+xGc5bf",
+	"U6QkVfKjigROdDPBkzUCRm4rbOCt4zCDEGRNr671qxpLJvOW3bouMG+Z5UN4STUD/9Iy1mMXy7hBVagw",
+	"6DiWr/uDof5kRfT+Sb+CUKk5FOX5QQlqRhiKDKGRhjxbdRkfqqTQdae/Zvr6hYP4fdVHZvnvVTyBs/zC",
+	"ncL2jk4sp3OKe4WxonjPScoHjXM/Ova1uvHhy+6g6frcidNbUd5PoqWjPClbuMuZ1t3p1pKTnICSap6J",
+	"Et1t2PWUwZRj488mbSZQ6bHse83Vvx8qfpUl+psYpFaUPhknVNn1eQ5zkc1DTgsNbDg3Yxk8jnVJsVat",
+	"1iFcipKcUppZfuBb76NQbrjMnfSCfq3BEL7ZnlETOQljOkrxB1ZQswwi1p7obvN9XYr3tpfdpSh/xxKH",
+	"DjBbaKAV5WmrRyK22vfhof8JOtx96Ff3nyr35hLpgaIoohD6GAg6pV425NyRra1KWoi8SrGVaTpqCW9U",
+	"fJ669PjJA61tl5HGjD/KfnTaWzKW7nhrUYz8+b/+8h+10TJNKHC01cAZp0sxgZGiseI1tdMt16bP1GIh",
+	"LHaY9hIM86vHfISS6wNiDiTcYl6CL33dNNzJeAJztcQQigWTUZ907InNo0zSYjWEL3DpYxmv/dQXWoxC",
+	"vrBrSMUTYOba22ScbC0zHkrdNrmkIX+UQs/qPa4nkroDQZdokH1bKU2H4dO1yK55nh42maiUbRxD2Oku",
+	"qrJXi7UOt5IvQ6dcxHhYMkcVq5JYplPhlZyh+m3Rzf/KZ1yRJoBnG9gYk8AXpV1RgFQ7AsY3dbr0bcow",
+	"SZr9WHFCupAKC1+Jx6gIhD5PnJrD1zlbjkUIWXnPrEPGBSumSi8oBZgVlmueJ/Qzk1ikXNNoY0mxaAks",
+	"BDYR8ioDg5xZNmEGO4RY95XS2FJX3WA6g+8DgEF8ds4kHB9hyi6d5VhO+Fxg3dPaltHG2T4V7ywLhZU3",
+	"3TmfnZ9fXfyPb55cfX32r1ePz5589fzbL9MB7kcYSE+Oj8ZyWhXFlbvSTZrsyCOOW1ht0PSXZwh/9ZdQ",
+	"GB8eVOpKOmBgrWQPg6iqSyk0d9oZm/FR06xdGPAbmqxgypdcB6QtUZ2ro7LqZsyLTvnE0aIN4WSjKQA1",
+	"/MHDwqQPoSqaKIF07kQ/NMdidWi3iBSmbrwWHrWQ59QRpNAHquL+iSzjpaVOZFbBJyfuSV+mT2FaNtZn",
+	"5fl2yEPfN9hT0watCJ+oyzLN6sOUOkvEC7IidduJHz36+JM96q+vwc/v3M6FIULmTyp0AoDjo6OtpeBR",
+	"fO2uWU/F4NkrCtR85EvD74wIXWM2TNiahgjT0BAmvUAegtSC20ly6LunDkpVFFvX3FCx7oXHy/746Ki1",
+	"8K540/sMI3U34PYYUn9iQdnwdE+1Cd07bme2xzxfVEXhNvgiyPV/1Kh4ZrO5w9TQ/pK4YichjyQvlLRq",
+	"ucvLYTvaDH1HT9wjtvkZtmg9tMI/X0uh+gCX4QC2yc70+bBk2fXO7Iaz0Dl6UqFzgnsmaPgpUKCwgVJk",
+	"11ieBceqg3UlkAVk2BnI/wT10fMw/z2iSmsmN/U2rAnA+BPiDYKoBoCjDoYV/Hb8saqsSnNrq/BJtaJo",
+	"jPZEo0aUhtIHmHt0872l0mzOs2vHAitdpI5RGB4qu4fqSP0Lq0XJ4Yl/FEVYjBGeTtGRZJjMJ+rVAxMJ",
+	"6udslcATpwQV3o42ljlHE0ZdMh7lQycYkxromLtekXKlKpupRT3FwJfQ8TYWprXA2jUZh7gGfanVjcix",
+	"+r6cCu0b9tTTKThnulAaZ6NLpCTt1Q2seWaBFRi56aQGSL98egkbh3H4E/57JfLXKEwukeQ3pYuGYxms",
+	"dbCvsc6rNO5ktjcSuXTTvq8GumiJv5OhjsCzjfS0sd8hJLmLrXL48Z/CVPfB8vZeV2KtVoF+7Uv2I0qz",
+	"3QyHZiOP3omX+RHHRWhHOtHU1YP0p5zZyJayQTn7Tc0qY3kJDJZ8MlfqGqwWsxnX2HVQeerlrhRq24GN",
+	"EKk32FueOpsgoyBqPnY0VwY7CVJMPzYRdF/HoV6LMG4onvteKNTrmu6v11QdB8BR9arpPZ8Ay7QyBk0K",
+	"tSmuMdGpqeUSzSsG6XzTz5XlBtOTJtwuORowsfv90vEpzzqwLN0QzlVR+ApvLd9NVN2MGsoEB87ZWNLa",
+	"HxhymZIpgQ5zwrHbTIokbOh+rkw6hAu14G7TvDD8gYnONRTO7Q4xCXzi3gS+nZTWc7EPQSVvmX7UikLL",
+	"kN1FSrozd9tRh4Gw7Aw8rHNtqwqf3Ig1XCNaTdnH7frOU7wbvgXGuk1+wgqG1nTJl9xYol8jun+COjBP",
+	"lYZ+ei0kunPJykEFDhOI3RpJDS6NTlCBtt6Ma+kImK3bwzZu5GAy8YsYSy0c1SS/gLDbEqZJUb6M9/6H",
+	"Ltu0sZ/bbU5Y99D3efrQ+fDOVoQAu11iAfFJc2hQFeuNflprbP1Tb8KZ5vqssvPe6O/fOxQhT0eXofyy",
+	"8YOgDoZ/GzKt5iqrnEjQS3qVLnqj3iHim1/ZhvmC6pGaBK/TgSCnn281bIZRNr9b2KZh9wXVuJV5XBoS",
+	"PudyBZMVeDusU5qiThWhD+NJ2pTUrM1slNydjCV/lfHSbY2jZizzurhYq7UU9GnB3P8SldPtai81GI7l",
+	"C1VwKr3jy+WMq6Ojj3mTjFV/ges9BakwCZBlFjV/RpUyKFCOCkOQN04tfVVQDzOyEm4CLdRoSOp4agJh",
+	"FKYTg76O09kc6VuJPlujNPmASHJpVUBs2yyH0CLgNcChH2ZxoKdasBSIF68yiU45ofd8PGDSWvwAhZza",
+	"tO+FVSLzDww5DVMq5OEuBLphhcw0ZyYc9oyVB1ixVUjv5PVF5Rqt3qxklo5l0MPJqbt962sO38g7DJFz",
+	"uHWAaNbthnoTuVxy7S19kDk5mJvbjwEKccPXPNTeN10WlQG7KgMgQrT1EFrdo/tUd76r3Xk6SMAHOINV",
+	"Y1kDLDz4X+nBv/z6y384TH/4Cfqi3EfPkzU31SIEBTK5on7NNGKteqTk+QY1jVoz0p77TtDmRaEGobRz",
+	"Pqo9zMLAQhiDha4bv7PXICiFFvWIsUTfHsnZOOEFkrwv3Le+3dYThLv/xnPAU0hZKQ6ZOzxWiuGKLYq0",
+	"FtSNd7HPmZS8GMKTeFvphNls/hcnR6VUxAEXD1HxOQr3wvayVs2onAtDw+9Ykk/SeKck9DV3mMtlzjG+",
+	"dlKZVU2YHFYb61QBjzuUXozNnLmGSVWXdO52kZuF0476LWdngpIWv/GRnLIKMXK6ptJ4DScsuy7UbFAL",
+	"YJFL3lc+JnC0btoQgn92wgslZyYE0QV3+Vg6Ic2N5FTKUUCf2IvOaj+61980n1YOFfrpyfERdDlalRxL",
+	"91VCEfxwcnJ0tNbas96GB6WPEHbTOCWMNC6/u+C5d2iw7rqHO3vux3KL636EOFKr12F6X4IcT76JH3B4",
+	"hUf9BHeYqZz7oukoOdcoYuaqKnLI1cg9/DM+CD/DgjPkiz+H53yOzs9j+fPBwUH9n3vl2O32Z5BOMygQ",
+	"opV2Y9QpEeQGF1NYqQqWjMyu4dVj+DnIHWZeWcx5z7H8nCPdTgN2Z820TQetMfshZClo8wM6iJWqdIg1",
+	"8shCGR2ayVwtAA3O9eyfws9O3xfZCm6EKhj1Pm3Fe1TyWrr10EX6GabiVYQYp9GS1ucPk3zm3tJ0HRRM",
+	"xAz6iK5UCMoMF+zVFf5+NVlZbnCjd57lOAIkZme1oLUNNO7aqumUBjkJp4GSGngiU6gZWlo0aH6jrnkt",
+	"ylEHSyEbG0twcEZn8jPkCqjT7Bq1FyYMdIqCItQFOsNiHsLPMOdM2wl3NIkI/M+3geKEThULxWRKOq6j",
+	"R/FVzkXuV8RymCKHkRhuss/Q7izdKWIohH8YhS2KXhIGXSQJJQk4fkRmpzZYoB8ffTTKVcn1lRsAcYCI",
+	"U8Dz5jFvw/NLetigl3ZiKo4MTtTleH40NT0QBPNI0hCO6qJQgPQ3NBRuL5G4Jq6ODnvtMnajV6vozgGa",
+	"wQK+9X/9n/8fHIMZ+F2cIAlxtJoCowOtpoPz4Ud+cB+mNUFvVI4xgtDfO0QLQoRWnNKxR3zWltAsT9+T",
+	"bfFWp9S7wHhnEx0G5qn5HLK6klK9AvJ+Eae5rDmS4ziIEDnERgh0ypUzzXKehN34qKahuwV1LNdojfWu",
+	"x3Y5eotxlsgfyA4842SwHSRBvIiOWzjpJdyNSEEJSUybMi45hY2TW7yWG5JOEzAlCSzYcIQkaGo/jXxY",
+	"lGYIT2pPn5PgMbzGnAZL70LdcLRaE2OOuo1go4ZcVZOCH9CQBc9nvr8/VWNR1wZYsWQr01h6KFDVLa4x",
+	"QnleO1Pc+Gymf3CtdvYw8WW1SOz66KM139/wo4+88oSSNwqDFJYf3Jr+InR7DseSXE0jzEV++OgR3Agj",
+	"JgWHs4snz57Fqcl9Bi9fPvucwDNTKodsrkTGBwmYTJWoyEbiScjBIt2M+w7iIdfy4QnMVaXNEF6g3zJk",
+	"/fvozlZQ5jVfUd/GlYmLIAbzSGiD3OErG2GsazrYTFYgPnEaFTtzs3j3dS6mU44Rx2FBGO7oTmijNYgj",
+	"IOlpVFGt7myOq3SKYD2EsaIoQFfUkBLHPPpsY0whHf1OYbPq2BBI1xhLZM8G+umjV6/89hrKbYJ/APGc",
+	"+FQ4hRFV48KAyE0wt9RMby3qUDRLb5Dw+jfRGJYvhCQbhDAw04yiV1fkNZ9VZOCEPlK5s8+/fvbN1cuL",
+	"py+unn1+kQ6SsZReQ6C4Tbeqs/Nnp3U3fnRX1Eaaj9PWUnHujpX+1VGSeW3FEJIbA6VWE0oxBFXGFZGR",
+	"dvl72jJ1qNL0Xn//+n8FAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

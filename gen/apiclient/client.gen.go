@@ -19,6 +19,27 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AdminActionAction.
+const (
+	AdminActionLedgerAudit      AdminActionAction = "ledger.audit"
+	AdminActionTopupRefund      AdminActionAction = "topup.refund"
+	AdminActionWalletAdjustment AdminActionAction = "wallet.adjustment"
+)
+
+// Valid indicates whether the value is a known member of the AdminActionAction enum.
+func (e AdminActionAction) Valid() bool {
+	switch e {
+	case AdminActionLedgerAudit:
+		return true
+	case AdminActionTopupRefund:
+		return true
+	case AdminActionWalletAdjustment:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AuthSessionTokenType.
 const (
 	Bearer AuthSessionTokenType = "Bearer"
@@ -497,6 +518,54 @@ func (e ListRoomsParamsScope) Valid() bool {
 	default:
 		return false
 	}
+}
+
+// AdminAction One action taken through the admin API.
+type AdminAction struct {
+	// Action `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+	// (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+	// (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+	// as is.
+	Action AdminActionAction `json:"action"`
+
+	// AdminId The admin who took it.
+	AdminId   openapi_types.UUID `json:"admin_id"`
+	CreatedAt time.Time          `json:"created_at"`
+
+	// Detail The action's particulars: for a refund `credits`, `amount`, `currency` and
+	// `ledger_key`; for an adjustment `amount`, `transaction_id` and `balance_after`;
+	// for an audit `ok` and `problems` (how many).
+	Detail map[string]interface{} `json:"detail"`
+	Id     int64                  `json:"id"`
+
+	// Reason The admin's reason; empty when none was given.
+	Reason string `json:"reason"`
+
+	// TargetTopupId The top-up it concerned, if any.
+	TargetTopupId *openapi_types.UUID `json:"target_topup_id,omitempty"`
+
+	// TargetUserId The user whose wallet it concerned, if any.
+	TargetUserId *openapi_types.UUID `json:"target_user_id,omitempty"`
+}
+
+// AdminActionAction `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+// (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+// (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+// as is.
+type AdminActionAction string
+
+// AdminActionPage defines model for AdminActionPage.
+type AdminActionPage struct {
+	Items []AdminAction `json:"items"`
+
+	// NextCursor Absent on the last page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// AdminRefundRequest defines model for AdminRefundRequest.
+type AdminRefundRequest struct {
+	// Reason Why the top-up is refunded, for the audit log.
+	Reason *string `json:"reason,omitempty"`
 }
 
 // AuthSession Tokens for a session, and who they belong to.
@@ -1314,6 +1383,15 @@ type UnprocessableEntity = Problem
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
 
+// ListAdminActionsParams defines parameters for ListAdminActions.
+type ListAdminActionsParams struct {
+	// Limit Page size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // RefundTopupParams defines parameters for RefundTopup.
 type RefundTopupParams struct {
 	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
@@ -1399,6 +1477,9 @@ type ListWalletTransactionsParams struct {
 	// Cursor The `next_cursor` of the previous page.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// RefundTopupJSONRequestBody defines body for RefundTopup for application/json ContentType.
+type RefundTopupJSONRequestBody = AdminRefundRequest
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
 type LoginJSONRequestBody = LoginRequest
@@ -1956,6 +2037,34 @@ type ClientInterface interface {
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListAdminActions The admin audit log (admin)
+	//
+	// Every action taken through the admin API, newest first: who (`admin_id`), what
+	// (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+	// particulars (`detail`). Each record is written in the same transaction as its
+	// action, so an action that happened is always listed and one that was refused never
+	// is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+	//
+	// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
+	ListAdminActions(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RefundTopupWithBody Refund a top-up (admin)
+	//
+	// Gives a succeeded top-up's money back through the payment provider and takes its
+	// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+	// all of the top-up's credits (some were spent), the refund is refused with
+	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+	// `409`. If the provider's refund fails after the credits were taken back, the answer is
+	// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+	// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+	// `reason`, in the same transaction as the clawback.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+	RefundTopupWithBody(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// RefundTopup Refund a top-up (admin)
 	//
 	// Gives a succeeded top-up's money back through the payment provider and takes its
@@ -1964,10 +2073,14 @@ type ClientInterface interface {
 	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
 	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
 	// `409`. If the provider's refund fails after the credits were taken back, the answer is
-	// `503`: retry, and only the provider's refund is repeated.
+	// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+	// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+	// `reason`, in the same transaction as the clawback.
+	//
+	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
-	RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+	RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// LoginWithBody Sign in with email and password
 	//
@@ -2505,6 +2618,54 @@ func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*
 	return c.Client.Do(req)
 }
 
+// ListAdminActions The admin audit log (admin)
+//
+// Every action taken through the admin API, newest first: who (`admin_id`), what
+// (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+// particulars (`detail`). Each record is written in the same transaction as its
+// action, so an action that happened is always listed and one that was refused never
+// is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+//
+// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
+func (c *Client) ListAdminActions(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAdminActionsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RefundTopupWithBody Refund a top-up (admin)
+//
+// Gives a succeeded top-up's money back through the payment provider and takes its
+// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+// all of the top-up's credits (some were spent), the refund is refused with
+// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+// `409`. If the provider's refund fails after the credits were taken back, the answer is
+// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+// `reason`, in the same transaction as the clawback.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+func (c *Client) RefundTopupWithBody(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRefundTopupRequestWithBody(c.Server, topupId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // RefundTopup Refund a top-up (admin)
 //
 // Gives a succeeded top-up's money back through the payment provider and takes its
@@ -2513,11 +2674,15 @@ func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*
 // `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
 // Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
 // `409`. If the provider's refund fails after the credits were taken back, the answer is
-// `503`: retry, and only the provider's refund is repeated.
+// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+// `reason`, in the same transaction as the clawback.
+//
+// Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
-func (c *Client) RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRefundTopupRequest(c.Server, topupId, params)
+func (c *Client) RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRefundTopupRequest(c.Server, topupId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3559,8 +3724,85 @@ func NewGetReadyRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
-// NewRefundTopupRequest constructs an http.Request for the RefundTopup method
-func NewRefundTopupRequest(server string, topupId openapi_types.UUID, params *RefundTopupParams) (*http.Request, error) {
+// NewListAdminActionsRequest constructs an http.Request for the ListAdminActions method
+func NewListAdminActionsRequest(server string, params *ListAdminActionsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/audit-log")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRefundTopupRequest calls the generic RefundTopup builder with application/json body
+func NewRefundTopupRequest(server string, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRefundTopupRequestWithBody(server, topupId, params, "application/json", bodyReader)
+}
+
+// NewRefundTopupRequestWithBody constructs an http.Request for the RefundTopup method, with any body, and a specified content type
+func NewRefundTopupRequestWithBody(server string, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3585,10 +3827,12 @@ func NewRefundTopupRequest(server string, topupId openapi_types.UUID, params *Re
 		return nil, err
 	}
 
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
 	if err != nil {
 		return nil, err
 	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	if params != nil {
 
@@ -5262,6 +5506,36 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReadyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadyResponse, error)
 
+	// ListAdminActionsWithResponse The admin audit log (admin)
+	//
+	// Every action taken through the admin API, newest first: who (`admin_id`), what
+	// (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+	// particulars (`detail`). Each record is written in the same transaction as its
+	// action, so an action that happened is always listed and one that was refused never
+	// is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
+	ListAdminActionsWithResponse(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*ListAdminActionsResponse, error)
+
+	// RefundTopupWithBodyWithResponse Refund a top-up (admin)
+	//
+	// Gives a succeeded top-up's money back through the payment provider and takes its
+	// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+	// all of the top-up's credits (some were spent), the refund is refused with
+	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+	// `409`. If the provider's refund fails after the credits were taken back, the answer is
+	// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+	// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+	// `reason`, in the same transaction as the clawback.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+	RefundTopupWithBodyWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error)
+
 	// RefundTopupWithResponse Refund a top-up (admin)
 	//
 	// Gives a succeeded top-up's money back through the payment provider and takes its
@@ -5270,12 +5544,14 @@ type ClientWithResponsesInterface interface {
 	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
 	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
 	// `409`. If the provider's refund fails after the credits were taken back, the answer is
-	// `503`: retry, and only the provider's refund is repeated.
+	// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+	// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+	// `reason`, in the same transaction as the clawback.
 	//
-	// Returns a wrapper object for the known response body format(s).
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
-	RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error)
+	RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error)
 
 	// LoginWithBodyWithResponse Sign in with email and password
 	//
@@ -5944,6 +6220,110 @@ func (r GetReadyResponse) ContentType() string {
 	return ""
 }
 
+// ListAdminActionsResponse401Headers the declared response headers of an HTTP 401 response for ListAdminActions
+type ListAdminActionsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ListAdminActionsResponse429Headers the declared response headers of an HTTP 429 response for ListAdminActions
+type ListAdminActionsResponse429Headers struct {
+	RetryAfter *int
+}
+
+// ListAdminActionsResponse503Headers the declared response headers of an HTTP 503 response for ListAdminActions
+type ListAdminActionsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListAdminActionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminActionPage
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListAdminActionsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListAdminActionsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAdminActionsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAdminActionsResponse) GetJSON200() *AdminActionPage {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAdminActionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAdminActionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAdminActionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAdminActionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RefundTopupResponse200Headers the declared response headers of an HTTP 200 response for RefundTopup
 type RefundTopupResponse200Headers struct {
 	IdempotentReplayed *string
@@ -5984,6 +6364,10 @@ type RefundTopupResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *IdempotentConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntity
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -6032,6 +6416,16 @@ func (r RefundTopupResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r RefundTopupResponse) GetApplicationproblemJSON409() *IdempotentConflict {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -9927,6 +10321,48 @@ func (c *ClientWithResponses) GetReadyWithResponse(ctx context.Context, reqEdito
 	return ParseGetReadyResponse(rsp)
 }
 
+// ListAdminActionsWithResponse The admin audit log (admin)
+//
+// Every action taken through the admin API, newest first: who (`admin_id`), what
+// (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+// particulars (`detail`). Each record is written in the same transaction as its
+// action, so an action that happened is always listed and one that was refused never
+// is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
+func (c *ClientWithResponses) ListAdminActionsWithResponse(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*ListAdminActionsResponse, error) {
+	rsp, err := c.ListAdminActions(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAdminActionsResponse(rsp)
+}
+
+// RefundTopupWithBodyWithResponse Refund a top-up (admin)
+//
+// Gives a succeeded top-up's money back through the payment provider and takes its
+// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+// all of the top-up's credits (some were spent), the refund is refused with
+// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+// `409`. If the provider's refund fails after the credits were taken back, the answer is
+// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+// `reason`, in the same transaction as the clawback.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+func (c *ClientWithResponses) RefundTopupWithBodyWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error) {
+	rsp, err := c.RefundTopupWithBody(ctx, topupId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRefundTopupResponse(rsp)
+}
+
 // RefundTopupWithResponse Refund a top-up (admin)
 //
 // Gives a succeeded top-up's money back through the payment provider and takes its
@@ -9935,13 +10371,15 @@ func (c *ClientWithResponses) GetReadyWithResponse(ctx context.Context, reqEdito
 // `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
 // Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
 // `409`. If the provider's refund fails after the credits were taken back, the answer is
-// `503`: retry, and only the provider's refund is repeated.
+// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+// `reason`, in the same transaction as the clawback.
 //
-// Returns a wrapper object for the known response body format(s).
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
-func (c *ClientWithResponses) RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error) {
-	rsp, err := c.RefundTopup(ctx, topupId, params, reqEditors...)
+func (c *ClientWithResponses) RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error) {
+	rsp, err := c.RefundTopup(ctx, topupId, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -10863,6 +11301,107 @@ func ParseGetReadyResponse(rsp *http.Response) (*GetReadyResponse, error) {
 	return response, nil
 }
 
+// ParseListAdminActionsResponse parses an HTTP response from a ListAdminActionsWithResponse call
+func ParseListAdminActionsResponse(rsp *http.Response) (*ListAdminActionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAdminActionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminActionPage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListAdminActionsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListAdminActionsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAdminActionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseRefundTopupResponse parses an HTTP response from a RefundTopupWithResponse call
 func ParseRefundTopupResponse(rsp *http.Response) (*RefundTopupResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10918,6 +11457,20 @@ func ParseRefundTopupResponse(rsp *http.Response) (*RefundTopupResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest UnprocessableEntity

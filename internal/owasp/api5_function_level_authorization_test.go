@@ -1,7 +1,8 @@
 // API5:2023 Broken Function Level Authorization.
 //
 // For Parlor the privileged functions are the admin operations (the `admin` tag, under
-// /v1/admin: refunding a top-up), granted only by configuration (APP_ADMIN_USER_IDS) and
+// /v1/admin: refunding a top-up, the audit log, a user's wallet and its adjustments, a
+// top-up with its provider's state, the ledger audit), granted only by configuration (APP_ADMIN_USER_IDS) and
 // never through the API, and the room staff functions (moderate, ban, kick, archive,
 // delete), granted by the room's roles.
 //
@@ -66,40 +67,49 @@ func TestEveryAdminOperationRefusesEveryoneElse(t *testing.T) {
 	bought := s.BuyCredits(t, bob, "small")
 
 	// Each admin operation's path, on a real object where it takes one, and its body.
-	paths := map[string]string{
-		"POST /v1/admin/topups/{topup_id}/refund": "/v1/admin/topups/" + bought.Id.String() + "/refund",
+	type call struct{ path, body string }
+	calls := map[string]call{
+		"POST /v1/admin/topups/{topup_id}/refund": {"/v1/admin/topups/" + bought.Id.String() + "/refund", `{"reason":"api5"}`},
+		"GET /v1/admin/audit-log":                 {"/v1/admin/audit-log", ""},
 	}
 	state := func() string {
 		var st string
 		require.NoError(t, s.Pool.QueryRow(ctx, `SELECT
 			(SELECT string_agg(id::text || ':' || status, ',' ORDER BY id) FROM topups) || '|' ||
-			(SELECT count(*) FROM ledger_transactions)::text`).Scan(&st))
+			(SELECT count(*) FROM ledger_transactions)::text || '|' ||
+			(SELECT count(*) FROM admin_actions)::text`).Scan(&st))
 		return st
 	}
 	for _, op := range adminOperations(t) {
 		t.Run(op.key(), func(t *testing.T) {
-			path, ok := paths[op.key()]
-			require.True(t, ok, "add a path for %s to this test", op.key())
-			require.Nil(t, op.op.RequestBody, "add a body for %s to this test", op.key())
+			c, ok := calls[op.key()]
+			require.True(t, ok, "add a path (and a body, if it takes one) for %s to this test", op.key())
+			require.Equal(t, op.op.RequestBody == nil, c.body == "", "%s: give this test a body exactly when the operation takes one", op.key())
 			before := state()
 
-			res, body := s.Do(t, op.method, path, "", nil, http.Header{"Idempotency-Key": {uuid.NewString()}})
+			res, body := s.Do(t, op.method, c.path, "", nil, http.Header{"Idempotency-Key": {uuid.NewString()}})
 			parlortest.RequireProblem(t, res, body, http.StatusUnauthorized, "unauthorized")
 			for _, u := range []*parlortest.User{bob, eve} {
-				res, body := s.As(t, u, op.method, path, "")
+				res, body := s.As(t, u, op.method, c.path, c.body)
 				parlortest.RequireProblem(t, res, body, http.StatusForbidden, "forbidden")
 			}
 			require.Equal(t, before, state(), "a refused admin call changed something")
 			require.Equal(t, int64(100), parlortest.BalanceOf(t, bob))
 
-			// The admin is let through (to a 404 for an object that does not exist).
-			ghost := strings.Replace(path, bought.Id.String(), uuid.NewString(), 1)
-			res, body = s.As(t, admin, op.method, ghost, "")
-			parlortest.RequireProblem(t, res, body, http.StatusNotFound, "not_found")
+			// The admin is let through: to a 404 for an object that does not exist, or to
+			// the answer of an operation that names none.
+			if ghost := strings.Replace(c.path, bought.Id.String(), uuid.NewString(), 1); ghost != c.path {
+				res, body = s.As(t, admin, op.method, ghost, c.body)
+				parlortest.RequireProblem(t, res, body, http.StatusNotFound, "not_found")
+			} else if op.method == http.MethodGet {
+				res, body = s.As(t, admin, op.method, c.path, c.body)
+				require.Equal(t, http.StatusOK, res.StatusCode, string(body))
+			}
 		})
 	}
 	// And the admin's call on the real object does what it says.
-	res, body := s.As(t, admin, "POST", paths["POST /v1/admin/topups/{topup_id}/refund"], "")
+	c := calls["POST /v1/admin/topups/{topup_id}/refund"]
+	res, body := s.As(t, admin, "POST", c.path, c.body)
 	require.Equal(t, http.StatusOK, res.StatusCode, string(body))
 	require.Equal(t, apiclient.TopupStatusRefunded, parlortest.GetTopup(t, bob, bought.Id).Status)
 }

@@ -730,9 +730,35 @@ export interface paths {
          *     `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
          *     Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
          *     `409`. If the provider's refund fails after the credits were taken back, the answer is
-         *     `503`: retry, and only the provider's refund is repeated.
+         *     `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+         *     the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+         *     `reason`, in the same transaction as the clawback.
          */
         post: operations["refundTopup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/audit-log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The admin audit log (admin)
+         * @description Every action taken through the admin API, newest first: who (`admin_id`), what
+         *     (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+         *     particulars (`detail`). Each record is written in the same transaction as its
+         *     action, so an action that happened is always listed and one that was refused never
+         *     is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+         */
+        get: operations["listAdminActions"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1477,6 +1503,55 @@ export interface components {
              * @description When the checkout closes if unpaid.
              */
             expires_at: string;
+        };
+        AdminRefundRequest: {
+            /** @description Why the top-up is refunded, for the audit log. */
+            reason?: string;
+        };
+        /** @description One action taken through the admin API. */
+        AdminAction: {
+            /** Format: int64 */
+            id: number;
+            /**
+             * Format: uuid
+             * @description The admin who took it.
+             */
+            admin_id: string;
+            /**
+             * @description `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+             *     (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+             *     (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+             *     as is.
+             * @enum {string}
+             */
+            action: "topup.refund" | "wallet.adjustment" | "ledger.audit";
+            /**
+             * Format: uuid
+             * @description The user whose wallet it concerned, if any.
+             */
+            target_user_id?: string;
+            /**
+             * Format: uuid
+             * @description The top-up it concerned, if any.
+             */
+            target_topup_id?: string;
+            /** @description The admin's reason; empty when none was given. */
+            reason: string;
+            /**
+             * @description The action's particulars: for a refund `credits`, `amount`, `currency` and
+             *     `ledger_key`; for an adjustment `amount`, `transaction_id` and `balance_after`;
+             *     for an audit `ok` and `problems` (how many).
+             */
+            detail: {
+                [key: string]: unknown;
+            };
+            /** Format: date-time */
+            created_at: string;
+        };
+        AdminActionPage: {
+            items: components["schemas"]["AdminAction"][];
+            /** @description Absent on the last page. */
+            next_cursor?: string;
         };
         WebhookReceipt: {
             received: boolean;
@@ -2822,7 +2897,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["AdminRefundRequest"];
+            };
+        };
         responses: {
             /** @description The refunded top-up. */
             200: {
@@ -2839,7 +2918,40 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["IdempotentConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listAdminActions: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the audit log. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminActionPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];

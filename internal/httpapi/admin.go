@@ -1,0 +1,64 @@
+package httpapi
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+
+	"github.com/parlor-dev/parlor/gen/api"
+	"github.com/parlor-dev/parlor/internal/apperr"
+	"github.com/parlor-dev/parlor/internal/wallet"
+)
+
+// adminHandlers serve the `admin` tag: operators named by APP_ADMIN_USER_IDS, everyone else
+// 403 (401 without a token, from the validator).
+type adminHandlers struct {
+	svc    *wallet.Admin
+	admins map[uuid.UUID]bool
+}
+
+// actor is the caller as an admin, or forbidden.
+func (h adminHandlers) actor(ctx context.Context, reason string) (wallet.Actor, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return wallet.Actor{}, err
+	}
+	if !h.admins[p.UserID] {
+		return wallet.Actor{}, apperr.New(apperr.Forbidden, "this operation needs the admin role")
+	}
+	return wallet.Actor{AdminID: p.UserID, Reason: reason}, nil
+}
+
+func (h adminHandlers) RefundTopup(ctx context.Context, req api.RefundTopupRequestObject) (api.RefundTopupResponseObject, error) {
+	reason := ""
+	if req.Body != nil {
+		reason = deref(req.Body.Reason)
+	}
+	by, err := h.actor(ctx, reason)
+	if err != nil {
+		return nil, err
+	}
+	t, err := h.svc.Refund(ctx, by, req.TopupId)
+	if err != nil {
+		return nil, err
+	}
+	return api.RefundTopup200JSONResponse{Body: toAPITopup(t)}, nil
+}
+
+func (h adminHandlers) ListAdminActions(ctx context.Context, req api.ListAdminActionsRequestObject) (api.ListAdminActionsResponseObject, error) {
+	if _, err := h.actor(ctx, ""); err != nil {
+		return nil, err
+	}
+	page, err := h.svc.AuditLog(ctx, deref(req.Params.Cursor), limitOf(req.Params.Limit))
+	if err != nil {
+		return nil, err
+	}
+	out := api.AdminActionPage{Items: make([]api.AdminAction, len(page.Items)), NextCursor: optional(page.NextCursor)}
+	for i, a := range page.Items {
+		out.Items[i] = api.AdminAction{
+			Id: a.ID, AdminId: a.AdminID, Action: api.AdminActionAction(a.Action), TargetUserId: a.TargetUserID,
+			TargetTopupId: a.TargetTopupID, Reason: a.Reason, Detail: a.Detail, CreatedAt: a.CreatedAt,
+		}
+	}
+	return api.ListAdminActions200JSONResponse(out), nil
+}

@@ -1,0 +1,138 @@
+package wallet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parlor-dev/parlor/gen/db"
+	"github.com/parlor-dev/parlor/internal/apperr"
+	"github.com/parlor-dev/parlor/internal/cursor"
+)
+
+// Admin actions, as the audit log names them.
+const (
+	ActionTopupRefund      = "topup.refund"
+	ActionWalletAdjustment = "wallet.adjustment"
+	ActionLedgerAudit      = "ledger.audit"
+)
+
+// MaxAdminReason bounds an operator's reason, in characters.
+const MaxAdminReason = 500
+
+// Actor is the operator behind an admin action and why they took it.
+type Actor struct {
+	AdminID uuid.UUID
+	Reason  string
+}
+
+// AdminAction is one row of the admin audit log: who did what to what, why, and the
+// particulars.
+type AdminAction struct {
+	ID            int64
+	AdminID       uuid.UUID
+	Action        string
+	TargetUserID  *uuid.UUID
+	TargetTopupID *uuid.UUID
+	Reason        string
+	Detail        map[string]any
+	CreatedAt     time.Time
+}
+
+// recordAdminAction appends a to the audit log inside the caller's transaction q: the
+// record commits with the action or not at all.
+func recordAdminAction(ctx context.Context, q *db.Queries, by Actor, action string, user, topup *uuid.UUID, detail map[string]any) error {
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	raw, err := json.Marshal(detail)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	if _, err := q.InsertAdminAction(ctx, db.InsertAdminActionParams{
+		AdminID: by.AdminID, Action: action, TargetUserID: user, TargetTopupID: topup, Reason: by.Reason, Detail: raw,
+	}); err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}
+
+func validReason(reason string, required bool) error {
+	n := utf8.RuneCountInString(reason)
+	switch {
+	case !utf8.ValidString(reason) || n > MaxAdminReason:
+		return invalidField("reason", fmt.Sprintf("must be at most %d characters", MaxAdminReason))
+	case required && n == 0:
+		return invalidField("reason", "is required")
+	}
+	return nil
+}
+
+// Admin serves the operators' side of the wallet: the audit log, a user's wallet as the
+// books hold it, adjustments, a top-up with its provider's view and the ledger audit.
+// Every action it takes is recorded in the audit log in the action's own transaction.
+type Admin struct {
+	pool    *pgxpool.Pool
+	topups  *Topups
+	cursors *cursor.Signer
+	metrics *Metrics
+}
+
+// NewAdmin returns the admin service over the wallet svc and its top-ups.
+func NewAdmin(svc *Service, topups *Topups) *Admin {
+	return &Admin{pool: svc.pool, topups: topups, cursors: svc.cursors, metrics: svc.metrics}
+}
+
+// AuditPage is a page of the audit log, newest first.
+type AuditPage struct {
+	Items      []AdminAction
+	NextCursor string
+}
+
+const auditCursorKind = "admin-audit-log"
+
+// AuditLog pages through the admin audit log, newest first.
+func (a *Admin) AuditLog(ctx context.Context, token string, limit int) (AuditPage, error) {
+	before := int64(1<<63 - 1)
+	if token != "" {
+		var c historyCursor
+		if err := a.cursors.Decode(auditCursorKind, token, &c); err != nil {
+			return AuditPage{}, &apperr.Error{Code: apperr.Invalid, Message: "the cursor is invalid",
+				Fields: []apperr.FieldError{{Field: "query.cursor", Message: "is invalid"}}}
+		}
+		before = c.Before
+	}
+	rows, err := db.New(a.pool).ListAdminActions(ctx, db.ListAdminActionsParams{BeforeID: before, Lim: int32(limit + 1)})
+	if err != nil {
+		return AuditPage{}, fmt.Errorf("admin audit log: %w", err)
+	}
+	page := AuditPage{Items: []AdminAction{}}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		page.NextCursor = a.cursors.Encode(auditCursorKind, historyCursor{Before: rows[limit-1].ID})
+	}
+	for _, r := range rows {
+		detail := map[string]any{}
+		if err := json.Unmarshal(r.Detail, &detail); err != nil {
+			return AuditPage{}, fmt.Errorf("admin audit log: action %d: %w", r.ID, err)
+		}
+		page.Items = append(page.Items, AdminAction{
+			ID: r.ID, AdminID: r.AdminID, Action: r.Action, TargetUserID: r.TargetUserID, TargetTopupID: r.TargetTopupID,
+			Reason: r.Reason, Detail: detail, CreatedAt: r.CreatedAt,
+		})
+	}
+	return page, nil
+}
+
+// Refund refunds a top-up as by (Topups.Refund), recording it in the audit log.
+func (a *Admin) Refund(ctx context.Context, by Actor, id uuid.UUID) (Topup, error) {
+	if err := validReason(by.Reason, false); err != nil {
+		return Topup{}, err
+	}
+	return a.topups.Refund(ctx, id, by)
+}
