@@ -45,6 +45,45 @@ func (e AdminActionAction) Valid() bool {
 	}
 }
 
+// Defines values for AdminTopupStatus.
+const (
+	AdminTopupStatusChargedBack       AdminTopupStatus = "charged_back"
+	AdminTopupStatusDisputed          AdminTopupStatus = "disputed"
+	AdminTopupStatusExpired           AdminTopupStatus = "expired"
+	AdminTopupStatusFailed            AdminTopupStatus = "failed"
+	AdminTopupStatusPartiallyRefunded AdminTopupStatus = "partially_refunded"
+	AdminTopupStatusPending           AdminTopupStatus = "pending"
+	AdminTopupStatusRefunded          AdminTopupStatus = "refunded"
+	AdminTopupStatusReview            AdminTopupStatus = "review"
+	AdminTopupStatusSucceeded         AdminTopupStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the AdminTopupStatus enum.
+func (e AdminTopupStatus) Valid() bool {
+	switch e {
+	case AdminTopupStatusChargedBack:
+		return true
+	case AdminTopupStatusDisputed:
+		return true
+	case AdminTopupStatusExpired:
+		return true
+	case AdminTopupStatusFailed:
+		return true
+	case AdminTopupStatusPartiallyRefunded:
+		return true
+	case AdminTopupStatusPending:
+		return true
+	case AdminTopupStatusRefunded:
+		return true
+	case AdminTopupStatusReview:
+		return true
+	case AdminTopupStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AuthSessionTokenType.
 const (
 	Bearer AuthSessionTokenType = "Bearer"
@@ -393,6 +432,30 @@ func (e TopupStatus) Valid() bool {
 	}
 }
 
+// Defines values for TopupDisputeStatus.
+const (
+	DisputeInquiry TopupDisputeStatus = "inquiry"
+	DisputeLost    TopupDisputeStatus = "lost"
+	DisputeOpen    TopupDisputeStatus = "open"
+	DisputeWon     TopupDisputeStatus = "won"
+)
+
+// Valid indicates whether the value is a known member of the TopupDisputeStatus enum.
+func (e TopupDisputeStatus) Valid() bool {
+	switch e {
+	case DisputeInquiry:
+		return true
+	case DisputeLost:
+		return true
+	case DisputeOpen:
+		return true
+	case DisputeWon:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TypingFrameType.
 const (
 	Typing TypingFrameType = "typing"
@@ -571,6 +634,60 @@ type AdminActionPage struct {
 type AdminRefundRequest struct {
 	// Reason Why the top-up is refunded, for the audit log.
 	Reason *string `json:"reason,omitempty"`
+}
+
+// AdminTopup A top-up as the books hold it.
+type AdminTopup struct {
+	// Amount The price, in the currency's minor units.
+	Amount int64 `json:"amount"`
+
+	// AmountRefunded What the provider reports refunded of the payment, cumulative (minor units).
+	AmountRefunded int64 `json:"amount_refunded"`
+
+	// CheckoutSessionId The provider's checkout session, once opened.
+	CheckoutSessionId *string            `json:"checkout_session_id,omitempty"`
+	CheckoutUrl       string             `json:"checkout_url"`
+	CreatedAt         time.Time          `json:"created_at"`
+	Credits           int64              `json:"credits"`
+	Currency          string             `json:"currency"`
+	Disputes          []TopupDispute     `json:"disputes"`
+	ExpiresAt         time.Time          `json:"expires_at"`
+	Id                openapi_types.UUID `json:"id"`
+	PackageId         string             `json:"package_id"`
+
+	// PaymentIntentId The provider's payment, once known.
+	PaymentIntentId *string `json:"payment_intent_id,omitempty"`
+
+	// Status As in `Topup`.
+	Status AdminTopupStatus `json:"status"`
+
+	// UserId The buyer.
+	UserId openapi_types.UUID `json:"user_id"`
+}
+
+// AdminTopupStatus As in `Topup`.
+type AdminTopupStatus string
+
+// AdminWallet A user's wallet as the books hold it.
+type AdminWallet struct {
+	// Balance Credits the user may spend, as `GET /v1/wallet` shows them.
+	Balance int64 `json:"balance"`
+
+	// Debt Credits owed after a reversal took back spent credits, as `GET /v1/wallet` shows them.
+	Debt int64 `json:"debt"`
+
+	// Floor The lowest a refund or dispute at the provider took the ledger balance (0 when none did); the database holds the balance to it.
+	Floor int64 `json:"floor"`
+
+	// LedgerBalance The wallet account's balance in the ledger; below 0 while in debt (`balance` − `debt`).
+	LedgerBalance int64 `json:"ledger_balance"`
+
+	// PendingTopups Top-ups awaiting payment.
+	PendingTopups int64 `json:"pending_topups"`
+
+	// Topups The user's newest top-ups, at most 100, newest first.
+	Topups []AdminTopup       `json:"topups"`
+	UserId openapi_types.UUID `json:"user_id"`
 }
 
 // AuthSession Tokens for a session, and who they belong to.
@@ -1155,6 +1272,26 @@ type Topup struct {
 // A client should treat a status it does not know as final and credit-less until
 // it reads the top-up again.
 type TopupStatus string
+
+// TopupDispute A dispute of a top-up's payment, as booked.
+type TopupDispute struct {
+	// Amount The disputed amount (minor units).
+	Amount    int64     `json:"amount"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Credits The credits it withdrew while open or lost.
+	Credits int64 `json:"credits"`
+
+	// Id The provider's dispute id.
+	Id string `json:"id"`
+
+	// Status `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+	Status    TopupDisputeStatus `json:"status"`
+	UpdatedAt time.Time          `json:"updated_at"`
+}
+
+// TopupDisputeStatus `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+type TopupDisputeStatus string
 
 // TypingFrame Someone in one of your rooms started or stopped typing. Not durable.
 type TypingFrame struct {
@@ -1960,6 +2097,9 @@ type ServerInterface interface {
 	// RefundTopup Refund a top-up (admin)
 	// (POST /v1/admin/topups/{topup_id}/refund)
 	RefundTopup(ctx echo.Context, topupId openapi_types.UUID, params RefundTopupParams) error
+	// GetUserWalletAdmin A user's wallet as the books hold it (admin)
+	// (GET /v1/admin/users/{user_id}/wallet)
+	GetUserWalletAdmin(ctx echo.Context, userId UserId) error
 	// Login Sign in with email and password
 	// (POST /v1/auth/login)
 	Login(ctx echo.Context) error
@@ -2156,6 +2296,22 @@ func (w *ServerInterfaceWrapper) RefundTopup(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.RefundTopup(ctx, topupId, params)
+	return err
+}
+
+// GetUserWalletAdmin converts echo context to params.
+func (w *ServerInterfaceWrapper) GetUserWalletAdmin(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "user_id" -------------
+	var userId UserId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "user_id", ctx.Param("user_id"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter user_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetUserWalletAdmin(ctx, userId)
 	return err
 }
 
@@ -2938,6 +3094,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/v1/wallet/topups/:topup_id", wrapper.GetTopup, options.OperationMiddlewares["getTopup"]...)
 	router.POST(options.BaseURL+"/v1/admin/topups/:topup_id/refund", wrapper.RefundTopup, options.OperationMiddlewares["refundTopup"]...)
 	router.GET(options.BaseURL+"/v1/admin/audit-log", wrapper.ListAdminActions, options.OperationMiddlewares["listAdminActions"]...)
+	router.GET(options.BaseURL+"/v1/admin/users/:user_id/wallet", wrapper.GetUserWalletAdmin, options.OperationMiddlewares["getUserWalletAdmin"]...)
 	router.POST(options.BaseURL+"/v1/rooms/:room_id/tips", wrapper.SendTip, options.OperationMiddlewares["sendTip"]...)
 	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS, options.OperationMiddlewares["getJWKS"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
@@ -3426,6 +3583,149 @@ type RefundTopup503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response RefundTopup503ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdminRequestObject struct {
+	UserId UserId `json:"user_id"`
+}
+
+type GetUserWalletAdminResponseObject interface {
+	VisitGetUserWalletAdminResponse(w http.ResponseWriter) error
+}
+
+type GetUserWalletAdmin200JSONResponse AdminWallet
+
+func (response GetUserWalletAdmin200JSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin400ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin401ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin403ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin404ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin429ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin500ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin503ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -8424,6 +8724,9 @@ type StrictServerInterface interface {
 	// RefundTopup Refund a top-up (admin)
 	// (POST /v1/admin/topups/{topup_id}/refund)
 	RefundTopup(ctx context.Context, request RefundTopupRequestObject) (RefundTopupResponseObject, error)
+	// GetUserWalletAdmin A user's wallet as the books hold it (admin)
+	// (GET /v1/admin/users/{user_id}/wallet)
+	GetUserWalletAdmin(ctx context.Context, request GetUserWalletAdminRequestObject) (GetUserWalletAdminResponseObject, error)
 	// Login Sign in with email and password
 	// (POST /v1/auth/login)
 	Login(ctx context.Context, request LoginRequestObject) (LoginResponseObject, error)
@@ -8680,6 +8983,31 @@ func (sh *strictHandler) RefundTopup(ctx echo.Context, topupId openapi_types.UUI
 		return err
 	} else if validResponse, ok := response.(RefundTopupResponseObject); ok {
 		return validResponse.VisitRefundTopupResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetUserWalletAdmin operation middleware
+func (sh *strictHandler) GetUserWalletAdmin(ctx echo.Context, userId UserId) error {
+	var request GetUserWalletAdminRequestObject
+
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetUserWalletAdmin(ctx.Request().Context(), request.(GetUserWalletAdminRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetUserWalletAdmin")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetUserWalletAdminResponseObject); ok {
+		return validResponse.VisitGetUserWalletAdminResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -9835,293 +10163,308 @@ func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWal
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1dcxu3tij4V9bw3CqTOS1KcuSchKpd98qOk+0dJ9FY8s25tZlRg90giagJdAC0aO7EU3m9D/Mwdc77",
-	"vMycH5ZfMD/hFtYCutFkk6Icy3FOvKuyLZLd+FhYWN8fP/UytSiV5NKa3uin3pyznGv881nOF6WyXNqD",
-	"F7ws2Irn7uucm0yL0gole6NeanXFU1jOuQQ7FwaEATvnYKzSPAfNTamk4aCmwCRwpgvBNWj+Y8WNhaWw",
-	"c3qcLTik9YzZ6uArvkqHvaRnsjlfMDcxl9WiN/p7z83Y+z7p2VXJe6OesVrIWe/166T3glu9OjibWq43",
-	"V3rBMyVzA1bBkgkLEz5VmoPVKyFnwGZMyPZ8CyHFwk15XM8lpOUzrnuv3Wwl02zBrYfWk0ob1THt5ZxD",
-	"Kvkre5XhE6kDhdtyqfmNUJWBks24m1m4x3+suF71kp5kCzchvdNeFnv1nMuZnfdGj44fJm6Z4fNxF1Ai",
-	"oH7FV5sL/JpdczqzcCqGTbkDk3bgHMHxr7/828NHj+BGGDEpOJxdPHn2DLI50yxzu0+gkuLHikPJ9Viq",
-	"kmvmhsYhM1YUXMOCM2mgz+Dly2efOxRhMFMqh2yuRMYHQ7jgHJ9Pl+4Fm4Jls+FYBqgQVjZgWUOUXtJz",
-	"axfaYahDjy3wevjo0Tq8SmYt126O/+Pv/9vB//n9P/+XXhcQn4uFsJuwO2czDkb8Y+v5FfhevJycT1lV",
-	"2N7o0VHi1uZR7Ogo2Y1wSe9rbgyb8Wd4C3Gyktl5M9eCfr8S+U54TJVeMNsb9aoKn9zc7DkT+d+UkLdh",
-	"zgs/R7j9HLRSiwcGUi6tXl2VWmQ8xeOeqBsOR9B3D/2ghISFuuEGMs1zYc3gFBQOyoqxVHbO9VIYPrwV",
-	"894C3rxlPHmh1GLrATno/PbTeWm43jpFZbj+rVO8di8T2UbK9pjlL4gyuE+Zko4luD9ZWRYiw8t+WGo1",
-	"Kfjin38wDjV+iqb7L5pPe6PePx02jOaQfjWH5/QWTbpJNwNBEgYWrHDr5vkIhLxhhcjhbxfffpMAg4Uw",
-	"xpFwpaGS11ItJUwFL3L32w0rKg6qsqCmY6mZnHHop36EKz9+OkjcywwWSvLVwULduOFiHuUGYHKTQY1l",
-	"PxXNd1fXfHUVAJ8OHCK+TnpPlJwWIvvdoJf5+Q2xW/5KGOs2aCyzPAE+nA3xDvEFEwXyb3bNJfTT8KKH",
-	"j53zsfQE3d3pQnOWr0BIOE6Ojo7w8psEh1ooY0FJDizLVCUtZEzChLtn+yleAySMV5qzbB6B6gulJyLP",
-	"uXyXsDqr7JxL68bneQKTyoJUFlhRqCXPHSPMFck2/XQaFpgOhrjgqiguVjJ7Ud+2d3vGZiUzsMqdV8ak",
-	"W/aEQ2V4DnOuHapPq6K4ck9FeDlqbhPifWG5djufarUYSyZBFTnXfliiFgksHCvKg9TEIGeWTZhxaIay",
-	"nhtpykShbrhGdEFkWyjNx5LfuD3BhM+FzEFYsHM3i+R+jgVbgUMm6B8fISpNVuD5ZALp2fn51cX/+ObJ",
-	"1ddn/3r1+OzJV8+//RIx5sIybcFNOIL0y6eXcHhzfOj2mtaXNjVCZjz16NVItO/ZnURRqdKaS0vXMr59",
-	"CaRMZ3Nxw/M0GcvO++MJmB9+LG8RrN39NVYUhbuRpVYzzY1D73VaJuRVZbjDGJQFx5I52RrSSNBOwZBg",
-	"TWw30h/WpPEuqPmnD+NHEXLPpOO2rHiqNQnV7+qQLtSC27kjjw6Z3QUhycZwfcM18g5aWToYgjvRicpX",
-	"4DBcw1wVuYGcWyYKcwo/VsrylmAtciQa3yj7harkOyUW3ygwVTZ3t1VVOuOIMAJZq6MaQcKyKhbb+6lU",
-	"9mrq1urp3TlbFYrll0o9Z3rGf6/rg0AXBgq3CE3k5JMT+Eo8hn5a0hqvrFJX+IBf+wXXNyLjLyW7YaJg",
-	"k+KdLv+MVGI4Z7pQGiTnOSrLlcRL7JYD/bRqFpeO4FwZO9P84n9/7k7rBc+FAc2njr4nY5lrVZZEwq1A",
-	"Wl7ZGN0eGEdmJM/cCmoWDkIay2TGw9EjF3eCjDtr/OBQG28k7LjuybrynhWCS3u1MLMrkaeg9Fhu0J0R",
-	"MFhqYTks58rwaH0QdsOMQ8tMLRbCOoZD9gTpljqWeEKOJy9Fxun+XXz+FTCZ40JyvlBA6yCCBcK+VbJ0",
-	"qdTXTK68OGzeKforBQsmV+F0DdkRhIGsYEi8NbOc+ALP01MwXjXCb4wj9HT6Vqu8Ipw4HUs0hdw/PX8p",
-	"WWXnSot/8HdN9khZcJqmE/JYYUaNzpA0klAC/FWJ2qzSoPmNukbZ75pLdzeqaP2O2y61kjMvMSsNJTNm",
-	"qXQe6RbRhBF7nmpu5mHYUnPDUapCfHZHSA9c4QNXmrubTsJx6yS+++67g1hq7bY6seYJd8EQWkjhK8Pb",
-	"lq4NDRBPrNQq48Y4WvRUWmFX7/LgvuNFceBlVCeRe7I3QiQmZd/zW6sUTPky2BLwCEw1nYoM6ZH/ms5g",
-	"LNFYsCEOLZkhqXmK55SL6ZRroiLEcLrUvOZwEFymKkulLc+/5rlglwjS35c7OuqexrO62VLkMvVirxZu",
-	"tVcOA5BNvg54gYh2li+EPMtojnUc+xb1OzL1ocZo51pVM+IJzL0JZ+fPHKaVWpVcW0H2BLZlvNSqsiqH",
-	"7qRl7pZ5/u0FyfQ42CH+bA5/wn+vRP760D86SIL9Z8jyHypjF1xa1M3XRqiMI04/eSPJ60N66bB5CdEk",
-	"LXg+43rIqlzQMEG3oFHo50P6eTCEs8ByzFxVRe7+WQKTATbCQq44nca1VMuxdCzOk9faph1tvZf0NnbT",
-	"S3rxqjbN30nv1YEb7OCGackWDtJ/j4/v0k3wIowf/fAdTnUWzxT9+hwnPaM5Xyc9hMCVyLdQHDz05Vy5",
-	"S3ntmG8vuc3clPQyzZ3mfcVsyzqVM8sPnGDT9Q4J2YhNeS7IdHgeYRnZvDpWiLt6YKBk2oqsKpg2I3/r",
-	"CfqQBorh9K6FqiRqYKSdZavUCRtj6XHEUYL0lN6X0BxX/KbVTBqaFwUjJ6ykE1Y4GewKBaz0dCzDEA7S",
-	"kKpr/5ynEyaFvsMqJwB4duBBoiY/8Mw6kNCh1OAT0n5y0ts0JCc9zZnpun/1CT5wUqZ75hT4orQrsu9K",
-	"p687QjkTNxxdJRunYp20ba/CBe2ewqryoCpJyJMZ19LxXjEFJld7oYufJFg6O+dwP3oR0/OKN5zudWxI",
-	"/XsPH6nvQBJIWQ3TGjFbWP19x2lFd+yckSLVppLC8kX7j12cISbUr+vpmNZs5T5H/qdNgJ1NnBQSFN2C",
-	"GVu7pG6BBq5s6+6I2kSm4+6rOmWF4es8YhuOfjdf4SoDEhl/a9F85RUcukOFmrkdxN6yo6OuHW0uvrLz",
-	"C25MJ5O6dJKZ8RTD0FMJ3lUke3O+ggkvnHBoVRfrcxIViXcdBwF/++6y3kZ65iVO5N0pkPzXee9IcjVX",
-	"Qm53e1bSioLgg4vwpjf/qhuWv2KL0inFn0WAatENEk7vNltL5g3TuQtYSSdAtSZ++Oizh0e7J98GOgmq",
-	"ZD9WPAEn1xf8oDK8sWBCJAlUdn7oR0u7qRgK39YLcIFDP+ZMc93hd07Q6XLbBX1pvBcvvkAtdFjfY2sh",
-	"rTPuPAq/jK7b+JjJTfoyYVLy/Gqy2sMl9GY8urnDmz95T9g+UyMq7T9rxBfuRtsb71zjRGuAdCtBf8zk",
-	"byV1t9CqCBTrRNG7XydMApe5OQVGNP0v/iIWYmrprt0zEMOLXRB6glLyFxo9let7eHrD9Qqm7kdgQaBe",
-	"sBUYLvMEcuEeXgjJ0AmxghQ1Frej6CfibgtWlm5tDuXx3y3KlJAzWgyuVcjZ0Fim7bbnL/EZ9DlsvKbK",
-	"295SJb30uj7+1TfkskU4vU56SvJvp73R329RAetVv052P7mx3n1fqJfqBP4niPUvlFq8GXZHkQCt6Iej",
-	"ZFNUjaMh/P+ioIhOtiA9MkVXJ4RSbA+KSXqmUMurhcr5lTd2ra+tXsqnn5zcvgqrSpHtdYPRzi4Kb0zZ",
-	"dRr/vXly/ZLhpjtvGB6WV/Xe5LRKll37EJJOdV9NG0ebV579KyZdk7Y+Obk9NCneVDT1lq3lwp7TQ5vc",
-	"zOtse2pAQZnb3OSzi2/h5OHxvyRQqCXXBxkjW1ktovQq08mlCGIbX0eI35pGRi6/bPXAwEJIjF9AC1bm",
-	"MGHQItfbNtOloARghOmjDd8K2ueCkOa3KCPts9pQR/bWIp7mwvqgpzdD54nKV2vX8uToVvKwtj4cpHN5",
-	"Wiu9hZ3VNiHiaE5t9hbMUzr5xvFhLFsZUCXp1GtorXLeiVc+1qvzt3XJlaMP9fvb9unlTJyymaBz4zfb",
-	"+fgZhoEAevwT4K9YZosVMLPuoNfcVlqir6evuTeVpQuewrRgMwNMc1DkAhok6KXm+gCHTg3/MQWlvTK0",
-	"xm5uvLF1F346boZ7qKX9rtg2Uy04hkT4UIrv+ORCZde8DioAp1fEu/qv+P1fgmcY3WJO+eBOthlLQ29j",
-	"qI2bHWaKOzXsFJiliJlj9GDO1RLdyeTtUWpB0Zlo0xAGhCQDUIvlPTxJ9kAE3PO+iBC0kPW31vDgcm0S",
-	"jzhDLy43qDR0RKH1Rc4LTt8EDBiyPG9/oflC3fi3FhOuhz8oIePPBZ/a5pOQN/Uk+MW1yK7jzyTRN58r",
-	"ufFNmfuFO9ivf2ytOY9+taLsVA4RSGbLbblcKodFC6V5dG+MQwgl0UkvixUoCQw89jg6wXPyvaYTZrP5",
-	"XzACexTuGrk4/Dh2ziyk+CElUmRgiUbqObvhkDGtBdrDZOPIxZsF/fZ9G0v8ehB5fUm5xhk0Xhbj3cW1",
-	"FYkCnReErh33dH+O0rqxCyGf0UsPNy1de17npGOtBCeTdl/1sey+6+/29po3u77d/PULwYu8jrBpHxBG",
-	"UHaqmpr78HW0TIMwPoQwdYxyiC5RIo0YCj1E93O3oWU7E1vb0i5m9FfOCgfF9Q0Yy2xlYgCq69uB59/q",
-	"nqgo1LZ7POcwFdoEfq+mRPQjPt/F3MNvV1ukxzln2k44s1cYdXTDiquF6Z7dxyc5Dc5QWICaWi5PgUmz",
-	"rH/oT7RaGq4N5GrgDslp15C6HwN9GHZKzBREcOs1dWchFvw5PX0H7iqmIBXFXfHCcHCE6YYWc/ebMncn",
-	"dQeBJz6GbUCvQRD21IUiz5D7dGond7aeeU62r4HuTha1t2kii9Z5q42M4PNmsvy9mKT+9t1Xm6fFilmM",
-	"TU/zzy/OOll7pm/aDz589Oj4s85Hr7fc8GsyBIQhvv3qfJuFOX7MiFnnY6+6aUNZTQqRwTVfJTBhhn9y",
-	"UumiDpEt3SHI2e3uHrdW2rSbifaUILRogVsAfLEJ4Wu+2p/3uzO6TYfEAbvmf65m4g3tssjJNhJDTm61",
-	"LYVYoBam1l+26dnDT++mi9Kaojm69vw1yrGbUM+FKQu2ugo2s42Vk2h9Jyq1qNx1v6OJXisKvdwt8RX8",
-	"rViik/a+/ezxZrfD8G14Zv1p3O6UfVNfK01g5qLsvv0Uy/vAwKJ+ELMxUTjdlEreGRJwll8Z/uO+QQt3",
-	"wRmJg2PmSUe+IwmTBiYrwFyzoLekYUlpgsE6XtV7EzOcx7F6j2truh37asF4jTWhS3hfPh/MX2thVrIq",
-	"nIQuMx5v0X1LMdEUO7PJ7eL43ntzGgb9urkQE6UKzjCsgSwIdxOj9ltqsDfcQSX1bzzBE+243pqXxerK",
-	"qq75bwX2XcS5fS9Rl6m4kegITduHnEQI59Ep2ldzWDH8bhUCPXJ309Y5M1cLpXn3+d+V8tIt2s8AnTRz",
-	"d6268bvdTYqgM1zzi9yqwaDfcj8FpnOxKlrsW1mP+m3rwUDnrGM5ShZCdijUL9FckpuQLO95F9DzINUS",
-	"M64DGtweNLZ+Ofe+X1tVIL/0XfvdaiOn7bjNKfKqrVSlvbUoQwMC7VNpWGJs1nTqPg/hG8eXKu1oxybr",
-	"boC5eXXuQlA2Tj8c3/dvU5n06neXTrkTtBQC3RUB9OKLJ/DZyaN/CbapIaSZyrnPdsMMGwrUYta7Z0yI",
-	"2Z1oJrM5KHkKqRW24CHOk+L5UvRHTJWGebVg0uA4C7aCbM7kjA/hicq5GcFGZnEC7dSBZCw7MwQS6I79",
-	"TyBKOU0gysdKIMoQxFE7gt4T2J6e3PlbmHRLIqBb5mb2oVvkZpppAimZ1t1fKCK2MxmhI1ELwdXEprNS",
-	"XN1wbYSS6z9FYetueG7nKr9y0PFpu7jUOCHGwajJcKJzqVOt3I5DXl+XuTr44daC3QinFiybC8kP3Mj4",
-	"RTCNurfazuM19Ngd2bxueWWWiAHlnng7PEZA4mBJhJ/dUYJaK226nNG5uBF5xYqw8igrtcklQ4uwSSgY",
-	"GNPsWyR4FyeODM2vUQH29vtHR5uUOaSndSszIcWhZHY+7Bbk8IGtkcFNKmaCqWbk+Ej/9cAbCQ6e5TtD",
-	"LRuz8ubYf728PAd6YPPsT7rjGpHYdLEIM1fa0nGCqRYLpldN5RjCLzdaG7+e+dIIO/ArEPf1+V6+eAaS",
-	"LYScbcxxCimbqMqOJgWT177YD3qmPH1dYHGMdhBpL3plX15AwKiB7J3RXWwgSN+bEgVfqB/ELp/5GzGr",
-	"Vm0VmmLXsp4E1XOdjPivN/Fg17I73TBOc41zdVECD55BYaHvQwCFhMadRX5nMvS7myyyuXdUeInEzJnm",
-	"FHqyLkNsmKLcghO/py3AeMPo720aza4orHVHDv9x66IuLOuy0t/ZInGXGNa2ReLu9oSmcky3SWHbXoXk",
-	"xnRg4pxn12b7sbS8ZmhCc5wt75QA1wI5WTaHnJdc5k56QElJWENlDYZdiSu/yVOXhK1sAUDsj9qAwoK9",
-	"umrcP+aq5PoqBHNvHrh7Gq/O1WRlaYAdD9FoFF7Y/ShFj165BarKdnr2zoAeAiFzkTGrdB1Bj6wfEw3I",
-	"euVgjJ7sNA5mTYe3I9f6vrZtItkOr67N7DqQS+HIUQfxvlNqgRVE1JoUhi7+GmbavJS66ObjDb18+eI5",
-	"WBW8uO7PPstzSMfV0dHDTygE4Ndf/iOlammmWvDB7X4Uv6S1kH63mm6QoVrwprHla1kTLV/GJ3dzPrQH",
-	"617rTBjL9Zstdt0/sXb8c7WUDs5os8V4CjOE50jiZlQBQDNRYGGjkmWcQsh8+FBbMjmT8o6xqknjDdrQ",
-	"OikJnOW55sachsKHVovFgue4sCaUdG0hTMr/5j8NM7VoL2rd1/TxLb6m9sI+/fWXfzt++GlULA36L6Vw",
-	"AhXKplAqIbHymnT4vSiVwXMCXRV0l+7ou/r0zr6rNc9MJ0J5q3/NGJYSqc1C5VxjvH8I2+rkTC+UWnQY",
-	"0b0K2nma4UcKx0LtiuUHTtjtkonezMa9ERMfr+GJT2O3CgvlncIR/AWmmvO9/BB7G7wdqwjCTlc0yY9B",
-	"2fAl/QpmndqEAuSeK6GDudoh9C5arqvbvWj4ZBT1v7ErxI+97ebdSQBdPIcF+XhRGRvKh9ol5xK8ZmDo",
-	"oNR0uoUPhRSB+0kJIK+Cz0rBqVoDt3EuglMXFJLmhkR4snaet5r5m5C9zkwCMpw57cQ7IiH1kExDCVn/",
-	"+YFZK42FidHunTRC0LHsY55fHLOZNo+GuM10AL/+8u/AX2W8tHXet9P2MX8TiyagVMV1fehjGV2FEeV4",
-	"zriFibJzYIa+WHLN6zqYQsfOVk7pqUa5sd3lTsayDnlWZPYN8FiwnDehiSso+BQr9GRzqtG6qIssRNV0",
-	"6VLC2Vj6XQbQUaVVqxYTYzF72yl8GJ1IiqDmU8cYrHIKo89hxZ8dSAwIO5b9MKTlr7Ba1LUDnFRLiqKU",
-	"imgCghLLddRbHwwh9SZdPNLlXC2AjWXshqaZ/GqoTmhloU/nklpRpgkKtppnohRc2sGpwxM3QOqjVw0i",
-	"UMHHUrnraQNqnaI/N6PcWQY1wOtf3ehejCy7bH4ss/u7Wt+EDSzqOI394geicMk93V46spLs48t8I788",
-	"sdjbonfvy6lJgdd7LOCSWEcwf+16vIlrf6v+DaKiNVrtRUHfRgRKAP/vXRQgnMKmQLbY2y7yZjdtT5zb",
-	"lVRTU6B9EfhuyC7zO8gt+0ttROT2F9puCxEIy1yDRxKOsIFhHVCwG8cvuMzfSopXGxrHv/7ybydYSTTW",
-	"f+pA/U98kVHL0cH88vKLg08Ha7HGeySKdcTErMnyc2W4hAnVrKCH42rpgU+fAnresDKqL7uORdiL/Sqi",
-	"xJEmm55mkgQ8XmCGRwj8uhs9Ww8N2ZoXd4Gh6HvkeUd1NR1qmTdO86YMt23UvEnTC8lMu+h+60mz81ET",
-	"nqWA8y2PRnkDCQVSbEvtVk1Ceu1y31oJLI4wCOa33ZndbycBPdrObQnlETz3etTcJU99v2fbcLr1abXv",
-	"uBFSYZr8xUpm3bz6t2Q6rXPsODpqLahR6Trpi+xeLF+dAjPX1NkiZJT5xDFk/WjHS7vNGs0DW+t3mC7F",
-	"rlitl14eRU6qByYUCQ/+5ZamtLc/uVuiWc+Sb7YQQW5nQtSleMO8+UaC6TTmJA78BWeYJOb0rMCJGgr4",
-	"wFChTuhjvevLZ+dXX5/9a9qdBL67UMJxtzGmlm1iG+OnR8lvlnU2zMRdkkEnuFVZ7RQHO1IZtMh4na/Y",
-	"nT+/p3kK/UaqsledfoAm0Q0z90q26g6qeBNx9M2LFWyt/MTsjrIwYaeQFcqE4kslE3coCLOnaNquH7F3",
-	"8ERacpljDlrj3Cm1uhE511gqXWifRlmyFdbX66emyjLOc54HCuPtpo76CUlZsFSiYhAqH9dw4ORHciCA",
-	"furrvqaDIaRU9DttOpr4CcfSlwNv0kYbqKpFSTaSPoOcY6MkoIgkqrnNDFw8PT+Dz/lEWLeYsyd/dQtk",
-	"FnKRow1lpoJhZ3O1GUao+dr+lP976kt3T4VkBUWqhf37NLohYPVdYICAMqYN1AVbYdFOankBE5ZdJ6GM",
-	"cjPWVBWFWibAGVYOv+HasAImCmvjOnYyghQLKbKiWF2FSmwp9EsszD+l0cKZhd9HlDSMoQZBLs0CodQK",
-	"n4GqTHxVUbe2Ada9b8ZnReHeFDZxQiKWXlwINKYx29roIIE0F6bE8DM8H/oAwmCrIknIEx7xi2omPnWD",
-	"C+moGwGsBvAgwQfAqrGMkBEzX7tgUmNUswJYKkktcQLAsbTiWNKWIXXKy4znV+6zH4HOvXDMo4+njwVI",
-	"67OxdTMnPyQ1X6B3jVpwMlSakkvbqqWLNbbNXC0NMEhzPrHpEGF+I/gyvg8BgzQvlXb3rb6T2OKLvHNE",
-	"wh0sAvXCGu10Kz2RgMxtglkoK53NmeGjOgVUhM5A3oHGJFBbKaWhUOragJBotByO5Xr1VesIskN7isNa",
-	"r77qLmN9a/wsB4W7H0h6xlJYb/2MygxSc7BWwVZPsZyeG86+9ui6v4hcUKk2xAD80wETXWDr+OGdYRVF",
-	"08fnvmepV+SlF7jn83pp0ZcX0Sqjr5/WC46+/CKsPfruRbPQ1rd+R/H0YXPdr3zebDP69gnt+DFuuNMM",
-	"Ucd7RDwmLnVTWyBqfrnG4lu8usU5O2WTSMnYdAupBVcSvReb8dsYd0FlxI2lmvY+ImN39HYTDeBDQX5b",
-	"yNF6ELfXEL/vftQr0puKwH2Ed28sZR3sUdGyO8Y7/GYA+Rpw399xe7v2Euqp/Q5bUeVb2clL9KeRJ2Jf",
-	"BWkhZPzt8fr+1pIG19RZxyBrWVCeAsMWF0HuL50mVUk3hNlfhtVrwQR7BRG83gqOu9TEuw0YcUhChzL+",
-	"Fovc3U9hu04oma4k5DfKCbwtcXlLcM43bvRC/MNJ5j4eJ67rNhi+sabTxaBCfMtauvEtBvD/3vL+19IF",
-	"ZuxTAbcbZrszb6hye1dl16I7gD6EltR5D93GhZ0Y4STD7SOrpRPv61LqStfSbpDLvaxYi5FYKB4F6SAD",
-	"O+VgLOcsrzvMTbiTTUt0cn83FwX3UnDoKkmlT4vQ1OYIRbsgS1LnubHE96Gfnjx8CN0NIk7rJWiecQwC",
-	"6jMvAiZIgcqB24CbXU2nY4kVX0gsvCMUvfRIldK7sglwUgNsyQT26vNwexMnTkAHf3Ybk3dhJaHWZVO5",
-	"fmcQR9Dhgo3Pz9hR/nq3mQyw+hf0KRbthpMqTM0IJZ8x/G5P606rwH63LYlK+NeYo8Vsbkm/P8Ua3ks4",
-	"giWiW6QnYQkncJDc18zktsy1E/lXW7NSmphG6FtRNvEOoUYP1wnFiWDkjvuWS6uZtIN7a7Gwba0ebFFb",
-	"g72WcC1kviWrSVgskDhVegTxhQtUBLMkE9zxCqxClVP4CL2++zOhSBK6tNRfA4mRRAMA3lzoGw/O8Jz7",
-	"pdErH5iofYNv1xNol5qOZVgXto7wNqhALpbCznPNlrJW0VXJpUlInSfqFinvSyUHHd0/al0xCGO4X19Z",
-	"Lum1eoH4le2pG34lZH7pp3B/121A8INSi6d+JnxQhMdaPUHcF5+HWSl4Rf3m0t5WlHs/GvWUeAPmjNgX",
-	"KYlt8nArl96gh28jLmOTyL4HQRrf8clcqesX7pKUHcJFXlE7oW1pxv5ydf266SegRzeXgUEOWaWFXV1g",
-	"1yqSa7AC/1lF1d7o0xcBFf723WUv6QjnjXsdYLmxVPsg9TSBtFAzIclmF7cEoFZZbu1U9L9e4Nzakrov",
-	"CTlVob8Toz6ivgWzb/DH5UxIzruTZPwzGJ7nyAOX1HpKc1YgQSZbwshxWOpw2iQl+KqqISecWsCiCdgT",
-	"JjOEy7kwkKusWvjAOl9z1mqWebvfl8p7npLw0dvRaivw5arkF7jo+ifNYcalo5g8J3CiDW4s/+mf4ImS",
-	"N1xiYoj75iP46KOzVgey4UcfAbr/STCrHFeD9PDmOPXdENsdL0ZALRdgXB0dfZzFvRLwG56OJUAli2Dc",
-	"bjrPG6yo2/QRP4uwgDwEWNTrwIiZ5Dn87btLXyqzEDc8OOfc6MePYCGkUzNPvbeyqaVFA+FnM+fo00sP",
-	"h0teFAeYHXv4w/LaDLHl1hBexF0wjBsajd/YsgIh3nStGPmMvNA4I1TKZSD5kjihe8E3j6PkB1BF7n7C",
-	"gdHfSx3sCDDLuSp4aFbizcVowvdfQb9QM1VZ4rnYB63VtWPghkWfCQppLWBapUaQnhwdQyvPvfY3K9lu",
-	"OunrhdL8AoGMgafCIQU8Cs0H3XsEBjzGIeETet3NRx8h8NJt/dRS6P89lAL4vu+urBkdHi6Xy6GeZgeO",
-	"ZSs9VHp2qKeZ+889N8A9olea+VoByWZit0937YfWiqmvRpBScz02qDtRRh1faekv487kbgsU+Rx3bCO/",
-	"vaOAdYHXk6MjWC8p4Ad8wWzo7egAQlUe05OHn0Er7T3sqd3ikRKc3RqaZo9AlzO6RpOqdqZMuO/sfc1X",
-	"YBwRch8urBYlhyXxjHrzVKoWb2c50wwzTiqMTHCo6aBifdfKBKOgnNzrnu67D57UPDtvGq8DkWGPjAmw",
-	"TCtjgGH7YsIrup+haXTIbXWDBgHPRPUaNtpFf3yECzk+ApN4YZycAP0vn14O4Pgo+h0RRQvLDfTPv724",
-	"TOD8pfu/s8snf03g86fPn14+HcCjeMS6ZWezJeJI8cBuXPf3s/MhXIiZRCEYGRQBVpSGqvY6np5ZrkNn",
-	"T1K/hHYCL0y4ETk3AUlqNDQ19YXQ3L8OoG5nv59SUVC0aLsR+7/+z/8Xjh9+GnoEu3WeXTx59iyKrRtQ",
-	"lpzWvEC0VDODMrT3LIUor2yulHE0gfv1PXZ4b8Q/uFvdi+YyuFUh1/NNfelqYP30cDOOP4bN+hGIRZuY",
-	"+cD42JgRjfrw0SduWC+FFyLjkgosBhauVakFt0yvohz9wLXPzp/1kp6vS9Eb9Y6HR8MjDKAquWSl6I16",
-	"Hw+Phh+jr8LOUXbpZgzulxnfEurwt4tvv3FcH77iK7jgtikq6+4gW5NtELkpTaJYwYSD520OWmPZd/Tw",
-	"Xx4d/8sp+CqVyMESSFkxSyFFdpgOhnAusuv6nk9WTaHnBwbSa9HURhjLzyuNzAcf1coSzaDTDr05MUUC",
-	"eXOR1+TBsbFrviLg19TmWd4b9b7kFitGOkmRkBSh9/DoaEcvzbv10MTxtzTQ9MRt2O62+oRlc37wxElP",
-	"qsPK+Fe1pDzcsHV3FBN3u7I5JfztarQaibq90d+/T3q+1oNDt0jUQLZ5w7WYrtoM2MmmbIZqnmO/5Dw7",
-	"nGNR5H9sxa8zZBcGHh7FJg7f8BW7UpdDeGYpBsG0SvMOuw7NF2G+x2PzM2w5uPbKe7ug+tzp5O5Z5GoR",
-	"+FRpPPTQ6rgv8LiM23T3HZJjo25fKAWjV2aV5vkgMGkv6zDPexMS3h8dfQxRgZq4FsfU57VGWfWRcPtc",
-	"sTwYsXRd0EiryvKxE/inU5FRtQ6MLWb5quGaW+7gC/fUfZ5mU5mg40BxdrdY5BrYuv3R0cfbhqzXeNjR",
-	"330XItRr2IEJdc9X7Cl4UKjZVqwg3np7P9zE0T/H5tB6PMK0s34aekpib2k0gPdTn7w0SBwssGhVP203",
-	"v8T2ou2emzTACntJMycMD0IFBqcf1j1PoR8qWw2G8JTCezKlsd26E24sl62mAJG1jzq0m7Gkj5jY1nS7",
-	"RUI1ZyW1KXAKbrF02ljhdG7iAUp6NSDqigLSsbaxFGYI51idU02bwvpHR9BPqZB8EmQ8eHQ0OPURSj6g",
-	"lcwkaRdSPxfGRj0yKY5AswW3SOS3xDw3jxxiCYmtYcHRg0/IVvP6+3u8PuvNQzsu0RlagoJpPmqJ+Trp",
-	"ndBSdt+mx03xFnzl+PZXWk3e8aU9bu0XobwZvvHws9vfWG/Cj/Rhjx098xW+6kJUv4mq1HSkaXxcQxn6",
-	"+MUgZs7ui3Wqsq2jNbXiaqGnkJiJj0zWS6m1STS2q1E90QaNbrOVfp/0SmU66NmX4gZzK+vwpsYA3sQM",
-	"tkjchm8PBT4MSEN6Eczl+CIaj9BxV63QaeT9K7/+8u+o2CkdpI5RE3yGz0YZuihkjqWPBmwCth6Yphv8",
-	"WtDbIAldSSuZh/6xphaUt7sH205FVCMNNhvNOLCweqRi1NeHPEj/4FoNx74VLonLIeSrFVwWRgwznNaO",
-	"EGjFifrTQMLqVnv0WTqEZ9NWaN6D0BQXBYe4K0vtsOCtIEcCiZdOhBnL9NHRx+mIEpEST7OL1ZZJEIYl",
-	"ms+p71H8veMpbrk+9G/jnqy1Vq/ZbDpoStD5l7z2oEqKssDgRORwyS5ORYlXbOn22cUY6GSCd+RuPOFZ",
-	"UyTxK77yJB+J0mOflfb2qH27mTIpDvfGXwgcW2TtNfxdU5ZqmNiDF7zEWOhts/m3DrtewbnfYz51dHL7",
-	"G98o+4Vy1Bxf2IOxNYB44it74qvHe6zunEwhl0o9d/IgvfdoH1DUJTW/5rlgIev55OHDfV72epfjik+l",
-	"xcIUf0wmTterIbq3M/DKzg/ROofMupOFYhhjMNzXtnYWjOsH3ivFFqJYDYZwJqHyVmJfUwhXROU+Q9Wc",
-	"sZwFm5qjdmh57yooG1F9fHCp9PUQzqzli9JnSTjebW3Bcyid6N0YXtG9wDX0668SWtEA2VL9GqPRYMat",
-	"QdOztza3bM2d0jjC7X6oZavjx+u209EJR/dJN+PO8R3U84JMckK+Wyn896EffxgasMU84A7LCRaI0c19",
-	"jKpXddjdIsKgKrudMryIvHOBMGy05ncSJHbzUiNfBCX2IWJwOV5rFCvtWFLHwFBvse2mq/1DG466IIhL",
-	"cMRp3Q/nRvVW52A0GlBJltofbSitjAB1cnR0PITnajZzq1KVBbsUFJbnxFcmxxKTtckHjZVxAgAemE2L",
-	"trGiKDCwDOsdbqElDtQbt/pkW40EgjZKp+iFHL75zfoDMrqnXoyuSyp5crUTnT3m7cBnZZn1+NxCUzpn",
-	"JXnwV5PughqX032Qw3m/Np2JrXTjt6DfYrQYwnnk+G5P1liVQuSo92WvucLHsmbGhNr0NqqQzKLn5EDI",
-	"gU89ImMv3pzOEu2ndZboWGJ5MOMpB2UNwbdTMG4aVkCmZIC7H4r7UttoE8NVhJa57huv7Zktigueyf1w",
-	"0bWqk+8XH/2GLz1dO/U6aUCtNjq0qnmhiPSB8b7/jPfpKx9WvH67p0ojOdjl+GooFgV5bSdZ1CvfeEcq",
-	"pitiHE6Q2etwGcc1iP8L0yrr6TbLNM/HMmOGHwhpuKTA5WKFVvH0TMr/9rSp7+nr0a1V/Uy9MO4Fdb+Y",
-	"4Viee1GDpPWOgp5IOTrLd3bSCw+R+yIY7dKve1GM43dFMS7nNWCRP/hwz1PPsHw8BPmsMfEZe7kGFHhj",
-	"orHHVXwPNP0/OsGgm7xxkYkLbyUTlErkXXkbHtCv+X26PzE1aguaYhLADl3gzyWuosiOavOBkBBqjXce",
-	"qPa1xXujn9a+OaSK22Y7M3gc2iJnTKKZnVPWeTsitY6b8zF1UUiuUa3IN9YEvgYJj/ly5SPq7HFQUILR",
-	"x0dgBkkU/pnARFVOSFdxdwcMEaAorzhos9ayfGWPZg2DLh5AN2WtCPs9UuW1mTrdlASVPxdWf8ltjQ9Y",
-	"0rz0Dq4aoyIsr/G6wfRQfakzEOEjSE2mSv4X6jGZQt97zAfdpZiwuIfvGmJCdVUzF2UKfa0KnmDQyFgC",
-	"LJi+5joBajxBQZ2kJaWhTHCagCpybmxcADfkydUroyDqdIT13pTTjbBtEsU7+WVNViDZgp9C+mMKU1Gg",
-	"xOO/dBL/VLzCaL912WsQT+SbU6cj8ImUUUd+f7MwoQufwtQi39fLwW5bHMELBH/S6aHFnveNixZX0YoA",
-	"82fRG/kWoFEWUP1Fnf3pF9aZlryR7NrABfoqFOJagzhmi3Ut9MfWIu+UaLxHTMR7FTxRl1XdGTWBePJu",
-	"1cU/ICFz14FAFRMs/Pz9622RBU1TYpjwTC0oPgBSzNdLMT9BqYXnmhLSqHQ5FpLGylVwJn0uJLnCidxQ",
-	"MFLNNIsQ7gbHWPGTLr93Vxx9Bh297HawTYUdGu5DeWom+J3UJyqot8Xfq9SiKdjX1U76HQcVfdCq7ucy",
-	"Bz0KT7zjPsfSx+FPPs/zNd3vgtttHfvcXQ5OibkwVumV4/usLDnDmvHkX1CSD8G3ecDy+mytcj+F8CcU",
-	"SIK5jlGtY6qWnzFJBeX7StZ5cSEFycvF5CFhuukpK9VYLpTmo2a0xmy4lrlCIjg+g3QjwUcdFaTaWe4b",
-	"lNWZ9GluVNJeWOgXnN1QL6esqPImINjAydHJEDAJF6acE4XzzQmaTGem+RiVkzoAw8fnI4AwYY5JnyQ9",
-	"UdVs3pLBmihvHIy/wnjMpFYs6ugtY9kKc9xJLsS4pgf1yXWRx8/xgGryeJsX5vPQc/w/WYTHH/DG01H4",
-	"Gw99Spjv5OSdmka4rT4dzl+MU2Byhd4LjgGEkVh/6kVtXr8TXV4q3Bgk8c40g24cO3pnbJD8o20dqQ5O",
-	"bPSJ0Dhk8I5x/E+AsaQ5b2FQd43fc8f9LEdto2Q2m3eVVc5D9mAdf4hCZ5NLCKlToTASX5Ui8zb+jdpL",
-	"6WkdQzmWNIYv+mQAC9eGTyjZ7uhC1UGAm3pU9ySfbha8escOwV0Xk44h91Xt/4Rhgx+E3TcRdmsf412E",
-	"3cMJk6YjOv8OhKZTJd5GZxInvGKrQ9BMXjuZD8PK7ZwvDC8c8egzuQKp5EHoUIbZh2NJvdexOiz9GVqY",
-	"ITXBroinWH0Cf0Ovgzd+/6CE9MX3UvwnhT6SKKyPWvmRifGFB7Aal+HSDobwmEmJkq8vRFAW2I6RqnR1",
-	"WtUeM+nbHN0P/XrM5O+kWD9mW/2RDhYfyNUHcrUXuXrMJLB1/9cetOrwJ58quFNP30Z+hvBcTH2k1YT5",
-	"+Kq6nDLqkCTvpidHJ+mmyP7S0YroZu8ToOfmEQYKMf2gJL4nNt6ppfN/iyL37a6Al4Zr5JlbsJtUxXfJ",
-	"jCkUyGuwFDLrWKX376bn315cwq+//Meh+zIdwjP3IKZwtyNgAQNgNy8LPs/vlQ/SFL8TK6TJt3FDBCuV",
-	"ifrAFD8wxb0oE2GU54u+MGTk5t2fU7obew+E5DxyaPt6X1ySlxkNZNjSA4Xp0zX/tOQYYxjfCvibEk6s",
-	"HstuehJ+b9mM6+zbNS9anX0bvDljGeqb7k6lRN1gRxHdxhxG440lBdUV3JikK4V2cBpZVXxJwNCrxG1z",
-	"IWTlPxfMTpVewJRz7PtQN+YJfXyxPip2JWGYuyqoCn8UdY3LpyRd6rFgiDp7O7jmPwQgYvZUbbE31IEb",
-	"LmMHmG+3FXshMHrU1zoeS28nHIZADN+n91vZBCNSdeKmv3Rc9SByWfbTk6PPxrLDXznCRVKIPcZZDLAe",
-	"X4MM5EudK8M3PamhgLLTGZ1G2LRhMdgSmMryMTmWaZTrevAVX6VQiGvuM0MwH/xgoRBWng3+O7DCqAYd",
-	"CLRApexUZRGgY9mnEmfN4FfXfHUVmFJaF8yqy96to4/Tb8PphnbN9SE6BdTXcsXZHXRxYu/UpP1JJfmp",
-	"75CCxV/dekOkl9LXhk6T0ujYqnFZbY0ScdD35ri7kZRzJnL3cmdm8e9k9H6vfL/vdaLunyxn1iHqnQ1o",
-	"SK3ugde2KDN6h6mpeEydhYlD3IYFn9qUaDqxH2//wiUSafosHYzIvxp5q4Q0lrO8MzzMvbq3J/Q5n9r3",
-	"3EV0Z9n1j6jgIgO9KyJ7Erg1iPy5MNY7SP/YxYZoE7dHzHmAYDWOwIGVzrn+4AW9l7C7RY1cb80PuhvV",
-	"f5stEV0ZIeRmizODiDHK9SEI13sR+mSALLUXuu2cUeuD9qX7SmTXd7A3viA/yAeLwx+yYgdqLLXm1L8W",
-	"2fXg9zFRJr2yuoMhESMB9rkPpz45WquCA+YWO6VqLCe8ebSRerBYr09ECVEKTv2v+1yZJPrbSzuDIXzr",
-	"nnWy/Fh6owIq/lMflj/nmg8hjfp1pYCdt6IGXdgoZ0uDrlNgYzll+mBa2Upzeo4GEDLnUyGF5cVqcIpf",
-	"5jVM4lQc373YbI9+uFe7aVf/s3ccAeH3t0VP83eAmRAN8YGkfTCi3jEQgnAI84IKDkrjdbyLPExXdGte",
-	"0tf+ASyNYDJqQgWp4T+mQ/iuqfXujnzkG5pYbiz4yp/0EKQTPlWaY7LRiCwz7ec8aRQW+iiaTlh2vWQ6",
-	"N40dg9J7heWLB4ZWMAijo+GPBqe4WHo2jE0Ws3rsqdJrQ6PquTZyGrrPp9iZYiyXc4415hfYtZ/cqMG7",
-	"KjSnpkrgA2Vr4gc+ZJoZsGoxMVbJbopIqoc/jr3ylBqY9jqLR250NTvuajvWPXYN0T2HPuoeej+V6X4V",
-	"IQTpPpqQ51YfFJ+3TKwc7Ouao6SxozXSX5DJCgjPAs2qidJvCw7ttDilVB3tamFmVyJPvbBlPF0zbMqp",
-	"4LbVK3JIlJzZhlCgOVnUQfzu49gfad3yBSU5LWbYr9rvxXubHx4dpcES5XAufXh0nCbet8GgbtMEv/7y",
-	"72O5bot3S3FSZ8aH8PVWqaufnhx9TFJZOkhAKjSRBe+VkGPJ1kNV0WhWf5cOTrHHiKPHTvJspPXlXOEc",
-	"2EAGjFIyqiI3lptl5KAfia4MySZflN1pzhdc5v6y3pNAGM3wu8mDtL9OQoRId9qJPkiT3qZbf8dCLn2z",
-	"Bz914ntfr8BYpT/IqB9k1H3J/gWWYwh41E3fbxFLD3/yf91mv0JrsMFKoF7GoouELZqEgRl6WrVa1G26",
-	"WA4ls3MvsN0h4ocEvJhS/Vlzp/4MBqs62Sow8r7n9k7VCrxt8HaFl9vlZo9962kwbUR9mgt7vww1muH9",
-	"Y6hYASwXkS4G/ZS+uGI2BcPt4MOV/MDM9qzAmQvbRQVksRr8dtZ2qDlFbJnDn/hC/SB2Mjs0oodKmnEH",
-	"l2AInnO9ByMjW/wLP8Leod71lJ6tfrhDf8QKXeyax+gzYdn178jEkl2IlsDxr7/82/En60UUVWXBlJil",
-	"1H/54vkBl5nKsUM4H86GkP7//8///X9Rl+B/Pk7rEjrtbix42Xa2Yomq6nxycltRnW0+pW9ldG9C80z8",
-	"AxdwCixH+4OjMeg5vfXynuX5b7q5SCM+XN0/pAuVZZbipt9EtaKyuxnf2cWyNtGReYmK+mCMlcGoToqJ",
-	"ruueAZOrJTEdn1VfVMZyDX1Wh3dShQolsfs1hf5iST2YaZZxdxeEypv+B0KTUZ7qf/hKeRjhqnmmpOSZ",
-	"NWOZK/nAwrRg5aApQ7It4fpLbs/D5u9RJK3n2CKTehB42H6wNr/t+/HdXAU0DPGDBPLu6nxvO+xGc5bf",
-	"U6QkVfKjigROdDPBkzUCRm4rbOCt4zCDEGRNr671qxpLJvOW3bouMG+Z5UN4STUD/9Iy1mMXy7hBVagw",
-	"6DiWr/uDof5kRfT+Sb+CUKk5FOX5QQlqRhiKDKGRhjxbdRkfqqTQdae/Zvr6hYP4fdVHZvnvVTyBs/zC",
-	"ncL2jk4sp3OKe4WxonjPScoHjXM/Ova1uvHhy+6g6frcidNbUd5PoqWjPClbuMuZ1t3p1pKTnICSap6J",
-	"Et1t2PWUwZRj488mbSZQ6bHse83Vvx8qfpUl+psYpFaUPhknVNn1eQ5zkc1DTgsNbDg3Yxk8jnVJsVat",
-	"1iFcipKcUppZfuBb76NQbrjMnfSCfq3BEL7ZnlETOQljOkrxB1ZQswwi1p7obvN9XYr3tpfdpSh/xxKH",
-	"DjBbaKAV5WmrRyK22vfhof8JOtx96Ff3nyr35hLpgaIoohD6GAg6pV425NyRra1KWoi8SrGVaTpqCW9U",
-	"fJ669PjJA61tl5HGjD/KfnTaWzKW7nhrUYz8+b/+8h+10TJNKHC01cAZp0sxgZGiseI1tdMt16bP1GIh",
-	"LHaY9hIM86vHfISS6wNiDiTcYl6CL33dNNzJeAJztcQQigWTUZ907InNo0zSYjWEL3DpYxmv/dQXWoxC",
-	"vrBrSMUTYOba22ScbC0zHkrdNrmkIX+UQs/qPa4nkroDQZdokH1bKU2H4dO1yK55nh42maiUbRxD2Oku",
-	"qrJXi7UOt5IvQ6dcxHhYMkcVq5JYplPhlZyh+m3Rzf/KZ1yRJoBnG9gYk8AXpV1RgFQ7AsY3dbr0bcow",
-	"SZr9WHFCupAKC1+Jx6gIhD5PnJrD1zlbjkUIWXnPrEPGBSumSi8oBZgVlmueJ/Qzk1ikXNNoY0mxaAks",
-	"BDYR8ioDg5xZNmEGO4RY95XS2FJX3WA6g+8DgEF8ds4kHB9hyi6d5VhO+Fxg3dPaltHG2T4V7ywLhZU3",
-	"3TmfnZ9fXfyPb55cfX32r1ePz5589fzbL9MB7kcYSE+Oj8ZyWhXFlbvSTZrsyCOOW1ht0PSXZwh/9ZdQ",
-	"GB8eVOpKOmBgrWQPg6iqSyk0d9oZm/FR06xdGPAbmqxgypdcB6QtUZ2ro7LqZsyLTvnE0aIN4WSjKQA1",
-	"/MHDwqQPoSqaKIF07kQ/NMdidWi3iBSmbrwWHrWQ59QRpNAHquL+iSzjpaVOZFbBJyfuSV+mT2FaNtZn",
-	"5fl2yEPfN9hT0watCJ+oyzLN6sOUOkvEC7IidduJHz36+JM96q+vwc/v3M6FIULmTyp0AoDjo6OtpeBR",
-	"fO2uWU/F4NkrCtR85EvD74wIXWM2TNiahgjT0BAmvUAegtSC20ly6LunDkpVFFvX3FCx7oXHy/746Ki1",
-	"8K540/sMI3U34PYYUn9iQdnwdE+1Cd07bme2xzxfVEXhNvgiyPV/1Kh4ZrO5w9TQ/pK4YichjyQvlLRq",
-	"ucvLYTvaDH1HT9wjtvkZtmg9tMI/X0uh+gCX4QC2yc70+bBk2fXO7Iaz0Dl6UqFzgnsmaPgpUKCwgVJk",
-	"11ieBceqg3UlkAVk2BnI/wT10fMw/z2iSmsmN/U2rAnA+BPiDYKoBoCjDoYV/Hb8saqsSnNrq/BJtaJo",
-	"jPZEo0aUhtIHmHt0872l0mzOs2vHAitdpI5RGB4qu4fqSP0Lq0XJ4Yl/FEVYjBGeTtGRZJjMJ+rVAxMJ",
-	"6udslcATpwQV3o42ljlHE0ZdMh7lQycYkxromLtekXKlKpupRT3FwJfQ8TYWprXA2jUZh7gGfanVjcix",
-	"+r6cCu0b9tTTKThnulAaZ6NLpCTt1Q2seWaBFRi56aQGSL98egkbh3H4E/57JfLXKEwukeQ3pYuGYxms",
-	"dbCvsc6rNO5ktjcSuXTTvq8GumiJv5OhjsCzjfS0sd8hJLmLrXL48Z/CVPfB8vZeV2KtVoF+7Uv2I0qz",
-	"3QyHZiOP3omX+RHHRWhHOtHU1YP0p5zZyJayQTn7Tc0qY3kJDJZ8MlfqGqwWsxnX2HVQeerlrhRq24GN",
-	"EKk32FueOpsgoyBqPnY0VwY7CVJMPzYRdF/HoV6LMG4onvteKNTrmu6v11QdB8BR9arpPZ8Ay7QyBk0K",
-	"tSmuMdGpqeUSzSsG6XzTz5XlBtOTJtwuORowsfv90vEpzzqwLN0QzlVR+ApvLd9NVN2MGsoEB87ZWNLa",
-	"HxhymZIpgQ5zwrHbTIokbOh+rkw6hAu14G7TvDD8gYnONRTO7Q4xCXzi3gS+nZTWc7EPQSVvmX7UikLL",
-	"kN1FSrozd9tRh4Gw7Aw8rHNtqwqf3Ig1XCNaTdnH7frOU7wbvgXGuk1+wgqG1nTJl9xYol8jun+COjBP",
-	"lYZ+ei0kunPJykEFDhOI3RpJDS6NTlCBtt6Ma+kImK3bwzZu5GAy8YsYSy0c1SS/gLDbEqZJUb6M9/6H",
-	"Ltu0sZ/bbU5Y99D3efrQ+fDOVoQAu11iAfFJc2hQFeuNflprbP1Tb8KZ5vqssvPe6O/fOxQhT0eXofyy",
-	"8YOgDoZ/GzKt5iqrnEjQS3qVLnqj3iHim1/ZhvmC6pGaBK/TgSCnn281bIZRNr9b2KZh9wXVuJV5XBoS",
-	"PudyBZMVeDusU5qiThWhD+NJ2pTUrM1slNydjCV/lfHSbY2jZizzurhYq7UU9GnB3P8SldPtai81GI7l",
-	"C1VwKr3jy+WMq6Ojj3mTjFV/ges9BakwCZBlFjV/RpUyKFCOCkOQN04tfVVQDzOyEm4CLdRoSOp4agJh",
-	"FKYTg76O09kc6VuJPlujNPmASHJpVUBs2yyH0CLgNcChH2ZxoKdasBSIF68yiU45ofd8PGDSWvwAhZza",
-	"tO+FVSLzDww5DVMq5OEuBLphhcw0ZyYc9oyVB1ixVUjv5PVF5Rqt3qxklo5l0MPJqbt962sO38g7DJFz",
-	"uHWAaNbthnoTuVxy7S19kDk5mJvbjwEKccPXPNTeN10WlQG7KgMgQrT1EFrdo/tUd76r3Xk6SMAHOINV",
-	"Y1kDLDz4X+nBv/z6y384TH/4Cfqi3EfPkzU31SIEBTK5on7NNGKteqTk+QY1jVoz0p77TtDmRaEGobRz",
-	"Pqo9zMLAQhiDha4bv7PXICiFFvWIsUTfHsnZOOEFkrwv3Le+3dYThLv/xnPAU0hZKQ6ZOzxWiuGKLYq0",
-	"FtSNd7HPmZS8GMKTeFvphNls/hcnR6VUxAEXD1HxOQr3wvayVs2onAtDw+9Ykk/SeKck9DV3mMtlzjG+",
-	"dlKZVU2YHFYb61QBjzuUXozNnLmGSVWXdO52kZuF0476LWdngpIWv/GRnLIKMXK6ptJ4DScsuy7UbFAL",
-	"YJFL3lc+JnC0btoQgn92wgslZyYE0QV3+Vg6Ic2N5FTKUUCf2IvOaj+61980n1YOFfrpyfERdDlalRxL",
-	"91VCEfxwcnJ0tNbas96GB6WPEHbTOCWMNC6/u+C5d2iw7rqHO3vux3KL636EOFKr12F6X4IcT76JH3B4",
-	"hUf9BHeYqZz7oukoOdcoYuaqKnLI1cg9/DM+CD/DgjPkiz+H53yOzs9j+fPBwUH9n3vl2O32Z5BOMygQ",
-	"opV2Y9QpEeQGF1NYqQqWjMyu4dVj+DnIHWZeWcx5z7H8nCPdTgN2Z820TQetMfshZClo8wM6iJWqdIg1",
-	"8shCGR2ayVwtAA3O9eyfws9O3xfZCm6EKhj1Pm3Fe1TyWrr10EX6GabiVYQYp9GS1ucPk3zm3tJ0HRRM",
-	"xAz6iK5UCMoMF+zVFf5+NVlZbnCjd57lOAIkZme1oLUNNO7aqumUBjkJp4GSGngiU6gZWlo0aH6jrnkt",
-	"ylEHSyEbG0twcEZn8jPkCqjT7Bq1FyYMdIqCItQFOsNiHsLPMOdM2wl3NIkI/M+3geKEThULxWRKOq6j",
-	"R/FVzkXuV8RymCKHkRhuss/Q7izdKWIohH8YhS2KXhIGXSQJJQk4fkRmpzZYoB8ffTTKVcn1lRsAcYCI",
-	"U8Dz5jFvw/NLetigl3ZiKo4MTtTleH40NT0QBPNI0hCO6qJQgPQ3NBRuL5G4Jq6ODnvtMnajV6vozgGa",
-	"wQK+9X/9n/8fHIMZ+F2cIAlxtJoCowOtpoPz4Ud+cB+mNUFvVI4xgtDfO0QLQoRWnNKxR3zWltAsT9+T",
-	"bfFWp9S7wHhnEx0G5qn5HLK6klK9AvJ+Eae5rDmS4ziIEDnERgh0ypUzzXKehN34qKahuwV1LNdojfWu",
-	"x3Y5eotxlsgfyA4842SwHSRBvIiOWzjpJdyNSEEJSUybMi45hY2TW7yWG5JOEzAlCSzYcIQkaGo/jXxY",
-	"lGYIT2pPn5PgMbzGnAZL70LdcLRaE2OOuo1go4ZcVZOCH9CQBc9nvr8/VWNR1wZYsWQr01h6KFDVLa4x",
-	"QnleO1Pc+Gymf3CtdvYw8WW1SOz66KM139/wo4+88oSSNwqDFJYf3Jr+InR7DseSXE0jzEV++OgR3Agj",
-	"JgWHs4snz57Fqcl9Bi9fPvucwDNTKodsrkTGBwmYTJWoyEbiScjBIt2M+w7iIdfy4QnMVaXNEF6g3zJk",
-	"/fvozlZQ5jVfUd/GlYmLIAbzSGiD3OErG2GsazrYTFYgPnEaFTtzs3j3dS6mU44Rx2FBGO7oTmijNYgj",
-	"IOlpVFGt7myOq3SKYD2EsaIoQFfUkBLHPPpsY0whHf1OYbPq2BBI1xhLZM8G+umjV6/89hrKbYJ/APGc",
-	"+FQ4hRFV48KAyE0wt9RMby3qUDRLb5Dw+jfRGJYvhCQbhDAw04yiV1fkNZ9VZOCEPlK5s8+/fvbN1cuL",
-	"py+unn1+kQ6SsZReQ6C4Tbeqs/Nnp3U3fnRX1Eaaj9PWUnHujpX+1VGSeW3FEJIbA6VWE0oxBFXGFZGR",
-	"dvl72jJ1qNL0Xn//+n8FAAD//w==",
+	"7L3bchvHtiD4K2vQHSHApwiSMuVjg7Gjm5Jlb23LNluk2qdjw4NKVCWANKsyy5lZhLBtTfhx+mEeZs55",
+	"n5eZ82H+gvmEiVwrs24okKAsSvaxdoS3CKAqLytXrvvlp0Gi8kJJLq0ZTH4arDhLucY/n6U8L5Tl0h68",
+	"4EXGNjx1X6fcJFoUVig5mAxiq0sew3rFJdiVMCAM2BUHY5XmKWhuCiUNB7UAJoEznQmuQfMfS24srIVd",
+	"0eMs5xBXMyabg6/4Jh4PooFJVjxnbmIuy3ww+fvAzTj4PhrYTcEHk4GxWsjl4PXraPCCW705OFtYrrdX",
+	"esETJVMDVsGaCQtzvlCag9UbIZfAlkzI9ny5kCJ3Ux5Xcwlp+ZLrwWs3W8E0y7n10HpSaqN6pr1ccYgl",
+	"f2VnCT4RO1C4LReaXwtVGijYkruZhXv8x5LrzSAaSJa7Cemd9rLYq+dcLu1qMHl0/DByywyfj/uA0gDq",
+	"V3yzvcCv2RWnMwunYtiCOzBpB84JHP/6y78+fPQIroUR84zD2cWTZ88gWTHNErf7CEopfiw5FFxPpSq4",
+	"Zm5oHDJhWcY15JxJA0MGL18++9yhCIOlUikkKyUSPhrDBef4fLx2L9gYLFuOpzJAhbCyBksHUQbRwK1d",
+	"aIehDj12wOvho0ddeBXMWq7dHP/r3/+Xg//t+3/6z4M+ID4XubDbsDtnSw5G/GPn+WX4XnM5KV+wMrOD",
+	"yaOjyK3No9jRUXQzwkWDr7kxbMmf4S3EyQpmV/VcOf0+E+mN8FgonTM7mAzKEp/c3uw5E+nflJC3Yc4L",
+	"P0e4/Ry0UvkDAzGXVm9mhRYJj/G45+qawxEM3UM/KCEhV9fcQKJ5KqwZnYLCQVk2lcquuF4Lw8e3Yt5b",
+	"wJu3jCcvlMp3HpCDzm8/nZeG651TlIbr3zrFa/cykW2kbI9Z+oIog/uUKOlYgvuTFUUmErzsh4VW84zn",
+	"//SDcajxU2O6/6z5YjAZ/KfDmtEc0q/m8Jzeokm36WYgSMJAzjK3bp5OQMhrlokU/nbx7TcRMMiFMY6E",
+	"Kw2lvJJqLWEheJa6365ZVnJQpQW1mErN5JLDMPYjzPz48ShyLzPIleSbg1xdu+GaPMoNwOQ2g5rKYSzq",
+	"72ZXfDMLgI9HDhFfR4MnSi4ykbw36CV+fkPslr8SxroNGsssj4CPl2O8QzxnIkP+za64hGEcXvTwsSs+",
+	"lZ6guzudac7SDQgJx9HR0RFefhPhULkyFpTkwJJEldJCwiTMuXt2GOM1QMI405wlqwaovlB6LtKUy3cJ",
+	"q7PSrri0bnyeRjAvLUhlgWWZWvPUMcJUkWwzjBdhgfFojAsus+xiI5MX1W17t2dsNjIBq9x5JUy6Zc85",
+	"lIansOLaofqizLKZe6qBl5P6NiHeZ5Zrt/OFVvlUMgkqS7n2wxK1iCB3rCgNUhODlFk2Z8ahGcp6bqQF",
+	"E5m65hrRBZEtV5pPJb92e4I5XwmZgrBgV24Wyf0cOduAQyYYHh8hKs034PlkBPHZ+fns4n9882T29dm/",
+	"zB6fPfnq+bdfIsZcWKYtuAknEH/59BIOr48P3V7j6tLGRsiExx69aon2d3YnUVQqtebS0rVs3r4IYqaT",
+	"lbjmaRxNZe/98QTMDz+VtwjW7v4aK7LM3chCq6XmxqF3l5YJOSsNdxiDsuBUMidbQ9wQtGMwJFgT223o",
+	"Dx1pvA9q/unD5qMIuWfScVuWPdWahOp3dUgXKud25cijQ2Z3QUiyMVxfc428g1YWj8bgTnSu0g04DNew",
+	"UllqIOWWicycwo+lsrwlWIsUicY3yn6hSvlOicU3CkyZrNxtVaVOOCKMQNbqqEaQsKxqiu3DWCo7W7i1",
+	"enp3zjaZYumlUs+ZXvL3dX0Q6MJA5hahiZx8cgJficcwjAta48wqNcMH/NovuL4WCX8p2TUTGZtn73T5",
+	"Z6QSwznTmdIgOU9RWS4lXmK3HBjGZb24eALnytil5hf/7bk7rRc8FQY0Xzj6Hk1lqlVREAm3Aml5aZvo",
+	"9sA4MiN54lZQsXAQ0lgmEx6OHrm4E2TcWeMHh9p4I+GG6x51lfckE1zaWW6WM5HGoPRUbtGdCTBYa2E5",
+	"rFfK8Mb6IOyGGYeWicpzYR3DIXuCdEudSjwhx5PXIuF0/y4+/wqYTHEhKc8V0DqIYIGwb5UsXSr1NZMb",
+	"Lw6bd4r+SkHO5CacriE7gjCQZAyJt2aWE1/gaXwKxqtG+I1xhJ5O32qVloQTp1OJppD7p+cvJSvtSmnx",
+	"D/6uyR4pC07TdEIey8yk1hmiWhKKgL8qUJtVGjS/Vlco+11x6e5G2Vi/47ZrreTSS8xKQ8GMWSudNnSL",
+	"xoQN9rzQ3KzCsIXmhqNUhfjsjpAemOEDM83dTSfhuHUS33333UFTau23OrH6CXfBEFpI4UvD25auLQ0Q",
+	"T6zQKuHGOFr0VFphN+/y4L7jWXbgZVQnkXuyN0EkJmXf81urFCz4OtgS8AhMuViIBOmR/5rOYCrRWLAl",
+	"Dq2ZIal5geeUisWCa6IixHD61Lz6cBBcpiwKpS1Pv+apYJcI0vfLHR11j5uzutli5DLVYme5W+3MYQCy",
+	"ydcBLxDRztJcyLOE5uji2Leo35GpDzVGu9KqXBJPYO5NODt/5jCt0Krg2gqyJ7Ad48VWFWUxdictU7fM",
+	"828vSKbHwQ7xZ3P4E/47E+nrQ//oKAr2nzFLfyiNzbm0qJt3RiiNI04/eSPJ60N66bB+CdEkzni65HrM",
+	"ylTQMEG3oFHo50P6eTSGs8ByzEqVWer+WQOTATbCQqo4ncaVVOupdCzOk9fKpt3Y+iAabO1mEA2aq9o2",
+	"f0eDVwdusINrpiXLHaT/3jy+SzfBizB+44fvcKqz5kyNX5/jpGc05+togBCYiXQHxcFDX6+Uu5RXjvkO",
+	"otvMTdEg0dxp3jNmW9aplFl+4ASbvndIyEZsSlNBpsPzBpaRzatnhbirBwYKpq1IyoxpM/G3nqAPcaAY",
+	"Tu/KVSlRAyPtLNnETtiYSo8jjhLEp/S+hPq4mm9azaSheVEwcsJKPGeZk8FmKGDFp1MZhnCQhlhd+ec8",
+	"nTAxDB1WOQHAswMPEjX/gSfWgYQOpQKfkPaTk8G2ITkaaM5M3/2rTvCBkzLdM6fA88JuyL4rnb7uCOVS",
+	"XHN0lWydinXStp2FC9o/hVXFQVmQkCcTrqXjvWIBTG72Qhc/SbB09s7hfvQipucVbzjd66Yh9e8DfKS6",
+	"A1EgZRVMK8RsYfX3PafVuGPnjBSpNpUUluftP27iDE1C/bqajmnNNu5zw/+0DbCzuZNCgqKbMWMrl9Qt",
+	"0MCV7dwdUZuG6bj/qi5YZniXR+zC0e9WG1xlQCLjby2ar7yCQ3coU0u3g6a37Oiob0f9i0d62QOrMDMj",
+	"l9lcqSuDgoindh1Wh1SgH0fROxIFuTzQlwcGciHRlC2saWHo7htN08wCKPrAxqx3OqprkaIH1vH/GnyV",
+	"V5JtHAGLICnzMmNWXHMYNlY06l1S5bk66ltesuLJlSrtzHBjiAzuAgmtzmmu/h3w70Tgbi+ogkue9hKf",
+	"apZSZz1C7ZvxGc8L9qSs4RB7p0+FKUrL97/TiIKf01tugJy9ekbvHTcwubrjpL6YO22vwzN2kdyCJVfe",
+	"s9i3M48zM4Gi7j6nW2EZHir6bHrP1FhmS9NzDVGfjRFCGCUQ5KiCy5TEIVMmCefuNgTQuL/IqIcE298V",
+	"9+e14OsBOvSdvpZtZo1f/bG5P5OVYz3pbM6Sq7tIYLjMC9zKebW+7i8XjfV2f3tarb/7yxdhP90fXtQ7",
+	"2P7J73drcWH/N7z8eQ2O7k9PCDyPETqvo8GNHHpebrh+QwZcOzk9frQwtL60gTAOGjezQydaVKF1h7ap",
+	"auMK7+R5JE338Q236AcmiCP7sQ8vJW4P98TrujbIOjnbgHHIH7mhK4UleMWdSoJP529AvlM+t7uXgD4y",
+	"shM6Efqaa8Mykv/dPcFV2aCc38PqFpnaFXaTqbVThyvJXmnwJwhddojrRfEH5XrwkIfhUUP4TUU6OiVD",
+	"Y3B+eROEO0r/hlVdvafaRwj26N2HVyh2HvllbffwTtUHpprUCxE0xinMeabW4JYuMvzRHSEMg9YRw6//",
+	"+/8FsfsyHu0pYnjCSrJ9D0W+RLHIAFszgd5lT+L3HH7nsB7BHxiQHE+T5C+HSZbczI4Zhh8XQhuccn+h",
+	"mQS929lrg5rdjWTV1Cqcrb9SW2cekHkL2hV8eulOaVcXJCT1HcsVl8YruJUo5VRL1NJXfIPIIpdgVZ+l",
+	"JuHGkDWyj6b97bvLSuqOz7yBFE1NMZC5sperByor5O4ovVJakZE4j4vwnmL/KrL8VywvMj6YfHZ01K/m",
+	"ki31brO1TLRhOqcvlrI0JHlWEz989NnDo5sn3wU6CapgP5Y8AiPkMuMHpeG1wx0ahqvSrg79aHG/0o22",
+	"YuvtjUEQesyZ5ronTJIw+bar8dL4oLMmJrfQobvH1kJaZ9x7FH4ZfQj9mMltdXjOpHSi12YvgfVNRP1a",
+	"5dz+yQdu7TM1otL+s74xWamDyZoEJgDpVvvDYyZ/q2Z+i2rdAEVXGfXRgnMmgcvUnAIjE8Rf/EXMxMLS",
+	"XbtnIIYX+yD0BI26X2gMrOvu4ek11xtYuB+BBfsvCmEog6XCPZwLyTBmZgMxGtjHJEOGn0huyVlRuLU5",
+	"lMd/d9j+hVzSYnCtQi7HxjJtd2qP+AyGyGy9porb3lIFvfS6Ov7NNxRhiHB6HQ2U5N8uBpO/3+KxqFb9",
+	"OrpF2+2ud98XqqU6neMJYv0LpfI3w+5G4GorWPfoJnnu+Cj87zZhVXpkalydEPm7O4Y7GphMrWe5SvnM",
+	"+2a7a6uW8uknJ7evwqpCJHvdYAwLEZn3/d10Gv+9frJ7yXDTvTcMD8t7Jt7ktNp2iW3vlFp0lY1D/4qJ",
+	"O8bBT05uj6Rvbqox9Y6tpcKe00Pb3OzNzUrtTT67+BZOHh7/c4S6jj5IGLl2KxFlUJp0t+Fn25JTI35r",
+	"mptslDBMHCbsp0j0qfO1uk7TNzZ8K2ifC0Ka32I7b5/VlvV8b6P301RYH6P/Zug8V+mmcy1Pjm4lD531",
+	"4SC9y9Na6R3srHJhEkdbsyrOiPTdRpyOsWxj0A67rS8kKuW9eOVTE3p/60quHEP+vr9tn17OxCnrCXo3",
+	"fr2bj59h1DJggGoE/BVLbLZpGSkonlRzW2qJoUlDzb1nN855DIuMLQ0wzUFRxNIIbfoF1wc4dGz4jzEo",
+	"7ZWhDru59rEBN+Gn42a4h0ra70vFMGXOMYLXR/5+x+cXKrniVQwsOL2iuav/gt//JQQyYhSXUz64k22m",
+	"0tDbGBnuZoel4k4NO601bwy4W6k1Rj9ScJJSecMsJQwISf7KFst7eBLtgQi4530RIWgh3bc6eHDZmcQj",
+	"ztiLyzUqjR1RaH2R8oxbbzEmDBizNG1/oXmurv1b+Zzr8Q9KyObnjC9s/UnI62oS/OJKJFfNzyTR159L",
+	"ufVNkfqFO9h3P7bWnDZ+taLoVQ4RSGbHbblcK4dFudK8cW+MQwglMaZUZhtQEhh47CF/DYUKxnNmk9Vf",
+	"MGFwEu4aReT4ceyKWYjxQ0ykyMAaYypW7JpDwrQW6L6Vddwh3iwYtu/bVOLXo0aQIinXOIPGy2K81bJy",
+	"epIHLCd07bmn+3OU1o3NhfR2pYfbVqU9r3PUs1aCk4n7r/pU9t/1d3t7zZtd337++oXgWVoFhLcPCBN+",
+	"elVNzYOld57xHITxGS+xY5RjjOAj0oiZe2OMluw3tOxmYp0t3cSM/spZ5qDY3UDt6QoAVFe3A8+/1T9R",
+	"lqld93jFyVTq+b1aENFv8Pk+5h5+2+UHXHGm7Zwz8gTqa5bN8h02XR9O7zQ4Q1GsamG5PAUmzbr6YTjX",
+	"am24NpCqkTskp11D7H4M9GHcKzFTzOut19Sdhcj5c3r6DtxVLEAqShPgmeHgCNM1LebuN2XlTuoOAk/z",
+	"GHYBvQJB2FMfijxD7tOrndzZeuY52b4GujtZ1N6miayxzlttZASfN5Pl78Uk9bfvvto+LZYtm9j0NP38",
+	"4qyXtSf6uv3gw0ePjj/rffRqxw2/IkNAGOLbr853WZibjxmx7H3s1Y44gXKeiQSu+CaCOTP8k5NSZ1VG",
+	"V+EOQS5vj05ya6VNu5loTxFCixa4A8AX2xC+4pv9eb87o9t0SBywb/7naine0C6LnGwrj/nkVttSCF1v",
+	"YWr1ZZuePfz0broorakxR9+ev0Y5dhvqqTBFxjazYDPbWjmJ1neiUnnprvsdTfRaUabQzRJfxt+Sl7C1",
+	"bz97c7O7Yfg2Agn9adweQ/imoYE0gVmJov/2U+rZAwN59SAWD0HhdFsqeWdIwFk6M/zHfWNs74IzEgdP",
+	"+kMFvUXJwHwDWBoh6C1xWFIcYWy5V/XexAzncazaY2dNt2NfJRh3WBO6hPfl88H81ckKkGXmJHSZ8OYW",
+	"3beUwkeh3tvcrpmOdm9Ow6Bf1xdirlTGGUbhkgXhPgLygr3hDiqpf+MJnmjP9da8yDYzq/rmvxXYdxHn",
+	"9r1EfabiWqIjNG0fctRAOI9OjX3Vh9WE361CoEfuftq6YmaWK837z/+ulJdu0X4G6Kieu2/Vtd/tblIE",
+	"nWHHL3KrBoN+y/0UmN7FqsZi38p61G9bD+blJT3LUTITskehfonmktSEKGrPu4CeB6nWraCk23Mcupdz",
+	"7/u1UwXyS79pvztt5LQdtzlFXrWNKrW3FiVoQKB9Kg1rTCVYLNznMXzj+FKpHe3YZt01MLevzl0Iytbp",
+	"h+P7/m0qk1797tMpbwQtZez1RQC9+OIJfHby6J+DbWoMcaJS7oszYEI4BWox690zJqSYzTWTyQqUPIXY",
+	"CpvxkJZE6Scx+iMWSsOqzJk0OE7ONpCsmFzyMTxRKTcT2CqEE0E70zWayt6E1gj6U1UjaFRIiaBRPiCC",
+	"RkELHLUnRzOC3dV0en8Lk+6oW+GWuV0swy1yuypKBDGZ1t1fKCK2C29AT10BBFedSskKMbvm2ggluz81",
+	"sizd8NyuVDpz0PFVZnCpzfxtB6M6IZ/OpaoM4HYcylD0mauDH64T7EY4lbNkJSQ/cCPjF8E06t5qO487",
+	"6HFzIl5PxgkSA0qV9nZ4TNjBwaIGfvZHCWqttOlzRqfiWqQly8LKG0VU6tIHaBE2EYXvVhkGe3HihqG5",
+	"FRf6qCcsNFRT6FdmQkZuwexq3C/I4QM7w+TryiEYOu0dH/G/HHgjwcGz9MZQy10JFG7sv15engM9sH32",
+	"J/1xjUhs+liEWSlt6TjBlHnO9KYudEj45UZr49czX8nrBvwKxL0738sXz0CyXMjl1hynELO5Ku1knjF5",
+	"5WtTomfK09cca7m1g0gHjVf25QUEjEYWAt67PjYQpO9tiYLn6gdxk8/8jZhVqxQgTXHTsp4E1bNLRvzX",
+	"23hw07J73TBOc22WlkEJPHgGhYWhDwEUEmp3FvmdydDvbrJIVt5R4SUSs2KaU+hJV4bYMkW5BUd+TzuA",
+	"8YbJirs0mpuisLqOHP7jzkVdWNZnpb+zReIuMaxti8Td7Ql1ocN+k8KuvQrJjenBxBVPrszuY2l5zdCE",
+	"5jhb2isBdgI5WbKClBdcpk56QElJWENVuMZ9eda/yVMXha3sAEDTH7UFhZy9mtXuHzMruJ6FYO7tA3dP",
+	"49WZzTc+7fCGh2g0Ci/sf5SiR2dugaq0vZ69M6CHQMhUJMwqXUXQI+vHRAOyXjkYoyc7bgazxuPbkau7",
+	"r12biHbDq28zNx3IpXDkqId43ym1wAoianUKQx9/DTNtX0qd9fPxml6+fPEcrApeXPfnkKUpxNPy6Ojh",
+	"JxQC8Osv/x5TcV9T5nx0ux/FL6kT0u9W0w8yVAveNLa8kzXR8mV8cjfnQ3uw/rUuhbFcv9liu/6JzvGv",
+	"1Fo6OKPNFuMpzBieI4lbUsEqzUSGdTgLlnAKIfPhQ23J5EzKO8aqRrU3aEvrpJpFLE01N+Y01Om2WuQ5",
+	"T3FhdShpZyFMyv/qP40TlbcX1fU1fXyLr6m9sE9//eVfjx9+2qjtC8OXUjiBCmVTKJSQWChYOvzOC2Xw",
+	"nECXGW+nye/nu/r0zr6rjmemF6G81b9iDGuJ1CZXKdcY7x/Ctno50wul8h4juldBe08z/EjhWKhdsfTA",
+	"Cbt9MtGb2bi3YuJ7M1EV1nU+hSP4Cyw053sm/u0pkThWEYSdvmiSH4Oy4StQZ8w6tQkFyD1XQgczu0Ho",
+	"zVuuq9u9aPhkI+p/a1eIH3vbzfuTAPp4DgvycV4aG6rd2zXnErxmYOig1GIxHtyYInA/KQHkVfBZKThV",
+	"a+A2zjXg1AeFqL4hDTzpnOetZv46ZK83k4AMZ0478Y5IiD0k49DxwH9+YDqVXLGOj3snbiDoVA4xz68Z",
+	"sxnXj4a4zXgEv/7yb8BfJbywVZkip+1j/ibW+EKpCrOvacdT2bgKE8rxXHILc2VXPu98A2uueVW2Xeim",
+	"s5VTNRWj3NjuckdTWYU8KzL7BnjkLOV1aOIGMr7AgpLJiloK5FVNsEbzB7qUcDaVfpcBdNQYwKp8biwW",
+	"G3IKH0YnkiKo+cIxBsywDjms+LMDiQFhp3IYhrT8FRY3vXKAk2pNUZRSEU1AUGJ1uWrrozHE3qSLR7pe",
+	"qRzYVDbd0DSTXw2VtS8tDOlcYiuKOELBVvNEFIJLOzp1eOIGiH30qkEEyvhUKnc9bUCtU/TnJpQ7y6AC",
+	"ePWrG92LkUWfzY8ldn9X65uwgbyK09gvfqARLrmn20s3rCT7+DLfyC9PLPa26N37cmpS4PUeC7gk1hHM",
+	"Xzc9Xse1v1X/BlHRCq32oqBvIwIlgP9917AKp7AtkOV720Xe7KbtiXM3JdVUFGhfBL4bssv0DnLL/lIb",
+	"Ebn9hbbbQgTCMjvwaNSFCTCsAgpuxvELLtO3kuLVhsbxr7/86wkWvm/qP1Wg/ie+Jr7l6GB+efnFwaej",
+	"TqzxHoliPTExHVl+pQyXMKcSa/Rws7lP4NOngJ43LOTvuwRhz6BsvwJ+zUiTbU8zSQIeLzDDIwR+3Y2e",
+	"dUNDdubFXWAo+h553o0y8A61zBuneVOG2y5qXqfphWSmm+h+60lz46MmPEsB5zsebeQNRBRIsSu1W9UJ",
+	"6ZXLfWfh2maEQTC/3ZzZ/XYS0BvbuS2hvAHPvR41d8lT3+/ZNpxufVrtO24DqTBN/mIjk35e/Vsynboc",
+	"uxkd1QlqVLpK+iK7F0s3p8DMFTViCxllPnEMWT/a8eJ+s0b9wM76HaZPscs23U4hk4aT6oEJPW2Cf7ml",
+	"Ke3tT+6XaLpZ8vUWGpC7MSHqUrxh3vyuspRPqipdFjLOMEnM6VmBE9UU8IGhuvIwxPYsl8/OZ1+f/cuO",
+	"alI3F0o47jfGVLJN08b46VH0m2WdLTNxn2TQC+5QEvS91PjslrfcleiGmXsF2/QHVbznGpjtGpU7ysJU",
+	"pT+TTJlQfKlg4g4FYd5OXctdwROxL88VN5w7VSW5RMmF0D6N0hdBg2FclaMMFMbbTR31E5KyYKlExSg0",
+	"6qjgwMmP5EAAw9gXs4xHY4ipnGVcN+DzE06l715Tp43WUFV5QTaSIYOUY19PoIgkahHDDFw8PT+Dz/lc",
+	"WLeYsyd/dQtkFlKRog1lqYJhZ3u1CUao+VZUlP976jvNLIRkGUWqhf37NLoxnPkSgggoY9pAzdkGa8xT",
+	"hzYsLBiFrh/1WAuVZWodAWfY6MaXIpwrbOXg2MkE4u0anzEMC+wjtaDRwpmF3yeUNIyhBkEurcoZakXV",
+	"c8si8kXw3dpG2KapHp9lmXtT2MgJiVgpPBdoTOvUIRxFEIeCozGej69XKAx21pSEPOERv6h64lM3uJCO",
+	"uhHAKgCPIirHaNVUNpARM1/7YFJhVL0CWCtJHRwDwLES+FTSliFu1kf1I9C5Z455DPH0sV5+XSay6j3q",
+	"h6ReYfSuUTknQyXWkGy1fsCWMFQ3kvlKhmOE+bXg6+Z96NY7ZtWdxI605J0jEu5gEagXthSiW+mJBCRu",
+	"E8xCUepkxQyfVCmgIjSy9A40JoG6oCoNGVb4FJLKQk5lt1mAdQTZoT3FYXWbBbjLWN0aP8tB5u4Hkp6p",
+	"FNZbPxtVsamXbau/wO+tLm5vSdwd1XB7C+H21cDtL3/bV/n2lqK3/fVud5a67TND3GNl2p2ySagV3aNX",
+	"h1uMmVSEJs0yzMx4Mnm3EuYVHfIX6PZC4W/HQNaQSHoSyDxxEtS6M9V87QuhOgIKeCeNfYNKs3vUta6I",
+	"ZXqnaMzYk+wYhoGm0NLZWjrC6hYewzDsrPXbGlu6ICUm3oMk3W2xVRjbzzCIBm6wQTRYY7sC99yeV9Zj",
+	"17NqIP/FtzSe//Sdanx4jqO/jgbew3WHQ+5tvBDuTB1MVd2n1mVpTNd7WRoa+bYPVeVcSXT1bSc7YJAS",
+	"tYgylvqV+fClm1Md6tAZHzf12+LzuhkP3pzyff+j3uq0rTXfRy7E1lK6YG9U+LtjcNBvBpAvmPj9Hbd3",
+	"015C8cH3sBVVvJWdvMS7Qm67fa0JuZDNb4+7++tk2HZsP45AVoqTPHUMSeRVDeuCGQuldEOY/RU+3Ym8",
+	"2Svi5vVOcNylgORtwGjG7/RYrt5iRcj7qQLZCyXTl7H/Rgm0t2X574hk+8aNnol/ODXWB681iyCOxm9s",
+	"FujjPCEYrJObf4u36L+3QmUqURzLW1C1w2tm+9PU6j4Cd+wIUCUJ3Uuh/8mNxfS9YtUuqo9aZ1L1K2B2",
+	"KlcsrbqHz7lT5AqMCPmOytWH0IprDket0vrCwBHqQUFIoq7iU0k9BobxycOH0N/877RaguYJx4i5YRCE",
+	"I6RAxchtwM2uFouppEryqEPdEYr3Wim/W+yxW1G+M3kfVhJqXdZdyW6MeAoGj2AQ9zPurydUiJmmDugU",
+	"uHnNyW5EjeYlX2KjoX1VhlbztB2tH9ptHLRYriwZw7rdERpGBax3hr0S9tVd3Ja5dvrxZmcKVx0ADEMr",
+	"ijo4KBS04jqioCoMc3Pfcmk1k3Z0b+3zdq3Vg63Rsm6vJVwJuavplNPCGDYgmEDzwgUqginFEe54A1ah",
+	"fUb4cNah+zOisCu6tNQ7EYmRRGsZ3lwYGg/O8Jz7pTbCPDCN1ny+FWutEE/ltkbco2tV9iynP5kIao2r",
+	"aelaKznq6exYGVaCMIb79WUYo0Grz6Nf2Z5a2VdCppd+Cvd31eIRPyiVP/Uz4YMiPNbq9+i+CLaD7ynS",
+	"S/3mOvhWFHs/2ugX+AbMGbGvoR22ycOtXHqLHr6NIKZtIvs7iGj6js9XSl29cJek6BEu0pJaxe7KyfeX",
+	"q+/XbacaPbq9DIwISkot7OYCOxKTXIPtKs5KKo1In74IqPC37y4HUU/se7MxCNbmi7XP6IgjiDO1FJIM",
+	"3M3+GdQG2a2dOmRUC1xZW1BnXSEXKvTuZQkCisTTgW/ezuVSSM77M8r8MxjL6sgDl9RWWHOWIUEmW8LE",
+	"cVgL6prrOoPHlyAOBRTAbGRC/hJPmMwYLlfCQKqSMvdRqL5As9Us8UbyL5V300bhozc6Vy6Ty03BL3DR",
+	"1U+aw5JLRzF5SuBEg/VU/qf/BE+UvOYSs6jcNx/BRx+dtbpLjz/6CDBWhgSz0nE1iA+vj2Pf6b7dHmYC",
+	"1J8EpuXR0cdJs7EIfsPjqQQoZRY8QUTKsf40lp92PHUtDB/DWQMLyJ2GFfAOjFhKnsLfvrv0dWUzcc2D",
+	"J9uNfvwIciGdmnnqXft14TkaCD+bFUcHeHw4XvMsO8BU8sMf1ldmjO2Ux/Ci2TLGuKHRU4T9XRDidYuX",
+	"iU9fDV1mQllpBpKviRO6F3xjcMoUApWl7iccGIMjqDs5AWa9UhkPnX28bwX9Xf4rGGZqqUpLPBd7XLda",
+	"3IzcsOhgRCGtBUyr1ATik6NjaBWFqIIzVGgpTynwobguzS8QyBilLRxSwKPQWN69R2DAYxwTPmGIivno",
+	"IwRevKtXdgzDv4e6Gd8P3ZU1k8PD9Xo91ovkwLFspcdKLw/1InH/uedGuEcM4WC+sEa0XQXB54YPQ9v8",
+	"2JfuiKlxOhuFy9PIyfdLfykRKXzJgY8+8mkCzW7cFOTiKGBVDfnk6Ai69Tf8gC+YDX37HUCoJGp88vAz",
+	"aNWICHtqt++nagBuDXUjf6DL2bhG87LyPM65ITpxxTdgHBFyHy6sFgWHNfGMavNU1xlvZ7HUDNOzSgzj",
+	"cajpoGINJBkzJsKQQSf3uqeH7oMnNc/Oq6gbBkSGPTJGwBKtjAGWZRVeGd9zjfpdhERwN2gQ8EyjuMmk",
+	"W7r94yNcyPERmMgL4+QxG3759HIEx0eN3xFRtLDcwPD824vLCM5fuv87u3zy1wg+f/r86eXTETxqjuiP",
+	"zjS2RBypObAb1/397HwMF2IpUQhGBkWAFYWhEteOpyeWa3/6Xv0S2gm8MOdGpNwEJKnQ0FTUFzQ3hZKG",
+	"V9kG7VIRp1RBFy3absThr//z/4Hjh58CJt9kSGPOLp48e9YIRB1RSqnWPEO0VEuDMrR3w4aQyGSllHE0",
+	"gfv1PXZ4b8Q/uFvdi/oyuFUh1/vkBCtQ09XAZgPhZhx/DNvFVhCLtjHzgfGBZBMa9eGjT9ywXgrPRMIl",
+	"VSMNLFyrQgtumd40CloErn12/mwQDXwRl8FkcDw+Gh9htGHBJSvEYDL4eHw0/hgde3aFsks/Y3C/LPkO",
+	"x9nfLr79xnF9+Ipv4ILbugKzu4OsI9sgclNOUbaBOQfP2xy0pnLo6OE/Pzr+51PwJV2Rg0UQs2wZQ4zs",
+	"MB6N4VwkV9U9n2/qqugPDMRXoi4kMpWflxqZDz6qlSWaQadtfdNDzCdC3pylFXlwbOyKbwj4FbV5lg4m",
+	"gy+5xfKqTlIkJEXoPTw6CrKWz75q0v4ASaLBe9RevSARbhvknriNqWRyyqm0zBOWrPjBEyc9qR4r41/V",
+	"mpLWw9bdUczd7UpW5CytF9aVyl83Rd3B5O/fRwNfGMWhW0PUQLZ5zbVYbNoM2MmmbIlqnmO/5Gk+XGEF",
+	"8X/sxK8zZBcGHh41TRyFVjiyMFAWY3hmKWDHtOpYj/sOzVcsv8dj8zPsOLj2ygc3QfW508nds8jVGuBT",
+	"hfHQQ6vjvsDjEs6VsUvNL/7bcxg6JH/BUxGqCmGo17LUPB0FJu1lHeZ5b0TC+6Ojj6FRzalZuGbhk8Ab",
+	"JSgawu1zxdJgxNJV9S+tSsunTuBfLERCpW0wEJ+lm5pr7riDL9xT93madRmPngPF2d1ikWuMHWV9dPTx",
+	"riGrNR5ecH0tEv6yLoJ1IyJUa7gBE66PDzEM6xD7xR9karkTK4i3+ow8MlqGvEbsUInRXGfnz9p9SCeY",
+	"ozmM8eeZSONRhMXcpnIY+0y/UeRggRXehrF1bM7OQhJiBOGbYB+hATYwjKkJXzwK5UqcfqitSMqMaQPD",
+	"UAZuNIanFAuXKJ2ifUoLa7lsddBoWPuAzGtTSR8xCxS5kaf/zMKKFdTTwym42dppY5nTuYkHKOnVgEYL",
+	"IZCOtU2lMGM4x1K2atHs3grDmLouREHGg0dHo1Mfzuejv8lMEvch9XNhLLZyPatqehZMs5xbJPI7EgTq",
+	"Rw6x3srOGPrGg0/IVvP6+3u8Po2doCGq5xKdoSUomOYRfZ1YhrfphJZy8216XFc6wleOb3/lZUMDpJf2",
+	"uLVfhFqA+MbDz25/41Kpr5nc+NUZog977OiZL4dXVW37TVSloiOX1e2uoAxD/GLUZM7uiy5VIQ/M4U/h",
+	"8r4+9BZg7FvXQk8hsWwFMlkvpVYm0aZdjYrv1mh0m630+2hQKNNDz74U15iIXMUC1gbwOsC2ReK2fHso",
+	"8GH0JtKLYC7HF9F4ZEOT97rp+a+//BsqdkoHqWNSR2ris410dhQyp9KHztbRjQ9M5cobdiJER1Fo4VvK",
+	"lIph1GrFVO52D7adiqhGGuzMm3BgYfVIxagJFnmQ/sG1Gk8lWdxJXA7xka1IzDBimOG0coRAK6janwYS",
+	"Vrfao8/iMTxbtOJYH5iwPSc4NFsYVQ4L3ooIJpB46USYqYwfHX0cTyhrL/I0O9vsmARhWKD5nJqENb93",
+	"PMUt18fJbt2TSg/vsNl4VNdr9C957UEVFGWBkbzI4aKbOBVlKbK122cfY6CTCd6Ru/GEZ3VF0a/4xpN8",
+	"JEqPfQrn26P2tM6KIr8ma/o98Rff77xf1u7gb0dZqmBiD17wAhMHds3m3zrsewXn/h3zqaOT29/4Rtkv",
+	"lKPm+MIejK0GxBNfBhdfPd5jdedkCrlU6rmTB+m9R/uAoqo/+zVPBQslAk4ePtznZa93Oa74VFqs4vLH",
+	"ZOJ0vWqiuycDx5Jdhz95cfy1byC7U0dAb3eVgGU4d3K4V92cLI85ChHE7QgNL8KvyUGBrGUlUKafkKOm",
+	"E8ggrOHZwknM+P2snmCPqAbPLdhU7o7h2Y7doeAaz148i80UqjmsyuSYSnwBEwIXmVI6HlUJOgiRBybo",
+	"RtbHvwwbKoDnCGsPw6ls5G14iqQWlNcTCjT6hZsxOGUvhOsayQqzUnYMZ3QQxGEVN1OJxV9eCUPxRRCf",
+	"HJ3Ep0CFZpRn7yuWVpx0xQyWrckLu/HA3KFTvzRck8cX6fngvtUDHx22g4j7pQ7+g1HZPyDlOQuo76+i",
+	"l1nmmBPkBFyqfLuLHN1VZnFo+CylDG+kY6VdHaKXAZWOXlUAw7GDA7LyGbLgJDzw3nWWi2wzGsOZhNJ7",
+	"u3whQaSsVOM7lMqbymXwDTipDT2IfVXkG9IrPrhW+moMZ9a6K0cuWKeDWJvxFAqup7J2IKGblGsYVl9F",
+	"tKIRitfVa4xGgyW3Bl1o3mvW8pn1WhUQbvcj9bXafL1uB084Je8+5b+z0q4u6Jz7CMgFuRaEfLf04/3I",
+	"QX8YirLDzOkOy3E+xOj6PjZKVvb4DxqEQZV2N2V40YgyCIQBVbama8pJHdjCU0185bNmLAQmyeC1RvXY",
+	"TiW1CQ48vB1uUPm5twIOgkHB8XgYduMJ3KjeexaM3yOqw1bF1RjKJSdAnRwdHY/huVou3apUacGuBYUX",
+	"OxGByanECi0US4Pl8AIAHphtz5yxIsswQBaLHO+gJQ7UW7f6ZFdhJII2atnXlJb3xjfrD8g2n3q5saqj",
+	"6MnVjejsMe8GfFaWWY/PLTSlc3ZyoI+7IRsMWo7KwnM4H59DZ2JLXftf6bcmWozhvBHA056sto6HCHgf",
+	"k9MJ6ZnKihkTatPbaApjFj3AB0KOfL4xOa3w5vT2ZTmt5PCpxJqgxlMOShWGbxdg3DQsg0TJAHc/FPf9",
+	"NdC2j6sIffJR4iarldlhgMEzuR8u2ik1/fvio9/wtadrp16xCqjVRodWCU8UkT4w3t8/4336yqdHdG/3",
+	"QmkkBzc58GuKRcGqu0nWE4xcNj4gBFOsMZ4wyOxV2J/jGsT/hWnV8nabZZqnU5kwww+ENFxSAka2Qe9e",
+	"fCblf31aF/X2RWg7pb5jL4x7Qd0vZjyV517UIGm9p4o3Uo7emt299MJD5L4IRrve+14U4/hdUYzLVQVY",
+	"5A8+bP3UMywf10WxN1jtBBu4BxR4Y6Kxx1X8HVgs/+gEg27y1kUmLryTTFBKpDc3blmdvub3aWjCFM8d",
+	"aOotazt1gT+XuIoiO6rNB0JCaDDSe6DaNxQZTH7qfHNIbTbMbmbwWKu1cSQ1YWjKxEhOJjuR9VX8r48N",
+	"bqQWGNWK4GV1AH+Q8JjvUTKhdl4HGSVKfnwEZhQ1wtgjmKvSCemq2dIJQ50oWrUZfF5pWb6cV72GUR8P",
+	"oJvS6bxyj1S5M1NvuAVB5c+F1V9yW+ED9jEpvKO+wqgGlld4XWN6KLnY6yz5CGKTqIL/hRpLxzD0kT+j",
+	"/vqLaPn3rcJMKKluVqKIYahVxiMMfptKgJzpK64joG5TFJxOWlIcegPEEags5cY2q96HfN9qZZQMEk+w",
+	"yKtyuhH2SqS4Tb+s+QYky/kpxD/GsBAZSjz+SyfxL8QrjFruyl6j5kRCXmM0/wR8QrivNdK4WejCwacw",
+	"RdI383Sw2xUP9QLBH/VGmvxYcswI9KEmuIpWJKs/i8HE9/1uZDNWX1RZ7H5hveUVtpL2a7jAUIXqmx2I",
+	"Y9Zr30J/bC3yTgUT9ojt+l0FgVW11G+M/kI8ebfq4h+QkLnrQKBqEiz8jC6WXmZ7WV++OU9UTnFOEGPe",
+	"cYx5VkrlnmtKiBv9SrB7BJarhDPpc7oppIfIDQVVVkwzC2G7cIxlvunye3fF0WfQ08D2BrapsC3TfShP",
+	"9QTvSX2iKro74laUyusqvTX7aBbrfafu0A9a1f1c5qBH4Yn33Oem9HH4k89Xf033O+N2V5ted5eDU2Il",
+	"jFV64/g+KwrOsFEM+ReU5GPwvZ2wpw7rtOuhVKSIAuIwZ7vR4IBa5CRMUheZoZJVfm9IpfRyMXlImK4b",
+	"yUs1lbnSfFKPVpsNOxl4JILjM0g3InzUUUEqmOm+QVmdSZ+uS31shIVhxtk1NXBMsjKtExsMnBydjAGL",
+	"CcCCc6JwviNRXbGBaU5xFlXYhs8zQgBh4i+TvtjDXJXLVUsGq0NXcDCM1eAhh6IZhWos22BUC8mF6Fx/",
+	"UJ1cH3n8HA+oIo+3eWHo8fRDDMX7v/F0FP7Gw5AKf/Ry8l5NI9xWn9brL8YpMLlB7wXHQOiGWH/qRW1e",
+	"vdO4vFStOUjivelS/Th29M7YIPlH2zpSFWRd6xOhW9joHeP4nwBjSXPewaDuGtPjjhtjejDhNFn19VJI",
+	"QxZ0FUeNQmedEw2xU6Ewo0gVIvE2/q0achgNR7HgU0lj+OJ1BrCsa/iEku0NrSd7CHBdV++e5NPtwn3v",
+	"2CF408WkY0h9K5s/YfjzB2H3TYTdysd4F2H3cM6k6ckyugOh6VWJd9GZyAmvGCwNmskrJ/NhKLJd8dzw",
+	"zBGPIZMbkEoehLakmEU9lXMmJU+xJDz9GfqWIjXBVsinWEUHf0Ovgzd+/6CE9EVEY/wnhiGSKCyKXvqR",
+	"ifGFB7CqoOHSjsbwmEmJkq8vqFJk2IOZqg32WtUeM+l7G94P/XrM5HtSrB+znf5IB4sP5OoDudqLXD1m",
+	"EljX/7UHrapzLG7S03eRnzE8FwsfaTVnsg74h754/22R/aWjFY2bvU+AnptHGMjE4oOS+Dux8S4snf9b",
+	"FLmjOwfcd7GbVMV3yYwpFMhrsBQy61il9+/G599eXMKvv/z7ofsyHsMz9yCWomhHwAIGwG5fFnye3ysf",
+	"pCneEyukyXdxQwQrlbv7wBQ/MMW9KBNhlOeLvsBtw827P6d0N/YeCMl5w6Ht6xZySV5mNJBhHy8Upk87",
+	"/mnJMcaweSvgb0o4sXoq++lJ+L1lM66qCHS8aFUVgeDNmcqQ0XhzSjjqBjcUA6/NYTTeVFJQXcaNifpK",
+	"AYxOG1YVX9o0NChz28yFLP3njNmF0jksOMdmT1U3vtC8H+s8Yysyhjn4grqJNKKucfmUjUiNlQxRZ28H",
+	"1/yHAETMnqos9gYWmnNiAJUDzPfYbHohMHoUQqKltxOOQyCGb87/rayDEanKemUxbFVvabgsh/HJ0WdT",
+	"2eOvnOAiKcQe4yxGWFe0Rgbypa6U4due1FAI3umMTiOse68ZBcL68qJMTmXcyNk/+IpvYsjEFfeZIVjX",
+	"4iBXCCvPBv8NWGZUjQ4EWqCSnKq0CNCpHFKpxnrw2RXfzAJTiqvCf1X5zi76OP02nC7BcCqrQ3QKqK9J",
+	"jbNjhyY3sXdq0v6kkvzUt0XDItZuvSHSS+krQ6dJaXRsU7usdkaJOOh7c9zdSMo5E6l7ubdCwnsyev+u",
+	"fL+/64IDf7Lcf4eodzagIbW6B17boszoHUZq26LOwjRD3MYZX9iYaDqxH2//wiUSafosHk3Iv9rwVglp",
+	"LGdpb3iYe3VvT+hzvrC/cxfRnWXXP6KCiwz0rojsSeDOIPLnwljvIP1jF02jTdweMecBglWFAgdWOuX6",
+	"gxf0XsLu8gq53pof9GZU/222RHRlhJCbHc4MIsYo14cgXO9FGJIBstBe6LYrRi1c2pfuK5Fc3cHe+IL8",
+	"IB8sDn/IykOosVSa0/BKJFej92OijAZFeQdDIkYC7HMfTn1ytFYZB8wtdkrVVM55/Wgt9WDRcZ+IEqIU",
+	"nPpf9eszUeNvL+2MxvCte9bJ8lPpjQqo+C98WP6Kaz6GuNF3MAbsINhoNIgNv3Y0GjwFNpULpg8WpS01",
+	"p+doACFTvhBSWJ5tRqf4ZVrBpJmKkzuBedmf2Nhssniv8Q/tPo7vOALC72+HnubvADMhGuIDSftgRL1j",
+	"IAThEOYFZRyUxut4F3mYrujOvKSv/QNYGsEkVKoNYsN/jMfwXd2zwh35xDdmstxY8BWM6SGI53yhNMdk",
+	"o1DHrfWcJ43CwhBF0zlLrtZMp6a2Y1B6r7A8f2BoBaMwOhr+aHCKi6Vnw9hkMavGXijdGRpVz87I8YqZ",
+	"Wa40j7HDzlSuVxx7Zbjvghs1eFeF5tQcDnygbEX8wIdMMwNW5XNjleyniKR6+OPYK0+phumgtwjuVnfG",
+	"4772if1jVxDdc+ij/qH3U5nuVxFCkO6jCXlu9UHxecvEysG+qp1MGjtaI/0FmW+A8CzQrIoo/bbg0F6L",
+	"U0zV0Wa5Wc5EGnthy3i6ZtiCU+MAqzfkkCg4szWhQHOyqIL43cepP9KqdRVKcloshWRZ2KX3Nj88OoqD",
+	"JcrhXPzw6DiOvG+DQdVuDn795d+msmuLd0txUmfCx/D1TqlrGJ8cfUxSWTyKQCo0kQXvlZBTybqhqmg0",
+	"q76LR6fYK8nRYyd51tL6eqVwDmyEBUYp2agiN5XbZeRg2BBdGZJNnhf9ac4XXKb+st6TQNiY4b3Jg7S/",
+	"XkKESHfaiz5Ik96mW/+GhVz6pjV+6sj38N+AsUp/kFE/yKj7kv0LLMcQ8Kifvt8ilh7+5P+6zX6F1mCD",
+	"FY29jHXqC4umGxAGluhp1Sqv2g2yFApmV15gu0PEDwl4TUr1Z82d+jMYrKpkq8DIh57bO1Ur8LbR2xVe",
+	"bpebPfZ102DaiPo0FfZ+GWpjht8fQ8UKYKlo6GIwjOmLGbMxGG5HH67kB2a2ZwXOVNg+KiCzzei3s7ZD",
+	"zSliyxz+xHP1g7iR2aERPVTSbHaiCobgFdd7MDKyxb/wI+wd6l1N6dnqhzv0R6zQxa54E33mLLl6j0ws",
+	"ugnRIjj+9Zd/Pf6kW0RRlRZMgVlKw5cvnh9wmaiUp6MI+Hg5hvj/+7//z/+Dup3/03FcldBpd5XCy3Zj",
+	"S6lGVZ1PTm4rqrPLp/StbNyb0AQY/8AFnAJL0f7gaAx6Tm+9vGdp+ptuLtKID1f3D+lCZYmluOk3Ua2o",
+	"7G7Cb+zGW5noyLxERX0wxspgVCfFRFd1z4DJzZqYjs+qz0pjuYYhq8I7qUKFktjFn0J/saQeLDVLuLsL",
+	"QqV1/wOhyShP9T98pTyMcNU8UVLyxJqpTJV8YGGRsWJUlyHZlXD9JbfnYfP3KJJWc+yQST0IPGw/WJvf",
+	"9v34bqUCGob4QQJ5f3W+tx12ozlL7ylSkir5UUUCJ7qZ4MmaACO3lbukSjfDDEKQNb3a6bs3lUymLbt1",
+	"VWDeMsvH8JJqBv6lZazHbrzNRnuhwqDjWL7uD4b6kxXR+yf9CkKl5lCU5wclqKlqKDKERhrybFVlfKiS",
+	"Qt+d/prpqxcO4vdVH5ml76t4AmfphTuF3Z3pWErn1Ox5yLLsd05SPmic+9Gxr9W1D192B03X506c3ori",
+	"fhItHeWJWe4uZ1z1BuskJzkBJdY8EQW627B7M4MFxwbGddpMoNJTOfSaq38/VPwqCvQ3MYitKHwyTqiy",
+	"6/McViJZhZwWGthwbqYyeByrkmKtWq1juBQFOaU0s/wAQwWoqxL6uJz0gn6t0Ri+2Z1R03ASNukoxR9Y",
+	"Qc0yiFh7orvL93Upfrc9OS9F8R5LHDrA7KCBVhSnrV6vK3bNwYeH/gfo1Pmh7+Z/qNybS6QHiqKIQuhj",
+	"IOi+m2ZFzh3Z2t1b09s/YmzJHE9awhsVn6cuPX7yQGvbZaQx44+yH532Fk2lO95KFCN//q+//HtltIwj",
+	"ChxtNaLH6WJMYKRorOaa2umWnekTlefCYqd8L8Ewv3rMRyi4PiDmQMIt5iX40td1w52ER7BSawyhyJms",
+	"W15Rb3/eyCTNNmP4Apc+lc21n/pCi42QL+waUvIImLnyNhknW8uEh1K3dS5pyB+l0LNqj91EUncg6BIN",
+	"sm8rpekwfLoSyRVP48M6E5WyjZsQdrqLKu0s73TqlnwdOn4jxsOaOapYFsQynQqv5BLVb4tu/lc+44o0",
+	"ATzbwMaqRp9FFb9S5xhTU6dL36YMk6TZjyUnpAupsPCVeIyKQOjzxMFwfV3nbDkWIWTpPbMOGXOWLZTO",
+	"KQWYZZZrnkb0M5NYpFzTaFNJsWgR5AKbCHmVgUHKLJszgx1CrPtKaWwNrq4xncH3AcAgPrtiEo6PMGWX",
+	"znIqq3azlS2jjbNDKt5ZZAorb7pzPjs/n138j2+ezL4++5fZ47MnXz3/9st4hPsRBuKT46OpXJRZNnNX",
+	"uk6TnXjEcQurDJr+8ozhr/4SCuPDgwpdSgcMrJXsYdCo6lIIzZ12xpZ8Qo2pvEfAb2i+gQVfcx2QtkB1",
+	"rorKqprK573yiaNFW8LJVlMAaviDh4VJH0KVNFEE8cqJfmiOxerQbhExLNx4LTxqIc+pI0ihD1TJ/RNJ",
+	"wgtLncisgk9O3JO+TJ/CtGysz8rT3ZCHoW+wpxY1WhE+Ubd4mtWHKfWWiBdkReq3Ez969PEne9Rf78DP",
+	"79yuhCFC5k8qdALAtsC7SsGj+Npfs56KwbNXFKj5yJeGvzEitMNsmLAVDRGmpiFMeoE8BKkFt5PkMHRP",
+	"HRQqy3auuaZi/QtvLvvjo6PWwvviTe8zjNTdgNtjSP2JBWXD0z3VJnTvuJ3ZHvN8UWaZ2+CLINf/UaPi",
+	"mU1WDlND+0viir2EvCF5oaRVyV1bXc23rMi+2fQ9Ytsd2ln/iVoKVQe4DgewS3amz4cFS65uzG44Cx3w",
+	"5yU6J7hngoafAgUKGyhEcoXlWXCsKlhXAllAxr2B/E9QHz0P898jqrRmclPvwpoAjD8h3iCIKgA46mBY",
+	"xm/HH6uKsjC3tgqflxuKxmhPNKlFaSh8gLlHN99bKk5WPLlyLLDUWewYheGhsnuojjS8sFoUHJ74R1GE",
+	"xRjhxQIdSYbJdK5ePTANQf2cbSJ44pSgzNvRpjLlaMKoSsajfOgEY1IDHXPXG1KuVGkTlVdTjHwJHW9j",
+	"YVoLrF2TcGjWoC+0uhYpVt+XC6F9w55qOgXnTGdK42x0iZSkvbqBNU8ssAwjN53UAPGXTy9h6zAOf8J/",
+	"ZyJ9jcLkGkl+XbpoPJXBWgf7Guu8SuNOZncjkUs37e/VQNdY4nsy1BF4dpGeNvY7hCR3sVUOP/5DmOo+",
+	"WN5+15VYy02gX/uS/Qal2W2GQ7ORR+/Iy/yI4yK0I51r6upB+lPKbMOWskU5h3XNKmN5AQzWfL5S6gqs",
+	"Fssl19h1UHnq5a4UatuBjRCpN9hbnjqbIKMgaj51NFcGOwlSTD82EXRfx6FaizBuKJ76XijU65rur9dU",
+	"HQfAUfWm7j0fAUu0MgZNCpUprjbRqYXlEs0rBul83c+VpQbTk+bcrjkaMLH7/drxKc86sCzdGM5VlvkK",
+	"by3fTaO6GTWUCQ6cs6mktT8w5DIlUwId5pxjt5kYSdjY/VyaeAwXKudu0zwz/IFpnGsonNsfYhL4xL0J",
+	"fDdSWs/FPgSVvGX6USkKLUN2Hynpz9xtRx0GwnJj4GGVa1uW+ORWrGGHaNVlH3frO0/xbvgWGF2b/Jxl",
+	"DK3pkq+5sUS/JnT/BHVgXigNw/hKSHTnkpWDChxG0HRrRBW4NDpBBdp6E66lI2C2ag9bu5GDycQvYiq1",
+	"cFST/ALC7kqYJkX5srn3P3TZpq393G5zwrqHvs/Th86Hd7YiBNjdJBYQnzSHBlWxweSnTmPrnwZzzjTX",
+	"Z6VdDSZ//96hCHk6+gzll7UfBHUw/NuQaTVVSelEgkE0KHU2mAwOEd/8yrbMF1SP1ER4nQ4EOf18q2Ez",
+	"bmTzu4VtG3ZfUI1bmTZLQ8LnXG5gvgFvh3VKU6NTRejDeBLXJTUrMxsld0dTyV8lvHBb46gZy7QqLtZq",
+	"LQVDWjD3vzTK6fa1lxqNp/KFyjiV3vHlcqbl0dHHvE7Gqr7A9Z6CVJgEyBKLmj+jShkUKEeFIcgbp9a+",
+	"KqiHGVkJt4EWajREVTw1gbARptMEfRWnsz3StxJ9tkZp8gGR5NKqgNi2WY6hRcArgMMwzOJAT7VgKRCv",
+	"ucqoccoRvefjAaPW4kco5FSmfS+sEpl/YMhpGFMhD3ch0A0rZKI5M+Gwl6w4wIqtQnonry8qV2v1ZiOT",
+	"eCqDHk5O3d1b7zh8G95haDiHWweIZt1+qNeRywXX3tIHiZODubn9GCAT17zjofa+6SIrDdhNEQARoq3H",
+	"0OoePaS6833tzuNRBD7AGayaygpg4cH/Qg/+5ddf/t1h+sNP0BflPnqerLkp8xAUyOSG+jXTiJXqEZPn",
+	"G9Si0ZqR9jx0gjbPMjUKpZ3TSeVhFgZyYQwWuq79zl6DoBRa1COmEn17JGfjhBdI8r5w3/p2W08Q7v4b",
+	"zwFPIWaFOGTu8FghxhuWZ3ElqBvvYl8xKXk2hifNbcVzZpPVX5wcFVMRB1w8NIrPUbgXtpe1aknlXBga",
+	"fqeSfJLGOyVhqLnDXC5TjvG189JsKsLksNpYpwp43KH0YmzmzDXMy6qkc7+L3OROOxq2nJ0RSlr82kdy",
+	"yjLEyOmKSuM1nLPkKlPLUSWANVzyvvIxgaN108YQ/LNznim5NCGILrjLp9IJaW4kp1JOAvo0veis8qN7",
+	"/U3zRelQYRifHB9Bn6NVyal0X0UUwQ8nJ0dHndae1TY8KH2EsJvGKWGkcfndBc+9Q4Ou6x7u7Lmfyh2u",
+	"+wniSKVeh+l9CXI8+Tp+wOEVHvUT3GGiUu6LpqPkXKGIWakySyFVE/fwz/gg/Aw5Z8gXfw7P+Rydn6fy",
+	"54ODg+o/98qx2+3PIJ1mkCFES+3GqFIiyA0uFrBRJawZmV3Dq8fwc5A7zKq0mPOeYvk5R7qdBuzOmmkb",
+	"j1pjDkPIUtDmR3QQG1XqEGvkkYUyOjSTqcoBDc7V7J/Cz07fF8kGroXKGPU+bcV7lPJKuvXQRfoZFuJV",
+	"AzFOG0vqzh8m+cy9pek6KJiLJQwRXakQlBnn7NUMf5/NN5Yb3OidZzluABKzs1rQ2gUad23VYkGDnITT",
+	"QEkNPJHJ1BItLRo0v1ZXvBLlqIOlkLWNJTg4G2fyM6QKqNNsh9oLEwY6RUERqgKdYTEP4WdYcabtnDua",
+	"RAT+59tAcUKnioViEiUd19GT5lVORepXxFJYIIeRGG6yz9DuLN0pYiiEfxiFLYpeEgZdJBElCTh+RGan",
+	"Nlhg2Dz6xiizguuZGwBxgIhTwPP6MW/D80t6WKOXdmIqjgxO1OV4fjQ1PRAE84akIRzVRaEA6W9oKNxe",
+	"InFNXB0dducy9qNXq+jOAZrBAr4Nf/2f/y8cgxn5XZwgCXG0mgKjA62mg/PhR35wH6Y1R29UijGCMNw7",
+	"RAtChFYzpWOP+KwdoVmevke74q1OqXeB8c4mOgzMU/M5ZFUlpWoF5P0iTnNZcSTHcRAhUmgaIdApVyw1",
+	"S3kUduOjmsbuFlSxXJMO6+3Gdjl6i3GWyB/IDrzkZLAdRUG8aBy3cNJLuBsNBSUkMW3LuOQUNk5u8Vpu",
+	"SDqNwBQksGDDEZKgqf008mFRmDE8qTx9ToLH8BpzGiy9ubrmaLUmxtzoNoKNGlJVzjN+QENmPF36/v5U",
+	"jUVdGWDZmm1MbemhQFW3uNoI5XntUnHjs5n+wbW6sYeJL6tFYtdHH3V8f+OPPvLKE0reKAxSWH5wa/qL",
+	"0O85nEpyNU0wF/nho0dwLYyYZxzOLp48e9ZMTR4yePny2ecEnqVSKSQrJRI+isAkqkBFtiGehBws0s24",
+	"7yAeci0fnsBKldqM4QX6LUPWv4/ubAVlXvEN9W3cmGYRxGAeCW2Qe3xlE4x1jUfbyQrEJ04bxc7cLN59",
+	"nYrFgmPEcVgQhju6E9pqDeIISHzaqKhWdTbHVTpFsBrCWJFloEtqSIljHn22NaaQjn7HsF11bAyka0wl",
+	"smcDw/jRq1d+ezXlNsE/gHhOfCqcwoSqcWFA5DaYW2qmtxb1KJqFN0h4/ZtoDEtzIckGIQwsNaPo1Q15",
+	"zZclGThhiFTu7POvn30ze3nx9MXs2ecX8SiaSuk1BIrbdKs6O392WnXjR3dFZaT5OG4tFefuWelfHSVZ",
+	"VVYMIbkxUGg1pxRDUEWzIjLSLn9PW6YOVZjB6+9f//8BAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -40,6 +40,45 @@ func (e AdminActionAction) Valid() bool {
 	}
 }
 
+// Defines values for AdminTopupStatus.
+const (
+	AdminTopupStatusChargedBack       AdminTopupStatus = "charged_back"
+	AdminTopupStatusDisputed          AdminTopupStatus = "disputed"
+	AdminTopupStatusExpired           AdminTopupStatus = "expired"
+	AdminTopupStatusFailed            AdminTopupStatus = "failed"
+	AdminTopupStatusPartiallyRefunded AdminTopupStatus = "partially_refunded"
+	AdminTopupStatusPending           AdminTopupStatus = "pending"
+	AdminTopupStatusRefunded          AdminTopupStatus = "refunded"
+	AdminTopupStatusReview            AdminTopupStatus = "review"
+	AdminTopupStatusSucceeded         AdminTopupStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the AdminTopupStatus enum.
+func (e AdminTopupStatus) Valid() bool {
+	switch e {
+	case AdminTopupStatusChargedBack:
+		return true
+	case AdminTopupStatusDisputed:
+		return true
+	case AdminTopupStatusExpired:
+		return true
+	case AdminTopupStatusFailed:
+		return true
+	case AdminTopupStatusPartiallyRefunded:
+		return true
+	case AdminTopupStatusPending:
+		return true
+	case AdminTopupStatusRefunded:
+		return true
+	case AdminTopupStatusReview:
+		return true
+	case AdminTopupStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AuthSessionTokenType.
 const (
 	Bearer AuthSessionTokenType = "Bearer"
@@ -388,6 +427,30 @@ func (e TopupStatus) Valid() bool {
 	}
 }
 
+// Defines values for TopupDisputeStatus.
+const (
+	DisputeInquiry TopupDisputeStatus = "inquiry"
+	DisputeLost    TopupDisputeStatus = "lost"
+	DisputeOpen    TopupDisputeStatus = "open"
+	DisputeWon     TopupDisputeStatus = "won"
+)
+
+// Valid indicates whether the value is a known member of the TopupDisputeStatus enum.
+func (e TopupDisputeStatus) Valid() bool {
+	switch e {
+	case DisputeInquiry:
+		return true
+	case DisputeLost:
+		return true
+	case DisputeOpen:
+		return true
+	case DisputeWon:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TypingFrameType.
 const (
 	Typing TypingFrameType = "typing"
@@ -566,6 +629,60 @@ type AdminActionPage struct {
 type AdminRefundRequest struct {
 	// Reason Why the top-up is refunded, for the audit log.
 	Reason *string `json:"reason,omitempty"`
+}
+
+// AdminTopup A top-up as the books hold it.
+type AdminTopup struct {
+	// Amount The price, in the currency's minor units.
+	Amount int64 `json:"amount"`
+
+	// AmountRefunded What the provider reports refunded of the payment, cumulative (minor units).
+	AmountRefunded int64 `json:"amount_refunded"`
+
+	// CheckoutSessionId The provider's checkout session, once opened.
+	CheckoutSessionId *string            `json:"checkout_session_id,omitempty"`
+	CheckoutUrl       string             `json:"checkout_url"`
+	CreatedAt         time.Time          `json:"created_at"`
+	Credits           int64              `json:"credits"`
+	Currency          string             `json:"currency"`
+	Disputes          []TopupDispute     `json:"disputes"`
+	ExpiresAt         time.Time          `json:"expires_at"`
+	Id                openapi_types.UUID `json:"id"`
+	PackageId         string             `json:"package_id"`
+
+	// PaymentIntentId The provider's payment, once known.
+	PaymentIntentId *string `json:"payment_intent_id,omitempty"`
+
+	// Status As in `Topup`.
+	Status AdminTopupStatus `json:"status"`
+
+	// UserId The buyer.
+	UserId openapi_types.UUID `json:"user_id"`
+}
+
+// AdminTopupStatus As in `Topup`.
+type AdminTopupStatus string
+
+// AdminWallet A user's wallet as the books hold it.
+type AdminWallet struct {
+	// Balance Credits the user may spend, as `GET /v1/wallet` shows them.
+	Balance int64 `json:"balance"`
+
+	// Debt Credits owed after a reversal took back spent credits, as `GET /v1/wallet` shows them.
+	Debt int64 `json:"debt"`
+
+	// Floor The lowest a refund or dispute at the provider took the ledger balance (0 when none did); the database holds the balance to it.
+	Floor int64 `json:"floor"`
+
+	// LedgerBalance The wallet account's balance in the ledger; below 0 while in debt (`balance` − `debt`).
+	LedgerBalance int64 `json:"ledger_balance"`
+
+	// PendingTopups Top-ups awaiting payment.
+	PendingTopups int64 `json:"pending_topups"`
+
+	// Topups The user's newest top-ups, at most 100, newest first.
+	Topups []AdminTopup       `json:"topups"`
+	UserId openapi_types.UUID `json:"user_id"`
 }
 
 // AuthSession Tokens for a session, and who they belong to.
@@ -1150,6 +1267,26 @@ type Topup struct {
 // A client should treat a status it does not know as final and credit-less until
 // it reads the top-up again.
 type TopupStatus string
+
+// TopupDispute A dispute of a top-up's payment, as booked.
+type TopupDispute struct {
+	// Amount The disputed amount (minor units).
+	Amount    int64     `json:"amount"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Credits The credits it withdrew while open or lost.
+	Credits int64 `json:"credits"`
+
+	// Id The provider's dispute id.
+	Id string `json:"id"`
+
+	// Status `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+	Status    TopupDisputeStatus `json:"status"`
+	UpdatedAt time.Time          `json:"updated_at"`
+}
+
+// TopupDisputeStatus `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+type TopupDisputeStatus string
 
 // TypingFrame Someone in one of your rooms started or stopped typing. Not durable.
 type TypingFrame struct {
@@ -2082,6 +2219,18 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
 	RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetUserWalletAdmin A user's wallet as the books hold it (admin)
+	//
+	// What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+	// ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+	// refund or dispute at the provider took back spent credits), the lowest a reversal
+	// took it (`floor`), and the user's newest top-ups (at most 100) with what the
+	// provider refunded of each and its disputes. Read in one snapshot. A user that does
+	// not exist is a `404`; one who never had credits has an empty wallet.
+	//
+	// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
+	GetUserWalletAdmin(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// LoginWithBody Sign in with email and password
 	//
 	// Starts a new session (a refresh-token family). An unknown email and a wrong password
@@ -2683,6 +2832,28 @@ func (c *Client) RefundTopupWithBody(ctx context.Context, topupId openapi_types.
 // Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
 func (c *Client) RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRefundTopupRequest(c.Server, topupId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetUserWalletAdmin A user's wallet as the books hold it (admin)
+//
+// What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+// ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+// refund or dispute at the provider took back spent credits), the lowest a reversal
+// took it (`floor`), and the user's newest top-ups (at most 100) with what the
+// provider refunded of each and its disputes. Read in one snapshot. A user that does
+// not exist is a `404`; one who never had credits has an empty wallet.
+//
+// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
+func (c *Client) GetUserWalletAdmin(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetUserWalletAdminRequest(c.Server, userId)
 	if err != nil {
 		return nil, err
 	}
@@ -3845,6 +4016,40 @@ func NewRefundTopupRequestWithBody(server string, topupId openapi_types.UUID, pa
 
 		req.Header.Set("Idempotency-Key", headerParam0)
 
+	}
+
+	return req, nil
+}
+
+// NewGetUserWalletAdminRequest constructs an http.Request for the GetUserWalletAdmin method
+func NewGetUserWalletAdminRequest(server string, userId UserId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "user_id", userId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/users/%s/wallet", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
 	}
 
 	return req, nil
@@ -5553,6 +5758,20 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
 	RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error)
 
+	// GetUserWalletAdminWithResponse A user's wallet as the books hold it (admin)
+	//
+	// What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+	// ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+	// refund or dispute at the provider took back spent credits), the lowest a reversal
+	// took it (`floor`), and the user's newest top-ups (at most 100) with what the
+	// provider refunded of each and its disputes. Read in one snapshot. A user that does
+	// not exist is a `404`; one who never had credits has an empty wallet.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
+	GetUserWalletAdminWithResponse(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*GetUserWalletAdminResponse, error)
+
 	// LoginWithBodyWithResponse Sign in with email and password
 	//
 	// Starts a new session (a refresh-token family). An unknown email and a wrong password
@@ -6471,6 +6690,117 @@ func (r RefundTopupResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r RefundTopupResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetUserWalletAdminResponse401Headers the declared response headers of an HTTP 401 response for GetUserWalletAdmin
+type GetUserWalletAdminResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// GetUserWalletAdminResponse429Headers the declared response headers of an HTTP 429 response for GetUserWalletAdmin
+type GetUserWalletAdminResponse429Headers struct {
+	RetryAfter *int
+}
+
+// GetUserWalletAdminResponse503Headers the declared response headers of an HTTP 503 response for GetUserWalletAdmin
+type GetUserWalletAdminResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetUserWalletAdminResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminWallet
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetUserWalletAdminResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetUserWalletAdminResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetUserWalletAdminResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetUserWalletAdminResponse) GetJSON200() *AdminWallet {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetUserWalletAdminResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetUserWalletAdminResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetUserWalletAdminResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetUserWalletAdminResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10386,6 +10716,26 @@ func (c *ClientWithResponses) RefundTopupWithResponse(ctx context.Context, topup
 	return ParseRefundTopupResponse(rsp)
 }
 
+// GetUserWalletAdminWithResponse A user's wallet as the books hold it (admin)
+//
+// What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+// ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+// refund or dispute at the provider took back spent credits), the lowest a reversal
+// took it (`floor`), and the user's newest top-ups (at most 100) with what the
+// provider refunded of each and its disputes. Read in one snapshot. A user that does
+// not exist is a `404`; one who never had credits has an empty wallet.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
+func (c *ClientWithResponses) GetUserWalletAdminWithResponse(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*GetUserWalletAdminResponse, error) {
+	rsp, err := c.GetUserWalletAdmin(ctx, userId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetUserWalletAdminResponse(rsp)
+}
+
 // LoginWithBodyWithResponse Sign in with email and password
 //
 // Starts a new session (a refresh-token family). An unknown email and a wrong password
@@ -11545,6 +11895,114 @@ func ParseRefundTopupResponse(rsp *http.Response) (*RefundTopupResponse, error) 
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers RefundTopupResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetUserWalletAdminResponse parses an HTTP response from a GetUserWalletAdminWithResponse call
+func ParseGetUserWalletAdminResponse(rsp *http.Response) (*GetUserWalletAdminResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetUserWalletAdminResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminWallet
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetUserWalletAdminResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetUserWalletAdminResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetUserWalletAdminResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -62,3 +62,35 @@ func (h adminHandlers) ListAdminActions(ctx context.Context, req api.ListAdminAc
 	}
 	return api.ListAdminActions200JSONResponse(out), nil
 }
+
+func (h adminHandlers) GetUserWalletAdmin(ctx context.Context, req api.GetUserWalletAdminRequestObject) (api.GetUserWalletAdminResponseObject, error) {
+	if _, err := h.actor(ctx, ""); err != nil {
+		return nil, err
+	}
+	w, err := h.svc.Wallet(ctx, req.UserId)
+	if err != nil {
+		return nil, err
+	}
+	out := api.AdminWallet{
+		UserId: w.UserID, Balance: w.Balance, Debt: w.Debt, LedgerBalance: w.LedgerBalance, Floor: w.Floor,
+		PendingTopups: w.PendingTopups, Topups: make([]api.AdminTopup, len(w.Topups)),
+	}
+	for i, t := range w.Topups {
+		out.Topups[i] = toAPIAdminTopup(t)
+	}
+	return api.GetUserWalletAdmin200JSONResponse(out), nil
+}
+
+func toAPIAdminTopup(t wallet.TopupRecord) api.AdminTopup {
+	out := api.AdminTopup{
+		Id: t.ID, UserId: t.UserID, Status: api.AdminTopupStatus(t.Status), PackageId: t.PackageID, Credits: t.Credits,
+		Amount: t.Amount, Currency: t.Currency, CheckoutUrl: t.CheckoutURL, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt,
+		AmountRefunded: t.AmountRefunded, CheckoutSessionId: optional(t.CheckoutSessionID), PaymentIntentId: optional(t.PaymentIntentID),
+		Disputes: make([]api.TopupDispute, len(t.Disputes)),
+	}
+	for i, d := range t.Disputes {
+		out.Disputes[i] = api.TopupDispute{Id: d.ID, Amount: d.Amount, Status: api.TopupDisputeStatus(d.Status), Credits: d.Credits,
+			CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+	}
+	return out
+}

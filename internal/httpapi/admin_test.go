@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ type adminStack struct {
 	*parlortest.Server
 	adminID uuid.UUID
 	admin   *apiclient.ClientWithResponses
+	token   string
 }
 
 func startWithAdmin(t *testing.T) adminStack {
@@ -34,7 +36,7 @@ func startWithAdmin(t *testing.T) adminStack {
 	s := parlortest.Start(t, cfg)
 	token, err := auth.NewAccessTokens(s.Keys, cfg.PublicURL, time.Minute).Issue(adminID, uuid.New())
 	require.NoError(t, err)
-	return adminStack{Server: s, adminID: adminID, admin: s.NewClient(parlortest.Bearer(token))}
+	return adminStack{Server: s, adminID: adminID, admin: s.NewClient(parlortest.Bearer(token)), token: token}
 }
 
 func refundAs(t *testing.T, c *apiclient.ClientWithResponses, id uuid.UUID, reason string) *apiclient.RefundTopupResponse {
@@ -122,5 +124,70 @@ func TestAdminAuditLog(t *testing.T) {
 	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 400, "invalid_request")
 	require.Equal(t, apiclient.TopupStatusSucceeded, parlortest.GetTopup(t, dan, kept.Id).Status)
 	require.Len(t, a.auditLog(t), 2)
+	requireBooksBalance(t, a.Server)
+}
+
+// TestAdminWalletViewOfAWalletInDebt: after a refund and a dispute at the provider took
+// back credits the buyer had spent, the admin sees what the user sees (balance 0, the debt)
+// and what is behind it — the ledger balance below zero, the floor, the pending top-up, and
+// each top-up with what the provider refunded and its dispute.
+func TestAdminWalletViewOfAWalletInDebt(t *testing.T) {
+	t.Parallel()
+	a := startWithAdmin(t)
+	ann, bob, dan := a.Register(t, "ann"), a.Register(t, "bob"), a.Register(t, "dan")
+	room := parlortest.CreateRoom(t, ann, "debts", apiclient.VisibilityPublic).Id
+	require.Equal(t, 200, joinRoom(t, bob, room, "").StatusCode())
+	refunded, disputed := newReversals(t, a.Server, bob), newReversals(t, a.Server, bob)
+	require.Equal(t, 201, tip(t, bob, room, uuid.NewString(), ann.ID, 160).StatusCode())
+	refunded.deliver(refunded.refunded(199))
+	disputed.deliver(disputed.dispute("dp_admin", "charge.dispute.created", "needs_response"))
+	pending := parlortest.CreateTopup(t, bob, "small")
+
+	get := func(user uuid.UUID) *apiclient.GetUserWalletAdminResponse {
+		t.Helper()
+		res, err := a.admin.GetUserWalletAdminWithResponse(ctx, user)
+		require.NoError(t, err)
+		return res
+	}
+	res := get(bob.ID)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	w := res.JSON200
+	require.Equal(t, walletOf(t, bob), apiclient.Wallet{Balance: w.Balance, Debt: w.Debt, PendingTopups: w.PendingTopups})
+	require.Equal(t, []int64{0, 160, -160, -160, 1}, []int64{w.Balance, w.Debt, w.LedgerBalance, w.Floor, w.PendingTopups})
+	require.Len(t, w.Topups, 3)
+	byID := map[uuid.UUID]apiclient.AdminTopup{}
+	for _, tp := range w.Topups {
+		require.Equal(t, bob.ID, tp.UserId)
+		byID[tp.Id] = tp
+	}
+	require.Equal(t, pending.Id, w.Topups[0].Id, "newest first")
+	require.Equal(t, apiclient.AdminTopupStatusPending, byID[pending.Id].Status)
+	require.Empty(t, byID[pending.Id].Disputes)
+	require.Nil(t, byID[pending.Id].PaymentIntentId)
+
+	r := byID[refunded.topup.Id]
+	require.Equal(t, apiclient.AdminTopupStatusRefunded, r.Status)
+	require.Equal(t, int64(199), r.AmountRefunded)
+	require.Equal(t, refunded.intent, *r.PaymentIntentId)
+	require.Empty(t, r.Disputes)
+
+	d := byID[disputed.topup.Id]
+	require.Equal(t, apiclient.AdminTopupStatusDisputed, d.Status)
+	require.Equal(t, int64(0), d.AmountRefunded)
+	require.Len(t, d.Disputes, 1)
+	require.Equal(t, "dp_admin", d.Disputes[0].Id)
+	require.Equal(t, apiclient.DisputeOpen, d.Disputes[0].Status)
+	require.Equal(t, []int64{199, 100}, []int64{d.Disputes[0].Amount, d.Disputes[0].Credits})
+
+	// A user who never had credits has an empty wallet; one who does not exist is a 404;
+	// an id that is not one is a 400.
+	res = get(dan.ID)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	require.Equal(t, apiclient.AdminWallet{UserId: dan.ID, Topups: []apiclient.AdminTopup{}}, *res.JSON200)
+	res = get(uuid.New())
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 404, "not_found")
+	raw, body := a.Do(t, "GET", "/v1/admin/users/not-a-uuid/wallet", "", nil, http.Header{"Authorization": {"Bearer " + a.token}})
+	parlortest.RequireProblem(t, raw, body, 400, "invalid_request")
+	require.Empty(t, a.auditLog(t), "reading is not an action")
 	requireBooksBalance(t, a.Server)
 }

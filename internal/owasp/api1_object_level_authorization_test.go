@@ -450,6 +450,7 @@ func TestAuthzIDsComeFromThePath(t *testing.T) {
 var objectRules = map[string]string{
 	"GET /v1/wallet/topups/{topup_id}":        "TestAnotherUsersTopupIsNotFound",
 	"POST /v1/admin/topups/{topup_id}/refund": "TestEveryAdminOperationRefusesEveryoneElse (API5)",
+	"GET /v1/admin/users/{user_id}/wallet":    "TestEveryAdminOperationRefusesEveryoneElse (API5)",
 }
 
 // TestEveryOperationHasAnObjectLevelRule: a new endpoint cannot be missed. Every operation

@@ -71,6 +71,11 @@ func TestEveryAdminOperationRefusesEveryoneElse(t *testing.T) {
 	calls := map[string]call{
 		"POST /v1/admin/topups/{topup_id}/refund": {"/v1/admin/topups/" + bought.Id.String() + "/refund", `{"reason":"api5"}`},
 		"GET /v1/admin/audit-log":                 {"/v1/admin/audit-log", ""},
+		"GET /v1/admin/users/{user_id}/wallet":    {"/v1/admin/users/" + bob.ID.String() + "/wallet", ""},
+	}
+	// ghost is path with its object replaced by one that does not exist.
+	ghost := func(path string) string {
+		return strings.NewReplacer(bought.Id.String(), uuid.NewString(), bob.ID.String(), uuid.NewString()).Replace(path)
 	}
 	state := func() string {
 		var st string
@@ -98,7 +103,7 @@ func TestEveryAdminOperationRefusesEveryoneElse(t *testing.T) {
 
 			// The admin is let through: to a 404 for an object that does not exist, or to
 			// the answer of an operation that names none.
-			if ghost := strings.Replace(c.path, bought.Id.String(), uuid.NewString(), 1); ghost != c.path {
+			if ghost := ghost(c.path); ghost != c.path {
 				res, body = s.As(t, admin, op.method, ghost, c.body)
 				parlortest.RequireProblem(t, res, body, http.StatusNotFound, "not_found")
 			} else if op.method == http.MethodGet {

@@ -13,6 +13,7 @@ import (
 	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/apperr"
 	"github.com/parlor-dev/parlor/internal/cursor"
+	"github.com/parlor-dev/parlor/internal/postgres"
 )
 
 // Admin actions, as the audit log names them.
@@ -135,4 +136,107 @@ func (a *Admin) Refund(ctx context.Context, by Actor, id uuid.UUID) (Topup, erro
 		return Topup{}, err
 	}
 	return a.topups.Refund(ctx, id, by)
+}
+
+// Dispute is a dispute of a top-up's payment as booked: its provider id, the disputed
+// amount (minor units), its state (inquiry, open, won, lost) and the credits it withdrew.
+type Dispute struct {
+	ID        string
+	Amount    int64
+	Status    string
+	Credits   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// TopupRecord is a top-up as the books hold it, for an operator: what the buyer sees, and
+// who bought it, what the provider refunded, its provider ids and its disputes.
+type TopupRecord struct {
+	Topup
+	UserID            uuid.UUID
+	AmountRefunded    int64
+	CheckoutSessionID string
+	PaymentIntentID   string
+	Disputes          []Dispute
+}
+
+func topupRecordOf(r db.Topup, disputes []db.TopupDispute) TopupRecord {
+	out := TopupRecord{Topup: topupFromRow(r), UserID: r.UserID, AmountRefunded: r.AmountRefunded, Disputes: []Dispute{}}
+	if r.CheckoutSessionID != nil {
+		out.CheckoutSessionID = *r.CheckoutSessionID
+	}
+	if r.PaymentIntentID != nil {
+		out.PaymentIntentID = *r.PaymentIntentID
+	}
+	for _, d := range disputes {
+		if d.TopupID == r.ID {
+			out.Disputes = append(out.Disputes, Dispute{ID: d.ID, Amount: d.Amount, Status: d.Status, Credits: d.Credits,
+				CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt})
+		}
+	}
+	return out
+}
+
+// MaxAdminTopups bounds the top-ups the admin view of a wallet lists (the newest).
+const MaxAdminTopups = 100
+
+// WalletView is a user's wallet as an operator sees it: what the user sees (Balance, Debt,
+// PendingTopups), the ledger balance itself (below zero in debt) and the floor a reversal
+// took it to, and the user's newest top-ups with their reversals.
+type WalletView struct {
+	UserID        uuid.UUID
+	Balance       int64
+	Debt          int64
+	LedgerBalance int64
+	Floor         int64
+	PendingTopups int64
+	Topups        []TopupRecord
+}
+
+var errNoUser = apperr.New(apperr.NotFound, "no such user")
+
+// Wallet returns user's wallet as the books hold it, in one snapshot.
+func (a *Admin) Wallet(ctx context.Context, user uuid.UUID) (WalletView, error) {
+	view := WalletView{UserID: user, Topups: []TopupRecord{}}
+	err := postgres.WithSnapshot(ctx, a.pool, func(q *db.Queries) error {
+		exists, err := q.UserExists(ctx, user)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			return errNoUser
+		}
+		acct, err := q.GetUserAccount(ctx, user)
+		switch {
+		case postgres.IsNoRows(err): // no credit yet: an empty wallet
+		case err != nil:
+			return err
+		default:
+			view.LedgerBalance, view.Floor = acct.Balance, acct.Floor
+			view.Balance, view.Debt = max(acct.Balance, 0), max(-acct.Balance, 0)
+		}
+		if view.PendingTopups, err = q.CountPendingTopups(ctx, user); err != nil {
+			return err
+		}
+		rows, err := q.ListUserTopups(ctx, db.ListUserTopupsParams{UserID: user, Lim: MaxAdminTopups})
+		if err != nil {
+			return err
+		}
+		ids := make([]uuid.UUID, len(rows))
+		for i, r := range rows {
+			ids[i] = r.ID
+		}
+		disputes, err := q.ListDisputesOfTopups(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			view.Topups = append(view.Topups, topupRecordOf(r, disputes))
+		}
+		return nil
+	})
+	if err != nil {
+		return WalletView{}, fmt.Errorf("admin view of a wallet: %w", err)
+	}
+	return view, nil
 }

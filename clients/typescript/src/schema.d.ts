@@ -765,6 +765,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/users/{user_id}/wallet": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A user's wallet as the books hold it (admin)
+         * @description What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+         *     ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+         *     refund or dispute at the provider took back spent credits), the lowest a reversal
+         *     took it (`floor`), and the user's newest top-ups (at most 100) with what the
+         *     provider refunded of each and its disputes. Read in one snapshot. A user that does
+         *     not exist is a `404`; one who never had credits has an empty wallet.
+         */
+        get: operations["getUserWalletAdmin"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/rooms/{room_id}/tips": {
         parameters: {
             query?: never;
@@ -1552,6 +1579,101 @@ export interface components {
             items: components["schemas"]["AdminAction"][];
             /** @description Absent on the last page. */
             next_cursor?: string;
+        };
+        /** @description A user's wallet as the books hold it. */
+        AdminWallet: {
+            /** Format: uuid */
+            user_id: string;
+            /**
+             * Format: int64
+             * @description Credits the user may spend, as `GET /v1/wallet` shows them.
+             */
+            balance: number;
+            /**
+             * Format: int64
+             * @description Credits owed after a reversal took back spent credits, as `GET /v1/wallet` shows them.
+             */
+            debt: number;
+            /**
+             * Format: int64
+             * @description The wallet account's balance in the ledger; below 0 while in debt (`balance` − `debt`).
+             */
+            ledger_balance: number;
+            /**
+             * Format: int64
+             * @description The lowest a refund or dispute at the provider took the ledger balance (0 when none did); the database holds the balance to it.
+             */
+            floor: number;
+            /**
+             * Format: int64
+             * @description Top-ups awaiting payment.
+             */
+            pending_topups: number;
+            /** @description The user's newest top-ups, at most 100, newest first. */
+            topups: components["schemas"]["AdminTopup"][];
+        };
+        /** @description A top-up as the books hold it. */
+        AdminTopup: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The buyer.
+             */
+            user_id: string;
+            /**
+             * @description As in `Topup`.
+             * @enum {string}
+             */
+            status: "pending" | "succeeded" | "expired" | "failed" | "refunded" | "review" | "partially_refunded" | "disputed" | "charged_back";
+            package_id: string;
+            /** Format: int64 */
+            credits: number;
+            /**
+             * Format: int64
+             * @description The price, in the currency's minor units.
+             */
+            amount: number;
+            currency: string;
+            checkout_url: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+            /**
+             * Format: int64
+             * @description What the provider reports refunded of the payment, cumulative (minor units).
+             */
+            amount_refunded: number;
+            /** @description The provider's checkout session, once opened. */
+            checkout_session_id?: string;
+            /** @description The provider's payment, once known. */
+            payment_intent_id?: string;
+            disputes: components["schemas"]["TopupDispute"][];
+        };
+        /** @description A dispute of a top-up's payment, as booked. */
+        TopupDispute: {
+            /** @description The provider's dispute id. */
+            id: string;
+            /**
+             * Format: int64
+             * @description The disputed amount (minor units).
+             */
+            amount: number;
+            /**
+             * @description `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+             * @enum {string}
+             */
+            status: "inquiry" | "open" | "won" | "lost";
+            /**
+             * Format: int64
+             * @description The credits it withdrew while open or lost.
+             */
+            credits: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
         };
         WebhookReceipt: {
             received: boolean;
@@ -2952,6 +3074,35 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getUserWalletAdmin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The wallet. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminWallet"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
