@@ -1369,6 +1369,30 @@ type Wallet struct {
 	PendingTopups int64 `json:"pending_topups"`
 }
 
+// WalletAdjustment Credits an operator added to or took from a wallet.
+type WalletAdjustment struct {
+	Amount int64 `json:"amount"`
+
+	// BalanceAfter The wallet's ledger balance right after; below 0 while in debt.
+	BalanceAfter int64              `json:"balance_after"`
+	CreatedAt    time.Time          `json:"created_at"`
+	Id           openapi_types.UUID `json:"id"`
+	Reason       string             `json:"reason"`
+
+	// TransactionId The ledger transaction (kind `adjustment`).
+	TransactionId openapi_types.UUID `json:"transaction_id"`
+	UserId        openapi_types.UUID `json:"user_id"`
+}
+
+// WalletAdjustmentRequest defines model for WalletAdjustmentRequest.
+type WalletAdjustmentRequest struct {
+	// Amount Credits to add (positive) or take back (negative); not 0.
+	Amount int64 `json:"amount"`
+
+	// Reason Why, for the admin audit log (1–500 characters).
+	Reason string `json:"reason"`
+}
+
 // WalletTransaction One change of the caller's balance.
 type WalletTransaction struct {
 	// Amount Credits added (positive) or taken (negative).
@@ -1541,6 +1565,13 @@ type RefundTopupParams struct {
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
 }
 
+// AdjustUserWalletParams defines parameters for AdjustUserWallet.
+type AdjustUserWalletParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
+
 // ListRoomsParams defines parameters for ListRooms.
 type ListRoomsParams struct {
 	Scope *ListRoomsParamsScope `form:"scope,omitempty" json:"scope,omitempty"`
@@ -1622,6 +1653,9 @@ type ListWalletTransactionsParams struct {
 
 // RefundTopupJSONRequestBody defines body for RefundTopup for application/json ContentType.
 type RefundTopupJSONRequestBody = AdminRefundRequest
+
+// AdjustUserWalletJSONRequestBody defines body for AdjustUserWallet for application/json ContentType.
+type AdjustUserWalletJSONRequestBody = WalletAdjustmentRequest
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
 type LoginJSONRequestBody = LoginRequest
@@ -2100,6 +2134,9 @@ type ServerInterface interface {
 	// GetUserWalletAdmin A user's wallet as the books hold it (admin)
 	// (GET /v1/admin/users/{user_id}/wallet)
 	GetUserWalletAdmin(ctx echo.Context, userId UserId) error
+	// AdjustUserWallet Adjust a user's credits (admin)
+	// (POST /v1/admin/users/{user_id}/wallet/adjustments)
+	AdjustUserWallet(ctx echo.Context, userId UserId, params AdjustUserWalletParams) error
 	// Login Sign in with email and password
 	// (POST /v1/auth/login)
 	Login(ctx echo.Context) error
@@ -2312,6 +2349,44 @@ func (w *ServerInterfaceWrapper) GetUserWalletAdmin(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetUserWalletAdmin(ctx, userId)
+	return err
+}
+
+// AdjustUserWallet converts echo context to params.
+func (w *ServerInterfaceWrapper) AdjustUserWallet(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "user_id" -------------
+	var userId UserId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "user_id", ctx.Param("user_id"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter user_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params AdjustUserWalletParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Idempotency-Key, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Idempotency-Key: %s", err))
+		}
+
+		params.IdempotencyKey = IdempotencyKey
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter Idempotency-Key is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdjustUserWallet(ctx, userId, params)
 	return err
 }
 
@@ -3095,6 +3170,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/v1/admin/topups/:topup_id/refund", wrapper.RefundTopup, options.OperationMiddlewares["refundTopup"]...)
 	router.GET(options.BaseURL+"/v1/admin/audit-log", wrapper.ListAdminActions, options.OperationMiddlewares["listAdminActions"]...)
 	router.GET(options.BaseURL+"/v1/admin/users/:user_id/wallet", wrapper.GetUserWalletAdmin, options.OperationMiddlewares["getUserWalletAdmin"]...)
+	router.POST(options.BaseURL+"/v1/admin/users/:user_id/wallet/adjustments", wrapper.AdjustUserWallet, options.OperationMiddlewares["adjustUserWallet"]...)
 	router.POST(options.BaseURL+"/v1/rooms/:room_id/tips", wrapper.SendTip, options.OperationMiddlewares["sendTip"]...)
 	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS, options.OperationMiddlewares["getJWKS"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
@@ -3726,6 +3802,228 @@ type GetUserWalletAdmin503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetUserWalletAdmin503ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWalletRequestObject struct {
+	UserId UserId `json:"user_id"`
+	Params AdjustUserWalletParams
+	Body   *AdjustUserWalletJSONRequestBody
+}
+
+type AdjustUserWalletResponseObject interface {
+	VisitAdjustUserWalletResponse(w http.ResponseWriter) error
+}
+
+type AdjustUserWallet201ResponseHeaders struct {
+	IdempotentReplayed *string
+}
+
+type AdjustUserWallet201JSONResponse struct {
+	Body    WalletAdjustment
+	Headers AdjustUserWallet201ResponseHeaders
+}
+
+func (response AdjustUserWallet201JSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.IdempotentReplayed != nil {
+		w.Header().Set("Idempotent-Replayed", fmt.Sprint(*response.Headers.IdempotentReplayed))
+	}
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet400ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet401ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet403ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet404ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet409ApplicationProblemPlusJSONResponse struct {
+	IdempotentConflictApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet409ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet413ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet415ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet422ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet429ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet500ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet503ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -8727,6 +9025,9 @@ type StrictServerInterface interface {
 	// GetUserWalletAdmin A user's wallet as the books hold it (admin)
 	// (GET /v1/admin/users/{user_id}/wallet)
 	GetUserWalletAdmin(ctx context.Context, request GetUserWalletAdminRequestObject) (GetUserWalletAdminResponseObject, error)
+	// AdjustUserWallet Adjust a user's credits (admin)
+	// (POST /v1/admin/users/{user_id}/wallet/adjustments)
+	AdjustUserWallet(ctx context.Context, request AdjustUserWalletRequestObject) (AdjustUserWalletResponseObject, error)
 	// Login Sign in with email and password
 	// (POST /v1/auth/login)
 	Login(ctx context.Context, request LoginRequestObject) (LoginResponseObject, error)
@@ -9008,6 +9309,55 @@ func (sh *strictHandler) GetUserWalletAdmin(ctx echo.Context, userId UserId) err
 		return err
 	} else if validResponse, ok := response.(GetUserWalletAdminResponseObject); ok {
 		return validResponse.VisitGetUserWalletAdminResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdjustUserWallet operation middleware
+func (sh *strictHandler) AdjustUserWallet(ctx echo.Context, userId UserId, params AdjustUserWalletParams) error {
+	var request AdjustUserWalletRequestObject
+
+	request.UserId = userId
+	request.Params = params
+
+	var body AdjustUserWalletJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdjustUserWallet(ctx.Request().Context(), request.(AdjustUserWalletRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdjustUserWallet")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdjustUserWalletResponseObject); ok {
+		return validResponse.VisitAdjustUserWalletResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -10163,308 +10513,315 @@ func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWal
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3bchvHtiD4K2vQHSHApwiSMuVjg7Gjm5Jlb23LNluk2qdjw4NKVCWANKsyy5lZhLBtTfhx+mEeZs55",
-	"n5eZ82H+gvmEiVwrs24okKAsSvaxdoS3CKAqLytXrvvlp0Gi8kJJLq0ZTH4arDhLucY/n6U8L5Tl0h68",
-	"4EXGNjx1X6fcJFoUVig5mAxiq0sew3rFJdiVMCAM2BUHY5XmKWhuCiUNB7UAJoEznQmuQfMfS24srIVd",
-	"0eMs5xBXMyabg6/4Jh4PooFJVjxnbmIuy3ww+fvAzTj4PhrYTcEHk4GxWsjl4PXraPCCW705OFtYrrdX",
-	"esETJVMDVsGaCQtzvlCag9UbIZfAlkzI9ny5kCJ3Ux5Xcwlp+ZLrwWs3W8E0y7n10HpSaqN6pr1ccYgl",
-	"f2VnCT4RO1C4LReaXwtVGijYkruZhXv8x5LrzSAaSJa7Cemd9rLYq+dcLu1qMHl0/DByywyfj/uA0gDq",
-	"V3yzvcCv2RWnMwunYtiCOzBpB84JHP/6y78+fPQIroUR84zD2cWTZ88gWTHNErf7CEopfiw5FFxPpSq4",
-	"Zm5oHDJhWcY15JxJA0MGL18++9yhCIOlUikkKyUSPhrDBef4fLx2L9gYLFuOpzJAhbCyBksHUQbRwK1d",
-	"aIehDj12wOvho0ddeBXMWq7dHP/r3/+Xg//t+3/6z4M+ID4XubDbsDtnSw5G/GPn+WX4XnM5KV+wMrOD",
-	"yaOjyK3No9jRUXQzwkWDr7kxbMmf4S3EyQpmV/VcOf0+E+mN8FgonTM7mAzKEp/c3uw5E+nflJC3Yc4L",
-	"P0e4/Ry0UvkDAzGXVm9mhRYJj/G45+qawxEM3UM/KCEhV9fcQKJ5KqwZnYLCQVk2lcquuF4Lw8e3Yt5b",
-	"wJu3jCcvlMp3HpCDzm8/nZeG651TlIbr3zrFa/cykW2kbI9Z+oIog/uUKOlYgvuTFUUmErzsh4VW84zn",
-	"//SDcajxU2O6/6z5YjAZ/KfDmtEc0q/m8Jzeokm36WYgSMJAzjK3bp5OQMhrlokU/nbx7TcRMMiFMY6E",
-	"Kw2lvJJqLWEheJa6365ZVnJQpQW1mErN5JLDMPYjzPz48ShyLzPIleSbg1xdu+GaPMoNwOQ2g5rKYSzq",
-	"72ZXfDMLgI9HDhFfR4MnSi4ykbw36CV+fkPslr8SxroNGsssj4CPl2O8QzxnIkP+za64hGEcXvTwsSs+",
-	"lZ6guzudac7SDQgJx9HR0RFefhPhULkyFpTkwJJEldJCwiTMuXt2GOM1QMI405wlqwaovlB6LtKUy3cJ",
-	"q7PSrri0bnyeRjAvLUhlgWWZWvPUMcJUkWwzjBdhgfFojAsus+xiI5MX1W17t2dsNjIBq9x5JUy6Zc85",
-	"lIansOLaofqizLKZe6qBl5P6NiHeZ5Zrt/OFVvlUMgkqS7n2wxK1iCB3rCgNUhODlFk2Z8ahGcp6bqQF",
-	"E5m65hrRBZEtV5pPJb92e4I5XwmZgrBgV24Wyf0cOduAQyYYHh8hKs034PlkBPHZ+fns4n9882T29dm/",
-	"zB6fPfnq+bdfIsZcWKYtuAknEH/59BIOr48P3V7j6tLGRsiExx69aon2d3YnUVQqtebS0rVs3r4IYqaT",
-	"lbjmaRxNZe/98QTMDz+VtwjW7v4aK7LM3chCq6XmxqF3l5YJOSsNdxiDsuBUMidbQ9wQtGMwJFgT223o",
-	"Dx1pvA9q/unD5qMIuWfScVuWPdWahOp3dUgXKud25cijQ2Z3QUiyMVxfc428g1YWj8bgTnSu0g04DNew",
-	"UllqIOWWicycwo+lsrwlWIsUicY3yn6hSvlOicU3CkyZrNxtVaVOOCKMQNbqqEaQsKxqiu3DWCo7W7i1",
-	"enp3zjaZYumlUs+ZXvL3dX0Q6MJA5hahiZx8cgJficcwjAta48wqNcMH/NovuL4WCX8p2TUTGZtn73T5",
-	"Z6QSwznTmdIgOU9RWS4lXmK3HBjGZb24eALnytil5hf/7bk7rRc8FQY0Xzj6Hk1lqlVREAm3Aml5aZvo",
-	"9sA4MiN54lZQsXAQ0lgmEx6OHrm4E2TcWeMHh9p4I+GG6x51lfckE1zaWW6WM5HGoPRUbtGdCTBYa2E5",
-	"rFfK8Mb6IOyGGYeWicpzYR3DIXuCdEudSjwhx5PXIuF0/y4+/wqYTHEhKc8V0DqIYIGwb5UsXSr1NZMb",
-	"Lw6bd4r+SkHO5CacriE7gjCQZAyJt2aWE1/gaXwKxqtG+I1xhJ5O32qVloQTp1OJppD7p+cvJSvtSmnx",
-	"D/6uyR4pC07TdEIey8yk1hmiWhKKgL8qUJtVGjS/Vlco+11x6e5G2Vi/47ZrreTSS8xKQ8GMWSudNnSL",
-	"xoQN9rzQ3KzCsIXmhqNUhfjsjpAemOEDM83dTSfhuHUS33333UFTau23OrH6CXfBEFpI4UvD25auLQ0Q",
-	"T6zQKuHGOFr0VFphN+/y4L7jWXbgZVQnkXuyN0EkJmXf81urFCz4OtgS8AhMuViIBOmR/5rOYCrRWLAl",
-	"Dq2ZIal5geeUisWCa6IixHD61Lz6cBBcpiwKpS1Pv+apYJcI0vfLHR11j5uzutli5DLVYme5W+3MYQCy",
-	"ydcBLxDRztJcyLOE5uji2Leo35GpDzVGu9KqXBJPYO5NODt/5jCt0Krg2gqyJ7Ad48VWFWUxdictU7fM",
-	"828vSKbHwQ7xZ3P4E/47E+nrQ//oKAr2nzFLfyiNzbm0qJt3RiiNI04/eSPJ60N66bB+CdEkzni65HrM",
-	"ylTQMEG3oFHo50P6eTSGs8ByzEqVWer+WQOTATbCQqo4ncaVVOupdCzOk9fKpt3Y+iAabO1mEA2aq9o2",
-	"f0eDVwdusINrpiXLHaT/3jy+SzfBizB+44fvcKqz5kyNX5/jpGc05+togBCYiXQHxcFDX6+Uu5RXjvkO",
-	"otvMTdEg0dxp3jNmW9aplFl+4ASbvndIyEZsSlNBpsPzBpaRzatnhbirBwYKpq1IyoxpM/G3nqAPcaAY",
-	"Tu/KVSlRAyPtLNnETtiYSo8jjhLEp/S+hPq4mm9azaSheVEwcsJKPGeZk8FmKGDFp1MZhnCQhlhd+ec8",
-	"nTAxDB1WOQHAswMPEjX/gSfWgYQOpQKfkPaTk8G2ITkaaM5M3/2rTvCBkzLdM6fA88JuyL4rnb7uCOVS",
-	"XHN0lWydinXStp2FC9o/hVXFQVmQkCcTrqXjvWIBTG72Qhc/SbB09s7hfvQipucVbzjd66Yh9e8DfKS6",
-	"A1EgZRVMK8RsYfX3PafVuGPnjBSpNpUUluftP27iDE1C/bqajmnNNu5zw/+0DbCzuZNCgqKbMWMrl9Qt",
-	"0MCV7dwdUZuG6bj/qi5YZniXR+zC0e9WG1xlQCLjby2ar7yCQ3coU0u3g6a37Oiob0f9i0d62QOrMDMj",
-	"l9lcqSuDgoindh1Wh1SgH0fROxIFuTzQlwcGciHRlC2saWHo7htN08wCKPrAxqx3OqprkaIH1vH/GnyV",
-	"V5JtHAGLICnzMmNWXHMYNlY06l1S5bk66ltesuLJlSrtzHBjiAzuAgmtzmmu/h3w70Tgbi+ogkue9hKf",
-	"apZSZz1C7ZvxGc8L9qSs4RB7p0+FKUrL97/TiIKf01tugJy9ekbvHTcwubrjpL6YO22vwzN2kdyCJVfe",
-	"s9i3M48zM4Gi7j6nW2EZHir6bHrP1FhmS9NzDVGfjRFCGCUQ5KiCy5TEIVMmCefuNgTQuL/IqIcE298V",
-	"9+e14OsBOvSdvpZtZo1f/bG5P5OVYz3pbM6Sq7tIYLjMC9zKebW+7i8XjfV2f3tarb/7yxdhP90fXtQ7",
-	"2P7J73drcWH/N7z8eQ2O7k9PCDyPETqvo8GNHHpebrh+QwZcOzk9frQwtL60gTAOGjezQydaVKF1h7ap",
-	"auMK7+R5JE338Q236AcmiCP7sQ8vJW4P98TrujbIOjnbgHHIH7mhK4UleMWdSoJP529AvlM+t7uXgD4y",
-	"shM6Efqaa8Mykv/dPcFV2aCc38PqFpnaFXaTqbVThyvJXmnwJwhddojrRfEH5XrwkIfhUUP4TUU6OiVD",
-	"Y3B+eROEO0r/hlVdvafaRwj26N2HVyh2HvllbffwTtUHpprUCxE0xinMeabW4JYuMvzRHSEMg9YRw6//",
-	"+/8FsfsyHu0pYnjCSrJ9D0W+RLHIAFszgd5lT+L3HH7nsB7BHxiQHE+T5C+HSZbczI4Zhh8XQhuccn+h",
-	"mQS929lrg5rdjWTV1Cqcrb9SW2cekHkL2hV8eulOaVcXJCT1HcsVl8YruJUo5VRL1NJXfIPIIpdgVZ+l",
-	"JuHGkDWyj6b97bvLSuqOz7yBFE1NMZC5sperByor5O4ovVJakZE4j4vwnmL/KrL8VywvMj6YfHZ01K/m",
-	"ki31brO1TLRhOqcvlrI0JHlWEz989NnDo5sn3wU6CapgP5Y8AiPkMuMHpeG1wx0ahqvSrg79aHG/0o22",
-	"YuvtjUEQesyZ5ronTJIw+bar8dL4oLMmJrfQobvH1kJaZ9x7FH4ZfQj9mMltdXjOpHSi12YvgfVNRP1a",
-	"5dz+yQdu7TM1otL+s74xWamDyZoEJgDpVvvDYyZ/q2Z+i2rdAEVXGfXRgnMmgcvUnAIjE8Rf/EXMxMLS",
-	"XbtnIIYX+yD0BI26X2gMrOvu4ek11xtYuB+BBfsvCmEog6XCPZwLyTBmZgMxGtjHJEOGn0huyVlRuLU5",
-	"lMd/d9j+hVzSYnCtQi7HxjJtd2qP+AyGyGy9porb3lIFvfS6Ov7NNxRhiHB6HQ2U5N8uBpO/3+KxqFb9",
-	"OrpF2+2ud98XqqU6neMJYv0LpfI3w+5G4GorWPfoJnnu+Cj87zZhVXpkalydEPm7O4Y7GphMrWe5SvnM",
-	"+2a7a6uW8uknJ7evwqpCJHvdYAwLEZn3/d10Gv+9frJ7yXDTvTcMD8t7Jt7ktNp2iW3vlFp0lY1D/4qJ",
-	"O8bBT05uj6Rvbqox9Y6tpcKe00Pb3OzNzUrtTT67+BZOHh7/c4S6jj5IGLl2KxFlUJp0t+Fn25JTI35r",
-	"mptslDBMHCbsp0j0qfO1uk7TNzZ8K2ifC0Ka32I7b5/VlvV8b6P301RYH6P/Zug8V+mmcy1Pjm4lD531",
-	"4SC9y9Na6R3srHJhEkdbsyrOiPTdRpyOsWxj0A67rS8kKuW9eOVTE3p/60quHEP+vr9tn17OxCnrCXo3",
-	"fr2bj59h1DJggGoE/BVLbLZpGSkonlRzW2qJoUlDzb1nN855DIuMLQ0wzUFRxNIIbfoF1wc4dGz4jzEo",
-	"7ZWhDru59rEBN+Gn42a4h0ra70vFMGXOMYLXR/5+x+cXKrniVQwsOL2iuav/gt//JQQyYhSXUz64k22m",
-	"0tDbGBnuZoel4k4NO601bwy4W6k1Rj9ScJJSecMsJQwISf7KFst7eBLtgQi4530RIWgh3bc6eHDZmcQj",
-	"ztiLyzUqjR1RaH2R8oxbbzEmDBizNG1/oXmurv1b+Zzr8Q9KyObnjC9s/UnI62oS/OJKJFfNzyTR159L",
-	"ufVNkfqFO9h3P7bWnDZ+taLoVQ4RSGbHbblcK4dFudK8cW+MQwglMaZUZhtQEhh47CF/DYUKxnNmk9Vf",
-	"MGFwEu4aReT4ceyKWYjxQ0ykyMAaYypW7JpDwrQW6L6Vddwh3iwYtu/bVOLXo0aQIinXOIPGy2K81bJy",
-	"epIHLCd07bmn+3OU1o3NhfR2pYfbVqU9r3PUs1aCk4n7r/pU9t/1d3t7zZtd337++oXgWVoFhLcPCBN+",
-	"elVNzYOld57xHITxGS+xY5RjjOAj0oiZe2OMluw3tOxmYp0t3cSM/spZ5qDY3UDt6QoAVFe3A8+/1T9R",
-	"lqld93jFyVTq+b1aENFv8Pk+5h5+2+UHXHGm7Zwz8gTqa5bN8h02XR9O7zQ4Q1GsamG5PAUmzbr6YTjX",
-	"am24NpCqkTskp11D7H4M9GHcKzFTzOut19Sdhcj5c3r6DtxVLEAqShPgmeHgCNM1LebuN2XlTuoOAk/z",
-	"GHYBvQJB2FMfijxD7tOrndzZeuY52b4GujtZ1N6miayxzlttZASfN5Pl78Uk9bfvvto+LZYtm9j0NP38",
-	"4qyXtSf6uv3gw0ePjj/rffRqxw2/IkNAGOLbr853WZibjxmx7H3s1Y44gXKeiQSu+CaCOTP8k5NSZ1VG",
-	"V+EOQS5vj05ya6VNu5loTxFCixa4A8AX2xC+4pv9eb87o9t0SBywb/7naine0C6LnGwrj/nkVttSCF1v",
-	"YWr1ZZuePfz0broorakxR9+ev0Y5dhvqqTBFxjazYDPbWjmJ1neiUnnprvsdTfRaUabQzRJfxt+Sl7C1",
-	"bz97c7O7Yfg2Agn9adweQ/imoYE0gVmJov/2U+rZAwN59SAWD0HhdFsqeWdIwFk6M/zHfWNs74IzEgdP",
-	"+kMFvUXJwHwDWBoh6C1xWFIcYWy5V/XexAzncazaY2dNt2NfJRh3WBO6hPfl88H81ckKkGXmJHSZ8OYW",
-	"3beUwkeh3tvcrpmOdm9Ow6Bf1xdirlTGGUbhkgXhPgLygr3hDiqpf+MJnmjP9da8yDYzq/rmvxXYdxHn",
-	"9r1EfabiWqIjNG0fctRAOI9OjX3Vh9WE361CoEfuftq6YmaWK837z/+ulJdu0X4G6Kieu2/Vtd/tblIE",
-	"nWHHL3KrBoN+y/0UmN7FqsZi38p61G9bD+blJT3LUTITskehfonmktSEKGrPu4CeB6nWraCk23Mcupdz",
-	"7/u1UwXyS79pvztt5LQdtzlFXrWNKrW3FiVoQKB9Kg1rTCVYLNznMXzj+FKpHe3YZt01MLevzl0Iytbp",
-	"h+P7/m0qk1797tMpbwQtZez1RQC9+OIJfHby6J+DbWoMcaJS7oszYEI4BWox690zJqSYzTWTyQqUPIXY",
-	"CpvxkJZE6Scx+iMWSsOqzJk0OE7ONpCsmFzyMTxRKTcT2CqEE0E70zWayt6E1gj6U1UjaFRIiaBRPiCC",
-	"RkELHLUnRzOC3dV0en8Lk+6oW+GWuV0swy1yuypKBDGZ1t1fKCK2C29AT10BBFedSskKMbvm2ggluz81",
-	"sizd8NyuVDpz0PFVZnCpzfxtB6M6IZ/OpaoM4HYcylD0mauDH64T7EY4lbNkJSQ/cCPjF8E06t5qO487",
-	"6HFzIl5PxgkSA0qV9nZ4TNjBwaIGfvZHCWqttOlzRqfiWqQly8LKG0VU6tIHaBE2EYXvVhkGe3HihqG5",
-	"FRf6qCcsNFRT6FdmQkZuwexq3C/I4QM7w+TryiEYOu0dH/G/HHgjwcGz9MZQy10JFG7sv15engM9sH32",
-	"J/1xjUhs+liEWSlt6TjBlHnO9KYudEj45UZr49czX8nrBvwKxL0738sXz0CyXMjl1hynELO5Ku1knjF5",
-	"5WtTomfK09cca7m1g0gHjVf25QUEjEYWAt67PjYQpO9tiYLn6gdxk8/8jZhVqxQgTXHTsp4E1bNLRvzX",
-	"23hw07J73TBOc22WlkEJPHgGhYWhDwEUEmp3FvmdydDvbrJIVt5R4SUSs2KaU+hJV4bYMkW5BUd+TzuA",
-	"8YbJirs0mpuisLqOHP7jzkVdWNZnpb+zReIuMaxti8Td7Ql1ocN+k8KuvQrJjenBxBVPrszuY2l5zdCE",
-	"5jhb2isBdgI5WbKClBdcpk56QElJWENVuMZ9eda/yVMXha3sAEDTH7UFhZy9mtXuHzMruJ6FYO7tA3dP",
-	"49WZzTc+7fCGh2g0Ci/sf5SiR2dugaq0vZ69M6CHQMhUJMwqXUXQI+vHRAOyXjkYoyc7bgazxuPbkau7",
-	"r12biHbDq28zNx3IpXDkqId43ym1wAoianUKQx9/DTNtX0qd9fPxml6+fPEcrApeXPfnkKUpxNPy6Ojh",
-	"JxQC8Osv/x5TcV9T5nx0ux/FL6kT0u9W0w8yVAveNLa8kzXR8mV8cjfnQ3uw/rUuhbFcv9liu/6JzvGv",
-	"1Fo6OKPNFuMpzBieI4lbUsEqzUSGdTgLlnAKIfPhQ23J5EzKO8aqRrU3aEvrpJpFLE01N+Y01Om2WuQ5",
-	"T3FhdShpZyFMyv/qP40TlbcX1fU1fXyLr6m9sE9//eVfjx9+2qjtC8OXUjiBCmVTKJSQWChYOvzOC2Xw",
-	"nECXGW+nye/nu/r0zr6rjmemF6G81b9iDGuJ1CZXKdcY7x/Ctno50wul8h4juldBe08z/EjhWKhdsfTA",
-	"Cbt9MtGb2bi3YuJ7M1EV1nU+hSP4Cyw053sm/u0pkThWEYSdvmiSH4Oy4StQZ8w6tQkFyD1XQgczu0Ho",
-	"zVuuq9u9aPhkI+p/a1eIH3vbzfuTAPp4DgvycV4aG6rd2zXnErxmYOig1GIxHtyYInA/KQHkVfBZKThV",
-	"a+A2zjXg1AeFqL4hDTzpnOetZv46ZK83k4AMZ0478Y5IiD0k49DxwH9+YDqVXLGOj3snbiDoVA4xz68Z",
-	"sxnXj4a4zXgEv/7yb8BfJbywVZkip+1j/ibW+EKpCrOvacdT2bgKE8rxXHILc2VXPu98A2uueVW2Xeim",
-	"s5VTNRWj3NjuckdTWYU8KzL7BnjkLOV1aOIGMr7AgpLJiloK5FVNsEbzB7qUcDaVfpcBdNQYwKp8biwW",
-	"G3IKH0YnkiKo+cIxBsywDjms+LMDiQFhp3IYhrT8FRY3vXKAk2pNUZRSEU1AUGJ1uWrrozHE3qSLR7pe",
-	"qRzYVDbd0DSTXw2VtS8tDOlcYiuKOELBVvNEFIJLOzp1eOIGiH30qkEEyvhUKnc9bUCtU/TnJpQ7y6AC",
-	"ePWrG92LkUWfzY8ldn9X65uwgbyK09gvfqARLrmn20s3rCT7+DLfyC9PLPa26N37cmpS4PUeC7gk1hHM",
-	"Xzc9Xse1v1X/BlHRCq32oqBvIwIlgP9917AKp7AtkOV720Xe7KbtiXM3JdVUFGhfBL4bssv0DnLL/lIb",
-	"Ebn9hbbbQgTCMjvwaNSFCTCsAgpuxvELLtO3kuLVhsbxr7/86wkWvm/qP1Wg/ie+Jr7l6GB+efnFwaej",
-	"TqzxHoliPTExHVl+pQyXMKcSa/Rws7lP4NOngJ43LOTvuwRhz6BsvwJ+zUiTbU8zSQIeLzDDIwR+3Y2e",
-	"dUNDdubFXWAo+h553o0y8A61zBuneVOG2y5qXqfphWSmm+h+60lz46MmPEsB5zsebeQNRBRIsSu1W9UJ",
-	"6ZXLfWfh2maEQTC/3ZzZ/XYS0BvbuS2hvAHPvR41d8lT3+/ZNpxufVrtO24DqTBN/mIjk35e/Vsynboc",
-	"uxkd1QlqVLpK+iK7F0s3p8DMFTViCxllPnEMWT/a8eJ+s0b9wM76HaZPscs23U4hk4aT6oEJPW2Cf7ml",
-	"Ke3tT+6XaLpZ8vUWGpC7MSHqUrxh3vyuspRPqipdFjLOMEnM6VmBE9UU8IGhuvIwxPYsl8/OZ1+f/cuO",
-	"alI3F0o47jfGVLJN08b46VH0m2WdLTNxn2TQC+5QEvS91PjslrfcleiGmXsF2/QHVbznGpjtGpU7ysJU",
-	"pT+TTJlQfKlg4g4FYd5OXctdwROxL88VN5w7VSW5RMmF0D6N0hdBg2FclaMMFMbbTR31E5KyYKlExSg0",
-	"6qjgwMmP5EAAw9gXs4xHY4ipnGVcN+DzE06l715Tp43WUFV5QTaSIYOUY19PoIgkahHDDFw8PT+Dz/lc",
-	"WLeYsyd/dQtkFlKRog1lqYJhZ3u1CUao+VZUlP976jvNLIRkGUWqhf37NLoxnPkSgggoY9pAzdkGa8xT",
-	"hzYsLBiFrh/1WAuVZWodAWfY6MaXIpwrbOXg2MkE4u0anzEMC+wjtaDRwpmF3yeUNIyhBkEurcoZakXV",
-	"c8si8kXw3dpG2KapHp9lmXtT2MgJiVgpPBdoTOvUIRxFEIeCozGej69XKAx21pSEPOERv6h64lM3uJCO",
-	"uhHAKgCPIirHaNVUNpARM1/7YFJhVL0CWCtJHRwDwLES+FTSliFu1kf1I9C5Z455DPH0sV5+XSay6j3q",
-	"h6ReYfSuUTknQyXWkGy1fsCWMFQ3kvlKhmOE+bXg6+Z96NY7ZtWdxI605J0jEu5gEagXthSiW+mJBCRu",
-	"E8xCUepkxQyfVCmgIjSy9A40JoG6oCoNGVb4FJLKQk5lt1mAdQTZoT3FYXWbBbjLWN0aP8tB5u4Hkp6p",
-	"FNZbPxtVsamXbau/wO+tLm5vSdwd1XB7C+H21cDtL3/bV/n2lqK3/fVud5a67TND3GNl2p2ySagV3aNX",
-	"h1uMmVSEJs0yzMx4Mnm3EuYVHfIX6PZC4W/HQNaQSHoSyDxxEtS6M9V87QuhOgIKeCeNfYNKs3vUta6I",
-	"ZXqnaMzYk+wYhoGm0NLZWjrC6hYewzDsrPXbGlu6ICUm3oMk3W2xVRjbzzCIBm6wQTRYY7sC99yeV9Zj",
-	"17NqIP/FtzSe//Sdanx4jqO/jgbew3WHQ+5tvBDuTB1MVd2n1mVpTNd7WRoa+bYPVeVcSXT1bSc7YJAS",
-	"tYgylvqV+fClm1Md6tAZHzf12+LzuhkP3pzyff+j3uq0rTXfRy7E1lK6YG9U+LtjcNBvBpAvmPj9Hbd3",
-	"015C8cH3sBVVvJWdvMS7Qm67fa0JuZDNb4+7++tk2HZsP45AVoqTPHUMSeRVDeuCGQuldEOY/RU+3Ym8",
-	"2Svi5vVOcNylgORtwGjG7/RYrt5iRcj7qQLZCyXTl7H/Rgm0t2X574hk+8aNnol/ODXWB681iyCOxm9s",
-	"FujjPCEYrJObf4u36L+3QmUqURzLW1C1w2tm+9PU6j4Cd+wIUCUJ3Uuh/8mNxfS9YtUuqo9aZ1L1K2B2",
-	"KlcsrbqHz7lT5AqMCPmOytWH0IprDket0vrCwBHqQUFIoq7iU0k9BobxycOH0N/877RaguYJx4i5YRCE",
-	"I6RAxchtwM2uFouppEryqEPdEYr3Wim/W+yxW1G+M3kfVhJqXdZdyW6MeAoGj2AQ9zPurydUiJmmDugU",
-	"uHnNyW5EjeYlX2KjoX1VhlbztB2tH9ptHLRYriwZw7rdERpGBax3hr0S9tVd3Ja5dvrxZmcKVx0ADEMr",
-	"ijo4KBS04jqioCoMc3Pfcmk1k3Z0b+3zdq3Vg63Rsm6vJVwJuavplNPCGDYgmEDzwgUqginFEe54A1ah",
-	"fUb4cNah+zOisCu6tNQ7EYmRRGsZ3lwYGg/O8Jz7pTbCPDCN1ny+FWutEE/ltkbco2tV9iynP5kIao2r",
-	"aelaKznq6exYGVaCMIb79WUYo0Grz6Nf2Z5a2VdCppd+Cvd31eIRPyiVP/Uz4YMiPNbq9+i+CLaD7ynS",
-	"S/3mOvhWFHs/2ugX+AbMGbGvoR22ycOtXHqLHr6NIKZtIvs7iGj6js9XSl29cJek6BEu0pJaxe7KyfeX",
-	"q+/XbacaPbq9DIwISkot7OYCOxKTXIPtKs5KKo1In74IqPC37y4HUU/se7MxCNbmi7XP6IgjiDO1FJIM",
-	"3M3+GdQG2a2dOmRUC1xZW1BnXSEXKvTuZQkCisTTgW/ezuVSSM77M8r8MxjL6sgDl9RWWHOWIUEmW8LE",
-	"cVgL6prrOoPHlyAOBRTAbGRC/hJPmMwYLlfCQKqSMvdRqL5As9Us8UbyL5V300bhozc6Vy6Ty03BL3DR",
-	"1U+aw5JLRzF5SuBEg/VU/qf/BE+UvOYSs6jcNx/BRx+dtbpLjz/6CDBWhgSz0nE1iA+vj2Pf6b7dHmYC",
-	"1J8EpuXR0cdJs7EIfsPjqQQoZRY8QUTKsf40lp92PHUtDB/DWQMLyJ2GFfAOjFhKnsLfvrv0dWUzcc2D",
-	"J9uNfvwIciGdmnnqXft14TkaCD+bFUcHeHw4XvMsO8BU8sMf1ldmjO2Ux/Ci2TLGuKHRU4T9XRDidYuX",
-	"iU9fDV1mQllpBpKviRO6F3xjcMoUApWl7iccGIMjqDs5AWa9UhkPnX28bwX9Xf4rGGZqqUpLPBd7XLda",
-	"3IzcsOhgRCGtBUyr1ATik6NjaBWFqIIzVGgpTynwobguzS8QyBilLRxSwKPQWN69R2DAYxwTPmGIivno",
-	"IwRevKtXdgzDv4e6Gd8P3ZU1k8PD9Xo91ovkwLFspcdKLw/1InH/uedGuEcM4WC+sEa0XQXB54YPQ9v8",
-	"2JfuiKlxOhuFy9PIyfdLfykRKXzJgY8+8mkCzW7cFOTiKGBVDfnk6Ai69Tf8gC+YDX37HUCoJGp88vAz",
-	"aNWICHtqt++nagBuDXUjf6DL2bhG87LyPM65ITpxxTdgHBFyHy6sFgWHNfGMavNU1xlvZ7HUDNOzSgzj",
-	"cajpoGINJBkzJsKQQSf3uqeH7oMnNc/Oq6gbBkSGPTJGwBKtjAGWZRVeGd9zjfpdhERwN2gQ8EyjuMmk",
-	"W7r94yNcyPERmMgL4+QxG3759HIEx0eN3xFRtLDcwPD824vLCM5fuv87u3zy1wg+f/r86eXTETxqjuiP",
-	"zjS2RBypObAb1/397HwMF2IpUQhGBkWAFYWhEteOpyeWa3/6Xv0S2gm8MOdGpNwEJKnQ0FTUFzQ3hZKG",
-	"V9kG7VIRp1RBFy3absThr//z/4Hjh58CJt9kSGPOLp48e9YIRB1RSqnWPEO0VEuDMrR3w4aQyGSllHE0",
-	"gfv1PXZ4b8Q/uFvdi/oyuFUh1/vkBCtQ09XAZgPhZhx/DNvFVhCLtjHzgfGBZBMa9eGjT9ywXgrPRMIl",
-	"VSMNLFyrQgtumd40CloErn12/mwQDXwRl8FkcDw+Gh9htGHBJSvEYDL4eHw0/hgde3aFsks/Y3C/LPkO",
-	"x9nfLr79xnF9+Ipv4ILbugKzu4OsI9sgclNOUbaBOQfP2xy0pnLo6OE/Pzr+51PwJV2Rg0UQs2wZQ4zs",
-	"MB6N4VwkV9U9n2/qqugPDMRXoi4kMpWflxqZDz6qlSWaQadtfdNDzCdC3pylFXlwbOyKbwj4FbV5lg4m",
-	"gy+5xfKqTlIkJEXoPTw6CrKWz75q0v4ASaLBe9RevSARbhvknriNqWRyyqm0zBOWrPjBEyc9qR4r41/V",
-	"mpLWw9bdUczd7UpW5CytF9aVyl83Rd3B5O/fRwNfGMWhW0PUQLZ5zbVYbNoM2MmmbIlqnmO/5Gk+XGEF",
-	"8X/sxK8zZBcGHh41TRyFVjiyMFAWY3hmKWDHtOpYj/sOzVcsv8dj8zPsOLj2ygc3QfW508nds8jVGuBT",
-	"hfHQQ6vjvsDjEs6VsUvNL/7bcxg6JH/BUxGqCmGo17LUPB0FJu1lHeZ5b0TC+6Ojj6FRzalZuGbhk8Ab",
-	"JSgawu1zxdJgxNJV9S+tSsunTuBfLERCpW0wEJ+lm5pr7riDL9xT93madRmPngPF2d1ikWuMHWV9dPTx",
-	"riGrNR5ecH0tEv6yLoJ1IyJUa7gBE66PDzEM6xD7xR9karkTK4i3+ow8MlqGvEbsUInRXGfnz9p9SCeY",
-	"ozmM8eeZSONRhMXcpnIY+0y/UeRggRXehrF1bM7OQhJiBOGbYB+hATYwjKkJXzwK5UqcfqitSMqMaQPD",
-	"UAZuNIanFAuXKJ2ifUoLa7lsddBoWPuAzGtTSR8xCxS5kaf/zMKKFdTTwym42dppY5nTuYkHKOnVgEYL",
-	"IZCOtU2lMGM4x1K2atHs3grDmLouREHGg0dHo1Mfzuejv8lMEvch9XNhLLZyPatqehZMs5xbJPI7EgTq",
-	"Rw6x3srOGPrGg0/IVvP6+3u8Po2doCGq5xKdoSUomOYRfZ1YhrfphJZy8216XFc6wleOb3/lZUMDpJf2",
-	"uLVfhFqA+MbDz25/41Kpr5nc+NUZog977OiZL4dXVW37TVSloiOX1e2uoAxD/GLUZM7uiy5VIQ/M4U/h",
-	"8r4+9BZg7FvXQk8hsWwFMlkvpVYm0aZdjYrv1mh0m630+2hQKNNDz74U15iIXMUC1gbwOsC2ReK2fHso",
-	"8GH0JtKLYC7HF9F4ZEOT97rp+a+//BsqdkoHqWNSR2ris410dhQyp9KHztbRjQ9M5cobdiJER1Fo4VvK",
-	"lIph1GrFVO52D7adiqhGGuzMm3BgYfVIxagJFnmQ/sG1Gk8lWdxJXA7xka1IzDBimOG0coRAK6janwYS",
-	"Vrfao8/iMTxbtOJYH5iwPSc4NFsYVQ4L3ooIJpB46USYqYwfHX0cTyhrL/I0O9vsmARhWKD5nJqENb93",
-	"PMUt18fJbt2TSg/vsNl4VNdr9C957UEVFGWBkbzI4aKbOBVlKbK122cfY6CTCd6Ru/GEZ3VF0a/4xpN8",
-	"JEqPfQrn26P2tM6KIr8ma/o98Rff77xf1u7gb0dZqmBiD17wAhMHds3m3zrsewXn/h3zqaOT29/4Rtkv",
-	"lKPm+MIejK0GxBNfBhdfPd5jdedkCrlU6rmTB+m9R/uAoqo/+zVPBQslAk4ePtznZa93Oa74VFqs4vLH",
-	"ZOJ0vWqiuycDx5Jdhz95cfy1byC7U0dAb3eVgGU4d3K4V92cLI85ChHE7QgNL8KvyUGBrGUlUKafkKOm",
-	"E8ggrOHZwknM+P2snmCPqAbPLdhU7o7h2Y7doeAaz148i80UqjmsyuSYSnwBEwIXmVI6HlUJOgiRBybo",
-	"RtbHvwwbKoDnCGsPw6ls5G14iqQWlNcTCjT6hZsxOGUvhOsayQqzUnYMZ3QQxGEVN1OJxV9eCUPxRRCf",
-	"HJ3Ep0CFZpRn7yuWVpx0xQyWrckLu/HA3KFTvzRck8cX6fngvtUDHx22g4j7pQ7+g1HZPyDlOQuo76+i",
-	"l1nmmBPkBFyqfLuLHN1VZnFo+CylDG+kY6VdHaKXAZWOXlUAw7GDA7LyGbLgJDzw3nWWi2wzGsOZhNJ7",
-	"u3whQaSsVOM7lMqbymXwDTipDT2IfVXkG9IrPrhW+moMZ9a6K0cuWKeDWJvxFAqup7J2IKGblGsYVl9F",
-	"tKIRitfVa4xGgyW3Bl1o3mvW8pn1WhUQbvcj9bXafL1uB084Je8+5b+z0q4u6Jz7CMgFuRaEfLf04/3I",
-	"QX8YirLDzOkOy3E+xOj6PjZKVvb4DxqEQZV2N2V40YgyCIQBVbama8pJHdjCU0185bNmLAQmyeC1RvXY",
-	"TiW1CQ48vB1uUPm5twIOgkHB8XgYduMJ3KjeexaM3yOqw1bF1RjKJSdAnRwdHY/huVou3apUacGuBYUX",
-	"OxGByanECi0US4Pl8AIAHphtz5yxIsswQBaLHO+gJQ7UW7f6ZFdhJII2atnXlJb3xjfrD8g2n3q5saqj",
-	"6MnVjejsMe8GfFaWWY/PLTSlc3ZyoI+7IRsMWo7KwnM4H59DZ2JLXftf6bcmWozhvBHA056sto6HCHgf",
-	"k9MJ6ZnKihkTatPbaApjFj3AB0KOfL4xOa3w5vT2ZTmt5PCpxJqgxlMOShWGbxdg3DQsg0TJAHc/FPf9",
-	"NdC2j6sIffJR4iarldlhgMEzuR8u2ik1/fvio9/wtadrp16xCqjVRodWCU8UkT4w3t8/4336yqdHdG/3",
-	"QmkkBzc58GuKRcGqu0nWE4xcNj4gBFOsMZ4wyOxV2J/jGsT/hWnV8nabZZqnU5kwww+ENFxSAka2Qe9e",
-	"fCblf31aF/X2RWg7pb5jL4x7Qd0vZjyV517UIGm9p4o3Uo7emt299MJD5L4IRrve+14U4/hdUYzLVQVY",
-	"5A8+bP3UMywf10WxN1jtBBu4BxR4Y6Kxx1X8HVgs/+gEg27y1kUmLryTTFBKpDc3blmdvub3aWjCFM8d",
-	"aOotazt1gT+XuIoiO6rNB0JCaDDSe6DaNxQZTH7qfHNIbTbMbmbwWKu1cSQ1YWjKxEhOJjuR9VX8r48N",
-	"bqQWGNWK4GV1AH+Q8JjvUTKhdl4HGSVKfnwEZhQ1wtgjmKvSCemq2dIJQ50oWrUZfF5pWb6cV72GUR8P",
-	"oJvS6bxyj1S5M1NvuAVB5c+F1V9yW+ED9jEpvKO+wqgGlld4XWN6KLnY6yz5CGKTqIL/hRpLxzD0kT+j",
-	"/vqLaPn3rcJMKKluVqKIYahVxiMMfptKgJzpK64joG5TFJxOWlIcegPEEags5cY2q96HfN9qZZQMEk+w",
-	"yKtyuhH2SqS4Tb+s+QYky/kpxD/GsBAZSjz+SyfxL8QrjFruyl6j5kRCXmM0/wR8QrivNdK4WejCwacw",
-	"RdI383Sw2xUP9QLBH/VGmvxYcswI9KEmuIpWJKs/i8HE9/1uZDNWX1RZ7H5hveUVtpL2a7jAUIXqmx2I",
-	"Y9Zr30J/bC3yTgUT9ojt+l0FgVW11G+M/kI8ebfq4h+QkLnrQKBqEiz8jC6WXmZ7WV++OU9UTnFOEGPe",
-	"cYx5VkrlnmtKiBv9SrB7BJarhDPpc7oppIfIDQVVVkwzC2G7cIxlvunye3fF0WfQ08D2BrapsC3TfShP",
-	"9QTvSX2iKro74laUyusqvTX7aBbrfafu0A9a1f1c5qBH4Yn33Oem9HH4k89Xf033O+N2V5ted5eDU2Il",
-	"jFV64/g+KwrOsFEM+ReU5GPwvZ2wpw7rtOuhVKSIAuIwZ7vR4IBa5CRMUheZoZJVfm9IpfRyMXlImK4b",
-	"yUs1lbnSfFKPVpsNOxl4JILjM0g3InzUUUEqmOm+QVmdSZ+uS31shIVhxtk1NXBMsjKtExsMnBydjAGL",
-	"CcCCc6JwviNRXbGBaU5xFlXYhs8zQgBh4i+TvtjDXJXLVUsGq0NXcDCM1eAhh6IZhWos22BUC8mF6Fx/",
-	"UJ1cH3n8HA+oIo+3eWHo8fRDDMX7v/F0FP7Gw5AKf/Ry8l5NI9xWn9brL8YpMLlB7wXHQOiGWH/qRW1e",
-	"vdO4vFStOUjivelS/Th29M7YIPlH2zpSFWRd6xOhW9joHeP4nwBjSXPewaDuGtPjjhtjejDhNFn19VJI",
-	"QxZ0FUeNQmedEw2xU6Ewo0gVIvE2/q0achgNR7HgU0lj+OJ1BrCsa/iEku0NrSd7CHBdV++e5NPtwn3v",
-	"2CF408WkY0h9K5s/YfjzB2H3TYTdysd4F2H3cM6k6ckyugOh6VWJd9GZyAmvGCwNmskrJ/NhKLJd8dzw",
-	"zBGPIZMbkEoehLakmEU9lXMmJU+xJDz9GfqWIjXBVsinWEUHf0Ovgzd+/6CE9EVEY/wnhiGSKCyKXvqR",
-	"ifGFB7CqoOHSjsbwmEmJkq8vqFJk2IOZqg32WtUeM+l7G94P/XrM5HtSrB+znf5IB4sP5OoDudqLXD1m",
-	"EljX/7UHrapzLG7S03eRnzE8FwsfaTVnsg74h754/22R/aWjFY2bvU+AnptHGMjE4oOS+Dux8S4snf9b",
-	"FLmjOwfcd7GbVMV3yYwpFMhrsBQy61il9+/G599eXMKvv/z7ofsyHsMz9yCWomhHwAIGwG5fFnye3ysf",
-	"pCneEyukyXdxQwQrlbv7wBQ/MMW9KBNhlOeLvsBtw827P6d0N/YeCMl5w6Ht6xZySV5mNJBhHy8Upk87",
-	"/mnJMcaweSvgb0o4sXoq++lJ+L1lM66qCHS8aFUVgeDNmcqQ0XhzSjjqBjcUA6/NYTTeVFJQXcaNifpK",
-	"AYxOG1YVX9o0NChz28yFLP3njNmF0jksOMdmT1U3vtC8H+s8Yysyhjn4grqJNKKucfmUjUiNlQxRZ28H",
-	"1/yHAETMnqos9gYWmnNiAJUDzPfYbHohMHoUQqKltxOOQyCGb87/rayDEanKemUxbFVvabgsh/HJ0WdT",
-	"2eOvnOAiKcQe4yxGWFe0Rgbypa6U4due1FAI3umMTiOse68ZBcL68qJMTmXcyNk/+IpvYsjEFfeZIVjX",
-	"4iBXCCvPBv8NWGZUjQ4EWqCSnKq0CNCpHFKpxnrw2RXfzAJTiqvCf1X5zi76OP02nC7BcCqrQ3QKqK9J",
-	"jbNjhyY3sXdq0v6kkvzUt0XDItZuvSHSS+krQ6dJaXRsU7usdkaJOOh7c9zdSMo5E6l7ubdCwnsyev+u",
-	"fL+/64IDf7Lcf4eodzagIbW6B17boszoHUZq26LOwjRD3MYZX9iYaDqxH2//wiUSafosHk3Iv9rwVglp",
-	"LGdpb3iYe3VvT+hzvrC/cxfRnWXXP6KCiwz0rojsSeDOIPLnwljvIP1jF02jTdweMecBglWFAgdWOuX6",
-	"gxf0XsLu8gq53pof9GZU/222RHRlhJCbHc4MIsYo14cgXO9FGJIBstBe6LYrRi1c2pfuK5Fc3cHe+IL8",
-	"IB8sDn/IykOosVSa0/BKJFej92OijAZFeQdDIkYC7HMfTn1ytFYZB8wtdkrVVM55/Wgt9WDRcZ+IEqIU",
-	"nPpf9eszUeNvL+2MxvCte9bJ8lPpjQqo+C98WP6Kaz6GuNF3MAbsINhoNIgNv3Y0GjwFNpULpg8WpS01",
-	"p+doACFTvhBSWJ5tRqf4ZVrBpJmKkzuBedmf2Nhssniv8Q/tPo7vOALC72+HnubvADMhGuIDSftgRL1j",
-	"IAThEOYFZRyUxut4F3mYrujOvKSv/QNYGsEkVKoNYsN/jMfwXd2zwh35xDdmstxY8BWM6SGI53yhNMdk",
-	"o1DHrfWcJ43CwhBF0zlLrtZMp6a2Y1B6r7A8f2BoBaMwOhr+aHCKi6Vnw9hkMavGXijdGRpVz87I8YqZ",
-	"Wa40j7HDzlSuVxx7Zbjvghs1eFeF5tQcDnygbEX8wIdMMwNW5XNjleyniKR6+OPYK0+phumgtwjuVnfG",
-	"4772if1jVxDdc+ij/qH3U5nuVxFCkO6jCXlu9UHxecvEysG+qp1MGjtaI/0FmW+A8CzQrIoo/bbg0F6L",
-	"U0zV0Wa5Wc5EGnthy3i6ZtiCU+MAqzfkkCg4szWhQHOyqIL43cepP9KqdRVKcloshWRZ2KX3Nj88OoqD",
-	"JcrhXPzw6DiOvG+DQdVuDn795d+msmuLd0txUmfCx/D1TqlrGJ8cfUxSWTyKQCo0kQXvlZBTybqhqmg0",
-	"q76LR6fYK8nRYyd51tL6eqVwDmyEBUYp2agiN5XbZeRg2BBdGZJNnhf9ac4XXKb+st6TQNiY4b3Jg7S/",
-	"XkKESHfaiz5Ik96mW/+GhVz6pjV+6sj38N+AsUp/kFE/yKj7kv0LLMcQ8Kifvt8ilh7+5P+6zX6F1mCD",
-	"FY29jHXqC4umGxAGluhp1Sqv2g2yFApmV15gu0PEDwl4TUr1Z82d+jMYrKpkq8DIh57bO1Ur8LbR2xVe",
-	"bpebPfZ102DaiPo0FfZ+GWpjht8fQ8UKYKlo6GIwjOmLGbMxGG5HH67kB2a2ZwXOVNg+KiCzzei3s7ZD",
-	"zSliyxz+xHP1g7iR2aERPVTSbHaiCobgFdd7MDKyxb/wI+wd6l1N6dnqhzv0R6zQxa54E33mLLl6j0ws",
-	"ugnRIjj+9Zd/Pf6kW0RRlRZMgVlKw5cvnh9wmaiUp6MI+Hg5hvj/+7//z/+Dup3/03FcldBpd5XCy3Zj",
-	"S6lGVZ1PTm4rqrPLp/StbNyb0AQY/8AFnAJL0f7gaAx6Tm+9vGdp+ptuLtKID1f3D+lCZYmluOk3Ua2o",
-	"7G7Cb+zGW5noyLxERX0wxspgVCfFRFd1z4DJzZqYjs+qz0pjuYYhq8I7qUKFktjFn0J/saQeLDVLuLsL",
-	"QqV1/wOhyShP9T98pTyMcNU8UVLyxJqpTJV8YGGRsWJUlyHZlXD9JbfnYfP3KJJWc+yQST0IPGw/WJvf",
-	"9v34bqUCGob4QQJ5f3W+tx12ozlL7ylSkir5UUUCJ7qZ4MmaACO3lbukSjfDDEKQNb3a6bs3lUymLbt1",
-	"VWDeMsvH8JJqBv6lZazHbrzNRnuhwqDjWL7uD4b6kxXR+yf9CkKl5lCU5wclqKlqKDKERhrybFVlfKiS",
-	"Qt+d/prpqxcO4vdVH5ml76t4AmfphTuF3Z3pWErn1Ox5yLLsd05SPmic+9Gxr9W1D192B03X506c3ori",
-	"fhItHeWJWe4uZ1z1BuskJzkBJdY8EQW627B7M4MFxwbGddpMoNJTOfSaq38/VPwqCvQ3MYitKHwyTqiy",
-	"6/McViJZhZwWGthwbqYyeByrkmKtWq1juBQFOaU0s/wAQwWoqxL6uJz0gn6t0Ri+2Z1R03ASNukoxR9Y",
-	"Qc0yiFh7orvL93Upfrc9OS9F8R5LHDrA7KCBVhSnrV6vK3bNwYeH/gfo1Pmh7+Z/qNybS6QHiqKIQuhj",
-	"IOi+m2ZFzh3Z2t1b09s/YmzJHE9awhsVn6cuPX7yQGvbZaQx44+yH532Fk2lO95KFCN//q+//HtltIwj",
-	"ChxtNaLH6WJMYKRorOaa2umWnekTlefCYqd8L8Ewv3rMRyi4PiDmQMIt5iX40td1w52ER7BSawyhyJms",
-	"W15Rb3/eyCTNNmP4Apc+lc21n/pCi42QL+waUvIImLnyNhknW8uEh1K3dS5pyB+l0LNqj91EUncg6BIN",
-	"sm8rpekwfLoSyRVP48M6E5WyjZsQdrqLKu0s73TqlnwdOn4jxsOaOapYFsQynQqv5BLVb4tu/lc+44o0",
-	"ATzbwMaqRp9FFb9S5xhTU6dL36YMk6TZjyUnpAupsPCVeIyKQOjzxMFwfV3nbDkWIWTpPbMOGXOWLZTO",
-	"KQWYZZZrnkb0M5NYpFzTaFNJsWgR5AKbCHmVgUHKLJszgx1CrPtKaWwNrq4xncH3AcAgPrtiEo6PMGWX",
-	"znIqq3azlS2jjbNDKt5ZZAorb7pzPjs/n138j2+ezL4++5fZ47MnXz3/9st4hPsRBuKT46OpXJRZNnNX",
-	"uk6TnXjEcQurDJr+8ozhr/4SCuPDgwpdSgcMrJXsYdCo6lIIzZ12xpZ8Qo2pvEfAb2i+gQVfcx2QtkB1",
-	"rorKqprK573yiaNFW8LJVlMAaviDh4VJH0KVNFEE8cqJfmiOxerQbhExLNx4LTxqIc+pI0ihD1TJ/RNJ",
-	"wgtLncisgk9O3JO+TJ/CtGysz8rT3ZCHoW+wpxY1WhE+Ubd4mtWHKfWWiBdkReq3Ez969PEne9Rf78DP",
-	"79yuhCFC5k8qdALAtsC7SsGj+Npfs56KwbNXFKj5yJeGvzEitMNsmLAVDRGmpiFMeoE8BKkFt5PkMHRP",
-	"HRQqy3auuaZi/QtvLvvjo6PWwvviTe8zjNTdgNtjSP2JBWXD0z3VJnTvuJ3ZHvN8UWaZ2+CLINf/UaPi",
-	"mU1WDlND+0viir2EvCF5oaRVyV1bXc23rMi+2fQ9Ytsd2ln/iVoKVQe4DgewS3amz4cFS65uzG44Cx3w",
-	"5yU6J7hngoafAgUKGyhEcoXlWXCsKlhXAllAxr2B/E9QHz0P898jqrRmclPvwpoAjD8h3iCIKgA46mBY",
-	"xm/HH6uKsjC3tgqflxuKxmhPNKlFaSh8gLlHN99bKk5WPLlyLLDUWewYheGhsnuojjS8sFoUHJ74R1GE",
-	"xRjhxQIdSYbJdK5ePTANQf2cbSJ44pSgzNvRpjLlaMKoSsajfOgEY1IDHXPXG1KuVGkTlVdTjHwJHW9j",
-	"YVoLrF2TcGjWoC+0uhYpVt+XC6F9w55qOgXnTGdK42x0iZSkvbqBNU8ssAwjN53UAPGXTy9h6zAOf8J/",
-	"ZyJ9jcLkGkl+XbpoPJXBWgf7Guu8SuNOZncjkUs37e/VQNdY4nsy1BF4dpGeNvY7hCR3sVUOP/5DmOo+",
-	"WN5+15VYy02gX/uS/Qal2W2GQ7ORR+/Iy/yI4yK0I51r6upB+lPKbMOWskU5h3XNKmN5AQzWfL5S6gqs",
-	"Fssl19h1UHnq5a4UatuBjRCpN9hbnjqbIKMgaj51NFcGOwlSTD82EXRfx6FaizBuKJ76XijU65rur9dU",
-	"HQfAUfWm7j0fAUu0MgZNCpUprjbRqYXlEs0rBul83c+VpQbTk+bcrjkaMLH7/drxKc86sCzdGM5VlvkK",
-	"by3fTaO6GTWUCQ6cs6mktT8w5DIlUwId5pxjt5kYSdjY/VyaeAwXKudu0zwz/IFpnGsonNsfYhL4xL0J",
-	"fDdSWs/FPgSVvGX6USkKLUN2Hynpz9xtRx0GwnJj4GGVa1uW+ORWrGGHaNVlH3frO0/xbvgWGF2b/Jxl",
-	"DK3pkq+5sUS/JnT/BHVgXigNw/hKSHTnkpWDChxG0HRrRBW4NDpBBdp6E66lI2C2ag9bu5GDycQvYiq1",
-	"cFST/ALC7kqYJkX5srn3P3TZpq393G5zwrqHvs/Th86Hd7YiBNjdJBYQnzSHBlWxweSnTmPrnwZzzjTX",
-	"Z6VdDSZ//96hCHk6+gzll7UfBHUw/NuQaTVVSelEgkE0KHU2mAwOEd/8yrbMF1SP1ER4nQ4EOf18q2Ez",
-	"bmTzu4VtG3ZfUI1bmTZLQ8LnXG5gvgFvh3VKU6NTRejDeBLXJTUrMxsld0dTyV8lvHBb46gZy7QqLtZq",
-	"LQVDWjD3vzTK6fa1lxqNp/KFyjiV3vHlcqbl0dHHvE7Gqr7A9Z6CVJgEyBKLmj+jShkUKEeFIcgbp9a+",
-	"KqiHGVkJt4EWajREVTw1gbARptMEfRWnsz3StxJ9tkZp8gGR5NKqgNi2WY6hRcArgMMwzOJAT7VgKRCv",
-	"ucqoccoRvefjAaPW4kco5FSmfS+sEpl/YMhpGFMhD3ch0A0rZKI5M+Gwl6w4wIqtQnonry8qV2v1ZiOT",
-	"eCqDHk5O3d1b7zh8G95haDiHWweIZt1+qNeRywXX3tIHiZODubn9GCAT17zjofa+6SIrDdhNEQARoq3H",
-	"0OoePaS6833tzuNRBD7AGayaygpg4cH/Qg/+5ddf/t1h+sNP0BflPnqerLkp8xAUyOSG+jXTiJXqEZPn",
-	"G9Si0ZqR9jx0gjbPMjUKpZ3TSeVhFgZyYQwWuq79zl6DoBRa1COmEn17JGfjhBdI8r5w3/p2W08Q7v4b",
-	"zwFPIWaFOGTu8FghxhuWZ3ElqBvvYl8xKXk2hifNbcVzZpPVX5wcFVMRB1w8NIrPUbgXtpe1aknlXBga",
-	"fqeSfJLGOyVhqLnDXC5TjvG189JsKsLksNpYpwp43KH0YmzmzDXMy6qkc7+L3OROOxq2nJ0RSlr82kdy",
-	"yjLEyOmKSuM1nLPkKlPLUSWANVzyvvIxgaN108YQ/LNznim5NCGILrjLp9IJaW4kp1JOAvo0veis8qN7",
-	"/U3zRelQYRifHB9Bn6NVyal0X0UUwQ8nJ0dHndae1TY8KH2EsJvGKWGkcfndBc+9Q4Ou6x7u7Lmfyh2u",
-	"+wniSKVeh+l9CXI8+Tp+wOEVHvUT3GGiUu6LpqPkXKGIWakySyFVE/fwz/gg/Aw5Z8gXfw7P+Rydn6fy",
-	"54ODg+o/98qx2+3PIJ1mkCFES+3GqFIiyA0uFrBRJawZmV3Dq8fwc5A7zKq0mPOeYvk5R7qdBuzOmmkb",
-	"j1pjDkPIUtDmR3QQG1XqEGvkkYUyOjSTqcoBDc7V7J/Cz07fF8kGroXKGPU+bcV7lPJKuvXQRfoZFuJV",
-	"AzFOG0vqzh8m+cy9pek6KJiLJQwRXakQlBnn7NUMf5/NN5Yb3OidZzluABKzs1rQ2gUad23VYkGDnITT",
-	"QEkNPJHJ1BItLRo0v1ZXvBLlqIOlkLWNJTg4G2fyM6QKqNNsh9oLEwY6RUERqgKdYTEP4WdYcabtnDua",
-	"RAT+59tAcUKnioViEiUd19GT5lVORepXxFJYIIeRGG6yz9DuLN0pYiiEfxiFLYpeEgZdJBElCTh+RGan",
-	"Nlhg2Dz6xiizguuZGwBxgIhTwPP6MW/D80t6WKOXdmIqjgxO1OV4fjQ1PRAE84akIRzVRaEA6W9oKNxe",
-	"InFNXB0dducy9qNXq+jOAZrBAr4Nf/2f/y8cgxn5XZwgCXG0mgKjA62mg/PhR35wH6Y1R29UijGCMNw7",
-	"RAtChFYzpWOP+KwdoVmevke74q1OqXeB8c4mOgzMU/M5ZFUlpWoF5P0iTnNZcSTHcRAhUmgaIdApVyw1",
-	"S3kUduOjmsbuFlSxXJMO6+3Gdjl6i3GWyB/IDrzkZLAdRUG8aBy3cNJLuBsNBSUkMW3LuOQUNk5u8Vpu",
-	"SDqNwBQksGDDEZKgqf008mFRmDE8qTx9ToLH8BpzGiy9ubrmaLUmxtzoNoKNGlJVzjN+QENmPF36/v5U",
-	"jUVdGWDZmm1MbemhQFW3uNoI5XntUnHjs5n+wbW6sYeJL6tFYtdHH3V8f+OPPvLKE0reKAxSWH5wa/qL",
-	"0O85nEpyNU0wF/nho0dwLYyYZxzOLp48e9ZMTR4yePny2ecEnqVSKSQrJRI+isAkqkBFtiGehBws0s24",
-	"7yAeci0fnsBKldqM4QX6LUPWv4/ubAVlXvEN9W3cmGYRxGAeCW2Qe3xlE4x1jUfbyQrEJ04bxc7cLN59",
-	"nYrFgmPEcVgQhju6E9pqDeIISHzaqKhWdTbHVTpFsBrCWJFloEtqSIljHn22NaaQjn7HsF11bAyka0wl",
-	"smcDw/jRq1d+ezXlNsE/gHhOfCqcwoSqcWFA5DaYW2qmtxb1KJqFN0h4/ZtoDEtzIckGIQwsNaPo1Q15",
-	"zZclGThhiFTu7POvn30ze3nx9MXs2ecX8SiaSuk1BIrbdKs6O392WnXjR3dFZaT5OG4tFefuWelfHSVZ",
-	"VVYMIbkxUGg1pxRDUEWzIjLSLn9PW6YOVZjB6+9f//8BAAD//w==",
+	"7L1dcxtHlij4V85iboQATxEkZcrTBqPjXkqW3WrLNq9IXc2NhpeVqEoAaRYyy5lZhNC2Nvy487APuz3v",
+	"+7I7P8y/YH/CRp6TWZUFFEiQFiV5rI5wiwCq8uPkyfP98VMvU4tSSS6t6Y1+6s05y7nGP5/lfFEqy6Xd",
+	"e8HLgq147r7Oucm0KK1QsjfqpVZXPIXlnEuwc2FAGLBzDsYqzXPQ3JRKGg5qCkwCZ7oQXIPmP1bcWFgK",
+	"O6fH2YJDWs+Yrfa+5qt02Et6JpvzBXMTc1kteqO/9dyMve+Tnl2VvDfqGauFnPXevEl6L7jVq72TqeV6",
+	"c6VnPFMyN2AVLJmwMOFTpTlYvRJyBmzGhGzPtxBSLNyUh/VcQlo+47r3xs1WMs0W3HpoPam0UR3Tns85",
+	"pJK/thcZPpE6ULgtl5pfCVUZKNmMu5mFe/zHiutVL+lJtnAT0jvtZbHXz7mc2Xlv9OjwYeKWGT4fdgEl",
+	"AurXfLW5wG/YJaczC6di2JQ7MGkHzhEc/vrLPx4+egRXwohJweHk7MmzZ5DNmWaZ230ClRQ/VhxKrsdS",
+	"lVwzNzQOmbGi4BoWnEkDfQYvXz77wqEIg5lSOWRzJTI+GMIZ5/h8unQv2BQsmw3HMkCFsLIByxqi9JKe",
+	"W7vQDkMdemyB18NHj9bhVTJruXZz/K9/+1/2/rfv//m/9LqA+FwshN2E3SmbcTDi71vPr8D34uXkfMqq",
+	"wvZGjw4StzaPYgcHyfUIl/S+4cawGX+GtxAnK5mdN3Mt6PcLkV8Lj6nSC2Z7o15V4ZObmz1lIv+rEvIm",
+	"zHnh5wi3n4NWavHAQMql1auLUouMp3jcE3XF4QD67qEflJCwUFfcQKZ5LqwZHIPCQVkxlsrOuV4Kw4c3",
+	"Yt5bwJu3jCcvlFpsPSAHnd9+Oi8N11unqAzXv3WKN+5lIttI2R6z/AVRBvcpU9KxBPcnK8tCZHjZ90ut",
+	"JgVf/PMPxqHGT9F0/0XzaW/U+6f9htHs069m/5Teokk36WYgSMLAghVu3TwfgZBXrBA5/PXsu28TYLAQ",
+	"xjgSrjRU8lKqpYSp4EXufrtiRcVBVRbUdCw1kzMO/dSPcOHHTweJe5nBQkm+2luoKzdczKPcAExuMqix",
+	"7Kei+e7ikq8uAuDTgUPEN0nviZLTQmTvDXqZn98Qu+WvhbFug8YyyxPgw9kQ7xBfMFEg/2aXXEI/DS96",
+	"+Ng5H0tP0N2dLjRn+QqEhMPk4OAAL79JcKiFMhaU5MCyTFXSQsYkTLh7tp/iNUDCeKE5y+YRqL5UeiLy",
+	"nMt3CauTys65tG58nicwqSxIZYEVhVry3DHCXJFs00+nYYHpYIgLroribCWzF/Vte7dnbFYyA6vceWVM",
+	"umVPOFSG5zDn2qH6tCqKC/dUhJej5jYh3heWa7fzqVaLsWQSVJFz7YclapHAwrGiPEhNDHJm2YQZh2Yo",
+	"67mRpkwU6oprRBdEtoXSfCz5ldsTTPhcyByEBTt3s0ju51iwFThkgv7hAaLSZAWeTyaQnpyeXpz9z2+f",
+	"XHxz8q8Xj0+efP38u68QY84s0xbchCNIv3p6DvtXh/tur2l9aVMjZMZTj16NRPuB3UkUlSqtubR0LePb",
+	"l0DKdDYXVzxPk7HsvD+egPnhx/IGwdrdX2NFUbgbWWo109w49F6nZUJeVIY7jEFZcCyZk60hjQTtFAwJ",
+	"1sR2I/1hTRrvgpp/ej9+FCH3TDpuy4qnWpNQ/a4O6UwtuJ078uiQ2V0QkmwM11dcI++glaWDIbgTnah8",
+	"BQ7DNcxVkRvIuWWiMMfwY6UsbwnWIkei8a2yX6pKvlNi8a0CU2Vzd1tVpTOOCCOQtTqqESQsq2KxvZ9K",
+	"ZS+mbq2e3p2yVaFYfq7Uc6Zn/H1dHwS6MFC4RWgiJ58dwdfiMfTTktZ4YZW6wAf82s+4vhIZfynZFRMF",
+	"mxTvdPknpBLDKdOF0iA5z1FZriReYrcc6KdVs7h0BKfK2JnmZ//9uTutFzwXBjSfOvqejGWuVVkSCbcC",
+	"aXllY3R7YByZkTxzK6hZOAhpLJMZD0ePXNwJMu6s8YNDbbyRcM11T9aV96wQXNqLhZldiDwFpcdyg+6M",
+	"gMFSC8thOVeGR+uDsBtmHFpmarEQ1jEcsidIt9SxxBNyPHkpMk737+yLr4HJHBeS84UCWgcRLBD2rZKl",
+	"c6W+YXLlxWHzTtFfKVgwuQqna8iOIAxkBUPirZnlxBd4nh6D8aoRfmMcoafTt1rlFeHE8ViiKeT+6flL",
+	"ySo7V1r8nb9rskfKgtM0nZDHCjNqdIakkYQS4K9L1GaVBs2v1CXKfpdcurtRRet33HaplZx5iVlpKJkx",
+	"S6XzSLeIJozY81RzMw/DlpobjlIV4rM7QnrgAh+40NzddBKOWyfx6tWrvVhq7bY6seYJd8EQWkjhK8Pb",
+	"lq4NDRBPrNQq48Y4WvRUWmFX7/LgXvGi2PMyqpPIPdkbIRKTsu/5rVUKpnwZbAl4BKaaTkWG9Mh/TWcw",
+	"lmgs2BCHlsyQ1DzFc8rFdMo1URFiOF1qXnM4CC5TlaXSluff8FywcwTp++WOjrqn8axuthS5TL3Yi4Vb",
+	"7YXDAGSTbwJeIKKd5AshTzKaYx3HvkP9jkx9qDHauVbVjHgCc2/Cyekzh2mlViXXVpA9gW0ZL7WqrMqh",
+	"O2mZu2WefndGMj0Oto8/m/2f8N8Lkb/Z948OkmD/GbL8h8rYBZcWdfO1ESrjiNNP3kjyZp9e2m9eQjRJ",
+	"C57PuB6yKhc0TNAtaBT6eZ9+HgzhJLAcM1dVkbt/lsBkgI2wkCtOp3Ep1XIsHYvz5LW2aUdb7yW9jd30",
+	"kl68qk3zd9J7vecG27tiWrKFg/Tf4uM7dxO8CONHP7zCqU7imaJfn+OkJzTnm6SHELgQ+RaKg4e+nCt3",
+	"KS8d8+0lN5mbkl6mudO8L5htWadyZvmeE2y63iEhG7EpzwWZDk8jLCObV8cKcVcPDJRMW5FVBdNm5G89",
+	"QR/SQDGc3rVQlUQNjLSzbJU6YWMsPY44SpAe0/sSmuOK37SaSUPzomDkhJV0wgong12ggJUej2UYwkEa",
+	"UnXpn/N0wqTQd1jlBADPDjxI1OQHnlkHEjqUGnxC2s+OepuG5KSnOTNd968+wQdOynTPHANflHZF9l3p",
+	"9HVHKGfiiqOrZONUrJO27UW4oN1TWFXuVSUJeTLjWjreK6bA5GondPGTBEtn5xzuRy9iel5xx+nexIbU",
+	"v/XwkfoOJIGU1TCtEbOF1d93nFZ0x04ZKVJtKiksX7T/uI4zxIT6TT0d05qt3OfI/7QJsJOJk0KColsw",
+	"Y2uX1A3QwJVt3R1Rm8h03H1Vp6wwfJ1HbMPRV/MVrjIgkfG3Fs1XXsGhO1SomdtB7C07OOjaUffikV52",
+	"wCrMzMhlNlHq0qAg4qndGqtDKtCNo+gdSYJcHujLAwMLIdGULaxpYej2G03TXARQdIGNWe90VFciRw+s",
+	"4/8N+GqvJFs5ApZAVi2qgllxxaEfrWjQuaTac3XQtbxszrNLVdkLw40hMrgNJLQ6p7n6d8C/k4C7vaBK",
+	"LnneSXzqWSpddAi1d+MznhfsSFnDIXZOnwtTVpbvfqcRBb+gt9wAC/b6Gb13GGFyfcdJfTG32t4az9hG",
+	"ckuWXXrPYtfOPM5cCBR1dzndGsvwUNFn03mmxjJbmY5riPpsihDCKIEgR5Vc5iQOmSrLOHe3IYDG/UVG",
+	"PSTY/q64P68EX/bQoe/0tWJ1Ef3qj839mc0d68kvJiy7vI0Ehss8w62c1utb/+UsWu/6b0/r9a//8mXY",
+	"z/oPL5odbP7k97uxuLD/a17+ogHH+k9PCDyPETpvkt61HHpSrbi+IwNunJweP1oY2lzaQBh70c1coxMt",
+	"qtC6Q5tUNbrCW3keSdNdfMMt+oEJ4shu7MNLiZvDPfG6rg2yzoKtwDjkT9zQtcISvOJOJcGnF3cg3zmf",
+	"2O1LQB8Z2QmdCH3FtWEFyf/unuCqbFDO72F100JtC7sp1NKpw7VkrzT4E4R1dojrRfEH5XrwkIf+QST8",
+	"5iIfHJOhMTi/vAnCHaV/w6p1vafeRwj26NyHVyi2Hvl5Y/fwTtUHpp7UCxE0xjFMeKGW4JYuCvzRHSH0",
+	"g9aRwq//+/8FqfsyHewoYnjCSrJ9B0U+R7HIAFsygd5lT+J3HH7rsB7BHxiQHE+T5C+HSZbczI4Zhh+n",
+	"QhuccnehmQS9m9lrRM1uR7IaahXO1l+pjTMPyLwB7Ro+nXSnsvMzEpK6juWSS+MV3FqUcqolaulzvkJk",
+	"kTOwqstSk3FjyBrZRdP++uq8lrrTE28gRVNTCmSu7OTqgcoKuT1Kr5JWFCTO4yK8p9i/iiz/NVuUBe+N",
+	"Pj846FZzyZZ6u9laJtowndMXK1kZkjzriR8++vzhwfWTbwOdBFWyHyuegBFyVvC9yvDG4Q6R4aqy830/",
+	"WtqtdKOt2Hp7YxCEHnOmue4IkyRMvulqvDQ+6CzG5BY6rO+xtZDWGXcehV9GF0I/ZnJTHZ4wKZ3otdpJ",
+	"YL2LqN+onJs/+cCtXaZGVNp91juTlSaYLCYwAUg32h8eM/lbNfMbVOsIFOvKqI8WnDAJXObmGBiZIP7s",
+	"L2Ihppbu2j0DMbzYBaEnaNT9UmNg3foenl5xvYKp+xFYsP+iEIYyWC7cwwshGcbMrCBFA/uQZMjwE8kt",
+	"C1aWbm0O5fHfLbZ/IWe0GFyrkLOhsUzbrdojPoMhMhuvqfKmt1RJL72pj3/1LUUYIpzeJD0l+XfT3uhv",
+	"N3gs6lW/SW7QdtfXu+sL9VKdzvEEsf6FUou7YXcUuNoK1j24Tp47PAj/u0lYlR6ZoqsTIn+3x3AnPVOo",
+	"5cVC5fzC+2bX11Yv5U+fHd28CqtKke10gzEsRBTe93fdafyP5sn1S4ab7rxheFjeM3GX02rbJTa9U2q6",
+	"rmzs+1dMumYc/Ozo5kj6eFPR1Fu2lgt7Sg9tcrO7m5Xam3x29h0cPTz8lwR1Hb2XMXLt1iJKrzL5dsPP",
+	"piWnQfzWNNfZKKGfOUzYTZHoUucbdZ2mjzZ8I2ifC0Ka32I7b5/VhvV8Z6P301xYH6N/N3SeqHy1di2P",
+	"Dm4kD2vrw0E6l6e10lvYWe3CJI62ZHWcEem7UZyOsWxl0A67qS9kKuedeOVTEzp/W5dcOYb8fX/TPr2c",
+	"iVM2E3Ru/Go7Hz/BqGXAANUE+GuW2WLVMlJQPKnmttISQ5P6mnvPbrrgKUwLNjPANAdFEUsDtOmXXO/h",
+	"0KnhP6agtFeG1tjNlY8NuA4/HTfDPdTSflcqhqkWHCN4feTvKz45U9klr2NgwekV8a7+K37/5xDIiFFc",
+	"TvngTrYZS0NvY2S4mx1mijs17LjRvDHgbq6WGP1IwUlKLSKzlDAgJPkrWyzv4VGyAyLgnndFhKCFrL+1",
+	"hgfna5N4xBl6cblBpaEjCq0vcl5w6y3GhAFDluftLzRfqCv/1mLC9fAHJWT8ueBT23wS8qqeBL+4FNll",
+	"/Jkk+uZzJTe+KXO/cAf79Y+tNefRr1aUncohAslsuS3nS+WwaKE0j+6NcQihJMaUymIFSgIDjz3kr6FQ",
+	"wXTCbDb/MyYMjsJdo4gcP46dMwspfkiJFBlYYkzFnF1xyJjWAt23sok7xJsF/fZ9G0v8ehAFKZJyjTNo",
+	"vCzGWy1rpyd5wBaErh33dHeO0rqxCyG9XenhplVpx+ucdKyV4GTS7qs+lt13/d3eXnO369vNX78UvMjr",
+	"gPD2AWHCT6eqqXmw9E4KvgBhfMZL6hjlECP4iDRi5t4QoyW7DS3bmdjalq5jRn/hrHBQXN9A4+kKAFSX",
+	"NwPPv9U9UVGobfd4zslU6vm9mhLRj/h8F3MPv23zA84503bCGXkC9RUrLhZbbLo+nN5pcIaiWNXUcnkM",
+	"TJpl/UN/otXScG0gVwN3SE67htT9GOjDsFNippjXG6+pOwux4M/p6VtwVzEFqShNgBeGgyNMV7SY29+U",
+	"uTupWwg88TFsA3oNgrCnLhR5htynUzu5tfXMc7JdDXS3sqi9TRNZtM4bbWQEn7vJ8vdikvrrq683T4sV",
+	"sxibnuZfnJ10svZMX7UffPjo0eHnnY9ebrnhl2QICEN89/XpNgtz/JgRs87HXm+JE6gmhcjgkq8SmDDD",
+	"PzuqdFFndJXuEOTs5ugkt1batJuJ9pQgtGiBWwB8tgnhS77anfe7M7pJh8QBu+Z/rmbijnZZ5GQbecxH",
+	"N9qWQuh6C1PrL9v07OGfbqeL0pqiObr2/A3KsZtQz4UpC7a6CDazjZWTaH0rKrWo3HW/pYleK8oUul7i",
+	"K/hb8hK29u1njze7HYZvI5DQn8bNMYR3DQ2kCcxclN23n1LPHhhY1A9i8RAUTjelkneGBJzlF4b/uGuM",
+	"7W1wRuLgWXeooLcoGZisAEsjBL0lDUtKE4wt96reXcxwHsfqPa6t6WbsqwXjNdaELuFd+Xwwf61lBciq",
+	"cBK6zHi8RfctpfBRqPcmt4vT0e7NaRj06+ZCTJQqOMMoXLIg3EdAXrA33EIl9W88wRPtuN6al8Xqwqqu",
+	"+W8E9m3EuV0vUZepuJHoCE3bh5xECOfRKdpXc1gx/G4UAj1yd9PWOTMXC6V59/nflvLSLdrNAJ00c3et",
+	"uvG73U6KoDNc84vcqMGg33I3BaZzsSpa7FtZj/pt68G8vKxjOUoWQnYo1C/RXJKbEEXteRfQ8yDVshWU",
+	"dHOOw/rl3Pl+bVWB/NKv2+9WGzltx21OkVdtpSrtrUUZGhBon0rDElMJplP3eQjfOr5UaUc7Nll3A8zN",
+	"q3MbgrJx+uH4vn+byqRXv7t0ymtBSxl7XRFAL758Ap8fPfqXYJsaQpqpnPviDJgQToFazHr3jAkpZhPN",
+	"ZDYHJY8htcIWPKQlUfpJiv6IqdIwrxZMGhxnwVaQzZmc8SE8UTk3I9gohJNAO9M1GcvOhNYEulNVE4gq",
+	"pCQQlQ9IICpogaN25GgmsL2aTudvYdItdSvcMjeLZbhFblZFSSAl07r7C0XEduEN6KgrgOBqUilZKS6u",
+	"uDZCyfWfoixLNzy3c5VfOOj4KjO41Dh/28GoScinc6krA7gdhzIUXebq4IdbC3YjnFqwbC4k33Mj4xfB",
+	"NOreajuP19Dj+kS8jowTJAaUKu3t8Jiwg4MlEX52RwlqrbTpckbn4krkFSvCyqMiKk3pA7QIm4TCd+sM",
+	"g504cWRobsWFPuoICw3VFLqVmZCRWzI7H3YLcvjA1jD5pnIIhk57x0f6r3veSLD3LL821HJbAoUb+y/n",
+	"56dAD2ye/VF3XCMSmy4WYeZKWzpOMNViwfSqKXRI+OVGa+PXM1/J6xr8CsR9fb6XL56BZAshZxtzHEPK",
+	"Jqqyo0nB5KWvTYmeKU9fF1jLrR1E2ote2ZUXEDCiLAS8d11sIEjfmxIFX6gfxHU+8zsxq1YpQJriumU9",
+	"CarnOhnxX2/iwXXL7nTDOM01Li2DEnjwDAoLfR8CKCQ07izyO5Oh391kkc29o8JLJGbONKfQk3UZYsMU",
+	"5Rac+D1tAcYdkxW3aTTXRWGtO3L4j1sXdWZZl5X+1haJ28Swti0St7cnNIUOu00K2/YqJDemAxPnPLs0",
+	"24+l5TVDE5rjbHmnBLgWyMmyOeS85DJ30gNKSsIaqsI17Mqz/k2euiRsZQsAYn/UBhQW7PVF4/4xFyXX",
+	"FyGYe/PA3dN4dS4mK592eM1DNBqFF3Y/StGjF26BqrKdnr0ToIdAyFxkzCpdR9Aj68dEA7JeORijJzuN",
+	"g1nT4c3Itb6vbZtItsOrazPXHci5cOSog3jfKrXACiJqTQpDF38NM21eSl108/GGXr588RysCl5c92ef",
+	"5Tmk4+rg4OFnFALw6y//kVJxX1Mt+OBmP4pf0lpIv1tNN8hQLbhrbPla1kTLl/HZ7ZwP7cG61zoTxnJ9",
+	"t8Wu+yfWjn+ultLBGW22GE9hhvAcSdyMClZpJgqsw1myjFMImQ8faksmJ1LeMlY1abxBG1on1Sxiea65",
+	"McehTrfVYrHgOS6sCSVdWwiT8r/5T8NMLdqLWvc1fXqDr6m9sD/9+ss/Dh/+KartC/2XUjiBCmVTKJWQ",
+	"WChYOvxelMrgOYGuCt5Ok9/Nd/WnW/uu1jwznQjlrf41Y1hKpDYLlXON8f4hbKuTM71QatFhRPcqaOdp",
+	"hh8pHAu1K5bvOWG3Sya6m417Iya+MxNVYV3nYziAP8NUc75j4t+OEoljFUHY6Yom+TEoG74CdcGsU5tQ",
+	"gNxxJXQwF9cIvYuW6+pmLxo+GUX9b+wK8WNnu3l3EkAXz2FBPl5UxoZq93bJuQSvGRg6KDWdDnvXpgjc",
+	"T0oAeRV8VgpO1Rq4jXMRnLqgkDQ3JMKTtfO80czfhOx1ZhKQ4cxpJ94RCamHZBo6HvjPD8xaJVes4+Pe",
+	"SSMEHcs+5vnFMZtp82iI20wH8Osv/w78dcZLW5cpcto+5m9ijS+UqjD7mnY8ltFVGFGO54xbmCg793nn",
+	"K1hyzeuy7ULHzlZO1VSMcmO7y52MZR3yrMjsG+CxYDlvQhNXUPApFpTM5tRSYFHXBIuaP9ClhJOx9LsM",
+	"oKPGAFYtJsZisSGn8GF0IimCmk8dY8AM65DDij87kBgQdiz7YUjLX2Nx00sHOKmWFEUpFdEEBCVWl6u3",
+	"PhhC6k26eKTLuVoAG8vYDU0z+dVQWfvKQp/OJbWiTBMUbDXPRCm4tINjhydugNRHrxpEoIKPpXLX0wbU",
+	"OkZ/bka5swxqgNe/utG9GFl22fxYZnd3td6FDSzqOI3d4geicMkd3V46spLs4su8k1+eWOxN0bv35dSk",
+	"wOsdFnBOrCOYv657vIlrf6v+DaKiNVrtREHfRgRKAP/7rmEVTmFTIFvsbBe5203bEeeuS6qpKdCuCHw7",
+	"ZJf5LeSW3aU2InK7C203hQiEZa7BI6oLE2BYBxRcj+NnXOZvJcWrDY3DX3/5xxEWvo/1nzpQ/zNfE99y",
+	"dDC/PP9y70+DtVjjHRLFOmJi1mT5uTJcwoRKrNHDcXOfwKePAT1vWMjfdwnCnkHFbgX84kiTTU8zSQIe",
+	"LzDDIwR+3Y6erYeGbM2LO8NQ9B3yvKMy8A61zJ3TvCnDbRs1b9L0QjLTdXS/9aS59lETnqWA8y2PRnkD",
+	"CQVSbEvtVk1Ceu1y31q4No4wCOa36zO7304CerSdmxLKI3ju9Ki5TZ76bs+24XTj02rXcSOkwjT5s5XM",
+	"unn1b8l0WufYcXTUWlCj0nXSF9m9WL46BmYuqRFbyCjziWPI+tGOl3abNZoHttbvMF2KXbFa7xQyipxU",
+	"D0zoaRP8yy1NaWd/crdEs54l32whgty1CVHn4o5589vKUj6pq3RZKDjDJDGnZwVO1FDAB4bqykMf27Oc",
+	"Pzu9+ObkX7dUk7q+UMJhtzGmlm1iG+OfDpLfLOtsmIm7JINOcIeSoO+lxud6ecttiW6YuVeyVXdQxXuu",
+	"gdmuUbmlLExd+jMrlAnFl0omblEQ5u3UtdwWPJH68lxp5NypK8llSk6F9mmUvgga9NO6HGWgMN5u6qif",
+	"kJQFSyUqBqFRRw0HTn4kBwLop76YZToYQkrlLNOmAZ+fcCx995ombbSBqlqUZCPpM8g59vUEikiiFjHM",
+	"wNnT0xP4gk+EdYs5efIXt0BmIRc52lBmKhh2NlebYYSab0VF+b/HvtPMVEhWUKRa2L9PoxvCiS8hiIAy",
+	"pg3UBVthjXnq0IaFBZPQ9aMZa6qKQi0T4Awb3fhShBOFrRwcOxlBulnjM4V+iX2kpjRaOLPw+4iShjHU",
+	"IMildTlDrah6blUmvgi+W9sA2zQ147OicG8KmzghESuFLwQa09bqEA4SSEPB0RTPx9crFAY7a0pCnvCI",
+	"X1Qz8bEbXEhH3QhgNYAHCZVjtGosI2TEzNcumNQY1awAlkpSB8cAcKwEPpa0ZUjj+qh+BDr3wjGPPp4+",
+	"1stvykTWvUf9kNQrjN41asHJUIk1JFutH7AlDNWNZL6S4RBhfiX4Mr4P6/WOWX0nsSMteeeIhDtYBOqF",
+	"LYXoVnoiAZnbBLNQVjqbM8NHdQqoCI0svQONSaAuqEpDgRU+haSykGO53izAOoLs0J7isNabBbjLWN8a",
+	"P8te4e4Hkp6xFNZbP6Oq2NTLttVf4EOri9tZEndLNdzOQrhdNXC7y992Vb69oehtd73braVuu8wQ91iZ",
+	"dqtsEmpFd+jV4RZjJhWhSVyGmRlPJm9XwrymQ/4C3Vwo/O0YyCKJpCOBzBMnQa07c82XvhCqI6CAd9LY",
+	"O1Sa3aGudU0s81tFY6aeZKfQDzSFls6W0hFWt/AU+mFnrd+W2NIFKTHxHiTpboutwth+hl7Sc4P1kt4S",
+	"2xW453a8sh67ntUD+S++o/H8p1cq+vAcR3+T9LyH6xaH3Nl4IdyZJpiqvk+tyxJN13lZIo1804eqFlxJ",
+	"dPVtJjtgkBK1iDKW+pX58KXrUx2a0BkfN/Xb4vPWMx68OeX77ke91WlTa76PXIiNpayDParwd8vgoN8M",
+	"IF8w8ftbbu+6vYTig+9hK6p8Kzt5iXeF3Ha7WhMWQsbfHq7vby3Dds324whkrTjJY8eQxKKuYV0yY6GS",
+	"bgizu8Kn1yJvdoq4ebMVHLcpIHkTMOL4nQ7L1VusCHk/VSA7oWS6MvbvlEB7U5b/lki2b93ohfi7U2N9",
+	"8FpcBHEwvLNZoIvzhGCwtdz8G7xF/6MVKlOL4ljegqodXjHbnabW9BG4ZUeAOknoXgr9j64tpu8Vq3ZR",
+	"fdQ6s7pfAbNjOWd53T18wp0iV2JEyCsqVx9CK644HLRK6wsDB6gHBSGJuoqPJfUY6KdHDx9Cd/O/43oJ",
+	"mmccI+b6QRBOkAKVA7cBN7uaTseSKsmjDnVLKN5rpfz1Yo/rFeXXJu/Cyo2Gb9txKdJjsdIdxrP6c8Vi",
+	"SMzr49epDTvoAK1uaNe1Pnhg1hs0aDGbWzJzbel7cI96yO7Z+tsqi7ebw21pY0E7jh6F/qWQOaRRt8PB",
+	"Tq7XO0t8a1JeLYnXfc/WNrJ+pjfSynWsvBfHhsNflufQp/DhK07WS3bJiUz1JZ9hyyuMM7ZwcAd3xl78",
+	"7e7N917NV1EHMzQP1n3MoH/46y//eNQKDxh0NTe7TXj8+hFuP5Tz5mivDY4MttHgO/MYsLtJoaY7SGs2",
+	"D0lGB7Tjrd6BsuxOUCL7I5ZGvBV5cVvmumTarrbe9CZXAPpWlE0cYah9x3VC8ZcYEeu+5dLdPDu4t06b",
+	"u1OlnZbgCNeWbGFhsfDwVOkRxLw5CBxYfSDBHa/wJgN6RBAeffdnQhGaxN+pzSrKLRIN68jkoW88OMNz",
+	"7peGzz0wURdP37W5sZ2N5abxrMMsU5u+VcmlSaAxzsRG8aWSg44msLUNNuhtuF9fsTXptVrC+pXtaMD5",
+	"Wsj83E/h/q67weIHpRZP/Uz4oAiPtVrDui+CmfF7CgpVv7llhhXlzo9GrUXvwMEQ+yL2dScmFdHDtxHv",
+	"uElkP4Dgx1d8Mlfq8oW7JGWHHpJX1FV6W/kOf7m6ft30v9Ojm8vA4MGs0sKuzrB5OalA2NnmpKIqqvTp",
+	"y4AKf3113ks60mTiHkIouabaJ3+lCaSFmglJvrC41Q51THdrp2Y69QLn1pbUhFvIqQptvlmGgCJNtnfK",
+	"dIH0eSYk593Jp/4ZDHt35IFL6kCuOSuQIJPZceQ4rAV1xXWT7OerlYdaK2BWMiPXqidMZgjnc2EgV1m1",
+	"8AHrvpa7dUIE+dO+Uj6iIwkfvX+q9q6er0p+houuf9IcZlw6islzAif6tsbyn/4Jnih5xSUmXLpvPoFP",
+	"PjlpNaIffvIJYFgd6XCV42qQ7l8dpiA5z81aJ6kRUCsjGFcHB59mcQ8i/IanYwlQySI4jYmUY6l6rFTv",
+	"eOpSGD6EkwgLyPOOxTL3jJhJnsNfX537EtSFuOIh6MWNfvgIFkJWlptjHwXU1KikgfCzmXOMlUn3h0te",
+	"FHtYdWL/h+WlGWLn9SG8iLtLGTc0OpWxFRRCvOkGNfKZ7qEhVahAz0DyJXFC9wJF3llKKgRV5O4nHBjj",
+	"qDS/UsHFupyrgocmYN4Ni65x/xX0CzVTlSWei+3wW92wBm5YjEVAIa0FTKvUCNKjg0No1Y+p47g8bQrV",
+	"MkIdbppfIJAxoUM4pIBH4K1a7j0CAx7jkPAJo9nMJ58g8NJtbfVT6P8tlNj5vu+urBnt7y+Xy6GeZnuO",
+	"ZSs9VHq2r6eZ+889N8A9YrQX8zV4ks2CKb6MRN9wkglTX+UnBaLpg3B5ovIdfukvJSKFr07yySc+oyhu",
+	"3E/xcI4C1oXTjw4OYL1Ujx/wBbOcQrEQIFQ9OT16+Dm0ysmEPaUvuNWrPQy2CIVD3Bo8vIdu+xTz2lyj",
+	"SVUHKUy4ITpxyVdgHBFyH86sFiWHJfGMevNUAh5vZznTDDM5K4z4c6jpoGINZAUzJsHoYif3uqf77oMn",
+	"Nc9O6wA9BkSGPTImwDKtjAFWFDVeGd+ekVrjhJoRbtAg4JmoDtJovcvDpwe4kMMDMIkXxsm53v/q6fkA",
+	"Dg+i3xFRtLDcQP/0u7PzBE5fuv87OX/ylwS+ePr86fnTATyKR/RHZ6ItEUeKB3bjur+fnQ7hTMwkCsHI",
+	"oAiwojRUDd/xdKcK+tP36pfQTuCFCTci5yYgSY2Gpqa+oLkplTS8TkxqV5U5pmLb6PxyI/Z//bf/Bw4f",
+	"/gkwT69AGnNy9uTZs1gppexzrXmBaKlmBmVoH7ERoqezuVLG0QTu1/fY4b0Rf+dudS+ay+BWhVzvsyMs",
+	"Vk9XA/uShJtx+Cls1mVCLNrEzAfGx5yOaNSHjz5zw3opvBAZl1S4OLBwrUotuGV6FdW+CVz75PRZL+n5",
+	"ek+9Ue9weDA8wMDkkktWit6o9+nwYPgpxgDYOcou3YzB/TLjW3zsfz377lvH9eFrvoIzbpti7e4OsjXZ",
+	"BpGb0g+LFUw4eN7moDWWfUcP/+XR4b8cg6/+jBwsgZQVsxRSZIfpYAinIrus7/lk1TRQeGAgvRRNzaGx",
+	"/KLSyHzwUa0s0Qw6bev7o2LqIfLmIq/Jg2Njl3xFwK+pzbO8N+p9xS1WYnaSIiEpQu/hwUGQtbzdMqb9",
+	"AZJEg3co03xGItwmyD1xG1J19ZxTFaonLJvzvSdOelIdDom/qCXVtwhbd0cxcbcrm1NcRbOwdan8TSzq",
+	"9kZ/+z7p+RpKDt0iUQPZ5hXXYrpqM2Anm7IZqnmO/VJQyv4cmw38fSt+nSC7MPDwIDZxlFrhyMJAVQ7h",
+	"maXYPtMqeT/sOjTf3OAej83PsOXg2ivvXQfV504nd88iV4vAp0rjoYcOil2BxyWcKmNnmp/99+fQd0j+",
+	"guciFCDDqNBZpXk+CEzayzrM896EhPdHB59CVPgtrnE19fUiomo1kXD7XLE8GLF0XShQq8rysRP4p1OR",
+	"URUszNlh+arhmlvu4Av31H2eZlPxp+NAcXa3WOQaQ0dZHx18um3Ieo37Z1xfiYy/bOrlXYsI9RquwYSr",
+	"w300ye6jSXavULOtWEG81ZvpyWgZUqAby+7J6bN2y+IRpnP3U/z5QuTpIMG6j2PZT31S8CBxsMBikP3U",
+	"OjZnL0K+cgLhm2AfoQFW0E/JvJsOQmUjpx9qK7KqYNpAP1SMHAzhKYXNZkrnaJ/SwlouW812Yh8EmdfG",
+	"kj5iwjhyI0//mYU5K6n9j1Nwi6XTxgqncxMPUNKrAVG3MZCOtY2lMEM4xarXaho3eoZ+Sg1akiDjwaOD",
+	"wbGP/PWJImQmSbuQ+rkwFrs+n9Tlf0um2YJbJPJbcomaR/axNNPWdJvowSdkq3nz/T1en2gnaIjquEQn",
+	"aAkKpvnao4C36YiWcv1tetwURcNXDm9+5WWkAdJLO9zaL0PZUHzj4ec3v3Gu1DdMrvzqDNGHHXb0zFfO",
+	"rAs8/iaqUtOR8y6/DX4xiJmz+2KdqpCzdv+ncHnf7HsLMLa4bKGnkFjhBpmsl1Jrk2hsV6M63Q0a3WQr",
+	"/T7plcp00LOvxBXWLKjDhhsDeBOL3yJxG2EAKPBhoDfSi2AuxxfReIQ+/mqFTiPvX/n1l39HxU7pIHWM",
+	"mqBufDaqfIFC5lj6KPsmEPqBqb3+/bVg8kESun1XMqe6OY1aMZbbIwna8QeoRhps4p3x2htOVIz65ZEH",
+	"6e9cq+FYksWdxOUQSt0K2g4jhhmOa0cItPIv/GkgYXWrPfg8HcKzaSvk/YEJ23OCQ9ztrHZY8FbyAIHE",
+	"SyfCjGX66ODTdEQJvomn2cVqyyQIwxLN59RPMP7e8RS3XB9Sv3FPaj18jc2mg6a0q3/Jaw+qJJcwBv0j",
+	"h0uu41SU0MyWbp9djIFOJnhHbscTnjXFh7/mK0/ykSg99tneb4/a0zprivyGrOn3xF8IHFtk7TX8XVOW",
+	"apjYvRe8xByjbbP5t/a7XsG5P2A+dXB08xvfKvulctQcX9iBsTWAeOIrZuOrhzus7pRMIedKPXfyIL33",
+	"aBdQ1KWqv+G5YKGayNHDh7u87PUuxxWfSosFn36fTJyuV0N0d2TgWN1v/ycvjr/xvaa36gjo7a5zNQ3n",
+	"Tg73qpuT5TGdKYG0HczlRfglOSiQtcwFyvQjctSsBTIIa3gxdRIzfn/RTLBDVIPnFmwst4f7bYb5URye",
+	"Zy+exRYK1RxWJ32NJb6AucPTQimdDupcPoTIAxN0I+tD5fqRCuA5wtLDcCyjFC9PkdSUUgBDLVe/cDME",
+	"p+yFyH4jWWnmyg7hhA6COKziZiyxTtRrYSgUEdKjg6P0GKgmlfLsfc7ympPOGUbL8UVpVyEkrlunfmm4",
+	"DrFOC6ykeb/qgQ8k3ULEQ/TefzIq+zukPCcB9f1V9DLLBNMHnYBLRbK3kaPbyiwODZ/lVAziJjq238Sc",
+	"mA6VZNeZtmkYJ3luIKWQjLSJFFYxPfBAqUPCEu91NqZyNK2OEKOic5SR2gSLoeWkfhaz3VhXVKWawkZc",
+	"JVEFJDQNtRahbN5cGKv0ypGQMFkUP+TNEnSSuiqiRqs5nwg7wvTNBVuhTI9hiBExbjQHkBh0i7nZNakm",
+	"Oj2W10c9MwggQ+pVspXbO1J4NZ2S8WkIQYRGqT8okUg+fc/vzqjESDJvIqYiGRzNjnVwGHyLzn0mIY0E",
+	"5r2v+SqlqHKnO9Reblt3qI3AiQbShbricdr4Gu2GLtLdRYsprKkhxx+q2L8tMPZNO5DGKfybusDhvS1j",
+	"G0dpjuu4pWuiy7IubvxRU/ioKfy+NQW6CcACh6oNTTdqDJWd76M/H3lpJ0vEHMkQ6lNH57AQjrPn49jY",
+	"QhSrwRBOJFQ+rsRX90YdhhrvhPrVYzkLXni24BSr09XaKbIT4YNLpS+HcGKtE24p2MnOtbK24DmUXI9l",
+	"E6qBAUlcQ7/+KqEVISdqXmM0Gsy4NRis4uNTWtEpnfZ7hNv9ENpW792dqOtbFNUrOz+jc+4irGfkxBfy",
+	"3Urq74eO/G5owRaHojssJwYhRjf3Maoj3+GpjwiDqux2yvAiiucLhAFFsDgIxEmO2FdfjXw54jjqEDPX",
+	"8VqjIdqOpZKZjybcDOyrI8o2QvuC6d5p09Bfj9xzo3pZN7iZB1QcuY5gNVTgiQB1dHBwOITnajZzq1KV",
+	"BbsUlPPnJDomxxLLJlLUKtaoDgB4YDZjYIwVRYGpKNh5ZAstcaDeuNVH26qVErTRnn1FtTLufLN+hwzv",
+	"qbfQ1MXNPbm6Fp095l2Dz8oy6/G5haZ0zqizUIQreTvQR1OVnsP5SFg6E6c41A4c+i1GiyGcRqGy7cka",
+	"P3RIS/XRr2vBs2NZM2NCbXobnU7MYqzVnpADXwSIwkPw5nQ2SzyuNdyxxEL9xlMOqt8D303BuGlYAZmS",
+	"Ae5+KO6b3qEXHVeB4eDFimxb5B8yW1wdeCb3w0XX+r98WHz0W770dO3YmzADarXRoVVXH0Wkj4z3w2e8",
+	"T1/7RMT12z1VGsnBdaFyDcWitJDtJOsJ5ggZH3qJdY8wcj/I7HWAveMaxP+FaTXYcZtlmudjmTHD94Q0",
+	"XJKRplhhHE16IuV/e9p02vGdIdb676ReGPeCul/McCxPvahB0npHax2kHJ2NdDrphYfIfRGMdhOmd2zX",
+	"uIFinM9rwCJ/8Alix55h+QhqinLFEoRoswoocGeiscNV/AA0/t87waCbvHGRiQtvJRNUp8Q79jb8O9/w",
+	"+3TpYN2VLWjq7aBbdYE/lriKIjuqzXtCQuj613mg2nf5641+Wvtmn3rfme3M4LFWS+NIasbQaYg5E0yu",
+	"5bDVmTY+CydK4jOqlSvDmlS5IOEx3zhwRD129wqqXvLpAZhBEiWMJTBRlcyDtd73WUWbOTkr4jSvWsvy",
+	"NXabNQy6eADdlLV2iPdIlddm6gxsJKj8sbD6K25rfMBiLKUPiasxKsLyGq8bTA910DvDEj6B1GSq5H/+",
+	"QQmJ9Wd9jO2guyg6+th9/14T+hyZuShT6GtV8ATDzMcSYMH0JdcJUAtYSgMjLSkNDbvSBFSRc2PjVlSh",
+	"CE+9Mkq7TEfYeUE53QgbmFOGhF/WZAWSLfgxpD+mMBUFSjz+SyfxT8VrzA9al70G8URCXmHe3Ah8lSZf",
+	"ADC6WRgsgU9hMQLfYd/Bblvk8QsEf9IZ0/ljxTH33gd14ipaOSP+LHqjHh1PVDeg/qIuLeUX1lnzbKOS",
+	"VgMX6KtQEn8N4lhfomuhP7YWeasqZjtEUX9Q4dZ1g6Nr46wRT96tuvg7JGTuOhCoYoKFnzGYoZPZnjeX",
+	"b8IztaCIYkixwkeKGc1KLTzXlJBGTQSxpRvWkIcT6aunUPAskRtKX6iZZhESZOAQe+/Q5ffuioPP8TPl",
+	"1l5Qt7s8vYZtKuyVeh/KUzPBe1KfqLXFlghRpRZN64yGfcQdNN6p0/ajVnU/lznoUXjiHfc5lj72f/KV",
+	"Yd7Q/S54V8HqgD61U8IH2ji+z8qSM+zeSP4FJfkQfMNVbHTJ1npoUtJvQqHnWB0l6jpGfSszJqm1Y1/J",
+	"upJGKFrg5WLykDDNAwKDVGO5UJqPmtEas+FarjuJ4PgM0o0EH3VUkKrYu29QVmfSF8ag5pLCQr/g7Iq6",
+	"qmdFlTcphAaODo6GgGV7YMo5UTjfJrSpjcQ0p4jGOkDSZ/QigLDEBpO+rNJEVbN5SwZrgkRxMAyt4SFb",
+	"Mc73MJatMDSK5MJQry+ESHWQxy/wgGryeJMXhh7PP0Yrvv8bT0fhbzz0qcRWJyfv1DTCbfUFNPzFOAYm",
+	"V+i94JhyFIn1x17U5vU70eWlFipBEu9MTO7GsYN3xgbJP9rWkep0pkafCC18B+8Yx/8AGEua8xYGddvQ",
+	"P3fcIaaV2Wze1eAsD/VG6owlFDqb6iOQOhUKc3dVKTJv498o7Ixx55R1NZY0hq8obQB7LYRPKNle0w++",
+	"gwA3xa7vST7drKb9jh2C111MOobc95f8A4YPfhR27yLs1j7G2wi7+xMm7xA8HxOaTpV4G51JnPCK4fyg",
+	"mbx0Mh+Gk9s5XxheOOLRZ3IFUsk94jm+XslYTpiUPMc+TfSnZ0pETTCE9xjr1eFv6HXwxu8flJC+sn+K",
+	"/6TQRxKFnYoqPzIxvvAAlvo2XNrBEB4zKVHy9aXLyoJl3jY9YZ1WtcdM+obj90O/HjP5nhTrx2yrP9LB",
+	"4iO5+kiudiJXj5n0Qcq3o1VNFtB1evo28jOE52LqI60mTN6UnrEpmDhaEd3sXQL03DzCQCGmH5XED8TG",
+	"O7V0/m9R5E5undq2jt2kKr5LZkyhQF6DpZBZxyq9fzc9/e7sHH795T/23ZfpEJ65B7HoUzsCFjAAdvOy",
+	"4PP8XvkgTfGeWCFNvo0bIlipsOxHpviRKe5EmQijPF/0peQjN+/unNLd2HsgJKeRQ9tXCOaSvMxoIMPm",
+	"uihMH6/5pyXHGMP4VsBflXBi9Vh205Pwe8tmXNfrWfOi1fV6gjdnLJuE1OuKr6BucE2uamMOo/HGkoLq",
+	"Cm5M0lV0Z3AcWVV8EfHQNdhtcyFk5T8XzE6VXsCUc+zAWrfI9qZy6qiA/YEZVrsR1OIvirrG5VPeP3U7",
+	"NUSdvR1c8x8CEDF7qrbYG5hqzokB1A4w3/g+9kJg9CiETGNvJxyGQAx8YQjfySYYkVof1RbDVp20yGXZ",
+	"T48OPh/LDn/lCBdJIfYYZzHACt4NMpAvda4M3/Skhu5MTmd0GmHTENkoENYX8mZyLDeSfaEQl9xnhmAF",
+	"qb2FQlh5NvjvwAqjGnQg0AKlBavKIkAx7fngAEQz+MUlX10EppTWJXbrQtnr6OP023C6BMOxrA/RKaC+",
+	"+wPOjm1T3cTeqUn7k0ryY9+rGJOf3XpDpJfSl4ZOk9Lo2KpxWW2NEnHQ9+a425GUUyZy93JnUvJ7Mnp/",
+	"UL7fDzph9w+WO+sQ9dYGNKRW98BrW5QZvcNIbVvUWZg4xG1Y8KlNiaYT+/H2L1wikabP08GI/KuRt0pI",
+	"YznLO8PD3Ks7e0Kf86n9wF1Et5Zdf48KLjLQ2yKyJ4Fbg8ifC2O9g/T3XZ6UNnFzxJwHCNYOCRxY6Zzr",
+	"j17Qewm7W9TI9db8oNej+m+zJaIrI4TcbHFmEDFGuT4E4XovQp8MkKX2QredM2qW1r50X4vs8hb2xhfc",
+	"lzL5o1scfpc1/lBjqTWn/qXILgfvx0SZ9MrqFoZEjATY5T4c++RorQoOmFvslKqxnPDm0UbqwfYePhEl",
+	"RCk49b9uom2S6G8v7QyG8J171snyY+mNCqj4T31Y/pxrPoQ0agaeArb1jrp/YxfeLd2/j4GN5ZTpvWll",
+	"K83pORpAyJxPhRSWF6vBMX6Z1zCJU3EWTmCedSc2xp3P7zX+od1c/R1HQPj9bdHT/B1gJkRDfCRpH42o",
+	"twyEIBzCvKCCg9J4HW8jD9MV3ZqX9I1/AEsjmIyKokJq+I/pEF413aHckY98C0TLjQXfK4AegnTCp0pz",
+	"TDYKFVNbz3nSKCz0UTSdsOxyyXRuGjsGpfcKyxcPDK1gEEZHwx8NTnGx9GwYmyxm9dhTpdeGRtVzbeR0",
+	"zszFQmmeYi+7sVzOOXalct8FN2rwrgrNfaU9HyhbEz/wIdPMgFWLibFKdlNEUj38ceyUp9TAtNdZbn6j",
+	"ZfphV0/z7rFriO449EH30LupTPerCCFId9GEPLf6qPi8ZWLlYF93KSCNHa2R/oJMVkB4FmhWTZR+W3Bo",
+	"p8UppepoFwszuxB56oUt4+maYVNOLXqsXkWVMWtCgeZkUQfxU6VNOtJW+UylxUxIVoRdem/zw4ODNFii",
+	"HM6lDw8O08T7NhjUjV3h11/+fSzXbfFuKU7qzPgQvtkqdfXTo4NPSSpLBwmWL82YDN4rIceSrYeqotGs",
+	"/i4dHGNXQkePneTZSOvLucI5sOUkGKVkVEVuLDfLyEE/El0Zkk2+KLvTnM+4zP1lvSeBMJrhvcmDtL9O",
+	"QoRId9yJPkiT3qZb/5qFnPv2cH7qBPLKqRQrMFbpjzLqRxl1V7J/huUYAh510/cbxNL9n/xfN9mv0Bps",
+	"sHeAl7GOfQnvfAXCwAw9rVot6sa+LIeS2bkX2G4R8UMCXkyp/qi5U38Eg1WdbBUYed9ze6dqBd42eLvC",
+	"y81ys8e+9TSYNqI+zYW9X4YazfDhMVSsAJaLSBeDfkpfXDCbguF28PFKfmRmO1bgzIXtogKyWA1+O2vb",
+	"15witsz+T3yhfhDXMjs0oodKmnHPx2AInnO9AyMjW/wLP8LOod71lJ6tfrxDv8cKXeySx+gzYdnle2Ri",
+	"yXWIlsDhr7/84/Cz9SKKqrJgSsxS6r988XyPy0zlPB8kwIezIaT/3//9f/4fqePT6T8fpnUJnXb/Rrxs",
+	"1zZvjKrqfHZ0U1GdbT6l72R0b0K7ffwDF3AMLEf7g6Mx6Dm98fKe5PlvurlIIz5e3d+lC5VlluKm76Ja",
+	"UdndjF/b97420ZF5iYr6YIyVwahOiomu654Bk6slMR2fVV9UxnINfVaHd1KFCiULIbkP/cWSejDTLOPu",
+	"LgiVN/0PhCajPNX/8JXyMMJV80xJyTNrxjJX8oGFacHKQVOGZFvC9VfcnobN36NIWs+xRSb1IPCw/Wht",
+	"ftv349VcBTQM8YME8u7qfG877EZzlt9TpCRV8qOKBNSJyXuyRsDIbeUuqdJxmEEIsqZX1zrcjiWTectu",
+	"XReYt8zyIbykmoF/bhnrse993NI2VBh0HMvX/cFQf7Iiev+kX0Go1ByK8vygBLUvD0WG0EhDnq26jA9V",
+	"Uui6098wffnCQfy+6iOz/H0VT+AsP3OnsL0HLMvpnOLuwqwoPnCS8lHj3I2OfaOufPiyO2i6Prfi9FaU",
+	"95No6SjPRs/AteQkJ6CkmmeiRHebyNMEGEx5gV6lOm0mUOmx7HvN1b8fKn6VJfqbGKRWlD4ZJ1TZ9XkO",
+	"c5HNQ04LDWw4N2MZPI51SbFWrdYhnIuSnFKaWb6HoQLUVQl9XE56Qb/WoOme15FRc237PCuoWUa7bd4W",
+	"39e5+GC7X5+L8j2WOHSA2UIDrSj/U3e6+9i37j9V7s050gNFUUQh9DEQdN+3uibnjmxt72Lt7R+pETLj",
+	"6aglvFHxeerS4ycPtLZdRhoz/ij70WlvyVi6461FMfLn//rLf9RGyzShwFHqrQqp5K8t9dVJMYGRorHi",
+	"NbXTLdemz9RiIayjukGCYX71mI9Qcr1HzIGEW8xL8KWvm4Y7GU9grpYYQrFgsml5ZWCpheVRJmmxGsKX",
+	"uPSxjNd+7AstRiFf2DWk4gkwc+ltMk62lhkPpW6bXNKQP0qhZ/Ue1xNJ3YGgSzTIvq2Upv3w6VJklzxP",
+	"95tMVMo2jiHsdBdV2YuFSVv5lZIvEy8zIMbDkjmqWJXEMp0Kr+QM1W+Lbv7XPuOKNAE828DG6pbaZR2/",
+	"0uQYU1Onc9+mDJOk2Y8VJ6QLqbDwtXiMikDo88TBcH3V5Gw5FiFk5T2zDhkXrJgqvaAUYFZYrnnu+w0z",
+	"iUXKNY02lhSLlsBCYBMhrzIwyJllE2awQ4h1XykNUyYKdYXpDL4PAAbx2TmTcHiAKbt0lmNZN3avbRlt",
+	"nO1T8c6yUFh5053zyenpxdn//PbJxTcn/3rx+OTJ18+/+yod4H6EgfTo8GAsp1VRXLgr3aTJjjziuIXV",
+	"Bk1/eYbwF38JhfHhQaWupAMG1kr2MIiqupRCc6edsRkfUWMq7xHwG5qsYMqXXAekLVGdq6OyisLf0UWn",
+	"fOJo0YZwstEUgBr+4GFh0odQFU2UQDp3oh+aY7E69BX2d5668Vp41EKeY0eQQh+oivsnsoyXljqRWQWf",
+	"HbknfZk+hWnZWJ+V59shD33fYE9NG7QifAL3qi8j68OUOkvEC7IidduJHz369LMd6q+vwc/v3M6FIULm",
+	"Typ0AsAG/NtKwaP42l2znorBs9cUqPnIl4a/NiJ0jdkwYWsaIkxDQ5j0AnkIUgtuJ8mh757aK1VRbF1z",
+	"Q8W6Fx4v+9ODg9bCu+JN7zOM1N2Am2NI/YkFZcPTPdUmdO+4ndkO83xZFYXb4Isg1/9eo+KZzeYOU0P7",
+	"S+KKnYQ8krxQ0qrlLi+HXdNmqO5Zfm/Y5mfYovXQCv94LYXqA1yGA9gmO9Pn/ZJll9dmNzieVe5VJUwq",
+	"dE5wzwQNPwYKFDZQiuwSy7PgWHWwrgSygAw7A/mfoD56Gua/R1RpzeSm3oY1ARh/QLxBENUAcNTBsILf",
+	"jD9WlVVpbmwVPqlWFI3RnmjUiNJQ+gBzj26+t1SazXl26VhgpYvUMQrDQ2X3UB2pf2a1KDk88Y+iCIsx",
+	"wtMpOpIMk/lEvX5gIkH9lK0SeOKUoMLb0cYy52jCqEvGo3zoBGNSAx1z1ytSrlRlM7Wopxj4EjrexsK0",
+	"Fli7JuMQ16AvtboSOVbfl1OhfcOeejoFp0wXSuNsdImUpL26gTXPLLACIzed1ADpV0/PYeMw9n/Cfy9E",
+	"/gaFySWS/KZ00XAsg7UOdjXWeZXGncz2RiLnbtoP1UAXLfE9GeoIPNtITxv7HUKSu9gqhx//KUx1Hy1v",
+	"H3Ql1moV6NeuZD+iNNvNcGg28uideJkfcVyEdqQTTV09SH/KmY1sKRuUs9/UrDKWl8BgySdzpS7BajGb",
+	"cY1dB5WnXu5KobYd2AiReoO95amzCTIKouZjR3NlsJMgxfRjE0H3dRzqtQjjhuK574VCva7p/npN1XEA",
+	"HFWvmt7zCbBMK2PQpFCb4hoTnZpaLtG8YpDON/1cWW4wPWnC7ZKjARO73y8dn/KsA8vSDeFUFYWv8Nby",
+	"3UTVzaihTHDgnIwlrf2BIZcpmRLoMCccu82kSMKG7ufKpEM4UwvuNs0Lwx+Y6FxD4dzuEJPAJ+5N4LuW",
+	"0nou9jGo5C3Tj1pRaBmyu0hJd+ZuO+owEJZrAw/rXNuqwic3Yg3XiFZT9nG7vvMU74ZvgbFuk5+wgqE1",
+	"XfIlN5bo14jun6AOzFOloZ9eConuXLJyUIHDBGK3RlKDS6MTVKCtN+NaOgJm6/awjRs5mEz8IsZSC0c1",
+	"yS8g7LaEaVKUz+O9/67LNm3s52abE9Y99H2ePnY+vLUVIcDuOrGA+KTZN6iK9UY/rTW2/qk34UxzfVLZ",
+	"eW/0t+8dipCno8tQft74QVAHw78NmVZzlVVOJOglvUoXvVFvH/HNr2zDfEH1SE2C12lPkNPPtxo2wyib",
+	"3y1s07D7gmrcyjwuDQlfcLmCyQq8HdYpTVGnitCH8ShtSmrWZjZK7k7Gkr/OeOm2xlEzlnldXKzVWgr6",
+	"tGDuf4nK6Xa1lxoMx/KFKjiV3vHlcsbVwcGnvEnGqr/A9R6DVJgEyDKLmj+jShkUKEeFIcgbp5a+KqiH",
+	"GVkJN4EWajQkdTw1gTAK04lBX8fpbI70nUSfrVGafEAkubQqILZtlkNoEfAa4NAPszjQUy1YCsSLV5lE",
+	"p5zQez4eMGktfoBCTm3a98IqkfkHhpyGKRXycBcC3bBCZpozEw57xso9rNgqpHfy+qJyjVZvVjJLxzLo",
+	"4eTU3b71NYdv5B2GyDncOkA063ZDvYlcLrn2lj7InBzMzc3HAIW44mseau+bLovKgF2VARAh2noIre7R",
+	"fao739XuPB0k4AOcwaqxrAEWHvyv9OCff/3lPxymP/wMfVHuo+fJmptqEYICmVxRv2YasVY9UvJ8g5pG",
+	"rRlpz30naPOiUINQ2jkf1R5mYWAhjMFC143f2WsQlEKLesRYom+P5Gyc8AxJ3pfuW99u6wnC3X/jOeAx",
+	"pKwU+8wdHivFcMUWRVoL6sa72OdMSl4M4Um8rXTCbDb/s5OjUirigIuHqPgchXthe1mrZlTOhaHhdyzJ",
+	"J2m8UxL6mjvM5TLnGF87qcyqJkwOq411qoDHHUovxmbOXMOkqks6d7vIzcJpR/2WszNBSYtf+UhOWYUY",
+	"OV1TabyGE5ZdFmo2qAWwyCXvKx8TOFo3bQjBPzvhhZIzE4Logrt8LJ2Q5kZyKuUooE/sRWe1H93rb5pP",
+	"K4cK/fTo8AC6HK1KjqX7KqEIfjg6OjhYa+1Zb8OD0kcIu2mcEkYal99d8Nw7NFh33cOtPfdjucV1P0Ic",
+	"qdXrML0vQY4n38QPOLzCo36CO8xUzn3RdJScaxQxc1UVOeRq5B7+GR+En2HBGfLFn8NzPkfn57H8eW9v",
+	"r/7PvXLodvszSKcZFAjRSrsx6pQIcoOLKaxUBUtGZtfw6iH8HOQOM68s5rznWH7OkW6nAbuzZtqmg9aY",
+	"/RCyFLT5AR3ESlU6xBp5ZKGMDs1krhaABud69j/Bz07fF9kKroQqGPU+bcV7VPJSuvXQRfoZpuJ1hBjH",
+	"0ZLW5w+TfO7e0nQdFEzEDPqIrlQIygwX7PUF/n4xWVlucKO3nuUwAiRmZ7WgtQ007tqq6ZQGOQqngZIa",
+	"eCJTqBlaWjRofqUueS3KUQdLIRsbS3BwRmfyM+QKqNPsGrUXJgx0jIIi1AU6w2Iews8w50zbCXc0iQj8",
+	"zzeB4ohOFQvFZEo6rqNH8VXORe5XxHKYIoeRGG6yy9DuLN0pYiiEfxiFLYpeEgZdJAklCTh+RGanNlig",
+	"Hx99NMpFyfWFGwBxgIhTwPPmMW/D80t62KCXdmIqjgxO1OV4fjQ1PRAE80jSEI7qolCA9Dc0FG4vkbgm",
+	"ro4Oe+0ydqNXq+jOHprBAr71f/23/xcOwQz8Lo6QhDhaTYHRgVbTwfnwIz+4D9OaoDcqxxhB6O8cogUh",
+	"QitO6dghPmtLaJan78m2eKtj6l1gvLOJDgPz1HwOWV1JqV4Beb+I05zXHMlxHESIHGIjBDrlyplmOU/C",
+	"bnxU09DdgjqWa7TGetdjuxy9xThL5A9kB55xMtgOkiBeRMctnPQS7kakoIQkpk0Zl5zCxsktXssNSacJ",
+	"mJIEFmw4QhI0tZ9GPixKM4QntafPSfAYXmOOg6V3oa44Wq2JMUfdRrBRQ66qScH3aMiC5zPf35+qsahL",
+	"A6xYspVpLD0UqOoW1xihPK+dKW58NtPfuVbX9jDxZbVI7PrkkzXf3/CTT7zyhJI3CoMUlh/cmv4idHsO",
+	"x5JcTSPMRX746BFcCSMmBYeTsyfPnsWpyX0GL18++4LAM1Mqh2yuRMYHCZhMlajIRuJJyMEi3Yz7DuIh",
+	"1/LhEcxVpc0QXqDfMmT9++jOVlDmJV9R38aViYsgBvNIaIPc4SsbYaxrOthMViA+cRwVO3OzePd1LqZT",
+	"jhHHYUEY7uhOaKM1iCMg6XFUUa3ubI6rdIpgPYSxoihAV9SQEsc8+HxjTCEd/U5hs+rYEEjXGEtkzwb6",
+	"6aPXr/32Gsptgn8A8Zz4VDiFEVXjwoDITTC31ExvLepQNEtvkPD6N9EYli+EJBuEMDDTjKJXV+Q1n1Vk",
+	"4IQ+UrmTL7559u3Fy7OnLy6efXGWDpKxlF5DoLhNt6qT02fHdTd+dFfURppP09ZSce6Olf7FUZJ5bcUQ",
+	"khsDpVYTSjEEVcYVkZF2+XvaMnWo0vTefP/m/w8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

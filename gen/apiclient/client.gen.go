@@ -1364,6 +1364,30 @@ type Wallet struct {
 	PendingTopups int64 `json:"pending_topups"`
 }
 
+// WalletAdjustment Credits an operator added to or took from a wallet.
+type WalletAdjustment struct {
+	Amount int64 `json:"amount"`
+
+	// BalanceAfter The wallet's ledger balance right after; below 0 while in debt.
+	BalanceAfter int64              `json:"balance_after"`
+	CreatedAt    time.Time          `json:"created_at"`
+	Id           openapi_types.UUID `json:"id"`
+	Reason       string             `json:"reason"`
+
+	// TransactionId The ledger transaction (kind `adjustment`).
+	TransactionId openapi_types.UUID `json:"transaction_id"`
+	UserId        openapi_types.UUID `json:"user_id"`
+}
+
+// WalletAdjustmentRequest defines model for WalletAdjustmentRequest.
+type WalletAdjustmentRequest struct {
+	// Amount Credits to add (positive) or take back (negative); not 0.
+	Amount int64 `json:"amount"`
+
+	// Reason Why, for the admin audit log (1–500 characters).
+	Reason string `json:"reason"`
+}
+
 // WalletTransaction One change of the caller's balance.
 type WalletTransaction struct {
 	// Amount Credits added (positive) or taken (negative).
@@ -1536,6 +1560,13 @@ type RefundTopupParams struct {
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
 }
 
+// AdjustUserWalletParams defines parameters for AdjustUserWallet.
+type AdjustUserWalletParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
+
 // ListRoomsParams defines parameters for ListRooms.
 type ListRoomsParams struct {
 	Scope *ListRoomsParamsScope `form:"scope,omitempty" json:"scope,omitempty"`
@@ -1617,6 +1648,9 @@ type ListWalletTransactionsParams struct {
 
 // RefundTopupJSONRequestBody defines body for RefundTopup for application/json ContentType.
 type RefundTopupJSONRequestBody = AdminRefundRequest
+
+// AdjustUserWalletJSONRequestBody defines body for AdjustUserWallet for application/json ContentType.
+type AdjustUserWalletJSONRequestBody = WalletAdjustmentRequest
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
 type LoginJSONRequestBody = LoginRequest
@@ -2230,6 +2264,38 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
 	GetUserWalletAdmin(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdjustUserWalletWithBody Adjust a user's credits (admin)
+	//
+	// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+	// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+	// user sees in their history. A negative adjustment follows the rule of every debit:
+	// it may not take the wallet below zero nor touch a wallet in debt
+	// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+	// required and goes to the admin audit log with the adjustment, in the same
+	// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+	// moves nothing. A user that does not exist is a `404`.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+	AdjustUserWalletWithBody(ctx context.Context, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdjustUserWallet Adjust a user's credits (admin)
+	//
+	// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+	// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+	// user sees in their history. A negative adjustment follows the rule of every debit:
+	// it may not take the wallet below zero nor touch a wallet in debt
+	// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+	// required and goes to the admin audit log with the adjustment, in the same
+	// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+	// moves nothing. A user that does not exist is a `404`.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+	AdjustUserWallet(ctx context.Context, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// LoginWithBody Sign in with email and password
 	//
@@ -2854,6 +2920,58 @@ func (c *Client) RefundTopup(ctx context.Context, topupId openapi_types.UUID, pa
 // Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
 func (c *Client) GetUserWalletAdmin(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetUserWalletAdminRequest(c.Server, userId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdjustUserWalletWithBody Adjust a user's credits (admin)
+//
+// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+// user sees in their history. A negative adjustment follows the rule of every debit:
+// it may not take the wallet below zero nor touch a wallet in debt
+// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+// required and goes to the admin audit log with the adjustment, in the same
+// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+// moves nothing. A user that does not exist is a `404`.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+func (c *Client) AdjustUserWalletWithBody(ctx context.Context, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdjustUserWalletRequestWithBody(c.Server, userId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdjustUserWallet Adjust a user's credits (admin)
+//
+// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+// user sees in their history. A negative adjustment follows the rule of every debit:
+// it may not take the wallet below zero nor touch a wallet in debt
+// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+// required and goes to the admin audit log with the adjustment, in the same
+// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+// moves nothing. A user that does not exist is a `404`.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+func (c *Client) AdjustUserWallet(ctx context.Context, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdjustUserWalletRequest(c.Server, userId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4050,6 +4168,66 @@ func NewGetUserWalletAdminRequest(server string, userId UserId) (*http.Request, 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdjustUserWalletRequest calls the generic AdjustUserWallet builder with application/json body
+func NewAdjustUserWalletRequest(server string, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAdjustUserWalletRequestWithBody(server, userId, params, "application/json", bodyReader)
+}
+
+// NewAdjustUserWalletRequestWithBody constructs an http.Request for the AdjustUserWallet method, with any body, and a specified content type
+func NewAdjustUserWalletRequestWithBody(server string, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "user_id", userId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/users/%s/wallet/adjustments", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Idempotency-Key", headerParam0)
+
 	}
 
 	return req, nil
@@ -5772,6 +5950,38 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
 	GetUserWalletAdminWithResponse(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*GetUserWalletAdminResponse, error)
 
+	// AdjustUserWalletWithBodyWithResponse Adjust a user's credits (admin)
+	//
+	// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+	// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+	// user sees in their history. A negative adjustment follows the rule of every debit:
+	// it may not take the wallet below zero nor touch a wallet in debt
+	// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+	// required and goes to the admin audit log with the adjustment, in the same
+	// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+	// moves nothing. A user that does not exist is a `404`.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+	AdjustUserWalletWithBodyWithResponse(ctx context.Context, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdjustUserWalletResponse, error)
+
+	// AdjustUserWalletWithResponse Adjust a user's credits (admin)
+	//
+	// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+	// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+	// user sees in their history. A negative adjustment follows the rule of every debit:
+	// it may not take the wallet below zero nor touch a wallet in debt
+	// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+	// required and goes to the admin audit log with the adjustment, in the same
+	// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+	// moves nothing. A user that does not exist is a `404`.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+	AdjustUserWalletWithResponse(ctx context.Context, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody, reqEditors ...RequestEditorFn) (*AdjustUserWalletResponse, error)
+
 	// LoginWithBodyWithResponse Sign in with email and password
 	//
 	// Starts a new session (a refresh-token family). An unknown email and a wrong password
@@ -6801,6 +7011,159 @@ func (r GetUserWalletAdminResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetUserWalletAdminResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdjustUserWalletResponse201Headers the declared response headers of an HTTP 201 response for AdjustUserWallet
+type AdjustUserWalletResponse201Headers struct {
+	IdempotentReplayed *string
+}
+
+// AdjustUserWalletResponse401Headers the declared response headers of an HTTP 401 response for AdjustUserWallet
+type AdjustUserWalletResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdjustUserWalletResponse409Headers the declared response headers of an HTTP 409 response for AdjustUserWallet
+type AdjustUserWalletResponse409Headers struct {
+	RetryAfter *int
+}
+
+// AdjustUserWalletResponse429Headers the declared response headers of an HTTP 429 response for AdjustUserWallet
+type AdjustUserWalletResponse429Headers struct {
+	RetryAfter *int
+}
+
+// AdjustUserWalletResponse503Headers the declared response headers of an HTTP 503 response for AdjustUserWallet
+type AdjustUserWalletResponse503Headers struct {
+	RetryAfter *int
+}
+
+type AdjustUserWalletResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *WalletAdjustment
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *IdempotentConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *AdjustUserWalletResponse201Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdjustUserWalletResponse401Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *AdjustUserWalletResponse409Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdjustUserWalletResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *AdjustUserWalletResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r AdjustUserWalletResponse) GetJSON201() *WalletAdjustment {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON409() *IdempotentConflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AdjustUserWalletResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdjustUserWalletResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdjustUserWalletResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdjustUserWalletResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10736,6 +11099,50 @@ func (c *ClientWithResponses) GetUserWalletAdminWithResponse(ctx context.Context
 	return ParseGetUserWalletAdminResponse(rsp)
 }
 
+// AdjustUserWalletWithBodyWithResponse Adjust a user's credits (admin)
+//
+// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+// user sees in their history. A negative adjustment follows the rule of every debit:
+// it may not take the wallet below zero nor touch a wallet in debt
+// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+// required and goes to the admin audit log with the adjustment, in the same
+// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+// moves nothing. A user that does not exist is a `404`.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+func (c *ClientWithResponses) AdjustUserWalletWithBodyWithResponse(ctx context.Context, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdjustUserWalletResponse, error) {
+	rsp, err := c.AdjustUserWalletWithBody(ctx, userId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdjustUserWalletResponse(rsp)
+}
+
+// AdjustUserWalletWithResponse Adjust a user's credits (admin)
+//
+// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+// user sees in their history. A negative adjustment follows the rule of every debit:
+// it may not take the wallet below zero nor touch a wallet in debt
+// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+// required and goes to the admin audit log with the adjustment, in the same
+// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+// moves nothing. A user that does not exist is a `404`.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+func (c *ClientWithResponses) AdjustUserWalletWithResponse(ctx context.Context, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody, reqEditors ...RequestEditorFn) (*AdjustUserWalletResponse, error) {
+	rsp, err := c.AdjustUserWallet(ctx, userId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdjustUserWalletResponse(rsp)
+}
+
 // LoginWithBodyWithResponse Sign in with email and password
 //
 // Starts a new session (a refresh-token family). An unknown email and a wrong password
@@ -12003,6 +12410,162 @@ func ParseGetUserWalletAdminResponse(rsp *http.Response) (*GetUserWalletAdminRes
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetUserWalletAdminResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdjustUserWalletResponse parses an HTTP response from a AdjustUserWalletWithResponse call
+func ParseAdjustUserWalletResponse(rsp *http.Response) (*AdjustUserWalletResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdjustUserWalletResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest WalletAdjustment
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest IdempotentConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers AdjustUserWalletResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 401:
+		var headers AdjustUserWalletResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 409:
+		var headers AdjustUserWalletResponse409Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdjustUserWalletResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers AdjustUserWalletResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

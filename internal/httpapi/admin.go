@@ -94,3 +94,18 @@ func toAPIAdminTopup(t wallet.TopupRecord) api.AdminTopup {
 	}
 	return out
 }
+
+func (h adminHandlers) AdjustUserWallet(ctx context.Context, req api.AdjustUserWalletRequestObject) (api.AdjustUserWalletResponseObject, error) {
+	by, err := h.actor(ctx, req.Body.Reason)
+	if err != nil {
+		return nil, err
+	}
+	adj, err := h.svc.Adjust(ctx, by, req.UserId, wallet.RequestName(ctx, req.Params.IdempotencyKey), req.Body.Amount)
+	if err != nil {
+		return nil, err
+	}
+	return api.AdjustUserWallet201JSONResponse{Body: api.WalletAdjustment{
+		Id: adj.ID, UserId: adj.UserID, Amount: adj.Amount, Reason: adj.Reason, TransactionId: adj.TransactionID,
+		BalanceAfter: adj.BalanceAfter, CreatedAt: adj.CreatedAt,
+	}}, nil
+}

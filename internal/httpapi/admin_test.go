@@ -191,3 +191,107 @@ func TestAdminWalletViewOfAWalletInDebt(t *testing.T) {
 	require.Empty(t, a.auditLog(t), "reading is not an action")
 	requireBooksBalance(t, a.Server)
 }
+
+// TestAdminAdjustment: an admin adds and takes back credits with a reason; a debit may not
+// take the wallet below zero nor touch one in debt, a credit pays a debt off; the
+// Idempotency-Key makes a retry safe; bad input is a 400 and moves nothing; every
+// adjustment made, and only those, is in the audit log.
+func TestAdminAdjustment(t *testing.T) {
+	t.Parallel()
+	a := startWithAdmin(t)
+	ann, bob, dan := a.Register(t, "ann"), a.Register(t, "bob"), a.Register(t, "dan")
+	adjust := func(user uuid.UUID, key string, amount int64, reason string) *apiclient.AdjustUserWalletResponse {
+		t.Helper()
+		res, err := a.admin.AdjustUserWalletWithResponse(ctx, user, &apiclient.AdjustUserWalletParams{IdempotencyKey: key},
+			apiclient.AdjustUserWalletJSONRequestBody{Amount: amount, Reason: reason})
+		require.NoError(t, err)
+		return res
+	}
+
+	key := uuid.NewString()
+	res := adjust(bob.ID, key, 50, "goodwill for outage #12")
+	require.Equal(t, 201, res.StatusCode(), string(res.Body))
+	first := *res.JSON201
+	require.Equal(t, []int64{50, 50}, []int64{first.Amount, first.BalanceAfter})
+	require.Equal(t, int64(50), parlortest.BalanceOf(t, bob))
+	h := history(t, bob)
+	require.Len(t, h, 1)
+	require.Equal(t, apiclient.KindAdjustment, h[0].Kind)
+	require.Equal(t, first.TransactionId, h[0].Id)
+	// A retry replays the first answer and moves nothing; the key with another body is 422.
+	res = adjust(bob.ID, key, 50, "goodwill for outage #12")
+	require.Equal(t, 201, res.StatusCode(), string(res.Body))
+	require.Equal(t, "true", res.HTTPResponse.Header.Get("Idempotent-Replayed"))
+	require.Equal(t, first.Id, res.JSON201.Id)
+	res = adjust(bob.ID, key, 60, "goodwill for outage #12")
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 422, "idempotency_key_reused")
+	require.Equal(t, int64(50), parlortest.BalanceOf(t, bob))
+
+	// A debit may not take the wallet below zero; down to zero it may.
+	res = adjust(bob.ID, uuid.NewString(), -51, "chargeback of goodwill")
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 422, "insufficient_credits")
+	res = adjust(bob.ID, uuid.NewString(), -50, "granted twice")
+	require.Equal(t, 201, res.StatusCode(), string(res.Body))
+	require.Equal(t, int64(0), res.JSON201.BalanceAfter)
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob))
+
+	// A wallet in debt: no debit at all; a credit pays the debt off.
+	room := parlortest.CreateRoom(t, ann, "debts", apiclient.VisibilityPublic).Id
+	require.Equal(t, 200, joinRoom(t, dan, room, "").StatusCode())
+	r := newReversals(t, a.Server, dan)
+	require.Equal(t, 201, tip(t, dan, room, uuid.NewString(), ann.ID, 60).StatusCode())
+	r.deliver(r.refunded(199))
+	require.Equal(t, apiclient.Wallet{Balance: 0, Debt: 60}, walletOf(t, dan))
+	res = adjust(dan.ID, uuid.NewString(), -1, "take one")
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 422, "insufficient_credits")
+	res = adjust(dan.ID, uuid.NewString(), 70, "debt forgiven, ticket #77")
+	require.Equal(t, 201, res.StatusCode(), string(res.Body))
+	require.Equal(t, int64(10), res.JSON201.BalanceAfter)
+	require.Equal(t, apiclient.Wallet{Balance: 10, Debt: 0}, walletOf(t, dan))
+
+	// Bad input changes nothing.
+	for name, tc := range map[string]struct {
+		user   uuid.UUID
+		body   string
+		status int
+		code   string
+	}{
+		"zero":             {bob.ID, `{"amount":0,"reason":"x"}`, 400, "invalid_request"},
+		"too much":         {bob.ID, `{"amount":1000000001,"reason":"x"}`, 400, "invalid_request"},
+		"too little":       {bob.ID, `{"amount":-1000000001,"reason":"x"}`, 400, "invalid_request"},
+		"no reason":        {bob.ID, `{"amount":5}`, 400, "invalid_request"},
+		"empty reason":     {bob.ID, `{"amount":5,"reason":""}`, 400, "invalid_request"},
+		"reason too long":  {bob.ID, parlortest.JSON(map[string]any{"amount": 5, "reason": strings.Repeat("é", 501)}), 400, "invalid_request"},
+		"a fraction":       {bob.ID, `{"amount":1.5,"reason":"x"}`, 400, "invalid_request"},
+		"an unknown field": {bob.ID, `{"amount":5,"reason":"x","user_id":"` + dan.ID.String() + `"}`, 400, "invalid_request"},
+		"nobody":           {uuid.New(), `{"amount":5,"reason":"x"}`, 404, "not_found"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			res, body := a.Do(t, "POST", "/v1/admin/users/"+tc.user.String()+"/wallet/adjustments", "application/json",
+				strings.NewReader(tc.body), http.Header{"Authorization": {"Bearer " + a.token}, "Idempotency-Key": {uuid.NewString()}})
+			parlortest.RequireProblem(t, res, body, tc.status, tc.code)
+		})
+	}
+	res2, body := a.Do(t, "POST", "/v1/admin/users/"+bob.ID.String()+"/wallet/adjustments", "application/json",
+		strings.NewReader(`{"amount":5,"reason":"x"}`), http.Header{"Authorization": {"Bearer " + a.token}})
+	parlortest.RequireProblem(t, res2, body, 400, "idempotency_key_required")
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob))
+
+	// The audit log: the three adjustments made, newest first, each with its admin and reason.
+	log := a.auditLog(t)
+	require.Len(t, log, 3)
+	for i, want := range []struct {
+		user   uuid.UUID
+		amount int64
+		reason string
+	}{{dan.ID, 70, "debt forgiven, ticket #77"}, {bob.ID, -50, "granted twice"}, {bob.ID, 50, "goodwill for outage #12"}} {
+		require.Equal(t, apiclient.AdminActionWalletAdjustment, log[i].Action)
+		require.Equal(t, a.adminID, log[i].AdminId)
+		require.Equal(t, want.user, *log[i].TargetUserId)
+		require.Nil(t, log[i].TargetTopupId)
+		require.Equal(t, want.reason, log[i].Reason)
+		require.EqualValues(t, want.amount, log[i].Detail["amount"])
+	}
+	require.Equal(t, first.TransactionId.String(), log[2].Detail["transaction_id"])
+	requireBooksBalance(t, a.Server)
+}

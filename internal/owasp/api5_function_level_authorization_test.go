@@ -69,9 +69,10 @@ func TestEveryAdminOperationRefusesEveryoneElse(t *testing.T) {
 	// Each admin operation's path, on a real object where it takes one, and its body.
 	type call struct{ path, body string }
 	calls := map[string]call{
-		"POST /v1/admin/topups/{topup_id}/refund": {"/v1/admin/topups/" + bought.Id.String() + "/refund", `{"reason":"api5"}`},
-		"GET /v1/admin/audit-log":                 {"/v1/admin/audit-log", ""},
-		"GET /v1/admin/users/{user_id}/wallet":    {"/v1/admin/users/" + bob.ID.String() + "/wallet", ""},
+		"POST /v1/admin/topups/{topup_id}/refund":           {"/v1/admin/topups/" + bought.Id.String() + "/refund", `{"reason":"api5"}`},
+		"GET /v1/admin/audit-log":                           {"/v1/admin/audit-log", ""},
+		"GET /v1/admin/users/{user_id}/wallet":              {"/v1/admin/users/" + bob.ID.String() + "/wallet", ""},
+		"POST /v1/admin/users/{user_id}/wallet/adjustments": {"/v1/admin/users/" + bob.ID.String() + "/wallet/adjustments", `{"amount":-100,"reason":"api5"}`},
 	}
 	// ghost is path with its object replaced by one that does not exist.
 	ghost := func(path string) string {

@@ -240,3 +240,86 @@ func (a *Admin) Wallet(ctx context.Context, user uuid.UUID) (WalletView, error) 
 	}
 	return view, nil
 }
+
+// MaxAdjustment bounds one adjustment's credits, either way.
+const MaxAdjustment = 1_000_000_000
+
+// Adjustment is credits an operator added to (positive) or took from (negative) a wallet,
+// against issuance.
+type Adjustment struct {
+	ID            uuid.UUID
+	UserID        uuid.UUID
+	Amount        int64
+	Reason        string
+	TransactionID uuid.UUID
+	BalanceAfter  int64
+	CreatedAt     time.Time
+}
+
+// adjustmentNamespace derives an adjustment's id from its admin and the request's name
+// (RequestName), so a retry of the request names the same adjustment.
+var adjustmentNamespace = uuid.MustParse("0b3e9f52-8c1d-4d7a-b6e2-5a9c4f1e7d30")
+
+// Adjust posts amount credits to user's wallet from issuance (a negative amount goes back
+// to issuance) as by, with by's reason required, and records it in the audit log in the
+// same transaction. A debit follows Post's rule: it may not take the wallet below zero
+// (insufficient_credits), nor touch a wallet in debt. requestName (RequestName of the
+// Idempotency-Key) names the adjustment: adjusting again under the same name returns the
+// first and moves nothing.
+func (a *Admin) Adjust(ctx context.Context, by Actor, user uuid.UUID, requestName string, amount int64) (Adjustment, error) {
+	if err := validReason(by.Reason, true); err != nil {
+		return Adjustment{}, err
+	}
+	if amount == 0 || amount < -MaxAdjustment || amount > MaxAdjustment {
+		return Adjustment{}, invalidField("amount", fmt.Sprintf("must be between -%d and %d credits, and not 0", MaxAdjustment, MaxAdjustment))
+	}
+	id := uuid.NewSHA1(adjustmentNamespace, []byte(by.AdminID.String()+"\x00"+requestName))
+	key := "adjustment:" + id.String()
+	out := Adjustment{ID: id, UserID: user, Amount: amount, Reason: by.Reason}
+	created := false
+	err := postgres.WithTx(ctx, a.pool, func(q *db.Queries) error {
+		exists, err := q.UserExists(ctx, user)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			return errNoUser
+		}
+		wallet, err := UserAccount(ctx, q, user)
+		if err != nil {
+			return err
+		}
+		issuance, err := SystemAccount(ctx, q, Issuance)
+		if err != nil {
+			return err
+		}
+		txn, posted, err := Post(ctx, q, Posting{
+			Key: key, Kind: KindAdjustment, Memo: "an operator's adjustment",
+			Legs: []Leg{{Account: wallet, Amount: amount}, {Account: issuance, Amount: -amount}},
+		})
+		if err != nil {
+			return err
+		}
+		created = posted
+		out.TransactionID, out.CreatedAt = txn.ID, txn.CreatedAt
+		acct, err := q.GetUserAccount(ctx, user)
+		if err != nil {
+			return err
+		}
+		out.BalanceAfter = acct.Balance
+		if !posted {
+			return nil
+		}
+		return recordAdminAction(ctx, q, by, ActionWalletAdjustment, &user, nil, map[string]any{
+			"amount": amount, "transaction_id": txn.ID, "ledger_key": key, "balance_after": acct.Balance,
+		})
+	})
+	if err != nil {
+		return Adjustment{}, fmt.Errorf("adjust a wallet: %w", err)
+	}
+	if created {
+		a.metrics.posted(KindAdjustment)
+	}
+	return out, nil
+}
+

@@ -792,6 +792,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/users/{user_id}/wallet/adjustments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Adjust a user's credits (admin)
+         * @description Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+         *     back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+         *     user sees in their history. A negative adjustment follows the rule of every debit:
+         *     it may not take the wallet below zero nor touch a wallet in debt
+         *     (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+         *     required and goes to the admin audit log with the adjustment, in the same
+         *     transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+         *     moves nothing. A user that does not exist is a `404`.
+         */
+        post: operations["adjustUserWallet"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/rooms/{room_id}/tips": {
         parameters: {
             query?: never;
@@ -1674,6 +1703,37 @@ export interface components {
             created_at: string;
             /** Format: date-time */
             updated_at: string;
+        };
+        WalletAdjustmentRequest: {
+            /**
+             * Format: int64
+             * @description Credits to add (positive) or take back (negative); not 0.
+             */
+            amount: number;
+            /** @description Why, for the admin audit log (1–500 characters). */
+            reason: string;
+        };
+        /** @description Credits an operator added to or took from a wallet. */
+        WalletAdjustment: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            user_id: string;
+            /** Format: int64 */
+            amount: number;
+            reason: string;
+            /**
+             * Format: uuid
+             * @description The ledger transaction (kind `adjustment`).
+             */
+            transaction_id: string;
+            /**
+             * Format: int64
+             * @description The wallet's ledger balance right after; below 0 while in debt.
+             */
+            balance_after: number;
+            /** Format: date-time */
+            created_at: string;
         };
         WebhookReceipt: {
             received: boolean;
@@ -3103,6 +3163,50 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adjustUserWallet: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+                 *     operation the caller means (a UUID is a good choice). See the `wallet` tag.
+                 */
+                "Idempotency-Key": components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WalletAdjustmentRequest"];
+            };
+        };
+        responses: {
+            /** @description The adjustment; the credits have moved. */
+            201: {
+                headers: {
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WalletAdjustment"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["IdempotentConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableEntity"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
