@@ -339,6 +339,27 @@ func (e PresenceFrameType) Valid() bool {
 	}
 }
 
+// Defines values for ProviderCheckState.
+const (
+	ProviderNoSession   ProviderCheckState = "no_session"
+	ProviderOK          ProviderCheckState = "ok"
+	ProviderUnavailable ProviderCheckState = "unavailable"
+)
+
+// Valid indicates whether the value is a known member of the ProviderCheckState enum.
+func (e ProviderCheckState) Valid() bool {
+	switch e {
+	case ProviderNoSession:
+		return true
+	case ProviderOK:
+		return true
+	case ProviderUnavailable:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ReadinessChecks.
 const (
 	ReadinessChecksDisabled ReadinessChecks = "disabled"
@@ -667,6 +688,15 @@ type AdminTopup struct {
 
 // AdminTopupStatus As in `Topup`.
 type AdminTopupStatus string
+
+// AdminTopupDetail defines model for AdminTopupDetail.
+type AdminTopupDetail struct {
+	// Provider What asking the payment provider about the top-up's checkout session gave.
+	Provider ProviderCheck `json:"provider"`
+
+	// Topup A top-up as the books hold it.
+	Topup AdminTopup `json:"topup"`
+}
 
 // AdminWallet A user's wallet as the books hold it.
 type AdminWallet struct {
@@ -1027,6 +1057,41 @@ type Problem struct {
 	//
 	// Example: about:blank
 	Type string `json:"type"`
+}
+
+// ProviderCheck What asking the payment provider about the top-up's checkout session gave.
+type ProviderCheck struct {
+	// Session A checkout session as the payment provider reports it, in Stripe's terms.
+	Session *ProviderSession `json:"session,omitempty"`
+
+	// State `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+	// session to ask about; `unavailable`: the provider could not be asked or did not
+	// answer in time (the error is in the server's log).
+	State ProviderCheckState `json:"state"`
+}
+
+// ProviderCheckState `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+// session to ask about; `unavailable`: the provider could not be asked or did not
+// answer in time (the error is in the server's log).
+type ProviderCheckState string
+
+// ProviderSession A checkout session as the payment provider reports it, in Stripe's terms.
+type ProviderSession struct {
+	// AmountTotal What the payer was charged, in minor units.
+	AmountTotal   int64      `json:"amount_total"`
+	Currency      string     `json:"currency"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	Id            string     `json:"id"`
+	PaymentIntent *string    `json:"payment_intent,omitempty"`
+
+	// PaymentIntentStatus The payment's status (`processing`, `succeeded`, `requires_payment_method`, `canceled`, …).
+	PaymentIntentStatus *string `json:"payment_intent_status,omitempty"`
+
+	// PaymentStatus `paid`, `unpaid` or `no_payment_required`.
+	PaymentStatus string `json:"payment_status"`
+
+	// Status `open`, `complete` or `expired`.
+	Status string `json:"status"`
 }
 
 // Reaction defines model for Reaction.
@@ -2128,6 +2193,9 @@ type ServerInterface interface {
 	// ListAdminActions The admin audit log (admin)
 	// (GET /v1/admin/audit-log)
 	ListAdminActions(ctx echo.Context, params ListAdminActionsParams) error
+	// GetTopupAdmin A top-up with its provider's state (admin)
+	// (GET /v1/admin/topups/{topup_id})
+	GetTopupAdmin(ctx echo.Context, topupId openapi_types.UUID) error
 	// RefundTopup Refund a top-up (admin)
 	// (POST /v1/admin/topups/{topup_id}/refund)
 	RefundTopup(ctx echo.Context, topupId openapi_types.UUID, params RefundTopupParams) error
@@ -2295,6 +2363,22 @@ func (w *ServerInterfaceWrapper) ListAdminActions(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.ListAdminActions(ctx, params)
+	return err
+}
+
+// GetTopupAdmin converts echo context to params.
+func (w *ServerInterfaceWrapper) GetTopupAdmin(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "topup_id" -------------
+	var topupId openapi_types.UUID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "topup_id", ctx.Param("topup_id"), &topupId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter topup_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetTopupAdmin(ctx, topupId)
 	return err
 }
 
@@ -3167,6 +3251,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/v1/wallet/packages", wrapper.ListCreditPackages, options.OperationMiddlewares["listCreditPackages"]...)
 	router.POST(options.BaseURL+"/v1/wallet/topups", wrapper.CreateTopup, options.OperationMiddlewares["createTopup"]...)
 	router.GET(options.BaseURL+"/v1/wallet/topups/:topup_id", wrapper.GetTopup, options.OperationMiddlewares["getTopup"]...)
+	router.GET(options.BaseURL+"/v1/admin/topups/:topup_id", wrapper.GetTopupAdmin, options.OperationMiddlewares["getTopupAdmin"]...)
 	router.POST(options.BaseURL+"/v1/admin/topups/:topup_id/refund", wrapper.RefundTopup, options.OperationMiddlewares["refundTopup"]...)
 	router.GET(options.BaseURL+"/v1/admin/audit-log", wrapper.ListAdminActions, options.OperationMiddlewares["listAdminActions"]...)
 	router.GET(options.BaseURL+"/v1/admin/users/:user_id/wallet", wrapper.GetUserWalletAdmin, options.OperationMiddlewares["getUserWalletAdmin"]...)
@@ -3437,6 +3522,149 @@ type ListAdminActions503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response ListAdminActions503ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdminRequestObject struct {
+	TopupId openapi_types.UUID `json:"topup_id"`
+}
+
+type GetTopupAdminResponseObject interface {
+	VisitGetTopupAdminResponse(w http.ResponseWriter) error
+}
+
+type GetTopupAdmin200JSONResponse AdminTopupDetail
+
+func (response GetTopupAdmin200JSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin400ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin401ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin403ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin404ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin429ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin500ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin503ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -9019,6 +9247,9 @@ type StrictServerInterface interface {
 	// ListAdminActions The admin audit log (admin)
 	// (GET /v1/admin/audit-log)
 	ListAdminActions(ctx context.Context, request ListAdminActionsRequestObject) (ListAdminActionsResponseObject, error)
+	// GetTopupAdmin A top-up with its provider's state (admin)
+	// (GET /v1/admin/topups/{topup_id})
+	GetTopupAdmin(ctx context.Context, request GetTopupAdminRequestObject) (GetTopupAdminResponseObject, error)
 	// RefundTopup Refund a top-up (admin)
 	// (POST /v1/admin/topups/{topup_id}/refund)
 	RefundTopup(ctx context.Context, request RefundTopupRequestObject) (RefundTopupResponseObject, error)
@@ -9232,6 +9463,31 @@ func (sh *strictHandler) ListAdminActions(ctx echo.Context, params ListAdminActi
 		return err
 	} else if validResponse, ok := response.(ListAdminActionsResponseObject); ok {
 		return validResponse.VisitListAdminActionsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetTopupAdmin operation middleware
+func (sh *strictHandler) GetTopupAdmin(ctx echo.Context, topupId openapi_types.UUID) error {
+	var request GetTopupAdminRequestObject
+
+	request.TopupId = topupId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetTopupAdmin(ctx.Request().Context(), request.(GetTopupAdminRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetTopupAdmin")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetTopupAdminResponseObject); ok {
+		return validResponse.VisitGetTopupAdminResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -10513,315 +10769,325 @@ func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWal
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1dcxtHlij4V85iboQATxEkZcrTBqPjXkqW3WrLNq9IXc2NhpeVqEoAaRYyy5lZhNC2Nvy487APuz3v",
-	"+7I7P8y/YH/CRp6TWZUFFEiQFiV5rI5wiwCq8uPkyfP98VMvU4tSSS6t6Y1+6s05y7nGP5/lfFEqy6Xd",
-	"e8HLgq147r7Oucm0KK1QsjfqpVZXPIXlnEuwc2FAGLBzDsYqzXPQ3JRKGg5qCkwCZ7oQXIPmP1bcWFgK",
-	"O6fH2YJDWs+Yrfa+5qt02Et6JpvzBXMTc1kteqO/9dyMve+Tnl2VvDfqGauFnPXevEl6L7jVq72TqeV6",
-	"c6VnPFMyN2AVLJmwMOFTpTlYvRJyBmzGhGzPtxBSLNyUh/VcQlo+47r3xs1WMs0W3HpoPam0UR3Tns85",
-	"pJK/thcZPpE6ULgtl5pfCVUZKNmMu5mFe/zHiutVL+lJtnAT0jvtZbHXz7mc2Xlv9OjwYeKWGT4fdgEl",
-	"AurXfLW5wG/YJaczC6di2JQ7MGkHzhEc/vrLPx4+egRXwohJweHk7MmzZ5DNmWaZ230ClRQ/VhxKrsdS",
-	"lVwzNzQOmbGi4BoWnEkDfQYvXz77wqEIg5lSOWRzJTI+GMIZ5/h8unQv2BQsmw3HMkCFsLIByxqi9JKe",
-	"W7vQDkMdemyB18NHj9bhVTJruXZz/K9/+1/2/rfv//m/9LqA+FwshN2E3SmbcTDi71vPr8D34uXkfMqq",
-	"wvZGjw4StzaPYgcHyfUIl/S+4cawGX+GtxAnK5mdN3Mt6PcLkV8Lj6nSC2Z7o15V4ZObmz1lIv+rEvIm",
-	"zHnh5wi3n4NWavHAQMql1auLUouMp3jcE3XF4QD67qEflJCwUFfcQKZ5LqwZHIPCQVkxlsrOuV4Kw4c3",
-	"Yt5bwJu3jCcvlFpsPSAHnd9+Oi8N11unqAzXv3WKN+5lIttI2R6z/AVRBvcpU9KxBPcnK8tCZHjZ90ut",
-	"JgVf/PMPxqHGT9F0/0XzaW/U+6f9htHs069m/5Teokk36WYgSMLAghVu3TwfgZBXrBA5/PXsu28TYLAQ",
-	"xjgSrjRU8lKqpYSp4EXufrtiRcVBVRbUdCw1kzMO/dSPcOHHTweJe5nBQkm+2luoKzdczKPcAExuMqix",
-	"7Kei+e7ikq8uAuDTgUPEN0nviZLTQmTvDXqZn98Qu+WvhbFug8YyyxPgw9kQ7xBfMFEg/2aXXEI/DS96",
-	"+Ng5H0tP0N2dLjRn+QqEhMPk4OAAL79JcKiFMhaU5MCyTFXSQsYkTLh7tp/iNUDCeKE5y+YRqL5UeiLy",
-	"nMt3CauTys65tG58nicwqSxIZYEVhVry3DHCXJFs00+nYYHpYIgLroribCWzF/Vte7dnbFYyA6vceWVM",
-	"umVPOFSG5zDn2qH6tCqKC/dUhJej5jYh3heWa7fzqVaLsWQSVJFz7YclapHAwrGiPEhNDHJm2YQZh2Yo",
-	"67mRpkwU6oprRBdEtoXSfCz5ldsTTPhcyByEBTt3s0ju51iwFThkgv7hAaLSZAWeTyaQnpyeXpz9z2+f",
-	"XHxz8q8Xj0+efP38u68QY84s0xbchCNIv3p6DvtXh/tur2l9aVMjZMZTj16NRPuB3UkUlSqtubR0LePb",
-	"l0DKdDYXVzxPk7HsvD+egPnhx/IGwdrdX2NFUbgbWWo109w49F6nZUJeVIY7jEFZcCyZk60hjQTtFAwJ",
-	"1sR2I/1hTRrvgpp/ej9+FCH3TDpuy4qnWpNQ/a4O6UwtuJ078uiQ2V0QkmwM11dcI++glaWDIbgTnah8",
-	"BQ7DNcxVkRvIuWWiMMfwY6UsbwnWIkei8a2yX6pKvlNi8a0CU2Vzd1tVpTOOCCOQtTqqESQsq2KxvZ9K",
-	"ZS+mbq2e3p2yVaFYfq7Uc6Zn/H1dHwS6MFC4RWgiJ58dwdfiMfTTktZ4YZW6wAf82s+4vhIZfynZFRMF",
-	"mxTvdPknpBLDKdOF0iA5z1FZriReYrcc6KdVs7h0BKfK2JnmZ//9uTutFzwXBjSfOvqejGWuVVkSCbcC",
-	"aXllY3R7YByZkTxzK6hZOAhpLJMZD0ePXNwJMu6s8YNDbbyRcM11T9aV96wQXNqLhZldiDwFpcdyg+6M",
-	"gMFSC8thOVeGR+uDsBtmHFpmarEQ1jEcsidIt9SxxBNyPHkpMk737+yLr4HJHBeS84UCWgcRLBD2rZKl",
-	"c6W+YXLlxWHzTtFfKVgwuQqna8iOIAxkBUPirZnlxBd4nh6D8aoRfmMcoafTt1rlFeHE8ViiKeT+6flL",
-	"ySo7V1r8nb9rskfKgtM0nZDHCjNqdIakkYQS4K9L1GaVBs2v1CXKfpdcurtRRet33HaplZx5iVlpKJkx",
-	"S6XzSLeIJozY81RzMw/DlpobjlIV4rM7QnrgAh+40NzddBKOWyfx6tWrvVhq7bY6seYJd8EQWkjhK8Pb",
-	"lq4NDRBPrNQq48Y4WvRUWmFX7/LgXvGi2PMyqpPIPdkbIRKTsu/5rVUKpnwZbAl4BKaaTkWG9Mh/TWcw",
-	"lmgs2BCHlsyQ1DzFc8rFdMo1URFiOF1qXnM4CC5TlaXSluff8FywcwTp++WOjrqn8axuthS5TL3Yi4Vb",
-	"7YXDAGSTbwJeIKKd5AshTzKaYx3HvkP9jkx9qDHauVbVjHgCc2/Cyekzh2mlViXXVpA9gW0ZL7WqrMqh",
-	"O2mZu2WefndGMj0Oto8/m/2f8N8Lkb/Z948OkmD/GbL8h8rYBZcWdfO1ESrjiNNP3kjyZp9e2m9eQjRJ",
-	"C57PuB6yKhc0TNAtaBT6eZ9+HgzhJLAcM1dVkbt/lsBkgI2wkCtOp3Ep1XIsHYvz5LW2aUdb7yW9jd30",
-	"kl68qk3zd9J7vecG27tiWrKFg/Tf4uM7dxO8CONHP7zCqU7imaJfn+OkJzTnm6SHELgQ+RaKg4e+nCt3",
-	"KS8d8+0lN5mbkl6mudO8L5htWadyZvmeE2y63iEhG7EpzwWZDk8jLCObV8cKcVcPDJRMW5FVBdNm5G89",
-	"QR/SQDGc3rVQlUQNjLSzbJU6YWMsPY44SpAe0/sSmuOK37SaSUPzomDkhJV0wgong12ggJUej2UYwkEa",
-	"UnXpn/N0wqTQd1jlBADPDjxI1OQHnlkHEjqUGnxC2s+OepuG5KSnOTNd968+wQdOynTPHANflHZF9l3p",
-	"9HVHKGfiiqOrZONUrJO27UW4oN1TWFXuVSUJeTLjWjreK6bA5GondPGTBEtn5xzuRy9iel5xx+nexIbU",
-	"v/XwkfoOJIGU1TCtEbOF1d93nFZ0x04ZKVJtKiksX7T/uI4zxIT6TT0d05qt3OfI/7QJsJOJk0KColsw",
-	"Y2uX1A3QwJVt3R1Rm8h03H1Vp6wwfJ1HbMPRV/MVrjIgkfG3Fs1XXsGhO1SomdtB7C07OOjaUffikV52",
-	"wCrMzMhlNlHq0qAg4qndGqtDKtCNo+gdSYJcHujLAwMLIdGULaxpYej2G03TXARQdIGNWe90VFciRw+s",
-	"4/8N+GqvJFs5ApZAVi2qgllxxaEfrWjQuaTac3XQtbxszrNLVdkLw40hMrgNJLQ6p7n6d8C/k4C7vaBK",
-	"LnneSXzqWSpddAi1d+MznhfsSFnDIXZOnwtTVpbvfqcRBb+gt9wAC/b6Gb13GGFyfcdJfTG32t4az9hG",
-	"ckuWXXrPYtfOPM5cCBR1dzndGsvwUNFn03mmxjJbmY5riPpsihDCKIEgR5Vc5iQOmSrLOHe3IYDG/UVG",
-	"PSTY/q64P68EX/bQoe/0tWJ1Ef3qj839mc0d68kvJiy7vI0Ehss8w62c1utb/+UsWu/6b0/r9a//8mXY",
-	"z/oPL5odbP7k97uxuLD/a17+ogHH+k9PCDyPETpvkt61HHpSrbi+IwNunJweP1oY2lzaQBh70c1coxMt",
-	"qtC6Q5tUNbrCW3keSdNdfMMt+oEJ4shu7MNLiZvDPfG6rg2yzoKtwDjkT9zQtcISvOJOJcGnF3cg3zmf",
-	"2O1LQB8Z2QmdCH3FtWEFyf/unuCqbFDO72F100JtC7sp1NKpw7VkrzT4E4R1dojrRfEH5XrwkIf+QST8",
-	"5iIfHJOhMTi/vAnCHaV/w6p1vafeRwj26NyHVyi2Hvl5Y/fwTtUHpp7UCxE0xjFMeKGW4JYuCvzRHSH0",
-	"g9aRwq//+/8FqfsyHewoYnjCSrJ9B0U+R7HIAFsygd5lT+J3HH7rsB7BHxiQHE+T5C+HSZbczI4Zhh+n",
-	"QhuccnehmQS9m9lrRM1uR7IaahXO1l+pjTMPyLwB7Ro+nXSnsvMzEpK6juWSS+MV3FqUcqolaulzvkJk",
-	"kTOwqstSk3FjyBrZRdP++uq8lrrTE28gRVNTCmSu7OTqgcoKuT1Kr5JWFCTO4yK8p9i/iiz/NVuUBe+N",
-	"Pj846FZzyZZ6u9laJtowndMXK1kZkjzriR8++vzhwfWTbwOdBFWyHyuegBFyVvC9yvDG4Q6R4aqy830/",
-	"WtqtdKOt2Hp7YxCEHnOmue4IkyRMvulqvDQ+6CzG5BY6rO+xtZDWGXcehV9GF0I/ZnJTHZ4wKZ3otdpJ",
-	"YL2LqN+onJs/+cCtXaZGVNp91juTlSaYLCYwAUg32h8eM/lbNfMbVOsIFOvKqI8WnDAJXObmGBiZIP7s",
-	"L2Ihppbu2j0DMbzYBaEnaNT9UmNg3foenl5xvYKp+xFYsP+iEIYyWC7cwwshGcbMrCBFA/uQZMjwE8kt",
-	"C1aWbm0O5fHfLbZ/IWe0GFyrkLOhsUzbrdojPoMhMhuvqfKmt1RJL72pj3/1LUUYIpzeJD0l+XfT3uhv",
-	"N3gs6lW/SW7QdtfXu+sL9VKdzvEEsf6FUou7YXcUuNoK1j24Tp47PAj/u0lYlR6ZoqsTIn+3x3AnPVOo",
-	"5cVC5fzC+2bX11Yv5U+fHd28CqtKke10gzEsRBTe93fdafyP5sn1S4ab7rxheFjeM3GX02rbJTa9U2q6",
-	"rmzs+1dMumYc/Ozo5kj6eFPR1Fu2lgt7Sg9tcrO7m5Xam3x29h0cPTz8lwR1Hb2XMXLt1iJKrzL5dsPP",
-	"piWnQfzWNNfZKKGfOUzYTZHoUucbdZ2mjzZ8I2ifC0Ka32I7b5/VhvV8Z6P301xYH6N/N3SeqHy1di2P",
-	"Dm4kD2vrw0E6l6e10lvYWe3CJI62ZHWcEem7UZyOsWxl0A67qS9kKuedeOVTEzp/W5dcOYb8fX/TPr2c",
-	"iVM2E3Ru/Go7Hz/BqGXAANUE+GuW2WLVMlJQPKnmttISQ5P6mnvPbrrgKUwLNjPANAdFEUsDtOmXXO/h",
-	"0KnhP6agtFeG1tjNlY8NuA4/HTfDPdTSflcqhqkWHCN4feTvKz45U9klr2NgwekV8a7+K37/5xDIiFFc",
-	"TvngTrYZS0NvY2S4mx1mijs17LjRvDHgbq6WGP1IwUlKLSKzlDAgJPkrWyzv4VGyAyLgnndFhKCFrL+1",
-	"hgfna5N4xBl6cblBpaEjCq0vcl5w6y3GhAFDluftLzRfqCv/1mLC9fAHJWT8ueBT23wS8qqeBL+4FNll",
-	"/Jkk+uZzJTe+KXO/cAf79Y+tNefRr1aUncohAslsuS3nS+WwaKE0j+6NcQihJMaUymIFSgIDjz3kr6FQ",
-	"wXTCbDb/MyYMjsJdo4gcP46dMwspfkiJFBlYYkzFnF1xyJjWAt23sok7xJsF/fZ9G0v8ehAFKZJyjTNo",
-	"vCzGWy1rpyd5wBaErh33dHeO0rqxCyG9XenhplVpx+ucdKyV4GTS7qs+lt13/d3eXnO369vNX78UvMjr",
-	"gPD2AWHCT6eqqXmw9E4KvgBhfMZL6hjlECP4iDRi5t4QoyW7DS3bmdjalq5jRn/hrHBQXN9A4+kKAFSX",
-	"NwPPv9U9UVGobfd4zslU6vm9mhLRj/h8F3MPv23zA84503bCGXkC9RUrLhZbbLo+nN5pcIaiWNXUcnkM",
-	"TJpl/UN/otXScG0gVwN3SE67htT9GOjDsFNippjXG6+pOwux4M/p6VtwVzEFqShNgBeGgyNMV7SY29+U",
-	"uTupWwg88TFsA3oNgrCnLhR5htynUzu5tfXMc7JdDXS3sqi9TRNZtM4bbWQEn7vJ8vdikvrrq683T4sV",
-	"sxibnuZfnJ10svZMX7UffPjo0eHnnY9ebrnhl2QICEN89/XpNgtz/JgRs87HXm+JE6gmhcjgkq8SmDDD",
-	"PzuqdFFndJXuEOTs5ugkt1batJuJ9pQgtGiBWwB8tgnhS77anfe7M7pJh8QBu+Z/rmbijnZZ5GQbecxH",
-	"N9qWQuh6C1PrL9v07OGfbqeL0pqiObr2/A3KsZtQz4UpC7a6CDazjZWTaH0rKrWo3HW/pYleK8oUul7i",
-	"K/hb8hK29u1njze7HYZvI5DQn8bNMYR3DQ2kCcxclN23n1LPHhhY1A9i8RAUTjelkneGBJzlF4b/uGuM",
-	"7W1wRuLgWXeooLcoGZisAEsjBL0lDUtKE4wt96reXcxwHsfqPa6t6WbsqwXjNdaELuFd+Xwwf61lBciq",
-	"cBK6zHi8RfctpfBRqPcmt4vT0e7NaRj06+ZCTJQqOMMoXLIg3EdAXrA33EIl9W88wRPtuN6al8Xqwqqu",
-	"+W8E9m3EuV0vUZepuJHoCE3bh5xECOfRKdpXc1gx/G4UAj1yd9PWOTMXC6V59/nflvLSLdrNAJ00c3et",
-	"uvG73U6KoDNc84vcqMGg33I3BaZzsSpa7FtZj/pt68G8vKxjOUoWQnYo1C/RXJKbEEXteRfQ8yDVshWU",
-	"dHOOw/rl3Pl+bVWB/NKv2+9WGzltx21OkVdtpSrtrUUZGhBon0rDElMJplP3eQjfOr5UaUc7Nll3A8zN",
-	"q3MbgrJx+uH4vn+byqRXv7t0ymtBSxl7XRFAL758Ap8fPfqXYJsaQpqpnPviDJgQToFazHr3jAkpZhPN",
-	"ZDYHJY8htcIWPKQlUfpJiv6IqdIwrxZMGhxnwVaQzZmc8SE8UTk3I9gohJNAO9M1GcvOhNYEulNVE4gq",
-	"pCQQlQ9IICpogaN25GgmsL2aTudvYdItdSvcMjeLZbhFblZFSSAl07r7C0XEduEN6KgrgOBqUilZKS6u",
-	"uDZCyfWfoixLNzy3c5VfOOj4KjO41Dh/28GoScinc6krA7gdhzIUXebq4IdbC3YjnFqwbC4k33Mj4xfB",
-	"NOreajuP19Dj+kS8jowTJAaUKu3t8Jiwg4MlEX52RwlqrbTpckbn4krkFSvCyqMiKk3pA7QIm4TCd+sM",
-	"g504cWRobsWFPuoICw3VFLqVmZCRWzI7H3YLcvjA1jD5pnIIhk57x0f6r3veSLD3LL821HJbAoUb+y/n",
-	"56dAD2ye/VF3XCMSmy4WYeZKWzpOMNViwfSqKXRI+OVGa+PXM1/J6xr8CsR9fb6XL56BZAshZxtzHEPK",
-	"Jqqyo0nB5KWvTYmeKU9fF1jLrR1E2ote2ZUXEDCiLAS8d11sIEjfmxIFX6gfxHU+8zsxq1YpQJriumU9",
-	"CarnOhnxX2/iwXXL7nTDOM01Li2DEnjwDAoLfR8CKCQ07izyO5Oh391kkc29o8JLJGbONKfQk3UZYsMU",
-	"5Rac+D1tAcYdkxW3aTTXRWGtO3L4j1sXdWZZl5X+1haJ28Swti0St7cnNIUOu00K2/YqJDemAxPnPLs0",
-	"24+l5TVDE5rjbHmnBLgWyMmyOeS85DJ30gNKSsIaqsI17Mqz/k2euiRsZQsAYn/UBhQW7PVF4/4xFyXX",
-	"FyGYe/PA3dN4dS4mK592eM1DNBqFF3Y/StGjF26BqrKdnr0ToIdAyFxkzCpdR9Aj68dEA7JeORijJzuN",
-	"g1nT4c3Itb6vbZtItsOrazPXHci5cOSog3jfKrXACiJqTQpDF38NM21eSl108/GGXr588RysCl5c92ef",
-	"5Tmk4+rg4OFnFALw6y//kVJxX1Mt+OBmP4pf0lpIv1tNN8hQLbhrbPla1kTLl/HZ7ZwP7cG61zoTxnJ9",
-	"t8Wu+yfWjn+ultLBGW22GE9hhvAcSdyMClZpJgqsw1myjFMImQ8faksmJ1LeMlY1abxBG1on1Sxiea65",
-	"McehTrfVYrHgOS6sCSVdWwiT8r/5T8NMLdqLWvc1fXqDr6m9sD/9+ss/Dh/+KartC/2XUjiBCmVTKJWQ",
-	"WChYOvxelMrgOYGuCt5Ok9/Nd/WnW/uu1jwznQjlrf41Y1hKpDYLlXON8f4hbKuTM71QatFhRPcqaOdp",
-	"hh8pHAu1K5bvOWG3Sya6m417Iya+MxNVYV3nYziAP8NUc75j4t+OEoljFUHY6Yom+TEoG74CdcGsU5tQ",
-	"gNxxJXQwF9cIvYuW6+pmLxo+GUX9b+wK8WNnu3l3EkAXz2FBPl5UxoZq93bJuQSvGRg6KDWdDnvXpgjc",
-	"T0oAeRV8VgpO1Rq4jXMRnLqgkDQ3JMKTtfO80czfhOx1ZhKQ4cxpJ94RCamHZBo6HvjPD8xaJVes4+Pe",
-	"SSMEHcs+5vnFMZtp82iI20wH8Osv/w78dcZLW5cpcto+5m9ijS+UqjD7mnY8ltFVGFGO54xbmCg793nn",
-	"K1hyzeuy7ULHzlZO1VSMcmO7y52MZR3yrMjsG+CxYDlvQhNXUPApFpTM5tRSYFHXBIuaP9ClhJOx9LsM",
-	"oKPGAFYtJsZisSGn8GF0IimCmk8dY8AM65DDij87kBgQdiz7YUjLX2Nx00sHOKmWFEUpFdEEBCVWl6u3",
-	"PhhC6k26eKTLuVoAG8vYDU0z+dVQWfvKQp/OJbWiTBMUbDXPRCm4tINjhydugNRHrxpEoIKPpXLX0wbU",
-	"OkZ/bka5swxqgNe/utG9GFl22fxYZnd3td6FDSzqOI3d4geicMkd3V46spLs4su8k1+eWOxN0bv35dSk",
-	"wOsdFnBOrCOYv657vIlrf6v+DaKiNVrtREHfRgRKAP/7rmEVTmFTIFvsbBe5203bEeeuS6qpKdCuCHw7",
-	"ZJf5LeSW3aU2InK7C203hQiEZa7BI6oLE2BYBxRcj+NnXOZvJcWrDY3DX3/5xxEWvo/1nzpQ/zNfE99y",
-	"dDC/PP9y70+DtVjjHRLFOmJi1mT5uTJcwoRKrNHDcXOfwKePAT1vWMjfdwnCnkHFbgX84kiTTU8zSQIe",
-	"LzDDIwR+3Y6erYeGbM2LO8NQ9B3yvKMy8A61zJ3TvCnDbRs1b9L0QjLTdXS/9aS59lETnqWA8y2PRnkD",
-	"CQVSbEvtVk1Ceu1y31q4No4wCOa36zO7304CerSdmxLKI3ju9Ki5TZ76bs+24XTj02rXcSOkwjT5s5XM",
-	"unn1b8l0WufYcXTUWlCj0nXSF9m9WL46BmYuqRFbyCjziWPI+tGOl3abNZoHttbvMF2KXbFa7xQyipxU",
-	"D0zoaRP8yy1NaWd/crdEs54l32whgty1CVHn4o5589vKUj6pq3RZKDjDJDGnZwVO1FDAB4bqykMf27Oc",
-	"Pzu9+ObkX7dUk7q+UMJhtzGmlm1iG+OfDpLfLOtsmIm7JINOcIeSoO+lxud6ecttiW6YuVeyVXdQxXuu",
-	"gdmuUbmlLExd+jMrlAnFl0omblEQ5u3UtdwWPJH68lxp5NypK8llSk6F9mmUvgga9NO6HGWgMN5u6qif",
-	"kJQFSyUqBqFRRw0HTn4kBwLop76YZToYQkrlLNOmAZ+fcCx995ombbSBqlqUZCPpM8g59vUEikiiFjHM",
-	"wNnT0xP4gk+EdYs5efIXt0BmIRc52lBmKhh2NlebYYSab0VF+b/HvtPMVEhWUKRa2L9PoxvCiS8hiIAy",
-	"pg3UBVthjXnq0IaFBZPQ9aMZa6qKQi0T4Awb3fhShBOFrRwcOxlBulnjM4V+iX2kpjRaOLPw+4iShjHU",
-	"IMildTlDrah6blUmvgi+W9sA2zQ147OicG8KmzghESuFLwQa09bqEA4SSEPB0RTPx9crFAY7a0pCnvCI",
-	"X1Qz8bEbXEhH3QhgNYAHCZVjtGosI2TEzNcumNQY1awAlkpSB8cAcKwEPpa0ZUjj+qh+BDr3wjGPPp4+",
-	"1stvykTWvUf9kNQrjN41asHJUIk1JFutH7AlDNWNZL6S4RBhfiX4Mr4P6/WOWX0nsSMteeeIhDtYBOqF",
-	"LYXoVnoiAZnbBLNQVjqbM8NHdQqoCI0svQONSaAuqEpDgRU+haSykGO53izAOoLs0J7isNabBbjLWN8a",
-	"P8te4e4Hkp6xFNZbP6Oq2NTLttVf4EOri9tZEndLNdzOQrhdNXC7y992Vb69oehtd73braVuu8wQ91iZ",
-	"dqtsEmpFd+jV4RZjJhWhSVyGmRlPJm9XwrymQ/4C3Vwo/O0YyCKJpCOBzBMnQa07c82XvhCqI6CAd9LY",
-	"O1Sa3aGudU0s81tFY6aeZKfQDzSFls6W0hFWt/AU+mFnrd+W2NIFKTHxHiTpboutwth+hl7Sc4P1kt4S",
-	"2xW453a8sh67ntUD+S++o/H8p1cq+vAcR3+T9LyH6xaH3Nl4IdyZJpiqvk+tyxJN13lZIo1804eqFlxJ",
-	"dPVtJjtgkBK1iDKW+pX58KXrUx2a0BkfN/Xb4vPWMx68OeX77ke91WlTa76PXIiNpayDParwd8vgoN8M",
-	"IF8w8ftbbu+6vYTig+9hK6p8Kzt5iXeF3Ha7WhMWQsbfHq7vby3Dds324whkrTjJY8eQxKKuYV0yY6GS",
-	"bgizu8Kn1yJvdoq4ebMVHLcpIHkTMOL4nQ7L1VusCHk/VSA7oWS6MvbvlEB7U5b/lki2b93ohfi7U2N9",
-	"8FpcBHEwvLNZoIvzhGCwtdz8G7xF/6MVKlOL4ljegqodXjHbnabW9BG4ZUeAOknoXgr9j64tpu8Vq3ZR",
-	"fdQ6s7pfAbNjOWd53T18wp0iV2JEyCsqVx9CK644HLRK6wsDB6gHBSGJuoqPJfUY6KdHDx9Cd/O/43oJ",
-	"mmccI+b6QRBOkAKVA7cBN7uaTseSKsmjDnVLKN5rpfz1Yo/rFeXXJu/Cyo2Gb9txKdJjsdIdxrP6c8Vi",
-	"SMzr49epDTvoAK1uaNe1Pnhg1hs0aDGbWzJzbel7cI96yO7Z+tsqi7ebw21pY0E7jh6F/qWQOaRRt8PB",
-	"Tq7XO0t8a1JeLYnXfc/WNrJ+pjfSynWsvBfHhsNflufQp/DhK07WS3bJiUz1JZ9hyyuMM7ZwcAd3xl78",
-	"7e7N917NV1EHMzQP1n3MoH/46y//eNQKDxh0NTe7TXj8+hFuP5Tz5mivDY4MttHgO/MYsLtJoaY7SGs2",
-	"D0lGB7Tjrd6BsuxOUCL7I5ZGvBV5cVvmumTarrbe9CZXAPpWlE0cYah9x3VC8ZcYEeu+5dLdPDu4t06b",
-	"u1OlnZbgCNeWbGFhsfDwVOkRxLw5CBxYfSDBHa/wJgN6RBAeffdnQhGaxN+pzSrKLRIN68jkoW88OMNz",
-	"7peGzz0wURdP37W5sZ2N5abxrMMsU5u+VcmlSaAxzsRG8aWSg44msLUNNuhtuF9fsTXptVrC+pXtaMD5",
-	"Wsj83E/h/q67weIHpRZP/Uz4oAiPtVrDui+CmfF7CgpVv7llhhXlzo9GrUXvwMEQ+yL2dScmFdHDtxHv",
-	"uElkP4Dgx1d8Mlfq8oW7JGWHHpJX1FV6W/kOf7m6ft30v9Ojm8vA4MGs0sKuzrB5OalA2NnmpKIqqvTp",
-	"y4AKf3113ks60mTiHkIouabaJ3+lCaSFmglJvrC41Q51THdrp2Y69QLn1pbUhFvIqQptvlmGgCJNtnfK",
-	"dIH0eSYk593Jp/4ZDHt35IFL6kCuOSuQIJPZceQ4rAV1xXWT7OerlYdaK2BWMiPXqidMZgjnc2EgV1m1",
-	"8AHrvpa7dUIE+dO+Uj6iIwkfvX+q9q6er0p+houuf9IcZlw6islzAif6tsbyn/4Jnih5xSUmXLpvPoFP",
-	"PjlpNaIffvIJYFgd6XCV42qQ7l8dpiA5z81aJ6kRUCsjGFcHB59mcQ8i/IanYwlQySI4jYmUY6l6rFTv",
-	"eOpSGD6EkwgLyPOOxTL3jJhJnsNfX537EtSFuOIh6MWNfvgIFkJWlptjHwXU1KikgfCzmXOMlUn3h0te",
-	"FHtYdWL/h+WlGWLn9SG8iLtLGTc0OpWxFRRCvOkGNfKZ7qEhVahAz0DyJXFC9wJF3llKKgRV5O4nHBjj",
-	"qDS/UsHFupyrgocmYN4Ni65x/xX0CzVTlSWei+3wW92wBm5YjEVAIa0FTKvUCNKjg0No1Y+p47g8bQrV",
-	"MkIdbppfIJAxoUM4pIBH4K1a7j0CAx7jkPAJo9nMJ58g8NJtbfVT6P8tlNj5vu+urBnt7y+Xy6GeZnuO",
-	"ZSs9VHq2r6eZ+889N8A9YrQX8zV4ks2CKb6MRN9wkglTX+UnBaLpg3B5ovIdfukvJSKFr07yySc+oyhu",
-	"3E/xcI4C1oXTjw4OYL1Ujx/wBbOcQrEQIFQ9OT16+Dm0ysmEPaUvuNWrPQy2CIVD3Bo8vIdu+xTz2lyj",
-	"SVUHKUy4ITpxyVdgHBFyH86sFiWHJfGMevNUAh5vZznTDDM5K4z4c6jpoGINZAUzJsHoYif3uqf77oMn",
-	"Nc9O6wA9BkSGPTImwDKtjAFWFDVeGd+ekVrjhJoRbtAg4JmoDtJovcvDpwe4kMMDMIkXxsm53v/q6fkA",
-	"Dg+i3xFRtLDcQP/0u7PzBE5fuv87OX/ylwS+ePr86fnTATyKR/RHZ6ItEUeKB3bjur+fnQ7hTMwkCsHI",
-	"oAiwojRUDd/xdKcK+tP36pfQTuCFCTci5yYgSY2Gpqa+oLkplTS8TkxqV5U5pmLb6PxyI/Z//bf/Bw4f",
-	"/gkwT69AGnNy9uTZs1gppexzrXmBaKlmBmVoH7ERoqezuVLG0QTu1/fY4b0Rf+dudS+ay+BWhVzvsyMs",
-	"Vk9XA/uShJtx+Cls1mVCLNrEzAfGx5yOaNSHjz5zw3opvBAZl1S4OLBwrUotuGV6FdW+CVz75PRZL+n5",
-	"ek+9Ue9weDA8wMDkkktWit6o9+nwYPgpxgDYOcou3YzB/TLjW3zsfz377lvH9eFrvoIzbpti7e4OsjXZ",
-	"BpGb0g+LFUw4eN7moDWWfUcP/+XR4b8cg6/+jBwsgZQVsxRSZIfpYAinIrus7/lk1TRQeGAgvRRNzaGx",
-	"/KLSyHzwUa0s0Qw6bev7o2LqIfLmIq/Jg2Njl3xFwK+pzbO8N+p9xS1WYnaSIiEpQu/hwUGQtbzdMqb9",
-	"AZJEg3co03xGItwmyD1xG1J19ZxTFaonLJvzvSdOelIdDom/qCXVtwhbd0cxcbcrm1NcRbOwdan8TSzq",
-	"9kZ/+z7p+RpKDt0iUQPZ5hXXYrpqM2Anm7IZqnmO/VJQyv4cmw38fSt+nSC7MPDwIDZxlFrhyMJAVQ7h",
-	"maXYPtMqeT/sOjTf3OAej83PsOXg2ivvXQfV504nd88iV4vAp0rjoYcOil2BxyWcKmNnmp/99+fQd0j+",
-	"guciFCDDqNBZpXk+CEzayzrM896EhPdHB59CVPgtrnE19fUiomo1kXD7XLE8GLF0XShQq8rysRP4p1OR",
-	"URUszNlh+arhmlvu4Av31H2eZlPxp+NAcXa3WOQaQ0dZHx18um3Ieo37Z1xfiYy/bOrlXYsI9RquwYSr",
-	"w300ye6jSXavULOtWEG81ZvpyWgZUqAby+7J6bN2y+IRpnP3U/z5QuTpIMG6j2PZT31S8CBxsMBikP3U",
-	"OjZnL0K+cgLhm2AfoQFW0E/JvJsOQmUjpx9qK7KqYNpAP1SMHAzhKYXNZkrnaJ/SwlouW812Yh8EmdfG",
-	"kj5iwjhyI0//mYU5K6n9j1Nwi6XTxgqncxMPUNKrAVG3MZCOtY2lMEM4xarXaho3eoZ+Sg1akiDjwaOD",
-	"wbGP/PWJImQmSbuQ+rkwFrs+n9Tlf0um2YJbJPJbcomaR/axNNPWdJvowSdkq3nz/T1en2gnaIjquEQn",
-	"aAkKpvnao4C36YiWcv1tetwURcNXDm9+5WWkAdJLO9zaL0PZUHzj4ec3v3Gu1DdMrvzqDNGHHXb0zFfO",
-	"rAs8/iaqUtOR8y6/DX4xiJmz+2KdqpCzdv+ncHnf7HsLMLa4bKGnkFjhBpmsl1Jrk2hsV6M63Q0a3WQr",
-	"/T7plcp00LOvxBXWLKjDhhsDeBOL3yJxG2EAKPBhoDfSi2AuxxfReIQ+/mqFTiPvX/n1l39HxU7pIHWM",
-	"mqBufDaqfIFC5lj6KPsmEPqBqb3+/bVg8kESun1XMqe6OY1aMZbbIwna8QeoRhps4p3x2htOVIz65ZEH",
-	"6e9cq+FYksWdxOUQSt0K2g4jhhmOa0cItPIv/GkgYXWrPfg8HcKzaSvk/YEJ23OCQ9ztrHZY8FbyAIHE",
-	"SyfCjGX66ODTdEQJvomn2cVqyyQIwxLN59RPMP7e8RS3XB9Sv3FPaj18jc2mg6a0q3/Jaw+qJJcwBv0j",
-	"h0uu41SU0MyWbp9djIFOJnhHbscTnjXFh7/mK0/ykSg99tneb4/a0zprivyGrOn3xF8IHFtk7TX8XVOW",
-	"apjYvRe8xByjbbP5t/a7XsG5P2A+dXB08xvfKvulctQcX9iBsTWAeOIrZuOrhzus7pRMIedKPXfyIL33",
-	"aBdQ1KWqv+G5YKGayNHDh7u87PUuxxWfSosFn36fTJyuV0N0d2TgWN1v/ycvjr/xvaa36gjo7a5zNQ3n",
-	"Tg73qpuT5TGdKYG0HczlRfglOSiQtcwFyvQjctSsBTIIa3gxdRIzfn/RTLBDVIPnFmwst4f7bYb5URye",
-	"Zy+exRYK1RxWJ32NJb6AucPTQimdDupcPoTIAxN0I+tD5fqRCuA5wtLDcCyjFC9PkdSUUgBDLVe/cDME",
-	"p+yFyH4jWWnmyg7hhA6COKziZiyxTtRrYSgUEdKjg6P0GKgmlfLsfc7ympPOGUbL8UVpVyEkrlunfmm4",
-	"DrFOC6ykeb/qgQ8k3ULEQ/TefzIq+zukPCcB9f1V9DLLBNMHnYBLRbK3kaPbyiwODZ/lVAziJjq238Sc",
-	"mA6VZNeZtmkYJ3luIKWQjLSJFFYxPfBAqUPCEu91NqZyNK2OEKOic5SR2gSLoeWkfhaz3VhXVKWawkZc",
-	"JVEFJDQNtRahbN5cGKv0ypGQMFkUP+TNEnSSuiqiRqs5nwg7wvTNBVuhTI9hiBExbjQHkBh0i7nZNakm",
-	"Oj2W10c9MwggQ+pVspXbO1J4NZ2S8WkIQYRGqT8okUg+fc/vzqjESDJvIqYiGRzNjnVwGHyLzn0mIY0E",
-	"5r2v+SqlqHKnO9Reblt3qI3AiQbShbricdr4Gu2GLtLdRYsprKkhxx+q2L8tMPZNO5DGKfybusDhvS1j",
-	"G0dpjuu4pWuiy7IubvxRU/ioKfy+NQW6CcACh6oNTTdqDJWd76M/H3lpJ0vEHMkQ6lNH57AQjrPn49jY",
-	"QhSrwRBOJFQ+rsRX90YdhhrvhPrVYzkLXni24BSr09XaKbIT4YNLpS+HcGKtE24p2MnOtbK24DmUXI9l",
-	"E6qBAUlcQ7/+KqEVISdqXmM0Gsy4NRis4uNTWtEpnfZ7hNv9ENpW792dqOtbFNUrOz+jc+4irGfkxBfy",
-	"3Urq74eO/G5owRaHojssJwYhRjf3Maoj3+GpjwiDqux2yvAiiucLhAFFsDgIxEmO2FdfjXw54jjqEDPX",
-	"8VqjIdqOpZKZjybcDOyrI8o2QvuC6d5p09Bfj9xzo3pZN7iZB1QcuY5gNVTgiQB1dHBwOITnajZzq1KV",
-	"BbsUlPPnJDomxxLLJlLUKtaoDgB4YDZjYIwVRYGpKNh5ZAstcaDeuNVH26qVErTRnn1FtTLufLN+hwzv",
-	"qbfQ1MXNPbm6Fp095l2Dz8oy6/G5haZ0zqizUIQreTvQR1OVnsP5SFg6E6c41A4c+i1GiyGcRqGy7cka",
-	"P3RIS/XRr2vBs2NZM2NCbXobnU7MYqzVnpADXwSIwkPw5nQ2SzyuNdyxxEL9xlMOqt8D303BuGlYAZmS",
-	"Ae5+KO6b3qEXHVeB4eDFimxb5B8yW1wdeCb3w0XX+r98WHz0W770dO3YmzADarXRoVVXH0Wkj4z3w2e8",
-	"T1/7RMT12z1VGsnBdaFyDcWitJDtJOsJ5ggZH3qJdY8wcj/I7HWAveMaxP+FaTXYcZtlmudjmTHD94Q0",
-	"XJKRplhhHE16IuV/e9p02vGdIdb676ReGPeCul/McCxPvahB0npHax2kHJ2NdDrphYfIfRGMdhOmd2zX",
-	"uIFinM9rwCJ/8Alix55h+QhqinLFEoRoswoocGeiscNV/AA0/t87waCbvHGRiQtvJRNUp8Q79jb8O9/w",
-	"+3TpYN2VLWjq7aBbdYE/lriKIjuqzXtCQuj613mg2nf5641+Wvtmn3rfme3M4LFWS+NIasbQaYg5E0yu",
-	"5bDVmTY+CydK4jOqlSvDmlS5IOEx3zhwRD129wqqXvLpAZhBEiWMJTBRlcyDtd73WUWbOTkr4jSvWsvy",
-	"NXabNQy6eADdlLV2iPdIlddm6gxsJKj8sbD6K25rfMBiLKUPiasxKsLyGq8bTA910DvDEj6B1GSq5H/+",
-	"QQmJ9Wd9jO2guyg6+th9/14T+hyZuShT6GtV8ATDzMcSYMH0JdcJUAtYSgMjLSkNDbvSBFSRc2PjVlSh",
-	"CE+9Mkq7TEfYeUE53QgbmFOGhF/WZAWSLfgxpD+mMBUFSjz+SyfxT8VrzA9al70G8URCXmHe3Ah8lSZf",
-	"ADC6WRgsgU9hMQLfYd/Bblvk8QsEf9IZ0/ljxTH33gd14ipaOSP+LHqjHh1PVDeg/qIuLeUX1lnzbKOS",
-	"VgMX6KtQEn8N4lhfomuhP7YWeasqZjtEUX9Q4dZ1g6Nr46wRT96tuvg7JGTuOhCoYoKFnzGYoZPZnjeX",
-	"b8IztaCIYkixwkeKGc1KLTzXlJBGTQSxpRvWkIcT6aunUPAskRtKX6iZZhESZOAQe+/Q5ffuioPP8TPl",
-	"1l5Qt7s8vYZtKuyVeh/KUzPBe1KfqLXFlghRpRZN64yGfcQdNN6p0/ajVnU/lznoUXjiHfc5lj72f/KV",
-	"Yd7Q/S54V8HqgD61U8IH2ji+z8qSM+zeSP4FJfkQfMNVbHTJ1npoUtJvQqHnWB0l6jpGfSszJqm1Y1/J",
-	"upJGKFrg5WLykDDNAwKDVGO5UJqPmtEas+FarjuJ4PgM0o0EH3VUkKrYu29QVmfSF8ag5pLCQr/g7Iq6",
-	"qmdFlTcphAaODo6GgGV7YMo5UTjfJrSpjcQ0p4jGOkDSZ/QigLDEBpO+rNJEVbN5SwZrgkRxMAyt4SFb",
-	"Mc73MJatMDSK5MJQry+ESHWQxy/wgGryeJMXhh7PP0Yrvv8bT0fhbzz0qcRWJyfv1DTCbfUFNPzFOAYm",
-	"V+i94JhyFIn1x17U5vU70eWlFipBEu9MTO7GsYN3xgbJP9rWkep0pkafCC18B+8Yx/8AGEua8xYGddvQ",
-	"P3fcIaaV2Wze1eAsD/VG6owlFDqb6iOQOhUKc3dVKTJv498o7Ixx55R1NZY0hq8obQB7LYRPKNle0w++",
-	"gwA3xa7vST7drKb9jh2C111MOobc95f8A4YPfhR27yLs1j7G2wi7+xMm7xA8HxOaTpV4G51JnPCK4fyg",
-	"mbx0Mh+Gk9s5XxheOOLRZ3IFUsk94jm+XslYTpiUPMc+TfSnZ0pETTCE9xjr1eFv6HXwxu8flJC+sn+K",
-	"/6TQRxKFnYoqPzIxvvAAlvo2XNrBEB4zKVHy9aXLyoJl3jY9YZ1WtcdM+obj90O/HjP5nhTrx2yrP9LB",
-	"4iO5+kiudiJXj5n0Qcq3o1VNFtB1evo28jOE52LqI60mTN6UnrEpmDhaEd3sXQL03DzCQCGmH5XED8TG",
-	"O7V0/m9R5E5undq2jt2kKr5LZkyhQF6DpZBZxyq9fzc9/e7sHH795T/23ZfpEJ65B7HoUzsCFjAAdvOy",
-	"4PP8XvkgTfGeWCFNvo0bIlipsOxHpviRKe5EmQijPF/0peQjN+/unNLd2HsgJKeRQ9tXCOaSvMxoIMPm",
-	"uihMH6/5pyXHGMP4VsBflXBi9Vh205Pwe8tmXNfrWfOi1fV6gjdnLJuE1OuKr6BucE2uamMOo/HGkoLq",
-	"Cm5M0lV0Z3AcWVV8EfHQNdhtcyFk5T8XzE6VXsCUc+zAWrfI9qZy6qiA/YEZVrsR1OIvirrG5VPeP3U7",
-	"NUSdvR1c8x8CEDF7qrbYG5hqzokB1A4w3/g+9kJg9CiETGNvJxyGQAx8YQjfySYYkVof1RbDVp20yGXZ",
-	"T48OPh/LDn/lCBdJIfYYZzHACt4NMpAvda4M3/Skhu5MTmd0GmHTENkoENYX8mZyLDeSfaEQl9xnhmAF",
-	"qb2FQlh5NvjvwAqjGnQg0AKlBavKIkAx7fngAEQz+MUlX10EppTWJXbrQtnr6OP023C6BMOxrA/RKaC+",
-	"+wPOjm1T3cTeqUn7k0ryY9+rGJOf3XpDpJfSl4ZOk9Lo2KpxWW2NEnHQ9+a425GUUyZy93JnUvJ7Mnp/",
-	"UL7fDzph9w+WO+sQ9dYGNKRW98BrW5QZvcNIbVvUWZg4xG1Y8KlNiaYT+/H2L1wikabP08GI/KuRt0pI",
-	"YznLO8PD3Ks7e0Kf86n9wF1Et5Zdf48KLjLQ2yKyJ4Fbg8ifC2O9g/T3XZ6UNnFzxJwHCNYOCRxY6Zzr",
-	"j17Qewm7W9TI9db8oNej+m+zJaIrI4TcbHFmEDFGuT4E4XovQp8MkKX2QredM2qW1r50X4vs8hb2xhfc",
-	"lzL5o1scfpc1/lBjqTWn/qXILgfvx0SZ9MrqFoZEjATY5T4c++RorQoOmFvslKqxnPDm0UbqwfYePhEl",
-	"RCk49b9uom2S6G8v7QyG8J171snyY+mNCqj4T31Y/pxrPoQ0agaeArb1jrp/YxfeLd2/j4GN5ZTpvWll",
-	"K83pORpAyJxPhRSWF6vBMX6Z1zCJU3EWTmCedSc2xp3P7zX+od1c/R1HQPj9bdHT/B1gJkRDfCRpH42o",
-	"twyEIBzCvKCCg9J4HW8jD9MV3ZqX9I1/AEsjmIyKokJq+I/pEF413aHckY98C0TLjQXfK4AegnTCp0pz",
-	"TDYKFVNbz3nSKCz0UTSdsOxyyXRuGjsGpfcKyxcPDK1gEEZHwx8NTnGx9GwYmyxm9dhTpdeGRtVzbeR0",
-	"zszFQmmeYi+7sVzOOXalct8FN2rwrgrNfaU9HyhbEz/wIdPMgFWLibFKdlNEUj38ceyUp9TAtNdZbn6j",
-	"ZfphV0/z7rFriO449EH30LupTPerCCFId9GEPLf6qPi8ZWLlYF93KSCNHa2R/oJMVkB4FmhWTZR+W3Bo",
-	"p8UppepoFwszuxB56oUt4+maYVNOLXqsXkWVMWtCgeZkUQfxU6VNOtJW+UylxUxIVoRdem/zw4ODNFii",
-	"HM6lDw8O08T7NhjUjV3h11/+fSzXbfFuKU7qzPgQvtkqdfXTo4NPSSpLBwmWL82YDN4rIceSrYeqotGs",
-	"/i4dHGNXQkePneTZSOvLucI5sOUkGKVkVEVuLDfLyEE/El0Zkk2+KLvTnM+4zP1lvSeBMJrhvcmDtL9O",
-	"QoRId9yJPkiT3qZb/5qFnPv2cH7qBPLKqRQrMFbpjzLqRxl1V7J/huUYAh510/cbxNL9n/xfN9mv0Bps",
-	"sHeAl7GOfQnvfAXCwAw9rVot6sa+LIeS2bkX2G4R8UMCXkyp/qi5U38Eg1WdbBUYed9ze6dqBd42eLvC",
-	"y81ys8e+9TSYNqI+zYW9X4YazfDhMVSsAJaLSBeDfkpfXDCbguF28PFKfmRmO1bgzIXtogKyWA1+O2vb",
-	"15witsz+T3yhfhDXMjs0oodKmnHPx2AInnO9AyMjW/wLP8LOod71lJ6tfrxDv8cKXeySx+gzYdnle2Ri",
-	"yXWIlsDhr7/84/Cz9SKKqrJgSsxS6r988XyPy0zlPB8kwIezIaT/3//9f/4fqePT6T8fpnUJnXb/Rrxs",
-	"1zZvjKrqfHZ0U1GdbT6l72R0b0K7ffwDF3AMLEf7g6Mx6Dm98fKe5PlvurlIIz5e3d+lC5VlluKm76Ja",
-	"UdndjF/b97420ZF5iYr6YIyVwahOiomu654Bk6slMR2fVV9UxnINfVaHd1KFCiULIbkP/cWSejDTLOPu",
-	"LgiVN/0PhCajPNX/8JXyMMJV80xJyTNrxjJX8oGFacHKQVOGZFvC9VfcnobN36NIWs+xRSb1IPCw/Wht",
-	"ftv349VcBTQM8YME8u7qfG877EZzlt9TpCRV8qOKBNSJyXuyRsDIbeUuqdJxmEEIsqZX1zrcjiWTectu",
-	"XReYt8zyIbykmoF/bhnrse993NI2VBh0HMvX/cFQf7Iiev+kX0Go1ByK8vygBLUvD0WG0EhDnq26jA9V",
-	"Uui6098wffnCQfy+6iOz/H0VT+AsP3OnsL0HLMvpnOLuwqwoPnCS8lHj3I2OfaOufPiyO2i6Prfi9FaU",
-	"95No6SjPRs/AteQkJ6CkmmeiRHebyNMEGEx5gV6lOm0mUOmx7HvN1b8fKn6VJfqbGKRWlD4ZJ1TZ9XkO",
-	"c5HNQ04LDWw4N2MZPI51SbFWrdYhnIuSnFKaWb6HoQLUVQl9XE56Qb/WoOme15FRc237PCuoWUa7bd4W",
-	"39e5+GC7X5+L8j2WOHSA2UIDrSj/U3e6+9i37j9V7s050gNFUUQh9DEQdN+3uibnjmxt72Lt7R+pETLj",
-	"6aglvFHxeerS4ycPtLZdRhoz/ij70WlvyVi6461FMfLn//rLf9RGyzShwFHqrQqp5K8t9dVJMYGRorHi",
-	"NbXTLdemz9RiIayjukGCYX71mI9Qcr1HzIGEW8xL8KWvm4Y7GU9grpYYQrFgsml5ZWCpheVRJmmxGsKX",
-	"uPSxjNd+7AstRiFf2DWk4gkwc+ltMk62lhkPpW6bXNKQP0qhZ/Ue1xNJ3YGgSzTIvq2Upv3w6VJklzxP",
-	"95tMVMo2jiHsdBdV2YuFSVv5lZIvEy8zIMbDkjmqWJXEMp0Kr+QM1W+Lbv7XPuOKNAE828DG6pbaZR2/",
-	"0uQYU1Onc9+mDJOk2Y8VJ6QLqbDwtXiMikDo88TBcH3V5Gw5FiFk5T2zDhkXrJgqvaAUYFZYrnnu+w0z",
-	"iUXKNY02lhSLlsBCYBMhrzIwyJllE2awQ4h1XykNUyYKdYXpDL4PAAbx2TmTcHiAKbt0lmNZN3avbRlt",
-	"nO1T8c6yUFh5053zyenpxdn//PbJxTcn/3rx+OTJ18+/+yod4H6EgfTo8GAsp1VRXLgr3aTJjjziuIXV",
-	"Bk1/eYbwF38JhfHhQaWupAMG1kr2MIiqupRCc6edsRkfUWMq7xHwG5qsYMqXXAekLVGdq6OyisLf0UWn",
-	"fOJo0YZwstEUgBr+4GFh0odQFU2UQDp3oh+aY7E69BX2d5668Vp41EKeY0eQQh+oivsnsoyXljqRWQWf",
-	"HbknfZk+hWnZWJ+V59shD33fYE9NG7QifAL3qi8j68OUOkvEC7IidduJHz369LMd6q+vwc/v3M6FIULm",
-	"Typ0AsAG/NtKwaP42l2znorBs9cUqPnIl4a/NiJ0jdkwYWsaIkxDQ5j0AnkIUgtuJ8mh757aK1VRbF1z",
-	"Q8W6Fx4v+9ODg9bCu+JN7zOM1N2Am2NI/YkFZcPTPdUmdO+4ndkO83xZFYXb4Isg1/9eo+KZzeYOU0P7",
-	"S+KKnYQ8krxQ0qrlLi+HXdNmqO5Zfm/Y5mfYovXQCv94LYXqA1yGA9gmO9Pn/ZJll9dmNzieVe5VJUwq",
-	"dE5wzwQNPwYKFDZQiuwSy7PgWHWwrgSygAw7A/mfoD56Gua/R1RpzeSm3oY1ARh/QLxBENUAcNTBsILf",
-	"jD9WlVVpbmwVPqlWFI3RnmjUiNJQ+gBzj26+t1SazXl26VhgpYvUMQrDQ2X3UB2pf2a1KDk88Y+iCIsx",
-	"wtMpOpIMk/lEvX5gIkH9lK0SeOKUoMLb0cYy52jCqEvGo3zoBGNSAx1z1ytSrlRlM7Wopxj4EjrexsK0",
-	"Fli7JuMQ16AvtboSOVbfl1OhfcOeejoFp0wXSuNsdImUpL26gTXPLLACIzed1ADpV0/PYeMw9n/Cfy9E",
-	"/gaFySWS/KZ00XAsg7UOdjXWeZXGncz2RiLnbtoP1UAXLfE9GeoIPNtITxv7HUKSu9gqhx//KUx1Hy1v",
-	"H3Ql1moV6NeuZD+iNNvNcGg28uideJkfcVyEdqQTTV09SH/KmY1sKRuUs9/UrDKWl8BgySdzpS7BajGb",
-	"cY1dB5WnXu5KobYd2AiReoO95amzCTIKouZjR3NlsJMgxfRjE0H3dRzqtQjjhuK574VCva7p/npN1XEA",
-	"HFWvmt7zCbBMK2PQpFCb4hoTnZpaLtG8YpDON/1cWW4wPWnC7ZKjARO73y8dn/KsA8vSDeFUFYWv8Nby",
-	"3UTVzaihTHDgnIwlrf2BIZcpmRLoMCccu82kSMKG7ufKpEM4UwvuNs0Lwx+Y6FxD4dzuEJPAJ+5N4LuW",
-	"0nou9jGo5C3Tj1pRaBmyu0hJd+ZuO+owEJZrAw/rXNuqwic3Yg3XiFZT9nG7vvMU74ZvgbFuk5+wgqE1",
-	"XfIlN5bo14jun6AOzFOloZ9eConuXLJyUIHDBGK3RlKDS6MTVKCtN+NaOgJm6/awjRs5mEz8IsZSC0c1",
-	"yS8g7LaEaVKUz+O9/67LNm3s52abE9Y99H2ePnY+vLUVIcDuOrGA+KTZN6iK9UY/rTW2/qk34UxzfVLZ",
-	"eW/0t+8dipCno8tQft74QVAHw78NmVZzlVVOJOglvUoXvVFvH/HNr2zDfEH1SE2C12lPkNPPtxo2wyib",
-	"3y1s07D7gmrcyjwuDQlfcLmCyQq8HdYpTVGnitCH8ShtSmrWZjZK7k7Gkr/OeOm2xlEzlnldXKzVWgr6",
-	"tGDuf4nK6Xa1lxoMx/KFKjiV3vHlcsbVwcGnvEnGqr/A9R6DVJgEyDKLmj+jShkUKEeFIcgbp5a+KqiH",
-	"GVkJN4EWajQkdTw1gTAK04lBX8fpbI70nUSfrVGafEAkubQqILZtlkNoEfAa4NAPszjQUy1YCsSLV5lE",
-	"p5zQez4eMGktfoBCTm3a98IqkfkHhpyGKRXycBcC3bBCZpozEw57xso9rNgqpHfy+qJyjVZvVjJLxzLo",
-	"4eTU3b71NYdv5B2GyDncOkA063ZDvYlcLrn2lj7InBzMzc3HAIW44mseau+bLovKgF2VARAh2noIre7R",
-	"fao739XuPB0k4AOcwaqxrAEWHvyv9OCff/3lPxymP/wMfVHuo+fJmptqEYICmVxRv2YasVY9UvJ8g5pG",
-	"rRlpz30naPOiUINQ2jkf1R5mYWAhjMFC143f2WsQlEKLesRYom+P5Gyc8AxJ3pfuW99u6wnC3X/jOeAx",
-	"pKwU+8wdHivFcMUWRVoL6sa72OdMSl4M4Um8rXTCbDb/s5OjUirigIuHqPgchXthe1mrZlTOhaHhdyzJ",
-	"J2m8UxL6mjvM5TLnGF87qcyqJkwOq411qoDHHUovxmbOXMOkqks6d7vIzcJpR/2WszNBSYtf+UhOWYUY",
-	"OV1TabyGE5ZdFmo2qAWwyCXvKx8TOFo3bQjBPzvhhZIzE4Logrt8LJ2Q5kZyKuUooE/sRWe1H93rb5pP",
-	"K4cK/fTo8AC6HK1KjqX7KqEIfjg6OjhYa+1Zb8OD0kcIu2mcEkYal99d8Nw7NFh33cOtPfdjucV1P0Ic",
-	"qdXrML0vQY4n38QPOLzCo36CO8xUzn3RdJScaxQxc1UVOeRq5B7+GR+En2HBGfLFn8NzPkfn57H8eW9v",
-	"r/7PvXLodvszSKcZFAjRSrsx6pQIcoOLKaxUBUtGZtfw6iH8HOQOM68s5rznWH7OkW6nAbuzZtqmg9aY",
-	"/RCyFLT5AR3ESlU6xBp5ZKGMDs1krhaABud69j/Bz07fF9kKroQqGPU+bcV7VPJSuvXQRfoZpuJ1hBjH",
-	"0ZLW5w+TfO7e0nQdFEzEDPqIrlQIygwX7PUF/n4xWVlucKO3nuUwAiRmZ7WgtQ007tqq6ZQGOQqngZIa",
-	"eCJTqBlaWjRofqUueS3KUQdLIRsbS3BwRmfyM+QKqNPsGrUXJgx0jIIi1AU6w2Iews8w50zbCXc0iQj8",
-	"zzeB4ohOFQvFZEo6rqNH8VXORe5XxHKYIoeRGG6yy9DuLN0pYiiEfxiFLYpeEgZdJAklCTh+RGanNlig",
-	"Hx99NMpFyfWFGwBxgIhTwPPmMW/D80t62KCXdmIqjgxO1OV4fjQ1PRAE80jSEI7qolCA9Dc0FG4vkbgm",
-	"ro4Oe+0ydqNXq+jOHprBAr71f/23/xcOwQz8Lo6QhDhaTYHRgVbTwfnwIz+4D9OaoDcqxxhB6O8cogUh",
-	"QitO6dghPmtLaJan78m2eKtj6l1gvLOJDgPz1HwOWV1JqV4Beb+I05zXHMlxHESIHGIjBDrlyplmOU/C",
-	"bnxU09DdgjqWa7TGetdjuxy9xThL5A9kB55xMtgOkiBeRMctnPQS7kakoIQkpk0Zl5zCxsktXssNSacJ",
-	"mJIEFmw4QhI0tZ9GPixKM4QntafPSfAYXmOOg6V3oa44Wq2JMUfdRrBRQ66qScH3aMiC5zPf35+qsahL",
-	"A6xYspVpLD0UqOoW1xihPK+dKW58NtPfuVbX9jDxZbVI7PrkkzXf3/CTT7zyhJI3CoMUlh/cmv4idHsO",
-	"x5JcTSPMRX746BFcCSMmBYeTsyfPnsWpyX0GL18++4LAM1Mqh2yuRMYHCZhMlajIRuJJyMEi3Yz7DuIh",
-	"1/LhEcxVpc0QXqDfMmT9++jOVlDmJV9R38aViYsgBvNIaIPc4SsbYaxrOthMViA+cRwVO3OzePd1LqZT",
-	"jhHHYUEY7uhOaKM1iCMg6XFUUa3ubI6rdIpgPYSxoihAV9SQEsc8+HxjTCEd/U5hs+rYEEjXGEtkzwb6",
-	"6aPXr/32Gsptgn8A8Zz4VDiFEVXjwoDITTC31ExvLepQNEtvkPD6N9EYli+EJBuEMDDTjKJXV+Q1n1Vk",
-	"4IQ+UrmTL7559u3Fy7OnLy6efXGWDpKxlF5DoLhNt6qT02fHdTd+dFfURppP09ZSce6Olf7FUZJ5bcUQ",
-	"khsDpVYTSjEEVcYVkZF2+XvaMnWo0vTefP/m/w8AAP//",
+	"7L1fdxs3ti/4VTC8dy2TOSVKcuScDrV63as4TtodJ9a15OtzVzPDAqtAElEVUAFQotmJZ+Vx7sM8zPR5",
+	"n5eZ/mD5BPMRZmFvoApVrKIoxbKdE5+1+sQiiwAK2Nh/f3vvnwaJzAspmDB6MPlpsGI0ZQr++TRleSEN",
+	"E+bgBSsyumGp/ThlOlG8MFyKwWQQG1WymKxXTBCz4ppwTcyKEW2kYilRTBdSaEbkglBBGFUZZ4oo9mPJ",
+	"tCFrblb4OM0ZiasZk83BN2wTjwfRQCcrllM7MRNlPpj8bWBnHHwfDcymYIPJQBvFxXLw5k00eMGM2hyc",
+	"LQxT2yu9YIkUqSZGkjXlhszZQipGjNpwsSR0SblozpdzwXM75XE1FxeGLZkavLGzFVTRnBm3W49LpWXH",
+	"tJcrRmLBXptZAk/EdivsKxeKXXNZalLQJbMzc/v4jyVTm0E0EDS3E+Jvmsuir58xsTSrweTR8cPILtP/",
+	"fdy1KcGmfsM22wv8ll4xPDN/KpoumN0mZbdzQo5//eUfDx89Itdc83nGyNnF46dPSbKiiib27SNSCv5j",
+	"yUjB1FTIgilqh4YhE5plTJGcUaHJkJKXL59+aUmEkqWUKUlWkidsNCYXjMHz8dr+wMTE0OV4KvyuIFXW",
+	"29IilEE0sGvnylKoJY+e/Xr46FF7vwpqDFN2jv/1b//Lwf/2/b/850HXJj7jOTfbe3dOl4xo/vfe88vg",
+	"d+FyUragZWYGk0dHkV2bI7Gjo2g3wUWDb5nWdMmewi2EyQpqVvVcOX4/4+nO/VhIlVMzmAzKEp7cftlz",
+	"ytO/Si5uopwXbg5/+xlRUuYPNImZMGozKxRPWAzHPZfXjByRoX3oB8kFyeU10yRRLOVGj06JhEFpNhXS",
+	"rJhac83GN1LeW6Cbt0wnL6TMew/I7s5vP52XmqneKUrN1G+d4o39MbJt4Gxf0PQFcgb7VyKFFQn2n7Qo",
+	"Mp7AZT8slJxnLP+XH7QljZ+C6f6zYovBZPCfDmtBc4jf6sNz/BVOus03PUPimuQ0s+tm6YRwcU0znpK/",
+	"Xjz/LiKU5Fxry8KlIqW4EnItyIKzLLXfXdOsZESWhsjFVCgqlowMYzfCzI0fjyL7Y0pyKdjmIJfXdrhQ",
+	"RtkBqNgWUFMxjHn92eyKbWZ+4+ORJcQ30eCxFIuMJ+9t9xI3v0Zxy15zbewLakMNiwgbL8dwh1hOeQby",
+	"m14xQYax/6HbH7NiU+EYur3TmWI03RAuyHF0dHQEl19HMFQutSFSMEKTRJbCkIQKMmf22WEM1wAY40wx",
+	"mqyCrfpKqjlPUybe5V6dlWbFhLHjszQi89IQIQ2hWSbXLLWCMJWo2wzjhV9gPBrDgsssu9iI5EV1297t",
+	"GeuNSIiR9rwSKuyy54yUmqVkxZQl9UWZZTP7VECXk/o2Ad1nhin75gsl86mggsgsZcoNi9wiIrkVRanX",
+	"mihJqaFzqi2Zga5nR1pQnslrpoBcgNhyqdhUsGv7TmTOVlykhBtiVnYWwdwcOd0QS0xkeHwEpDTfECcn",
+	"IxKfnZ/PLv7Hd49n35792+yLs8ffPHv+NVDMhaHKEDvhhMRfP7kkh9fHh/Zd4+rSxpqLhMWOvGqN9gO7",
+	"k6AqlUoxYfBahrcvIjFVyYpfszSOpqLz/jgG5oafihsUa3t/teFZZm9koeRSMW3Ju83LuJiVmlmKAV1w",
+	"KqjVrUkcKNox0ahYo9gN7IeWNt61a+7pw/BR2Lmnwkpbmj1RCpXqd3VIFzJnZmXZoyVme0FQs9FMXTMF",
+	"sgNXFo/GxJ7oXKYbYilckZXMUk1SZijP9Cn5sZSGNRRrngLT+E6ar2Qp3imz+E4SXSYre1tlqRIGBMNB",
+	"tFqu4TUsI0O1fRgLaWYLu1bH787pJpM0vZTyGVVL9r6uD2w61ySzi1DITj47Id/wL8gwLnCNMyPlDB5w",
+	"a79g6pon7KWg15RndJ690+WfoUlMzqnKpCKCsRSM5VLAJbbLIcO4rBcXT8i51Gap2MV/e2ZP6wVLuSaK",
+	"LSx/j6YiVbIokIUbDry8NCG5PdCWzQiW2BVUIpxwoQ0VCfNHD1LcKjL2rOEPS9pwI8mO6x61jfck40yY",
+	"Wa6XM57GRKqp2OI7E0LJWnHDyHolNQvWR/zbUG3JMpF5zo0VOOhPEHapUwEnZGXymicM79/Fl98QKlJY",
+	"SMpySXAdyLAIN2+VLV1K+S0VG6cO63dK/lKSnIqNP12NfgSuSZJRYN6KGoZygaXxKdHONIJPtGX0ePpG",
+	"ybREmjidCnCF3D8/fyloaVZS8b+zd8320FiwlqZV8mimJ7XNENWaUETY6wKsWamIYtfyCnS/Kybs3SiD",
+	"9Vtpu1ZSLJ3GLBUpqNZrqdLAtggmDMTzQjG98sMWimkGWhXQsz1CfGAGD8wUszcdlePGSbx69eog1Fq7",
+	"vU60fsJeMNgt4PClZk1P15YFCCdWKJkwrS0veiIMN5t3eXCvWJYdOB3VauSO7U2AiNHYd/LWSEkWbO19",
+	"CXAEulwseAL8yH2MZzAV4CzYUofWVKPWvIBzSvliwRRyERQ4XWZefTiwXbosCqkMS79lKaeXsKXvVzpa",
+	"7h6Hs9rZYpAy1WJnuV3tzFIAiMk3ni6A0M7SnIuzBOdo09hzsO/Q1QcWo1kpWS5RJlD7S3J2/tRSWqFk",
+	"wZTh6E+gPePFRhZlMbYnLVK7zPPnF6jTw2CH8LU+/An+O+Ppm0P36Cjy/p8xTX8otcmZMGCbt0YotWVO",
+	"PzknyZtD/NFh/SMgkzhj6ZKpMS1TjsN42wJHwa8P8evRmJx5kaNXssxS+581ocLvDTcklQxP40rI9VRY",
+	"EefYa+XTDl59EA223mYQDcJVbbu/o8HrAzvYwTVVguZ2p/8WHt+lneCFHz/44hVMdRbOFHz7DCY9wznf",
+	"RAPYgRlPezgOHPp6Je2lvLLCdxDd5G6KBoli1vKeUdPwTqXUsAOr2HT9BpVsoKY05eg6PA+oDH1eHSuE",
+	"t3qgSUGV4UmZUaUn7tbj7pPYcwxrd+WyFGCBoXWWbGKrbEyFoxHLCeJT/L0g9XGFvzSKCo3zgmJklZV4",
+	"TjOrg81AwYpPp8IPYXeaxPLKPef4hI7J0FKVVQCcOHBbIuc/sMTYLcFDqbaPC/PZyWDbkRwNFKO66/5V",
+	"J/jAapn2mVPC8sJs0L8rrL1uGeWSXzMIlWydirHatpn5C9o9hZHFQVmgkicSpoSVvXxBqNjsRS5uEu/p",
+	"7JzDfulUTCcr7jjdm9CR+rcBPFLdgcizsmpPK8JsUPX3HacV3LFzioZUk0tyw/LmP3ZJhpBRv6mmo0rR",
+	"jf07iD9tb9jZ3Goh3tDNqDZVSOqG3YCV9b4dcpvAddx9VRc006wtI/po9NVqA6v0RKTdrQX3lTNw8A5l",
+	"cmnfIIyWHR11vVH34oFfduyVn5liyGwu5ZUGRcRxu5aoAy7QTaMQHYm8Xu75ywNNci7Alc2NblBo/43G",
+	"aWZ+K7q2jRoXdJTXPIUIrJX/9fZVUUm6sQwsIkmZlxk1/JqRYbCiUeeSqsjVUdfykhVLrmRpZpppjWyw",
+	"b0twddZydb8h7jcRsbeXyIIJlnYyn2qWUmUdSu3d5IyTBXtyVn+IndOnXBelYfvfaSDBL/FXdoCcvn6K",
+	"vzsOKLm642i+6Fu9Xktm9LHcgiZXLrLY9WaOZmYcVN19TreiMjhUiNl0nqk21JS64xqCPRvDDgFKwOtR",
+	"BRMpqkO6TBLG7G3wW2P/hU49YNjurth/XnO2HkBA39pr2WYWfOuOzf4zWVnRk87mNLm6jQYGy7yAVzmv",
+	"1tf+5iJYb/u7J9X629985d+n/cWL+g22v3Lvu7U4//47fvxlvR3trx7j9nwBu/MmGuyU0PNyw9QdBXAd",
+	"5HT00aDQ+tJ6xjgIbmaLTzS4QuMObXPV4Ap/v1NsfFkpp01p4C/AHmYePPfYrhTEuRdGN6oAKLbau4a/",
+	"j+oF9K4frYEuuWc3/YH26tR+4s9pudvDPXa2uvG6Wk43RNvLG9mhK4PLR/WtSQVP53cQPymbm/4lQIwP",
+	"/ZzWBLhmStMM7Rd7z2FVxjsX7mF1i0z2wYYyubbmfGWZSEUcBZK2OIf1gvoGdglxO0+GR4HynvJ0dIqO",
+	"Uh+8cy4Ue5TuF0a27bbqPTxYpfM9nEHUe+SXtd/GBYUf6GpSpwThGKdkzjK5JnbpPIMv7RGSobeaYvLr",
+	"//5/kdh+GI/2VJGcYEDbpEOiXIJapwldUw7RcSei9hy+d1hH4A80EQxOE/VHS0kGw+RWmPsvF1xpmHJ/",
+	"pd/d+BvVg4Ab347l1tzWn627Ultn7ol5a7er/enkO6VZXaCS13UsV0xoZ6BXqqA1jcHLsGIbIBaxJEZ2",
+	"eZoSpjV6U7t42l9fXVZWQ3zmHLzgKosJuls7tRIvJbjoRxmWwvAMzRFYhIt0u5+CyvKa5kXGBpPPj466",
+	"zXT0Bd9utoaL2U9n7d1SlBo152rih48+f3i0e/K+rRNEFvTHkkVEc7HM2EGpWQ0YIIHjrTSrQzda3O00",
+	"AF+3cf5Sr8h9wahqCKr6B5Ygb7oaL7UDzYWU3CCH9js2FtI4486jcMvoIugvqNiW/XMqhFUdN3sp3Hcx",
+	"VWqTefsrBzzbZ2ogpf1nvTNbqcFwIYPxm3Sj/+QLKn6rZ+EG10CwFW1j2qEd51QQJlJ9Sii6UP7sLmLG",
+	"Fwbv2j1vov9h1w49Bqf0VwqAge13eHLN1IYs7JeEev81KGGgg6XcPpxzQQHzsyExBAjGqAP7r1BvyWlR",
+	"2LVZkof/9ii1XCxxMbBWLpZjbagyvdYvPAMQn62fyeKmX8kCf/SmOv7Nd4iQhH16Ew2kYM8Xg8nfblDF",
+	"q1W/iW6w1tvr3fcH1VKtzfQYqP6FlPndqDsA3jbAxke79LnjI/9/NymrwhFTcHU8crkfgx4NdCbXs1ym",
+	"bOZiy+21VUv502cnN6/CyIIne91ggLXwzMUud53Gf6+fbF8yeOnOGwaH5SIrdzmtpl9lO7omF21j49D9",
+	"RMct5+ZnJzdnAoQvFUzd82opN+f40LY0u7tbrPmSTy+ek5OHx/8aga2jDhKKoelKRRmUOu13XG17omrC",
+	"b0yzy8dKhomlhP0MiS53RO1uwOmDF75xa59xJJrf4vtvntWW939vp/2TlBuXY3A3cp7LdNO6lidHN7KH",
+	"1vpgkM7lKSVVjzirQrAo0da0wkmhvRvgjLShGw1+5G17IZEp66Qrl1rR+V1bc2UAWfz+pvd0eiZMWU/Q",
+	"+eLX/XL8DFDXBAC2EWGvaWKyTcNJgXhYxUypBECrhoq5yHScs5gsMrrUhCpGJCKuRhCTKJg6gKFjzX6M",
+	"iVTOGGqJm2uHbdhFn1aawTtU2n5XKokucwYIZIdcfsXmFzK5YhWGl1i7Inyr/wKf/9kDMQGFZo0PZnWb",
+	"qdD4a0C229nJUjJrhp3WljcABldyDehNBFdJmQduKa4JFxhvbYi8hyfRHoQA77wvIXgrpP2rFh1ctiZx",
+	"hDN26nJNSmPLFBofpCxjxnm8kQLGNE2bHyiWy2v3q3zO1PgHyUX4d8YWpv6Li+tqEvjgiidX4d+o0dd/",
+	"l2LrkyJ1C7d73/6zseY0+NbwotM4hE3SPbflci0tFeVSseDeaEsQUgAmVmQbIgWhxFEPxpsQ6hjPqUlW",
+	"f4aEx4m/a4gocuOYFTUkhj9iZEWarAETsqLXjCRUKQ7hZ1HjJuFmkWHzvk0FfDwKQJZoXMMMCi6Ldl7L",
+	"KmiLEbwcybXjnu4vURo3NufC+ZUebnuV9rzOUcdacZ903H3Vp6L7rr/b26vvdn275etXnGVpBWhvHhAk",
+	"LHWamop5T+88Yznh2mXsxFZQjgGBiKwRMg/HgPbsdrT0C7HWK+0SRn9hNLO72H6BOlLnN1Be3bx57lfd",
+	"E2WZ7LvHK4auUifv5QKZfiDnu4S7/64vjrliVJk5oxjJVNc0m+U9Pl2XDmAtOI0oXLkwTJwSKvS6+mI4",
+	"V3KtmdIklSN7SNa6JrH90vOHcafGjJjdG6+pPQues2f49C2kK18QITHNgWWaEcuYrnExt78pK3tSt1B4",
+	"wmPo2/RqC/w7dZHIU5A+ndbJrb1nTpLt66C7lUftbbrIgnXe6CPD/bmbLn8vLqm/vvpm+7Rotgyp6Un6",
+	"5cVZp2hP1HXzwYePHh1/3vnoVc8Nv0JHgB/i+TfnfR7m8DHNl52Pve7BOZTzjCfkim0iMqeafXZSqqzK",
+	"SCvsIYjlzegqu1Z8aTsTvlMEu4UL7Nngi+0dvmKb/WW/PaObbEgYsGv+Z3LJ7+iXBUm2lYd9cqNvyUPv",
+	"G5RafdjkZw//dDtbFNcUzNH1zt+CHru96ynXRUY3M+8z21o5qta34lJ5aa/7LV30SmKm026NL2NvKUrY",
+	"eG83e/iy/Xv4NoCQ7jRuxkDeFdqIE+gVL7pvP6bOPdAkrx6E4iegnG5rJe+MCBhNZ5r9uC9G+DY0I2Dw",
+	"pBvq6DxKmsw3BEo7eLsl9kuKI8DGO1PvLm44R2PVO7bWdDP1VYpxSzRBSHhfOe/dX62sBlFmVkMXCQtf",
+	"0X6KKYgIVd+WdmE63b0FDb19XV+IuZQZo4AiRg/CfQAKvb/hFiap+8VjONGO661YkW1mRnbNf+Nm30ad",
+	"2/cSdbmKa40OybR5yFFAcI6cgveqDyvcvxuVQEfc3bx1RfUsl4p1n/9tOS/eov0c0FE9d9eq67jb7bQI",
+	"PMNWXORGCwbilvsZMJ2LlcFi38p65G9bD+QVJh3LkSLjosOgfgnuklR7FLiTXQSfJ0KuG6Ckm3M02pdz",
+	"7/vVawK5pe96314fOb6OfTmJUbWNLJXzFiXgQMD3lIqsIRVisbB/j8l3Vi6VyvKObdFdb+b21bkNQ9k6",
+	"fX98379NY9KZ31025c6txYzDLgTQi68ek89PHv2r902NSZzIlLniEpDQjkAtalx4RvsUubmiIlkRKU5J",
+	"bLjJmE+rwvSZGOIRC6nIqsyp0DBOTjckWVGxZGPyWKZMT8hWIZ+INDN1o6noTMiNSHeqbUSCCi8RCcof",
+	"RCQoyAGjduSYRqS/GlDnd37SnrobdpnbxT7sIrerukQkRte6/ReoiM3CIaSjLgJsV50KSgs+u2ZKcyna",
+	"XwVZonZ4ZlYyndndcVVyYKlh/rndo7qgAJ5LVdnAvrEvo9HlrvZxuBbYDWkqp8mKC3ZgR4YPvGvU/qoZ",
+	"PG6Rx+5Ewo6MGWAGmOrt/PCQcASDRQF9dqMElZJKdwWjU37N05JmfuVBEZi6dAN4hHWE8N0qQ2IvSRw4",
+	"mhu40EcdsFBfDaLbmPEZxQU1q3G3IgcP9ML868onAJ12gY/43w6ck+DgaboTatmXAGLH/svl5TnBB7bP",
+	"/qQb1wjMpktE6JVUBo+T6DLPqdrUhRqRvuxoTfp66iqR7aAvz9zb87188ZQImnOx3JrjlMR0LkszmWdU",
+	"XLnamhCZcvw1h1p0TRDpIPjJvrIANyPIooB71yMGgoyE7stC9VX1NoidruHpsLggca8jwYss6XWHkNU1",
+	"MniflAkPJHak07H1sbyKJ03wPPrsWUqGsZsuHp1a5u8T1twPXOrfimoiZPUCU+HfwEi7Cfiyp6RVy6Ux",
+	"YwJS0JXrovqKOXB/6sqcYBDB3haeM6yaCOwEQ1pBQaIHmmRyOWomk0tLAfXqwRyua97sl7jkN/T5N4P6",
+	"+L+TF9WQ/rOwnM73XfGd3RTVi/w+26YQl3SyRV0+l5EbCK1eGMUL9kATw1Su+5IyZ0Yamu1KlaQbpgBK",
+	"4vK+YPDbJ2fuTAq8e9LeDVl4+yTq7WKu7tEH2nPYYezqgXCxtAK8yq9DZQrOXM/8DKghgNZkpUsGj/36",
+	"yz9H4+78QvxV34LigvIUlQj4F8Q7haxmq5SgW8mQWBao5Vl+Yi1rHNclC8bj/ZLRghS0xktETTq7ARTm",
+	"3RvbJhvL5Q98FyjpTtZAo1YsTrFrWY+9b6+tp5UNSguofteyO+PcZuXwAa72GLg4PPSCGzJ0GGsuSI0X",
+	"QGAPRlKtqsSTlYsEO5NPr6hiOqS6ykjb8vXbBUfunXo2447Z7H0uo10w1zYnZT/2LurCS7otpPvtXL63",
+	"SRJounxv77CtK+F2+2z73pULpnUHJVpZofuP5aemcEw5lDVKO03sFlKeJiuSsoKJ1N5eMEW5QbYY1kio",
+	"l/mboBCRf5WeDQgD/lu7kNPXszq+rmcFUzOfLbN94PZpuDqz+cblpe94CEdD/Hb3owjPn9kFytJ0QifO",
+	"CD5EuEh5Qo1UVYoS2FaQyYXhAbvHABWKw2yBeHwzcbXfq+8lov796nqZXQdyyS076mDet8rdMhyZWp0j",
+	"1mXA+Jm2L6XKumV5zS9fvnhmtVT3zvafQ5qmJJ6WR0cPP0OM1a+//DPG6u+6zNnoZjHoltTKmbKr6d4y",
+	"8LvcNXmnlZbWCBZ/drvobnOw7rUuuTZM3W2x7QBw6/hXcg0mAwTFALCmx+QZsLglVjRUlGdQqLmgCUOM",
+	"rsNnNk2/MyFumQwQ1eH2LbceFrWjaaqY1qe+kYNRPM9ZCgursfqthVAh/qv7a5zIvLmodjD/0xuC+c2F",
+	"/enXX/5x/PBPQfF3MnwpuLVYwfgnheQCKslb08waiBrOiagyY01VfT9wwJ9uDQ5ohb47CcqFVSvBsBbA",
+	"bXKZMgUJVR4X2ymZXkiZd0QpnY+v8zT9l4h3BfcVTQ+kyDZdOtHdgohbSUedqf4SCv+fkiPyZ7JQjO1p",
+	"Pu2pkVhR4ZWdLrjej96b41oUZNQw7RTIPVeCBzPbofTmDWzAzTAFeDJIq9p6K6CPvQOT3VlWXTKHev04",
+	"L7Xx7VDMmjFBnGWg8aDkYjEe7MzBup+cKwzburQ/mKoxcJPmgn3q2oWoviEBnbTO88Y4ao2J7kzVwsiE",
+	"tU4c0oPEbidj3xLH/f1At0p9Q6E3+5s4INCpGEIidQiKj+tHPTA+HpFff/l3wl4nrDBVHTuaYvkzLAIJ",
+	"WhWUt8A3norgKkwwiX7JDJlLs3I+lg1ZM8Wqvh5chWgWhuW2tLRj28sdTUWVUyIxrub3I6cpq7HfG5Kx",
+	"BVQcTlbYcyavikYG3YHwUpKzqXBv6bcOO8cYmc+1gWp01uAD+DcagootrGCAEha+SAB8bbdEE26mYuiH",
+	"NOw1VL++shsn5Bph6kIiT4CthPKj1auPxiR2MTM40vVK5oRORYjzwZncarDvSWnIEM8lNryII1BsFUt4",
+	"wZkwo1NLJ3aA2KUHaCCgjE2FtNfTeNI6BcBMgsUJKKk2vPrWju7UyKIrqEITsz+W5S5iIK+AcPsBtAI8",
+	"+p64AhV4SfYBi9wJ+IQi9qb0iPtCjWBmyx4LuETR4eMLux6vE4feagAZuWhFVntx0LcB8fPb/76LHPpT",
+	"2FbI8r39Ine7aXvS3K6sxYoD7UvAtyN2kd5Cb9lfa0Mmt7/SdhMGyy+ztR9B4TC/hxViazeNXzCRvpUc",
+	"2uZuHP/6yz9OoDNKaP9UmVCfuaYphgGC5+XlVwd/GrWSOfbIxO0AHbZ0+ZXUTJA51uDEh8Pub15OnxKA",
+	"NkCnF9dGDprKZftVeA2hfNtQHtQEHF1ACp1H1t6On7Wxd72JxxcQadujkEbQJ8SSlr5zHQ1MIe7j5nUe",
+	"tM8W3cX3G0/qnY9q/yxm9PQ8GiRmRYhU64vJyrriR4Vp6o3fhhAu737bXTrj7VT4CF7npoodwX7u9ai+",
+	"TSGQ/Z5t7tONT8t9xw2ICuqQXGxE0i2rf0sqaVtih/DTFmpcqiqrFv1eNN2cYnh9Sa2VhSm7LjMXRD/4",
+	"8eJut0b9QG+BJN1l2GWbdiupSRCkeqB90zMP4GlYSnsDdro1mnYZkvoVgp3bmXF6ye9YmKSvbvHjqgyi",
+	"IRmjkIVr7SwviZrABJ5zQ4bQv+vy6fns27N/6ynXt7sSzXG3M6bSbUIf45+Oot+s62y5ibs0g87t9mU6",
+	"30sR6Hb9475MYkiNLuimG7X2noskN/EQPXW3KmBIkkntq9sVlN+i4tbbKXzcj1fA+odxENwJsD9iwVXe",
+	"xLIMAzyF4zDOb2q5HxdYZgBrAI18J6dqHxjGkewWkGEFYBiNSYz1juO6Q6ubcCpce7M6L7/eVQeHSMmQ",
+	"kpRB42eCgA7sIUY1uXhyfka+ZHNu7GLOHv/FLpAaD2EiS+kdO9urbYCfsMDCqWtFtuCCZggF9u/v8pTH",
+	"5MzVaIWN0rq5qTndQBMSbOEJlVsj3xaqHmshs0yuI8IodEJztV7nEnr9WHEyIfF2EeiYDAtoNLjA0fyZ",
+	"+e8nWJUBoAZeL63qxSqJ5dXLInJdUuzaRtDHrx6fZpn9JTeRVRKhlUTOwZnWKvQ6ikjsK1LHcD6uICzX",
+	"0HpZIPH4R9yi6olP7eBcWO6GG1Zt8CjCerdGTkVAjACJ6dqTiqLqFZC1FAhW8xsOrSKmAl+ZxGEBbTcC",
+	"nntmhccQTh8aqtR1eKvm1G5IbCaJv9UyZ+iohCK9jd5A0DMMC/NSVyp2DHt+zdk6vA9tEBmt7iS0LMfo",
+	"HLJwuxeee0HPObyVjkmQxL4ENaQoVbKimk2qHHvuOx27ABoVBNtkS0UyKKHMBdbdnYp2NxljGbIle4Rh",
+	"tbvJ2MtY3Ro3y0Fm7wewnqngxnk/AwQjNjtvYAY/tMLpnTXTe8qld1ZK7yqS3l0fvas0+g1V0bsLovfW",
+	"Qr8BN/a2S5f36ia+mUCHXe1vMaSqViDdqk4/1Y5N3q7HRcWH3AW6uZPE23GQBRpJR4auY04cezuniq1d",
+	"pWnLQAncSW3uUMp7j8YHFbNMbwdVdCw7JkPPU3DpdC0sYwUkIxn6N2t8t4aeX8CJUfYAS7ev2Oic4GYY",
+	"RAM72CAarAHma5/b88o66npaDeQ+eI7jub9eyeCPZzD6m2jgIly3OOTOzjz+ztRgquo+NS5LMF3nZQks",
+	"8u0YqsyZFBDq284mA5ASorm1wYaWDr60O5eshs443NRvw+e1U8qcO+X77ked12nbar6PZLOtpbS3PSih",
+	"ektw0G/eIFeR9vtbvt6ud/HVXd/Dq8jirbzJS7grGLbb15uQcxF+etx+v1YJg5bvxzLIynASp1Yg8bxq",
+	"ElBQbUgp7BB6f4NPtZA3eyFu3vRux20q9N60GSF+p8Nz9RZL7t5Pmd3OXdJdJVHuVKHgpjIqPUi27+zo",
+	"Gf+7NWMdeC2sMtudiHAXXucg9AgGaxU/uSFa9N8bUJlKFYf6QVhO9rqZP1OvtG7UcsuWK1W2zr10Upns",
+	"7FbSTtypu6wkVUMYaqZiRVNCM/D5kjmzhlwBiJBX2A/EQyuuGTlq9C7hmhyBHeSVpIQKMmdTgU1chvHJ",
+	"w4ekuzvsabUExRIGiLmhV4Qj4EDFyL6AnV0uFlOBrTrAhrrlLt5rK5J2Nd12y47W5F1UudURtJ+WAjsW",
+	"SokCntWdK1Sbo84e32U27GEDNNpl7uot80C3O+AovlwZdHP1NJa5Rztk/3Iofa0bmt1De/oE4RsHj5Lh",
+	"FRcpiYN2uKO9Qq931vhaWl6liVeNMVsv0j7TG3llmyrvJbABKZxpSoYIH75m6L2kVwzZ1FCwJfREBJyx",
+	"IUd3CGcchJ/u35311WoTtLgE92DV6JIMj3/95R+PGvCAUVf3y9vA49tH2H8ol/XR7gRHet+oj505Ctjf",
+	"pVDxHeA124ckggPa81bvwVn2ZyiB/xETdW/DXuwrM1VQZTa9N73OFSBDw4saR+iLizIVIf4SELH2Uybs",
+	"zTOje2vFvD9X2msJlnH1ZOVyA+m4C6kmJJTNXuGA8i4RvPEGbjKBiAjsx9D+M0KEJsp37MMNeosAxzoI",
+	"eTLUbjv9c/abWs490EGbZ9fWv/adTcW286zDLVO5vmXBhI5I7ZwJneJrKUYdXcIrH6y32+B9XUnsaNDo",
+	"Ge5WtqcD5xsu0ks3hf131S4c/pAyf+Jmgge5f6zRO9x+4N2M3yMoVP7mnkSGF3s/GvSevoMEA+oLxNed",
+	"hFTAD98G3nGbyX4A4MdXbL6S8uqFvSRFhx2SlkXGE5eX2lEfyV2urm+34+/46PYyADyYlIqbzYXdLGcC",
+	"QeuwsxLLVONfX3lS+Oury0HUkSYTNmkDzTVWLvkrjkicySUXGAsLe5nBCcHasVtZtcCVMcXgzRuor7KQ",
+	"rvq0oQlsFFqyg3OqMuDPSy4Y604+dc8A7N2yByZS0AEUoxkwZHQ7TqyENUReM1Un+7l2EL6YFdEbkWBo",
+	"1TEmPSaXK65JKpMyd4B11yzDWCUC42lfS4foiPyfLj5VRVcvNwW7gEVXXylGlkxYjslS3E6IbU3Ff/pP",
+	"5LEU10xAwqX95BPyySf2rOxHCfTeG3/yCQFYHdpwpZVqJD68Po6JYCzVrVZ9E4K94si0PDr6NAmbvMEn",
+	"LJ4KQkqR+aAxsnLoBQKtQKxMXXPNxuQsoAKMvEM14gPNl4Kl5K+vLl2N/4xfMw96saMfPyI5F6Vh+tSh",
+	"gOoiwDgQ/K1XDLAy8eF4zbLsAMr6HP6wvtLjH7QU8Zi8CNv3aTs0BJWh1x7seN1ub+Iy3X3HP9/igxLB",
+	"1igJ7Q8QeWcwqZDILLVfwcCAo1LsWvoQ63olM+arbbgwLITGfQGOYSaXsjQoc0vN0ma7wZEdFrAIoKQ1",
+	"NtNIOSHxydExaRToqnBcjjf5ckS+0QHOz2GTIaGDW6Igj4jzatnf4TbAMY6RngDNpj/5BDYvpgWyIi7F",
+	"oauz8y+w3WT4N1/D7PuhvbJ6cni4Xq/HapEcWJEt1Viq5aFaJPZ/9rkRvCOgvagrchZtV6RydXqGmqFO",
+	"GLsyajFBnj7ylyeoj+SW/lIAUbjyT5984jKK3GNzmW4cHs5ywKozxcnREWnXQnMDvqCGIRQLNgQry8Qn",
+	"Dz8njXpd/p3iF8yozQGALXxlJrsGt99j+/qIea2v0bysQApzppFPXLEN0ZYJ2T+wIgtZo8yoXh57bMDt",
+	"LJaKQiZnCYg/S5p2V4wmSUa1jgBdbPVe+/TQ/uFYzdPzCqBHCbJhR4wRoYmSWhOaZRVdadf/FnuP+ZoR",
+	"dlCv4Omg0Nyk3Ubn0yNYyPER0ZFTxjG4Pvz6yeWIHB8F3wOhKG6YJsPz5xeXETl/af/f2eXjv0TkyyfP",
+	"nlw+GZFH4Yju6HTwSiiRwoHtuPbfT8/H5IIvBSjBIKBwY3mhsd2IlenWFHSn78wvrqzCS+ZM85RpTyQV",
+	"GeqK+xLFdCGFZlViUrNs1yl2M4Dglx1x+Ov//H/I8cM/EcjTy4DHnF08fvo0NEox+1wplgFZyqUGHdoh",
+	"Njx6OllJqS1PYG59X1i61/zvzK7uRX0Z7KpA6n12At1A8GpA4yd/M44/JduF74CKtinzgXaY0wmO+vDR",
+	"Z3ZYp4VnPGECK8N7Ea5koTgzVG2C4mJeap+dPx1EA1dQbzAZHI+PxkcATC6YoAUfTAafjo/GnwIGwKxA",
+	"d+kWDPabJeuJsf/14vl3VuqTb9iGXDBTd8Owd5C2dBsgbkw/zDZkzoiTbXa3pmJo+eG/Pjr+11PiyuuD",
+	"BItITLNlTGIQh/FoTM55clXdc5cPABM80CS+4nVRt6n4slQgfOBRJQ3yDDxt4xpQQ+ohyOYsrdiDFWNX",
+	"bIObX3Gbp+lgMviaGSh1bzVFJFLYvYdHR17Xcn7LkPf7nUQevEcd/AtU4ba33DG3MbavSBmW+XtMkxU7",
+	"eGy1J9kRkPiLXGN9C//q9ijm9nYlK8RV1Atra+VvQlV3MPnb99HAFamz5BaoGiA2r5nii01TAFvdlC7B",
+	"zLPiF0Ephyvo5vL3Xvo6A3GhycOj0MXhCkFZfbEsxuSpQWyfbvQUGXcdmusec4/H5mboObjmyge7dvWZ",
+	"tcntsyDVgu2ThXa7BwGKfTePCXIutVkqdvHfnpGhJfIXLOW+wiOgQpelYunIC2mn61AneyNU3h8dfUqC",
+	"ypphEcGFqxcRVKsJlNtnkqbeiaWqSqxKloZNrcK/WPAEywxCzg5NN7XU7LmDL+xT93madcWfjgOF2e1i",
+	"QWqMLWd9dPRp35DVGg8vmLrmCQsL1+0ihGoNOyjh+vgQXLKH4JI9yOSylypQtjo3PTotfQp07dk9O3/a",
+	"7Ak/gXTuYQxfz3gajyIorDsVw9glBY8iuxdQbXcYGyvmzMznK0fEf+L9IzjAhgxjdO/GI1/ZyNqHyvCk",
+	"zKjSZOhL8o7G5AnCZhOpUvBPKW4ME41uZmEMAt1rU4F/QsI4SCPH/6khK1pgfzVr4GZra41l1uZGGSCF",
+	"MwOCdo5EWNE2FVyPyTm0FZCLsJM+GcbYASvyOh55dDQ6dchflyiCbpK4i6ifcW2grf5ZVV+9oIrmzACT",
+	"78klqh85hNJMvek2wYOP0Vfz5vt7vD7Bm4AjquMSnYEnyLvmq4gC3KYTXMru2/RFXRQNfnJ8809eBhYg",
+	"/miPW/uVr8sMv3j4+c2/uJTyWyo2bnUa+cMeb/TUlSauKuj+Jq5S8ZHLrrgNfDAKhbP9oM1VMFh7+JO/",
+	"vG92yJwNmEkPdIX1Rdt+DjBjq21BMT1fwazUyEfaWGhEukZ4gZ0XWWPtguopnuqRsyOCMdoxfvSxLNCW",
+	"2yqZKuQaK0vCw5YpIZeowsoJtbYnlKJw+StmLUnKNV0qxsYEufMScM5otAUpA6+2UN4JFVtVVz2cuiF2",
+	"pwJNsmptYyjWAZUfGpVda2sWCyVhTQ9teJaRROZMe9z9VLgTWa+scVOlQ1juBlzNN5tcUd0oPtsjfMFT",
+	"Dzd8cN8sBMHDWCm7R7Py1OY2I4C8XnO2RgL40JnK0cnNv/hOmq9kKdLfKxc68yfl6mrq8KiQdvuZ0pYw",
+	"5ALqaYFK72ziKgATevGx7UpNcTdFZr7fzf4OXQAMWqi/mwVFg0LqDob7Nb+Gki1V1kQd/6tTkRoa3nZx",
+	"bHtnIM8FuK2PFsIPwXcO/LvcwBG58PKvv/w7+LWk8txuUue0wLNB4R+wsafCJRk1q3C7yYatXJpR5NyT",
+	"EFnluuFVmYp+IFUTfoUMOSKQOluBgRy7g37MGED/O1NyPBUYcERvgZdBjZyVNos/reLApJF+5k4D9Eq7",
+	"2qPP4zF5umizJvd61m4Ku+lW8VrWyJ3CLfG1ufVUxI+OPo0nWN8gciprtumZBPawgOgh9qsOP7cqtV2u",
+	"yyjaUhMqN2TLyohHdesA9yPHgGWBiBjIeQIFP9qlqGM9B7q279klb/BkfHD4dirx07q5xTds4zRe4IZf",
+	"uGIXb09S4Tor2fEGg4n3JBtxO3oEYot+W76iak/MwQtWQIpl32zuV4ddP4G5/yNJ1KM9JGq9EY9dRxb4",
+	"6fEeqztHT/CllM+sOYy/e7TPVlStUL5lKae+mNLJw4f7/Ni5naw4fiIM1Lv7fWoPeL1qprun/QLFTQ9/",
+	"ct6IN4frCrzcacRUJfgB6KQZ02QYO89VHLlsTquaN7CszoOxxvgsiJYVB5fGBOPULRwXN5plCzKM8fNZ",
+	"PcEeoC4nLehU9KOdt1HOCEN24sWJ2EyCl4dWOa/WTpBXYKXFi0xKsIo8W3e2nXMNGYcUHgYeECcRvEE2",
+	"FVtWHQQIaLKqSll7+w6tKZ/YpAUt9EqaMTnDg0AJK5megg3FXnONSGwSnxydxKcES/JJJ95XNK0kqTVp",
+	"qCAsL8zGI4K7rZqXmikP9XwXpo3D0fcwcQ9e/mi3vH+7xZG+u4rdbo39LZcbdBZLhk/TQcsQ6eZjhzXk",
+	"TneYJPvO1GdhnKWpJjEi0uI6UUKG/MBtSoWIjRzoRuvS8rQKIIs1NzEhv8bKguO4ehaSfWkXqFwuyBas",
+	"HLkCMJqaW3NfNXTFtZFqY1mInyyATzqvLJ6kKrOgkX/K5txMwKuT0w3o9IDCDphxbTkQATkHUJqiYtXI",
+	"p6did9IHJX7LgHsVdGPfHTi8XCzQ9z4mXoUGrd8bkcA+wYZxZ9HW2gPNvAaMBjo4RF0qbCz5DrBNVJA4",
+	"UJgPvmGbGJNqrO1QgXwg3GMXF24nxIdyeR26wNq8m3Sx7i5ejKjOmh1/qGp/X17AmyaO0Br827bA8b0t",
+	"o0+i1Md12rA1AbFR1Xb/aCl8tBR+35YC3gRCvYSqHE03WgylWR0CnAlkaadIhBRxj3SswInUoxEPHIyX",
+	"5jzbjMbkTJDSwepccwOwYbCxoy/fPxVLD0KiOUOoYlfr0MBPBA+upboakzNjrHKLWE+zUtKYjKWkYGoq",
+	"aqQa4DGZIsPqowhXBJKo/hnF0ciSGQ1YPQfPa4DzOsOXsG/3w2hh7Ftx17eoqpdmVbX222asF4hh4uLd",
+	"aurvh4/8bnhBD57CHpZVg4Ci6/sYtNHoACoFjEGWpp8zvAjgzFVbRit2Qwyc1RzF0v41cdXYQ9A1FO6A",
+	"aw2OaDMVUiQOTL2Na64AtVvIZu+6t9Y0GbaBy3ZUp+t6lM0I46sVgF9jfTvcqJOjo+MxeSaXS7sq6Ka5",
+	"5pjyjLHLqYCqsQjahxL9fgMe6G0IoItP0iyDxks9vMRu9datPukr1oy7Df7saywVdOeb9TsUeE+ch6bq",
+	"7VB1ytxBzo7ydtCzNNQ4em6QKZ4z2CwI8MdoB8RoXBy2SgTAM7GGQxXAwe9CshiT8yBToDlZDcPxWfkO",
+	"/N/KHajj+kMkbfw1BJ2oAajpARcjVwMN0XFwczqbcZ9WFu5UQJ8S7TgHli8jzxdE22loRhIp/L67oZhr",
+	"qgwgIlgFZMNkG/RtYXxI94Q64EzuR4q22l99WHL0O7Z2fO3UuTA9aTXJodFWBFSkj4L3wxe8T167POz2",
+	"7V5IBexgF1K45liYFdfPsh5DiqR2yHMo+waJS15nr/KLrNRA+c91o7+YfVmqWDoVCdXsgAvNBDppsg0A",
+	"hOIzIf7rk7rRmGuM02o/Fjtl3CnqbjHjqTh3qgZq6x2dxYBzdPYR6+QXbkfui2E0e9C9Y7/GDRzjclVt",
+	"LLZKxvzYUyewXAIJgvyhAiv4rDwJ3Jlp7HEVPwCL//fOMPAmb11klMK9bALLNLnA3lZ851t2nyEdKDvV",
+	"Q6bOD9prC/yx1FVQ2cFsPuCC+KannQeqXJPTweSn1ieH2PpT9wuDL5Rca8tSHfASUsaoaKXwVomGLgkx",
+	"yGHWspEqSOtMYa/hUdc3dUL0SipzkGHxpk+PiB5FQb5sROayFKn31rs20+Azx2BFmOVaWVmuxHi9hlGX",
+	"DMCb0uoGe49cuTVTJ64bd+WPRdVfM1PRA9SiKhwkrqKogMoruq4p3beB6IQlfEJinciC/fkHyQWU33Yp",
+	"BqPunhAQY69glnHdFyImQyUzFkGWzVQQklN1xVREsAM2ZsGilRT7foVxRGSWMm3CTny+Blm1Msw6jyfQ",
+	"eEZa22ieMZ+L7pY13xBBc3ZK4h9jsuAZaDzuQ6vxL/hrSI9s616jcCIuriFteEJckTpX/zS4WQCWgKeg",
+	"FotIwfFg964v8eIFbH83yPTHkkHpEQfqhFU0UubcWQwmAzyeoGxK9UFVWc8trLPk41YhwXpfyFD6jiCt",
+	"HYfyOl0L/bGxyFsVcdwjieSDyjap+rvtTDMBOnm35uLvkJHZ64BbFTIs+BvADJ3C9rK+fHOGuQfAeaDA",
+	"UQwFHaTMndQUJA56qEJeA7TQIGfCFY9C8CyyG8zLqIRm5vMDyTG0HsPL78IVR5/D31haYIbNPtN4h9iU",
+	"0Cr6PoyneoL3ZD5hZ58ehKiUed05qBYfYQOhdxq0/WhV3c9l9nYUnHjHfQ61j8OfXGGsN3i/M9ZVr9+T",
+	"TxWUcEAbSIwqCkaheS3GF6RgY+L6TUOfX9pqIYw1DyKEnkNxqKDpIrbtTajAzrZDKapCQr5mi9OLMUJC",
+	"FfMETIScilwqNqlHq92GrVIfqILDM8A3InjUckFs4mE/AV2dClcXCHvrckOGGaPX0GZDJFmZ1hnUmpwc",
+	"nYwJVC0jC8aQw7kuyXVpOKoYIhorgKQraAAbBBWGqHBV5eayXK4aOlgNEoXBAFrDfLJ2mO+hDd0ANAr1",
+	"Ql+u1EOkOtjjl3BAFXu8KQqDj6cf0Yrv/8bjUbgbT4ZYYbBTkndaGv62uvpB7mKcEio2EL1gkHIUqPWn",
+	"TtVm1W+Cy4sdpLwm3lmXoZvGjt6ZGMT4aNNGqtKZanvCdzAfvWMa/wNQLFrOPQLqttA/e9we00pNsurq",
+	"75j6cktVxhIonXXxJRJbEwpKF8iCJ87Hv1XXHnDnmHU1FTiGK6ivCbSa8X+BZutr7SPVQVyUpgd2gC4G",
+	"XNf6vyf9dLuZwDsOCO66mHgMqWuv+weED35Udu+i7FYxxtsou4dzKu4Ang8ZTadJ3MdnIqu8ApyfKCqu",
+	"rM4HcHKzYrlmmWUeQyo2REhxgDLHlWuaijkVgqXQpg7/6YQSchOA8J5CuU74DqIOzvn9g+TCNTaJ4T8x",
+	"GQKLgkZtpRsZBZ9/ADodaCbMaEy+oEKA5usqNxYZTZxvek47vWpfUIG6xD3xry+oeE+G9Re0Nx5p9+Ij",
+	"u/rIrvZiV19Q4UDKt+NVdRbQLju9j/2MyTO+cEirORU3pWdsKyaWVwQ3ex+Anp2Ha5LxxUcj8QPx8S4M",
+	"nv9bVLmjW6e2takbTcV3KYwRCuQsWITMWlHp4rvx+fOLS/LrL/88tB/GY/LUPgg175oIWAIA2O3LAs+z",
+	"e5WDOMV7EoU4eZ80hG3FutofheJHobgXZ0KKcnLRddIIwrz7S0p7Y++BkZwHAW1XIJ0JjDKDgwxKfIEy",
+	"fdqKTwsGGMPwVpC/Si6ghFg3P/HfN3zGVb2eVhStqtfjozlTUSek7iq+ArbBjlzV2h2G400FguoypnXU",
+	"VXRndBp4VVwPBd803b5mzkXp/s6oWUiVkwVj0IAaTh1SYdFVjg1loD06hWo3HCunBahrWD7m/WOzZ43c",
+	"2fnBFfvBbyJkT1Uee00WUMbtMgyAYQ3mRhQC0KPEZxo7P+HYAzHgB2PyXNRgROz8VnkMG2Uig5DlMD45",
+	"+nwqOuKVE1gkQuwBZzGCBgY1MWAsFWq5bUVSfXM6azNai7DuB68l4cb1MaBiKraSfUnGr5jLDIEKUge5",
+	"hL1yYvDfCc20rMkBt5ZgWrAsDWwopD0fHRFeDz67YpuZF0pxVWG86hPQJh9r3/rTxT2ciuoQrQHqmt/A",
+	"7NA12k7sgpr4fkIKdupatUPys12vR3pJdaXxNDGNjm7qkFUvSsTuvnPH3Y6lnFOe2h93JiW/J6f3BxX7",
+	"/aATdv9gubOWUG/tQANudQ+ytsGZIToM3LbBnbkOIW7jjC1MjDwdxY/zf8ESkTV9Ho8mGF8NolVcaMNo",
+	"2gkPsz/dOxL6jC3MBx4iurXu+ns0cEGA3paQHQvsBZE/49q4AOnvuzozvsTNiDm3IVA7xEtgqVKmPkZB",
+	"7wV2l1fE9dbioLtJ/bf5EiGU4SE3PcEMZMag13sQrosiDNEBWSindJsVxV6RzUv3DU+ubuFvfMFcKZM/",
+	"usfhd1njDyyWynIaXvHkavR+XJTRoChv4UgEJMA+9+HUJUcrmTECucXWqJqKOasfrbUe6G7kElE8SsGa",
+	"/3m1jCj4t9N2RmPy3D5rdfmpcE4FMPwXDpa/YoqNSZyXhqUzF+6zf2gXIwRH6JAS6PPn3AeFVcBKkWOr",
+	"OToVC6oOFqUpFcPncAAuUrbgghuWbUan8GFa7UmYipNbhXnZndiI4IR79ZuGU7wnBIR7vx47zd0Bqj0a",
+	"4iNL++hEvSUQAmkI8oIyRqSC63gbfRivaG9e0rfuASiNoBMsikpizX6Mx+RV3RzPHvnEdYA1TBviWqXg",
+	"QySes4VUDJKNfMXUxnOONXJDhqCazmlytaYq1bUfA9N7uWH5A40rGPnRwfGHgyMuFp/1Y6PHrBp7IVVr",
+	"aDA9WyPHK6pnuVQshjYTU7FeMWjKZz/zYVQfXeWKuUp7DihbMT/iINNUEyPzuTZSdHNEND3cceyVp1Tv",
+	"6aCz3HzVMt53hz/e7g1uBWbX2NWO7jn0UffQ+5lM92sIwZbuYwk5afXR8HnLzMrufdWlAC128Ea6CzLf",
+	"EKQzz7MqpvTbwKGdHqcYq6PNcr2c8TR2ypZ2fE3TBcMOZUZtgsqYFaMAdzKvQPxYaROPtFE+Uyq+5IJm",
+	"/i1dtPnh0VHsPVGW5uKHR8dx5GIblFR9rcmvv/z7VLR98XYpVutM2Jh826t1DeOTo09RK4tHEZQvTajw",
+	"0SsupoK2oargNKs+i0en0JTV8mOredba+nolYQ7ouEu0lCKoIjcV22XkyDBQXSmwTZYX3WnOF0yk7rLe",
+	"k0IYzPDe9EF8v05GBER32kk+wJPeZlh/x0IuXXdMN3VE0tKaFBvXg+ijjvpRR92P7V9AOQZPR938/Qa1",
+	"9PAn96+b/FfgDdbQO8DpWKeuhHe6IVyTJURalcyrvuY0JQU1K6ew3QLxgwpeyKn+qLlTfwSHVZVs5QX5",
+	"0El7a2p52TZ6u8rLzXqzo752GkyTUJ+k3NyvQA1m+PAEKlQAS3lgi5FhjB/MqImJZmb08Up+FGZ7VuBM",
+	"ueniAiLbjH67aDtUDBFb+vAnlssf+E5hB050X0kzbHnrHcHQzvJGQYa++BduhL2h3tWUTqx+vEO/xwpd",
+	"9IqF5DOnydV7FGLRLkKLyPGvv/zj+LN2EUVZGqILyFIavnzx7ICJRKYsHUWEjZdjEv9///f/+X/EVk7H",
+	"/3IcVyV0mv0b4bLtbN4YVNX57OSmojp9MaXnIrg3BVMOBckUgQWcEpqC/8HyGIic3nh5z9L0N91c4BEf",
+	"r+7vMoRKE4O46buYVlh2N2G9Hn+PIKwBg66oD2CsNKA6ERNd1T0jVGywh7KLJCZZqQ1TZEgreCdWqJAi",
+	"44I56C+U1CNLRRNm7wKXad3/gCt0ymP9D1cpDxCuiiVSCJZA82gpHhiyyGgxqsuQ9CVcf83MuX/5e1RJ",
+	"qzl6dFK3BW5vP3qb3/b9eLWSngw9fhC3vLs639uG3ShG03tCSmIlP6xIgJ2YXCRrQiiGrewllSqEGXiQ",
+	"Nf601eF2KqhIG37rqsC8oYaNyUusGfjnhrNeWtkRtrT1FQatxHJ1fwDqj15EF590K/CVmn1Rnh8kF3Ct",
+	"fZEhcNJgZKsq44OVFLru9LdUXb2wO35f9ZFp+r6KJzCaXthT6O8BS31D+KC7MM2yD5ylfLQ49+Nj38pr",
+	"B1+2B43X51aS3vDifhItLefZ6hnYSk6yCkqsWMILCLfxNI4IJQuWQVSpSpvxXHoqhs5ydb/3Fb+KAuJN",
+	"lMSGFy4Zx1fZdXkOK56sfE4LDqwZ01PhI45VSbFGrdYxueQFBqUUNewAoALYVQliXFZ7gbjWqO6e15FR",
+	"s7N9nuHYLKPZNq8n9nXJP9ju15e8eI8lDu3G9PBAw4v/0J3uPvat+w+Ve3MJ/EAiishDHz1Dd32rK3Zu",
+	"2VZ/F2vn/4g1FwmLJw3lDYvPY5ceN7nntc0y0pDxh9mP1nqLpsIeb6WKYTz/11/+WTkt4wiBo9hblcSC",
+	"vTbYVyeGBEZEY4VraqZbtqZPZJ5zY7mu12CoWz3kIxRMHaBwQOUW8hJc6eu64U7CIrKSa4BQ5FTULa80",
+	"WStuWJBJmm3G5CtY+lSEaz91hRYDyBd0DSlZRKi+cj4Zq1uLhPlSt3Uuqc8fRehZ9Y7tRFJ7IBAS9bpv",
+	"I6Xp0P91xZMrlsaHdSYqZhuHO2xtF1maWa7jRn6lYOvI6QxA8WRNLVcsCxSZ1oSXYgnmt4Ew/2uXcYWW",
+	"AJytF2NVS+2iwq/UOcbY1OnStSmDJGn6Y8mQ6HwqLPmGfwGGgO/zxIhm6rrO2bIigovSRWYtMeY0W0iV",
+	"YwowzQxTLHX9hqmAIuUKR5sKxKJFJOfQRMiZDJSk1NA51dAhxNiPpCILyjN5DekMrg8AgPjMigpyfAQp",
+	"u3iWU1E1dq98GU2aHWLxziKTUHnTnvPZ+fns4n9893j27dm/zb44e/zNs+dfxyN4H65JfHJ8NBWLMstm",
+	"9krXabITRzh2YZVD012eMfmLu4RcO3hQoUphNwNqJbs9CKq6FFwxa53RJZtgYyoXEXAvNN+QBVsz5Ym2",
+	"AHOuQmVlmbujead+YnnRlnKy1RQAG/7AYUHSB5clThSReGVVP3DHQnXoa+jvvLDjNeioQTynliH5PlAl",
+	"c08kCSsMdiIzknx2Yp90ZfokpGVDfVaW9u88GboGe3JRkxXSE7E/dWVkHUyps0Q8Ry9St5/40aNPP9uj",
+	"/npr/9ybmxXXyMjcSflOANCAv68UPKiv3TXrsRg8fY1AzUeuNPxORGhL2FBuKh7Cdc1DqHAKuQep+bCT",
+	"YGRonzooZJb1rrnmYt0LD5f96dFRY+FdeNP7hJHaG3AzhtSdmDc2HN+TTUb3jtuZ7THPV2WW2Rd84fX6",
+	"3ysqnppkZSnVt79EqdjJyAPNCzStSu9yetiONkNVz/J7ozY3Q4/Vgyv847UUqg5w7Q+gT3fGvw8Lmlzt",
+	"zG6wMqs4KAsyLyE4wZwQ1OyUIFBYk4InV1CeBcaqwLqCoAdk3Ankfwz26Lmf/x5JpTGTnbqPavxm/AHp",
+	"Brao2gDLHTTN2M30Y2RRFvrGVuHzcoNojOZEk1qVJoUDmDtyc72l4mTFkisrAkuVxVZQaOYru/vqSMML",
+	"o3jByGP3KKiwgBFeLCCQpKlI5/L1Ax0o6ud0E5HH1gjKnB9tKlIGLoyqZDzoh1YxRjPQCne1QeNKliaR",
+	"eTXFyJXQcT4WqhSH2jUJI2EN+kLJa55C9X2x4Mo17Kmmk+ScqkwqmA0vkRT4rnZgxRJDaAbITas1kPjr",
+	"J5dk6zAOf4L/znj6BpTJNbD8unTReCq8t47s66xzJo09mf5GIpd22g/VQRcs8T056nB7+lhPk/otQWK4",
+	"2EhLH/8hXHUfPW8fdCXWcuP5175sP+A0/W44cBs58o6czg80zn070rnCrh5oP6XUBL6ULc45rGtWacMK",
+	"QsmazVdSXhGj+HLJFHQdlI572SsF1rYXI8jqNfSWx84mICiQm08tzxXeTwIc042NDN3VcajWwrUdiqWu",
+	"Fwr2usb76yxVKwFgVLWpe89HhCZKag0uhcoVV7vo5MIwAe4VDXy+7udKUw3pSXNm1gwcmND9fm3llBMd",
+	"UJZuTM5llrkKb43YTVDdDBvK+ADO2VTg2h9oDJmiKwEPc86g20wMLGxsvy51PCYXMmf2pVmm2QMdnKsv",
+	"nNsNMfFy4t4Uvp2c1kmxj6CSt8w/KkOh4cjuYiXdmbtN1KFnLDuBh1WubVnCk1tYwxbTqss+9ts7T+Bu",
+	"uBYYbZ/8nGYUvOmCrZk2yL8meP84dmBeSEWG8RUXEM5FLwcWOIxIGNaIqu1SEATl4OtNmBKWgZmqPWwd",
+	"RvYuE7eIqVDcck2MC3DTlzCNhvJl+O6/67JNW+9zs88J6h66Pk8fOx/e2ovg926XWoByUh9qMMUGk59a",
+	"ja1/GswZVUydlWY1mPzte0siGOnocpRf1nEQsMHg3xpdq6lMSqsSDKJBqbLBZHAI9OZWtuW+wHqkOoLr",
+	"dMAx6OdaDetxkM1vF7bt2H2BNW5FGpaGJF8ysSHzDXF+WGs0BZ0qfB/Gk7guqVm52TC5O5oK9jphhX01",
+	"BpaxSKviYo3WUmSIC2bum6Ccbld7qdF4Kl7IjGHpHVcuZ1oeHX3K6mSs6gNY7ykREpIAaWLA8qdYKQOB",
+	"clgYAqNxcu2qgro9Qy/h9qb5Gg1RhafGLQxgOuHWVzid7ZGeC4jZaqkwBoSaS6MCYtNnOSYNBl5tOBn6",
+	"WezWYy1YBOKFq4yCU47wdw4PGDUWPwIlp3LtO2UV2fwDjUHDGAt52AsBYVguEsWo9oe9pMUBVGzlwgV5",
+	"XVG52qrXG5HEU+HtcAzq9r96K+AbRIdJEBxuHCC4dbt3vUYuF0w5Tx9JrB7M9M3HQDJ+zVoRahebLrJS",
+	"E7Mp/EZ4tPWYNLpHD7HufFe783gUEQdwJkZORbVh/sH/gg/++ddf/mkp/eFnEIuyfzqZrJgucw8KpGKD",
+	"/ZpxxMr0iDHyTeQiaM2I7zy0ijbLMjnypZ3TSRVh5prkXGsodF3HnZ0FgSm0YEdMBcT2UM+GCS+A5X1l",
+	"P3Xtth7DvrtPnAQ8JTEt+CG1h0cLPt7QPIsrRV27EPuKCsGyMXkcvlY8pyZZ/dnqUTEWcYDFk6D4HMK9",
+	"oL2skUss50LB8TsVGJPULihJhopZymUiZYCvnZd6UzEmS9XaWFPA0Q6mF0MzZ6bIvKxKOneHyHVuraNh",
+	"I9gZgabFrh2SU5QeI6cqLg3XcE6Tq0wuR5UCFoTkXeVj3I7GTRsTH5+ds0yKpfYgOh8unwqrpNmRrEk5",
+	"8eQTRtFpFUd39ptii9KSwjA+OT4iXYFWKabCfhQhgp+cnBwdtVp7Vq/httIhhO001ghDi8u9nY/cWzJo",
+	"h+7JrSP3U9ETup8AjVTmtZ/elSCHk6/xA5au4KgfwxsmMmWuaDpozhWJ6JUss5SkcmIf/hkeJD+TnFGQ",
+	"iz/751yOzs9T8fPBwUH1P/uTY/u2PxNhLYMMdrRUdowqJQLD4HxBNrIka4puV//TY/Kz1zv0qjSQ855C",
+	"+TnLuq0FbM+aKhOPGmMOPWTJW/MjPIiNLJXHGjliwYwORUUqcwIO52r2P5Gfrb3Pkw255jKj2Pu0gfco",
+	"xZWw68GL9DNZ8NcBYZwGS2rP7yf53P5K4XWQZM6XZAjkioWg9Dinr2fw/Wy+MUzDi956luNgIyE7q7Fb",
+	"fVtjr61cLHCQE38aoKkRx2QyuQRPiyKKXcsrVqly2MGSi9rH4gOcwZn8TFJJsNNsi9tz7Qc6BUWRVAU6",
+	"/WIekp/JilFl5szyJGTwP9+0FSd4qlAoJpHCSh01Ca9yylO3IpqSBUgYAXCTfYa2Z2lPEaAQ7mFQthC9",
+	"xDWESCJMErDyCN1OzW0hw/Dog1FmBVMzOwDQADInT+f1Y86H55b0sCYvZdVUGJlYVZfB+eHU+IBXzANN",
+	"g1uuC0oB8F/fULi5RJSasDo87NZl7CavRtGdA3CDeXob/vo//19yTPTIvcUJsBDLqxEY7Xk1HpyDH7nB",
+	"HUxrDtGoFDCCZLg3RIt4hFaY0rEHPqsHmuX4e9SHtzrF3gXaBZvwMCBPzeWQVZWUqhVg9AslzWUlkazE",
+	"AYJISeiEgKBcsVQ0ZZF/G4dqGttbUGG5Ji3R28Z2WX4LOEuQD+gHXjJ02I4ir14Ex82t9uLvRmCg+CSm",
+	"bR0Xg8La6i3OyvVJpxHRBSos0HAENWhsPw1ymBd6TB5XkT6rwQO8Rp96T28urxl4rVEwB91GoFFDKst5",
+	"xg5wyIylS9ffH6uxyCtNaLamG117ehCoahdXO6GcrF1Kpl0209+Zkjt7mLiyWqh2ffJJK/Y3/uQTZzyB",
+	"5g3KIMLyfVjTXYTuyOFUYKhpArnIDx89Itdc83nGyNnF46dPw9TkISUvXz79ErdnKWVKkpXkCRtFRCey",
+	"AEM2UE98DhbaZsx1EPe5lg9PyEqWSo/JC4hb+qx/h+5sgDKv2Ab7Nm50WATRu0d8G+SOWNkEsK7xaDtZ",
+	"AeXEaVDszM7iwtcpXywYII79ggDuaE9oqzWIZSDxaVBRrepsDqu0hmA1hDY8y4gqsSEljHn0+daYXFj+",
+	"HZPtqmNjgrbGVIB41mQYP3r92r1ezbm1jw8AnaOc8qcwwWpcAIjc3uaGmem8RR2GZuEcEs7+Rh5D05wL",
+	"9EFwTZaKInp1g1HzZYkOTjIELnf25bdPv5u9vHjyYvb0y4t4FE2FcBYC4jbtqs7On55W3fghXFE5aT6N",
+	"G0uFuTtW+hfLSVaVF4MLpjUplJxjiiGRRVgRGXiXu6cNV4cs9ODN92/+/wAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -334,6 +334,27 @@ func (e PresenceFrameType) Valid() bool {
 	}
 }
 
+// Defines values for ProviderCheckState.
+const (
+	ProviderNoSession   ProviderCheckState = "no_session"
+	ProviderOK          ProviderCheckState = "ok"
+	ProviderUnavailable ProviderCheckState = "unavailable"
+)
+
+// Valid indicates whether the value is a known member of the ProviderCheckState enum.
+func (e ProviderCheckState) Valid() bool {
+	switch e {
+	case ProviderNoSession:
+		return true
+	case ProviderOK:
+		return true
+	case ProviderUnavailable:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ReadinessChecks.
 const (
 	ReadinessChecksDisabled ReadinessChecks = "disabled"
@@ -662,6 +683,15 @@ type AdminTopup struct {
 
 // AdminTopupStatus As in `Topup`.
 type AdminTopupStatus string
+
+// AdminTopupDetail defines model for AdminTopupDetail.
+type AdminTopupDetail struct {
+	// Provider What asking the payment provider about the top-up's checkout session gave.
+	Provider ProviderCheck `json:"provider"`
+
+	// Topup A top-up as the books hold it.
+	Topup AdminTopup `json:"topup"`
+}
 
 // AdminWallet A user's wallet as the books hold it.
 type AdminWallet struct {
@@ -1022,6 +1052,41 @@ type Problem struct {
 	//
 	// Example: about:blank
 	Type string `json:"type"`
+}
+
+// ProviderCheck What asking the payment provider about the top-up's checkout session gave.
+type ProviderCheck struct {
+	// Session A checkout session as the payment provider reports it, in Stripe's terms.
+	Session *ProviderSession `json:"session,omitempty"`
+
+	// State `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+	// session to ask about; `unavailable`: the provider could not be asked or did not
+	// answer in time (the error is in the server's log).
+	State ProviderCheckState `json:"state"`
+}
+
+// ProviderCheckState `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+// session to ask about; `unavailable`: the provider could not be asked or did not
+// answer in time (the error is in the server's log).
+type ProviderCheckState string
+
+// ProviderSession A checkout session as the payment provider reports it, in Stripe's terms.
+type ProviderSession struct {
+	// AmountTotal What the payer was charged, in minor units.
+	AmountTotal   int64      `json:"amount_total"`
+	Currency      string     `json:"currency"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	Id            string     `json:"id"`
+	PaymentIntent *string    `json:"payment_intent,omitempty"`
+
+	// PaymentIntentStatus The payment's status (`processing`, `succeeded`, `requires_payment_method`, `canceled`, …).
+	PaymentIntentStatus *string `json:"payment_intent_status,omitempty"`
+
+	// PaymentStatus `paid`, `unpaid` or `no_payment_required`.
+	PaymentStatus string `json:"payment_status"`
+
+	// Status `open`, `complete` or `expired`.
+	Status string `json:"status"`
 }
 
 // Reaction defines model for Reaction.
@@ -2219,6 +2284,18 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
 	ListAdminActions(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetTopupAdmin A top-up with its provider's state (admin)
+	//
+	// Any user's top-up as the books hold it (its status, what the provider refunded, its
+	// disputes, its provider ids) beside what the payment provider says of its checkout
+	// session now (`provider`), so an operator can see where the two disagree. Reading
+	// it changes nothing. When the provider cannot be asked or does not answer within
+	// 10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+	// top-up whose checkout was never opened has `no_session`.
+	//
+	// Corresponds with GET /v1/admin/topups/{topup_id} (the `GetTopupAdmin` operationId).
+	GetTopupAdmin(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// RefundTopupWithBody Refund a top-up (admin)
 	//
 	// Gives a succeeded top-up's money back through the payment provider and takes its
@@ -2844,6 +2921,28 @@ func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*
 // Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
 func (c *Client) ListAdminActions(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListAdminActionsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTopupAdmin A top-up with its provider's state (admin)
+//
+// Any user's top-up as the books hold it (its status, what the provider refunded, its
+// disputes, its provider ids) beside what the payment provider says of its checkout
+// session now (`provider`), so an operator can see where the two disagree. Reading
+// it changes nothing. When the provider cannot be asked or does not answer within
+// 10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+// top-up whose checkout was never opened has `no_session`.
+//
+// Corresponds with GET /v1/admin/topups/{topup_id} (the `GetTopupAdmin` operationId).
+func (c *Client) GetTopupAdmin(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTopupAdminRequest(c.Server, topupId)
 	if err != nil {
 		return nil, err
 	}
@@ -4069,6 +4168,40 @@ func NewListAdminActionsRequest(server string, params *ListAdminActionsParams) (
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
 		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetTopupAdminRequest constructs an http.Request for the GetTopupAdmin method
+func NewGetTopupAdminRequest(server string, topupId openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "topup_id", topupId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/topups/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -5902,6 +6035,20 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
 	ListAdminActionsWithResponse(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*ListAdminActionsResponse, error)
 
+	// GetTopupAdminWithResponse A top-up with its provider's state (admin)
+	//
+	// Any user's top-up as the books hold it (its status, what the provider refunded, its
+	// disputes, its provider ids) beside what the payment provider says of its checkout
+	// session now (`provider`), so an operator can see where the two disagree. Reading
+	// it changes nothing. When the provider cannot be asked or does not answer within
+	// 10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+	// top-up whose checkout was never opened has `no_session`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/admin/topups/{topup_id} (the `GetTopupAdmin` operationId).
+	GetTopupAdminWithResponse(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetTopupAdminResponse, error)
+
 	// RefundTopupWithBodyWithResponse Refund a top-up (admin)
 	//
 	// Gives a succeeded top-up's money back through the payment provider and takes its
@@ -6747,6 +6894,117 @@ func (r ListAdminActionsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListAdminActionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetTopupAdminResponse401Headers the declared response headers of an HTTP 401 response for GetTopupAdmin
+type GetTopupAdminResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// GetTopupAdminResponse429Headers the declared response headers of an HTTP 429 response for GetTopupAdmin
+type GetTopupAdminResponse429Headers struct {
+	RetryAfter *int
+}
+
+// GetTopupAdminResponse503Headers the declared response headers of an HTTP 503 response for GetTopupAdmin
+type GetTopupAdminResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetTopupAdminResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminTopupDetail
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetTopupAdminResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTopupAdminResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTopupAdminResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTopupAdminResponse) GetJSON200() *AdminTopupDetail {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTopupAdminResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTopupAdminResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTopupAdminResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTopupAdminResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -11033,6 +11291,26 @@ func (c *ClientWithResponses) ListAdminActionsWithResponse(ctx context.Context, 
 	return ParseListAdminActionsResponse(rsp)
 }
 
+// GetTopupAdminWithResponse A top-up with its provider's state (admin)
+//
+// Any user's top-up as the books hold it (its status, what the provider refunded, its
+// disputes, its provider ids) beside what the payment provider says of its checkout
+// session now (`provider`), so an operator can see where the two disagree. Reading
+// it changes nothing. When the provider cannot be asked or does not answer within
+// 10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+// top-up whose checkout was never opened has `no_session`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/topups/{topup_id} (the `GetTopupAdmin` operationId).
+func (c *ClientWithResponses) GetTopupAdminWithResponse(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetTopupAdminResponse, error) {
+	rsp, err := c.GetTopupAdmin(ctx, topupId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTopupAdminResponse(rsp)
+}
+
 // RefundTopupWithBodyWithResponse Refund a top-up (admin)
 //
 // Gives a succeeded top-up's money back through the payment provider and takes its
@@ -12146,6 +12424,114 @@ func ParseListAdminActionsResponse(rsp *http.Response) (*ListAdminActionsRespons
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListAdminActionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTopupAdminResponse parses an HTTP response from a GetTopupAdminWithResponse call
+func ParseGetTopupAdminResponse(rsp *http.Response) (*GetTopupAdminResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTopupAdminResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminTopupDetail
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetTopupAdminResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetTopupAdminResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTopupAdminResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

@@ -109,3 +109,24 @@ func (h adminHandlers) AdjustUserWallet(ctx context.Context, req api.AdjustUserW
 		BalanceAfter: adj.BalanceAfter, CreatedAt: adj.CreatedAt,
 	}}, nil
 }
+
+func (h adminHandlers) GetTopupAdmin(ctx context.Context, req api.GetTopupAdminRequestObject) (api.GetTopupAdminResponseObject, error) {
+	if _, err := h.actor(ctx, ""); err != nil {
+		return nil, err
+	}
+	v, err := h.svc.Topup(ctx, req.TopupId)
+	if err != nil {
+		return nil, err
+	}
+	out := api.AdminTopupDetail{Topup: toAPIAdminTopup(v.Topup), Provider: api.ProviderCheck{State: api.ProviderCheckState(v.Provider)}}
+	if s := v.Session; s != nil {
+		out.Provider.Session = &api.ProviderSession{
+			Id: s.ID, Status: s.Status, PaymentStatus: s.PaymentStatus, PaymentIntent: optional(s.PaymentIntent),
+			PaymentIntentStatus: optional(s.PaymentIntentStatus), AmountTotal: s.AmountTotal, Currency: s.Currency,
+		}
+		if !s.ExpiresAt.IsZero() {
+			out.Provider.Session.ExpiresAt = &s.ExpiresAt
+		}
+	}
+	return api.GetTopupAdmin200JSONResponse(out), nil
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/parlor-dev/parlor/gen/apiclient"
 	"github.com/parlor-dev/parlor/internal/auth"
 	"github.com/parlor-dev/parlor/internal/parlortest"
+	"github.com/parlor-dev/parlor/internal/payments"
 )
 
 // adminStack is a running Parlor with one admin, an account the operator named in the
@@ -294,4 +295,66 @@ func TestAdminAdjustment(t *testing.T) {
 	}
 	require.Equal(t, first.TransactionId.String(), log[2].Detail["transaction_id"])
 	requireBooksBalance(t, a.Server)
+}
+
+// TestAdminTopupDetail: the admin sees any top-up as stored beside the provider's session
+// now — where the two disagree (paid at the provider, the webhook not in yet) it shows
+// both and changes nothing; a provider that cannot answer leaves the stored state and says
+// so, never a 5xx.
+func TestAdminTopupDetail(t *testing.T) {
+	t.Parallel()
+	a := startWithAdmin(t)
+	bob := a.Register(t, "bob")
+	get := func(id uuid.UUID) *apiclient.GetTopupAdminResponse {
+		t.Helper()
+		res, err := a.admin.GetTopupAdminWithResponse(ctx, id)
+		require.NoError(t, err)
+		return res
+	}
+
+	bought := a.BuyCredits(t, bob, "small")
+	res := get(bought.Id)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	d := res.JSON200
+	require.Equal(t, []any{bob.ID, apiclient.AdminTopupStatusSucceeded, int64(100), int64(199)}, []any{d.Topup.UserId, d.Topup.Status, d.Topup.Credits, d.Topup.Amount})
+	require.Equal(t, apiclient.ProviderOK, d.Provider.State)
+	require.Equal(t, a.SessionOf(t, bought.Id), d.Provider.Session.Id)
+	require.Equal(t, []any{"complete", "paid", int64(199), "usd"}, []any{d.Provider.Session.Status, d.Provider.Session.PaymentStatus, d.Provider.Session.AmountTotal, d.Provider.Session.Currency})
+	require.Equal(t, *d.Topup.PaymentIntentId, *d.Provider.Session.PaymentIntent)
+
+	// Paid at the provider, the webhook not delivered: stored pending, provider paid. The
+	// admin's read settles nothing; the buyer's read does.
+	paidLate := parlortest.CreateTopup(t, bob, "small")
+	_, err := a.Topups.Provider().(*payments.Sandbox).Settle(ctx, a.SessionOf(t, paidLate.Id), true)
+	require.NoError(t, err)
+	res = get(paidLate.Id)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	require.Equal(t, apiclient.AdminTopupStatusPending, res.JSON200.Topup.Status)
+	require.Equal(t, apiclient.ProviderOK, res.JSON200.Provider.State)
+	require.Equal(t, "paid", res.JSON200.Provider.Session.PaymentStatus)
+	require.Equal(t, int64(100), parlortest.BalanceOf(t, bob), "the admin's read credited nothing")
+	require.Equal(t, apiclient.TopupStatusSucceeded, parlortest.GetTopup(t, bob, paidLate.Id).Status)
+
+	// The provider cannot answer (here: it does not know the session): the stored state
+	// and "unavailable". A top-up whose checkout never opened has no session to ask about.
+	lost, unopened := parlortest.CreateTopup(t, bob, "small"), parlortest.CreateTopup(t, bob, "small")
+	_, err = a.Pool.Exec(ctx, `UPDATE topups SET checkout_session_id = 'cs_unknown_to_the_provider' WHERE id = $1`, lost.Id)
+	require.NoError(t, err)
+	_, err = a.Pool.Exec(ctx, `UPDATE topups SET checkout_session_id = NULL WHERE id = $1`, unopened.Id)
+	require.NoError(t, err)
+	res = get(lost.Id)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	require.Equal(t, apiclient.AdminTopupStatusPending, res.JSON200.Topup.Status)
+	require.Equal(t, apiclient.ProviderUnavailable, res.JSON200.Provider.State)
+	require.Nil(t, res.JSON200.Provider.Session)
+	res = get(unopened.Id)
+	require.Equal(t, 200, res.StatusCode(), string(res.Body))
+	require.Equal(t, apiclient.ProviderNoSession, res.JSON200.Provider.State)
+	require.Nil(t, res.JSON200.Topup.CheckoutSessionId)
+
+	res = get(uuid.New())
+	parlortest.RequireProblem(t, res.HTTPResponse, res.Body, 404, "not_found")
+	raw, body := a.Do(t, "GET", "/v1/admin/topups/42", "", nil, http.Header{"Authorization": {"Bearer " + a.token}})
+	parlortest.RequireProblem(t, raw, body, 400, "invalid_request")
+	require.Empty(t, a.auditLog(t), "reading is not an action")
 }

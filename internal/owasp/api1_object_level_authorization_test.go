@@ -451,6 +451,7 @@ var objectRules = map[string]string{
 	"GET /v1/wallet/topups/{topup_id}":                  "TestAnotherUsersTopupIsNotFound",
 	"POST /v1/admin/topups/{topup_id}/refund":           "TestEveryAdminOperationRefusesEveryoneElse (API5)",
 	"GET /v1/admin/users/{user_id}/wallet":              "TestEveryAdminOperationRefusesEveryoneElse (API5)",
+	"GET /v1/admin/topups/{topup_id}":                   "TestEveryAdminOperationRefusesEveryoneElse (API5)",
 	"POST /v1/admin/users/{user_id}/wallet/adjustments": "TestEveryAdminOperationRefusesEveryoneElse (API5)",
 }
 

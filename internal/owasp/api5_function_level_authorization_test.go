@@ -71,6 +71,7 @@ func TestEveryAdminOperationRefusesEveryoneElse(t *testing.T) {
 	calls := map[string]call{
 		"POST /v1/admin/topups/{topup_id}/refund":           {"/v1/admin/topups/" + bought.Id.String() + "/refund", `{"reason":"api5"}`},
 		"GET /v1/admin/audit-log":                           {"/v1/admin/audit-log", ""},
+		"GET /v1/admin/topups/{topup_id}":                   {"/v1/admin/topups/" + bought.Id.String(), ""},
 		"GET /v1/admin/users/{user_id}/wallet":              {"/v1/admin/users/" + bob.ID.String() + "/wallet", ""},
 		"POST /v1/admin/users/{user_id}/wallet/adjustments": {"/v1/admin/users/" + bob.ID.String() + "/wallet/adjustments", `{"amount":-100,"reason":"api5"}`},
 	}

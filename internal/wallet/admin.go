@@ -13,6 +13,7 @@ import (
 	"github.com/parlor-dev/parlor/gen/db"
 	"github.com/parlor-dev/parlor/internal/apperr"
 	"github.com/parlor-dev/parlor/internal/cursor"
+	"github.com/parlor-dev/parlor/internal/payments"
 	"github.com/parlor-dev/parlor/internal/postgres"
 )
 
@@ -321,5 +322,61 @@ func (a *Admin) Adjust(ctx context.Context, by Actor, user uuid.UUID, requestNam
 		a.metrics.posted(KindAdjustment)
 	}
 	return out, nil
+}
+
+// Provider check states: what asking the payment provider about a top-up gave.
+const (
+	ProviderOK          = "ok"          // the provider answered; Session is its word
+	ProviderNoSession   = "no_session"  // the top-up has no checkout session to ask about
+	ProviderUnavailable = "unavailable" // the provider could not be asked, or did not answer
+)
+
+// ProviderAskTimeout bounds asking the provider about a top-up for an operator: one
+// attempt's worth, so the stored state comes back in good time when the provider is slow.
+const ProviderAskTimeout = 10 * time.Second
+
+// TopupView is a top-up as the books hold it beside what the provider says of its
+// checkout session now. Reading it changes nothing (unlike the buyer's read of a pending
+// top-up, which settles it).
+type TopupView struct {
+	Topup    TopupRecord
+	Provider string // ProviderOK, ProviderNoSession or ProviderUnavailable
+	Session  *payments.Session
+}
+
+// Topup returns the top-up id with its provider's current session state. A provider that
+// fails or is slow is not an error: the view says ProviderUnavailable (and the error is
+// logged).
+func (a *Admin) Topup(ctx context.Context, id uuid.UUID) (TopupView, error) {
+	q := db.New(a.pool)
+	row, err := q.GetTopup(ctx, id)
+	if postgres.IsNoRows(err) {
+		return TopupView{}, errNoTopup
+	}
+	if err != nil {
+		return TopupView{}, fmt.Errorf("admin view of a top-up: %w", err)
+	}
+	disputes, err := q.ListTopupDisputes(ctx, id)
+	if err != nil {
+		return TopupView{}, fmt.Errorf("admin view of a top-up: %w", err)
+	}
+	view := TopupView{Topup: topupRecordOf(row, disputes), Provider: ProviderNoSession}
+	if row.CheckoutSessionID == nil {
+		return view, nil
+	}
+	askCtx, cancel := context.WithTimeout(ctx, ProviderAskTimeout)
+	defer cancel()
+	session, err := a.topups.provider.GetSession(askCtx, *row.CheckoutSessionID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return TopupView{}, fmt.Errorf("admin view of a top-up: %w", ctx.Err())
+		}
+		a.topups.logger.WarnContext(ctx, "ask the payment provider about a top-up for an admin", "topup_id", id,
+			"session_id", *row.CheckoutSessionID, "error", err.Error())
+		view.Provider = ProviderUnavailable
+		return view, nil
+	}
+	view.Provider, view.Session = ProviderOK, &session
+	return view, nil
 }
 

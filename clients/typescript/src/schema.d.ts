@@ -711,6 +711,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/topups/{topup_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                topup_id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * A top-up with its provider's state (admin)
+         * @description Any user's top-up as the books hold it (its status, what the provider refunded, its
+         *     disputes, its provider ids) beside what the payment provider says of its checkout
+         *     session now (`provider`), so an operator can see where the two disagree. Reading
+         *     it changes nothing. When the provider cannot be asked or does not answer within
+         *     10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+         *     top-up whose checkout was never opened has `no_session`.
+         */
+        get: operations["getTopupAdmin"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/topups/{topup_id}/refund": {
         parameters: {
             query?: never;
@@ -1734,6 +1761,40 @@ export interface components {
             balance_after: number;
             /** Format: date-time */
             created_at: string;
+        };
+        AdminTopupDetail: {
+            topup: components["schemas"]["AdminTopup"];
+            provider: components["schemas"]["ProviderCheck"];
+        };
+        /** @description What asking the payment provider about the top-up's checkout session gave. */
+        ProviderCheck: {
+            /**
+             * @description `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+             *     session to ask about; `unavailable`: the provider could not be asked or did not
+             *     answer in time (the error is in the server's log).
+             * @enum {string}
+             */
+            state: "ok" | "no_session" | "unavailable";
+            session?: components["schemas"]["ProviderSession"];
+        };
+        /** @description A checkout session as the payment provider reports it, in Stripe's terms. */
+        ProviderSession: {
+            id: string;
+            /** @description `open`, `complete` or `expired`. */
+            status: string;
+            /** @description `paid`, `unpaid` or `no_payment_required`. */
+            payment_status: string;
+            payment_intent?: string;
+            /** @description The payment's status (`processing`, `succeeded`, `requires_payment_method`, `canceled`, …). */
+            payment_intent_status?: string;
+            /**
+             * Format: int64
+             * @description What the payer was charged, in minor units.
+             */
+            amount_total: number;
+            currency: string;
+            /** Format: date-time */
+            expires_at?: string;
         };
         WebhookReceipt: {
             received: boolean;
@@ -3060,6 +3121,35 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getTopupAdmin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                topup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The top-up and the provider's view of it. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminTopupDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
