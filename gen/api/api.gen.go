@@ -929,6 +929,27 @@ type JWKS struct {
 	Keys []JWK `json:"keys"`
 }
 
+// LedgerAuditReport defines model for LedgerAuditReport.
+type LedgerAuditReport struct {
+	// Ok True when the ledger breaks no invariant.
+	Ok bool `json:"ok"`
+
+	// Problems The problems found, in the order of the reconciliation's checks (the first 1,000).
+	Problems []LedgerProblem `json:"problems"`
+
+	// Total How many problems were found.
+	Total int `json:"total"`
+}
+
+// LedgerProblem defines model for LedgerProblem.
+type LedgerProblem struct {
+	// Fields What locates the problem (ids as UUID strings, amounts, keys, times in RFC 3339).
+	Fields map[string]interface{} `json:"fields"`
+
+	// Problem The invariant broken, as `parlor ledger check` names it.
+	Problem string `json:"problem"`
+}
+
 // LoginRequest defines model for LoginRequest.
 type LoginRequest struct {
 	Email    string `json:"email"`
@@ -2193,6 +2214,9 @@ type ServerInterface interface {
 	// ListAdminActions The admin audit log (admin)
 	// (GET /v1/admin/audit-log)
 	ListAdminActions(ctx echo.Context, params ListAdminActionsParams) error
+	// AuditLedger Audit the ledger (admin)
+	// (GET /v1/admin/ledger/audit)
+	AuditLedger(ctx echo.Context) error
 	// GetTopupAdmin A top-up with its provider's state (admin)
 	// (GET /v1/admin/topups/{topup_id})
 	GetTopupAdmin(ctx echo.Context, topupId openapi_types.UUID) error
@@ -2363,6 +2387,15 @@ func (w *ServerInterfaceWrapper) ListAdminActions(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.ListAdminActions(ctx, params)
+	return err
+}
+
+// AuditLedger converts echo context to params.
+func (w *ServerInterfaceWrapper) AuditLedger(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AuditLedger(ctx)
 	return err
 }
 
@@ -3254,6 +3287,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/v1/admin/topups/:topup_id", wrapper.GetTopupAdmin, options.OperationMiddlewares["getTopupAdmin"]...)
 	router.POST(options.BaseURL+"/v1/admin/topups/:topup_id/refund", wrapper.RefundTopup, options.OperationMiddlewares["refundTopup"]...)
 	router.GET(options.BaseURL+"/v1/admin/audit-log", wrapper.ListAdminActions, options.OperationMiddlewares["listAdminActions"]...)
+	router.GET(options.BaseURL+"/v1/admin/ledger/audit", wrapper.AuditLedger, options.OperationMiddlewares["auditLedger"]...)
 	router.GET(options.BaseURL+"/v1/admin/users/:user_id/wallet", wrapper.GetUserWalletAdmin, options.OperationMiddlewares["getUserWalletAdmin"]...)
 	router.POST(options.BaseURL+"/v1/admin/users/:user_id/wallet/adjustments", wrapper.AdjustUserWallet, options.OperationMiddlewares["adjustUserWallet"]...)
 	router.POST(options.BaseURL+"/v1/rooms/:room_id/tips", wrapper.SendTip, options.OperationMiddlewares["sendTip"]...)
@@ -3522,6 +3556,116 @@ type ListAdminActions503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response ListAdminActions503ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedgerRequestObject struct {
+}
+
+type AuditLedgerResponseObject interface {
+	VisitAuditLedgerResponse(w http.ResponseWriter) error
+}
+
+type AuditLedger200JSONResponse LedgerAuditReport
+
+func (response AuditLedger200JSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger401ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger403ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger429ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger500ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger503ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -9247,6 +9391,9 @@ type StrictServerInterface interface {
 	// ListAdminActions The admin audit log (admin)
 	// (GET /v1/admin/audit-log)
 	ListAdminActions(ctx context.Context, request ListAdminActionsRequestObject) (ListAdminActionsResponseObject, error)
+	// AuditLedger Audit the ledger (admin)
+	// (GET /v1/admin/ledger/audit)
+	AuditLedger(ctx context.Context, request AuditLedgerRequestObject) (AuditLedgerResponseObject, error)
 	// GetTopupAdmin A top-up with its provider's state (admin)
 	// (GET /v1/admin/topups/{topup_id})
 	GetTopupAdmin(ctx context.Context, request GetTopupAdminRequestObject) (GetTopupAdminResponseObject, error)
@@ -9463,6 +9610,29 @@ func (sh *strictHandler) ListAdminActions(ctx echo.Context, params ListAdminActi
 		return err
 	} else if validResponse, ok := response.(ListAdminActionsResponseObject); ok {
 		return validResponse.VisitListAdminActionsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AuditLedger operation middleware
+func (sh *strictHandler) AuditLedger(ctx echo.Context) error {
+	var request AuditLedgerRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AuditLedger(ctx.Request().Context(), request.(AuditLedgerRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AuditLedger")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AuditLedgerResponseObject); ok {
+		return validResponse.VisitAuditLedgerResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -10769,325 +10939,332 @@ func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWal
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1fdxs3ti/4VTC8dy2TOSVKcuScDrV63as4TtodJ9a15OtzVzPDAqtAElEVUAFQotmJZ+Vx7sM8zPR5",
-	"n5eZ/mD5BPMRZmFvoApVrKIoxbKdE5+1+sQiiwAK2Nh/f3vvnwaJzAspmDB6MPlpsGI0ZQr++TRleSEN",
-	"E+bgBSsyumGp/ThlOlG8MFyKwWQQG1WymKxXTBCz4ppwTcyKEW2kYilRTBdSaEbkglBBGFUZZ4oo9mPJ",
-	"tCFrblb4OM0ZiasZk83BN2wTjwfRQCcrllM7MRNlPpj8bWBnHHwfDcymYIPJQBvFxXLw5k00eMGM2hyc",
-	"LQxT2yu9YIkUqSZGkjXlhszZQipGjNpwsSR0SblozpdzwXM75XE1FxeGLZkavLGzFVTRnBm3W49LpWXH",
-	"tJcrRmLBXptZAk/EdivsKxeKXXNZalLQJbMzc/v4jyVTm0E0EDS3E+Jvmsuir58xsTSrweTR8cPILtP/",
-	"fdy1KcGmfsM22wv8ll4xPDN/KpoumN0mZbdzQo5//eUfDx89Itdc83nGyNnF46dPSbKiiib27SNSCv5j",
-	"yUjB1FTIgilqh4YhE5plTJGcUaHJkJKXL59+aUmEkqWUKUlWkidsNCYXjMHz8dr+wMTE0OV4KvyuIFXW",
-	"29IilEE0sGvnylKoJY+e/Xr46FF7vwpqDFN2jv/1b//Lwf/2/b/850HXJj7jOTfbe3dOl4xo/vfe88vg",
-	"d+FyUragZWYGk0dHkV2bI7Gjo2g3wUWDb5nWdMmewi2EyQpqVvVcOX4/4+nO/VhIlVMzmAzKEp7cftlz",
-	"ytO/Si5uopwXbg5/+xlRUuYPNImZMGozKxRPWAzHPZfXjByRoX3oB8kFyeU10yRRLOVGj06JhEFpNhXS",
-	"rJhac83GN1LeW6Cbt0wnL6TMew/I7s5vP52XmqneKUrN1G+d4o39MbJt4Gxf0PQFcgb7VyKFFQn2n7Qo",
-	"Mp7AZT8slJxnLP+XH7QljZ+C6f6zYovBZPCfDmtBc4jf6sNz/BVOus03PUPimuQ0s+tm6YRwcU0znpK/",
-	"Xjz/LiKU5Fxry8KlIqW4EnItyIKzLLXfXdOsZESWhsjFVCgqlowMYzfCzI0fjyL7Y0pyKdjmIJfXdrhQ",
-	"RtkBqNgWUFMxjHn92eyKbWZ+4+ORJcQ30eCxFIuMJ+9t9xI3v0Zxy15zbewLakMNiwgbL8dwh1hOeQby",
-	"m14xQYax/6HbH7NiU+EYur3TmWI03RAuyHF0dHQEl19HMFQutSFSMEKTRJbCkIQKMmf22WEM1wAY40wx",
-	"mqyCrfpKqjlPUybe5V6dlWbFhLHjszQi89IQIQ2hWSbXLLWCMJWo2wzjhV9gPBrDgsssu9iI5EV1297t",
-	"GeuNSIiR9rwSKuyy54yUmqVkxZQl9UWZZTP7VECXk/o2Ad1nhin75gsl86mggsgsZcoNi9wiIrkVRanX",
-	"mihJqaFzqi2Zga5nR1pQnslrpoBcgNhyqdhUsGv7TmTOVlykhBtiVnYWwdwcOd0QS0xkeHwEpDTfECcn",
-	"IxKfnZ/PLv7Hd49n35792+yLs8ffPHv+NVDMhaHKEDvhhMRfP7kkh9fHh/Zd4+rSxpqLhMWOvGqN9gO7",
-	"k6AqlUoxYfBahrcvIjFVyYpfszSOpqLz/jgG5oafihsUa3t/teFZZm9koeRSMW3Ju83LuJiVmlmKAV1w",
-	"KqjVrUkcKNox0ahYo9gN7IeWNt61a+7pw/BR2Lmnwkpbmj1RCpXqd3VIFzJnZmXZoyVme0FQs9FMXTMF",
-	"sgNXFo/GxJ7oXKYbYilckZXMUk1SZijP9Cn5sZSGNRRrngLT+E6ar2Qp3imz+E4SXSYre1tlqRIGBMNB",
-	"tFqu4TUsI0O1fRgLaWYLu1bH787pJpM0vZTyGVVL9r6uD2w61ySzi1DITj47Id/wL8gwLnCNMyPlDB5w",
-	"a79g6pon7KWg15RndJ690+WfoUlMzqnKpCKCsRSM5VLAJbbLIcO4rBcXT8i51Gap2MV/e2ZP6wVLuSaK",
-	"LSx/j6YiVbIokIUbDry8NCG5PdCWzQiW2BVUIpxwoQ0VCfNHD1LcKjL2rOEPS9pwI8mO6x61jfck40yY",
-	"Wa6XM57GRKqp2OI7E0LJWnHDyHolNQvWR/zbUG3JMpF5zo0VOOhPEHapUwEnZGXymicM79/Fl98QKlJY",
-	"SMpySXAdyLAIN2+VLV1K+S0VG6cO63dK/lKSnIqNP12NfgSuSZJRYN6KGoZygaXxKdHONIJPtGX0ePpG",
-	"ybREmjidCnCF3D8/fyloaVZS8b+zd8320FiwlqZV8mimJ7XNENWaUETY6wKsWamIYtfyCnS/Kybs3SiD",
-	"9Vtpu1ZSLJ3GLBUpqNZrqdLAtggmDMTzQjG98sMWimkGWhXQsz1CfGAGD8wUszcdlePGSbx69eog1Fq7",
-	"vU60fsJeMNgt4PClZk1P15YFCCdWKJkwrS0veiIMN5t3eXCvWJYdOB3VauSO7U2AiNHYd/LWSEkWbO19",
-	"CXAEulwseAL8yH2MZzAV4CzYUofWVKPWvIBzSvliwRRyERQ4XWZefTiwXbosCqkMS79lKaeXsKXvVzpa",
-	"7h6Hs9rZYpAy1WJnuV3tzFIAiMk3ni6A0M7SnIuzBOdo09hzsO/Q1QcWo1kpWS5RJlD7S3J2/tRSWqFk",
-	"wZTh6E+gPePFRhZlMbYnLVK7zPPnF6jTw2CH8LU+/An+O+Ppm0P36Cjy/p8xTX8otcmZMGCbt0YotWVO",
-	"PzknyZtD/NFh/SMgkzhj6ZKpMS1TjsN42wJHwa8P8evRmJx5kaNXssxS+581ocLvDTcklQxP40rI9VRY",
-	"EefYa+XTDl59EA223mYQDcJVbbu/o8HrAzvYwTVVguZ2p/8WHt+lneCFHz/44hVMdRbOFHz7DCY9wznf",
-	"RAPYgRlPezgOHPp6Je2lvLLCdxDd5G6KBoli1vKeUdPwTqXUsAOr2HT9BpVsoKY05eg6PA+oDH1eHSuE",
-	"t3qgSUGV4UmZUaUn7tbj7pPYcwxrd+WyFGCBoXWWbGKrbEyFoxHLCeJT/L0g9XGFvzSKCo3zgmJklZV4",
-	"TjOrg81AwYpPp8IPYXeaxPLKPef4hI7J0FKVVQCcOHBbIuc/sMTYLcFDqbaPC/PZyWDbkRwNFKO66/5V",
-	"J/jAapn2mVPC8sJs0L8rrL1uGeWSXzMIlWydirHatpn5C9o9hZHFQVmgkicSpoSVvXxBqNjsRS5uEu/p",
-	"7JzDfulUTCcr7jjdm9CR+rcBPFLdgcizsmpPK8JsUPX3HacV3LFzioZUk0tyw/LmP3ZJhpBRv6mmo0rR",
-	"jf07iD9tb9jZ3Goh3tDNqDZVSOqG3YCV9b4dcpvAddx9VRc006wtI/po9NVqA6v0RKTdrQX3lTNw8A5l",
-	"cmnfIIyWHR11vVH34oFfduyVn5liyGwu5ZUGRcRxu5aoAy7QTaMQHYm8Xu75ywNNci7Alc2NblBo/43G",
-	"aWZ+K7q2jRoXdJTXPIUIrJX/9fZVUUm6sQwsIkmZlxk1/JqRYbCiUeeSqsjVUdfykhVLrmRpZpppjWyw",
-	"b0twddZydb8h7jcRsbeXyIIJlnYyn2qWUmUdSu3d5IyTBXtyVn+IndOnXBelYfvfaSDBL/FXdoCcvn6K",
-	"vzsOKLm642i+6Fu9Xktm9LHcgiZXLrLY9WaOZmYcVN19TreiMjhUiNl0nqk21JS64xqCPRvDDgFKwOtR",
-	"BRMpqkO6TBLG7G3wW2P/hU49YNjurth/XnO2HkBA39pr2WYWfOuOzf4zWVnRk87mNLm6jQYGy7yAVzmv",
-	"1tf+5iJYb/u7J9X629985d+n/cWL+g22v3Lvu7U4//47fvxlvR3trx7j9nwBu/MmGuyU0PNyw9QdBXAd",
-	"5HT00aDQ+tJ6xjgIbmaLTzS4QuMObXPV4Ap/v1NsfFkpp01p4C/AHmYePPfYrhTEuRdGN6oAKLbau4a/",
-	"j+oF9K4frYEuuWc3/YH26tR+4s9pudvDPXa2uvG6Wk43RNvLG9mhK4PLR/WtSQVP53cQPymbm/4lQIwP",
-	"/ZzWBLhmStMM7Rd7z2FVxjsX7mF1i0z2wYYyubbmfGWZSEUcBZK2OIf1gvoGdglxO0+GR4HynvJ0dIqO",
-	"Uh+8cy4Ue5TuF0a27bbqPTxYpfM9nEHUe+SXtd/GBYUf6GpSpwThGKdkzjK5JnbpPIMv7RGSobeaYvLr",
-	"//5/kdh+GI/2VJGcYEDbpEOiXIJapwldUw7RcSei9hy+d1hH4A80EQxOE/VHS0kGw+RWmPsvF1xpmHJ/",
-	"pd/d+BvVg4Ab347l1tzWn627Ultn7ol5a7er/enkO6VZXaCS13UsV0xoZ6BXqqA1jcHLsGIbIBaxJEZ2",
-	"eZoSpjV6U7t42l9fXVZWQ3zmHLzgKosJuls7tRIvJbjoRxmWwvAMzRFYhIt0u5+CyvKa5kXGBpPPj466",
-	"zXT0Bd9utoaL2U9n7d1SlBo152rih48+f3i0e/K+rRNEFvTHkkVEc7HM2EGpWQ0YIIHjrTSrQzda3O00",
-	"AF+3cf5Sr8h9wahqCKr6B5Ygb7oaL7UDzYWU3CCH9js2FtI4486jcMvoIugvqNiW/XMqhFUdN3sp3Hcx",
-	"VWqTefsrBzzbZ2ogpf1nvTNbqcFwIYPxm3Sj/+QLKn6rZ+EG10CwFW1j2qEd51QQJlJ9Sii6UP7sLmLG",
-	"Fwbv2j1vov9h1w49Bqf0VwqAge13eHLN1IYs7JeEev81KGGgg6XcPpxzQQHzsyExBAjGqAP7r1BvyWlR",
-	"2LVZkof/9ii1XCxxMbBWLpZjbagyvdYvPAMQn62fyeKmX8kCf/SmOv7Nd4iQhH16Ew2kYM8Xg8nfblDF",
-	"q1W/iW6w1tvr3fcH1VKtzfQYqP6FlPndqDsA3jbAxke79LnjI/9/NymrwhFTcHU8crkfgx4NdCbXs1ym",
-	"bOZiy+21VUv502cnN6/CyIIne91ggLXwzMUud53Gf6+fbF8yeOnOGwaH5SIrdzmtpl9lO7omF21j49D9",
-	"RMct5+ZnJzdnAoQvFUzd82opN+f40LY0u7tbrPmSTy+ek5OHx/8aga2jDhKKoelKRRmUOu13XG17omrC",
-	"b0yzy8dKhomlhP0MiS53RO1uwOmDF75xa59xJJrf4vtvntWW939vp/2TlBuXY3A3cp7LdNO6lidHN7KH",
-	"1vpgkM7lKSVVjzirQrAo0da0wkmhvRvgjLShGw1+5G17IZEp66Qrl1rR+V1bc2UAWfz+pvd0eiZMWU/Q",
-	"+eLX/XL8DFDXBAC2EWGvaWKyTcNJgXhYxUypBECrhoq5yHScs5gsMrrUhCpGJCKuRhCTKJg6gKFjzX6M",
-	"iVTOGGqJm2uHbdhFn1aawTtU2n5XKokucwYIZIdcfsXmFzK5YhWGl1i7Inyr/wKf/9kDMQGFZo0PZnWb",
-	"qdD4a0C229nJUjJrhp3WljcABldyDehNBFdJmQduKa4JFxhvbYi8hyfRHoQA77wvIXgrpP2rFh1ctiZx",
-	"hDN26nJNSmPLFBofpCxjxnm8kQLGNE2bHyiWy2v3q3zO1PgHyUX4d8YWpv6Li+tqEvjgiidX4d+o0dd/",
-	"l2LrkyJ1C7d73/6zseY0+NbwotM4hE3SPbflci0tFeVSseDeaEsQUgAmVmQbIgWhxFEPxpsQ6hjPqUlW",
-	"f4aEx4m/a4gocuOYFTUkhj9iZEWarAETsqLXjCRUKQ7hZ1HjJuFmkWHzvk0FfDwKQJZoXMMMCi6Ldl7L",
-	"KmiLEbwcybXjnu4vURo3NufC+ZUebnuV9rzOUcdacZ903H3Vp6L7rr/b26vvdn275etXnGVpBWhvHhAk",
-	"LHWamop5T+88Yznh2mXsxFZQjgGBiKwRMg/HgPbsdrT0C7HWK+0SRn9hNLO72H6BOlLnN1Be3bx57lfd",
-	"E2WZ7LvHK4auUifv5QKZfiDnu4S7/64vjrliVJk5oxjJVNc0m+U9Pl2XDmAtOI0oXLkwTJwSKvS6+mI4",
-	"V3KtmdIklSN7SNa6JrH90vOHcafGjJjdG6+pPQues2f49C2kK18QITHNgWWaEcuYrnExt78pK3tSt1B4",
-	"wmPo2/RqC/w7dZHIU5A+ndbJrb1nTpLt66C7lUftbbrIgnXe6CPD/bmbLn8vLqm/vvpm+7Rotgyp6Un6",
-	"5cVZp2hP1HXzwYePHh1/3vnoVc8Nv0JHgB/i+TfnfR7m8DHNl52Pve7BOZTzjCfkim0iMqeafXZSqqzK",
-	"SCvsIYjlzegqu1Z8aTsTvlMEu4UL7Nngi+0dvmKb/WW/PaObbEgYsGv+Z3LJ7+iXBUm2lYd9cqNvyUPv",
-	"G5RafdjkZw//dDtbFNcUzNH1zt+CHru96ynXRUY3M+8z21o5qta34lJ5aa/7LV30SmKm026NL2NvKUrY",
-	"eG83e/iy/Xv4NoCQ7jRuxkDeFdqIE+gVL7pvP6bOPdAkrx6E4iegnG5rJe+MCBhNZ5r9uC9G+DY0I2Dw",
-	"pBvq6DxKmsw3BEo7eLsl9kuKI8DGO1PvLm44R2PVO7bWdDP1VYpxSzRBSHhfOe/dX62sBlFmVkMXCQtf",
-	"0X6KKYgIVd+WdmE63b0FDb19XV+IuZQZo4AiRg/CfQAKvb/hFiap+8VjONGO661YkW1mRnbNf+Nm30ad",
-	"2/cSdbmKa40OybR5yFFAcI6cgveqDyvcvxuVQEfc3bx1RfUsl4p1n/9tOS/eov0c0FE9d9eq67jb7bQI",
-	"PMNWXORGCwbilvsZMJ2LlcFi38p65G9bD+QVJh3LkSLjosOgfgnuklR7FLiTXQSfJ0KuG6Ckm3M02pdz",
-	"7/vVawK5pe96314fOb6OfTmJUbWNLJXzFiXgQMD3lIqsIRVisbB/j8l3Vi6VyvKObdFdb+b21bkNQ9k6",
-	"fX98379NY9KZ31025c6txYzDLgTQi68ek89PHv2r902NSZzIlLniEpDQjkAtalx4RvsUubmiIlkRKU5J",
-	"bLjJmE+rwvSZGOIRC6nIqsyp0DBOTjckWVGxZGPyWKZMT8hWIZ+INDN1o6noTMiNSHeqbUSCCi8RCcof",
-	"RCQoyAGjduSYRqS/GlDnd37SnrobdpnbxT7sIrerukQkRte6/ReoiM3CIaSjLgJsV50KSgs+u2ZKcyna",
-	"XwVZonZ4ZlYyndndcVVyYKlh/rndo7qgAJ5LVdnAvrEvo9HlrvZxuBbYDWkqp8mKC3ZgR4YPvGvU/qoZ",
-	"PG6Rx+5Ewo6MGWAGmOrt/PCQcASDRQF9dqMElZJKdwWjU37N05JmfuVBEZi6dAN4hHWE8N0qQ2IvSRw4",
-	"mhu40EcdsFBfDaLbmPEZxQU1q3G3IgcP9ML868onAJ12gY/43w6ck+DgaboTatmXAGLH/svl5TnBB7bP",
-	"/qQb1wjMpktE6JVUBo+T6DLPqdrUhRqRvuxoTfp66iqR7aAvz9zb87188ZQImnOx3JrjlMR0LkszmWdU",
-	"XLnamhCZcvw1h1p0TRDpIPjJvrIANyPIooB71yMGgoyE7stC9VX1NoidruHpsLggca8jwYss6XWHkNU1",
-	"MniflAkPJHak07H1sbyKJ03wPPrsWUqGsZsuHp1a5u8T1twPXOrfimoiZPUCU+HfwEi7Cfiyp6RVy6Ux",
-	"YwJS0JXrovqKOXB/6sqcYBDB3haeM6yaCOwEQ1pBQaIHmmRyOWomk0tLAfXqwRyua97sl7jkN/T5N4P6",
-	"+L+TF9WQ/rOwnM73XfGd3RTVi/w+26YQl3SyRV0+l5EbCK1eGMUL9kATw1Su+5IyZ0Yamu1KlaQbpgBK",
-	"4vK+YPDbJ2fuTAq8e9LeDVl4+yTq7WKu7tEH2nPYYezqgXCxtAK8yq9DZQrOXM/8DKghgNZkpUsGj/36",
-	"yz9H4+78QvxV34LigvIUlQj4F8Q7haxmq5SgW8mQWBao5Vl+Yi1rHNclC8bj/ZLRghS0xktETTq7ARTm",
-	"3RvbJhvL5Q98FyjpTtZAo1YsTrFrWY+9b6+tp5UNSguofteyO+PcZuXwAa72GLg4PPSCGzJ0GGsuSI0X",
-	"QGAPRlKtqsSTlYsEO5NPr6hiOqS6ykjb8vXbBUfunXo2447Z7H0uo10w1zYnZT/2LurCS7otpPvtXL63",
-	"SRJounxv77CtK+F2+2z73pULpnUHJVpZofuP5aemcEw5lDVKO03sFlKeJiuSsoKJ1N5eMEW5QbYY1kio",
-	"l/mboBCRf5WeDQgD/lu7kNPXszq+rmcFUzOfLbN94PZpuDqz+cblpe94CEdD/Hb3owjPn9kFytJ0QifO",
-	"CD5EuEh5Qo1UVYoS2FaQyYXhAbvHABWKw2yBeHwzcbXfq+8lov796nqZXQdyyS076mDet8rdMhyZWp0j",
-	"1mXA+Jm2L6XKumV5zS9fvnhmtVT3zvafQ5qmJJ6WR0cPP0OM1a+//DPG6u+6zNnoZjHoltTKmbKr6d4y",
-	"8LvcNXmnlZbWCBZ/drvobnOw7rUuuTZM3W2x7QBw6/hXcg0mAwTFALCmx+QZsLglVjRUlGdQqLmgCUOM",
-	"rsNnNk2/MyFumQwQ1eH2LbceFrWjaaqY1qe+kYNRPM9ZCgursfqthVAh/qv7a5zIvLmodjD/0xuC+c2F",
-	"/enXX/5x/PBPQfF3MnwpuLVYwfgnheQCKslb08waiBrOiagyY01VfT9wwJ9uDQ5ohb47CcqFVSvBsBbA",
-	"bXKZMgUJVR4X2ymZXkiZd0QpnY+v8zT9l4h3BfcVTQ+kyDZdOtHdgohbSUedqf4SCv+fkiPyZ7JQjO1p",
-	"Pu2pkVhR4ZWdLrjej96b41oUZNQw7RTIPVeCBzPbofTmDWzAzTAFeDJIq9p6K6CPvQOT3VlWXTKHev04",
-	"L7Xx7VDMmjFBnGWg8aDkYjEe7MzBup+cKwzburQ/mKoxcJPmgn3q2oWoviEBnbTO88Y4ao2J7kzVwsiE",
-	"tU4c0oPEbidj3xLH/f1At0p9Q6E3+5s4INCpGEIidQiKj+tHPTA+HpFff/l3wl4nrDBVHTuaYvkzLAIJ",
-	"WhWUt8A3norgKkwwiX7JDJlLs3I+lg1ZM8Wqvh5chWgWhuW2tLRj28sdTUWVUyIxrub3I6cpq7HfG5Kx",
-	"BVQcTlbYcyavikYG3YHwUpKzqXBv6bcOO8cYmc+1gWp01uAD+DcagootrGCAEha+SAB8bbdEE26mYuiH",
-	"NOw1VL++shsn5Bph6kIiT4CthPKj1auPxiR2MTM40vVK5oRORYjzwZncarDvSWnIEM8lNryII1BsFUt4",
-	"wZkwo1NLJ3aA2KUHaCCgjE2FtNfTeNI6BcBMgsUJKKk2vPrWju7UyKIrqEITsz+W5S5iIK+AcPsBtAI8",
-	"+p64AhV4SfYBi9wJ+IQi9qb0iPtCjWBmyx4LuETR4eMLux6vE4feagAZuWhFVntx0LcB8fPb/76LHPpT",
-	"2FbI8r39Ine7aXvS3K6sxYoD7UvAtyN2kd5Cb9lfa0Mmt7/SdhMGyy+ztR9B4TC/hxViazeNXzCRvpUc",
-	"2uZuHP/6yz9OoDNKaP9UmVCfuaYphgGC5+XlVwd/GrWSOfbIxO0AHbZ0+ZXUTJA51uDEh8Pub15OnxKA",
-	"NkCnF9dGDprKZftVeA2hfNtQHtQEHF1ACp1H1t6On7Wxd72JxxcQadujkEbQJ8SSlr5zHQ1MIe7j5nUe",
-	"tM8W3cX3G0/qnY9q/yxm9PQ8GiRmRYhU64vJyrriR4Vp6o3fhhAu737bXTrj7VT4CF7npoodwX7u9ai+",
-	"TSGQ/Z5t7tONT8t9xw2ICuqQXGxE0i2rf0sqaVtih/DTFmpcqiqrFv1eNN2cYnh9Sa2VhSm7LjMXRD/4",
-	"8eJut0b9QG+BJN1l2GWbdiupSRCkeqB90zMP4GlYSnsDdro1mnYZkvoVgp3bmXF6ye9YmKSvbvHjqgyi",
-	"IRmjkIVr7SwviZrABJ5zQ4bQv+vy6fns27N/6ynXt7sSzXG3M6bSbUIf45+Oot+s62y5ibs0g87t9mU6",
-	"30sR6Hb9475MYkiNLuimG7X2noskN/EQPXW3KmBIkkntq9sVlN+i4tbbKXzcj1fA+odxENwJsD9iwVXe",
-	"xLIMAzyF4zDOb2q5HxdYZgBrAI18J6dqHxjGkewWkGEFYBiNSYz1juO6Q6ubcCpce7M6L7/eVQeHSMmQ",
-	"kpRB42eCgA7sIUY1uXhyfka+ZHNu7GLOHv/FLpAaD2EiS+kdO9urbYCfsMDCqWtFtuCCZggF9u/v8pTH",
-	"5MzVaIWN0rq5qTndQBMSbOEJlVsj3xaqHmshs0yuI8IodEJztV7nEnr9WHEyIfF2EeiYDAtoNLjA0fyZ",
-	"+e8nWJUBoAZeL63qxSqJ5dXLInJdUuzaRtDHrx6fZpn9JTeRVRKhlUTOwZnWKvQ6ikjsK1LHcD6uICzX",
-	"0HpZIPH4R9yi6olP7eBcWO6GG1Zt8CjCerdGTkVAjACJ6dqTiqLqFZC1FAhW8xsOrSKmAl+ZxGEBbTcC",
-	"nntmhccQTh8aqtR1eKvm1G5IbCaJv9UyZ+iohCK9jd5A0DMMC/NSVyp2DHt+zdk6vA9tEBmt7iS0LMfo",
-	"HLJwuxeee0HPObyVjkmQxL4ENaQoVbKimk2qHHvuOx27ABoVBNtkS0UyKKHMBdbdnYp2NxljGbIle4Rh",
-	"tbvJ2MtY3Ro3y0Fm7wewnqngxnk/AwQjNjtvYAY/tMLpnTXTe8qld1ZK7yqS3l0fvas0+g1V0bsLovfW",
-	"Qr8BN/a2S5f36ia+mUCHXe1vMaSqViDdqk4/1Y5N3q7HRcWH3AW6uZPE23GQBRpJR4auY04cezuniq1d",
-	"pWnLQAncSW3uUMp7j8YHFbNMbwdVdCw7JkPPU3DpdC0sYwUkIxn6N2t8t4aeX8CJUfYAS7ev2Oic4GYY",
-	"RAM72CAarAHma5/b88o66npaDeQ+eI7jub9eyeCPZzD6m2jgIly3OOTOzjz+ztRgquo+NS5LMF3nZQks",
-	"8u0YqsyZFBDq284mA5ASorm1wYaWDr60O5eshs443NRvw+e1U8qcO+X77ked12nbar6PZLOtpbS3PSih",
-	"ektw0G/eIFeR9vtbvt6ud/HVXd/Dq8jirbzJS7grGLbb15uQcxF+etx+v1YJg5bvxzLIynASp1Yg8bxq",
-	"ElBQbUgp7BB6f4NPtZA3eyFu3vRux20q9N60GSF+p8Nz9RZL7t5Pmd3OXdJdJVHuVKHgpjIqPUi27+zo",
-	"Gf+7NWMdeC2sMtudiHAXXucg9AgGaxU/uSFa9N8bUJlKFYf6QVhO9rqZP1OvtG7UcsuWK1W2zr10Upns",
-	"7FbSTtypu6wkVUMYaqZiRVNCM/D5kjmzhlwBiJBX2A/EQyuuGTlq9C7hmhyBHeSVpIQKMmdTgU1chvHJ",
-	"w4ekuzvsabUExRIGiLmhV4Qj4EDFyL6AnV0uFlOBrTrAhrrlLt5rK5J2Nd12y47W5F1UudURtJ+WAjsW",
-	"SokCntWdK1Sbo84e32U27GEDNNpl7uot80C3O+AovlwZdHP1NJa5Rztk/3Iofa0bmt1De/oE4RsHj5Lh",
-	"FRcpiYN2uKO9Qq931vhaWl6liVeNMVsv0j7TG3llmyrvJbABKZxpSoYIH75m6L2kVwzZ1FCwJfREBJyx",
-	"IUd3CGcchJ/u35311WoTtLgE92DV6JIMj3/95R+PGvCAUVf3y9vA49tH2H8ol/XR7gRHet+oj505Ctjf",
-	"pVDxHeA124ckggPa81bvwVn2ZyiB/xETdW/DXuwrM1VQZTa9N73OFSBDw4saR+iLizIVIf4SELH2Uybs",
-	"zTOje2vFvD9X2msJlnH1ZOVyA+m4C6kmJJTNXuGA8i4RvPEGbjKBiAjsx9D+M0KEJsp37MMNeosAxzoI",
-	"eTLUbjv9c/abWs490EGbZ9fWv/adTcW286zDLVO5vmXBhI5I7ZwJneJrKUYdXcIrH6y32+B9XUnsaNDo",
-	"Ge5WtqcD5xsu0ks3hf131S4c/pAyf+Jmgge5f6zRO9x+4N2M3yMoVP7mnkSGF3s/GvSevoMEA+oLxNed",
-	"hFTAD98G3nGbyX4A4MdXbL6S8uqFvSRFhx2SlkXGE5eX2lEfyV2urm+34+/46PYyADyYlIqbzYXdLGcC",
-	"QeuwsxLLVONfX3lS+Oury0HUkSYTNmkDzTVWLvkrjkicySUXGAsLe5nBCcHasVtZtcCVMcXgzRuor7KQ",
-	"rvq0oQlsFFqyg3OqMuDPSy4Y604+dc8A7N2yByZS0AEUoxkwZHQ7TqyENUReM1Un+7l2EL6YFdEbkWBo",
-	"1TEmPSaXK65JKpMyd4B11yzDWCUC42lfS4foiPyfLj5VRVcvNwW7gEVXXylGlkxYjslS3E6IbU3Ff/pP",
-	"5LEU10xAwqX95BPyySf2rOxHCfTeG3/yCQFYHdpwpZVqJD68Po6JYCzVrVZ9E4K94si0PDr6NAmbvMEn",
-	"LJ4KQkqR+aAxsnLoBQKtQKxMXXPNxuQsoAKMvEM14gPNl4Kl5K+vLl2N/4xfMw96saMfPyI5F6Vh+tSh",
-	"gOoiwDgQ/K1XDLAy8eF4zbLsAMr6HP6wvtLjH7QU8Zi8CNv3aTs0BJWh1x7seN1ub+Iy3X3HP9/igxLB",
-	"1igJ7Q8QeWcwqZDILLVfwcCAo1LsWvoQ63olM+arbbgwLITGfQGOYSaXsjQoc0vN0ma7wZEdFrAIoKQ1",
-	"NtNIOSHxydExaRToqnBcjjf5ckS+0QHOz2GTIaGDW6Igj4jzatnf4TbAMY6RngDNpj/5BDYvpgWyIi7F",
-	"oauz8y+w3WT4N1/D7PuhvbJ6cni4Xq/HapEcWJEt1Viq5aFaJPZ/9rkRvCOgvagrchZtV6RydXqGmqFO",
-	"GLsyajFBnj7ylyeoj+SW/lIAUbjyT5984jKK3GNzmW4cHs5ywKozxcnREWnXQnMDvqCGIRQLNgQry8Qn",
-	"Dz8njXpd/p3iF8yozQGALXxlJrsGt99j+/qIea2v0bysQApzppFPXLEN0ZYJ2T+wIgtZo8yoXh57bMDt",
-	"LJaKQiZnCYg/S5p2V4wmSUa1jgBdbPVe+/TQ/uFYzdPzCqBHCbJhR4wRoYmSWhOaZRVdadf/FnuP+ZoR",
-	"dlCv4Omg0Nyk3Ubn0yNYyPER0ZFTxjG4Pvz6yeWIHB8F3wOhKG6YJsPz5xeXETl/af/f2eXjv0TkyyfP",
-	"nlw+GZFH4Yju6HTwSiiRwoHtuPbfT8/H5IIvBSjBIKBwY3mhsd2IlenWFHSn78wvrqzCS+ZM85RpTyQV",
-	"GeqK+xLFdCGFZlViUrNs1yl2M4Dglx1x+Ov//H/I8cM/EcjTy4DHnF08fvo0NEox+1wplgFZyqUGHdoh",
-	"Njx6OllJqS1PYG59X1i61/zvzK7uRX0Z7KpA6n12At1A8GpA4yd/M44/JduF74CKtinzgXaY0wmO+vDR",
-	"Z3ZYp4VnPGECK8N7Ea5koTgzVG2C4mJeap+dPx1EA1dQbzAZHI+PxkcATC6YoAUfTAafjo/GnwIGwKxA",
-	"d+kWDPabJeuJsf/14vl3VuqTb9iGXDBTd8Owd5C2dBsgbkw/zDZkzoiTbXa3pmJo+eG/Pjr+11PiyuuD",
-	"BItITLNlTGIQh/FoTM55clXdc5cPABM80CS+4nVRt6n4slQgfOBRJQ3yDDxt4xpQQ+ohyOYsrdiDFWNX",
-	"bIObX3Gbp+lgMviaGSh1bzVFJFLYvYdHR17Xcn7LkPf7nUQevEcd/AtU4ba33DG3MbavSBmW+XtMkxU7",
-	"eGy1J9kRkPiLXGN9C//q9ijm9nYlK8RV1Atra+VvQlV3MPnb99HAFamz5BaoGiA2r5nii01TAFvdlC7B",
-	"zLPiF0Ephyvo5vL3Xvo6A3GhycOj0MXhCkFZfbEsxuSpQWyfbvQUGXcdmusec4/H5mboObjmyge7dvWZ",
-	"tcntsyDVgu2ThXa7BwGKfTePCXIutVkqdvHfnpGhJfIXLOW+wiOgQpelYunIC2mn61AneyNU3h8dfUqC",
-	"ypphEcGFqxcRVKsJlNtnkqbeiaWqSqxKloZNrcK/WPAEywxCzg5NN7XU7LmDL+xT93madcWfjgOF2e1i",
-	"QWqMLWd9dPRp35DVGg8vmLrmCQsL1+0ihGoNOyjh+vgQXLKH4JI9yOSylypQtjo3PTotfQp07dk9O3/a",
-	"7Ak/gXTuYQxfz3gajyIorDsVw9glBY8iuxdQbXcYGyvmzMznK0fEf+L9IzjAhgxjdO/GI1/ZyNqHyvCk",
-	"zKjSZOhL8o7G5AnCZhOpUvBPKW4ME41uZmEMAt1rU4F/QsI4SCPH/6khK1pgfzVr4GZra41l1uZGGSCF",
-	"MwOCdo5EWNE2FVyPyTm0FZCLsJM+GcbYASvyOh55dDQ6dchflyiCbpK4i6ifcW2grf5ZVV+9oIrmzACT",
-	"78klqh85hNJMvek2wYOP0Vfz5vt7vD7Bm4AjquMSnYEnyLvmq4gC3KYTXMru2/RFXRQNfnJ8809eBhYg",
-	"/miPW/uVr8sMv3j4+c2/uJTyWyo2bnUa+cMeb/TUlSauKuj+Jq5S8ZHLrrgNfDAKhbP9oM1VMFh7+JO/",
-	"vG92yJwNmEkPdIX1Rdt+DjBjq21BMT1fwazUyEfaWGhEukZ4gZ0XWWPtguopnuqRsyOCMdoxfvSxLNCW",
-	"2yqZKuQaK0vCw5YpIZeowsoJtbYnlKJw+StmLUnKNV0qxsYEufMScM5otAUpA6+2UN4JFVtVVz2cuiF2",
-	"pwJNsmptYyjWAZUfGpVda2sWCyVhTQ9teJaRROZMe9z9VLgTWa+scVOlQ1juBlzNN5tcUd0oPtsjfMFT",
-	"Dzd8cN8sBMHDWCm7R7Py1OY2I4C8XnO2RgL40JnK0cnNv/hOmq9kKdLfKxc68yfl6mrq8KiQdvuZ0pYw",
-	"5ALqaYFK72ziKgATevGx7UpNcTdFZr7fzf4OXQAMWqi/mwVFg0LqDob7Nb+Gki1V1kQd/6tTkRoa3nZx",
-	"bHtnIM8FuK2PFsIPwXcO/LvcwBG58PKvv/w7+LWk8txuUue0wLNB4R+wsafCJRk1q3C7yYatXJpR5NyT",
-	"EFnluuFVmYp+IFUTfoUMOSKQOluBgRy7g37MGED/O1NyPBUYcERvgZdBjZyVNos/reLApJF+5k4D9Eq7",
-	"2qPP4zF5umizJvd61m4Ku+lW8VrWyJ3CLfG1ufVUxI+OPo0nWN8gciprtumZBPawgOgh9qsOP7cqtV2u",
-	"yyjaUhMqN2TLyohHdesA9yPHgGWBiBjIeQIFP9qlqGM9B7q279klb/BkfHD4dirx07q5xTds4zRe4IZf",
-	"uGIXb09S4Tor2fEGg4n3JBtxO3oEYot+W76iak/MwQtWQIpl32zuV4ddP4G5/yNJ1KM9JGq9EY9dRxb4",
-	"6fEeqztHT/CllM+sOYy/e7TPVlStUL5lKae+mNLJw4f7/Ni5naw4fiIM1Lv7fWoPeL1qprun/QLFTQ9/",
-	"ct6IN4frCrzcacRUJfgB6KQZ02QYO89VHLlsTquaN7CszoOxxvgsiJYVB5fGBOPULRwXN5plCzKM8fNZ",
-	"PcEeoC4nLehU9KOdt1HOCEN24sWJ2EyCl4dWOa/WTpBXYKXFi0xKsIo8W3e2nXMNGYcUHgYeECcRvEE2",
-	"FVtWHQQIaLKqSll7+w6tKZ/YpAUt9EqaMTnDg0AJK5megg3FXnONSGwSnxydxKcES/JJJ95XNK0kqTVp",
-	"qCAsL8zGI4K7rZqXmikP9XwXpo3D0fcwcQ9e/mi3vH+7xZG+u4rdbo39LZcbdBZLhk/TQcsQ6eZjhzXk",
-	"TneYJPvO1GdhnKWpJjEi0uI6UUKG/MBtSoWIjRzoRuvS8rQKIIs1NzEhv8bKguO4ehaSfWkXqFwuyBas",
-	"HLkCMJqaW3NfNXTFtZFqY1mInyyATzqvLJ6kKrOgkX/K5txMwKuT0w3o9IDCDphxbTkQATkHUJqiYtXI",
-	"p6did9IHJX7LgHsVdGPfHTi8XCzQ9z4mXoUGrd8bkcA+wYZxZ9HW2gPNvAaMBjo4RF0qbCz5DrBNVJA4",
-	"UJgPvmGbGJNqrO1QgXwg3GMXF24nxIdyeR26wNq8m3Sx7i5ejKjOmh1/qGp/X17AmyaO0Br827bA8b0t",
-	"o0+i1Md12rA1AbFR1Xb/aCl8tBR+35YC3gRCvYSqHE03WgylWR0CnAlkaadIhBRxj3SswInUoxEPHIyX",
-	"5jzbjMbkTJDSwepccwOwYbCxoy/fPxVLD0KiOUOoYlfr0MBPBA+upboakzNjrHKLWE+zUtKYjKWkYGoq",
-	"aqQa4DGZIsPqowhXBJKo/hnF0ciSGQ1YPQfPa4DzOsOXsG/3w2hh7Ftx17eoqpdmVbX222asF4hh4uLd",
-	"aurvh4/8bnhBD57CHpZVg4Ci6/sYtNHoACoFjEGWpp8zvAjgzFVbRit2Qwyc1RzF0v41cdXYQ9A1FO6A",
-	"aw2OaDMVUiQOTL2Na64AtVvIZu+6t9Y0GbaBy3ZUp+t6lM0I46sVgF9jfTvcqJOjo+MxeSaXS7sq6Ka5",
-	"5pjyjLHLqYCqsQjahxL9fgMe6G0IoItP0iyDxks9vMRu9datPukr1oy7Df7saywVdOeb9TsUeE+ch6bq",
-	"7VB1ytxBzo7ydtCzNNQ4em6QKZ4z2CwI8MdoB8RoXBy2SgTAM7GGQxXAwe9CshiT8yBToDlZDcPxWfkO",
-	"/N/KHajj+kMkbfw1BJ2oAajpARcjVwMN0XFwczqbcZ9WFu5UQJ8S7TgHli8jzxdE22loRhIp/L67oZhr",
-	"qgwgIlgFZMNkG/RtYXxI94Q64EzuR4q22l99WHL0O7Z2fO3UuTA9aTXJodFWBFSkj4L3wxe8T167POz2",
-	"7V5IBexgF1K45liYFdfPsh5DiqR2yHMo+waJS15nr/KLrNRA+c91o7+YfVmqWDoVCdXsgAvNBDppsg0A",
-	"hOIzIf7rk7rRmGuM02o/Fjtl3CnqbjHjqTh3qgZq6x2dxYBzdPYR6+QXbkfui2E0e9C9Y7/GDRzjclVt",
-	"LLZKxvzYUyewXAIJgvyhAiv4rDwJ3Jlp7HEVPwCL//fOMPAmb11klMK9bALLNLnA3lZ851t2nyEdKDvV",
-	"Q6bOD9prC/yx1FVQ2cFsPuCC+KannQeqXJPTweSn1ieH2PpT9wuDL5Rca8tSHfASUsaoaKXwVomGLgkx",
-	"yGHWspEqSOtMYa/hUdc3dUL0SipzkGHxpk+PiB5FQb5sROayFKn31rs20+Azx2BFmOVaWVmuxHi9hlGX",
-	"DMCb0uoGe49cuTVTJ64bd+WPRdVfM1PRA9SiKhwkrqKogMoruq4p3beB6IQlfEJinciC/fkHyQWU33Yp",
-	"BqPunhAQY69glnHdFyImQyUzFkGWzVQQklN1xVREsAM2ZsGilRT7foVxRGSWMm3CTny+Blm1Msw6jyfQ",
-	"eEZa22ieMZ+L7pY13xBBc3ZK4h9jsuAZaDzuQ6vxL/hrSI9s616jcCIuriFteEJckTpX/zS4WQCWgKeg",
-	"FotIwfFg964v8eIFbH83yPTHkkHpEQfqhFU0UubcWQwmAzyeoGxK9UFVWc8trLPk41YhwXpfyFD6jiCt",
-	"HYfyOl0L/bGxyFsVcdwjieSDyjap+rvtTDMBOnm35uLvkJHZ64BbFTIs+BvADJ3C9rK+fHOGuQfAeaDA",
-	"UQwFHaTMndQUJA56qEJeA7TQIGfCFY9C8CyyG8zLqIRm5vMDyTG0HsPL78IVR5/D31haYIbNPtN4h9iU",
-	"0Cr6PoyneoL3ZD5hZ58ehKiUed05qBYfYQOhdxq0/WhV3c9l9nYUnHjHfQ61j8OfXGGsN3i/M9ZVr9+T",
-	"TxWUcEAbSIwqCkaheS3GF6RgY+L6TUOfX9pqIYw1DyKEnkNxqKDpIrbtTajAzrZDKapCQr5mi9OLMUJC",
-	"FfMETIScilwqNqlHq92GrVIfqILDM8A3InjUckFs4mE/AV2dClcXCHvrckOGGaPX0GZDJFmZ1hnUmpwc",
-	"nYwJVC0jC8aQw7kuyXVpOKoYIhorgKQraAAbBBWGqHBV5eayXK4aOlgNEoXBAFrDfLJ2mO+hDd0ANAr1",
-	"Ql+u1EOkOtjjl3BAFXu8KQqDj6cf0Yrv/8bjUbgbT4ZYYbBTkndaGv62uvpB7mKcEio2EL1gkHIUqPWn",
-	"TtVm1W+Cy4sdpLwm3lmXoZvGjt6ZGMT4aNNGqtKZanvCdzAfvWMa/wNQLFrOPQLqttA/e9we00pNsurq",
-	"75j6cktVxhIonXXxJRJbEwpKF8iCJ87Hv1XXHnDnmHU1FTiGK6ivCbSa8X+BZutr7SPVQVyUpgd2gC4G",
-	"XNf6vyf9dLuZwDsOCO66mHgMqWuv+weED35Udu+i7FYxxtsou4dzKu4Ang8ZTadJ3MdnIqu8ApyfKCqu",
-	"rM4HcHKzYrlmmWUeQyo2REhxgDLHlWuaijkVgqXQpg7/6YQSchOA8J5CuU74DqIOzvn9g+TCNTaJ4T8x",
-	"GQKLgkZtpRsZBZ9/ADodaCbMaEy+oEKA5usqNxYZTZxvek47vWpfUIG6xD3xry+oeE+G9Re0Nx5p9+Ij",
-	"u/rIrvZiV19Q4UDKt+NVdRbQLju9j/2MyTO+cEirORU3pWdsKyaWVwQ3ex+Anp2Ha5LxxUcj8QPx8S4M",
-	"nv9bVLmjW6e2takbTcV3KYwRCuQsWITMWlHp4rvx+fOLS/LrL/88tB/GY/LUPgg175oIWAIA2O3LAs+z",
-	"e5WDOMV7EoU4eZ80hG3FutofheJHobgXZ0KKcnLRddIIwrz7S0p7Y++BkZwHAW1XIJ0JjDKDgwxKfIEy",
-	"fdqKTwsGGMPwVpC/Si6ghFg3P/HfN3zGVb2eVhStqtfjozlTUSek7iq+ArbBjlzV2h2G400FguoypnXU",
-	"VXRndBp4VVwPBd803b5mzkXp/s6oWUiVkwVj0IAaTh1SYdFVjg1loD06hWo3HCunBahrWD7m/WOzZ43c",
-	"2fnBFfvBbyJkT1Uee00WUMbtMgyAYQ3mRhQC0KPEZxo7P+HYAzHgB2PyXNRgROz8VnkMG2Uig5DlMD45",
-	"+nwqOuKVE1gkQuwBZzGCBgY1MWAsFWq5bUVSfXM6azNai7DuB68l4cb1MaBiKraSfUnGr5jLDIEKUge5",
-	"hL1yYvDfCc20rMkBt5ZgWrAsDWwopD0fHRFeDz67YpuZF0pxVWG86hPQJh9r3/rTxT2ciuoQrQHqmt/A",
-	"7NA12k7sgpr4fkIKdupatUPys12vR3pJdaXxNDGNjm7qkFUvSsTuvnPH3Y6lnFOe2h93JiW/J6f3BxX7",
-	"/aATdv9gubOWUG/tQANudQ+ytsGZIToM3LbBnbkOIW7jjC1MjDwdxY/zf8ESkTV9Ho8mGF8NolVcaMNo",
-	"2gkPsz/dOxL6jC3MBx4iurXu+ns0cEGA3paQHQvsBZE/49q4AOnvuzozvsTNiDm3IVA7xEtgqVKmPkZB",
-	"7wV2l1fE9dbioLtJ/bf5EiGU4SE3PcEMZMag13sQrosiDNEBWSindJsVxV6RzUv3DU+ubuFvfMFcKZM/",
-	"usfhd1njDyyWynIaXvHkavR+XJTRoChv4UgEJMA+9+HUJUcrmTECucXWqJqKOasfrbUe6G7kElE8SsGa",
-	"/3m1jCj4t9N2RmPy3D5rdfmpcE4FMPwXDpa/YoqNSZyXhqUzF+6zf2gXIwRH6JAS6PPn3AeFVcBKkWOr",
-	"OToVC6oOFqUpFcPncAAuUrbgghuWbUan8GFa7UmYipNbhXnZndiI4IR79ZuGU7wnBIR7vx47zd0Bqj0a",
-	"4iNL++hEvSUQAmkI8oIyRqSC63gbfRivaG9e0rfuASiNoBMsikpizX6Mx+RV3RzPHvnEdYA1TBviWqXg",
-	"QySes4VUDJKNfMXUxnOONXJDhqCazmlytaYq1bUfA9N7uWH5A40rGPnRwfGHgyMuFp/1Y6PHrBp7IVVr",
-	"aDA9WyPHK6pnuVQshjYTU7FeMWjKZz/zYVQfXeWKuUp7DihbMT/iINNUEyPzuTZSdHNEND3cceyVp1Tv",
-	"6aCz3HzVMt53hz/e7g1uBWbX2NWO7jn0UffQ+5lM92sIwZbuYwk5afXR8HnLzMrufdWlAC128Ea6CzLf",
-	"EKQzz7MqpvTbwKGdHqcYq6PNcr2c8TR2ypZ2fE3TBcMOZUZtgsqYFaMAdzKvQPxYaROPtFE+Uyq+5IJm",
-	"/i1dtPnh0VHsPVGW5uKHR8dx5GIblFR9rcmvv/z7VLR98XYpVutM2Jh826t1DeOTo09RK4tHEZQvTajw",
-	"0SsupoK2oargNKs+i0en0JTV8mOredba+nolYQ7ouEu0lCKoIjcV22XkyDBQXSmwTZYX3WnOF0yk7rLe",
-	"k0IYzPDe9EF8v05GBER32kk+wJPeZlh/x0IuXXdMN3VE0tKaFBvXg+ijjvpRR92P7V9AOQZPR938/Qa1",
-	"9PAn96+b/FfgDdbQO8DpWKeuhHe6IVyTJURalcyrvuY0JQU1K6ew3QLxgwpeyKn+qLlTfwSHVZVs5QX5",
-	"0El7a2p52TZ6u8rLzXqzo752GkyTUJ+k3NyvQA1m+PAEKlQAS3lgi5FhjB/MqImJZmb08Up+FGZ7VuBM",
-	"ueniAiLbjH67aDtUDBFb+vAnlssf+E5hB050X0kzbHnrHcHQzvJGQYa++BduhL2h3tWUTqx+vEO/xwpd",
-	"9IqF5DOnydV7FGLRLkKLyPGvv/zj+LN2EUVZGqILyFIavnzx7ICJRKYsHUWEjZdjEv9///f/+X/EVk7H",
-	"/3IcVyV0mv0b4bLtbN4YVNX57OSmojp9MaXnIrg3BVMOBckUgQWcEpqC/8HyGIic3nh5z9L0N91c4BEf",
-	"r+7vMoRKE4O46buYVlh2N2G9Hn+PIKwBg66oD2CsNKA6ERNd1T0jVGywh7KLJCZZqQ1TZEgreCdWqJAi",
-	"44I56C+U1CNLRRNm7wKXad3/gCt0ymP9D1cpDxCuiiVSCJZA82gpHhiyyGgxqsuQ9CVcf83MuX/5e1RJ",
-	"qzl6dFK3BW5vP3qb3/b9eLWSngw9fhC3vLs639uG3ShG03tCSmIlP6xIgJ2YXCRrQiiGrewllSqEGXiQ",
-	"Nf601eF2KqhIG37rqsC8oYaNyUusGfjnhrNeWtkRtrT1FQatxHJ1fwDqj15EF590K/CVmn1Rnh8kF3Ct",
-	"fZEhcNJgZKsq44OVFLru9LdUXb2wO35f9ZFp+r6KJzCaXthT6O8BS31D+KC7MM2yD5ylfLQ49+Nj38pr",
-	"B1+2B43X51aS3vDifhItLefZ6hnYSk6yCkqsWMILCLfxNI4IJQuWQVSpSpvxXHoqhs5ydb/3Fb+KAuJN",
-	"lMSGFy4Zx1fZdXkOK56sfE4LDqwZ01PhI45VSbFGrdYxueQFBqUUNewAoALYVQliXFZ7gbjWqO6e15FR",
-	"s7N9nuHYLKPZNq8n9nXJP9ju15e8eI8lDu3G9PBAw4v/0J3uPvat+w+Ve3MJ/EAiishDHz1Dd32rK3Zu",
-	"2VZ/F2vn/4g1FwmLJw3lDYvPY5ceN7nntc0y0pDxh9mP1nqLpsIeb6WKYTz/11/+WTkt4wiBo9hblcSC",
-	"vTbYVyeGBEZEY4VraqZbtqZPZJ5zY7mu12CoWz3kIxRMHaBwQOUW8hJc6eu64U7CIrKSa4BQ5FTULa80",
-	"WStuWJBJmm3G5CtY+lSEaz91hRYDyBd0DSlZRKi+cj4Zq1uLhPlSt3Uuqc8fRehZ9Y7tRFJ7IBAS9bpv",
-	"I6Xp0P91xZMrlsaHdSYqZhuHO2xtF1maWa7jRn6lYOvI6QxA8WRNLVcsCxSZ1oSXYgnmt4Ew/2uXcYWW",
-	"AJytF2NVS+2iwq/UOcbY1OnStSmDJGn6Y8mQ6HwqLPmGfwGGgO/zxIhm6rrO2bIigovSRWYtMeY0W0iV",
-	"YwowzQxTLHX9hqmAIuUKR5sKxKJFJOfQRMiZDJSk1NA51dAhxNiPpCILyjN5DekMrg8AgPjMigpyfAQp",
-	"u3iWU1E1dq98GU2aHWLxziKTUHnTnvPZ+fns4n9893j27dm/zb44e/zNs+dfxyN4H65JfHJ8NBWLMstm",
-	"9krXabITRzh2YZVD012eMfmLu4RcO3hQoUphNwNqJbs9CKq6FFwxa53RJZtgYyoXEXAvNN+QBVsz5Ym2",
-	"AHOuQmVlmbujead+YnnRlnKy1RQAG/7AYUHSB5clThSReGVVP3DHQnXoa+jvvLDjNeioQTynliH5PlAl",
-	"c08kCSsMdiIzknx2Yp90ZfokpGVDfVaW9u88GboGe3JRkxXSE7E/dWVkHUyps0Q8Ry9St5/40aNPP9uj",
-	"/npr/9ybmxXXyMjcSflOANCAv68UPKiv3TXrsRg8fY1AzUeuNPxORGhL2FBuKh7Cdc1DqHAKuQep+bCT",
-	"YGRonzooZJb1rrnmYt0LD5f96dFRY+FdeNP7hJHaG3AzhtSdmDc2HN+TTUb3jtuZ7THPV2WW2Rd84fX6",
-	"3ysqnppkZSnVt79EqdjJyAPNCzStSu9yetiONkNVz/J7ozY3Q4/Vgyv847UUqg5w7Q+gT3fGvw8Lmlzt",
-	"zG6wMqs4KAsyLyE4wZwQ1OyUIFBYk4InV1CeBcaqwLqCoAdk3Ankfwz26Lmf/x5JpTGTnbqPavxm/AHp",
-	"Brao2gDLHTTN2M30Y2RRFvrGVuHzcoNojOZEk1qVJoUDmDtyc72l4mTFkisrAkuVxVZQaOYru/vqSMML",
-	"o3jByGP3KKiwgBFeLCCQpKlI5/L1Ax0o6ud0E5HH1gjKnB9tKlIGLoyqZDzoh1YxRjPQCne1QeNKliaR",
-	"eTXFyJXQcT4WqhSH2jUJI2EN+kLJa55C9X2x4Mo17Kmmk+ScqkwqmA0vkRT4rnZgxRJDaAbITas1kPjr",
-	"J5dk6zAOf4L/znj6BpTJNbD8unTReCq8t47s66xzJo09mf5GIpd22g/VQRcs8T056nB7+lhPk/otQWK4",
-	"2EhLH/8hXHUfPW8fdCXWcuP5175sP+A0/W44cBs58o6czg80zn070rnCrh5oP6XUBL6ULc45rGtWacMK",
-	"QsmazVdSXhGj+HLJFHQdlI572SsF1rYXI8jqNfSWx84mICiQm08tzxXeTwIc042NDN3VcajWwrUdiqWu",
-	"Fwr2usb76yxVKwFgVLWpe89HhCZKag0uhcoVV7vo5MIwAe4VDXy+7udKUw3pSXNm1gwcmND9fm3llBMd",
-	"UJZuTM5llrkKb43YTVDdDBvK+ADO2VTg2h9oDJmiKwEPc86g20wMLGxsvy51PCYXMmf2pVmm2QMdnKsv",
-	"nNsNMfFy4t4Uvp2c1kmxj6CSt8w/KkOh4cjuYiXdmbtN1KFnLDuBh1WubVnCk1tYwxbTqss+9ts7T+Bu",
-	"uBYYbZ/8nGYUvOmCrZk2yL8meP84dmBeSEWG8RUXEM5FLwcWOIxIGNaIqu1SEATl4OtNmBKWgZmqPWwd",
-	"RvYuE7eIqVDcck2MC3DTlzCNhvJl+O6/67JNW+9zs88J6h66Pk8fOx/e2ovg926XWoByUh9qMMUGk59a",
-	"ja1/GswZVUydlWY1mPzte0siGOnocpRf1nEQsMHg3xpdq6lMSqsSDKJBqbLBZHAI9OZWtuW+wHqkOoLr",
-	"dMAx6OdaDetxkM1vF7bt2H2BNW5FGpaGJF8ysSHzDXF+WGs0BZ0qfB/Gk7guqVm52TC5O5oK9jphhX01",
-	"BpaxSKviYo3WUmSIC2bum6Ccbld7qdF4Kl7IjGHpHVcuZ1oeHX3K6mSs6gNY7ykREpIAaWLA8qdYKQOB",
-	"clgYAqNxcu2qgro9Qy/h9qb5Gg1RhafGLQxgOuHWVzid7ZGeC4jZaqkwBoSaS6MCYtNnOSYNBl5tOBn6",
-	"WezWYy1YBOKFq4yCU47wdw4PGDUWPwIlp3LtO2UV2fwDjUHDGAt52AsBYVguEsWo9oe9pMUBVGzlwgV5",
-	"XVG52qrXG5HEU+HtcAzq9r96K+AbRIdJEBxuHCC4dbt3vUYuF0w5Tx9JrB7M9M3HQDJ+zVoRahebLrJS",
-	"E7Mp/EZ4tPWYNLpHD7HufFe783gUEQdwJkZORbVh/sH/gg/++ddf/mkp/eFnEIuyfzqZrJgucw8KpGKD",
-	"/ZpxxMr0iDHyTeQiaM2I7zy0ijbLMjnypZ3TSRVh5prkXGsodF3HnZ0FgSm0YEdMBcT2UM+GCS+A5X1l",
-	"P3Xtth7DvrtPnAQ8JTEt+CG1h0cLPt7QPIsrRV27EPuKCsGyMXkcvlY8pyZZ/dnqUTEWcYDFk6D4HMK9",
-	"oL2skUss50LB8TsVGJPULihJhopZymUiZYCvnZd6UzEmS9XaWFPA0Q6mF0MzZ6bIvKxKOneHyHVuraNh",
-	"I9gZgabFrh2SU5QeI6cqLg3XcE6Tq0wuR5UCFoTkXeVj3I7GTRsTH5+ds0yKpfYgOh8unwqrpNmRrEk5",
-	"8eQTRtFpFUd39ptii9KSwjA+OT4iXYFWKabCfhQhgp+cnBwdtVp7Vq/httIhhO001ghDi8u9nY/cWzJo",
-	"h+7JrSP3U9ETup8AjVTmtZ/elSCHk6/xA5au4KgfwxsmMmWuaDpozhWJ6JUss5SkcmIf/hkeJD+TnFGQ",
-	"iz/751yOzs9T8fPBwUH1P/uTY/u2PxNhLYMMdrRUdowqJQLD4HxBNrIka4puV//TY/Kz1zv0qjSQ855C",
-	"+TnLuq0FbM+aKhOPGmMOPWTJW/MjPIiNLJXHGjliwYwORUUqcwIO52r2P5Gfrb3Pkw255jKj2Pu0gfco",
-	"xZWw68GL9DNZ8NcBYZwGS2rP7yf53P5K4XWQZM6XZAjkioWg9Dinr2fw/Wy+MUzDi956luNgIyE7q7Fb",
-	"fVtjr61cLHCQE38aoKkRx2QyuQRPiyKKXcsrVqly2MGSi9rH4gOcwZn8TFJJsNNsi9tz7Qc6BUWRVAU6",
-	"/WIekp/JilFl5szyJGTwP9+0FSd4qlAoJpHCSh01Ca9yylO3IpqSBUgYAXCTfYa2Z2lPEaAQ7mFQthC9",
-	"xDWESCJMErDyCN1OzW0hw/Dog1FmBVMzOwDQADInT+f1Y86H55b0sCYvZdVUGJlYVZfB+eHU+IBXzANN",
-	"g1uuC0oB8F/fULi5RJSasDo87NZl7CavRtGdA3CDeXob/vo//19yTPTIvcUJsBDLqxEY7Xk1HpyDH7nB",
-	"HUxrDtGoFDCCZLg3RIt4hFaY0rEHPqsHmuX4e9SHtzrF3gXaBZvwMCBPzeWQVZWUqhVg9AslzWUlkazE",
-	"AYJISeiEgKBcsVQ0ZZF/G4dqGttbUGG5Ji3R28Z2WX4LOEuQD+gHXjJ02I4ir14Ex82t9uLvRmCg+CSm",
-	"bR0Xg8La6i3OyvVJpxHRBSos0HAENWhsPw1ymBd6TB5XkT6rwQO8Rp96T28urxl4rVEwB91GoFFDKst5",
-	"xg5wyIylS9ffH6uxyCtNaLamG117ehCoahdXO6GcrF1Kpl0209+Zkjt7mLiyWqh2ffJJK/Y3/uQTZzyB",
-	"5g3KIMLyfVjTXYTuyOFUYKhpArnIDx89Itdc83nGyNnF46dPw9TkISUvXz79ErdnKWVKkpXkCRtFRCey",
-	"AEM2UE98DhbaZsx1EPe5lg9PyEqWSo/JC4hb+qx/h+5sgDKv2Ab7Nm50WATRu0d8G+SOWNkEsK7xaDtZ",
-	"AeXEaVDszM7iwtcpXywYII79ggDuaE9oqzWIZSDxaVBRrepsDqu0hmA1hDY8y4gqsSEljHn0+daYXFj+",
-	"HZPtqmNjgrbGVIB41mQYP3r92r1ezbm1jw8AnaOc8qcwwWpcAIjc3uaGmem8RR2GZuEcEs7+Rh5D05wL",
-	"9EFwTZaKInp1g1HzZYkOTjIELnf25bdPv5u9vHjyYvb0y4t4FE2FcBYC4jbtqs7On55W3fghXFE5aT6N",
-	"G0uFuTtW+hfLSVaVF4MLpjUplJxjiiGRRVgRGXiXu6cNV4cs9ODN92/+/wAAAP//",
+	"7L1dcxtHtiD4V3IxEyHAtwiCMuXbBqNjhpblbrVlmyNS4zvR8KISVQkgzarMcmYWIbStDT/uPOzD7r3v",
+	"+7J7f5h/wf6EjTwnsyqrUAWCtCjZ1+oItwigKj9OnjzfHz8OEpkXUjBh9GD642DNaMoU/Pk8ZXkhDRPm",
+	"6CUrMrplqf06ZTpRvDBcisF0EBtVsphs1kwQs+aacE3MmhFtpGIpUUwXUmhG5JJQQRhVGWeKKPZDybQh",
+	"G27W+DjNGYmrGZPt0ZdsG48H0UAna5ZTOzETZT6Y/n1gZxx8Fw3MtmCD6UAbxcVq8OZNNHjJjNoenS8N",
+	"U7srvWSJFKkmRpIN5YYs2FIqRozacrEidEW5aM6Xc8FzO+VJNRcXhq2YGryxsxVU0ZwZB62npdKyY9qr",
+	"NSOxYK/NPIEnYgsKu+VCsRsuS00KumJ2Zm4f/6FkajuIBoLmdkJ8p7ks+voFEyuzHkyfnDyO7DL955Mu",
+	"oARA/ZJtdxf4Fb1meGb+VDRdMgsmZcE5JSe//Pyvj588ITdc80XGyPnl0+fPSbKmiiZ29xEpBf+hZKRg",
+	"aiZkwRS1Q8OQCc0ypkjOqNBkSMmrV88/tyhCyUrKlCRryRM2GpNLxuD5eGNfMDExdDWeCQ8VxMoaLC1E",
+	"GUQDu3auLIZa9OiB1+MnT9rwKqgxTNk5/te//y9H/9t3//SfB11AfMFzbnZhd0FXjGj+j97zy+C9cDkp",
+	"W9IyM4Ppk0lk1+ZQbDKJ9iNcNPiKaU1X7DncQpisoGZdz5Xj73Oe7oXHUqqcmsF0UJbw5O5mLyhP/ya5",
+	"uA1zXro5/O1nREmZP9IkZsKo7bxQPGExHPdC3jAyIUP70PeSC5LLG6ZJoljKjR6dEQmD0mwmpFkzteGa",
+	"jW/FvLeAN28ZT15KmfcekIXOrz+dV5qp3ilKzdSvneKNfRnJNlC2z2j6EimD/ZRIYVmC/ZMWRcYTuOzH",
+	"hZKLjOX/9L22qPFjMN1/Vmw5mA7+03HNaI7xV318gW/hpLt00xMkrklOM7tulk4JFzc04yn52+U3X0eE",
+	"kpxrbUm4VKQU10JuBFlylqX2txualYzI0hC5nAlFxYqRYexGmLvx41FkX6Ykl4Jtj3J5Y4cLeZQdgIpd",
+	"BjUTw5jX382v2XbuAR+PLCK+iQZPpVhmPHlv0Evc/BrZLXvNtbEb1IYaFhE2Xo3hDrGc8gz4N71mggxj",
+	"/6KDj1mzmXAE3d7pTDGabgkX5CSaTCZw+XUEQ+VSGyIFIzRJZCkMSaggC2afHcZwDYAwzhWjyToA1RdS",
+	"LXiaMvEuYXVemjUTxo7P0ogsSkOENIRmmdyw1DLCVKJsM4yXfoHxaAwLLrPsciuSl9Vte7dnrLciIUba",
+	"80qosMteMFJqlpI1UxbVl2WWze1TAV5O69sEeJ8ZpuzOl0rmM0EFkVnKlBsWqUVEcsuKUi81UZJSQxdU",
+	"WzQDWc+OtKQ8kzdMAboAsuVSsZlgN3ZPZMHWXKSEG2LWdhbB3Bw53RKLTGR4MgFUWmyJ45MRic8vLuaX",
+	"/+Prp/Ovzv9l/tn50y9ffPMXwJhLQ5UhdsIpif/y7Ioc35wc273G1aWNNRcJix161RLtb+xOgqhUKsWE",
+	"wWsZ3r6IxFQla37D0jiaic774wiYG34mbhGs7f3VhmeZvZGFkivFtEXvNi3jYl5qZjEGZMGZoFa2JnEg",
+	"aMdEo2CNbDfQH1rSeBfU3NPH4aMAuefCcluaPVMKhep3dUiXMmdmbcmjRWZ7QVCy0UzdMAW8A1cWj8bE",
+	"nuhCpltiMVyRtcxSTVJmKM/0GfmhlIY1BGueAtH4WpovZCneKbH4WhJdJmt7W2WpEgYIw4G1WqrhJSwj",
+	"Q7F9GAtp5ku7VkfvLug2kzS9kvIFVSv2vq4PAJ1rktlFKCQnn5ySL/lnZBgXuMa5kXIOD7i1XzJ1wxP2",
+	"StAbyjO6yN7p8s9RJSYXVGVSEcFYCspyKeAS2+WQYVzWi4un5EJqs1Ls8r+9sKf1kqVcE8WWlr5HM5Eq",
+	"WRRIwg0HWl6aEN0eaUtmBEvsCioWTrjQhoqE+aMHLm4FGXvW8MGiNtxIsue6R23lPck4E2ae69WcpzGR",
+	"aiZ26M6UULJR3DCyWUvNgvURvxuqLVomMs+5sQwH7QnCLnUm4IQsT97whOH9u/z8S0JFCgtJWS4JrgMJ",
+	"FuHmrZKlKym/omLrxGH9TtFfSpJTsfWnq9GOwDVJMgrEW1HDkC+wND4j2qlG8I22hB5P3yiZlogTZzMB",
+	"ppCHp+evBC3NWir+D/auyR4qC1bTtEIezfS01hmiWhKKCHtdgDYrFVHsRl6D7HfNhL0bZbB+y203SoqV",
+	"k5ilIgXVeiNVGugWwYQBe14qptd+2EIxzUCqAny2R4gPzOGBuWL2pqNw3DiJb7/99iiUWrutTrR+wl4w",
+	"gBZQ+FKzpqVrRwOEEyuUTJjWlhY9E4ab7bs8uG9Zlh05GdVK5I7sTQGJUdl3/NZISZZs420JcAS6XC55",
+	"AvTIfY1nMBNgLNgRhzZUo9S8hHNK+XLJFFIRZDhdal59OAAuXRaFVIalX7GU0ysA6fvljpa6x+GsdrYY",
+	"uEy12HluVzu3GABs8o3HC0C08zTn4jzBOdo49g3od2jqA43RrJUsV8gTqH2TnF88t5hWKFkwZTjaE2jP",
+	"eLGRRVmM7UmL1C7z4ptLlOlhsGP4WR//CP/Oefrm2D06irz9Z0zT70ttciYM6OatEUptidOPzkjy5hhf",
+	"Oq5fAjSJM5aumBrTMuU4jNctcBT8+Rh/Ho3JuWc5ei3LLLX/bAgVHjbckFQyPI1rITczYVmcI6+VTTvY",
+	"+iAa7OxmEA3CVe2av6PB6yM72NENVYLmFtJ/D4/vyk7w0o8f/PAtTHUezhT8+gImPcc530QDgMCcpz0U",
+	"Bw59s5b2Ul5b5juIbjM3RYNEMat5z6lpWKdSatiRFWy63kEhG7ApTTmaDi8CLEObV8cKYVePNCmoMjwp",
+	"M6r01N16hD6JPcWwelcuSwEaGGpnyTa2wsZMOByxlCA+w/cFqY8rfNMoKjTOC4KRFVbiBc2sDDYHASs+",
+	"mwk/hIU0ieW1e87RCR2TocUqKwA4duBAIhffs8RYkOChVODjwnxyOtg1JEcDxajuun/VCT6yUqZ95oyw",
+	"vDBbtO8Kq69bQrniNwxcJTunYqy0beb+gnZPYWRxVBYo5ImEKWF5L18SKrYHoYubxFs6O+ewPzoR0/GK",
+	"e073JjSk/n0Aj1R3IPKkrIJphZgNrP6u47SCO3ZBUZFqUkluWN78Yx9nCAn1m2o6qhTd2s+B/2kXYOcL",
+	"K4V4RTej2lQuqVugASvr3R1Sm8B03H1VlzTTrM0j+nD02/UWVumRSLtbC+Yrp+DgHcrkyu4g9JZNJl07",
+	"6l480MsOWPmZKbrMFlJeaxBEHLVrsTqgAt04Ct6RyMvlnr480iTnAkzZ3OgGhvbfaJxm7kHRBTZqnNNR",
+	"3vAUPLCW/9fgq7ySdGsJWESSMi8zavgNI8NgRaPOJVWeq0nX8pI1S65laeaaaY1ksA8kuDqrubp3iHsn",
+	"Ivb2ElkwwdJO4lPNUqqsQ6i9H59xvOBAyuoPsXP6lOuiNOzwOw0o+Dm+ZQfI6evn+N5JgMnVHUf1Rd9p",
+	"ey2e0UdyC5pcO89i184czsw5iLqHnG6FZXCo4LPpPFNtqCl1xzUEfTYGCEGUgJejCiZSFId0mSSM2dvg",
+	"QWP/QqMeEGx3V+yfN5xtBuDQt/patp0Hv7pjs38ma8t60vmCJtd3kcBgmZewlYtqfe1fLoP1tn97Vq2/",
+	"/csXfj/tH17WO9j9ye13Z3F+/3te/rwGR/unpwiezwA6b6LBXg69KLdM3ZMB105Ohx8NDK0vrSeMg+Bm",
+	"tuhEgyo07tAuVQ2u8Hd72cbnlXDa5Ab+Ahyg5sFzT+1KgZ17ZnSrCIBsqw01fD+qF9C7ftQGuvieBfoj",
+	"7cWpw9ifk3J3h3vqdHXjZbWcbom2lzeyQ1cKl/fqW5UKns7vwX5StjD9SwAfH9o5rQpww5SmGeov9p7D",
+	"qow3LjzA6paZ7AsbyuTGqvOVZiIVcRhI2uwc1gviG+glxEGeDCeB8J7ydHSGhlLvvHMmFHuU7g0j23pb",
+	"tQ8frNK5D6cQ9R75VW23cU7hR7qa1AlBOMYZWbBMbohdOs/gR3uEZOi1ppj88r//XyS2X8ajA0UkxxhQ",
+	"N+ngKFcg1mlCN5SDd9yxqAOH7x3WIfgjTQSD00T50WKSQTe5Zeb+xyVXGqY8XOh3N/5W8SCgxncjuTW1",
+	"9WfrrtTOmXtk3oF2BZ9OulOa9SUKeV3Hcs2Edgp6JQpa1RisDGu2BWQRK2Jkl6UpYVqjNbWLpv3t26tK",
+	"a4jPnYEXTGUxQXNrp1TiuQQX/VGGpTA8Q3UEFuE83e5VEFle07zI2GD66WTSraajLfhuszVMzH46q++W",
+	"otQoOVcTP37y6ePJ/sn7QCeILOgPJYuI5mKVsaNSszpggASGt9Ksj91ocbfRAGzdxtlLvSD3GaOqwajq",
+	"FyxC3nY1XmkXNBdicgMd2ntsLKRxxp1H4ZbRhdCfUbHL+xdUCCs6bg8SuO+jqtQq8+5PLvDskKkBlQ6f",
+	"9d5kpQ6GCwmMB9Kt9pPPqPi1loVbTAMBKNrKtIt2XFBBmEj1GaFoQvmzu4gZXxq8aw8MRP9iF4SeglH6",
+	"CwWBge09PLthakuW9kdCvf0ahDCQwVJuH865oBDzsyUxOAjGKAP7n1BuyWlR2LVZlId/e4RaLla4GFgr",
+	"F6uxNlSZXu0XnoEQn53XZHHbW7LAl95Ux7/9GiMkAU5vooEU7JvlYPr3W0TxatVvolu09fZ6D32hWqrV",
+	"mZ4C1r+UMr8fdgeBt41g48k+ee5k4v93m7AqHDIFV8dHLvfHoEcDncnNPJcpmzvfcntt1VL+9Mnp7asw",
+	"suDJQTcYwlp45nyX+07jv9dPti8ZbLrzhsFhOc/KfU6raVfZ9a7JZVvZOHav6Lhl3Pzk9PZMgHBTwdQ9",
+	"W0u5ucCHdrnZ/c1izU0+v/yGnD4++ecIdB11lFB0TVciyqDUab/hatcSVSN+Y5p9NlYyTCwmHKZIdJkj",
+	"anMDTh9s+FbQvuCINL/G9t88qx3r/8FG+2cpNy7H4H7ovJDptnUtTye3kofW+mCQzuUpJVUPO6tcsMjR",
+	"NrSKk0J9N4gz0oZuNdiRd/WFRKasE69cakXnb23JlUHI4ne37dPJmTBlPUHnxm/6+fg5RF0TCLCNCHtN",
+	"E5NtG0YKjIdVzJRKQGjVUDHnmY5zFpNlRleaUMWIxIirEfgkCqaOYOhYsx9iIpVThlrs5sbFNuzDT8vN",
+	"YA+VtN+VSqLLnEEEsotc/pYtLmVyzaoYXmL1inBX/wW+/7MPxIQoNKt8MCvbzITGtyGy3c5OVpJZNeys",
+	"1rwhYHAtNxC9icFVUuaBWYprwgX6Wxss7/FpdAAiwJ4PRQSvhbTfauHBVWsShzhjJy7XqDS2RKHxRcoy",
+	"ZpzFGzFgTNO0+YViubxxb+ULpsbfSy7CzxlbmvoTFzfVJPDFNU+uw88o0defS7HzTZG6hVvYtz821pwG",
+	"vxpedCqHACTdc1uuNtJiUS4VC+6NtgghBcTEimxLpCCUOOxBfxOGOsYLapL1nyHhcervGkYUuXHMmhoS",
+	"w4cYSZEmG4gJWdMbRhKqFAf3s6jjJuFmkWHzvs0EfD0KgixRuYYZFFwW7ayWldMWPXg5omvHPT2cozRu",
+	"bM6Fsys93rUqHXido461Ipx03H3VZ6L7rr/b26vvd327+esXnGVpFdDePCBIWOpUNRXzlt5FxnLCtcvY",
+	"iS2jHEMEIpJGyDwcQ7Rnt6Gln4m1trSPGf2V0cxCsb2B2lPnASivbweee6t7oiyTffd4zdBU6vi9XCLR",
+	"D/h8F3P3v/X5MdeMKrNgFD2Z6oZm87zHpuvSAawGpzEKVy4NE2eECr2pfhgulNxopjRJ5cgektWuSWx/",
+	"9PRh3CkxY8zurdfUngXP2Qt8+g7clS+JkJjmwDLNiCVMN7iYu9+UtT2pOwg84TH0Ab0Cgd9TF4o8B+7T",
+	"qZ3c2XrmONmhBro7WdTepoksWOetNjKEz/1k+QcxSf3t2y93T4tmqxCbnqWfX553svZE3TQffPzkycmn",
+	"nY9e99zwazQE+CG++fKiz8IcPqb5qvOx1z1xDuUi4wm5ZtuILKhmn5yWKqsy0gp7CGJ1e3SVXStu2s6E",
+	"e4oAWrjAHgBf7kL4mm0P5/32jG7TIWHArvmDcNGXEGC0uxh53QE1VbI6idy7MBWj15oICQm/ilN0xrk5",
+	"F1JmjApn4IMYyd6oE/iVQBpTJXuh2OWCnhRLpEh4xqmLDoUYAY3p6shoIMV1dLBrDgFRxWu3vHOTLkHK",
+	"0A5b819d0Ge9jY2l37CX8e32CXk98EMHcOo/Ob/gbvlE3y3eFoLOMplQ4+pLeBlmyFNtdVQoBoHYryOC",
+	"4RY6shdHR5DSBFE+L794Sj7++ONPR+OuqNeiXvHu2VeIQxbKchF03xeYgeXQDI46JhCx4zzft1jO3IyR",
+	"B0onOOWK39NBASLdTkGC01uNrD4HpUGyqy+bjP3xn+5mlME1BXN07fkrUOh2cSflusjodu6NxzsrRx3z",
+	"Tuw6Ly3fu6OvSklM+duv+mTsLbnLG/t2s4eb7Yfh24gIdqdxezDwfWN8cQK95kX35cMc0kea5NWDUAUI",
+	"tLRd8fydIQGj6VyzHw4Nlr8LzggYPOmO+XWmVU0WWwI1TrwCH/slxREkiTibx33s0Q7Hqj221nQ79lUa",
+	"YktGg9iIQwVebwdupfeIMrOqqkhYuEX7LebiIg/ZFfvCvNIH8557Q1N9IQIJA01pDxFZ6w1vd7DNuDee",
+	"wol2XG/Fimw7N7Jr/luBfRe95tBL1OUzqVUbRNPmIUcBwjl0CvZVH1YIv1u1IYfc3bR1TfU8l4p1n/9d",
+	"KS/eosM8MVE9d9eqawf03aQIPMOWg/BWVR4c+Idp8p2LlcFi38p65K9bDyTYJh3LkSLjosOy9Arshqn2",
+	"moHjXQSfJ0JuGirA7clK7ct58P3qtQW4pe/bb6+zCLdjNyfRvbyVpXJm0wQsabhPqcgGcoKWS/t5TL62",
+	"fKlUlnbssu4amLtX5y4EZef0/fF99zatKs4O1WVc2QvaHj3jHDWUT0+f/LNXcMYkTmTKXJUVqOyAEYvU",
+	"OD+l9rmiC0VFsiZSnJHYcJMxn1+IeWQxOOaWUpF1mVOhYZycbkmypmLFxuSpTJmekp2KVhFppqxHM9GZ",
+	"mR6R7pzziASljiIS1AGJSFCZBkbtSLaOSH9ZrM7f/KQ9BWjsMner3thF7pY3ikiMPib7F4iIzQo6pKNA",
+	"CICrzommBZ/fMKW5FO2fgnRpOzwza5nOLXRcuShYaliIwcKorqyB51KV+LA79vVkuvw23iHdivpEnMpp",
+	"suaCHdmR4QuvX9u3mlEULfTYn1HbocUDMcCaB84hBZl3MFgU4Gd3uKxSUumuqIyU3/C0pFlg3fDurrqG",
+	"CWrZEdqHqlShgzhx4HFpmGCedBhgfFmUbmXGp9YX1KzH3YIcPNCb71KXAAIjhLNCxf9y5IwER8/TvTHH",
+	"fZlQduy/Xl1dEHxg9+xPuwN8gdh0sQi9lsrgcRJd5jlV27piKeKXHa2JX89dSb49+OWJe3u+Vy+fE0Fz",
+	"LlY7c5yRmC5kaaaLjIprV2QWXLSOvuZQlLEZTT0IXjmUFyAwgnQiuHc9bCBIzem+LFRfV7vBJII6TwMW",
+	"F2SwdmQ6khW96WCyug6RPyR3yEfUO9TpAH0sr+NpM4sEnVcsJcPYTRePzizx95mb7gWXA7umYJ71G5gJ",
+	"vwMjLRBws2ekVdSoMWMCXNDVraP6mrksl9TV+0Fvmr0tPGdojwVygr7doDLXI00yuRo1qyqA+bNePajD",
+	"dfGnwzL4PEC/+XJQH//X8rIa0n8X1pX6rsvRuR+jelMgzncxxGVf7WCXT+rlBuzcl0bxgj3SxDCV677s",
+	"5HmP6bnOGaZbpiCmyiVAwuB3z1Lemx17/+zVW9JRD8lY3Udc3aOPtKeww9gVxuFiZRl4lWiKwhScuZ77",
+	"GVBCAKnJcpcMHvvl538fjbsTbfGtvgXFBeUpChHwFzj+haxmq4SgO/GQWBYo5Vl6YjVrHNdlzcbjw7Iy",
+	"g1zMxiaiJp7dEh3pzRu7KhvL5fd8X3TevbSBRtFknGLfsp56215bTisbmBZg/b5ldwZ8mLULlHFF+MDE",
+	"4WOQuCFDl2zABakDZzDCDUMKrKjEk7ULiXAqn15TxfSoy4O2Y+u3C47cnnqAcc+yDn0mo33x3m1Kyn7o",
+	"XdSl53Q7KR93M/neJVumafK9u8G2LgndbbPt2ysXTOsOTATPZf+x/NhkjimH+l5pp4rdShmhyZqkrGAi",
+	"tbcXVFFukCyyTt/cr4oJivxWegAQRr7sQCGnr+d1oImeF0zNfdrY7oHbp+HqzBdbV6Bhz0M4GiYydD+K",
+	"eSpzu0BZms4YonOCDxEuUp5QI1WVqwe6FaQ0onvAwhhi5uIwbSY+wPvb3lffJqJ+eHVtZt+BXHFLjjqI",
+	"952SGA1HolYnS3YpMH6m3Uupsm5eXtPLVy9fWCnV7dn+OaRpSuJZOZk8/gSDDX/5+d9jbIOgy5yNbmeD",
+	"bkmt5EG7mm6Qgd3lvllsrfzMhrP4k7t5d5uDda91xbVh6n6LbTuAW8e/lhtQGcApBpGbekxeAIlbYWlP",
+	"RXkGFcsLmjAMVneByk3V71yIO2bFRLW7fcesh9UdaZoqpvWZ72hiFM9zlsLC6qSV1kKoEP/VfRonMm8u",
+	"qu3M//gWZ35zYX/65ed/PXn8p6ALAhm+EtxqrKD8k0JyAS0VrGpmFUQN50RUmbGmqH5YcMCf7hwc0HJ9",
+	"dyKUc6tWjGEjgNrkMmUKMgt9gHgnZ3opZUeQirfxdZ6m/xEDv8F8RdMjKbJtd1TRfZyIO9l3nTUvJHTA",
+	"OCMT8meyVIwdqD4dKJFYVuGFna641R+qoCfs1ZFRw7QTIA9cCR7MfI/QmzdiA24PU4Ang/zCnV0Bfhzs",
+	"mOxON+ziOdTLx3mpje8LZDaMCeI0A40HJZfL8WBvMuLDJB+i29blv8JUjYGbOBfAqQsKUX1DAjxpneet",
+	"ftQ6OaAzZxE9E1Y7cZEeJHaQjH1vKPf5kW7VvIeKh/adOEDQmRhCRYEwOySuH/UZIvGI/PLzvxH2OmGF",
+	"qQo60hTrAGI1VJCqoM4L7ngmgqswxWoSK2bIQpq1s7FsMd7OxyZyFUazMKw7p6Ud217uaCaq5CqJfjUP",
+	"j5ymrE6C2JKMLaH0drLG4Li8qp4atMnCS0nOZ8Lt0oMOWygZmS+0gbKMVuGDPAhUBBVbWsYAtVx8tQz4",
+	"2YJEE25mYuiHNOw1lIG/toATcoP5GkIiTQBQQh3eauujMYmdzwyOdLOWOaEzEcb54ExuNdgAqDRkiOcS",
+	"G17EEQi2iiW84EyY0ZnFEztA7PJkNCBQxmZC2utpPGqdQcBMglU6KKkAXv1qR3diZNHlVKGJOTyW5T5s",
+	"IK8C4Q4L0AoSMw6MK1CBleSQYJF7BT4hi70tT+ihokYwxeuABVwh6/D+hX2P1xl0b9WBjFS0QquDKOjb",
+	"CPHz4H/f1T79KewKZPnBdpH73bQDcW5f+m5FgQ5F4Lshu0jvILccLrUhkTtcaLstBssvswWPoIKeh2EV",
+	"sbUfxy+ZSN9KMnkTGie//Pyvp9AiKNR/qpTAT1z3IMMggufV1RdHfxq1spoOSEnvCDpsyfJrqZkgCyxG",
+	"iw+HbRA9nz4jENoALY9cP0XorpgdVuo4DOXbDeVBScDhBeSS+sjau9Gzduxdbwb+JXjaDqgoEzTMsail",
+	"711QBnPp+6h5XRDAp03vo/uNJ/XeR7V/FlPbeh4NMhQjjFTr88nKuvRNFdPU678NQ7i8+W1/DZm3U+om",
+	"2M5tpWsCeB70qL5LRZzDnm3C6dan5aHjBkgFBXkutyLp5tW/Jqe6zbHD8NNW1LhUVXo52r1ouj1D9/qK",
+	"Wi0Lc9ddijqwfrDjxd1mjfqB3kphukuxy7btnmrTwEn1SPvufz6Ap6EpHRyw0y3RtOvx1FsIILc39fqK",
+	"37NCT18B76dVPVBDMkYhHd3qWZ4TNQMTeM4NGUIju6vnF/Ovzv+lp27l/pJMJ93GmEq2CW2Mf5pEv1rW",
+	"2TETd0kGneD29WrfSzX0diHwvpR6qBFQ0G131Np7rhbejIfoKUBXBYYkmdS+zGNB+R1Kz72dCuD98QpY",
+	"CDQOnDtB7I9YcpU3Y1mGQTyFozDObmqpHxdYbwOLYY18S7MKDgz9SBYEZFgFMIzGJMbC33GdZeomnAnX",
+	"568uUFFD1YVDpGRIScqgAzrBgA5spkc1uXx2cU4+Zwtu7GLOn/7VLpAaH8JEVtIbdnZX2wh+wkojZ64n",
+	"35ILmmEosN+/S9gfk3NXrBgApXUTqDndQjce7GULJYwj3x+tHmsps0xuIsIotAR0RY8XEppeWXYyhTTJ",
+	"VjX0mAwL6Li5xNH8mfnfp1ieBEINvFxaFU5WEvsMlEXk2gXZtY2goWU9Ps0y+yY3kRUSoadKzsGY1qp4",
+	"PIpI7Euzx3A+rjIy19CDXCDy+EfcouqJz+zgXFjqhgCrADyKsPCzkTMRICOExHTBpMKoegVkIwUGq3mA",
+	"Q8+UmcAtkzisJO9GwHPPLPMYwulDZ6G6IHXVpd0NiV1V8V0tc4aGSqhW3WiSBc3zsEI1dTWTxwDzG842",
+	"4X1oB5HR6k5C7370ziEJt7Dw1AuaL+KtdESCJHYT1JCiVMmaajatik1w3/LbOdCoINgvXiqSQS1xLrAA",
+	"9Uy02yoZS5At2mMYVrutkr2M1a1xsxxl9n4A6ZkJbpz1M4hgxK7/jZjB31oHgc7mAT19AzpbBnR1C+hu",
+	"FNDVI+CW9gDdnQF6mwLcEjf2tmv498omvqtGh17tbzGkqlZBulXDCqodmbxbs5eKDrkLdHtLlbdjIAsk",
+	"ko4MXUecODY5TxXbuJLrloASuJPa3KOm/QEdQCpimd4tVNGR7JgMPU3BpdONsIQVIhnJ0O+s8dsGmt8B",
+	"JUbeAyTdbrHRQsTNMIgGdrBBNNhAmK997sAr67DreTWQ++IbHM99+lYGH17A6G+igfNw3eGQO1tU+TtT",
+	"B1NV96lxWYLpOi9LoJHv+lBlzqQAV99uNhkEKWE0tzbY2dWFL+3PJatDZ1zc1K+Lz2unlDlzynfdjzqr",
+	"067W/BDJZjtLaYM9qCV8x+CgXw0gV5r5uztub99efJnj97AVWbyVnbyCu4Juu0OtCTkX4bcn7f21Shi0",
+	"bD+WQFaKkzizDInnVbeMgmpDSmGH0IcrfKoVeXNQxM2bXnDcpVT1bcAI43c6LFdvsfb0w9Sb7oSS7iqJ",
+	"cq8KBbeVUemJZPvajp7xf1g11gWvheWWuxMR7kPrXAg9BoO1ip/c4i36741QmUoUh0JaWFf5ppk/U6+0",
+	"7lh0x95DVbbOg7QUmu5t29NO3KnbDSVVZyRqZmJNU0IzsPmSBbOKXAERId9iYxwfWnHDyKTRxIdrMgE9",
+	"yAtJCRVkwWYCuxkN49PHj0l3m+SzagmKJQwi5oZeEI6AAhUjuwE7u1wuZwJ71oAOdUcoPmhPnnZZ6Xbv",
+	"mtbkXVi50xq3H5cCPRZq6kI8qztXKLtInT6+T204QAdo9I3d12TpkW63glJ8tTZo5urpsPSAesjh5VD6",
+	"epg02+j2NMzCHQePkuE1FymJg77Qo4Ncr/eW+FpSXiWJVx1iWxtpn+mttLKNlQ/i2IAUzjQlQwwfvmFo",
+	"vaTXDMnUULAVNAeFOGNDJvdwZxyF3x7epvjb9Tbo9QrmwarjKxme/PLzvz5phAeMutrA3iU8vn2E/Ydy",
+	"VR/t3uBIbxv1vjOHAYebFCq6A7Rm95BEcEAH3uoDKMvhBCWwP2Ki7l3Ii90yUwVVZtt70+tcATI0vKjj",
+	"CH2VXaYijL+EiFj7LRP25pnRg/UkP5wqHbQES7h6snK5gXTcpVRTEvJmL3BAeZcIdryFm0zAIwLwGNo/",
+	"I4zQRP6ODelBbhFgWAcmT4bagdM/Z3+p+dwjHfQ7h/FoYDubiV3jWYdZpjJ9y4IJHZHaOBMaxTdSjDra",
+	"5Vc2WK+3wX5dbfho0Gie71Z2oAHnSy7SKzeF/bvqmw8fpMyfuZngQe4fazTRt194M+N3GBQqf3VzLsOL",
+	"gx8NmrDfg4MB9gXs615MKqCHbyPecZfI/gaCH79li7WU1y/tJSk69JC0LDKeuLzUjvpI7nJ1/brrf8dH",
+	"d5cBwYNJqbjZXlpgORUIeuidl1ivHT994VHhb99eDaKONJmwWyFIrrFyyV9xROJMrrhAX1jY1A9OCNaO",
+	"bfuqBa6NKQZv3kB9laV0ZdgNTQBQqMkOLrAeKxMrLhjrTj51z0DYuyUPTKQgAyhGMyDIaHacWg5riLxh",
+	"qk72c31RfDErorciQdeqI0x6TK7WXJNUJmXuAtZd1xhjhQj0p/1FuoiOyH90/qnKu3q1LdglLLr6STGy",
+	"YsJSTJYiOMG3NRP/6T+Rp1LcMAEJl/abj8hHH9mzsl8lUIh4/NFHBMLqUIcrLVcj8fHNSUwEY6lu9ayc",
+	"EmyaSGblZPJxEnY7hG9YPBOElCLzTmMk5dAUB3riWJ664ZqNyXmABeh5h7LcR5qvBEvJ3769cs0uMn7D",
+	"fNCLHf3kCcm5KA3TZy4KqK6GjQPBZ71mECsTH483LMuOoKzP8febaz3+XksRj8nLsI+ltkODUxmaTgLE",
+	"676TU5fp7ltf+l43lAi2QU5oX8DIO4NJhURmqf0JBoY4KsVupHexbtYyY77ahnPDgmvcF+AYZnIlS4M8",
+	"t9QsbfbdHNlhIRYBhLQGMI2UUxKfTk5Io0BXFcflaJMvR+Q7fuD8HIAMCR3cIgV5QpxVy76HYIBjHCM+",
+	"QTSb/ugjAF5MCyRFXIpjV2fnnwDcZPh3X8Psu6G9snp6fLzZbMZqmRxZli3VWKrVsVom9j/73Aj2CNFe",
+	"1BU5i3YrUrk6PUPNUCaMXRm1mCBNH/nLE9RHckt/JQApXPmnjz5yGUXusYVMty4ezlLAqkXL6WRC2rXQ",
+	"3IAvqWEYigUAwcoy8enjT0mjXpffU/ySGbU9gmALX5nJrsHBe2y3jzGv9TValFWQwoJppBPXbEu0JUL2",
+	"A1ZkIRvkGdXmsdkM3M5ipShkcpYQ8WdR00LFaJJkVOsIoout3GufHtoPjtQ8v6gC9ChBMuyQMSI0UVJr",
+	"QrOswivtGkFjEz5fM8IO6gU8HRSam7b7SX08gYWcTIiOnDCOzvXhX55djcjJJPgdEEVxwzQZXnxzeRWR",
+	"i1f2/86vnv41Ip8/e/Hs6tmIPAlHdEengy0hRwoHtuPav59fjMklXwkQgoFBIWB5obHvjuXpVhV0p+/U",
+	"L66swEsWTPOUaY8kFRrqivoSxXQhhWZVYlKzbNcZtvUA55cdcfjL//x/yMnjPxHI08uAxpxfPn3+PFRK",
+	"MftcKZYBWsqVBhnaRWz46OlkLaW2NIG59X1m8V7zfzC7upf1ZbCrAq73ySm0xcGrAR3Q/M04+ZjsFr4D",
+	"LNrFzEfaxZxOcdTHTz6xwzopPOMJE9giwbNwJQvFmaFqGxQX81z7/OL5IBq4gnqD6eBkPBlPIDC5YIIW",
+	"fDAdfDyejD+GGACzBtmlmzHYX1asx8f+t8tvvrZcn3zJtuSSmbotjL2DtCXbAHJj+mG2JQtGHG+z0JqJ",
+	"oaWH//zk5J/PiOsz4crSxzRbxSQGdhiPxuSCJ9fVPXf5ADDBI03ia14XdZuJz0sFzAceVdIgzcDTNq4T",
+	"O6QeAm/O0oo8WDZ2zbYI/IraPE8H08FfmIGeD1ZSRCQF6D2eTLys5eyWIe33kEQafEBDiEsU4XZB7ojb",
+	"GPu4pAzL/D2lyZodPbXSk+zpaYAtu93W7VEs7O1K1hhXUS+sLZW/CUXdwfTv30UDV6TOolsgagDbvGGK",
+	"L7dNBmxlU7oCNc+yXwxKOV5DW6N/9OLXObALTR5PQhOHKwRl5cWyGJPnxjeOCJvrjLsOzbVResBjczP0",
+	"HFxz5YN9UH1hdXL7LHC1AHyy0A564KA4FHhMkAupzUqxy//2ggwtkr9kKfcVHiEqdFUqlo48k3ayDnW8",
+	"N0Lh/cnkYxJU1gyLCC5dvYigWk0g3L6QNPVGLFVVYlWyNGxmBf7lkidYZhBydmi6rblmzx18aZ96yNOs",
+	"K/50HCjMbhcLXGNsKeuTycd9Q1ZrPL5k6oYnLCxctw8RqjXswYSbk2MwyR6DSfYok6terEDe6sz0aLT0",
+	"KdC1Zff84nlk6Z9lc+BomkI69zCGn+c8jUcRFNadiWHskoJHkYUFVNsdxsayOTP3+coR8d94+wgOsCXD",
+	"GM278chXNrL6oTI8KTOqNBn6kryjMXmGYbOJVCnYpxQ3holGW7/QB4HmtZnAj5AwDtzI0X9qyJoW2GjQ",
+	"KrjZxmpjmdW5kQdI4dSAoK8pEZa1zQTXY3IBbQXksm6NN5mQYYyt4CIv45Enk9GZi/x1iSJoJom7kPoF",
+	"1+bcwvi8qq9eUEVzZoDI9+QS1Y8cQ2mm3nSb4MGnaKt5890DXp9gJ2CI6rhE52AJ8qb5yqMAt+kUl7L/",
+	"Nn1WF0WDV05uf+VVoAHiSwfc2i98XWZ44/Gnt79xJeVXVGzd6jTShwN29NyVJq4q6P4qqlLRkasuvw18",
+	"MQqZs/2iTVXQlI7EpZewvCyFDhtJNbs7QZmIKgwfrk13RyCsw40DazfzUXOssf4hiyMfAKcFLfRaGpjB",
+	"3ltviNg4mz0U0J7ORCx90LeTEyLswmcHQZu9VWt8JVxX909DiyKsPgkqNPaBnIk4dCiWwjG2tFGacu70",
+	"qHnOhYlrrRuVa2fKgU5NWBuCp+2GTKMxOffUBZJsq5LNVtVAYnVGYqjxGHv1Fepa0CwbzwSSzFJg5R1L",
+	"OS21E91OvBihPYav4hGCoAHFLpIFbcewj9VDsuLdHmc9MhasHgpYQ6SBHn+gC3vpAoA0vLgHEgWM4Dj+",
+	"0XP0N3sE0S3YTh7pKgEAKcUCcg+sCgYVNn1Zw1KjcNFOkMDw9wi5unMtaSxoUj3FUz1yxoVgjHbgDxpe",
+	"l2jg2amjLOQGLzw8bCUVFB2qWJOECqIZ1KdxSW1mI0nKNV0pxsYERbYVJD+gJSfII/p2J/UjoWKnFLPP",
+	"sWjI4jOBdppqbWOo4APlYBrlnmsTF1ZPw0I/2vAsI4nMmfbJODPhTmSzljrIkbIiD4g6vhXzmupGReoe",
+	"iRzcd8D2Bw8tV2BGAZbP7yEFHtscMII4+BvONogAv3VJY3J6+xtfS/OFJc+/WxLkT6piusFRIe72E6Ud",
+	"CZkLKLIHer4zlFVe2dC1h72Yaoy7zV373X7yd+y84tMf39mCokEhdQfB/Qu/gTpOlSBSBwXU+YkNtW+3",
+	"Yr69M5D8BtTWhxDAi+BQA/pdbuGIXMwJCGBZZumXo3bTOtENng2qgYHhbSZc5mGzNL+bbNhKsBtFzmcB",
+	"4RZcN0ytM9EfXdmMyUSCHBHIp68iBB25W1nCi1E1/2BKjmcCoxDQhOh5UCORrU3iz6rgENLISXWnAcqm",
+	"Xe3k03hMni/bpMltb0l5Fvaar4I4WCOhEkHiC/brmYifTD6Op1j0JHJ6bLbtmQRgWEBIwZhctWBbSYuY",
+	"ZrgrLnrfRMv04CXH4CVHgGWBYXKQCAlaf7RPe8ciL3Rj99nFb/BkfMTI3fTk53XHmy/Z1qnBQA0/cxVw",
+	"3h6nwnVWvOMNRhg8EG9EcPQwxBb+tgzIFUzM0UtWQN5132zureOuV2Du/0gcdXIAR60B8dS1aYJXTw5Y",
+	"3QW6h66kfEEVFpo7PXlyCCiq/khfsZRTX2Ht9PHjQ152tmjLjp8JA0Uwf5/SA16vmugeqL9AxePjH52J",
+	"8s3xpspo6FRiqr4cEP2oGdNkGDut3yr9kOJtRfNGgLtT+jcYtAGsZc3BzjnF4JVWcCc3mmXLShWf1xMc",
+	"EOnpuAWdif4UiN3UB8xNcOzFsdhMgumXVonwVk+Q16ClxctMStCKPFl3up2zFxuXPjAMzKKhLQFrGLS1",
+	"OvAa0mRd1bf3+h1qU21jz5ic40Egh5VMz0CHYq+5xvQMEp9OTuMzgnU6pWPva5pWnNSqNFQQlhdm69ME",
+	"urWaV5opH//9LlQbl1zTQ8R9RsMHveX96y0O9d1V7DZrHK653CKzWDR8ng5aikg3HTuu43B1h0py6Ex9",
+	"GsZ5mmoSo6kyrrOnZEgPHFCqMPnIReJpXVqaVkXNo8ESq3TUAfTgTaqehQoAtCvTRC7JTq4JUgUgNDW1",
+	"5r6U8JprI9XWkhA/WRBT7Vw1eJKqzFgdz5CyBTdTsOrkdAsyPaRmBMS41hyIgEQkqFdTkWqk0zOxPxOM",
+	"Eg8yoF4F3dq9A4WXyyU65MbEi9Ag9XslEsgn6DDuLNpSeyCZ11HkgQwOrtgqYJ58DQGPVJA4EJiPvmTb",
+	"GDPtrO5QGdzRtK0s46jBCfb8XN6EJrA27SZdpLvT1gzj1uT4tyr29yULvWkGF1uFf1cXOHmwZfSazKsn",
+	"zhq6JoRxVQ0fPmgKHzSF37emgDeBUM+hKkPTrRpDadbHEOMIvLSTJULdCB/+XEUsUx+ifORi+2nOs+1o",
+	"TM4FKV2sret4AjoMdnv1PT1mYuUjE2nOMH65q59wYCeCBzdSXY/JuTFWuEVfoVkraUzGUlIwNRN1+CoE",
+	"aTNFhtVXEa4IOFH9GsXRyIoZDQG8Lma3EbHbGdMAcHsYQgtj34m6vkVRvTTrqt/nLmG9xMBGLt6tpP5+",
+	"6Mjvhhb0BFnZw7JiEGB0fR+D3jod0YsBYZCl6acML4Mch6pXq2W7YWCslRzFyn6auhYNYSYGVPOBaw2G",
+	"aDMTUiQuw2I32aGKst9Jd/Cme6tNk2E7m8GO6mRdH3o3Qv9qldWjseglAup0MjkZkxdytbKrgha7G451",
+	"ENB3ORNQShozeaBvhwfAI70bF+z8kzTLoBtbDy2xoN651ad9FdwR2mDPvsH6Yfe+Wb9DhvfMWWiqhi9V",
+	"+9w96Owwbw8+S0ONw+cGmuI5g86CWT/o7QAfjfPDVtlBeCZWcagcOPhbiBZjchGkDzUnq2PzfKkOlxHU",
+	"Siiq/fpDRG18G5xO1ED8+REXI1cYEUNm4eZ0dug/qzTcmYDmRdpRDqxpSL5ZEm2noRlJpPBwd0Mx12kd",
+	"IgthFZAil23RtoX+Id3j6oAzeRgu2uqJ99vio1+zjaNrZ86E6VGriQ6NXkMgIn1gvL99xvvstSvO0L7d",
+	"S6mAHOxLH6gpFqbK9pOsp5A3rV06CtSChGxGL7NXSYeWayD/57rRdNBuliqWzkRCNTviQjOBRppsCwFC",
+	"8bkQ//VZ3X3Qdctq9SSMnTDuBHW3mPFMXDhRA6X1jnaDQDk6mwt20gsHkYciGM3GlO/YrnELxbhaV4DF",
+	"/umYNH/mGJbLKsPMHyjLDDYrjwL3JhoHXMXfgMb/eycYeJN3LjJy4V4ygbXbnGNvx7/zFXtIlw7UoutB",
+	"U2cH7dUF/ljiKojsoDYfcUF8J+TOA1Wu8/Fg+mPrm2PsB6z7mcFnSm60Jaku8BLySKlo5fVX2ccuMzko",
+	"bKBlI3+Y1uUDvIRHXTPlKdFrqcxRhhXdPp4QPYqCJPqILGQpUm+td73nwWaOzoow9b3SslzfgXoNoy4e",
+	"gDel1SL6Aalya6bOZA+Eyh8Lq//CTIUPUKCucCFxFUYFWF7hdY3pvjdMZ1jCRyTWiSzYn7+XXEBNfpd3",
+	"NOpuFAM+9irMMq6bxcRkqGTGIki9mwlCcqqumYoItsXH3ALUkmLfxDSOiMxSpk3YntMXJqxWhqUo4il0",
+	"o5JWN1pkzBeocMtabCHP4ozEP8RkyTOQeNyXVuJf8teQM92WvUbhRFzcQC2BKXGVK11R5OBmQbAEPAUF",
+	"mkQKhgcLu75srJcA/u4g0x9KBvWIXFAnrKKRR+vOYjAd4PEEtZSqL6pym25hnXVgd6qL1nAhQ+nbBLUg",
+	"DjW3uhb6Q2ORd6rsekBm2W8qBa1q+rg39wzw5N2qi79DQmavA4IqJFjwGYIZOpntVX35FgxzD4DyQNWz",
+	"GKq8SOnSrSwPDhorQ14D9NUh58JVlMPgWSQ3mJdRMc3MJw27VCm8/M5dMfkUPmO9kTl2AE7jPWxTQv/4",
+	"h1Ce6gnek/qE7b56IkSlzOt2YjX7CLuKvVOn7Qet6mEus9ej4MQ77nMofRz/6KrlvcH7nbGuJh4efSqn",
+	"hAu0gcSoomAUOlqjf0EKNiauCT00/6atvuJYCCXC0HOoGBd0YsVe3gkV2O56KEVVXcwXcnJyMXpIqGIe",
+	"gYmQM5FLxab1aLXZsFX/B0VweAboRgSPWiqInX3sNyCrU+GKhWHDbW7IMGP0BnrviCQr07qsgiank9Mx",
+	"gVKGZMkYUjjXOr2uF0kVw4jGKkDSVTkBAEHZMSpc2upClqt1Qwarg0RhMAitYb6CQ5jvoQ3dQmgUyoW+",
+	"hrEPkeogj5/DAVXk8TYvDD6efohWfP83Ho/C3XgyxLKjnZy8U9Pwt9UVFXMX44xQsQXvBYOUo0CsP3Oi",
+	"NqveCS4vtpXzknhnsZZuHJu8MzaI/tGmjlSlM9X6BHUXb/SOcfwPgLGoOfcwqLuG/tnj9jGt1CTrrqav",
+	"qa/BVmUsgdBZV2QjsVWhoJ6JLHjibPw7zS4g7hyzrmYCx3BdNjSB/lP+E0i2vgEHYh34RWl6ZAfoIsB1",
+	"A5AHkk93O4y8Y4fgvouJx5C6ntt/wPDBD8LufYTdysd4F2H3eEHFPYLnQ0LTqRL30ZnICq8Qzk8UFddW",
+	"5oNwcrNmuWaZJR5DKrZESHGEPMfVcJuJBRWCpdC7Ev90TAmpCYTwnkENX/gNvA7O+P295MJ1O4rhn5gM",
+	"gURB98bSjYyMzz8A7U80E2Y0Jp9RIUDydeVci4wmzja9oJ1Wtc+oQFnigejXZ1S8J8X6M9rrj7Sw+ECu",
+	"PpCrg8jVZ1S4IOW70ao6C2ifnt5HfsbkBV+6SKsFFbelZ+wKJpZWBDf7kAA9Ow/XJOPLD0rib8TGuzR4",
+	"/m9R5I7unNrWxm5UFd8lM8ZQIKfBYsisZZXOvxtffHN5RX75+d+P7ZfxmDy3D0IhzGYELIEA2N3LAs+z",
+	"B+WDOMV7YoU4eR83BLBiLbcPTPEDUzyIMiFGOb7o2usEbt7DOaW9sQ9ASC4Ch7brmsAEepnBQAYlvkCY",
+	"Pmv5pwWDGMPwVpC/SS6ghFg3PfG/N2zGVb2elhetqtfjvTkzUSek7iu+ArrBnlzV2hyG480EBtVlTOuo",
+	"q+jO6CywqrjGKtpF9dpt5lyU7nNGzVKqnCwZg670cOqQCoumcuwyJRKGiahGcaycFkRdw/Ix7x87wGuk",
+	"zs4Ortj3HoiQPVVZ7DVZQhm3q9ABhoXZG14IiB4lPtPY2QnHPhADXhiTb0QdjIjtICuLYaN2bOCyHMan",
+	"k09nosNfOYVFYog9xFmMoKtJjQzoS4VabjueVN+x0uqMViP06W/gRuXGNTehYiZ2kn1Jxq+ZywyBClJH",
+	"uQRYOTb4b4RmWtbogKAlmBYsSwMAhbTnyYTwevD5NdvOPVOKq7YDVfOQNvpY/dafLsJwJqpDtAqo64gF",
+	"s0MreTuxc2ri/oQU7AxXqiH52a7XR3pJda3xNDGNjm5rl1VvlIiFvjPH3Y2kXFCe2pc7k5Lfk9H7N+X7",
+	"/U0n7P7Bcmctot7ZgAbU6gF4bYMyg3cYqG2DOnMdhriNM7Y0MdJ0ZD/O/gVLRNL0aTyaon818FZxoQ2j",
+	"nZVvX9hXD/aEvmBL8xt3Ed1Zdv09KrjAQO+KyI4E9gaRv+DaOAfp77tkO27i9og5BxCoHeI5sFQpUx+8",
+	"oA8SdpdXyPXW/KD7Uf3X2RLBleFDbnqcGUiMQa73QbjOizBEA2ShnNBt1hQbyDYv3Zc8ub6DvfElc6VM",
+	"/ugWh99ljT/QWCrNaXjNk+vR+zFRRoOivIMhESIBDrkPZy45WsmMEcgttkrVTCxY/Wgt9UDLM5eI4qMU",
+	"rPqfV8uIgr+dtDMak2/ss1aWnwlnVADFf+nC8tdMsTGJ89KwdO7cffaDdj5CMIQOKYHmn858UFgBrBQ5",
+	"9p+kM7Gk6mhZmlIxfA4H4CJlSy64Ydl2dAZfphVMwlSc3ArMq+7ERgxOeFC7aTjFe4qAcPvr0dPcHaDa",
+	"R0N8IGkfjKh3DIRAHIK8oIwRqeA63kUexivam5f0lXsASiPoBIuiklizH+Ix+bbumAm9WVxbaMO0Ia5/",
+	"Ej5E4gVbSsUg2chXTG0850gjN2QIoumCJtcbqlJd2zEwvZcblj/SuIKRHx0Mfzg4xsXis35stJhVYy+l",
+	"ag0Nqmdr5HhN9TyXisXQZmImNmsGnTrtd96N6r2rXDFXac8FylbEj7iQaaqJkflCGym6KSKqHu44DspT",
+	"qmE66Cw3z4X55HQAiUA8L/MwDYgLw1ZAmaLusSuIHjj0pHvow1Smh1WEAKSHaEKOW31QfN4ysbKwr7oU",
+	"oMYO1kh3QRZbgnjmaVZFlH5dcGinxSnG6mjzXK/mPI2dsKUdXdN0ybBtoVHboDJmRSjAnMyrIH6stIlH",
+	"2iifKRVfcUEzv0vnbX48mcTeEgWtsx5PTuLI+TYoqZrdk19+/reZaNvi7VKs1JmwMfmqV+oaxqeTj1Eq",
+	"i0cRlC9NqPDeKy5mgrZDVcFoVn0Xj86gU7Olx1byrKX1zVrCHNCGm2gpRVBFbiZ2y8iRYSC6UiCbLC+6",
+	"05wvmUjdZX0ggTCY4b3Jg7i/TkIESHfWiT5Ak96mW3/PQq5cy1w3dUTS0qoUW9eD6IOM+kFGPYzsX0I5",
+	"Bo9H3fT9FrH0+Ef31232K7AGa+gd4GSsM1fCO90SrskKPK1K5s4HCPlmBTVrJ7DdIeIHBbyQUv1Rc6f+",
+	"CAarKtnKM/Kh4/ZW1fK8bfR2hZfb5WaHfe00mCaiPku5eViGGszw22OoUAEs5YEuRoYxfjGnJiaamdGH",
+	"K/mBmR1YgTPlposKiGw7+vWs7VgxjNjSxz+yXH7P9zI7MKL7SpphH2xvCIZ2lrcyMrTFv3QjHBzqXU3p",
+	"2OqHO/R7rNBFr1mIPguaXL9HJhbtQ7SInPzy87+efNIuoihLQ3QBWUrDVy9fHDGRyJSlI+zsTOL/7//+",
+	"P/+P2PLp+J9O4qqETrN/I1y2vc0bg6o6n5zeVlSnz6f0jQjuTcGUi4JkisACzghNwf5gaQx4Tm+9vOdp",
+	"+qtuLtCID1f3d+lCpYnBuOn7qFZYdjdhvRZ/H0FYBwy6oj4QY6UhqhNjoqu6Z4SKLfZQdp7EJCu1gRbU",
+	"VXgnVqiQIuOCudBfKKlHVoomzN4FLtO6/wFXaJTH+h+uUh5EuEIPecESaB4txSNDlhktRnUZkr6E678w",
+	"c+E3/4AiaTVHj0zqQOBg+8Ha/Lbvx7dr6dHQxw8iyLur873tsBvFaPpAkZJYyQ8rEmAnJufJmhKKbit7",
+	"SaUKwwx8kDW+2upwOxNUpA27dVVg3lDDxuQV1gz8c8NYLy3vCFva+gqDlmO5uj8Q6o9WROefdCvwlZp9",
+	"UZ7vJRdwrX2RITDSoGerKuODlRS67vRXVF2/tBB/qPrINH1fxRMYTS/tKfT3gKW+IXzQXZhm2W+cpHzQ",
+	"OA+jY1/JGxe+bA8ar8+dOL3hxcMkWlrKs9MzsJWcZAWUWLGEF+Bu42kcEUqWLAOvUpU246n0TAyd5ure",
+	"9xW/igL8TZTEhhcuGcdX2XV5DmuerH1OCw6sGdMz4T2OVUmxRq3WMbniBTqlFDXsCEIFsKsS+Lis9AJ+",
+	"rVHdPa8jo2Zv+zzDsVlGs21ej+/riv9mu19f8eI9lji0gOmhgYYX/6E73X3oW/cfKvfmCuiBxCgiH/ro",
+	"CbrrW12Rc0u2+rtYO/tHrLlIWDxtCG9YfB679LjJPa1tlpGGjD/MfrTaWzQT9ngrUQz9+b/8/O+V0TKO",
+	"MHAUe6uSWLDXBvvqxJDAiNFY4Zqa6Zat6ROZ59xYquslGOpWD/kIBVNHyBxQuIW8BFf6um64k7CIrOUG",
+	"QihyKuqWV5psFDcsyCTNtmPyBSx9JsK1n7lCi0HIF3QNKVlEqL52NhkrW4uE+VK3dS6pzx/F0LNqj+1E",
+	"Unsg4BL1sm8jpenYf7rmyTVL4+M6ExWzjUMIW91Flmae67iRXynYJnIyA2A82VBLFcsCWaZV4aVYgfpt",
+	"wM3/2mVcoSYAZ+vZWNVSu6jiV+ocY2zqdOXalEGSNP2hZIh0PhWWfMk/A0XA93liRDN1U+dsWRbBRek8",
+	"sxYZc5otpcoxBZhmhimWun7DVECRcoWjzQTGokUk59BEyKkMlKTU0AXV0CHE2K+kIkvKM3kD6QyuDwAE",
+	"8Zk1FeRkAim7eJYzUTV2r2wZTZwdYvHOIpNQedOe8/nFxfzyf3z9dP7V+b/MPzt/+uWLb/4Sj2A/XJP4",
+	"9GQyE8syy+b2StdpslOHOHZhlUHTXZ4x+au7hFy78KBClcICA2olOxgEVV0KrpjVzuiKTbExlfMIuA0t",
+	"tmTJNkx5pC1AnauisrLM3dG8Uz6xtGhHONlpCoANf+CwIOmDyxIniki8tqIfmGOhOvQN9Hde2vEaeNRA",
+	"njNLkHwfqJK5J5KEFQY7kRlJPjm1T7oyfRLSsqE+K0v7IU+GrsGeXNZohfhE7KuujKwLU+osEc/RitRt",
+	"J37y5ONPDqi/3oKf27lZc42EzJ2U7wQADfj7SsGD+Npdsx6LwdPXGKj5xJWG3xsR2mI2lJuKhnBd0xAq",
+	"nEDug9S820kwMrRPHRUyy3rXXFOx7oWHy/54MmksvCve9CHDSO0NuD2G1J2YVzYc3ZNNQveO25kdMM8X",
+	"ZZbZDb70cv3vNSqemmRtMdW3v0Su2EnIA8kLJK1K7nJy2J42Q1XP8gfDNjdDj9aDK/zjtRSqDnDjD6BP",
+	"dsbPxwVNrvdmN1ieVRyVBVmU4JxgjglqdkYwUFiTgifXUJ4FxqqCdQVBC8i4M5D/KeijF37+B0SVxkx2",
+	"6j6s8cD4A+INgKgCgKUOmmbsdvwxsigLfWur8EW5xWiM5kTTWpQmhQswd+jmekvFyZol15YFliqLLaPQ",
+	"zFd299WRhpdG8YKRp+5REGEhRni5BEeSpiJdyNePdCCoX9BtRJ5aJShzdrSZSBmYMKqS8SAfWsEY1UDL",
+	"3NUWlStZmkTm1RQjV0LH2VioUhxq1ySMhDXoCyVveArV98WSK9ewp5pOkguqMqlgNrxEUuBe7cCKJYbQ",
+	"DCI3rdRA4r88uyI7h3H8I/w75+kbECY3QPLr0kXjmfDWOnKosc6pNPZk+huJXNlpf6sGumCJ78lQh+Dp",
+	"Iz1N7LcIie5iIy1+/Icw1X2wvP2mK7GWW0+/DiX7AaXpN8OB2cihd+RkfsBx7tuRLhR29UD9KaUmsKXs",
+	"UM5hXbNKG1YQSjZssZbymhjFVyumoOugdNTLXinQtj0bQVKvobc8djYBRoHUfGZprvB2EqCYbmwk6K6O",
+	"Q7UWru1QLHW9ULDXNd5fp6laDgCjqm3dez4iNFFSazApVKa42kQnl4YJMK9ooPN1P1eaakhPWjCzYWDA",
+	"hO73G8unHOuAsnRjciGzzFV4a/hugupm2FDGO3DOZwLX/kijyxRNCXiYCwbdZmIgYWP7c6njMbmUObOb",
+	"Zplmj3Rwrr5wbneIiecTDybw7aW0jot9CCp5y/SjUhQahuwuUtKduduMOvSEZW/gYZVrW5bw5E6sYYto",
+	"1WUf+/WdZ3A3XAuMtk1+QTMK1nTBNkwbpF9TvH8cOzAvpSLD+JoLcOeilQMLHEYkdGtEFbgUOEE52HoT",
+	"poQlYKZqD1u7kb3JxC1iJhS3VBP9Atz0JUyjonwV7v13XbZpZz+325yg7qHr8/Sh8+GdrQgedvvEAuST",
+	"+liDKjaY/thqbP3jYMGoYuq8NOvB9O/fWRRBT0eXofyq9oOADgZ/azStpjIprUgwiAalygbTwTHgm1vZ",
+	"jvkC65HqCK7TEUenn2s1rMdBNr9d2K5h9yXWuBVpWBqSfM7Eliy2xNlhrdIUdKrwfRhP47qkZmVmw+Tu",
+	"aCbY64QVdmsMNGORVsXFGq2lyBAXzNwvQTndrvZSo/FMvJQZw9I7rlzOrJxMPmZ1Mlb1Baz3jAgJSYA0",
+	"MaD5U6yUgYFyWBgCvXFy46qCOpihlXAXaL5GQ1TFUyMIgzCdEPRVnM7uSN8I8NlqqdAHhJJLowJi02Y5",
+	"Jg0CXgGcDP0sFvRYCxYD8cJVRsEpR/ieiweMGosfgZBTmfadsIpk/pFGp2GMhTzshQA3LBeJYlT7w17R",
+	"4ggqtnLhnLyuqFyt1eutSOKZ8Ho4OnX7t95y+AbeYRI4hxsHCGbdbqjXkcsFU87SRxIrBzN9+zGQjN+w",
+	"lofa+aaLrNTEbAsPCB9tPSaN7tFDrDvf1e48HkXEBTgTI2eiAph/8L/gg3/+5ed/t5j++BPwRdmPjicr",
+	"psvcBwVSscV+zThipXrE6Pkmchm0ZsQ9D62gzbJMjnxp53RaeZi5JjnXGgpd135np0FgCi3oETMBvj2U",
+	"s2HCSyB5X9hvXbutpwB3943jgGckpgU/pvbwaMHHW5pncSWoa+diX1MhWDYmT8NtxQtqkvWfrRwVYxEH",
+	"WDwJis9huBe0lzVyheVcKBh+ZwJ9kto5JclQMYu5TKQM4msXpd5WhMlitTZWFXC4g+nF0MyZKbIoq5LO",
+	"3S5ynVvtaNhwdkYgabEbF8kpSh8jpyoqDddwQZPrTK5GlQAWuORd5WMER+OmjYn3zy5YJsVK+yA67y6f",
+	"CSuk2ZGsSjn16BN60WnlR3f6m2LL0qLCMD49mZAuR6sUM2G/ijCCn5yeTiat1p7VNhwoXYSwncYqYahx",
+	"ud15z71Fg7brntzZcz8TPa77KeBIpV776V0Jcjj5On7A4hUc9VPYYSJT5oqmg+RcoYheyzJLSSqn9uGf",
+	"4EHyE8kZBb74k3/O5ej8NBM/HR0dVf/ZV07sbn8iwmoGGUC0VHaMKiUC3eB8SbayJBuKZlf/6gn5ycsd",
+	"el0ayHlPofycJd1WA7ZnTZWJR40xhz5kyWvzIzyIrSyVjzVyyIIZHYqKVOYEDM7V7H8iP1l9nydbcsNl",
+	"RrH3aSPeoxTXwq4HL9JPZMlfB4hxFiypPb+f5FP7lsLrIMmCr8gQ0BULQelxTl/P4ff5YmuYho3eeZaT",
+	"AJCQndWAVh9o7LWVyyUOcupPAyQ14ohMJldgaVFEsRt5zSpRDjtYclHbWLyDMziTn0gqCXaabVF7rv1A",
+	"ZyAokqpAp1/MY/ITWTOqzIJZmoQE/qfbQHGKpwqFYhIpLNdR0/Aqpzx1K6IpWQKHERBucsjQ9iztKUIo",
+	"hHsYhC2MXuIaXCQRJglYfoRmpyZYyDA8+mCUecHU3A4AOIDEyeN5/Ziz4bklPa7RS1kxFUYmVtRlcH44",
+	"NT7gBfNA0uCW6oJQAPTXNxRuLhG5JqwOD7t1GbvRq1F05wjMYB7fhr/8z/+XnBA9crs4BRJiaTUGRnta",
+	"jQfnwo/c4C5MawHeqBRiBMnw4BAt4iO0wpSOA+KzekKzHH2P+uKtzrB3gXbOJjwMyFNzOWRVJaVqBej9",
+	"Qk5zVXEky3EAIVISGiHAKVesFE1Z5HfjoprG9hZUsVzTFuttx3ZZegtxlsAf0A68YmiwHUVevAiOm1vp",
+	"xd+NQEHxSUy7Mi46hbWVW5yW65NOI6ILFFig4QhK0Nh+GvgwL/SYPK08fVaCh/AafeYtvbm8YWC1RsYc",
+	"dBuBRg2pLBcZO8IhM5auXH9/rMYirzWh2YZudW3pwUBVu7jaCOV47Uoy7bKZ/sGU3NvDxJXVQrHro49a",
+	"vr/xRx855QkkbxAGMSzfuzXdRej2HM4EupqmkIv8+MkTcsM1X2SMnF8+ff48TE0eUvLq1fPPETwrKVOS",
+	"rCVP2CgiOpEFKLKBeOJzsFA3Y66DuM+1fHxK1rJUekxegt/SZ/276M5GUOY122Lfxq0OiyB684hvg9zh",
+	"K5tCrGs82k1WQD5xFhQ7s7M493XKl0sGEcd+QRDuaE9opzWIJSDxWVBRrepsDqu0imA1hDY8y4gqsSEl",
+	"jDn5dGdMLiz9jslu1bExQV1jJoA9azKMn7x+7bZXU27t/QOA58in/ClMsRoXBETugrmhZjprUYeiWTiD",
+	"hNO/kcbQNOcCbRBck5WiGL26Ra/5qkQDJxkClTv//KvnX89fXT57OX/++WU8imZCOA0B4zbtqs4vnp9V",
+	"3fjBXVEZaT6OG0uFuTtW+ldLSdaVFYMLpjUplFxgiiGRRVgRGWiXu6cNU4cs9ODNd2/+/wAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -924,6 +924,27 @@ type JWKS struct {
 	Keys []JWK `json:"keys"`
 }
 
+// LedgerAuditReport defines model for LedgerAuditReport.
+type LedgerAuditReport struct {
+	// Ok True when the ledger breaks no invariant.
+	Ok bool `json:"ok"`
+
+	// Problems The problems found, in the order of the reconciliation's checks (the first 1,000).
+	Problems []LedgerProblem `json:"problems"`
+
+	// Total How many problems were found.
+	Total int `json:"total"`
+}
+
+// LedgerProblem defines model for LedgerProblem.
+type LedgerProblem struct {
+	// Fields What locates the problem (ids as UUID strings, amounts, keys, times in RFC 3339).
+	Fields map[string]interface{} `json:"fields"`
+
+	// Problem The invariant broken, as `parlor ledger check` names it.
+	Problem string `json:"problem"`
+}
+
 // LoginRequest defines model for LoginRequest.
 type LoginRequest struct {
 	Email    string `json:"email"`
@@ -2284,6 +2305,18 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
 	ListAdminActions(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// AuditLedger Audit the ledger (admin)
+	//
+	// Runs the ledger reconciliation — the checks of `parlor ledger check` and
+	// `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+	// `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+	// `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+	// (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+	// Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+	//
+	// Corresponds with GET /v1/admin/ledger/audit (the `AuditLedger` operationId).
+	AuditLedger(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetTopupAdmin A top-up with its provider's state (admin)
 	//
 	// Any user's top-up as the books hold it (its status, what the provider refunded, its
@@ -2921,6 +2954,28 @@ func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*
 // Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
 func (c *Client) ListAdminActions(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListAdminActionsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AuditLedger Audit the ledger (admin)
+//
+// Runs the ledger reconciliation — the checks of `parlor ledger check` and
+// `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+// `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+// `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+// (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+// Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+//
+// Corresponds with GET /v1/admin/ledger/audit (the `AuditLedger` operationId).
+func (c *Client) AuditLedger(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAuditLedgerRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -4168,6 +4223,33 @@ func NewListAdminActionsRequest(server string, params *ListAdminActionsParams) (
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
 		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAuditLedgerRequest constructs an http.Request for the AuditLedger method
+func NewAuditLedgerRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/ledger/audit")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -6035,6 +6117,20 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
 	ListAdminActionsWithResponse(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*ListAdminActionsResponse, error)
 
+	// AuditLedgerWithResponse Audit the ledger (admin)
+	//
+	// Runs the ledger reconciliation — the checks of `parlor ledger check` and
+	// `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+	// `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+	// `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+	// (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+	// Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/admin/ledger/audit (the `AuditLedger` operationId).
+	AuditLedgerWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AuditLedgerResponse, error)
+
 	// GetTopupAdminWithResponse A top-up with its provider's state (admin)
 	//
 	// Any user's top-up as the books hold it (its status, what the provider refunded, its
@@ -6894,6 +6990,103 @@ func (r ListAdminActionsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListAdminActionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AuditLedgerResponse401Headers the declared response headers of an HTTP 401 response for AuditLedger
+type AuditLedgerResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AuditLedgerResponse429Headers the declared response headers of an HTTP 429 response for AuditLedger
+type AuditLedgerResponse429Headers struct {
+	RetryAfter *int
+}
+
+// AuditLedgerResponse503Headers the declared response headers of an HTTP 503 response for AuditLedger
+type AuditLedgerResponse503Headers struct {
+	RetryAfter *int
+}
+
+type AuditLedgerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LedgerAuditReport
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AuditLedgerResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AuditLedgerResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *AuditLedgerResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AuditLedgerResponse) GetJSON200() *LedgerAuditReport {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AuditLedgerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AuditLedgerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AuditLedgerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AuditLedgerResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -11291,6 +11484,26 @@ func (c *ClientWithResponses) ListAdminActionsWithResponse(ctx context.Context, 
 	return ParseListAdminActionsResponse(rsp)
 }
 
+// AuditLedgerWithResponse Audit the ledger (admin)
+//
+// Runs the ledger reconciliation — the checks of `parlor ledger check` and
+// `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+// `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+// `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+// (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+// Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/ledger/audit (the `AuditLedger` operationId).
+func (c *ClientWithResponses) AuditLedgerWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AuditLedgerResponse, error) {
+	rsp, err := c.AuditLedger(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAuditLedgerResponse(rsp)
+}
+
 // GetTopupAdminWithResponse A top-up with its provider's state (admin)
 //
 // Any user's top-up as the books hold it (its status, what the provider refunded, its
@@ -12424,6 +12637,100 @@ func ParseListAdminActionsResponse(rsp *http.Response) (*ListAdminActionsRespons
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers ListAdminActionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAuditLedgerResponse parses an HTTP response from a AuditLedgerWithResponse call
+func ParseAuditLedgerResponse(rsp *http.Response) (*AuditLedgerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AuditLedgerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LedgerAuditReport
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers AuditLedgerResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AuditLedgerResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers AuditLedgerResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

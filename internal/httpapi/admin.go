@@ -130,3 +130,19 @@ func (h adminHandlers) GetTopupAdmin(ctx context.Context, req api.GetTopupAdminR
 	}
 	return api.GetTopupAdmin200JSONResponse(out), nil
 }
+
+func (h adminHandlers) AuditLedger(ctx context.Context, _ api.AuditLedgerRequestObject) (api.AuditLedgerResponseObject, error) {
+	by, err := h.actor(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	audit, err := h.svc.AuditLedger(ctx, by)
+	if err != nil {
+		return nil, err
+	}
+	out := api.LedgerAuditReport{Ok: audit.Total == 0, Total: audit.Total, Problems: make([]api.LedgerProblem, len(audit.Problems))}
+	for i, d := range audit.Problems {
+		out.Problems[i] = api.LedgerProblem{Problem: d.Problem, Fields: d.JSONFields()}
+	}
+	return api.AuditLedger200JSONResponse(out), nil
+}

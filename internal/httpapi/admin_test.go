@@ -14,6 +14,7 @@ import (
 	"github.com/parlor-dev/parlor/internal/auth"
 	"github.com/parlor-dev/parlor/internal/parlortest"
 	"github.com/parlor-dev/parlor/internal/payments"
+	"github.com/parlor-dev/parlor/internal/wallet"
 )
 
 // adminStack is a running Parlor with one admin, an account the operator named in the
@@ -357,4 +358,53 @@ func TestAdminTopupDetail(t *testing.T) {
 	raw, body := a.Do(t, "GET", "/v1/admin/topups/42", "", nil, http.Header{"Authorization": {"Bearer " + a.token}})
 	parlortest.RequireProblem(t, raw, body, 400, "invalid_request")
 	require.Empty(t, a.auditLog(t), "reading is not an action")
+}
+
+// TestAdminLedgerAudit: the audit over the API finds what `parlor ledger check` finds —
+// nothing in books written through the money paths, and a succeeded top-up without its
+// mint once one is forged in the tables, located by its fields — and each run is in the
+// audit log with what it found.
+func TestAdminLedgerAudit(t *testing.T) {
+	t.Parallel()
+	a := startWithAdmin(t)
+	bob := a.Register(t, "bob")
+	a.BuyCredits(t, bob, "small")
+	audit := func() apiclient.LedgerAuditReport {
+		t.Helper()
+		res, err := a.admin.AuditLedgerWithResponse(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 200, res.StatusCode(), string(res.Body))
+		return *res.JSON200
+	}
+	require.Equal(t, apiclient.LedgerAuditReport{Ok: true, Total: 0, Problems: []apiclient.LedgerProblem{}}, audit())
+
+	forged := parlortest.CreateTopup(t, bob, "small")
+	_, err := a.Pool.Exec(ctx, `UPDATE topups SET status = 'succeeded', succeeded_at = now() WHERE id = $1`, forged.Id)
+	require.NoError(t, err)
+	got := audit()
+	require.False(t, got.Ok)
+	require.Equal(t, 1, got.Total)
+	require.Len(t, got.Problems, 1)
+	p := got.Problems[0]
+	require.Equal(t, "succeeded_without_mint", p.Problem)
+	require.Equal(t, forged.Id.String(), p.Fields["topup_id"])
+	require.Equal(t, bob.ID.String(), p.Fields["user_id"])
+	require.EqualValues(t, 100, p.Fields["credits"])
+	require.NotContains(t, p.Fields, "problem")
+	// The same problem the reconciliation (and so `parlor ledger check`) reports.
+	direct, err := wallet.Reconcile(ctx, a.Pool)
+	require.NoError(t, err)
+	require.Len(t, direct, 1)
+	require.Equal(t, direct[0].Problem, p.Problem)
+
+	log := a.auditLog(t)
+	require.Len(t, log, 2)
+	for i, ok := range []bool{false, true} {
+		require.Equal(t, apiclient.AdminActionLedgerAudit, log[i].Action)
+		require.Equal(t, a.adminID, log[i].AdminId)
+		require.Nil(t, log[i].TargetUserId)
+		require.Equal(t, ok, log[i].Detail["ok"])
+	}
+	require.EqualValues(t, 1, log[0].Detail["problems"])
+	require.Equal(t, map[string]any{"succeeded_without_mint": float64(1)}, log[0].Detail["by_problem"])
 }

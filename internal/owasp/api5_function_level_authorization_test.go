@@ -2,16 +2,17 @@
 //
 // For Parlor the privileged functions are the admin operations (the `admin` tag, under
 // /v1/admin: refunding a top-up, the audit log, a user's wallet and its adjustments, a
-// top-up with its provider's state, the ledger audit), granted only by configuration (APP_ADMIN_USER_IDS) and
-// never through the API, and the room staff functions (moderate, ban, kick, archive,
-// delete), granted by the room's roles.
+// top-up with its provider's state, the ledger audit), granted only by configuration
+// (APP_ADMIN_USER_IDS) and never through the API, and the room staff functions (moderate,
+// ban, kick, archive, delete), granted by the room's roles.
 //
 // This file proves the admin side from the contract: TestAdminOperationsAreMarkedAsSuch
 // requires every operation under /v1/admin to carry the admin tag and declare 401 and 403
 // (and nothing else to carry the tag); TestEveryAdminOperationRefusesEveryoneElse calls each
 // admin operation anonymously (401), as a signed-in user who is not an admin — the
 // owner of the very top-up included — (403), and as the configured admin (neither), and
-// requires a refused call to change nothing. The staff functions are rows of the
+// requires a refused call to change nothing (top-ups, the ledger, the audit log); an
+// operation added to the contract without a case here fails the test. The staff functions are rows of the
 // authorization matrix (API1: TestAuthzMatrix's owner/moderator/member columns), and the
 // role hierarchy is internal/httpapi's TestRoomRules.
 package owasp_test
@@ -71,6 +72,7 @@ func TestEveryAdminOperationRefusesEveryoneElse(t *testing.T) {
 	calls := map[string]call{
 		"POST /v1/admin/topups/{topup_id}/refund":           {"/v1/admin/topups/" + bought.Id.String() + "/refund", `{"reason":"api5"}`},
 		"GET /v1/admin/audit-log":                           {"/v1/admin/audit-log", ""},
+		"GET /v1/admin/ledger/audit":                        {"/v1/admin/ledger/audit", ""},
 		"GET /v1/admin/topups/{topup_id}":                   {"/v1/admin/topups/" + bought.Id.String(), ""},
 		"GET /v1/admin/users/{user_id}/wallet":              {"/v1/admin/users/" + bob.ID.String() + "/wallet", ""},
 		"POST /v1/admin/users/{user_id}/wallet/adjustments": {"/v1/admin/users/" + bob.ID.String() + "/wallet/adjustments", `{"amount":-100,"reason":"api5"}`},

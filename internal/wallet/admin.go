@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parlor-dev/parlor/gen/db"
@@ -380,3 +381,37 @@ func (a *Admin) Topup(ctx context.Context, id uuid.UUID) (TopupView, error) {
 	return view, nil
 }
 
+// MaxAuditProblems bounds the problems a ledger audit returns (Total counts them all).
+const MaxAuditProblems = 1000
+
+// LedgerAudit is the outcome of a ledger audit: the problems found, the first
+// MaxAuditProblems of them in the script's order.
+type LedgerAudit struct {
+	Problems []Discrepancy
+	Total    int
+}
+
+// AuditLedger runs the ledger reconciliation (Reconcile's checks, in one snapshot) as by,
+// and records that it ran and what it found in the audit log in the same transaction.
+func (a *Admin) AuditLedger(ctx context.Context, by Actor) (LedgerAudit, error) {
+	var out LedgerAudit
+	err := pgx.BeginTxFunc(ctx, a.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		found, err := reconcileIn(ctx, tx)
+		if err != nil {
+			return err
+		}
+		out.Total = len(found)
+		out.Problems = found[:min(len(found), MaxAuditProblems)]
+		names := map[string]int{}
+		for _, d := range found {
+			names[d.Problem]++
+		}
+		return recordAdminAction(ctx, db.New(tx), by, ActionLedgerAudit, nil, nil, map[string]any{
+			"ok": len(found) == 0, "problems": len(found), "by_problem": names,
+		})
+	})
+	if err != nil {
+		return LedgerAudit{}, fmt.Errorf("audit the ledger: %w", err)
+	}
+	return out, nil
+}

@@ -792,6 +792,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/ledger/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Audit the ledger (admin)
+         * @description Runs the ledger reconciliation — the checks of `parlor ledger check` and
+         *     `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+         *     `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+         *     `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+         *     (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+         *     Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+         */
+        get: operations["auditLedger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/users/{user_id}/wallet": {
         parameters: {
             query?: never;
@@ -1795,6 +1820,22 @@ export interface components {
             currency: string;
             /** Format: date-time */
             expires_at?: string;
+        };
+        LedgerAuditReport: {
+            /** @description True when the ledger breaks no invariant. */
+            ok: boolean;
+            /** @description How many problems were found. */
+            total: number;
+            /** @description The problems found, in the order of the reconciliation's checks (the first 1,000). */
+            problems: components["schemas"]["LedgerProblem"][];
+        };
+        LedgerProblem: {
+            /** @description The invariant broken, as `parlor ledger check` names it. */
+            problem: string;
+            /** @description What locates the problem (ids as UUID strings, amounts, keys, times in RFC 3339). */
+            fields: {
+                [key: string]: unknown;
+            };
         };
         WebhookReceipt: {
             received: boolean;
@@ -3222,6 +3263,31 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    auditLedger: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The audit's findings. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerAuditReport"];
+                };
+            };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             429: components["responses"]["TooManyRequests"];
