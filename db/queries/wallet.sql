@@ -207,3 +207,19 @@ SELECT * FROM topup_disputes WHERE topup_id = @topup_id ORDER BY created_at, id;
 -- Serializes one user's top-up creations (a transaction-scoped advisory lock), so the cap
 -- on pending top-ups holds under concurrent requests.
 SELECT pg_advisory_xact_lock(hashtextextended('topups:' || (sqlc.arg(user_id)::uuid)::text, 0));
+
+-- name: InsertAdminAction :one
+INSERT INTO admin_actions (admin_id, action, target_user_id, target_topup_id, reason, detail)
+VALUES (@admin_id, @action, sqlc.narg('target_user_id'), sqlc.narg('target_topup_id'), @reason, @detail)
+RETURNING *;
+
+-- name: ListAdminActions :many
+-- The admin audit log, newest first, keyset-paged on the id.
+SELECT * FROM admin_actions WHERE id < @before_id ORDER BY id DESC LIMIT @lim;
+
+-- name: ListUserTopups :many
+-- A user's top-ups, newest first (bounded: the admin view of a wallet).
+SELECT * FROM topups WHERE user_id = @user_id ORDER BY created_at DESC, id DESC LIMIT @lim;
+
+-- name: ListDisputesOfTopups :many
+SELECT * FROM topup_disputes WHERE topup_id = ANY(@topup_ids::uuid[]) ORDER BY created_at, id;

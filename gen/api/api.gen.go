@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -22,6 +23,66 @@ import (
 	"github.com/oapi-codegen/runtime"
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
+
+// Defines values for AdminActionAction.
+const (
+	AdminActionLedgerAudit      AdminActionAction = "ledger.audit"
+	AdminActionTopupRefund      AdminActionAction = "topup.refund"
+	AdminActionWalletAdjustment AdminActionAction = "wallet.adjustment"
+)
+
+// Valid indicates whether the value is a known member of the AdminActionAction enum.
+func (e AdminActionAction) Valid() bool {
+	switch e {
+	case AdminActionLedgerAudit:
+		return true
+	case AdminActionTopupRefund:
+		return true
+	case AdminActionWalletAdjustment:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AdminTopupStatus.
+const (
+	AdminTopupStatusChargedBack       AdminTopupStatus = "charged_back"
+	AdminTopupStatusDisputed          AdminTopupStatus = "disputed"
+	AdminTopupStatusExpired           AdminTopupStatus = "expired"
+	AdminTopupStatusFailed            AdminTopupStatus = "failed"
+	AdminTopupStatusPartiallyRefunded AdminTopupStatus = "partially_refunded"
+	AdminTopupStatusPending           AdminTopupStatus = "pending"
+	AdminTopupStatusRefunded          AdminTopupStatus = "refunded"
+	AdminTopupStatusReview            AdminTopupStatus = "review"
+	AdminTopupStatusSucceeded         AdminTopupStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the AdminTopupStatus enum.
+func (e AdminTopupStatus) Valid() bool {
+	switch e {
+	case AdminTopupStatusChargedBack:
+		return true
+	case AdminTopupStatusDisputed:
+		return true
+	case AdminTopupStatusExpired:
+		return true
+	case AdminTopupStatusFailed:
+		return true
+	case AdminTopupStatusPartiallyRefunded:
+		return true
+	case AdminTopupStatusPending:
+		return true
+	case AdminTopupStatusRefunded:
+		return true
+	case AdminTopupStatusReview:
+		return true
+	case AdminTopupStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
 
 // Defines values for AuthSessionTokenType.
 const (
@@ -278,6 +339,27 @@ func (e PresenceFrameType) Valid() bool {
 	}
 }
 
+// Defines values for ProviderCheckState.
+const (
+	ProviderNoSession   ProviderCheckState = "no_session"
+	ProviderOK          ProviderCheckState = "ok"
+	ProviderUnavailable ProviderCheckState = "unavailable"
+)
+
+// Valid indicates whether the value is a known member of the ProviderCheckState enum.
+func (e ProviderCheckState) Valid() bool {
+	switch e {
+	case ProviderNoSession:
+		return true
+	case ProviderOK:
+		return true
+	case ProviderUnavailable:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ReadinessChecks.
 const (
 	ReadinessChecksDisabled ReadinessChecks = "disabled"
@@ -365,6 +447,30 @@ func (e TopupStatus) Valid() bool {
 	case TopupStatusReview:
 		return true
 	case TopupStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TopupDisputeStatus.
+const (
+	DisputeInquiry TopupDisputeStatus = "inquiry"
+	DisputeLost    TopupDisputeStatus = "lost"
+	DisputeOpen    TopupDisputeStatus = "open"
+	DisputeWon     TopupDisputeStatus = "won"
+)
+
+// Valid indicates whether the value is a known member of the TopupDisputeStatus enum.
+func (e TopupDisputeStatus) Valid() bool {
+	switch e {
+	case DisputeInquiry:
+		return true
+	case DisputeLost:
+		return true
+	case DisputeOpen:
+		return true
+	case DisputeWon:
 		return true
 	default:
 		return false
@@ -501,6 +607,117 @@ func (e ListRoomsParamsScope) Valid() bool {
 	default:
 		return false
 	}
+}
+
+// AdminAction One action taken through the admin API.
+type AdminAction struct {
+	// Action `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+	// (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+	// (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+	// as is.
+	Action AdminActionAction `json:"action"`
+
+	// AdminId The admin who took it.
+	AdminId   openapi_types.UUID `json:"admin_id"`
+	CreatedAt time.Time          `json:"created_at"`
+
+	// Detail The action's particulars: for a refund `credits`, `amount`, `currency` and
+	// `ledger_key`; for an adjustment `amount`, `transaction_id` and `balance_after`;
+	// for an audit `ok` and `problems` (how many).
+	Detail map[string]interface{} `json:"detail"`
+	Id     int64                  `json:"id"`
+
+	// Reason The admin's reason; empty when none was given.
+	Reason string `json:"reason"`
+
+	// TargetTopupId The top-up it concerned, if any.
+	TargetTopupId *openapi_types.UUID `json:"target_topup_id,omitempty"`
+
+	// TargetUserId The user whose wallet it concerned, if any.
+	TargetUserId *openapi_types.UUID `json:"target_user_id,omitempty"`
+}
+
+// AdminActionAction `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+// (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+// (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+// as is.
+type AdminActionAction string
+
+// AdminActionPage defines model for AdminActionPage.
+type AdminActionPage struct {
+	Items []AdminAction `json:"items"`
+
+	// NextCursor Absent on the last page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// AdminRefundRequest defines model for AdminRefundRequest.
+type AdminRefundRequest struct {
+	// Reason Why the top-up is refunded, for the audit log.
+	Reason *string `json:"reason,omitempty"`
+}
+
+// AdminTopup A top-up as the books hold it.
+type AdminTopup struct {
+	// Amount The price, in the currency's minor units.
+	Amount int64 `json:"amount"`
+
+	// AmountRefunded What the provider reports refunded of the payment, cumulative (minor units).
+	AmountRefunded int64 `json:"amount_refunded"`
+
+	// CheckoutSessionId The provider's checkout session, once opened.
+	CheckoutSessionId *string            `json:"checkout_session_id,omitempty"`
+	CheckoutUrl       string             `json:"checkout_url"`
+	CreatedAt         time.Time          `json:"created_at"`
+	Credits           int64              `json:"credits"`
+	Currency          string             `json:"currency"`
+	Disputes          []TopupDispute     `json:"disputes"`
+	ExpiresAt         time.Time          `json:"expires_at"`
+	Id                openapi_types.UUID `json:"id"`
+	PackageId         string             `json:"package_id"`
+
+	// PaymentIntentId The provider's payment, once known.
+	PaymentIntentId *string `json:"payment_intent_id,omitempty"`
+
+	// Status As in `Topup`.
+	Status AdminTopupStatus `json:"status"`
+
+	// UserId The buyer.
+	UserId openapi_types.UUID `json:"user_id"`
+}
+
+// AdminTopupStatus As in `Topup`.
+type AdminTopupStatus string
+
+// AdminTopupDetail defines model for AdminTopupDetail.
+type AdminTopupDetail struct {
+	// Provider What asking the payment provider about the top-up's checkout session gave.
+	Provider ProviderCheck `json:"provider"`
+
+	// Topup A top-up as the books hold it.
+	Topup AdminTopup `json:"topup"`
+}
+
+// AdminWallet A user's wallet as the books hold it.
+type AdminWallet struct {
+	// Balance Credits the user may spend, as `GET /v1/wallet` shows them.
+	Balance int64 `json:"balance"`
+
+	// Debt Credits owed after a reversal took back spent credits, as `GET /v1/wallet` shows them.
+	Debt int64 `json:"debt"`
+
+	// Floor The lowest a refund or dispute at the provider took the ledger balance (0 when none did); the database holds the balance to it.
+	Floor int64 `json:"floor"`
+
+	// LedgerBalance The wallet account's balance in the ledger; below 0 while in debt (`balance` − `debt`).
+	LedgerBalance int64 `json:"ledger_balance"`
+
+	// PendingTopups Top-ups awaiting payment.
+	PendingTopups int64 `json:"pending_topups"`
+
+	// Topups The user's newest top-ups, at most 100, newest first.
+	Topups []AdminTopup       `json:"topups"`
+	UserId openapi_types.UUID `json:"user_id"`
 }
 
 // AuthSession Tokens for a session, and who they belong to.
@@ -712,6 +929,27 @@ type JWKS struct {
 	Keys []JWK `json:"keys"`
 }
 
+// LedgerAuditReport defines model for LedgerAuditReport.
+type LedgerAuditReport struct {
+	// Ok True when the ledger breaks no invariant.
+	Ok bool `json:"ok"`
+
+	// Problems The problems found, in the order of the reconciliation's checks (the first 1,000).
+	Problems []LedgerProblem `json:"problems"`
+
+	// Total How many problems were found.
+	Total int `json:"total"`
+}
+
+// LedgerProblem defines model for LedgerProblem.
+type LedgerProblem struct {
+	// Fields What locates the problem (ids as UUID strings, amounts, keys, times in RFC 3339).
+	Fields map[string]interface{} `json:"fields"`
+
+	// Problem The invariant broken, as `parlor ledger check` names it.
+	Problem string `json:"problem"`
+}
+
 // LoginRequest defines model for LoginRequest.
 type LoginRequest struct {
 	Email    string `json:"email"`
@@ -840,6 +1078,41 @@ type Problem struct {
 	//
 	// Example: about:blank
 	Type string `json:"type"`
+}
+
+// ProviderCheck What asking the payment provider about the top-up's checkout session gave.
+type ProviderCheck struct {
+	// Session A checkout session as the payment provider reports it, in Stripe's terms.
+	Session *ProviderSession `json:"session,omitempty"`
+
+	// State `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+	// session to ask about; `unavailable`: the provider could not be asked or did not
+	// answer in time (the error is in the server's log).
+	State ProviderCheckState `json:"state"`
+}
+
+// ProviderCheckState `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+// session to ask about; `unavailable`: the provider could not be asked or did not
+// answer in time (the error is in the server's log).
+type ProviderCheckState string
+
+// ProviderSession A checkout session as the payment provider reports it, in Stripe's terms.
+type ProviderSession struct {
+	// AmountTotal What the payer was charged, in minor units.
+	AmountTotal   int64      `json:"amount_total"`
+	Currency      string     `json:"currency"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	Id            string     `json:"id"`
+	PaymentIntent *string    `json:"payment_intent,omitempty"`
+
+	// PaymentIntentStatus The payment's status (`processing`, `succeeded`, `requires_payment_method`, `canceled`, …).
+	PaymentIntentStatus *string `json:"payment_intent_status,omitempty"`
+
+	// PaymentStatus `paid`, `unpaid` or `no_payment_required`.
+	PaymentStatus string `json:"payment_status"`
+
+	// Status `open`, `complete` or `expired`.
+	Status string `json:"status"`
 }
 
 // Reaction defines model for Reaction.
@@ -1086,6 +1359,26 @@ type Topup struct {
 // it reads the top-up again.
 type TopupStatus string
 
+// TopupDispute A dispute of a top-up's payment, as booked.
+type TopupDispute struct {
+	// Amount The disputed amount (minor units).
+	Amount    int64     `json:"amount"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Credits The credits it withdrew while open or lost.
+	Credits int64 `json:"credits"`
+
+	// Id The provider's dispute id.
+	Id string `json:"id"`
+
+	// Status `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+	Status    TopupDisputeStatus `json:"status"`
+	UpdatedAt time.Time          `json:"updated_at"`
+}
+
+// TopupDisputeStatus `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+type TopupDisputeStatus string
+
 // TypingFrame Someone in one of your rooms started or stopped typing. Not durable.
 type TypingFrame struct {
 	ExpiresInMs *int               `json:"expires_in_ms,omitempty"`
@@ -1160,6 +1453,30 @@ type Wallet struct {
 
 	// PendingTopups Top-ups awaiting payment.
 	PendingTopups int64 `json:"pending_topups"`
+}
+
+// WalletAdjustment Credits an operator added to or took from a wallet.
+type WalletAdjustment struct {
+	Amount int64 `json:"amount"`
+
+	// BalanceAfter The wallet's ledger balance right after; below 0 while in debt.
+	BalanceAfter int64              `json:"balance_after"`
+	CreatedAt    time.Time          `json:"created_at"`
+	Id           openapi_types.UUID `json:"id"`
+	Reason       string             `json:"reason"`
+
+	// TransactionId The ledger transaction (kind `adjustment`).
+	TransactionId openapi_types.UUID `json:"transaction_id"`
+	UserId        openapi_types.UUID `json:"user_id"`
+}
+
+// WalletAdjustmentRequest defines model for WalletAdjustmentRequest.
+type WalletAdjustmentRequest struct {
+	// Amount Credits to add (positive) or take back (negative); not 0.
+	Amount int64 `json:"amount"`
+
+	// Reason Why, for the admin audit log (1–500 characters).
+	Reason string `json:"reason"`
 }
 
 // WalletTransaction One change of the caller's balance.
@@ -1318,8 +1635,24 @@ type UnprocessableEntity = Problem
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
 
+// ListAdminActionsParams defines parameters for ListAdminActions.
+type ListAdminActionsParams struct {
+	// Limit Page size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // RefundTopupParams defines parameters for RefundTopup.
 type RefundTopupParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
+
+// AdjustUserWalletParams defines parameters for AdjustUserWallet.
+type AdjustUserWalletParams struct {
 	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
 	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
@@ -1403,6 +1736,12 @@ type ListWalletTransactionsParams struct {
 	// Cursor The `next_cursor` of the previous page.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// RefundTopupJSONRequestBody defines body for RefundTopup for application/json ContentType.
+type RefundTopupJSONRequestBody = AdminRefundRequest
+
+// AdjustUserWalletJSONRequestBody defines body for AdjustUserWallet for application/json ContentType.
+type AdjustUserWalletJSONRequestBody = WalletAdjustmentRequest
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
 type LoginJSONRequestBody = LoginRequest
@@ -1872,9 +2211,24 @@ type ServerInterface interface {
 	// GetReady Readiness probe
 	// (GET /readyz)
 	GetReady(ctx echo.Context) error
+	// ListAdminActions The admin audit log (admin)
+	// (GET /v1/admin/audit-log)
+	ListAdminActions(ctx echo.Context, params ListAdminActionsParams) error
+	// AuditLedger Audit the ledger (admin)
+	// (GET /v1/admin/ledger/audit)
+	AuditLedger(ctx echo.Context) error
+	// GetTopupAdmin A top-up with its provider's state (admin)
+	// (GET /v1/admin/topups/{topup_id})
+	GetTopupAdmin(ctx echo.Context, topupId openapi_types.UUID) error
 	// RefundTopup Refund a top-up (admin)
 	// (POST /v1/admin/topups/{topup_id}/refund)
 	RefundTopup(ctx echo.Context, topupId openapi_types.UUID, params RefundTopupParams) error
+	// GetUserWalletAdmin A user's wallet as the books hold it (admin)
+	// (GET /v1/admin/users/{user_id}/wallet)
+	GetUserWalletAdmin(ctx echo.Context, userId UserId) error
+	// AdjustUserWallet Adjust a user's credits (admin)
+	// (POST /v1/admin/users/{user_id}/wallet/adjustments)
+	AdjustUserWallet(ctx echo.Context, userId UserId, params AdjustUserWalletParams) error
 	// Login Sign in with email and password
 	// (POST /v1/auth/login)
 	Login(ctx echo.Context) error
@@ -2011,6 +2365,56 @@ func (w *ServerInterfaceWrapper) GetReady(ctx echo.Context) error {
 	return err
 }
 
+// ListAdminActions converts echo context to params.
+func (w *ServerInterfaceWrapper) ListAdminActions(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListAdminActionsParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListAdminActions(ctx, params)
+	return err
+}
+
+// AuditLedger converts echo context to params.
+func (w *ServerInterfaceWrapper) AuditLedger(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AuditLedger(ctx)
+	return err
+}
+
+// GetTopupAdmin converts echo context to params.
+func (w *ServerInterfaceWrapper) GetTopupAdmin(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "topup_id" -------------
+	var topupId openapi_types.UUID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "topup_id", ctx.Param("topup_id"), &topupId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter topup_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetTopupAdmin(ctx, topupId)
+	return err
+}
+
 // RefundTopup converts echo context to params.
 func (w *ServerInterfaceWrapper) RefundTopup(ctx echo.Context) error {
 	var err error
@@ -2046,6 +2450,60 @@ func (w *ServerInterfaceWrapper) RefundTopup(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.RefundTopup(ctx, topupId, params)
+	return err
+}
+
+// GetUserWalletAdmin converts echo context to params.
+func (w *ServerInterfaceWrapper) GetUserWalletAdmin(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "user_id" -------------
+	var userId UserId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "user_id", ctx.Param("user_id"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter user_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetUserWalletAdmin(ctx, userId)
+	return err
+}
+
+// AdjustUserWallet converts echo context to params.
+func (w *ServerInterfaceWrapper) AdjustUserWallet(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "user_id" -------------
+	var userId UserId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "user_id", ctx.Param("user_id"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter user_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params AdjustUserWalletParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Idempotency-Key, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Idempotency-Key: %s", err))
+		}
+
+		params.IdempotencyKey = IdempotencyKey
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter Idempotency-Key is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.AdjustUserWallet(ctx, userId, params)
 	return err
 }
 
@@ -2826,7 +3284,12 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/v1/wallet/packages", wrapper.ListCreditPackages, options.OperationMiddlewares["listCreditPackages"]...)
 	router.POST(options.BaseURL+"/v1/wallet/topups", wrapper.CreateTopup, options.OperationMiddlewares["createTopup"]...)
 	router.GET(options.BaseURL+"/v1/wallet/topups/:topup_id", wrapper.GetTopup, options.OperationMiddlewares["getTopup"]...)
+	router.GET(options.BaseURL+"/v1/admin/topups/:topup_id", wrapper.GetTopupAdmin, options.OperationMiddlewares["getTopupAdmin"]...)
 	router.POST(options.BaseURL+"/v1/admin/topups/:topup_id/refund", wrapper.RefundTopup, options.OperationMiddlewares["refundTopup"]...)
+	router.GET(options.BaseURL+"/v1/admin/audit-log", wrapper.ListAdminActions, options.OperationMiddlewares["listAdminActions"]...)
+	router.GET(options.BaseURL+"/v1/admin/ledger/audit", wrapper.AuditLedger, options.OperationMiddlewares["auditLedger"]...)
+	router.GET(options.BaseURL+"/v1/admin/users/:user_id/wallet", wrapper.GetUserWalletAdmin, options.OperationMiddlewares["getUserWalletAdmin"]...)
+	router.POST(options.BaseURL+"/v1/admin/users/:user_id/wallet/adjustments", wrapper.AdjustUserWallet, options.OperationMiddlewares["adjustUserWallet"]...)
 	router.POST(options.BaseURL+"/v1/rooms/:room_id/tips", wrapper.SendTip, options.OperationMiddlewares["sendTip"]...)
 	router.GET(options.BaseURL+"/.well-known/jwks.json", wrapper.GetJWKS, options.OperationMiddlewares["getJWKS"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
@@ -2980,9 +3443,390 @@ func (response GetReady503ApplicationProblemPlusJSONResponse) VisitGetReadyRespo
 	return err
 }
 
+type ListAdminActionsRequestObject struct {
+	Params ListAdminActionsParams
+}
+
+type ListAdminActionsResponseObject interface {
+	VisitListAdminActionsResponse(w http.ResponseWriter) error
+}
+
+type ListAdminActions200JSONResponse AdminActionPage
+
+func (response ListAdminActions200JSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions400ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions401ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions403ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions429ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions500ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAdminActions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAdminActions503ApplicationProblemPlusJSONResponse) VisitListAdminActionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedgerRequestObject struct {
+}
+
+type AuditLedgerResponseObject interface {
+	VisitAuditLedgerResponse(w http.ResponseWriter) error
+}
+
+type AuditLedger200JSONResponse LedgerAuditReport
+
+func (response AuditLedger200JSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger401ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger403ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger429ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger500ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AuditLedger503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response AuditLedger503ApplicationProblemPlusJSONResponse) VisitAuditLedgerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdminRequestObject struct {
+	TopupId openapi_types.UUID `json:"topup_id"`
+}
+
+type GetTopupAdminResponseObject interface {
+	VisitGetTopupAdminResponse(w http.ResponseWriter) error
+}
+
+type GetTopupAdmin200JSONResponse AdminTopupDetail
+
+func (response GetTopupAdmin200JSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin400ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin401ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin403ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin404ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin429ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin500ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTopupAdmin503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTopupAdmin503ApplicationProblemPlusJSONResponse) VisitGetTopupAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RefundTopupRequestObject struct {
 	TopupId openapi_types.UUID `json:"topup_id"`
 	Params  RefundTopupParams
+	Body    *RefundTopupJSONRequestBody
 }
 
 type RefundTopupResponseObject interface {
@@ -3099,6 +3943,38 @@ func (response RefundTopup409ApplicationProblemPlusJSONResponse) VisitRefundTopu
 	return err
 }
 
+type RefundTopup413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup413ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefundTopup415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response RefundTopup415ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RefundTopup422ApplicationProblemPlusJSONResponse struct {
 	UnprocessableEntityApplicationProblemPlusJSONResponse
 }
@@ -3155,6 +4031,371 @@ type RefundTopup503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response RefundTopup503ApplicationProblemPlusJSONResponse) VisitRefundTopupResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdminRequestObject struct {
+	UserId UserId `json:"user_id"`
+}
+
+type GetUserWalletAdminResponseObject interface {
+	VisitGetUserWalletAdminResponse(w http.ResponseWriter) error
+}
+
+type GetUserWalletAdmin200JSONResponse AdminWallet
+
+func (response GetUserWalletAdmin200JSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin400ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin401ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin403ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin404ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin429ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin500ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetUserWalletAdmin503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetUserWalletAdmin503ApplicationProblemPlusJSONResponse) VisitGetUserWalletAdminResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWalletRequestObject struct {
+	UserId UserId `json:"user_id"`
+	Params AdjustUserWalletParams
+	Body   *AdjustUserWalletJSONRequestBody
+}
+
+type AdjustUserWalletResponseObject interface {
+	VisitAdjustUserWalletResponse(w http.ResponseWriter) error
+}
+
+type AdjustUserWallet201ResponseHeaders struct {
+	IdempotentReplayed *string
+}
+
+type AdjustUserWallet201JSONResponse struct {
+	Body    WalletAdjustment
+	Headers AdjustUserWallet201ResponseHeaders
+}
+
+func (response AdjustUserWallet201JSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.IdempotentReplayed != nil {
+		w.Header().Set("Idempotent-Replayed", fmt.Sprint(*response.Headers.IdempotentReplayed))
+	}
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet400ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet401ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet403ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet404ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet409ApplicationProblemPlusJSONResponse struct {
+	IdempotentConflictApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet409ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet413ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet415ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet422ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet429ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet500ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdjustUserWallet503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response AdjustUserWallet503ApplicationProblemPlusJSONResponse) VisitAdjustUserWalletResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -8147,9 +9388,24 @@ type StrictServerInterface interface {
 	// GetReady Readiness probe
 	// (GET /readyz)
 	GetReady(ctx context.Context, request GetReadyRequestObject) (GetReadyResponseObject, error)
+	// ListAdminActions The admin audit log (admin)
+	// (GET /v1/admin/audit-log)
+	ListAdminActions(ctx context.Context, request ListAdminActionsRequestObject) (ListAdminActionsResponseObject, error)
+	// AuditLedger Audit the ledger (admin)
+	// (GET /v1/admin/ledger/audit)
+	AuditLedger(ctx context.Context, request AuditLedgerRequestObject) (AuditLedgerResponseObject, error)
+	// GetTopupAdmin A top-up with its provider's state (admin)
+	// (GET /v1/admin/topups/{topup_id})
+	GetTopupAdmin(ctx context.Context, request GetTopupAdminRequestObject) (GetTopupAdminResponseObject, error)
 	// RefundTopup Refund a top-up (admin)
 	// (POST /v1/admin/topups/{topup_id}/refund)
 	RefundTopup(ctx context.Context, request RefundTopupRequestObject) (RefundTopupResponseObject, error)
+	// GetUserWalletAdmin A user's wallet as the books hold it (admin)
+	// (GET /v1/admin/users/{user_id}/wallet)
+	GetUserWalletAdmin(ctx context.Context, request GetUserWalletAdminRequestObject) (GetUserWalletAdminResponseObject, error)
+	// AdjustUserWallet Adjust a user's credits (admin)
+	// (POST /v1/admin/users/{user_id}/wallet/adjustments)
+	AdjustUserWallet(ctx context.Context, request AdjustUserWalletRequestObject) (AdjustUserWalletResponseObject, error)
 	// Login Sign in with email and password
 	// (POST /v1/auth/login)
 	Login(ctx context.Context, request LoginRequestObject) (LoginResponseObject, error)
@@ -8335,12 +9591,111 @@ func (sh *strictHandler) GetReady(ctx echo.Context) error {
 	return nil
 }
 
+// ListAdminActions operation middleware
+func (sh *strictHandler) ListAdminActions(ctx echo.Context, params ListAdminActionsParams) error {
+	var request ListAdminActionsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAdminActions(ctx.Request().Context(), request.(ListAdminActionsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAdminActions")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListAdminActionsResponseObject); ok {
+		return validResponse.VisitListAdminActionsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AuditLedger operation middleware
+func (sh *strictHandler) AuditLedger(ctx echo.Context) error {
+	var request AuditLedgerRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AuditLedger(ctx.Request().Context(), request.(AuditLedgerRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AuditLedger")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AuditLedgerResponseObject); ok {
+		return validResponse.VisitAuditLedgerResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetTopupAdmin operation middleware
+func (sh *strictHandler) GetTopupAdmin(ctx echo.Context, topupId openapi_types.UUID) error {
+	var request GetTopupAdminRequestObject
+
+	request.TopupId = topupId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetTopupAdmin(ctx.Request().Context(), request.(GetTopupAdminRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetTopupAdmin")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetTopupAdminResponseObject); ok {
+		return validResponse.VisitGetTopupAdminResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // RefundTopup operation middleware
 func (sh *strictHandler) RefundTopup(ctx echo.Context, topupId openapi_types.UUID, params RefundTopupParams) error {
 	var request RefundTopupRequestObject
 
 	request.TopupId = topupId
 	request.Params = params
+
+	var body RefundTopupJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
+	}
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.RefundTopup(ctx.Request().Context(), request.(RefundTopupRequestObject))
@@ -8355,6 +9710,80 @@ func (sh *strictHandler) RefundTopup(ctx echo.Context, topupId openapi_types.UUI
 		return err
 	} else if validResponse, ok := response.(RefundTopupResponseObject); ok {
 		return validResponse.VisitRefundTopupResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetUserWalletAdmin operation middleware
+func (sh *strictHandler) GetUserWalletAdmin(ctx echo.Context, userId UserId) error {
+	var request GetUserWalletAdminRequestObject
+
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetUserWalletAdmin(ctx.Request().Context(), request.(GetUserWalletAdminRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetUserWalletAdmin")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetUserWalletAdminResponseObject); ok {
+		return validResponse.VisitGetUserWalletAdminResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// AdjustUserWallet operation middleware
+func (sh *strictHandler) AdjustUserWallet(ctx echo.Context, userId UserId, params AdjustUserWalletParams) error {
+	var request AdjustUserWalletRequestObject
+
+	request.UserId = userId
+	request.Params = params
+
+	var body AdjustUserWalletJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.AdjustUserWallet(ctx.Request().Context(), request.(AdjustUserWalletRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "AdjustUserWallet")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(AdjustUserWalletResponseObject); ok {
+		return validResponse.VisitAdjustUserWalletResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -9510,283 +10939,333 @@ func (sh *strictHandler) ListWalletTransactions(ctx echo.Context, params ListWal
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3dchtHliD8KufDTIQATxEEZcptg+GYoWTZLVu2+InUuCcMLytRlQDSrMosZ2YRQtva8O1c7MVG9/3e",
-	"7PaD+Qn2ETbynMz6AQogKIuyPVZHuEUAVflz8uT5//mhl6i8UJJLa3rjH3oLzlKu8c8nKc8LZbm0B895",
-	"kbEVT93XKTeJFoUVSvbGvdjqksewXHAJdiEMCAN2wcFYpXkKmptCScNBzYBJ4ExngmvQ/PuSGwtLYRf0",
-	"OMs5xNWMyergC76Kh72oZ5IFz5mbmMsy742/6bkZe99GPbsqeG/cM1YLOe+9ehX1nnOrVwenM8v15krP",
-	"eaJkasAqWDJhYcpnSnOweiXkHNicCdmeLxdS5G7Ko2ouIS2fc9175WYrmGY5tx5aj0ptVMe0FwsOseQv",
-	"7WWCT8QOFG7LhebXQpUGCjbnbmbhHv++5HrVi3qS5W5Ceqe9LPbyKZdzu+iNHxzdj9wyw+ejLqA0gPoF",
-	"X20u8Et2xenMwqkYNuMOTNqBcwxHP//0t/sPHsC1MGKacTg9f/TkCSQLplnidh9BKcX3JYeC64lUBdfM",
-	"DY1DJizLuIacM2mgz+DFiyefOBRhMFcqhWShRMIHQzjnHJ+Pl+4FG4Nl8+FEBqgQVtZgWUOUXtRzaxfa",
-	"YahDjy3wuv/gwTq8CmYt126O//bN/3fw37/9l3/udQHxqciF3YTdGZtzMOKvW88vw/eay0n5jJWZ7Y0f",
-	"jCK3No9io1G0G+Gi3pfcGDbnT/AW4mQFs4t6rpx+vxTpTnjMlM6Z7Y17ZYlPbm72jIn0cyXkTZjz3M8R",
-	"bj8HrVR+z0DMpdWry0KLhMd43FN1zWEEfffQd0pIyNU1N5BongprBiegcFCWTaSyC66XwvDhjZj3BvDm",
-	"DePJc6XyrQfkoPPLT+eF4XrrFKXh+pdO8cq9TGQbKdtDlj4nyuA+JUo6luD+ZEWRiQQv+2Gh1TTj+b98",
-	"Zxxq/NCY7p81n/XGvX86rBnNIf1qDs/oLZp0k24GgiQM5Cxz6+bpGIS8ZplI4fPzZ19FwCAXxjgSrjSU",
-	"8kqqpYSZ4FnqfrtmWclBlRbUbCI1k3MO/diPcOnHjweRe5lBriRfHeTq2g3X5FFuACY3GdRE9mNRf3d5",
-	"xVeXAfDxwCHiq6j3SMlZJpJfDXqJn98Qu+UvhbFug8YyyyPgw/kQ7xDPmciQf7MrLqEfhxc9fOyCT6Qn",
-	"6O5OZ5qzdAVCwlE0Go3w8psIh8qVsaAkB5YkqpQWEiZhyt2z/RivARLGS81ZsmiA6lOlpyJNuXybsDot",
-	"7YJL68bnaQTT0oJUFliWqSVPHSNMFck2/XgWFhgPhrjgMsvOVzJ5Xt22t3vGZiUTsMqdV8KkW/aUQ2l4",
-	"CguuHarPyiy7dE818HJc3ybE+8xy7XY+0yqfSCZBZSnXfliiFhHkjhWlQWpikDLLpsw4NENZz400YyJT",
-	"11wjuiCy5UrzieTXbk8w5QshUxAW7MLNIrmfI2crcMgE/aMRotJ0BZ5PRhCfnp1dnv/HV48uvzz9y+XD",
-	"00dfPH32GWLMuWXagptwDPFnjy/g8Pro0O01ri5tbIRMeOzRq5Zof2N3EkWlUmsuLV3L5u2LIGY6WYhr",
-	"nsbRRHbdnwhiq4qyWL9Wnq75WSfyBnnbXWtjRZa5i1poNdfcOKxfJ3FCXpaGO0RCEXEimRO5IW7I3zEY",
-	"kreJGzfUijUhvQuY/unD5qMI0CfSMWGWPdaaZO23dXbnKud24aimw3F3b0jgMVxfc40shVYWD4bgDnqq",
-	"0hU4xNewUFlqIOWWicycwPelsrwlb4sUaclXyn6qSvlWachXCkyZLNwlVqVOOCKMQI7riEkQvKxqSvP9",
-	"WCp7OXNr9WTwjK0yxdILpZ4yPee/1q1CoAsDmVuEJirzwTF8IR5CPy5ojZdWqUt8wK/9nOtrkfAXkl0z",
-	"kbFp9laXf0qaMpwxnSkNkvMUdehS4iV2y4F+XNaLi8dwpoyda37+/z91p/Wcp8KA5jNH9qOJTLUqCqLs",
-	"ViCJL20T3e4ZR30kT9wKKs4OQhrLZMLD0SNzd/KNO2v84FAbbyTsuO7Ruk6fZIJLe5mb+aVIY1B6Ijfo",
-	"zhgYLLWwHJYLZXhjfRB2w4xDy0TlubCOD5GZQbqlTiSekGPVS5Fwun/nn3wBTKa4kJTnCmgdRLBA2DdK",
-	"li6U+pLJlZeSzVtFf6UgZ3IVTteQeUEYSDKGxFszy4kv8DQ+AeM1JvzGOEJPp2+1SkvCiZOJRAvJ3dPz",
-	"F5KVdqG0+Ct/22SPdAingDrZj2VmXKsSUS0gRcBfFqjkKg2aX6srFAmvuHR3o2ys33HbpVZy7gVppaFg",
-	"xiyVThsqR2PCBnueaW4WYdhCc8NR2EJ8dkdID1ziA5eau5tOMnPrJL7++uuDpjDbbYxi9RPugiG0kMKX",
-	"hrcNYBuKIZ5YoVXCjXG06LG0wq7e5sF9zbPswIuuTlD3ZG+MSEw2AM9vrVIw48tgYsAjMOVsJhKkR/5r",
-	"OoOJRBvChji0ZIaE6RmeUypmM66JihDD6dL+6sNBcJmyKJS2PP2Sp4JdIEh/Xe7oqHvcnNXNFiOXqRZ7",
-	"mbvVXjoMQDb5KuAFIppDsnNujKBVrlOkKy6NB5mhpyKkxcsFihErmPLM3ROrHL4VWhVcW0HGBpY45CJM",
-	"3xz7FD7/+gKHxgM79ZcPtxEDXYXhpkkj6tElNpdCbjcMl9KKDAemRXjlxL/qhuUvWV44+eCj0WjTRBf1",
-	"wj293Wyt6x+mAzGDUjpcak18/8FH90e7J98GOgmqYN+XPAJH4jJ+UBpe63gQnz07Jw3KEYhDP1rcCU2i",
-	"Q9bjcrDLP+RMc91hmY/QLHUTFr8w3s5ZW66+aaPD+h5bC2mdcedR+GXU61PT73hi3foeMoRYGxWnTEqe",
-	"Xk5XexjNol6iOXMXh9nW4ymz/MDJYV3vaM78Rd/8ydsK95kaUWn/WYONcC9rY/MwavtlbWasgdQCwRYg",
-	"N+yILE0FmXzPGlCfsczwdZpQg6np+2jcgg5QrLGNYKCeMglcpuYE2NQxWfjYX8RMzCzdtTsGYnixC0KP",
-	"UEb9VKMtd30Pj6+5XsHM/QgsiLM5W4HhMo0gFe7hXEiGZpoVxEi83Y4aP5HWnLOicGtzKI//buErQs5p",
-	"MbhWIedDY5m2256/wGfQKrPxmipueksV9NKr6vhXX5FRG+H0KuopyZ/NeuNvbuCG1apfRbuf3Fjvvi9U",
-	"S/3WHRpi/XOl8tfD7oavpOUfGjVQUUj7wXGv7S/y/2u4jTrZgvTI1Lg6wdm03W0Y9Uymlpe5Svmll/vX",
-	"11Yt5cMPjm9ehVWFSPa6wWhyEJmXK3edxr/XT65fMtx05w3Dw7pQRVm83mkVLLnyTraNG/pMop+7MkWS",
-	"PHroXzF4Fxv7/+D4Zudtc1ONqbdsLRX2jB7a5GZe4G0RrIBWm+dFxsikw+n35PwZHN8/+lMEmVpyfZAw",
-	"UhsqEaVXmk4uRRDb+LqB+K1pZMMomqzuGciFRA8PCvOJw4RBi1xv28waFJFEB2CE6RsbvhG0TwUhTRu8",
-	"wvK8/ccu1G2f1atqSqY128RmGrJrYY9TYb1b+PXQ2ekEa9fyeHQjeVhbHw7SuTytld7Czk4DCyOO5lQt",
-	"r8yd0MnXNiBj2cqAKrjc1BcSlfJOvPLe8M7f1iVXjubkb2/ap5czccp6gs6NX2/n46foKAP0iUTAX7LE",
-	"ZitgZt2FobkttUSzV19zRqCIcx7DLGNzA0xzUGQNG0RosOf6AIeODf8+BqW9MrTGbq693rkLPx03wz1U",
-	"0n6X99+UOUenkXc2fc2n5yq54pXbBZxe0dzVv+L3HwcjOVoInfLBnWwzkYbeRmekmx3mijs17ASYJZ/i",
-	"ERpzF2qJlnUyfCmVU/yKE62cgiskmUZaLO/+cbQHIuCe90WEoIWsv7WGBxdrk3jEGXpxuUaloSMKrS9S",
-	"nnH6JmDAkKVp+wvNc3Xt38qnXA+/U0I2P2d8ZutPQl5Xk+AXVyK5an4mib7+XMqNb4rUL9zBfv1ja81p",
-	"41crik7lEIFkttyWi6VyWJQrzRv3xjiEUBL9FTJbgZLAwGOPoxM8JTN0PGU2WXyMMWrjcNfI2uPHsQtm",
-	"IcYPMZEiA0tVZiks2DWHhGkteBoFOyliLN4s6Lfv20Ti14OGAZyUa5xB42Ux3nKO9ldmrA8FywldO+7p",
-	"/hyldWNzIZ/QS/fXWcve1znqWCvBycTdV30iu+/627295vWubzd//VTwLK2cje0DwhiTTlVTcx/gh2Y5",
-	"EMYHWcSOUQ7ROkykEYPFhmiJ7za0bGdia1vaxYz+zFnmoLi+AWOZLU0TgOrqZuD5t7onyjK17R4vOMyE",
-	"NoHfqxkR/Qaf72Lu4bfLLdLjgjNtp5zZS3TAXrPsMjfds3tXrdPgDHlI1MxyeQJMmmX1Q3+q1dJwbSBV",
-	"A3dITruG2P0Y6MOwU2Imf8qN19Sdhcj5U3r6FtxVzEAqckHzzHBwhOmaFnP7m7JwJ3ULgad5DNuAXoEg",
-	"7KkLRZ4g9+nUTm5tPfOcbF8D3a0sam/SRNZY5402MoLP68nyd2KS+vzrLzZPi2XzJjY9Tj85P+1k7Ym+",
-	"bj94/8GDo486H73acsOvyBAQhnj2xdk2C3PzMSPmnY+97KYNRTnNRAJXfBXBlBn+wXGpsyqIqHCHIOfD",
-	"GwHp1kqbdjPRniKEFi1wC4DPNyF8xVf78353RjfpkDhg1/xP1Vy8pl0WOdlG6Ozxjbal4BZtYWr1ZZue",
-	"3f/wdroorakxR9eev0Q5dhPqqTBFxlaXwWa2sXISrW9FpfLSXfdbmui1oiiU3RJfxt+IJTpq79vP3tzs",
-	"dhieddqabmcM8afxalNUbaRN3CwCbbeS0ARmIYru209hTfcM5NWDmK+CwummVPLWkICz9NLw7/c02d0K",
-	"ZyQOjrG5HRkhJEwamK4Ao/GD3hKHJcURepG9qvc6ZjiPY9Ue19Z0M/ZVgvEaa0KX8L58Ppi/1nKaZJk5",
-	"CV0mvLlF9y2Fh1FE/Sa3a4Y63ZnTMOjX9YWYKpVxhvEGZEG4nRi131KDveEWKql/4xGeaMf11rzIVpdW",
-	"dc1/I7BvI87te4m6TMW1REdo2j7kqIFwHp0a+6oPqwm/G4VAj9zdtHXBzGWuNO8+/9tSXrpF+xmgo3ru",
-	"rlXXfrfbSRF0hmt+kRs1GPRb7qfAdC5WNRb7Rtajftl6MOYr6ViOkpmQHQr1CzSXpCakE3reBfQ8SLXE",
-	"nLSABjfekY3Luff92qoC+aXv2u9WGzltx21OkVdtpUrtrUUJGhBon0rDkksLajZzn4fwleNLpXa0Y5N1",
-	"18DcvDq3ISgbpx+O79s3qUx69btLp9wJWooG64oAev7pI/jo+MGfgm1qCHGiUu4D/zHYmAK1mPXuGQNm",
-	"gebQqWYyWYCSJxBbYTMeu0cnMqbA9hj9ETOlYVHmTBocJ2crSBZMzvkQHqmUmzFs5F5F0I6ijCayM1gy",
-	"gu4wyAgaSTkRNELTI2jkUOCoHfF/EWxP4Or8LUy6JSfCLXPv/Ay39s38nAhisri7v1BybKeAQEcoO0Kx",
-	"jt5jhbi85toIJdd/agT2ueG5Xaj00gHN5zvhDpohww50dQw4HVcVjO4AETIfuqzYwT23FgNHqJazZCEk",
-	"P3Aj4xfBYureavuU17CmWy6yrDv2h1miERSd683zGDOPg0UNtO0OHtRaadPlo07FtUhLloWVN9J56mh7",
-	"NBSbiLJkMT+xRZl3MeiG/fkV6sXerP9gtEmwQwB/t44TgkALZhfDbvkOH+gMbGjlYqYRBuOTPyT+y4G3",
-	"HRw8SXdGYNbW5s2x/3xxcQb0wObZH3eHOyIN6uIcZqG0peMEU+Y506s65Z7wy43Wxq8nPqd0B34Fmr8+",
-	"34vnT0CyXMj5xhwnELOpKu14mjF55askoMPKk90cs4rbsaW9xiv7sggCRgVk76Pu4g5BKN8UNHiuvhO7",
-	"XOmvxcNaSek0xa5lPQoa6ToZ8V9v4sGuZXd6Z5xC28xmQsE8OAyFhb6PDBQSai8XuaPJ/u9uskgW3n/h",
-	"BRWzYJpTRMq6aLFhoXILjvyetgAjfT2L3DZFZ1dw1rp/h3+/dVHnlnUZ729tqLhNaGvbUHF7M0Odct9t",
-	"adi2VyG5MR2YuODJldl+LC1nGlrWHGdLOwXDtfhOliwg5QWXqRMqUIAS1lA+aAOv6mX+IgdeFLayBQBN",
-	"N9UGFHL28rL2CpnLguvLEOO9eeDuabw6l9OVpQF2PESjUdRh96MUVHrpFqhK2+nwOwV6CIRMRcKs0lVg",
-	"PbJ+zD8go5aDMTq442aMazy8GbnW97VtE9F2eHVtZteBXAhHjjqI960yDqwgolZnNnTx1zDT5qXUWTcf",
-	"r+nli+dPwarg3HV/9lmaQjwpR6P7H1BkwM8//SOmMjOmzPngZveKX9JapL9bTTfIUFt43ZDztWSKlovj",
-	"g9v5JNqDda91Lozl+vUWu+62WDv+hVpKB2c05WKYhRnCUyRxc8qR1ExkWBGiYAmnyDIfVdSWTE6lvGUI",
-	"a1Q7iTaUUUqTY2mquTEnoWKU1SLPeYoLqyNM1xbCpPw3/2mYqLy9qHUX1Ps3uKDaC/vw55/+dnT/w0aV",
-	"Gei/kMIJVCibQqGExJI10uF3XiiD5wS6zOgu3dKl9eGtXVprDptOhPLOgIoxLCVSm1ylXGMaQIjm6uRM",
-	"z5XKO2zrXgXtPM3wI0VpoXbF0gMn7HbJRK9n+t4IlW+u4ZFP9LMKKwydwAg+hpnmfC/3xN52cMcqgrDT",
-	"FWTyfVA2fC2kjFmnNqEAuedK6GAudwi9ecujdbNzDZ9sJANs7ArxY29zenduQBfPYUE+zktjQ901u+Rc",
-	"gtcMDB2Ums228KGQOXA3mQLkbPDJKjhVa+A2zjXg1AWFqL4hDTxZO88brf91JF9nggHZ05x24v2TEHtI",
-	"xqH2nv98z6zVFHEkFa1TcQNBJ7KP6X/NUM64fjSEc8YD+PmnvwN/mfDC+uROjdo+pnViWilKVVxXhz6R",
-	"jaswptTPObcwVXYBzNAXS655VUBM6KYP1knCaQRGubHd5Y4msoqEVmQNDvDIWcrriMUVZHyGNQySBRW3",
-	"y8EutCrni2YZQrqUcDqRfpcBdFSizqp8aqySnBQ+DFokRVDzmWMMVjmF0ae24s8OJAaEnch+GNLyl1hP",
-	"48oBTqolBVdKRTQBQYkJzdXWB0OIvaUXj3S5UDmwiWx6p2kmvxoqsFZa6NO5xFYUcYSCreaJKASXdnDi",
-	"8MQNEPugVoMIlPGJVO562oBaJ+jmTSillkEF8OpXN7oXI4sumx9L7P4e2NdhA3kVvrFfWEEjinJPb5hu",
-	"WEn2cXG+lrueWOxNQb135eukeOw9FnBBrCOYv3Y9Xoe7v1G3B1HRCq32oqBvIjAlgP+GsJQ1UYisR74+",
-	"ECqWocDn68avhFPYFMjyve0ir3fT9sS5Xbk2FQXaF4Fvh+wyvYXcsr/URkRuf6HtpsiBsMw1eEThCGsY",
-	"VnEGu3H8nMv0jWR+taFx9PNPfzvGEmxN/aeK3//AV2ezHP3OLy4+PfhwsBaCvEf+WEeozJosv1CGS5iu",
-	"yFCLDzfLzAY+fQLokMOScr5eLVavJaVjj5iWOgBl0wFNkoDHC0z8CPFgt6Nn6xEjW9PlzjFCfY/070bl",
-	"MYda5rWzvynxbRs1r7P3Qo7TLrrfetLsfNSEZykOfcujjXSCiOIrtmV8qzpPvfLEb62V0gw8COa33Qnf",
-	"byYvvbGdm/LMG/Dc61Fzm/T1/Z5tw+nGp9W+4zaQCrPnz1cy6ebVvyQBap1jN4Om1mIdla5ywcjuxdLV",
-	"CTBzRSXBQ6KZzydD1o92vLjbrFE/sLWsh+lS7LLVes3KccNJdc+E6qrBv9zSlPb2J3dLNOvJ8/UWGpDb",
-	"mSd1IV4znb6WYDqNOZEDf8YZ5o45PStwopoC3jNUygz6WCj04snZ5Zenf4m7c8N310846jbGVLJN08b4",
-	"4Sj6xbLOhpm4SzLoBLcqyp3iYEeGgxYJr9IYu9Pq9zRPod9Ilfay0w9Q579hQl/BVt1BFa8jjr5+DYOt",
-	"BaGY3VEtJuwUkkyZUJOpYOIWdWL2FE3bZSX2Dp6ICy5TTE2rnTuFVtci5RprzArtsysLtsqdXtKPTZkk",
-	"nKc8DRTG200d9ROSkmOpcsUg1Ias4MDJj+RAAP3YV8aLB0OIqSxqXJeC9xNOpC+YWmeT1lBVeUE2kj6D",
-	"lGOHCaCIJKpKygycPz47hU/4VFi3mNNHf3YLZBZSkaINZa6CYWdztQkGrvmiyJQWfOKLm86EZBkFsIX9",
-	"++y6IWB9QmCAgDKmDdScrbA+NtUKhylLrqJQaLIea6ayTC0j4Axrq15zbVgGU4XVAx07GUNcMG0Fy7LV",
-	"peazUroDgX6BFY1nNFo4s/D7mHKJMdQgyKVJIJRa4TNQFpEv4O3WNsCCwfX4LMvQLhQWWj8ZOamRSWBp",
-	"LtC6Nl35iTHZugmEQQRxKkyBoWl4dvQBhMH+D5IQKzziF1xPdeLmEdJRPgJmBfxBhA+AVRPZQFRMlu2C",
-	"V4Vt9QpgqST1GQh7nItrLieSwAGxU2zmPL10n/0IhBOZYyx9xIzBEE7rc7NVhww/JFW0pneNyjkZMU3B",
-	"pW1VIsQKpWahlgYYxCmf2niI53Et+LJ5VwJ2aV4o7e5idV+xbwp57oi8O1gEyoYVbunGegICidsEs1CU",
-	"Olkww8dV1qgIp+6da0wC9epQGjKlrgwIiQbN4URWxTl88Kd1xNpdCYrREhZSRaeGAW3uolY3ys9ykLm7",
-	"g2RpIoX1llFKiy8OysJ3XEH7YRVGS9TM6cDh7Ctvr/uLSAlVd0MMwD8dMNE9to4f3lFWUgB+89w3nV5R",
-	"7+WBW8bBNdOS5Y6hfkN89hz3fFYtrfHleWOVja8fVwtufPlpWHvju+f1Qlvf+h01pw+b637lk3qbjW8f",
-	"0Y4f4oY7TRRVLEiD/zSr41TWiYqXrrH/Fh9vcdVOuaWhgGy6jFTOlUTPxmbIN8ZkUBFWY6kisI/W2B3w",
-	"XUcK+DCRXxaOtB737bXHb7sf9Ur2ppJwFxHhG0tZB3ujztktYyF+MYB82bhvb7m9XXsJJdh+ha2o4o3s",
-	"5AX62shLsa/ylAvZ/PZofX9reYZrqq5jkJWcKE+AYYHwoBMUTssqpRvC7C/f6rVAg70CDF5tBcdtyujd",
-	"BIxmuEKHov4G6+LdTS28TiiZrrzl10ojvCnXeUvgzldu9Ez81UntPlanWQpuMHxtLaiLQYXYl7UM5RuM",
-	"4//eigyopAtM8qeab9fMdifrfI2SW1cx2Kw7uD6EnVQ5Ed2Gh50Y4STD7SOrpRP9mZfGHQsM0m6Qy72s",
-	"WImRVqkrEqQrOX/B7EQuWFq17ZlyJ5sW6AD/eiEy7qXg0KqLqqVmoSXACEW7IEtSO5+JxPehHx/fvw/d",
-	"5bVPqiVonnAMEOozLwJGSIGKgduAm13NZhOJRWJILLwlFL30eImZNl2ZBjipAbZkAhsgebi9joMnoIM/",
-	"u43Ju7CSUOtCM2lq7/LWAI+g3wX7n5+xo2L2bhMaYMEw6FOc2jUnNZk6PEk+Z/jdnpYfv4ZL1t1h8WLB",
-	"IePpnOsKc7SYLyzp/idY9nsJI1giujX0JKz6BA6S+5qg3Ja5diL/amvGSh3vCH0rijoWIpT14TqiGBKM",
-	"6nHfcmk1k3awl/fo9R2qW8Fma+TYawlXQqZbMp6ExZqKM6XH0LxwgYpgYmWEO16BVahyCh+913d/RhRl",
-	"Qpd2IrEBhyFQDfzNhb7x4AzPuV9qvfKew77vSmNz9N/5IvpEu9RsIsO67pnaPhXIxVLYRarZUlYquiq4",
-	"NBGp80TdGsr7UslBW5nEm1jpikEYw/36YnRRr15drSvuqRt+IWR64adwfz8P0+AHpfLHfiZ8UITHTpsz",
-	"ui8+CbNSYIv6xdXArSj2fhRzEl+bOSP2NZTENnm4kUtv0MM3EbOxSWR/AwEcX/PpQqmr5+6SFB3CRVpS",
-	"M4Ztmcn+cnX9uulDoEc3l4EBEEmphV2dY88PkmuwaP9pSQXi6NOnARU+//qiF3WE+jbbI2CFslj7APY4",
-	"gjhTcyHJZtfsIkCNRtzaqU9AtcCFtQX1rhBypkJ3DEbN2XxfS98eicu5kJx3J9D4ZzB0z5EHLqlxh+Ys",
-	"Q4JMtoSx47DUNq5OWPCFWEMaOfXVQ/OwJ0xmCBcLYSBVSZn7oDtfptZqlni732fKe6Wi8NHb0SoL8cWq",
-	"4Oe46OonzWHOpaOYPCVwog1uIv/pn+CRktdcYtKI++Y9eO+901b/luF77wGGBpBgVjquBvHh9VHse0m1",
-	"m2SMgbo0wKQcjd5Pmu0V8BseTyRAKbNg+K7b+Roswls3Zz1tYAF5D7AO2IERc8lT+PzrC19dMxPXPDju",
-	"3OhHDyAX0qmZJ96TWZffooHws1lw9PfFh8Mlz7IDzJw9/G55ZYbYsGQIz5uNM4wbGg3j2OUCIV43uhj7",
-	"bL3QayMU12Ug+ZI4oXvBt96hxAhQWep+woHRF0z9fwgwy4XKeOhv4s3FaN73X0E/U3NVWuK52EWm1ehj",
-	"4IZFfwoKaS1gWqXGEB+PjqCVGl/5opVst+zyJUZpfoFAxqBU4ZACHoTWTe49AgMe45DwCT3y5r33EHjx",
-	"tm40MfS/CdUDvu27K2vGh4fL5XKoZ8mBY9lKD5WeH+pZ4v5zzw1wj+ixZr68QLSZ9O1TYfuhMVXsCxjE",
-	"1JqIDao+Xo1+ebT0F812r24LFBXd7HdDPn1HAauasMejEaxXIfADPmc2dMZyAKHCkPHx/Y+glRIf9tRu",
-	"kEXJz24NdassoMvZuEbTsnKmTLlvl3rFV2AcEXIfzq0WBYcl8Yxq81TdFm9nMdcMs1FKjFpwqOmgYn3P",
-	"rwgjpJzc657uuw+e1Dw5q7vZApFhj4wRsEQrYwAdRB6v6H6GTpwh79UNGgQ80yjxsNGD8/0RLuRoBCby",
-	"wjg5AfqfPb4YwNGo8TsiihaWG+ifPTu/iODshfu/04tHf47gk8dPH188HsCD5ohVw7N6S8SRmgO7cd3f",
-	"T86GcC7mEoVgZFAEWFEYKvTreHpiuQ590Uj9EtoJvDDlRqTcBCSp0NBU1LdudB+Cq9uZ8SdURxQt2m7E",
-	"/s//+b/h6P6HocOiW+d6d+sBZdBpzTNESzU3KEN7z1KIAEsWShlHE7hf30OH99iU/L334Hl9GdyqkOv5",
-	"loh0NbDkergZR+/DZm0JxKJNzLxnfNzMmEa9/+ADN6yXwjORcEk1GQML16rQglumV438/cC1T8+e9KKe",
-	"r1nRG/eOhqPhCIOrCi5ZIXrj3vvD0fB99FXYBcou3YzB/TLnW8IgPj9/9pXj+vAFX8E5t3UdWncH2Zps",
-	"g8hNKRTZCqYcPG9z0JrIvqOHf3pw9KcT8IUtkYNFELNsHkOM7DAeDOFMJFfVPfcxjTjBPQPxlajrJkzk",
-	"J6VG5oOPamXrTvqm6myG6RPIm7O0Ig+OjV3xFQG/ojZP0t649xm3WGRyra33/dFoRyey23Ugw/G3tB/z",
-	"xG3Y7lX3iCULfvDISU+qw8r4Z7WkHN2wdXcUU3e7kgUlA+5qU9cQdXvjb76Ner4OhEO3hqiBbPOaazFb",
-	"tRmwk03ZHNU8x37JeXa4wDrKf92KX6fILgzcHzVNHL5dHvb0LIbwxFJ8gmlV8x12HZqv23yHx+Zn2HJw",
-	"7ZX3dkH1qdPJ3bPI1RrgU4Xx0EOr477A47LZ5LTvkBzbnPoiKhjZMi81TweBSXtZh3neG5Hw/mD0PjSK",
-	"1zTrdMx8zmsj474h3D5VLA1GLF3VQNKqtHziBP7ZTCRUyQPjjqkPuueaW+7gc/fUXZ5mXbWg40BxdrdY",
-	"5BrY+PbB6P1tQ1ZrPOzojrsLEao17MCE66NDDDI5JFvp4Q/BDPHq0NtqsM+OZjm3SC2++aEnJObT4nXw",
-	"/KQyXjQ1YCoWWMPrJqvGt1GvUKYDHz8T15ghVQUi1KaqOvKnyinrtMIjacbQEQwZCYYtfBHVPDSxlys0",
-	"73pL6M8//R1FMKUDfRjXYSL4bCPPDtnBROLzs0Zoxb06vqe/Fp4yiELLwVKmUPcN9ixtuyG/bf5Hgc9g",
-	"J8GEAwurp37X2LSDbL1/5VoNJ5JsY8TYQnBGKwwkjBhmOKlMltCK9vKngTq+W+3oo3gIT2atIJp7JmzP",
-	"XfFmy4XKtMhb4UgEEk9HhJnI+MHo/dj3Nie9kG565yQIwwINXV0Xn7YeDIVrWN119epHDhv9SL/gq55D",
-	"1jsjHrTCrR1EW2e2xsrrrvoHz3mBUXw3NQLuegXnPqYt7aZJD+vyOPjK0c2vtBoN40t70L5PQ105euP4",
-	"5jeqFu74wkc3v1AD4pEvVYev3r+/z5Y2O/Hiu3tMu96wGrnBHpBv99//pTykwTXwKlV3vo/8YdAUw9wX",
-	"Df5R2sUhqnHIKzopOMa7BAtPZZSpui0fePMly0W2GgzhVELpzQm+MAWuiGrGhdILEzkPyhc2Nz8eHUFX",
-	"scIG0cEHl0pfDeHUWp4XPtTWsQ5rM546/XQiaw0d7VBcQ7/6KqIVDZAqVq8xGg3m3Bq0UXizRMso0UWS",
-	"sOJ7r6r49tAngr0RMtKqJv+qbZ12vPnVHZKwZlfiDkJ2TrqbkMPe2yQ0R3tckDPSuS+Ueuo0bnrvwT6T",
-	"dXSX/n3RgC1ypDssEJIwur6PjRIoHQpagzCo0m6nDM8bZtxAGDbaPlOPavdp7DPpm8ZmjELEa41SjZ1I",
-	"6kYVina17bmVIXHDohvkQAmOOK0bbN2o3jwRtIsB5fVXjgtDuQkEqOPR6MjpLvO5W5Uqre8g75t+MzmR",
-	"mPFHzgosrxAAcM9smj6MFVmGEQhYNGsLLXGg3rjVx9sSbQnaKDShuXr4+jfrd8joHntrTVWXw5Ornejs",
-	"MW8HPivLrMfnFprSOSvJg2ODRGcU+J3ojRzOO0DoTGypawMX/dZEiyGcNTwka53LUVJfMlOFGHmnx5rP",
-	"ZCIrZkyoTW+jBsMsmtgOhBz4GHWyCuDN6Sz/e1KlGk0k1pgxnnJQeDk8m4Fx07AMEiUD3P1Q3NdrddsP",
-	"3depHaP7xisbZotYj2dyN1x0rXTZb4uPfsWXnq6deJUooFYbHVolYVBEesd4f/uM9/FLH3+2frtnSiM5",
-	"2GUhrSkWRQNsJ1nUh9l4izvmtaDDNsjslV/VcQ3i/8K0asO5zTLN04lMmOEHQhouKcItW2HNoPhUyn97",
-	"XBeJ80WN1krHxV4Y94K6X8xwIs+8qEHSekdVOKQcnTXgOumFh8hdEYx2/cC9KMbR26IYF4sKsMgffFzQ",
-	"iWdY3nFGzg3MnsM+gQEFXpto7HEVW0r3O4LxOgSDbvLGRSYuvJVMUMy59wRsmMq/5HdpJ8cY+i1oitGi",
-	"O3SBP5a4iiI7qs0HQkIoWNt5oNoXqO2Nf1j75pDKtprtzOBhaLmZMIlWXk7pie3QpSrAwgdfNGK3jGqF",
-	"SLA6QipIeMzXvB1TefiDjCLR3x+BGUSNOKEIpqp0QrpqlghHXxKFAzSjeyoty6eH12sYdPEAuilrlXzv",
-	"kCqvzdSB8aceKn8srP6M2wofsC5u4f0rFUY1sLzC6xrTQwmPTj/mexCbRBX8Y+pfFkPfh88Muut5YIa4",
-	"Lz1vQok+sxBFDH2tMh6hd3EiAXKmr7iOgKqXU/QPaUlxqDUZR6CylBvbrKIYEiqqlVG0XTzGokHK6UbY",
-	"e4Mc435Z0xVIlvMTiL+PYSYylHj8l07in4mXGBayLnsNmhP5xqfxGHzGTaPbs79ZGPmPT2EMuu8Z42DX",
-	"aW0Qxj5H8EedDkLsp1x7CHEVrVABfxa9ca9qkh7CxasvqjSh0Cm9K39tIyuqhgv0VajmsgZxTCvoWuj3",
-	"rUXeKiNtW72dhhsJi7j39njwEUVE36mfqarN10mOCl9xC/Hk7aqLv0NC5q4DgapJsPDzt6+2Obbrhpcw",
-	"5YnKyT0NMSZ2xBjIqlTuuaaEuFH/FquRYvkTOJU+aYY8sURukBGzimlmIS4CjrBsHF1+764YfQQdfZJ2",
-	"sE2FZb7vQnmqJ/iV1CeqyrTF9apUXld96mpV+navyTut6o4uc9Cj8MQ77nNT+jj8wScEvaL7nXG7re2T",
-	"u8vBKbEQxiq9cnyfFQVnWHiY/AtK8iH4WuFYo5mtlX+mWM+Iio1gUkyjYCaVXE6YpKrEfSWrBIoQq+7l",
-	"YvKQMF33K5RqInOl+bgerTYbroU4kwiOzyDdiPBRRwWpyIr7BmV1Jn0+BNVFFhb6GWfX1BAkycq0jhwz",
-	"cDw6HgJma8GMc6JwvsJ1nRLHNJ+gclLFQvhATgQQZlYw6bPppqqcL1oyWB0OiIPxl8JYHoLUmsFDxrIV",
-	"JkOSXIhhNfeqk+sij5/gAVXk8SYvzCehn+1/sWCL3+GNp6PwNx76lFnZyck7NY1wW33ehL8YJ8DkCr0X",
-	"HOPXGmL9iRe1efVO4/JS9a8giXfGo3bj2OitsUHyj7Z1pCo2rtYnQvX5wVvG8T8AxpLmvIVB3Ta6zR33",
-	"kxS1jYLZZNFVmzMNaSYhzJ2EzjrpBGKnQvn+miLxNv6NIh3xSRXCN5E0hq8OYgCrH4ZPKNnuaGXSQYDr",
-	"wiV3JJ9uVkZ5yw7BXReTjiH1pZH/gBF874Td1xF2Kx/jbYTdwymj9vOvT2g6VeJtdCZywiv2ywLN5JWT",
-	"+TCq2S54bnjmiEefyRVIJQ9CmxtMU5lIauCLZQTpz9AHB6kJttY6wTRl/A29Dt74/Z0S0ldpivGfGPpI",
-	"orCQXulHJsYXHsCyLYZLOxjCQyYlSr4+Y7XIsKcXlXPptKo9ZNL3yrgb+vWQyV9JsX7ItvojHSzekat3",
-	"5GovcvWQSWDr/q89aNXhD74+3049fRv5GcJTMfORVlPm46uqupuoQ5K8Gx+PjuNNkf2FoxWNm71PgJ6b",
-	"RxjIxOydkvgbsfHOLJ3/GxS5b3YFvDBcI8/cgt2kKr5NZkyhQF6DpZBZxyq9fzc+e3Z+AT//9I9D92U8",
-	"hCfuQcz1a0fAAgbAbl4WfJ7fKR+kKX4lVkiTb+OGCFaqJ/KOKb5jintRJsIozxd9BbGGm3d/Tulu7B0Q",
-	"krOGQ9sXhuGSvMxoIMO68ChMn6z5pyXHGMPmrYDPlXBi9UR205Pwe8tmXCV/rnnRquTP4M2ZyFAIT9ah",
-	"iI1acL5ZIukGO6ot1uYwGm8iKagu48ZEXRmcg5OGVcXXjgoF7902cyFL/zljdqZ0DjPOsUB41d0hNIPE",
-	"QnpY2p5h6qSgcs2NqGtcPuWIUjFuQ9TZ28E1/y4AEbOnKou9oTaucNF0gPmeLU0vBEaP+qKYE+nthMMQ",
-	"iOGbPT6TdTAilbGsm5SqWdVgpOmy7MfHo48mssNfOcZFUog9xlkMsHBTjQzkS10owzc9qaHSptMZnUZY",
-	"1/I32FeS6jcxOZFxIxP04Au+iiETV9xnhmA68kGuEFaeDf4dWGZUjQ4EWqCaR6q0CNCJ7FMtnHrwyyu+",
-	"ugxMKa4qq1T1kdbRx+m34XRDz8/qEJ0C6ov+4ewOujixd2rS/qSS/MSX0scqgW69IdJL6StDp0lpdGxV",
-	"u6y2Rok46Htz3O1IyhkTqXv5bebd/q58v+9yZn877Nch6q0NaEit7oDXtigzeoepM22TOgvTDHEbZnxm",
-	"Y6LpxH68/QuXSKTpo3gwJv9qw1slpLGcdebaP3Wv7u0Jfcpn9jfuIrq17Pp7VHCRgd4WkT0J3BpE/lQY",
-	"6x2kt2YDv6l4OdrEzRFzHiDY4StwYKVTrt95Qe8k7C6vkOuN+UF3o/ovsyWiKyOE3GxxZhAxRrk+BOF6",
-	"L0KfDJCF9kK3XTCqkd2+dF+I5OoW9sbn5Ad5Z3H4XVbsQI2l0pz6VyK5Gvw6JsqoV5S3MCRiJMA+9+HE",
-	"J0drlXHA3GKnVE3klNeP1lIPVnX0iSghSsGp/1VDFBM1/vbSzmAIz9yzTpafSG9UQMV/5sPyF1zzIcSN",
-	"xi4xNus3jU4u2FFhSyeXE2ATOWP6YFbaUnN6jgYQMuUzIYXl2Wpwgl+mFUyaqTi+BabZHv1wp3bTrkY5",
-	"bzkCwu9vi57m7wAzIRriHUl7Z0S9ZSAE4RDmBWUclMbreBt5mK7o1rwk3yseY0uZSahbCcSGfx8P4eu6",
-	"KLA78rGvfG+5sRCjxcs/BPGUz5TmmGw0JstM+zlPGoWFPoqmU5ZcLZlOTW3HoPReYTk22ncjDcLoaPij",
-	"wSkulp4NY5PFrBp7pvTa0Kh6ro0chxbGMZYwn8jlgmMx4hxbP5MbNXhXhebUfQN8oGxF/MCHTDMDVuVT",
-	"Y5Xspoikevjj2CtPqYZpr7N24Ub7m6Ou/jTdY1cQ3XPoUffQ+6lMd6sIIUj30YQ8t3qn+LxhYuVgX5W8",
-	"JI0drZH+gkxXQHgWaFZFlH5ZcGinxSmm6miXuZlfijT2wpbxdM2wGafKrFavyCFRcGZrQoHmZFEF8buP",
-	"E3+kVW8AlOS0mGNjU78X722+PxrFwRLlcC6+PzqKI+/bYFD184Cff/r7RK7b4t1SnNSZ8CF8uVXq6sfH",
-	"o/dJKosHEUiFJrLgvRJyItl6qCoazarv4sEJFqN39NhJnrW0vlwonAM7DYBRSjaqyE3kZhk56DdEV4Zk",
-	"k+dFd5rzOZepv6x3JBA2ZvjV5EHaXychQqQ76UQfpElv0q2/YyEXviq4nzryTVJXYKzS72TUdzLqvmT/",
-	"HMsxBDzqpu83iKWHP/i/brJfoTXYYCVQL2PRRcJeHsLAHD2tWuVVPxeWQsHswgtst4j4IQGvSan+qLlT",
-	"fwSDVZVsFRh533N7p2oF3jZ4s8LLzXKzx771NJg2oj5Ohb1bhtqY4bfHULECGLWtr84upi8umY3BcDt4",
-	"dyXfMbM9K3CmwnZRAZmtBr+ctR1qThFb5vAHnqvvxE5mh0b0UEnTR3qhGSIYghdc78HIyBb/3I+wd6h3",
-	"NaVnq+/u0O+xQhe74k30mbLk6ldkYtEuRIvg6Oef/nb0wXoRRVVaMAVmKfVfPH96wGWiUmwly4fzIcT/",
-	"93/9z/9B7ST/5SiuSui0m4HgZdvZCaRRVeeD45uK6mzzKT2TjXsTuqzhH7iAE2Ap2h8cjUHP6Y2X9zRN",
-	"f9HNRRrx7ur+Ll2oLLEUN/06qhWV3U34znZnlYmOzEtU1AdjrAxGdVJMdFX3DJhcLYnp+Kz6rDSWa+iz",
-	"KryTKlQoiW1SKfQXS+rBXLOEu7sgVFr3PxCajPJU/8NXysMIV80TJSVPrJnIVMl7FmYZKwZ1GZJtCdef",
-	"cXsWNn+HImk1xxaZ1IPAw/adtflN34+vFyqgYYgfJJB3V+d702E3mrP0jiIlqZIfVSRwopsJnqwxMHJb",
-	"YadX3QwzCEHW9Opau6SJZDJt2a2rAvOWWT6EF1Qz8OOWsR7bnTX7I4UKg45j+bo/GOpPVkTvn/QrCJWa",
-	"Q1Ge75SQeK1DkSE00pBnqyrjQ5UUuu70l0xfPXcQv6v6yI1L95aLJ3CWnrtT2N5ciaV0Ts1WVSzLfuMk",
-	"5Z3GuR8d+1Jd+/Bld9B0fW7F6a0o7ibR0lGemLr3x1VztLXkJCegxJonokB3m0jjCBjMeIZepSptJlDp",
-	"iex7zdW/Hyp+FQX6mxjEVhQ+GSdU2fV5DguRLEJOCw1sODcTGTyOVUmxVq3WIVyIgpxSmll+4Hs0o1Bu",
-	"OLZD76NfazCEr7Zn1DSchE06SvEHVlCzDCLWnuhu831diDfU6e3Nk8ELUfyKJQ4dYLbQQCuKk1aLPuzJ",
-	"7MND/ws0m3uLaTC/Dln+Y+XeXCA9oJbmeQh9DASdUi9rcu7I1lYlLURexdhJMx63hDcqPk9devzkgda2",
-	"y0hjxh9lPzrtLZpId7yVKEb+/J9/+kdltIwjChydKaTjseQvLfXViTGBkaKxmmtqp1uuTZ+oPBfWUd0g",
-	"wTC/esxHKLg+IOZAwi3mJfjS13XDnYRHsFBLDKHImWw01KXO8I1M0mw1hE9x6RPZXPuJL7TYCPnCriEl",
-	"j4CZK2+TcbK1THgodVvnkob8UQo9q/a4nkjqDgRdokH2baU0HYZPVyK54ml8WGeiUrZxE8JOd1GlvczX",
-	"GqxKvgyNWql9+5I5qlgWxDKdCq/kHNVvav790mdckSaAZxvYGJPA88KuKECqHQHjmzpd+DZlmCTNvi85",
-	"IV1IhYUvxENUBEKfp7r3PMWrOBYhZOk9sw4Zc5bNlM4pBZhllmueRvQzk1ikXNNoE0mxaBHkApsIeZWB",
-	"QcosmzKDHUKs+0pp7OiqrjGdwfcBwCA+u2ASjkaYsktnOZFTvhBY97SyZbRxtk/FO4tMYeVNd86nZ2eX",
-	"5//x1aPLL0//cvnw9NEXT599Fg9wP8JAfHw0mshZmWWX7krXabJjjzjYBX/ZvtBD+LO/hML48KBCl9IB",
-	"A2slexg0qroUQnOnnbE5H1NjKu8R8BuarmDGl1wHpC1QnauisqpewHmnfOJo0YZwstEUgBr+4GFh0odQ",
-	"JU0UQbxwoh+aY7E6tFtEDDM3XguPWshz4ghS6ANVcv9EkvDCUicyq+CDY/dk1VN7Gjry8nQ75KHvG+yp",
-	"WY1WhE/U5Jdm9WFKnSXiBVmRuu3EDx68/8Ee9dfX4Od3bhfCECHzJxU6AcDRaLS1FDyKr90166kYPHtJ",
-	"gZoPfGn4nRGha8yGCVvREGFqGsKkF8hDkFpwO0kOfffUQaGybOuaayrWvfDmst8fjVoL74o3vcswUncD",
-	"bo4h9ScWlA1P91Sb0L3ldmZ7zPNpmWVug8+DXP97jYpnNlk4TA3tL4krdhLyhuSFklYld3k5bEeboa/p",
-	"iTvENj/DFq2HVvjHaylUHeAyHMA22Zk+HxYsudqZ3XAaOkdPS3ROcM8EDT8BChQ2UIjkCsuz4FhVsK4E",
-	"soAMOwP5H6E+ehbmv0NUac3kpt6GNQEYf0C8QRBVAHDUwbCM34w/VhVlYW5sFT4tVxSN0Z5oXIvSUPgA",
-	"c49uvrdUnCx4cuVYYKmz2DEKw0Nl91AdqX9utSg4PPKPogiLMcKzGTqSDJPpVL28ZxqC+hlbRfDIKUGZ",
-	"t6NNZMrRhFGVjEf50AnGpAY65q5XpFyp0iYqr6YY+BI63sbCtBZYuybh0KxBX2h1LVKsvi9nQvuGPdV0",
-	"Cs6YzpTG2egSKUl7dQNrnlhgGUZuOqkB4s8eX8DGYRz+gP9eivQVCpNLJPl16aLhRAZrHexrrPMqjTuZ",
-	"IQQx7IH/xsliq4lkTpOqNuNVQR84TytqV/gZjN3DVAFHacAiTZWY3mdyIheq1IOoarO0pX/JhRv7t2oX",
-	"bCzxV7IPEni2Ubz2pXP3gLzUVrnD+S9hIXxn8PtNF4AtV4Fs7sttGgRuu/UPrVUevSOvaiCOi9AFdaqp",
-	"mQipbSmzDRPOBsHu16WyjOUFMFjy6UKpK7BazOdcY7ND5Ymmu1Ko5AfuRRzGYEt7aqiC/ImYyMSRehnM",
-	"M0io/djER3z5iGotwriheOpbsFCLbbq/njI7youj6lXd8j4ClmhlDFoyKgtgbRlUM8slWnUMspe6jSxL",
-	"DWZFTbldcrSbYtP9pWOPnmNhNbwhnKks84XlWi6jRlE16mMT/EanE0lrv2fIU0sWDDrMKccmNzGSsKH7",
-	"uTTxEM5Vzt2meWb4PdM411CvtzuyJfCJO5Mzd1JazzzfxbK8YfpR6Sct+3kXKelOGG4HOwbCsjPesUrx",
-	"LUt8ciPEcY1o1dUmt6tZj/Fu+M4b666AKcsYGvElX3JjiX6N6f4Javw8Uxr68ZWQ6EUm4wrVVYyg6U2J",
-	"KnBp9L0KNDEnXEtHwGzVlbb2XgdLjV/ERGrhqCa5I4TdlqdN+vlFc++/62pRG/u52dSF5RZ9e6l3DRdv",
-	"bbwIsNslFhCfNIcGNcDe+Ie1fto/9Kacaa5PS7vojb/51qEIOVi67PMXtfsFVT/825BFN1VJ6USCXtQr",
-	"ddYb9w4R3/zKNqwmVAbVRHidDgT5Gn2HYzNsFBFwC9u0Jz+n0roybVakhE+4XMF0Bd7863S1RoOM0P7x",
-	"OK4reVbWPcopjyaSv0x44bbGUSGXaVXTrNXRyilgafVUq4pvV1erwXAin6uMU8UfX6VnUo5G7/M6B6z6",
-	"Atd7AlJh7iFLLBocGBXooPg8qkdBTkC19MVIPczIOLkJtFAaIqrCuAmEjeigJuir8KDNkZ5JdBUbpcn1",
-	"RJJLq/Bi21Q6hBYBrwAO/TCLAz2VoKX4v+Yqo8YpR/SeD0OMWosfoJBTeRS8sEpk/p4hX2VM9UPchUDv",
-	"r5CJ5syEw56z4gALxQrpfcu+ll1tTDArmcQTGdR/8iVv3/qan7nhlIaGT7p1gGhN7oZ6HTBdcO0NjJA4",
-	"OZibm48BMnHN1xzj3iVeZKUBuyoCIEKQ9xBaTav7VO6+q8t6PIjAx1WDVRNZASw8+K/04Mc///QPh+n3",
-	"P0AXmPvoebLmpsxDLCKTK2oTTSNWqkdMDndQs0ZHSNpz3wnaPMvUIFSUTseVY1sYyIUxWF+7dnd7DYIy",
-	"d1GPmEh0KZKcjROeI8n71H3ru3w9Qrj7bzwHPIGYFeKQucNjhRiuWJ7FlaBuvGd/waTk2RAeNbcVT5lN",
-	"Fh87OSqm2hG4eGjUvKMoM+xqa9WcqsgwtDdPJLlCjfeFQl9zh7lcphzDeqelWVWEyWG1sU4V8LhDWc3Y",
-	"Q5prmJZVJeluz7zJnXbUb/lYI5S0+LUPIJVlCM3TFZXGazhlyVWm5oNKAGtEAviCywSO1k0bQnALT3mm",
-	"5NyE2L3gpZ9IJ6S5kZxKOQ7o03Tes8p97/U3zWelQ4V+fHw0gi7/rpIT6b6KKHEAjo9Ho7WOotU2PCh9",
-	"YLKbxilhpHH53YWAAYcG6xEDcOuAgYncEjEwRhyp1Oswva98jidfhy04vMKjfoQ7TFTKfa12lJwrFDEL",
-	"VWYppGrsHv4RH4QfIecM+eKP4TmfGvTjRP54cHBQ/edeOXK7/RGk0wwyhGip3RhVJgZ538UMVqqEJSNr",
-	"b3j1CH4McodZlBZT7VOseudIt9OA3VkzbeNBa8x+iJQK2vyADmKlSh1CnDyyUCKJZjJVOaCdu5r9Q/jR",
-	"6fsiWcG1UBmjlqutMJNSXkm3HrpIP8JMvGwgxkljSevzh0k+cm9pug4KpmIOfURXqj9lhjl7eYm/X05X",
-	"lhvc6K1nOWoAEpPCWtDaBhp3bdVsRoMch9NASQ08kcnUHC0tGjS/Vle8EuWocaaQtY0l+FUbZ/IjpAqo",
-	"we0atRcmDHSCgiJUdUHDYu7Dj7DgTNspdzSJCPyPN4HimE4V69MkSjquo8fNq5yK1K+IpTBDDiMxymWf",
-	"od1ZulPECAz/MApbFDQlDHpmIspNcPyIzE5tsEC/efSNUS4Lri/dAIgDRJwCntePeRueX9L9Gr20E1Nx",
-	"ZHCiLsfzo6npgSCYNyQN4aguCgVIf0Mf4/YSiWvi6uiw1y5jN3q1av0coBks4Fv/5//8P3AEZuB3cYwk",
-	"xNFqiscOtJoOzkc9+cF9dNgUnWAphiZCf+/IMAiBYc1Mkj3CwrZEhHn6Hm0L8zqhlgnG+7joMDA9zqeu",
-	"VQWcqhWQ0404zUXFkRzHQYRIoWmEQF9gMdcs5VHYjQ+mGrpbUIWQjddY73pImaO3GN6J/IHswHNOBttB",
-	"FMSLxnELJ72Eu9FQUELu1KaMS75o4+QWr+WGXNcITEECC/Y5IQmaul4jHxaFGcKjysHoJHiM6jEnwdKb",
-	"q2uOVmtizI0mJ9gfIlXlNOMHNGTG0znOqXwRGHVlgGVLtjK1pYfiY93iaiOU57VzxY1Povor12pn6xRf",
-	"zYvErvfeW3M5Dt97zytPKHmjMEjZAMGb6i9Ct8NyIsnVNMYU6PsPHsC1MGKacTg9f/TkSTMjus/gxYsn",
-	"nxB45kqlkCyUSPggApOoAhXZhngSUr9IN+O+cXlI8bx/DAtVajOE5+guDcUGfFBpKxb0iq+oXeTKNGsv",
-	"BvNI6L7c4SsbY4htPNjMkSA+cdKoseZm8V7zVMxmHAOdw4IwytKd0EZHEkdA4pNGIbeqoTqu0imC1RDG",
-	"iiwDXVIfTBxz9NHGmEI6+h3DZrGzIZCuMZHIng304wcvX/rt1ZTbBP8A4jnxqXAKYyoChnGYm2BuqZne",
-	"WtShaBbeIOH1b6IxLM2FJBuEMDDXjIJmV+Ssn5dk4IQ+UrnTT7588tXli/PHzy+ffHIeD6KJlF5DoHBR",
-	"t6rTsycnRO6Cu6Iy0rwft5aKc3es9M+OkiwqK4aQ3BgotJpSZiOoolmIGWmXv6ctU4cqTO/Vt6/+XwAA",
-	"AP//",
+	"7L1dcxtHtiD4V3IxEyHAtwiSMuXbBqNjhpblbrVlmyNS4zvR8LISVQkgzUJmOTOLENrWhh93HvZh9973",
+	"fdm9P8y/YH/CRp5zsr5QBYK0KNnX6gi3CKAqP06ePN8fPw4Svcq1EsrZweTHwVLwVBj483kqVrl2QrmD",
+	"lyLP+Eak/utU2MTI3EmtBpNB7EwhYrZeCsXcUlomLXNLwazTRqTMCJtrZQXTc8YVE9xkUhhmxA+FsI6t",
+	"pVvi43wlWFzOmGwOvhSbeDyIBjZZihX3EwtVrAaTvw/8jIPvooHb5GIwGVhnpFoM3ryJBi+FM5uDs7kT",
+	"ZnulFyLRKrXMabbm0rGZmGsjmDMbqRaML7hUzflWUsmVn/K4nEsqJxbCDN742XJu+Eo4gtbTwljdMe3l",
+	"UrBYidfuKoEnYg8Kv+XciBupC8tyvhB+Zukf/6EQZjOIBoqv/IT4TnNZ/PULoRZuOZg8OX4c+WWGz8dd",
+	"QKkB9Uux2V7gV/xa4JmFU7F8LjyYjAfnhB3/8vO/Pn7yhN1IK2eZYGcXT58/Z8mSG5743UesUPKHQrBc",
+	"mKnSuTDcDw1DJjzLhGErwZVlQ85evXr+uUcRzhZapyxZapmI0ZhdCAHPx2v/gouZ44vxVAWoIFZWYGkh",
+	"yiAa+LVL4zHUo0cPvB4/edKGV86dE8bP8b/+/X85+N+++6f/POgC4gu5km4bdud8IZiV/+g9vwzeqy8n",
+	"FXNeZG4weXIU+bURih0dRbsRLhp8JazlC/EcbiFMlnO3rOZa4e9XMt0Jj7k2K+4Gk0FRwJPbmz3nMv2b",
+	"luo2zHlJc4TbL5jRevXIslgoZzZXuZGJiOG4Z/pGsCM29A99r6ViK30jLEuMSKWzo1OmYVCeTZV2S2HW",
+	"0orxrZj3FvDmLePJS61XvQfkofPrT+eVFaZ3isIK82uneONfRrINlO0znr5EyuA/JVp5luD/5HmeyQQu",
+	"+2Fu9CwTq3/63nrU+LE23X82Yj6YDP7TYcVoDvFXe3iOb+Gk23QzECRp2Ypnft0inTCpbngmU/a3i2++",
+	"jhhnK2mtJ+HasEJdK71WbC5FlvrfbnhWCKYLx/R8qgxXC8GGMY1wRePHo8i/zNlKK7E5WOkbP1ydR/kB",
+	"uNpmUFM1jGX13dW12FwFwMcjj4hvosFTreaZTN4b9BKa3yK7Fa+ldX6D1nEnIibGizHcIbHiMgP+za+F",
+	"YsM4vEjwcUsxVUTQ/Z3OjODphknFjqOjoyO4/DaCoVbaOqaVYDxJdKEcS7hiM+GfHcZwDYAwXhnBk2UN",
+	"VF9oM5NpKtS7hNVZ4ZZCOT++SCM2KxxT2jGeZXotUs8IU42yzTCehwXGozEsuMiyi41KXpa37d2esd2o",
+	"hDntzyvhyi97JlhhRcqWwnhUnxdZduWfquHlpLpNgPeZE8bvfG70aqq4YjpLhaFhkVpEbOVZURqkJs5S",
+	"7viMW49mIOv5keZcZvpGGEAXQLaVNmKqxI3fE5uJpVQpk465pZ9FCZpjxTfMIxMbHh8BKs02jPhkxOKz",
+	"8/Ori//x9dOrr87+5eqzs6dfvvjmL4AxF44bx/yEExb/5dklO7w5PvR7jctLG1upEhETelUS7W/sToKo",
+	"VBgjlMNrWb99EYu5SZbyRqRxNFVd9ydisdN5kbevFdE1mnWqbpG3/bW2TmaZv6i50QsjrMf6NomT6qqw",
+	"wiMSiIhTxb3IzeKa/B0zi/I2cuOaWtES0ruASU8f1h8FgD5Xngnz7JkxKGu/q7O70Cvhlp5qehz39wYF",
+	"HivMjTDAUnBl8WjM/EHPdLphHvENW+ostSwVjsvMnrIfCu1EQ96WKdCSr7X7QhfqndKQrzWzRbL0l1gX",
+	"JhGAMBI4ricmQfByui7ND2Ol3dXcr5XI4DnfZJqnl1q/4GYh3tetAqBLyzK/CINU5pMT9qX8jA3jHNd4",
+	"5bS+ggdo7RfC3MhEvFL8hsuMz7J3uvwz1JTZOTeZNkwJkYIOXSi4xH45bBgX1eLiCTvX1i2MuPhvL/xp",
+	"vRSptMyIuSf70VSlRuc5UnYngcQXro5uj6ynPkokfgUlZ2dSWcdVIsLRA3P38o0/a/jgURtuJNtx3aO2",
+	"Tp9kUih3tbKLK5nGTJup2qI7E8bZ2kgn2Hqpraitj4XdcOvRMtGrlXSeD6GZQfmlThWckGfVa5kIvH8X",
+	"n3/JuEphIalYaYbrQILFpHurZOlS66+42pCUbN8p+mvNVlxtwulaNC9Iy5KMA/E23AnkCyKNT5kljQm+",
+	"sZ7Q4+k7o9MCceJ0qsBC8vD0/JXihVtqI/8h3jXZQx3CK6Be9uOZnVSqRFQJSBETr3NQcrVhRtzoaxAJ",
+	"r4Xyd6Oord9z27XRakGCtDYs59autUlrKkdtwhp7nhthl2HY3AgrQNgCfPZHiA9cwQNXRvibjjJz4yS+",
+	"/fbbg7ow222M4tUT/oIBtIDCF1Y0DWBbiiGcWG50Iqz1tOiZctJt3uXBfSuy7IBEVy+oE9mbABKjDYD4",
+	"rdOazcU6mBjgCGwxn8sE6BF9jWcwVWBD2BKH1tyiMD2Hc0rlfC4MUhFkOF3aX3U4AC5b5Lk2TqRfiVTy",
+	"SwDp++WOnrrH9Vn9bDFwmXKxVyu/2iuPAcAm3wS8AEQ7S1dSnSU4RxvHvgG1Dy2AoEi6pdHFAnkC92+y",
+	"s/PnHtNyo3NhnEQzA+8ZDyXbsT9plfplnn9zgaI+DHYIP9vDH1EAlumbQ3p0FAWz0Jin3xfWrYRyoLK3",
+	"RiisJ04/ku3kzSG+dFi9BGgSZyJdCDPmRSpxmKBy4Cj48yH+PBqzs8By7FIXWer/WTOuAmykY6kWeBrX",
+	"Sq+nyrM4Iq+lqbu29UE02NrNIBrUV7VtFY8Grw/8YAc33Ci+8pD+e/34Lv0EL8P4tR++hanO6jPVfn0B",
+	"k57hnG+iAUDgSqY9FAcOfb3U/lJee+Y7iG6zQkWDxAivkF9x1zBapdyJAy/YdL2DQjZgU5pKtCie17AM",
+	"TWEdK4RdPbIs58bJpMi4sRO69Qh9FgeK4dWxlS4UKGaotCWb2AsbU0U44ilBfIrvK1YdV/1NZ7iyOC8I",
+	"Rl5YiWc88zLYFQhY8elUhSE8pFmsr+k5ohM2ZkOPVV4AIHZAINGz70XiPEjwUErwSeU+ORls25ejgRHc",
+	"dt2/8gQfeSnTP3PKxCp3GzT7Kq/Ge0K5kDcCPChbp+K8tO2uwgXtnsLp/KDIUchTiTDK8145Z1xt9kIX",
+	"miQYQDvn8D+SiEm84p7TvanbV/8+gEfKOxAFUlbCtETMBlZ/13FatTt2zlGRalJJ6cSq+ccuzlAn1G/K",
+	"6bgxfOM/19xS2wA7m3kpJCi6Gbeu9FTdAg1YWe/ukNrULMrdV3XOMyvaPKIPR79dbmCVAYks3VqwapGC",
+	"g3co0wu/g7oT7eioa0fdiwd62QGrMDNHT9pM62sLgghRuxarAyrQjaPgNImCXB7oyyPLVlKBhVs628DQ",
+	"/huN01wFUHSBjTvyReobmYJj1vP/Cnyls5JvPAGLWFKsiow7eSPYsLaiUeeSSofWUdfykqVIrnXhrqyw",
+	"FslgH0hwdV5zpXcYvRMxf3uZzoUSaSfxKWcpTNYh1N6PzxAv2JOyhkPsnD6VNi+c2P9OAwp+jm/5AVb8",
+	"9XN877iGyeUdR/XF3ml7LZ7RR3JznlyTw7FrZ4QzVxJE3X1Ot8QyOFRw5XSeqXXcFbbjGoI+GwOEIHgg",
+	"yFG5UCmKQ7ZIEiH8bQig8X+hUQ8INt0V/+eNFOsB+Pm9vpZtrmq/0rH5P5OlZz3p1Ywn13eRwGCZF7CV",
+	"83J97V8uautt//asXH/7ly/Cfto/vKx2sP0T7XdrcWH/O17+vAJH+6enCJ7PADpvosFODj0rNsLckwFX",
+	"vk/CjwaGVpc2EMZB7Wa26ESDKjTu0DZVrV3h73ayjc9L4bTJDcIF2EPNg+ee+pUCOw/M6FYRANlWG2r4",
+	"flQtoHf9qA108T0P9Ec2iFP7sT+ScreHe0q6uguy2opvmPWXN/JDlwpXcPZ7lQqeXt2D/aRi5vqXAK4/",
+	"tHN6FeBGGMsz1F/8PYdVuWBceIDVzTPdF02U6bVX50vNRBtGGMja7BzWC+Ib6CWMIM+GRzXhPZXp6BQN",
+	"pcGnRyYUf5T0htNtva3cR4hh6dwHKUS9R35Z2W3IV/zIlpOSEIRjnLKZyPSa+aXLDH70R8iGQWuK2S//",
+	"+//FYv9lPNpTRCLGgLpJB0e5BLHOMr7mEpzmxKL2HL53WELwR5YpAaeJ8qPHJIfec8/Mw49zaSxMub/Q",
+	"Tzf+VvGgRo3vRnIrahvOlq7U1pkHZN6CdgmfTrpTuOUFCnldx3ItlCUFvRQFvWoMVoal2ACyqAVzusvS",
+	"lAhr0ZraRdP+9u1lqTXEZ2TgBVNZzNDc2imVBC4hVX/wYaGczFAdgUWQA5xeBZHlNV/lmRhMPj066lbT",
+	"0RZ8t9kaJuYwndd3C1VYlJzLiR8/+fTx0e7J+0CnmM75D4WImJVqkYmDwooqjoDVDG+FWx7SaHG30QBs",
+	"3Y7spUGQ+0xw02BU1QseIW+7Gq8sxdLVMbmBDu09NhbSOOPOo6BldCH0Z1xt8/4ZV8qLjpu9BO77qCqV",
+	"yrz9E8Wj7TM1oNL+s96brFQxcnUCE4B0q/3kM65+rWXhFtNADRRtZZqCIGdcMaFSe8o4mlD+TBcxk3OH",
+	"d+2BgRhe7ILQUzBKf2EgXrC9h2c3wmzY3P/IeLBfgxAGMlgq/cMrqTiEAm1YDA6CMcrA4SeUW1Y8z/3a",
+	"PMrDvz1CrVQLXAysVarF2DpuXK/2C89A5M/Wazq/7S2d40tvyuPffI2BkwCnN9FAK/HNfDD5+y2ieLnq",
+	"N9Et2np7vfu+UC7V60xPAetfar26H3bX4nEbMchHu+S546Pwv9uEVUXIVLs6IaC5PzQ9GthMr69WOhVX",
+	"5Ftur61cyp8+Obl9FU7nMtnrBkNYi8zId7nrNP579WT7ksGmO28YHBZ5Vu5zWk27yrZ3Tc/bysYhvWLj",
+	"lnHzk5PbEwTqm6pN3bO1VLpzfGibm93fLNbc5POLb9jJ4+N/jkDXMQcJR9d0KaIMCpv2G662LVEV4jem",
+	"2WVjZcPEY8J+ikSXOaIyN+D0tQ3fCtoXEpHm19j+m2e1Zf3f22j/LJWOUg/uh84znW5a1/Lk6Fby0Fof",
+	"DNK5PGO06WFnpQsWOdqal3FSqO/W4oys4xsLduRtfSHRqejEK8q46PytLbkKCFn87rZ9kpwJU1YTdG78",
+	"pp+Pn0EwNoO424iJ1zxx2aZhpMAwWSNcYRSEVg2NIM90vBIxm2d8YRk3gmmMuBqBTyIX5gCGjq34IWba",
+	"kDLUYjc3FNuwCz89N4M9lNJ+V4aJLVYCApMpoPlbMbvQybUoQ3uZ1yvqu/ov8P2fQyAmRKF55UN42Waq",
+	"LL4NAe9+drbQwqthp5XmDQGDS72G6E0MrtJ6VTNLScukQn9rg+U9Pon2QATY876IELSQ9lstPLhsTUKI",
+	"MyZxuUKlsScKjS9SkQlHFm/EgDFP0+YXRqz0Db21mgkz/l5LVf+cibmrPkl1U04CX1zL5Lr+GSX66nOh",
+	"tr7JU1q4h337Y2PNae1XJ/NO5RCAZHtuy+VaeyxaaSNq98Z6hNAKYmJVtmFaMc4Ie9DfhKGO8Yy7ZPln",
+	"yIOchLuGEUU0jltyx2L4ECMpsmwNMSFLfiNYwo2R4H5WVdwk3Cw2bN63qYKvR7UgS1SuYQYDl8WS1bJ0",
+	"2qIHb4Xo2nFP9+cojRu7korsSo+3rUp7XueoY60IJxt3X/Wp6r7r7/b22vtd327++oUUWVoGtDcPCPKY",
+	"OlVNI4Kld5aJFZOWEnlizyjHEIGIpBESEscQ7dltaOlnYq0t7WJGfxU881Bsb6Dy1AUA6uvbgUdvdU+U",
+	"ZbrvHi8FmkqJ3+s5Ev0an+9i7uG3Pj/mUnDjZoKjJ9Pc8Oxq1WPTpXQAr8FZjMLVcyfUKePKrssfhjOj",
+	"11YYy1I98ofktWsW+x8DfRh3SswYs3vrNfVnIVfiBT59B+4q50xpTHMQmRXME6YbXMzdb8rSn9QdBJ76",
+	"MfQBvQRB2FMXijwH7tOpndzZekacbF8D3Z0sam/TRFZb5602MoTP/WT5BzFJ/e3bL7dPi2eLOjY9Sz+/",
+	"OOtk7Ym5aT74+MmT4087H73uueHXaAgIQ3zz5Xmfhbn+mJWLzsde98Q5FLNMJuxabCI241Z8clKYrExU",
+	"y/0hqMXt0VV+rbhpPxPuKQJo4QJ7AHyxDeFrsdmf9/szuk2HhAG75q+Fi76EAKPtxejrDqiZQlS55cGF",
+	"aQS/tkxpyAM2kqMzjuacaZ0JrsjABzGSvVEn8CuDNKZS9kKxi4KejEi0SmQmOUWHQoyAxSx2ZDSQ+Tra",
+	"2zWHgCjjtVveuaMuQcrxDlvzXynos9rG2tNv2Mv4dvuEvh6EoWtw6j+5sOBu+cTeLd4Wgs4ynXBHZSeC",
+	"DDOUqfU6KtSIQOy3EcNwCxv5i2MjSGmCKJ+XXzxlH3/88aejcVfUa16tePvsS8RhM+O5CLrvc8zAIjSD",
+	"o44ZROyQ5/sWyxnNGAWgdIJTL+Q9HRQg0m3VKTi51cgaclAaJLv8ssnYH//pbkYZXFNtjq49fwUK3Tbu",
+	"pNLmGd9cBePx1spRx7wTu14Vnu/d0VdlNKb87VZ9MvGW3OWNfdPs9c32w/BtRATTadweDHzfGF+cwC5l",
+	"3n35MIf0kWWr8kEoDgRa2rZ4/s6QQPD0yoof9g2WvwvOKBg86Y75JdOqZbMNg9InQYGPw5LiCJJEyOZx",
+	"H3s04Vi5x9aabse+UkNsyWgQG7GvwBvswK30HlVkXlVViahv0X+LubjIQ7bFvnpe6YN5z4OhqboQNQkD",
+	"TWkPEVkbDG93sM3QG0/hRDuutxF5trlyumv+W4F9F71m30vU5TOpVBtE0+YhRzWEI3Sq7as6rDr8btWG",
+	"CLm7aeuS26uVNqL7/O9KefEW7eeJiaq5u1ZdOaDvJkXgGbYchLeq8uDA30+T71ysri32raxH/7r1QIJt",
+	"0rEcrTKpOixLr8BumNqgGRDvYvg8U3rdUAFuT1ZqX86971evLYCWvmu/vc4i3I7fnEb38kYXhsymCVjS",
+	"cJ/asDXkBM3n/vOYfe35UmE87dhm3RUwt6/OXQjK1umH4/vubVpVyA7VZVzZCdoePeMMNZRPT578c1Bw",
+	"xixOdCqoygpUdsCIRe7IT2lDrujMcJUsmVanLHbSZSLkF2IeWQyOubk2bFmsuLIwzopvWLLkaiHG7KlO",
+	"hZ2wrUJXEWumrEdT1ZmZHrHunPOI1SogRaxWByRitYI1MGpHsnXE+qtldf4WJu0pQOOXuXcxHL/27WJI",
+	"EYvR9eT/AsmxWW+HddQNAShWqdI8l1c3wlipVfunWha1H164pU6vPNCouBTsoF6fwYOuKriBx1VW/vCA",
+	"CGVmutw5wU/dCgZFVFvxZCmVOPAjwxdB7fZvNYMrWlizO9G2Q7kHGoGlEMhPBQl5MFhUQ9vuKFpjtLFd",
+	"wRqpvJFpwbOa0SN4warSJqh8R2g2KjOI9mLQNUdMwzLzpMMuE6qldOs4IeM+52457pbv4IHeNJiqMhDY",
+	"Jsg4Ff/LAdkODp6nO0OR+xKk/Nh/vbw8Z/jA9tmfdMf9Ag3q4hx2qY3D42S2WK242VT1TRG//GhN/HpO",
+	"Bfx24Feg+e35Xr18zhRfSbXYmuOUxXymCzeZZVxdU0la8NwS2V1BCcdmkPWg9sq+LAKBUcsygnvXwx1q",
+	"GTvdl4Xb63I3mFtQpW/A4mqJrR0JkGzBbzp4r60i5/dJKQqB9oQ6HaCP9XU8aSaXoE9LpGwY03Tx6NTz",
+	"hJDQSS9QauySg9U2bGCqwg6c9kDAzZ6yVq2jxowJMEeqcsfttaDkl5TKAKGTzd8WuRJopgVygi7fWsGu",
+	"R5ZlejFqFlsAq2i1etCSq5pQ+yX2BYB+8+WgOv6v9UU5ZPiuXm7quy7/526M6s2MONvGEErK2sKukOsr",
+	"HZi/L5yRuXhkmRNmZfuSlq96LNJVKjHfCAOhVpQXCYPfPXl5Z9Ls/ZNab8lS3SeRdRdxpUcf2UBhhzHV",
+	"y5Fq4Rl4mX+KMhacub0KM6CEAMKU5y4ZPPbLz/8+Gnfn3+JbfQuKcy5TFCLgL4gHULqcrRSC7sRDYp2j",
+	"8OfpiVe4cVxKpo3H+yVr1lI0G5uImnh2S9BksHpsa3Jipb+Xu4L27qUkNEos4xS7lvU0mPzaclrRwLQa",
+	"1u9admcciFtS/AzV5gPLRwhNko4NKQdBKlbF02DgG0YaeFFJJkuKlCBN0C65EXbU5VjbcgH4BUe0px5g",
+	"3LPaQ58laVcYeJuSih96F3URON1WJsjdLMF3SaJpWoLvbsetCkh3m3L79iqVsLYDE8Gh2X8sPzaZYyqh",
+	"7FfaqXm3Mkl4smSpyIVK/e0FDVU6JIui02X3q0KForCVHgDUA2K2oLDir6+q+BN7lQtzFbLJtg/cPw1X",
+	"52q2oboNOx7C0TC/oftRTF+58gvUhesMLTpj+BCTKpUJd9qUKXygW0GmI3oNPIwhlC6uZ9PEeziF2/vq",
+	"20TUD6+uzew6kEvpyVEH8b5TbqOTSNSqHMouBSbMtH0pTdbNyyt6+erlCy+l0p79n0OepiyeFkdHjz/B",
+	"GMRffv73GJsm2GIlRrezQVpSK6fQr6YbZGCOuW9yWytts+FD/uRuTt/mYN1rXUjrhLnfYtt+4dbxL/Ua",
+	"VAbwlUFApx2zF0DiFljx03CZQX3znCcCY9gpfrmp+p0pdcdkmajywm9Z+7DoI09TI6w9Df1PnJGrlUhh",
+	"YVUuS2shXKn/Sp/GiV41F9X28X98i4+/ubA//fLzvx4//lOtZwIbvlLSa6yg/LNcSwUNGLxq5hVEC+fE",
+	"TJGJpqi+X8zAn+4cM9DyiHciFHlbS8awVkBtVjoVBhIOQ9x4J2d6qXVH7Eqw8XWeZvgR48HBfMXTA62y",
+	"TXew0X18i1tJeZ2lMDT0yzhlR+zPbG6E2FN92lMi8awiCDtd4aw/lLFQ2Nkj405YEiD3XAkezNUOoXfV",
+	"CBm4PXoBnqylHW7tCvBjb39ldxZiF8/hQT5eFdaFLkJuLYRipBlYPCg9n48HO3MUHyYnEb25lBYLUzUG",
+	"buJcDU5dUIiqG1LDk9Z53uperXIGOlMZ0WHhtRMKAGExQTIOnaTo8yPbqpAPhRD9O3ENQadqCIUG6kkj",
+	"cfVoSByJR+yXn/+NideJyF1Z55GnWB4Qi6SCVAXlX3DHU1W7ChMsMrEQjs20W5KNZYNheCFkUZp6kIvA",
+	"cnRW+7H95Y6mqsy50uhuC/BY8VRUuREblok5VOROlhgztyqLqtaaauGlZGdTRbsMoMOGS06vZtZBtUav",
+	"8EF6BCqCRsw9Y4ASL6GIBvzsQWKZdFM1DEM68Rqqw197wCm9xjQOpZEmACihPG+59dGYxeRKgyNdL/WK",
+	"8amqh//gTLQabBdUODbEc4mdzOMIBFsjEplLodzo1OOJHyCm9BkLCJSJqdL+erqAWqcQR5Ng8Q7OSoCX",
+	"v/rRSYzMu5wqPHH7h7jchw2syvi4/eK2avkae4YbmJqVZJ8YknvFQyGLvS196KGCSTDza48FXCLrCP6F",
+	"XY9XiXVv1a+MVLREq70o6NuI/Avgf99FQMMpbAtkq73tIve7aXvi3K6s3pIC7YvAd0N2ld5BbtlfakMi",
+	"t7/QdltoVlhmCx61wnoBhmUg124cvxAqfSs55k1oHP/y87+eQEOhuv5TZgp+Qr2GnIDAnleXXxz8adRK",
+	"dtojU70jFrElyy+1FYrNsEYtPlxvmhj49CmDiAdokETdF6EXY7ZfBeR6hN92hA9KAoQXkGIaAm7vRs/a",
+	"IXm9ifkX4Gnbo9BMrY+ORy177zozmGLfR82rOgEhm3oX3W88aXc+asOzmPHW82gtcTHCALY+n6yuKuKU",
+	"oU69/tt6ZFcwv+0uLfN2KuDUtnNbRZsaPPd61N6lUM5+zzbhdOvTet9xa0gFdXouNirp5tW/JtW6zbHr",
+	"UamtYHJtyqxztHvxdHOK7vUF91oWprRT5jqwfrDjxd1mjeqB3gJitkuxyzbtDmyTmpPqkQ29AkMAT0NT",
+	"2jtgp1uiaZfpqbZQg9zOjOxLec/CPX11vZ+WZUIdywSHLHWvZwVO1AxMkCvp2BDa3l0+P7/66uxfespZ",
+	"7q7UdNxtjCllm7qN8U9H0a+WdbbMxF2SQSe4Qxnb91IkvV0fvC/THkoH5HzTHbX2nouIN+MheurSlYEh",
+	"SaZtqP6Yc3mHinRvpzB4f7wC1geNa86dWuyPmkuzasayDGvxFERhyG7qqZ9UWIYDa2SNQqezEg4C/Uge",
+	"BGxYBjCMxizGeuBxlXxKE04Vtf+r6lZUUKVwiJQNOUsF9EtnGNCBPfa4ZRfPzs/Y52ImnV/M2dO/+gVy",
+	"F0KY2EIHw872ahvBT1iA5JRa9c2l4hlGCIf9Ux7/mJ1RDWMAlLVNoK74Bpr0YOdbqGwchbZp1VhznWV6",
+	"HTHBoVMg1UKeaeiF5dnJBLInW0XSYzbMoT/nHEcLZxZ+n2DVEgg1CHJpWU/ZaGw/UOQRdRHyaxtB+8tq",
+	"fJ5lYBcKC62ejLzUCL1XVhKsa7MNTWzbRZJHEYtDNfcYzo6KKUsL3cwVIlZ4hBZcTXXq55HKUz4EZgn8",
+	"UYS1op2eqhqiQrhMF7xKbKtWwNZaYSBb2CO0WZkqBAeL68XnaQTEicwzliFgBjQjqmpYl/3eaUjsz4rv",
+	"Wr0SaMSEAteNvlrQbw+LWnMqszyG87iRYl2/K+0AM17eVz1nHBt8U16vh0WgbNCvEW8sERCW+E1wx/LC",
+	"JEtuxaSsTyHDqZNzjSuGnee1YRmUH5cKa1ZPVbsTk/PE2l8JDNFqd2LyF7W8UTTLQebvDpClqZKOLKO1",
+	"6EYQr5rxhL+1pgOd/QZ6Wg10dhnoajDQ3Vugq63ALR0FupsJ9PYRuCWm7G2X/e+VW0Ijjg6dO9xiyG4t",
+	"A3jLHhfcEgm9W3+Ykg7RBbq9C8vbMZ7VpJWOpF4iThLbpadGrKlKuyegDO6kdfcog79H05CSWKZ3C2Mk",
+	"kh2zYaApuHS+Vp6wQpQjG4adNX5bQ788oMTIl4Ck+y02uo7QDINo4AcbRIM1hAD75/a8soRdz8uB6Itv",
+	"cDz69K2ufXgBo7+JBuT9usMhd3a1CnemCrQq71PjstSm67wsNW1927+qV0IrcANuJ6BBABNGeluHzWAp",
+	"tGl3+lkVVkMxVb8udq+dhUamlu+6HyWL1LZG/RD5aVtLaYO9Vn74joFDvxpAVM35uztub9deQmXk97AV",
+	"nb+VnbyCu4IuvX0tDSup6t8et/fXqnrQsgt5AlkqVerUMyS5Khts5Nw6Vig/hN1fGTStqJy9onHe9ILj",
+	"LtWtbwNGPbanw6r1FstVP0yJ6k4o2a4qKvcqanBb5ZWeKLev/eiZ/IdXcSmwrV6huTtJ4T60jsLrMVCs",
+	"VS/lFk/Sf2+E0ZSiONTewlLMN83cmmqlVZOjO7YrKjN5HqQL0WRnp592Uk/VoahUipfcTdWSp4xnYA9m",
+	"M+EVuRyiRb7FXjoh7OJGsKNG3x9p2RHoQUFISrhiMzFV2ABpGJ88fsy6OyuflkswIhEQTTcMgnAEFCgf",
+	"+Q342fV8PlXY5gZ0qDtC8UHb+LQrUbfb3bQm78LKrW66/bhU02OhDC/EutK5QqVGTvr4LrVhDx2g0Wp2",
+	"V1+mR7bdPcrIxdKhCaynKdMD6iH7V1Dpa3vS7Lzb02MLd1x7lA2vpUpZXGslPdrLLXtvia8l5ZWSeNlU",
+	"trWR9pneSivbWPkgTg9I70xTNsTQ4huBlk1+LZBMDZVYQD9RiEF27Ogero6D+rf7dzb+drmptYcFS2HZ",
+	"JJYNj3/5+V+fNEIHRl2dY+8SOt8+wv5DuayOdmfgZLCbBr8aYcD+JoWS7gCt2T4kVTugPW/1HpRlf4JS",
+	"sz9iEu9dyIvfsjA5N27Te9OrPAI2dDKvYgxDYV5hIozNhGhZ/61Q/ua50YO1Md+fKu21BE+4ejJ2pYNU",
+	"3bk2E1bnzUHggIowEex4AzeZgbcE4DH0f0YYvYn8HXvYg9yiwLAOTJ4NLYEzPOd/qfjcI1trkQ7j8Zrt",
+	"bKq2jWcdZpnS9K1zoWzEKuNM3Si+1mrU0WG/tMEGvQ32S+Xko0Gj3z6tbE8DzpdSpZc0hf+7bLUPH7Re",
+	"PaOZ4EEZHmv03fdfBDPjdxgwqn91Py8n870frfVtvwcHA+yrsa97MakaPXwbsZDbRPY3EBj5rZgttb5+",
+	"6S9J3qGHpEWeyYRyVjtKKtHl6vp12zePj24vAwILk8JIt7nwwCIVCNrunRVY4h0/fRFQ4W/fXg6ijhSa",
+	"eoNDkFxjQ4lhccTiTC+kQl9YvQ8gnBCsHTv9lQtcOpcP3ryB2itzTZXbHU8AUKjJDs6xhKtQC6mE6E5M",
+	"pWcgJN6TB6FSkAGM4BkQZDQ7TjyHdUzfCFMlAlIrlVD/itmNStDtSoTJjtnlUlqW6qRYUTA7NZpxXohA",
+	"f9pfNEV7ROEj+adKz+vlJhcXsOjyJyPYQihPMUWK4ATf1lT9p//Enmp1IxQkY/pvPmIffeTPyn+VQO3i",
+	"8UcfMQi5Qx2u8FyNxYc3xzFTQqS21eZywrDPIpsWR0cfJ/UGifCNiKeKsUJlwaGMpBz66EAbHc9T19KK",
+	"MTurYQF65aGS94GVCyVS9rdvL6k/RiZvRAiI8aMfP2ErqQon7ClFCFUFtHEg+GyXAuJo4sPxWmTZAZT8",
+	"Ofx+fW3H31ut4jF7WW99af3Q4HCGPpUA8apV5YSy4EO3zNAehzMl1sgJ/QsYlecw4ZDpLPU/wcAQY2XE",
+	"jQ4u1vVSZyJU4iA3LLjNQ3GOYaYXunDIcwsr0marzpEfFuIUQEhrANNpPWHxydExa9T0KmO8iDaFUkWh",
+	"SQjOLwHIkOwhPVKwJ4ysWv49BAMc4xjxCSLd7EcfAfBiniMpklodUg2efwJws+HfQ9mz74b+ytrJ4eF6",
+	"vR6beXLgWbY2Y20Wh2ae+P/8cyPYI0SCcaqLFm1Xq6IaPkMrUCaMqfJazJCmj8LlqdVOoqW/UoAUVBrq",
+	"o48o24gem+l0Q7FyngKWXV1Ojo5Yu3waDfiSO4FhWgAQrDoTnzz+lDVqeYU9xS+FM5sDCMQIVZv8Ggje",
+	"Y799jIetrtGsKIMUZsIinbgWG2Y9EfIfsFoLWyPPKDeP/WngduYLwyHLs4BoQI+aHirOsiTj1kYQeezl",
+	"Xv/00H8gUvP8vAze4wzJMCFjxHhitLUMAi8Iryz1jsa+faGehB80CHi2Vptu0m5B9fERLOT4iNmIhHF0",
+	"rg//8uxyxI6Par8DohjphGXD828uLiN2/sr/39nl079G7PNnL55dPhuxJ/UR6ehsbUvIkeoD+3H938/P",
+	"x+xCLhQIwcCgELAyt9iqx/N0rwrS6ZP6JY0XeNlMWJkKG5CkRENbUl9mhM21sqJMWmqW9DrFTiDg/PIj",
+	"Dn/5n/8PO378JwY5fBnQmLOLp8+f15VSzEw3RmSAlnphQYamiI0QWZ0stbaeJgha32ce7638h/Cre1ld",
+	"Br8q4HqfnEAnHbwa0DQt3Izjj9l2UTzAom3MfGQpHnWCoz5+8okflqTwTCZCYVeFwMKNzo0UjptNrfBY",
+	"4Npn588H0YCK7Q0mg+Px0fgIgpZzoXguB5PBx+Oj8ccQA+CWILt0Mwb/y0L0+Nj/dvHN157rsy/Fhl0I",
+	"V3WS8XeQt2QbQG5MTcw2bCYY8TYPrakaenr4z0+O//mUUWsKqmQf82wRsxjYYTwas3OZXJf3nHIFYIJH",
+	"lsXXsir4NlWfFwaYDzxqtEOagaftqHk7pCUCb87Skjx4NnYtNgj8kto8TweTwV+EgzYRXlJEJAXoPT46",
+	"CrIW2S3rtD9AEmnwHj0kLlCE2wY5Ebcxtn5JBZYAfMqTpTh46qUn3dMGAbt809b9Ucz87UqWGFdRLawt",
+	"lb+pi7qDyd+/iwZUwM6jW03UALZ5I4ycb5oM2MumfAFqnme/GJRyuIROSP/oxa8zYBeWPT6qmzioSJSX",
+	"F4t8zJ670Gui3o9n3HVo1HnpAY+NZug5uObKB7ug+sLr5P5Z4Go18OncEvTAQbEv8IRi59q6hREX/+0F",
+	"G3okfylSGao/QsToojAiHQUmTbIOJ94bofD+5OhjVqu6WS8wOKdaErVKNjXh9oXmaTBimbJ4q9GFE1Mv",
+	"8M/nMsEShJDPw9NNxTV77uBL/9RDnmZVDajjQGF2v1jgGmNPWZ8cfdw3ZLnGwwthbmQi6kXtdiFCuYYd",
+	"mHBzfAgm2UMwyR5ketGLFchbyUyPRsuQHl1Zds/On0ee/nk2B46mCaR6D2P4+Uqm8SiCWrxTNYwpYXgU",
+	"eVhAgd5h7Dybc1chlzli4ZtgH8EBNmwYo3k3HoWqR14/NE4mRcaNZcNQxXc0Zs8wpDbRJgX7lJHOCdXo",
+	"BFj3QaB5barwIySTAzci+s8dW/IcexN6BTdbe20s8zo38gCtSA2otUJlyrO2qZJ2zM6hE4GeV930jo7Y",
+	"MMbucVGQ8diTo9EpRQVTEgmaSeIupH4hrTvzMD4rS7Ln3PCVcEDke/KMqkcOoWxTbypO7cGnaKt5890D",
+	"Xp/aTsAQ1XGJzsASFEzzpUcBbtMJLmX3bfqsKpgGrxzf/sqrmgaIL+1xa78IpZzhjcef3v7GpdZfcbWh",
+	"1VmkD3vs6DmVLS6r6/4qqlLSkcsuvw18MaozZ/9Fm6qgKR2JSy9heVkoW+891WwIBSUkyhB9uDbdTYSw",
+	"dDcObGnmg+ZYY/tDFkchAM4qntuldjCDv7fBELEmmz3U3J5MVaxD0DfJCRE27vODoM3eqzWhSi7VBLTQ",
+	"1QgrU4IKja0jpyquOxQLRYwtbZStvCI96mollYsrrRuVazLlQHMnrBsh03YPp9GYnQXqAgm4ZTlnr2og",
+	"sTplMdR/jIP6CjUveJaNpwpJZqGwKo+nnJ7aqW4nXozQHsNX8QhB0IBiF8mCTmXY+uohWfF2W7QeGQtW",
+	"D8WtIdLAjj/QhZ10AUBav7h7EgWM4Dj8MXD0NzsE0Q3YTh7ZMgEAKcUMcg+8CgbVN0PJw8KicNFOkMDw",
+	"9wi5OrmWLBY7KZ+SqR2RcaE2RjvwBw2vczTwbNVYVnqNFx4e9pIKig5lrEnCFbMCatdQwptba5ZKyxdG",
+	"iDFDkW0ByQ9oyanlGH27lfqRcLVVpjnkWDRk8alCO025tjFU94FSMY1S0JWJCyurYREg62SWsUSvhA3J",
+	"OFNFJ7JealvLn/IiD4g6oXvzkttGteoeiRzcd8D2Bw8tV2BGAZbW7yEFAdsIGLU4+Bsp1ogAv3VJ4+jk",
+	"9je+1u4LT55/tyQonFTJdGtHhbjbT5S2JGSpoAAf6PlkKCu9snXXHrZvqjDuNnftd7vJ3yF5xSc/vrMF",
+	"RYNc2w6C+xd5AzWeSkGkCgqochcbat92NX1/ZyD5DahtCCGAF8GhBvS72MARUcwJCGBZ5ukXUbtJlegG",
+	"z9YqhYHhbarg+XmrbD9NNmwl2I0i8llAuIW0DVPrVPVHVzZjMpEgRwxy7csIQSJ3C094MarmH8Lo8VRh",
+	"FAKaEAMPaiSytUn8aRkcwhr5qnQaoGz61R59Go/Z83mbNNH25lxm9fb0ZRCHaCRUIkhCMX87VfGTo4/j",
+	"CRZEiUiPzTY9kwAMcwgpGLPLFmxLaRHTDLfFxeCbaJkeguRYe4kIsM4xTA4SIUHrj3Zp71gAhq/9Prv4",
+	"DZ5MiBi5m578vGqS86XYkBoM1PAzqo7z9jgVrrPkHW8wwuCBeCOCo4chtvC3ZUAuYeIOXooccrL7ZqO3",
+	"Drtegbn/I3HUoz04agWIp9TZCV493mN15+geutT6BTdYhO7k+Mk+oCh7J30lUslD9bWTx4/3eZls0Z4d",
+	"P1MOCmT+PqUHvF4V0d1Tf4FqyIc/konyzeG6zGjoVGLKnh0Q/WiFsGwYk9bvlX5I8faieSPAnZT+NQZt",
+	"AGtZSrBzTjB4pRXcKZ0V2bxUxa+qCfaI9CRuwaeqPwViO/UBcxOIvRCLzTSYfnmZCO/1BH0NWlo8z7QG",
+	"rSiQddLtyF7sKH1gWDOL1m0JWN+grdWB15Any7L2fdDvUJtqG3vG7AwPAjmsFnYKOpR4LS2mZ7D45Ogk",
+	"PmVYw1MTe1/ytOSkXqXhiolV7jYhTaBbq3llhQnx3+9CtaHkmh4iHjIaPugt719vIdSnq9ht1thfc7lF",
+	"ZvFo+DwdtBSRbjp2WMXh2g6VZN+Z+jSMszS1LEZTZVxlT+k6PSCglGHyEUXiWVt4mlZGzaPBEqt0VAH0",
+	"4E0qn4UKALwr00TP2VauCVIFIDQVtZahzPBSWqfNxpOQMFktpppcNXiSpshEFc+Qipl0E7DqrPgGZHpI",
+	"zagR40pzYAoSkaCWTUmqkU5P1e5MMM4CyIB65Xzj9w4UXs/n6JAbsyBCg9QflEggn6DD0Fm0pfaaZF5F",
+	"kddkcHDFlgHz7GsIeOSKxTWB+eBLsYkx087rDqXBHU3bxjOOCpxgz1/pm7oJrE27WRfp7rQ1w7gVOf6t",
+	"iv19yUJvmsHFXuHf1gWOH2wZvSbz8onThq4JYVxlM4gPmsIHTeH3rSngTWA8cKjS0HSrxlC45SHEOAIv",
+	"7WSJUDcihD+XEcs8hCgfUGw/X8lsMxqzM8UKirWlbiigw2An2NDvY6oWITKRrwTGL3e1IK7ZieDBtTbX",
+	"Y3bmnBdu0VfolkY7l4mU5cJMVRW+CkHawrBh+VWEKwJOVL3GcTS2EM5CAC/F7DYidjtjGgBuD0NoYew7",
+	"Ude3KKoXbln2At0mrBcY2CjVu5XU3w8d+d3Qgp4gK39YXgwCjK7uY63vTkf0Yo0w6ML1U4aXtRyHso+r",
+	"Z7v1wFgvOaqF/zSh9g31TAyo5gPXGgzRbqq0SijDYjvZoYyy30p3CKZ7r02zYTubwY9Ksm4IvRuhf7XM",
+	"6rFYEBMBdXJ0dDxmL/Ri4VcF7XfXEusgoO9yqqDMNGbyQE+PAIBHdjsumPyTPMugU1sPLfGg3rrVJ33V",
+	"3RHaYM++wfph975Zv0OG94wsNGUzmLK17g50Jszbgc/acUf43EBTPGfQWTDrB70d4KMhP2yZHYRn4hWH",
+	"0oGDv9XRYszOa+lDzcmq2LxQqoMygloJRZVff4iojW+D04k7iD8/kGpEhRExZBZuTmdT/9NSw50qaGxk",
+	"iXJgTUP2zZxZPw3PWKJVgDsNJagLO0QWwiogRS7boG0L/UO2x9UBZ/IwXLTVL++3xUe/Fmuia6dkwgyo",
+	"1USHRh8iEJE+MN7fPuN99pqKM7Rv91wbIAe70gcqioWpsv0k6ynkTVtKR4FakJDNGGT2MunQcw3k/9I2",
+	"GhL6zXIj0qlKuBUHUlmh0EiTbSBAKD5T6r8+qzoTUietVr/CmIRxEtRpMeOpOidRA6X1jlaEQDk6Gw92",
+	"0guCyEMRjGbTynds17iFYlwuS8Bib3VMmj8lhkVZZZj5AyWbwWYVUODeRGOPq/gb0Ph/7wQDb/LWRUYu",
+	"3EsmsHYbOfa2/DtfiYd06UAtuh40JTtory7wxxJXQWQHtflAKha6JHceqKGuyIPJj61vDrFXsO1nBp8Z",
+	"vbaepFLgJeSRctXK6y+zjykzuVbYwOpG/jCvygcECY9To+UJs0tt3EGGFd0+PmJ2FNWS6CM204VKg7We",
+	"+tKDzRydFfXU91LLop4E1RpGXTwAb0qrffQDUuXWTJ3JHgiVPxZW/0W4Eh+gQF1OIXElRtWwvMTrCtND",
+	"35jOsISPWGwTnYs/f6+lgpr8lHc06m4iAz72MswyrhrJxGxodCYiSL2bKsZW3FwLEzFsmY+5BaglxaHB",
+	"aRwxnaXCunrrzlCYsFwZlqKIJ9CpSnvdaJaJUKCCljXbQJ7FKYt/iNlcZiDx0Jde4p/L15Az3Za9RvWJ",
+	"pLqBWgITRpUrqShy7WZBsAQ8BQWaVAqGBw+7vmyslwD+7iDTHwoB9YgoqBNW0cijpbMYTAZ4PLVaSuUX",
+	"ZblNWlhnHdit6qIVXNhQhxZCLYhDza2uhf7QWOSdKrvukVn2m0pBKxtC7sw9Azx5t+ri75CQ+euAoKoT",
+	"LPgMwQydzPayunwzgbkHQHmg6lkMVV60pnQrz4NrTZchrwF67rAzRRXlMHgWyQ3mZZRMMwtJw5QqhZef",
+	"3BVHn8JnrDdyhd2B03gH29TQW/4hlKdqgvekPmErsJ4IUa1XVauxin3UO469U6ftB63qYS5z0KPgxDvu",
+	"c136OPyRquW9wfudia4mHgF9SqcEBdpAYlSeCw7drtG/oJUYM2pQD43BeavnOBZCiTD0HCrG1bq0Yp/v",
+	"hCtshT3UqqwuFgo5kVyMHhJuREBgpvRUrbQRk2q0ymzYqv+DIjg8A3Qjgkc9FcTOPv4bkNW5omJh2Ixb",
+	"OjbMBL+B3jsqyYq0Kqtg2cnRyZhBKUM2FwIpHLVVr+pFciMworEMkKQqJwAgKDvGFaWtznSxWDZksCpI",
+	"FAaD0BoRKjjU8z2s4xsIjUK5MNQwDiFSHeTxczigkjze5oXBx9MP0Yrv/8bjUdCNZ0MsO9rJyTs1jXBb",
+	"qagYXYxTxtUGvBcCUo5qYv0pidqifKd2ebHlXJDEO4u1dOPY0Ttjg+gfbepIZTpTpU9wunijd4zjfwCM",
+	"Rc25h0HdNfTPH3eIaeUuWXY1hE1DDbYyYwmEzqoiG4u9CgX1THQuE7LxbzW7gLhzzLqaKhyDumxYBv2n",
+	"wieQbEMDDsQ68Ivy9MAP0EWAqwYgDySfbncYeccOwV0XE48hpX7cf8DwwQ/C7n2E3dLHeBdh93DG1T2C",
+	"5+uEplMl7qMzkRdeIZyfGa6uvcwH4eRuKVZWZJ54DLnaMKXVAfIcquE2VTOulEihdyX+SUwJqQmE8J5C",
+	"DV/4DbwOZPz+XktF3Y5i+CdmQyBR0L2xoJGR8YUHoP2JFcqNxuwzrhRIvlTONc94QrbpGe+0qn3GFcoS",
+	"D0S/PuPqPSnWn/Fef6SHxQdy9YFc7UWuPuOKgpTvRquqLKBdenof+RmzF3JOkVYzrm5Lz9gWTDytqN3s",
+	"fQL0/DzSskzOPyiJvxEb79zh+b9FkTu6c2pbG7tRVXyXzBhDgUiDxZBZzyrJvxuff3NxyX75+d8P/Zfx",
+	"mD33D0IhzGYELIMA2O3LAs+LB+WDOMV7YoU4eR83BLBiLbcPTPEDU9yLMiFGEV+k9jo1N+/+nNLf2Acg",
+	"JOc1hzZ1TRAKvcxgIIMSXyBMn7b800pAjGH9VrC/aamghFg3PQm/N2zGZb2elhetrNcTvDlTVSWk7iq+",
+	"ArrBjlzVyhyG400VBtVlwtqoq+jO6LRmVaHGKpaiev02V1IV9Dnjbq7Nis2FgK70cOqQCoumcuwypRKB",
+	"iajOSKycVou6huVj3j92gLdInckObsT3AYiQPVVa7C2bQxm3y7oDDAuzN7wQED3KQqYx2QnHIRADXhiz",
+	"b1QVjIjtIEuLYaN2bM1lOYxPjj6dqg5/5QQWiSH2EGcxgq4mFTKgLxVquW15UkPHSq8zeo0wpL+BG1U6",
+	"am7C1VRtJfuyTF4LygyBClIHKw2wIjb4b4xnVlfogKBlmBasCwcAhbTnoyMmq8GvrsXmKjCluGw7UDYP",
+	"aaOP12/D6SIMp6o8RK+AUkcsmB1ayfuJyamJ+1NaiVNcqYXkZ7/eEOmlzbXF08Q0Or6pXFa9USIe+mSO",
+	"uxtJOecy9S93JiW/J6P3b8r3+5tO2P2D5c56RL2zAQ2o1QPw2gZlBu8wUNsGdZa2HuI2zsTcxUjTkf2Q",
+	"/QuWiKTp03g0Qf9qzVsllXWCd1a+feFf3dsT+kLM3W/cRXRn2fX3qOACA70rIhMJ7A0ifyGtIwfp77tk",
+	"O27i9og5AgjUDgkcWJtUmA9e0AcJu1uVyPXW/KC7Uf3X2RLBlRFCbnqcGUiMQa4PQbjkRRiiATI3JHS7",
+	"JccGss1L96VMru9gb3wpqJTJH93i8Lus8QcaS6k5Da9lcj16PybKaJAXdzAkQiTAPvfhlJKjjc4Eg9xi",
+	"r1RN1UxUj1ZSD7Q8o0SUEKXg1f9VuYyo9jdJO6Mx+8Y/62X5qSKjAij+cwrLXwojxixeFU6kV+Tu8x8s",
+	"+QjBEDrkDJp/kvkg9wJYoVbYf5JP1Zybg3nhCiPwORxAqlTMpZJOZJvRKXyZljCpp+KsvMC86E5sxOCE",
+	"B7Wb1qd4TxEQtL8ePY3uALchGuIDSftgRL1jIATiEOQFZYJpA9fxLvIwXtHevKSv6AEojWATLIrKYit+",
+	"iMfs26pjJvRmobbQTljHqH8SPsTimZhrIyDZKFRMbTxHpFE6NgTRdMaT6zU3qa3sGJjeK51YPbK4glEY",
+	"HQx/ODjGxeKzYWy0mJVjz7VpDQ2qZ2vkeMnt1UobEUObialaLwV06vTfBTdq8K5KI6jSHgXKlsSPUcg0",
+	"t8zp1cw6rbopIqoedBx75SlVMB10lpuXyn1yMoBEILkqVvU0IKmcWABlirrHLiG659BH3UPvpzI9rCIE",
+	"IN1HEyJu9UHxecvEysO+7FKAGjtYI+mCzDYM8SzQrJIo/brg0E6LU4zV0a5WdnEl05iELUt0zfK5wLaF",
+	"zmxqlTFLQgHmZFkG8WOlTTzSRvlMbeRCKp6FXZK3+fHRURwsUdA66/HRcRyRb4Ozstk9++Xnf5uqti3e",
+	"L8VLnYkYs696pa5hfHL0MUpl8SiC8qUJV8F7JdVU8XaoKhjNyu/i0Sl0avb02EuelbS+XmqYA9pwM6u1",
+	"qlWRm6rtMnJsWBNdOZBNscq705wvhErpsj6QQFib4b3Jg7i/TkIESHfaiT5Ak96mW3/HQi6pZS5NHbG0",
+	"8CrFhnoQfZBRP8io+5H9CyjHEPCom77fIpYe/kh/3Wa/Amuwhd4BJGOdUgnvdMOkZQvwtBq9Ih8g5Jvl",
+	"3C1JYLtDxA8KeHVK9UfNnfojGKzKZKvAyIfE7b2qFXjb6O0KL7fLzYR97TSYJqI+S6V7WIZam+G3x1Ch",
+	"Algqa7oYG8b4xRV3MbPCjT5cyQ/MbM8KnKl0XVRAZZvRr2dth0ZgxJY9/FGs9PdyJ7MDI3qopFnvgx0M",
+	"wdDO8lZGhrb4lzTC3qHe5ZTEVj/cod9jhS5+LeroM+PJ9XtkYtEuRIvY8S8//+vxJ+0iirpwzOaQpTR8",
+	"9fLFgVCJTkU6ws7OLP7//u//8/+IPZ+O/+k4LkvoNPs3wmXb2byxVlXnk5Pbiur0+ZS+UbV7kwtDUZDC",
+	"MFjAKeMp2B88jQHP6a2X9yxNf9XNBRrx4er+Ll2oPHEYN30f1QrL7iai1+IfIgirgEEq6gMxVhaiOjEm",
+	"uqx7xrjaYA9l8iQmWWEdtKAuwzuxQoVWmVSCQn+hpB5bGJ4IfxekTqv+B9KgUR7rf1ClPIhwhR7ySiTQ",
+	"PFqrR47NM56PqjIkfQnXfxHuPGz+AUXSco4emZRAQLD9YG1+2/fj26UOaBjiBxHk3dX53nbYjRE8faBI",
+	"SazkhxUJsBMTebImjKPbyl9SbephBiHIGl9tdbidKq7Sht26LDDvuBNj9gprBv65YazXnnfUW9qGCoOe",
+	"Y1HdHwj1Rysi+SdpBaFScyjK872WCq51KDIERhr0bJVlfLCSQted/oqb65ce4g9VH5mn76t4guDphT+F",
+	"/h6wPDSEr3UX5ln2GycpHzTO/ejYV/qGwpf9QeP1uROndzJ/mERLT3m2ega2kpO8gBIbkcgc3G0yjSPG",
+	"2Vxk4FUq02YClZ6qIWmu9H6o+JXn4G/iLHYyp2ScUGWX8hyWMlmGnBYc2Aphpyp4HMuSYo1arWN2KXN0",
+	"ShnuxAGECmBXJfBxeekF/FqjqnteR0bNzvZ5TmKzjGbbvB7f16X8zXa/vpT5eyxx6AHTQwOdzP9Dd7r7",
+	"0LfuP1TuzSXQA41RRCH0MRB06ltdknNPtvq7WJP9I7ZSJSKeNIQ3LD6PXXpo8kBrm2WkIeMPsx+99hZN",
+	"lT/eUhRDf/4vP/97abSMIwwcxd6qLFbitcO+OjEkMGI0Vn1NzXTL1vSJXq2k81Q3SDCcVg/5CLkwB8gc",
+	"ULiFvAQqfV013ElExJZ6DSEUK66qlleWrY10opZJmm3G7AtY+lTV135KhRZrIV/QNaQQEeP2mmwyXrZW",
+	"iQilbqtc0pA/iqFn5R7biaT+QMAlGmTfRkrTYfh0LZNrkcaHVSYqZhvXIex1F124q5WNG/mVSqwjkhkA",
+	"49mae6pY5MgyvQqv1QLUbwdu/teUcYWaAJxtYGNlS+28jF+pcoyxqdMltSmDJGn+QyEQ6UIqLPtSfgaK",
+	"QOjzJJgV5qbK2fIsQqqCPLMeGVc8m2uzwhRgnjlhREr9hrmCIuUGR5sqjEWL2EpCEyFSGThLueMzbqFD",
+	"iPNfacPmXGb6BtIZqA8ABPG5JVfs+AhSdvEsp6ps7F7aMpo4O8TinXmmofKmP+ez8/Ori//x9dOrr87+",
+	"5eqzs6dfvvjmL/EI9iMti0+Oj6ZqXmTZlb/SVZrshBDHL6w0aNLlGbO/0iWUlsKDclMoDwyolUwwqFV1",
+	"yaURXjvjCzHBxlTkEaANzTZsLtbCBKTNQZ0ro7KyjO7oqlM+8bRoSzjZagqADX/gsCDpQ+oCJ4pYvPSi",
+	"H5hjoTr0DfR3nvvxGnjUQJ5TT5BCH6hC0BNJInKHncicZp+c+CepTJ+GtGyozyrSfsizITXY0/MKrRCf",
+	"mH+VyshSmFJniXiJVqRuO/GTJx9/skf99Rb8aOduKS0SMjqp0AkAGvD3lYIH8bW7Zj0Wg+evMVDzCZWG",
+	"3xkR2mI2XLqShkhb0RCuSCAPQWrB7aQEG/qnDnKdZb1rrqhY98Lry/746Kix8K5404cMI/U34PYYUjqx",
+	"oGwQ3dNNQveO25ntMc8XRZb5Db4Mcv3vNSqeu2TpMTW0v0Su2EnIa5IXSFql3EVy2I42Q2XP8gfDNpqh",
+	"R+vBFf7xWgqVB7gOB9AnO+Pnw5wn1zuzGzzPyg+KnM0KcE4IYoJWnDIMFLYsl8k1lGeBscpgXcXQAjLu",
+	"DOR/CvroeZj/AVGlMZOfug9rAjD+gHgDICoB4KmD5Zm4HX+czovc3toqfFZsMBqjOdGkEqVZTgHmhG7U",
+	"WypOliK59iywMFnsGYUVobJ7qI40vHBG5oI9pUdBhIUY4fkcHEmWq3SmXz+yNUH9nG8i9tQrQRnZ0aYq",
+	"FWDCKEvGg3zoBWNUAz1zNxtUrnThEr0qpxhRCR2ysXBjJNSuSQSr16DPjb6RKVTfV3NpqGFPOZ1m59xk",
+	"2sBseIm0wr36gY1IHOMZRG56qYHFf3l2ybYO4/BH+PdKpm9AmFwDya9KF42nKljr2L7GOlJp/MmMWRDD",
+	"ntA3XhbbTBX3mlS5GVIFKXAeV9Ss8DOa+IexAo42DIo0lWL6kKupWurCjKKyzVJP/5JLP/Zv1S5YW+J7",
+	"sg8iePooXvPS+XuAXmqn/eH8h7AQfjD4/aYLwBabQDb35TY1Atdv/QNrFaF3RKoG4LgMXVBnBpuJoNqW",
+	"clcz4WwR7GFVKss6kTPO1mK21PqaOSMXC2Gg2aEmoumvFCj5gXshh7HQ0h4bqgB/QiYy9aReBfMMEGoa",
+	"G/kIlY8o1yKtH0qk1IIFW2zj/SXK7CkvjGo2Vcv7iPHEaGvBklFaACvLoJ47ocCqY4G9VG1keWohK2om",
+	"3FqA3RSa7q89eySOBdXwxuxcZxkVlmu4jGpF1bCPTfAbnU0Vrv2RRU8tWjDwMGcCmtzEQMLG/ufCxmN2",
+	"oVfCb1pkVjyytXMN9Xq7I1sCn3gwOXMnpSXm+SGW5S3Tj1I/adjPu0hJd8JwM9gxEJad8Y5lim9RwJNb",
+	"IY4tolVVm+xXs57B3aDOG21XwIxnHIz4SqyFdUi/Jnj/JDZ+nmvDhvG1VOBFRuMK1lWMWN2bEpXgMuB7",
+	"lWBiToRRnoC5sitt5b0OlhpaxFQZ6akmuiOk68vTRv38sr7333W1qK393G7qgnKL1F7qQ8PFOxsvAux2",
+	"iQXIJ+2hBQ1wMPmx1U/7x8FMcCPMWeGWg8nfv/Mogg6WLvv8ZeV+AdUP/rZo0U11UniRYBANCpMNJoND",
+	"wDda2ZbVBMug2giu04FEXyN1OLbjWhEBv7Bte/JLLK2r0npFSva5UBs22zAy/3pdrdYgI7R/PImrSp6l",
+	"dQ9zyqOpEq8TkfutCVDIVVrWNGt0tPIKWFo+1aji29XVajSeqpc6E1jxh6r0TIujo49FlQNWfgHrPWVK",
+	"Q+4hTxwYHDgW6MD4PKxHgU5AvaZipAQzNE5uAy2UhojKMG4EYS06qA76Mjxoe6RvFLiKrTboekLJpVF4",
+	"sWkqHbMGAS8BzoZhFg96LEGL8X/1VUa1U47wPQpDjBqLH4GQU3oUSFhFMv/Ioq8yxvoh/kKA91eqxAhu",
+	"w2EveH4AhWKlIt8y1bKrjAl2o5J4qoL6j77k/q23/Mw1pzSr+aQbBwjW5G6oVwHTuTBkYGSJl4OFvf0Y",
+	"WCZvRMsxTi7xPCssc5s8ACIEeY9Zo2n1EMvdd3VZj0cRo7hq5vRUlQALD/4XfPDPv/z87x7TH38CLjD/",
+	"kXiyEbZYhVhErjbYJhpHLFWPGB3uTM9rHSFxz0MvaIss06NQUTqdlI5tadlKWgv1tSt3N2kQmLkLesRU",
+	"gUsR5WyY8AJI3hf+W+ry9RTgTt8QBzxlMc/lIfeHx3M53vBVFpeCuiXP/pIrJbIxe1rfVjzjLln+2ctR",
+	"MdaOgMWzWs07jDKDrrZOL7CKDAd781ShK9SSL5QNjfCYK1QqIKx3VthNSZg8VlvnVQHCHcxqhh7SwrBZ",
+	"UVaS7vbM25XXjoYNH2sEkpa4oQBSVYTQPFNSabiGM55cZ3oxKgWwWiQAFVxGcDRu2pgFt/BMZFotbIjd",
+	"C176qfJCmh/Jq5STgD515z0v3fekvxkxLzwqDOOT4yPW5d/Vaqr8VxEmDrCTk6OjVkfRchsESgpM9tN4",
+	"JQw1LtpdCBjwaNCOGGB3DhiYqp6IgQngSKleh+mp8jmcfBW24PEKjvop7DDRqaBa7SA5lyhil7rIUpbq",
+	"iX/4J3iQ/cRWggNf/Ck8R6lBP03VTwcHB+V//pVjv9ufmPKaQQYQLYwfo8zEQO+7nLONLtiao7U3vHrM",
+	"fgpyh10WDlLtU6h650m314D9WXPj4lFjzGGIlAra/AgPYqMLE0KcCFkwkcRwleoVAzt3Ofuf2E9e35fJ",
+	"ht1InXFsudoIMynUtfLrwYv0E5vL1zXEOK0tqT1/mORT/5bB66DZTC7YENAV60/Z8Yq/voLfr2YbJyxs",
+	"9M6zHNcACUlhDWj1gcZfWz2f4yAn4TRAUmNEZDK9AEuLYUbc6GtRinLYOFOqysYS/Kq1M/mJpZphg9sW",
+	"tZc2DHQKgiIr64KGxTxmP7Gl4MbNhKdJSOB/ug0UJ3iqUJ8m0cpzHTOpX+VUprQinrI5cBgFUS77DO3P",
+	"0p8iRGDQwyBsYdCUtOCZiTA3wfMjNDs1wcKG9aOvjXKVC3PlBwAcQOIU8Lx6jGx4tKTHFXoZL6bCyMyL",
+	"ugLOD6fGB4JgXpM0pKe6IBQA/Q19jJtLRK4Jq8PDbl3GbvRq1Po5ADNYwLfhL//z/2XHzI5oFydAQjyt",
+	"xnjsQKvx4CjqiQan6LAZOMFSCE1kw70jw1gIDKtnkuwRFtYTEUb0PeoL8zrFlgmWfFx4GJAeR6lrZQGn",
+	"cgXodENOc1lyJM9xACFSVjdCgC8wXxieiijshoKpxv4WlCFkkxbrbYeUeXoL4Z3AH9AOvBBosB1FQbyo",
+	"Hbf00ku4GzUFJeRObcu46Iu2Xm4hLTfkukbM5iiwQJ8TlKCx6zXwYZnbMXtaOhi9BA9RPfY0WHpX+kaA",
+	"1RoZc63JCfSHSHUxy8QBDpmJdAFzaioCo68t49mab2xl6cH4WL+4yghFvHahhaUkqn8Io3e2TqFqXih2",
+	"ffRRy+U4/ugjUp5A8gZhELMBgjeVLkK3w3Kq0NU0gRTox0+esBtp5SwT7Ozi6fPn9YzoIWevXj3/HMGz",
+	"0DplyVLLRIwiZhOdgyJbE09C6hfqZoIal4cUz8cnbKkLY8fsJbhLQ7EBCiptxIJeiw22i9zYeu3FYB4J",
+	"3Zc7fGUTCLGNR9s5EsgnTms11vws5DVP5XwuINA5LAiiLP0JbXUk8QQkPq0VcisbqsMqvSJYDmGdzDJm",
+	"CuyDCWMefbo1plSefsdsu9jZmKGuMVXAni0bxk9ev6btVZTbBv8A4DnyqXAKEywCBnGY22BuqJlkLepQ",
+	"NHMySJD+jTSGpyup0AYhLVsYjkGzG3TWLwo0cLIhULmzz796/vXVq4tnL6+ef34Rj6KpUqQhYLioX9XZ",
+	"+fNTJHfBXVEaaT6OG0uFuTtW+ldPSZalFUMqYS3LjZ5hZiPTeb0QM9AuuqcNU4fO7eDNd2/+/wAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -19,6 +19,66 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AdminActionAction.
+const (
+	AdminActionLedgerAudit      AdminActionAction = "ledger.audit"
+	AdminActionTopupRefund      AdminActionAction = "topup.refund"
+	AdminActionWalletAdjustment AdminActionAction = "wallet.adjustment"
+)
+
+// Valid indicates whether the value is a known member of the AdminActionAction enum.
+func (e AdminActionAction) Valid() bool {
+	switch e {
+	case AdminActionLedgerAudit:
+		return true
+	case AdminActionTopupRefund:
+		return true
+	case AdminActionWalletAdjustment:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AdminTopupStatus.
+const (
+	AdminTopupStatusChargedBack       AdminTopupStatus = "charged_back"
+	AdminTopupStatusDisputed          AdminTopupStatus = "disputed"
+	AdminTopupStatusExpired           AdminTopupStatus = "expired"
+	AdminTopupStatusFailed            AdminTopupStatus = "failed"
+	AdminTopupStatusPartiallyRefunded AdminTopupStatus = "partially_refunded"
+	AdminTopupStatusPending           AdminTopupStatus = "pending"
+	AdminTopupStatusRefunded          AdminTopupStatus = "refunded"
+	AdminTopupStatusReview            AdminTopupStatus = "review"
+	AdminTopupStatusSucceeded         AdminTopupStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the AdminTopupStatus enum.
+func (e AdminTopupStatus) Valid() bool {
+	switch e {
+	case AdminTopupStatusChargedBack:
+		return true
+	case AdminTopupStatusDisputed:
+		return true
+	case AdminTopupStatusExpired:
+		return true
+	case AdminTopupStatusFailed:
+		return true
+	case AdminTopupStatusPartiallyRefunded:
+		return true
+	case AdminTopupStatusPending:
+		return true
+	case AdminTopupStatusRefunded:
+		return true
+	case AdminTopupStatusReview:
+		return true
+	case AdminTopupStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AuthSessionTokenType.
 const (
 	Bearer AuthSessionTokenType = "Bearer"
@@ -274,6 +334,27 @@ func (e PresenceFrameType) Valid() bool {
 	}
 }
 
+// Defines values for ProviderCheckState.
+const (
+	ProviderNoSession   ProviderCheckState = "no_session"
+	ProviderOK          ProviderCheckState = "ok"
+	ProviderUnavailable ProviderCheckState = "unavailable"
+)
+
+// Valid indicates whether the value is a known member of the ProviderCheckState enum.
+func (e ProviderCheckState) Valid() bool {
+	switch e {
+	case ProviderNoSession:
+		return true
+	case ProviderOK:
+		return true
+	case ProviderUnavailable:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ReadinessChecks.
 const (
 	ReadinessChecksDisabled ReadinessChecks = "disabled"
@@ -361,6 +442,30 @@ func (e TopupStatus) Valid() bool {
 	case TopupStatusReview:
 		return true
 	case TopupStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TopupDisputeStatus.
+const (
+	DisputeInquiry TopupDisputeStatus = "inquiry"
+	DisputeLost    TopupDisputeStatus = "lost"
+	DisputeOpen    TopupDisputeStatus = "open"
+	DisputeWon     TopupDisputeStatus = "won"
+)
+
+// Valid indicates whether the value is a known member of the TopupDisputeStatus enum.
+func (e TopupDisputeStatus) Valid() bool {
+	switch e {
+	case DisputeInquiry:
+		return true
+	case DisputeLost:
+		return true
+	case DisputeOpen:
+		return true
+	case DisputeWon:
 		return true
 	default:
 		return false
@@ -497,6 +602,117 @@ func (e ListRoomsParamsScope) Valid() bool {
 	default:
 		return false
 	}
+}
+
+// AdminAction One action taken through the admin API.
+type AdminAction struct {
+	// Action `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+	// (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+	// (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+	// as is.
+	Action AdminActionAction `json:"action"`
+
+	// AdminId The admin who took it.
+	AdminId   openapi_types.UUID `json:"admin_id"`
+	CreatedAt time.Time          `json:"created_at"`
+
+	// Detail The action's particulars: for a refund `credits`, `amount`, `currency` and
+	// `ledger_key`; for an adjustment `amount`, `transaction_id` and `balance_after`;
+	// for an audit `ok` and `problems` (how many).
+	Detail map[string]interface{} `json:"detail"`
+	Id     int64                  `json:"id"`
+
+	// Reason The admin's reason; empty when none was given.
+	Reason string `json:"reason"`
+
+	// TargetTopupId The top-up it concerned, if any.
+	TargetTopupId *openapi_types.UUID `json:"target_topup_id,omitempty"`
+
+	// TargetUserId The user whose wallet it concerned, if any.
+	TargetUserId *openapi_types.UUID `json:"target_user_id,omitempty"`
+}
+
+// AdminActionAction `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+// (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+// (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+// as is.
+type AdminActionAction string
+
+// AdminActionPage defines model for AdminActionPage.
+type AdminActionPage struct {
+	Items []AdminAction `json:"items"`
+
+	// NextCursor Absent on the last page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// AdminRefundRequest defines model for AdminRefundRequest.
+type AdminRefundRequest struct {
+	// Reason Why the top-up is refunded, for the audit log.
+	Reason *string `json:"reason,omitempty"`
+}
+
+// AdminTopup A top-up as the books hold it.
+type AdminTopup struct {
+	// Amount The price, in the currency's minor units.
+	Amount int64 `json:"amount"`
+
+	// AmountRefunded What the provider reports refunded of the payment, cumulative (minor units).
+	AmountRefunded int64 `json:"amount_refunded"`
+
+	// CheckoutSessionId The provider's checkout session, once opened.
+	CheckoutSessionId *string            `json:"checkout_session_id,omitempty"`
+	CheckoutUrl       string             `json:"checkout_url"`
+	CreatedAt         time.Time          `json:"created_at"`
+	Credits           int64              `json:"credits"`
+	Currency          string             `json:"currency"`
+	Disputes          []TopupDispute     `json:"disputes"`
+	ExpiresAt         time.Time          `json:"expires_at"`
+	Id                openapi_types.UUID `json:"id"`
+	PackageId         string             `json:"package_id"`
+
+	// PaymentIntentId The provider's payment, once known.
+	PaymentIntentId *string `json:"payment_intent_id,omitempty"`
+
+	// Status As in `Topup`.
+	Status AdminTopupStatus `json:"status"`
+
+	// UserId The buyer.
+	UserId openapi_types.UUID `json:"user_id"`
+}
+
+// AdminTopupStatus As in `Topup`.
+type AdminTopupStatus string
+
+// AdminTopupDetail defines model for AdminTopupDetail.
+type AdminTopupDetail struct {
+	// Provider What asking the payment provider about the top-up's checkout session gave.
+	Provider ProviderCheck `json:"provider"`
+
+	// Topup A top-up as the books hold it.
+	Topup AdminTopup `json:"topup"`
+}
+
+// AdminWallet A user's wallet as the books hold it.
+type AdminWallet struct {
+	// Balance Credits the user may spend, as `GET /v1/wallet` shows them.
+	Balance int64 `json:"balance"`
+
+	// Debt Credits owed after a reversal took back spent credits, as `GET /v1/wallet` shows them.
+	Debt int64 `json:"debt"`
+
+	// Floor The lowest a refund or dispute at the provider took the ledger balance (0 when none did); the database holds the balance to it.
+	Floor int64 `json:"floor"`
+
+	// LedgerBalance The wallet account's balance in the ledger; below 0 while in debt (`balance` − `debt`).
+	LedgerBalance int64 `json:"ledger_balance"`
+
+	// PendingTopups Top-ups awaiting payment.
+	PendingTopups int64 `json:"pending_topups"`
+
+	// Topups The user's newest top-ups, at most 100, newest first.
+	Topups []AdminTopup       `json:"topups"`
+	UserId openapi_types.UUID `json:"user_id"`
 }
 
 // AuthSession Tokens for a session, and who they belong to.
@@ -708,6 +924,27 @@ type JWKS struct {
 	Keys []JWK `json:"keys"`
 }
 
+// LedgerAuditReport defines model for LedgerAuditReport.
+type LedgerAuditReport struct {
+	// Ok True when the ledger breaks no invariant.
+	Ok bool `json:"ok"`
+
+	// Problems The problems found, in the order of the reconciliation's checks (the first 1,000).
+	Problems []LedgerProblem `json:"problems"`
+
+	// Total How many problems were found.
+	Total int `json:"total"`
+}
+
+// LedgerProblem defines model for LedgerProblem.
+type LedgerProblem struct {
+	// Fields What locates the problem (ids as UUID strings, amounts, keys, times in RFC 3339).
+	Fields map[string]interface{} `json:"fields"`
+
+	// Problem The invariant broken, as `parlor ledger check` names it.
+	Problem string `json:"problem"`
+}
+
 // LoginRequest defines model for LoginRequest.
 type LoginRequest struct {
 	Email    string `json:"email"`
@@ -836,6 +1073,41 @@ type Problem struct {
 	//
 	// Example: about:blank
 	Type string `json:"type"`
+}
+
+// ProviderCheck What asking the payment provider about the top-up's checkout session gave.
+type ProviderCheck struct {
+	// Session A checkout session as the payment provider reports it, in Stripe's terms.
+	Session *ProviderSession `json:"session,omitempty"`
+
+	// State `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+	// session to ask about; `unavailable`: the provider could not be asked or did not
+	// answer in time (the error is in the server's log).
+	State ProviderCheckState `json:"state"`
+}
+
+// ProviderCheckState `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+// session to ask about; `unavailable`: the provider could not be asked or did not
+// answer in time (the error is in the server's log).
+type ProviderCheckState string
+
+// ProviderSession A checkout session as the payment provider reports it, in Stripe's terms.
+type ProviderSession struct {
+	// AmountTotal What the payer was charged, in minor units.
+	AmountTotal   int64      `json:"amount_total"`
+	Currency      string     `json:"currency"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	Id            string     `json:"id"`
+	PaymentIntent *string    `json:"payment_intent,omitempty"`
+
+	// PaymentIntentStatus The payment's status (`processing`, `succeeded`, `requires_payment_method`, `canceled`, …).
+	PaymentIntentStatus *string `json:"payment_intent_status,omitempty"`
+
+	// PaymentStatus `paid`, `unpaid` or `no_payment_required`.
+	PaymentStatus string `json:"payment_status"`
+
+	// Status `open`, `complete` or `expired`.
+	Status string `json:"status"`
 }
 
 // Reaction defines model for Reaction.
@@ -1082,6 +1354,26 @@ type Topup struct {
 // it reads the top-up again.
 type TopupStatus string
 
+// TopupDispute A dispute of a top-up's payment, as booked.
+type TopupDispute struct {
+	// Amount The disputed amount (minor units).
+	Amount    int64     `json:"amount"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Credits The credits it withdrew while open or lost.
+	Credits int64 `json:"credits"`
+
+	// Id The provider's dispute id.
+	Id string `json:"id"`
+
+	// Status `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+	Status    TopupDisputeStatus `json:"status"`
+	UpdatedAt time.Time          `json:"updated_at"`
+}
+
+// TopupDisputeStatus `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+type TopupDisputeStatus string
+
 // TypingFrame Someone in one of your rooms started or stopped typing. Not durable.
 type TypingFrame struct {
 	ExpiresInMs *int               `json:"expires_in_ms,omitempty"`
@@ -1156,6 +1448,30 @@ type Wallet struct {
 
 	// PendingTopups Top-ups awaiting payment.
 	PendingTopups int64 `json:"pending_topups"`
+}
+
+// WalletAdjustment Credits an operator added to or took from a wallet.
+type WalletAdjustment struct {
+	Amount int64 `json:"amount"`
+
+	// BalanceAfter The wallet's ledger balance right after; below 0 while in debt.
+	BalanceAfter int64              `json:"balance_after"`
+	CreatedAt    time.Time          `json:"created_at"`
+	Id           openapi_types.UUID `json:"id"`
+	Reason       string             `json:"reason"`
+
+	// TransactionId The ledger transaction (kind `adjustment`).
+	TransactionId openapi_types.UUID `json:"transaction_id"`
+	UserId        openapi_types.UUID `json:"user_id"`
+}
+
+// WalletAdjustmentRequest defines model for WalletAdjustmentRequest.
+type WalletAdjustmentRequest struct {
+	// Amount Credits to add (positive) or take back (negative); not 0.
+	Amount int64 `json:"amount"`
+
+	// Reason Why, for the admin audit log (1–500 characters).
+	Reason string `json:"reason"`
 }
 
 // WalletTransaction One change of the caller's balance.
@@ -1314,8 +1630,24 @@ type UnprocessableEntity = Problem
 // `not_ready`, `unavailable`, `internal`.
 type UnsupportedMediaType = Problem
 
+// ListAdminActionsParams defines parameters for ListAdminActions.
+type ListAdminActionsParams struct {
+	// Limit Page size.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
 // RefundTopupParams defines parameters for RefundTopup.
 type RefundTopupParams struct {
+	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
+	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
+}
+
+// AdjustUserWalletParams defines parameters for AdjustUserWallet.
+type AdjustUserWalletParams struct {
 	// IdempotencyKey Makes the request safe to retry: 1–255 visible ASCII characters, unique per
 	// operation the caller means (a UUID is a good choice). See the `wallet` tag.
 	IdempotencyKey IdempotencyKey `json:"Idempotency-Key"`
@@ -1399,6 +1731,12 @@ type ListWalletTransactionsParams struct {
 	// Cursor The `next_cursor` of the previous page.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// RefundTopupJSONRequestBody defines body for RefundTopup for application/json ContentType.
+type RefundTopupJSONRequestBody = AdminRefundRequest
+
+// AdjustUserWalletJSONRequestBody defines body for AdjustUserWallet for application/json ContentType.
+type AdjustUserWalletJSONRequestBody = WalletAdjustmentRequest
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
 type LoginJSONRequestBody = LoginRequest
@@ -1956,6 +2294,58 @@ type ClientInterface interface {
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListAdminActions The admin audit log (admin)
+	//
+	// Every action taken through the admin API, newest first: who (`admin_id`), what
+	// (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+	// particulars (`detail`). Each record is written in the same transaction as its
+	// action, so an action that happened is always listed and one that was refused never
+	// is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+	//
+	// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
+	ListAdminActions(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AuditLedger Audit the ledger (admin)
+	//
+	// Runs the ledger reconciliation — the checks of `parlor ledger check` and
+	// `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+	// `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+	// `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+	// (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+	// Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+	//
+	// Corresponds with GET /v1/admin/ledger/audit (the `AuditLedger` operationId).
+	AuditLedger(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTopupAdmin A top-up with its provider's state (admin)
+	//
+	// Any user's top-up as the books hold it (its status, what the provider refunded, its
+	// disputes, its provider ids) beside what the payment provider says of its checkout
+	// session now (`provider`), so an operator can see where the two disagree. Reading
+	// it changes nothing. When the provider cannot be asked or does not answer within
+	// 10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+	// top-up whose checkout was never opened has `no_session`.
+	//
+	// Corresponds with GET /v1/admin/topups/{topup_id} (the `GetTopupAdmin` operationId).
+	GetTopupAdmin(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RefundTopupWithBody Refund a top-up (admin)
+	//
+	// Gives a succeeded top-up's money back through the payment provider and takes its
+	// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+	// all of the top-up's credits (some were spent), the refund is refused with
+	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+	// `409`. If the provider's refund fails after the credits were taken back, the answer is
+	// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+	// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+	// `reason`, in the same transaction as the clawback.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+	RefundTopupWithBody(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// RefundTopup Refund a top-up (admin)
 	//
 	// Gives a succeeded top-up's money back through the payment provider and takes its
@@ -1964,10 +2354,58 @@ type ClientInterface interface {
 	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
 	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
 	// `409`. If the provider's refund fails after the credits were taken back, the answer is
-	// `503`: retry, and only the provider's refund is repeated.
+	// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+	// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+	// `reason`, in the same transaction as the clawback.
+	//
+	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
-	RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+	RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetUserWalletAdmin A user's wallet as the books hold it (admin)
+	//
+	// What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+	// ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+	// refund or dispute at the provider took back spent credits), the lowest a reversal
+	// took it (`floor`), and the user's newest top-ups (at most 100) with what the
+	// provider refunded of each and its disputes. Read in one snapshot. A user that does
+	// not exist is a `404`; one who never had credits has an empty wallet.
+	//
+	// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
+	GetUserWalletAdmin(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdjustUserWalletWithBody Adjust a user's credits (admin)
+	//
+	// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+	// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+	// user sees in their history. A negative adjustment follows the rule of every debit:
+	// it may not take the wallet below zero nor touch a wallet in debt
+	// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+	// required and goes to the admin audit log with the adjustment, in the same
+	// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+	// moves nothing. A user that does not exist is a `404`.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+	AdjustUserWalletWithBody(ctx context.Context, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdjustUserWallet Adjust a user's credits (admin)
+	//
+	// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+	// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+	// user sees in their history. A negative adjustment follows the rule of every debit:
+	// it may not take the wallet below zero nor touch a wallet in debt
+	// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+	// required and goes to the admin audit log with the adjustment, in the same
+	// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+	// moves nothing. A user that does not exist is a `404`.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+	AdjustUserWallet(ctx context.Context, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// LoginWithBody Sign in with email and password
 	//
@@ -2509,6 +2947,98 @@ func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*
 	return c.Client.Do(req)
 }
 
+// ListAdminActions The admin audit log (admin)
+//
+// Every action taken through the admin API, newest first: who (`admin_id`), what
+// (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+// particulars (`detail`). Each record is written in the same transaction as its
+// action, so an action that happened is always listed and one that was refused never
+// is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+//
+// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
+func (c *Client) ListAdminActions(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAdminActionsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AuditLedger Audit the ledger (admin)
+//
+// Runs the ledger reconciliation — the checks of `parlor ledger check` and
+// `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+// `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+// `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+// (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+// Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+//
+// Corresponds with GET /v1/admin/ledger/audit (the `AuditLedger` operationId).
+func (c *Client) AuditLedger(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAuditLedgerRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTopupAdmin A top-up with its provider's state (admin)
+//
+// Any user's top-up as the books hold it (its status, what the provider refunded, its
+// disputes, its provider ids) beside what the payment provider says of its checkout
+// session now (`provider`), so an operator can see where the two disagree. Reading
+// it changes nothing. When the provider cannot be asked or does not answer within
+// 10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+// top-up whose checkout was never opened has `no_session`.
+//
+// Corresponds with GET /v1/admin/topups/{topup_id} (the `GetTopupAdmin` operationId).
+func (c *Client) GetTopupAdmin(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTopupAdminRequest(c.Server, topupId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RefundTopupWithBody Refund a top-up (admin)
+//
+// Gives a succeeded top-up's money back through the payment provider and takes its
+// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+// all of the top-up's credits (some were spent), the refund is refused with
+// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+// `409`. If the provider's refund fails after the credits were taken back, the answer is
+// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+// `reason`, in the same transaction as the clawback.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+func (c *Client) RefundTopupWithBody(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRefundTopupRequestWithBody(c.Server, topupId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // RefundTopup Refund a top-up (admin)
 //
 // Gives a succeeded top-up's money back through the payment provider and takes its
@@ -2517,11 +3047,89 @@ func (c *Client) GetReady(ctx context.Context, reqEditors ...RequestEditorFn) (*
 // `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
 // Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
 // `409`. If the provider's refund fails after the credits were taken back, the answer is
-// `503`: retry, and only the provider's refund is repeated.
+// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+// `reason`, in the same transaction as the clawback.
+//
+// Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
-func (c *Client) RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewRefundTopupRequest(c.Server, topupId, params)
+func (c *Client) RefundTopup(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRefundTopupRequest(c.Server, topupId, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetUserWalletAdmin A user's wallet as the books hold it (admin)
+//
+// What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+// ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+// refund or dispute at the provider took back spent credits), the lowest a reversal
+// took it (`floor`), and the user's newest top-ups (at most 100) with what the
+// provider refunded of each and its disputes. Read in one snapshot. A user that does
+// not exist is a `404`; one who never had credits has an empty wallet.
+//
+// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
+func (c *Client) GetUserWalletAdmin(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetUserWalletAdminRequest(c.Server, userId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdjustUserWalletWithBody Adjust a user's credits (admin)
+//
+// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+// user sees in their history. A negative adjustment follows the rule of every debit:
+// it may not take the wallet below zero nor touch a wallet in debt
+// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+// required and goes to the admin audit log with the adjustment, in the same
+// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+// moves nothing. A user that does not exist is a `404`.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+func (c *Client) AdjustUserWalletWithBody(ctx context.Context, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdjustUserWalletRequestWithBody(c.Server, userId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdjustUserWallet Adjust a user's credits (admin)
+//
+// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+// user sees in their history. A negative adjustment follows the rule of every debit:
+// it may not take the wallet below zero nor touch a wallet in debt
+// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+// required and goes to the admin audit log with the adjustment, in the same
+// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+// moves nothing. A user that does not exist is a `404`.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+func (c *Client) AdjustUserWallet(ctx context.Context, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdjustUserWalletRequest(c.Server, userId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3567,8 +4175,146 @@ func NewGetReadyRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
-// NewRefundTopupRequest constructs an http.Request for the RefundTopup method
-func NewRefundTopupRequest(server string, topupId openapi_types.UUID, params *RefundTopupParams) (*http.Request, error) {
+// NewListAdminActionsRequest constructs an http.Request for the ListAdminActions method
+func NewListAdminActionsRequest(server string, params *ListAdminActionsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/audit-log")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAuditLedgerRequest constructs an http.Request for the AuditLedger method
+func NewAuditLedgerRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/ledger/audit")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetTopupAdminRequest constructs an http.Request for the GetTopupAdmin method
+func NewGetTopupAdminRequest(server string, topupId openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "topup_id", topupId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/topups/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRefundTopupRequest calls the generic RefundTopup builder with application/json body
+func NewRefundTopupRequest(server string, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRefundTopupRequestWithBody(server, topupId, params, "application/json", bodyReader)
+}
+
+// NewRefundTopupRequestWithBody constructs an http.Request for the RefundTopup method, with any body, and a specified content type
+func NewRefundTopupRequestWithBody(server string, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -3593,10 +4339,106 @@ func NewRefundTopupRequest(server string, topupId openapi_types.UUID, params *Re
 		return nil, err
 	}
 
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
 	if err != nil {
 		return nil, err
 	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Idempotency-Key", headerParam0)
+
+	}
+
+	return req, nil
+}
+
+// NewGetUserWalletAdminRequest constructs an http.Request for the GetUserWalletAdmin method
+func NewGetUserWalletAdminRequest(server string, userId UserId) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "user_id", userId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/users/%s/wallet", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdjustUserWalletRequest calls the generic AdjustUserWallet builder with application/json body
+func NewAdjustUserWalletRequest(server string, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAdjustUserWalletRequestWithBody(server, userId, params, "application/json", bodyReader)
+}
+
+// NewAdjustUserWalletRequestWithBody constructs an http.Request for the AdjustUserWallet method, with any body, and a specified content type
+func NewAdjustUserWalletRequestWithBody(server string, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "user_id", userId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/admin/users/%s/wallet/adjustments", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	if params != nil {
 
@@ -5270,6 +6112,64 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /readyz (the `GetReady` operationId).
 	GetReadyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadyResponse, error)
 
+	// ListAdminActionsWithResponse The admin audit log (admin)
+	//
+	// Every action taken through the admin API, newest first: who (`admin_id`), what
+	// (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+	// particulars (`detail`). Each record is written in the same transaction as its
+	// action, so an action that happened is always listed and one that was refused never
+	// is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
+	ListAdminActionsWithResponse(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*ListAdminActionsResponse, error)
+
+	// AuditLedgerWithResponse Audit the ledger (admin)
+	//
+	// Runs the ledger reconciliation — the checks of `parlor ledger check` and
+	// `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+	// `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+	// `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+	// (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+	// Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/admin/ledger/audit (the `AuditLedger` operationId).
+	AuditLedgerWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AuditLedgerResponse, error)
+
+	// GetTopupAdminWithResponse A top-up with its provider's state (admin)
+	//
+	// Any user's top-up as the books hold it (its status, what the provider refunded, its
+	// disputes, its provider ids) beside what the payment provider says of its checkout
+	// session now (`provider`), so an operator can see where the two disagree. Reading
+	// it changes nothing. When the provider cannot be asked or does not answer within
+	// 10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+	// top-up whose checkout was never opened has `no_session`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/admin/topups/{topup_id} (the `GetTopupAdmin` operationId).
+	GetTopupAdminWithResponse(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetTopupAdminResponse, error)
+
+	// RefundTopupWithBodyWithResponse Refund a top-up (admin)
+	//
+	// Gives a succeeded top-up's money back through the payment provider and takes its
+	// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+	// all of the top-up's credits (some were spent), the refund is refused with
+	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+	// `409`. If the provider's refund fails after the credits were taken back, the answer is
+	// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+	// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+	// `reason`, in the same transaction as the clawback.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+	RefundTopupWithBodyWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error)
+
 	// RefundTopupWithResponse Refund a top-up (admin)
 	//
 	// Gives a succeeded top-up's money back through the payment provider and takes its
@@ -5278,12 +6178,60 @@ type ClientWithResponsesInterface interface {
 	// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
 	// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
 	// `409`. If the provider's refund fails after the credits were taken back, the answer is
-	// `503`: retry, and only the provider's refund is repeated.
+	// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+	// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+	// `reason`, in the same transaction as the clawback.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+	RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error)
+
+	// GetUserWalletAdminWithResponse A user's wallet as the books hold it (admin)
+	//
+	// What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+	// ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+	// refund or dispute at the provider took back spent credits), the lowest a reversal
+	// took it (`floor`), and the user's newest top-ups (at most 100) with what the
+	// provider refunded of each and its disputes. Read in one snapshot. A user that does
+	// not exist is a `404`; one who never had credits has an empty wallet.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
-	// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
-	RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error)
+	// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
+	GetUserWalletAdminWithResponse(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*GetUserWalletAdminResponse, error)
+
+	// AdjustUserWalletWithBodyWithResponse Adjust a user's credits (admin)
+	//
+	// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+	// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+	// user sees in their history. A negative adjustment follows the rule of every debit:
+	// it may not take the wallet below zero nor touch a wallet in debt
+	// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+	// required and goes to the admin audit log with the adjustment, in the same
+	// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+	// moves nothing. A user that does not exist is a `404`.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+	AdjustUserWalletWithBodyWithResponse(ctx context.Context, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdjustUserWalletResponse, error)
+
+	// AdjustUserWalletWithResponse Adjust a user's credits (admin)
+	//
+	// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+	// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+	// user sees in their history. A negative adjustment follows the rule of every debit:
+	// it may not take the wallet below zero nor touch a wallet in debt
+	// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+	// required and goes to the admin audit log with the adjustment, in the same
+	// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+	// moves nothing. A user that does not exist is a `404`.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+	AdjustUserWalletWithResponse(ctx context.Context, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody, reqEditors ...RequestEditorFn) (*AdjustUserWalletResponse, error)
 
 	// LoginWithBodyWithResponse Sign in with email and password
 	//
@@ -5956,6 +6904,318 @@ func (r GetReadyResponse) ContentType() string {
 	return ""
 }
 
+// ListAdminActionsResponse401Headers the declared response headers of an HTTP 401 response for ListAdminActions
+type ListAdminActionsResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// ListAdminActionsResponse429Headers the declared response headers of an HTTP 429 response for ListAdminActions
+type ListAdminActionsResponse429Headers struct {
+	RetryAfter *int
+}
+
+// ListAdminActionsResponse503Headers the declared response headers of an HTTP 503 response for ListAdminActions
+type ListAdminActionsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ListAdminActionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminActionPage
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListAdminActionsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListAdminActionsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAdminActionsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAdminActionsResponse) GetJSON200() *AdminActionPage {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAdminActionsResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAdminActionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAdminActionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAdminActionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAdminActionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AuditLedgerResponse401Headers the declared response headers of an HTTP 401 response for AuditLedger
+type AuditLedgerResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AuditLedgerResponse429Headers the declared response headers of an HTTP 429 response for AuditLedger
+type AuditLedgerResponse429Headers struct {
+	RetryAfter *int
+}
+
+// AuditLedgerResponse503Headers the declared response headers of an HTTP 503 response for AuditLedger
+type AuditLedgerResponse503Headers struct {
+	RetryAfter *int
+}
+
+type AuditLedgerResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *LedgerAuditReport
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AuditLedgerResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AuditLedgerResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *AuditLedgerResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AuditLedgerResponse) GetJSON200() *LedgerAuditReport {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AuditLedgerResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AuditLedgerResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AuditLedgerResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AuditLedgerResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AuditLedgerResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetTopupAdminResponse401Headers the declared response headers of an HTTP 401 response for GetTopupAdmin
+type GetTopupAdminResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// GetTopupAdminResponse429Headers the declared response headers of an HTTP 429 response for GetTopupAdmin
+type GetTopupAdminResponse429Headers struct {
+	RetryAfter *int
+}
+
+// GetTopupAdminResponse503Headers the declared response headers of an HTTP 503 response for GetTopupAdmin
+type GetTopupAdminResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetTopupAdminResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminTopupDetail
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetTopupAdminResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTopupAdminResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTopupAdminResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTopupAdminResponse) GetJSON200() *AdminTopupDetail {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTopupAdminResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTopupAdminResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTopupAdminResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTopupAdminResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTopupAdminResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RefundTopupResponse200Headers the declared response headers of an HTTP 200 response for RefundTopup
 type RefundTopupResponse200Headers struct {
 	IdempotentReplayed *string
@@ -5996,6 +7256,10 @@ type RefundTopupResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *IdempotentConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntity
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -6046,6 +7310,16 @@ func (r RefundTopupResponse) GetApplicationproblemJSON409() *IdempotentConflict 
 	return r.ApplicationproblemJSON409
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RefundTopupResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r RefundTopupResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
 	return r.ApplicationproblemJSON422
@@ -6089,6 +7363,270 @@ func (r RefundTopupResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r RefundTopupResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetUserWalletAdminResponse401Headers the declared response headers of an HTTP 401 response for GetUserWalletAdmin
+type GetUserWalletAdminResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// GetUserWalletAdminResponse429Headers the declared response headers of an HTTP 429 response for GetUserWalletAdmin
+type GetUserWalletAdminResponse429Headers struct {
+	RetryAfter *int
+}
+
+// GetUserWalletAdminResponse503Headers the declared response headers of an HTTP 503 response for GetUserWalletAdmin
+type GetUserWalletAdminResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetUserWalletAdminResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminWallet
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetUserWalletAdminResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetUserWalletAdminResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetUserWalletAdminResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetUserWalletAdminResponse) GetJSON200() *AdminWallet {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetUserWalletAdminResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetUserWalletAdminResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetUserWalletAdminResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetUserWalletAdminResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetUserWalletAdminResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// AdjustUserWalletResponse201Headers the declared response headers of an HTTP 201 response for AdjustUserWallet
+type AdjustUserWalletResponse201Headers struct {
+	IdempotentReplayed *string
+}
+
+// AdjustUserWalletResponse401Headers the declared response headers of an HTTP 401 response for AdjustUserWallet
+type AdjustUserWalletResponse401Headers struct {
+	WWWAuthenticate *string
+}
+
+// AdjustUserWalletResponse409Headers the declared response headers of an HTTP 409 response for AdjustUserWallet
+type AdjustUserWalletResponse409Headers struct {
+	RetryAfter *int
+}
+
+// AdjustUserWalletResponse429Headers the declared response headers of an HTTP 429 response for AdjustUserWallet
+type AdjustUserWalletResponse429Headers struct {
+	RetryAfter *int
+}
+
+// AdjustUserWalletResponse503Headers the declared response headers of an HTTP 503 response for AdjustUserWallet
+type AdjustUserWalletResponse503Headers struct {
+	RetryAfter *int
+}
+
+type AdjustUserWalletResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *WalletAdjustment
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *IdempotentConflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntity
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *ServiceUnavailable
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *AdjustUserWalletResponse201Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *AdjustUserWalletResponse401Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *AdjustUserWalletResponse409Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *AdjustUserWalletResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *AdjustUserWalletResponse503Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r AdjustUserWalletResponse) GetJSON201() *WalletAdjustment {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON409() *IdempotentConflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON422() *UnprocessableEntity {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AdjustUserWalletResponse) GetApplicationproblemJSON503() *ServiceUnavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r AdjustUserWalletResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdjustUserWalletResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdjustUserWalletResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdjustUserWalletResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -9939,6 +11477,88 @@ func (c *ClientWithResponses) GetReadyWithResponse(ctx context.Context, reqEdito
 	return ParseGetReadyResponse(rsp)
 }
 
+// ListAdminActionsWithResponse The admin audit log (admin)
+//
+// Every action taken through the admin API, newest first: who (`admin_id`), what
+// (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+// particulars (`detail`). Each record is written in the same transaction as its
+// action, so an action that happened is always listed and one that was refused never
+// is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/audit-log (the `ListAdminActions` operationId).
+func (c *ClientWithResponses) ListAdminActionsWithResponse(ctx context.Context, params *ListAdminActionsParams, reqEditors ...RequestEditorFn) (*ListAdminActionsResponse, error) {
+	rsp, err := c.ListAdminActions(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAdminActionsResponse(rsp)
+}
+
+// AuditLedgerWithResponse Audit the ledger (admin)
+//
+// Runs the ledger reconciliation — the checks of `parlor ledger check` and
+// `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+// `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+// `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+// (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+// Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/ledger/audit (the `AuditLedger` operationId).
+func (c *ClientWithResponses) AuditLedgerWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AuditLedgerResponse, error) {
+	rsp, err := c.AuditLedger(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAuditLedgerResponse(rsp)
+}
+
+// GetTopupAdminWithResponse A top-up with its provider's state (admin)
+//
+// Any user's top-up as the books hold it (its status, what the provider refunded, its
+// disputes, its provider ids) beside what the payment provider says of its checkout
+// session now (`provider`), so an operator can see where the two disagree. Reading
+// it changes nothing. When the provider cannot be asked or does not answer within
+// 10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+// top-up whose checkout was never opened has `no_session`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/topups/{topup_id} (the `GetTopupAdmin` operationId).
+func (c *ClientWithResponses) GetTopupAdminWithResponse(ctx context.Context, topupId openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetTopupAdminResponse, error) {
+	rsp, err := c.GetTopupAdmin(ctx, topupId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTopupAdminResponse(rsp)
+}
+
+// RefundTopupWithBodyWithResponse Refund a top-up (admin)
+//
+// Gives a succeeded top-up's money back through the payment provider and takes its
+// credits back from the buyer's wallet — all or nothing: when the buyer no longer holds
+// all of the top-up's credits (some were spent), the refund is refused with
+// `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
+// Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
+// `409`. If the provider's refund fails after the credits were taken back, the answer is
+// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+// `reason`, in the same transaction as the clawback.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
+func (c *ClientWithResponses) RefundTopupWithBodyWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error) {
+	rsp, err := c.RefundTopupWithBody(ctx, topupId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRefundTopupResponse(rsp)
+}
+
 // RefundTopupWithResponse Refund a top-up (admin)
 //
 // Gives a succeeded top-up's money back through the payment provider and takes its
@@ -9947,17 +11567,83 @@ func (c *ClientWithResponses) GetReadyWithResponse(ctx context.Context, reqEdito
 // `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
 // Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
 // `409`. If the provider's refund fails after the credits were taken back, the answer is
-// `503`: retry, and only the provider's refund is repeated.
+// `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+// the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+// `reason`, in the same transaction as the clawback.
 //
-// Returns a wrapper object for the known response body format(s).
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/admin/topups/{topup_id}/refund (the `RefundTopup` operationId).
-func (c *ClientWithResponses) RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error) {
-	rsp, err := c.RefundTopup(ctx, topupId, params, reqEditors...)
+func (c *ClientWithResponses) RefundTopupWithResponse(ctx context.Context, topupId openapi_types.UUID, params *RefundTopupParams, body RefundTopupJSONRequestBody, reqEditors ...RequestEditorFn) (*RefundTopupResponse, error) {
+	rsp, err := c.RefundTopup(ctx, topupId, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
 	return ParseRefundTopupResponse(rsp)
+}
+
+// GetUserWalletAdminWithResponse A user's wallet as the books hold it (admin)
+//
+// What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+// ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+// refund or dispute at the provider took back spent credits), the lowest a reversal
+// took it (`floor`), and the user's newest top-ups (at most 100) with what the
+// provider refunded of each and its disputes. Read in one snapshot. A user that does
+// not exist is a `404`; one who never had credits has an empty wallet.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/admin/users/{user_id}/wallet (the `GetUserWalletAdmin` operationId).
+func (c *ClientWithResponses) GetUserWalletAdminWithResponse(ctx context.Context, userId UserId, reqEditors ...RequestEditorFn) (*GetUserWalletAdminResponse, error) {
+	rsp, err := c.GetUserWalletAdmin(ctx, userId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetUserWalletAdminResponse(rsp)
+}
+
+// AdjustUserWalletWithBodyWithResponse Adjust a user's credits (admin)
+//
+// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+// user sees in their history. A negative adjustment follows the rule of every debit:
+// it may not take the wallet below zero nor touch a wallet in debt
+// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+// required and goes to the admin audit log with the adjustment, in the same
+// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+// moves nothing. A user that does not exist is a `404`.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+func (c *ClientWithResponses) AdjustUserWalletWithBodyWithResponse(ctx context.Context, userId UserId, params *AdjustUserWalletParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdjustUserWalletResponse, error) {
+	rsp, err := c.AdjustUserWalletWithBody(ctx, userId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdjustUserWalletResponse(rsp)
+}
+
+// AdjustUserWalletWithResponse Adjust a user's credits (admin)
+//
+// Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+// back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+// user sees in their history. A negative adjustment follows the rule of every debit:
+// it may not take the wallet below zero nor touch a wallet in debt
+// (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+// required and goes to the admin audit log with the adjustment, in the same
+// transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+// moves nothing. A user that does not exist is a `404`.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/admin/users/{user_id}/wallet/adjustments (the `AdjustUserWallet` operationId).
+func (c *ClientWithResponses) AdjustUserWalletWithResponse(ctx context.Context, userId UserId, params *AdjustUserWalletParams, body AdjustUserWalletJSONRequestBody, reqEditors ...RequestEditorFn) (*AdjustUserWalletResponse, error) {
+	rsp, err := c.AdjustUserWallet(ctx, userId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdjustUserWalletResponse(rsp)
 }
 
 // LoginWithBodyWithResponse Sign in with email and password
@@ -10879,6 +12565,309 @@ func ParseGetReadyResponse(rsp *http.Response) (*GetReadyResponse, error) {
 	return response, nil
 }
 
+// ParseListAdminActionsResponse parses an HTTP response from a ListAdminActionsWithResponse call
+func ParseListAdminActionsResponse(rsp *http.Response) (*ListAdminActionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAdminActionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminActionPage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListAdminActionsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers ListAdminActionsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAdminActionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAuditLedgerResponse parses an HTTP response from a AuditLedgerWithResponse call
+func ParseAuditLedgerResponse(rsp *http.Response) (*AuditLedgerResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AuditLedgerResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest LedgerAuditReport
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers AuditLedgerResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers AuditLedgerResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers AuditLedgerResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetTopupAdminResponse parses an HTTP response from a GetTopupAdminWithResponse call
+func ParseGetTopupAdminResponse(rsp *http.Response) (*GetTopupAdminResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTopupAdminResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminTopupDetail
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetTopupAdminResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetTopupAdminResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTopupAdminResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseRefundTopupResponse parses an HTTP response from a RefundTopupWithResponse call
 func ParseRefundTopupResponse(rsp *http.Response) (*RefundTopupResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10934,6 +12923,20 @@ func ParseRefundTopupResponse(rsp *http.Response) (*RefundTopupResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest UnprocessableEntity
@@ -11008,6 +13011,270 @@ func ParseRefundTopupResponse(rsp *http.Response) (*RefundTopupResponse, error) 
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers RefundTopupResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetUserWalletAdminResponse parses an HTTP response from a GetUserWalletAdminWithResponse call
+func ParseGetUserWalletAdminResponse(rsp *http.Response) (*GetUserWalletAdminResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetUserWalletAdminResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminWallet
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetUserWalletAdminResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetUserWalletAdminResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetUserWalletAdminResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseAdjustUserWalletResponse parses an HTTP response from a AdjustUserWalletWithResponse call
+func ParseAdjustUserWalletResponse(rsp *http.Response) (*AdjustUserWalletResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdjustUserWalletResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest WalletAdjustment
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest IdempotentConflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers AdjustUserWalletResponse201Headers
+		if values := rsp.Header.Values("Idempotent-Replayed"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Idempotent-Replayed", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.IdempotentReplayed = &value
+		}
+		response.Headers201 = &headers
+	case rsp.StatusCode == 401:
+		var headers AdjustUserWalletResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 409:
+		var headers AdjustUserWalletResponse409Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 429:
+		var headers AdjustUserWalletResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers AdjustUserWalletResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

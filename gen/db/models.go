@@ -62,6 +62,17 @@ func (ns NullRiverJobState) Value() (driver.Value, error) {
 	return string(ns.RiverJobState), nil
 }
 
+type AdminAction struct {
+	ID            int64
+	AdminID       uuid.UUID
+	Action        string
+	TargetUserID  *uuid.UUID
+	TargetTopupID *uuid.UUID
+	Reason        string
+	Detail        []byte
+	CreatedAt     time.Time
+}
+
 type IdempotencyKey struct {
 	UserID      uuid.UUID
 	Key         string

@@ -81,6 +81,7 @@ type Querier interface {
 	GetUserAccount(ctx context.Context, userID uuid.UUID) (LedgerAccount, error)
 	GetUserByEmail(ctx context.Context, email string) (User, error)
 	GetUserName(ctx context.Context, id uuid.UUID) (string, error)
+	InsertAdminAction(ctx context.Context, arg InsertAdminActionParams) (AdminAction, error)
 	InsertEvent(ctx context.Context, arg InsertEventParams) (InsertEventRow, error)
 	InsertLedgerEntry(ctx context.Context, arg InsertLedgerEntryParams) error
 	// No row when the key exists already: the posting was made before.
@@ -92,6 +93,9 @@ type Querier interface {
 	InsertTip(ctx context.Context, arg InsertTipParams) (Tip, error)
 	// A wallet's history, newest first, keyset-paged on the entry id.
 	ListAccountEntries(ctx context.Context, arg ListAccountEntriesParams) ([]ListAccountEntriesRow, error)
+	// The admin audit log, newest first, keyset-paged on the id.
+	ListAdminActions(ctx context.Context, arg ListAdminActionsParams) ([]AdminAction, error)
+	ListDisputesOfTopups(ctx context.Context, topupIds []uuid.UUID) ([]TopupDispute, error)
 	ListInvitedRooms(ctx context.Context, arg ListInvitedRoomsParams) ([]ListInvitedRoomsRow, error)
 	// The caller's rooms with their membership and unread count, oldest membership first.
 	ListJoinedRooms(ctx context.Context, arg ListJoinedRoomsParams) ([]ListJoinedRoomsRow, error)
@@ -100,6 +104,8 @@ type Querier interface {
 	ListMessagesBefore(ctx context.Context, arg ListMessagesBeforeParams) ([]Message, error)
 	ListPublicRooms(ctx context.Context, arg ListPublicRoomsParams) ([]Room, error)
 	ListTopupDisputes(ctx context.Context, topupID uuid.UUID) ([]TopupDispute, error)
+	// A user's top-ups, newest first (bounded: the admin view of a wallet).
+	ListUserTopups(ctx context.Context, arg ListUserTopupsParams) ([]Topup, error)
 	// Of these sessions, those not revoked (a pruned session is gone, so not live either).
 	LiveSessions(ctx context.Context, ids []uuid.UUID) ([]uuid.UUID, error)
 	// Row locks on every account a posting touches, taken in id order so two postings never

@@ -561,6 +561,44 @@ func (q *Queries) GetUserAccount(ctx context.Context, userID uuid.UUID) (LedgerA
 	return i, err
 }
 
+const InsertAdminAction = `-- name: InsertAdminAction :one
+INSERT INTO admin_actions (admin_id, action, target_user_id, target_topup_id, reason, detail)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id, admin_id, action, target_user_id, target_topup_id, reason, detail, created_at
+`
+
+type InsertAdminActionParams struct {
+	AdminID       uuid.UUID
+	Action        string
+	TargetUserID  *uuid.UUID
+	TargetTopupID *uuid.UUID
+	Reason        string
+	Detail        []byte
+}
+
+func (q *Queries) InsertAdminAction(ctx context.Context, arg InsertAdminActionParams) (AdminAction, error) {
+	row := q.db.QueryRow(ctx, InsertAdminAction,
+		arg.AdminID,
+		arg.Action,
+		arg.TargetUserID,
+		arg.TargetTopupID,
+		arg.Reason,
+		arg.Detail,
+	)
+	var i AdminAction
+	err := row.Scan(
+		&i.ID,
+		&i.AdminID,
+		&i.Action,
+		&i.TargetUserID,
+		&i.TargetTopupID,
+		&i.Reason,
+		&i.Detail,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const InsertLedgerEntry = `-- name: InsertLedgerEntry :exec
 INSERT INTO ledger_entries (transaction_id, account_id, amount, balance_after, counterparty_user_id)
 VALUES ($1, $2, $3, $4, $5)
@@ -750,6 +788,77 @@ func (q *Queries) ListAccountEntries(ctx context.Context, arg ListAccountEntries
 	return items, nil
 }
 
+const ListAdminActions = `-- name: ListAdminActions :many
+SELECT id, admin_id, action, target_user_id, target_topup_id, reason, detail, created_at FROM admin_actions WHERE id < $1 ORDER BY id DESC LIMIT $2
+`
+
+type ListAdminActionsParams struct {
+	BeforeID int64
+	Lim      int32
+}
+
+// The admin audit log, newest first, keyset-paged on the id.
+func (q *Queries) ListAdminActions(ctx context.Context, arg ListAdminActionsParams) ([]AdminAction, error) {
+	rows, err := q.db.Query(ctx, ListAdminActions, arg.BeforeID, arg.Lim)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AdminAction{}
+	for rows.Next() {
+		var i AdminAction
+		if err := rows.Scan(
+			&i.ID,
+			&i.AdminID,
+			&i.Action,
+			&i.TargetUserID,
+			&i.TargetTopupID,
+			&i.Reason,
+			&i.Detail,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const ListDisputesOfTopups = `-- name: ListDisputesOfTopups :many
+SELECT id, topup_id, amount, status, credits, created_at, updated_at FROM topup_disputes WHERE topup_id = ANY($1::uuid[]) ORDER BY created_at, id
+`
+
+func (q *Queries) ListDisputesOfTopups(ctx context.Context, topupIds []uuid.UUID) ([]TopupDispute, error) {
+	rows, err := q.db.Query(ctx, ListDisputesOfTopups, topupIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []TopupDispute{}
+	for rows.Next() {
+		var i TopupDispute
+		if err := rows.Scan(
+			&i.ID,
+			&i.TopupID,
+			&i.Amount,
+			&i.Status,
+			&i.Credits,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const ListTopupDisputes = `-- name: ListTopupDisputes :many
 SELECT id, topup_id, amount, status, credits, created_at, updated_at FROM topup_disputes WHERE topup_id = $1 ORDER BY created_at, id
 `
@@ -771,6 +880,56 @@ func (q *Queries) ListTopupDisputes(ctx context.Context, topupID uuid.UUID) ([]T
 			&i.Credits,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const ListUserTopups = `-- name: ListUserTopups :many
+SELECT id, user_id, package_id, credits, amount, currency, provider, status, checkout_session_id, checkout_url, payment_intent_id, expires_at, succeeded_at, created_at, updated_at, next_check_at, check_attempts, provider_checked_at, amount_refunded FROM topups WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2
+`
+
+type ListUserTopupsParams struct {
+	UserID uuid.UUID
+	Lim    int32
+}
+
+// A user's top-ups, newest first (bounded: the admin view of a wallet).
+func (q *Queries) ListUserTopups(ctx context.Context, arg ListUserTopupsParams) ([]Topup, error) {
+	rows, err := q.db.Query(ctx, ListUserTopups, arg.UserID, arg.Lim)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Topup{}
+	for rows.Next() {
+		var i Topup
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.PackageID,
+			&i.Credits,
+			&i.Amount,
+			&i.Currency,
+			&i.Provider,
+			&i.Status,
+			&i.CheckoutSessionID,
+			&i.CheckoutUrl,
+			&i.PaymentIntentID,
+			&i.ExpiresAt,
+			&i.SucceededAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.NextCheckAt,
+			&i.CheckAttempts,
+			&i.ProviderCheckedAt,
+			&i.AmountRefunded,
 		); err != nil {
 			return nil, err
 		}

@@ -72,6 +72,7 @@ type Server struct {
 	messageHandlers
 	realtimeHandlers
 	walletHandlers
+	adminHandlers
 	opsHandlers
 }
 
@@ -136,7 +137,8 @@ func New(d Deps) (*echo.Echo, error) {
 		roomHandlers:     roomHandlers{svc: d.Rooms},
 		messageHandlers:  messageHandlers{svc: d.Chat, rooms: d.Rooms},
 		realtimeHandlers: realtimeHandlers{tickets: d.Tickets, gateway: d.Gateway, publicURL: d.Config.PublicURL},
-		walletHandlers:   walletHandlers{svc: d.Wallet, topups: d.Topups, admins: admins(d.Config)},
+		walletHandlers:   walletHandlers{svc: d.Wallet, topups: d.Topups},
+		adminHandlers:    adminHandlers{svc: wallet.NewAdmin(d.Wallet, d.Topups), admins: admins(d.Config)},
 		opsHandlers:      opsHandlers{pool: d.Pool, redis: d.Redis, keys: d.Keys, draining: d.Draining},
 	}, nil))
 

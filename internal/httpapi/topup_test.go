@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/parlor-dev/parlor/gen/apiclient"
-	"github.com/parlor-dev/parlor/internal/auth"
 	"github.com/parlor-dev/parlor/internal/parlortest"
 	"github.com/parlor-dev/parlor/internal/payments"
 	"github.com/parlor-dev/parlor/internal/wallet"
@@ -206,24 +205,12 @@ func TestWebhookStoreFailureAsksForARetry(t *testing.T) {
 
 func TestAdminRefund(t *testing.T) {
 	t.Parallel()
-	cfg := parlortest.Config(t)
-	// The admin is an account the operator names in the config before starting.
-	conn, err := pgx.Connect(ctx, cfg.DBURL)
-	require.NoError(t, err)
-	var adminID uuid.UUID
-	require.NoError(t, conn.QueryRow(ctx, `INSERT INTO users (email, password_hash, display_name) VALUES ('admin@example.com', 'x', 'Admin') RETURNING id`).Scan(&adminID))
-	require.NoError(t, conn.Close(ctx))
-	cfg.AdminUserIDs = []uuid.UUID{adminID}
-	s := parlortest.Start(t, cfg)
-	token, err := auth.NewAccessTokens(s.Keys, cfg.PublicURL, time.Minute).Issue(adminID, uuid.New())
-	require.NoError(t, err)
-	admin := s.NewClient(parlortest.Bearer(token))
+	a := startWithAdmin(t)
+	s, admin := a.Server, a.admin
 	bob, dan := s.Register(t, "bob"), s.Register(t, "dan")
 	refund := func(c *apiclient.ClientWithResponses, id uuid.UUID) *apiclient.RefundTopupResponse {
 		t.Helper()
-		res, err := c.RefundTopupWithResponse(ctx, id, &apiclient.RefundTopupParams{IdempotencyKey: uuid.NewString()})
-		require.NoError(t, err)
-		return res
+		return refundAs(t, c, id, "")
 	}
 
 	bought := s.BuyCredits(t, bob, "small")

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,7 +31,6 @@ import (
 type walletHandlers struct {
 	svc    *wallet.Service
 	topups *wallet.Topups
-	admins map[uuid.UUID]bool
 }
 
 func (h walletHandlers) GetWallet(ctx context.Context, _ api.GetWalletRequestObject) (api.GetWalletResponseObject, error) {
@@ -269,21 +267,6 @@ func (h walletHandlers) GetTopup(ctx context.Context, req api.GetTopupRequestObj
 		return nil, err
 	}
 	return api.GetTopup200JSONResponse(toAPITopup(t)), nil
-}
-
-func (h walletHandlers) RefundTopup(ctx context.Context, req api.RefundTopupRequestObject) (api.RefundTopupResponseObject, error) {
-	p, err := principal(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if !h.admins[p.UserID] {
-		return nil, apperr.New(apperr.Forbidden, "refunds need the admin role")
-	}
-	t, err := h.topups.Refund(ctx, req.TopupId)
-	if err != nil {
-		return nil, err
-	}
-	return api.RefundTopup200JSONResponse{Body: toAPITopup(t)}, nil
 }
 
 func toAPITopup(t wallet.Topup) api.Topup {

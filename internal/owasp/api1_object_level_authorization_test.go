@@ -448,8 +448,11 @@ func TestAuthzIDsComeFromThePath(t *testing.T) {
 // room-scoped (those are the matrix's rows), the test that proves the caller may touch only
 // their own objects.
 var objectRules = map[string]string{
-	"GET /v1/wallet/topups/{topup_id}":        "TestAnotherUsersTopupIsNotFound",
-	"POST /v1/admin/topups/{topup_id}/refund": "TestEveryAdminOperationRefusesEveryoneElse (API5)",
+	"GET /v1/wallet/topups/{topup_id}":                  "TestAnotherUsersTopupIsNotFound",
+	"POST /v1/admin/topups/{topup_id}/refund":           "TestEveryAdminOperationRefusesEveryoneElse (API5)",
+	"GET /v1/admin/users/{user_id}/wallet":              "TestEveryAdminOperationRefusesEveryoneElse (API5)",
+	"GET /v1/admin/topups/{topup_id}":                   "TestEveryAdminOperationRefusesEveryoneElse (API5)",
+	"POST /v1/admin/users/{user_id}/wallet/adjustments": "TestEveryAdminOperationRefusesEveryoneElse (API5)",
 }
 
 // TestEveryOperationHasAnObjectLevelRule: a new endpoint cannot be missed. Every operation

@@ -405,6 +405,7 @@ type operation struct {
 	tags             []string
 	params           []*openapi3.Parameter
 	body             *openapi3.Schema // its application/json request body, if any
+	bodyOptional     bool             // the request body may be left out (requestBody.required: false)
 	secured          bool
 }
 
@@ -451,6 +452,7 @@ func operationsOf(t *testing.T, spec, contract *openapi3.T) []operation {
 			if o.RequestBody != nil {
 				if mt := o.RequestBody.Value.Content.Get("application/json"); mt != nil && mt.Schema != nil {
 					op.body = mt.Schema.Value
+					op.bodyOptional = !o.RequestBody.Value.Required
 				}
 			}
 			security := spec.Security
@@ -567,7 +569,7 @@ func (g *generator) cases(op operation) []fuzzCase {
 		invalid = append(invalid, g.paramCases(base, p)...)
 	}
 	if op.body != nil {
-		invalid = append(invalid, g.bodyCases(base, op.body)...)
+		invalid = append(invalid, g.bodyCases(base, op.body, op.bodyOptional)...)
 	} else if op.method != http.MethodGet {
 		c := base.clone("unexpected JSON body", oddCase)
 		c.body, c.hasBody, c.contentType = []byte(`{"fuzz":1}`), true, "application/json"
@@ -1058,8 +1060,9 @@ func (g *generator) paramCases(base fuzzCase, p *openapi3.Parameter) []fuzzCase 
 }
 
 // bodyCases derives invalid requests from the body schema: each rule of each field broken,
-// then bodies that are not the JSON object asked for at all.
-func (g *generator) bodyCases(base fuzzCase, s *openapi3.Schema) []fuzzCase {
+// then bodies that are not the JSON object asked for at all. An empty body is valid where
+// the body is optional.
+func (g *generator) bodyCases(base fuzzCase, s *openapi3.Schema, optional bool) []fuzzCase {
 	var out []fuzzCase
 	withValue := func(label string, kind caseKind, v any) {
 		c := base.clone(label, kind)
@@ -1107,7 +1110,11 @@ func (g *generator) bodyCases(base fuzzCase, s *openapi3.Schema) []fuzzCase {
 	}
 	oversized := mustJSON(map[string]any{"fuzz": strings.Repeat("a", bodyLimit+1024)})
 	raw("body: not JSON", invalidCase, []byte(`{"oops`), nil)
-	raw("body: empty", invalidCase, nil, nil)
+	if optional {
+		raw("body: empty (optional)", validCase, nil, nil)
+	} else {
+		raw("body: empty", invalidCase, nil, nil)
+	}
 	raw("body: JSON array", invalidCase, []byte(`[]`), nil)
 	raw("body: null", invalidCase, []byte(`null`), nil)
 	if name := firstStringProperty(s); name != "" && bytes.HasSuffix(base.body, []byte("}")) {

@@ -2,6 +2,7 @@ package wallet
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -69,26 +70,57 @@ func formatValue(v any) string {
 func Reconcile(ctx context.Context, pool *pgxpool.Pool) ([]Discrepancy, error) {
 	var out []Discrepancy
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		for _, stmt := range statements(parlor.LedgerReconciliationSQL) {
-			rows, err := tx.Query(ctx, stmt)
-			if err != nil {
-				return err
-			}
-			maps, err := pgx.CollectRows(rows, pgx.RowToMap)
-			if err != nil {
-				return err
-			}
-			for _, m := range maps {
-				problem, _ := m["problem"].(string)
-				out = append(out, Discrepancy{Problem: problem, Fields: m})
-			}
-		}
-		return nil
+		var err error
+		out, err = reconcileIn(ctx, tx)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reconcile the ledger: %w", err)
 	}
 	return out, nil
+}
+
+// reconcileIn runs the reconciliation script in tx, which must be a repeatable-read
+// transaction (one snapshot for every query).
+func reconcileIn(ctx context.Context, tx pgx.Tx) ([]Discrepancy, error) {
+	var out []Discrepancy
+	for _, stmt := range statements(parlor.LedgerReconciliationSQL) {
+		rows, err := tx.Query(ctx, stmt)
+		if err != nil {
+			return nil, err
+		}
+		maps, err := pgx.CollectRows(rows, pgx.RowToMap)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range maps {
+			problem, _ := m["problem"].(string)
+			out = append(out, Discrepancy{Problem: problem, Fields: m})
+		}
+	}
+	return out, nil
+}
+
+// JSONFields are d's fields (without problem) as JSON values: ids as UUID strings, times
+// in UTC RFC 3339, numbers as numbers, NULL as null.
+func (d Discrepancy) JSONFields() map[string]any {
+	out := make(map[string]any, len(d.Fields))
+	for k, v := range d.Fields {
+		if k == "problem" {
+			continue
+		}
+		switch v := v.(type) {
+		case time.Time:
+			out[k] = v.UTC().Format(time.RFC3339Nano)
+		case [16]byte:
+			out[k] = uuid.UUID(v).String()
+		case nil, string, bool, int16, int32, int64, float32, float64, json.Marshaler:
+			out[k] = v // numeric sums (pgtype.Numeric) marshal as numbers
+		default:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	return out
 }
 
 // statements splits a SQL script of plain statements (no semicolons inside strings) and

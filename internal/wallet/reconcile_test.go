@@ -301,7 +301,7 @@ func TestReconcileFindsNothingInRealFlows(t *testing.T) {
 
 	refunded := newTopup(t, pool)
 	refunded.settle(t, sessionPaid)
-	_, err := refunded.topups.Refund(ctx, refunded.id)
+	_, err := refunded.topups.Refund(ctx, refunded.id, wallet.Actor{AdminID: newUser(t, pool), Reason: "test"})
 	require.NoError(t, err)
 	kept := newTopup(t, pool)
 	kept.settle(t, sessionPaid)

@@ -557,8 +557,9 @@ func (t *Topups) reconcile(ctx context.Context, q *db.Queries, row db.Topup, now
 // with insufficient_credits and changes nothing — wallets never go below zero. The clawback
 // (ledger key `topup:<id>:refund:1`) and the move to refunded commit first; then the
 // provider refunds under the same key. If the provider call fails, calling Refund again
-// retries only the provider (the clawback is not repeated).
-func (t *Topups) Refund(ctx context.Context, id uuid.UUID) (Topup, error) {
+// retries only the provider (the clawback is not repeated). The clawback is recorded in
+// the admin audit log as by's, in its transaction.
+func (t *Topups) Refund(ctx context.Context, id uuid.UUID, by Actor) (Topup, error) {
 	key := "topup:" + id.String() + ":refund:1"
 	var row db.Topup
 	clawed := false
@@ -597,7 +598,12 @@ func (t *Topups) Refund(ctx context.Context, id uuid.UUID) (Topup, error) {
 			return err
 		}
 		row, err = q.MoveTopup(ctx, db.MoveTopupParams{ID: id, Status: TopupRefunded, FromStatuses: []string{TopupSucceeded}})
-		return err
+		if err != nil {
+			return err
+		}
+		return recordAdminAction(ctx, q, by, ActionTopupRefund, &row.UserID, &id, map[string]any{
+			"credits": row.Credits, "amount": row.Amount, "currency": row.Currency, "ledger_key": key,
+		})
 	})
 	if err != nil {
 		return Topup{}, fmt.Errorf("refund top-up: %w", err)

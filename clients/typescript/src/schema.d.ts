@@ -713,6 +713,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/topups/{topup_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                topup_id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * A top-up with its provider's state (admin)
+         * @description Any user's top-up as the books hold it (its status, what the provider refunded, its
+         *     disputes, its provider ids) beside what the payment provider says of its checkout
+         *     session now (`provider`), so an operator can see where the two disagree. Reading
+         *     it changes nothing. When the provider cannot be asked or does not answer within
+         *     10 s, `provider.state` is `unavailable` and the stored state still comes back; a
+         *     top-up whose checkout was never opened has `no_session`.
+         */
+        get: operations["getTopupAdmin"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/topups/{topup_id}/refund": {
         parameters: {
             query?: never;
@@ -732,9 +759,116 @@ export interface paths {
          *     `422 insufficient_credits` and nothing changes, since a wallet never goes below zero.
          *     Refunding a refunded top-up again changes nothing; a top-up that did not succeed is a
          *     `409`. If the provider's refund fails after the credits were taken back, the answer is
-         *     `503`: retry, and only the provider's refund is repeated.
+         *     `503`: retry, and only the provider's refund is repeated. The refund is recorded in
+         *     the admin audit log (`GET /v1/admin/audit-log`) with the admin and the optional
+         *     `reason`, in the same transaction as the clawback.
          */
         post: operations["refundTopup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/audit-log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The admin audit log (admin)
+         * @description Every action taken through the admin API, newest first: who (`admin_id`), what
+         *     (`action`), to what (`target_user_id`, `target_topup_id`), why (`reason`) and its
+         *     particulars (`detail`). Each record is written in the same transaction as its
+         *     action, so an action that happened is always listed and one that was refused never
+         *     is. Pages of at most 100 (`limit`, default 50); follow `next_cursor`.
+         */
+        get: operations["listAdminActions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/ledger/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Audit the ledger (admin)
+         * @description Runs the ledger reconciliation — the checks of `parlor ledger check` and
+         *     `scripts/ledger-reconciliation.sql`, in one snapshot — and returns what it found:
+         *     `ok` when nothing, else one entry per problem with its name (`problem`, e.g.
+         *     `transaction_unbalanced`, `succeeded_without_mint`) and the fields that locate it
+         *     (ids, amounts, keys). At most 1,000 problems are listed; `total` counts them all.
+         *     Each run is recorded in the admin audit log (`ledger.audit`) with what it found.
+         */
+        get: operations["auditLedger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{user_id}/wallet": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A user's wallet as the books hold it (admin)
+         * @description What the user sees (`balance`, `debt`, `pending_topups`) and what lies behind it: the
+         *     ledger balance itself (`ledger_balance`, below 0 while the wallet is in debt after a
+         *     refund or dispute at the provider took back spent credits), the lowest a reversal
+         *     took it (`floor`), and the user's newest top-ups (at most 100) with what the
+         *     provider refunded of each and its disputes. Read in one snapshot. A user that does
+         *     not exist is a `404`; one who never had credits has an empty wallet.
+         */
+        get: operations["getUserWalletAdmin"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{user_id}/wallet/adjustments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Adjust a user's credits (admin)
+         * @description Adds `amount` credits to the user's wallet (positive, from issuance) or takes them
+         *     back (negative, to issuance), as a ledger transaction of kind `adjustment` that the
+         *     user sees in their history. A negative adjustment follows the rule of every debit:
+         *     it may not take the wallet below zero nor touch a wallet in debt
+         *     (`422 insufficient_credits`); a positive one pays a debt off first. `reason` is
+         *     required and goes to the admin audit log with the adjustment, in the same
+         *     transaction. Needs an `Idempotency-Key`: a repeat returns the first adjustment and
+         *     moves nothing. A user that does not exist is a `404`.
+         */
+        post: operations["adjustUserWallet"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1479,6 +1613,231 @@ export interface components {
              * @description When the checkout closes if unpaid.
              */
             expires_at: string;
+        };
+        AdminRefundRequest: {
+            /** @description Why the top-up is refunded, for the audit log. */
+            reason?: string;
+        };
+        /** @description One action taken through the admin API. */
+        AdminAction: {
+            /** Format: int64 */
+            id: number;
+            /**
+             * Format: uuid
+             * @description The admin who took it.
+             */
+            admin_id: string;
+            /**
+             * @description `topup.refund` (`POST /v1/admin/topups/{topup_id}/refund`), `wallet.adjustment`
+             *     (`POST /v1/admin/users/{user_id}/wallet/adjustments`), `ledger.audit`
+             *     (`GET /v1/admin/ledger/audit`). A client should show an action it does not know
+             *     as is.
+             * @enum {string}
+             */
+            action: "topup.refund" | "wallet.adjustment" | "ledger.audit";
+            /**
+             * Format: uuid
+             * @description The user whose wallet it concerned, if any.
+             */
+            target_user_id?: string;
+            /**
+             * Format: uuid
+             * @description The top-up it concerned, if any.
+             */
+            target_topup_id?: string;
+            /** @description The admin's reason; empty when none was given. */
+            reason: string;
+            /**
+             * @description The action's particulars: for a refund `credits`, `amount`, `currency` and
+             *     `ledger_key`; for an adjustment `amount`, `transaction_id` and `balance_after`;
+             *     for an audit `ok` and `problems` (how many).
+             */
+            detail: {
+                [key: string]: unknown;
+            };
+            /** Format: date-time */
+            created_at: string;
+        };
+        AdminActionPage: {
+            items: components["schemas"]["AdminAction"][];
+            /** @description Absent on the last page. */
+            next_cursor?: string;
+        };
+        /** @description A user's wallet as the books hold it. */
+        AdminWallet: {
+            /** Format: uuid */
+            user_id: string;
+            /**
+             * Format: int64
+             * @description Credits the user may spend, as `GET /v1/wallet` shows them.
+             */
+            balance: number;
+            /**
+             * Format: int64
+             * @description Credits owed after a reversal took back spent credits, as `GET /v1/wallet` shows them.
+             */
+            debt: number;
+            /**
+             * Format: int64
+             * @description The wallet account's balance in the ledger; below 0 while in debt (`balance` − `debt`).
+             */
+            ledger_balance: number;
+            /**
+             * Format: int64
+             * @description The lowest a refund or dispute at the provider took the ledger balance (0 when none did); the database holds the balance to it.
+             */
+            floor: number;
+            /**
+             * Format: int64
+             * @description Top-ups awaiting payment.
+             */
+            pending_topups: number;
+            /** @description The user's newest top-ups, at most 100, newest first. */
+            topups: components["schemas"]["AdminTopup"][];
+        };
+        /** @description A top-up as the books hold it. */
+        AdminTopup: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The buyer.
+             */
+            user_id: string;
+            /**
+             * @description As in `Topup`.
+             * @enum {string}
+             */
+            status: "pending" | "succeeded" | "expired" | "failed" | "refunded" | "review" | "partially_refunded" | "disputed" | "charged_back";
+            package_id: string;
+            /** Format: int64 */
+            credits: number;
+            /**
+             * Format: int64
+             * @description The price, in the currency's minor units.
+             */
+            amount: number;
+            currency: string;
+            checkout_url: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+            /**
+             * Format: int64
+             * @description What the provider reports refunded of the payment, cumulative (minor units).
+             */
+            amount_refunded: number;
+            /** @description The provider's checkout session, once opened. */
+            checkout_session_id?: string;
+            /** @description The provider's payment, once known. */
+            payment_intent_id?: string;
+            disputes: components["schemas"]["TopupDispute"][];
+        };
+        /** @description A dispute of a top-up's payment, as booked. */
+        TopupDispute: {
+            /** @description The provider's dispute id. */
+            id: string;
+            /**
+             * Format: int64
+             * @description The disputed amount (minor units).
+             */
+            amount: number;
+            /**
+             * @description `inquiry` (nothing withdrawn), `open` (credits withdrawn), `won` (given back) or `lost`.
+             * @enum {string}
+             */
+            status: "inquiry" | "open" | "won" | "lost";
+            /**
+             * Format: int64
+             * @description The credits it withdrew while open or lost.
+             */
+            credits: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        WalletAdjustmentRequest: {
+            /**
+             * Format: int64
+             * @description Credits to add (positive) or take back (negative); not 0.
+             */
+            amount: number;
+            /** @description Why, for the admin audit log (1–500 characters). */
+            reason: string;
+        };
+        /** @description Credits an operator added to or took from a wallet. */
+        WalletAdjustment: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            user_id: string;
+            /** Format: int64 */
+            amount: number;
+            reason: string;
+            /**
+             * Format: uuid
+             * @description The ledger transaction (kind `adjustment`).
+             */
+            transaction_id: string;
+            /**
+             * Format: int64
+             * @description The wallet's ledger balance right after; below 0 while in debt.
+             */
+            balance_after: number;
+            /** Format: date-time */
+            created_at: string;
+        };
+        AdminTopupDetail: {
+            topup: components["schemas"]["AdminTopup"];
+            provider: components["schemas"]["ProviderCheck"];
+        };
+        /** @description What asking the payment provider about the top-up's checkout session gave. */
+        ProviderCheck: {
+            /**
+             * @description `ok`: the provider answered (`session`); `no_session`: the top-up has no checkout
+             *     session to ask about; `unavailable`: the provider could not be asked or did not
+             *     answer in time (the error is in the server's log).
+             * @enum {string}
+             */
+            state: "ok" | "no_session" | "unavailable";
+            session?: components["schemas"]["ProviderSession"];
+        };
+        /** @description A checkout session as the payment provider reports it, in Stripe's terms. */
+        ProviderSession: {
+            id: string;
+            /** @description `open`, `complete` or `expired`. */
+            status: string;
+            /** @description `paid`, `unpaid` or `no_payment_required`. */
+            payment_status: string;
+            payment_intent?: string;
+            /** @description The payment's status (`processing`, `succeeded`, `requires_payment_method`, `canceled`, …). */
+            payment_intent_status?: string;
+            /**
+             * Format: int64
+             * @description What the payer was charged, in minor units.
+             */
+            amount_total: number;
+            currency: string;
+            /** Format: date-time */
+            expires_at?: string;
+        };
+        LedgerAuditReport: {
+            /** @description True when the ledger breaks no invariant. */
+            ok: boolean;
+            /** @description How many problems were found. */
+            total: number;
+            /** @description The problems found, in the order of the reconciliation's checks (the first 1,000). */
+            problems: components["schemas"]["LedgerProblem"][];
+        };
+        LedgerProblem: {
+            /** @description The invariant broken, as `parlor ledger check` names it. */
+            problem: string;
+            /** @description What locates the problem (ids as UUID strings, amounts, keys, times in RFC 3339). */
+            fields: {
+                [key: string]: unknown;
+            };
         };
         WebhookReceipt: {
             received: boolean;
@@ -2809,6 +3168,35 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    getTopupAdmin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                topup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The top-up and the provider's view of it. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminTopupDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     refundTopup: {
         parameters: {
             query?: never;
@@ -2824,7 +3212,11 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["AdminRefundRequest"];
+            };
+        };
         responses: {
             /** @description The refunded top-up. */
             200: {
@@ -2841,6 +3233,137 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["IdempotentConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listAdminActions: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the audit log. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminActionPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    auditLedger: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The audit's findings. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerAuditReport"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getUserWalletAdmin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The wallet. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminWallet"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adjustUserWallet: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description Makes the request safe to retry: 1–255 visible ASCII characters, unique per
+                 *     operation the caller means (a UUID is a good choice). See the `wallet` tag.
+                 */
+                "Idempotency-Key": components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                user_id: components["parameters"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WalletAdjustmentRequest"];
+            };
+        };
+        responses: {
+            /** @description The adjustment; the credits have moved. */
+            201: {
+                headers: {
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WalletAdjustment"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["IdempotentConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
