@@ -134,7 +134,7 @@ func retryCreations(t *testing.T, attempts []hangupAttempt, within time.Duration
 // ages such locks in the database — the wait a client would sit through — and then
 // requires the retry to succeed.
 func TestAClientHangingUpDuringTopupCreationLeavesAWholeTopup(t *testing.T) {
-	t.Parallel()
+	// Not parallel: a heavy load of its own, kept apart from the timing-bound fault tests.
 	began := time.Now()
 	s := parlortest.New(t)
 	s.Topups.MaxPending = 25 // each user's creations all await payment at once
@@ -197,7 +197,7 @@ func TestAClientHangingUpDuringTopupCreationLeavesAWholeTopup(t *testing.T) {
 // A client that hangs up while Parlor claims its Idempotency-Key must be able to retry at
 // once: nothing was created, so the key must not stay locked.
 func TestAHangUpDuringTheIdempotencyClaimLeavesTheKeyRetryable(t *testing.T) {
-	t.Parallel()
+	// Not parallel: a heavy load of its own, kept apart from the timing-bound fault tests.
 	s := parlortest.New(t)
 	s.Topups.MaxPending = 25 // each user's creations all await payment at once
 	_, attempts := hangUpCreations(t, s, 8, 25)

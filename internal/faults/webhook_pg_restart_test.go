@@ -27,7 +27,7 @@ import (
 // credit every paid top-up — no reconciler needed. (They were cancelled when finding the
 // top-up failed: 2 of 8 runs left a paid top-up uncredited until the reconciler.)
 func TestPostgreSQLRestartedWhileWebhooksAreProcessed(t *testing.T) {
-	t.Parallel()
+	// Not parallel: a heavy load of its own, kept apart from the timing-bound fault tests.
 	pgRestartUnderWebhooks(t, true)
 }
 
