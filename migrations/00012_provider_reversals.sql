@@ -27,20 +27,26 @@ ALTER TABLE topups ADD CONSTRAINT topups_status_check
 ALTER TABLE topups ADD COLUMN amount_refunded bigint NOT NULL DEFAULT 0 CHECK (amount_refunded >= 0);
 CREATE INDEX topups_payment_intent_idx ON topups (payment_intent_id) WHERE payment_intent_id IS NOT NULL;
 
--- A dispute of a top-up's payment, as the provider reports it. status: open while it runs
--- (funds withdrawn; an inquiry, warning_*, withdraws nothing), won (reinstated) or lost.
+-- A dispute of a top-up's payment, as the provider reports it. status: inquiry (Stripe's
+-- warning_needs_response / warning_under_review: nothing withdrawn), open (needs_response,
+-- under_review: funds withdrawn), and the final closed (an inquiry closed, warning_closed),
+-- won (reinstated) or lost. It only moves forward: inquiry → open → closed | won | lost.
 CREATE TABLE topup_disputes (
     id         text        PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 255),
     topup_id   uuid        NOT NULL REFERENCES topups (id),
     amount     bigint      NOT NULL CHECK (amount > 0),
-    status     text        NOT NULL CHECK (status IN ('inquiry', 'open', 'won', 'lost')),
+    status     text        NOT NULL CHECK (status IN ('inquiry', 'open', 'closed', 'won', 'lost')),
     credits    bigint      NOT NULL DEFAULT 0 CHECK (credits >= 0),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX topup_disputes_topup_idx ON topup_disputes (topup_id);
 
+-- A top-up's reversals are summed under its row lock on every refund and dispute event.
+CREATE INDEX ledger_transactions_topup_idx ON ledger_transactions (topup_id) WHERE topup_id IS NOT NULL;
+
 -- +goose Down
+DROP INDEX ledger_transactions_topup_idx;
 DROP TABLE topup_disputes;
 DROP INDEX topups_payment_intent_idx;
 ALTER TABLE topups DROP COLUMN amount_refunded;

@@ -23,8 +23,10 @@
 --                         recipient, a room entry's moves the room's price from its payer
 --
 -- Not checkable from the schema (see the README): whether Parlor and the payment provider
--- agree (the provider's state is not in the database), and a room entry against the price
--- at the time of the join (rooms keep only the current price, which no query changes today).
+-- agree beyond what the provider's events stored (amount_refunded, disputes: 12b and 13
+-- check the ledger against those; a payment or refund whose event never arrived is not in
+-- the database), and a room entry against the price at the time of the join (rooms keep
+-- only the current price, which no query changes today).
 
 -- 1. Transactions whose entries do not sum to zero (or that have fewer than two entries).
 SELECT 'unbalanced_transaction' AS problem, t.id AS transaction_id, t.idempotency_key,
@@ -186,6 +188,30 @@ JOIN reversals r ON r.topup_id = t.id
 WHERE (t.status = 'refunded' AND r.refunded <> t.credits) OR r.refunded + r.disputed > t.credits
 ORDER BY t.id;
 
+-- 12b. Refunds the provider reported that the ledger did not book: a credited top-up whose
+--      stored amount_refunded owes more credits (its share, rounded up, within what open or
+--      lost disputes left) than its refund clawbacks took. Checked only while no dispute is
+--      open, for an open one holds the credits a refund will take once it ends.
+WITH booked AS (
+    SELECT t.id AS topup_id,
+           coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'refund'), 0)::bigint AS refunded,
+           coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'dispute'), 0)::bigint AS disputed
+    FROM topups t
+    LEFT JOIN ledger_transactions l ON l.topup_id = t.id AND l.kind IN ('refund', 'dispute')
+    LEFT JOIN ledger_entries e ON e.transaction_id = l.id
+         AND e.account_id = (SELECT w.id FROM ledger_accounts w WHERE w.user_id = t.user_id)
+    WHERE t.amount_refunded > 0
+    GROUP BY t.id
+)
+SELECT 'refund_not_booked' AS problem, t.id AS topup_id, t.user_id, t.status, t.credits, t.amount,
+       t.amount_refunded, b.refunded, b.disputed
+FROM topups t
+JOIN booked b ON b.topup_id = t.id
+WHERE t.status NOT IN ('pending', 'expired', 'failed', 'review')
+  AND NOT EXISTS (SELECT 1 FROM topup_disputes d WHERE d.topup_id = t.id AND d.status IN ('inquiry', 'open'))
+  AND least(least(t.credits, (t.credits * t.amount_refunded + t.amount - 1) / t.amount), t.credits - b.disputed) > b.refunded
+ORDER BY t.id;
+
 -- 13. Disputes whose ledger disagrees with their state: an open or lost dispute must have
 --     its credits withdrawn (and not given back), a won one given back all it withdrew, an
 --     inquiry none.
@@ -207,7 +233,7 @@ JOIN booked b ON b.dispute_id = d.id
 WHERE b.withdrawn <> d.credits
    OR (d.status = 'won' AND b.reinstated <> d.credits)
    OR (d.status <> 'won' AND b.reinstated <> 0)
-   OR (d.status = 'inquiry' AND d.credits <> 0)
+   OR (d.status IN ('inquiry', 'closed') AND d.credits <> 0)
 ORDER BY d.id;
 
 -- 14. Reversals (refund clawbacks, dispute withdrawals) for a top-up that was never

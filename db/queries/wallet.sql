@@ -187,11 +187,13 @@ JOIN ledger_accounts a ON a.id = e.account_id AND a.kind = 'user'
 WHERE l.topup_id = @topup_id::uuid AND l.kind IN ('refund', 'dispute');
 
 -- name: UpsertTopupDispute :one
--- Records a dispute's state. A final state (won, lost) is never changed by a later event.
+-- Records a dispute's state, only forward (inquiry → open → closed | won | lost): an older
+-- event arriving late, or a repeat, changes nothing (no row).
 INSERT INTO topup_disputes (id, topup_id, amount, status)
 VALUES (@id, @topup_id, @amount, @status)
 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, amount = EXCLUDED.amount, updated_at = now()
-WHERE topup_disputes.status NOT IN ('won', 'lost')
+WHERE (CASE EXCLUDED.status WHEN 'inquiry' THEN 0 WHEN 'open' THEN 1 ELSE 2 END)
+    > (CASE topup_disputes.status WHEN 'inquiry' THEN 0 WHEN 'open' THEN 1 ELSE 2 END)
 RETURNING *;
 
 -- name: GetTopupDispute :one

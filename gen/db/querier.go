@@ -214,7 +214,8 @@ type Querier interface {
 	UpdateRoom(ctx context.Context, arg UpdateRoomParams) (Room, error)
 	UpsertBan(ctx context.Context, arg UpsertBanParams) (RoomBan, error)
 	UpsertInvite(ctx context.Context, arg UpsertInviteParams) (UpsertInviteRow, error)
-	// Records a dispute's state. A final state (won, lost) is never changed by a later event.
+	// Records a dispute's state, only forward (inquiry → open → closed | won | lost): an older
+	// event arriving late, or a repeat, changes nothing (no row).
 	UpsertTopupDispute(ctx context.Context, arg UpsertTopupDisputeParams) (TopupDispute, error)
 	UserExists(ctx context.Context, id uuid.UUID) (bool, error)
 }

@@ -1280,7 +1280,8 @@ const UpsertTopupDispute = `-- name: UpsertTopupDispute :one
 INSERT INTO topup_disputes (id, topup_id, amount, status)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, amount = EXCLUDED.amount, updated_at = now()
-WHERE topup_disputes.status NOT IN ('won', 'lost')
+WHERE (CASE EXCLUDED.status WHEN 'inquiry' THEN 0 WHEN 'open' THEN 1 ELSE 2 END)
+    > (CASE topup_disputes.status WHEN 'inquiry' THEN 0 WHEN 'open' THEN 1 ELSE 2 END)
 RETURNING id, topup_id, amount, status, credits, created_at, updated_at
 `
 
@@ -1291,7 +1292,8 @@ type UpsertTopupDisputeParams struct {
 	Status  string
 }
 
-// Records a dispute's state. A final state (won, lost) is never changed by a later event.
+// Records a dispute's state, only forward (inquiry → open → closed | won | lost): an older
+// event arriving late, or a repeat, changes nothing (no row).
 func (q *Queries) UpsertTopupDispute(ctx context.Context, arg UpsertTopupDisputeParams) (TopupDispute, error) {
 	row := q.db.QueryRow(ctx, UpsertTopupDispute,
 		arg.ID,

@@ -28,8 +28,9 @@ var credited = []string{TopupSucceeded, TopupPartiallyRefunded, TopupRefunded, T
 
 // Dispute states as Parlor keeps them (topup_disputes.status).
 const (
-	disputeInquiry = "inquiry" // Stripe's warning_*: no funds withdrawn
+	disputeInquiry = "inquiry" // Stripe's warning_needs_response, warning_under_review: no funds withdrawn
 	disputeOpen    = "open"    // funds withdrawn, awaiting the outcome
+	disputeClosed  = "closed"  // an inquiry closed (warning_closed): nothing was withdrawn
 	disputeWon     = "won"     // funds reinstated
 	disputeLost    = "lost"    // funds gone for good
 )
@@ -37,8 +38,10 @@ const (
 // disputeState maps Stripe's dispute status to Parlor's; "" for one it does not know.
 func disputeState(stripeStatus string) string {
 	switch stripeStatus {
-	case "warning_needs_response", "warning_under_review", "warning_closed":
+	case "warning_needs_response", "warning_under_review":
 		return disputeInquiry
+	case "warning_closed":
+		return disputeClosed
 	case "needs_response", "under_review":
 		return disputeOpen
 	case "won":
@@ -79,37 +82,45 @@ func (t *Topups) topupOfPayment(ctx context.Context, paymentIntent string) (db.T
 // in the Stripe Dashboard, or Parlor's own): the credits its share bought are taken back,
 // once, even when the buyer spent them (the wallet then goes into debt). The charge's
 // amount_refunded is cumulative, so events repeated, in any order, book each refund once:
-// only the part beyond what is booked already is posted (ledger key
-// `topup:<id>:refund:amount:<amount_refunded>`). The top-up moves to partially_refunded or
-// refunded. also runs in the same transaction (completing the job).
+// the figure only rises, and only what it owes beyond the refunds booked is posted
+// (owedRefund). The top-up moves to partially_refunded or refunded. also runs in the same
+// transaction (completing the job).
 func (t *Topups) BookRefund(ctx context.Context, c payments.Charge, also func(tx pgx.Tx) error) error {
-	posted := false
 	err := t.reverse(ctx, c.PaymentIntent, "refund", also, func(q *db.Queries, row db.Topup) error {
-		refunded, err := q.RaiseTopupAmountRefunded(ctx, db.RaiseTopupAmountRefundedParams{ID: row.ID, AmountRefunded: c.AmountRefunded})
-		if err != nil {
-			return err
-		}
-		taken, err := q.SumTopupReversals(ctx, row.ID)
-		if err != nil {
-			return err
-		}
-		// Never more than what is left after refunds and withdrawn disputes.
-		owed := min(creditsFor(row, refunded)-taken.Refunded, row.Credits-taken.Refunded-taken.Disputed)
-		if owed <= 0 {
-			return nil
-		}
-		key := "topup:" + row.ID.String() + ":refund:amount:" + strconv.FormatInt(refunded, 10)
-		posted, err = t.takeBack(ctx, q, row, key, KindRefund, owed,
-			fmt.Sprintf("refund of %d of %d %s at the provider", refunded, row.Amount, row.Currency))
+		_, err := q.RaiseTopupAmountRefunded(ctx, db.RaiseTopupAmountRefundedParams{ID: row.ID, AmountRefunded: c.AmountRefunded})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("book refund of %s: %w", c.ID, err)
 	}
+	return nil
+}
+
+// bookOwedRefund posts what the provider's refunded figure owes beyond the refunds booked,
+// within what disputes left: after every reversal step, so a refund that found the credits
+// held by a dispute is booked once the dispute gives them back. Its key names the refunded
+// credits in total after it (`topup:<id>:refund:credits:<total>`), so a later figure that
+// owes one credit more gets a posting of its own.
+func (t *Topups) bookOwedRefund(ctx context.Context, q *db.Queries, id uuid.UUID) error {
+	row, err := q.GetTopup(ctx, id)
+	if err != nil {
+		return err
+	}
+	taken, err := q.SumTopupReversals(ctx, row.ID)
+	if err != nil {
+		return err
+	}
+	owed := min(creditsFor(row, row.AmountRefunded)-taken.Refunded, row.Credits-taken.Refunded-taken.Disputed)
+	if owed <= 0 {
+		return nil
+	}
+	key := "topup:" + row.ID.String() + ":refund:credits:" + strconv.FormatInt(taken.Refunded+owed, 10)
+	posted, err := t.takeBack(ctx, q, row, key, KindRefund, owed,
+		fmt.Sprintf("refund of %d of %d %s at the provider", row.AmountRefunded, row.Amount, row.Currency))
 	if posted {
 		t.metrics.posted(KindRefund)
 	}
-	return nil
+	return err
 }
 
 // reverse runs book on the credited top-up paying paymentIntent, locked, in one transaction
@@ -132,6 +143,9 @@ func (t *Topups) reverse(ctx context.Context, paymentIntent, what string, also f
 				"topup_id", row.ID, "status", row.Status, "payment_intent", paymentIntent)
 		} else {
 			if err := book(q, row); err != nil {
+				return err
+			}
+			if err := t.bookOwedRefund(ctx, q, row.ID); err != nil {
 				return err
 			}
 			if err := t.followReversals(ctx, q, row); err != nil {
@@ -256,7 +270,7 @@ func (t *Topups) followReversals(ctx context.Context, q *db.Queries, row db.Topu
 	switch {
 	case hasDispute(disputes, disputeLost):
 		status = TopupChargedBack
-	case hasDispute(disputes, disputeOpen) || hasDispute(disputes, disputeInquiry):
+	case hasDispute(disputes, disputeOpen) || hasDispute(disputes, disputeInquiry): // closed and won ones count as none
 		status = TopupDisputed
 	case taken.Refunded >= row.Credits:
 		status = TopupRefunded

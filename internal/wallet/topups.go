@@ -391,8 +391,9 @@ type PaymentEventWorker struct {
 
 // UnknownPaymentAttempts is how many times a refund or dispute of a payment no top-up has
 // is tried before it is given up (logged): the checkout's own webhook may still be on its
-// way, so the first attempts retry.
-const UnknownPaymentAttempts = 5
+// way (Stripe retries one for three days), and River's backoff (attempt⁴ seconds) spreads
+// sixteen attempts over about three days.
+const UnknownPaymentAttempts = 16
 
 // Work books the event — a checkout session's outcome (Settle), a refund (BookRefund) or a
 // dispute (BookDispute) — completing the job in the same transaction as the effect.
@@ -615,9 +616,17 @@ func (t *Topups) Refund(ctx context.Context, id uuid.UUID, by Actor) (Topup, err
 	if row.PaymentIntentID != nil {
 		intent = *row.PaymentIntentID
 	}
-	if err := t.provider.Refund(ctx, intent, row.Amount, key); err != nil {
-		return Topup{}, &apperr.Error{Code: apperr.Unavailable, RetryAfter: 5 * time.Second, Err: err,
-			Message: "the credits were taken back but the payment provider's refund failed; retry the refund"}
+	// What is left to give back: refunds made at the provider already (in the Dashboard,
+	// say, their events booked or not yet) are not asked for again, which Stripe would
+	// refuse. The call runs detached and bounded: the clawback has committed, so an admin
+	// hanging up must not leave the money unreturned.
+	if left := row.Amount - row.AmountRefunded; left > 0 {
+		call, cancel := context.WithTimeout(context.WithoutCancel(ctx), payments.CallTimeout)
+		defer cancel()
+		if err := t.provider.Refund(call, intent, left, key); err != nil {
+			return Topup{}, &apperr.Error{Code: apperr.Unavailable, RetryAfter: 5 * time.Second, Err: err,
+				Message: "the credits were taken back but the payment provider's refund failed; retry the refund"}
+		}
 	}
 	return topupFromRow(row), nil
 }

@@ -36,6 +36,8 @@ type fakeProvider struct {
 	price payments.Session
 	// gets counts GetSession calls by session id.
 	gets map[string]int
+	// refunds are the amounts Refund was asked for.
+	refunds []int64
 }
 
 func (p *fakeProvider) getsOf(id string) int {
@@ -87,7 +89,12 @@ func (p *fakeProvider) GetSession(_ context.Context, id string) (payments.Sessio
 	return s, nil
 }
 
-func (p *fakeProvider) Refund(context.Context, string, int64, string) error { return nil }
+func (p *fakeProvider) Refund(_ context.Context, _ string, amount int64, _ string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refunds = append(p.refunds, amount)
+	return nil
+}
 
 // Provider states, as the Stripe provider reads them from a session with its intent expanded.
 var (
@@ -447,4 +454,100 @@ func TestConcurrentRefundFiguresBookTheLargestOnce(t *testing.T) {
 		require.Equal(t, tc.status, status, "%v", tc.figures)
 	}
 	requireReconciled(t, pool)
+}
+
+// paidTopup is a top-up of 100 credits for 199 cents, paid and minted, with a payment
+// intent of its own.
+func paidTopup(t *testing.T, pool *pgxpool.Pool) (*topupFixture, string) {
+	t.Helper()
+	f := newTopup(t, pool)
+	paid := sessionPaid
+	paid.PaymentIntent = "pi_" + uuid.NewString()
+	f.settle(t, paid)
+	return f, paid.PaymentIntent
+}
+
+func (f *topupFixture) refund(t *testing.T, intent string, amount int64) {
+	t.Helper()
+	require.NoError(t, f.topups.BookRefund(ctx, payments.Charge{ID: "ch_" + intent, PaymentIntent: intent, Amount: 199, AmountRefunded: amount, Currency: "usd"}, nil))
+}
+
+func (f *topupFixture) dispute(t *testing.T, intent, id string, amount int64, status string) {
+	t.Helper()
+	require.NoError(t, f.topups.BookDispute(ctx, payments.Dispute{ID: id, Charge: "ch_" + intent, PaymentIntent: intent, Amount: amount, Currency: "usd", Status: status}, nil))
+}
+
+// TestARefundHeldBackByADisputeIsBookedWhenItEnds: Stripe refunds a payment while a dispute
+// of it holds the credits, and the dispute is then won: the credits the dispute gives back
+// go to the refund, in whatever order the events are processed — the buyer never keeps
+// credits for money Stripe returned. The same holds when the shares round apart.
+func TestARefundHeldBackByADisputeIsBookedWhenItEnds(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+
+	f, intent := paidTopup(t, pool)
+	f.dispute(t, intent, "dp_"+intent, 199, "needs_response")
+	f.refund(t, intent, 199) // the dispute holds all 100 credits: nothing to take yet
+	status, balance, _ := f.read(t)
+	require.Equal(t, wallet.TopupDisputed, status)
+	require.Zero(t, balance)
+	f.dispute(t, intent, "dp_"+intent, 199, "won")
+	status, balance, _ = f.read(t)
+	require.Equal(t, wallet.TopupRefunded, status, "the refund takes what the won dispute gave back")
+	require.Zero(t, balance)
+
+	g, intent := paidTopup(t, pool)
+	g.dispute(t, intent, "dp_"+intent, 150, "needs_response") // 76 credits held
+	g.refund(t, intent, 49)                                   // owes 25, finds 24
+	g.dispute(t, intent, "dp_"+intent, 150, "won")
+	g.refund(t, intent, 49) // a repeat
+	status, balance, _ = g.read(t)
+	require.Equal(t, wallet.TopupPartiallyRefunded, status)
+	require.Equal(t, int64(75), balance, "49 of 199 cents refunded: 25 credits taken, once")
+	requireReconciled(t, pool)
+}
+
+// TestADisputeOnlyMovesForward: an inquiry that closes gives the top-up back its state; an
+// inquiry's event arriving after its escalation changes nothing (no credits returned, the
+// audit still finds the dispute booked).
+func TestADisputeOnlyMovesForward(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+
+	f, intent := paidTopup(t, pool)
+	f.dispute(t, intent, "dp_"+intent, 199, "warning_needs_response")
+	status, balance, _ := f.read(t)
+	require.Equal(t, wallet.TopupDisputed, status)
+	require.Equal(t, int64(100), balance, "an inquiry takes nothing")
+	f.dispute(t, intent, "dp_"+intent, 199, "warning_closed")
+	status, _, _ = f.read(t)
+	require.Equal(t, wallet.TopupSucceeded, status, "a closed inquiry is no dispute")
+
+	g, intent := paidTopup(t, pool)
+	g.dispute(t, intent, "dp_"+intent, 199, "needs_response")
+	g.dispute(t, intent, "dp_"+intent, 199, "warning_needs_response") // older, late
+	status, balance, _ = g.read(t)
+	require.Equal(t, wallet.TopupDisputed, status)
+	require.Zero(t, balance)
+	requireReconciled(t, pool)
+}
+
+// TestAnAdminRefundAsksOnlyForWhatIsLeft: part of a payment was refunded at Stripe (in the
+// Dashboard); an admin's refund of the top-up then asks the provider for the rest only —
+// asking for all of it would be refused by Stripe, for ever.
+func TestAnAdminRefundAsksOnlyForWhatIsLeft(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	f, _ := paidTopup(t, pool)
+	_, err := pool.Exec(ctx, "UPDATE topups SET amount_refunded = 50 WHERE id = $1", f.id) // its event not processed yet
+	require.NoError(t, err)
+	admin := wallet.Actor{AdminID: newUser(t, pool), Reason: "asked by the buyer"}
+	_, err = f.topups.Refund(ctx, f.id, admin)
+	require.NoError(t, err)
+	require.Equal(t, []int64{149}, f.provider.refunds)
+
+	g, _ := paidTopup(t, pool)
+	_, err = g.topups.Refund(ctx, g.id, admin)
+	require.NoError(t, err)
+	require.Equal(t, []int64{199}, g.provider.refunds)
 }
