@@ -42,11 +42,17 @@ CREATE TABLE topup_disputes (
 );
 CREATE INDEX topup_disputes_topup_idx ON topup_disputes (topup_id);
 
+-- Refund and dispute events that could not be booked yet (their payment's top-up not
+-- credited yet) are found by their PaymentIntent when it is, and booked then.
+CREATE INDEX payment_events_waiting_reversals_idx ON payment_events ((payload -> 'data' -> 'object' ->> 'payment_intent'))
+    WHERE processed_at IS NULL AND (type = 'charge.refunded' OR type LIKE 'charge.dispute.%');
+
 -- A top-up's reversals are summed under its row lock on every refund and dispute event.
 CREATE INDEX ledger_transactions_topup_idx ON ledger_transactions (topup_id) WHERE topup_id IS NOT NULL;
 
 -- +goose Down
 DROP INDEX ledger_transactions_topup_idx;
+DROP INDEX payment_events_waiting_reversals_idx;
 DROP TABLE topup_disputes;
 DROP INDEX topups_payment_intent_idx;
 ALTER TABLE topups DROP COLUMN amount_refunded;

@@ -225,3 +225,11 @@ SELECT * FROM topups WHERE user_id = @user_id ORDER BY created_at DESC, id DESC 
 
 -- name: ListDisputesOfTopups :many
 SELECT * FROM topup_disputes WHERE topup_id = ANY(@topup_ids::uuid[]) ORDER BY created_at, id;
+
+-- name: WaitingReversalEvents :many
+-- Refund and dispute events of a payment not processed yet: booked once its top-up is
+-- credited (payment_events_waiting_reversals_idx).
+SELECT id FROM payment_events
+WHERE processed_at IS NULL AND (type = 'charge.refunded' OR type LIKE 'charge.dispute.%')
+  AND payload -> 'data' -> 'object' ->> 'payment_intent' = @payment_intent::text
+ORDER BY received_at;

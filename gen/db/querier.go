@@ -218,6 +218,9 @@ type Querier interface {
 	// event arriving late, or a repeat, changes nothing (no row).
 	UpsertTopupDispute(ctx context.Context, arg UpsertTopupDisputeParams) (TopupDispute, error)
 	UserExists(ctx context.Context, id uuid.UUID) (bool, error)
+	// Refund and dispute events of a payment not processed yet: booked once its top-up is
+	// credited (payment_events_waiting_reversals_idx).
+	WaitingReversalEvents(ctx context.Context, paymentIntent string) ([]string, error)
 }
 
 var _ Querier = (*Queries)(nil)

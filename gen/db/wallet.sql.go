@@ -1313,3 +1313,32 @@ func (q *Queries) UpsertTopupDispute(ctx context.Context, arg UpsertTopupDispute
 	)
 	return i, err
 }
+
+const WaitingReversalEvents = `-- name: WaitingReversalEvents :many
+SELECT id FROM payment_events
+WHERE processed_at IS NULL AND (type = 'charge.refunded' OR type LIKE 'charge.dispute.%')
+  AND payload -> 'data' -> 'object' ->> 'payment_intent' = $1::text
+ORDER BY received_at
+`
+
+// Refund and dispute events of a payment not processed yet: booked once its top-up is
+// credited (payment_events_waiting_reversals_idx).
+func (q *Queries) WaitingReversalEvents(ctx context.Context, paymentIntent string) ([]string, error) {
+	rows, err := q.db.Query(ctx, WaitingReversalEvents, paymentIntent)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

@@ -196,3 +196,35 @@ func TestAReversalOfSpentCreditsIsADebtThatBlocksSpending(t *testing.T) {
 	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob))
 	requireBooksBalance(t, s)
 }
+
+// TestARefundArrivingBeforeItsPaymentIsBookedOnceThePaymentIs: Stripe's events come in any
+// order, and a refund's can arrive before the checkout's own (delayed, or retried after an
+// outage). Its job finds no top-up for the payment and backs off; once the payment is
+// credited the refund is booked at once, not after the backoff (or never, had its job
+// given up).
+func TestARefundArrivingBeforeItsPaymentIsBookedOnceThePaymentIs(t *testing.T) {
+	t.Parallel()
+	s := parlortest.New(t)
+	bob := s.Register(t, "bob")
+	tp := parlortest.CreateTopup(t, bob, "small")
+	paid := s.PaidCheckoutEvent(t, tp.Id) // paid at the sandbox; its event held back
+	var intent string
+	require.NoError(t, s.Pool.QueryRow(ctx, "SELECT payment_intent FROM sandbox_sessions WHERE topup_id = $1", tp.Id).Scan(&intent))
+
+	refund := payments.ChargeRefundedEvent("evt_"+uuid.NewString(), payments.Charge{ID: "ch_" + intent, PaymentIntent: intent,
+		Amount: 199, AmountRefunded: 199, Currency: "usd"}, time.Now())
+	status, body := s.DeliverWebhook(t, refund, time.Now(), parlortest.WebhookSecret)
+	require.Equal(t, 200, status, string(body))
+	// Its job has failed twice: the next try is 16 s away (River's attempt⁴ backoff).
+	require.Eventually(t, func() bool {
+		return s.Count(t, "SELECT count(*) FROM river_job WHERE kind = 'payment_event' AND state = 'retryable' AND attempt >= 2") == 1
+	}, 10*time.Second, 20*time.Millisecond)
+
+	status, body = s.DeliverWebhook(t, paid, time.Now(), parlortest.WebhookSecret)
+	require.Equal(t, 200, status, string(body))
+	require.Eventually(t, func() bool {
+		return s.Count(t, "SELECT count(*) FROM topups WHERE id = $1 AND status = 'refunded'", tp.Id) == 1
+	}, 8*time.Second, 20*time.Millisecond, "the refund is booked as soon as the payment is")
+	require.Equal(t, int64(0), parlortest.BalanceOf(t, bob))
+	requireBooksBalance(t, s)
+}

@@ -86,7 +86,7 @@ func (t *Topups) topupOfPayment(ctx context.Context, paymentIntent string) (db.T
 // (owedRefund). The top-up moves to partially_refunded or refunded. also runs in the same
 // transaction (completing the job).
 func (t *Topups) BookRefund(ctx context.Context, c payments.Charge, also func(tx pgx.Tx) error) error {
-	err := t.reverse(ctx, c.PaymentIntent, "refund", also, func(q *db.Queries, row db.Topup) error {
+	err := t.reverse(ctx, c.PaymentIntent, "refund", also, func(q *db.Queries, row db.Topup, _ bool) error {
 		_, err := q.RaiseTopupAmountRefunded(ctx, db.RaiseTopupAmountRefundedParams{ID: row.ID, AmountRefunded: c.AmountRefunded})
 		return err
 	})
@@ -123,11 +123,12 @@ func (t *Topups) bookOwedRefund(ctx context.Context, q *db.Queries, id uuid.UUID
 	return err
 }
 
-// reverse runs book on the credited top-up paying paymentIntent, locked, in one transaction
-// with moving the top-up to the state its reversals say and with also. A top-up never
-// credited (pending, expired, failed, review) has nothing to take back: it is logged and
-// left alone.
-func (t *Topups) reverse(ctx context.Context, paymentIntent, what string, also func(tx pgx.Tx) error, book func(q *db.Queries, row db.Topup) error) error {
+// reverse runs book on the top-up paying paymentIntent, locked, in one transaction with
+// booking what refunds owe, moving the top-up to the state its reversals say, and also. A
+// top-up never credited (failed, review) has nothing to take back: book only records what
+// the provider reported (credited false), for the operator who decides about it, and it is
+// logged.
+func (t *Topups) reverse(ctx context.Context, paymentIntent, what string, also func(tx pgx.Tx) error, book func(q *db.Queries, row db.Topup, credited bool) error) error {
 	found, err := t.topupOfPayment(ctx, paymentIntent)
 	if err != nil {
 		return err
@@ -139,10 +140,13 @@ func (t *Topups) reverse(ctx context.Context, paymentIntent, what string, also f
 			return err
 		}
 		if !isCredited(row.Status) {
-			t.logger.WarnContext(ctx, "a "+what+" of a top-up that was never credited; nothing to take back",
+			t.logger.WarnContext(ctx, "a "+what+" of a top-up that was never credited; recorded, nothing to take back",
 				"topup_id", row.ID, "status", row.Status, "payment_intent", paymentIntent)
+			if err := book(q, row, false); err != nil {
+				return err
+			}
 		} else {
-			if err := book(q, row); err != nil {
+			if err := book(q, row, true); err != nil {
 				return err
 			}
 			if err := t.bookOwedRefund(ctx, q, row.ID); err != nil {
@@ -173,12 +177,12 @@ func (t *Topups) BookDispute(ctx context.Context, d payments.Dispute, also func(
 		return t.complete(ctx, also)
 	}
 	posted := 0
-	err := t.reverse(ctx, d.PaymentIntent, "dispute", also, func(q *db.Queries, row db.Topup) error {
+	err := t.reverse(ctx, d.PaymentIntent, "dispute", also, func(q *db.Queries, row db.Topup, credited bool) error {
 		dispute, err := q.UpsertTopupDispute(ctx, db.UpsertTopupDisputeParams{ID: d.ID, TopupID: row.ID, Amount: d.Amount, Status: state})
 		if postgres.IsNoRows(err) {
 			return nil // decided already: a late or repeated event
 		}
-		if err != nil {
+		if err != nil || !credited {
 			return err
 		}
 		prefix := "topup:" + row.ID.String() + ":dispute:" + d.ID

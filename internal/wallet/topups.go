@@ -291,6 +291,11 @@ func (t *Topups) Settle(ctx context.Context, id uuid.UUID, also func(tx pgx.Tx) 
 			if minted, err = t.mint(ctx, q, id); err != nil {
 				return err
 			}
+			if minted && intent != nil {
+				if err := t.replayWaitingReversals(ctx, tx, q, *intent); err != nil {
+					return err
+				}
+			}
 		case session.Failed():
 			// Final: the session is complete, so the payer cannot retry in it. The intent is
 			// kept so an operator can look the failure up at the provider.
@@ -318,6 +323,25 @@ func (t *Topups) Settle(ctx context.Context, id uuid.UUID, also func(tx pgx.Tx) 
 		t.logger.ErrorContext(ctx, "a paid checkout does not match its package's price; the top-up awaits review and nothing was credited",
 			"topup_id", id, "user_id", row.UserID, "package_id", row.PackageID, "price", row.Amount, "currency", row.Currency,
 			"paid", session.AmountTotal, "paid_currency", session.Currency, "payment_intent", session.PaymentIntent)
+	}
+	return nil
+}
+
+// replayWaitingReversals enqueues again, in the mint's transaction, the refund and dispute
+// events of the payment that arrived before its top-up was credited: their own jobs found
+// no top-up and are retrying with a growing backoff, or gave up.
+func (t *Topups) replayWaitingReversals(ctx context.Context, tx pgx.Tx, q *db.Queries, paymentIntent string) error {
+	if t.queue == nil {
+		return nil
+	}
+	ids, err := q.WaitingReversalEvents(ctx, paymentIntent)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, err := t.queue.InsertTx(ctx, tx, PaymentEventArgs{EventID: id}, nil); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -551,3 +551,29 @@ func TestAnAdminRefundAsksOnlyForWhatIsLeft(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []int64{199}, g.provider.refunds)
 }
+
+// TestReversalsOfATopupInReviewAreRecordedNotBooked: a payment of another price parked its
+// top-up in review with nothing credited; a refund or dispute of it at the provider takes
+// nothing, but is recorded (amount_refunded, the dispute) for the operator who decides, and
+// the books still reconcile.
+func TestReversalsOfATopupInReviewAreRecordedNotBooked(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	f := newTopup(t, pool)
+	paid := sessionPaid
+	paid.PaymentIntent, paid.AmountTotal, paid.Currency = "pi_"+uuid.NewString(), 99, "usd"
+	f.settle(t, paid)
+	f.refund(t, paid.PaymentIntent, 99)
+	f.dispute(t, paid.PaymentIntent, "dp_"+paid.PaymentIntent, 99, "needs_response")
+
+	status, balance, _ := f.read(t)
+	require.Equal(t, wallet.TopupReview, status)
+	require.Zero(t, balance)
+	var refunded int64
+	var disputes int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT amount_refunded, (SELECT count(*) FROM topup_disputes d WHERE d.topup_id = t.id)
+		FROM topups t WHERE id = $1`, f.id).Scan(&refunded, &disputes))
+	require.Equal(t, int64(99), refunded)
+	require.Equal(t, 1, disputes)
+	requireReconciled(t, pool)
+}
