@@ -23,7 +23,7 @@
 --                         recipient, a room entry's moves the room's price from its payer
 --
 -- Not checkable from the schema (see the README): whether Parlor and the payment provider
--- agree beyond what the provider's events stored (amount_refunded, disputes: 12b and 13
+-- agree beyond what the provider's events stored (amount_refunded, disputes: 12 and 13
 -- check the ledger against those; a payment or refund whose event never arrived is not in
 -- the database), and a room entry against the price at the time of the join (rooms keep
 -- only the current price, which no query changes today).
@@ -166,10 +166,13 @@ WHERE l.kind = 'topup'
   AND (x.to_buyer <> t.credits OR x.from_issuance <> -t.credits OR x.other_entries > 0)
 ORDER BY t.id, l.id;
 
--- 12. Refunds that do not add up: a refunded top-up whose refund clawbacks are not all its
---     credits (refunded_without_clawback), or a top-up clawed back more than it minted by
---     refunds and open or lost disputes together (reversed_more_than_minted). Refunds come
---     in parts (partial refunds at the provider), each its own transaction.
+-- 12. Refunds that do not add up: a top-up clawed back more than it minted by refunds and
+--     open or lost disputes together (reversed_more_than_minted); a refunded top-up whose
+--     refund clawbacks are not all its credits (refunded_without_clawback); or a credited
+--     top-up whose stored amount_refunded owes more credits — its share, rounded up, within
+--     what disputes left — than its clawbacks took (refund_not_booked; checked only while no
+--     dispute is open, for an open one holds the credits a refund takes once it ends).
+--     Refunds come in parts (partial refunds at the provider), each its own transaction.
 WITH reversals AS (
     SELECT t.id AS topup_id,
            coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'refund'), 0)::bigint AS refunded,
@@ -179,37 +182,23 @@ WITH reversals AS (
     LEFT JOIN ledger_entries e ON e.transaction_id = l.id
          AND e.account_id = (SELECT w.id FROM ledger_accounts w WHERE w.user_id = t.user_id)
     GROUP BY t.id
-)
-SELECT CASE WHEN r.refunded + r.disputed > t.credits THEN 'reversed_more_than_minted'
-            ELSE 'refunded_without_clawback' END AS problem,
-       t.id AS topup_id, t.user_id, t.status, t.credits, r.refunded, r.disputed
-FROM topups t
-JOIN reversals r ON r.topup_id = t.id
-WHERE (t.status = 'refunded' AND r.refunded <> t.credits) OR r.refunded + r.disputed > t.credits
-ORDER BY t.id;
-
--- 12b. Refunds the provider reported that the ledger did not book: a credited top-up whose
---      stored amount_refunded owes more credits (its share, rounded up, within what open or
---      lost disputes left) than its refund clawbacks took. Checked only while no dispute is
---      open, for an open one holds the credits a refund will take once it ends.
-WITH booked AS (
-    SELECT t.id AS topup_id,
-           coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'refund'), 0)::bigint AS refunded,
-           coalesce(sum(-e.amount) FILTER (WHERE l.kind = 'dispute'), 0)::bigint AS disputed
+), owed AS (
+    SELECT t.id AS topup_id, r.refunded, r.disputed,
+           least(least(t.credits, (t.credits * t.amount_refunded + t.amount - 1) / t.amount), t.credits - r.disputed) AS refund_owed,
+           t.status NOT IN ('pending', 'expired', 'failed', 'review')
+               AND NOT EXISTS (SELECT 1 FROM topup_disputes d WHERE d.topup_id = t.id AND d.status IN ('inquiry', 'open')) AS settled
     FROM topups t
-    LEFT JOIN ledger_transactions l ON l.topup_id = t.id AND l.kind IN ('refund', 'dispute')
-    LEFT JOIN ledger_entries e ON e.transaction_id = l.id
-         AND e.account_id = (SELECT w.id FROM ledger_accounts w WHERE w.user_id = t.user_id)
-    WHERE t.amount_refunded > 0
-    GROUP BY t.id
+    JOIN reversals r ON r.topup_id = t.id
 )
-SELECT 'refund_not_booked' AS problem, t.id AS topup_id, t.user_id, t.status, t.credits, t.amount,
-       t.amount_refunded, b.refunded, b.disputed
+SELECT CASE WHEN o.refunded + o.disputed > t.credits THEN 'reversed_more_than_minted'
+            WHEN t.status = 'refunded' AND o.refunded <> t.credits THEN 'refunded_without_clawback'
+            ELSE 'refund_not_booked' END AS problem,
+       t.id AS topup_id, t.user_id, t.status, t.credits, t.amount, t.amount_refunded, o.refunded, o.disputed
 FROM topups t
-JOIN booked b ON b.topup_id = t.id
-WHERE t.status NOT IN ('pending', 'expired', 'failed', 'review')
-  AND NOT EXISTS (SELECT 1 FROM topup_disputes d WHERE d.topup_id = t.id AND d.status IN ('inquiry', 'open'))
-  AND least(least(t.credits, (t.credits * t.amount_refunded + t.amount - 1) / t.amount), t.credits - b.disputed) > b.refunded
+JOIN owed o ON o.topup_id = t.id
+WHERE o.refunded + o.disputed > t.credits
+   OR (t.status = 'refunded' AND o.refunded <> t.credits)
+   OR (o.settled AND o.refund_owed > o.refunded)
 ORDER BY t.id;
 
 -- 13. Disputes whose ledger disagrees with their state: an open or lost dispute must have

@@ -215,6 +215,21 @@ func TestReconcileHoldsMoneyToItsCause(t *testing.T) {
 			b.book("grant:bob", wallet.KindAdjustment, cause{}, leg{b.system(wallet.Issuance), -100}, leg{b.wallet(bob), 100})
 			b.clawback(id, bob, 100, 1)
 		}, []string{"refunded_without_clawback", "clawback_from_wrong_account"}},
+		{"a refund the provider reported, never booked", func(b books, ann, _ uuid.UUID) {
+			id := b.topup(ann, wallet.TopupSucceeded)
+			b.mint(id, ann, 100)
+			_, err := b.pool.Exec(ctx, "UPDATE topups SET amount_refunded = 100 WHERE id = $1", id)
+			require.NoError(b.t, err)
+		}, []string{"refund_not_booked"}},
+		{"a refund held by an open dispute is not yet owed", func(b books, ann, _ uuid.UUID) {
+			id := b.topup(ann, wallet.TopupDisputed)
+			b.mint(id, ann, 100)
+			b.dispute("dp_4", id, "open", 100)
+			b.book("topup:"+id.String()+":dispute:dp_4:withdrawn", wallet.KindDispute, cause{topup: &id},
+				leg{b.wallet(ann), -100}, leg{b.system(wallet.Issuance), 100})
+			_, err := b.pool.Exec(ctx, "UPDATE topups SET amount_refunded = 199 WHERE id = $1", id)
+			require.NoError(b.t, err)
+		}, []string{}},
 		{"an open dispute whose credits were not withdrawn", func(b books, ann, _ uuid.UUID) {
 			id := b.topup(ann, wallet.TopupDisputed)
 			b.mint(id, ann, 100)
