@@ -215,7 +215,8 @@ func (a *Admin) Wallet(ctx context.Context, user uuid.UUID) (WalletView, error) 
 			return err
 		default:
 			view.LedgerBalance, view.Floor = acct.Balance, acct.Floor
-			view.Balance, view.Debt = max(acct.Balance, 0), max(-acct.Balance, 0)
+			seen := walletOf(acct.Balance)
+			view.Balance, view.Debt = seen.Balance, seen.Debt
 		}
 		if view.PendingTopups, err = q.CountPendingTopups(ctx, user); err != nil {
 			return err
@@ -287,11 +288,7 @@ func (a *Admin) Adjust(ctx context.Context, by Actor, user uuid.UUID, requestNam
 		if !exists {
 			return errNoUser
 		}
-		wallet, err := UserAccount(ctx, q, user)
-		if err != nil {
-			return err
-		}
-		issuance, err := SystemAccount(ctx, q, Issuance)
+		wallet, issuance, err := walletAndIssuance(ctx, q, user)
 		if err != nil {
 			return err
 		}

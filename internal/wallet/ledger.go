@@ -172,6 +172,16 @@ func UserAccount(ctx context.Context, q *db.Queries, user uuid.UUID) (uuid.UUID,
 	return a.ID, nil
 }
 
+// walletAndIssuance returns user's wallet (created on first use) and the issuance account:
+// the two sides of every mint, refund, dispute, grant and adjustment.
+func walletAndIssuance(ctx context.Context, q *db.Queries, user uuid.UUID) (wallet, issuance uuid.UUID, err error) {
+	if wallet, err = UserAccount(ctx, q, user); err != nil {
+		return uuid.Nil, uuid.Nil, err
+	}
+	issuance, err = SystemAccount(ctx, q, Issuance)
+	return wallet, issuance, err
+}
+
 // SystemAccount returns the id of the system account named code.
 func SystemAccount(ctx context.Context, q *db.Queries, code string) (uuid.UUID, error) {
 	a, err := q.GetSystemAccount(ctx, code)
@@ -188,11 +198,7 @@ func Grant(ctx context.Context, pool *pgxpool.Pool, key string, user uuid.UUID, 
 		return errors.New("grant: the amount must be positive")
 	}
 	return postgres.WithTx(ctx, pool, func(q *db.Queries) error {
-		wallet, err := UserAccount(ctx, q, user)
-		if err != nil {
-			return err
-		}
-		issuance, err := SystemAccount(ctx, q, Issuance)
+		wallet, issuance, err := walletAndIssuance(ctx, q, user)
 		if err != nil {
 			return err
 		}

@@ -203,7 +203,7 @@ func (t *Topups) BookDispute(ctx context.Context, d payments.Dispute, also func(
 			}
 		}
 		if dispute.Status == disputeWon && dispute.Credits > 0 {
-			wallet, issuance, err := accountsOf(ctx, q, row.UserID)
+			wallet, issuance, err := walletAndIssuance(ctx, q, row.UserID)
 			if err != nil {
 				return err
 			}
@@ -232,7 +232,7 @@ func (t *Topups) BookDispute(ctx context.Context, d payments.Dispute, also func(
 // takeBack posts credits from a top-up's buyer back to issuance as a reversal: it may take
 // the wallet into debt.
 func (t *Topups) takeBack(ctx context.Context, q *db.Queries, row db.Topup, key, kind string, credits int64, memo string) (bool, error) {
-	wallet, issuance, err := accountsOf(ctx, q, row.UserID)
+	wallet, issuance, err := walletAndIssuance(ctx, q, row.UserID)
 	if err != nil {
 		return false, err
 	}
@@ -248,14 +248,6 @@ func (t *Topups) takeBack(ctx context.Context, q *db.Queries, row db.Topup, key,
 		}
 	}
 	return created, err
-}
-
-func accountsOf(ctx context.Context, q *db.Queries, user uuid.UUID) (wallet, issuance uuid.UUID, err error) {
-	if wallet, err = UserAccount(ctx, q, user); err != nil {
-		return
-	}
-	issuance, err = SystemAccount(ctx, q, Issuance)
-	return
 }
 
 // followReversals moves a credited top-up to the state its reversals say: charged_back once a

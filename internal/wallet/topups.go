@@ -355,11 +355,7 @@ func (t *Topups) mint(ctx context.Context, q *db.Queries, id uuid.UUID) (bool, e
 	if row.Status != TopupSucceeded {
 		return false, nil
 	}
-	wallet, err := UserAccount(ctx, q, row.UserID)
-	if err != nil {
-		return false, err
-	}
-	issuance, err := SystemAccount(ctx, q, Issuance)
+	wallet, issuance, err := walletAndIssuance(ctx, q, row.UserID)
 	if err != nil {
 		return false, err
 	}
@@ -604,11 +600,7 @@ func (t *Topups) Refund(ctx context.Context, id uuid.UUID, by Actor) (Topup, err
 		default:
 			return apperr.New(apperr.Conflict, "only a succeeded top-up can be refunded; this one is %s", row.Status)
 		}
-		wallet, err := UserAccount(ctx, q, row.UserID)
-		if err != nil {
-			return err
-		}
-		issuance, err := SystemAccount(ctx, q, Issuance)
+		wallet, issuance, err := walletAndIssuance(ctx, q, row.UserID)
 		if err != nil {
 			return err
 		}

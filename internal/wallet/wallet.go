@@ -76,7 +76,13 @@ func (s *Service) Get(ctx context.Context, user uuid.UUID) (Wallet, error) {
 	if err != nil {
 		return Wallet{}, fmt.Errorf("get wallet: %w", err)
 	}
-	return Wallet{Balance: max(a.Balance, 0), Debt: max(-a.Balance, 0)}, nil
+	return walletOf(a.Balance), nil
+}
+
+// walletOf is a wallet as its user sees it from its ledger balance: what may be spent, or
+// what is owed.
+func walletOf(balance int64) Wallet {
+	return Wallet{Balance: max(balance, 0), Debt: max(-balance, 0)}
 }
 
 // Entry is one line of a wallet's history: what changed the balance, and why.
